@@ -1,0 +1,202 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The signed feed catalog served by the vendor's distribution server.
+
+A catalog is JSON: ``{"signed": {...}, "signatures": [{"keyid", "sig"}]}`` in the
+manner of The Update Framework. The signature covers the canonical JSON of
+``signed`` (sorted keys, no spaces, UTF-8), so any static HTTP server can serve
+the file as-is. Rules (checked in this order, each with its own error code):
+the envelope and every field are well-formed; a trusted key signed it; its
+``version`` is not lower than the last one this repository accepted (rollback);
+it has not expired (freeze).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import re
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import KINDS
+
+CATALOG_TYPE = 'exup-catalog'
+SPEC_VERSION = 1
+MAX_CATALOG_BYTES = 256 * 1024 * 1024
+MAX_PACKAGE_SIZE = 64 * 1024 ** 3
+EPOCH = '1970-01-01T00:00:00Z'
+
+_SHA256 = re.compile(r'^[0-9a-f]{64}$')
+_TOKEN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+\-]{0,63}$')
+_REL_URL = re.compile(r'^[A-Za-z0-9._~\-/%]+$')
+_DATE = re.compile(r'^\d{4}-\d{2}-\d{2}$')
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def format_time(moment):
+    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def parse_time(text, what='time'):
+    """Parse ``YYYY-MM-DDTHH:MM:SSZ`` (UTC) strictly."""
+    try:
+        return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        raise CatalogError('catalog %s %r is not a UTC time of the form YYYY-MM-DDTHH:MM:SSZ' % (what, text), code='catalog_invalid')
+
+
+def canonical_json(value):
+    return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogEntry:
+    """One package the feed offers: enough to select it without downloading it."""
+
+    package_id: str
+    module_id: str
+    module_name: str
+    version: str
+    release_date: str
+    published: str
+    models: tuple
+    os: tuple
+    kind: str
+    auto_update: bool
+    size: int
+    sha256: str
+    url: str
+
+    def targets(self, model, os_name):
+        return model in self.models and ('any' in self.os or os_name in self.os)
+
+    def as_dict(self):
+        result = dataclasses.asdict(self)
+        result['models'] = list(self.models)
+        result['os'] = list(self.os)
+        return result
+
+
+@dataclasses.dataclass
+class Catalog:
+    version: int
+    generated: str
+    expires: str
+    entries: list
+    key_ids: list
+
+    def entries_since(self, since):
+        """Entries published after ``since`` (003 §2.2.1; '1970-01-01T00:00:00Z' the first time)."""
+        return [entry for entry in self.entries if entry.published > since]
+
+
+def _entry(raw, index):
+    where = 'catalog entry %d' % index
+    if not isinstance(raw, dict):
+        raise CatalogError('%s is not an object' % where, code='catalog_invalid')
+
+    def field(name, kind):
+        value = raw.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise CatalogError('%s has no valid %s' % (where, name), code='catalog_invalid')
+        return value
+
+    package_id = field('package_id', str)
+    where = 'catalog entry %d (%s)' % (index, package_id)
+    for name in ('package_id', 'module_id', 'version'):
+        if not _TOKEN.match(field(name, str)):
+            raise CatalogError('%s has an invalid %s' % (where, name), code='catalog_invalid')
+    url = field('url', str)
+    if not _REL_URL.match(url) or url.startswith('/') or '..' in url.split('/') or '//' in url:
+        raise CatalogError('%s has url %r, which is not a plain relative path' % (where, url), code='catalog_invalid')
+    sha256 = field('sha256', str)
+    if not _SHA256.match(sha256):
+        raise CatalogError('%s has an invalid sha256' % where, code='catalog_invalid')
+    size = field('size', int)
+    if not 0 < size <= MAX_PACKAGE_SIZE:
+        raise CatalogError('%s has size %d outside 1..%d' % (where, size, MAX_PACKAGE_SIZE), code='catalog_invalid')
+    models, os_names = field('models', list), field('os', list)
+    if not models or not os_names or not all(isinstance(item, str) and item for item in models + os_names):
+        raise CatalogError('%s has no valid models or os list' % where, code='catalog_invalid')
+    if not _DATE.match(field('release_date', str)):
+        raise CatalogError('%s has an invalid release_date' % where, code='catalog_invalid')
+    parse_time(field('published', str), 'published time of %s' % where)
+    kind = field('kind', str)
+    if kind not in KINDS:
+        raise CatalogError('%s has unknown kind %r' % (where, kind), code='catalog_invalid')
+    return CatalogEntry(
+        package_id=package_id, module_id=raw['module_id'], module_name=str(raw.get('module_name') or raw['module_id']),
+        version=raw['version'], release_date=raw['release_date'], published=raw['published'], models=tuple(models),
+        os=tuple(os_names), kind=kind, auto_update=field('auto_update', bool), size=size, sha256=sha256, url=url)
+
+
+def build_catalog(entries, version, signing_keys, generated=None, expires_in=datetime.timedelta(days=30)):
+    """Return signed catalog bytes for ``entries`` (CatalogEntry or dicts)."""
+    generated = generated or utc_now()
+    signed = {
+        'type': CATALOG_TYPE,
+        'spec_version': SPEC_VERSION,
+        'version': int(version),
+        'generated': format_time(generated),
+        'expires': format_time(generated + expires_in),
+        'entries': [entry.as_dict() if isinstance(entry, CatalogEntry) else dict(entry) for entry in entries],
+    }
+    message = canonical_json(signed)
+    signatures = [{'keyid': key.key_id, 'sig': key.sign(message)} for key in signing_keys]
+    return json.dumps({'signed': signed, 'signatures': signatures}, separators=(',', ':')).encode('utf-8')
+
+
+def parse_catalog(data, keyring, min_version=0, now=None):
+    """Verify and parse catalog bytes. ``min_version`` is the last accepted version."""
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogError('catalog is larger than %d bytes' % MAX_CATALOG_BYTES, code='catalog_invalid')
+    try:
+        envelope = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CatalogError('catalog is not valid JSON: %s' % exc, code='catalog_invalid')
+    if not isinstance(envelope, dict) or not isinstance(envelope.get('signed'), dict) or not isinstance(envelope.get('signatures'), list):
+        raise CatalogError('catalog is not a signed envelope {"signed": ..., "signatures": [...]}', code='catalog_invalid')
+    signed = envelope['signed']
+    if signed.get('type') != CATALOG_TYPE:
+        raise CatalogError('catalog type is %r, not %r' % (signed.get('type'), CATALOG_TYPE), code='catalog_invalid')
+    if signed.get('spec_version') != SPEC_VERSION:
+        raise CatalogError('catalog spec_version %r is not supported (this version reads %d)' % (signed.get('spec_version'), SPEC_VERSION),
+                           code='catalog_unsupported')
+
+    # Signature: at least one signature by a trusted key, and every trusted signature must be valid.
+    message = canonical_json(signed)
+    trusted = [sig for sig in envelope['signatures'] if isinstance(sig, dict) and sig.get('keyid') in keyring.key_ids]
+    if not trusted:
+        names = ', '.join(str(sig.get('keyid')) for sig in envelope['signatures'] if isinstance(sig, dict)) or 'none'
+        raise CatalogError('catalog is signed by no trusted key (signed by: %s)' % names, code='unknown_key')
+    for sig in trusted:
+        keyring.verify(sig['keyid'], str(sig.get('sig', '')), message, CatalogError, 'catalog')
+
+    version = signed.get('version')
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CatalogError('catalog version %r is not a positive integer' % (version,), code='catalog_invalid')
+    if version < min_version:
+        raise CatalogError('catalog version %d is lower than version %d accepted before: refusing a rollback' % (version, min_version),
+                           code='catalog_rollback', version=version, min_version=min_version)
+    generated = parse_time(signed.get('generated'), 'generated time')
+    expires = parse_time(signed.get('expires'), 'expiry')
+    now = now or utc_now()
+    if expires <= now:
+        raise CatalogError('catalog expired at %s (generated %s): the feed is stale or frozen' % (signed['expires'], signed['generated']),
+                           code='catalog_expired')
+    raw_entries = signed.get('entries')
+    if not isinstance(raw_entries, list):
+        raise CatalogError('catalog has no entries list', code='catalog_invalid')
+    entries = [_entry(raw, index) for index, raw in enumerate(raw_entries)]
+    seen = set()
+    for entry in entries:
+        if entry.package_id in seen:
+            raise CatalogError('catalog lists package %s twice' % entry.package_id, code='catalog_invalid')
+        seen.add(entry.package_id)
+    return Catalog(version=version, generated=format_time(generated), expires=format_time(expires), entries=entries,
+                   key_ids=sorted(sig['keyid'] for sig in trusted))

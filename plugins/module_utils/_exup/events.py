@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The application log of 003 §2.4 (Tables 18-19): normal and error events.
+
+Error events carry their cause, as the guide's "(cause in parentheses)".
+"""
+
+from __future__ import annotations
+
+import json
+
+NORMAL = 'normal'
+ERROR = 'error'
+
+#: code -> (level, message). One place for the wording of every event.
+EVENTS = {
+    'repository_update_started': (NORMAL, 'Repository update started.'),
+    'repository_update_finished': (NORMAL, 'Repository update finished.'),
+    'repository_update_failed': (ERROR, 'Repository update failed.'),
+    'repository_update_cancelled': (NORMAL, 'Repository update cancelled.'),
+    'feed_address_changed': (NORMAL, 'Package source address changed by a redirect.'),
+    'package_downloaded': (NORMAL, 'Update package downloaded.'),
+    'package_refused': (ERROR, 'Update package refused.'),
+    'package_removed': (NORMAL, 'Update package removed by generation management.'),
+    'package_added': (NORMAL, 'Update package added.'),
+    'package_add_failed': (ERROR, 'Adding the update package failed.'),
+    'package_deleted': (NORMAL, 'Update package deleted.'),
+    'package_delete_failed': (ERROR, 'Deleting the update package failed.'),
+    'deletion_history_cleared': (NORMAL, 'Deletion history of update packages cleared.'),
+    'deletion_history_clear_failed': (ERROR, 'Clearing the deletion history failed.'),
+    'archive_saved': (NORMAL, 'Update package archive saved.'),
+    'archive_save_failed': (ERROR, 'Saving the update package archive failed.'),
+    'manager_registered': (NORMAL, 'Manager presence and managed servers recorded.'),
+    'manager_expired': (NORMAL, 'Manager forgotten after two months without presence.'),
+}
+
+
+def event(code, cause=None, **detail):
+    """Build an event dict; ``cause`` is appended in parentheses as in Table 19."""
+    level, message = EVENTS[code]
+    if cause:
+        message = '%s (%s)' % (message, cause)
+    return {'level': level, 'code': code, 'message': message, 'detail': detail}
+
+
+def record(conn, time_text, item):
+    conn.execute('INSERT INTO events (time, level, code, message, detail) VALUES (?, ?, ?, ?, ?)',
+                 (time_text, item['level'], item['code'], item['message'], json.dumps(item['detail'], sort_keys=True)))
+    return dict(item, time=time_text)

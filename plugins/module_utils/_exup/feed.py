@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The vendor side: publish a signed feed from a directory of packages, and synthesise realistic feeds.
+
+A feed directory is what any static HTTP server serves::
+
+    catalog.json                 signed catalog (see catalog.py)
+    packages/<package_id>.zip    the packages, at the relative URLs the catalog states
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import random
+import shutil
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, build_catalog, format_time, utc_now
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+
+CATALOG_NAME = 'catalog.json'
+CHUNK = 1024 * 1024
+
+
+def _digest(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _previous_catalog(feed_dir):
+    """The signed part of the catalog already in ``feed_dir`` (trusted: it is our own output), or None."""
+    path = os.path.join(feed_dir, CATALOG_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path, 'rb') as handle:
+        return json.load(handle)['signed']
+
+
+def write_catalog(feed_dir, entries, signing_keys, version=None, expires_days=30, now=None):
+    """Sign and write catalog.json atomically; the version goes up by one unless given (never down)."""
+    previous = _previous_catalog(feed_dir)
+    last_version = previous['version'] if previous else 0
+    if version is None:
+        version = last_version + 1
+    if version < last_version:
+        raise ExupError('catalog version %d would be lower than the published version %d' % (version, last_version), code='catalog_rollback')
+    data = build_catalog(entries, version, signing_keys, generated=now, expires_in=datetime.timedelta(days=expires_days))
+    tmp = os.path.join(feed_dir, CATALOG_NAME + '.tmp')
+    with open(tmp, 'wb') as handle:
+        handle.write(data)
+    os.replace(tmp, os.path.join(feed_dir, CATALOG_NAME))
+    return version
+
+
+def entry_for(info, path, url, published):
+    return CatalogEntry(package_id=info.package_id, module_id=info.module_id, module_name=info.module_name, version=info.version,
+                        release_date=info.release_date, published=published, models=tuple(info.models), os=tuple(info.os), kind=info.kind,
+                        auto_update=info.auto_update, size=os.path.getsize(path), sha256=_digest(path), url=url)
+
+
+def publish_feed(packages_dir, feed_dir, signing_keys, version=None, expires_days=30, now=None):
+    """Publish or update a feed from the package zips in ``packages_dir``.
+
+    Each package is verified with the signing keys' own public keys first (a
+    vendor never publishes what its customers would refuse). Entries already in
+    the feed keep their publish time; new ones are published now.
+    """
+    now = now or utc_now()
+    keyring = KeyRing([key.public_key for key in signing_keys])
+    os.makedirs(os.path.join(feed_dir, 'packages'), exist_ok=True)
+    previous = _previous_catalog(feed_dir)
+    published_before = {entry['package_id']: entry['published'] for entry in (previous or {}).get('entries', [])}
+    entries = []
+    for name in sorted(os.listdir(packages_dir)):
+        if not name.endswith('.zip'):
+            continue
+        source = os.path.join(packages_dir, name)
+        info = verify_package(source, keyring).info
+        url = 'packages/%s.zip' % info.package_id
+        target = os.path.join(feed_dir, url)
+        if os.path.abspath(source) != os.path.abspath(target):
+            shutil.copyfile(source, target)
+        entries.append(entry_for(info, target, url, published_before.get(info.package_id, format_time(now))))
+    version = write_catalog(feed_dir, entries, signing_keys, version=version, expires_days=expires_days, now=now)
+    return {'version': version, 'entries': len(entries), 'new': sorted(set(e.package_id for e in entries) - set(published_before))}
+
+
+# --------------------------------------------------------------------------- synthetic feeds
+OS_LINUX = ('rhel8', 'rhel9', 'sles15', 'ubuntu2204')
+OS_WINDOWS = ('win2019', 'win2022')
+FIRMWARE_MODULES = ('system-bios', 'bmc-firmware', 'fc-controller', 'raid-controller', 'bmc-configuration', 'sdr')
+SOFTWARE_MODULES = ('server-agent', 'agent-extension', 'update-agent', 'raid-utility')
+MODEL_SERIES = ('R120', 'R110', 'T120', 'B120', 'R320', 'GT110', 'R140', 'T110')
+
+
+def synthetic_models(count):
+    models = []
+    generation = 0
+    while len(models) < count:
+        for series in MODEL_SERIES:
+            models.append('Express5800/%s%s-%dM' % (series, 'abcdefghijklmnopqrstuvwxyz'[generation % 26], 1 + generation // 26))
+            if len(models) == count:
+                break
+        generation += 1
+    return models
+
+
+def _synthetic_infos(rng, models, versions_per_module, start):
+    """Yield (PackageInfo, published datetime) for a realistic fleet of models, newest versions last."""
+    for model_index, model in enumerate(models):
+        # Controllers are shared by model families: their firmware targets several models at once.
+        family = models[(model_index // 4) * 4:(model_index // 4) * 4 + 4]
+        for module_id in FIRMWARE_MODULES + SOFTWARE_MODULES:
+            shared = module_id in ('fc-controller', 'raid-controller') and model_index % 4 == 0
+            if module_id in ('fc-controller', 'raid-controller') and not shared:
+                continue  # the family's first model publishes the multi-model controller package
+            if module_id in FIRMWARE_MODULES:
+                os_sets = [('any',)]
+            elif module_id == 'server-agent':
+                os_sets = [OS_WINDOWS]  # 003 Table 6 note: the server agent is Windows only
+            else:
+                os_sets = [OS_LINUX, OS_WINDOWS]
+            release = start + datetime.timedelta(days=rng.randint(0, 200))
+            for index in range(versions_per_module):
+                release += datetime.timedelta(days=rng.randint(45, 200))
+                major, minor = 1 + index // 5, (index % 5) * 2 + rng.randint(0, 1)
+                version = '%d.%02d' % (major, minor) if module_id in FIRMWARE_MODULES else '%d.%d.%d' % (major, minor, rng.randint(0, 9))
+                for os_names in os_sets:
+                    if module_id in ('system-bios', 'bmc-firmware'):
+                        kind = 'bmc' if rng.random() < 0.5 else 'offline' if rng.random() < 0.06 else 'linux'
+                    elif 'any' in os_names:
+                        kind = 'offline' if rng.random() < 0.06 else 'linux'
+                    else:
+                        kind = 'windows' if os_names == OS_WINDOWS else 'linux'
+                    targets = family if shared else [model]
+                    platform = 'any' if 'any' in os_names else ('win' if os_names == OS_WINDOWS else 'lin')
+                    package_id = '%s-%s-%s-%s' % (module_id, targets[0].split('/')[1].lower().replace('-', ''), platform, version)
+                    info = PackageInfo(
+                        package_id=package_id[:64], module_id=module_id, module_name=MODULE_KINDS[module_id], version=version,
+                        release_date=release.strftime('%Y-%m-%d'), models=list(targets), os=list(os_names), kind=kind,
+                        auto_update=kind != 'offline' and rng.random() > 0.05, reboot_required=module_id in FIRMWARE_MODULES and module_id != 'sdr',
+                        downgrade_supported=rng.random() > 0.3, uninstall_supported=module_id in SOFTWARE_MODULES,
+                        install_command='./install.sh' if kind != 'windows' else 'install.cmd',
+                        uninstall_command='./uninstall.sh' if module_id in SOFTWARE_MODULES and kind != 'windows' else '',
+                        severity=rng.choice(('critical', 'recommended', 'recommended', 'optional')))
+                    yield info, release + datetime.timedelta(days=rng.randint(1, 10), hours=rng.randint(0, 23))
+
+
+def synthesize_feed(feed_dir, signing_key, entries=200, versions_per_module=6, avg_size=64 * 1024, seed=1, now=None):
+    """Write a realistic signed feed of about ``entries`` packages to ``feed_dir``.
+
+    Models, OSes and the ten module kinds of 003 Table 6; several versions each
+    with real release dates; some packages not auto-update, some offline, some
+    multi-model (controller firmware of a model family), some not downgradable.
+    Payloads are random bytes (firmware does not compress) around ``avg_size``.
+    Returns (entry count, models, os list).
+    """
+    rng = random.Random(seed)
+    per_model = (len(FIRMWARE_MODULES) - 2 + 0.5 + 1 + 2 * (len(SOFTWARE_MODULES) - 1)) * versions_per_module
+    models = synthetic_models(int(entries // per_model) + 1)
+    start = datetime.datetime(2018, 1, 1, tzinfo=datetime.timezone.utc)
+    os.makedirs(os.path.join(feed_dir, 'packages'), exist_ok=True)
+    catalog_entries = []
+    for info, published in _synthetic_infos(rng, models, versions_per_module, start):
+        if len(catalog_entries) >= entries:
+            break
+        size = max(256, min(int(rng.lognormvariate(0, 0.5) * avg_size), avg_size * 8))
+        payload = {'payload/%s.bin' % info.module_id: os.urandom(size), 'install.sh': b'#!/bin/sh\nexit 0\n'}
+        url = 'packages/%s.zip' % info.package_id
+        path = os.path.join(feed_dir, url)
+        build_package_from_bytes(payload, info, signing_key, path)
+        catalog_entries.append(entry_for(info, path, url, format_time(min(published, now or utc_now()))))
+    write_catalog(feed_dir, catalog_entries, [signing_key], now=now)
+    return len(catalog_entries), models
+
+
+def synthetic_servers(models, count, seed=1, manager_id='local'):
+    """Managed servers spread over ``models`` and OSes, with current and previous versions unknown."""
+    rng = random.Random(seed)
+    servers = []
+    for index in range(count):
+        model = models[index % len(models)]
+        os_name = rng.choice(OS_LINUX + OS_WINDOWS)
+        servers.append({'name': 'srv%05d' % index, 'model': model, 'os': os_name, 'modules': {}})
+    return servers

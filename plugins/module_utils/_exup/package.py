@@ -1,0 +1,404 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Update packages: a zip holding the payload, ExUpInfo.xml and ExUpHash.xml (003 §1.4.1).
+
+ExUpHash.xml lists the SHA-256 and size of every other file and is signed with
+Ed25519. The signed message is not the XML text (XML canonicalisation is a trap)
+but a canonical manifest rebuilt from the parsed entries: see ``hash_manifest``.
+Verification streams every member, so a package of any size verifies in
+constant memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import posixpath
+import stat
+import zipfile
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import schemas
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import PackageError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.xmlsafe import parse_untrusted
+
+INFO_NAME = 'ExUpInfo.xml'
+HASH_NAME = 'ExUpHash.xml'
+KINDS = ('linux', 'windows', 'bmc', 'offline')
+SEVERITIES = ('critical', 'recommended', 'optional')
+CHUNK = 1024 * 1024
+
+#: Limits against zip bombs and resource exhaustion; generous for real firmware.
+MAX_MEMBERS = 10000
+MAX_TOTAL_UNCOMPRESSED = 16 * 1024 ** 3
+MAX_RATIO = 200          # uncompressed/compressed, checked for members over RATIO_FLOOR
+RATIO_FLOOR = 1024 * 1024
+
+#: The ten modules of 003 Table 6: id -> display name.
+MODULE_KINDS = {
+    'system-bios': 'System BIOS',
+    'bmc-firmware': 'BMC firmware',
+    'fc-controller': 'Fibre Channel controller BIOS/firmware',
+    'raid-controller': 'RAID controller BIOS/firmware',
+    'server-agent': 'Server agent',
+    'agent-extension': 'Server agent extension',
+    'update-agent': 'Update agent',
+    'raid-utility': 'RAID utility',
+    'bmc-configuration': 'BMC configuration',
+    'sdr': 'SDR (sensor data record)',
+}
+
+
+@dataclasses.dataclass
+class PackageInfo:
+    """What ExUpInfo.xml says about a package."""
+
+    package_id: str
+    module_id: str
+    module_name: str
+    version: str
+    release_date: str
+    models: list
+    os: list
+    kind: str
+    auto_update: bool
+    reboot_required: bool
+    downgrade_supported: bool
+    uninstall_supported: bool
+    install_command: str
+    uninstall_command: str = ''
+    severity: str = 'recommended'
+    schema_version: int = schemas.PACKAGE_SCHEMA_VERSION
+
+    @property
+    def compatible(self):
+        """False when the package uses a schema newer than this code knows (003 §2.1.4)."""
+        return self.schema_version <= schemas.PACKAGE_SCHEMA_VERSION
+
+    @property
+    def multi_model(self):
+        return len(self.models) > 1
+
+    def targets(self, model, os_name):
+        """True when this package is for ``model`` running ``os_name`` ('any' matches every OS)."""
+        return model in self.models and ('any' in self.os or os_name in self.os)
+
+    def as_dict(self):
+        result = dataclasses.asdict(self)
+        result['compatible'] = self.compatible
+        result['multi_model'] = self.multi_model
+        return result
+
+    @classmethod
+    def from_dict(cls, data):
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+@dataclasses.dataclass
+class VerifiedPackage:
+    """A package that passed every check: its info, signing key and archive digest."""
+
+    info: PackageInfo
+    key_id: str
+    files: dict  # path -> (size, sha256)
+
+
+def hash_manifest(files):
+    """The exact bytes signed in ExUpHash.xml: one ``sha256 size path`` line per file, sorted by path."""
+    lines = ['exup-hash-v1']
+    for path in sorted(files):
+        size, digest = files[path]
+        lines.append('%s %d %s' % (digest, size, path))
+    return ('\n'.join(lines) + '\n').encode('utf-8')
+
+
+def _bool_text(value):
+    return 'true' if value else 'false'
+
+
+def render_info_xml(info):
+    """ExUpInfo.xml for ``info`` (built with lxml so text is escaped correctly)."""
+    from lxml import etree  # the vendor-side path; verification imports lxml through xmlsafe
+    root = etree.Element('ExUpInfo', schemaVersion=str(info.schema_version))
+    etree.SubElement(root, 'PackageId').text = info.package_id
+    etree.SubElement(root, 'Module', id=info.module_id, name=info.module_name)
+    etree.SubElement(root, 'Version').text = info.version
+    etree.SubElement(root, 'ReleaseDate').text = info.release_date
+    targets = etree.SubElement(root, 'Targets')
+    for model in info.models:
+        etree.SubElement(targets, 'Model').text = model
+    systems = etree.SubElement(root, 'OperatingSystems')
+    for os_name in info.os:
+        etree.SubElement(systems, 'OS').text = os_name
+    etree.SubElement(root, 'Kind').text = info.kind
+    etree.SubElement(root, 'AutoUpdate').text = _bool_text(info.auto_update)
+    etree.SubElement(root, 'RebootRequired').text = _bool_text(info.reboot_required)
+    etree.SubElement(root, 'DowngradeSupported').text = _bool_text(info.downgrade_supported)
+    etree.SubElement(root, 'UninstallSupported').text = _bool_text(info.uninstall_supported)
+    etree.SubElement(root, 'InstallCommand').text = info.install_command
+    if info.uninstall_command:
+        etree.SubElement(root, 'UninstallCommand').text = info.uninstall_command
+    etree.SubElement(root, 'Severity').text = info.severity
+    return etree.tostring(root, xml_declaration=True, encoding='UTF-8', pretty_print=True)
+
+
+def render_hash_xml(files, signing_key):
+    """ExUpHash.xml listing ``files`` (path -> (size, sha256)) signed by ``signing_key``."""
+    from lxml import etree
+    root = etree.Element('ExUpHash', schemaVersion='1')
+    for path in sorted(files):
+        size, digest = files[path]
+        etree.SubElement(root, 'File', path=path, size=str(size), sha256=digest)
+    signature = etree.SubElement(root, 'Signature', keyId=signing_key.key_id, algorithm='Ed25519')
+    signature.text = signing_key.sign(hash_manifest(files))
+    return etree.tostring(root, xml_declaration=True, encoding='UTF-8', pretty_print=True)
+
+
+def _file_digest(path):
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b''):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def build_package(payload_dir, info, signing_key, out_path):
+    """Build and sign a package zip from the files under ``payload_dir``."""
+    sources = {}
+    for dirpath, dirnames, filenames in os.walk(payload_dir):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            full = os.path.join(dirpath, filename)
+            if os.path.islink(full):
+                raise PackageError('payload file %s is a symbolic link; packages hold regular files only' % full, code='payload_invalid')
+            rel = os.path.relpath(full, payload_dir).replace(os.sep, '/')
+            if rel not in (INFO_NAME, HASH_NAME):
+                sources[rel] = _file_digest(full) + (full,)
+    return write_package(sources, info, signing_key, out_path)
+
+
+def build_package_from_bytes(payload, info, signing_key, out_path):
+    """Build and sign a package from ``payload`` (name -> bytes); used by the synthetic feed."""
+    sources = {name: (len(data), hashlib.sha256(data).hexdigest(), data) for name, data in payload.items()}
+    return write_package(sources, info, signing_key, out_path)
+
+
+def write_package(sources, info, signing_key, out_path):
+    """Write the zip: ``sources`` maps member name -> (size, sha256, path or bytes).
+
+    Payload members over 1 MiB are stored uncompressed: firmware images rarely
+    compress, and stored members verify at disk speed.
+    """
+    for name in sources:
+        _check_member_name(name)
+    files = {name: (size, digest) for name, (size, digest, _data) in sources.items()}
+    info_xml = render_info_xml(info)
+    files[INFO_NAME] = (len(info_xml), hashlib.sha256(info_xml).hexdigest())
+    hash_xml = render_hash_xml(files, signing_key)
+    tmp_path = out_path + '.tmp'
+    with zipfile.ZipFile(tmp_path, 'w', allowZip64=True) as archive:
+        archive.writestr(INFO_NAME, info_xml, compress_type=zipfile.ZIP_DEFLATED)
+        for name in sorted(sources):
+            size, _digest, data = sources[name]
+            compress = zipfile.ZIP_STORED if size > RATIO_FLOOR else zipfile.ZIP_DEFLATED
+            if isinstance(data, bytes):
+                archive.writestr(name, data, compress_type=compress)
+            else:
+                archive.write(data, name, compress_type=compress)
+        archive.writestr(HASH_NAME, hash_xml, compress_type=zipfile.ZIP_DEFLATED)
+    os.replace(tmp_path, out_path)
+    return out_path
+
+
+def _check_member_name(name):
+    """Refuse names that could escape an extraction directory or mean something special."""
+    if not name or '\x00' in name or '\\' in name:
+        raise PackageError('package member name %r is not allowed' % name, code='zip_path_invalid')
+    if name.startswith('/') or (len(name) > 1 and name[1] == ':'):
+        raise PackageError('package member %r has an absolute path' % name, code='zip_path_invalid')
+    parts = name.rstrip('/').split('/')
+    if any(part in ('', '.', '..') for part in parts):
+        raise PackageError('package member %r has a path that escapes the package (.. or empty part)' % name, code='zip_path_invalid')
+    if posixpath.normpath(name.rstrip('/')) != name.rstrip('/'):
+        raise PackageError('package member %r has a path that is not normalised' % name, code='zip_path_invalid')
+
+
+def _checked_members(archive):
+    """Return regular file members by name after path, link, count and bomb checks."""
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise PackageError('package has %d members, more than the limit of %d' % (len(infos), MAX_MEMBERS), code='zip_bomb')
+    members = {}
+    total = 0
+    for member in infos:
+        _check_member_name(member.filename)
+        mode = member.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise PackageError('package member %r is a symbolic link, which is not allowed' % member.filename, code='zip_link')
+        if member.is_dir():
+            continue
+        if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+            raise PackageError('package member %r is not a regular file' % member.filename, code='zip_link')
+        if member.filename in members:
+            raise PackageError('package member %r appears twice' % member.filename, code='zip_path_invalid')
+        if member.flag_bits & 0x1:
+            raise PackageError('package member %r is encrypted' % member.filename, code='zip_path_invalid')
+        total += member.file_size
+        if total > MAX_TOTAL_UNCOMPRESSED:
+            raise PackageError('package expands to more than %d bytes' % MAX_TOTAL_UNCOMPRESSED, code='zip_bomb')
+        if member.file_size > RATIO_FLOOR and member.file_size > MAX_RATIO * max(member.compress_size, 1):
+            raise PackageError('package member %r expands %d times (zip bomb?)' % (member.filename, member.file_size // max(member.compress_size, 1)),
+                               code='zip_bomb')
+        members[member.filename] = member
+    return members
+
+
+def _read_small(archive, member, limit, what):
+    if member.file_size > limit:
+        raise PackageError('%s is larger than %d bytes' % (what, limit), code='xml_invalid')
+    with archive.open(member) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise PackageError('%s expands beyond its stated size' % what, code='zip_bomb')
+    return data
+
+
+def _stream_digest(archive, member, expected_size):
+    """SHA-256 of a member, never reading more than ``expected_size`` + 1 bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with archive.open(member) as handle:
+        while True:
+            chunk = handle.read(min(CHUNK, expected_size + 1 - size))
+            if not chunk:
+                break
+            size += len(chunk)
+            digest.update(chunk)
+            if size > expected_size:
+                break
+    return size, digest.hexdigest()
+
+
+def parse_hash_xml(data):
+    """Return (files, key_id, signature) from ExUpHash.xml bytes."""
+    root = parse_untrusted(data, HASH_NAME, PackageError, schemas.EXUPHASH_XSD)
+    if int(root.get('schemaVersion')) != 1:
+        raise PackageError('%s uses schema version %s, which this version cannot verify' % (HASH_NAME, root.get('schemaVersion')),
+                           code='hash_schema_unknown')
+    files = {}
+    for element in root.findall('File'):
+        path = element.get('path')
+        if path in files:
+            raise PackageError('%s lists %s twice' % (HASH_NAME, path), code='xml_invalid')
+        files[path] = (int(element.get('size')), element.get('sha256'))
+    signature = root.find('Signature')
+    return files, signature.get('keyId'), signature.text.strip()
+
+
+def _text(root, tag):
+    element = root.find(tag)
+    if element is None or element.text is None:
+        raise PackageError('%s has no %s' % (INFO_NAME, tag), code='xml_invalid')
+    return element.text.strip()
+
+
+def parse_info_xml(data):
+    """Return the PackageInfo of ExUpInfo.xml bytes.
+
+    A newer schema version is read leniently (its core fields only) and comes
+    back with ``compatible`` False, so the repository can store it and report
+    the servers it targets as "unknown".
+    """
+    root = parse_untrusted(data, INFO_NAME, PackageError)
+    try:
+        schema_version = int(root.get('schemaVersion', ''))
+    except ValueError:
+        raise PackageError('%s has no valid schemaVersion' % INFO_NAME, code='xml_invalid')
+    if root.tag != 'ExUpInfo':
+        raise PackageError('%s root element is %s, not ExUpInfo' % (INFO_NAME, root.tag), code='xml_invalid')
+    if schema_version <= schemas.PACKAGE_SCHEMA_VERSION:
+        root = parse_untrusted(data, INFO_NAME, PackageError, schemas.EXUPINFO_XSD)
+
+    def flag(tag):
+        element = root.find(tag)
+        return element is not None and (element.text or '').strip() in ('true', '1')
+
+    module = root.find('Module')
+    if module is None or not module.get('id'):
+        raise PackageError('%s has no Module id' % INFO_NAME, code='xml_invalid')
+    models = [element.text.strip() for element in root.findall('Targets/Model') if element.text]
+    os_names = [element.text.strip() for element in root.findall('OperatingSystems/OS') if element.text]
+    if not models or not os_names:
+        raise PackageError('%s names no target model or OS' % INFO_NAME, code='xml_invalid')
+    kind = _text(root, 'Kind') if root.find('Kind') is not None else 'offline'
+    return PackageInfo(
+        package_id=_text(root, 'PackageId'), module_id=module.get('id'), module_name=module.get('name') or module.get('id'),
+        version=_text(root, 'Version'), release_date=_text(root, 'ReleaseDate'), models=models, os=os_names,
+        kind=kind if kind in KINDS else 'offline', auto_update=flag('AutoUpdate'), reboot_required=flag('RebootRequired'),
+        downgrade_supported=flag('DowngradeSupported'), uninstall_supported=flag('UninstallSupported'),
+        install_command=(root.findtext('InstallCommand') or '').strip(), uninstall_command=(root.findtext('UninstallCommand') or '').strip(),
+        severity=(root.findtext('Severity') or 'recommended').strip(), schema_version=schema_version)
+
+
+def verify_package(path, keyring):
+    """Verify the package zip at ``path`` against ``keyring``; return a VerifiedPackage.
+
+    Order matters: structure first (cheap, refuses hostile archives before any
+    decompression), then the signature over the manifest, then the file set, then
+    every digest, then ExUpInfo.xml (which is itself in the manifest).
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PackageError('%s is not a readable zip archive: %s' % (os.path.basename(path), exc), code='zip_invalid')
+    with archive:
+        members = _checked_members(archive)
+        if HASH_NAME not in members:
+            raise PackageError('package has no %s: it cannot be proven to come from the vendor' % HASH_NAME, code='hash_missing')
+        if INFO_NAME not in members:
+            raise PackageError('package has no %s' % INFO_NAME, code='info_missing')
+        files, keyid, signature = parse_hash_xml(_read_small(archive, members[HASH_NAME], 4 * 1024 * 1024, HASH_NAME))
+        keyring.verify(keyid, signature, hash_manifest(files), PackageError, HASH_NAME)
+        present = set(members) - {HASH_NAME}
+        missing = sorted(set(files) - present)
+        extra = sorted(present - set(files))
+        if missing:
+            raise PackageError('package is missing %s, listed in %s' % (', '.join(missing), HASH_NAME), code='file_missing', files=missing)
+        if extra:
+            raise PackageError('package has %s, not listed in %s' % (', '.join(extra), HASH_NAME), code='file_extra', files=extra)
+        for name in sorted(files):
+            size, digest = files[name]
+            if members[name].file_size != size:
+                raise PackageError('%s has size %d, but %s states %d' % (name, members[name].file_size, HASH_NAME, size), code='digest_mismatch', file=name)
+            try:
+                actual_size, actual_digest = _stream_digest(archive, members[name], size)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise PackageError('%s cannot be read from the package: %s' % (name, exc), code='zip_invalid', file=name)
+            if actual_size != size or actual_digest != digest:
+                raise PackageError('%s does not match its SHA-256 in %s: the package was altered' % (name, HASH_NAME), code='digest_mismatch', file=name)
+        info = parse_info_xml(_read_small(archive, members[INFO_NAME], 1024 * 1024, INFO_NAME))
+    return VerifiedPackage(info=info, key_id=keyid, files=files)
+
+
+def safe_extract(path, keyring, dest_dir):
+    """Verify the package, then extract it under ``dest_dir`` (which must not exist yet)."""
+    verified = verify_package(path, keyring)
+    os.makedirs(dest_dir, mode=0o700)
+    with zipfile.ZipFile(path) as archive:
+        members = _checked_members(archive)
+        for name in sorted(verified.files):
+            target = os.path.join(dest_dir, *name.split('/'))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            size = verified.files[name][0]
+            with archive.open(members[name]) as source, open(target, 'wb') as sink:
+                copied = 0
+                for chunk in iter(lambda: source.read(CHUNK), b''):
+                    copied += len(chunk)
+                    if copied > size:
+                        raise PackageError('%s grew while extracting' % name, code='zip_bomb')
+                    sink.write(chunk)
+    return verified

@@ -1,0 +1,416 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Repository operations (003 §2.2): needs of managers, add, delete, deletion history, save, listing.
+
+Every write happens under the store's writer lock, inside a transaction, and
+leaves an event. Decisions come from ``generations`` (pure); this module only
+gathers the data and applies the result.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import html
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, utc_now
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError, RepositoryError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Candidate, Server, generation_plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.store import Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
+
+#: A manager that has not reported presence for this long is forgotten (003 §2.2.8).
+PRESENCE_LIFETIME = datetime.timedelta(days=60)
+CHUNK = 1024 * 1024
+
+# Results of 003 Table 14 (add) and Table 16 (delete).
+ADDED = 'added'
+ADD_ERROR_BAD_HASH = 'error_invalid_package'
+ADD_WARN_NOT_NEEDED = 'warning_not_needed'
+ADD_WARN_PRESENT = 'warning_already_present'
+DELETED = 'deleted'
+DELETE_ERROR_IN_USE = 'error_in_use_by_other_manager'
+DELETE_ERROR_MISSING = 'error_not_found'
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def server_from_dict(manager_id, data):
+    """Validate one managed server given by a manager (module option ``servers``)."""
+    if not isinstance(data, dict):
+        raise ExupError('each server must be a dict with name, model and os', code='server_invalid')
+    for key in ('name', 'model', 'os'):
+        if not isinstance(data.get(key), str) or not data.get(key):
+            raise ExupError('server %r has no %s' % (data.get('name'), key), code='server_invalid')
+    modules = data.get('modules') or {}
+    if not isinstance(modules, dict):
+        raise ExupError('server %s: modules must map a module id to {current, previous}' % data['name'], code='server_invalid')
+    clean = {}
+    for module_id, state in modules.items():
+        if isinstance(state, str):
+            state = {'current': state}
+        if not isinstance(state, dict):
+            raise ExupError('server %s: module %s must be a version or {current, previous}' % (data['name'], module_id), code='server_invalid')
+        clean[str(module_id)] = {key: str(state[key]) for key in ('current', 'previous') if state.get(key)}
+    return Server(manager_id=manager_id, name=data['name'], model=data['model'], os=data['os'], modules=clean)
+
+
+class Repository:
+    """One repository store and its rules."""
+
+    def __init__(self, root, clock=utc_now):
+        self.store = Store(root)
+        self.clock = clock
+
+    def now_text(self):
+        return format_time(self.clock())
+
+    # ----------------------------------------------------------------- reading
+    def read(self):
+        return self.store.reader()
+
+    @staticmethod
+    def stored_packages(conn):
+        """package_id -> row dict with ``info`` decoded into a PackageInfo."""
+        result = {}
+        for row in conn.execute('SELECT * FROM packages'):
+            item = dict(row)
+            item['info'] = PackageInfo.from_dict(json.loads(item['info']))
+            item['pinned'] = bool(item['pinned'])
+            item['compatible'] = bool(item['compatible'])
+            result[item['package_id']] = item
+        return result
+
+    @staticmethod
+    def feed_entries(conn):
+        result = {}
+        for row in conn.execute('SELECT entry FROM feed_entries'):
+            data = json.loads(row[0])
+            data['models'], data['os'] = tuple(data['models']), tuple(data['os'])
+            result[data['package_id']] = CatalogEntry(**data)
+        return result
+
+    @staticmethod
+    def tombstones(conn):
+        return {row['package_id']: dict(row) for row in conn.execute('SELECT * FROM tombstones')}
+
+    @staticmethod
+    def feed_state(conn):
+        return {row[0]: row[1] for row in conn.execute('SELECT key, value FROM feed_state')}
+
+    def active_servers(self, conn, override=None):
+        """Servers of managers seen within the presence lifetime.
+
+        ``override`` (manager_id, [Server]) replaces one manager's servers, for
+        check mode and for the manager registering in this very run.
+        """
+        cutoff = format_time(self.clock() - PRESENCE_LIFETIME)
+        active = {row[0] for row in conn.execute('SELECT manager_id FROM managers WHERE last_seen >= ?', (cutoff,))}
+        servers = []
+        for row in conn.execute('SELECT * FROM servers'):
+            if row['manager_id'] in active and not (override and row['manager_id'] == override[0]):
+                servers.append(Server(manager_id=row['manager_id'], name=row['name'], model=row['model'], os=row['os'],
+                                      modules=json.loads(row['modules'])))
+        if override:
+            servers.extend(override[1])
+        return servers
+
+    @staticmethod
+    def candidates(stored, feed, extra=()):
+        """Every package the repository knows, from the store, the feed and ``extra`` PackageInfos."""
+        seen = {}
+        for entry in feed.values():
+            seen[entry.package_id] = Candidate(entry.package_id, entry.module_id, entry.version, tuple(entry.models), tuple(entry.os))
+        for item in list(stored.values()) + [{'info': info} for info in extra]:
+            info = item['info']
+            seen[info.package_id] = Candidate(info.package_id, info.module_id, info.version, tuple(info.models), tuple(info.os))
+        return list(seen.values())
+
+    def plan(self, conn, override=None, extra=(), feed_overlay=None):
+        """Generation plan for the current state; returns (plan, stored, feed, servers).
+
+        ``override`` replaces one manager's servers, ``extra`` adds PackageInfos and
+        ``feed_overlay`` adds catalog entries: check mode sees the outcome without writing.
+        """
+        stored, feed = self.stored_packages(conn), self.feed_entries(conn)
+        if feed_overlay:
+            feed.update(feed_overlay)
+        servers = self.active_servers(conn, override)
+        return generation_plan(self.candidates(stored, feed, extra), servers), stored, feed, servers
+
+    # ----------------------------------------------------------------- writing helpers
+    def record(self, conn, code, cause=None, **detail):
+        return ev.record(conn, self.now_text(), ev.event(code, cause, **detail))
+
+    def register_manager(self, conn, manager_id, servers):
+        """Record presence and the servers a manager manages (its needs); forget expired managers."""
+        now = self.now_text()
+        conn.execute('BEGIN IMMEDIATE')
+        conn.execute('INSERT INTO managers (manager_id, last_seen) VALUES (?, ?) ON CONFLICT(manager_id) DO UPDATE SET last_seen = excluded.last_seen',
+                     (manager_id, now))
+        if servers is not None:
+            conn.execute('DELETE FROM servers WHERE manager_id = ?', (manager_id,))
+            conn.executemany('INSERT INTO servers (manager_id, name, model, os, modules) VALUES (?, ?, ?, ?, ?)',
+                             [(manager_id, s.name, s.model, s.os, json.dumps(s.modules, sort_keys=True)) for s in servers])
+        cutoff = format_time(self.clock() - PRESENCE_LIFETIME)
+        expired = [row[0] for row in conn.execute('SELECT manager_id FROM managers WHERE last_seen < ?', (cutoff,))]
+        for old in expired:
+            conn.execute('DELETE FROM servers WHERE manager_id = ?', (old,))
+            conn.execute('DELETE FROM managers WHERE manager_id = ?', (old,))
+            self.record(conn, 'manager_expired', manager_id=old)
+        conn.execute('COMMIT')
+        return expired
+
+    def index_package(self, conn, verified, digest, size, source, pinned=False):
+        """Insert the row of a verified file already in the pool (its own transaction)."""
+        info = verified.info
+        conn.execute('BEGIN IMMEDIATE')
+        conn.execute('INSERT OR REPLACE INTO packages (package_id, sha256, size, module_id, version, info, key_id, source, pinned, compatible, added_at) '
+                     'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                     (info.package_id, digest, size, info.module_id, info.version, json.dumps(info.as_dict(), sort_keys=True), verified.key_id,
+                      source, int(pinned), int(info.compatible), self.now_text()))
+        conn.execute('COMMIT')
+
+    def remove_package(self, conn, package_id, digest, tombstone=None, event=None):
+        """Delete the row (with an optional tombstone and event) and commit, then unlink the file.
+
+        A crash between the two leaves an orphan file, which ``collect_garbage``
+        removes; never a row whose file is gone.
+        """
+        conn.execute('BEGIN IMMEDIATE')
+        conn.execute('DELETE FROM packages WHERE package_id = ?', (package_id,))
+        if tombstone:
+            conn.execute('INSERT OR REPLACE INTO tombstones (package_id, module_id, version, sha256, deleted_at, deleted_by, forced) '
+                         'VALUES (?, ?, ?, ?, ?, ?, ?)', tombstone)
+        if event:
+            self.record(conn, *event[:1], **event[1])
+        others = conn.execute('SELECT COUNT(*) FROM packages WHERE sha256 = ?', (digest,)).fetchone()[0]
+        conn.execute('COMMIT')
+        if not others:
+            try:
+                os.unlink(self.store.pool_path(digest))
+            except FileNotFoundError:
+                pass
+
+    def prune(self, conn, plan, stored, check_mode=False):
+        """Apply generation management: remove stored packages outside the keep set (pinned stay)."""
+        keep = plan.kept(stored)
+        removed = []
+        for package_id, item in sorted(stored.items()):
+            if item['pinned'] or package_id in keep:
+                continue
+            removed.append({'package_id': package_id, 'module_id': item['module_id'], 'version': item['version']})
+            if not check_mode:
+                self.remove_package(conn, package_id, item['sha256'],
+                                    event=('package_removed', {'package_id': package_id, 'version': item['version']}))
+        return removed
+
+    # ----------------------------------------------------------------- manual add (003 §2.2.3, Tables 13-14)
+    def add_files(self, paths, keyring, mode='needed', check_mode=False):
+        """Add package files. ``mode`` is 'needed' (subject to generations) or 'pinned' (kept until deleted)."""
+        if mode not in ('needed', 'pinned'):
+            raise ExupError('mode must be needed or pinned, not %r' % mode, code='argument_invalid')
+        results = []
+        with self.store.writer() if not check_mode else ReadOnlyConnection(self.store) as conn:
+            for path in paths:
+                results.append(self._add_one(conn, path, keyring, mode, check_mode))
+        return results
+
+    def _add_one(self, conn, path, keyring, mode, check_mode):
+        name = os.path.basename(path)
+        try:
+            verified = verify_package(path, keyring)
+        except PackageError as exc:
+            if not check_mode:
+                self.record(conn, 'package_add_failed', exc.msg, file=name, error=exc.code)
+            return {'file': name, 'result': ADD_ERROR_BAD_HASH, 'msg': 'The update package is invalid: %s' % exc.msg, 'error': exc.code}
+        info = verified.info
+        base = {'file': name, 'package_id': info.package_id, 'module_id': info.module_id, 'version': info.version}
+        stored = self.stored_packages(conn)
+        if info.package_id in stored:
+            return dict(base, result=ADD_WARN_PRESENT, msg='The same update package is already in the repository.')
+        if mode == 'needed':
+            plan = self.plan(conn, extra=[info])[0]
+            if info.package_id not in plan.kept(set(stored) | {info.package_id}):
+                return dict(base, result=ADD_WARN_NOT_NEEDED,
+                            msg='No managed server can use this package, or generation management would remove it at once; it was not added.')
+        if check_mode:
+            return dict(base, result=ADDED, msg='The package would be added.', pinned=mode == 'pinned')
+        digest = file_sha256(path)
+        fd, tmp = tempfile.mkstemp(dir=self.store.tmp_dir, suffix='.add')
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        if file_sha256(tmp) != digest:
+            os.unlink(tmp)
+            raise RepositoryError('%s changed while it was being added' % name, code='package_changed')
+        self.store.install(tmp, digest)
+        self.index_package(conn, verified, digest, os.path.getsize(path), source='manual', pinned=mode == 'pinned')
+        self.record(conn, 'package_added', package_id=info.package_id, version=info.version, mode=mode)
+        return dict(base, result=ADDED, msg='The update package was added.', pinned=mode == 'pinned', sha256=digest)
+
+    # ----------------------------------------------------------------- delete (003 §2.2.4, Tables 15-16)
+    def delete(self, package_ids, manager_id, force=False, check_mode=False):
+        results = []
+        with self.store.writer() if not check_mode else ReadOnlyConnection(self.store) as conn:
+            plan, stored = self.plan(conn)[:2]
+            for package_id in package_ids:
+                item = stored.get(package_id)
+                if item is None:
+                    if not check_mode:
+                        self.record(conn, 'package_delete_failed', 'no such package', package_id=package_id)
+                    results.append({'package_id': package_id, 'result': DELETE_ERROR_MISSING, 'msg': 'The specified update package does not exist.'})
+                    continue
+                if not force and plan.used_by_other_manager(package_id, manager_id):
+                    others = sorted(plan.needed_by[package_id] - {manager_id})
+                    if not check_mode:
+                        self.record(conn, 'package_delete_failed', 'in use by another manager', package_id=package_id, managers=others)
+                    results.append({'package_id': package_id, 'result': DELETE_ERROR_IN_USE, 'managers': others,
+                                    'msg': 'Another manager (%s) uses this package; delete it with force to remove it anyway.' % ', '.join(others)})
+                    continue
+                if not check_mode:
+                    tombstone = (package_id, item['module_id'], item['version'], item['sha256'], self.now_text(), manager_id, int(force))
+                    self.remove_package(conn, package_id, item['sha256'], tombstone=tombstone,
+                                        event=('package_deleted', {'package_id': package_id, 'version': item['version'], 'forced': force}))
+                results.append({'package_id': package_id, 'result': DELETED, 'msg': 'The update package was deleted.', 'forced': force})
+        return results
+
+    def clear_tombstones(self, check_mode=False):
+        """Clear the whole deletion history at once (003 §2.2.5); returns the ids cleared."""
+        with self.store.writer() if not check_mode else ReadOnlyConnection(self.store) as conn:
+            cleared = sorted(self.tombstones(conn))
+            if cleared and not check_mode:
+                conn.execute('BEGIN IMMEDIATE')
+                conn.execute('DELETE FROM tombstones')
+                self.record(conn, 'deletion_history_cleared', count=len(cleared))
+                conn.execute('COMMIT')
+        return cleared
+
+    # ----------------------------------------------------------------- save (003 §2.2.6)
+    def export(self, dest, package_ids=None, module_ids=None, models=None, displayed_only=True, check_mode=False):
+        """Save packages as one zip archive: packages/, index.html, css/ (003 Fig. 27).
+
+        Selection by package ids, or by modules (optionally limited to target
+        models); with ``displayed_only`` a module selection saves only its newest
+        version, otherwise every version.
+        """
+        with self.read() as conn:
+            stored = self.stored_packages(conn)
+        selected = select_for_export(stored, package_ids, module_ids, models, displayed_only)
+        if not selected:
+            raise RepositoryError('no package in the repository matches the selection to save', code='nothing_to_save')
+        missing = sorted(set(package_ids or ()) - set(stored))
+        if missing:
+            raise RepositoryError('no such package in the repository: %s' % ', '.join(missing), code='package_not_found')
+        summary = [{'package_id': item['package_id'], 'module_id': item['module_id'], 'version': item['version'],
+                    'file': 'packages/%s.zip' % item['package_id']} for item in selected]
+        if check_mode:
+            return summary
+        tmp = dest + '.tmp'
+        with zipfile.ZipFile(tmp, 'w', allowZip64=True) as archive:
+            for item in selected:
+                archive.write(self.store.pool_path(item['sha256']), 'packages/%s.zip' % item['package_id'], compress_type=zipfile.ZIP_STORED)
+            archive.writestr('index.html', render_index_html(selected, self.now_text()), compress_type=zipfile.ZIP_DEFLATED)
+            archive.writestr('css/exup.css', INDEX_CSS, compress_type=zipfile.ZIP_DEFLATED)
+        os.replace(tmp, dest)
+        with self.store.writer() as conn:
+            self.record(conn, 'archive_saved', path=dest, packages=[item['package_id'] for item in selected])
+        return summary
+
+    # ----------------------------------------------------------------- listing (003 Fig. 10-11, Table 20)
+    def listing(self, manager_id, event_limit=100):
+        with self.read() as conn:
+            plan, stored, feed, servers = self.plan(conn)
+            tombstones = self.tombstones(conn)
+            state = self.feed_state(conn)
+            event_rows = conn.execute('SELECT * FROM events ORDER BY id DESC LIMIT ?', (event_limit,)).fetchall()
+            managers = [dict(row) for row in conn.execute('SELECT * FROM managers ORDER BY manager_id')]
+        packages = []
+        for package_id, item in sorted(stored.items()):
+            info = item['info']
+            packages.append({
+                'package_id': package_id, 'module_id': info.module_id, 'module_name': info.module_name, 'version': info.version,
+                'release_date': info.release_date, 'models': info.models, 'os': info.os, 'kind': info.kind, 'size': item['size'],
+                'sha256': item['sha256'], 'severity': info.severity, 'source': item['source'],
+                'auto_update': info.auto_update, 'downgrade_supported': info.downgrade_supported, 'multi_model': info.multi_model,
+                'reboot_required': info.reboot_required, 'uninstall_supported': info.uninstall_supported,
+                'used_by_other_manager': plan.used_by_other_manager(package_id, manager_id), 'pinned': item['pinned'],
+                'generation': plan.generation.get(package_id), 'previous_generation_only': package_id in plan.previous,
+                'compatible': item['compatible'], 'key_id': item['key_id'],
+            })
+        by_component, by_model = {}, {}
+        for package in packages:
+            by_component.setdefault(package['module_id'], []).append(package['package_id'])
+            for model in package['models']:
+                by_model.setdefault(model, {}).setdefault(package['module_id'], []).append(package['package_id'])
+        order = {package['package_id']: version_key(package['version']) for package in packages}
+        for ids in list(by_component.values()) + [ids for modules in by_model.values() for ids in modules.values()]:
+            ids.sort(key=lambda package_id: order[package_id], reverse=True)
+        events_out = [dict(row, detail=json.loads(row['detail'])) for row in event_rows]
+        return {'packages': packages, 'by_component': by_component, 'by_model': by_model, 'tombstones': sorted(tombstones.values(), key=lambda t: t['package_id']),
+                'events': events_out, 'managers': managers, 'servers': len(servers), 'feed_entries': len(feed),
+                'feed': {key: state[key] for key in ('feed_url', 'catalog_version', 'last_access', 'catalog_expires') if key in state}}
+
+
+class ReadOnlyConnection:
+    """Context manager giving a read connection, for check mode (never creates the store)."""
+
+    def __init__(self, store):
+        self.conn = store.reader()
+
+    def __enter__(self):
+        return self.conn
+
+    def __exit__(self, *exc):
+        self.conn.close()
+        return False
+
+
+def select_for_export(stored, package_ids, module_ids, models, displayed_only):
+    if package_ids:
+        return [stored[package_id] for package_id in sorted(package_ids) if package_id in stored]
+    chosen = [item for item in stored.values()
+              if (not module_ids or item['module_id'] in module_ids) and (not models or set(models) & set(item['info'].models))]
+    if displayed_only:
+        newest = {}
+        for item in chosen:
+            key = (item['module_id'], tuple(sorted(item['info'].models)), tuple(sorted(item['info'].os)))
+            if key not in newest or version_key(item['version']) > version_key(newest[key]['version']):
+                newest[key] = item
+        chosen = list(newest.values())
+    return sorted(chosen, key=lambda item: (item['module_id'], version_key(item['version'])))
+
+
+INDEX_CSS = """body { font-family: sans-serif; margin: 2em; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #999; padding: 0.3em 0.6em; text-align: left; }
+th { background: #eee; }
+"""
+
+
+def render_index_html(selected, saved_at):
+    rows = []
+    for item in selected:
+        info = item['info']
+        rows.append('<tr><td><a href="packages/{pid}.zip">{pid}</a></td><td>{module}</td><td>{version}</td><td>{date}</td>'
+                    '<td>{models}</td><td>{os}</td><td>{kind}</td><td>{auto}</td><td>{sha}</td></tr>'.format(
+                        pid=html.escape(item['package_id']), module=html.escape(info.module_name), version=html.escape(info.version),
+                        date=html.escape(info.release_date), models=html.escape(', '.join(info.models)), os=html.escape(', '.join(info.os)),
+                        kind=html.escape(info.kind), auto='yes' if info.auto_update else 'no (apply by hand)', sha=item['sha256']))
+    return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Update package archive</title>'
+            '<link rel="stylesheet" href="css/exup.css"></head><body>\n<h1>Update package archive</h1>\n<p>Saved %s.</p>\n'
+            '<table><tr><th>Package</th><th>Component</th><th>Version</th><th>Release date</th><th>Models</th><th>OS</th>'
+            '<th>Kind</th><th>Auto-update</th><th>SHA-256</th></tr>\n%s\n</table></body></html>\n') % (html.escape(saved_at), '\n'.join(rows))

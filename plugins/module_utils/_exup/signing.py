@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ed25519 signing keys, key ids and the ring of trusted public keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+
+try:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the module wrapper
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = exc
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+
+KEYID_HEX_LENGTH = 16
+
+
+def _raw_public_bytes(public_key):
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_id(public_key):
+    """Key id: the first 16 hex digits of SHA-256 over the raw 32-byte public key."""
+    return hashlib.sha256(_raw_public_bytes(public_key)).hexdigest()[:KEYID_HEX_LENGTH]
+
+
+class SigningKey:
+    """A private Ed25519 key used by the vendor side (CLI) to sign packages and catalogs."""
+
+    def __init__(self, private_key):
+        self.private_key = private_key
+        self.public_key = private_key.public_key()
+        self.key_id = key_id(self.public_key)
+
+    @classmethod
+    def generate(cls):
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path):
+        with open(path, 'rb') as handle:
+            data = handle.read()
+        try:
+            private_key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ExupError('%s is not an unencrypted PEM private key: %s' % (path, exc), code='key_invalid')
+        if not isinstance(private_key, Ed25519PrivateKey):
+            raise ExupError('%s is not an Ed25519 private key' % path, code='key_invalid')
+        return cls(private_key)
+
+    def save(self, private_path, public_path):
+        """Write the private key (mode 0600) and its public key (PEM)."""
+        private_pem = self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(private_pem)
+        with open(public_path, 'wb') as handle:
+            handle.write(self.public_pem())
+
+    def public_pem(self):
+        return self.public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def sign(self, message):
+        """Return the base64 signature of ``message`` (bytes)."""
+        return base64.b64encode(self.private_key.sign(message)).decode('ascii')
+
+
+class KeyRing:
+    """Trusted public keys by key id. Keys rotate by adding the new key before signing with it."""
+
+    def __init__(self, public_keys=()):
+        self._keys = {}
+        for public_key in public_keys:
+            self._keys[key_id(public_key)] = public_key
+
+    @classmethod
+    def from_pem_list(cls, items):
+        """Build a ring from PEM texts or paths of PEM files (module option ``trusted_keys``)."""
+        keys = []
+        for item in items or ():
+            text = item
+            if '-----BEGIN' not in item:
+                try:
+                    with open(item, 'rb') as handle:
+                        text = handle.read().decode('ascii', 'replace')
+                except OSError as exc:
+                    raise ExupError('cannot read trusted key file %s: %s' % (item, exc.strerror), code='key_invalid')
+            try:
+                public_key = serialization.load_pem_public_key(text.encode('ascii'))
+            except ValueError as exc:
+                raise ExupError('trusted key is not a PEM public key: %s' % exc, code='key_invalid')
+            if not isinstance(public_key, Ed25519PublicKey):
+                raise ExupError('trusted key is not an Ed25519 public key', code='key_invalid')
+            keys.append(public_key)
+        if not keys:
+            raise ExupError('no trusted keys given: packages and catalogs cannot be verified', code='key_invalid')
+        return cls(keys)
+
+    @property
+    def key_ids(self):
+        return sorted(self._keys)
+
+    def verify(self, keyid, signature_b64, message, error_class, what):
+        """Verify ``signature_b64`` over ``message`` with the trusted key ``keyid``.
+
+        Raises ``error_class`` with code ``unknown_key`` or ``bad_signature``.
+        """
+        public_key = self._keys.get(keyid)
+        if public_key is None:
+            raise error_class('%s is signed with key %s, which is not a trusted key' % (what, keyid), code='unknown_key', key_id=keyid)
+        try:
+            signature = base64.b64decode(signature_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise error_class('%s has a signature that is not valid base64' % what, code='bad_signature', key_id=keyid)
+        try:
+            public_key.verify(signature, message)
+        except InvalidSignature:
+            raise error_class('%s has a bad signature (key %s): it was altered or not signed by that key' % (what, keyid),
+                              code='bad_signature', key_id=keyid)

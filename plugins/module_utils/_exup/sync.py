@@ -1,0 +1,197 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Repository sync from a vendor feed (003 §2.2.1-2.2.2), in the manner of TUF's updater.
+
+1. record this manager's presence and servers (its needs);
+2. fetch the catalog with a conditional GET (an unchanged feed costs one 304)
+   and the time of the last access as ``since``; verify it (trusted signature,
+   no rollback, not expired);
+3. merge the entries published since the last access into the known feed;
+4. run generation management over feed + store for every active manager's
+   servers: what to download, what to keep;
+5. download the missing packages in parallel, each bounded by its stated size,
+   hashed while it arrives, then verified as a package (signature, every file)
+   and checked against its catalog entry before it is indexed;
+6. remove what generation management no longer keeps.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import urllib.parse
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import EPOCH, MAX_CATALOG_BYTES, parse_catalog, parse_time, utc_now
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import ReadOnlyConnection
+
+
+def entry_matches_package(entry, info):
+    """The package must be what the signed catalog said it is."""
+    mismatches = []
+    for name in ('package_id', 'module_id', 'version'):
+        if getattr(entry, name) != getattr(info, name):
+            mismatches.append('%s %r != %r' % (name, getattr(info, name), getattr(entry, name)))
+    if sorted(entry.models) != sorted(info.models) or sorted(entry.os) != sorted(info.os):
+        mismatches.append('targets differ')
+    if mismatches:
+        raise PackageError('package does not match its catalog entry: %s' % '; '.join(mismatches), code='catalog_mismatch')
+
+
+class SyncResult:
+    def __init__(self):
+        self.added = []
+        self.removed = []
+        self.refused = []
+        self.events = []
+        self.skipped_tombstoned = []
+        self.catalog = {}
+        self.bytes_downloaded = 0
+        self.feed_unchanged = False
+        self.would_download = []
+
+    @property
+    def changed(self):
+        return bool(self.added or self.removed)
+
+    def as_dict(self):
+        return {'added': self.added, 'removed': self.removed, 'refused': self.refused, 'events': self.events,
+                'skipped_tombstoned': self.skipped_tombstoned, 'catalog': self.catalog, 'bytes_downloaded': self.bytes_downloaded,
+                'feed_unchanged': self.feed_unchanged, 'changed': self.changed}
+
+
+def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, check_mode=False, workers=4, progress=None):
+    """Sync ``repo`` (Repository) from ``feed_url`` (the catalog URL). Returns a SyncResult.
+
+    ``servers`` is this manager's list of Server (None: keep what it registered before).
+    ``progress`` is called with (done_packages, total_packages, bytes) as downloads finish.
+    """
+    result = SyncResult()
+    context = ReadOnlyConnection(repo.store) if check_mode else repo.store.writer()
+    with context as conn:
+        if not check_mode:
+            repo.register_manager(conn, manager_id, servers)
+            result.events.append(repo.record(conn, 'repository_update_started', feed=feed_url))
+        try:
+            _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result)
+        except ExupError as exc:
+            if not check_mode:
+                result.events.append(repo.record(conn, 'repository_update_failed', exc.msg, error=exc.code))
+            exc.details.setdefault('events', result.events)
+            raise
+        if not check_mode:
+            result.events.append(repo.record(conn, 'repository_update_finished', added=len(result.added), removed=len(result.removed),
+                                             refused=len(result.refused)))
+    return result
+
+
+def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result):
+    state = repo.feed_state(conn)
+    same_feed = state.get('feed_url') == feed_url
+    min_version = int(state.get('catalog_version', '0')) if same_feed else 0
+    since = state.get('last_access', EPOCH) if same_feed else EPOCH
+    response = client.get_conditional(feed_url, etag=state.get('etag') if same_feed else None,
+                                      last_modified=state.get('last_modified') if same_feed else None,
+                                      params={'since': since}, max_bytes=MAX_CATALOG_BYTES)
+    base_url = response['final_url']
+    if response['redirected'] and not check_mode:
+        result.events.append(repo.record(conn, 'feed_address_changed', feed=feed_url, now=base_url))
+    new_entries = []
+    if response['status'] == 304:
+        # Unchanged: the catalog we accepted before still rules, and so does its expiry (freeze attack).
+        result.feed_unchanged = True
+        if parse_time(state['catalog_expires']) <= utc_now():
+            raise CatalogError('catalog expired at %s and the feed still serves it unchanged: the feed is stale or frozen' % state['catalog_expires'],
+                               code='catalog_expired')
+        base_url = state.get('base_url', base_url)
+        result.catalog = {'version': int(state['catalog_version']), 'generated': state['last_access'], 'expires': state['catalog_expires'], 'entries_new': 0}
+    else:
+        catalog = parse_catalog(response['body'], keyring, min_version=min_version)
+        new_entries = catalog.entries_since(since) if same_feed else catalog.entries
+        result.catalog = {'version': catalog.version, 'generated': catalog.generated, 'expires': catalog.expires, 'entries_new': len(new_entries),
+                          'entries_total': len(catalog.entries), 'key_ids': catalog.key_ids}
+        if not check_mode:
+            conn.execute('BEGIN IMMEDIATE')
+            if not same_feed:
+                conn.execute('DELETE FROM feed_entries')
+            conn.executemany('INSERT OR REPLACE INTO feed_entries (package_id, entry, published) VALUES (?, ?, ?)',
+                             [(entry.package_id, json.dumps(entry.as_dict(), sort_keys=True), entry.published) for entry in new_entries])
+            for key, value in (('feed_url', feed_url), ('base_url', base_url), ('catalog_version', str(catalog.version)),
+                               ('last_access', catalog.generated), ('catalog_expires', catalog.expires),
+                               ('etag', response['etag'] or ''), ('last_modified', response['last_modified'] or '')):
+                conn.execute('INSERT OR REPLACE INTO feed_state (key, value) VALUES (?, ?)', (key, value))
+            conn.execute('COMMIT')
+
+    # In check mode nothing was written: this manager's servers and the new entries are laid over the stored state.
+    override = (manager_id, servers) if servers is not None else None
+    overlay = {entry.package_id: entry for entry in new_entries} if check_mode else None
+    plan, stored, feed = repo.plan(conn, override=override, feed_overlay=overlay)[:3]
+    tombstones = repo.tombstones(conn)
+    to_fetch = []
+    for package_id in sorted(plan.wanted()):
+        if package_id in stored or package_id not in feed:
+            continue
+        if package_id in tombstones:
+            result.skipped_tombstoned.append(package_id)
+            continue
+        to_fetch.append(feed[package_id])
+
+    if check_mode:
+        result.added = [{'package_id': e.package_id, 'module_id': e.module_id, 'version': e.version, 'size': e.size} for e in to_fetch]
+        result.removed = repo.prune(conn, plan, stored, check_mode=True)
+        return
+
+    _download_all(repo, conn, client, base_url, keyring, to_fetch, workers, progress, result)
+    stored = repo.stored_packages(conn)
+    result.removed = repo.prune(conn, plan, stored)
+    keep_parts = {entry.sha256 for entry in to_fetch if any(r['package_id'] == entry.package_id and r.get('resumable') for r in result.refused)}
+    repo.store.collect_garbage(conn, keep_parts=keep_parts)
+
+
+def _download_all(repo, conn, client, base_url, keyring, entries, workers, progress, result):
+    """Download in parallel; the writer connection is used only from this thread."""
+    total = len(entries)
+    done = 0
+
+    def fetch_and_verify(entry):
+        url = urllib.parse.urljoin(base_url, entry.url)
+        final = repo.store.pool_path(entry.sha256)
+        if os.path.exists(final):
+            # Left by a crash between rename and index: already complete; verify it again below.
+            path = final
+        else:
+            path = client.download(url, repo.store.part_path(entry.sha256), entry.size, entry.sha256)
+        try:
+            verified = verify_package(path, keyring)
+            entry_matches_package(entry, verified.info)
+        except PackageError:
+            if path != final:
+                os.unlink(path)
+            raise
+        return path, verified
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(fetch_and_verify, entry): entry for entry in entries}
+        for future in concurrent.futures.as_completed(futures):
+            entry = futures[future]
+            done += 1
+            try:
+                path, verified = future.result()
+            except ExupError as exc:
+                refusal = {'package_id': entry.package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': exc.code, 'reason': exc.msg,
+                           'resumable': exc.code == 'download_truncated'}
+                result.refused.append(refusal)
+                result.events.append(repo.record(conn, 'package_refused', exc.msg, package_id=entry.package_id, error=exc.code))
+                continue
+            if path != repo.store.pool_path(entry.sha256):
+                repo.store.install(path, entry.sha256)
+                result.bytes_downloaded += entry.size
+            repo.index_package(conn, verified, entry.sha256, entry.size, source='feed')
+            result.added.append({'package_id': entry.package_id, 'module_id': entry.module_id, 'version': entry.version, 'size': entry.size,
+                                 'sha256': entry.sha256})
+            result.events.append(repo.record(conn, 'package_downloaded', package_id=entry.package_id, version=entry.version))
+            if progress:
+                progress(done, total, result.bytes_downloaded)

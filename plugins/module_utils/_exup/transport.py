@@ -1,0 +1,226 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""HTTP for the repository: retries, proxy Basic/Digest auth, TLS, conditional GET, bounded resumable download.
+
+requests does the HTTP and urllib3's ``Retry`` the retries. requests has no
+proxy Digest auth, so requests-toolbelt's ``HTTPProxyDigestAuth`` answers the
+proxy's 407 challenge (for http:// feeds; see docs/user-guide.md for https).
+NTLM is refused with a clear message, as 003 §2.2.7 says it is not supported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import urllib.parse
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the module wrapper
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = exc
+
+try:
+    from requests_toolbelt.auth.http_proxy_digest import HTTPProxyDigestAuth
+    HAS_TOOLBELT = True
+except ImportError:  # pragma: no cover - only needed for Digest proxies
+    HAS_TOOLBELT = False
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
+
+CHUNK = 1024 * 1024
+USER_AGENT = 'exup.fleet/0.1'
+RESUME_ATTEMPTS = 3
+
+
+def _proxy_url_with_credentials(proxy_url, username, password):
+    parts = urllib.parse.urlsplit(proxy_url)
+    if parts.scheme not in ('http', 'https') or not parts.hostname:
+        raise TransportError('proxy URL %r must look like http://host:port' % proxy_url, code='proxy_invalid')
+    netloc = '%s:%s@%s' % (urllib.parse.quote(username, safe=''), urllib.parse.quote(password, safe=''), parts.netloc.rpartition('@')[2])
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, '', ''))
+
+
+class HttpClient:
+    """One configured HTTP client, safe to share between download threads (a session per thread)."""
+
+    def __init__(self, proxy_url=None, proxy_username=None, proxy_password=None, proxy_auth='basic',
+                 validate_certs=True, ca_path=None, timeout=30, retries=3):
+        if proxy_auth not in ('basic', 'digest'):
+            raise TransportError('proxy_auth %r is not supported: use basic or digest (NTLM is not supported)' % proxy_auth, code='proxy_auth_unsupported')
+        if proxy_auth == 'digest' and proxy_username and not HAS_TOOLBELT:
+            raise TransportError('proxy Digest authentication needs the requests-toolbelt Python library', code='missing_library')
+        self.proxy_url = proxy_url
+        self.proxy_username = proxy_username
+        self.proxy_password = proxy_password
+        self.proxy_auth = proxy_auth
+        self.verify = ca_path if (validate_certs and ca_path) else bool(validate_certs)
+        self.timeout = timeout
+        self.retries = retries
+        self._local = threading.local()
+
+    @property
+    def session(self):
+        session = getattr(self._local, 'session', None)
+        if session is None:
+            session = requests.Session()
+            retry = Retry(total=self.retries, connect=self.retries, read=self.retries, status=self.retries, backoff_factor=0.5,
+                          status_forcelist=(500, 502, 503, 504), allowed_methods=frozenset(['GET', 'HEAD']), raise_on_status=False,
+                          respect_retry_after_header=True)
+            adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
+            session.mount('http://', adapter)
+            session.mount('https://', adapter)
+            session.headers['User-Agent'] = USER_AGENT
+            session.headers['Accept-Encoding'] = 'identity'  # sizes and digests are of the bytes on the wire
+            session.verify = self.verify
+            session.trust_env = False  # configuration says which proxy; the environment must not change it silently
+            if self.proxy_url:
+                url = self.proxy_url
+                if self.proxy_username and self.proxy_auth == 'basic':
+                    url = _proxy_url_with_credentials(self.proxy_url, self.proxy_username, self.proxy_password or '')
+                session.proxies = {'http': url, 'https': url}
+                if self.proxy_username and self.proxy_auth == 'digest':
+                    session.auth = HTTPProxyDigestAuth(self.proxy_username, self.proxy_password or '')
+            self._local.session = session
+        return session
+
+    def _get(self, url, **kwargs):
+        try:
+            response = self.session.get(url, timeout=self.timeout, allow_redirects=True, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise TransportError('TLS verification of %s failed: %s' % (_host(url), _short(exc)), code='tls_failed')
+        except requests.exceptions.ProxyError as exc:
+            raise TransportError('the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), _short(exc)), code='proxy_failed')
+        except requests.exceptions.RequestException as exc:
+            raise TransportError('cannot reach %s: %s' % (_host(url), _short(exc)), code='connection_failed')
+        if response.status_code == 407:
+            response.close()
+            raise self._proxy_auth_error(response)
+        return response
+
+    def _proxy_auth_error(self, response):
+        offered = response.headers.get('Proxy-Authenticate', '')
+        schemes = {part.strip().split(' ')[0].lower() for part in offered.split(',') if part.strip()}
+        if schemes and schemes <= {'ntlm', 'negotiate'}:
+            return TransportError('the proxy %s asks for NTLM authentication, which is not supported; configure Basic or Digest auth on the proxy (003 §2.2.7)'
+                                  % self.proxy_url, code='proxy_ntlm_unsupported')
+        if not self.proxy_username:
+            return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password' % (self.proxy_url, offered or 'no scheme given'),
+                                  code='proxy_auth_required')
+        return TransportError('the proxy %s refused the credentials of user %s (407): wrong user name or password, or wrong proxy_auth (%s; proxy offers %s)'
+                              % (self.proxy_url, self.proxy_username, self.proxy_auth, offered or 'nothing'), code='proxy_auth_failed')
+
+    def get_conditional(self, url, etag=None, last_modified=None, params=None, max_bytes=None):
+        """GET with If-None-Match / If-Modified-Since. Returns a dict with status, body, etag, last_modified, final_url.
+
+        status 304 means unchanged (body None). The body is read up to ``max_bytes``.
+        """
+        headers = {}
+        if etag:
+            headers['If-None-Match'] = etag
+        if last_modified:
+            headers['If-Modified-Since'] = last_modified
+        response = self._get(url, headers=headers, params=params, stream=True)
+        with response:
+            result = {'status': response.status_code, 'etag': response.headers.get('ETag'), 'final_url': response.url.split('?')[0],
+                      'last_modified': response.headers.get('Last-Modified'), 'redirected': bool(response.history), 'body': None}
+            if response.status_code == 304:
+                return result
+            if response.status_code != 200:
+                raise TransportError('GET %s answered HTTP %d' % (url, response.status_code), code='http_status', status=response.status_code)
+            chunks, total = [], 0
+            for chunk in response.iter_content(CHUNK):
+                total += len(chunk)
+                if max_bytes and total > max_bytes:
+                    raise TransportError('%s is larger than %d bytes' % (url, max_bytes), code='download_too_long')
+                chunks.append(chunk)
+            result['body'] = b''.join(chunks)
+        return result
+
+    def download(self, url, part_path, size, sha256, progress=None):
+        """Fetch ``url`` into ``part_path``: exactly ``size`` bytes whose SHA-256 is ``sha256``.
+
+        Resumes from an existing .part (Range request), retrying a cut
+        connection up to RESUME_ATTEMPTS times; the digest is computed while
+        downloading. Never writes past ``size``: a longer answer is refused and
+        its .part deleted. A truncated download keeps its .part for the next try.
+        """
+        last_error = None
+        for _attempt in range(RESUME_ATTEMPTS):
+            try:
+                return self._download_once(url, part_path, size, sha256, progress)
+            except TransportError as exc:
+                if exc.code != 'download_truncated':
+                    raise
+                last_error = exc
+        raise last_error
+
+    def _download_once(self, url, part_path, size, sha256, progress):
+        digest = hashlib.sha256()
+        have = os.path.getsize(part_path) if os.path.exists(part_path) else 0
+        if have > size:
+            have = 0
+        if have:
+            with open(part_path, 'rb') as handle:
+                for chunk in iter(lambda: handle.read(CHUNK), b''):
+                    digest.update(chunk)
+        if have < size:
+            headers = {'Range': 'bytes=%d-' % have} if have else {}
+            response = self._get(url, headers=headers, stream=True)
+            with response:
+                if response.status_code == 206 and have and response.headers.get('Content-Range', '').startswith('bytes %d-' % have):
+                    mode = 'ab'
+                elif response.status_code == 200:
+                    have, digest, mode = 0, hashlib.sha256(), 'wb'
+                else:
+                    raise TransportError('GET %s answered HTTP %d' % (url, response.status_code), code='http_status', status=response.status_code)
+                stated = response.headers.get('Content-Length')
+                if stated is not None and stated.isdigit() and have + int(stated) > size:
+                    _unlink(part_path)
+                    raise TransportError('%s is %d bytes long, more than the %d bytes the catalog states' % (url, have + int(stated), size),
+                                         code='download_too_long')
+                with open(part_path, mode) as sink:
+                    try:
+                        for chunk in response.iter_content(CHUNK):
+                            if have + len(chunk) > size:
+                                sink.close()
+                                _unlink(part_path)
+                                raise TransportError('%s sent more than the %d bytes the catalog states; download stopped' % (url, size),
+                                                     code='download_too_long')
+                            sink.write(chunk)
+                            digest.update(chunk)
+                            have += len(chunk)
+                            if progress:
+                                progress(len(chunk))
+                    except requests.exceptions.RequestException as exc:
+                        raise TransportError('download of %s was cut after %d of %d bytes: %s' % (url, have, size, _short(exc)), code='download_truncated')
+        if have < size:
+            raise TransportError('download of %s ended after %d of %d bytes' % (url, have, size), code='download_truncated')
+        if digest.hexdigest() != sha256:
+            _unlink(part_path)
+            raise TransportError('%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % url,
+                                 code='digest_mismatch')
+        return part_path
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _host(url):
+    parts = urllib.parse.urlsplit(url)
+    return '%s://%s' % (parts.scheme, parts.netloc.rpartition('@')[2])
+
+
+def _short(exc):
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + '...'
