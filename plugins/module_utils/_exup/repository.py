@@ -331,7 +331,11 @@ class Repository:
         return summary
 
     # ----------------------------------------------------------------- listing (003 Fig. 10-11, Table 20)
-    def listing(self, manager_id, event_limit=100):
+    def listing(self, manager_id, event_limit=100, module_ids=None, models=None):
+        """Packages with their flags, by component and by model, plus tombstones, events, managers, feed state.
+
+        ``module_ids`` and ``models`` narrow the packages listed.
+        """
         with self.read() as conn:
             plan, stored, feed, servers = self.plan(conn)
             tombstones = self.tombstones(conn)
@@ -341,6 +345,8 @@ class Repository:
         packages = []
         for package_id, item in sorted(stored.items()):
             info = item['info']
+            if (module_ids and info.module_id not in module_ids) or (models and not set(models) & set(info.models)):
+                continue
             packages.append({
                 'package_id': package_id, 'module_id': info.module_id, 'module_name': info.module_name, 'version': info.version,
                 'release_date': info.release_date, 'models': info.models, 'os': info.os, 'kind': info.kind, 'size': item['size'],
@@ -355,6 +361,8 @@ class Repository:
         for package in packages:
             by_component.setdefault(package['module_id'], []).append(package['package_id'])
             for model in package['models']:
+                if models and model not in models:
+                    continue
                 by_model.setdefault(model, {}).setdefault(package['module_id'], []).append(package['package_id'])
         order = {package['package_id']: version_key(package['version']) for package in packages}
         for ids in list(by_component.values()) + [ids for modules in by_model.values() for ids in modules.values()]:

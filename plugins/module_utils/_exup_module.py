@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The small layer between AnsibleModule and the exup core (as amazon.aws does it).
+
+It checks the third-party libraries once, turns an ``ExupError`` into
+``fail_json`` with its stable ``error`` code, and holds the option specs shared
+by several modules, so each module is an argument spec plus one call.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import signing, transport, xmlsafe
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+
+REPOSITORY_SPEC = {
+    'repository': {'type': 'path', 'required': True},
+    'manager_id': {'type': 'str', 'default': 'local'},
+}
+
+TRUST_SPEC = {
+    'trusted_keys': {'type': 'list', 'elements': 'str', 'required': True},
+}
+
+HTTP_SPEC = {
+    'proxy_url': {'type': 'str'},
+    'proxy_username': {'type': 'str'},
+    'proxy_password': {'type': 'str', 'no_log': True},
+    'proxy_auth': {'type': 'str', 'default': 'basic', 'choices': ['basic', 'digest']},
+    'validate_certs': {'type': 'bool', 'default': True},
+    'ca_path': {'type': 'path'},
+    'timeout': {'type': 'int', 'default': 30},
+}
+
+
+class ExupModule(AnsibleModule):
+    """AnsibleModule that knows the exup core's libraries and errors."""
+
+    def __init__(self, argument_spec, needs_http=False, **kwargs):
+        super().__init__(argument_spec=argument_spec, **kwargs)
+        libraries = [('cryptography', signing.HAS_CRYPTOGRAPHY, signing.CRYPTOGRAPHY_IMPORT_ERROR),
+                     ('lxml', xmlsafe.HAS_LXML, xmlsafe.LXML_IMPORT_ERROR)]
+        if needs_http:
+            libraries.append(('requests', transport.HAS_REQUESTS, transport.REQUESTS_IMPORT_ERROR))
+        for name, present, error in libraries:
+            if not present:
+                self.fail_json(msg=missing_required_lib(name), exception=str(error))
+
+    def run(self, function, *args, **kwargs):
+        """Call the core; an ExupError becomes a failure with ``error`` = its code."""
+        try:
+            return function(*args, **kwargs)
+        except ExupError as exc:
+            details = dict(exc.details)
+            self.fail_json(msg=exc.msg, error=exc.code, **details)
+        except OSError as exc:
+            self.fail_json(msg='%s: %s' % (exc.strerror or exc, getattr(exc, 'filename', '') or ''), error='os_error',
+                           exception=traceback.format_exc())
+        return None
+
+    def http_client(self):
+        params = self.params
+        return self.run(transport.HttpClient, proxy_url=params['proxy_url'], proxy_username=params['proxy_username'],
+                        proxy_password=params['proxy_password'], proxy_auth=params['proxy_auth'], validate_certs=params['validate_certs'],
+                        ca_path=params['ca_path'], timeout=params['timeout'])
+
+    def keyring(self):
+        return self.run(signing.KeyRing.from_pem_list, self.params['trusted_keys'])

@@ -1,0 +1,219 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: exup_package
+short_description: Add, delete and save update packages in a repository
+version_added: 0.1.0
+description:
+  - Runs on the repository host.
+  - O(state=present) adds package files by hand (003 §2.2.3) after verifying them. With O(mode=needed) only packages a
+    managed server needs within the kept generations are added; with O(mode=pinned) every given package is added and
+    kept until deleted by hand. Each file gets one of the four results of 003 Table 14.
+  - O(state=absent) deletes packages (003 §2.2.4) and records them in the deletion history so that no sync downloads them
+    again. Without O(force), a package another manager uses is refused. Each package gets a result of 003 Table 16.
+  - O(state=history_cleared) clears the whole deletion history at once (003 §2.2.5).
+  - O(state=exported) saves packages into one archive with C(packages/), an C(index.html) listing each package and the
+    component it updates, and C(css/) (003 §2.2.6).
+author: exup.fleet contributors
+extends_documentation_fragment:
+  - exup.fleet.repository
+options:
+  state:
+    description: What to do.
+    type: str
+    choices: [present, absent, history_cleared, exported]
+    default: present
+  src:
+    description:
+      - Package files, or directories whose C(*.zip) files are all added, on the repository host. With O(state=present).
+    type: list
+    elements: path
+  mode:
+    description:
+      - V(needed) adds only what managed servers need (subject to generation management);
+        V(pinned) adds every package and keeps it until it is deleted by hand (003 Table 13).
+    type: str
+    choices: [needed, pinned]
+    default: needed
+  trusted_keys:
+    description: Public keys (PEM text or file paths) trusted to sign packages. Required with O(state=present).
+    type: list
+    elements: str
+  package_ids:
+    description: Packages to delete (O(state=absent)) or to save (O(state=exported)).
+    type: list
+    elements: str
+  force:
+    description: Delete even packages that another manager uses (003 Table 15).
+    type: bool
+    default: false
+  dest:
+    description: Archive to write with O(state=exported).
+    type: path
+  module_ids:
+    description: With O(state=exported) and no O(package_ids), save the packages of these modules.
+    type: list
+    elements: str
+  models:
+    description: With O(state=exported) and no O(package_ids), save only packages for these models.
+    type: list
+    elements: str
+  displayed_only:
+    description:
+      - With O(state=exported) and a module selection, save only the newest (displayed) version of each module;
+        false saves every version (003 Table 17).
+    type: bool
+    default: true
+  fail_on_error:
+    description: Fail the task when any package gets an error result. The results are returned either way.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+'''
+
+EXAMPLES = r'''
+- name: Add packages downloaded by hand, only what our servers need
+  exup.fleet.exup_package:
+    repository: /var/lib/exup/repo
+    src: [/srv/incoming]
+    trusted_keys: [/etc/exup/vendor.pub]
+
+- name: Delete a package, even if another manager uses it
+  exup.fleet.exup_package:
+    repository: /var/lib/exup/repo
+    state: absent
+    package_ids: [system-bios-r120a1m-any-1.02]
+    force: true
+
+- name: Save the packages that must be applied by hand
+  exup.fleet.exup_package:
+    repository: /var/lib/exup/repo
+    state: exported
+    module_ids: [system-bios]
+    models: [Express5800/R120h-1M]
+    dest: /tmp/bios-archive.zip
+'''
+
+RETURN = r'''
+results:
+  description:
+    - One entry per file (present) or package (absent) with C(result), one of V(added), V(error_invalid_package),
+      V(warning_not_needed), V(warning_already_present) (003 Table 14) or V(deleted), V(error_in_use_by_other_manager),
+      V(error_not_found), V(already_deleted) (003 Table 16), and C(msg).
+  returned: when state is present or absent
+  type: list
+  elements: dict
+cleared:
+  description: Package ids removed from the deletion history.
+  returned: when state is history_cleared
+  type: list
+  elements: str
+exported:
+  description: Packages saved into the archive.
+  returned: when state is exported
+  type: list
+  elements: dict
+'''
+
+import os
+import zipfile
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import DELETED, Repository
+
+ERROR_RESULTS = ('error_invalid_package', 'error_in_use_by_other_manager', 'error_not_found')
+
+
+def package_files(sources):
+    files = []
+    for source in sources:
+        if os.path.isdir(source):
+            files.extend(os.path.join(source, name) for name in sorted(os.listdir(source)) if name.endswith('.zip'))
+        else:
+            files.append(source)
+    return files
+
+
+def archive_holds(dest, exported):
+    """True when ``dest`` already is an archive of exactly these packages (idempotent export)."""
+    try:
+        with zipfile.ZipFile(dest) as archive:
+            names = {name for name in archive.namelist() if name.startswith('packages/')}
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return names == {item['file'] for item in exported}
+
+
+def main():
+    argument_spec = dict(REPOSITORY_SPEC)
+    argument_spec.update(
+        state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'history_cleared', 'exported']},
+        src={'type': 'list', 'elements': 'path'},
+        mode={'type': 'str', 'default': 'needed', 'choices': ['needed', 'pinned']},
+        trusted_keys={'type': 'list', 'elements': 'str'},
+        package_ids={'type': 'list', 'elements': 'str'},
+        force={'type': 'bool', 'default': False},
+        dest={'type': 'path'},
+        module_ids={'type': 'list', 'elements': 'str'},
+        models={'type': 'list', 'elements': 'str'},
+        displayed_only={'type': 'bool', 'default': True},
+        fail_on_error={'type': 'bool', 'default': True},
+    )
+    module = ExupModule(argument_spec, supports_check_mode=True, required_if=[
+        ('state', 'present', ('src', 'trusted_keys')),
+        ('state', 'absent', ('package_ids',)),
+        ('state', 'exported', ('dest',)),
+    ])
+    params = module.params
+    repo = Repository(params['repository'])
+    state = params['state']
+    output = {'changed': False}
+
+    if state == 'present':
+        files = package_files(params['src'])
+        missing = [path for path in files if not os.path.isfile(path)]
+        if missing:
+            module.fail_json(msg='package file not found: %s' % ', '.join(missing), error='file_not_found')
+        results = module.run(repo.add_files, files, module.keyring(), mode=params['mode'], check_mode=module.check_mode)
+        output.update(results=results, changed=any(r['result'] == 'added' for r in results))
+        output['diff'] = {'before': '', 'after': ''.join('+ %s\n' % r['package_id'] for r in results if r['result'] == 'added')}
+    elif state == 'absent':
+        with repo.read() as conn:
+            tombstoned = set(repo.tombstones(conn))
+            stored = set(repo.stored_packages(conn))
+        wanted = [pid for pid in params['package_ids'] if not (pid in tombstoned and pid not in stored)]
+        results = [{'package_id': pid, 'result': 'already_deleted', 'msg': 'The package was deleted before.'}
+                   for pid in params['package_ids'] if pid not in wanted]
+        if wanted:
+            results += module.run(repo.delete, wanted, params['manager_id'], force=params['force'], check_mode=module.check_mode)
+        output.update(results=results, changed=any(r['result'] == DELETED for r in results))
+        output['diff'] = {'before': ''.join('- %s\n' % r['package_id'] for r in results if r['result'] == DELETED), 'after': ''}
+    elif state == 'history_cleared':
+        cleared = module.run(repo.clear_tombstones, check_mode=module.check_mode)
+        output.update(cleared=cleared, changed=bool(cleared))
+    else:
+        selection = dict(package_ids=params['package_ids'], module_ids=params['module_ids'], models=params['models'],
+                         displayed_only=params['displayed_only'])
+        exported = module.run(repo.export, params['dest'], check_mode=True, **selection)
+        changed = not archive_holds(params['dest'], exported)
+        if changed and not module.check_mode:
+            exported = module.run(repo.export, params['dest'], **selection)
+        output.update(exported=exported, changed=changed, dest=params['dest'])
+
+    errors = [r for r in output.get('results', []) if r['result'] in ERROR_RESULTS]
+    if errors and params['fail_on_error']:
+        module.fail_json(msg='; '.join('%s: %s' % (r.get('package_id') or r.get('file'), r['msg']) for r in errors), **output)
+    module.exit_json(**output)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,168 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: exup_repo_sync
+short_description: Sync an update package repository from a signed vendor feed
+version_added: 0.1.0
+description:
+  - Runs on the repository host. Fetches the signed catalog of the vendor's distribution server (003 §2.2.1),
+    sending the time of the last access and using a conditional request, so an unchanged feed costs one small request.
+  - Records this manager's presence and the servers it manages (their model, OS and module versions) as its needs.
+  - Downloads, in parallel, only the packages those servers need within the generations kept, resuming interrupted
+    downloads and never reading past the size the catalog states; verifies each package (signature, every file digest)
+    before it enters the repository.
+  - Then applies generation management (003 §2.2.2), keeping at most 3 generations per model, OS and module plus
+    the previous generation a server ran, and never downloads a package that was deleted by hand (tombstoned).
+author: exup.fleet contributors
+extends_documentation_fragment:
+  - exup.fleet.repository
+  - exup.fleet.repository.TRUST
+  - exup.fleet.repository.HTTP
+options:
+  feed_url:
+    description: URL of the feed's signed catalog, for example V(https://updates.example.com/exup/catalog.json).
+    type: str
+    required: true
+  servers:
+    description:
+      - The servers this manager manages. Omit to keep what this manager registered before.
+      - An empty list says this manager manages no server.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Server name.
+        type: str
+        required: true
+      model:
+        description: Model name as update packages name it.
+        type: str
+        required: true
+      os:
+        description: OS identifier as update packages name it (for example V(rhel9), V(win2022)).
+        type: str
+        required: true
+      modules:
+        description:
+          - Module id to its versions, either a version string (the current one) or a dict with C(current) and C(previous).
+          - The previous version's package is kept as the previous generation (003 §2.2.2).
+        type: dict
+        default: {}
+  workers:
+    description: Parallel downloads.
+    type: int
+    default: 4
+attributes:
+  check_mode:
+    support: full
+    description: Fetches and verifies the catalog, reports what would be downloaded and removed, changes nothing.
+  diff_mode:
+    support: full
+notes:
+  - Refused packages (tampered, unknown key, too long, truncated) are listed in RV(refused) with the reason and leave
+    an error event; they do not fail the task, the catalog problems (bad signature, rollback, expiry) and proxy or
+    network failures do.
+'''
+
+EXAMPLES = r'''
+- name: Sync the repository from the vendor feed through an authenticating proxy
+  exup.fleet.exup_repo_sync:
+    repository: /var/lib/exup/repo
+    feed_url: https://updates.example.com/exup/catalog.json
+    trusted_keys:
+      - /etc/exup/vendor.pub
+    proxy_url: http://proxy.example.com:3128
+    proxy_username: exup
+    proxy_password: "{{ vault_proxy_password }}"
+    proxy_auth: digest
+    servers:
+      - name: db01
+        model: Express5800/R120h-1M
+        os: rhel9
+        modules:
+          system-bios: {current: "1.04", previous: "1.02"}
+  register: sync
+'''
+
+RETURN = r'''
+added:
+  description: Packages downloaded (in check mode, that would be downloaded).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"package_id": "system-bios-r120a1m-any-1.04", "module_id": "system-bios", "version": "1.04", "size": 16777216}]
+removed:
+  description: Packages removed by generation management (in check mode, that would be removed).
+  returned: always
+  type: list
+  elements: dict
+refused:
+  description: Packages that were not accepted, with C(code) and C(reason).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"package_id": "x", "code": "digest_mismatch", "reason": "payload/bios.rom does not match its SHA-256 in ExUpHash.xml"}]
+skipped_tombstoned:
+  description: Packages needed but not downloaded because they were deleted by hand (003 §2.2.4).
+  returned: always
+  type: list
+  elements: str
+events:
+  description: Events of this run (003 Tables 18-19), also stored in the repository's event log.
+  returned: always
+  type: list
+  elements: dict
+catalog:
+  description: Version, generation time, expiry and entry counts of the catalog used.
+  returned: always
+  type: dict
+bytes_downloaded:
+  description: Package bytes transferred.
+  returned: always
+  type: int
+feed_unchanged:
+  description: True when the feed answered 304 Not Modified.
+  returned: always
+  type: bool
+'''
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC, REPOSITORY_SPEC, TRUST_SPEC, ExupModule
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository, server_from_dict
+from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+
+
+def main():
+    argument_spec = dict(REPOSITORY_SPEC, **TRUST_SPEC)
+    argument_spec.update(HTTP_SPEC)
+    argument_spec.update(
+        feed_url={'type': 'str', 'required': True},
+        servers={'type': 'list', 'elements': 'dict', 'options': {
+            'name': {'type': 'str', 'required': True},
+            'model': {'type': 'str', 'required': True},
+            'os': {'type': 'str', 'required': True},
+            'modules': {'type': 'dict', 'default': {}},
+        }},
+        workers={'type': 'int', 'default': 4},
+    )
+    module = ExupModule(argument_spec, needs_http=True, supports_check_mode=True, required_together=[('proxy_username', 'proxy_password')])
+    params = module.params
+    servers = None
+    if params['servers'] is not None:
+        servers = [module.run(server_from_dict, params['manager_id'], item) for item in params['servers']]
+    result = module.run(sync_repository, Repository(params['repository']), module.http_client(), params['feed_url'], module.keyring(),
+                        params['manager_id'], servers=servers, check_mode=module.check_mode, workers=params['workers'])
+    output = result.as_dict()
+    if result.refused:
+        module.warn('%d package(s) refused: %s' % (len(result.refused), '; '.join('%s (%s)' % (r['package_id'], r['code']) for r in result.refused[:5])))
+    output['diff'] = {'before': {'removed': sorted(r['package_id'] for r in result.removed)},
+                      'after': {'added': sorted(a['package_id'] for a in result.added)}}
+    module.exit_json(**output)
+
+
+if __name__ == '__main__':
+    main()
