@@ -23,7 +23,7 @@ REPOSITORY_SPEC = {
 }
 
 TRUST_SPEC = {
-    'trusted_keys': {'type': 'list', 'elements': 'str', 'required': True},
+    'trusted_keys': {'type': 'list', 'elements': 'str', 'required': True, 'no_log': False},
 }
 
 HTTP_SPEC = {

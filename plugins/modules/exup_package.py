@@ -19,7 +19,7 @@ description:
   - O(state=history_cleared) clears the whole deletion history at once (003 §2.2.5).
   - O(state=exported) saves packages into one archive with C(packages/), an C(index.html) listing each package and the
     component it updates, and C(css/) (003 §2.2.6).
-author: exup.fleet contributors
+author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
 options:
@@ -76,8 +76,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Verifies the files and reports the results that adding, deleting, clearing or saving would have, without changing anything.
   diff_mode:
     support: full
+    description: The diff lists the ids of the packages added or deleted.
 '''
 
 EXAMPLES = r'''
@@ -159,7 +161,7 @@ def main():
         state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'history_cleared', 'exported']},
         src={'type': 'list', 'elements': 'path'},
         mode={'type': 'str', 'default': 'needed', 'choices': ['needed', 'pinned']},
-        trusted_keys={'type': 'list', 'elements': 'str'},
+        trusted_keys={'type': 'list', 'elements': 'str', 'no_log': False},
         package_ids={'type': 'list', 'elements': 'str'},
         force={'type': 'bool', 'default': False},
         dest={'type': 'path'},

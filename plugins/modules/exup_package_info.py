@@ -14,7 +14,7 @@ description:
   - Lists the packages by component and by target model (003 Fig. 10 and 11), each with the flags of 003 Table 20
     (auto-update, downgrade support, multi-model, used by another manager) and pinned, generation and compatibility;
     the deletion history (tombstones); the managers and their presence; and the event log.
-author: exup.fleet contributors
+author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
 options:
@@ -33,6 +33,7 @@ options:
 attributes:
   check_mode:
     support: full
+    description: The module only reads; it behaves the same in check mode.
 '''
 
 EXAMPLES = r'''
@@ -79,6 +80,14 @@ feed:
   description: Feed URL, accepted catalog version, last access and catalog expiry.
   returned: always
   type: dict
+servers:
+  description: Number of servers that the active managers manage.
+  returned: always
+  type: int
+feed_entries:
+  description: Number of feed entries the repository knows (they rank the generations).
+  returned: always
+  type: int
 '''
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule

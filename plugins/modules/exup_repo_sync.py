@@ -17,8 +17,9 @@ description:
     downloads and never reading past the size the catalog states; verifies each package (signature, every file digest)
     before it enters the repository.
   - Then applies generation management (003 §2.2.2), keeping at most 3 generations per model, OS and module plus
-    the previous generation a server ran, and never downloads a package that was deleted by hand (tombstoned).
-author: exup.fleet contributors
+    the previous generation a server ran when the repository holds it (a sync does not download it), and never
+    downloads a package that was deleted by hand (tombstoned).
+author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
   - exup.fleet.repository.TRUST
@@ -63,6 +64,7 @@ attributes:
     description: Fetches and verifies the catalog, reports what would be downloaded and removed, changes nothing.
   diff_mode:
     support: full
+    description: The diff lists the ids of the packages added and removed.
 notes:
   - Refused packages (tampered, unknown key, too long, truncated) are listed in RV(refused) with the reason and leave
     an error event; they do not fail the task, the catalog problems (bad signature, rollback, expiry) and proxy or
@@ -122,7 +124,7 @@ catalog:
   returned: always
   type: dict
 bytes_downloaded:
-  description: Package bytes transferred.
+  description: Bytes of the packages downloaded and accepted (refused downloads are not counted).
   returned: always
   type: int
 feed_unchanged:

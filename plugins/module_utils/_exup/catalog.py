@@ -91,8 +91,13 @@ class Catalog:
     key_ids: list
 
     def entries_since(self, since):
-        """Entries published after ``since`` (003 §2.2.1; '1970-01-01T00:00:00Z' the first time)."""
-        return [entry for entry in self.entries if entry.published > since]
+        """Entries published at or after ``since`` (003 §2.2.1; '1970-01-01T00:00:00Z' the first time).
+
+        Inclusive: ``since`` is the previous catalog's generation time, and a
+        package published in that same second must not be missed (re-merging
+        an entry already known is harmless).
+        """
+        return [entry for entry in self.entries if entry.published >= since]
 
 
 def _entry(raw, index):

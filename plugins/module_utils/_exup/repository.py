@@ -106,7 +106,12 @@ class Repository:
 
     @staticmethod
     def tombstones(conn):
-        return {row['package_id']: dict(row) for row in conn.execute('SELECT * FROM tombstones')}
+        result = {}
+        for row in conn.execute('SELECT * FROM tombstones'):
+            item = dict(row)
+            item['models'], item['os'] = json.loads(item['models']), json.loads(item['os'])
+            result[item['package_id']] = item
+        return result
 
     @staticmethod
     def feed_state(conn):
@@ -130,9 +135,15 @@ class Repository:
         return servers
 
     @staticmethod
-    def candidates(stored, feed, extra=()):
-        """Every package the repository knows, from the store, the feed and ``extra`` PackageInfos."""
+    def candidates(stored, feed, extra=(), tombstones=None):
+        """Every package the repository knows: store, feed, deletion history and ``extra`` PackageInfos.
+
+        Deleted packages keep their rank (see generations.py), so their targets are kept in the tombstone.
+        """
         seen = {}
+        for item in (tombstones or {}).values():
+            if item['models']:
+                seen[item['package_id']] = Candidate(item['package_id'], item['module_id'], item['version'], tuple(item['models']), tuple(item['os']))
         for entry in feed.values():
             seen[entry.package_id] = Candidate(entry.package_id, entry.module_id, entry.version, tuple(entry.models), tuple(entry.os))
         for item in list(stored.values()) + [{'info': info} for info in extra]:
@@ -150,7 +161,7 @@ class Repository:
         if feed_overlay:
             feed.update(feed_overlay)
         servers = self.active_servers(conn, override)
-        return generation_plan(self.candidates(stored, feed, extra), servers), stored, feed, servers
+        return generation_plan(self.candidates(stored, feed, extra, self.tombstones(conn)), servers), stored, feed, servers
 
     # ----------------------------------------------------------------- writing helpers
     def record(self, conn, code, cause=None, **detail):
@@ -194,8 +205,8 @@ class Repository:
         conn.execute('BEGIN IMMEDIATE')
         conn.execute('DELETE FROM packages WHERE package_id = ?', (package_id,))
         if tombstone:
-            conn.execute('INSERT OR REPLACE INTO tombstones (package_id, module_id, version, sha256, deleted_at, deleted_by, forced) '
-                         'VALUES (?, ?, ?, ?, ?, ?, ?)', tombstone)
+            conn.execute('INSERT OR REPLACE INTO tombstones (package_id, module_id, version, sha256, deleted_at, deleted_by, forced, models, os) '
+                         'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', tombstone)
         if event:
             self.record(conn, *event[:1], **event[1])
         others = conn.execute('SELECT COUNT(*) FROM packages WHERE sha256 = ?', (digest,)).fetchone()[0]
@@ -226,39 +237,54 @@ class Repository:
             raise ExupError('mode must be needed or pinned, not %r' % mode, code='argument_invalid')
         results = []
         with self.store.writer() if not check_mode else ReadOnlyConnection(self.store) as conn:
-            for path in paths:
-                results.append(self._add_one(conn, path, keyring, mode, check_mode))
+            # Verify every file first, then decide over the whole batch (003 Table 13: "from the list
+            # given, only what generation management needs"): otherwise the order of the files would
+            # let an old version in ahead of the newer ones that push it out of the window.
+            checked = [(path, self._verify_for_add(conn, path, keyring, check_mode)) for path in paths]
+            batch = [item.info for _path, item in checked if not isinstance(item, dict)]
+            plan = self.plan(conn, extra=batch)[0] if mode == 'needed' else None
+            done = set()  # package ids added (in check mode: that would be) by this call
+            for path, item in checked:
+                results.append(item if isinstance(item, dict) else self._add_one(conn, path, item, keyring, plan, batch, done, mode, check_mode))
         return results
 
-    def _add_one(self, conn, path, keyring, mode, check_mode):
-        name = os.path.basename(path)
+    def _verify_for_add(self, conn, path, keyring, check_mode):
+        """The VerifiedPackage of ``path``, or the Table 14 error result when it is invalid."""
         try:
-            verified = verify_package(path, keyring)
+            return verify_package(path, keyring)
         except PackageError as exc:
             if not check_mode:
-                self.record(conn, 'package_add_failed', exc.msg, file=name, error=exc.code)
-            return {'file': name, 'result': ADD_ERROR_BAD_HASH, 'msg': 'The update package is invalid: %s' % exc.msg, 'error': exc.code}
+                self.record(conn, 'package_add_failed', exc.msg, file=os.path.basename(path), error=exc.code)
+            return {'file': os.path.basename(path), 'result': ADD_ERROR_BAD_HASH, 'msg': 'The update package is invalid: %s' % exc.msg, 'error': exc.code}
+
+    def _add_one(self, conn, path, verified, keyring, plan, batch, done, mode, check_mode):
+        name = os.path.basename(path)
         info = verified.info
         base = {'file': name, 'package_id': info.package_id, 'module_id': info.module_id, 'version': info.version}
         stored = self.stored_packages(conn)
-        if info.package_id in stored:
+        if info.package_id in stored or info.package_id in done:
             return dict(base, result=ADD_WARN_PRESENT, msg='The same update package is already in the repository.')
-        if mode == 'needed':
-            plan = self.plan(conn, extra=[info])[0]
-            if info.package_id not in plan.kept(set(stored) | {info.package_id}):
-                return dict(base, result=ADD_WARN_NOT_NEEDED,
-                            msg='No managed server can use this package, or generation management would remove it at once; it was not added.')
+        if plan is not None and info.package_id not in plan.kept(set(stored) | {item.package_id for item in batch}):
+            return dict(base, result=ADD_WARN_NOT_NEEDED,
+                        msg='No managed server can use this package, or generation management would remove it at once; it was not added.')
+        done.add(info.package_id)
         if check_mode:
             return dict(base, result=ADDED, msg='The package would be added.', pinned=mode == 'pinned')
-        digest = file_sha256(path)
+        # What enters the pool is the copy, verified again: the source could change after the first check.
         fd, tmp = tempfile.mkstemp(dir=self.store.tmp_dir, suffix='.add')
         os.close(fd)
         shutil.copyfile(path, tmp)
-        if file_sha256(tmp) != digest:
+        try:
+            copy = verify_package(tmp, keyring)
+        except PackageError as exc:
+            os.unlink(tmp)
+            raise RepositoryError('%s changed while it was being added: %s' % (name, exc.msg), code='package_changed')
+        if copy.info != info:
             os.unlink(tmp)
             raise RepositoryError('%s changed while it was being added' % name, code='package_changed')
+        digest = file_sha256(tmp)
         self.store.install(tmp, digest)
-        self.index_package(conn, verified, digest, os.path.getsize(path), source='manual', pinned=mode == 'pinned')
+        self.index_package(conn, copy, digest, os.path.getsize(self.store.pool_path(digest)), source='manual', pinned=mode == 'pinned')
         self.record(conn, 'package_added', package_id=info.package_id, version=info.version, mode=mode)
         return dict(base, result=ADDED, msg='The update package was added.', pinned=mode == 'pinned', sha256=digest)
 
@@ -282,7 +308,8 @@ class Repository:
                                     'msg': 'Another manager (%s) uses this package; delete it with force to remove it anyway.' % ', '.join(others)})
                     continue
                 if not check_mode:
-                    tombstone = (package_id, item['module_id'], item['version'], item['sha256'], self.now_text(), manager_id, int(force))
+                    tombstone = (package_id, item['module_id'], item['version'], item['sha256'], self.now_text(), manager_id, int(force),
+                                 json.dumps(item['info'].models), json.dumps(item['info'].os))
                     self.remove_package(conn, package_id, item['sha256'], tombstone=tombstone,
                                         event=('package_deleted', {'package_id': package_id, 'version': item['version'], 'forced': force}))
                 results.append({'package_id': package_id, 'result': DELETED, 'msg': 'The update package was deleted.', 'forced': force})
@@ -368,7 +395,8 @@ class Repository:
         for ids in list(by_component.values()) + [ids for modules in by_model.values() for ids in modules.values()]:
             ids.sort(key=lambda package_id: order[package_id], reverse=True)
         events_out = [dict(row, detail=json.loads(row['detail'])) for row in event_rows]
-        return {'packages': packages, 'by_component': by_component, 'by_model': by_model, 'tombstones': sorted(tombstones.values(), key=lambda t: t['package_id']),
+        return {'packages': packages, 'by_component': by_component, 'by_model': by_model,
+                'tombstones': sorted(tombstones.values(), key=lambda t: t['package_id']),
                 'events': events_out, 'managers': managers, 'servers': len(servers), 'feed_entries': len(feed),
                 'feed': {key: state[key] for key in ('feed_url', 'catalog_version', 'last_access', 'catalog_expires') if key in state}}
 

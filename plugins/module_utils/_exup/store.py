@@ -57,7 +57,9 @@ CREATE TABLE IF NOT EXISTS tombstones (
     sha256 TEXT NOT NULL,
     deleted_at TEXT NOT NULL,
     deleted_by TEXT NOT NULL,
-    forced INTEGER NOT NULL
+    forced INTEGER NOT NULL,
+    models TEXT NOT NULL DEFAULT '[]',
+    os TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS managers (manager_id TEXT PRIMARY KEY, last_seen TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS servers (
@@ -67,6 +69,13 @@ CREATE TABLE IF NOT EXISTS servers (
     os TEXT NOT NULL,
     modules TEXT NOT NULL,
     PRIMARY KEY (manager_id, name)
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    package_id TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    refused_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS feed_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -110,12 +119,16 @@ class Store:
 
     def reader(self):
         """A connection for reading; an empty in-memory index when the store does not exist yet."""
-        if not self.exists:
-            conn = self._connect(':memory:')
-            conn.executescript(SCHEMA)
-            return conn
-        conn = self._connect(self.db_path)
-        conn.execute('PRAGMA query_only = ON')
+        if self.exists:
+            conn = self._connect(self.db_path)
+            conn.execute('PRAGMA query_only = ON')
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'packages'").fetchone():
+                return conn
+            # The first writer was killed between creating repo.db and its schema (or is just
+            # creating it): the store is still empty, and reading it must not fail.
+            conn.close()
+        conn = self._connect(':memory:')
+        conn.executescript(SCHEMA)
         return conn
 
     @contextlib.contextmanager

@@ -28,6 +28,12 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import Cat
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import ReadOnlyConnection
 
+#: Failures that say nothing about the package's bytes: the next sync tries again. Any other
+#: refusal is remembered for that exact content (sha256) and not downloaded again until the
+#: catalog points at different bytes.
+RETRIED_CODES = frozenset(['download_truncated', 'connection_failed', 'http_status', 'tls_failed', 'proxy_failed',
+                           'proxy_auth_failed', 'proxy_auth_required', 'proxy_ntlm_unsupported'])
+
 
 def entry_matches_package(entry, info):
     """The package must be what the signed catalog said it is."""
@@ -130,6 +136,7 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
     overlay = {entry.package_id: entry for entry in new_entries} if check_mode else None
     plan, stored, feed = repo.plan(conn, override=override, feed_overlay=overlay)[:3]
     tombstones = repo.tombstones(conn)
+    refusals = {row['package_id']: dict(row) for row in conn.execute('SELECT * FROM refusals')}
     to_fetch = []
     for package_id in sorted(plan.wanted()):
         if package_id in stored or package_id not in feed:
@@ -137,7 +144,13 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
         if package_id in tombstones:
             result.skipped_tombstoned.append(package_id)
             continue
-        to_fetch.append(feed[package_id])
+        entry = feed[package_id]
+        refusal = refusals.get(package_id)
+        if refusal and refusal['sha256'] == entry.sha256:
+            result.refused.append({'package_id': package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': refusal['code'],
+                                   'reason': refusal['reason'], 'resumable': False, 'refused_at': refusal['refused_at'], 'repeated': True})
+            continue
+        to_fetch.append(entry)
 
     if check_mode:
         result.added = [{'package_id': e.package_id, 'module_id': e.module_id, 'version': e.version, 'size': e.size} for e in to_fetch]
@@ -185,11 +198,15 @@ def _download_all(repo, conn, client, base_url, keyring, entries, workers, progr
                            'resumable': exc.code == 'download_truncated'}
                 result.refused.append(refusal)
                 result.events.append(repo.record(conn, 'package_refused', exc.msg, package_id=entry.package_id, error=exc.code))
+                if exc.code not in RETRIED_CODES:
+                    conn.execute('INSERT OR REPLACE INTO refusals (package_id, sha256, code, reason, refused_at) VALUES (?, ?, ?, ?, ?)',
+                                 (entry.package_id, entry.sha256, exc.code, exc.msg, repo.now_text()))
                 continue
             if path != repo.store.pool_path(entry.sha256):
                 repo.store.install(path, entry.sha256)
                 result.bytes_downloaded += entry.size
             repo.index_package(conn, verified, entry.sha256, entry.size, source='feed')
+            conn.execute('DELETE FROM refusals WHERE package_id = ?', (entry.package_id,))
             result.added.append({'package_id': entry.package_id, 'module_id': entry.module_id, 'version': entry.version, 'size': entry.size,
                                  'sha256': entry.sha256})
             result.events.append(repo.record(conn, 'package_downloaded', package_id=entry.package_id, version=entry.version))

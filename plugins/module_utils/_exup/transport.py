@@ -19,6 +19,7 @@ import urllib.parse
 try:
     import requests
     from requests.adapters import HTTPAdapter
+    from urllib3.exceptions import HTTPError as Urllib3Error
     from urllib3.util.retry import Retry
     HAS_REQUESTS = True
     REQUESTS_IMPORT_ERROR = None
@@ -70,7 +71,9 @@ class HttpClient:
         session = getattr(self._local, 'session', None)
         if session is None:
             session = requests.Session()
-            retry = Retry(total=self.retries, connect=self.retries, read=self.retries, status=self.retries, backoff_factor=0.5,
+            # other=0: errors that are neither connect, read nor status errors (a failed TLS certificate check
+            # above all) fail at once; retrying them only added about 3 s of backoff before the same error.
+            retry = Retry(total=self.retries, connect=self.retries, read=self.retries, status=self.retries, other=0, backoff_factor=0.5,
                           status_forcelist=(500, 502, 503, 504), allowed_methods=frozenset(['GET', 'HEAD']), raise_on_status=False,
                           respect_retry_after_header=True)
             adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
@@ -90,15 +93,27 @@ class HttpClient:
             self._local.session = session
         return session
 
+    def _scrub(self, text):
+        """Never let a proxy password reach a message or a log."""
+        if self.proxy_password:
+            for secret in (self.proxy_password, urllib.parse.quote(self.proxy_password, safe='')):
+                text = text.replace(secret, '********')
+        return text
+
     def _get(self, url, **kwargs):
         try:
             response = self.session.get(url, timeout=self.timeout, allow_redirects=True, **kwargs)
         except requests.exceptions.SSLError as exc:
-            raise TransportError('TLS verification of %s failed: %s' % (_host(url), _short(exc)), code='tls_failed')
+            raise TransportError('TLS verification of %s failed: %s' % (_host(url), self._scrub(_short(exc))), code='tls_failed')
         except requests.exceptions.ProxyError as exc:
-            raise TransportError('the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), _short(exc)), code='proxy_failed')
+            if '407' in str(exc):
+                raise TransportError('the proxy %s refused the credentials for a tunnel to %s (407): wrong user name or password, or an '
+                                     'unsupported scheme (Digest and NTLM are not available for https:// feeds through a proxy)'
+                                     % (self.proxy_url, _host(url)), code='proxy_auth_failed')
+            raise TransportError('the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), self._scrub(_short(exc))),
+                                 code='proxy_failed')
         except requests.exceptions.RequestException as exc:
-            raise TransportError('cannot reach %s: %s' % (_host(url), _short(exc)), code='connection_failed')
+            raise TransportError('cannot reach %s: %s' % (_host(url), self._scrub(_short(exc))), code='connection_failed')
         if response.status_code == 407:
             response.close()
             raise self._proxy_auth_error(response)
@@ -111,8 +126,8 @@ class HttpClient:
             return TransportError('the proxy %s asks for NTLM authentication, which is not supported; configure Basic or Digest auth on the proxy (003 §2.2.7)'
                                   % self.proxy_url, code='proxy_ntlm_unsupported')
         if not self.proxy_username:
-            return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password' % (self.proxy_url, offered or 'no scheme given'),
-                                  code='proxy_auth_required')
+            return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password'
+                                  % (self.proxy_url, offered or 'no scheme given'), code='proxy_auth_required')
         return TransportError('the proxy %s refused the credentials of user %s (407): wrong user name or password, or wrong proxy_auth (%s; proxy offers %s)'
                               % (self.proxy_url, self.proxy_username, self.proxy_auth, offered or 'nothing'), code='proxy_auth_failed')
 
@@ -152,10 +167,17 @@ class HttpClient:
         its .part deleted. A truncated download keeps its .part for the next try.
         """
         last_error = None
+        restarted = False
         for _attempt in range(RESUME_ATTEMPTS):
+            resumed = os.path.exists(part_path)
             try:
                 return self._download_once(url, part_path, size, sha256, progress)
             except TransportError as exc:
+                # A resumed .part may hold bytes from an earlier, different file: start over once.
+                if exc.code == 'digest_mismatch' and resumed and not restarted:
+                    restarted = True
+                    last_error = exc
+                    continue
                 if exc.code != 'download_truncated':
                     raise
                 last_error = exc
@@ -187,7 +209,7 @@ class HttpClient:
                                          code='download_too_long')
                 with open(part_path, mode) as sink:
                     try:
-                        for chunk in response.iter_content(CHUNK):
+                        for chunk in _body_as_it_arrives(response):
                             if have + len(chunk) > size:
                                 sink.close()
                                 _unlink(part_path)
@@ -199,7 +221,8 @@ class HttpClient:
                             if progress:
                                 progress(len(chunk))
                     except requests.exceptions.RequestException as exc:
-                        raise TransportError('download of %s was cut after %d of %d bytes: %s' % (url, have, size, _short(exc)), code='download_truncated')
+                        raise TransportError('download of %s was cut after %d of %d bytes: %s' % (url, have, size, self._scrub(_short(exc))),
+                                             code='download_truncated')
         if have < size:
             raise TransportError('download of %s ended after %d of %d bytes' % (url, have, size), code='download_truncated')
         if digest.hexdigest() != sha256:
@@ -207,6 +230,28 @@ class HttpClient:
             raise TransportError('%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % url,
                                  code='digest_mismatch')
         return part_path
+
+
+def _body_as_it_arrives(response):
+    """Yield a streamed body in the pieces that arrive, up to CHUNK bytes each.
+
+    iter_content(CHUNK) waits for a full CHUNK and, when the connection is cut first, raises
+    without handing over what it had read: up to 1 MiB lost per cut, so a link that breaks
+    before 1 MiB never made progress and a resume never happened. read1 (urllib3 >= 2.3)
+    returns each piece as it comes, so a cut download keeps every byte it received.
+    """
+    read1 = getattr(response.raw, 'read1', None)
+    if read1 is None:
+        yield from response.iter_content(CHUNK)
+        return
+    while True:
+        try:
+            chunk = read1(CHUNK, decode_content=True)
+        except Urllib3Error as exc:  # as iter_content does: a broken body is a requests error
+            raise requests.exceptions.ConnectionError(exc)
+        if not chunk:
+            return
+        yield chunk
 
 
 def _unlink(path):

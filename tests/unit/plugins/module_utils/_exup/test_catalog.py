@@ -1,0 +1,212 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The signed feed catalog: roundtrip, trust, rollback, expiry, strict entry fields, ``since``."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import catalog as catalog_module
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
+    EPOCH, CatalogEntry, build_catalog, canonical_json, parse_catalog)
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError
+
+NOW = datetime.datetime(2025, 3, 1, 0, 0, 0, tzinfo=datetime.timezone.utc)
+SHA = 'ab' * 32
+
+
+def entry(**fields):
+    values = {
+        'package_id': 'BIOS-R120-1.10', 'module_id': 'system-bios', 'module_name': 'System BIOS', 'version': '1.10',
+        'release_date': '2025-01-15', 'published': '2025-01-20T09:00:00Z', 'models': ['R120h-1M'], 'os': ['linux'],
+        'kind': 'linux', 'auto_update': True, 'size': 4096, 'sha256': SHA, 'url': 'packages/BIOS-R120-1.10.zip',
+    }
+    values.update(fields)
+    return values
+
+
+def build(entries, key, version=5, generated=NOW - datetime.timedelta(days=1), expires_in=datetime.timedelta(days=30)):
+    return build_catalog(entries, version, [key], generated=generated, expires_in=expires_in)
+
+
+def sign(signed, keys):
+    """A catalog envelope around an arbitrary ``signed`` dict, correctly signed (to reach later checks)."""
+    message = canonical_json(signed)
+    return json.dumps({'signed': signed, 'signatures': [{'keyid': k.key_id, 'sig': k.sign(message)} for k in keys]}).encode()
+
+
+def signed_part(**fields):
+    signed = {'type': 'exup-catalog', 'spec_version': 1, 'version': 5, 'generated': '2025-02-28T00:00:00Z',
+              'expires': '2025-03-30T00:00:00Z', 'entries': [entry()]}
+    signed.update(fields)
+    return signed
+
+
+def refused(data, keyring, code, min_version=0):
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(data, keyring, min_version=min_version, now=NOW)
+    assert caught.value.code == code, caught.value.msg
+    return caught.value
+
+
+def test_roundtrip(signing_key, keyring):
+    bmc = entry(package_id='BMC-1', module_id='bmc-firmware', version='R1.5a', kind='bmc', url='packages/BMC-1.zip', auto_update=False)
+    bmc.update(models=('A', 'B'), os=('any',))  # build_catalog takes CatalogEntry objects (tuples) as well as dicts
+    entries = [entry(), CatalogEntry(**bmc)]
+    parsed = parse_catalog(build(entries, signing_key), keyring, min_version=5, now=NOW)
+    assert parsed.version == 5 and parsed.key_ids == [signing_key.key_id]
+    assert parsed.generated == '2025-02-28T00:00:00Z' and parsed.expires == '2025-03-30T00:00:00Z'
+    first, second = parsed.entries
+    assert first.as_dict() == entry()
+    assert second.models == ('A', 'B') and second.targets('B', 'windows') and not second.targets('C', 'linux')
+    assert second.auto_update is False and second.kind == 'bmc'
+
+
+def test_unknown_key(other_key, keyring):
+    error = refused(build([entry()], other_key), keyring, 'unknown_key')
+    assert other_key.key_id in error.msg
+
+
+def test_one_trusted_signature_among_others_is_enough(signing_key, other_key, keyring):
+    data = build_catalog([entry()], 5, [other_key, signing_key], generated=NOW)
+    assert parse_catalog(data, keyring, now=NOW).key_ids == [signing_key.key_id]
+
+
+def test_entry_altered_after_signing(signing_key, keyring):
+    envelope = json.loads(build([entry()], signing_key))
+    envelope['signed']['entries'][0]['sha256'] = 'cd' * 32  # points the repository at another file
+    error = refused(json.dumps(envelope).encode(), keyring, 'bad_signature')
+    assert 'catalog has a bad signature' in error.msg
+
+
+def test_signature_not_base64(signing_key, keyring):
+    envelope = json.loads(build([entry()], signing_key))
+    envelope['signatures'][0]['sig'] = 'not base64 !'
+    refused(json.dumps(envelope).encode(), keyring, 'bad_signature')
+
+
+def test_rollback(signing_key, keyring):
+    error = refused(build([entry()], signing_key, version=4), keyring, 'catalog_rollback', min_version=5)
+    assert 'version 4 is lower than version 5' in error.msg
+    assert error.details == {'version': 4, 'min_version': 5}
+
+
+def test_equal_version_is_accepted(signing_key, keyring):
+    """The same catalog served again (e.g. by a second mirror) is not a rollback."""
+    assert parse_catalog(build([entry()], signing_key, version=5), keyring, min_version=5, now=NOW).version == 5
+
+
+@pytest.mark.parametrize('version', [0, -1, True, '6', 1.5])
+def test_version_must_be_a_positive_integer(signing_key, keyring, version):
+    refused(sign(signed_part(version=version), [signing_key]), keyring, 'catalog_invalid')
+
+
+def test_expired(signing_key, keyring):
+    data = build([entry()], signing_key, generated=NOW - datetime.timedelta(days=31))
+    error = refused(data, keyring, 'catalog_expired')
+    assert 'catalog expired at 2025-02-28T00:00:00Z' in error.msg
+
+
+def test_expiring_exactly_now_is_expired(signing_key, keyring):
+    refused(build([entry()], signing_key, generated=NOW - datetime.timedelta(days=30)), keyring, 'catalog_expired')
+
+
+@pytest.mark.parametrize('field, value', [
+    ('generated', '2025-02-28 00:00:00'),
+    ('generated', '2025-02-28T00:00:00+09:00'),
+    ('expires', '2025-03-30'),
+    ('expires', 1743292800),
+    ('generated', None),
+])
+def test_bad_time_format(signing_key, keyring, field, value):
+    error = refused(sign(signed_part(**{field: value}), [signing_key]), keyring, 'catalog_invalid')
+    assert 'is not a UTC time of the form YYYY-MM-DDTHH:MM:SSZ' in error.msg
+
+
+def test_bad_published_time_in_entry(signing_key, keyring):
+    error = refused(build([entry(published='2025-01-20')], signing_key), keyring, 'catalog_invalid')
+    assert 'published time of catalog entry 0' in error.msg
+
+
+@pytest.mark.parametrize('fields, fragment', [
+    ({'url': 'https://evil.example/pkg.zip'}, 'not a plain relative path'),
+    ({'url': '/etc/passwd'}, 'not a plain relative path'),
+    ({'url': 'packages/../../secret.zip'}, 'not a plain relative path'),
+    ({'url': '../pkg.zip'}, 'not a plain relative path'),
+    ({'url': 'packages//pkg.zip'}, 'not a plain relative path'),
+    ({'url': 'packages/pkg.zip?x=1'}, 'not a plain relative path'),
+    ({'sha256': 'AB' * 32}, 'invalid sha256'),
+    ({'sha256': 'ab' * 31}, 'invalid sha256'),
+    ({'size': 0}, 'size 0 outside'),
+    ({'size': -5}, 'size -5 outside'),
+    ({'size': 65 * 1024 ** 3}, 'outside'),
+    ({'size': True}, 'no valid size'),
+    ({'size': '4096'}, 'no valid size'),
+    ({'auto_update': 1}, 'no valid auto_update'),
+    ({'kind': 'firmware'}, "unknown kind 'firmware'"),
+    ({'package_id': '../x'}, 'invalid package_id'),
+    ({'version': ''}, 'invalid version'),
+    ({'models': []}, 'no valid models or os'),
+    ({'os': ['linux', 3]}, 'no valid models or os'),
+    ({'models': 'R120h-1M'}, 'no valid models'),
+    ({'release_date': '15/01/2025'}, 'invalid release_date'),
+], ids=lambda value: str(value)[:30])
+def test_invalid_entry_fields(signing_key, keyring, fields, fragment):
+    error = refused(build([entry(), entry(**dict({'package_id': 'X-2'}, **fields))], signing_key), keyring, 'catalog_invalid')
+    assert fragment in error.msg
+    assert 'catalog entry 1' in error.msg
+
+
+def test_entry_not_an_object(signing_key, keyring):
+    error = refused(sign(signed_part(entries=[entry(), 'BIOS-R120-1.10']), [signing_key]), keyring, 'catalog_invalid')
+    assert 'catalog entry 1 is not an object' in error.msg
+
+
+def test_duplicate_package(signing_key, keyring):
+    error = refused(build([entry(), entry(url='packages/other.zip')], signing_key), keyring, 'catalog_invalid')
+    assert 'lists package BIOS-R120-1.10 twice' in error.msg
+
+
+def test_entries_since(signing_key, keyring):
+    entries = [entry(package_id='P%d' % day, published='2025-01-%02dT00:00:00Z' % day) for day in (1, 2, 3)]
+    parsed = parse_catalog(build(entries, signing_key), keyring, now=NOW)
+    assert [e.package_id for e in parsed.entries_since(EPOCH)] == ['P1', 'P2', 'P3']
+    # Inclusive: an entry published in the very second of the last access must not be missed.
+    assert [e.package_id for e in parsed.entries_since('2025-01-02T00:00:00Z')] == ['P2', 'P3']
+    assert [e.package_id for e in parsed.entries_since('2025-01-02T00:00:01Z')] == ['P3']
+    assert parsed.entries_since('2025-01-03T00:00:01Z') == []
+
+
+def test_spec_version_unsupported(signing_key, keyring):
+    error = refused(sign(signed_part(spec_version=2), [signing_key]), keyring, 'catalog_unsupported')
+    assert 'spec_version 2 is not supported' in error.msg
+
+
+@pytest.mark.parametrize('data', [
+    b'not json', b'[]', b'{"signed": {}, "signatures": {}}', json.dumps({'signed': {'type': 'other'}, 'signatures': []}).encode(),
+    '{"signed": 1}'.encode('utf-16'),
+], ids=['text', 'list', 'signatures-not-list', 'wrong-type', 'utf16'])
+def test_malformed_envelope(keyring, data):
+    refused(data, keyring, 'catalog_invalid')
+
+
+def test_no_signatures(signing_key, keyring):
+    envelope = json.loads(build([entry()], signing_key))
+    envelope['signatures'] = []
+    error = refused(json.dumps(envelope).encode(), keyring, 'unknown_key')
+    assert 'signed by: none' in error.msg
+
+
+def test_entries_not_a_list(signing_key, keyring):
+    refused(sign(signed_part(entries={'a': 1}), [signing_key]), keyring, 'catalog_invalid')
+
+
+def test_too_large(signing_key, keyring, monkeypatch):
+    data = build([entry()], signing_key)
+    monkeypatch.setattr(catalog_module, 'MAX_CATALOG_BYTES', len(data) - 1)
+    error = refused(data, keyring, 'catalog_invalid')
+    assert 'larger than %d bytes' % (len(data) - 1) in error.msg
