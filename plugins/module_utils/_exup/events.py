@@ -28,7 +28,6 @@ EVENTS = {
     'package_deleted': (NORMAL, 'Update package deleted.'),
     'package_delete_failed': (ERROR, 'Deleting the update package failed.'),
     'deletion_history_cleared': (NORMAL, 'Deletion history of update packages cleared.'),
-    'deletion_history_clear_failed': (ERROR, 'Clearing the deletion history failed.'),
     'archive_saved': (NORMAL, 'Update package archive saved.'),
     'archive_save_failed': (ERROR, 'Saving the update package archive failed.'),
     'manager_registered': (NORMAL, 'Manager presence and managed servers recorded.'),

@@ -174,9 +174,13 @@ class Repository:
         conn.execute('INSERT INTO managers (manager_id, last_seen) VALUES (?, ?) ON CONFLICT(manager_id) DO UPDATE SET last_seen = excluded.last_seen',
                      (manager_id, now))
         if servers is not None:
-            conn.execute('DELETE FROM servers WHERE manager_id = ?', (manager_id,))
-            conn.executemany('INSERT INTO servers (manager_id, name, model, os, modules) VALUES (?, ?, ?, ?, ?)',
-                             [(manager_id, s.name, s.model, s.os, json.dumps(s.modules, sort_keys=True)) for s in servers])
+            rows = sorted((manager_id, s.name, s.model, s.os, json.dumps(s.modules, sort_keys=True)) for s in servers)
+            before = sorted(tuple(row) for row in conn.execute('SELECT manager_id, name, model, os, modules FROM servers WHERE manager_id = ?',
+                                                              (manager_id,)))
+            if rows != before:
+                conn.execute('DELETE FROM servers WHERE manager_id = ?', (manager_id,))
+                conn.executemany('INSERT INTO servers (manager_id, name, model, os, modules) VALUES (?, ?, ?, ?, ?)', rows)
+                self.record(conn, 'manager_registered', manager_id=manager_id, servers=len(rows))
         cutoff = format_time(self.clock() - PRESENCE_LIFETIME)
         expired = [row[0] for row in conn.execute('SELECT manager_id FROM managers WHERE last_seen < ?', (cutoff,))]
         for old in expired:
@@ -347,12 +351,19 @@ class Repository:
         if check_mode:
             return summary
         tmp = dest + '.tmp'
-        with zipfile.ZipFile(tmp, 'w', allowZip64=True) as archive:
-            for item in selected:
-                archive.write(self.store.pool_path(item['sha256']), 'packages/%s.zip' % item['package_id'], compress_type=zipfile.ZIP_STORED)
-            archive.writestr('index.html', render_index_html(selected, self.now_text()), compress_type=zipfile.ZIP_DEFLATED)
-            archive.writestr('css/exup.css', INDEX_CSS, compress_type=zipfile.ZIP_DEFLATED)
-        os.replace(tmp, dest)
+        try:
+            with zipfile.ZipFile(tmp, 'w', allowZip64=True) as archive:
+                for item in selected:
+                    archive.write(self.store.pool_path(item['sha256']), 'packages/%s.zip' % item['package_id'], compress_type=zipfile.ZIP_STORED)
+                archive.writestr('index.html', render_index_html(selected, self.now_text()), compress_type=zipfile.ZIP_DEFLATED)
+                archive.writestr('css/exup.css', INDEX_CSS, compress_type=zipfile.ZIP_DEFLATED)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            with self.store.writer() as conn:
+                self.record(conn, 'archive_save_failed', exc.strerror, path=dest)
+            raise RepositoryError('cannot save the archive %s: %s' % (dest, exc.strerror), code='archive_save_failed')
         with self.store.writer() as conn:
             self.record(conn, 'archive_saved', path=dest, packages=[item['package_id'] for item in selected])
         return summary

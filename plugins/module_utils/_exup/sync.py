@@ -88,6 +88,11 @@ def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, c
                 result.events.append(repo.record(conn, 'repository_update_failed', exc.msg, error=exc.code))
             exc.details.setdefault('events', result.events)
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C or a job cancelled by AWX: what was indexed stays, and the log says so.
+            if not check_mode:
+                repo.record(conn, 'repository_update_cancelled', added=len(result.added))
+            raise
         if not check_mode:
             result.events.append(repo.record(conn, 'repository_update_finished', added=len(result.added), removed=len(result.removed),
                                              refused=len(result.refused)))
@@ -99,8 +104,12 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
     same_feed = state.get('feed_url') == feed_url
     min_version = int(state.get('catalog_version', '0')) if same_feed else 0
     since = state.get('last_access', EPOCH) if same_feed else EPOCH
-    response = client.get_conditional(feed_url, etag=state.get('etag') if same_feed else None,
-                                      last_modified=state.get('last_modified') if same_feed else None,
+    # A 304 reuses the catalog accepted before without checking its signature again: allow that
+    # only while a key that signed it is still trusted, so removing a key from trusted_keys
+    # (rotation, revocation) takes effect at the next sync, not when the feed next changes.
+    conditional = same_feed and bool(set(state.get('catalog_key_ids', '').split(',')) & set(keyring.key_ids))
+    response = client.get_conditional(feed_url, etag=state.get('etag') if conditional else None,
+                                      last_modified=state.get('last_modified') if conditional else None,
                                       params={'since': since}, max_bytes=MAX_CATALOG_BYTES)
     base_url = response['final_url']
     if response['redirected'] and not check_mode:
@@ -127,7 +136,8 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
                              [(entry.package_id, json.dumps(entry.as_dict(), sort_keys=True), entry.published) for entry in new_entries])
             for key, value in (('feed_url', feed_url), ('base_url', base_url), ('catalog_version', str(catalog.version)),
                                ('last_access', catalog.generated), ('catalog_expires', catalog.expires),
-                               ('etag', response['etag'] or ''), ('last_modified', response['last_modified'] or '')):
+                               ('etag', response['etag'] or ''), ('last_modified', response['last_modified'] or ''),
+                               ('catalog_key_ids', ','.join(catalog.key_ids))):
                 conn.execute('INSERT OR REPLACE INTO feed_state (key, value) VALUES (?, ?)', (key, value))
             conn.execute('COMMIT')
 
