@@ -175,8 +175,8 @@ class Repository:
                      (manager_id, now))
         if servers is not None:
             rows = sorted((manager_id, s.name, s.model, s.os, json.dumps(s.modules, sort_keys=True)) for s in servers)
-            before = sorted(tuple(row) for row in conn.execute('SELECT manager_id, name, model, os, modules FROM servers WHERE manager_id = ?',
-                                                              (manager_id,)))
+            query = 'SELECT manager_id, name, model, os, modules FROM servers WHERE manager_id = ?'
+            before = sorted(tuple(row) for row in conn.execute(query, (manager_id,)))
             if rows != before:
                 conn.execute('DELETE FROM servers WHERE manager_id = ?', (manager_id,))
                 conn.executemany('INSERT INTO servers (manager_id, name, model, os, modules) VALUES (?, ?, ?, ?, ?)', rows)
