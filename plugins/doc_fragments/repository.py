@@ -49,7 +49,7 @@ options:
   proxy_auth:
     description:
       - Proxy authentication scheme. NTLM is not supported (003 §2.2.7); a proxy that asks only for NTLM gets a clear error.
-      - V(digest) works for V(http://) feed URLs.
+      - Both schemes work for V(http://) and V(https://) feed URLs.
     type: str
     choices: [basic, digest]
     default: basic

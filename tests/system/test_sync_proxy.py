@@ -131,3 +131,67 @@ def test_open_proxy_without_auth(seeded: Seeded, squid_open):
     squid = [e for e in seeded.squid_entries(squid_open) if e["status"] == 200]
     assert len(squid) == 2 and {e["user"] for e in squid} == {"-"}
     assert all("squid" in e["via"] for e in seeded.nginx.wait_for_log(start + 2)[start:])
+
+
+# ----------------------------------------------------------------- https:// feeds: the proxy sees a CONNECT tunnel
+@pytest.fixture
+def tls_feed(tmp_path: Path, tmp_feed_dir: Path, nginx_tls):
+    """A feed over TLS (the CA is the test's own) and an empty repository."""
+    key = SigningKey.generate()
+    h.simple_feed(tmp_feed_dir, key, versions=("1.00", "1.01"), modules=("system-bios",))
+    return nginx_tls, key, h.frozen_repo(tmp_path / "repo")
+
+
+def sync_tls(tls_feed, client):
+    web, key, repo = tls_feed
+    return sync_repository(repo, client, web.url(h.CATALOG), h.keyring(key), h.MANAGER, servers=[h.server("db01")])
+
+
+def tunnels(proxy, web) -> list[dict]:
+    return [e for e in proxy.access_log() if e["method"] == "CONNECT" and e["url"] == f"127.0.0.1:{web.port}"]
+
+
+@pytest.mark.parametrize("auth", ["basic", "digest"])
+def test_https_feed_through_authenticating_proxy(tls_feed, auth: str, squid_basic, squid_digest):
+    # Digest for a tunnel: the answer is computed from a challenge asked for beforehand, because
+    # the 407 to a CONNECT never reaches requests' auth hooks (tests/system/test_services.py shows that).
+    proxy = squid_basic if auth == "basic" else squid_digest
+    web = tls_feed[0]
+    client = HttpClient(proxy_url=proxy.url, proxy_username=proxy.user, proxy_password=proxy.password, proxy_auth=auth,
+                        ca_path=str(web.ca_path))
+
+    result = sync_tls(tls_feed, client)
+
+    assert sorted(a["package_id"] for a in result.added) == ["system-bios-1.00", "system-bios-1.01"]
+    assert h.check_store(Path(tls_feed[2].store.root), h.keyring(tls_feed[1]))
+    passed = [e for e in tunnels(proxy, web) if e["status"] == 200]
+    assert passed and {e["user"] for e in passed} == {proxy.user}
+    assert len(web.wait_for_log(3)) == 3  # the catalog and both packages reached nginx, through the tunnel(s)
+
+
+def test_https_feed_wrong_digest_password_fails_clearly_and_changes_nothing(tls_feed, squid_digest):
+    web, _key, repo = tls_feed
+    client = HttpClient(proxy_url=squid_digest.url, proxy_username=squid_digest.user, proxy_password="not-the-password",
+                        proxy_auth="digest", ca_path=str(web.ca_path))
+
+    with pytest.raises(TransportError) as caught:
+        sync_tls(tls_feed, client)
+
+    assert caught.value.code == "proxy_auth_failed"
+    assert f"the proxy {squid_digest.url} refused the credentials of user {squid_digest.user} for a tunnel to 127.0.0.1:{web.port} (407)" \
+        in caught.value.msg
+    assert "not-the-password" not in caught.value.msg
+    assert not Path(repo.store.root, "pool").exists() or h.pool_files(Path(repo.store.root)) == {}
+    assert all(e["status"] == 407 for e in tunnels(squid_digest, web))
+    assert web.access_log() == []
+
+
+def test_https_feed_through_ntlm_proxy_is_refused_as_unsupported(tls_feed, squid_ntlm):
+    web = tls_feed[0]
+    for auth in ("basic", "digest"):
+        client = HttpClient(proxy_url=squid_ntlm.url, proxy_username="exup", proxy_password="s3cret", proxy_auth=auth, ca_path=str(web.ca_path))
+        with pytest.raises(TransportError) as caught:
+            sync_tls(tls_feed, client)
+        assert caught.value.code == "proxy_ntlm_unsupported", auth
+        assert f"the proxy {squid_ntlm.url} asks for NTLM authentication, which is not supported" in caught.value.msg
+    assert web.access_log() == []

@@ -5,13 +5,15 @@
 
 requests does the HTTP and urllib3's ``Retry`` the retries. requests has no
 proxy Digest auth, so requests-toolbelt's ``HTTPProxyDigestAuth`` answers the
-proxy's 407 challenge (for http:// feeds; see docs/user-guide.md for https).
+proxy's 407 challenge for http:// feeds; for https:// feeds the tunnel's CONNECT
+carries an answer computed from a challenge asked for beforehand (``_DigestTunnelAdapter``).
 NTLM is refused with a clear message, as 003 §2.2.7 says it is not supported.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import threading
 import urllib.parse
@@ -48,6 +50,71 @@ def _proxy_url_with_credentials(proxy_url, username, password):
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, '', ''))
 
 
+def digest_authorization(challenge, username, password, method, uri, nonce_count):
+    """The Proxy-Authorization value answering a Digest ``challenge`` (RFC 7616, qop auth or none).
+
+    Written here because requests' HTTPDigestAuth builds the digest URI from a
+    URL path, while a CONNECT's URI is ``host:port``; the hashing is hashlib's.
+    """
+    scheme, _sep, rest = challenge.partition(' ')
+    if scheme.lower() != 'digest':
+        raise TransportError('not a Digest challenge: %s' % scheme, code='proxy_auth_failed')
+    params = requests.utils.parse_dict_header(rest)
+    algorithm = params.get('algorithm', 'MD5')
+    hash_name = {'MD5': 'md5', 'SHA-256': 'sha256'}.get(algorithm.upper())
+    if hash_name is None or 'nonce' not in params or 'realm' not in params:
+        raise TransportError('the proxy offers Digest with %s, which is not supported' % algorithm, code='proxy_auth_unsupported')
+
+    def digest(text):
+        return hashlib.new(hash_name, text.encode('utf-8')).hexdigest()
+
+    ha1 = digest('%s:%s:%s' % (username, params['realm'], password))
+    ha2 = digest('%s:%s' % (method, uri))
+    fields = {'username': username, 'realm': params['realm'], 'nonce': params['nonce'], 'uri': uri, 'algorithm': algorithm}
+    if 'auth' in [item.strip() for item in params.get('qop', '').split(',')]:
+        cnonce = os.urandom(8).hex()
+        fields['response'] = digest('%s:%s:%08x:%s:auth:%s' % (ha1, params['nonce'], nonce_count, cnonce, ha2))
+        fields.update(cnonce=cnonce)
+        unquoted = ', qop=auth, nc=%08x' % nonce_count
+    else:
+        fields['response'] = digest('%s:%s:%s' % (ha1, params['nonce'], ha2))
+        unquoted = ''
+    if 'opaque' in params:
+        fields['opaque'] = params['opaque']
+    return 'Digest ' + ', '.join('%s="%s"' % item for item in fields.items()) + unquoted
+
+
+class _DigestTunnelAdapter(HTTPAdapter if HAS_REQUESTS else object):
+    """Sends a Digest Proxy-Authorization with the CONNECT of https:// requests through a proxy.
+
+    urllib3 sends CONNECT itself and raises on its 407, out of reach of requests'
+    auth hooks; so the answer is computed beforehand from a challenge the client
+    asked for (``HttpClient.tunnel_authorization``) and set as the tunnel's header.
+    """
+
+    def __init__(self, client, **kwargs):
+        self._client = client
+        self._target = None
+        super().__init__(**kwargs)
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        parts = urllib.parse.urlsplit(request.url)
+        target = '%s:%d' % (parts.hostname, parts.port or 443)
+        if parts.scheme == 'https' and target != self._target:
+            # The header names the tunnel's target: a new target needs a new proxy manager.
+            for manager in self.proxy_manager.values():
+                manager.clear()
+            self.proxy_manager.clear()
+            self._target = target
+        return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+
+    def proxy_headers(self, proxy):
+        headers = super().proxy_headers(proxy)
+        if self._target:
+            headers['Proxy-Authorization'] = self._client.tunnel_authorization(self._target)
+        return headers
+
+
 class HttpClient:
     """One configured HTTP client, safe to share between download threads (a session per thread)."""
 
@@ -65,6 +132,9 @@ class HttpClient:
         self.timeout = timeout
         self.retries = retries
         self._local = threading.local()
+        self._challenges = {}  # tunnel target -> Digest challenge, shared by the download threads
+        self._nonce_count = 0
+        self._lock = threading.Lock()
 
     @property
     def session(self):
@@ -78,6 +148,8 @@ class HttpClient:
                           respect_retry_after_header=True)
             adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
             session.mount('http://', adapter)
+            if self.proxy_url and self.proxy_username and self.proxy_auth == 'digest':
+                adapter = _DigestTunnelAdapter(self, max_retries=retry, pool_connections=4, pool_maxsize=4)
             session.mount('https://', adapter)
             session.headers['User-Agent'] = USER_AGENT
             session.headers['Accept-Encoding'] = 'identity'  # sizes and digests are of the bytes on the wire
@@ -100,16 +172,84 @@ class HttpClient:
                 text = text.replace(secret, '********')
         return text
 
+    def tunnel_challenges(self, target):
+        """Ask the proxy for a tunnel to ``target`` without credentials; return its Proxy-Authenticate values."""
+        parts = urllib.parse.urlsplit(self.proxy_url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=self.timeout)
+        try:
+            connection.request('CONNECT', target, headers={'Host': target, 'User-Agent': USER_AGENT})
+            response = connection.getresponse()
+            return response.status, response.msg.get_all('Proxy-Authenticate') or []
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransportError('cannot reach the proxy %s: %s' % (self.proxy_url, exc), code='proxy_failed')
+        finally:
+            connection.close()
+
+    def tunnel_authorization(self, target):
+        """Digest Proxy-Authorization for a CONNECT to ``target`` (the challenge is asked for once)."""
+        with self._lock:
+            challenge = self._challenges.get(target)
+            if challenge is None:
+                _status, offered = self.tunnel_challenges(target)
+                digests = [value for value in offered if value.lower().startswith('digest ')]
+                if not digests:
+                    raise self._scheme_error(offered)
+                challenge = self._challenges[target] = digests[0]
+            self._nonce_count += 1
+            return digest_authorization(challenge, self.proxy_username, self.proxy_password or '', 'CONNECT', target, self._nonce_count)
+
+    def _scheme_error(self, offered):
+        schemes = {value.strip().split(' ')[0].lower() for value in offered if value.strip()}
+        if schemes and schemes <= {'ntlm', 'negotiate'}:
+            return TransportError('the proxy %s asks for NTLM authentication, which is not supported; configure Basic or Digest auth on the proxy (003 §2.2.7)'
+                                  % self.proxy_url, code='proxy_ntlm_unsupported')
+        return TransportError('the proxy %s does not offer %s authentication (it offers %s)' % (self.proxy_url, self.proxy_auth, ', '.join(offered) or 'none'),
+                              code='proxy_auth_failed')
+
+    def _tunnel_refused(self, url):
+        """The error for a CONNECT answered 407: asks the proxy which schemes it offers, to say why."""
+        parts = urllib.parse.urlsplit(url)
+        target = '%s:%d' % (parts.hostname, parts.port or 443)
+        try:
+            _status, offered = self.tunnel_challenges(target)
+        except TransportError:
+            offered = []
+        schemes = {value.strip().split(' ')[0].lower() for value in offered if value.strip()}
+        if schemes and schemes <= {'ntlm', 'negotiate'}:
+            return self._scheme_error(offered)
+        if not self.proxy_username:
+            return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password'
+                                  % (self.proxy_url, ', '.join(offered) or 'no scheme given'), code='proxy_auth_required')
+        return TransportError('the proxy %s refused the credentials of user %s for a tunnel to %s (407): wrong user name or password, or wrong '
+                              'proxy_auth (%s; proxy offers %s)' % (self.proxy_url, self.proxy_username, target, self.proxy_auth, ', '.join(offered) or 'nothing'),
+                              code='proxy_auth_failed')
+
     def _get(self, url, **kwargs):
+        try:
+            return self._get_once(url, **kwargs)
+        except TransportError as exc:
+            if exc.code != 'proxy_tunnel_407':
+                raise
+        if self.proxy_auth == 'digest' and self.proxy_username:
+            # The challenge may have gone stale: ask for a new one, on a new session, once.
+            with self._lock:
+                self._challenges.clear()
+            self._local.session = None
+            try:
+                return self._get_once(url, **kwargs)
+            except TransportError as exc:
+                if exc.code != 'proxy_tunnel_407':
+                    raise
+        raise self._tunnel_refused(url)
+
+    def _get_once(self, url, **kwargs):
         try:
             response = self.session.get(url, timeout=self.timeout, allow_redirects=True, **kwargs)
         except requests.exceptions.SSLError as exc:
             raise TransportError('TLS verification of %s failed: %s' % (_host(url), self._scrub(_short(exc))), code='tls_failed')
         except requests.exceptions.ProxyError as exc:
             if '407' in str(exc):
-                raise TransportError('the proxy %s refused the credentials for a tunnel to %s (407): wrong user name or password, or an '
-                                     'unsupported scheme (Digest and NTLM are not available for https:// feeds through a proxy)'
-                                     % (self.proxy_url, _host(url)), code='proxy_auth_failed')
+                raise TransportError('tunnel refused (407)', code='proxy_tunnel_407')
             raise TransportError('the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), self._scrub(_short(exc))),
                                  code='proxy_failed')
         except requests.exceptions.RequestException as exc:
