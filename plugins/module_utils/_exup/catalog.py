@@ -32,6 +32,7 @@ _SHA256 = re.compile(r'^[0-9a-f]{64}$')
 _TOKEN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+\-]{0,63}$')
 _REL_URL = re.compile(r'^[A-Za-z0-9._~\-/%]+$')
 _DATE = re.compile(r'^\d{4}-\d{2}-\d{2}$')
+_TIME = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$')
 
 
 def utc_now():
@@ -43,11 +44,17 @@ def format_time(moment):
 
 
 def parse_time(text, what='time'):
-    """Parse ``YYYY-MM-DDTHH:MM:SSZ`` (UTC) strictly."""
-    try:
-        return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
-    except (TypeError, ValueError):
+    """Parse ``YYYY-MM-DDTHH:MM:SSZ`` (UTC) strictly.
+
+    A regex for the form and the C ``fromisoformat`` for the values: strptime
+    made up a third of parsing a 20,000-entry catalog.
+    """
+    if not isinstance(text, str) or not _TIME.match(text):
         raise CatalogError('catalog %s %r is not a UTC time of the form YYYY-MM-DDTHH:MM:SSZ' % (what, text), code='catalog_invalid')
+    try:
+        return datetime.datetime.fromisoformat(text[:-1]).replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        raise CatalogError('catalog %s %r is not a valid time' % (what, text), code='catalog_invalid')
 
 
 def canonical_json(value):
