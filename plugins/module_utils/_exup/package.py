@@ -21,7 +21,7 @@ import zipfile
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import schemas
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import PackageError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.xmlsafe import parse_untrusted
+from ansible_collections.exup.fleet.plugins.module_utils._exup.xmlsafe import parse_untrusted, validate
 
 INFO_NAME = 'ExUpInfo.xml'
 HASH_NAME = 'ExUpHash.xml'
@@ -321,7 +321,7 @@ def parse_info_xml(data):
     if root.tag != 'ExUpInfo':
         raise PackageError('%s root element is %s, not ExUpInfo' % (INFO_NAME, root.tag), code='xml_invalid')
     if schema_version <= schemas.PACKAGE_SCHEMA_VERSION:
-        root = parse_untrusted(data, INFO_NAME, PackageError, schemas.EXUPINFO_XSD)
+        validate(root, INFO_NAME, PackageError, schemas.EXUPINFO_XSD)
 
     def flag(tag):
         element = root.find(tag)

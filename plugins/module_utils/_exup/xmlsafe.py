@@ -47,8 +47,13 @@ def parse_untrusted(data, what, error_class, xsd_text=None):
     if root.getroottree().docinfo.internalDTD is not None:
         raise error_class('%s contains a DTD, which is not allowed' % what, code='xml_invalid')
     if xsd_text is not None:
-        schema = _schema(xsd_text)
-        if not schema.validate(root):
-            error = schema.error_log.last_error
-            raise error_class('%s does not match its schema: line %s: %s' % (what, error.line, error.message), code='xml_invalid')
+        validate(root, what, error_class, xsd_text)
     return root
+
+
+def validate(root, what, error_class, xsd_text):
+    """Validate a parsed document against ``xsd_text``; raise ``error_class`` (code ``xml_invalid``)."""
+    schema = _schema(xsd_text)
+    if not schema.validate(root):
+        error = schema.error_log.last_error
+        raise error_class('%s does not match its schema: line %s: %s' % (what, error.line, error.message), code='xml_invalid')
