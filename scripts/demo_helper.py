@@ -27,7 +27,7 @@ import zipfile
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import CATALOG_NAME, write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME, INFO_NAME
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import file_sha256
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
@@ -68,7 +68,7 @@ def cmd_prepare(args):
     victim = _bios_versions(entries, servers[0]['model'])[0]
     altered = tamper_package(path_of(victim))
     victim['size'] = os.path.getsize(path_of(victim))
-    victim['sha256'] = file_sha256(path_of(victim))
+    victim['sha256'] = file_digest(path_of(victim))[1]
     version = write_catalog(feed, entries, [SigningKey.load(args.key)])
 
     # A previous generation: a server whose model has at least four BIOS versions ran the fourth

@@ -12,7 +12,6 @@ A feed directory is what any static HTTP server serves::
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import random
@@ -20,19 +19,10 @@ import shutil
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, build_catalog, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes, file_digest, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 
 CATALOG_NAME = 'catalog.json'
-CHUNK = 1024 * 1024
-
-
-def _digest(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _previous_catalog(feed_dir):
@@ -63,7 +53,7 @@ def write_catalog(feed_dir, entries, signing_keys, version=None, expires_days=30
 def entry_for(info, path, url, published):
     return CatalogEntry(package_id=info.package_id, module_id=info.module_id, module_name=info.module_name, version=info.version,
                         release_date=info.release_date, published=published, models=tuple(info.models), os=tuple(info.os), kind=info.kind,
-                        auto_update=info.auto_update, size=os.path.getsize(path), sha256=_digest(path), url=url)
+                        auto_update=info.auto_update, size=os.path.getsize(path), sha256=file_digest(path)[1], url=url)
 
 
 def publish_feed(packages_dir, feed_dir, signing_keys, version=None, expires_days=30, now=None):

@@ -156,7 +156,8 @@ def render_hash_xml(files, signing_key):
     return etree.tostring(root, xml_declaration=True, encoding='UTF-8', pretty_print=True)
 
 
-def _file_digest(path):
+def file_digest(path):
+    """(size, SHA-256 hex) of a file, read in chunks."""
     digest = hashlib.sha256()
     size = 0
     with open(path, 'rb') as handle:
@@ -177,7 +178,7 @@ def build_package(payload_dir, info, signing_key, out_path):
                 raise PackageError('payload file %s is a symbolic link; packages hold regular files only' % full, code='payload_invalid')
             rel = os.path.relpath(full, payload_dir).replace(os.sep, '/')
             if rel not in (INFO_NAME, HASH_NAME):
-                sources[rel] = _file_digest(full) + (full,)
+                sources[rel] = file_digest(full) + (full,)
     return write_package(sources, info, signing_key, out_path)
 
 

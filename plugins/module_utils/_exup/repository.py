@@ -11,7 +11,6 @@ gathers the data and applies the result.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import html
 import json
 import os
@@ -23,13 +22,12 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup import events as 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Candidate, Server, generation_plan
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, file_digest, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.store import Store
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
 #: A manager that has not reported presence for this long is forgotten (003 §2.2.8).
 PRESENCE_LIFETIME = datetime.timedelta(days=60)
-CHUNK = 1024 * 1024
 
 # Results of 003 Table 14 (add) and Table 16 (delete).
 ADDED = 'added'
@@ -39,14 +37,6 @@ ADD_WARN_PRESENT = 'warning_already_present'
 DELETED = 'deleted'
 DELETE_ERROR_IN_USE = 'error_in_use_by_other_manager'
 DELETE_ERROR_MISSING = 'error_not_found'
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def server_from_dict(manager_id, data):
@@ -286,7 +276,7 @@ class Repository:
         if copy.info != info:
             os.unlink(tmp)
             raise RepositoryError('%s changed while it was being added' % name, code='package_changed')
-        digest = file_sha256(tmp)
+        digest = file_digest(tmp)[1]
         self.store.install(tmp, digest)
         self.index_package(conn, copy, digest, os.path.getsize(self.store.pool_path(digest)), source='manual', pinned=mode == 'pinned')
         self.record(conn, 'package_added', package_id=info.package_id, version=info.version, mode=mode)
