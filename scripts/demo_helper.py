@@ -185,8 +185,9 @@ def cmd_summary(args):
           % ('unchanged (HTTP 304 Not Modified)' if second['feed_unchanged'] else 'changed', second['catalog'].get('entries_new', 0),
              len(second['added']), _size(second['bytes_downloaded']), len(second['removed'])))
     print('   not downloaded again because deleted by hand: %s' % (', '.join(second['skipped_tombstoned']) or 'none'))
-    print('   refused again (a refused package is tried again on every sync): %s'
-          % (', '.join(item['package_id'] for item in second['refused']) or 'none'))
+    print('   still refused, not downloaded again while the feed offers the same bytes: %s'
+          % (', '.join('%s (%s since %s)' % (item['package_id'], item['code'], item.get('refused_at', 'now'))
+                       for item in second['refused'] if item.get('repeated')) or 'none'))
     print('')
     return 0
 
