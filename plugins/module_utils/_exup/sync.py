@@ -168,7 +168,8 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
         return
 
     _download_all(repo, conn, client, base_url, keyring, to_fetch, workers, progress, result)
-    stored = repo.stored_packages(conn)
+    if result.added:  # else the store is as plan() read it (we hold the writer lock)
+        stored = repo.stored_packages(conn)
     result.removed = repo.prune(conn, plan, stored)
     keep_parts = {entry.sha256 for entry in to_fetch if any(r['package_id'] == entry.package_id and r.get('resumable') for r in result.refused)}
     repo.store.collect_garbage(conn, keep_parts=keep_parts)

@@ -12,11 +12,13 @@ assumed: "1.0a" > "1.0", the common firmware convention of letter revisions).
 
 from __future__ import annotations
 
+import functools
 import re
 
 _TOKEN = re.compile(r'\d+|[A-Za-z]+')
 
 
+@functools.lru_cache(maxsize=65536)  # pure; generation management asks for the same few versions again and again
 def version_key(version):
     """Return a sort key for a firmware version string."""
     key = []
