@@ -205,10 +205,15 @@ def parse_catalog(data, keyring, min_version=0, now=None):
     if not isinstance(raw_entries, list):
         raise CatalogError('catalog has no entries list', code='catalog_invalid')
     entries = [_entry(raw, index) for index, raw in enumerate(raw_entries)]
-    seen = set()
+    seen, files = set(), {}
     for entry in entries:
         if entry.package_id in seen:
             raise CatalogError('catalog lists package %s twice' % entry.package_id, code='catalog_invalid')
         seen.add(entry.package_id)
+        # Each package's id is inside its file, so two entries cannot share one file; and a shared
+        # digest would have two downloads write the same .part at once.
+        if entry.sha256 in files:
+            raise CatalogError('catalog gives packages %s and %s the same SHA-256' % (files[entry.sha256], entry.package_id), code='catalog_invalid')
+        files[entry.sha256] = entry.package_id
     return Catalog(version=version, generated=format_time(generated), expires=format_time(expires), entries=entries,
                    key_ids=sorted(sig['keyid'] for sig in trusted))

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import functools
+import threading
 
 try:
     from lxml import etree
@@ -25,9 +25,16 @@ def _parser():
                            huge_tree=False, remove_comments=True, remove_pis=True)
 
 
-@functools.lru_cache(maxsize=None)
+_local = threading.local()
+
+
 def _schema(xsd_text):
-    return etree.XMLSchema(etree.fromstring(xsd_text.encode('utf-8')))
+    """The compiled schema, one per thread: sync verifies packages in several threads at once,
+    and lxml does not promise that one XMLSchema object may validate in two threads."""
+    cache = _local.__dict__.setdefault('schemas', {})
+    if xsd_text not in cache:
+        cache[xsd_text] = etree.XMLSchema(etree.fromstring(xsd_text.encode('utf-8')))
+    return cache[xsd_text]
 
 
 def parse_untrusted(data, what, error_class, xsd_text=None):

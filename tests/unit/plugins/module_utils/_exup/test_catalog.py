@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 
 import pytest
@@ -26,6 +27,8 @@ def entry(**fields):
         'kind': 'linux', 'auto_update': True, 'size': 4096, 'sha256': SHA, 'url': 'packages/BIOS-R120-1.10.zip',
     }
     values.update(fields)
+    if 'sha256' not in fields:  # a digest of its own for each package, as in a real catalog
+        values['sha256'] = hashlib.sha256(values['package_id'].encode()).hexdigest()
     return values
 
 
@@ -210,3 +213,11 @@ def test_too_large(signing_key, keyring, monkeypatch):
     monkeypatch.setattr(catalog_module, 'MAX_CATALOG_BYTES', len(data) - 1)
     error = refused(data, keyring, 'catalog_invalid')
     assert 'larger than %d bytes' % (len(data) - 1) in error.msg
+
+
+def test_two_packages_with_one_digest_are_refused(signing_key, keyring):
+    data = build([entry(package_id='P1', sha256=SHA), entry(package_id='P2', sha256=SHA)], signing_key)
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(data, keyring, now=NOW)
+    assert caught.value.code == 'catalog_invalid'
+    assert 'catalog gives packages P1 and P2 the same SHA-256' in caught.value.msg
