@@ -221,7 +221,8 @@ class HttpClient:
             return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password'
                                   % (self.proxy_url, ', '.join(offered) or 'no scheme given'), code='proxy_auth_required')
         return TransportError('the proxy %s refused the credentials of user %s for a tunnel to %s (407): wrong user name or password, or wrong '
-                              'proxy_auth (%s; proxy offers %s)' % (self.proxy_url, self.proxy_username, target, self.proxy_auth, ', '.join(offered) or 'nothing'),
+                              'proxy_auth (%s; proxy offers %s)' % (self.proxy_url, self.proxy_username, target, self.proxy_auth,
+                                                                   ', '.join(offered) or 'nothing'),
                               code='proxy_auth_failed')
 
     def _get(self, url, **kwargs):
