@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import synthesize_feed
+from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import synthesize_feed, write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
@@ -263,3 +263,34 @@ def test_tls_feed_with_ca_path_and_refused_without(tmp_path: Path, tmp_feed_dir:
     assert f"TLS verification of https://127.0.0.1:{nginx_tls.port} failed" in caught.value.msg
     assert "CERTIFICATE_VERIFY_FAILED" in caught.value.msg
     assert h.snapshot(tmp_path / "repo") == before
+
+
+def test_withdrawn_package_is_not_asked_for_again(tmp_path: Path, tmp_feed_dir: Path, nginx):
+    # A full catalog (a static server serves nothing else) is the whole truth: a package the vendor
+    # withdrew is dropped from the feed the repository knows, so a missing file stops failing every sync.
+    key = SigningKey.generate()
+    h.simple_feed(tmp_feed_dir, key, versions=("1.00", "1.01"), modules=("system-bios",))
+    gone = h.publish_package(tmp_feed_dir, key, h.info("system-bios-1.02", version="1.02"))
+    (tmp_feed_dir / gone["url"]).unlink()  # the vendor took the file down...
+    repo = h.frozen_repo(tmp_path / "repo")
+
+    def sync(check_mode=False):
+        return sync_repository(repo, HttpClient(), nginx.url(h.CATALOG), h.keyring(key), h.MANAGER, servers=[h.server("db01")], check_mode=check_mode)
+
+    first = sync()
+    assert [(r["package_id"], r["code"]) for r in first.refused] == [("system-bios-1.02", "http_status")]
+    assert sorted(a["package_id"] for a in first.added) == ["system-bios-1.00", "system-bios-1.01"]
+
+    # ...and then withdrew its entry: a new catalog version without it.
+    write_catalog(str(tmp_feed_dir), [e for e in h.catalog_entries(tmp_feed_dir) if e["package_id"] != gone["package_id"]], [key])
+    h.catalog_changed(tmp_feed_dir)
+    requests_before = len(nginx.access_log())
+
+    preview = sync(check_mode=True)
+    assert preview.refused == [] and preview.added == []  # check mode sees the withdrawal too
+    second = sync()
+    assert second.refused == [] and second.added == [] and second.removed == []
+    with repo.read() as conn:
+        assert sorted(repo.feed_entries(conn)) == ["system-bios-1.00", "system-bios-1.01"]
+    asked = [e["uri"] for e in nginx.wait_for_log(requests_before + 2)[requests_before:]]
+    assert all(uri.startswith("/catalog.json") for uri in asked), asked  # nothing asked for the withdrawn file

@@ -97,6 +97,10 @@ class Catalog:
     entries: list
     key_ids: list
 
+    def is_complete(self, since):
+        """True when the catalog lists packages published before ``since``, so the server did not filter it."""
+        return since == EPOCH or any(entry.published < since for entry in self.entries)
+
     def entries_since(self, since):
         """Entries published at or after ``since`` (003 §2.2.1; '1970-01-01T00:00:00Z' the first time).
 

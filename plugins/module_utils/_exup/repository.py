@@ -141,15 +141,16 @@ class Repository:
             seen[info.package_id] = Candidate(info.package_id, info.module_id, info.version, tuple(info.models), tuple(info.os))
         return list(seen.values())
 
-    def plan(self, conn, override=None, extra=(), feed_overlay=None):
+    def plan(self, conn, override=None, extra=(), feed_overlay=None, feed_replace=False):
         """Generation plan for the current state; returns (plan, stored, feed, servers).
 
         ``override`` replaces one manager's servers, ``extra`` adds PackageInfos and
-        ``feed_overlay`` adds catalog entries: check mode sees the outcome without writing.
+        ``feed_overlay`` adds catalog entries (replaces them all with ``feed_replace``):
+        check mode sees the outcome without writing.
         """
         stored, feed = self.stored_packages(conn), self.feed_entries(conn)
-        if feed_overlay:
-            feed.update(feed_overlay)
+        if feed_overlay is not None:
+            feed = dict(feed_overlay) if feed_replace else {**feed, **feed_overlay}
         servers = self.active_servers(conn, override)
         return generation_plan(self.candidates(stored, feed, extra, self.tombstones(conn)), servers), stored, feed, servers
 

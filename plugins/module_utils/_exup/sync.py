@@ -115,6 +115,7 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
     if response['redirected'] and not check_mode:
         result.events.append(repo.record(conn, 'feed_address_changed', feed=feed_url, now=base_url))
     new_entries = []
+    replace_feed = False
     if response['status'] == 304:
         # Unchanged: the catalog we accepted before still rules, and so does its expiry (freeze attack).
         result.feed_unchanged = True
@@ -125,12 +126,16 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
         result.catalog = {'version': int(state['catalog_version']), 'generated': state['last_access'], 'expires': state['catalog_expires'], 'entries_new': 0}
     else:
         catalog = parse_catalog(response['body'], keyring, min_version=min_version)
-        new_entries = catalog.entries_since(since) if same_feed else catalog.entries
-        result.catalog = {'version': catalog.version, 'generated': catalog.generated, 'expires': catalog.expires, 'entries_new': len(new_entries),
+        # A full catalog (what any static server serves) is the whole truth: what it no longer lists was
+        # withdrawn and is not asked for again. A catalog the server filtered by ``since`` is merged.
+        replace_feed = not same_feed or catalog.is_complete(since)
+        new_entries = catalog.entries if replace_feed else catalog.entries_since(since)
+        result.catalog = {'version': catalog.version, 'generated': catalog.generated, 'expires': catalog.expires,
+                          'entries_new': len(catalog.entries_since(since)) if same_feed else len(catalog.entries),
                           'entries_total': len(catalog.entries), 'key_ids': catalog.key_ids}
         if not check_mode:
             conn.execute('BEGIN IMMEDIATE')
-            if not same_feed:
+            if replace_feed:
                 conn.execute('DELETE FROM feed_entries')
             conn.executemany('INSERT OR REPLACE INTO feed_entries (package_id, entry, published) VALUES (?, ?, ?)',
                              [(entry.package_id, json.dumps(entry.as_dict(), sort_keys=True), entry.published) for entry in new_entries])
@@ -144,7 +149,7 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
     # In check mode nothing was written: this manager's servers and the new entries are laid over the stored state.
     override = (manager_id, servers) if servers is not None else None
     overlay = {entry.package_id: entry for entry in new_entries} if check_mode else None
-    plan, stored, feed = repo.plan(conn, override=override, feed_overlay=overlay)[:3]
+    plan, stored, feed = repo.plan(conn, override=override, feed_overlay=overlay, feed_replace=replace_feed)[:3]
     tombstones = repo.tombstones(conn)
     refusals = {row['package_id']: dict(row) for row in conn.execute('SELECT * FROM refusals')}
     to_fetch = []
