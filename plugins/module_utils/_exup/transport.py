@@ -220,9 +220,9 @@ class HttpClient:
         if not self.proxy_username:
             return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password'
                                   % (self.proxy_url, ', '.join(offered) or 'no scheme given'), code='proxy_auth_required')
+        offered_text = ', '.join(offered) or 'nothing'
         return TransportError('the proxy %s refused the credentials of user %s for a tunnel to %s (407): wrong user name or password, or wrong '
-                              'proxy_auth (%s; proxy offers %s)' % (self.proxy_url, self.proxy_username, target, self.proxy_auth,
-                                                                   ', '.join(offered) or 'nothing'),
+                              'proxy_auth (%s; proxy offers %s)' % (self.proxy_url, self.proxy_username, target, self.proxy_auth, offered_text),
                               code='proxy_auth_failed')
 
     def _get(self, url, **kwargs):
