@@ -84,6 +84,12 @@ def digest_authorization(challenge, username, password, method, uri, nonce_count
     return 'Digest ' + ', '.join('%s="%s"' % item for item in fields.items()) + unquoted
 
 
+def _ntlm_only(offered):
+    """True when the Proxy-Authenticate values offer only NTLM or Negotiate (not supported, 003 §2.2.7)."""
+    schemes = {value.strip().split(' ')[0].lower() for value in offered if value.strip()}
+    return bool(schemes) and schemes <= {'ntlm', 'negotiate'}
+
+
 class _DigestTunnelAdapter(HTTPAdapter if HAS_REQUESTS else object):
     """Sends a Digest Proxy-Authorization with the CONNECT of https:// requests through a proxy.
 
@@ -199,12 +205,23 @@ class HttpClient:
             return digest_authorization(challenge, self.proxy_username, self.proxy_password or '', 'CONNECT', target, self._nonce_count)
 
     def _scheme_error(self, offered):
-        schemes = {value.strip().split(' ')[0].lower() for value in offered if value.strip()}
-        if schemes and schemes <= {'ntlm', 'negotiate'}:
-            return TransportError('the proxy %s asks for NTLM authentication, which is not supported; configure Basic or Digest auth on the proxy (003 §2.2.7)'
-                                  % self.proxy_url, code='proxy_ntlm_unsupported')
+        """The proxy offers no scheme we can use for a tunnel."""
+        if _ntlm_only(offered):
+            return self._proxy_refusal(offered)
         return TransportError('the proxy %s does not offer %s authentication (it offers %s)' % (self.proxy_url, self.proxy_auth, ', '.join(offered) or 'none'),
                               code='proxy_auth_failed')
+
+    def _proxy_refusal(self, offered, tunnel_to=None):
+        """The error for a 407 (``offered``: its Proxy-Authenticate values): NTLM, no credentials, or credentials refused."""
+        if _ntlm_only(offered):
+            return TransportError('the proxy %s asks for NTLM authentication, which is not supported; configure Basic or Digest auth on the proxy (003 §2.2.7)'
+                                  % self.proxy_url, code='proxy_ntlm_unsupported')
+        if not self.proxy_username:
+            return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password'
+                                  % (self.proxy_url, ', '.join(offered) or 'no scheme given'), code='proxy_auth_required')
+        where = ' for a tunnel to %s' % tunnel_to if tunnel_to else ''
+        return TransportError('the proxy %s refused the credentials of user %s%s (407): wrong user name or password, or wrong proxy_auth (%s; proxy offers %s)'
+                              % (self.proxy_url, self.proxy_username, where, self.proxy_auth, ', '.join(offered) or 'nothing'), code='proxy_auth_failed')
 
     def _tunnel_refused(self, url):
         """The error for a CONNECT answered 407: asks the proxy which schemes it offers, to say why."""
@@ -214,16 +231,7 @@ class HttpClient:
             _status, offered = self.tunnel_challenges(target)
         except TransportError:
             offered = []
-        schemes = {value.strip().split(' ')[0].lower() for value in offered if value.strip()}
-        if schemes and schemes <= {'ntlm', 'negotiate'}:
-            return self._scheme_error(offered)
-        if not self.proxy_username:
-            return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password'
-                                  % (self.proxy_url, ', '.join(offered) or 'no scheme given'), code='proxy_auth_required')
-        offered_text = ', '.join(offered) or 'nothing'
-        return TransportError('the proxy %s refused the credentials of user %s for a tunnel to %s (407): wrong user name or password, or wrong '
-                              'proxy_auth (%s; proxy offers %s)' % (self.proxy_url, self.proxy_username, target, self.proxy_auth, offered_text),
-                              code='proxy_auth_failed')
+        return self._proxy_refusal(offered, tunnel_to=target)
 
     def _get(self, url, **kwargs):
         try:
@@ -257,20 +265,8 @@ class HttpClient:
             raise TransportError('cannot reach %s: %s' % (_host(url), self._scrub(_short(exc))), code='connection_failed')
         if response.status_code == 407:
             response.close()
-            raise self._proxy_auth_error(response)
+            raise self._proxy_refusal(response.raw.headers.getlist('Proxy-Authenticate'))
         return response
-
-    def _proxy_auth_error(self, response):
-        offered = response.headers.get('Proxy-Authenticate', '')
-        schemes = {part.strip().split(' ')[0].lower() for part in offered.split(',') if part.strip()}
-        if schemes and schemes <= {'ntlm', 'negotiate'}:
-            return TransportError('the proxy %s asks for NTLM authentication, which is not supported; configure Basic or Digest auth on the proxy (003 §2.2.7)'
-                                  % self.proxy_url, code='proxy_ntlm_unsupported')
-        if not self.proxy_username:
-            return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password'
-                                  % (self.proxy_url, offered or 'no scheme given'), code='proxy_auth_required')
-        return TransportError('the proxy %s refused the credentials of user %s (407): wrong user name or password, or wrong proxy_auth (%s; proxy offers %s)'
-                              % (self.proxy_url, self.proxy_username, self.proxy_auth, offered or 'nothing'), code='proxy_auth_failed')
 
     def get_conditional(self, url, etag=None, last_modified=None, params=None, max_bytes=None):
         """GET with If-None-Match / If-Modified-Since. Returns a dict with status, body, etag, last_modified, final_url.
