@@ -32,6 +32,23 @@ EVENTS = {
     'archive_save_failed': (ERROR, 'Saving the update package archive failed.'),
     'manager_registered': (NORMAL, 'Manager presence and managed servers recorded.'),
     'manager_expired': (NORMAL, 'Manager forgotten after two months without presence.'),
+    'server_registered': (NORMAL, 'Managed server and the versions it runs recorded.'),
+    'server_unregistered': (NORMAL, 'Server no longer managed through the agent.'),
+    'versions_queried': (NORMAL, 'Module versions queried.'),
+    'versions_query_failed': (ERROR, 'Querying module versions failed.'),
+    'apply_started': (NORMAL, 'Applying update packages started.'),
+    'apply_finished': (NORMAL, 'Applying update packages finished.'),
+    'apply_failed': (ERROR, 'Applying update packages failed.'),
+    'apply_cancelled': (NORMAL, 'Applying update packages cancelled.'),
+    'uninstall_started': (NORMAL, 'Uninstalling software started.'),
+    'uninstall_finished': (NORMAL, 'Uninstalling software finished.'),
+    'uninstall_failed': (ERROR, 'Uninstalling software failed.'),
+    'agent_install_started': (NORMAL, 'Agent installation started.'),
+    'agent_installed': (NORMAL, 'Agent installed.'),
+    'agent_install_failed': (ERROR, 'Agent installation failed.'),
+    'agent_uninstalled': (NORMAL, 'Agent uninstalled.'),
+    'agent_uninstall_failed': (ERROR, 'Agent uninstallation failed.'),
+    'agent_logs_collected': (NORMAL, 'Agent logs collected.'),
 }
 
 

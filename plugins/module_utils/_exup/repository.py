@@ -181,6 +181,46 @@ class Repository:
         conn.execute('COMMIT')
         return expired
 
+    def register_server(self, conn, manager_id, server):
+        """Record one server of a manager (presence too), leaving its other servers as they are."""
+        conn.execute('BEGIN IMMEDIATE')
+        conn.execute('INSERT INTO managers (manager_id, last_seen) VALUES (?, ?) ON CONFLICT(manager_id) DO UPDATE SET last_seen = excluded.last_seen',
+                     (manager_id, self.now_text()))
+        row = (manager_id, server.name, server.model, server.os, json.dumps(server.modules, sort_keys=True))
+        before = conn.execute('SELECT manager_id, name, model, os, modules FROM servers WHERE manager_id = ? AND name = ?',
+                              (manager_id, server.name)).fetchone()
+        changed = before is None or tuple(before) != row
+        if changed:
+            conn.execute('INSERT OR REPLACE INTO servers (manager_id, name, model, os, modules) VALUES (?, ?, ?, ?, ?)', row)
+            self.record(conn, 'server_registered', server=server.name, manager_id=manager_id, model=server.model, os=server.os)
+        conn.execute('COMMIT')
+        return changed
+
+    def unregister_server(self, conn, manager_id, name, cause=None):
+        """Forget a server whose agent was removed (003 §3.9: agent management of it ends)."""
+        conn.execute('BEGIN IMMEDIATE')
+        gone = conn.execute('DELETE FROM servers WHERE manager_id = ? AND name = ?', (manager_id, name)).rowcount
+        if gone:
+            self.record(conn, 'server_unregistered', cause, server=name, manager_id=manager_id)
+        conn.execute('COMMIT')
+        return bool(gone)
+
+    def log_events(self, items):
+        """Write events (dicts of events.event) in one transaction; returns them with their time."""
+        with self.store.writer() as conn:
+            conn.execute('BEGIN IMMEDIATE')
+            written = [ev.record(conn, self.now_text(), item) for item in items]
+            conn.execute('COMMIT')
+        return written
+
+    def server_packages(self, conn, model, os_name):
+        """Stored packages for a server's model and OS: [(PackageInfo, sha256, size, pool path)], compatible or not."""
+        result = []
+        for item in self.stored_packages(conn).values():
+            if item['info'].targets(model, os_name):
+                result.append((item['info'], item['sha256'], item['size'], self.store.pool_path(item['sha256'])))
+        return result
+
     def index_package(self, conn, verified, digest, size, source, pinned=False):
         """Insert the row of a verified file already in the pool (its own transaction)."""
         info = verified.info

@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of exup_agent: install, upgrade, uninstall and query the agent (003 §3.8, §3.9).
+
+The package source is chosen on the controller (the wizard's step 6): the
+repository's newest, the feed (a repository sync for this server), installation
+media (a mounted folder) or a given file, which is added to the repository unless
+the repository holds a newer one and ``prefer_newer`` picks that instead.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import plan, transport
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
+from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import AGENT_SPEC, LINUX_AGENT_DIR
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
+
+
+def newest(candidates):
+    """The newest of [(info, path)]."""
+    return max(candidates, key=lambda pair: version_key(pair[0].version)) if candidates else None
+
+
+class ActionModule(ExupAction):
+    SPEC = AGENT_SPEC
+
+    def act(self):
+        state = self.args['state']
+        inventory, states = self.inventory()
+        agent = inventory['agent']
+        if state == 'query':
+            return {'changed': False, 'agent': agent, 'status': 'installed' if agent['installed'] else 'not_installed',
+                    'version': agent['version'], 'folder': agent['folder'], 'facts': inventory['facts'],
+                    'prerequisites': inventory['prerequisites']}
+        if state == 'logs_collected':
+            return self.collect_logs(agent)
+        if state == 'absent':
+            return self.uninstall(agent)
+        return self.install(inventory, states)
+
+    # ----------------------------------------------------------------- install / upgrade
+    def check_wizard(self):
+        args = self.args
+        if not args['license_accepted']:
+            raise ExupError('the agent license must be accepted before installing (license_accepted: true)', code='license_not_accepted')
+        if args['os_type'] == 'windows':
+            raise ExupError('this collection installs the agent on Linux servers only; Windows is not supported yet', code='unsupported_os')
+        if args['install_dir'] and os.path.normpath(args['install_dir']) != LINUX_AGENT_DIR:
+            raise ExupError('on Linux the agent always installs to %s; install_dir %s cannot be used' % (LINUX_AGENT_DIR, args['install_dir']),
+                            code='install_dir_fixed')
+
+    def keyring(self):
+        if not self.args['trusted_keys']:
+            raise ExupError('trusted_keys is required to install the agent', code='argument_invalid')
+        return KeyRing.from_pem_list(self.args['trusted_keys'])
+
+    def repo_agents(self, repo, facts):
+        return [(info, path) for info, digest, size, path in self.server_packages(repo, facts)
+                if info.module_id == plan.AGENT_MODULE and info.compatible]
+
+    def choose_package(self, repo, keyring, facts, states):
+        """(info, path, source_used) of the agent package to install."""
+        args = self.args
+        source = args['source']
+        if source == 'feed':
+            if not args['feed_url']:
+                raise ExupError('source=feed needs feed_url', code='argument_invalid')
+            self.register(repo, facts, states)
+            client = transport.HttpClient(proxy_url=args['proxy_url'], proxy_username=args['proxy_username'],
+                                          proxy_password=args['proxy_password'], proxy_auth=args['proxy_auth'],
+                                          validate_certs=args['validate_certs'], ca_path=args['ca_path'], timeout=args['timeout'])
+            sync_repository(repo, client, args['feed_url'], keyring, args['manager_id'])
+            source = 'repository'
+            used = 'feed'
+        else:
+            used = source
+        if source == 'repository':
+            chosen = newest(self.repo_agents(repo, facts))
+            if chosen is None:
+                raise ExupError('the repository has no agent package for %s on %s: this server does not support exup, or use source=feed, media or file'
+                                % (facts['model'], facts['os']), code='no_agent_package')
+            return chosen[0], chosen[1], used
+        if source == 'media':
+            if not args['media_path'] or not os.path.isdir(args['media_path']):
+                raise ExupError('media_path %s is not a mounted folder' % args['media_path'], code='media_unavailable')
+            found = []
+            for path in sorted(glob.glob(os.path.join(args['media_path'], '**', '*.zip'), recursive=True)):
+                try:
+                    info = verify_package(path, keyring).info
+                except PackageError:
+                    continue  # media hold other files too; only a verified agent package counts
+                if info.module_id == plan.AGENT_MODULE and info.targets(facts['model'], facts['os']):
+                    found.append((info, path))
+            chosen = newest(found)
+            if chosen is None:
+                raise ExupError('no verified agent package for %s on %s under %s' % (facts['model'], facts['os'], args['media_path']),
+                                code='no_agent_package')
+            return chosen[0], chosen[1], 'media'
+        return self.choose_file(repo, keyring, facts)
+
+    def choose_file(self, repo, keyring, facts):
+        path = self.args['file']
+        if not path or not os.path.isfile(path):
+            raise ExupError('file %s does not exist on the controller' % path, code='argument_invalid')
+        info = verify_package(path, keyring).info
+        if info.module_id != plan.AGENT_MODULE:
+            raise ExupError('%s is a %s package, not the agent' % (path, info.module_id), code='not_agent_package')
+        newer = newest([pair for pair in self.repo_agents(repo, facts) if version_key(pair[0].version) > version_key(info.version)])
+        if newer and self.args['prefer_newer']:
+            # 003 §3.8.1.1 step 6: using the repository's newer package leaves the given file out of the repository.
+            return newer[0], newer[1], 'repository_newer'
+        if not self._task.check_mode:
+            results = repo.add_files([path], keyring, mode='pinned')
+            if results and results[0].get('result', '').startswith('error'):
+                raise ExupError('adding %s to the repository failed: %s' % (path, results[0].get('msg')), code='add_failed')
+        return info, path, 'file'
+
+    def install(self, inventory, states):
+        self.check_wizard()
+        repo = self.repository()
+        keyring = self.keyring()
+        facts = inventory['facts']
+        agent = inventory['agent']
+        blockers = list(inventory['prerequisites'])
+        if blockers:
+            self.log_events(repo, ('agent_install_failed', blockers[0]['msg'], {'error': blockers[0]['code']}))
+            raise ExupError('the agent cannot be installed on %s: %s' % (self.server_name, '; '.join(item['msg'] for item in blockers)),
+                            code=blockers[0]['code'], blockers=blockers, status='failed')
+        info, path, used = self.choose_package(repo, keyring, facts, states)
+        if not info.targets(facts['model'], facts['os']):
+            reason = 'unsupported_model' if facts['model'] not in info.models else 'unsupported_os'
+            raise ExupError('agent package %s does not support %s on %s: this server does not support exup'
+                            % (info.package_id, facts['model'], facts['os']), code=reason, status='failed')
+        base = {'source_used': used, 'package_id': info.package_id, 'folder': LINUX_AGENT_DIR}
+        if agent['installed'] and version_key(agent['version']) >= version_key(info.version):
+            return dict(base, changed=False, status='unchanged', version=agent['version'],
+                        msg='agent %s is installed on %s (%s offered)' % (agent['version'], self.server_name, info.version))
+        status = 'upgraded' if agent['installed'] else 'installed'
+        if self._task.check_mode:
+            return dict(base, changed=True, status=status, version=info.version, diff={'before': {'agent': agent['version']},
+                                                                                         'after': {'agent': info.version}})
+        self.log_events(repo, ('agent_install_started', None, {'package_id': info.package_id}))
+        size, digest = file_digest(path)
+        src = self.transfer(path, digest + '.zip')
+        try:
+            answer = self.host_call('agent_install', package={'src': src, 'sha256': digest, 'package_id': info.package_id},
+                                    trusted_keys=self.args['trusted_keys'], agent_models=list(info.models), agent_os=list(info.os))
+        except HostCallFailed as exc:
+            self.log_events(repo, ('agent_install_failed', exc.result.get('msg'), {'error': exc.result.get('error')}))
+            exc.result['status'] = 'failed'
+            raise
+        self.log_events(repo, ('agent_installed', None, {'version': info.version, 'folder': LINUX_AGENT_DIR}))
+        inventory, states = self.inventory()
+        self.register(repo, facts, states)
+        return dict(base, changed=True, status=status, version=answer['agent']['version'], agent=answer['agent'],
+                    diff={'before': {'agent': agent['version']}, 'after': {'agent': answer['agent']['version']}},
+                    msg='agent %s %s in %s on %s' % (answer['agent']['version'], status, LINUX_AGENT_DIR, self.server_name))
+
+    # ----------------------------------------------------------------- uninstall, logs
+    def uninstall(self, agent):
+        repo = self.repository(required=False)
+        if not agent['installed']:
+            return {'changed': False, 'status': 'not_installed', 'msg': 'the agent is not installed on %s' % self.server_name}
+        if self._task.check_mode:
+            return {'changed': True, 'status': 'uninstalled', 'diff': {'before': {'agent': agent['version']}, 'after': {'agent': None}}}
+        try:
+            answer = self.host_call('agent_uninstall')
+        except HostCallFailed as exc:
+            self.log_events(repo, ('agent_uninstall_failed', exc.result.get('msg'), {'error': exc.result.get('error')}))
+            raise
+        self.log_events(repo, ('agent_uninstalled', None, {'version': agent['version']}))
+        if repo is not None:
+            self.unregister(repo, 'agent uninstalled')
+        return {'changed': True, 'status': 'uninstalled', 'agent': answer['agent'], 'version': None,
+                'diff': {'before': {'agent': agent['version']}, 'after': {'agent': None}},
+                'msg': 'agent %s removed from %s; agent management of this server has ended' % (agent['version'], self.server_name)}
+
+    def collect_logs(self, agent):
+        dest = self.args['logs_dest']
+        if not dest:
+            raise ExupError('state=logs_collected needs logs_dest (a folder on the controller)', code='argument_invalid')
+        files = self.host_call('logs')['files']
+        target = os.path.join(dest, self.server_name)
+        collected = []
+        if not self._task.check_mode:
+            os.makedirs(target, exist_ok=True)
+            for remote in files:
+                local = os.path.join(target, os.path.basename(remote))
+                self._connection.fetch_file(remote, local)
+                collected.append(local)
+            self.log_events(self.repository(required=False), ('agent_logs_collected', None, {'files': len(collected)}))
+        return {'changed': bool(collected), 'files': collected, 'remote_files': files, 'dest': target}

@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of exup_apply: plan on the controller, run as a job by the host's agent, follow it.
+
+Flow (docs/agent.md): inventory -> plan.build_plan -> copy the packages the inbox
+lacks -> exup_host start (verify again, unpack, start the runner) -> poll status
+(each poll renews the lease) -> results, events. Check mode stops after the plan.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
+
+
+def _diff(items, versions_after=None):
+    before, after = {}, {}
+    for item in items:
+        before[item['module_id']] = item['from_version'] or '(not installed)'
+        if versions_after is None:
+            after[item['module_id']] = item['to_version'] or '(uninstalled)'
+        else:
+            after[item['module_id']] = versions_after.get(item['module_id']) or '(not installed)'
+    return {'before': before, 'after': after}
+
+
+class ActionModule(ExupAction):
+    SPEC = APPLY_SPEC
+
+    def act(self):
+        args = self.args
+        repo = self.repository()
+        inventory, states = self.inventory()
+        if args['state'] == 'cancelled':
+            return self.cancel(inventory)
+        if not inventory['agent']['installed']:
+            raise ExupError('the exup agent is not installed on %s: install it with exup.fleet.exup_agent (or the agent_install playbook)'
+                            % self.server_name, code='agent_missing')
+        if inventory['active_job']:
+            job = inventory['active_job']
+            raise ExupError('job %s is still running on %s (%d of %d done): wait for it or cancel it with state=cancelled'
+                            % (job['job_id'], self.server_name, job['done'], job['total']), code='job_running', job=job)
+        facts = inventory['facts']
+        stored = self.server_packages(repo, facts)
+        infos = [row[0] for row in stored]
+        files = {row[0].package_id: row for row in stored}
+        action = 'uninstall' if args['state'] == 'absent' else 'install'
+        requests = None
+        if args['modules'] is not None or args['versions']:
+            requests = {module_id: plan.LATEST for module_id in args['modules'] or []}
+            requests.update({str(key): str(value) for key, value in args['versions'].items()})
+        if action == 'uninstall' and requests is None:
+            raise ExupError('state=absent needs modules: name the software to uninstall', code='modules_required')
+        items, skipped = plan.build_plan(states, infos, requests, action, args['latest_only'])
+        planned = [item.as_dict() for item in items]
+        for row in planned:
+            row['sha256'], row['size'] = files[row['package_id']][1], files[row['package_id']][2]
+        staged = {name: state.staged for name, state in states.items() if state.block == 'reboot_required'}
+        base = {'plan': planned, 'skipped': skipped, 'model': facts['model'], 'os': facts['os'], 'staged': staged}
+        if not items:
+            return dict(base, changed=False, results=[], reboot_required=bool(staged), reboot_allowed=False,
+                        msg='nothing to apply on %s' % self.server_name)
+        if self._task.check_mode:
+            return dict(base, changed=True, results=[], reboot_required=any(item.reboot_required for item in items), reboot_allowed=False,
+                        diff=_diff(planned), msg='would run %d package(s) on %s' % (len(items), self.server_name))
+        return dict(base, **self.run_job(repo, inventory, planned, files, action))
+
+    def run_job(self, repo, inventory, planned, files, action):
+        args = self.args
+        started = 'uninstall_started' if action == 'uninstall' else 'apply_started'
+        self.log_events(repo, (started, None, {'packages': [row['package_id'] for row in planned]}))
+        inbox = set(inventory['inbox'])
+        host_items = []
+        for row in planned:
+            item = dict(row, src=None)
+            if row['sha256'] not in inbox:
+                item['src'] = self.transfer(files[row['package_id']][3], row['sha256'] + '.zip')
+            host_items.append(item)
+        try:
+            answer = self.host_call('start', items=host_items, trusted_keys=args['trusted_keys'], lease_seconds=args['lease_seconds'],
+                                    wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
+        except HostCallFailed as exc:
+            failed = 'uninstall_failed' if action == 'uninstall' else 'apply_failed'
+            self.log_events(repo, (failed, exc.result.get('msg'), {'error': exc.result.get('error')}))
+            raise
+        answer = self.follow(answer)
+        return self.outcome(repo, answer, planned, action)
+
+    def follow(self, answer):
+        """Poll until the job ends; each poll renews the lease (if polls stop, the agent cancels the rest)."""
+        args = self.args
+        deadline = time.time() + args['wait_timeout']
+        shown = None
+        while answer['job']['state'] != 'finished':
+            job = answer['job']
+            running = [item for item in job['items'] if item['status'] == 'running']
+            line = '%d/%d done%s' % (job['done'], job['total'], (', %s %s running' % (running[0]['module_id'], running[0]['to_version'] or 'uninstall'))
+                                     if running else '')
+            if line != shown:
+                self.progress('exup_apply job %s: %s' % (job['job_id'], line))
+                shown = line
+            if time.time() > deadline:
+                raise ExupError('job %s on %s did not finish within %d s; polling stopped, so the agent cancels what has not started'
+                                % (job['job_id'], self.server_name, args['wait_timeout']), code='timeout', job=job)
+            answer = self.host_call('status', job_id=job['job_id'], lease_seconds=args['lease_seconds'],
+                                    wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
+        return answer
+
+    def outcome(self, repo, answer, planned, action):
+        job = answer['job']
+        versions_after = answer.get('versions_after', {})
+        results = []
+        for item in job['items']:
+            results.append({'package_id': item['package_id'], 'module_id': item['module_id'], 'action': item['action'],
+                            'status': item['status'], 'cause': item.get('cause'), 'reboot_required': item['reboot_required'],
+                            'version_before': item['from_version'], 'version_target': item['to_version'],
+                            'version_after': versions_after.get(item['module_id']),
+                            'staged': bool(item['status'] == 'succeeded' and item['reboot_required'])})
+        failed = [result for result in results if result['status'] == 'failed']
+        cancelled = [result for result in results if result['status'] == 'cancelled']
+        prefix = 'uninstall' if action == 'uninstall' else 'apply'
+        if failed:
+            code, cause = prefix + '_failed', '%s: %s' % (failed[0]['package_id'], failed[0]['cause'])
+        elif cancelled:
+            code, cause = 'apply_cancelled', cancelled[0]['cause']
+        else:
+            code, cause = prefix + '_finished', None
+        self.log_events(repo, (code, cause, {'job_id': job['job_id'], 'results': {r['package_id']: r['status'] for r in results}}))
+        if any(r['module_id'] == plan.AGENT_MODULE and r['action'] == 'uninstall' and r['status'] == 'succeeded' for r in results):
+            self.unregister(repo, 'agent uninstalled')
+        outcome = {'changed': any(result['status'] == 'succeeded' for result in results), 'job_id': job['job_id'], 'results': results,
+                   'reboot_required': plan.reboot_needed(results), 'reboot_allowed': plan.reboot_allowed(results),
+                   'diff': _diff(planned, versions_after), 'versions_after': versions_after}
+        if failed:
+            outcome.update(failed=True, error=code, msg='%s failed on %s: %s; the server takes no more packages until it restarts'
+                           % (failed[0]['package_id'], self.server_name, failed[0]['cause']))
+        else:
+            done = sum(1 for result in results if result['status'] == 'succeeded')
+            outcome['msg'] = '%d of %d package(s) %s on %s%s' % (done, len(results), 'uninstalled' if action == 'uninstall' else 'applied',
+                                                                 self.server_name, ' (%s)' % cause if cause else '')
+        return outcome
+
+    def cancel(self, inventory):
+        job = inventory['active_job']
+        if not job:
+            return {'changed': False, 'msg': 'no job is running on %s' % self.server_name}
+        if self._task.check_mode:
+            return {'changed': True, 'job': job, 'msg': 'would cancel the packages of job %s that have not started' % job['job_id']}
+        answer = self.host_call('cancel', job_id=job['job_id'])
+        return {'changed': answer['changed'], 'job': answer['job'], 'job_id': job['job_id'],
+                'msg': 'cancel requested: packages of job %s that have not started will not run' % job['job_id']}

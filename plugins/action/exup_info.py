@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of exup_info: what a server runs, what the repository has for it, its statuses."""
+
+from __future__ import annotations
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
+from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
+from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction
+
+
+def agent_support(repo_packages):
+    """Models and OSes the newest agent packages support, or (None, None) when the repository has none."""
+    agents = [info for info in repo_packages if info.module_id == plan.AGENT_MODULE and info.compatible]
+    if not agents:
+        return None, None
+    models, systems = set(), set()
+    for info in agents:
+        models.update(info.models)
+        systems.update(info.os)
+    return models, systems
+
+
+def all_agent_packages(repo):
+    conn = repo.read()
+    try:
+        return [item['info'] for item in repo.stored_packages(conn).values() if item['info'].module_id == plan.AGENT_MODULE]
+    finally:
+        conn.close()
+
+
+class ActionModule(ExupAction):
+    SPEC = INFO_SPEC
+
+    def act(self):
+        repo = self.repository(required=False)
+        inventory, states = self.inventory()
+        facts = inventory['facts']
+        agent = inventory['agent']
+        stored = self.server_packages(repo, facts) if repo else []
+        infos = [row[0] for row in stored]
+        grouped = plan.by_module(infos)
+        modules = {}
+        for module_id in sorted(set(states) | set(grouped)):
+            state = states.get(module_id) or plan.ModuleState(module_id)
+            packages = grouped.get(module_id, [])
+            if state.current is None and state.activity is None and not state.block:
+                continue
+            status, icon = plan.module_status(state, packages) if repo else ('no_package', None)
+            modules[module_id] = {'name': MODULE_KINDS.get(module_id, module_id), 'current': state.current, 'previous': state.previous,
+                                  'status': status, 'manual_icon': icon, 'block': state.block, 'staged': state.staged,
+                                  'versions': plan.versions_offered(state, packages)}
+        available = sorted(module_id for module_id in grouped if module_id not in modules)
+        unknown = any(not info.compatible for info in infos)
+        server_status = plan.server_status([module['status'] for module in modules.values()], unknown=unknown)
+        if not agent['installed']:
+            server_status = 'agent_not_installed'
+        models, systems = agent_support(all_agent_packages(repo)) if repo else (None, None)
+        blockers = list(inventory['prerequisites'])
+        if models is not None and facts['model'] not in models:
+            blockers.append({'code': 'unsupported_model', 'msg': 'model %r is not supported by the agent packages in the repository' % facts['model']})
+        if systems is not None and facts['os'] not in systems:
+            blockers.append({'code': 'unsupported_os', 'msg': 'OS %s is not supported by the agent packages in the repository' % facts['os']})
+        result = {'changed': False, 'server': self.server_name, 'model': facts['model'], 'os': facts['os'], 'facts': facts, 'agent': agent,
+                  'agent_installable': not agent['installed'] and not blockers, 'agent_install_blockers': blockers,
+                  'modules': modules, 'available_modules': available, 'server_status': server_status, 'unknown_packages': unknown,
+                  'active_job': inventory['active_job'], 'registered': False}
+        if repo is not None and not self._task.check_mode:
+            if self.args['register'] and agent['installed']:
+                result['registered'] = self.register(repo, facts, states)
+            self.log_events(repo, ('versions_queried', None, {'status': server_status}))
+        result['newest'] = {module_id: max((row['version'] for row in module['versions']), key=version_key, default=None)
+                            for module_id, module in modules.items()}
+        return result

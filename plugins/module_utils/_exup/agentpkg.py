@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The agent as an update package (module ``update-agent``), so exup_apply can update it too.
+
+The payload is the runner (``agent_runner.py``, standard library only) and two
+POSIX shell scripts that install it to the fixed folder ``/opt/exup/agent``
+(below ``$EXUP_ROOT``) and remove it again. The state folder ``/var/lib/exup``
+outlives an uninstall: the journal of the job that removed the agent stays readable.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes
+
+AGENT_MODULE = 'update-agent'
+AGENT_OS = ('rhel8', 'rhel9', 'sles15', 'ubuntu2204')
+
+INSTALL_SH = r'''#!/bin/sh
+# Install the exup agent to $EXUP_ROOT/opt/exup/agent (fixed on Linux), replacing an older one atomically.
+set -eu
+dest="${EXUP_ROOT:-}/opt/exup/agent"
+state="${EXUP_ROOT:-}/var/lib/exup"
+version="$(cat ./VERSION)"
+mkdir -p "$(dirname "$dest")" "$state/inbox" "$state/jobs" "$state/log" "$state/inventory"
+chmod 700 "$state"
+new="$dest.new.$$"
+rm -rf "$new"
+mkdir -p "$new/bin"
+cp ./bin/exup-agent "$new/bin/exup-agent"
+cp ./uninstall.sh "$new/uninstall.sh"
+cp ./VERSION "$new/VERSION"
+chmod 755 "$new/bin/exup-agent" "$new/uninstall.sh"
+if [ -d "$dest" ]; then
+    rm -rf "$dest.old"
+    mv "$dest" "$dest.old"
+fi
+mv "$new" "$dest"
+rm -rf "$dest.old"
+echo "exup agent $version installed in $dest"
+'''
+
+UNINSTALL_SH = r'''#!/bin/sh
+# Remove the exup agent; /var/lib/exup (journals, logs) stays for the manager to read.
+set -eu
+dest="${EXUP_ROOT:-}/opt/exup/agent"
+if [ -d "$dest" ]; then
+    rm -rf "$dest"
+    echo "exup agent removed from $dest"
+else
+    echo "exup agent not installed in $dest"
+fi
+'''
+
+
+def runner_source():
+    from ansible_collections.exup.fleet.plugins.module_utils._exup import agent_runner
+    with open(agent_runner.__file__.replace('.pyc', '.py'), 'rb') as handle:
+        return b'#!/usr/bin/env python3\n' + handle.read()
+
+
+def build_agent_package(version, signing_key, out_path, models, os_names=AGENT_OS, release_date='2026-01-01', package_id=None):
+    """Write a signed update-agent package of ``version`` for ``models`` to ``out_path``."""
+    info = PackageInfo(
+        package_id=package_id or 'exup-agent-%s' % version, module_id=AGENT_MODULE, module_name=MODULE_KINDS[AGENT_MODULE],
+        version=version, release_date=release_date, models=list(models), os=list(os_names), kind='linux', auto_update=True,
+        reboot_required=False, downgrade_supported=True, uninstall_supported=True, install_command='./install.sh',
+        uninstall_command='./uninstall.sh', severity='recommended')
+    payload = {'bin/exup-agent': runner_source(), 'install.sh': INSTALL_SH.encode(), 'uninstall.sh': UNINSTALL_SH.encode(),
+               'VERSION': (version + '\n').encode()}
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    build_package_from_bytes(payload, info, signing_key, out_path)
+    return info

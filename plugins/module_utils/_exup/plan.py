@@ -1,0 +1,283 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What to apply, in which order, and what the statuses are: 003 §2.1 as pure functions.
+
+Data in, data out, no I/O: the agent path (exup_apply over ssh) and the BMC path
+use the same rules. Inputs are the server's module states (from the host) and
+the PackageInfos the repository holds for the server's model and OS.
+
+- selection (§2.1.1): "latest only" on takes only the newest version above the
+  current one; off also takes a newer non-newest version, and an older or equal
+  one when the package supports downgrade. ``previous`` is the version that ran
+  before the last apply (§3.5.1 step 6, marked [*]).
+- packages that are not auto-update (or offline kind) are never applied here:
+  they are exported and applied by hand (§2.1.3.1, §3.5.4).
+- gating (§2.1.5-6): "reboot required" and "apply failed" block further applies
+  until the server restarts.
+- order (§2.1.7): no-reboot packages first, then release date, oldest first; an
+  uninstall of the update agent always last.
+- reboot rule (§2.1.2): at least one applied package needs a reboot AND every
+  selected package succeeded.
+- statuses: module status (Tables 8-9) and server status by the priority of Table 10.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
+from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
+
+AGENT_MODULE = 'update-agent'
+LATEST, PREVIOUS = 'latest', 'previous'
+
+#: Table 10, highest priority first. Module statuses not listed rank as their nearest meaning.
+SERVER_PRIORITY = ('communication_failed', 'unknown', 'applying', 'uninstalling', 'update_available', 'apply_failed',
+                   'reboot_required', 'latest')
+_SERVER_EQUIVALENT = {'waiting_apply': 'applying', 'waiting_uninstall': 'uninstalling', 'rebooting': 'applying',
+                      'no_package': 'latest', 'cancelled': 'latest', '-': 'latest'}
+BLOCKING = ('reboot_required', 'apply_failed')
+
+
+class PlanError(ExupError):
+    """A request that the rules refuse; nothing was changed."""
+
+
+@dataclasses.dataclass
+class ModuleState:
+    """One module on one server, as the host reports it."""
+
+    module_id: str
+    current: str = None          # None: not installed / not present
+    previous: str = None         # version running before the last apply (§3.5.1 step 6)
+    block: str = None            # 'reboot_required' | 'apply_failed' while the boot id is unchanged
+    staged: str = None           # version waiting for the restart (reboot_required)
+    activity: str = None         # 'waiting_apply' | 'applying' | 'waiting_uninstall' | 'uninstalling' (a running job)
+
+
+@dataclasses.dataclass
+class PlanItem:
+    """One package to run on one server."""
+
+    package_id: str
+    module_id: str
+    action: str                  # 'install' | 'uninstall'
+    from_version: str
+    to_version: str
+    reboot_required: bool
+    release_date: str
+    command: str
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _newer(left, right):
+    return right is None or version_key(left) > version_key(right)
+
+
+def applicable(packages, kinds=('linux',)):
+    """Packages this path can run: compatible schema, auto-update, a kind it handles."""
+    return [info for info in packages if info.compatible and info.auto_update and info.kind in kinds]
+
+
+def by_module(packages):
+    result = {}
+    for info in packages:
+        result.setdefault(info.module_id, []).append(info)
+    for infos in result.values():
+        infos.sort(key=lambda info: version_key(info.version))
+    return result
+
+
+def module_status(state, packages, kinds=('linux',)):
+    """003 Table 8 (auto-update packages) and Table 9 (only manual ones: '-' plus an icon).
+
+    Returns (status, manual_icon); manual_icon is None unless status is '-'.
+    """
+    if state.activity:
+        return state.activity, None
+    if state.block:
+        return state.block, None
+    usable = [info for info in packages if info.compatible and info.auto_update and info.kind in kinds]
+    if not usable:
+        manual = [info for info in packages if info.compatible and not (info.auto_update and info.kind in kinds)]
+        if not manual:
+            return 'no_package', None
+        newest = max(manual, key=lambda info: version_key(info.version))
+        icon = 'update_available' if _newer(newest.version, state.current) else 'latest'
+        return '-', icon
+    newest = max(usable, key=lambda info: version_key(info.version))
+    return ('update_available' if _newer(newest.version, state.current) else 'latest'), None
+
+
+def server_status(module_statuses, unknown=False, communication_failed=False):
+    """Table 10: the highest-priority status among the modules."""
+    if communication_failed:
+        return 'communication_failed'
+    present = {_SERVER_EQUIVALENT.get(status, status) for status in module_statuses}
+    if unknown:
+        present.add('unknown')
+    for status in SERVER_PRIORITY:
+        if status in present:
+            return status
+    return 'latest'
+
+
+def versions_offered(state, packages):
+    """The version list of §3.5.1 step 6 for one module, newest first, previous generation marked."""
+    rows = []
+    for info in sorted(packages, key=lambda item: version_key(item.version), reverse=True):
+        rows.append({'version': info.version, 'package_id': info.package_id, 'release_date': info.release_date,
+                     'reboot_required': info.reboot_required, 'downgrade_supported': info.downgrade_supported,
+                     'uninstall_supported': info.uninstall_supported, 'auto_update': info.auto_update, 'kind': info.kind,
+                     'compatible': info.compatible,
+                     'previous_generation': bool(state.previous) and info.version == state.previous,
+                     'label': info.version + (' [*]' if state.previous and info.version == state.previous else '')})
+    return rows
+
+
+def _refuse(msg, code, module_id, **details):
+    raise PlanError(msg, code=code, module=module_id, **details)
+
+
+def _item(info, action, state):
+    command = info.uninstall_command if action == 'uninstall' else info.install_command
+    return PlanItem(package_id=info.package_id, module_id=info.module_id, action=action, from_version=state.current,
+                    to_version=info.version if action == 'install' else None, reboot_required=info.reboot_required,
+                    release_date=info.release_date, command=command)
+
+
+def select_install(state, packages, version=LATEST, latest_only=True, kinds=('linux',)):
+    """The package to install for one module, or None when nothing is to do. Raises PlanError."""
+    module_id = state.module_id
+    manual = [info for info in packages if info.compatible and not (info.auto_update and info.kind in kinds)]
+    usable = by_module(applicable(packages, kinds)).get(module_id, [])
+    if version == PREVIOUS:
+        if not state.previous:
+            _refuse('%s has no previous generation: it was not updated by exup on this server' % module_id, 'previous_unknown', module_id)
+        version = state.previous
+    if version == LATEST:
+        newer = [info for info in usable if _newer(info.version, state.current)]
+        if not newer:
+            if not usable and manual and _newer(max(manual, key=lambda info: version_key(info.version)).version, state.current):
+                _refuse_manual(module_id, manual)
+            return None
+        return _item(newer[-1], 'install', state)
+    chosen = [info for info in usable if info.version == version]
+    if not chosen:
+        if any(info.version == version for info in manual):
+            _refuse_manual(module_id, manual)
+        _refuse('the repository holds no %s version %s for this server (it has: %s)'
+                % (module_id, version, ', '.join(info.version for info in usable) or 'none'), 'version_not_available', module_id)
+    info = chosen[-1]
+    if state.current is not None and info.version == state.current:
+        return None
+    if latest_only and not (info is usable[-1] and _newer(info.version, state.current)):
+        _refuse('%s %s is not the newest version above the current one (%s): set latest_only to false to apply it'
+                % (module_id, info.version, state.current), 'latest_only', module_id)
+    if not _newer(info.version, state.current) and not info.downgrade_supported:
+        _refuse('package %s does not support downgrade from %s to %s' % (info.package_id, state.current, info.version),
+                'downgrade_not_supported', module_id)
+    return _item(info, 'install', state)
+
+
+def _refuse_manual(module_id, manual):
+    ids = ', '.join(sorted(info.package_id for info in manual))
+    _refuse('%s has only packages that are not auto-update (%s): export them (exup.fleet.exup_package state=exported) '
+            'and apply them by hand as their readme says' % (module_id, ids), 'not_auto_update', module_id, packages=sorted(info.package_id for info in manual))
+
+
+def select_uninstall(state, packages, kinds=('linux',)):
+    """The package whose uninstall command removes the module, or None when it is not installed."""
+    module_id = state.module_id
+    if state.current is None:
+        return None
+    candidates = [info for info in by_module(packages).get(module_id, []) if info.compatible and info.kind in kinds]
+    supporting = [info for info in candidates if info.uninstall_supported and info.uninstall_command]
+    if not supporting:
+        _refuse('%s cannot be uninstalled: no package in the repository supports uninstall for it' % module_id,
+                'uninstall_not_supported', module_id)
+    same = [info for info in supporting if info.version == state.current]
+    return _item((same or supporting)[-1], 'uninstall', state)
+
+
+def order(items):
+    """§2.1.7: no-reboot first, then release date (oldest first); the update agent's uninstall last."""
+    def key(item):
+        agent_uninstall = item.action == 'uninstall' and item.module_id == AGENT_MODULE
+        return (agent_uninstall, item.reboot_required, item.release_date, item.package_id)
+    return sorted(items, key=key)
+
+
+def blocked_modules(states):
+    return sorted(state.module_id for state in states.values() if state.block in BLOCKING)
+
+
+def build_plan(states, packages, requests, action='install', latest_only=True, kinds=('linux',)):
+    """The ordered plan for one server.
+
+    ``states``: module_id -> ModuleState; ``packages``: PackageInfos for the
+    server's model and OS; ``requests``: module_id -> version ('latest',
+    'previous' or a version), or None for "every module with an update".
+    Returns (items, skipped) where skipped maps module_id -> why nothing is done.
+    Raises PlanError when the rules refuse (nothing is applied then).
+    """
+    skipped = {}
+    usable_modules = by_module(packages)
+    if requests is None:
+        if action != 'install':
+            raise PlanError('name the modules to uninstall', code='modules_required')
+        requests = {module_id: LATEST for module_id in sorted(usable_modules) if module_id in states and states[module_id].current is not None}
+        implicit = True
+    else:
+        implicit = False
+    items = []
+    for module_id, version in sorted(requests.items()):
+        if module_id not in MODULE_KINDS:
+            raise PlanError('unknown module %r: the modules are %s' % (module_id, ', '.join(sorted(MODULE_KINDS))),
+                            code='unknown_module', module=module_id)
+        state = states.get(module_id) or ModuleState(module_id)
+        if action == 'uninstall':
+            item = select_uninstall(state, packages, kinds)
+            if item is None:
+                skipped[module_id] = 'not installed'
+        else:
+            if state.current is None and module_id not in _INSTALLABLE and not implicit:
+                raise PlanError('%s is not present on this server' % module_id, code='module_not_present', module=module_id)
+            if state.block == 'reboot_required' and state.staged and version in (LATEST, state.staged):
+                skipped[module_id] = 'version %s is staged and becomes active at the next restart' % state.staged
+                continue
+            try:
+                item = select_install(state, packages, version, latest_only, kinds)
+            except PlanError as exc:
+                if implicit and exc.code == 'not_auto_update':
+                    skipped[module_id] = exc.msg
+                    continue
+                raise
+            if item is None:
+                skipped[module_id] = 'already at %s' % state.current if state.current else 'no package'
+        if item is not None:
+            items.append(item)
+    blocked = blocked_modules(states)
+    if items and blocked:
+        causes = ', '.join('%s (%s)' % (name, states[name].block.replace('_', ' ')) for name in blocked)
+        raise PlanError('the server must restart before more packages are applied: %s' % causes, code='blocked_until_reboot',
+                        blocked=blocked)
+    return order(items), skipped
+
+
+#: software modules may be installed where they are absent; firmware needs its hardware present
+_INSTALLABLE = ('server-agent', 'agent-extension', 'update-agent', 'raid-utility', 'bmc-configuration', 'sdr')
+
+
+def reboot_needed(results):
+    """At least one package that succeeded needs a restart."""
+    return any(result['status'] == 'succeeded' and result['reboot_required'] for result in results)
+
+
+def reboot_allowed(results):
+    """§2.1.2: a reboot-requiring package was applied AND every selected package succeeded."""
+    return bool(results) and reboot_needed(results) and all(result['status'] == 'succeeded' for result in results)

@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs of the modules that run through action plugins (exup_info, exup_apply, exup_agent).
+
+One place: the module files (for docs and sanity) and the action plugins (which
+validate the task's arguments on the controller) both use these.
+"""
+
+from __future__ import annotations
+
+HOST_SPEC = {
+    'host_root': {'type': 'path', 'default': '/'},
+    'manager_id': {'type': 'str', 'default': 'local'},
+    'server_name': {'type': 'str'},
+}
+
+HTTP_OPTIONS = {
+    'proxy_url': {'type': 'str'},
+    'proxy_username': {'type': 'str'},
+    'proxy_password': {'type': 'str', 'no_log': True},
+    'proxy_auth': {'type': 'str', 'default': 'basic', 'choices': ['basic', 'digest']},
+    'validate_certs': {'type': 'bool', 'default': True},
+    'ca_path': {'type': 'path'},
+    'timeout': {'type': 'int', 'default': 30},
+}
+
+INFO_SPEC = dict(
+    HOST_SPEC,
+    repository={'type': 'path'},
+    register={'type': 'bool', 'default': False},
+)
+
+APPLY_SPEC = dict(
+    HOST_SPEC,
+    repository={'type': 'path', 'required': True},
+    trusted_keys={'type': 'list', 'elements': 'str', 'required': True, 'no_log': False},
+    state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'cancelled']},
+    modules={'type': 'list', 'elements': 'str'},
+    versions={'type': 'dict', 'default': {}},
+    latest_only={'type': 'bool', 'default': True},
+    lease_seconds={'type': 'int', 'default': 60},
+    poll_interval={'type': 'int', 'default': 5},
+    wait_timeout={'type': 'int', 'default': 7200},
+)
+
+AGENT_SPEC = dict(
+    HOST_SPEC,
+    HTTP_OPTIONS,
+    repository={'type': 'path'},
+    trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
+    state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'query', 'logs_collected']},
+    source={'type': 'str', 'default': 'repository', 'choices': ['repository', 'feed', 'media', 'file']},
+    feed_url={'type': 'str'},
+    media_path={'type': 'path'},
+    file={'type': 'path'},
+    prefer_newer={'type': 'bool', 'default': True},
+    license_accepted={'type': 'bool', 'default': False},
+    os_type={'type': 'str', 'default': 'linux', 'choices': ['linux', 'windows']},
+    install_dir={'type': 'path'},
+    logs_dest={'type': 'path'},
+)
+
+#: where the agent lives on Linux (003 §3.8.1.1 step 3: fixed, not configurable)
+LINUX_AGENT_DIR = '/opt/exup/agent'

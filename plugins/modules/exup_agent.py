@@ -1,0 +1,142 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: exup_agent
+short_description: Install, upgrade, uninstall and query the exup agent on a managed server
+version_added: 0.2.0
+description:
+  - Runs through an action plugin on the controller (003 §3.8 remote install, §3.9 uninstall).
+  - The agent installs to the fixed folder C(/opt/exup/agent) on Linux, as the administrator account (use C(become)).
+  - Prerequisites are checked first and the failure says why - unsupported OS, virtual machine guest, unsupported model,
+    conflicting software (003 §2.3.2-3).
+  - The agent is itself an update package (module C(update-agent)), so M(exup.fleet.exup_apply) can update it too.
+author: exup.fleet contributors (@exup-fleet)
+extends_documentation_fragment:
+  - exup.fleet.repository.http
+options:
+  state:
+    description:
+      - V(present) installs or upgrades, V(absent) uninstalls (agent management of the server ends), V(query) reports,
+        V(logs_collected) copies the agent's logs to O(logs_dest) on the controller.
+    type: str
+    default: present
+    choices: [present, absent, query, logs_collected]
+  repository:
+    description: The repository folder on the controller (needed for V(present)).
+    type: path
+  trusted_keys:
+    description: Public keys (PEM text or paths) the agent package must be signed with.
+    type: list
+    elements: str
+    default: []
+  source:
+    description:
+      - Where the package comes from - the repository's newest, the feed (a repository sync for this server, then the
+        newest), installation media (O(media_path)) or a given O(file).
+    type: str
+    default: repository
+    choices: [repository, feed, media, file]
+  feed_url:
+    description: The feed's catalog URL, for O(source=feed).
+    type: str
+  media_path:
+    description: A mounted installation medium on the controller, searched for agent packages.
+    type: path
+  file:
+    description: An agent package on the controller; it is added to the repository (pinned).
+    type: path
+  prefer_newer:
+    description:
+      - With O(source=file), when the repository holds a newer agent, use that one (the file is then not added).
+        RV(source_used) says which was used.
+    type: bool
+    default: true
+  license_accepted:
+    description: The agent's license must be accepted to install it.
+    type: bool
+    default: false
+  os_type:
+    description: OS family of the server; this collection's agent supports Linux.
+    type: str
+    default: linux
+    choices: [linux, windows]
+  install_dir:
+    description: Must be C(/opt/exup/agent) (or unset) on Linux, where the folder is fixed.
+    type: path
+  logs_dest:
+    description: Folder on the controller for O(state=logs_collected); files go to a subfolder per server.
+    type: path
+  manager_id:
+    description: This manager's id in the repository.
+    type: str
+    default: local
+  server_name:
+    description: Name of the server in the repository; defaults to the inventory hostname.
+    type: str
+  host_root:
+    description: Root of the server's file system; V(/) on real servers, a lab host root in tests.
+    type: path
+    default: /
+attributes:
+  check_mode:
+    support: full
+    description: Says what would be installed or removed.
+  diff_mode:
+    support: full
+    description: Agent version before and after.
+requirements: [cryptography, lxml, requests (for source=feed)]
+'''
+
+EXAMPLES = r'''
+- name: Install the agent from the repository's newest package
+  exup.fleet.exup_agent:
+    repository: /var/lib/exup/repo
+    trusted_keys: [/etc/exup/vendor.pub]
+    license_accepted: true
+  become: true
+
+- name: Collect the agent's logs
+  exup.fleet.exup_agent:
+    state: logs_collected
+    logs_dest: /tmp/exup-logs
+'''
+
+RETURN = r'''
+status:
+  description: installed, upgraded, unchanged, uninstalled, not_installed or failed.
+  returned: always
+  type: str
+version:
+  description: The agent version now installed.
+  returned: always
+  type: str
+folder:
+  description: Where the agent is installed.
+  returned: success
+  type: str
+source_used:
+  description: repository, feed, media, file or repository_newer (the repository's newer package was used instead of the file).
+  returned: state=present
+  type: str
+error:
+  description: Stable code of the failure (unsupported_os, virtual_machine, unsupported_model, conflicting_software, license_not_accepted, ...).
+  returned: failure
+  type: str
+'''
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import AGENT_SPEC
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(argument_spec=AGENT_SPEC, supports_check_mode=True)
+    module.fail_json(msg='exup_agent runs through its action plugin on the controller; call it as exup.fleet.exup_agent in a play')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,154 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: exup_apply
+short_description: Apply or uninstall update packages on a managed server through its agent
+version_added: 0.2.0
+description:
+  - Runs through an action plugin on the controller. The repository is a path on the controller; the packages are copied
+    to the server, verified again there, and run by the exup agent as a detached job (docs/agent.md).
+  - Selection follows 003 §2.1.1 (O(latest_only)), order §2.1.7 (no-reboot packages first, then release date, an uninstall of
+    the update agent last), gating §2.1.5-6 (after a reboot-requiring package or a failure, nothing more is applied until
+    the server restarts).
+  - Packages that are not auto-update are refused with a message pointing to export (M(exup.fleet.exup_package) C(state=exported)).
+  - The agent keeps going only while the controller polls (a lease of O(lease_seconds)). If polling stops (communication
+    lost, 003 §4.1) the running package finishes, the rest are cancelled and nothing reboots.
+  - This module never reboots; it returns RV(reboot_allowed) by the rule of §2.1.2 for the playbook (see playbooks/apply.yml).
+author: exup.fleet contributors (@exup-fleet)
+options:
+  repository:
+    description: The repository folder on the controller.
+    type: path
+    required: true
+  trusted_keys:
+    description: Public keys (PEM text or paths) packages must be signed with; the host verifies each package against them.
+    type: list
+    elements: str
+    required: true
+  manager_id:
+    description: This manager's id in the repository (events, server registration).
+    type: str
+    default: local
+  server_name:
+    description: Name of the server in the repository; defaults to the inventory hostname.
+    type: str
+  host_root:
+    description: Root of the server's file system; V(/) on real servers, a lab host root in tests.
+    type: path
+    default: /
+  state:
+    description:
+      - V(present) applies packages, V(absent) uninstalls the O(modules) (where their package supports it, 003 §3.9),
+        V(cancelled) cancels the packages of the running job that have not started.
+    type: str
+    default: present
+    choices: [present, absent, cancelled]
+  modules:
+    description: Module ids to act on (003 Table 6, for example V(system-bios)); default every module that has an update.
+    type: list
+    elements: str
+  versions:
+    description: Module id to the version to apply, or V(previous) for the previous generation (the version before the last apply).
+    type: dict
+    default: {}
+  latest_only:
+    description:
+      - V(true) applies only the newest version above the current one. V(false) also allows a newer non-newest version, and an
+        older or equal one when the package supports downgrade (003 §2.1.1).
+    type: bool
+    default: true
+  lease_seconds:
+    description: How long the agent goes on without hearing from the controller before it cancels what has not started.
+    type: int
+    default: 60
+  poll_interval:
+    description: Seconds between progress polls (each poll renews the lease).
+    type: int
+    default: 5
+  wait_timeout:
+    description: Give up following the job after this many seconds (the agent then cancels what has not started).
+    type: int
+    default: 7200
+attributes:
+  check_mode:
+    support: full
+    description: Returns the ordered plan and changes nothing.
+  diff_mode:
+    support: full
+    description: Module versions before and after.
+requirements: [cryptography, lxml]
+notes:
+  - The repository must exist on the controller (run M(exup.fleet.exup_repo_sync) first).
+'''
+
+EXAMPLES = r'''
+- name: Apply every update that is available (latest only)
+  exup.fleet.exup_apply:
+    repository: /var/lib/exup/repo
+    trusted_keys: [/etc/exup/vendor.pub]
+  register: applied
+
+- name: Go back to the previous BIOS generation
+  exup.fleet.exup_apply:
+    repository: /var/lib/exup/repo
+    trusted_keys: [/etc/exup/vendor.pub]
+    versions: {system-bios: previous}
+    latest_only: false
+
+- name: Uninstall the RAID utility
+  exup.fleet.exup_apply:
+    repository: /var/lib/exup/repo
+    trusted_keys: [/etc/exup/vendor.pub]
+    state: absent
+    modules: [raid-utility]
+'''
+
+RETURN = r'''
+plan:
+  description: The ordered packages (package_id, module_id, action, from_version, to_version, reboot_required, release_date).
+  returned: always
+  type: list
+  elements: dict
+skipped:
+  description: Module id to why nothing is done for it (already newest, staged until restart, not installed).
+  returned: always
+  type: dict
+results:
+  description: Per package, status (succeeded, failed, cancelled), cause, version_before, version_after, reboot_required.
+  returned: when a job ran
+  type: list
+  elements: dict
+reboot_required:
+  description: At least one applied package needs a restart to become active.
+  returned: always
+  type: bool
+reboot_allowed:
+  description: The rule of 003 §2.1.2 - a reboot-requiring package was applied and every selected package succeeded.
+  returned: always
+  type: bool
+job_id:
+  description: The agent's job id.
+  returned: when a job ran
+  type: str
+error:
+  description: Stable code of the failure (agent_missing, blocked_until_reboot, latest_only, downgrade_not_supported, not_auto_update, ...).
+  returned: failure
+  type: str
+'''
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(argument_spec=APPLY_SPEC, supports_check_mode=True)
+    module.fail_json(msg='exup_apply runs through its action plugin on the controller; call it as exup.fleet.exup_apply in a play')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,169 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: exup_host
+short_description: The managed-host side of exup_info, exup_apply and exup_agent (internal)
+version_added: 0.2.0
+description:
+  - Runs on a managed server and talks to the exup agent there.
+  - The action plugins of M(exup.fleet.exup_info), M(exup.fleet.exup_apply) and M(exup.fleet.exup_agent) call it;
+    use those modules in playbooks. Its options are an internal interface and may change between releases.
+  - See docs/agent.md for the on-host layout it reads and writes.
+author: exup.fleet contributors
+options:
+  phase:
+    description:
+      - C(inventory) reads the server (model, OS, versions, agent, state); the others act.
+    type: str
+    required: true
+    choices: [inventory, start, status, cancel, agent_install, agent_uninstall, logs]
+  host_root:
+    description: Root of the host's file system (C(/) on a real server; a lab host root in tests).
+    type: path
+    default: /
+  trusted_keys:
+    description: Public keys (PEM text or file paths on the host) that packages must be signed with.
+    type: list
+    elements: str
+    default: []
+  items:
+    description: For C(start), the ordered plan items, each with C(sha256), C(size) and C(src) (a transferred file or none).
+    type: list
+    elements: dict
+    default: []
+  package:
+    description: For C(agent_install), the agent package (C(src), C(sha256), C(package_id)).
+    type: dict
+  job_id:
+    description: For C(status) and C(cancel), the job.
+    type: str
+  lease_seconds:
+    description: How long the agent keeps going without hearing from the controller.
+    type: int
+    default: 60
+  wait_seconds:
+    description: How long C(start) and C(status) wait for the job to finish before answering.
+    type: float
+    default: 5
+  agent_models:
+    description: For C(agent_install), the models the agent package supports.
+    type: list
+    elements: str
+  agent_os:
+    description: For C(agent_install), the operating systems the agent package supports.
+    type: list
+    elements: str
+requirements: [cryptography, lxml]
+notes:
+  - Check mode is supported by C(inventory) and C(status) only.
+'''
+
+EXAMPLES = r'''
+- name: Internal; use exup.fleet.exup_info instead
+  exup.fleet.exup_host:
+    phase: inventory
+'''
+
+RETURN = r'''
+facts:
+  description: Model, vendor, OS, virtual machine, boot id (phase inventory).
+  returned: phase inventory
+  type: dict
+modules:
+  description: Module id to its state (current, previous, block, staged, activity).
+  returned: always
+  type: dict
+job:
+  description: The job's progress and per-package results.
+  returned: phases start, status, cancel
+  type: dict
+'''
+
+import os
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import agent as host_agent
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup_module import ExupModule
+
+
+def _job_result(host, journal):
+    result = {'job': host_agent.summarize(journal)}
+    if journal.get('state') == 'finished':
+        result['versions_after'] = host.module_versions()
+        result['modules'] = {key: vars(value) for key, value in host.states().items()}
+        result['agent'] = host.agent()
+    return result
+
+
+def run(module, host):
+    params = module.params
+    phase = params['phase']
+    if phase == 'inventory':
+        return dict(changed=False, **host.inventory())
+    if phase == 'status':
+        journal = host.follow(params['job_id'], params['wait_seconds'], params['lease_seconds'])
+        return dict(changed=False, **_job_result(host, journal))
+    if phase == 'logs':
+        return {'changed': False, 'files': host.log_files()}
+    if module.check_mode:
+        raise ExupError('phase %s changes the host and does not run in check mode' % phase, code='check_mode')
+    if phase == 'cancel':
+        journal, requested = host.cancel(params['job_id'])
+        return dict(changed=requested, **_job_result(host, journal))
+    keyring = module.keyring()
+    if phase == 'start':
+        job_id = host.start_job(params['items'], keyring, params['lease_seconds'])
+        journal = host.follow(job_id, params['wait_seconds'], params['lease_seconds'])
+        return dict(changed=True, **_job_result(host, journal))
+    if phase == 'agent_install':
+        package = params['package'] or {}
+        facts = host.facts()
+        blockers = host.prerequisites(facts, params['agent_models'], params['agent_os'])
+        if blockers:
+            raise ExupError('the agent cannot be installed on this server: %s' % '; '.join(item['msg'] for item in blockers),
+                            code=blockers[0]['code'], blockers=blockers)
+        path, verified = host.accept_package(dict(package, size=0), keyring, facts)
+        info, code, output = host.run_package_script(path, keyring, 'install', facts)
+        if code != 0:
+            raise ExupError('the agent package %s failed to install (exit status %d): %s' % (info.package_id, code, output.strip()[-400:]),
+                            code='install_failed', exit_code=code, output=output)
+        return {'changed': True, 'agent': host.agent(), 'output': output, 'package_id': info.package_id, 'version_installed': info.version}
+    if phase == 'agent_uninstall':
+        code, output = host.uninstall_agent()
+        if code != 0:
+            raise ExupError('uninstalling the agent failed (exit status %d): %s' % (code, output.strip()[-400:]), code='uninstall_failed',
+                            exit_code=code, output=output)
+        return {'changed': True, 'agent': host.agent(), 'output': output}
+    raise ExupError('unknown phase %s' % phase, code='argument_invalid')
+
+
+def main():
+    module = ExupModule(
+        argument_spec={
+            'phase': {'type': 'str', 'required': True, 'choices': ['inventory', 'start', 'status', 'cancel', 'agent_install',
+                                                                   'agent_uninstall', 'logs']},
+            'host_root': {'type': 'path', 'default': '/'},
+            'trusted_keys': {'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
+            'items': {'type': 'list', 'elements': 'dict', 'default': []},
+            'package': {'type': 'dict'},
+            'job_id': {'type': 'str'},
+            'lease_seconds': {'type': 'int', 'default': 60},
+            'wait_seconds': {'type': 'float', 'default': 5},
+            'agent_models': {'type': 'list', 'elements': 'str'},
+            'agent_os': {'type': 'list', 'elements': 'str'},
+        },
+        supports_check_mode=True,
+    )
+    if not os.path.isdir(module.params['host_root']):
+        module.fail_json(msg='host_root %s is not a directory' % module.params['host_root'], error='argument_invalid')
+    result = module.run(run, module, host_agent.Host(module.params['host_root']))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,100 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: exup_info
+short_description: What a managed server runs, what the repository has for it, and its statuses
+version_added: 0.2.0
+description:
+  - Runs through an action plugin on the controller; reads the server over its connection (no change there).
+  - Returns the model, OS, each module's current version, the versions in the repository for it (the previous generation
+    marked C([*])), the module statuses of 003 Tables 8-9, the server status by the priority of Table 10, and whether the
+    agent could be installed (003 §2.3.2-3, §3.8).
+  - With O(register=true) it records the server and its versions in the repository, so the next sync fetches what it needs.
+author: exup.fleet contributors (@exup-fleet)
+options:
+  repository:
+    description: The repository folder on the controller; without it only the server side is reported.
+    type: path
+  register:
+    description: Record this server (model, OS, versions, previous generations) in the repository as managed by O(manager_id).
+    type: bool
+    default: false
+  manager_id:
+    description: This manager's id in the repository.
+    type: str
+    default: local
+  server_name:
+    description: Name of the server in the repository; defaults to the inventory hostname.
+    type: str
+  host_root:
+    description: Root of the server's file system; V(/) on real servers, a lab host root in tests.
+    type: path
+    default: /
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; in check mode it does not register or log.
+requirements: [cryptography, lxml]
+'''
+
+EXAMPLES = r'''
+- name: Versions and statuses
+  exup.fleet.exup_info:
+    repository: /var/lib/exup/repo
+    register: true
+  register: info
+
+- name: Show the server status
+  ansible.builtin.debug:
+    msg: "{{ info.server_status }}"
+'''
+
+RETURN = r'''
+model:
+  description: The server's model (DMI product name).
+  returned: always
+  type: str
+os:
+  description: The OS as packages name it (rhel9, sles15, ubuntu2204).
+  returned: always
+  type: str
+agent:
+  description: installed, version, folder.
+  returned: always
+  type: dict
+agent_installable:
+  description: The agent is not installed and nothing prevents installing it.
+  returned: always
+  type: bool
+agent_install_blockers:
+  description: Why the agent cannot be installed (code, msg), for example virtual_machine or unsupported_os.
+  returned: always
+  type: list
+  elements: dict
+modules:
+  description: Module id to name, current, previous, status, manual_icon, block, staged and versions (newest first).
+  returned: always
+  type: dict
+server_status:
+  description: The status of Table 10 (communication_failed, unknown, applying, uninstalling, update_available, apply_failed,
+    reboot_required, latest), or agent_not_installed.
+  returned: always
+  type: str
+'''
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(argument_spec=INFO_SPEC, supports_check_mode=True)
+    module.fail_json(msg='exup_info runs through its action plugin on the controller; call it as exup.fleet.exup_info in a play')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,141 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the action plugins of exup_info, exup_apply and exup_agent share.
+
+They run on the controller (the manager): the repository is a path there, the
+rules come from the core (``plan.py``), and the host side is one internal module,
+``exup.fleet.exup_host``, called per phase. Failures from the core or the host
+come back as ``failed`` results with ``msg`` and a stable ``error`` code.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Server
+from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import ModuleState
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+
+display = Display()
+HOST_MODULE = 'exup.fleet.exup_host'
+
+
+class HostCallFailed(Exception):
+    """The host module failed or the host was unreachable; ``result`` is its result."""
+
+    def __init__(self, result):
+        super().__init__(result.get('msg'))
+        self.result = result
+
+
+class ExupAction(ActionBase):
+    """Base class: argument validation, host calls, transfers, repository and events."""
+
+    SPEC = {}
+    _requires_connection = True
+
+    def run(self, tmp=None, task_vars=None):
+        self._supports_check_mode = True
+        self._supports_async = False
+        result = super().run(tmp, task_vars)
+        del tmp
+        validation, args = self.validate_argument_spec(argument_spec=self.SPEC)
+        self.args = args
+        self.task_vars = task_vars or {}
+        self.server_name = args.get('server_name') or self.task_vars.get('inventory_hostname')
+        try:
+            result.update(self.act())
+        except HostCallFailed as exc:
+            result.update(exc.result)
+            result.setdefault('failed', True)
+        except ExupError as exc:
+            result.update(dict(exc.details, failed=True, msg=exc.msg, error=exc.code))
+        finally:
+            tmpdir = self._connection._shell.tmpdir
+            if tmpdir:
+                self._remove_tmp_path(tmpdir)
+        return result
+
+    def act(self):
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- host
+    def host_call(self, phase, **args):
+        module_args = dict(args, phase=phase, host_root=self.args['host_root'])
+        result = self._execute_module(module_name=HOST_MODULE, module_args=module_args, task_vars=self.task_vars)
+        if result.get('unreachable'):
+            raise HostCallFailed(dict(result, error='communication_failed', server_status='communication_failed'))
+        if result.get('failed'):
+            raise HostCallFailed(result)
+        return result
+
+    def inventory(self):
+        result = self.host_call('inventory')
+        states = {key: ModuleState(**value) for key, value in result['modules'].items()}
+        return result, states
+
+    def transfer(self, local_path, name):
+        """Copy a controller file to the host's temporary folder; return its remote path."""
+        if not self._connection._shell.tmpdir:
+            self._make_tmp_path()
+        tmpdir = self._connection._shell.tmpdir
+        remote = self._connection._shell.join_path(tmpdir, name)
+        self._transfer_file(local_path, remote)
+        self._fixup_perms2((tmpdir, remote))
+        return remote
+
+    def progress(self, text):
+        display.display('%s: %s' % (self.server_name, text))
+
+    # ----------------------------------------------------------------- repository
+    def repository(self, required=True):
+        path = self.args.get('repository')
+        if not path:
+            if required:
+                raise ExupError('repository is required', code='argument_invalid')
+            return None
+        repo = Repository(path)
+        if not repo.store.exists:
+            raise ExupError('repository %s cannot be reached: it holds no repo.db (sync it first with exup.fleet.exup_repo_sync)' % path,
+                            code='repository_unavailable')
+        if not os.access(repo.store.db_path, os.R_OK):
+            raise ExupError('repository %s cannot be read by this user' % path, code='repository_unavailable')
+        return repo
+
+    def server_packages(self, repo, facts):
+        conn = repo.read()
+        try:
+            return repo.server_packages(conn, facts['model'], facts['os'])
+        finally:
+            conn.close()
+
+    def log_events(self, repo, *items):
+        """Record events (code, cause, detail) in the repository; never fail the task for the log."""
+        if repo is None or not items:
+            return []
+        try:
+            return repo.log_events([ev.event(code, cause, server=self.server_name, **detail) for code, cause, detail in items])
+        except (ExupError, OSError) as exc:
+            display.warning('exup: could not record events in %s: %s' % (self.args.get('repository'), exc))
+            return []
+
+    def register(self, repo, facts, states):
+        modules = {}
+        for module_id, state in states.items():
+            if state.current:
+                modules[module_id] = {'current': state.current}
+                if state.previous:
+                    modules[module_id]['previous'] = state.previous
+        server = Server(manager_id=self.args['manager_id'], name=self.server_name, model=facts['model'], os=facts['os'], modules=modules)
+        with repo.store.writer() as conn:
+            return repo.register_server(conn, self.args['manager_id'], server)
+
+    def unregister(self, repo, cause=None):
+        with repo.store.writer() as conn:
+            return repo.unregister_server(conn, self.args['manager_id'], self.server_name, cause)
