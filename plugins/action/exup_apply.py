@@ -61,7 +61,7 @@ class ActionModule(ExupAction):
         for row in planned:
             row['sha256'], row['size'] = files[row['package_id']][1], files[row['package_id']][2]
         staged = {name: state.staged for name, state in states.items() if state.block == 'reboot_required'}
-        base = {'plan': planned, 'skipped': skipped, 'model': facts['model'], 'os': facts['os'], 'staged': staged}
+        base = {'plan': planned, 'skipped_modules': skipped, 'model': facts['model'], 'os': facts['os'], 'staged': staged}
         if not items:
             return dict(base, changed=False, results=[], reboot_required=bool(staged), reboot_allowed=False,
                         msg='nothing to apply on %s' % self.server_name)

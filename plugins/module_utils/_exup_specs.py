@@ -46,7 +46,7 @@ APPLY_SPEC = dict(
 
 AGENT_SPEC = dict(
     HOST_SPEC,
-    HTTP_OPTIONS,
+    **HTTP_OPTIONS,
     repository={'type': 'path'},
     trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
     state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'query', 'logs_collected']},

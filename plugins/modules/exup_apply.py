@@ -114,7 +114,7 @@ plan:
   returned: always
   type: list
   elements: dict
-skipped:
+skipped_modules:
   description: Module id to why nothing is done for it (already newest, staged until restart, not installed).
   returned: always
   type: dict
