@@ -145,8 +145,8 @@ class ActionModule(ExupAction):
                         msg='agent %s is installed on %s (%s offered)' % (agent['version'], self.server_name, info.version))
         status = 'upgraded' if agent['installed'] else 'installed'
         if self._task.check_mode:
-            return dict(base, changed=True, status=status, version=info.version, diff={'before': {'agent': agent['version']},
-                                                                                         'after': {'agent': info.version}})
+            diff = {'before': {'agent': agent['version']}, 'after': {'agent': info.version}}
+            return dict(base, changed=True, status=status, version=info.version, diff=diff)
         self.log_events(repo, ('agent_install_started', None, {'package_id': info.package_id}))
         size, digest = file_digest(path)
         src = self.transfer(path, digest + '.zip')

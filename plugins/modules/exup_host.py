@@ -14,7 +14,7 @@ description:
   - The action plugins of M(exup.fleet.exup_info), M(exup.fleet.exup_apply) and M(exup.fleet.exup_agent) call it;
     use those modules in playbooks. Its options are an internal interface and may change between releases.
   - See docs/agent.md for the on-host layout it reads and writes.
-author: exup.fleet contributors
+author: exup.fleet contributors (@exup-fleet)
 options:
   phase:
     description:

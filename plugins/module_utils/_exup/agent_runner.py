@@ -174,11 +174,13 @@ def _run_item(layout, job_dir, index, item):
     os.makedirs(os.path.join(job_dir, 'output'), exist_ok=True)
     output_path = os.path.join(job_dir, 'output', '%d.log' % index)
     env = dict(os.environ, EXUP_ROOT=layout.env_root, EXUP_ACTION=item['action'], EXUP_MODULE=item['module_id'],
-               EXUP_VERSION=item['to_version'] or '', EXUP_PACKAGE_ID=item['package_id'],
+               EXUP_VERSION=item['to_version'] or item.get('from_version') or '', EXUP_PACKAGE_ID=item['package_id'],
                EXUP_AGENT_DIR=layout.agent_dir)
     with open(output_path, 'wb') as output:
         try:
-            code = subprocess.call(['/bin/sh', '-c', item['command']], cwd=work, env=env, stdin=subprocess.DEVNULL,
+            # Standard library only (this file is the agent's executable): no AnsibleModule.run_command here.
+            code = subprocess.call(['/bin/sh', '-c', item['command']], cwd=work, env=env,  # pylint: disable=ansible-bad-function
+                                   stdin=subprocess.DEVNULL,
                                    stdout=output, stderr=subprocess.STDOUT)
         except OSError as exc:
             output.write(('cannot run the command: %s\n' % exc).encode())
