@@ -36,6 +36,12 @@ SPACE_MARGIN = 4 * 1024 * 1024
 STALE_START_SECONDS = 30
 
 
+def _host_number(path):
+    """Sort key of a ``host<N>`` folder: host2 before host10 (the kernel numbers hosts in probe order)."""
+    number = os.path.basename(path)[len('host'):]
+    return (int(number), path) if number.isdigit() else (sys.maxsize, path)
+
+
 class HostError(ExupError):
     """The host refuses: agent missing, disk full, package fails verification here, ..."""
 
@@ -90,11 +96,11 @@ class Host:
         versions = {'system-bios': self._read('sys', 'class', 'dmi', 'id', 'bios_version'),
                     'bmc-firmware': self._read('sys', 'class', 'ipmi', 'ipmi0', 'device', 'bmc', 'firmware_revision'),
                     AGENT_MODULE: self._read('opt', 'exup', 'agent', 'VERSION')}
-        for host_dir in sorted(glob.glob(path('sys', 'class', 'scsi_host', 'host*'))):
+        for host_dir in sorted(glob.glob(path('sys', 'class', 'scsi_host', 'host*')), key=_host_number):
             if runner.read_text(os.path.join(host_dir, 'proc_name')) in RAID_DRIVERS:
                 versions['raid-controller'] = self._scsi_host_version(host_dir, ('version_fw', 'fw_version'))
                 break
-        for fc_dir in sorted(glob.glob(path('sys', 'class', 'fc_host', 'host*'))):
+        for fc_dir in sorted(glob.glob(path('sys', 'class', 'fc_host', 'host*')), key=_host_number):
             scsi_dir = path('sys', 'class', 'scsi_host', os.path.basename(fc_dir))
             versions['fc-controller'] = self._scsi_host_version(scsi_dir, ('fw_version', 'fwrev'))
             break
@@ -273,9 +279,11 @@ class Host:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
         journal_items = []
-        for item in items:
-            keys = ('package_id', 'module_id', 'action', 'from_version', 'to_version', 'reboot_required', 'release_date', 'command')
-            journal_items.append(dict({key: item.get(key) for key in keys}, status=runner.WAITING))
+        for item, verified in zip(items, (pair[1] for pair in accepted)):
+            keys = ('package_id', 'module_id', 'action', 'from_version', 'to_version', 'reboot_required', 'release_date')
+            # the verified package's own command (docs/agent.md), never one the controller sent
+            command = verified.info.uninstall_command if item.get('action') == 'uninstall' else verified.info.install_command
+            journal_items.append(dict({key: item.get(key) for key in keys}, command=command, status=runner.WAITING))
         journal = {'version': runner.JOURNAL_VERSION, 'job_id': job_id, 'state': 'queued', 'created': time.time(),
                    'boot_id': facts['boot_id'], 'items': journal_items}
         runner.write_json(os.path.join(job_dir, 'journal.json'), journal)
