@@ -265,6 +265,10 @@ class Host:
             raise HostError('not enough disk space on the host for %d package(s) in %s: %d bytes free, %d needed'
                             % (len(items), self.layout.state_dir, free, need), code='disk_full', free=free, needed=need)
         accepted = [self.accept_package(item, keyring, facts) for item in items]
+        for item, (path, verified) in zip(items, accepted):
+            if item.get('action') == 'uninstall' and not (verified.info.uninstall_supported and verified.info.uninstall_command):
+                raise HostError('package %s does not support uninstall' % verified.info.package_id, code='uninstall_not_supported',
+                                package_id=verified.info.package_id)
         job_id = time.strftime('%Y%m%dT%H%M%S', time.gmtime()) + '-' + uuid.uuid4().hex[:8]
         job_dir = self.layout.job_dir(job_id)
         os.makedirs(os.path.join(job_dir, 'work'), mode=0o700)
