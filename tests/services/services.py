@@ -1,9 +1,10 @@
-"""Real servers on loopback for system tests: nginx, squid and a hostile HTTP server.
+"""Real servers on loopback for system tests: nginx, squid, sshd and a hostile HTTP server.
 
-Every server listens on 127.0.0.1 only, on a free port, and keeps its config, logs and pid file
-in a private temp directory that is removed when it stops. Each is a small class with
-start()/stop() (also usable as a context manager) plus a generator-based context manager
-(nginx_server, squid_proxy, hostile_http_server) that always stops it, even when the test fails.
+Every server listens on 127.0.0.1 only (sshd: on given 127.0.0.0/8 addresses), on a free port, and
+keeps its config, logs and pid file in a private temp directory that is removed when it stops. Each
+is a small class with start()/stop() (also usable as a context manager) plus a generator-based
+context manager (nginx_server, squid_proxy, ssh_server, hostile_http_server) that always stops it,
+even when the test fails.
 A server that fails to start raises ServiceError carrying its error log.
 """
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 LOOPBACK = "127.0.0.1"
@@ -72,10 +73,10 @@ def squid_helper(name: str) -> str:
     return find_program(name, *(os.path.join(d, name) for d in SQUID_HELPER_DIRS))
 
 
-def port_accepts(port: int) -> bool:
-    """True when something accepts TCP connections on the loopback port."""
+def port_accepts(port: int, host: str = LOOPBACK) -> bool:
+    """True when something accepts TCP connections on the loopback port (of host, 127.0.0.1 by default)."""
     try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -238,6 +239,7 @@ class _Service:
 
     def __init__(self):
         self.workdir: Path | None = None
+        self.directory: Path | None = None  # a fixed workdir, kept at stop (else a temp dir, removed)
         self.requested_port: int | None = None
         self._daemon: _Daemon | None = None
         self.start_seconds: float | None = None  # measured, for reports on test speed
@@ -257,7 +259,11 @@ class _Service:
     def start(self):
         began = time.monotonic()
         for attempt in range(3):
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"exup-{self.kind}-"))
+            if self.directory is None:
+                self.workdir = Path(tempfile.mkdtemp(prefix=f"exup-{self.kind}-"))
+            else:
+                self.workdir = self.directory
+                self.workdir.mkdir(parents=True, exist_ok=True)
             try:
                 self._start()
                 break
@@ -280,9 +286,9 @@ class _Service:
                 self._stop_daemon()
         finally:
             self._daemon = None
-            if self.workdir is not None:
+            if self.workdir is not None and self.directory is None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
-                self.workdir = None
+            self.workdir = None
         self.stop_seconds = time.monotonic() - began
 
     def _start(self) -> None:
@@ -596,6 +602,246 @@ def squid_proxy(auth: str | None = None, user: str = "exup", password: str = "s3
         yield proxy
     finally:
         proxy.stop()
+
+
+# --------------------------------------------------------------------------- sshd
+
+#: OpenSSH's MAX_LISTEN_SOCKS: one sshd process listens on at most 16 sockets.
+SSHD_MAX_LISTEN = 16
+
+_SSHD_CONF = """\
+# Private test sshd: runs as root, own host key and authorized keys, loopback addresses only,
+# public key login only.
+Port {port}
+{listen_lines}
+HostKey {host_key}
+PidFile {pid_file}
+AuthorizedKeysFile {authorized_keys}
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+Subsystem sftp internal-sftp
+MaxStartups 200
+MaxSessions 200
+LogLevel ERROR
+PrintMotd no
+PrintLastLog no
+UseDNS no
+X11Forwarding no
+"""
+
+
+def loopback_address(address: str) -> str:
+    """address in canonical form; ValueError unless it is an IPv4 loopback address (127.0.0.0/8)."""
+    ip = ipaddress.ip_address(address)
+    if ip.version != 4 or not ip.is_loopback:
+        raise ValueError(f"{address} is not an IPv4 loopback address (127.0.0.0/8)")
+    return str(ip)
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, start time in clock ticks) of a process, None when it does not exist."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def process_tree(pid: int) -> dict[int, int]:
+    """pid and all its descendants as they are now: pid -> start time (to recognise them later).
+
+    sshd's session processes call setsid(), so a process group kill misses them.
+    """
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat is not None:
+                table[int(entry.name)] = stat
+    found: dict[int, int] = {}
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        if current in table and current not in found:
+            found[current] = table[current][2]
+            todo.extend(child for child, stat in table.items() if stat[1] == current)
+    return found
+
+
+def kill_tree(tree: dict[int, int], sig: int = signal.SIGKILL) -> None:
+    """Send sig to each process of a process_tree() that is still the same process (same start time)."""
+    for pid, started in tree.items():
+        stat = _proc_stat(pid)
+        if stat is not None and stat[2] == started and stat[0] != "Z":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def detached_running(pid: int, marker: str) -> bool:
+    """True when process pid runs and its command line contains marker (a config path: not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    stat = _proc_stat(pid)
+    return marker in cmdline and stat is not None and stat[0] != "Z"
+
+
+def stop_detached(pid: int, marker: str, grace: float = 5.0) -> bool:
+    """Stop a server that another process started (e.g. the lab's command line), with its descendants.
+
+    The process's command line must contain marker (its config path), so a reused pid is left
+    alone. SIGTERM, up to grace seconds, then SIGKILL for whatever of its tree is left.
+    Returns False when it was not running.
+    """
+    if not detached_running(pid, marker):
+        return False
+    tree = process_tree(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while detached_running(pid, marker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    kill_tree(tree)
+    return True
+
+
+class SshServer(_Service):
+    """OpenSSH's sshd as root on loopback addresses (one port for all), public key login only.
+
+    It has its own host key and an ed25519 client key pair (client_key_path) whose public key
+    is the only authorized key; root may log in with it. Errors go to log_path. One sshd
+    process listens on at most 16 sockets, so more addresses get more sshd processes sharing
+    keys, port and log. directory keeps the files there and leaves them at stop (for a lab that
+    outlives this process); by default they are in a temp dir removed at stop.
+    """
+
+    kind = "sshd"
+
+    def __init__(self, addresses=(LOOPBACK,), *, port: int | None = None, directory: str | os.PathLike | None = None):
+        super().__init__()
+        self.addresses = [loopback_address(address) for address in addresses]
+        if not self.addresses:
+            raise ValueError("SshServer needs at least one address")
+        if len(set(self.addresses)) != len(self.addresses):
+            raise ValueError("SshServer addresses must be distinct")
+        self.requested_port = port
+        self.port: int | None = None
+        self.directory = Path(directory).resolve() if directory is not None else None
+        self._daemons: list[_Daemon] = []
+
+    @property
+    def host_key_path(self) -> Path:
+        return self.workdir / "ssh_host_ed25519_key"
+
+    @property
+    def client_key_path(self) -> Path:
+        """The private key to log in with (OpenSSH format, mode 0600); the public key is next to it (.pub)."""
+        return self.workdir / "client_ed25519"
+
+    @property
+    def authorized_keys_path(self) -> Path:
+        return self.workdir / "authorized_keys"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "sshd.log"
+
+    @property
+    def config_paths(self) -> list[Path]:
+        """One sshd_config per sshd process."""
+        return [self.workdir / f"sshd-{index}.conf" for index in range(len(self._shards()))]
+
+    @property
+    def pids(self) -> list[int]:
+        """The pids of the running sshd processes (one per 16 addresses)."""
+        return [daemon.proc.pid for daemon in self._daemons if daemon.proc is not None]
+
+    def ssh_command(self, address: str | None = None) -> list[str]:
+        """An ssh command line that logs in as root on address (the first by default); append the remote command."""
+        return ["ssh", "-i", str(self.client_key_path), "-p", str(self.port), "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                f"root@{address or self.addresses[0]}"]
+
+    def _shards(self) -> list[list[str]]:
+        return [self.addresses[index:index + SSHD_MAX_LISTEN] for index in range(0, len(self.addresses), SSHD_MAX_LISTEN)]
+
+    def _write_keys(self) -> None:
+        for path, key in ((self.host_key_path, ed25519.Ed25519PrivateKey.generate()),
+                          (self.client_key_path, ed25519.Ed25519PrivateKey.generate())):
+            private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                        serialization.NoEncryption())
+            public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # ssh refuses keys others can read
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(private)
+            Path(f"{path}.pub").write_bytes(public + b" exup-test\n")
+        self.authorized_keys_path.write_bytes(Path(f"{self.client_key_path}.pub").read_bytes())
+
+    def _start(self) -> None:
+        if os.geteuid() != 0:
+            raise ServiceError("the test sshd must run as root (it logs users in, root included)")
+        # sshd re-executes itself and insists on an absolute path.
+        program = os.path.abspath(find_program("sshd", "/usr/sbin/sshd"))
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege separation directory
+        self.port = self.requested_port or free_port()
+        self._write_keys()
+        self.log_path.write_text("")
+        self._daemons = []
+        for index, addresses in enumerate(self._shards()):
+            conf = self.workdir / f"sshd-{index}.conf"
+            conf.write_text(_SSHD_CONF.format(
+                port=self.port, listen_lines="\n".join(f"ListenAddress {address}" for address in addresses),
+                host_key=self.host_key_path, pid_file=self.workdir / f"sshd-{index}.pid",
+                authorized_keys=self.authorized_keys_path))
+            # -D: foreground; -E: log to our file instead of syslog.
+            daemon = _Daemon(f"sshd-{index}", [program, "-D", "-f", str(conf), "-E", str(self.log_path)],
+                             self.workdir, [self.log_path])
+            self._daemons.append(daemon)
+            self._daemon = self._daemons[0]  # from now on stop() cleans up
+            daemon.start()
+        for index, (daemon, addresses) in enumerate(zip(self._daemons, self._shards())):
+            daemon.wait_ready(lambda d=daemon, a=addresses, i=index: self._ready(d, a, i))
+
+    def _ready(self, daemon: _Daemon, addresses: list[str], index: int) -> bool:
+        # sshd writes its pid file after binding; an address it could not bind is only an error
+        # in the log (it goes on with the others), and a connect would then reach someone else.
+        if "Address already in use" in _read_text(self.log_path):
+            raise daemon.error("could not bind an address: Address already in use")
+        pid_file = self.workdir / f"sshd-{index}.pid"
+        pid = pid_file.read_text().strip() if pid_file.exists() else ""
+        return pid == str(daemon.proc.pid) and all(port_accepts(self.port, address) for address in addresses)
+
+    def _stop_daemon(self) -> None:
+        # Session processes (setsid) are not in the daemon's process group: find them first.
+        trees: dict[int, int] = {}
+        for daemon in self._daemons:
+            if daemon.proc is not None and daemon.proc.returncode is None:
+                trees.update(process_tree(daemon.proc.pid))
+        try:
+            for daemon in self._daemons:
+                daemon.stop(signal.SIGTERM, grace=2.0)
+        finally:
+            kill_tree(trees)
+            self._daemons = []
+
+
+@contextlib.contextmanager
+def ssh_server(addresses=(LOOPBACK,), *, port: int | None = None, directory: str | os.PathLike | None = None):
+    """Run an SshServer; yields it started, stops it on exit."""
+    server = SshServer(addresses, port=port, directory=directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # --------------------------------------------------------------------------- hostile HTTP server

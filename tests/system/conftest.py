@@ -1,6 +1,6 @@
 """pytest fixtures for system tests: real servers on loopback, and the collection on sys.path.
 
-Servers come from tests/services/services.py. The squid proxies are session scoped (they keep
+Servers come from tests/services/services.py, the lab of managed hosts from tests/lab/lab.py. The squid proxies are session scoped (they keep
 no state a test could see: squid caches nothing); nginx and the hostile server are per test, so
 their logs and request counts belong to one test. A test that needs a private proxy (a clean
 access log, other credentials) uses services.squid_proxy() directly.
@@ -40,8 +40,10 @@ COLLECTIONS_DIR = _collections_dir()
 if str(COLLECTIONS_DIR) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS_DIR))
 
-# pylint: disable-next=wrong-import-position  # needs the sys.path entry above
+# pylint: disable=wrong-import-position  # needs the sys.path entry above
+from ansible_collections.exup.fleet.tests.lab.lab import Lab  # noqa: E402
 from ansible_collections.exup.fleet.tests.services import services  # noqa: E402
+# pylint: enable=wrong-import-position
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +107,18 @@ def hostile_server():
     """An empty hostile HTTP server: add files with .add(path, data, **behaviour)."""
     with services.hostile_http_server() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """The demo lab (docs/lab.md) for one test module: sshd on 127.0.1.x and a host root per host.
+
+    Module scoped: tests of one module share its hosts (use .reset_host(name) for a clean one).
+    Its sshd and every ssh session into it are stopped at the end, whatever happened.
+    """
+    instance = Lab(tmp_path_factory.mktemp("lab"), hosts="demo")
+    try:
+        instance.up()
+        yield instance
+    finally:
+        instance.down()
