@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction
@@ -35,13 +36,23 @@ def all_agent_packages(repo):
 class ActionModule(ExupAction):
     SPEC = INFO_SPEC
 
+    def untrusted_packages(self, repo):
+        """Package ids signed by a key that is not (or no longer) in trusted_keys: not offered."""
+        trusted = set(KeyRing.from_pem_list(self.args['trusted_keys']).key_ids)
+        conn = repo.read()
+        try:
+            return {item['package_id'] for item in repo.stored_packages(conn).values() if item['key_id'] not in trusted}
+        finally:
+            conn.close()
+
     def act(self):
         repo = self.repository(required=False)
         inventory, states = self.inventory()
         facts = inventory['facts']
         agent = inventory['agent']
         stored = self.server_packages(repo, facts) if repo else []
-        infos = [row[0] for row in stored]
+        untrusted = self.untrusted_packages(repo) if repo and self.args['trusted_keys'] else set()
+        infos = [row[0] for row in stored if row[0].package_id not in untrusted]
         grouped = plan.by_module(infos)
         modules = {}
         for module_id in sorted(set(states) | set(grouped)):
@@ -67,7 +78,7 @@ class ActionModule(ExupAction):
         result = {'changed': False, 'server': self.server_name, 'model': facts['model'], 'os': facts['os'], 'facts': facts, 'agent': agent,
                   'agent_installable': not agent['installed'] and not blockers, 'agent_install_blockers': blockers,
                   'modules': modules, 'available_modules': available, 'server_status': server_status, 'unknown_packages': unknown,
-                  'active_job': inventory['active_job'], 'registered': False}
+                  'active_job': inventory['active_job'], 'registered': False, 'untrusted_packages': sorted(untrusted)}
         if repo is not None and not self._task.check_mode:
             if self.args['register'] and agent['installed']:
                 result['registered'] = self.register(repo, facts, states)

@@ -14,7 +14,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import signing, transport, xmlsafe
+from ansible_collections.exup.fleet.plugins.module_utils._exup import signing, xmlsafe
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 
 REPOSITORY_SPEC = {
@@ -45,6 +45,8 @@ class ExupModule(AnsibleModule):
         libraries = [('cryptography', signing.HAS_CRYPTOGRAPHY, signing.CRYPTOGRAPHY_IMPORT_ERROR),
                      ('lxml', xmlsafe.HAS_LXML, xmlsafe.LXML_IMPORT_ERROR)]
         if needs_http:
+            # Imported only here: requests costs about 0.1 s, and modules on managed hosts never need it.
+            from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
             libraries.append(('requests', transport.HAS_REQUESTS, transport.REQUESTS_IMPORT_ERROR))
         for name, present, error in libraries:
             if not present:
@@ -63,6 +65,7 @@ class ExupModule(AnsibleModule):
         return None
 
     def http_client(self):
+        from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
         params = self.params
         return self.run(transport.HttpClient, proxy_url=params['proxy_url'], proxy_username=params['proxy_username'],
                         proxy_password=params['proxy_password'], proxy_auth=params['proxy_auth'], validate_certs=params['validate_certs'],

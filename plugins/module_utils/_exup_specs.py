@@ -29,6 +29,7 @@ INFO_SPEC = dict(
     HOST_SPEC,
     repository={'type': 'path'},
     register={'type': 'bool', 'default': False},
+    trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
 )
 
 APPLY_SPEC = dict(

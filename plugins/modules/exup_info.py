@@ -24,6 +24,13 @@ options:
     description: Record this server (model, OS, versions, previous generations) in the repository as managed by O(manager_id).
     type: bool
     default: false
+  trusted_keys:
+    description:
+      - Public keys (PEM text or paths). When given, repository packages signed by any other key (a key rotated out or
+        revoked) are not offered and are listed in RV(untrusted_packages).
+    type: list
+    elements: str
+    default: []
   manager_id:
     description: This manager's id in the repository.
     type: str
@@ -80,6 +87,11 @@ modules:
   description: Module id to name, current, previous, status, manual_icon, block, staged and versions (newest first).
   returned: always
   type: dict
+untrusted_packages:
+  description: Package ids in the repository signed by a key not in O(trusted_keys).
+  returned: always
+  type: list
+  elements: str
 server_status:
   description: The status of Table 10 (communication_failed, unknown, applying, uninstalling, update_available, apply_failed,
     reboot_required, latest), or agent_not_installed.
