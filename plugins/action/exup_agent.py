@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import os
 
+from ansible_collections.exup.fleet.plugins.action.exup_info import agent_support, all_agent_packages
 from ansible_collections.exup.fleet.plugins.module_utils._exup import plan, transport
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, verify_package
@@ -66,6 +67,17 @@ class ActionModule(ExupAction):
         return [(info, path) for info, digest, size, path in self.server_packages(repo, facts)
                 if info.module_id == plan.AGENT_MODULE and info.compatible]
 
+    def refuse_unsupported(self, repo, facts):
+        """Say why (003 §3.8 results): the repository's agent packages support neither this model nor this OS."""
+        models, systems = agent_support(all_agent_packages(repo))
+        if models is not None and facts['model'] not in models:
+            raise ExupError('model %r is not supported by the agent packages in the repository: this server does not support exup'
+                            % facts['model'], code='unsupported_model', status='failed')
+        if systems is not None and facts['os'] not in systems:
+            raise ExupError('OS %s (%s) is not supported by the agent packages in the repository (supported: %s)'
+                            % (facts['os'], facts.get('os_pretty_name') or 'unknown', ', '.join(sorted(systems))),
+                            code='unsupported_os', status='failed')
+
     def choose_package(self, repo, keyring, facts, states):
         """(info, path, source_used) of the agent package to install."""
         args = self.args
@@ -85,6 +97,7 @@ class ActionModule(ExupAction):
         if source == 'repository':
             chosen = newest(self.repo_agents(repo, facts))
             if chosen is None:
+                self.refuse_unsupported(repo, facts)
                 raise ExupError('the repository has no agent package for %s on %s: this server does not support exup, or use source=feed, media or file'
                                 % (facts['model'], facts['os']), code='no_agent_package')
             return chosen[0], chosen[1], used
