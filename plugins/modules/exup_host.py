@@ -115,7 +115,13 @@ def run(module, host):
     if phase == 'cancel':
         journal, requested = host.cancel(params['job_id'])
         return dict(changed=requested, **_job_result(host, journal))
-    keyring = module.keyring()
+    if phase == 'agent_uninstall':
+        code, output = host.uninstall_agent()
+        if code != 0:
+            raise ExupError('uninstalling the agent failed (exit status %d): %s' % (code, output.strip()[-400:]), code='uninstall_failed',
+                            exit_code=code, output=output)
+        return {'changed': True, 'agent': host.agent(), 'output': output}
+    keyring = module.keyring()  # installing anything needs the trusted keys; removing the agent does not
     if phase == 'start':
         job_id = host.start_job(params['items'], keyring, params['lease_seconds'])
         journal = host.follow(job_id, params['wait_seconds'], params['lease_seconds'])
@@ -133,12 +139,6 @@ def run(module, host):
             raise ExupError('the agent package %s failed to install (exit status %d): %s' % (info.package_id, code, output.strip()[-400:]),
                             code='install_failed', exit_code=code, output=output)
         return {'changed': True, 'agent': host.agent(), 'output': output, 'package_id': info.package_id, 'version_installed': info.version}
-    if phase == 'agent_uninstall':
-        code, output = host.uninstall_agent()
-        if code != 0:
-            raise ExupError('uninstalling the agent failed (exit status %d): %s' % (code, output.strip()[-400:]), code='uninstall_failed',
-                            exit_code=code, output=output)
-        return {'changed': True, 'agent': host.agent(), 'output': output}
     raise ExupError('unknown phase %s' % phase, code='argument_invalid')
 
 
