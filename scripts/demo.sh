@@ -13,7 +13,13 @@
 #    exup.fleet.exup_package (add files by hand, delete), exup.fleet.exup_package_info, and a
 #    second sync that finds the feed unchanged (HTTP 304);
 # 6. prints what was downloaded, kept (by component and model, with generations), refused and why,
-#    and the events.
+#    and the events;
+# 7. managed servers: starts the test lab (tests/lab: hosts over real ssh on 127.0.1.x, each with its
+#    own system root), fills a repository with the lab's signed packages, installs the agent with
+#    playbooks/agent_install.yml on every host (the VM guest, the unsupported OS and the unsupported
+#    model fail with their reason), applies every update with playbooks/apply.yml (reboots through
+#    ansible.builtin.reboot only where 003 §2.1.2 allows it), then applies again (nothing to do).
+#    The lab is stopped on exit. EXUP_DEMO_AGENT=0 skips this part.
 #
 # Everything goes under build/demo (recreated on each run). Knobs: EXUP_DEMO_ENTRIES (feed size,
 # default 300, at least 200) and EXUP_DEMO_SERVERS (managed servers, default 12, at least 3). nginx's config and logs stay in
@@ -41,6 +47,12 @@ export ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_INVENTORY_UNPARSED_WARNING=False
 t0=$(date +%s)
 
 NGINX_PID=""
+LAB_DIR="$EXUP_ROOT/build/demo/lab"
+stop_lab() {
+    if [ -f "$LAB_DIR/lab.json" ]; then
+        "$EXUP_PY" "$EXUP_ROOT/tests/lab/lab.py" down --dir "$LAB_DIR" >/dev/null 2>&1 || true
+    fi
+}
 stop_nginx() {
     if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
         kill -TERM "$NGINX_PID" 2>/dev/null || true
@@ -49,7 +61,7 @@ stop_nginx() {
     fi
     NGINX_PID=""
 }
-trap stop_nginx EXIT
+trap 'stop_nginx; stop_lab' EXIT
 trap 'exit 130' INT TERM
 
 rm -rf "$DEMO"
@@ -121,3 +133,22 @@ not_modified=$(grep -c '"GET /catalog.json?[^"]*" 304 ' "$NG/access.log" || true
 echo "nginx served $requests requests; catalog answered 304 Not Modified $not_modified time(s)."
 echo "Repository: $DEMO/repo (repo.db, pool/sha256/...); report: $DEMO/report.json"
 echo "Demo finished in $(( $(date +%s) - t0 ))s after setup."
+
+# ------------------------------------------------------------------ 7. managed servers on the lab
+if [ "${EXUP_DEMO_AGENT:-1}" = "1" ]; then
+    stop_nginx
+    log "starting the lab of managed servers (tests/lab, docs/lab.md)"
+    "$EXUP_PY" "$EXUP_ROOT/tests/lab/lab.py" up --dir "$LAB_DIR" --hosts demo
+    "$EXUP_PY" "$EXUP_ROOT/tests/lab/lab.py" repo --dir "$LAB_DIR" --path "$DEMO/lab-repo"
+    export ANSIBLE_CONFIG="$LAB_DIR/ansible.cfg"
+    common=(-e "exup_repository=$DEMO/lab-repo" -e "{\"exup_trusted_keys\": [\"$LAB_DIR/keys/vendor.pem\"]}")
+    log "installing the agent on every lab server (003 §3.8); the unsupported ones fail with their reason"
+    ansible-playbook "$EXUP_ROOT/playbooks/agent_install.yml" "${common[@]}" \
+        -e target=managed:vm_guests:unsupported_os:unsupported_model -e agent_license_accepted=true -e agent_fail_on_error=false
+    log "applying every update to the managed servers, rebooting where allowed (003 §2.1.2)"
+    ansible-playbook "$EXUP_ROOT/playbooks/apply.yml" "${common[@]}" -e target=managed -e apply_allow_reboot=true
+    log "applying again: nothing is left to do"
+    ansible-playbook "$EXUP_ROOT/playbooks/apply.yml" "${common[@]}" -e target=managed -e apply_status_filter=all
+    echo "Lab: $LAB_DIR (inventory.yml, hosts/<name>/ system roots); lab repository: $DEMO/lab-repo"
+    echo "Demo finished in $(( $(date +%s) - t0 ))s after setup."
+fi
