@@ -162,9 +162,10 @@ class ActionModule(ExupAction):
             return dict(base, changed=True, status=status, version=info.version, diff=diff)
         self.log_events(repo, ('agent_install_started', None, {'package_id': info.package_id}))
         size, digest = file_digest(path)
-        src = self.transfer(path, digest + '.zip')
+        package = {'sha256': digest, 'size': size, 'package_id': info.package_id}
+        bundle = self.send_packages([package], {digest: path})
         try:
-            answer = self.host_call('agent_install', package={'src': src, 'sha256': digest, 'package_id': info.package_id},
+            answer = self.host_call('agent_install', package=package, bundle=bundle,
                                     trusted_keys=self.args['trusted_keys'], agent_models=list(info.models), agent_os=list(info.os))
         except HostCallFailed as exc:
             self.log_events(repo, ('agent_install_failed', exc.result.get('msg'), {'error': exc.result.get('error')}))

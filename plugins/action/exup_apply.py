@@ -75,15 +75,12 @@ class ActionModule(ExupAction):
         started = 'uninstall_started' if action == 'uninstall' else 'apply_started'
         self.log_events(repo, (started, None, {'packages': [row['package_id'] for row in planned]}))
         inbox = set(inventory['inbox'])
-        host_items = []
-        for row in planned:
-            item = dict(row, src=None)
-            if row['sha256'] not in inbox:
-                item['src'] = self.transfer(files[row['package_id']][3], row['sha256'] + '.zip')
-            host_items.append(item)
+        host_items = [dict(row) for row in planned]
+        local_paths = {row['sha256']: files[row['package_id']][3] for row in planned}
+        bundle = self.send_packages([item for item in host_items if item['sha256'] not in inbox], local_paths)
         try:
-            answer = self.host_call('start', items=host_items, trusted_keys=args['trusted_keys'], lease_seconds=args['lease_seconds'],
-                                    wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
+            answer = self.host_call('start', items=host_items, bundle=bundle, trusted_keys=args['trusted_keys'],
+                                    lease_seconds=args['lease_seconds'], wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
         except HostCallFailed as exc:
             failed = 'uninstall_failed' if action == 'uninstall' else 'apply_failed'
             self.log_events(repo, (failed, exc.result.get('msg'), {'error': exc.result.get('error')}))

@@ -32,13 +32,16 @@ options:
     elements: str
     default: []
   items:
-    description: For C(start), the ordered plan items, each with C(sha256), C(size) and C(src) (a transferred file or none).
+    description: For C(start), the ordered plan items, each with C(sha256), C(size), and C(content) (base64) when sent inline.
     type: list
     elements: dict
     default: []
   package:
-    description: For C(agent_install), the agent package (C(src), C(sha256), C(package_id)).
+    description: For C(agent_install), the agent package (C(sha256), C(package_id), and C(content) in base64 or C(src)).
     type: dict
+  bundle:
+    description: For C(start), an uncompressed tar of C(<sha256>.zip) members the controller copied (packages not sent inline).
+    type: path
   job_id:
     description: For C(status) and C(cancel), the job.
     type: str
@@ -123,7 +126,7 @@ def run(module, host):
         return {'changed': True, 'agent': host.agent(), 'output': output}
     keyring = module.keyring()  # installing anything needs the trusted keys; removing the agent does not
     if phase == 'start':
-        job_id = host.start_job(params['items'], keyring, params['lease_seconds'])
+        job_id = host.start_job(params['items'], keyring, params['lease_seconds'], bundle=params['bundle'])
         journal = host.follow(job_id, params['wait_seconds'], params['lease_seconds'])
         return dict(changed=True, **_job_result(host, journal))
     if phase == 'agent_install':
@@ -133,7 +136,9 @@ def run(module, host):
         if blockers:
             raise ExupError('the agent cannot be installed on this server: %s' % '; '.join(item['msg'] for item in blockers),
                             code=blockers[0]['code'], blockers=blockers)
-        path, verified = host.accept_package(dict(package, size=0), keyring, facts)
+        if params['bundle']:
+            host.receive_bundle(params['bundle'], [package])
+        path, verified = host.accept_package(package, keyring, facts)
         info, code, output = host.run_package_script(path, keyring, 'install', facts)
         if code != 0:
             raise ExupError('the agent package %s failed to install (exit status %d): %s' % (info.package_id, code, output.strip()[-400:]),
@@ -151,6 +156,7 @@ def main():
             'trusted_keys': {'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
             'items': {'type': 'list', 'elements': 'dict', 'default': []},
             'package': {'type': 'dict'},
+            'bundle': {'type': 'path'},
             'job_id': {'type': 'str'},
             'lease_seconds': {'type': 'int', 'default': 60},
             'wait_seconds': {'type': 'float', 'default': 5},

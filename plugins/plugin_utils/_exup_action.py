@@ -11,7 +11,11 @@ come back as ``failed`` results with ``msg`` and a stable ``error`` code.
 
 from __future__ import annotations
 
+import base64
 import os
+import tarfile
+import tempfile
+import time
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
@@ -24,6 +28,8 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import
 
 display = Display()
 HOST_MODULE = 'exup.fleet.exup_host'
+#: packages up to this size in all travel inside the module call (no extra round trips); larger ones in one tar
+INLINE_LIMIT = 512 * 1024
 
 
 class HostCallFailed(Exception):
@@ -68,10 +74,13 @@ class ExupAction(ActionBase):
     # ----------------------------------------------------------------- host
     def host_call(self, phase, **args):
         module_args = dict(args, phase=phase, host_root=self.args['host_root'])
+        started = time.monotonic()
         result = self._execute_module(module_name=HOST_MODULE, module_args=module_args, task_vars=self.task_vars)
+        display.vvv('exup: %s phase %s took %.2f s' % (self.server_name, phase, time.monotonic() - started))
         if result.get('unreachable'):
             raise HostCallFailed(dict(result, error='communication_failed', server_status='communication_failed'))
         if result.get('failed'):
+            result.pop('invocation', None)  # it would echo inline packages and keys into the task result
             raise HostCallFailed(result)
         return result
 
@@ -86,9 +95,35 @@ class ExupAction(ActionBase):
             self._make_tmp_path()
         tmpdir = self._connection._shell.tmpdir
         remote = self._connection._shell.join_path(tmpdir, name)
+        started = time.monotonic()
         self._transfer_file(local_path, remote)
         self._fixup_perms2((tmpdir, remote))
+        display.vvv('exup: %s copy of %s took %.2f s' % (self.server_name, os.path.basename(local_path), time.monotonic() - started))
         return remote
+
+    def send_packages(self, items, local_paths):
+        """Get packages to the host with as few round trips as possible.
+
+        ``items`` (dicts with sha256 and size) are those the host's inbox lacks. Small sets go
+        inline (base64 in the next module call); others go as one uncompressed tar, one copy
+        whatever their number. Returns the remote bundle path or None.
+        """
+        if not items:
+            return None
+        if sum(int(item['size']) for item in items) <= INLINE_LIMIT:
+            for item in items:
+                with open(local_paths[item['sha256']], 'rb') as handle:
+                    item['content'] = base64.b64encode(handle.read()).decode('ascii')
+            return None
+        handle, bundle = tempfile.mkstemp(prefix='exup-bundle-', suffix='.tar')
+        os.close(handle)
+        try:
+            with tarfile.open(bundle, 'w', format=tarfile.PAX_FORMAT) as archive:
+                for item in items:
+                    archive.add(local_paths[item['sha256']], arcname=item['sha256'] + '.zip', recursive=False)
+            return self.transfer(bundle, 'packages.tar')
+        finally:
+            os.unlink(bundle)
 
     def progress(self, text):
         display.display('%s: %s' % (self.server_name, text))

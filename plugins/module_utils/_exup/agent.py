@@ -11,9 +11,11 @@ before they run: the repository is not the last line.
 
 from __future__ import annotations
 
+import base64
 import glob
 import os
 import shutil
+import tarfile
 import subprocess
 import sys
 import time
@@ -216,14 +218,45 @@ class Host:
         stat = os.statvfs(path)
         return stat.f_bavail * stat.f_frsize
 
-    def accept_package(self, item, keyring, facts):
-        """Move a transferred package into the inbox and verify it here; return the verified package path."""
+    def _write_inbox(self, digest, chunks):
+        """Write one received package to the inbox (temp file, then rename): a cut transfer leaves no half file."""
         os.makedirs(self.layout.inbox, mode=0o700, exist_ok=True)
+        target = os.path.join(self.layout.inbox, digest + '.zip')
+        tmp = target + '.part'
+        with open(tmp, 'wb') as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        os.replace(tmp, target)
+
+    def receive_bundle(self, bundle, items):
+        """Unpack the one uncompressed tar the controller sent (members ``<sha256>.zip``) into the inbox.
+
+        Hostile until verified: only regular files named after an expected digest, of the expected size.
+        """
+        expected = {item['sha256']: int(item.get('size') or 0) for item in items}
+        try:
+            with tarfile.open(bundle, 'r:') as archive:
+                for member in archive:
+                    digest = member.name[:-4] if member.name.endswith('.zip') else None
+                    if not member.isreg() or digest not in expected or member.size != expected[digest]:
+                        raise HostError('the package bundle holds an unexpected member %r' % member.name, code='bundle_invalid')
+                    source = archive.extractfile(member)
+                    self._write_inbox(digest, iter(lambda: source.read(1024 * 1024), b''))
+        except (tarfile.TarError, OSError) as exc:
+            raise HostError('the package bundle %s cannot be read: %s' % (bundle, exc), code='bundle_invalid')
+
+    def accept_package(self, item, keyring, facts):
+        """Put a sent package into the inbox and verify it here; return (path, VerifiedPackage).
+
+        The package arrives inline (``content``, base64, for small ones), as a copied file (``src``) or was
+        already unpacked from the bundle; the inbox keeps it for the next apply.
+        """
         target = os.path.join(self.layout.inbox, item['sha256'] + '.zip')
-        if item.get('src') and not os.path.exists(target):
-            tmp = target + '.part'
-            shutil.copyfile(item['src'], tmp)
-            os.replace(tmp, target)
+        if item.get('content'):
+            self._write_inbox(item['sha256'], [base64.b64decode(item['content'])])
+        elif item.get('src') and not os.path.exists(target):
+            with open(item['src'], 'rb') as source:
+                self._write_inbox(item['sha256'], iter(lambda: source.read(1024 * 1024), b''))
         if not os.path.exists(target):
             raise HostError('package %s is not on the host' % item['package_id'], code='package_missing', package_id=item['package_id'])
         try:
@@ -245,7 +278,7 @@ class Host:
                             code='wrong_model', package_id=info.package_id)
         return target, verified
 
-    def start_job(self, items, keyring, lease_seconds):
+    def start_job(self, items, keyring, lease_seconds, bundle=None):
         """Verify, unpack and hand the ordered items to the agent's runner; return the job id."""
         if not self.agent()['installed']:
             raise HostError('the exup agent is not installed on this host (%s): install it with exup.fleet.exup_agent'
@@ -264,6 +297,8 @@ class Host:
         if free < need:
             raise HostError('not enough disk space on the host for %d package(s) in %s: %d bytes free, %d needed'
                             % (len(items), self.layout.state_dir, free, need), code='disk_full', free=free, needed=need)
+        if bundle:
+            self.receive_bundle(bundle, items)
         accepted = [self.accept_package(item, keyring, facts) for item in items]
         for item, (path, verified) in zip(items, accepted):
             if item.get('action') == 'uninstall' and not (verified.info.uninstall_supported and verified.info.uninstall_command):
