@@ -36,6 +36,7 @@ class ActionModule(ExupAction):
         args = self.args
         repo = self.repository()
         inventory, states = self.inventory()
+        self.record_unreported_job(repo, inventory)
         if args['state'] == 'cancelled':
             return self.cancel(inventory)
         if not inventory['agent']['installed']:
@@ -119,15 +120,8 @@ class ActionModule(ExupAction):
                             'version_after': versions_after.get(item['module_id']),
                             'staged': bool(item['status'] == 'succeeded' and item['reboot_required'])})
         failed = [result for result in results if result['status'] == 'failed']
-        cancelled = [result for result in results if result['status'] == 'cancelled']
-        prefix = 'uninstall' if action == 'uninstall' else 'apply'
-        if failed:
-            code, cause = prefix + '_failed', '%s: %s' % (failed[0]['package_id'], failed[0]['cause'])
-        elif cancelled:
-            code, cause = 'apply_cancelled', cancelled[0]['cause']
-        else:
-            code, cause = prefix + '_finished', None
-        self.log_events(repo, (code, cause, {'job_id': job['job_id'], 'results': {r['package_id']: r['status'] for r in results}}))
+        code, cause, detail = self.job_outcome(job)
+        self.log_events(repo, (code, cause, detail))
         if any(r['module_id'] == plan.AGENT_MODULE and r['action'] == 'uninstall' and r['status'] == 'succeeded' for r in results):
             self.unregister(repo, 'agent uninstalled')
         outcome = {'changed': any(result['status'] == 'succeeded' for result in results), 'job_id': job['job_id'], 'results': results,

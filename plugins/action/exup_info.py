@@ -80,6 +80,7 @@ class ActionModule(ExupAction):
                   'modules': modules, 'available_modules': available, 'server_status': server_status, 'unknown_packages': unknown,
                   'active_job': inventory['active_job'], 'registered': False, 'untrusted_packages': sorted(untrusted)}
         if repo is not None and not self._task.check_mode:
+            self.record_unreported_job(repo, inventory)
             if self.args['register'] and agent['installed']:
                 result['registered'] = self.register(repo, facts, states)
             self.log_events(repo, ('versions_queried', None, {'status': server_status}))

@@ -160,6 +160,38 @@ class ExupAction(ActionBase):
             display.warning('exup: could not record events in %s: %s' % (self.args.get('repository'), exc))
             return []
 
+    def job_outcome(self, job):
+        """(event code, cause, detail) for a finished job: one rule for live and late reports."""
+        items = job['items']
+        prefix = 'uninstall' if items and all(item['action'] == 'uninstall' for item in items) else 'apply'
+        failed = [item for item in items if item['status'] == 'failed']
+        cancelled = [item for item in items if item['status'] == 'cancelled']
+        if failed:
+            code, cause = prefix + '_failed', '%s: %s' % (failed[0]['package_id'], failed[0].get('cause'))
+        elif cancelled:
+            code, cause = 'apply_cancelled', cancelled[0].get('cause')
+        else:
+            code, cause = prefix + '_finished', None
+        return code, cause, {'job_id': job['job_id'], 'results': {item['package_id']: item['status'] for item in items}}
+
+    def record_unreported_job(self, repo, inventory):
+        """Log the outcome of a job the controller never saw finish (communication lost, §4.1)."""
+        job = inventory.get('last_job')
+        if repo is None or not job or self._task.check_mode:
+            return None
+        conn = repo.read()
+        try:
+            pattern = '%%"job_id": "%s"%%' % job['job_id']
+            seen = conn.execute("SELECT 1 FROM events WHERE detail LIKE ? AND code NOT LIKE '%\\_started' ESCAPE '\\' LIMIT 1",
+                                (pattern,)).fetchone()
+        finally:
+            conn.close()
+        if seen:
+            return None
+        code, cause, detail = self.job_outcome(job)
+        detail['reported_late'] = True
+        return self.log_events(repo, (code, cause, detail))
+
     def register(self, repo, facts, states):
         modules = {}
         for module_id, state in states.items():

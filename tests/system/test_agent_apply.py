@@ -38,6 +38,7 @@ HOSTS = {
     "reboot_ok": "host009",
     "reboot_failed": "host010",
     "reboot_not_allowed": "host011",
+    "cancel": "host012",
 }
 APPLY_PLAYBOOK = REPO_ROOT / "playbooks" / "apply.yml"
 DEFAULT_PLAN = ["lab-raid-controller-5.1", "lab-fc-controller-r120h-10.2", "lab-bmc-firmware-r120h-2.20", "lab-system-bios-r120h-1.2"]
@@ -374,9 +375,76 @@ def test_communication_lost_finishes_the_running_package_and_cancels_the_rest(fl
     info = ah.read_json(tmp_path / "info.json")
     bios, bmc = info["modules"]["system-bios"], info["modules"]["bmc-firmware"]
     assert (bios["current"], bios["status"], bios["block"], bios["staged"]) == ("1.0", "reboot_required", "reboot_required", "1.1")
-    assert (bmc["current"], bmc["status"], bmc["block"]) == ("2.00", "update_available", None)
+    # Table 8 "cancelled" for what the lost job cancelled; for the server that is still an update available.
+    assert (bmc["current"], bmc["status"], bmc["block"]) == ("2.00", "cancelled", None)
     assert info["active_job"] is None
     assert info["server_status"] == "update_available"  # Table 10: update available outranks reboot required
+    # The query also logged the outcome nobody could report when the controller died.
+    late = [(code, detail) for code, level, detail in ah.events(fleet.repos["slow"], host) if detail.get("job_id") == job_id]
+    assert [code for code, detail in late] == ["apply_cancelled"], late
+    assert late[0][1]["reported_late"] is True
+    assert late[0][1]["results"] == {SLOW_FIRST.id: "succeeded", SLOW_SECOND.id: "cancelled"}
+
+
+CANCEL_PLAY = """\
+---
+- name: Cancel what has not started
+  hosts: {host}
+  gather_facts: false
+  tasks:
+    - name: Cancel
+      exup.fleet.exup_apply:
+        repository: "{{{{ repos.slow }}}}"
+        trusted_keys: ["{{{{ pem }}}}"]
+        host_root: "{{{{ exup_host_root }}}}"
+        state: cancelled
+      register: cancelled
+    - name: Save it
+      ansible.builtin.copy:
+        content: "{{{{ cancelled | to_json }}}}"
+        dest: {out}
+        mode: "0600"
+      delegate_to: localhost
+"""
+
+
+def test_cancel_stops_what_has_not_started(fleet, tmp_path):
+    """003 §3.5.1 (c): a cancel request cancels the packages that have not started; the running one finishes."""
+    host = HOSTS["cancel"]
+    root = fleet.root("cancel")
+    jobs_before = set(ah.snapshot(root)["jobs"])
+    play = tmp_path / "apply.yml"
+    play.write_text(LEASE_PLAY.format(host=host).replace("lease_seconds: 3", "lease_seconds: 60"))
+    log = open(tmp_path / "apply.log", "w")  # pylint: disable=consider-using-with  # closed below
+    process = subprocess.Popen(ah.playbook_command(play, fleet.extra_vars()), env=fleet.lab.env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def first_running():
+            jobs = set(ah.snapshot(root)["jobs"]) - jobs_before
+            if len(jobs) != 1:
+                return None
+            journal = ah.read_json(root / ah.STATE_DIR / "jobs" / next(iter(jobs)) / "journal.json")
+            return journal and journal["items"][0]["status"] == "running" and journal["job_id"]
+        job_id = ah.wait_for(first_running, 90, what="the first package to start")
+        cancel = tmp_path / "cancel.yml"
+        cancel.write_text(CANCEL_PLAY.format(host=host, out=tmp_path / "cancel.json"))
+        ran = ah.run_playbook(fleet.lab, cancel, fleet.extra_vars())
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert process.wait(timeout=120) == 0, (tmp_path / "apply.log").read_text()
+    finally:
+        if process.poll() is None:
+            ah.kill_tree(process.pid)
+            process.wait(timeout=10)
+        log.close()
+    answer = ah.read_json(tmp_path / "cancel.json")
+    assert answer["changed"] and answer["job_id"] == job_id, answer
+    journal = ah.journal(root, job_id)
+    first, second = journal["items"]
+    assert (first["status"], first["exit_code"]) == ("succeeded", 0)
+    assert (second["status"], second["cause"]) == ("cancelled", "cancelled by the user")
+    assert "started" not in second
+    assert ah.snapshot(root)["versions"]["bmc-firmware"] == "2.00"
+    codes = [code for code, level, detail in ah.events(fleet.repos["slow"], host) if detail.get("job_id") == job_id]
+    assert codes == ["apply_cancelled"], codes
 
 
 # --------------------------------------------------------------------------- 3. gating until the restart (§2.1.5-6)

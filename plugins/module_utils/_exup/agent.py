@@ -167,6 +167,16 @@ class Host:
             raise HostError('no job %s on this host' % job_id, code='job_unknown', job_id=job_id)
         return self._recover(job_id, journal)
 
+    def last_journal(self):
+        """The journal of the newest job, running or finished (None when there was none)."""
+        job_id = self.current_job_id()
+        if not job_id:
+            return None
+        try:
+            return self.journal(job_id)
+        except HostError:
+            return None
+
     def active_journal(self):
         job_id = self.current_job_id()
         if not job_id:
@@ -188,6 +198,11 @@ class Host:
             if item['status'] in (runner.WAITING, runner.RUNNING):
                 word = 'apply' if item['action'] == 'install' else 'uninstall'
                 activity[item['module_id']] = ('waiting_' + word) if item['status'] == runner.WAITING else word + 'ing'
+        if active is None:
+            # Table 8 "cancelled": shown for what the last job cancelled, until the next job.
+            for item in (self.last_journal() or {}).get('items', []):
+                if item['status'] == runner.CANCELLED:
+                    activity[item['module_id']] = 'cancelled'
         states = {}
         for module_id in sorted(set(versions) | set(saved) | set(activity)):
             record = saved.get(module_id, {})
@@ -207,8 +222,10 @@ class Host:
         versions = self.module_versions()
         states = self.states(facts, versions)
         active = self.active_journal()
+        last = self.last_journal()
         return {'facts': facts, 'modules': {key: vars(value) for key, value in states.items()}, 'agent': self.agent(),
                 'inbox': self.inbox_digests(), 'active_job': summarize(active) if active else None,
+                'last_job': summarize(last) if last and last.get('state') == 'finished' else None,
                 'prerequisites': self.prerequisites(facts)}
 
     # ------------------------------------------------------------------ starting and following a job
@@ -403,7 +420,7 @@ class Host:
 
 
 _ACTIVITY_WORDS = {'waiting_apply': 'waiting_apply', 'waiting_uninstall': 'waiting_uninstall', 'applying': 'applying',
-                   'uninstalling': 'uninstalling'}
+                   'uninstalling': 'uninstalling', 'cancelled': 'cancelled'}
 
 
 def summarize(journal):

@@ -36,8 +36,9 @@ LATEST, PREVIOUS = 'latest', 'previous'
 #: Table 10, highest priority first. Module statuses not listed rank as their nearest meaning.
 SERVER_PRIORITY = ('communication_failed', 'unknown', 'applying', 'uninstalling', 'update_available', 'apply_failed',
                    'reboot_required', 'latest')
+#: a cancelled module did not get the version it was to get: for the server that is still an update available
 _SERVER_EQUIVALENT = {'waiting_apply': 'applying', 'waiting_uninstall': 'uninstalling', 'rebooting': 'applying',
-                      'no_package': 'latest', 'cancelled': 'latest', '-': 'latest'}
+                      'no_package': 'latest', 'cancelled': 'update_available', '-': 'latest'}
 BLOCKING = ('reboot_required', 'apply_failed')
 
 
@@ -54,7 +55,8 @@ class ModuleState:
     previous: str = None         # version running before the last apply (§3.5.1 step 6)
     block: str = None            # 'reboot_required' | 'apply_failed' while the boot id is unchanged
     staged: str = None           # version waiting for the restart (reboot_required)
-    activity: str = None         # 'waiting_apply' | 'applying' | 'waiting_uninstall' | 'uninstalling' (a running job)
+    activity: str = None         # 'waiting_apply' | 'applying' | 'waiting_uninstall' | 'uninstalling' (a running job),
+    #                              'cancelled' (the last job cancelled it; until the next job)
 
 
 @dataclasses.dataclass
