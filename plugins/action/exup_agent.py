@@ -33,6 +33,9 @@ def newest(candidates):
 class ActionModule(ExupAction):
     SPEC = AGENT_SPEC
 
+    def failure_event(self):
+        return {'present': 'agent_install_failed', 'absent': 'agent_uninstall_failed'}.get(self.args['state'])
+
     def act(self):
         state = self.args['state']
         inventory, states = self.inventory()
@@ -85,11 +88,19 @@ class ActionModule(ExupAction):
         if source == 'feed':
             if not args['feed_url']:
                 raise ExupError('source=feed needs feed_url', code='argument_invalid')
-            self.register(repo, facts, states)
             client = transport.HttpClient(proxy_url=args['proxy_url'], proxy_username=args['proxy_username'],
                                           proxy_password=args['proxy_password'], proxy_auth=args['proxy_auth'],
                                           validate_certs=args['validate_certs'], ca_path=args['ca_path'], timeout=args['timeout'])
-            sync_repository(repo, client, args['feed_url'], keyring, args['manager_id'])
+            if self._task.check_mode:
+                # Check mode writes nothing: the sync only says what it would download.
+                synced = sync_repository(repo, client, args['feed_url'], keyring, args['manager_id'],
+                                         servers=[self.server_record(facts, states)], check_mode=True)
+                if newest(self.repo_agents(repo, facts)) is None:
+                    return None, None, 'feed'
+                self.feed_would_download = [item['package_id'] for item in synced.added]  # in check mode: what it would download
+            else:
+                self.register(repo, facts, states)
+                sync_repository(repo, client, args['feed_url'], keyring, args['manager_id'])
             source = 'repository'
             used = 'feed'
         else:
@@ -144,15 +155,19 @@ class ActionModule(ExupAction):
         agent = inventory['agent']
         blockers = list(inventory['prerequisites'])
         if blockers:
-            self.log_events(repo, ('agent_install_failed', blockers[0]['msg'], {'error': blockers[0]['code']}))
             raise ExupError('the agent cannot be installed on %s: %s' % (self.server_name, '; '.join(item['msg'] for item in blockers)),
                             code=blockers[0]['code'], blockers=blockers, status='failed')
         info, path, used = self.choose_package(repo, keyring, facts, states)
+        if info is None:  # check mode, source=feed, nothing in the repository yet
+            return {'changed': True, 'status': 'installed' if not agent['installed'] else 'upgraded', 'source_used': used, 'version': None,
+                    'folder': LINUX_AGENT_DIR, 'msg': 'would sync the repository from the feed, then install its newest agent package'}
         if not info.targets(facts['model'], facts['os']):
             reason = 'unsupported_model' if facts['model'] not in info.models else 'unsupported_os'
             raise ExupError('agent package %s does not support %s on %s: this server does not support exup'
                             % (info.package_id, facts['model'], facts['os']), code=reason, status='failed')
         base = {'source_used': used, 'package_id': info.package_id, 'folder': LINUX_AGENT_DIR}
+        if self._task.check_mode and used == 'feed':
+            base['feed_would_download'] = self.feed_would_download
         if agent['installed'] and version_key(agent['version']) >= version_key(info.version):
             return dict(base, changed=False, status='unchanged', version=agent['version'],
                         msg='agent %s is installed on %s (%s offered)' % (agent['version'], self.server_name, info.version))
@@ -168,7 +183,6 @@ class ActionModule(ExupAction):
             answer = self.host_call('agent_install', package=package, bundle=bundle,
                                     trusted_keys=self.args['trusted_keys'], agent_models=list(info.models), agent_os=list(info.os))
         except HostCallFailed as exc:
-            self.log_events(repo, ('agent_install_failed', exc.result.get('msg'), {'error': exc.result.get('error')}))
             exc.result['status'] = 'failed'
             raise
         self.log_events(repo, ('agent_installed', None, {'version': info.version, 'folder': LINUX_AGENT_DIR}))
@@ -185,11 +199,7 @@ class ActionModule(ExupAction):
             return {'changed': False, 'status': 'not_installed', 'msg': 'the agent is not installed on %s' % self.server_name}
         if self._task.check_mode:
             return {'changed': True, 'status': 'uninstalled', 'diff': {'before': {'agent': agent['version']}, 'after': {'agent': None}}}
-        try:
-            answer = self.host_call('agent_uninstall')
-        except HostCallFailed as exc:
-            self.log_events(repo, ('agent_uninstall_failed', exc.result.get('msg'), {'error': exc.result.get('error')}))
-            raise
+        answer = self.host_call('agent_uninstall')
         self.log_events(repo, ('agent_uninstalled', None, {'version': agent['version']}))
         if repo is not None:
             self.unregister(repo, 'agent uninstalled')

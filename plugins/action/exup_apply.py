@@ -32,6 +32,9 @@ def _diff(items, versions_after=None):
 class ActionModule(ExupAction):
     SPEC = APPLY_SPEC
 
+    def failure_event(self):
+        return {'absent': 'uninstall_failed', 'present': 'apply_failed'}.get(self.args['state'])
+
     def act(self):
         args = self.args
         repo = self.repository()
@@ -47,7 +50,7 @@ class ActionModule(ExupAction):
             raise ExupError('job %s is still running on %s (%d of %d done): wait for it or cancel it with state=cancelled'
                             % (job['job_id'], self.server_name, job['done'], job['total']), code='job_running', job=job)
         facts = inventory['facts']
-        stored = self.server_packages(repo, facts)
+        stored = self.server_packages(repo, facts, args['trusted_keys'])
         infos = [row[0] for row in stored]
         files = {row[0].package_id: row for row in stored}
         action = 'uninstall' if args['state'] == 'absent' else 'install'

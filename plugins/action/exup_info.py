@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction
@@ -36,23 +35,23 @@ def all_agent_packages(repo):
 class ActionModule(ExupAction):
     SPEC = INFO_SPEC
 
-    def untrusted_packages(self, repo):
-        """Package ids signed by a key that is not (or no longer) in trusted_keys: not offered."""
-        trusted = set(KeyRing.from_pem_list(self.args['trusted_keys']).key_ids)
-        conn = repo.read()
-        try:
-            return {item['package_id'] for item in repo.stored_packages(conn).values() if item['key_id'] not in trusted}
-        finally:
-            conn.close()
+    def failure_event(self):
+        return 'versions_query_failed'
 
     def act(self):
         repo = self.repository(required=False)
         inventory, states = self.inventory()
         facts = inventory['facts']
         agent = inventory['agent']
-        stored = self.server_packages(repo, facts) if repo else []
-        untrusted = self.untrusted_packages(repo) if repo and self.args['trusted_keys'] else set()
-        infos = [row[0] for row in stored if row[0].package_id not in untrusted]
+        stored = self.server_packages(repo, facts, self.args['trusted_keys']) if repo else []
+        untrusted = set()
+        if repo and self.args['trusted_keys']:
+            conn = repo.read()
+            try:
+                untrusted = self.untrusted_packages(repo, conn, self.args['trusted_keys'])
+            finally:
+                conn.close()
+        infos = [row[0] for row in stored]
         grouped = plan.by_module(infos)
         modules = {}
         for module_id in sorted(set(states) | set(grouped)):

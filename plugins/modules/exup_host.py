@@ -119,6 +119,10 @@ def run(module, host):
         journal, requested = host.cancel(params['job_id'])
         return dict(changed=requested, **_job_result(host, journal))
     if phase == 'agent_uninstall':
+        active = host.active_journal()
+        if active:
+            raise ExupError('job %s is still running on this host: the agent cannot be removed now' % active['job_id'], code='job_running',
+                            job_id=active['job_id'])
         code, output = host.uninstall_agent()
         if code != 0:
             raise ExupError('uninstalling the agent failed (exit status %d): %s' % (code, output.strip()[-400:]), code='uninstall_failed',

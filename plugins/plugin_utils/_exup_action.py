@@ -25,6 +25,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import Exu
 from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import ModuleState
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 
 display = Display()
 HOST_MODULE = 'exup.fleet.exup_host'
@@ -55,13 +56,17 @@ class ExupAction(ActionBase):
         self.args = args
         self.task_vars = task_vars or {}
         self.server_name = args.get('server_name') or self.task_vars.get('inventory_hostname')
+        self.opened_repository = None
+        self.failure_logged = False
         try:
             result.update(self.act())
         except HostCallFailed as exc:
             result.update(exc.result)
             result.setdefault('failed', True)
+            self.log_failure(result)
         except ExupError as exc:
             result.update(dict(exc.details, failed=True, msg=exc.msg, error=exc.code))
+            self.log_failure(result)
         finally:
             tmpdir = self._connection._shell.tmpdir
             if tmpdir:
@@ -70,6 +75,16 @@ class ExupAction(ActionBase):
 
     def act(self):
         raise NotImplementedError
+
+    def failure_event(self):
+        """The event code a failure of this task leaves in the repository's log (003 Table 19)."""
+        return None
+
+    def log_failure(self, result):
+        """Every failed operation leaves an error event with its cause, once."""
+        code = self.failure_event()
+        if code and not self.failure_logged:
+            self.log_events(self.opened_repository, (code, result.get('msg'), {'error': result.get('error')}))
 
     # ----------------------------------------------------------------- host
     def host_call(self, phase, **args):
@@ -136,6 +151,8 @@ class ExupAction(ActionBase):
                 raise ExupError('repository is required', code='argument_invalid')
             return None
         repo = Repository(path)
+        if repo.store.exists:
+            self.opened_repository = repo
         if not repo.store.exists:
             raise ExupError('repository %s cannot be reached: it holds no repo.db (sync it first with exup.fleet.exup_repo_sync)' % path,
                             code='repository_unavailable')
@@ -143,17 +160,28 @@ class ExupAction(ActionBase):
             raise ExupError('repository %s cannot be read by this user' % path, code='repository_unavailable')
         return repo
 
-    def server_packages(self, repo, facts):
+    def server_packages(self, repo, facts, trusted_keys=None):
+        """The repository's packages for this server; with ``trusted_keys``, only those signed by one of them."""
         conn = repo.read()
         try:
-            return repo.server_packages(conn, facts['model'], facts['os'])
+            rows = repo.server_packages(conn, facts['model'], facts['os'])
+            untrusted = self.untrusted_packages(repo, conn, trusted_keys) if trusted_keys else set()
         finally:
             conn.close()
+        return [row for row in rows if row[0].package_id not in untrusted]
+
+    @staticmethod
+    def untrusted_packages(repo, conn, trusted_keys):
+        """Package ids signed by a key that is not (or no longer) in trusted_keys: never offered or sent."""
+        trusted = set(KeyRing.from_pem_list(trusted_keys).key_ids)
+        return {item['package_id'] for item in repo.stored_packages(conn).values() if item['key_id'] not in trusted}
 
     def log_events(self, repo, *items):
         """Record events (code, cause, detail) in the repository; never fail the task for the log."""
-        if repo is None or not items:
-            return []
+        if repo is None or not items or self._task.check_mode:
+            return []  # check mode changes nothing, the log included
+        if any(item[1] is not None and item[0] in ev.EVENTS and ev.EVENTS[item[0]][0] == ev.ERROR for item in items):
+            self.failure_logged = True
         try:
             return repo.log_events([ev.event(code, cause, server=self.server_name, **detail) for code, cause, detail in items])
         except (ExupError, OSError) as exc:
@@ -192,14 +220,18 @@ class ExupAction(ActionBase):
         detail['reported_late'] = True
         return self.log_events(repo, (code, cause, detail))
 
-    def register(self, repo, facts, states):
+    def server_record(self, facts, states):
+        """The server as the repository keeps it: model, OS, current and previous version per module."""
         modules = {}
         for module_id, state in states.items():
             if state.current:
                 modules[module_id] = {'current': state.current}
                 if state.previous:
                     modules[module_id]['previous'] = state.previous
-        server = Server(manager_id=self.args['manager_id'], name=self.server_name, model=facts['model'], os=facts['os'], modules=modules)
+        return Server(manager_id=self.args['manager_id'], name=self.server_name, model=facts['model'], os=facts['os'], modules=modules)
+
+    def register(self, repo, facts, states):
+        server = self.server_record(facts, states)
         with repo.store.writer() as conn:
             return repo.register_server(conn, self.args['manager_id'], server)
 

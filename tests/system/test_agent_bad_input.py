@@ -199,6 +199,10 @@ def test_unknown_module(refusals):
     run = refusals.results["r120h-2"]
     refused(run["unknown"], "unknown_module", "unknown module 'no-such-module'")
     assert_unchanged(run["snap1"], run["snap2"])
+    # Every refused operation leaves an error event with its cause (003 Table 19).
+    errors = [(code, level, detail.get("error")) for code, level, detail in ah.events(refusals.repo, "r120h-2")]
+    assert ("apply_failed", "error", "unknown_module") in errors, errors
+    assert ("apply_failed", "error", "version_not_available") in errors, errors
 
 
 def test_repository_unreachable(refusals):

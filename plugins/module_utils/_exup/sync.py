@@ -57,7 +57,6 @@ class SyncResult:
         self.catalog = {}
         self.bytes_downloaded = 0
         self.feed_unchanged = False
-        self.would_download = []
 
     @property
     def changed(self):
