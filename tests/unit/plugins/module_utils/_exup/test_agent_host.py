@@ -731,7 +731,8 @@ def test_inventory(ready):
     ready.to_inbox(path)
     ready.set_job('job-1', 'running', [entry('P1', 'sdr', 'running', action='uninstall', to_version=None)], runner_pid=os.getpid())
     inventory = ready.host.inventory()
-    assert sorted(inventory) == ['active_job', 'agent', 'facts', 'inbox', 'modules', 'prerequisites']
+    assert sorted(inventory) == ['active_job', 'agent', 'facts', 'inbox', 'last_job', 'modules', 'prerequisites']
+    assert inventory['last_job'] is None  # the newest job is still running
     assert inventory['facts'] == ready.host.facts() and inventory['facts']['model'] == MODEL
     assert inventory['modules']['system-bios'] == {'module_id': 'system-bios', 'current': 'U32 v2.58 (04/05/2024)', 'previous': None,
                                                    'block': None, 'staged': None, 'activity': None}
@@ -750,3 +751,19 @@ def test_inventory_of_a_virtual_machine_without_agent(server):
     assert inventory['agent']['installed'] is False and inventory['active_job'] is None and inventory['inbox'] == []
     assert inventory['modules'] == {}
     assert codes(inventory['prerequisites']) == ['virtual_machine']
+
+
+def test_cancelled_shows_for_what_the_last_job_cancelled_until_the_next_job(ready):
+    """003 Table 8 "cancelled": the modules the finished newest job cancelled; the others keep their own status."""
+    ready.set_job('job-1', 'finished', [entry('P1', 'system-bios', 'succeeded'),
+                                        entry('P2', 'bmc-firmware', 'cancelled', cause='cancelled by the user')])
+    states = ready.host.states()
+    assert states['bmc-firmware'].activity == 'cancelled'
+    assert states['system-bios'].activity is None
+    last = ready.host.inventory()['last_job']
+    assert (last['job_id'], last['state'], [item['status'] for item in last['items']]) == ('job-1', 'finished', ['succeeded', 'cancelled'])
+    # A newer job replaces the picture: nothing is "cancelled" while it runs.
+    ready.set_job('job-2', 'running', [entry('P3', 'sdr', 'running')], runner_pid=os.getpid())
+    states = ready.host.states()
+    assert states['bmc-firmware'].activity is None and states['sdr'].activity == 'applying'
+    assert ready.host.inventory()['last_job'] is None

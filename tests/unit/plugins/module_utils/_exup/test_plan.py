@@ -394,7 +394,7 @@ def test_server_status_flags(status):
 
 
 @pytest.mark.parametrize('status, rank', [('waiting_apply', 'applying'), ('rebooting', 'applying'), ('waiting_uninstall', 'uninstalling'),
-                                          ('no_package', 'latest'), ('cancelled', 'latest'), ('-', 'latest')])
+                                          ('no_package', 'latest'), ('cancelled', 'update_available'), ('-', 'latest')])
 def test_server_status_other_module_statuses_rank_as_their_meaning(status, rank):
     for other in TABLE_10:
         expected = TABLE_10[min(TABLE_10.index(rank), TABLE_10.index(other))]
