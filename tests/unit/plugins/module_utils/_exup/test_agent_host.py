@@ -759,7 +759,7 @@ def test_cancelled_shows_for_what_the_last_job_cancelled_until_the_next_job(read
                                         entry('P2', 'bmc-firmware', 'cancelled', cause='cancelled by the user')])
     states = ready.host.states()
     assert states['bmc-firmware'].activity == 'cancelled'
-    assert states['system-bios'].activity is None
+    assert states.get('system-bios') is None or states['system-bios'].activity is None
     last = ready.host.inventory()['last_job']
     assert (last['job_id'], last['state'], [item['status'] for item in last['items']]) == ('job-1', 'finished', ['succeeded', 'cancelled'])
     # A newer job replaces the picture: nothing is "cancelled" while it runs.
