@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import os
 
-from ansible_collections.exup.fleet.plugins.action.exup_info import agent_support, all_agent_packages
 from ansible_collections.exup.fleet.plugins.module_utils._exup import plan, transport
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, verify_package
@@ -22,7 +21,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import Ke
 from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import AGENT_SPEC, LINUX_AGENT_DIR
-from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed, agent_support, all_agent_packages
 
 
 def newest(candidates):

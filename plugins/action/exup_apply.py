@@ -16,6 +16,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
 
 
 def _diff(items, versions_after=None):
@@ -29,7 +30,7 @@ def _diff(items, versions_after=None):
     return {'before': before, 'after': after}
 
 
-class ActionModule(ExupAction):
+class ActionModule(BmcPath, ExupAction):
     SPEC = APPLY_SPEC
 
     def failure_event(self):
@@ -37,6 +38,8 @@ class ActionModule(ExupAction):
 
     def act(self):
         args = self.args
+        if args['via'] == 'bmc':
+            return self.bmc_apply()
         repo = self.repository()
         inventory, states = self.inventory()
         self.record_unreported_job(repo, inventory)

@@ -10,35 +10,18 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MO
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
 
 
-def agent_support(repo_packages):
-    """Models and OSes the newest agent packages support, or (None, None) when the repository has none."""
-    agents = [info for info in repo_packages if info.module_id == plan.AGENT_MODULE and info.compatible]
-    if not agents:
-        return None, None
-    models, systems = set(), set()
-    for info in agents:
-        models.update(info.models)
-        systems.update(info.os)
-    return models, systems
-
-
-def all_agent_packages(repo):
-    conn = repo.read()
-    try:
-        return [item['info'] for item in repo.stored_packages(conn).values() if item['info'].module_id == plan.AGENT_MODULE]
-    finally:
-        conn.close()
-
-
-class ActionModule(ExupAction):
+class ActionModule(BmcPath, ExupAction):
     SPEC = INFO_SPEC
 
     def failure_event(self):
         return 'versions_query_failed'
 
     def act(self):
+        if self.args['via'] == 'bmc':
+            return self.bmc_info()
         repo = self.repository(required=False)
         inventory, states = self.inventory()
         facts = inventory['facts']
@@ -68,12 +51,7 @@ class ActionModule(ExupAction):
         server_status = plan.server_status([module['status'] for module in modules.values()], unknown=unknown)
         if not agent['installed']:
             server_status = 'agent_not_installed'
-        models, systems = agent_support(all_agent_packages(repo)) if repo else (None, None)
-        blockers = list(inventory['prerequisites'])
-        if models is not None and facts['model'] not in models:
-            blockers.append({'code': 'unsupported_model', 'msg': 'model %r is not supported by the agent packages in the repository' % facts['model']})
-        if systems is not None and facts['os'] not in systems:
-            blockers.append({'code': 'unsupported_os', 'msg': 'OS %s is not supported by the agent packages in the repository' % facts['os']})
+        blockers = self.agent_blockers(repo, inventory['prerequisites'], facts['model'], facts['os'])
         result = {'changed': False, 'server': self.server_name, 'model': facts['model'], 'os': facts['os'], 'facts': facts, 'agent': agent,
                   'agent_installable': not agent['installed'] and not blockers, 'agent_install_blockers': blockers,
                   'modules': modules, 'available_modules': available, 'server_status': server_status, 'unknown_packages': unknown,

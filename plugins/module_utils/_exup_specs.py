@@ -25,8 +25,24 @@ HTTP_OPTIONS = {
     'timeout': {'type': 'int', 'default': 30},
 }
 
+#: the out-of-band path (via: bmc): the action plugin talks to the BMC from the controller
+BMC_SPEC = {
+    'via': {'type': 'str', 'default': 'agent', 'choices': ['agent', 'bmc']},
+    'bmc_address': {'type': 'str'},
+    'bmc_protocol': {'type': 'str', 'default': 'redfish', 'choices': ['redfish', 'ipmi']},
+    'bmc_username': {'type': 'str'},
+    'bmc_password': {'type': 'str', 'no_log': True},
+    'bmc_port': {'type': 'int'},
+    'bmc_system': {'type': 'str'},
+    'bmc_validate_certs': {'type': 'bool', 'default': True},
+    'bmc_ca_path': {'type': 'path'},
+    'bmc_timeout': {'type': 'int', 'default': 60},
+    'model': {'type': 'str'},
+}
+
 INFO_SPEC = dict(
     HOST_SPEC,
+    **BMC_SPEC,
     repository={'type': 'path'},
     register={'type': 'bool', 'default': False},
     trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
@@ -34,6 +50,7 @@ INFO_SPEC = dict(
 
 APPLY_SPEC = dict(
     HOST_SPEC,
+    **BMC_SPEC,
     repository={'type': 'path', 'required': True},
     trusted_keys={'type': 'list', 'elements': 'str', 'required': True, 'no_log': False},
     state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'cancelled']},
@@ -43,6 +60,12 @@ APPLY_SPEC = dict(
     lease_seconds={'type': 'int', 'default': 60},
     poll_interval={'type': 'int', 'default': 5},
     wait_timeout={'type': 'int', 'default': 7200},
+    update_method={'type': 'str', 'default': 'push', 'choices': ['push', 'simple_update']},
+    image_base_url={'type': 'str'},
+    apply_time={'type': 'str', 'default': 'OnReset', 'choices': ['OnReset', 'Immediate']},
+    allow_reboot={'type': 'bool', 'default': False},
+    power_cycle={'type': 'bool', 'default': False},
+    task_timeout={'type': 'int', 'default': 1800},
 )
 
 AGENT_SPEC = dict(

@@ -20,6 +20,8 @@ description:
     lost, 003 §4.1) the running package finishes, the rest are cancelled and nothing reboots.
   - This module never reboots; it returns RV(reboot_allowed) by the rule of §2.1.2 for the playbook (see playbooks/apply.yml).
 author: exup.fleet contributors (@exup-fleet)
+extends_documentation_fragment:
+  - exup.fleet.bmc
 options:
   repository:
     description: The repository folder on the controller.
@@ -74,6 +76,39 @@ options:
     description: Give up following the job after this many seconds (the agent then cancels what has not started).
     type: int
     default: 7200
+  update_method:
+    description:
+      - For O(via=bmc). V(push) sends the package to the BMC's MultipartHttpPushUri (else HttpPushUri). V(simple_update) asks the
+        BMC to fetch it (Redfish SimpleUpdate with an ImageURI under O(image_base_url)).
+    type: str
+    default: push
+    choices: [push, simple_update]
+  image_base_url:
+    description:
+      - For O(update_method=simple_update), the HTTP(S) URL where the repository folder is served (its C(pool/) is content
+        addressed, so any static server or cache can serve it); the ImageURI is this plus the package's path in the repository.
+    type: str
+  apply_time:
+    description: For O(via=bmc), when the BMC activates the firmware (Redfish OperationApplyTime).
+    type: str
+    default: OnReset
+    choices: [OnReset, Immediate]
+  allow_reboot:
+    description:
+      - For O(via=bmc), reset what the applied firmware waits for (power cycle the server for BIOS, reset the BMC for its own
+        firmware) when the rule of 003 §2.1.2 allows it. The agent path leaves the restart to the playbook.
+    type: bool
+    default: false
+  power_cycle:
+    description:
+      - For O(via=bmc), only power cycle the server through its BMC (003 §2.1.5 "remote power control"), which ends the
+        reboot-required and apply-failed blocks; nothing is applied.
+    type: bool
+    default: false
+  task_timeout:
+    description: For O(via=bmc), seconds to follow the BMC's update task before giving up with C(bmc_task_timeout).
+    type: int
+    default: 1800
 attributes:
   check_mode:
     support: full
@@ -81,7 +116,7 @@ attributes:
   diff_mode:
     support: full
     description: Module versions before and after.
-requirements: [cryptography, lxml]
+requirements: [cryptography, lxml, pyghmi (for via=bmc)]
 notes:
   - The repository must exist on the controller (run M(exup.fleet.exup_repo_sync) first).
 '''

@@ -16,6 +16,8 @@ description:
     agent could be installed (003 §2.3.2-3, §3.8).
   - With O(register=true) it records the server and its versions in the repository, so the next sync fetches what it needs.
 author: exup.fleet contributors (@exup-fleet)
+extends_documentation_fragment:
+  - exup.fleet.bmc
 options:
   repository:
     description: The repository folder on the controller; without it only the server side is reported.
@@ -46,7 +48,7 @@ attributes:
   check_mode:
     support: full
     description: Reads only; in check mode it does not register or log.
-requirements: [cryptography, lxml]
+requirements: [cryptography, lxml, pyghmi (for via=bmc)]
 '''
 
 EXAMPLES = r'''

@@ -22,6 +22,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import ModuleState
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
@@ -31,6 +32,26 @@ display = Display()
 HOST_MODULE = 'exup.fleet.exup_host'
 #: packages up to this size in all travel inside the module call (no extra round trips); larger ones in one tar
 INLINE_LIMIT = 512 * 1024
+
+
+def agent_support(repo_packages):
+    """Models and OSes the newest agent packages support, or (None, None) when the repository has none."""
+    agents = [info for info in repo_packages if info.module_id == plan.AGENT_MODULE and info.compatible]
+    if not agents:
+        return None, None
+    models, systems = set(), set()
+    for info in agents:
+        models.update(info.models)
+        systems.update(info.os)
+    return models, systems
+
+
+def all_agent_packages(repo):
+    conn = repo.read()
+    try:
+        return [item['info'] for item in repo.stored_packages(conn).values() if item['info'].module_id == plan.AGENT_MODULE]
+    finally:
+        conn.close()
 
 
 class HostCallFailed(Exception):
@@ -219,6 +240,16 @@ class ExupAction(ActionBase):
         code, cause, detail = self.job_outcome(job)
         detail['reported_late'] = True
         return self.log_events(repo, (code, cause, detail))
+
+    def agent_blockers(self, repo, prerequisites, model, os_name):
+        """Why the agent cannot be installed: the host's own reasons, then the repository's agent packages (003 §2.3.2)."""
+        blockers = list(prerequisites)
+        models, systems = agent_support(all_agent_packages(repo)) if repo else (None, None)
+        if models is not None and model not in models:
+            blockers.append({'code': 'unsupported_model', 'msg': 'model %r is not supported by the agent packages in the repository' % model})
+        if systems is not None and os_name not in systems:
+            blockers.append({'code': 'unsupported_os', 'msg': 'OS %s is not supported by the agent packages in the repository' % os_name})
+        return blockers
 
     def server_record(self, facts, states):
         """The server as the repository keeps it: model, OS, current and previous version per module."""

@@ -205,6 +205,24 @@ class Repository:
         conn.execute('COMMIT')
         return bool(gone)
 
+    @staticmethod
+    def bmc_modules(conn, manager_id, server):
+        """What the repository remembers of a server managed through its BMC (there is no agent to keep it):
+        module_id -> {previous, block, staged, since}."""
+        query = 'SELECT module_id, previous, block, staged, since FROM bmc_modules WHERE manager_id = ? AND server = ?'
+        return {row[0]: {'previous': row[1], 'block': row[2], 'staged': row[3], 'since': row[4]} for row in conn.execute(query, (manager_id, server))}
+
+    def set_bmc_module(self, manager_id, server, module_id, **fields):
+        """Update one module's record (previous generation, block until reset, staged version) in its own transaction."""
+        with self.store.writer() as conn:
+            conn.execute('BEGIN IMMEDIATE')
+            record = self.bmc_modules(conn, manager_id, server).get(module_id, {'previous': None, 'block': None, 'staged': None})
+            record.update(fields)
+            conn.execute('INSERT OR REPLACE INTO bmc_modules (manager_id, server, module_id, previous, block, staged, since) '
+                         'VALUES (?, ?, ?, ?, ?, ?, ?)',
+                         (manager_id, server, module_id, record.get('previous'), record.get('block'), record.get('staged'), self.now_text()))
+            conn.execute('COMMIT')
+
     def log_events(self, items):
         """Write events (dicts of events.event) in one transaction; returns them with their time."""
         with self.store.writer() as conn:

@@ -86,6 +86,16 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS bmc_modules (
+    manager_id TEXT NOT NULL,
+    server TEXT NOT NULL,
+    module_id TEXT NOT NULL,
+    previous TEXT,
+    block TEXT,
+    staged TEXT,
+    since TEXT NOT NULL,
+    PRIMARY KEY (manager_id, server, module_id)
+);
 """
 
 

@@ -1,0 +1,403 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The out-of-band path: a server's BMC through pyghmi, Redfish or IPMI (003 §1.2.5, Table 5).
+
+Only BIOS and BMC firmware are managed this way, with packages of kind ``bmc``.
+Redfish: the firmware inventory, updates pushed to the UpdateService
+(MultipartHttpPushUri, else HttpPushUri) or pulled by the BMC (SimpleUpdate with
+an ImageURI), the returned task followed to its end with a deadline (pyghmi's
+own wait has none), and the reset the update asks for. IPMI: firmware revision
+and power state only; an update through IPMI is refused.
+
+TLS is verified by default: with ``ca_path`` against that CA (cryptography's
+X.509 verifier: chain, validity, the BMC's name or address), else against the
+system's store by the standard library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import time
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+
+try:
+    from pyghmi import exceptions as pyghmi_exceptions
+    from pyghmi.redfish import command as redfish_command
+    from pyghmi.util import webclient
+    HAS_PYGHMI = True
+    PYGHMI_IMPORT_ERROR = None
+except ImportError as import_error:  # pragma: no cover - the module reports missing_required_lib
+    HAS_PYGHMI = False
+    PYGHMI_IMPORT_ERROR = import_error
+
+BMC_MODULES = ('system-bios', 'bmc-firmware')
+BMC_KINDS = ('bmc',)
+PROTOCOLS = ('redfish', 'ipmi')
+UPDATE_METHODS = ('push', 'simple_update')
+TASK_FAILED = ('Exception', 'Killed', 'Cancelled', 'Interrupted', 'Suspended')
+RESET_WORDS = ('reset', 'reboot', 'restart', 'power cycle', 'onreset')
+
+
+class BmcError(ExupError):
+    """The BMC refused, failed or could not be reached."""
+
+
+@dataclasses.dataclass
+class BmcConfig:
+    """How to reach one BMC."""
+
+    address: str
+    username: str
+    password: str
+    protocol: str = 'redfish'
+    port: int = None
+    system: str = None           # Redfish system id or its URL path, when the service has several
+    validate_certs: bool = True
+    ca_path: str = None
+    timeout: int = 60
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise BmcError('bmc_protocol must be one of %s' % ', '.join(PROTOCOLS), code='argument_invalid')
+
+    @property
+    def sysurl(self):
+        if not self.system:
+            return None
+        return self.system if self.system.startswith('/') else '/redfish/v1/Systems/%s' % self.system
+
+
+def certificate_verifier(config):
+    """The callback pyghmi calls with the BMC's certificate (DER); None means the standard library checks it.
+
+    pyghmi hands over only the leaf certificate, so with ``ca_path`` the leaf must be issued by that CA.
+    """
+    if not config.validate_certs:
+        return lambda certificate: True
+    if not config.ca_path:
+        return None
+    from cryptography import x509
+    from cryptography.x509 import verification
+    try:
+        with open(config.ca_path, 'rb') as handle:
+            authorities = x509.load_pem_x509_certificates(handle.read())
+    except (OSError, ValueError) as exc:
+        raise BmcError('ca_path %s holds no usable CA certificate: %s' % (config.ca_path, exc), code='argument_invalid')
+    try:
+        subject = verification.IPAddress(ipaddress.ip_address(config.address))
+    except ValueError:
+        subject = verification.DNSName(config.address)
+    verifier = verification.PolicyBuilder().store(verification.Store(authorities)).build_server_verifier(subject)
+
+    def verify(certificate):
+        try:
+            verifier.verify(x509.load_der_x509_certificate(certificate), [])
+        except (verification.VerificationError, ValueError) as exc:
+            raise BmcError('the certificate of BMC %s is not trusted (%s): give its CA in ca_path' % (config.address, exc),
+                           code='certificate_untrusted')
+        return True
+    return verify
+
+
+def _reason(exc):
+    text = str(exc) or exc.__class__.__name__
+    return text.replace('\n', ' ')[:500]
+
+
+def module_of_component(name, component_id):
+    """Which module a firmware inventory member is: 'system-bios', 'bmc-firmware' or None (listed, not managed)."""
+    words = ('%s %s' % (name or '', component_id or '')).lower()
+    if 'bios' in words or 'uefi' in words:
+        return 'system-bios'
+    if 'bmc' in words or 'manager' in words or 'idrac' in words or 'xcc' in words or 'ilo' in words:
+        return 'bmc-firmware'
+    return None
+
+
+class RedfishBmc:
+    """One Redfish service (a BMC), through pyghmi's Redfish client."""
+
+    def __init__(self, config, clock=time.monotonic, sleep=time.sleep):
+        self.config = config
+        self.clock = clock
+        self.sleep = sleep
+        self._command = None
+
+    def command(self, fresh=False):
+        """pyghmi caches GETs for about 30 s per client: a fresh one after an update re-reads versions."""
+        if self._command is None or fresh:
+            config = self.config
+            try:
+                self._command = redfish_command.Command(config.address, config.username, config.password,
+                                                        verifycallback=certificate_verifier(config), sysurl=config.sysurl,
+                                                        port=config.port or 443)
+            except BmcError:
+                raise
+            except pyghmi_exceptions.UnrecognizedCertificate as exc:
+                raise BmcError('the certificate of BMC %s is not trusted: %s' % (config.address, _reason(exc)), code='certificate_untrusted')
+            except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
+                raise self._classify(exc)
+        return self._command
+
+    def _classify(self, exc):
+        text = _reason(exc)
+        address = self.config.address
+        if isinstance(exc, BmcError):
+            return exc
+        if '401' in text or 'Unauthorized' in text or 'credential' in text.lower() or 'authentic' in text.lower():
+            return BmcError('BMC %s refused the user name or password' % address, code='bmc_auth_failed')
+        if 'certificate' in text.lower() or 'CERTIFICATE' in text:
+            return BmcError('the certificate of BMC %s is not trusted: %s' % (address, text), code='certificate_untrusted')
+        return BmcError('BMC %s cannot be reached over Redfish: %s' % (address, text), code='bmc_unreachable')
+
+    def request(self, url, payload=None, method=None):
+        try:
+            return self.command()._do_web_request(url, payload, method=method, cache=False)
+        except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
+            raise self._classify(exc)
+
+    # ------------------------------------------------------------------ reading
+    def inventory(self):
+        """Model, power state and firmware: {'model', 'power', 'firmware': [{name, id, version, module, updateable}]}."""
+        command = self.command(fresh=True)
+        try:
+            system = command.sysinfo
+            power = command.get_power()['powerstate'] if command.sysurl else None
+            members = self.request(command._fwinventory).get('Members', [])
+        except BmcError:
+            raise
+        except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
+            raise self._classify(exc)
+        firmware = []
+        for member in members:
+            item = self.request(member['@odata.id'])
+            module_id = module_of_component(item.get('Name'), item.get('Id'))
+            firmware.append({'name': item.get('Name'), 'id': item.get('Id'), 'version': item.get('Version'), 'module': module_id,
+                             'updateable': bool(item.get('Updateable', False)), 'url': member['@odata.id']})
+        return {'model': system.get('Model') or '', 'manufacturer': system.get('Manufacturer') or '', 'power': power,
+                'system': command.sysurl, 'firmware': firmware}
+
+    def versions(self):
+        """module_id -> current version for the modules the BMC manages."""
+        result = {}
+        for item in self.inventory()['firmware']:
+            if item['module'] and item['version'] and item['module'] not in result:
+                result[item['module']] = item['version']
+        return result
+
+    # ------------------------------------------------------------------ updating
+    def update_service(self):
+        return self.request(self.command()._updateservice)
+
+    def push(self, path, targets=(), apply_time=None):
+        """Send the image to MultipartHttpPushUri (file part UpdateFile, UpdateParameters) or HttpPushUri; return the task URL."""
+        service = self.update_service()
+        multipart = service.get('MultipartHttpPushUri')
+        parameters = {'Targets': list(targets)}
+        if apply_time:
+            parameters['@Redfish.OperationApplyTime'] = apply_time
+        command = self.command()
+        if multipart:
+            url, fields = multipart, {'UpdateParameters': parameters}  # pyghmi sends a dict field as application/json
+        elif service.get('HttpPushUri'):
+            url, fields = service['HttpPushUri'], {}
+        else:
+            raise BmcError('BMC %s offers no push update (MultipartHttpPushUri or HttpPushUri): use update_method simple_update'
+                           % self.config.address, code='bmc_push_unsupported')
+        uploader = webclient.FileUploader(command.wc.dupe(timeout=max(self.config.timeout, 300)), url, path, formname='UpdateFile',
+                                          formwrap=bool(multipart), excepterror=False, otherfields=fields)
+        uploader.start()
+        uploader.join()
+        return self._task_from_answer(uploader.rspstatus, uploader.rsp)
+
+    def simple_update(self, image_uri, targets=(), apply_time=None):
+        """Ask the BMC to pull the image from ``image_uri`` (SimpleUpdate); return the task URL."""
+        service = self.update_service()
+        action = service.get('Actions', {}).get('#UpdateService.SimpleUpdate', {})
+        if not action.get('target'):
+            raise BmcError('BMC %s offers no SimpleUpdate action: use update_method push' % self.config.address, code='bmc_pull_unsupported')
+        body = {'ImageURI': image_uri, 'TransferProtocol': image_uri.split(':', 1)[0].upper()}
+        if targets:
+            body['Targets'] = list(targets)
+        if apply_time:
+            body['@Redfish.OperationApplyTime'] = apply_time
+        wc = self.command().wc.dupe()
+        try:
+            answer, status = wc.grab_json_response_with_status(action['target'], body, method='POST')
+        except (OSError, pyghmi_exceptions.PyghmiException, ValueError) as exc:
+            raise self._classify(exc)
+        return self._task_from_answer(status, answer)
+
+    def _task_from_answer(self, status, answer):
+        if isinstance(answer, (bytes, str)):
+            try:
+                answer = json.loads(answer or '{}')
+            except ValueError:
+                answer = {'raw': str(answer)[:300]}
+        if status is None or status >= 300 or status < 200:
+            raise BmcError('BMC %s rejected the image (HTTP %s): %s' % (self.config.address, status, redfish_message(answer)),
+                           code='bmc_rejected', http_status=status)
+        task = answer.get('@odata.id') if isinstance(answer, dict) else None
+        if not task or '/Task' not in task:
+            task = (answer.get('TaskMonitor') if isinstance(answer, dict) else None) or task
+        if not task:
+            raise BmcError('BMC %s accepted the image but returned no task to follow' % self.config.address, code='bmc_protocol')
+        return task
+
+    def follow(self, task_url, timeout, poll_interval=2.0, progress=None):
+        """Poll the task until it ends; a task that never ends is an error after ``timeout`` seconds."""
+        deadline = self.clock() + timeout
+        shown = None
+        while True:
+            task = self.request(task_url)
+            state = task.get('TaskState', 'Unknown')
+            percent = task.get('PercentComplete')
+            if progress and (state, percent) != shown:
+                progress(state, percent)
+                shown = (state, percent)
+            if state == 'Completed':
+                return task
+            if state in TASK_FAILED:
+                raise BmcError('the BMC task %s ended in %s: %s' % (task_url, state, redfish_message(task) or 'no message'),
+                               code='bmc_task_failed', task_state=state)
+            if self.clock() >= deadline:
+                raise BmcError('the BMC task %s did not end within %d s (last state %s, %s%%)' % (task_url, timeout, state, percent),
+                               code='bmc_task_timeout', task_state=state)
+            self.sleep(poll_interval)
+
+    def reset_system(self):
+        """Power cycle the server (ComputerSystem.Reset), as an update that waits for a reset asks."""
+        try:
+            return self.command().set_power('boot')
+        except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
+            raise self._classify(exc)
+
+    def reset_bmc(self):
+        try:
+            return self.command().reset_bmc()
+        except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
+            raise self._classify(exc)
+
+
+def redfish_message(body):
+    """The human part of a Redfish answer: error message(s) or task messages."""
+    if not isinstance(body, dict):
+        return ''
+    error = body.get('error', {})
+    infos = error.get('@Message.ExtendedInfo') or body.get('Messages') or []
+    texts = [info.get('Message', '') for info in infos if isinstance(info, dict)]
+    if not texts and error.get('message'):
+        texts = [error['message']]
+    return '; '.join(text for text in texts if text)
+
+
+def needs_reset(task):
+    """Whether a finished update task says the new firmware waits for a reset."""
+    for message in task.get('Messages', []) or []:
+        words = ('%s %s' % (message.get('MessageId', ''), message.get('Message', ''))).lower()
+        if any(word in words for word in RESET_WORDS):
+            return True
+    return False
+
+
+class IpmiBmc:
+    """One IPMI BMC: firmware revision and power state; no firmware update through IPMI."""
+
+    def __init__(self, config):
+        self.config = config
+        self._command = None
+
+    def command(self):
+        """One client per BMC: pyghmi shares IPMI sessions per process, and a second client for the same BMC can hang on it."""
+        if self._command is not None:
+            return self._command
+        from pyghmi.ipmi import command as ipmi_command
+        config = self.config
+        try:
+            self._command = ipmi_command.Command(bmc=config.address, userid=config.username, password=config.password, port=config.port or 623)
+            return self._command
+        except (OSError, pyghmi_exceptions.PyghmiException) as exc:
+            text = _reason(exc)
+            if 'password' in text.lower() or 'unauthorized' in text.lower() or 'rakp' in text.lower():
+                raise BmcError('BMC %s refused the user name or password (IPMI)' % config.address, code='bmc_auth_failed')
+            raise BmcError('BMC %s cannot be reached over IPMI: %s' % (config.address, text), code='bmc_unreachable')
+
+    def inventory(self):
+        command = self.command()
+        try:
+            device = command.xraw_command(netfn=6, command=1)['data']
+            power = command.get_power()['powerstate']
+        except (OSError, pyghmi_exceptions.PyghmiException, KeyError) as exc:
+            raise BmcError('BMC %s did not answer over IPMI: %s' % (self.config.address, _reason(exc)), code='bmc_unreachable')
+        revision = ipmi_firmware_revision(bytes(device))
+        return {'model': '', 'manufacturer': '', 'power': power, 'system': None,
+                'firmware': [{'name': 'BMC', 'id': 'bmc', 'version': revision, 'module': 'bmc-firmware', 'updateable': False, 'url': None}]}
+
+    def versions(self):
+        return {'bmc-firmware': self.inventory()['firmware'][0]['version']}
+
+    def refuse_update(self):
+        raise BmcError('BMC %s is reached over IPMI, which has no standard firmware update: use Redfish (bmc_protocol: redfish) or '
+                       'the agent' % self.config.address, code='ipmi_update_unsupported')
+
+
+def ipmi_firmware_revision(device_id):
+    """Get Device ID answer -> 'major.minor' (byte 2: major in bits 0-6; byte 3: minor in BCD)."""
+    if len(device_id) < 4:
+        raise BmcError('Get Device ID answer too short (%d bytes)' % len(device_id), code='bmc_protocol')
+    major = device_id[2] & 0x7f
+    minor = device_id[3]
+    return '%d.%02x' % (major, minor)
+
+
+def connect(config):
+    return RedfishBmc(config) if config.protocol == 'redfish' else IpmiBmc(config)
+
+
+CAUSE_EARLIER = 'an earlier package failed'
+#: errors after which the firmware may be half written: the server is "apply failed" until it restarts (§2.1.6)
+BLOCKING_ERRORS = ('bmc_task_failed', 'bmc_task_timeout')
+
+
+def run_plan(bmc, items, sources, method='push', apply_time='OnReset', task_timeout=1800, poll_interval=2.0, progress=None):
+    """Run the ordered plan items through the BMC one after the other (the same order as the agent path).
+
+    ``sources`` maps a package id to the local file (push) or the ImageURI (simple_update).
+    After a failure the rest are cancelled, as the agent's runner does. Returns one result per item.
+    """
+    targets = {}
+    if items:
+        for component in bmc.inventory()['firmware']:
+            if component['module'] and component['url'] and component['module'] not in targets:
+                targets[component['module']] = component['url']
+    results = []
+    failed = False
+    for item in items:
+        result = dict(item, status='waiting', cause=None, error=None, reset_required=False)
+        results.append(result)
+        if failed:
+            result.update(status='cancelled', cause=CAUSE_EARLIER)
+            continue
+        chosen = [targets[item['module_id']]] if item['module_id'] in targets else []
+        try:
+            if progress:
+                progress(item, 'sending', None)
+            if method == 'push':
+                task_url = bmc.push(sources[item['package_id']], chosen, apply_time)
+            else:
+                task_url = bmc.simple_update(sources[item['package_id']], chosen, apply_time)
+
+            def report(state, percent, item=item):
+                if progress:
+                    progress(item, state, percent)
+            task = bmc.follow(task_url, task_timeout, poll_interval, report)
+            result.update(status='succeeded', task=task_url, messages=redfish_message(task),
+                          reset_required=bool(item['reboot_required'] or needs_reset(task)))
+        except BmcError as exc:
+            result.update(status='failed', cause=exc.msg, error=exc.code, blocks=exc.code in BLOCKING_ERRORS)
+            failed = True
+    return results

@@ -1,0 +1,272 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``via: bmc`` for exup_info and exup_apply: the out-of-band path, run on the controller (003 §1.2.5).
+
+The rules are the agent path's (``plan.py``: selection, order, gating, reboot
+rule) with packages of kind ``bmc`` for BIOS and BMC firmware only. With no
+agent on the server, what the agent would keep (previous generation, the block
+until a reset) is kept in the repository (table ``bmc_modules``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import bmc as bmc_core
+from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+
+BMC_OS = 'any'  # BMC packages target every OS: the BMC does not care what the server runs
+
+
+class BmcPath:
+    """Mixin for the action plugins (self.args, self.server_name, self.repository(), self.log_events, self.progress)."""
+
+    def bmc_config(self):
+        args = self.args
+        missing = [name for name in ('bmc_address', 'bmc_username', 'bmc_password') if not args.get(name)]
+        if missing:
+            raise ExupError('via: bmc needs %s' % ', '.join(missing), code='argument_invalid')
+        return bmc_core.BmcConfig(address=args['bmc_address'], username=args['bmc_username'], password=args['bmc_password'],
+                                  protocol=args['bmc_protocol'], port=args['bmc_port'], system=args['bmc_system'],
+                                  validate_certs=args['bmc_validate_certs'], ca_path=args['bmc_ca_path'], timeout=args['bmc_timeout'])
+
+    def bmc_connect(self):
+        if not bmc_core.HAS_PYGHMI:
+            raise ExupError('via: bmc needs the pyghmi library on the controller: %s' % bmc_core.PYGHMI_IMPORT_ERROR, code='missing_library')
+        return bmc_core.connect(self.bmc_config())
+
+    def bmc_model(self, inventory):
+        model = self.args.get('model') or inventory['model']
+        if not model:
+            raise ExupError('BMC %s reports no model (IPMI does not): give model' % self.args['bmc_address'], code='argument_invalid')
+        if self.args.get('model') and inventory['model'] and inventory['model'] != self.args['model']:
+            raise ExupError('BMC %s reports model %r, not %r' % (self.args['bmc_address'], inventory['model'], self.args['model']),
+                            code='wrong_model')
+        return model
+
+    def bmc_states(self, repo, versions):
+        """ModuleState per BMC-managed module; a reboot-required block ends once the BMC reports the staged version."""
+        saved = {}
+        if repo is not None:
+            conn = repo.read()
+            try:
+                saved = repo.bmc_modules(conn, self.args['manager_id'], self.server_name)
+            finally:
+                conn.close()
+        states = {}
+        for module_id in bmc_core.BMC_MODULES:
+            record = saved.get(module_id, {})
+            block, staged = record.get('block'), record.get('staged')
+            if block == 'reboot_required' and staged and versions.get(module_id) == staged:
+                block = staged = None  # the reset happened: the new firmware runs
+            if versions.get(module_id) or record:
+                states[module_id] = plan.ModuleState(module_id, current=versions.get(module_id), previous=record.get('previous'),
+                                                     block=block, staged=staged)
+        return states
+
+    def bmc_packages(self, repo, model, trusted_keys=None):
+        """(packages for the BMC path, other module ids the repository has for this model: not manageable through the BMC)."""
+        rows = self.server_packages(repo, {'model': model, 'os': BMC_OS}, trusted_keys) if repo is not None else []
+        usable = [row for row in rows if row[0].module_id in bmc_core.BMC_MODULES and row[0].kind in bmc_core.BMC_KINDS]
+        others = sorted({row[0].module_id for row in rows if row[0].module_id not in bmc_core.BMC_MODULES})
+        return usable, others
+
+    # ------------------------------------------------------------------ exup_info via: bmc
+    def bmc_info(self):
+        repo = self.repository(required=False)
+        bmc = self.bmc_connect()
+        inventory = bmc.inventory()
+        model = self.bmc_model(inventory)
+        states = self.bmc_states(repo, firmware_versions(inventory))
+        usable, others = self.bmc_packages(repo, model, self.args.get('trusted_keys'))
+        grouped = plan.by_module([row[0] for row in usable])
+        modules = {}
+        for module_id, state in states.items():
+            status, icon = plan.module_status(state, grouped.get(module_id, []), kinds=bmc_core.BMC_KINDS) if repo else ('no_package', None)
+            modules[module_id] = {'name': MODULE_KINDS[module_id], 'current': state.current, 'previous': state.previous, 'status': status,
+                                  'manual_icon': icon, 'block': state.block, 'staged': state.staged,
+                                  'versions': plan.versions_offered(state, grouped.get(module_id, []))}
+        unknown = any(not row[0].compatible for row in usable)
+        result = {'changed': False, 'via': 'bmc', 'server': self.server_name, 'model': model, 'os': None, 'bmc': {
+            'address': self.args['bmc_address'], 'protocol': self.args['bmc_protocol'], 'power': inventory['power'],
+            'firmware': [{key: item[key] for key in ('name', 'id', 'version', 'module', 'updateable')} for item in inventory['firmware']]},
+            'modules': modules, 'not_manageable_via_bmc': others,
+            'server_status': plan.server_status([module['status'] for module in modules.values()], unknown=unknown)}
+        result.update(self.bmc_agent_installable(inventory, repo, model))
+        if repo is not None and not self._task.check_mode:
+            self.log_events(repo, ('versions_queried', None, {'status': result['server_status'], 'via': 'bmc'}))
+        return result
+
+    def bmc_agent_installable(self, inventory, repo=None, model=None):
+        """003 §3.8.3: a server managed through its BMC whose OS runs and has no agent can take the agent."""
+        blockers = []
+        if inventory['power'] != 'on':
+            blockers.append({'code': 'os_not_running', 'msg': 'the server is powered %s' % inventory['power']})
+            return {'agent': None, 'agent_installable': False, 'agent_install_blockers': blockers}
+        try:
+            host = self.host_call('inventory')
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # any failure means the OS cannot be reached
+            reason = getattr(exc, 'result', {}).get('msg') or str(exc)
+            blockers.append({'code': 'os_unreachable', 'msg': 'the OS of %s cannot be reached: %s' % (self.server_name, reason)})
+            return {'agent': None, 'agent_installable': False, 'agent_install_blockers': blockers}
+        # The DMI model of the OS may be empty where the BMC knows it: judge the agent packages by the BMC's.
+        blockers = self.agent_blockers(repo, host['prerequisites'], host['facts']['model'] or model, host['facts']['os'])
+        installed = host['agent']['installed']
+        return {'agent': host['agent'], 'agent_installable': not installed and not blockers, 'agent_install_blockers': blockers,
+                'facts': host['facts']}
+
+    # ------------------------------------------------------------------ exup_apply via: bmc
+    def bmc_apply(self):
+        args = self.args
+        repo = self.repository()
+        if args['state'] != 'present':
+            raise ExupError('via: bmc only applies firmware (state present): uninstall and cancel need the agent', code='bmc_unsupported')
+        bmc = self.bmc_connect()
+        inventory = bmc.inventory()
+        model = self.bmc_model(inventory)
+        versions = firmware_versions(inventory)
+        states = self.bmc_states(repo, versions)
+        if args['power_cycle']:
+            return self.bmc_power_cycle(repo, bmc, states)
+        requests = None
+        if args['modules'] is not None or args['versions']:
+            requests = {module_id: plan.LATEST for module_id in args['modules'] or []}
+            requests.update({str(key): str(value) for key, value in args['versions'].items()})
+            other = sorted(set(requests) - set(bmc_core.BMC_MODULES))
+            if other:
+                raise ExupError('%s cannot be managed through the BMC (only %s): use the agent' % (', '.join(other), ', '.join(bmc_core.BMC_MODULES)),
+                                code='not_manageable_via_bmc', modules=other)
+        usable, others = self.bmc_packages(repo, model, args['trusted_keys'])
+        files = {row[0].package_id: row for row in usable}
+        items, skipped = plan.build_plan(states, [row[0] for row in usable], requests, 'install', args['latest_only'], kinds=bmc_core.BMC_KINDS)
+        planned = [dict(item.as_dict(), sha256=files[item.package_id][1], size=files[item.package_id][2]) for item in items]
+        staged = {name: state.staged for name, state in states.items() if state.block == 'reboot_required'}
+        base = {'via': 'bmc', 'plan': planned, 'skipped_modules': skipped, 'model': model, 'staged': staged, 'not_manageable_via_bmc': others}
+        if not items:
+            return dict(base, changed=False, results=[], reboot_required=bool(staged), reboot_allowed=False, rebooted=False,
+                        msg='nothing to apply through BMC %s' % args['bmc_address'])
+        if args['bmc_protocol'] == 'ipmi':
+            bmc.refuse_update()
+        sources = self.bmc_sources(planned, files)
+        if self._task.check_mode:
+            return dict(base, changed=True, results=[], reboot_required=any(item.reboot_required for item in items), reboot_allowed=False,
+                        rebooted=False, diff=_bmc_diff(planned), msg='would update %d firmware package(s) through BMC %s' % (len(items), args['bmc_address']))
+        self.log_events(repo, ('apply_started', None, {'packages': [row['package_id'] for row in planned], 'via': 'bmc'}))
+
+        def progress(item, state, percent):
+            self.progress('BMC update %s %s: %s%s' % (item['module_id'], item['to_version'], state, '' if percent is None else ' %s%%' % percent))
+        results = bmc_core.run_plan(bmc, planned, sources, args['update_method'], args['apply_time'], args['task_timeout'], progress=progress)
+        return dict(base, **self.bmc_outcome(repo, bmc, results, planned))
+
+    def bmc_sources(self, planned, files):
+        """Verify each package on the controller (the BMC checks it too), then where the BMC gets it from."""
+        keyring = KeyRing.from_pem_list(self.args['trusted_keys'])
+        sources = {}
+        for row in planned:
+            path = files[row['package_id']][3]
+            verify_package(path, keyring)
+            if self.args['update_method'] == 'push':
+                sources[row['package_id']] = path
+            else:
+                base = self.args['image_base_url']
+                if not base:
+                    raise ExupError('update_method simple_update needs image_base_url: where the BMC fetches the repository\'s pool over HTTP',
+                                    code='argument_invalid')
+                relative = os.path.relpath(path, self.args['repository'])
+                sources[row['package_id']] = base.rstrip('/') + '/' + relative.replace(os.sep, '/')
+        return sources
+
+    def bmc_outcome(self, repo, bmc, results, planned):
+        args = self.args
+        manager, server = args['manager_id'], self.server_name
+        for result in results:
+            if result['status'] == 'succeeded':
+                fields = {'previous': result['from_version']} if result['from_version'] else {}
+                if result['reset_required']:
+                    fields.update(block='reboot_required', staged=result['to_version'])
+                repo.set_bmc_module(manager, server, result['module_id'], **fields)
+            elif result['status'] == 'failed' and result.get('blocks'):
+                repo.set_bmc_module(manager, server, result['module_id'], block='apply_failed', staged=None)
+            result['reboot_required'] = result['reset_required']
+        allowed = plan.reboot_allowed(results)
+        rebooted = False
+        if args['allow_reboot'] and allowed:
+            rebooted = self.bmc_reset(bmc, results)
+            for result in results:
+                if result['status'] == 'succeeded' and result['reset_required']:
+                    repo.set_bmc_module(manager, server, result['module_id'], block=None, staged=None)
+        versions_after = self.bmc_read_versions(bmc)
+        code, cause, detail = self.job_outcome({'job_id': 'bmc-%d' % int(time.time()), 'items': results})
+        detail['via'] = 'bmc'
+        self.log_events(repo, (code, cause, detail))
+        for result in results:
+            for internal in ('command', 'blocks'):
+                result.pop(internal, None)
+            result['version_before'] = result['from_version']
+            result['version_target'] = result['to_version']
+            result['version_after'] = versions_after.get(result['module_id'])
+            result['staged'] = bool(result['status'] == 'succeeded' and result['reset_required'] and not rebooted)
+        failed = [result for result in results if result['status'] == 'failed']
+        outcome = {'changed': any(result['status'] == 'succeeded' for result in results), 'results': results,
+                   'reboot_required': plan.reboot_needed(results) and not rebooted, 'reboot_allowed': allowed, 'rebooted': rebooted,
+                   'versions_after': versions_after, 'diff': _bmc_diff(planned, versions_after)}
+        if failed:
+            outcome.update(failed=True, error=failed[0]['error'], msg='%s failed through BMC %s: %s' % (failed[0]['package_id'], args['bmc_address'],
+                                                                                                     failed[0]['cause']))
+            self.failure_logged = True
+        else:
+            outcome['msg'] = '%d firmware package(s) applied through BMC %s%s' % (len(results), args['bmc_address'],
+                                                                                  ', server reset' if rebooted else '')
+        return outcome
+
+    def bmc_reset(self, bmc, results):
+        """Reset what the applied firmware waits for: the server for BIOS, the BMC for its own firmware (003 §2.1.2)."""
+        waiting = {result['module_id'] for result in results if result['status'] == 'succeeded' and result['reset_required']}
+        if 'system-bios' in waiting:
+            self.progress('power cycling the server through BMC %s' % self.args['bmc_address'])
+            bmc.reset_system()
+        if 'bmc-firmware' in waiting:
+            self.progress('resetting BMC %s' % self.args['bmc_address'])
+            bmc.reset_bmc()
+        return bool(waiting)
+
+    def bmc_read_versions(self, bmc, wait_seconds=120):
+        """Versions after the update; the BMC may be restarting, so try again for a while."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                return bmc.versions()
+            except bmc_core.BmcError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(2)
+
+    def bmc_power_cycle(self, repo, bmc, states):
+        """003 §2.1.5 "remote power control": restart the server through its BMC; blocks until reset end."""
+        if self._task.check_mode:
+            return {'changed': True, 'via': 'bmc', 'rebooted': False, 'msg': 'would power cycle the server through its BMC'}
+        bmc.reset_system()
+        for module_id, state in states.items():
+            if state.block:
+                repo.set_bmc_module(self.args['manager_id'], self.server_name, module_id, block=None, staged=None)
+        return {'changed': True, 'via': 'bmc', 'rebooted': True, 'msg': 'server power cycled through BMC %s' % self.args['bmc_address']}
+
+
+def firmware_versions(inventory):
+    """module_id -> version from a BMC's firmware inventory (the first component of each module)."""
+    versions = {}
+    for item in inventory['firmware']:
+        if item['module'] and item['version'] and item['module'] not in versions:
+            versions[item['module']] = item['version']
+    return versions
+
+
+def _bmc_diff(planned, versions_after=None):
+    before = {row['module_id']: row['from_version'] or '(none)' for row in planned}
+    after = {row['module_id']: (versions_after or {}).get(row['module_id'], row['to_version']) for row in planned}
+    return {'before': before, 'after': after}
