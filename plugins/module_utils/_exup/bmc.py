@@ -287,7 +287,7 @@ def redfish_message(body):
     """The human part of a Redfish answer: error message(s) or task messages."""
     if not isinstance(body, dict):
         return ''
-    error = body.get('error', {})
+    error = body.get('error') if isinstance(body.get('error'), dict) else {}  # not {"error": "text"} or null
     infos = error.get('@Message.ExtendedInfo') or body.get('Messages') or []
     texts = [info.get('Message', '') for info in infos if isinstance(info, dict)]
     if not texts and error.get('message'):
@@ -298,6 +298,8 @@ def redfish_message(body):
 def needs_reset(task):
     """Whether a finished update task says the new firmware waits for a reset."""
     for message in task.get('Messages', []) or []:
+        if not isinstance(message, dict):
+            continue
         words = ('%s %s' % (message.get('MessageId', ''), message.get('Message', ''))).lower()
         if any(word in words for word in RESET_WORDS):
             return True

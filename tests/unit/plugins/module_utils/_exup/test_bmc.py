@@ -1,0 +1,864 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The BMC path core (bmc.py): configuration, TLS verification against a CA, component mapping,
+IPMI revision decoding, Redfish answers and tasks, and run_plan's order and failure rules.
+
+No network: where a Redfish or IPMI BMC would answer, a small fake stands in for it (the system
+tests run the same code against real emulators).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup import bmc
+from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+
+pyghmi_exceptions = pytest.importorskip('pyghmi.exceptions')
+x509 = pytest.importorskip('cryptography.x509')
+serialization = pytest.importorskip('cryptography.hazmat.primitives.serialization')
+
+BIOS = 'system-bios'
+BMC = 'bmc-firmware'
+TASK = '/redfish/v1/TaskService/Tasks/1'
+
+
+def config(**fields):
+    values = {'address': '127.0.0.1', 'username': 'admin', 'password': 'secret'}
+    values.update(fields)
+    return bmc.BmcConfig(**values)
+
+
+def refused(code, call, *args, **kwargs):
+    """Run ``call`` expecting a BmcError with ``code``; return the error."""
+    with pytest.raises(bmc.BmcError) as info:
+        call(*args, **kwargs)
+    assert info.value.code == code, info.value.msg
+    return info.value
+
+
+# --- certificates: real ones, written by the system tests' helper ---
+
+def _services():
+    """tests/services/services.py, loaded by path (it is not a package the unit tests can import)."""
+    path = pathlib.Path(__file__).resolve().parents[4] / 'services' / 'services.py'
+    spec = importlib.util.spec_from_file_location('exup_test_services', str(path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def tls(tmp_path_factory):
+    """Two independent CAs, each with a server certificate (SAN: its name and 127.0.0.1): DER leaves and CA paths."""
+    make_tls_files = _services().make_tls_files
+
+    def make(name, hostname):
+        directory = tmp_path_factory.mktemp(name)
+        files = make_tls_files(directory, hostname=hostname)
+        leaf = x509.load_pem_x509_certificate(files.cert_path.read_bytes())
+        return str(files.ca_path), leaf.public_bytes(serialization.Encoding.DER), leaf
+    ca_path, der, leaf = make('ca', 'bmc1.example')
+    other_ca_path, other_der, other_leaf = make('other-ca', 'bmc1.example')
+    return {'ca_path': ca_path, 'der': der, 'leaf': leaf, 'other_ca_path': other_ca_path, 'other_der': other_der}
+
+
+def test_the_test_certificate_names_the_bmc_address(tls):
+    san = tls['leaf'].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert '127.0.0.1' in [str(address) for address in san.get_values_for_type(x509.IPAddress)]
+    assert san.get_values_for_type(x509.DNSName) == ['bmc1.example']
+
+
+def test_a_certificate_issued_by_the_ca_for_the_address_passes(tls):
+    verify = bmc.certificate_verifier(config(ca_path=tls['ca_path']))
+    assert verify(tls['der']) is True
+
+
+def test_a_certificate_issued_by_the_ca_for_the_dns_name_passes(tls):
+    verify = bmc.certificate_verifier(config(address='bmc1.example', ca_path=tls['ca_path']))
+    assert verify(tls['der']) is True
+
+
+def test_a_certificate_of_another_ca_is_untrusted(tls):
+    verify = bmc.certificate_verifier(config(ca_path=tls['ca_path']))
+    error = refused('certificate_untrusted', verify, tls['other_der'])
+    assert '127.0.0.1' in error.msg and 'ca_path' in error.msg
+
+
+@pytest.mark.parametrize('address', ['127.0.0.2', 'bmc2.example'])
+def test_a_certificate_for_another_name_is_untrusted(tls, address):
+    verify = bmc.certificate_verifier(config(address=address, ca_path=tls['ca_path']))
+    refused('certificate_untrusted', verify, tls['der'])
+
+
+def test_garbage_instead_of_a_certificate_is_untrusted(tls):
+    verify = bmc.certificate_verifier(config(ca_path=tls['ca_path']))
+    refused('certificate_untrusted', verify, b'not a certificate')
+
+
+def test_validate_certs_false_accepts_anything(tls):
+    verify = bmc.certificate_verifier(config(validate_certs=False, ca_path=tls['ca_path']))
+    assert verify(tls['other_der']) is True
+    assert verify(b'not a certificate') is True
+
+
+def test_without_ca_path_the_standard_library_validates():
+    assert bmc.certificate_verifier(config()) is None
+
+
+@pytest.mark.parametrize('content', [None, b'', b'-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', b'no PEM here'])
+def test_an_unusable_ca_path_is_an_invalid_argument(tmp_path, content):
+    path = tmp_path / 'ca.pem'
+    if content is not None:
+        path.write_bytes(content)
+    error = refused('argument_invalid', bmc.certificate_verifier, config(ca_path=str(path)))
+    assert str(path) in error.msg
+
+
+@pytest.mark.skipif(hasattr(os, 'geteuid') and os.geteuid() == 0, reason='root reads any file')
+def test_an_unreadable_ca_path_is_an_invalid_argument(tmp_path, tls):
+    path = tmp_path / 'ca.pem'
+    path.write_bytes(pathlib.Path(tls['ca_path']).read_bytes())
+    path.chmod(0)
+    refused('argument_invalid', bmc.certificate_verifier, config(ca_path=str(path)))
+
+
+@pytest.mark.parametrize('where', ['.', 'file/ca.pem'])
+def test_a_directory_or_a_path_below_a_file_as_ca_path_is_an_invalid_argument(tmp_path, where):
+    (tmp_path / 'file').write_bytes(b'')
+    refused('argument_invalid', bmc.certificate_verifier, config(ca_path=str(tmp_path / where)))
+
+
+# --- configuration ---
+
+def test_config_defaults():
+    conf = config()
+    assert (conf.protocol, conf.validate_certs, conf.ca_path, conf.port, conf.timeout) == ('redfish', True, None, None, 60)
+
+
+def test_config_refuses_an_unknown_protocol():
+    error = refused('argument_invalid', config, protocol='ssh')
+    assert 'redfish' in error.msg and 'ipmi' in error.msg
+
+
+@pytest.mark.parametrize('system, sysurl', [
+    (None, None),
+    ('', None),
+    ('System.Embedded.1', '/redfish/v1/Systems/System.Embedded.1'),
+    ('/redfish/v1/Systems/2', '/redfish/v1/Systems/2'),
+])
+def test_sysurl_from_an_id_or_a_path(system, sysurl):
+    assert config(system=system).sysurl == sysurl
+
+
+def test_connect_chooses_the_client_by_protocol():
+    assert isinstance(bmc.connect(config()), bmc.RedfishBmc)
+    assert isinstance(bmc.connect(config(protocol='ipmi')), bmc.IpmiBmc)
+
+
+# --- inventory members -> modules ---
+
+@pytest.mark.parametrize('name, component_id, module_id', [
+    ('BIOS', 'BIOS', BIOS),
+    ('System BIOS', None, BIOS),
+    ('UEFI Firmware', 'uefi', BIOS),
+    (None, 'Installed-0-BIOS', BIOS),
+    ('BMC', 'bmc_active', BMC),
+    ('Integrated Dell Remote Access Controller', 'Installed-25227-iDRAC', BMC),
+    ('XCC Primary', 'BMC-Primary', BMC),
+    ('iLO 5', '1', BMC),
+    ('Manager Firmware', 'mgr', BMC),
+    ('Broadcom NIC', 'NIC.Integrated.1', None),
+    ('', '', None),
+    (None, None, None),
+])
+def test_module_of_component(name, component_id, module_id):
+    assert bmc.module_of_component(name, component_id) == module_id
+
+
+# --- IPMI Get Device ID ---
+
+@pytest.mark.parametrize('data, revision', [
+    (bytes([0x20, 0x81, 0x02, 0x05, 0x02]), '2.05'),
+    (bytes([0x20, 0x81, 0x02, 0x10]), '2.10'),
+    (bytes([0x20, 0x81, 0x7f, 0x99, 0x02, 0xbf]), '127.99'),
+    (bytes([0x20, 0x81, 0x82, 0x05]), '2.05'),    # bit 7: device busy (update in progress), not part of the major
+    (bytes([0x20, 0x81, 0xff, 0x99]), '127.99'),
+    (bytes([0x20, 0x81, 0x00, 0x00]), '0.00'),
+])
+def test_ipmi_firmware_revision(data, revision):
+    assert bmc.ipmi_firmware_revision(data) == revision
+
+
+@pytest.mark.parametrize('data', [b'', b'\x20', b'\x20\x81\x02'])
+def test_a_short_get_device_id_answer_is_a_protocol_error(data):
+    error = refused('bmc_protocol', bmc.ipmi_firmware_revision, data)
+    assert '(%d bytes)' % len(data) in error.msg
+
+
+# --- Redfish messages and resets ---
+
+@pytest.mark.parametrize('messages', [
+    [{'MessageId': 'Base.1.8.ResetRequired', 'Message': 'In order to complete the operation, a component reset is required.'}],
+    [{'MessageId': 'Update.1.0.UpdateSuccessful'}, {'MessageId': 'Base.1.0.ResetRequired'}],
+    [{'MessageId': 'Oem.1.0.Done', 'Message': 'Reset required to activate the new firmware'}],
+    [{'MessageId': 'Oem.1.0.Done', 'Message': 'The update takes effect after the next REBOOT'}],
+    [{'Message': 'Power cycle the server to apply'}],
+    [{'MessageId': 'Update.1.0.OperationTransitionedToJob', 'Message': 'Scheduled OnReset'}],
+])
+def test_needs_reset_when_a_message_asks_for_it(messages):
+    assert bmc.needs_reset({'TaskState': 'Completed', 'Messages': messages}) is True
+
+
+@pytest.mark.parametrize('task', [
+    {},
+    {'Messages': None},
+    {'Messages': []},
+    {'Messages': [{'MessageId': 'Update.1.0.UpdateSuccessful', 'Message': 'The update completed successfully.'}]},
+    {'Messages': [{'MessageId': 'Base.1.0.Success'}, {}]},
+    {'Messages': ['a text, not a Message object', None]},
+])
+def test_no_reset_when_no_message_asks_for_it(task):
+    assert bmc.needs_reset(task) is False
+
+
+def test_redfish_message_of_an_error_joins_its_extended_info():
+    body = {'error': {'code': 'Base.1.8.GeneralError', 'message': 'A general error has occurred.',
+                      '@Message.ExtendedInfo': [{'MessageId': 'Update.1.0.InvalidImage', 'Message': 'The image is not valid.'},
+                                                {'MessageId': 'Base.1.0.NoMessage'},
+                                                {'Message': 'Signature check failed.'}]}}
+    assert bmc.redfish_message(body) == 'The image is not valid.; Signature check failed.'
+
+
+def test_redfish_message_of_an_error_without_extended_info_is_its_message():
+    assert bmc.redfish_message({'error': {'message': 'A general error has occurred.'}}) == 'A general error has occurred.'
+
+
+def test_redfish_message_of_a_task_joins_its_messages():
+    task = {'TaskState': 'Exception', 'Messages': [{'Message': 'Flash failed.'}, 'not a message', {'Message': 'Retry later.'}]}
+    assert bmc.redfish_message(task) == 'Flash failed.; Retry later.'
+
+
+@pytest.mark.parametrize('body', [None, '', 'text', [], {}, {'Messages': []}, {'error': {}}, {'TaskState': 'Completed'}])
+def test_redfish_message_of_nothing_is_empty(body):
+    assert bmc.redfish_message(body) == ''
+
+
+# --- following a task ---
+
+class FakeClock:
+    """monotonic() and sleep() of a test: sleeping only moves the clock."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def redfish(answers, clock=None):
+    """A RedfishBmc whose requests are answered from ``answers`` (the last repeats), standing in for the BMC."""
+    clock = clock or FakeClock()
+    client = bmc.RedfishBmc(config(), clock=clock, sleep=clock.sleep)
+    client.requested = []
+    answers = list(answers)
+
+    def request(url, payload=None, method=None):
+        client.requested.append(url)
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+    client.request = request
+    return client, clock
+
+
+def test_follow_returns_the_completed_task_and_reports_each_change():
+    answers = [{'TaskState': 'New'}, {'TaskState': 'Running', 'PercentComplete': 10}, {'TaskState': 'Running', 'PercentComplete': 10},
+               {'TaskState': 'Running', 'PercentComplete': 60}, {'TaskState': 'Completed', 'PercentComplete': 100, 'Messages': []}]
+    client, clock = redfish(answers)
+    seen = []
+    task = client.follow(TASK, 60, poll_interval=3, progress=lambda state, percent: seen.append((state, percent)))
+    assert task == {'TaskState': 'Completed', 'PercentComplete': 100, 'Messages': []}
+    assert seen == [('New', None), ('Running', 10), ('Running', 60), ('Completed', 100)]
+    assert client.requested == [TASK] * 5
+    assert clock.slept == [3] * 4
+
+
+def test_follow_without_progress_callback():
+    client, clock = redfish([{'TaskState': 'Running'}, {'TaskState': 'Completed'}])
+    assert client.follow(TASK, 60)['TaskState'] == 'Completed'
+    assert clock.slept == [2.0]
+
+
+@pytest.mark.parametrize('state', bmc.TASK_FAILED)
+def test_a_failed_task_is_an_error_with_its_message(state):
+    task = {'TaskState': state, 'Messages': [{'MessageId': 'Update.1.0.ApplyFailed', 'Message': 'The image could not be applied.'}]}
+    client, clock = redfish([{'TaskState': 'Running'}, task])
+    error = refused('bmc_task_failed', client.follow, TASK, 60)
+    assert 'The image could not be applied.' in error.msg and state in error.msg and TASK in error.msg
+    assert error.details == {'task_state': state}
+
+
+def test_a_failed_task_without_messages_says_so():
+    client, clock = redfish([{'TaskState': 'Exception'}])
+    assert 'no message' in refused('bmc_task_failed', client.follow, TASK, 60).msg
+    assert clock.slept == []
+
+
+def test_a_task_that_never_ends_times_out_without_real_sleeping():
+    client, clock = redfish([{'TaskState': 'Running', 'PercentComplete': 40}])
+    error = refused('bmc_task_timeout', client.follow, TASK, 10, poll_interval=2)
+    assert error.details == {'task_state': 'Running'}
+    assert 'within 10 s' in error.msg and '40%' in error.msg
+    assert clock.now == 10 and clock.slept == [2] * 5
+    assert len(client.requested) == 6
+
+
+def test_a_task_without_state_times_out_as_unknown():
+    client, clock = redfish([{}])
+    assert refused('bmc_task_timeout', client.follow, TASK, 0).details == {'task_state': 'Unknown'}
+    assert client.requested == [TASK]
+
+
+# --- the answer to an update request ---
+
+@pytest.mark.parametrize('status, answer, task', [
+    (202, {'@odata.id': TASK, 'TaskState': 'New', 'TaskMonitor': '/redfish/v1/TaskService/TaskMonitors/1'}, TASK),
+    (202, b'{"@odata.id": "/redfish/v1/TaskService/Tasks/7", "TaskState": "New"}', '/redfish/v1/TaskService/Tasks/7'),
+    (200, '{"@odata.id": "/redfish/v1/TaskService/Tasks/8"}', '/redfish/v1/TaskService/Tasks/8'),
+    (202, {'TaskMonitor': '/redfish/v1/TaskService/TaskMonitors/3'}, '/redfish/v1/TaskService/TaskMonitors/3'),
+])
+def test_the_task_of_an_accepted_update(status, answer, task):
+    client, clock = redfish([{}])
+    assert client._task_from_answer(status, answer) == task
+
+
+def test_a_redfish_error_is_a_rejection_with_its_message_and_status():
+    client, clock = redfish([{}])
+    answer = b'{"error": {"code": "Base.1.8.GeneralError", "message": "See ExtendedInfo", "@Message.ExtendedInfo": ' \
+        b'[{"MessageId": "Update.1.0.InvalidImage", "Message": "The image signature is not valid."}]}}'
+    error = refused('bmc_rejected', client._task_from_answer, 400, answer)
+    assert 'HTTP 400' in error.msg and 'The image signature is not valid.' in error.msg
+    assert error.details == {'http_status': 400}
+
+
+@pytest.mark.parametrize('status, answer', [
+    (500, 'Target Unavailable'),
+    (503, b''),
+    (302, {}),
+    (199, {}),
+    (None, ''),
+    (400, b'\xff\xfe not json'),
+    (400, '{"error": "plain text error"}'),
+    (400, '{"error": null}'),
+])
+def test_any_other_status_is_a_rejection(status, answer):
+    client, clock = redfish([{}])
+    assert refused('bmc_rejected', client._task_from_answer, status, answer).details == {'http_status': status}
+
+
+@pytest.mark.parametrize('answer', [
+    {}, b'', '', None, b'[]', 'plain text', {'@Message.ExtendedInfo': [{'MessageId': 'Base.1.0.Success'}]},
+])
+def test_an_accepted_update_without_a_task_is_a_protocol_error(answer):
+    client, clock = redfish([{}])
+    refused('bmc_protocol', client._task_from_answer, 202, answer)
+
+
+# --- pyghmi's client faked: connection, inventory, push, simple update ---
+
+class FakeWebClient:
+    """pyghmi's webclient, standing in for the BMC's HTTPS service."""
+
+    def __init__(self, answer=({'@odata.id': TASK}, 202)):
+        self.answer = answer
+        self.posted = []
+        self.timeouts = []
+
+    def dupe(self, timeout=None):
+        self.timeouts.append(timeout)
+        return self
+
+    def grab_json_response_with_status(self, url, data=None, method=None):
+        self.posted.append((url, data, method))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+class FakeCommand:
+    """pyghmi.redfish.command.Command, standing in for the BMC: resources by URL."""
+
+    _fwinventory = '/redfish/v1/UpdateService/FirmwareInventory'
+    _updateservice = '/redfish/v1/UpdateService'
+
+    def __init__(self, resources=None, sysurl='/redfish/v1/Systems/1', power='on', sysinfo=None):
+        self.resources = resources or {}
+        self.sysurl = sysurl
+        self.power = power
+        self.sysinfo = sysinfo if sysinfo is not None else {'Model': 'R120h-1M', 'Manufacturer': 'Exup'}
+        self.wc = FakeWebClient()
+        self.power_set = []
+
+    def _do_web_request(self, url, payload=None, method=None, cache=True):
+        assert cache is False
+        answer = self.resources[url]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def get_power(self):
+        if isinstance(self.power, Exception):
+            raise self.power
+        return {'powerstate': self.power}
+
+    def set_power(self, state):
+        self.power_set.append(state)
+        if isinstance(self.power, Exception):
+            raise self.power
+        return {'powerstate': 'on'}
+
+    def reset_bmc(self):
+        raise pyghmi_exceptions.PyghmiException('connection reset by peer')
+
+
+FIRMWARE = {
+    '/redfish/v1/UpdateService/FirmwareInventory': {'Members': [
+        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/BIOS'},
+        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/BMC'},
+        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/BIOS-Backup'},
+        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/NIC'},
+    ]},
+    '/redfish/v1/UpdateService/FirmwareInventory/BIOS': {'Id': 'BIOS', 'Name': 'System BIOS', 'Version': '1.2', 'Updateable': True},
+    '/redfish/v1/UpdateService/FirmwareInventory/BMC': {'Id': 'BMC', 'Name': 'Manager', 'Version': '2.05'},
+    '/redfish/v1/UpdateService/FirmwareInventory/BIOS-Backup': {'Id': 'BIOS-Backup', 'Name': 'BIOS backup', 'Version': '1.0'},
+    '/redfish/v1/UpdateService/FirmwareInventory/NIC': {'Id': 'NIC.1', 'Name': 'Ethernet', 'Version': '22.1', 'Updateable': True},
+}
+
+
+@pytest.fixture
+def commands(monkeypatch):
+    """Replaces pyghmi's Redfish Command: each construction records its arguments and returns ``commands.next``."""
+    class Factory:
+        def __init__(self):
+            self.made = []
+            self.next = FakeCommand(dict(FIRMWARE))
+
+        def __call__(self, *args, **kwargs):
+            self.made.append((args, kwargs))
+            if isinstance(self.next, Exception):
+                raise self.next
+            return self.next
+    factory = Factory()
+    monkeypatch.setattr(bmc.redfish_command, 'Command', factory)
+    return factory
+
+
+def test_the_client_is_made_once_with_the_bmc_settings(commands, tls):
+    client = bmc.RedfishBmc(config(system='1', ca_path=tls['ca_path']))
+    assert client.command() is commands.next and client.command() is commands.next
+    assert len(commands.made) == 1
+    args, kwargs = commands.made[0]
+    assert args == ('127.0.0.1', 'admin', 'secret')
+    assert kwargs['sysurl'] == '/redfish/v1/Systems/1' and kwargs['port'] == 443
+    assert kwargs['verifycallback'](tls['der']) is True
+    client.command(fresh=True)
+    assert len(commands.made) == 2
+
+
+def test_the_client_uses_the_given_port_and_no_callback_without_ca(commands):
+    bmc.RedfishBmc(config(port=8443)).command()
+    assert commands.made[0][1]['port'] == 8443 and commands.made[0][1]['verifycallback'] is None
+
+
+@pytest.mark.parametrize('exc, code', [
+    (pyghmi_exceptions.UnrecognizedCertificate('Unknown certificate', b'der'), 'certificate_untrusted'),
+    (bmc.BmcError('the certificate of BMC 127.0.0.1 is not trusted', code='certificate_untrusted'), 'certificate_untrusted'),
+    (pyghmi_exceptions.PyghmiException('Unable to authenticate'), 'bmc_auth_failed'),
+    (pyghmi_exceptions.PyghmiException('HTTP 401 Unauthorized'), 'bmc_auth_failed'),
+    (OSError('[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed'), 'certificate_untrusted'),
+    (ConnectionRefusedError(111, 'Connection refused'), 'bmc_unreachable'),
+    (KeyError('Systems'), 'bmc_unreachable'),
+    (ValueError(), 'bmc_unreachable'),
+])
+def test_connection_errors_are_classified(commands, exc, code):
+    commands.next = exc
+    error = refused(code, bmc.RedfishBmc(config()).command)
+    assert '127.0.0.1' in error.msg
+
+
+def test_inventory_maps_members_to_modules(commands):
+    client = bmc.RedfishBmc(config())
+    inventory = client.inventory()
+    assert {key: inventory[key] for key in ('model', 'manufacturer', 'power', 'system')} == {
+        'model': 'R120h-1M', 'manufacturer': 'Exup', 'power': 'on', 'system': '/redfish/v1/Systems/1'}
+    assert [(item['id'], item['module'], item['version'], item['updateable']) for item in inventory['firmware']] == [
+        ('BIOS', BIOS, '1.2', True), ('BMC', BMC, '2.05', False), ('BIOS-Backup', BIOS, '1.0', False), ('NIC.1', None, '22.1', True)]
+    assert inventory['firmware'][0]['url'] == '/redfish/v1/UpdateService/FirmwareInventory/BIOS'
+    assert client.versions() == {BIOS: '1.2', BMC: '2.05'}
+    assert len(commands.made) == 2  # every inventory reads through a fresh client (pyghmi caches GETs)
+
+
+def test_inventory_without_a_system_has_no_power_state(commands):
+    commands.next = FakeCommand(dict(FIRMWARE), sysurl=None, power=AssertionError('not asked'), sysinfo={})
+    inventory = bmc.RedfishBmc(config()).inventory()
+    assert (inventory['power'], inventory['model'], inventory['manufacturer']) == (None, '', '')
+
+
+def test_inventory_errors_are_classified(commands):
+    commands.next = FakeCommand(dict(FIRMWARE), power=pyghmi_exceptions.RedfishError('401 Unauthorized'))
+    refused('bmc_auth_failed', bmc.RedfishBmc(config()).inventory)
+    resources = dict(FIRMWARE)
+    resources['/redfish/v1/UpdateService/FirmwareInventory/NIC'] = pyghmi_exceptions.RedfishError('Resource not found')
+    commands.next = FakeCommand(resources)
+    refused('bmc_unreachable', bmc.RedfishBmc(config()).inventory)
+    commands.next = FakeCommand({'/redfish/v1/UpdateService/FirmwareInventory': pyghmi_exceptions.RedfishError('Unauthorized')})
+    refused('bmc_auth_failed', bmc.RedfishBmc(config()).inventory)
+
+
+class FakeUploader:
+    """pyghmi's FileUploader, standing in for the upload to the BMC."""
+
+    made = []
+    answer = (202, '{"@odata.id": "/redfish/v1/TaskService/Tasks/5"}')
+
+    def __init__(self, webclient, url, filename, formname=None, formwrap=True, excepterror=True, otherfields=()):
+        self.arguments = {'url': url, 'filename': filename, 'formname': formname, 'formwrap': formwrap, 'excepterror': excepterror,
+                          'otherfields': otherfields}
+        self.rspstatus, self.rsp = self.answer
+        self.steps = []
+        FakeUploader.made.append(self)
+
+    def start(self):
+        self.steps.append('start')
+
+    def join(self):
+        self.steps.append('join')
+
+
+@pytest.fixture
+def uploader(monkeypatch):
+    monkeypatch.setattr(FakeUploader, 'made', [])
+    monkeypatch.setattr(bmc.webclient, 'FileUploader', FakeUploader)
+    return FakeUploader
+
+
+def pushing(service):
+    command = FakeCommand({'/redfish/v1/UpdateService': service})
+    client = bmc.RedfishBmc(config(timeout=30))
+    client._command = command
+    return client, command
+
+
+def test_push_multipart_sends_targets_and_apply_time(uploader):
+    client, command = pushing({'MultipartHttpPushUri': '/redfish/v1/UpdateService/upload', 'HttpPushUri': '/old'})
+    assert client.push('/pool/bios.zip', ['/fw/BIOS'], 'OnReset') == '/redfish/v1/TaskService/Tasks/5'
+    made = uploader.made[0]
+    assert made.arguments == {'url': '/redfish/v1/UpdateService/upload', 'filename': '/pool/bios.zip', 'formname': 'UpdateFile', 'formwrap': True,
+                              'excepterror': False,
+                              'otherfields': {'UpdateParameters': {'Targets': ['/fw/BIOS'], '@Redfish.OperationApplyTime': 'OnReset'}}}
+    assert made.steps == ['start', 'join']
+    assert command.wc.timeouts == [300]
+
+
+def test_push_falls_back_to_http_push_uri(uploader):
+    client, command = pushing({'HttpPushUri': '/redfish/v1/UpdateService/push'})
+    client.push('/pool/bmc.zip')
+    assert uploader.made[0].arguments['url'] == '/redfish/v1/UpdateService/push'
+    assert uploader.made[0].arguments['formwrap'] is False and uploader.made[0].arguments['otherfields'] == {}
+
+
+def test_push_without_a_push_uri_is_unsupported(uploader):
+    client, command = pushing({'Actions': {}})
+    refused('bmc_push_unsupported', client.push, '/pool/bmc.zip')
+    assert uploader.made == []
+
+
+def test_a_refused_push_is_a_rejection(uploader, monkeypatch):
+    monkeypatch.setattr(FakeUploader, 'answer', (413, b'{"error": {"message": "Payload too large"}}'))
+    client, command = pushing({'HttpPushUri': '/push'})
+    error = refused('bmc_rejected', client.push, '/pool/bmc.zip')
+    assert 'Payload too large' in error.msg and error.details == {'http_status': 413}
+
+
+SIMPLE = {'Actions': {'#UpdateService.SimpleUpdate': {'target': '/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate'}}}
+
+
+def test_simple_update_posts_the_image_uri():
+    client, command = pushing(SIMPLE)
+    assert client.simple_update('https://repo.example/pool/bios.zip', ['/fw/BIOS'], 'Immediate') == TASK
+    assert command.wc.posted == [('/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate',
+                                  {'ImageURI': 'https://repo.example/pool/bios.zip', 'TransferProtocol': 'HTTPS', 'Targets': ['/fw/BIOS'],
+                                   '@Redfish.OperationApplyTime': 'Immediate'}, 'POST')]
+
+
+def test_simple_update_without_targets_or_apply_time_sends_neither():
+    client, command = pushing(SIMPLE)
+    client.simple_update('http://repo.example/pool/bios.zip')
+    assert command.wc.posted[0][1] == {'ImageURI': 'http://repo.example/pool/bios.zip', 'TransferProtocol': 'HTTP'}
+
+
+def test_simple_update_without_the_action_is_unsupported():
+    client, command = pushing({'Actions': {'#UpdateService.SimpleUpdate': {}}})
+    refused('bmc_pull_unsupported', client.simple_update, 'http://repo.example/x.zip')
+    assert command.wc.posted == []
+
+
+def test_simple_update_errors_are_classified():
+    client, command = pushing(SIMPLE)
+    command.wc.answer = ConnectionResetError(104, 'Connection reset by peer')
+    refused('bmc_unreachable', client.simple_update, 'http://repo.example/x.zip')
+    command.wc.answer = (b'{"error": {"@Message.ExtendedInfo": [{"Message": "ImageURI unreachable"}]}}', 400)
+    assert 'ImageURI unreachable' in refused('bmc_rejected', client.simple_update, 'http://repo.example/x.zip').msg
+
+
+def test_request_errors_are_classified():
+    client = bmc.RedfishBmc(config())
+    client._command = FakeCommand({'/gone': pyghmi_exceptions.RedfishError('Resource not found'), '/auth': KeyError('credentials')})
+    refused('bmc_unreachable', client.request, '/gone')
+    refused('bmc_auth_failed', client.request, '/auth')
+
+
+def test_resets():
+    client = bmc.RedfishBmc(config())
+    client._command = FakeCommand()
+    assert client.reset_system() == {'powerstate': 'on'}
+    assert client._command.power_set == ['boot']
+    refused('bmc_unreachable', client.reset_bmc)
+    client._command.power = pyghmi_exceptions.PyghmiException('connection timed out')
+    refused('bmc_unreachable', client.reset_system)
+
+
+# --- IPMI ---
+
+class FakeIpmiCommand:
+    """pyghmi.ipmi.command.Command, standing in for an IPMI BMC."""
+
+    def __init__(self, data=(0x20, 0x81, 0x82, 0x10, 0x02), power='off'):
+        self.data = data
+        self.power = power
+        self.raw = []
+
+    def xraw_command(self, netfn, command):
+        self.raw.append((netfn, command))
+        if isinstance(self.data, Exception):
+            raise self.data
+        return {'data': self.data}
+
+    def get_power(self):
+        return {'powerstate': self.power}
+
+
+def test_ipmi_inventory_reads_the_revision_and_power():
+    client = bmc.IpmiBmc(config(protocol='ipmi'))
+    client._command = FakeIpmiCommand()
+    inventory = client.inventory()
+    assert inventory['power'] == 'off' and inventory['system'] is None
+    assert inventory['firmware'] == [{'name': 'BMC', 'id': 'bmc', 'version': '2.10', 'module': BMC, 'updateable': False, 'url': None}]
+    assert client._command.raw == [(6, 1)]
+    assert client.versions() == {BMC: '2.10'}
+
+
+def test_ipmi_errors():
+    client = bmc.IpmiBmc(config(protocol='ipmi'))
+    client._command = FakeIpmiCommand(data=pyghmi_exceptions.IpmiException('timeout'))
+    refused('bmc_unreachable', client.inventory)
+    client._command = FakeIpmiCommand(data=b'\x20')
+    refused('bmc_protocol', client.inventory)
+
+
+@pytest.mark.parametrize('exc, code', [
+    (pyghmi_exceptions.IpmiException('Incorrect password provided'), 'bmc_auth_failed'),
+    (pyghmi_exceptions.IpmiException('Unauthorized name'), 'bmc_auth_failed'),
+    (pyghmi_exceptions.IpmiException('Session No Longer Connected'), 'bmc_unreachable'),
+    (OSError(101, 'Network is unreachable'), 'bmc_unreachable'),
+])
+def test_ipmi_connection_errors(monkeypatch, exc, code):
+    from pyghmi.ipmi import command as ipmi_command
+
+    def fail(**kwargs):
+        raise exc
+    monkeypatch.setattr(ipmi_command, 'Command', fail)
+    refused(code, bmc.IpmiBmc(config(protocol='ipmi')).command)
+
+
+def test_ipmi_client_is_made_once(monkeypatch):
+    from pyghmi.ipmi import command as ipmi_command
+    made = []
+
+    def make(**kwargs):
+        made.append(kwargs)
+        return FakeIpmiCommand()
+    monkeypatch.setattr(ipmi_command, 'Command', make)
+    client = bmc.IpmiBmc(config(protocol='ipmi'))
+    assert client.command() is client.command()
+    assert made == [{'bmc': '127.0.0.1', 'userid': 'admin', 'password': 'secret', 'port': 623}]
+
+
+def test_ipmi_refuses_updates():
+    error = refused('ipmi_update_unsupported', bmc.IpmiBmc(config(protocol='ipmi')).refuse_update)
+    assert 'redfish' in error.msg
+
+
+# --- run_plan ---
+
+class FakeBmc:
+    """Stands in for a Redfish BMC (the methods run_plan calls); the system tests use real emulators.
+
+    ``outcomes`` maps a package id to the task follow() returns, or to a BmcError that push/simple_update
+    (key 'send') or follow raise.
+    """
+
+    def __init__(self, outcomes=None, firmware=None):
+        self.outcomes = outcomes or {}
+        self.firmware = firmware if firmware is not None else [
+            {'module': None, 'url': '/fw/NIC'},
+            {'module': BIOS, 'url': None},
+            {'module': BIOS, 'url': '/fw/BIOS'},
+            {'module': BIOS, 'url': '/fw/BIOS-Backup'},
+            {'module': BMC, 'url': '/fw/BMC'},
+        ]
+        self.calls = []
+        self.tasks = {}
+
+    def inventory(self):
+        self.calls.append(('inventory',))
+        return {'firmware': self.firmware}
+
+    def _send(self, how, source, targets, apply_time):
+        self.calls.append((how, source, list(targets), apply_time))
+        package_id = source.rsplit('/', 1)[-1]
+        outcome = self.outcomes.get(package_id, {})
+        if isinstance(outcome.get('send'), bmc.BmcError):
+            raise outcome['send']
+        task_url = '/redfish/v1/TaskService/Tasks/%s' % package_id
+        self.tasks[task_url] = outcome
+        return task_url
+
+    def push(self, path, targets=(), apply_time=None):
+        return self._send('push', path, targets, apply_time)
+
+    def simple_update(self, image_uri, targets=(), apply_time=None):
+        return self._send('simple_update', image_uri, targets, apply_time)
+
+    def follow(self, task_url, timeout, poll_interval=2.0, progress=None):
+        self.calls.append(('follow', task_url, timeout, poll_interval))
+        outcome = self.tasks[task_url]
+        if isinstance(outcome.get('follow'), bmc.BmcError):
+            raise outcome['follow']
+        progress('Running', 50)
+        return outcome.get('task', {'TaskState': 'Completed', 'PercentComplete': 100, 'Messages': []})
+
+
+def planned(package_id, module=BIOS, reboot=False):
+    return plan.PlanItem(package_id=package_id, module_id=module, action='install', from_version='1.0', to_version='2.0',
+                         reboot_required=reboot, release_date='2024-01-01', command='').as_dict()
+
+
+def sources(*package_ids, base='/pool/'):
+    return {package_id: base + package_id for package_id in package_ids}
+
+
+def test_run_plan_runs_the_items_in_order_through_push():
+    fake = FakeBmc()
+    items = [planned('bmc_2', BMC), planned('bios_2', BIOS)]
+    results = bmc.run_plan(fake, items, sources('bmc_2', 'bios_2'), task_timeout=99, poll_interval=0.5)
+    assert fake.calls == [('inventory',),
+                          ('push', '/pool/bmc_2', ['/fw/BMC'], 'OnReset'),
+                          ('follow', '/redfish/v1/TaskService/Tasks/bmc_2', 99, 0.5),
+                          ('push', '/pool/bios_2', ['/fw/BIOS'], 'OnReset'),
+                          ('follow', '/redfish/v1/TaskService/Tasks/bios_2', 99, 0.5)]
+    assert [(result['package_id'], result['status'], result['cause'], result['error'], result['reset_required']) for result in results] == [
+        ('bmc_2', 'succeeded', None, None, False), ('bios_2', 'succeeded', None, None, False)]
+    assert results[0]['task'] == '/redfish/v1/TaskService/Tasks/bmc_2' and results[0]['messages'] == ''
+    assert {key: results[1][key] for key in items[1]} == items[1]   # the plan item's fields are kept
+    assert 'status' not in items[1]                                 # and the plan items are left alone
+
+
+def test_run_plan_through_simple_update_uses_the_image_uris():
+    fake = FakeBmc()
+    image_uris = sources('bios_2', base='https://repo.example/pool/')
+    results = bmc.run_plan(fake, [planned('bios_2')], image_uris, method='simple_update', apply_time='Immediate')
+    assert fake.calls[1] == ('simple_update', 'https://repo.example/pool/bios_2', ['/fw/BIOS'], 'Immediate')
+    assert results[0]['status'] == 'succeeded'
+
+
+def test_run_plan_without_a_component_url_sends_no_target():
+    fake = FakeBmc(firmware=[{'module': BIOS, 'url': '/fw/BIOS'}])
+    bmc.run_plan(fake, [planned('bmc_2', BMC)], sources('bmc_2'))
+    assert fake.calls[1] == ('push', '/pool/bmc_2', [], 'OnReset')
+
+
+def test_run_plan_without_items_does_nothing():
+    fake = FakeBmc()
+    assert bmc.run_plan(fake, [], {}) == []
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize('reboot, messages, reset_required', [
+    (True, [], True),
+    (False, [{'MessageId': 'Base.1.0.ResetRequired', 'Message': 'A reset is required.'}], True),
+    (True, [{'MessageId': 'Base.1.0.ResetRequired'}], True),
+    (False, [{'MessageId': 'Update.1.0.UpdateSuccessful', 'Message': 'Done.'}], False),
+])
+def test_run_plan_reset_required_from_the_item_or_the_task(reboot, messages, reset_required):
+    fake = FakeBmc({'bios_2': {'task': {'TaskState': 'Completed', 'Messages': messages}}})
+    result = bmc.run_plan(fake, [planned('bios_2', reboot=reboot)], sources('bios_2'))[0]
+    assert result['status'] == 'succeeded' and result['reset_required'] is reset_required
+    assert result['messages'] == bmc.redfish_message({'Messages': messages})
+
+
+@pytest.mark.parametrize('stage, code, blocks', [
+    ('send', 'bmc_rejected', False),
+    ('send', 'bmc_push_unsupported', False),
+    ('follow', 'bmc_unreachable', False),
+    ('follow', 'bmc_task_failed', True),
+    ('follow', 'bmc_task_timeout', True),
+])
+def test_a_failure_cancels_the_rest(stage, code, blocks):
+    error = bmc.BmcError('the BMC said no', code=code)
+    fake = FakeBmc({'bios_2': {stage: error}})
+    items = [planned('bmc_2', BMC), planned('bios_2', BIOS, reboot=True), planned('bmc_3', BMC), planned('bios_3', BIOS)]
+    results = bmc.run_plan(fake, items, sources('bmc_2', 'bios_2', 'bmc_3', 'bios_3'))
+    assert [(result['package_id'], result['status']) for result in results] == [
+        ('bmc_2', 'succeeded'), ('bios_2', 'failed'), ('bmc_3', 'cancelled'), ('bios_3', 'cancelled')]
+    failed = results[1]
+    assert (failed['cause'], failed['error'], failed['blocks'], failed['reset_required']) == ('the BMC said no', code, blocks, False)
+    for cancelled in results[2:]:
+        assert (cancelled['cause'], cancelled['error'], cancelled['reset_required']) == (bmc.CAUSE_EARLIER, None, False)
+        assert 'blocks' not in cancelled
+    sent = [call[1] for call in fake.calls if call[0] == 'push']
+    assert sent == ['/pool/bmc_2', '/pool/bios_2']
+
+
+def test_run_plan_survives_a_task_with_malformed_messages():
+    fake = FakeBmc({'bios_2': {'task': {'TaskState': 'Completed', 'Messages': ['done', {'Message': 'Reset required.'}]}}})
+    result = bmc.run_plan(fake, [planned('bios_2')], sources('bios_2'))[0]
+    assert (result['status'], result['reset_required'], result['messages']) == ('succeeded', True, 'Reset required.')
+
+
+def test_blocking_errors_are_those_that_may_leave_half_written_firmware():
+    assert set(bmc.BLOCKING_ERRORS) == {'bmc_task_failed', 'bmc_task_timeout'}
+
+
+def test_run_plan_reports_progress_per_item():
+    seen = []
+    fake = FakeBmc({'bios_2': {'follow': bmc.BmcError('flash failed', code='bmc_task_failed')}})
+    items = [planned('bmc_2', BMC), planned('bios_2'), planned('bios_3')]
+    bmc.run_plan(fake, items, sources('bmc_2', 'bios_2', 'bios_3'), progress=lambda item, state, percent: seen.append((item['package_id'], state, percent)))
+    assert seen == [('bmc_2', 'sending', None), ('bmc_2', 'Running', 50), ('bios_2', 'sending', None)]
+
+
+def test_run_plan_inventory_errors_propagate():
+    class Unreachable(FakeBmc):
+        def inventory(self):
+            raise bmc.BmcError('BMC 127.0.0.1 cannot be reached over Redfish', code='bmc_unreachable')
+    refused('bmc_unreachable', bmc.run_plan, Unreachable(), [planned('bios_2')], sources('bios_2'))
