@@ -102,7 +102,8 @@ options:
   power_cycle:
     description:
       - For O(via=bmc), only power cycle the server through its BMC (003 §2.1.5 "remote power control"), which ends the
-        reboot-required and apply-failed blocks; nothing is applied.
+        reboot-required and apply-failed blocks; nothing is applied. A BMC firmware staged until the BMC's reset is activated
+        too (the BMC is reset).
     type: bool
     default: false
   task_timeout:

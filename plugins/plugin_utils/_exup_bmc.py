@@ -216,8 +216,8 @@ class BmcPath:
                    'reboot_required': plan.reboot_needed(results) and not rebooted, 'reboot_allowed': allowed, 'rebooted': rebooted,
                    'versions_after': versions_after, 'diff': _bmc_diff(planned, versions_after)}
         if failed:
-            outcome.update(failed=True, error=failed[0]['error'], msg='%s failed through BMC %s: %s' % (failed[0]['package_id'], args['bmc_address'],
-                                                                                                     failed[0]['cause']))
+            msg = '%s failed through BMC %s: %s' % (failed[0]['package_id'], args['bmc_address'], failed[0]['cause'])
+            outcome.update(failed=True, error=failed[0]['error'], msg=msg)
             self.failure_logged = True
         else:
             outcome['msg'] = '%d firmware package(s) applied through BMC %s%s' % (len(results), args['bmc_address'],
@@ -251,10 +251,16 @@ class BmcPath:
         if self._task.check_mode:
             return {'changed': True, 'via': 'bmc', 'rebooted': False, 'msg': 'would power cycle the server through its BMC'}
         bmc.reset_system()
+        # A staged BMC firmware waits for the BMC's own reset, which a power cycle of the server does not do.
+        bmc_waits = states.get('bmc-firmware') is not None and states['bmc-firmware'].block == 'reboot_required'
+        if bmc_waits:
+            self.progress('resetting BMC %s' % self.args['bmc_address'])
+            bmc.reset_bmc()
         for module_id, state in states.items():
             if state.block:
                 repo.set_bmc_module(self.args['manager_id'], self.server_name, module_id, block=None, staged=None)
-        return {'changed': True, 'via': 'bmc', 'rebooted': True, 'msg': 'server power cycled through BMC %s' % self.args['bmc_address']}
+        return {'changed': True, 'via': 'bmc', 'rebooted': True, 'bmc_reset': bmc_waits,
+                'msg': 'server power cycled%s through BMC %s' % (' and BMC reset' if bmc_waits else '', self.args['bmc_address'])}
 
 
 def firmware_versions(inventory):

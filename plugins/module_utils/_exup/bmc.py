@@ -108,14 +108,41 @@ def _reason(exc):
     return text.replace('\n', ' ')[:500]
 
 
-def module_of_component(name, component_id):
-    """Which module a firmware inventory member is: 'system-bios', 'bmc-firmware' or None (listed, not managed)."""
+def module_of_component(name, component_id, related=()):
+    """Which module a firmware inventory member is: 'system-bios', 'bmc-firmware' or None (listed, not managed).
+
+    ``related`` are its RelatedItem links, when the BMC gives them: one to a Manager is the BMC's own
+    firmware; only links to parts of a System (a NIC, a disk) make it a device, managed by neither.
+    """
+    if any('/Managers/' in link for link in related):
+        return 'bmc-firmware'
+    if related and all(_system_part(link) for link in related):
+        return None
     words = ('%s %s' % (name or '', component_id or '')).lower()
     if 'bios' in words or 'uefi' in words:
         return 'system-bios'
     if 'bmc' in words or 'manager' in words or 'idrac' in words or 'xcc' in words or 'ilo' in words:
         return 'bmc-firmware'
     return None
+
+
+def _system_part(link):
+    """A link below a System (its EthernetInterfaces, Storage ...), not the System itself."""
+    parts = link.rstrip('/').split('/')
+    return 'Systems' in parts and len(parts) > parts.index('Systems') + 2
+
+
+def _related(item):
+    return [link['@odata.id'] for link in item.get('RelatedItem') or [] if isinstance(link, dict) and link.get('@odata.id')]
+
+
+def _foreign(related, own):
+    """True when every link goes to another System or Manager than ``own`` (the chosen system and its managers)."""
+    def elsewhere(link):
+        if not ('/Systems/' in link or '/Managers/' in link):
+            return False
+        return not any(link == mine or link.startswith(mine.rstrip('/') + '/') for mine in own)
+    return bool(related) and all(elsewhere(link) for link in related)
 
 
 class RedfishBmc:
@@ -148,8 +175,13 @@ class RedfishBmc:
         address = self.config.address
         if isinstance(exc, BmcError):
             return exc
-        if '401' in text or 'Unauthorized' in text or 'credential' in text.lower() or 'authentic' in text.lower():
+        lowered = text.lower()
+        # pyghmi says 'Access Denied' when the service answers 401 to its first authenticated request
+        if '401' in text or 'Unauthorized' in text or 'credential' in lowered or 'authentic' in lowered or 'access denied' in lowered:
             return BmcError('BMC %s refused the user name or password' % address, code='bmc_auth_failed')
+        if 'sysurl is required' in lowered:
+            return BmcError('BMC %s serves several systems: give bmc_system (a system id or /redfish/v1/Systems/<id>)' % address,
+                            code='argument_invalid')
         if 'certificate' in text.lower() or 'CERTIFICATE' in text:
             return BmcError('the certificate of BMC %s is not trusted: %s' % (address, text), code='certificate_untrusted')
         return BmcError('BMC %s cannot be reached over Redfish: %s' % (address, text), code='bmc_unreachable')
@@ -172,10 +204,15 @@ class RedfishBmc:
             raise
         except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
             raise self._classify(exc)
+        # A service with several systems lists the firmware of all of them: keep the chosen system's and its BMC's.
+        own = [command.sysurl] + [link.get('@odata.id') for link in system.get('Links', {}).get('ManagedBy', []) if link.get('@odata.id')]
         firmware = []
         for member in members:
             item = self.request(member['@odata.id'])
-            module_id = module_of_component(item.get('Name'), item.get('Id'))
+            related = _related(item)
+            if command.sysurl and _foreign(related, own):
+                continue
+            module_id = module_of_component(item.get('Name'), item.get('Id'), related)
             firmware.append({'name': item.get('Name'), 'id': item.get('Id'), 'version': item.get('Version'), 'module': module_id,
                              'updateable': bool(item.get('Updateable', False)), 'url': member['@odata.id']})
         return {'model': system.get('Model') or '', 'manufacturer': system.get('Manufacturer') or '', 'power': power,

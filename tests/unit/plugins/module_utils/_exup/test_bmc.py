@@ -181,6 +181,16 @@ def test_module_of_component(name, component_id, module_id):
     assert bmc.module_of_component(name, component_id) == module_id
 
 
+@pytest.mark.parametrize('name, component_id, related, module_id', [
+    ('NIC', 'bmc1-server-2.NIC', ['/redfish/v1/Systems/2/EthernetInterfaces/52:54:00:00:01:10'], None),  # 'bmc' in the system's name
+    ('BIOS', 'bmc1-server-2.BIOS', ['/redfish/v1/Systems/2'], BIOS),
+    ('Firmware', 'fw-1', ['/redfish/v1/Managers/2'], BMC),
+    ('BIOS', 'BIOS', ['/redfish/v1/Chassis/1'], BIOS),  # a link that says nothing: the words decide
+])
+def test_module_of_component_follows_related_items(name, component_id, related, module_id):
+    assert bmc.module_of_component(name, component_id, related) == module_id
+
+
 # --- IPMI Get Device ID ---
 
 @pytest.mark.parametrize('data, revision', [
@@ -455,7 +465,7 @@ def commands(monkeypatch):
         def __call__(self, *args, **kwargs):
             self.made.append((args, kwargs))
             if isinstance(self.next, Exception):
-                raise self.next
+                raise self.next  # pylint: disable=raising-non-exception  # an exception, checked just above
             return self.next
     factory = Factory()
     monkeypatch.setattr(bmc.redfish_command, 'Command', factory)
@@ -484,6 +494,8 @@ def test_the_client_uses_the_given_port_and_no_callback_without_ca(commands):
     (bmc.BmcError('the certificate of BMC 127.0.0.1 is not trusted', code='certificate_untrusted'), 'certificate_untrusted'),
     (pyghmi_exceptions.PyghmiException('Unable to authenticate'), 'bmc_auth_failed'),
     (pyghmi_exceptions.PyghmiException('HTTP 401 Unauthorized'), 'bmc_auth_failed'),
+    (pyghmi_exceptions.PyghmiException('Access Denied'), 'bmc_auth_failed'),
+    (pyghmi_exceptions.PyghmiException('Multi system manager, sysurl is required parameter'), 'argument_invalid'),
     (OSError('[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed'), 'certificate_untrusted'),
     (ConnectionRefusedError(111, 'Connection refused'), 'bmc_unreachable'),
     (KeyError('Systems'), 'bmc_unreachable'),
@@ -505,6 +517,24 @@ def test_inventory_maps_members_to_modules(commands):
     assert inventory['firmware'][0]['url'] == '/redfish/v1/UpdateService/FirmwareInventory/BIOS'
     assert client.versions() == {BIOS: '1.2', BMC: '2.05'}
     assert len(commands.made) == 2  # every inventory reads through a fresh client (pyghmi caches GETs)
+
+
+def test_inventory_of_one_system_among_several(commands):
+    """A service with several systems lists the firmware of all of them: only the chosen system's and its manager's count."""
+    resources = {'/redfish/v1/UpdateService/FirmwareInventory': {'Members': [
+        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/%s' % item} for item in ('s1.BIOS', 's1.BMC', 's2.BIOS', 's2.BMC', 's2.NIC')]}}
+    for system, bios, firmware in (('1', '1.0', '2.0'), ('2', '1.1', '2.1')):
+        resources['/redfish/v1/UpdateService/FirmwareInventory/s%s.BIOS' % system] = {
+            'Id': 's%s.BIOS' % system, 'Name': 'BIOS', 'Version': bios, 'RelatedItem': [{'@odata.id': '/redfish/v1/Systems/%s' % system}]}
+        resources['/redfish/v1/UpdateService/FirmwareInventory/s%s.BMC' % system] = {
+            'Id': 's%s.BMC' % system, 'Name': 'BMC', 'Version': firmware, 'RelatedItem': [{'@odata.id': '/redfish/v1/Managers/m%s' % system}]}
+    resources['/redfish/v1/UpdateService/FirmwareInventory/s2.NIC'] = {
+        'Id': 's2.NIC', 'Name': 'NIC', 'Version': '22.1', 'RelatedItem': [{'@odata.id': '/redfish/v1/Systems/2/EthernetInterfaces/1'}]}
+    commands.next = FakeCommand(resources, sysurl='/redfish/v1/Systems/2',
+                                sysinfo={'Model': 'R120h-1M', 'Links': {'ManagedBy': [{'@odata.id': '/redfish/v1/Managers/m2'}]}})
+    inventory = bmc.RedfishBmc(config(system='2')).inventory()
+    assert [(item['id'], item['module'], item['version']) for item in inventory['firmware']] == [
+        ('s2.BIOS', BIOS, '1.1'), ('s2.BMC', BMC, '2.1'), ('s2.NIC', None, '22.1')]
 
 
 def test_inventory_without_a_system_has_no_power_state(commands):
