@@ -379,6 +379,13 @@ class IpmiBmc:
     def versions(self):
         return {'bmc-firmware': self.inventory()['firmware'][0]['version']}
 
+    def reset_system(self):
+        """Power cycle the server (Chassis Control: on when off, else reset), for power_cycle: standard IPMI does that much."""
+        try:
+            return self.command().set_power('boot')
+        except (OSError, pyghmi_exceptions.PyghmiException) as exc:
+            raise BmcError('BMC %s did not power cycle the server over IPMI: %s' % (self.config.address, _reason(exc)), code='bmc_unreachable')
+
     def refuse_update(self):
         raise BmcError('BMC %s is reached over IPMI, which has no standard firmware update: use Redfish (bmc_protocol: redfish) or '
                        'the agent' % self.config.address, code='ipmi_update_unsupported')

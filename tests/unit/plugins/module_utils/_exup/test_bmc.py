@@ -686,6 +686,21 @@ class FakeIpmiCommand:
     def get_power(self):
         return {'powerstate': self.power}
 
+    def set_power(self, state):
+        if isinstance(self.data, Exception):
+            raise self.data
+        self.raw.append(('power', state))
+        return {'powerstate': 'on'}
+
+
+def test_ipmi_power_cycle():
+    client = bmc.IpmiBmc(config(protocol='ipmi'))
+    client._command = FakeIpmiCommand()
+    client.reset_system()
+    assert client._command.raw == [('power', 'boot')]
+    client._command = FakeIpmiCommand(data=pyghmi_exceptions.IpmiException('timeout'))
+    refused('bmc_unreachable', client.reset_system)
+
 
 def test_ipmi_inventory_reads_the_revision_and_power():
     client = bmc.IpmiBmc(config(protocol='ipmi'))
