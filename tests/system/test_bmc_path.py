@@ -299,10 +299,11 @@ SCENARIOS = {
         apply_task("hung", "modules: [bmc-firmware]\ntask_timeout: 3", ignore_errors=True),
         info_task("info_after"),
     ]),
-    # 6. IPMI: revision and power only
+    # 6. IPMI: revision and power only (and remote power control)
     "ipmi": "".join([
         info_task("info", f"model: {MODEL}"),
         apply_task("refused", f"model: {MODEL}", ignore_errors=True),
+        apply_task("cycle", f"model: {MODEL}\npower_cycle: true"),
     ]),
 }
 
@@ -663,8 +664,12 @@ def test_ipmi_reads_the_revision_and_power_and_refuses_updates(world, batch):
     assert [(item["module"], item["version"], item["updateable"]) for item in info["bmc"]["firmware"]] == [("bmc-firmware", "2.05", False)]
     assert (info["modules"]["bmc-firmware"]["current"], info["modules"]["bmc-firmware"]["status"]) == ("2.05", "update_available")
     refused(run["refused"], "ipmi_update_unsupported", "IPMI", "Redfish")
+    # Remote power control (§2.1.5) is standard IPMI: the power cycle after the refusal is the only power action the BMC saw.
+    cycle = no_error(run["cycle"])
+    assert cycle["rebooted"] is True and cycle["bmc_reset"] is False
     state = world.ipmi.state()
-    assert state["unexpected_requests"] == [] and state["power_history"] == [] and state["cold_resets"] == 0, state
+    assert state["unexpected_requests"] == [] and state["cold_resets"] == 0, state
+    assert [(event["action"], event["before"], event["after"]) for event in state["power_history"]] == [("reset", "on", "on")], state
     assert state["firmware_revision"] == "2.05"
     assert bh.bmc_modules(world.repo, "ipmi") == {}
     assert "apply_started" not in [code for code, level in codes_of(world, "ipmi")]
