@@ -109,7 +109,19 @@ def make_repository(work):
     return work / 'repo', work / 'vendor.pem', package
 
 
+def forget_bmc_state(repo):
+    """Fresh BMCs run firmware 1.00 again: drop what the repository remembers of the last round (staged 1.10)."""
+    import sqlite3
+    conn = sqlite3.connect(str(Path(repo) / 'repo.db'))
+    try:
+        conn.execute('DELETE FROM bmc_modules')
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def run_exup(work, bmcs, repo, pem):
+    forget_bmc_state(repo)
     inventory = {'bmcs': {'hosts': {}}}
     for index, bmc in enumerate(bmcs):
         inventory['bmcs']['hosts']['bmc%03d' % (index + 1)] = {
