@@ -160,7 +160,8 @@ class BmcPath:
 
         def progress(item, state, percent):
             self.progress('BMC update %s %s: %s%s' % (item['module_id'], item['to_version'], state, '' if percent is None else ' %s%%' % percent))
-        results = bmc_core.run_plan(bmc, planned, sources, args['update_method'], args['apply_time'], args['task_timeout'], progress=progress)
+        results = bmc_core.run_plan(bmc, planned, sources, args['update_method'], args['apply_time'], args['task_timeout'], progress=progress,
+                                    inventory=inventory)
         return dict(base, **self.bmc_outcome(repo, bmc, results, planned))
 
     def bmc_sources(self, planned, files):

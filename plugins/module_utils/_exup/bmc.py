@@ -195,10 +195,12 @@ class RedfishBmc:
     # ------------------------------------------------------------------ reading
     def inventory(self):
         """Model, power state and firmware: {'model', 'power', 'firmware': [{name, id, version, module, updateable}]}."""
-        command = self.command(fresh=True)
+        # One client for the whole run, every read uncached (pyghmi would serve a 30 s old answer after an update):
+        # each request is a new TLS connection to the BMC, so fewer requests is most of the speed.
+        command = self.command()
         try:
-            system = command.sysinfo
-            power = command.get_power()['powerstate'] if command.sysurl else None
+            system = self.request(command.sysurl) if command.sysurl else {}
+            power = (system.get('PowerState') or '').lower() or None
             members = self.request(command._fwinventory).get('Members', [])
         except BmcError:
             raise
@@ -409,15 +411,16 @@ CAUSE_EARLIER = 'an earlier package failed'
 BLOCKING_ERRORS = ('bmc_task_failed', 'bmc_task_timeout')
 
 
-def run_plan(bmc, items, sources, method='push', apply_time='OnReset', task_timeout=1800, poll_interval=2.0, progress=None):
+def run_plan(bmc, items, sources, method='push', apply_time='OnReset', task_timeout=1800, poll_interval=2.0, progress=None,
+             inventory=None):
     """Run the ordered plan items through the BMC one after the other (the same order as the agent path).
 
-    ``sources`` maps a package id to the local file (push) or the ImageURI (simple_update).
-    After a failure the rest are cancelled, as the agent's runner does. Returns one result per item.
+    ``sources`` maps a package id to the local file (push) or the ImageURI (simple_update); ``inventory``
+    (as read just before) gives the components to target. After a failure the rest are cancelled, as the agent's runner does. Returns one result per item.
     """
     targets = {}
     if items:
-        for component in bmc.inventory()['firmware']:
+        for component in (inventory or bmc.inventory())['firmware']:
             if component['module'] and component['url'] and component['module'] not in targets:
                 targets[component['module']] = component['url']
     results = []
