@@ -283,8 +283,10 @@ class RedfishBmc:
         task = answer.get('@odata.id') if isinstance(answer, dict) else None
         if not task or '/Task' not in task:
             task = (answer.get('TaskMonitor') if isinstance(answer, dict) else None) or task
-        if not task:
-            raise BmcError('BMC %s accepted the image but returned no task to follow' % self.config.address, code='bmc_protocol')
+        if not task or '/Task' not in task:
+            # Following anything else would poll a resource with no TaskState until the timeout.
+            raise BmcError('BMC %s accepted the image but returned no task to follow (%s)' % (self.config.address, task or 'nothing'),
+                           code='bmc_protocol')
         return task
 
     def follow(self, task_url, timeout, poll_interval=2.0, progress=None):

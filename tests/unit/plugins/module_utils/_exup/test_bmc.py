@@ -910,3 +910,11 @@ def test_run_plan_inventory_errors_propagate():
         def inventory(self):
             raise bmc.BmcError('BMC 127.0.0.1 cannot be reached over Redfish', code='bmc_unreachable')
     refused('bmc_unreachable', bmc.run_plan, Unreachable(), [planned('bios_2')], sources('bios_2'))
+
+
+def test_an_accepted_push_without_a_task_is_a_protocol_error():
+    client = bmc.RedfishBmc(config())
+    with pytest.raises(bmc.BmcError) as info:
+        client._task_from_answer(202, {'@odata.id': '/redfish/v1/UpdateService'})
+    assert info.value.code == 'bmc_protocol' and '/redfish/v1/UpdateService' in info.value.msg
+    assert client._task_from_answer(202, {'TaskMonitor': '/redfish/v1/TaskService/TaskMonitors/7'}) == '/redfish/v1/TaskService/TaskMonitors/7'
