@@ -16,7 +16,9 @@ every BMC:
   exup.fleet.exup_apply via: bmc (read the inventory, plan, verify the package,
   push it to MultipartHttpPushUri, follow the task, read the versions again);
 - curl: the same multipart push by curl to every BMC in parallel, then curl
-  polling each task until it is Completed.
+  polling each task until it is Completed;
+- ansible-floor (context): the same ansible-playbook, inventory and forks with one
+  ``ansible.builtin.command: true`` task per host, what Ansible alone costs.
 
 Fresh BMCs (firmware back to 1.00) are started before every timed run and are
 not timed. Results go to benchmarks/results/bmc-*.json and .md.
@@ -44,6 +46,14 @@ MODEL = 'Express5800/R120h-1M'
 PROFILES = {'full': {'bmcs': 50, 'rounds': 3}, 'quick': {'bmcs': 10, 'rounds': 1}}
 PUSH_PATH = '/redfish/v1/UpdateService/update-multipart'
 BIOS_TARGET = '/redfish/v1/UpdateService/FirmwareInventory/BIOS'
+
+FLOOR_PLAY = '''- hosts: bmcs
+  gather_facts: false
+  tasks:
+    - name: What Ansible alone costs per host
+      ansible.builtin.command: 'true'
+      changed_when: true
+'''
 
 PLAY = '''- hosts: bmcs
   gather_facts: false
@@ -120,7 +130,7 @@ def forget_bmc_state(repo):
         conn.close()
 
 
-def run_exup(work, bmcs, repo, pem):
+def run_exup(work, bmcs, repo, pem, play=PLAY):
     forget_bmc_state(repo)
     inventory = {'bmcs': {'hosts': {}}}
     for index, bmc in enumerate(bmcs):
@@ -128,7 +138,7 @@ def run_exup(work, bmcs, repo, pem):
             'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable, 'bmc_port': bmc['port'],
             'bmc_user': bmc['user'], 'bmc_password': bmc['password'], 'bmc_ca': bmc['ca']}
     (work / 'inventory.json').write_text(json.dumps(inventory))
-    (work / 'bmc.yml').write_text(PLAY.format(repo=repo, pem=pem))
+    (work / 'bmc.yml').write_text(play.format(repo=repo, pem=pem))
     env = dict(os.environ, ANSIBLE_FORKS=str(len(bmcs)), ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / 'build' / 'collections'),
                ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_LOCALHOST_WARNING='False')
     env['PATH'] = str(Path(sys.executable).parent) + os.pathsep + env.get('PATH', '')
@@ -181,19 +191,24 @@ def main(argv=None):
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     repo, pem, package = make_repository(work)
-    times = {'exup': [], 'curl': []}
+    methods = ('exup', 'curl', 'ansible-floor')
+    times = {method: [] for method in methods}
     for index in range(profile['rounds']):
-        for method in (('exup', 'curl') if index % 2 == 0 else ('curl', 'exup')):
+        for method in (methods if index % 2 == 0 else tuple(reversed(methods))):
             emulators = Emulators(profile['bmcs'], args.processes)
             try:
-                elapsed = run_exup(work, emulators.bmcs, repo, pem) if method == 'exup' else run_curl(emulators.bmcs, package)
+                if method == 'curl':
+                    elapsed = run_curl(emulators.bmcs, package)
+                else:
+                    elapsed = run_exup(work, emulators.bmcs, repo, pem, PLAY if method == 'exup' else FLOOR_PLAY)
             finally:
                 emulators.stop()
             times[method].append(elapsed)
             print('round %d %-4s %.1f s' % (index + 1, method, elapsed), flush=True)
     medians = {method: statistics.median(values) for method, values in times.items()}
     ratio = medians['exup'] / medians['curl']
-    result = {'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'), 'bmcs': profile['bmcs'],
+    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    result = {'ratio_ansible_floor': medians['exup'] / medians['ansible-floor'], 'date': now, 'bmcs': profile['bmcs'],
               'rounds': profile['rounds'], 'image_bytes': package.stat().st_size, 'times': times, 'medians': medians, 'ratio': ratio,
               'loadavg': os.getloadavg(), 'cpus': os.cpu_count(), 'python': platform.python_version(),
               'command': 'bash benchmarks/run_bmc.sh%s' % (' --quick' if args.quick else '')}
@@ -201,11 +216,13 @@ def main(argv=None):
     stem = 'bmc-%s-%d' % (result['date'].replace(':', ''), profile['bmcs'])
     (RESULTS_DIR / (stem + '.json')).write_text(json.dumps(result, indent=1) + '\n')
     table = ['| method | runs (s) | median (s) |', '|---|---|---|']
-    for method in ('curl', 'exup'):
+    for method in ('curl', 'ansible-floor', 'exup'):
         table.append('| %s | %s | %.1f |' % (method, ', '.join('%.1f' % value for value in times[method]), medians[method]))
     table.append('')
-    table.append('ratio exup / curl: **%.2f**; %d BMCs, image %.1f MiB, %d round(s); load average at the end %.1f %.1f %.1f'
-                 % ((ratio, profile['bmcs'], package.stat().st_size / 1048576.0, profile['rounds']) + os.getloadavg()))
+    line = 'ratio exup / curl: **%.2f**; exup / ansible-floor: %.2f; %d BMCs, image %.1f MiB, %d round(s); load average at the end %.1f %.1f %.1f'
+    table.append(line
+                 % ((ratio, medians['exup'] / medians['ansible-floor'], profile['bmcs'], package.stat().st_size / 1048576.0, profile['rounds'])
+                    + os.getloadavg()))
     (RESULTS_DIR / (stem + '.md')).write_text('\n'.join(table) + '\n')
     print('\n'.join(table))
     return 0

@@ -228,13 +228,26 @@ class BmcPath:
     def bmc_reset(self, bmc, results):
         """Reset what the applied firmware waits for: the server for BIOS, the BMC for its own firmware (003 §2.1.2)."""
         waiting = {result['module_id'] for result in results if result['status'] == 'succeeded' and result['reset_required']}
-        if 'system-bios' in waiting:
-            self.progress('power cycling the server through BMC %s' % self.args['bmc_address'])
-            bmc.reset_system()
-        if 'bmc-firmware' in waiting:
-            self.progress('resetting BMC %s' % self.args['bmc_address'])
-            bmc.reset_bmc()
+        self.reset_through_bmc(bmc, server='system-bios' in waiting, controller='bmc-firmware' in waiting)
         return bool(waiting)
+
+    def reset_through_bmc(self, bmc, server, controller):
+        """Power cycle the server and/or reset the BMC, and log it (003 Table 18-19: reboot and reboot failed)."""
+        done = []
+        try:
+            if server:
+                self.progress('power cycling the server through BMC %s' % self.args['bmc_address'])
+                bmc.reset_system()
+                done.append('server')
+            if controller:
+                self.progress('resetting BMC %s' % self.args['bmc_address'])
+                bmc.reset_bmc()
+                done.append('bmc')
+        except bmc_core.BmcError as exc:
+            self.log_events(self.opened_repository, ('reset_failed', exc.msg, {'error': exc.code, 'done': done, 'via': 'bmc'}))
+            raise
+        if done:
+            self.log_events(self.opened_repository, ('server_reset', None, {'reset': done, 'via': 'bmc'}))
 
     def bmc_read_versions(self, bmc, wait_seconds=120):
         """Versions after the update; the BMC may be restarting, so try again for a while."""
@@ -251,12 +264,9 @@ class BmcPath:
         """003 §2.1.5 "remote power control": restart the server through its BMC; blocks until reset end."""
         if self._task.check_mode:
             return {'changed': True, 'via': 'bmc', 'rebooted': False, 'msg': 'would power cycle the server through its BMC'}
-        bmc.reset_system()
         # A staged BMC firmware waits for the BMC's own reset, which a power cycle of the server does not do.
         bmc_waits = states.get('bmc-firmware') is not None and states['bmc-firmware'].block == 'reboot_required'
-        if bmc_waits:
-            self.progress('resetting BMC %s' % self.args['bmc_address'])
-            bmc.reset_bmc()
+        self.reset_through_bmc(bmc, server=True, controller=bmc_waits)
         for module_id, state in states.items():
             if state.block:
                 repo.set_bmc_module(self.args['manager_id'], self.server_name, module_id, block=None, staged=None)

@@ -567,6 +567,8 @@ def test_push_applies_bios_then_bmc_and_resets_both(world, batch):
     assert [code for code, detail in found] == ["apply_started", "apply_finished"], found  # neither check mode nor the second apply ran one
     assert found[0][1]["packages"] == expected and found[0][1]["via"] == "bmc"
     assert found[1][1]["via"] == "bmc" and found[1][1]["results"] == {package: "succeeded" for package in expected}
+    resets = [detail["reset"] for code, level, detail in bh.events(world.repo, "push") if code == "server_reset"]
+    assert resets == [["server", "bmc"]], resets  # the resets the firmware waited for are in the log (003 Table 18)
 
 
 def test_without_reboot_the_firmware_waits_and_blocks_until_power_cycle(world, batch):

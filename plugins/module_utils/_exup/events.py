@@ -49,6 +49,8 @@ EVENTS = {
     'agent_uninstalled': (NORMAL, 'Agent uninstalled.'),
     'agent_uninstall_failed': (ERROR, 'Agent uninstallation failed.'),
     'agent_logs_collected': (NORMAL, 'Agent logs collected.'),
+    'server_reset': (NORMAL, 'Server or BMC reset through the BMC.'),
+    'reset_failed': (ERROR, 'Reset through the BMC failed.'),
 }
 
 
