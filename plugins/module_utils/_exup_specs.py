@@ -9,21 +9,15 @@ validate the task's arguments on the controller) both use these.
 
 from __future__ import annotations
 
+# The feed's HTTP options are the repository modules' own (one definition).
+from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC
+
 HOST_SPEC = {
     'host_root': {'type': 'path', 'default': '/'},
     'manager_id': {'type': 'str', 'default': 'local'},
     'server_name': {'type': 'str'},
 }
 
-HTTP_OPTIONS = {
-    'proxy_url': {'type': 'str'},
-    'proxy_username': {'type': 'str'},
-    'proxy_password': {'type': 'str', 'no_log': True},
-    'proxy_auth': {'type': 'str', 'default': 'basic', 'choices': ['basic', 'digest']},
-    'validate_certs': {'type': 'bool', 'default': True},
-    'ca_path': {'type': 'path'},
-    'timeout': {'type': 'int', 'default': 30},
-}
 
 #: the out-of-band path (via: bmc): the action plugin talks to the BMC from the controller
 BMC_SPEC = {
@@ -70,7 +64,7 @@ APPLY_SPEC = dict(
 
 AGENT_SPEC = dict(
     HOST_SPEC,
-    **HTTP_OPTIONS,
+    **HTTP_SPEC,
     repository={'type': 'path'},
     trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
     state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'query', 'logs_collected']},

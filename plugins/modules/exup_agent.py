@@ -17,6 +17,7 @@ description:
   - The agent is itself an update package (module C(update-agent)), so M(exup.fleet.exup_apply) can update it too.
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
+  - exup.fleet.host
   - exup.fleet.repository.http
 options:
   state:
@@ -71,17 +72,6 @@ options:
   logs_dest:
     description: Folder on the controller for O(state=logs_collected); files go to a subfolder per server.
     type: path
-  manager_id:
-    description: This manager's id in the repository.
-    type: str
-    default: local
-  server_name:
-    description: Name of the server in the repository; defaults to the inventory hostname.
-    type: str
-  host_root:
-    description: Root of the server's file system; V(/) on real servers, a lab host root in tests.
-    type: path
-    default: /
 attributes:
   check_mode:
     support: full

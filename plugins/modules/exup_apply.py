@@ -21,6 +21,7 @@ description:
   - This module never reboots; it returns RV(reboot_allowed) by the rule of §2.1.2 for the playbook (see playbooks/apply.yml).
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
+  - exup.fleet.host
   - exup.fleet.bmc
 options:
   repository:
@@ -32,17 +33,6 @@ options:
     type: list
     elements: str
     required: true
-  manager_id:
-    description: This manager's id in the repository (events, server registration).
-    type: str
-    default: local
-  server_name:
-    description: Name of the server in the repository; defaults to the inventory hostname.
-    type: str
-  host_root:
-    description: Root of the server's file system; V(/) on real servers, a lab host root in tests.
-    type: path
-    default: /
   state:
     description:
       - V(present) applies packages, V(absent) uninstalls the O(modules) (where their package supports it, 003 §3.9),

@@ -17,6 +17,7 @@ description:
   - With O(register=true) it records the server and its versions in the repository, so the next sync fetches what it needs.
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
+  - exup.fleet.host
   - exup.fleet.bmc
 options:
   repository:
@@ -33,17 +34,6 @@ options:
     type: list
     elements: str
     default: []
-  manager_id:
-    description: This manager's id in the repository.
-    type: str
-    default: local
-  server_name:
-    description: Name of the server in the repository; defaults to the inventory hostname.
-    type: str
-  host_root:
-    description: Root of the server's file system; V(/) on real servers, a lab host root in tests.
-    type: path
-    default: /
 attributes:
   check_mode:
     support: full

@@ -759,8 +759,8 @@ def test_failed_task_blocks_until_power_cycle(world, batch):
     assert [path.rsplit("/", 1)[1] for method, path in updates(bmc)] == [
         "update-multipart", "ComputerSystem.Reset", "update-multipart", "ComputerSystem.Reset"]  # failed push, power cycle, push, reset
     assert bh.bmc_modules(world.repo, "fail") == {"system-bios": {"previous": "1.00", "block": None, "staged": None}}
-    assert [code for code, level in codes_of(world, "fail")] == ["apply_started", "apply_failed", "apply_failed", "server_reset", "apply_started",
-                                                              "server_reset", "apply_finished"]
+    expected = ["apply_started", "apply_failed", "apply_failed", "server_reset", "apply_started", "server_reset", "apply_finished"]
+    assert [code for code, level in codes_of(world, "fail")] == expected
 
 
 def test_task_that_never_ends_times_out(world, batch):
