@@ -56,10 +56,7 @@ AGENT_PLAY = '''- hosts: managed
         license_accepted: true
 '''
 
-EXUP_PLAY = '''- hosts: managed
-  gather_facts: false
-  tasks:
-    - name: Apply three packages
+APPLY_TASK = '''    - name: Apply three packages
       exup.fleet.exup_apply:
         repository: {repo}
         trusted_keys: [{pem}]
@@ -69,6 +66,11 @@ EXUP_PLAY = '''- hosts: managed
       failed_when: applied.failed or (applied.results | selectattr('status', 'equalto', 'succeeded') | list | length) != 3
 '''
 
+EXUP_PLAY = '''- hosts: managed
+  gather_facts: false
+  tasks:
+''' + APPLY_TASK
+
 SCAN_PLAY = '''- hosts: managed
   gather_facts: false
   tasks:
@@ -76,15 +78,7 @@ SCAN_PLAY = '''- hosts: managed
       exup.fleet.exup_info:
         repository: {repo}
         host_root: "{{{{ exup_host_root }}}}"
-    - name: Apply three packages
-      exup.fleet.exup_apply:
-        repository: {repo}
-        trusted_keys: [{pem}]
-        host_root: "{{{{ exup_host_root }}}}"
-        modules: [{modules}]
-      register: applied
-      failed_when: applied.failed or (applied.results | selectattr('status', 'equalto', 'succeeded') | list | length) != 3
-'''
+''' + APPLY_TASK
 
 FLOOR_PLAY = '''- hosts: managed
   gather_facts: false

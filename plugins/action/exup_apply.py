@@ -57,10 +57,7 @@ class ActionModule(BmcPath, ExupAction):
         infos = [row[0] for row in stored]
         files = {row[0].package_id: row for row in stored}
         action = 'uninstall' if args['state'] == 'absent' else 'install'
-        requests = None
-        if args['modules'] is not None or args['versions']:
-            requests = {module_id: plan.LATEST for module_id in args['modules'] or []}
-            requests.update({str(key): str(value) for key, value in args['versions'].items()})
+        requests = self.requested_modules()
         if action == 'uninstall' and requests is None:
             raise ExupError('state=absent needs modules: name the software to uninstall', code='modules_required')
         items, skipped = plan.build_plan(states, infos, requests, action, args['latest_only'])

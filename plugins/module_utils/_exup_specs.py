@@ -81,3 +81,10 @@ AGENT_SPEC = dict(
 
 #: where the agent lives on Linux (003 §3.8.1.1 step 3: fixed, not configurable)
 LINUX_AGENT_DIR = '/opt/exup/agent'
+
+
+def refuse_direct_run(name, argument_spec):
+    """main() of a module that only runs through its action plugin: validate, then say so."""
+    from ansible.module_utils.basic import AnsibleModule
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module.fail_json(msg='%s runs through its action plugin on the controller; call it as exup.fleet.%s in a play' % (name, name))

@@ -167,13 +167,11 @@ error:
   type: str
 '''
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC, refuse_direct_run
 
 
 def main():
-    module = AnsibleModule(argument_spec=APPLY_SPEC, supports_check_mode=True)
-    module.fail_json(msg='exup_apply runs through its action plugin on the controller; call it as exup.fleet.exup_apply in a play')
+    refuse_direct_run('exup_apply', APPLY_SPEC)
 
 
 if __name__ == '__main__':

@@ -91,13 +91,11 @@ server_status:
   type: str
 '''
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC, refuse_direct_run
 
 
 def main():
-    module = AnsibleModule(argument_spec=INFO_SPEC, supports_check_mode=True)
-    module.fail_json(msg='exup_info runs through its action plugin on the controller; call it as exup.fleet.exup_info in a play')
+    refuse_direct_run('exup_info', INFO_SPEC)
 
 
 if __name__ == '__main__':

@@ -251,6 +251,14 @@ class ExupAction(ActionBase):
             blockers.append({'code': 'unsupported_os', 'msg': 'OS %s is not supported by the agent packages in the repository' % os_name})
         return blockers
 
+    def requested_modules(self):
+        """module_id -> 'latest', 'previous' or a version from ``modules`` and ``versions``; None: every module with an update."""
+        if self.args['modules'] is None and not self.args['versions']:
+            return None
+        requests = {module_id: plan.LATEST for module_id in self.args['modules'] or []}
+        requests.update({str(key): str(value) for key, value in self.args['versions'].items()})
+        return requests
+
     def server_record(self, facts, states):
         """The server as the repository keeps it: model, OS, current and previous version per module."""
         modules = {}

@@ -82,7 +82,7 @@ class BmcPath:
         bmc = self.bmc_connect()
         inventory = bmc.inventory()
         model = self.bmc_model(inventory)
-        states = self.bmc_states(repo, firmware_versions(inventory))
+        states = self.bmc_states(repo, bmc_core.firmware_versions(inventory))
         usable, others = self.bmc_packages(repo, model, self.args.get('trusted_keys'))
         grouped = plan.by_module([row[0] for row in usable])
         modules = {}
@@ -129,14 +129,12 @@ class BmcPath:
         bmc = self.bmc_connect()
         inventory = bmc.inventory()
         model = self.bmc_model(inventory)
-        versions = firmware_versions(inventory)
+        versions = bmc_core.firmware_versions(inventory)
         states = self.bmc_states(repo, versions)
         if args['power_cycle']:
             return self.bmc_power_cycle(repo, bmc, states)
-        requests = None
-        if args['modules'] is not None or args['versions']:
-            requests = {module_id: plan.LATEST for module_id in args['modules'] or []}
-            requests.update({str(key): str(value) for key, value in args['versions'].items()})
+        requests = self.requested_modules()
+        if requests is not None:
             other = sorted(set(requests) - set(bmc_core.BMC_MODULES))
             if other:
                 raise ExupError('%s cannot be managed through the BMC (only %s): use the agent' % (', '.join(other), ', '.join(bmc_core.BMC_MODULES)),
@@ -272,15 +270,6 @@ class BmcPath:
                 repo.set_bmc_module(self.args['manager_id'], self.server_name, module_id, block=None, staged=None)
         return {'changed': True, 'via': 'bmc', 'rebooted': True, 'bmc_reset': bmc_waits,
                 'msg': 'server power cycled%s through BMC %s' % (' and BMC reset' if bmc_waits else '', self.args['bmc_address'])}
-
-
-def firmware_versions(inventory):
-    """module_id -> version from a BMC's firmware inventory (the first component of each module)."""
-    versions = {}
-    for item in inventory['firmware']:
-        if item['module'] and item['version'] and item['module'] not in versions:
-            versions[item['module']] = item['version']
-    return versions
 
 
 def _bmc_diff(planned, versions_after=None):

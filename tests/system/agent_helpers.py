@@ -138,19 +138,8 @@ def run_playbook(lab, path, extra_vars=None, *more, timeout=300) -> subprocess.C
                           timeout=timeout, check=False)
 
 
-# Each host runs its own task file (strategy free: hosts do not wait for each other); whatever
-# the tasks register under a name starting with r_ is written to result-<host>.json at the end,
-# also when a task failed.
-SCENARIO_PLAY = """\
-- name: Agent path scenarios, one per host
-  hosts: "{hosts}"
-  gather_facts: false
-  strategy: free
-  module_defaults:
-    group/exup.fleet.all:
-      host_root: "{{{{ exup_host_root }}}}"
-      repository: "{{{{ repos.default }}}}"
-      trusted_keys: ["{{{{ pem }}}}"]
+# The tasks of a scenario play (also the BMC path's): each host runs <host>.yml, then its r_ results are saved.
+SCENARIO_TASKS = """\
   tasks:
     - name: Run this host's scenario
       block:
@@ -166,6 +155,21 @@ SCENARIO_PLAY = """\
             names: "{{{{ q('ansible.builtin.varnames', '^r_') }}}}"
           delegate_to: localhost
 """
+
+# Each host runs its own task file (strategy free: hosts do not wait for each other); whatever
+# the tasks register under a name starting with r_ is written to result-<host>.json at the end,
+# also when a task failed.
+SCENARIO_PLAY = """\
+- name: Agent path scenarios, one per host
+  hosts: "{hosts}"
+  gather_facts: false
+  strategy: free
+  module_defaults:
+    group/exup.fleet.all:
+      host_root: "{{{{ exup_host_root }}}}"
+      repository: "{{{{ repos.default }}}}"
+      trusted_keys: ["{{{{ pem }}}}"]
+""" + SCENARIO_TASKS
 
 #: a task that records snapshot() of the host, taken on the host over ssh, as r_<name> (raw: no module to ship, cheap)
 SNAPSHOT_TASK = """\

@@ -316,13 +316,7 @@ def test_communication_lost_finishes_the_running_package_and_cancels_the_rest(fl
     process = subprocess.Popen(ah.playbook_command(play, fleet.extra_vars()), env=fleet.lab.env(), stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
-        def first_running():
-            jobs = set(ah.snapshot(root)["jobs"]) - jobs_before
-            if len(jobs) != 1:
-                return None
-            journal = ah.read_json(root / ah.STATE_DIR / "jobs" / next(iter(jobs)) / "journal.json")
-            return journal and journal["items"][0]["status"] == "running" and journal["job_id"]
-        job_id = ah.wait_for(first_running, 90, what="the first package to start")
+        job_id = wait_for_first_package(root, jobs_before)
         killed = ah.kill_tree(process.pid)  # the controller is gone: no more polls, no lease renewal
         killed_at = time.monotonic()
         process.wait(timeout=10)
@@ -386,6 +380,17 @@ def test_communication_lost_finishes_the_running_package_and_cancels_the_rest(fl
     assert late[0][1]["results"] == {SLOW_FIRST.id: "succeeded", SLOW_SECOND.id: "cancelled"}
 
 
+def wait_for_first_package(root, jobs_before) -> str:
+    """The id of the one new job on the host, once its first package runs."""
+    def first_running():
+        jobs = set(ah.snapshot(root)["jobs"]) - jobs_before
+        if len(jobs) != 1:
+            return None
+        journal = ah.read_json(root / ah.STATE_DIR / "jobs" / next(iter(jobs)) / "journal.json")
+        return journal and journal["items"][0]["status"] == "running" and journal["job_id"]
+    return ah.wait_for(first_running, 90, what="the first package to start")
+
+
 CANCEL_PLAY = """\
 ---
 - name: Cancel what has not started
@@ -418,13 +423,7 @@ def test_cancel_stops_what_has_not_started(fleet, tmp_path):
     log = open(tmp_path / "apply.log", "w")  # pylint: disable=consider-using-with  # closed below
     process = subprocess.Popen(ah.playbook_command(play, fleet.extra_vars()), env=fleet.lab.env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        def first_running():
-            jobs = set(ah.snapshot(root)["jobs"]) - jobs_before
-            if len(jobs) != 1:
-                return None
-            journal = ah.read_json(root / ah.STATE_DIR / "jobs" / next(iter(jobs)) / "journal.json")
-            return journal and journal["items"][0]["status"] == "running" and journal["job_id"]
-        job_id = ah.wait_for(first_running, 90, what="the first package to start")
+        job_id = wait_for_first_package(root, jobs_before)
         cancel = tmp_path / "cancel.yml"
         cancel.write_text(CANCEL_PLAY.format(host=host, out=tmp_path / "cancel.json"))
         ran = ah.run_playbook(fleet.lab, cancel, fleet.extra_vars())

@@ -183,20 +183,7 @@ BMC_PLAY = """\
       bmc_protocol: "{{{{ bmc.protocol | default('redfish') }}}}"
       repository: "{{{{ repos.default }}}}"
       trusted_keys: ["{{{{ pem }}}}"]
-  tasks:
-    - name: Run this host's scenario
-      block:
-        - name: The scenario
-          ansible.builtin.include_tasks: "{{{{ playbook_dir }}}}/{{{{ inventory_hostname }}}}.yml"
-      always:
-        - name: Write what the scenario registered
-          ansible.builtin.copy:
-            content: "{{{{ dict(names | zip(q('ansible.builtin.vars', *names))) | to_json }}}}"
-            dest: "{{{{ playbook_dir }}}}/result-{{{{ inventory_hostname }}}}.json"
-            mode: "0600"
-          vars:
-            names: "{{{{ q('ansible.builtin.varnames', '^r_') }}}}"
-"""
+""" + ah.SCENARIO_TASKS
 
 
 class BmcScenarios(ah.Scenarios):

@@ -328,9 +328,7 @@ class Host:
             for index, (path, verified) in enumerate(accepted):
                 work = os.path.join(job_dir, 'work', str(index))
                 safe_extract(path, keyring, work)
-                for folder, dirs, files in os.walk(work):
-                    for name in files:
-                        os.chmod(os.path.join(folder, name), 0o700)
+                make_runnable(work)
         except (PackageError, OSError):
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
@@ -387,11 +385,8 @@ class Host:
             verified = safe_extract(package_path, keyring, work)
             info = verified.info
             command = info.install_command if action == 'install' else info.uninstall_command
-            env = dict(os.environ, EXUP_ROOT=self.layout.env_root, EXUP_ACTION=action, EXUP_MODULE=info.module_id,
-                       EXUP_VERSION=info.version, EXUP_PACKAGE_ID=info.package_id, EXUP_AGENT_DIR=self.layout.agent_dir)
-            for folder, dirs, files in os.walk(work):
-                for name in files:
-                    os.chmod(os.path.join(folder, name), 0o700)
+            env = runner.script_env(self.layout, action, info.module_id, info.version, info.package_id)
+            make_runnable(work)
             # The core has no AnsibleModule (run_command); a package script runs with a clean, explicit environment.
             proc = subprocess.run(['/bin/sh', '-c', command], cwd=work, env=env,  # pylint: disable=ansible-bad-function
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -406,8 +401,7 @@ class Host:
         script = os.path.join(self.layout.agent_dir, 'uninstall.sh')
         if not os.path.exists(script):
             raise HostError('the agent folder %s has no uninstall.sh' % self.layout.agent_dir, code='agent_broken')
-        env = dict(os.environ, EXUP_ROOT=self.layout.env_root, EXUP_ACTION='uninstall', EXUP_MODULE=AGENT_MODULE,
-                   EXUP_AGENT_DIR=self.layout.agent_dir)
+        env = runner.script_env(self.layout, 'uninstall', AGENT_MODULE, self.agent()['version'])
         proc = subprocess.run(['/bin/sh', script], cwd='/', env=env,  # pylint: disable=ansible-bad-function
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, check=False)
@@ -421,6 +415,13 @@ class Host:
 
 _ACTIVITY_WORDS = {'waiting_apply': 'waiting_apply', 'waiting_uninstall': 'waiting_uninstall', 'applying': 'applying',
                    'uninstalling': 'uninstalling', 'cancelled': 'cancelled'}
+
+
+def make_runnable(folder):
+    """Unpacked files keep no mode bits (zip): a package's ``./install.sh`` must be executable; the folder is private (0700)."""
+    for parent, dirs, files in os.walk(folder):
+        for name in files:
+            os.chmod(os.path.join(parent, name), 0o700)
 
 
 def summarize(journal):

@@ -169,13 +169,17 @@ def _finish_rest(journal, start, cause):
             item.update(status=CANCELLED, cause=cause, finished=now())
 
 
+def script_env(layout, action, module_id, version, package_id=''):
+    """The environment a package script runs with (docs/agent.md, "How a package runs")."""
+    return dict(os.environ, EXUP_ROOT=layout.env_root, EXUP_ACTION=action, EXUP_MODULE=module_id, EXUP_VERSION=version or '',
+                EXUP_PACKAGE_ID=package_id or '', EXUP_AGENT_DIR=layout.agent_dir)
+
+
 def _run_item(layout, job_dir, index, item):
     work = os.path.join(job_dir, 'work', str(index))
     os.makedirs(os.path.join(job_dir, 'output'), exist_ok=True)
     output_path = os.path.join(job_dir, 'output', '%d.log' % index)
-    env = dict(os.environ, EXUP_ROOT=layout.env_root, EXUP_ACTION=item['action'], EXUP_MODULE=item['module_id'],
-               EXUP_VERSION=item['to_version'] or item.get('from_version') or '', EXUP_PACKAGE_ID=item['package_id'],
-               EXUP_AGENT_DIR=layout.agent_dir)
+    env = script_env(layout, item['action'], item['module_id'], item['to_version'] or item.get('from_version'), item['package_id'])
     with open(output_path, 'wb') as output:
         try:
             # Standard library only (this file is the agent's executable): no AnsibleModule.run_command here.

@@ -222,11 +222,7 @@ class RedfishBmc:
 
     def versions(self):
         """module_id -> current version for the modules the BMC manages."""
-        result = {}
-        for item in self.inventory()['firmware']:
-            if item['module'] and item['version'] and item['module'] not in result:
-                result[item['module']] = item['version']
-        return result
+        return firmware_versions(self.inventory())
 
     # ------------------------------------------------------------------ updating
     def update_service(self):
@@ -322,6 +318,15 @@ class RedfishBmc:
             return self.command().reset_bmc()
         except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
             raise self._classify(exc)
+
+
+def firmware_versions(inventory):
+    """module_id -> version from a BMC's firmware inventory (the first component of each module)."""
+    versions = {}
+    for item in inventory['firmware']:
+        if item['module'] and item['version'] and item['module'] not in versions:
+            versions[item['module']] = item['version']
+    return versions
 
 
 def redfish_message(body):
