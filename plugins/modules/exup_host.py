@@ -115,6 +115,7 @@ def run(module, host):
         return {'changed': False, 'files': host.log_files()}
     if module.check_mode:
         raise ExupError('phase %s changes the host and does not run in check mode' % phase, code='check_mode')
+    host.require_administrator()  # install, apply, uninstall: the administrator account (003 §3.8.1.1 step 4), through become
     if phase == 'cancel':
         journal, requested = host.cancel(params['job_id'])
         return dict(changed=requested, **_job_result(host, journal))

@@ -133,6 +133,14 @@ class Host:
                                  % (name, '/' + relative)})
         return blockers
 
+    @staticmethod
+    def require_administrator(euid=None):
+        """Changing the server needs root: the agent's fixed folder, firmware, package scripts."""
+        euid = os.geteuid() if euid is None else euid
+        if euid != 0:
+            raise HostError('the agent needs the administrator account (root) on the server, not uid %d: run the task with become: true '
+                            '(become_user: root)' % euid, code='not_administrator', euid=euid)
+
     # ------------------------------------------------------------------ state and jobs
     def current_job_id(self):
         return self._read('var', 'lib', 'exup', 'current_job')

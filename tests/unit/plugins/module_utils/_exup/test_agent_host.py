@@ -767,3 +767,11 @@ def test_cancelled_shows_for_what_the_last_job_cancelled_until_the_next_job(read
     states = ready.host.states()
     assert 'bmc-firmware' not in states and states['sdr'].activity == 'applying'
     assert ready.host.inventory()['last_job'] is None
+
+
+def test_changing_the_server_needs_the_administrator_account():
+    """003 §3.8.1.1 step 4: the agent works as root (become); any other account is refused with the reason."""
+    agent.Host.require_administrator(euid=0)
+    with pytest.raises(agent.HostError) as info:
+        agent.Host.require_administrator(euid=1000)
+    assert info.value.code == 'not_administrator' and 'become: true' in info.value.msg and 'uid 1000' in info.value.msg
