@@ -51,6 +51,17 @@ EVENTS = {
     'agent_logs_collected': (NORMAL, 'Agent logs collected.'),
     'server_reset': (NORMAL, 'Server or BMC reset through the BMC.'),
     'reset_failed': (ERROR, 'Reset through the BMC failed.'),
+    'status_changed': (NORMAL, 'Status of the update package changed.'),
+    'settings_read': (NORMAL, 'Repository settings read.'),
+    'settings_changed': (NORMAL, 'Repository settings changed.'),
+    'reboot_failed': (ERROR, 'Rebooting the managed server failed.'),
+    'progress_unavailable': (ERROR, 'Progress of the update could not be fetched.'),
+    'cancel_unavailable': (ERROR, 'Cancelling the update could not be requested.'),
+    'version_query_failed': (ERROR, 'Querying the versions of the managed server failed.'),
+    'archive_cancelled': (NORMAL, 'Saving the update package archive cancelled.'),
+    'refusals_cleared': (NORMAL, 'Refused update packages cleared.'),
+    'store_migrated': (NORMAL, 'Repository store migrated to the current layout.'),
+    'store_rebuilt': (NORMAL, 'Repository store rebuilt.'),
 }
 
 
