@@ -59,6 +59,7 @@ EVENTS = {
     'cancel_unavailable': (ERROR, 'Cancelling the update could not be requested.'),
     'version_query_failed': (ERROR, 'Querying the versions of the managed server failed.'),
     'archive_cancelled': (NORMAL, 'Saving the update package archive cancelled.'),
+    'archive_cancel_failed': (ERROR, 'Cancelling the save of the update package archive failed.'),
     'refusals_cleared': (NORMAL, 'Refused update packages cleared.'),
     'store_migrated': (NORMAL, 'Repository store migrated to the current layout.'),
     'store_rebuilt': (NORMAL, 'Repository store rebuilt.'),

@@ -401,21 +401,37 @@ class Repository:
             return summary
         tmp = dest + '.tmp'
         try:
-            with zipfile.ZipFile(tmp, 'w', allowZip64=True) as archive:
-                for item in selected:
-                    archive.write(self.store.pool_path(item['sha256']), 'packages/%s.zip' % item['package_id'], compress_type=zipfile.ZIP_STORED)
-                archive.writestr('index.html', render_index_html(selected, self.now_text()), compress_type=zipfile.ZIP_DEFLATED)
-                archive.writestr('css/exup.css', INDEX_CSS, compress_type=zipfile.ZIP_DEFLATED)
+            self.write_archive(tmp, selected)
             os.replace(tmp, dest)
-        except OSError as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        except (KeyboardInterrupt, SystemExit):
+            self.cancel_archive(tmp, dest)
+            raise
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # any failure midway: no partial archive, a clean code
+            cause = getattr(exc, 'strerror', None) or str(exc) or type(exc).__name__
+            discard_file(tmp)
             with self.store.writer() as conn:
-                self.record(conn, 'archive_save_failed', exc.strerror, path=dest)
-            raise RepositoryError('cannot save the archive %s: %s' % (dest, exc.strerror), code='archive_save_failed')
+                self.record(conn, 'archive_save_failed', cause, path=dest)
+            raise RepositoryError('cannot save the archive %s: %s' % (dest, cause), code='archive_save_failed') from None
         with self.store.writer() as conn:
             self.record(conn, 'archive_saved', path=dest, packages=[item['package_id'] for item in selected])
         return summary
+
+    def write_archive(self, path, selected):
+        with zipfile.ZipFile(path, 'w', allowZip64=True) as archive:
+            for item in selected:
+                archive.write(self.store.pool_path(item['sha256']), 'packages/%s.zip' % item['package_id'], compress_type=zipfile.ZIP_STORED)
+            archive.writestr('index.html', render_index_html(selected, self.now_text()), compress_type=zipfile.ZIP_DEFLATED)
+            archive.writestr('css/exup.css', INDEX_CSS, compress_type=zipfile.ZIP_DEFLATED)
+
+    def cancel_archive(self, tmp, dest):
+        """A save stopped midway (Ctrl-C, a stop): remove the partial archive and log it (003 Tables 18-19)."""
+        problem = discard_file(tmp)
+        code = 'archive_cancel_failed' if problem else 'archive_cancelled'
+        try:
+            with self.store.writer() as conn:
+                self.record(conn, code, problem, path=dest)
+        except (ExupError, OSError):
+            pass  # the interrupt goes on; a busy or unwritable log must not replace it
 
     # ----------------------------------------------------------------- listing (003 Fig. 10-11, Table 20)
     def listing(self, manager_id, event_limit=100, module_ids=None, models=None):
@@ -495,6 +511,17 @@ table { border-collapse: collapse; }
 th, td { border: 1px solid #999; padding: 0.3em 0.6em; text-align: left; }
 th { background: #eee; }
 """
+
+
+def discard_file(path):
+    """Remove ``path`` if it is there; None when gone, else why it could not be removed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def render_index_html(selected, saved_at):
