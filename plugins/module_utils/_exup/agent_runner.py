@@ -153,7 +153,8 @@ def record_item_in_state(layout, item, current_boot):
     state = load_state(layout)
     module = state['modules'].setdefault(item['module_id'], {})
     if item['status'] == SUCCEEDED:
-        if item['action'] == 'install' and item.get('from_version'):
+        # the same version applied again (003 §2.1.1.2) keeps the previous generation it had
+        if item['action'] == 'install' and item.get('from_version') and item['from_version'] != item.get('to_version'):
             module['previous'] = item['from_version']
         if item['reboot_required']:
             module.update(block='reboot_required', boot_id=current_boot, staged=item.get('to_version'),

@@ -19,7 +19,10 @@ the PackageInfos the repository holds for the server's model and OS.
   uninstall of the update agent always last.
 - reboot rule (§2.1.2): at least one applied package needs a reboot AND every
   selected package succeeded.
-- statuses: module status (Tables 8-9) and server status by the priority of Table 10.
+- statuses: module status (Tables 8-9) and server status by the priority of Table 10;
+  "rebooting" (Table 8) refuses every apply; the icon of a manual module (Table 9)
+  is the operator's, or the repository's initial icon when a package arrives.
+- save (Table 17): only the version each server of a model shows.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ SERVER_PRIORITY = ('communication_failed', 'unknown', 'applying', 'uninstalling'
 _SERVER_EQUIVALENT = {'waiting_apply': 'applying', 'waiting_uninstall': 'uninstalling', 'rebooting': 'applying',
                       'no_package': 'latest', 'cancelled': 'update_available', '-': 'latest'}
 BLOCKING = ('reboot_required', 'apply_failed')
+#: the three icons of Table 9 (like latest, like update available, like no package); the default initial one (§3.3 step 5)
+MANUAL_ICONS = ('latest', 'update_available', 'no_package')
+DEFAULT_MANUAL_ICON = 'update_available'
 
 
 class PlanError(ExupError):
@@ -94,10 +100,12 @@ def by_module(packages):
     return result
 
 
-def module_status(state, packages, kinds=('linux',)):
+def module_status(state, packages, kinds=('linux',), manual_icon=None):
     """003 Table 8 (auto-update packages) and Table 9 (only manual ones: '-' plus an icon).
 
-    Returns (status, manual_icon); manual_icon is None unless status is '-'.
+    Returns (status, manual_icon); manual_icon is None unless status is '-'. The icon
+    of Table 9 is set by hand (``manual_icon``, see ``choose_manual_icon``); without
+    one (no repository to keep it) it is read from the versions.
     """
     if state.activity:
         return state.activity, None
@@ -108,11 +116,49 @@ def module_status(state, packages, kinds=('linux',)):
         manual = [info for info in packages if info.compatible and not (info.auto_update and info.kind in kinds)]
         if not manual:
             return 'no_package', None
+        if manual_icon in MANUAL_ICONS:
+            return '-', manual_icon
         newest = max(manual, key=lambda info: version_key(info.version))
         icon = 'update_available' if _newer(newest.version, state.current) else 'latest'
         return '-', icon
     newest = max(usable, key=lambda info: version_key(info.version))
     return ('update_available' if _newer(newest.version, state.current) else 'latest'), None
+
+
+def choose_manual_icon(chosen, arrived, initial):
+    """The Table 9 icon of one module of one server (003 §2.1.3.2, §3.3 step 5).
+
+    ``chosen``: (icon, set_at) set by the operator, or None; ``arrived``: when the
+    newest manual package of the module reached the repository; ``initial``: the
+    repository's initial icon setting at that moment. A package that arrives after
+    the operator's choice shows the initial icon again. Times are UTC texts.
+    """
+    if chosen and (arrived is None or chosen[1] >= arrived):
+        return chosen[0]
+    return initial if initial in MANUAL_ICONS else DEFAULT_MANUAL_ICON
+
+
+def rebooting(request, boot_id=None, power=None, now=None):
+    """Table 8 "rebooting": a restart exup allowed (agent path) or did itself (BMC path) is under way.
+
+    ``request``: {'boot_id', 'deadline'} recorded when the restart was allowed or done.
+    On the agent path it lasts until the boot id changes; on the BMC path (no boot id
+    recorded) until the BMC reports the system on again; on both at most until the deadline.
+    """
+    if not request or (now is not None and now >= request['deadline']):
+        return False
+    if request.get('boot_id'):
+        return boot_id == request['boot_id']
+    return power != 'on'
+
+
+def mark_rebooting(states, request_modules):
+    """Show the modules the restart is for as "rebooting" (a running job's status stays first)."""
+    for module_id in request_modules:
+        state = states.get(module_id)
+        if state is not None and not state.activity:
+            state.activity = 'rebooting'
+    return states
 
 
 def server_status(module_statuses, unknown=False, communication_failed=False):
@@ -175,8 +221,8 @@ def select_install(state, packages, version=LATEST, latest_only=True, kinds=('li
         _refuse('the repository holds no %s version %s for this server (it has: %s)'
                 % (module_id, version, ', '.join(info.version for info in usable) or 'none'), 'version_not_available', module_id)
     info = chosen[-1]
-    if state.current is not None and info.version == state.current:
-        return None
+    if state.current is not None and info.version == state.current and (latest_only or not info.downgrade_supported):
+        return None  # §2.1.1.2: the same version again only with latest_only off and a package that supports downgrade
     if latest_only and not (info is usable[-1] and _newer(info.version, state.current)):
         _refuse('%s %s is not the newest version above the current one (%s): set latest_only to false to apply it'
                 % (module_id, info.version, state.current), 'latest_only', module_id)
@@ -214,6 +260,22 @@ def order(items):
     return sorted(items, key=key)
 
 
+def displayed_packages(infos, models=None):
+    """003 Table 17 "save only the displayed version": per module, the one version a server shows.
+
+    A server of a model and OS shows, for each module, the newest package for its model
+    and OS, multi-model or not. A package is kept when some (model, OS) it targets
+    shows it; ``models`` limits the models looked at. Returns the kept package ids.
+    """
+    points = {(info.module_id, model, os_name) for info in infos for model in info.models for os_name in info.os
+              if not models or model in models}
+    kept = set()
+    for module_id, model, os_name in points:
+        shown = [info for info in infos if info.module_id == module_id and info.targets(model, os_name)]
+        kept.add(max(shown, key=lambda info: (version_key(info.version), info.package_id)).package_id)
+    return kept
+
+
 def blocked_modules(states):
     return sorted(state.module_id for state in states.values() if state.block in BLOCKING)
 
@@ -227,6 +289,11 @@ def build_plan(states, packages, requests, action='install', latest_only=True, k
     Returns (items, skipped) where skipped maps module_id -> why nothing is done.
     Raises PlanError when the rules refuse (nothing is applied then).
     """
+    restarting = sorted(state.module_id for state in states.values() if state.activity == 'rebooting')
+    if restarting:
+        # Table 8: while the server restarts after an apply, no package can be applied
+        raise PlanError('the server is restarting after an apply (%s): apply again once it is back' % ', '.join(restarting),
+                        code='server_rebooting', modules=restarting)
     skipped = {}
     usable_modules = by_module(packages)
     if requests is None:

@@ -23,6 +23,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import Ca
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Candidate, Server, generation_plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, file_digest, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import displayed_packages
 from ansible_collections.exup.fleet.plugins.module_utils._exup.store import Store
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
@@ -497,12 +498,8 @@ def select_for_export(stored, package_ids, module_ids, models, displayed_only):
     chosen = [item for item in stored.values()
               if (not module_ids or item['module_id'] in module_ids) and (not models or set(models) & set(item['info'].models))]
     if displayed_only:
-        newest = {}
-        for item in chosen:
-            key = (item['module_id'], tuple(sorted(item['info'].models)), tuple(sorted(item['info'].os)))
-            if key not in newest or version_key(item['version']) > version_key(newest[key]['version']):
-                newest[key] = item
-        chosen = list(newest.values())
+        shown = displayed_packages([item['info'] for item in chosen], models)
+        chosen = [item for item in chosen if item['package_id'] in shown]
     return sorted(chosen, key=lambda item: (item['module_id'], version_key(item['version'])))
 
 

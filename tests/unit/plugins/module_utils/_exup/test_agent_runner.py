@@ -110,6 +110,17 @@ def test_success_records_the_previous_generation(host):
     assert 'previous' not in modules.get('server-agent', {})
 
 
+def test_the_same_version_applied_again_keeps_the_previous_generation(host):
+    """003 §2.1.1.2 allows applying the current version again; the previous generation [*] stays the older one."""
+    state_dir = host.root / 'var' / 'lib' / 'exup'
+    state_dir.mkdir(parents=True)
+    (state_dir / 'state.json').write_text(json.dumps({'modules': {'system-bios': {'previous': '0.9'}}}))
+    host.job([entry('P1', from_version='1.0', to_version='1.0')], ['true'])
+    journal = agent_runner.run_job(host.layout, JOB)
+    assert statuses(journal) == [('P1', 'succeeded', None)]
+    assert host.state()['modules']['system-bios']['previous'] == '0.9'
+
+
 def test_reboot_required_success_sets_the_block_with_boot_id_and_staged_version(host):
     host.job([entry('P1', from_version='1.0', to_version='2.0', reboot_required=True)], ['true'])
     journal = agent_runner.run_job(host.layout, JOB)

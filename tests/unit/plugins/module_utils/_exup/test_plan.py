@@ -443,3 +443,52 @@ def result(status, reboot):
 def test_reboot_rule(results, needed, allowed):
     assert plan.reboot_needed(results) is needed
     assert plan.reboot_allowed(results) is allowed
+
+
+# --- §2.1.1.2: the same version again (issue 8 item 10) ---
+
+def test_latest_only_off_applies_the_same_version_again_when_its_package_supports_downgrade():
+    packages = [pkg('1.0', downgrade=True), pkg('2.0')]
+    chosen = plan.select_install(state(current='1.0', previous='0.9'), packages, '1.0', latest_only=False)
+    assert (chosen.package_id, chosen.from_version, chosen.to_version, chosen.action) == ('system-bios_1.0', '1.0', '1.0', 'install')
+    items, skipped = plan.build_plan(states(state(current='1.0')), packages, {BIOS: '1.0'}, latest_only=False)
+    assert [entry.package_id for entry in items] == ['system-bios_1.0'] and skipped == {}
+
+
+def test_same_version_is_not_applied_again_with_latest_only_on_or_without_downgrade_support():
+    assert plan.select_install(state(current='1.0'), [pkg('1.0', downgrade=True)], '1.0', latest_only=True) is None
+    assert plan.select_install(state(current='1.0'), [pkg('1.0')], '1.0', latest_only=False) is None
+    # "latest" never re-applies what runs already, whatever the package supports
+    assert plan.select_install(state(current='1.0'), [pkg('1.0', downgrade=True)], 'latest', latest_only=False) is None
+
+
+# --- Table 17: save only the displayed version (issue 8 item 10) ---
+
+def info_for(version, models, os_names=('linux',), module=BIOS, package_id=None):
+    info = pkg(version, module=module, package_id=package_id or '%s-%s-%s' % (module, version, '+'.join(models)))
+    info.models, info.os = list(models), list(os_names)
+    return info
+
+
+def test_displayed_packages_multi_model_newer_hides_the_single_model_older():
+    infos = [info_for('2.0', ['M1', 'M2']), info_for('1.0', ['M1'])]
+    assert plan.displayed_packages(infos) == {'system-bios-2.0-M1+M2'}
+    assert plan.displayed_packages(infos, models=['M1']) == {'system-bios-2.0-M1+M2'}
+
+
+def test_displayed_packages_single_model_newer_beside_an_older_multi_model_one():
+    infos = [info_for('2.0', ['M1', 'M2']), info_for('3.0', ['M1'])]
+    # M1 shows 3.0, M2 shows 2.0: both are displayed somewhere, only M1's when M1 alone is asked for
+    assert plan.displayed_packages(infos) == {'system-bios-3.0-M1', 'system-bios-2.0-M1+M2'}
+    assert plan.displayed_packages(infos, models=['M1']) == {'system-bios-3.0-M1'}
+    assert plan.displayed_packages(infos, models=['M2']) == {'system-bios-2.0-M1+M2'}
+
+
+def test_displayed_packages_one_per_module_and_os():
+    infos = [info_for('2.0', ['M1'], ['any']), info_for('1.0', ['M1'], ['rhel9']), info_for('1.5', ['M1'], ['sles15']),
+             info_for('0.5', ['M1'], module=BMC), info_for('0.7', ['M1'], module=BMC)]
+    # an 'any' package is shown to every OS: the older OS-specific ones are shown to none
+    assert plan.displayed_packages(infos) == {'system-bios-2.0-M1', 'bmc-firmware-0.7-M1'}
+    infos.append(info_for('2.5', ['M1'], ['rhel9']))
+    assert plan.displayed_packages(infos) == {'system-bios-2.0-M1', 'system-bios-2.5-M1', 'bmc-firmware-0.7-M1'}
+    assert plan.displayed_packages([]) == set()

@@ -296,6 +296,19 @@ def test_export_all_versions(exportable, tmp_path):
     assert sorted(archive_members(dest)) == ['css/exup.css', 'index.html', 'packages/BIOS-1.0.zip', 'packages/BIOS-1.10.zip', 'packages/BIOS-1.2.zip']
 
 
+def test_export_displayed_only_saves_the_one_version_a_server_of_the_model_shows(repo, keyring, build_pkg, register, tmp_path):
+    """003 Table 17: a multi-model 2.0 and a single-model 1.0 of the same module and model: only 2.0 is shown, only 2.0 is saved."""
+    register('mgr-a', [SERVER_A, {'name': 'b1', 'model': 'T110j', 'os': 'linux'}])
+    add(repo, keyring, build_pkg(package_id='SDR-2.0-multi', module_id='sdr', version='2.0', models=[MODEL, 'T110j'], auto_update=False),
+        build_pkg(package_id='SDR-1.0-single', module_id='sdr', version='1.0', models=[MODEL], auto_update=False), mode='pinned')
+    for models in (None, [MODEL], ['T110j']):
+        summary = repo.export(str(tmp_path / 'saved.zip'), module_ids=['sdr'], models=models)
+        assert [s['package_id'] for s in summary] == ['SDR-2.0-multi'], models
+    assert sorted(archive_members(str(tmp_path / 'saved.zip'))) == ['css/exup.css', 'index.html', 'packages/SDR-2.0-multi.zip']
+    summary = repo.export(str(tmp_path / 'all.zip'), module_ids=['sdr'], models=[MODEL], displayed_only=False)
+    assert [s['package_id'] for s in summary] == ['SDR-1.0-single', 'SDR-2.0-multi']
+
+
 def test_export_by_package_ids_and_models(exportable, tmp_path):
     summary = exportable.export(str(tmp_path / 'a.zip'), package_ids=['BMC-R1.5a', 'BIOS-1.0'])
     assert [s['package_id'] for s in summary] == ['BIOS-1.0', 'BMC-R1.5a']
