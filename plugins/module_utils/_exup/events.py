@@ -74,6 +74,38 @@ def event(code, cause=None, **detail):
     return {'level': level, 'code': code, 'message': message, 'detail': detail}
 
 
+#: why a version query could not reach the server, by the path it could not reach (003 Table 19, rows 2-4)
+UNREACHABLE = {
+    'agent': 'could not connect to the exup agent',
+    'bmc': 'could not connect to the management controller',
+    'both': 'could not connect to the exup agent nor to the management controller',
+}
+
+
+def version_query_failure(error, msg, via, agent_reached=None):
+    """(code, cause, detail) of a failed version query.
+
+    A query that could not reach the agent (``communication_failed``), the BMC (``bmc_unreachable``) or,
+    through the BMC, neither of them (``agent_reached`` False) is ``version_query_failed`` saying which;
+    any other failure (refused credentials, an untrusted certificate, a host error) is ``versions_query_failed``.
+    """
+    if via == 'agent' and error == 'communication_failed':
+        reached = 'agent'
+    elif via == 'bmc' and error == 'bmc_unreachable':
+        reached = 'both' if agent_reached is False else 'bmc'
+    else:
+        return 'versions_query_failed', msg, {'error': error}
+    cause = UNREACHABLE[reached] + (': %s' % msg if msg else '')
+    return 'version_query_failed', cause, {'error': error, 'via': reached}
+
+
+def reboot_failure(boot_id_before, boot_id_now):
+    """(code, cause, detail) when a server asked to restart still runs the same boot (003 Table 19), else None."""
+    if not boot_id_before or boot_id_now != boot_id_before:
+        return None
+    return 'reboot_failed', 'the server still runs boot %s: it did not restart' % boot_id_now, {'boot_id': boot_id_now, 'via': 'agent'}
+
+
 def record(conn, time_text, item):
     conn.execute('INSERT INTO events (time, level, code, message, detail) VALUES (?, ?, ?, ?, ?)',
                  (time_text, item['level'], item['code'], item['message'], json.dumps(item['detail'], sort_keys=True)))
