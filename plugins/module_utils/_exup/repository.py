@@ -15,6 +15,7 @@ import html
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import zipfile
 
@@ -23,7 +24,8 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import Ca
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Candidate, Server, generation_plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, file_digest, verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import displayed_packages
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
+from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import DEFAULT_MANUAL_ICON, MANUAL_ICONS, choose_manual_icon, displayed_packages, rebooting
 from ansible_collections.exup.fleet.plugins.module_utils._exup.store import Store
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
@@ -38,6 +40,48 @@ ADD_WARN_PRESENT = 'warning_already_present'
 DELETED = 'deleted'
 DELETE_ERROR_IN_USE = 'error_in_use_by_other_manager'
 DELETE_ERROR_MISSING = 'error_not_found'
+
+
+#: the repository's settings: name -> (allowed values, default). 003 §3.3 step 5: the initial status icon.
+SETTINGS = {'initial_manual_icon': (MANUAL_ICONS, DEFAULT_MANUAL_ICON)}
+#: a server name or module id longer than this is no name (hostile input)
+NAME_LIMIT = 255
+
+
+def settings_problem(wanted):
+    """Why ``wanted`` (setting -> value) cannot be applied, or None."""
+    if not isinstance(wanted, dict) or not wanted:
+        return 'give at least one setting: %s' % ', '.join(sorted(SETTINGS))
+    for key, value in wanted.items():
+        if key not in SETTINGS:
+            return 'unknown setting %r: the settings are %s' % (str(key)[:NAME_LIMIT], ', '.join(sorted(SETTINGS)))
+        if value not in SETTINGS[key][0]:
+            return 'setting %s must be one of %s, not %r' % (key, ', '.join(SETTINGS[key][0]), str(value)[:NAME_LIMIT])
+    return None
+
+
+def icon_problem(server, module_ids, icon):
+    """(msg, code) when an icon change is refused, or None."""
+    if not isinstance(server, str) or not server.strip() or len(server) > NAME_LIMIT or not server.isprintable():
+        return 'server_name must be a printable name of 1 to %d characters' % NAME_LIMIT, 'server_invalid'
+    if not module_ids:
+        return 'name the modules whose status icon to set', 'modules_required'
+    unknown = sorted(str(module_id)[:NAME_LIMIT] for module_id in module_ids if module_id not in MODULE_KINDS)
+    if unknown:
+        return 'unknown module %s: the modules are %s' % (', '.join(unknown), ', '.join(sorted(MODULE_KINDS))), 'unknown_module'
+    if icon not in MANUAL_ICONS:
+        return 'icon must be one of %s, not %r' % (', '.join(MANUAL_ICONS), str(icon)[:NAME_LIMIT]), 'icon_invalid'
+    return None
+
+
+def _rows(conn, query, args=()):
+    """Rows of a table that a store written by older code may lack (a reader never creates it): none then."""
+    try:
+        return conn.execute(query, args).fetchall()
+    except sqlite3.OperationalError as exc:
+        if 'no such table' in str(exc):
+            return []
+        raise
 
 
 def server_from_dict(manager_id, data):
@@ -223,6 +267,102 @@ class Repository:
                          'VALUES (?, ?, ?, ?, ?, ?, ?)',
                          (manager_id, server, module_id, record.get('previous'), record.get('block'), record.get('staged'), self.now_text()))
             conn.execute('COMMIT')
+
+    # ----------------------------------------------------------------- settings and statuses (003 §3.3 step 5, Tables 8-9)
+    @staticmethod
+    def settings(conn, at=None):
+        """Setting name -> value, as it was at time ``at`` (UTC text; default now): settings keep their history."""
+        values = {name: default for name, (_choices, default) in SETTINGS.items()}
+        query = 'SELECT key, value FROM settings' + (' WHERE changed_at <= ?' if at else '') + ' ORDER BY id'
+        for key, value in _rows(conn, query, (at,) if at else ()):
+            if key in values:
+                values[key] = value
+        return values
+
+    def read_settings(self, check_mode=False):
+        """The repository's settings; reading them leaves settings_read (003 Table 18), not in check mode."""
+        with self.read() as conn:
+            values = self.settings(conn)
+        if not check_mode:
+            self.log_events([ev.event('settings_read', settings=sorted(values))])
+        return values
+
+    def change_settings(self, wanted, check_mode=False):
+        """Change settings; returns (before, after). A bad name or value changes nothing and logs settings_change_failed."""
+        problem = settings_problem(wanted)
+        if problem:
+            if not check_mode and self.store.exists:
+                self.log_events([ev.event('settings_change_failed', problem, settings=sorted(str(key) for key in wanted))])
+            raise RepositoryError(problem, code='setting_invalid')
+        with self.store.writer() if not check_mode else ReadOnlyConnection(self.store) as conn:
+            before = self.settings(conn)
+            after = dict(before, **wanted)
+            changes = {key: value for key, value in wanted.items() if before[key] != value}
+            if changes and not check_mode:
+                conn.execute('BEGIN IMMEDIATE')
+                now = self.now_text()
+                conn.executemany('INSERT INTO settings (key, value, changed_at) VALUES (?, ?, ?)', [(k, v, now) for k, v in sorted(changes.items())])
+                self.record(conn, 'settings_changed', before={k: before[k] for k in changes}, after=changes)
+                conn.execute('COMMIT')
+        return before, after
+
+    @staticmethod
+    def chosen_icons(conn, manager_id, server):
+        """module_id -> (icon, set_at) the operator chose for one server (003 Table 9)."""
+        query = 'SELECT module_id, icon, set_at FROM manual_icons WHERE manager_id = ? AND server = ?'
+        return {row[0]: (row[1], row[2]) for row in _rows(conn, query, (manager_id, server))}
+
+    def manual_icons(self, conn, manager_id, server, infos, kinds=('linux',)):
+        """module_id -> the Table 9 icon of each module that has packages of the server not auto-update on this path."""
+        added = {row[0]: row[1] for row in _rows(conn, 'SELECT package_id, added_at FROM packages')}
+        chosen = self.chosen_icons(conn, manager_id, server)
+        arrivals = {}
+        for info in infos:
+            if info.compatible and not (info.auto_update and info.kind in kinds) and info.package_id in added:
+                arrivals[info.module_id] = max(arrivals.get(info.module_id, ''), added[info.package_id])
+        return {module_id: choose_manual_icon(chosen.get(module_id), arrived, self.settings(conn, arrived)['initial_manual_icon'])
+                for module_id, arrived in arrivals.items()}
+
+    def set_manual_icons(self, manager_id, server, module_ids, icon, check_mode=False):
+        """Set the Table 9 icon of modules of one server; each change leaves status_changed. Returns [{module_id, before, after}]."""
+        problem = icon_problem(server, module_ids, icon)
+        if problem:
+            if not check_mode and self.store.exists:
+                self.log_events([ev.event('status_change_failed', problem[0], server=str(server), error=problem[1])])
+            raise RepositoryError(problem[0], code=problem[1])
+        rows = []
+        with self.store.writer() if not check_mode else ReadOnlyConnection(self.store) as conn:
+            chosen = self.chosen_icons(conn, manager_id, server)
+            rows = [{'module_id': module_id, 'before': (chosen.get(module_id) or (None,))[0], 'after': icon} for module_id in sorted(set(module_ids))]
+            changes = [row for row in rows if row['before'] != icon]
+            if changes and not check_mode:
+                now = self.now_text()
+                conn.execute('BEGIN IMMEDIATE')
+                for row in changes:
+                    conn.execute('INSERT OR REPLACE INTO manual_icons (manager_id, server, module_id, icon, set_at) VALUES (?, ?, ?, ?, ?)',
+                                 (manager_id, server, row['module_id'], icon, now))
+                    self.record(conn, 'status_changed', server=server, manager_id=manager_id, module=row['module_id'], before=row['before'], after=icon)
+                conn.execute('COMMIT')
+        return rows
+
+    def request_reboot(self, manager_id, server, modules, boot_id=None, seconds=3600):
+        """Record a restart exup allowed or did (Table 8 "rebooting") until ``seconds`` from now at most."""
+        now = self.clock()
+        with self.store.writer() as conn:
+            conn.execute('BEGIN IMMEDIATE')
+            conn.execute('INSERT OR REPLACE INTO reboots (manager_id, server, boot_id, modules, requested_at, deadline) VALUES (?, ?, ?, ?, ?, ?)',
+                         (manager_id, server, boot_id, json.dumps(sorted(modules)), format_time(now),
+                          format_time(now + datetime.timedelta(seconds=seconds))))
+            conn.execute('COMMIT')
+
+    def restarting(self, manager_id, server, boot_id=None, power=None):
+        """The modules a restart under way is for (Table 8 "rebooting"), or [] when none is."""
+        with self.read() as conn:
+            rows = _rows(conn, 'SELECT boot_id, modules, deadline FROM reboots WHERE manager_id = ? AND server = ?', (manager_id, server))
+        if not rows:
+            return []
+        request = {'boot_id': rows[0][0], 'modules': json.loads(rows[0][1]), 'deadline': rows[0][2]}
+        return request['modules'] if rebooting(request, boot_id, power, self.now_text()) else []
 
     def log_events(self, items):
         """Write events (dicts of events.event) in one transaction; returns them with their time."""

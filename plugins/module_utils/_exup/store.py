@@ -96,6 +96,29 @@ CREATE TABLE IF NOT EXISTS bmc_modules (
     since TEXT NOT NULL,
     PRIMARY KEY (manager_id, server, module_id)
 );
+CREATE TABLE IF NOT EXISTS settings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    changed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS manual_icons (
+    manager_id TEXT NOT NULL,
+    server TEXT NOT NULL,
+    module_id TEXT NOT NULL,
+    icon TEXT NOT NULL,
+    set_at TEXT NOT NULL,
+    PRIMARY KEY (manager_id, server, module_id)
+);
+CREATE TABLE IF NOT EXISTS reboots (
+    manager_id TEXT NOT NULL,
+    server TEXT NOT NULL,
+    boot_id TEXT,
+    modules TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    deadline TEXT NOT NULL,
+    PRIMARY KEY (manager_id, server)
+);
 """
 
 
