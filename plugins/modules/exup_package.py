@@ -17,6 +17,10 @@ description:
   - O(state=absent) deletes packages (003 §2.2.4) and records them in the deletion history so that no sync downloads them
     again. Without O(force), a package another manager uses is refused. Each package gets a result of 003 Table 16.
   - O(state=history_cleared) clears the whole deletion history at once (003 §2.2.5).
+  - O(state=refusals_cleared) forgets the remembered refusals (all, or those of O(package_ids)), so that the next sync
+    downloads those packages again. A refusal is remembered only when the downloaded bytes were exactly those the
+    catalog names and the package then failed its own checks (signature, info, structure); a failed download is tried
+    again at every sync anyway. M(exup.fleet.exup_package_info) lists the remembered refusals.
   - O(state=exported) saves packages into one archive with C(packages/), an C(index.html) listing each package and the
     component it updates, and C(css/) (003 §2.2.6).
 author: exup.fleet contributors (@exup-fleet)
@@ -26,7 +30,7 @@ options:
   state:
     description: What to do.
     type: str
-    choices: [present, absent, history_cleared, exported]
+    choices: [present, absent, history_cleared, exported, refusals_cleared]
     default: present
   src:
     description:
@@ -45,7 +49,9 @@ options:
     type: list
     elements: str
   package_ids:
-    description: Packages to delete (O(state=absent)) or to save (O(state=exported)).
+    description:
+      - Packages to delete (O(state=absent)), to save (O(state=exported)) or whose refusals to clear
+        (O(state=refusals_cleared); all of them when omitted).
     type: list
     elements: str
   force:
@@ -79,7 +85,7 @@ attributes:
     description: Verifies the files and reports the results that adding, deleting, clearing or saving would have, without changing anything.
   diff_mode:
     support: full
-    description: The diff lists the ids of the packages added or deleted.
+    description: The diff lists the ids of the packages added or deleted, or whose refusals are cleared.
 '''
 
 EXAMPLES = r'''
@@ -103,6 +109,12 @@ EXAMPLES = r'''
     module_ids: [system-bios]
     models: [Express5800/R120h-1M]
     dest: /tmp/bios-archive.zip
+
+- name: The vendor fixed a package that was refused for its signature; try it again at the next sync
+  exup.fleet.exup_package:
+    repository: /var/lib/exup/repo
+    state: refusals_cleared
+    package_ids: [system-bios-r120a1m-any-1.03]
 '''
 
 RETURN = r'''
@@ -122,6 +134,11 @@ cleared:
 exported:
   description: Packages saved into the archive.
   returned: when state is exported
+  type: list
+  elements: dict
+refusals_cleared:
+  description: The refusals forgotten, each with C(package_id), C(sha256), C(code), C(reason) and C(refused_at).
+  returned: when state is refusals_cleared
   type: list
   elements: dict
 '''
@@ -158,7 +175,7 @@ def archive_holds(dest, exported):
 def main():
     argument_spec = dict(REPOSITORY_SPEC)
     argument_spec.update(
-        state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'history_cleared', 'exported']},
+        state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'history_cleared', 'exported', 'refusals_cleared']},
         src={'type': 'list', 'elements': 'path'},
         mode={'type': 'str', 'default': 'needed', 'choices': ['needed', 'pinned']},
         trusted_keys={'type': 'list', 'elements': 'str', 'no_log': False},
@@ -202,6 +219,10 @@ def main():
     elif state == 'history_cleared':
         cleared = module.run(repo.clear_tombstones, check_mode=module.check_mode)
         output.update(cleared=cleared, changed=bool(cleared))
+    elif state == 'refusals_cleared':
+        cleared = module.run(repo.clear_refusals, package_ids=params['package_ids'], check_mode=module.check_mode)
+        output.update(refusals_cleared=cleared, changed=bool(cleared))
+        output['diff'] = {'before': ''.join('%s (%s)\n' % (r['package_id'], r['code']) for r in cleared), 'after': ''}
     else:
         selection = dict(package_ids=params['package_ids'], module_ids=params['module_ids'], models=params['models'],
                          displayed_only=params['displayed_only'])

@@ -13,7 +13,7 @@ description:
   - Runs on the repository host. Read-only.
   - Lists the packages by component and by target model (003 Fig. 10 and 11), each with the flags of 003 Table 20
     (auto-update, downgrade support, multi-model, used by another manager) and pinned, generation and compatibility;
-    the deletion history (tombstones); the managers and their presence; and the event log.
+    the deletion history (tombstones); the remembered refusals; the managers and their presence; and the event log.
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
@@ -66,6 +66,14 @@ tombstones:
   returned: always
   type: list
   elements: dict
+refusals:
+  description:
+    - Packages a sync does not download again because exactly the bytes the catalog names failed the package's own
+      checks, each with C(package_id), C(sha256), C(code), C(reason) and C(refused_at). Cleared by
+      M(exup.fleet.exup_package) with O(exup.fleet.exup_package#module:state=refusals_cleared), or when the catalog names other bytes.
+  returned: always
+  type: list
+  elements: dict
 events:
   description: Newest events first (003 Tables 18-19).
   returned: always
@@ -77,7 +85,7 @@ managers:
   type: list
   elements: dict
 feed:
-  description: Feed URL, accepted catalog version, last access and catalog expiry.
+  description: Feed URL, accepted catalog version, last access, catalog expiry and the feed's C(feed_id) (when its catalog names one).
   returned: always
   type: dict
 servers:

@@ -58,6 +58,15 @@ options:
     description: Parallel downloads.
     type: int
     default: 4
+  accept_catalog_version_reset:
+    description:
+      - The operator's way out when the catalog's version rules lock the repository out of its vendor's real catalogs:
+        accept the catalog the feed serves now although its version is lower than the one accepted before from this feed
+        (C(catalog_rollback)) or more than 2**32 above it (C(catalog_version_jump)). The sync logs a C(catalog_version_reset)
+        event, and the rules apply again from the accepted version on.
+      - Turn it on for one run after checking with the vendor; left on, it disables rollback protection.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -69,6 +78,10 @@ notes:
   - Refused packages (tampered, unknown key, too long, truncated) are listed in RV(refused) with the reason and leave
     an error event; they do not fail the task, the catalog problems (bad signature, rollback, expiry) and proxy or
     network failures do.
+  - A failed download (digest or size against the catalog, cut, timeout, HTTP, TLS, proxy) is tried again at the next
+    sync. Only a package whose bytes are exactly those the catalog names and that then fails its own checks is
+    remembered and not downloaded again (C(repeated) in RV(refused)) until the catalog names other bytes or
+    M(exup.fleet.exup_package) clears it with O(exup.fleet.exup_package#module:state=refusals_cleared).
 '''
 
 EXAMPLES = r'''
@@ -150,6 +163,7 @@ def main():
             'modules': {'type': 'dict', 'default': {}},
         }},
         workers={'type': 'int', 'default': 4},
+        accept_catalog_version_reset={'type': 'bool', 'default': False},
     )
     module = ExupModule(argument_spec, needs_http=True, supports_check_mode=True, required_together=[('proxy_username', 'proxy_password')])
     params = module.params
@@ -157,7 +171,8 @@ def main():
     if params['servers'] is not None:
         servers = [module.run(server_from_dict, params['manager_id'], item) for item in params['servers']]
     result = module.run(sync_repository, Repository(params['repository']), module.http_client(), params['feed_url'], module.keyring(),
-                        params['manager_id'], servers=servers, check_mode=module.check_mode, workers=params['workers'])
+                        params['manager_id'], servers=servers, check_mode=module.check_mode, workers=params['workers'],
+                        accept_version_reset=params['accept_catalog_version_reset'])
     output = result.as_dict()
     if result.refused:
         module.warn('%d package(s) refused: %s' % (len(result.refused), '; '.join('%s (%s)' % (r['package_id'], r['code']) for r in result.refused[:5])))

@@ -26,6 +26,10 @@ CATALOG_TYPE = 'exup-catalog'
 SPEC_VERSION = 1
 MAX_CATALOG_BYTES = 256 * 1024 * 1024
 MAX_PACKAGE_SIZE = 64 * 1024 ** 3
+#: How far one catalog may raise the version above the one accepted before (0 the first time). A
+#: catalog signed with a huge version (2**63) would otherwise lock the repository out of the
+#: vendor's next real catalogs; 2**32 still lets a vendor number catalogs by the second.
+MAX_VERSION_STEP = 2 ** 32
 EPOCH = '1970-01-01T00:00:00Z'
 
 _SHA256 = re.compile(r'^[0-9a-f]{64}$')
@@ -96,6 +100,7 @@ class Catalog:
     expires: str
     entries: list
     key_ids: list
+    feed_id: str = ''
 
     def is_complete(self, since):
         """True when the catalog lists packages published before ``since``, so the server did not filter it."""
@@ -151,8 +156,8 @@ def _entry(raw, index):
         os=tuple(os_names), kind=kind, auto_update=field('auto_update', bool), size=size, sha256=sha256, url=url)
 
 
-def build_catalog(entries, version, signing_keys, generated=None, expires_in=datetime.timedelta(days=30)):
-    """Return signed catalog bytes for ``entries`` (CatalogEntry or dicts)."""
+def build_catalog(entries, version, signing_keys, generated=None, expires_in=datetime.timedelta(days=30), feed_id=None):
+    """Return signed catalog bytes for ``entries`` (CatalogEntry or dicts); ``feed_id`` names the feed (optional)."""
     generated = generated or utc_now()
     signed = {
         'type': CATALOG_TYPE,
@@ -162,13 +167,44 @@ def build_catalog(entries, version, signing_keys, generated=None, expires_in=dat
         'expires': format_time(generated + expires_in),
         'entries': [entry.as_dict() if isinstance(entry, CatalogEntry) else dict(entry) for entry in entries],
     }
+    if feed_id:
+        signed['feed_id'] = feed_id
     message = canonical_json(signed)
     signatures = [{'keyid': key.key_id, 'sig': key.sign(message)} for key in signing_keys]
     return json.dumps({'signed': signed, 'signatures': signatures}, separators=(',', ':')).encode('utf-8')
 
 
+def check_version(version, min_version):
+    """The version rules against the version accepted before from the same feed (0: none yet).
+
+    Never lower (rollback attack), and never more than MAX_VERSION_STEP higher (a lock-out).
+    """
+    if version < min_version:
+        raise CatalogError('catalog version %d is lower than version %d accepted before: refusing a rollback' % (version, min_version),
+                           code='catalog_rollback', version=version, min_version=min_version)
+    if version - min_version > MAX_VERSION_STEP:
+        raise CatalogError('catalog version %d is more than %d above version %d accepted before: refusing a jump that would lock out '
+                           'the next catalogs (accept it with accept_catalog_version_reset if the vendor really did this)'
+                           % (version, MAX_VERSION_STEP, min_version), code='catalog_version_jump', version=version, min_version=min_version)
+
+
+def same_feed(stored_feed_id, stored_key_ids, catalog):
+    """True when ``catalog`` comes from the feed whose catalog was accepted before, whatever its URL.
+
+    A feed is known by the ``feed_id`` of its signed catalog; when either catalog has none, by its
+    signing keys (one trusted key in common: a key rotation keeps the feed).
+    """
+    if stored_feed_id and catalog.feed_id:
+        return stored_feed_id == catalog.feed_id
+    return bool(set(stored_key_ids) & set(catalog.key_ids))
+
+
 def parse_catalog(data, keyring, min_version=0, now=None):
-    """Verify and parse catalog bytes. ``min_version`` is the last accepted version."""
+    """Verify and parse catalog bytes.
+
+    ``min_version`` is the version accepted before from this feed (see check_version); None leaves the
+    version rules to the caller, which must know the feed's identity (same_feed) first.
+    """
     if len(data) > MAX_CATALOG_BYTES:
         raise CatalogError('catalog is larger than %d bytes' % MAX_CATALOG_BYTES, code='catalog_invalid')
     try:
@@ -196,9 +232,11 @@ def parse_catalog(data, keyring, min_version=0, now=None):
     version = signed.get('version')
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CatalogError('catalog version %r is not a positive integer' % (version,), code='catalog_invalid')
-    if version < min_version:
-        raise CatalogError('catalog version %d is lower than version %d accepted before: refusing a rollback' % (version, min_version),
-                           code='catalog_rollback', version=version, min_version=min_version)
+    if min_version is not None:
+        check_version(version, min_version)
+    feed_id = signed.get('feed_id', '')
+    if not isinstance(feed_id, str) or feed_id and not _TOKEN.fullmatch(feed_id):
+        raise CatalogError('catalog feed_id %r is not a token of letters, digits and ._+-' % (feed_id,), code='catalog_invalid')
     generated = parse_time(signed.get('generated'), 'generated time')
     expires = parse_time(signed.get('expires'), 'expiry')
     now = now or utc_now()
@@ -220,4 +258,4 @@ def parse_catalog(data, keyring, min_version=0, now=None):
             raise CatalogError('catalog gives packages %s and %s the same SHA-256' % (files[entry.sha256], entry.package_id), code='catalog_invalid')
         files[entry.sha256] = entry.package_id
     return Catalog(version=version, generated=format_time(generated), expires=format_time(expires), entries=entries,
-                   key_ids=sorted(sig['keyid'] for sig in trusted))
+                   key_ids=sorted(sig['keyid'] for sig in trusted), feed_id=feed_id)

@@ -64,6 +64,7 @@ EVENTS = {
     'archive_cancelled': (NORMAL, 'Saving the update package archive cancelled.'),
     'archive_cancel_failed': (ERROR, 'Cancelling the save of the update package archive failed.'),
     'refusals_cleared': (NORMAL, 'Refused update packages cleared.'),
+    'catalog_version_reset': (NORMAL, 'Catalog version protection reset by the operator.'),
     'store_migrated': (NORMAL, 'Repository store migrated to the current layout.'),
     'store_rebuilt': (NORMAL, 'Repository store rebuilt.'),
 }

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import uuid
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, build_catalog, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
@@ -34,15 +35,25 @@ def _previous_catalog(feed_dir):
         return json.load(handle)['signed']
 
 
-def write_catalog(feed_dir, entries, signing_keys, version=None, expires_days=30, now=None):
-    """Sign and write catalog.json atomically; the version goes up by one unless given (never down)."""
+def new_feed_id():
+    """A name for a new feed: repositories key rollback protection to it, whatever URL serves the feed."""
+    return 'feed-' + uuid.uuid4().hex
+
+
+def write_catalog(feed_dir, entries, signing_keys, version=None, expires_days=30, now=None, feed_id=None):
+    """Sign and write catalog.json atomically; the version goes up by one unless given (never down).
+
+    The catalog keeps the ``feed_id`` of the catalog it replaces (a new feed gets a new one), so
+    mirrors of the feed and a move to another URL keep the feed's identity.
+    """
     previous = _previous_catalog(feed_dir)
     last_version = previous['version'] if previous else 0
+    feed_id = feed_id or (previous or {}).get('feed_id') or new_feed_id()
     if version is None:
         version = last_version + 1
     if version < last_version:
         raise ExupError('catalog version %d would be lower than the published version %d' % (version, last_version), code='catalog_rollback')
-    data = build_catalog(entries, version, signing_keys, generated=now, expires_in=datetime.timedelta(days=expires_days))
+    data = build_catalog(entries, version, signing_keys, generated=now, expires_in=datetime.timedelta(days=expires_days), feed_id=feed_id)
     tmp = os.path.join(feed_dir, CATALOG_NAME + '.tmp')
     with open(tmp, 'wb') as handle:
         handle.write(data)

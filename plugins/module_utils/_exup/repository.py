@@ -32,6 +32,14 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.version import ve
 #: A manager that has not reported presence for this long is forgotten (003 §2.2.8).
 PRESENCE_LIFETIME = datetime.timedelta(days=60)
 
+#: Codes only a download gives. Stores written before issue 8 remembered some of them as refusals;
+#: they say nothing about the vendor's bytes, so such rows no longer block (see is_remembered).
+_TRANSPORT_ONLY_CODES = frozenset(['download_too_long', 'download_truncated', 'connection_failed', 'http_status', 'tls_failed',
+                                   'proxy_failed', 'proxy_invalid', 'proxy_auth_failed', 'proxy_auth_required', 'proxy_auth_unsupported',
+                                   'proxy_ntlm_unsupported', 'proxy_tunnel_407', 'transport_failed', 'missing_library'])
+#: The transport's digest_mismatch (against the catalog) shares its code with the package's own (against ExUpHash.xml).
+_CATALOG_DIGEST_WORDS = 'the SHA-256 the catalog states'
+
 # Results of 003 Table 14 (add) and Table 16 (delete).
 ADDED = 'added'
 ADD_ERROR_BAD_HASH = 'error_invalid_package'
@@ -151,6 +159,33 @@ class Repository:
     @staticmethod
     def feed_state(conn):
         return {row[0]: row[1] for row in conn.execute('SELECT key, value FROM feed_state')}
+
+    # ----------------------------------------------------------------- refusals (issue 8: one bad answer never blocks for good)
+    @staticmethod
+    def refusals(conn):
+        """package_id -> the remembered refusal (sha256, code, reason, refused_at) that a sync honours."""
+        rows = (dict(row) for row in conn.execute('SELECT * FROM refusals ORDER BY package_id'))
+        return {row['package_id']: row for row in rows if is_remembered(row)}
+
+    def remember_refusal(self, conn, package_id, sha256, error):
+        """Remember that the bytes ``sha256`` of ``package_id`` failed the package's own checks (sync.BytesRefused)."""
+        conn.execute('INSERT OR REPLACE INTO refusals (package_id, sha256, code, reason, refused_at) VALUES (?, ?, ?, ?, ?)',
+                     (package_id, sha256, error.code, error.msg, self.now_text()))
+
+    @staticmethod
+    def forget_refusal(conn, package_id):
+        conn.execute('DELETE FROM refusals WHERE package_id = ?', (package_id,))
+
+    def clear_refusals(self, package_ids=None, check_mode=False):
+        """Forget remembered refusals (all, or of ``package_ids``) so the next sync tries them again; returns those cleared."""
+        with self.store.writer() if not check_mode else ReadOnlyConnection(self.store) as conn:
+            cleared = [row for package_id, row in self.refusals(conn).items() if package_ids is None or package_id in package_ids]
+            if cleared and not check_mode:
+                conn.execute('BEGIN IMMEDIATE')
+                conn.executemany('DELETE FROM refusals WHERE package_id = ?', [(row['package_id'],) for row in cleared])
+                self.record(conn, 'refusals_cleared', package_ids=[row['package_id'] for row in cleared])
+                conn.execute('COMMIT')
+        return cleared
 
     def active_servers(self, conn, override=None):
         """Servers of managers seen within the presence lifetime.
@@ -583,6 +618,7 @@ class Repository:
         with self.read() as conn:
             plan, stored, feed, servers = self.plan(conn)
             tombstones = self.tombstones(conn)
+            refusals = list(self.refusals(conn).values())
             state = self.feed_state(conn)
             event_rows = conn.execute('SELECT * FROM events ORDER BY id DESC LIMIT ?', (event_limit,)).fetchall()
             managers = [dict(row) for row in conn.execute('SELECT * FROM managers ORDER BY manager_id')]
@@ -613,9 +649,14 @@ class Repository:
             ids.sort(key=lambda package_id: order[package_id], reverse=True)
         events_out = [dict(row, detail=json.loads(row['detail'])) for row in event_rows]
         return {'packages': packages, 'by_component': by_component, 'by_model': by_model,
-                'tombstones': sorted(tombstones.values(), key=lambda t: t['package_id']),
+                'tombstones': sorted(tombstones.values(), key=lambda t: t['package_id']), 'refusals': refusals,
                 'events': events_out, 'managers': managers, 'servers': len(servers), 'feed_entries': len(feed),
-                'feed': {key: state[key] for key in ('feed_url', 'catalog_version', 'last_access', 'catalog_expires') if key in state}}
+                'feed': {key: state[key] for key in ('feed_url', 'catalog_version', 'last_access', 'catalog_expires', 'feed_id') if key in state}}
+
+
+def is_remembered(row):
+    """A refusal row blocks downloads only when it is about the package's own bytes, not a failed download."""
+    return row['code'] not in _TRANSPORT_ONLY_CODES and not (row['code'] == 'digest_mismatch' and _CATALOG_DIGEST_WORDS in row['reason'])
 
 
 class ReadOnlyConnection:

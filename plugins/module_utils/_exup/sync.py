@@ -23,16 +23,25 @@ import json
 import os
 import urllib.parse
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import EPOCH, MAX_CATALOG_BYTES, parse_catalog, parse_time, utc_now
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
+    EPOCH, MAX_CATALOG_BYTES, check_version, parse_catalog, parse_time, same_feed, utc_now)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import ReadOnlyConnection
 
-#: Failures that say nothing about the package's bytes: the next sync tries again. Any other
-#: refusal is remembered for that exact content (sha256) and not downloaded again until the
-#: catalog points at different bytes.
-RETRIED_CODES = frozenset(['download_truncated', 'connection_failed', 'http_status', 'tls_failed', 'proxy_failed',
-                           'proxy_auth_failed', 'proxy_auth_required', 'proxy_ntlm_unsupported'])
+
+class BytesRefused(Exception):
+    """A download with exactly the SHA-256 the catalog states failed the package's own checks.
+
+    Only this is a statement about the vendor's bytes, so only this refusal is remembered (for that
+    sha256) and not downloaded again until the catalog points at other bytes or an operator clears it.
+    Every other failure (digest or size against the catalog, a cut, a timeout, HTTP, TLS, proxy) is the
+    mirror's or the network's and is tried again at the next sync.
+    """
+
+    def __init__(self, error):
+        super().__init__(error.msg)
+        self.error = error
 
 
 def entry_matches_package(entry, info):
@@ -68,11 +77,14 @@ class SyncResult:
                 'feed_unchanged': self.feed_unchanged, 'changed': self.changed}
 
 
-def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, check_mode=False, workers=4, progress=None):
+def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, check_mode=False, workers=4, progress=None,
+                    accept_version_reset=False):
     """Sync ``repo`` (Repository) from ``feed_url`` (the catalog URL). Returns a SyncResult.
 
     ``servers`` is this manager's list of Server (None: keep what it registered before).
     ``progress`` is called with (done_packages, total_packages, bytes) as downloads finish.
+    ``accept_version_reset``: the operator accepts the catalog served now even if its version is lower
+    than, or jumps too far above, the one accepted before (catalog_version_reset event).
     """
     result = SyncResult()
     context = ReadOnlyConnection(repo.store) if check_mode else repo.store.writer()
@@ -81,7 +93,8 @@ def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, c
             repo.register_manager(conn, manager_id, servers)
             result.events.append(repo.record(conn, 'repository_update_started', feed=feed_url))
         try:
-            _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result)
+            _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result,
+                         accept_version_reset=accept_version_reset)
         except ExupError as exc:
             if not check_mode:
                 result.events.append(repo.record(conn, 'repository_update_failed', exc.msg, error=exc.code))
@@ -98,15 +111,53 @@ def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, c
     return result
 
 
-def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result):
+def _stored_key_ids(state):
+    return [key_id for key_id in state.get('catalog_key_ids', '').split(',') if key_id]
+
+
+def _check_stored_catalog_trusted(state, keyring):
+    """A 304 reuses the catalog accepted before without verifying it again: only while a key that signed it is trusted.
+
+    So removing a key from trusted_keys ends the catalog it signed at the next sync, even with a server
+    that answers 304 to anything.
+    """
+    signed_by = _stored_key_ids(state)
+    if 'catalog_version' in state and not set(signed_by) & set(keyring.key_ids):
+        raise CatalogError('the feed answered 304 Not Modified, but the catalog accepted before is signed by no trusted key (signed by: %s): '
+                           'it no longer stands' % (', '.join(signed_by) or 'unknown'), code='unknown_key', key_ids=signed_by)
+
+
+def _same_feed(state, catalog, same_url):
+    """Is ``catalog`` from the feed accepted before (by its feed_id or signing keys, not its URL)?"""
+    if 'catalog_version' not in state:
+        return False
+    if not state.get('feed_id') and not _stored_key_ids(state):
+        return same_url  # a store from before key ids were recorded: the URL is all it knows
+    return same_feed(state.get('feed_id', ''), _stored_key_ids(state), catalog)
+
+
+def _check_feed_version(state, catalog, same, accept_reset):
+    """Rollback and jump rules against the version accepted before from the same feed.
+
+    Returns None, or when the operator accepted a version the rules refuse, (cause, detail) of the
+    catalog_version_reset event to record.
+    """
+    min_version = int(state['catalog_version']) if same else 0
+    try:
+        check_version(catalog.version, min_version)
+    except CatalogError as exc:
+        if not accept_reset:
+            raise
+        return 'accepted by the operator: %s' % exc.msg, {'from_version': min_version, 'to_version': catalog.version, 'refused': exc.code}
+    return None
+
+
+def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result, accept_version_reset=False):
     state = repo.feed_state(conn)
-    same_feed = state.get('feed_url') == feed_url
-    min_version = int(state.get('catalog_version', '0')) if same_feed else 0
-    since = state.get('last_access', EPOCH) if same_feed else EPOCH
-    # A 304 reuses the catalog accepted before without checking its signature again: allow that
-    # only while a key that signed it is still trusted, so removing a key from trusted_keys
-    # (rotation, revocation) takes effect at the next sync, not when the feed next changes.
-    conditional = same_feed and bool(set(state.get('catalog_key_ids', '').split(',')) & set(keyring.key_ids))
+    same_url = state.get('feed_url') == feed_url
+    since = state.get('last_access', EPOCH) if same_url else EPOCH
+    # Conditional only while the stored catalog could stand (see _check_stored_catalog_trusted): else ask for it whole.
+    conditional = same_url and bool(set(_stored_key_ids(state)) & set(keyring.key_ids))
     response = client.get_conditional(feed_url, etag=state.get('etag') if conditional else None,
                                       last_modified=state.get('last_modified') if conditional else None,
                                       params={'since': since}, max_bytes=MAX_CATALOG_BYTES)
@@ -118,20 +169,27 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
     if response['status'] == 304:
         # Unchanged: the catalog we accepted before still rules, and so does its expiry (freeze attack).
         result.feed_unchanged = True
+        _check_stored_catalog_trusted(state, keyring)
         if parse_time(state['catalog_expires']) <= utc_now():
             raise CatalogError('catalog expired at %s and the feed still serves it unchanged: the feed is stale or frozen' % state['catalog_expires'],
                                code='catalog_expired')
         base_url = state.get('base_url', base_url)
         result.catalog = {'version': int(state['catalog_version']), 'generated': state['last_access'], 'expires': state['catalog_expires'], 'entries_new': 0}
     else:
-        catalog = parse_catalog(response['body'], keyring, min_version=min_version)
+        catalog = parse_catalog(response['body'], keyring, min_version=None)
+        # Rollback protection follows the feed (a mirror, a new URL of it), not the URL; another feed starts over.
+        same = _same_feed(state, catalog, same_url)
+        reset = _check_feed_version(state, catalog, same, accept_version_reset)
+        if reset and not check_mode:
+            result.events.append(repo.record(conn, 'catalog_version_reset', reset[0], **reset[1]))
+        same_history = same and same_url
         # A full catalog (what any static server serves) is the whole truth: what it no longer lists was
         # withdrawn and is not asked for again. A catalog the server filtered by ``since`` is merged.
-        replace_feed = not same_feed or catalog.is_complete(since)
+        replace_feed = not same_history or catalog.is_complete(since)
         new_entries = catalog.entries if replace_feed else catalog.entries_since(since)
         result.catalog = {'version': catalog.version, 'generated': catalog.generated, 'expires': catalog.expires,
-                          'entries_new': len(catalog.entries_since(since)) if same_feed else len(catalog.entries),
-                          'entries_total': len(catalog.entries), 'key_ids': catalog.key_ids}
+                          'entries_new': len(catalog.entries_since(since)) if same_history else len(catalog.entries),
+                          'entries_total': len(catalog.entries), 'key_ids': catalog.key_ids, 'feed_id': catalog.feed_id}
         if not check_mode:
             conn.execute('BEGIN IMMEDIATE')
             if replace_feed:
@@ -141,7 +199,7 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
             for key, value in (('feed_url', feed_url), ('base_url', base_url), ('catalog_version', str(catalog.version)),
                                ('last_access', catalog.generated), ('catalog_expires', catalog.expires),
                                ('etag', response['etag'] or ''), ('last_modified', response['last_modified'] or ''),
-                               ('catalog_key_ids', ','.join(catalog.key_ids))):
+                               ('catalog_key_ids', ','.join(catalog.key_ids)), ('feed_id', catalog.feed_id)):
                 conn.execute('INSERT OR REPLACE INTO feed_state (key, value) VALUES (?, ?)', (key, value))
             conn.execute('COMMIT')
 
@@ -150,7 +208,7 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
     overlay = {entry.package_id: entry for entry in new_entries} if check_mode else None
     plan, stored, feed = repo.plan(conn, override=override, feed_overlay=overlay, feed_replace=replace_feed)[:3]
     tombstones = repo.tombstones(conn)
-    refusals = {row['package_id']: dict(row) for row in conn.execute('SELECT * FROM refusals')}
+    refusals = repo.refusals(conn)
     to_fetch = []
     for package_id in sorted(plan.wanted()):
         if package_id in stored or package_id not in feed:
@@ -179,6 +237,12 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
     repo.store.collect_garbage(conn, keep_parts=keep_parts)
 
 
+def _refuse(repo, conn, entry, exc, result):
+    result.refused.append({'package_id': entry.package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': exc.code,
+                           'reason': exc.msg, 'resumable': exc.code == 'download_truncated'})
+    result.events.append(repo.record(conn, 'package_refused', exc.msg, package_id=entry.package_id, error=exc.code))
+
+
 def _download_all(repo, conn, client, base_url, keyring, entries, workers, progress, result):
     """Download in parallel; the writer connection is used only from this thread."""
     total = len(entries)
@@ -195,10 +259,11 @@ def _download_all(repo, conn, client, base_url, keyring, entries, workers, progr
         try:
             verified = verify_package(path, keyring)
             entry_matches_package(entry, verified.info)
-        except PackageError:
-            if path != final:
-                os.unlink(path)
-            raise
+        except PackageError as exc:
+            if path == final:
+                raise  # not checked against the catalog's digest here: say nothing about the vendor's bytes
+            os.unlink(path)
+            raise BytesRefused(exc) from None
         return path, verified
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -208,20 +273,18 @@ def _download_all(repo, conn, client, base_url, keyring, entries, workers, progr
             done += 1
             try:
                 path, verified = future.result()
+            except BytesRefused as refused:
+                _refuse(repo, conn, entry, refused.error, result)
+                repo.remember_refusal(conn, entry.package_id, entry.sha256, refused.error)
+                continue
             except ExupError as exc:
-                refusal = {'package_id': entry.package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': exc.code, 'reason': exc.msg,
-                           'resumable': exc.code == 'download_truncated'}
-                result.refused.append(refusal)
-                result.events.append(repo.record(conn, 'package_refused', exc.msg, package_id=entry.package_id, error=exc.code))
-                if exc.code not in RETRIED_CODES:
-                    conn.execute('INSERT OR REPLACE INTO refusals (package_id, sha256, code, reason, refused_at) VALUES (?, ?, ?, ?, ?)',
-                                 (entry.package_id, entry.sha256, exc.code, exc.msg, repo.now_text()))
+                _refuse(repo, conn, entry, exc, result)
                 continue
             if path != repo.store.pool_path(entry.sha256):
                 repo.store.install(path, entry.sha256)
                 result.bytes_downloaded += entry.size
             repo.index_package(conn, verified, entry.sha256, entry.size, source='feed')
-            conn.execute('DELETE FROM refusals WHERE package_id = ?', (entry.package_id,))
+            repo.forget_refusal(conn, entry.package_id)
             result.added.append({'package_id': entry.package_id, 'module_id': entry.module_id, 'version': entry.version, 'size': entry.size,
                                  'sha256': entry.sha256})
             result.events.append(repo.record(conn, 'package_downloaded', package_id=entry.package_id, version=entry.version))
