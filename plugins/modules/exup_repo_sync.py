@@ -60,8 +60,8 @@ options:
     default: 4
   accept_catalog_version_reset:
     description:
-      - The operator's way out when the catalog's version rules lock the repository out of its vendor's real catalogs:
-        accept the catalog the feed serves now although its version is lower than the one accepted before from this feed
+      - The operator's way out when the catalog's version rules lock the repository out of its vendor's real catalogs.
+        Accept the catalog the feed serves now although its version is lower than the one accepted before from this feed
         (C(catalog_rollback)) or more than 2**32 above it (C(catalog_version_jump)). The sync logs a C(catalog_version_reset)
         event, and the rules apply again from the accepted version on.
       - Turn it on for one run after checking with the vendor; left on, it disables rollback protection.
