@@ -18,7 +18,7 @@ import random
 import shutil
 import uuid
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, build_catalog, format_time, utc_now
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import MAX_VERSION_STEP, CatalogEntry, build_catalog, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes, file_digest, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
@@ -53,6 +53,10 @@ def write_catalog(feed_dir, entries, signing_keys, version=None, expires_days=30
         version = last_version + 1
     if version < last_version:
         raise ExupError('catalog version %d would be lower than the published version %d' % (version, last_version), code='catalog_rollback')
+    if version - last_version > MAX_VERSION_STEP:
+        # Repositories would refuse it (catalog_version_jump): a vendor never publishes what its customers refuse.
+        raise ExupError('catalog version %d would be more than %d above the published version %d' % (version, MAX_VERSION_STEP, last_version),
+                        code='catalog_version_jump')
     data = build_catalog(entries, version, signing_keys, generated=now, expires_in=datetime.timedelta(days=expires_days), feed_id=feed_id)
     tmp = os.path.join(feed_dir, CATALOG_NAME + '.tmp')
     with open(tmp, 'wb') as handle:

@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
     MAX_VERSION_STEP, Catalog, build_catalog, canonical_json, check_version, parse_catalog, same_feed)
-from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import is_remembered
 
@@ -136,3 +136,14 @@ def test_a_new_feed_gets_its_own_feed_id(tmp_path, signing_key):
         write_catalog(str(tmp_path / name), [], [signing_key])
     ids = {json.loads((tmp_path / name / 'catalog.json').read_text())['signed']['feed_id'] for name in ('a', 'b')}
     assert len(ids) == 2
+
+
+def test_publishing_refuses_a_version_repositories_would_refuse(tmp_path, signing_key):
+    write_catalog(str(tmp_path), [], [signing_key], version=3)
+    before = (tmp_path / 'catalog.json').read_bytes()
+    with pytest.raises(ExupError) as caught:
+        write_catalog(str(tmp_path), [], [signing_key], version=4 + MAX_VERSION_STEP)
+    assert caught.value.code == 'catalog_version_jump'
+    assert caught.value.msg == 'catalog version %d would be more than %d above the published version 3' % (4 + MAX_VERSION_STEP, MAX_VERSION_STEP)
+    assert (tmp_path / 'catalog.json').read_bytes() == before
+    assert write_catalog(str(tmp_path), [], [signing_key], version=3 + MAX_VERSION_STEP) == 3 + MAX_VERSION_STEP
