@@ -133,7 +133,7 @@ events:
   type: list
   elements: dict
 catalog:
-  description: Version, generation time, expiry and entry counts of the catalog used.
+  description: Version, generation time, expiry and entry counts of the catalog used; when it was fetched, the trusted C(key_ids) that signed it and its C(feed_id).
   returned: always
   type: dict
 bytes_downloaded:
