@@ -17,6 +17,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import Exu
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import ServerStatus, restarted_modules
 
 
 def _diff(items, versions_after=None):
@@ -30,7 +31,7 @@ def _diff(items, versions_after=None):
     return {'before': before, 'after': after}
 
 
-class ActionModule(BmcPath, ExupAction):
+class ActionModule(ServerStatus, BmcPath, ExupAction):
     SPEC = APPLY_SPEC
 
     def failure_event(self):
@@ -60,6 +61,7 @@ class ActionModule(BmcPath, ExupAction):
         requests = self.requested_modules()
         if action == 'uninstall' and requests is None:
             raise ExupError('state=absent needs modules: name the software to uninstall', code='modules_required')
+        self.mark_restart(repo, states, boot_id=facts.get('boot_id'))
         items, skipped = plan.build_plan(states, infos, requests, action, args['latest_only'])
         planned = [item.as_dict() for item in items]
         for row in planned:
@@ -72,7 +74,11 @@ class ActionModule(BmcPath, ExupAction):
         if self._task.check_mode:
             return dict(base, changed=True, results=[], reboot_required=any(item.reboot_required for item in items), reboot_allowed=False,
                         diff=_diff(planned), msg='would run %d package(s) on %s' % (len(items), self.server_name))
-        return dict(base, **self.run_job(repo, inventory, planned, files, action))
+        outcome = self.run_job(repo, inventory, planned, files, action)
+        if args['allow_reboot'] and outcome['reboot_allowed']:
+            # the playbook restarts now (003 §2.1.2): Table 8 "rebooting" until the boot id changes, applies refused meanwhile
+            self.record_restart(repo, restarted_modules(outcome['results']), boot_id=facts.get('boot_id'))
+        return dict(base, **outcome)
 
     def run_job(self, repo, inventory, planned, files, action):
         args = self.args

@@ -5,21 +5,29 @@
 
 from __future__ import annotations
 
+from ansible.utils.display import Display
+
 from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import ServerStatus
+
+display = Display()
 
 
-class ActionModule(BmcPath, ExupAction):
+class ActionModule(ServerStatus, BmcPath, ExupAction):
     SPEC = INFO_SPEC
 
     def failure_event(self):
         return 'versions_query_failed'
 
     def act(self):
+        if 'register' in self._task.args:
+            display.deprecated('exup.fleet.exup_info: the option register is renamed register_server (register is also a task keyword)',
+                               version='2.0.0')
         if self.args['via'] == 'bmc':
             return self.bmc_info()
         repo = self.repository(required=False)
@@ -35,6 +43,8 @@ class ActionModule(BmcPath, ExupAction):
             finally:
                 conn.close()
         infos = [row[0] for row in stored]
+        icons = self.manual_icons(repo, infos)
+        self.mark_restart(repo, states, boot_id=facts.get('boot_id'))
         grouped = plan.by_module(infos)
         modules = {}
         for module_id in sorted(set(states) | set(grouped)):
@@ -42,7 +52,7 @@ class ActionModule(BmcPath, ExupAction):
             packages = grouped.get(module_id, [])
             if state.current is None and state.activity is None and not state.block:
                 continue
-            status, icon = plan.module_status(state, packages) if repo else ('no_package', None)
+            status, icon = plan.module_status(state, packages, manual_icon=icons.get(module_id)) if repo else ('no_package', None)
             modules[module_id] = {'name': MODULE_KINDS.get(module_id, module_id), 'current': state.current, 'previous': state.previous,
                                   'status': status, 'manual_icon': icon, 'block': state.block, 'staged': state.staged,
                                   'versions': plan.versions_offered(state, packages)}
@@ -58,8 +68,11 @@ class ActionModule(BmcPath, ExupAction):
                   'active_job': inventory['active_job'], 'registered': False, 'untrusted_packages': sorted(untrusted)}
         if repo is not None and not self._task.check_mode:
             self.record_unreported_job(repo, inventory)
-            if self.args['register'] and agent['installed']:
+            if self.args['register_server'] and agent['installed']:
                 result['registered'] = self.register(repo, facts, states)
+                result['changed'] = result['registered']  # the repository's record of the server changed
+        elif repo is not None and self.args['register_server'] and agent['installed']:
+            result['changed'] = self.registration_differs(repo, facts, states)  # check mode says what registering would change
             self.log_events(repo, ('versions_queried', None, {'status': server_status}))
         result['newest'] = {module_id: max((row['version'] for row in module['versions']), key=version_key, default=None)
                             for module_id, module in modules.items()}

@@ -38,7 +38,9 @@ INFO_SPEC = dict(
     HOST_SPEC,
     **BMC_SPEC,
     repository={'type': 'path'},
-    register={'type': 'bool', 'default': False},
+    # 'register' is Ansible's task keyword too: the old name stays as a deprecated alias until 2.0.0
+    register_server={'type': 'bool', 'default': False, 'aliases': ['register'],
+                     'deprecated_aliases': [{'name': 'register', 'version': '2.0.0', 'collection_name': 'exup.fleet'}]},
     trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
 )
 
@@ -58,6 +60,7 @@ APPLY_SPEC = dict(
     image_base_url={'type': 'str'},
     apply_time={'type': 'str', 'default': 'OnReset', 'choices': ['OnReset', 'Immediate']},
     allow_reboot={'type': 'bool', 'default': False},
+    reboot_timeout={'type': 'int', 'default': 1200},
     power_cycle={'type': 'bool', 'default': False},
     task_timeout={'type': 'int', 'default': 1800},
 )

@@ -87,8 +87,18 @@ options:
     description:
       - For O(via=bmc), reset what the applied firmware waits for (power cycle the server for BIOS, reset the BMC for its own
         firmware) when the rule of 003 §2.1.2 allows it. The agent path leaves the restart to the playbook.
+      - On the agent path, V(true) says the playbook restarts the server when RV(reboot_allowed) is true (as
+        C(playbooks/apply.yml) does with C(apply_allow_reboot)). On both paths the modules that wait for that restart
+        are then C(rebooting) (003 Table 8) and every apply to the server is refused with C(server_rebooting), until the
+        server is back (on the agent path when its boot id changed, on the BMC path when the BMC reports it on) or O(reboot_timeout) passed.
     type: bool
     default: false
+  reboot_timeout:
+    description:
+      - Seconds a restart allowed or done with O(allow_reboot) shows as C(rebooting) at most. After that, if the server did
+        not restart, its modules are C(reboot_required) again.
+    type: int
+    default: 1200
   power_cycle:
     description:
       - For O(via=bmc), only power cycle the server through its BMC (003 §2.1.5 "remote power control"), which ends the

@@ -14,7 +14,12 @@ description:
   - Returns the model, OS, each module's current version, the versions in the repository for it (the previous generation
     marked C([*])), the module statuses of 003 Tables 8-9, the server status by the priority of Table 10, and whether the
     agent could be installed (003 §2.3.2-3, §3.8).
-  - With O(register=true) it records the server and its versions in the repository, so the next sync fetches what it needs.
+  - With O(register_server=true) it records the server and its versions in the repository, so the next sync fetches what it
+    needs; the task is C(changed) when the repository's record of the server changed (in check mode, whether it would change).
+  - With a repository, the status C(-) of a module applied by hand carries the icon set by hand (M(exup.fleet.exup_server_status))
+    or the repository's initial icon (M(exup.fleet.exup_repo_settings)), 003 Table 9; a module whose restart M(exup.fleet.exup_apply)
+    allowed (O(exup.fleet.exup_apply#module:allow_reboot=true)) or did through the BMC is C(rebooting) until the server is back
+    (003 Table 8).
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.host
@@ -23,10 +28,13 @@ options:
   repository:
     description: The repository folder on the controller; without it only the server side is reported.
     type: path
-  register:
-    description: Record this server (model, OS, versions, previous generations) in the repository as managed by O(manager_id).
+  register_server:
+    description:
+      - Record this server (model, OS, versions, previous generations) in the repository as managed by O(manager_id).
+      - The alias O(register) is deprecated (it is also the name of Ansible's task keyword) and will be removed in 2.0.0.
     type: bool
     default: false
+    aliases: [register]
   trusted_keys:
     description:
       - Public keys (PEM text or paths). When given, repository packages signed by any other key (a key rotated out or
@@ -45,7 +53,7 @@ EXAMPLES = r'''
 - name: Versions and statuses
   exup.fleet.exup_info:
     repository: /var/lib/exup/repo
-    register: true
+    register_server: true
   register: info
 
 - name: Show the server status
@@ -79,6 +87,10 @@ modules:
   description: Module id to name, current, previous, status, manual_icon, block, staged and versions (newest first).
   returned: always
   type: dict
+registered:
+  description: O(register_server) changed the repository's record of the server (false in check mode).
+  returned: always
+  type: bool
 untrusted_packages:
   description: Package ids in the repository signed by a key not in O(trusted_keys).
   returned: always

@@ -19,12 +19,14 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import restarted_modules
 
 BMC_OS = 'any'  # BMC packages target every OS: the BMC does not care what the server runs
 
 
 class BmcPath:
-    """Mixin for the action plugins (self.args, self.server_name, self.repository(), self.log_events, self.progress)."""
+    """Mixin for the action plugins (self.args, self.server_name, self.repository(), self.log_events, self.progress;
+    ServerStatus's mark_restart, manual_icons, record_restart)."""
 
     def bmc_config(self):
         args = self.args
@@ -83,11 +85,14 @@ class BmcPath:
         inventory = bmc.inventory()
         model = self.bmc_model(inventory)
         states = self.bmc_states(repo, bmc_core.firmware_versions(inventory))
+        self.mark_restart(repo, states, power=inventory['power'])
         usable, others = self.bmc_packages(repo, model, self.args.get('trusted_keys'))
         grouped = plan.by_module([row[0] for row in usable])
+        icons = self.manual_icons(repo, [row[0] for row in usable], kinds=bmc_core.BMC_KINDS)
         modules = {}
         for module_id, state in states.items():
-            status, icon = plan.module_status(state, grouped.get(module_id, []), kinds=bmc_core.BMC_KINDS) if repo else ('no_package', None)
+            status, icon = (plan.module_status(state, grouped.get(module_id, []), kinds=bmc_core.BMC_KINDS, manual_icon=icons.get(module_id))
+                            if repo else ('no_package', None))
             modules[module_id] = {'name': MODULE_KINDS[module_id], 'current': state.current, 'previous': state.previous, 'status': status,
                                   'manual_icon': icon, 'block': state.block, 'staged': state.staged,
                                   'versions': plan.versions_offered(state, grouped.get(module_id, []))}
@@ -133,6 +138,7 @@ class BmcPath:
         states = self.bmc_states(repo, versions)
         if args['power_cycle']:
             return self.bmc_power_cycle(repo, bmc, states)
+        self.mark_restart(repo, states, power=inventory['power'])
         requests = self.requested_modules()
         if requests is not None:
             other = sorted(set(requests) - set(bmc_core.BMC_MODULES))
@@ -185,7 +191,8 @@ class BmcPath:
         manager, server = args['manager_id'], self.server_name
         for result in results:
             if result['status'] == 'succeeded':
-                fields = {'previous': result['from_version']} if result['from_version'] else {}
+                # the same version applied again (003 §2.1.1.2) keeps the previous generation
+                fields = {'previous': result['from_version']} if result['from_version'] not in (None, result['to_version']) else {}
                 if result['reset_required']:
                     fields.update(block='reboot_required', staged=result['to_version'])
                 repo.set_bmc_module(manager, server, result['module_id'], **fields)
@@ -196,6 +203,7 @@ class BmcPath:
         rebooted = False
         if args['allow_reboot'] and allowed:
             rebooted = self.bmc_reset(bmc, results)
+            self.record_restart(repo, restarted_modules(results))  # "rebooting" until the BMC reports the system on (Table 8)
             for result in results:
                 if result['status'] == 'succeeded' and result['reset_required']:
                     repo.set_bmc_module(manager, server, result['module_id'], block=None, staged=None)
@@ -265,6 +273,7 @@ class BmcPath:
         # A staged BMC firmware waits for the BMC's own reset, which a power cycle of the server does not do.
         bmc_waits = states.get('bmc-firmware') is not None and states['bmc-firmware'].block == 'reboot_required'
         self.reset_through_bmc(bmc, server=True, controller=bmc_waits)
+        self.record_restart(repo, [module_id for module_id, state in states.items() if state.block == 'reboot_required'])
         for module_id, state in states.items():
             if state.block:
                 repo.set_bmc_module(self.args['manager_id'], self.server_name, module_id, block=None, staged=None)

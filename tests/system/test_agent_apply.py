@@ -120,7 +120,7 @@ def apply_task(name: str, body: str = "", ignore_errors: bool = False) -> str:
 
 
 def info_task(name: str, body: str = "") -> str:
-    return f"- name: exup_info ({name})\n  exup.fleet.exup_info:\n{body or '    register: false' + chr(10)}  register: r_{name}\n"
+    return f"- name: exup_info ({name})\n  exup.fleet.exup_info:\n{body or '    register_server: false' + chr(10)}  register: r_{name}\n"
 
 
 scenario("table11",
@@ -167,7 +167,7 @@ scenario("previous",
 
 scenario("uninstall",
          apply_task("utility", "    repository: \"{{ repos.late }}\"\n    modules: [raid-utility]\n"),
-         info_task("registered", "    repository: \"{{ repos.late }}\"\n    register: true\n"),
+         info_task("registered", "    repository: \"{{ repos.late }}\"\n    register_server: true\n"),
          "- name: The repository's servers before the uninstall\n"
          f"  ansible.builtin.raw: \"{{{{ ansible_playbook_python }}}} {ah.HELPERS} servers {{{{ repos.late }}}}\"\n"
          "  delegate_to: localhost\n"

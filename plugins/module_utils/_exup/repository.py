@@ -380,6 +380,14 @@ class Repository:
                 conn.execute('COMMIT')
         return rows
 
+    @staticmethod
+    def server_differs(conn, manager_id, server):
+        """True when registering ``server`` would change the repository's record of it (check mode of exup_info)."""
+        row = (manager_id, server.name, server.model, server.os, json.dumps(server.modules, sort_keys=True))
+        before = conn.execute('SELECT manager_id, name, model, os, modules FROM servers WHERE manager_id = ? AND name = ?',
+                              (manager_id, server.name)).fetchone()
+        return before is None or tuple(before) != row
+
     def request_reboot(self, manager_id, server, modules, boot_id=None, seconds=3600):
         """Record a restart exup allowed or did (Table 8 "rebooting") until ``seconds`` from now at most."""
         now = self.clock()
