@@ -180,7 +180,7 @@ class ActionModule(ExupAction):
         bundle = self.send_packages([package], {digest: path})
         try:
             answer = self.host_call('agent_install', package=package, bundle=bundle,
-                                    trusted_keys=self.args['trusted_keys'], agent_models=list(info.models), agent_os=list(info.os))
+                                    trusted_keys_pem=self.args['trusted_keys'], agent_models=list(info.models), agent_os=list(info.os))
         except HostCallFailed as exc:
             exc.result['status'] = 'failed'
             raise

@@ -89,7 +89,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         local_paths = {row['sha256']: files[row['package_id']][3] for row in planned}
         bundle = self.send_packages([item for item in host_items if item['sha256'] not in inbox], local_paths)
         try:
-            answer = self.host_call('start', items=host_items, bundle=bundle, trusted_keys=args['trusted_keys'],
+            answer = self.host_call('start', items=host_items, bundle=bundle, trusted_keys_pem=args['trusted_keys'],
                                     lease_seconds=args['lease_seconds'], wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
         except HostCallFailed as exc:
             failed = 'uninstall_failed' if action == 'uninstall' else 'apply_failed'

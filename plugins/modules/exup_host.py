@@ -26,8 +26,11 @@ options:
     description: Root of the host's file system (C(/) on a real server; a lab host root in tests).
     type: path
     default: /
-  trusted_keys:
-    description: Public keys (PEM text or file paths on the host) that packages must be signed with.
+  trusted_keys_pem:
+    description:
+      - Public keys (PEM text) that packages must be signed with.
+      - Key material only, no file paths; the action plugins read the O(exup.fleet.exup_apply#module:trusted_keys) files on the controller,
+        because a managed server does not have them.
     type: list
     elements: str
     default: []
@@ -91,6 +94,7 @@ import os
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import agent as host_agent
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import ExupModule
 
 
@@ -129,7 +133,8 @@ def run(module, host):
             raise ExupError('uninstalling the agent failed (exit status %d): %s' % (code, output.strip()[-400:]), code='uninstall_failed',
                             exit_code=code, output=output)
         return {'changed': True, 'agent': host.agent(), 'output': output}
-    keyring = module.keyring()  # installing anything needs the trusted keys; removing the agent does not
+    # installing anything needs the trusted keys (PEM texts only: a path is refused, never opened here); removing the agent does not
+    keyring = module.run(KeyRing.from_pem_texts, params['trusted_keys_pem'])
     if phase == 'start':
         job_id = host.start_job(params['items'], keyring, params['lease_seconds'], bundle=params['bundle'])
         journal = host.follow(job_id, params['wait_seconds'], params['lease_seconds'])
@@ -158,7 +163,7 @@ def main():
             'phase': {'type': 'str', 'required': True, 'choices': ['inventory', 'start', 'status', 'cancel', 'agent_install',
                                                                    'agent_uninstall', 'logs']},
             'host_root': {'type': 'path', 'default': '/'},
-            'trusted_keys': {'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
+            'trusted_keys_pem': {'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
             'items': {'type': 'list', 'elements': 'dict', 'default': []},
             'package': {'type': 'dict'},
             'bundle': {'type': 'path'},

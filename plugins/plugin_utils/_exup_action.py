@@ -12,11 +12,13 @@ come back as ``failed`` results with ``msg`` and a stable ``error`` code.
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import tarfile
 import tempfile
 import time
 
+from ansible.errors import AnsibleFileNotFound
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -26,7 +28,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import ModuleState
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, key_texts, read_key_file
 
 display = Display()
 HOST_MODULE = 'exup.fleet.exup_host'
@@ -80,6 +82,7 @@ class ExupAction(ActionBase):
         self.opened_repository = None
         self.failure_logged = False
         try:
+            self.resolve_trusted_keys()
             result.update(self.act())
         except HostCallFailed as exc:
             result.update(exc.result)
@@ -106,6 +109,25 @@ class ExupAction(ActionBase):
         code = self.failure_event()
         if code and not self.failure_logged:
             self.log_events(self.opened_repository, (code, result.get('msg'), {'error': result.get('error')}))
+
+    # ----------------------------------------------------------------- keys
+    def resolve_trusted_keys(self):
+        """Replace trusted_keys by PEM texts read here, on the controller: the host gets key material, never a path.
+
+        A managed server does not have the controller's key files (/etc/exup/vendor.pub on the
+        controller is not on every server), so paths are read as any controller file of a task
+        (absolute, or relative to the role's or playbook's files/ folder).
+        """
+        if self.args.get('trusted_keys'):
+            self.args['trusted_keys'] = key_texts(self.args['trusted_keys'], self.read_controller_file)
+
+    def read_controller_file(self, path):
+        """A file on the controller, found the way the copy and template actions find theirs; OSError when it is not there."""
+        try:
+            found = self._find_needle('files', path)
+        except AnsibleFileNotFound:
+            raise FileNotFoundError(errno.ENOENT, 'no such file on the controller', path) from None
+        return read_key_file(found)
 
     # ----------------------------------------------------------------- host
     def host_call(self, phase, **args):

@@ -9,6 +9,8 @@ import base64
 import binascii
 import hashlib
 import os
+import stat
+import tempfile
 
 try:
     from cryptography.exceptions import InvalidSignature
@@ -23,6 +25,9 @@ except ImportError as exc:  # pragma: no cover - reported by the module wrapper
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 
 KEYID_HEX_LENGTH = 16
+#: a PEM Ed25519 public key is about 113 bytes; anything far larger is not one (and is not read whole)
+MAX_KEY_FILE_BYTES = 64 * 1024
+PEM_MARKER = '-----BEGIN'
 
 
 def _raw_public_bytes(public_key):
@@ -59,14 +64,11 @@ class SigningKey:
         return cls(private_key)
 
     def save(self, private_path, public_path):
-        """Write the private key (mode 0600) and its public key (PEM)."""
+        """Write the private key (mode 0600, also over an existing file of any mode) and its public key (PEM)."""
         private_pem = self.private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(private_pem)
-        with open(public_path, 'wb') as handle:
-            handle.write(self.public_pem())
+        _replace_file(private_path, private_pem, 0o600)
+        _replace_file(public_path, self.public_pem(), 0o644)
 
     def public_pem(self):
         return self.public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -74,6 +76,72 @@ class SigningKey:
     def sign(self, message):
         """Return the base64 signature of ``message`` (bytes)."""
         return base64.b64encode(self.private_key.sign(message)).decode('ascii')
+
+
+def _replace_file(path, data, mode):
+    """Atomically put data at path with exactly mode: a new file (mkstemp makes it 0600), chmod, fsync, rename.
+
+    Writing into an existing file would keep its old mode (keygen --force over a 0644 key kept 0644).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(path), suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_key_file(path):
+    """The bytes of a key file on this machine, bounded: a FIFO, a device or a huge file is refused, never waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO does not wait for a writer
+    with os.fdopen(fd, 'rb') as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, 'not a regular file', path)
+        data = handle.read(MAX_KEY_FILE_BYTES + 1)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise OSError(0, 'larger than %d bytes, not a public key' % MAX_KEY_FILE_BYTES, path)
+    return data
+
+
+def key_texts(items, read=read_key_file):
+    """trusted_keys entries as PEM texts: inline PEM passes, anything else is a path read with ``read``.
+
+    ``read(path)`` returns bytes or raises OSError. Action plugins pass a reader of controller files,
+    so that a managed host only ever gets key material (``exup_host`` takes no paths).
+    Raises ``key_unreadable`` for a path that cannot be read and ``key_invalid`` for a text that is
+    not one Ed25519 public key.
+    """
+    texts = []
+    for item in items or ():
+        text = item
+        if PEM_MARKER not in item:
+            try:
+                text = read(item).decode('ascii', 'replace')
+            except OSError as exc:
+                raise ExupError('cannot read trusted key file %s: %s' % (item, exc.strerror or exc), code='key_unreadable', path=item)
+        load_public_pem(text)
+        texts.append(text)
+    return texts
+
+
+def load_public_pem(text):
+    """One Ed25519 public key from PEM text (``key_invalid`` otherwise)."""
+    try:
+        public_key = serialization.load_pem_public_key(text.encode('ascii', 'replace'))
+    except (ValueError, TypeError) as exc:
+        raise ExupError('trusted key is not a PEM public key: %s' % exc, code='key_invalid')
+    if not isinstance(public_key, Ed25519PublicKey):
+        raise ExupError('trusted key is not an Ed25519 public key', code='key_invalid')
+    return public_key
 
 
 class KeyRing:
@@ -86,23 +154,18 @@ class KeyRing:
 
     @classmethod
     def from_pem_list(cls, items):
-        """Build a ring from PEM texts or paths of PEM files (module option ``trusted_keys``)."""
+        """Build a ring from PEM texts or paths of PEM files on this machine (module option ``trusted_keys``)."""
+        return cls.from_pem_texts(key_texts(items))
+
+    @classmethod
+    def from_pem_texts(cls, texts):
+        """Build a ring from PEM texts only: what a managed host is sent (a path is refused, never opened)."""
         keys = []
-        for item in items or ():
-            text = item
-            if '-----BEGIN' not in item:
-                try:
-                    with open(item, 'rb') as handle:
-                        text = handle.read().decode('ascii', 'replace')
-                except OSError as exc:
-                    raise ExupError('cannot read trusted key file %s: %s' % (item, exc.strerror), code='key_invalid')
-            try:
-                public_key = serialization.load_pem_public_key(text.encode('ascii'))
-            except ValueError as exc:
-                raise ExupError('trusted key is not a PEM public key: %s' % exc, code='key_invalid')
-            if not isinstance(public_key, Ed25519PublicKey):
-                raise ExupError('trusted key is not an Ed25519 public key', code='key_invalid')
-            keys.append(public_key)
+        for text in texts or ():
+            if PEM_MARKER not in text:
+                raise ExupError('trusted key material must be PEM text; key files are read on the controller, not on the host',
+                                code='key_invalid')
+            keys.append(load_public_pem(text))
         if not keys:
             raise ExupError('no trusted keys given: packages and catalogs cannot be verified', code='key_invalid')
         return cls(keys)
