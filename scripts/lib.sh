@@ -102,3 +102,58 @@ step() {
     fi
     return "$rc"
 }
+
+# ---------------------------------------------------------------- bindep.txt, the one list of system packages
+# bindep_platforms -> prints this machine's bindep platform tags ("dpkg debian debian-12" ...)
+bindep_platforms() {
+    local tags="" id="" version=""
+    command -v dpkg >/dev/null 2>&1 && tags="dpkg"
+    command -v rpm >/dev/null 2>&1 && tags="$tags rpm"
+    if [ -r /etc/os-release ]; then
+        # shellcheck disable=SC1091
+        read -r id version < <(. /etc/os-release && echo "${ID:-}" "${VERSION_ID:-}")
+    fi
+    [ -z "$id" ] || tags="$tags $id${version:+ $id-$version}"
+    echo "$tags"
+}
+
+# bindep_selected SELECTORS PROFILES PLATFORMS -> 0 when an entry with SELECTORS (the words inside [...])
+# is chosen. bindep's rules: in each kind (platform:..., profile) a positive word must match when there is
+# one, and no negated (!word) may match; an entry without profile words belongs to every profile.
+bindep_selected() {
+    local profiles=" $2 " platforms=" $3 " word tag set kind
+    local -A positive=([platform]=0 [profile]=0) hit=([platform]=0 [profile]=0)
+    for word in $1; do
+        tag="${word#!}"
+        set=profiles; kind=profile
+        if [ "${tag#platform:}" != "$tag" ]; then tag="${tag#platform:}"; set=platforms; kind=platform; fi
+        if [ "${word#!}" != "$word" ]; then   # negated
+            [[ "${!set}" != *" $tag "* ]] || return 1
+        else
+            positive[$kind]=1
+            [[ "${!set}" != *" $tag "* ]] || hit[$kind]=1
+        fi
+    done
+    [ "${positive[platform]}" = 0 ] || [ "${hit[platform]}" = 1 ] || return 1
+    [ "${positive[profile]}" = 0 ] || [ "${hit[profile]}" = 1 ]
+}
+
+# bindep_entries PROFILES [PLATFORMS] -> one line "package<TAB>programs" per bindep.txt entry chosen for the
+# profiles (space separated, e.g. "test") on this platform. Programs come from the "# programs:" comment line
+# just above an entry (see bindep.txt). EXUP_BINDEP=FILE reads another file (the tests use it).
+bindep_entries() {
+    local profiles="$1" platforms="${2:-$(bindep_platforms)}" line name selectors programs=""
+    while IFS= read -r line || [ -n "$line" ]; do
+        case "$line" in
+            "# programs:"*) programs="${line#\# programs:}"; programs="${programs# }"; continue ;;
+            ""|"#"*) continue ;;
+        esac
+        name="${line%%[[:space:][]*}"
+        selectors=""
+        [[ "$line" != *"["*"]"* ]] || { selectors="${line#*[}"; selectors="${selectors%%]*}"; }
+        if bindep_selected "$selectors" "$profiles" "$platforms"; then
+            printf '%s\t%s\n' "$name" "$programs"
+        fi
+        programs=""
+    done < "${EXUP_BINDEP:-$EXUP_ROOT/bindep.txt}"
+}

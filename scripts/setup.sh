@@ -4,7 +4,8 @@
 #   bash scripts/setup.sh            # then:  source build/env.sh
 #
 # What it does (each part skipped when already done):
-#   1. Debian packages used by the tests (squid nginx openssh-server ipmitool aria2 curl git shellcheck).
+#   1. Debian packages used by the tests: the [test] profile of bindep.txt (apache2-utils nginx squid
+#      openssh-server ipmitool aria2 curl git shellcheck ...), the one declared list of system packages.
 #   2. A Python >= 3.12 (PATH, then pyenv) and the venv .venv with requirements*.txt installed.
 #   3. build/collections/ansible_collections/exup/fleet -> the repo root (so Ansible and
 #      `import ansible_collections.exup.fleet...` find the collection), and build/env.sh.
@@ -20,26 +21,21 @@ EXUP_LOG_TAG="setup"
 cd "$EXUP_ROOT"
 
 # ---------------------------------------------------------------- 1. Debian packages
-# command -> Debian package
-APT_WANTED=(
-    "squid:squid"
-    "nginx:nginx"
-    "sshd:openssh-server"
-    "ipmitool:ipmitool"
-    "aria2c:aria2"
-    "curl:curl"
-    "git:git"
-    "shellcheck:shellcheck"   # lets ansible-test sanity check shell scripts (skipped without it)
-)
+# The list is bindep.txt (profile "test"), the one declared list of system packages; lib.sh parses it.
+installed_package() {
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
 
 install_apt_packages() {
-    local missing=() entry cmd pkg
-    for entry in "${APT_WANTED[@]}"; do
-        cmd="${entry%%:*}"; pkg="${entry#*:}"
-        PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    local missing=() wanted=() pkg
+    mapfile -t wanted < <(bindep_entries test | cut -f1)
+    [ "${#wanted[@]}" -gt 0 ] || die "bindep.txt lists no package for the test profile on this platform ($(bindep_platforms))"
+    command -v dpkg-query >/dev/null 2>&1 || die "not a dpkg system: install these (bindep.txt, profile test) by hand: ${wanted[*]}"
+    for pkg in "${wanted[@]}"; do
+        installed_package "$pkg" || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -eq 0 ]; then
-        log "system packages: all present"
+        log "system packages: all ${#wanted[@]} of bindep.txt (test) present"
         return 0
     fi
     if [ -n "${EXUP_SKIP_APT:-}" ]; then
