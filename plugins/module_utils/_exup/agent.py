@@ -12,8 +12,11 @@ before they run: the repository is not the last line.
 from __future__ import annotations
 
 import base64
+import contextlib
+import copy
 import glob
 import os
+import shlex
 import shutil
 import tarfile
 import subprocess
@@ -145,62 +148,65 @@ class Host:
     def current_job_id(self):
         return self._read('var', 'lib', 'exup', 'current_job')
 
-    def _recover(self, job_id, journal):
-        """A journal whose runner died (host crash, kill) tells the truth: the running item failed, the rest cancelled."""
-        if journal.get('state') == 'finished':
-            return journal
-        pid = journal.get('runner_pid')
-        alive = False
-        if pid:
-            try:
-                os.kill(pid, 0)
-                alive = True
-            except (ProcessLookupError, PermissionError):
-                alive = False
-        if alive or (journal.get('state') == 'queued' and time.time() - journal.get('created', 0) < STALE_START_SECONDS):
-            return journal
-        for item in journal['items']:
-            if item['status'] == runner.RUNNING:
-                item.update(status=runner.FAILED, cause='the agent stopped while this package was running', finished=time.time())
-                runner.record_item_in_state(self.layout, item, journal.get('boot_id', ''))
-            elif item['status'] == runner.WAITING:
-                item.update(status=runner.CANCELLED, cause='the agent stopped before this package started', finished=time.time())
-        journal.update(state='finished', recovered=True)
-        runner.write_json(os.path.join(self.layout.job_dir(job_id), 'journal.json'), journal)
-        return journal
+    def _journal_path(self, job_id):
+        return os.path.join(self.layout.job_dir(job_id), 'journal.json')
 
-    def journal(self, job_id):
-        journal = runner.read_json(os.path.join(self.layout.job_dir(job_id), 'journal.json'))
+    def _read_journal(self, job_id):
+        journal = runner.read_json(self._journal_path(job_id))
         if journal is None:
             raise HostError('no job %s on this host' % job_id, code='job_unknown', job_id=job_id)
-        return self._recover(job_id, journal)
+        return journal
+
+    def _view(self, job_id):
+        """(the job as it really is, items whose end only the view knows): reads, never writes."""
+        journal = self._read_journal(job_id)
+        try:
+            stamp = os.stat(self._journal_path(job_id)).st_mtime  # the last the runner wrote: the same for every read
+        except OSError:
+            stamp = time.time()
+        return job_view(self.layout, journal, runner.boot_id(self.layout), stamp)
+
+    def journal(self, job_id):
+        """The journal of a job; one whose runner died is shown as it really is (see job_view), without writing anything."""
+        return self._view(job_id)[0]
+
+    def settle(self, job_id):
+        """Write path: record what job_view found out about a job whose runner died (journal, then blocks in state.json)."""
+        view, ended = self._view(job_id)
+        if not view.get('recovered') or view.get('state') != 'finished':
+            return view
+        with state_writes(self.layout, 'recording the outcome of job %s' % job_id):
+            for item in ended:
+                runner.record_item_in_state(self.layout, item, view.get('boot_id', ''))
+            runner.write_json(self._journal_path(job_id), view)
+        return view
+
+    def _current_view(self):
+        job_id = self.current_job_id()
+        if not job_id:
+            return None, []
+        try:
+            return self._view(job_id)
+        except HostError:
+            return None, []
 
     def last_journal(self):
         """The journal of the newest job, running or finished (None when there was none)."""
-        job_id = self.current_job_id()
-        if not job_id:
-            return None
-        try:
-            return self.journal(job_id)
-        except HostError:
-            return None
+        return self._current_view()[0]
 
     def active_journal(self):
-        job_id = self.current_job_id()
-        if not job_id:
-            return None
-        try:
-            journal = self.journal(job_id)
-        except HostError:
-            return None
-        return journal if journal.get('state') != 'finished' else None
+        journal = self.last_journal()
+        return journal if journal and journal.get('state') != 'finished' else None
 
     def states(self, facts=None, versions=None):
         """module_id -> ModuleState: versions, blocks valid for this boot, activity of a running job."""
         facts = facts or self.facts()
         versions = self.module_versions() if versions is None else versions
-        saved = runner.load_state(self.layout)['modules']
-        active = self.active_journal()
+        saved_state, (last, ended) = runner.load_state(self.layout), self._current_view()
+        for item in ended:  # what a dead job's end means, until the write path records it
+            runner.item_in_state(saved_state, item, last.get('boot_id', ''))
+        saved = saved_state['modules']
+        active = last if last and last.get('state') != 'finished' else None
         activity = {}
         for item in (active or {}).get('items', []):
             if item['status'] in (runner.WAITING, runner.RUNNING):
@@ -208,7 +214,7 @@ class Host:
                 activity[item['module_id']] = ('waiting_' + word) if item['status'] == runner.WAITING else word + 'ing'
         if active is None:
             # Table 8 "cancelled": shown for what the last job cancelled, until the next job.
-            for item in (self.last_journal() or {}).get('items', []):
+            for item in (last or {}).get('items', []):
                 if item['status'] == runner.CANCELLED:
                     activity[item['module_id']] = 'cancelled'
         states = {}
@@ -244,14 +250,19 @@ class Host:
         return stat.f_bavail * stat.f_frsize
 
     def _write_inbox(self, digest, chunks):
-        """Write one received package to the inbox (temp file, then rename): a cut transfer leaves no half file."""
+        """Write one received package to the inbox (temp file, then rename): a cut transfer or a full disk leaves no half file."""
         os.makedirs(self.layout.inbox, mode=0o700, exist_ok=True)
         target = os.path.join(self.layout.inbox, digest + '.zip')
         tmp = target + '.part'
-        with open(tmp, 'wb') as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-        os.replace(tmp, target)
+        try:
+            with state_writes(self.layout, 'receiving a package'), open(tmp, 'wb') as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def receive_bundle(self, bundle, items):
         """Unpack the one uncompressed tar the controller sent (members ``<sha256>.zip``) into the inbox.
@@ -308,6 +319,9 @@ class Host:
         if not self.agent()['installed']:
             raise HostError('the exup agent is not installed on this host (%s): install it with exup.fleet.exup_agent'
                             % self.layout.agent_dir, code='agent_missing')
+        job_id = self.current_job_id()
+        if job_id and os.path.exists(self._journal_path(job_id)):
+            self.settle(job_id)  # the write path records a dead job's end (reads only show it)
         active = self.active_journal()
         if active:
             raise HostError('job %s is still running on this host' % active['job_id'], code='job_running', job_id=active['job_id'])
@@ -331,33 +345,46 @@ class Host:
                                 package_id=verified.info.package_id)
         job_id = time.strftime('%Y%m%dT%H%M%S', time.gmtime()) + '-' + uuid.uuid4().hex[:8]
         job_dir = self.layout.job_dir(job_id)
-        os.makedirs(os.path.join(job_dir, 'work'), mode=0o700)
         try:
-            for index, (path, verified) in enumerate(accepted):
-                work = os.path.join(job_dir, 'work', str(index))
-                safe_extract(path, keyring, work)
-                make_runnable(work)
-        except (PackageError, OSError):
+            with state_writes(self.layout, 'preparing job %s' % job_id):
+                os.makedirs(os.path.join(job_dir, 'work'), mode=0o700)
+                reserve_space(os.path.join(job_dir, 'reserve'), runner.RESERVE_BYTES)
+                for index, (path, verified) in enumerate(accepted):
+                    work = os.path.join(job_dir, 'work', str(index))
+                    safe_extract(path, keyring, work)
+                    make_runnable(work)
+                self._write_job(job_id, self._journal(job_id, items, accepted, facts), lease_seconds)
+        except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
+        self._start_runner(job_id)
+        return job_id
+
+    @staticmethod
+    def _journal(job_id, items, accepted, facts):
         journal_items = []
         for item, verified in zip(items, (pair[1] for pair in accepted)):
             keys = ('package_id', 'module_id', 'action', 'from_version', 'to_version', 'reboot_required', 'release_date')
             # the verified package's own command (docs/agent.md), never one the controller sent
             command = verified.info.uninstall_command if item.get('action') == 'uninstall' else verified.info.install_command
             journal_items.append(dict({key: item.get(key) for key in keys}, command=command, status=runner.WAITING))
-        journal = {'version': runner.JOURNAL_VERSION, 'job_id': job_id, 'state': 'queued', 'created': time.time(),
-                   'boot_id': facts['boot_id'], 'items': journal_items}
+        return {'version': runner.JOURNAL_VERSION, 'job_id': job_id, 'state': 'queued', 'created': time.time(),
+                'boot_id': facts['boot_id'], 'items': journal_items}
+
+    def _write_job(self, job_id, journal, lease_seconds):
+        job_dir = self.layout.job_dir(job_id)
         runner.write_json(os.path.join(job_dir, 'journal.json'), journal)
         runner.write_lease(job_dir, lease_seconds)
-        with open(os.path.join(self.layout.state_dir, 'current_job'), 'w') as handle:
-            handle.write(job_id + '\n')
         os.makedirs(self.layout.log_dir, exist_ok=True)
+        # last: until the current job names it, the new folder is only a leftover that the next start ignores
+        runner.write_text_atomic(os.path.join(self.layout.state_dir, 'current_job'), job_id + '\n')
+
+    def _start_runner(self, job_id):
+        job_dir = self.layout.job_dir(job_id)
         with open(os.path.join(job_dir, 'runner.log'), 'ab') as output:
             # A detached child that outlives this module: run_command cannot start one.
             subprocess.Popen([sys.executable, self.layout.runner, 'run', '--root', self.layout.root, job_id], cwd='/',  # pylint: disable=ansible-bad-function
                              stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)
-        return job_id
 
     def follow(self, job_id, wait_seconds, lease_seconds):
         """Renew the lease while waiting up to ``wait_seconds`` for the job to finish; return its journal."""
@@ -369,20 +396,44 @@ class Host:
             if journal.get('state') == 'finished':
                 return journal
             if time.time() - renewed >= 1:
-                runner.write_lease(job_dir, lease_seconds)
+                renew_lease(job_dir, lease_seconds)
                 renewed = time.time()
             if time.time() >= deadline:
                 return journal
             time.sleep(0.05)
 
     def cancel(self, job_id):
-        """Ask the runner to cancel what has not started (started packages finish)."""
-        journal = self.journal(job_id)
+        """Ask the runner to cancel what has not started (started packages finish).
+
+        When the runner died and its package script runs on, nobody is left to follow it: the script's
+        process group is stopped (SIGTERM, then SIGKILL after a deadline) and the item is recorded as killed.
+        """
+        journal = self.settle(job_id)
         if journal.get('state') == 'finished':
             return journal, False
-        with open(os.path.join(self.layout.job_dir(job_id), 'cancel'), 'w') as handle:
-            handle.write('%f\n' % time.time())
+        if journal.get('runner_lost'):
+            return self._kill_orphan(job_id, journal), True
+        with state_writes(self.layout, 'requesting the cancel of job %s' % job_id):
+            runner.write_text_atomic(os.path.join(self.layout.job_dir(job_id), 'cancel'), '%f\n' % time.time())
         return journal, True
+
+    def _kill_orphan(self, job_id, journal):
+        """Stop the script a dead runner left running, then record how it ended (by itself after all, or killed)."""
+        for item in journal['items']:
+            if item['status'] == runner.RUNNING and not runner.stop_process_group(item['script_pid'], item.get('script_start')):
+                raise HostError('the script of %s (process group %d) did not stop after SIGKILL' % (item['package_id'], item['script_pid']),
+                                code='kill_failed', job_id=job_id, package_id=item['package_id'])
+        view, ended = self._view(job_id)
+        for item in ended:
+            if item.get('outcome') == runner.OUTCOME_LOST:  # no exit status written: it ended by the signal, not by itself
+                item.update(outcome=runner.OUTCOME_KILLED,
+                            cause="stopped at the cancel request (SIGTERM, then SIGKILL): the agent's runner had died while this package ran")
+        with state_writes(self.layout, 'recording the end of job %s' % job_id):
+            for item in ended:
+                runner.record_item_in_state(self.layout, item, view.get('boot_id', ''))
+            runner.write_json(self._journal_path(job_id), view)
+        runner.log(self.layout, 'job %s: the script its dead runner left was stopped at the cancel request' % job_id)
+        return view
 
     # ------------------------------------------------------------------ the agent itself
     def run_package_script(self, package_path, keyring, action, facts):
@@ -395,13 +446,12 @@ class Host:
             command = info.install_command if action == 'install' else info.uninstall_command
             env = runner.script_env(self.layout, action, info.module_id, info.version, info.package_id)
             make_runnable(work)
-            # The core has no AnsibleModule (run_command); a package script runs with a clean, explicit environment.
-            proc = subprocess.run(['/bin/sh', '-c', command], cwd=work, env=env,  # pylint: disable=ansible-bad-function
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, check=False)
-            output = proc.stdout.decode('utf-8', 'replace')[-runner.OUTPUT_TAIL:]
-            runner.log(self.layout, '%s of %s %s: exit status %d' % (action, info.package_id, info.version, proc.returncode))
-            return info, proc.returncode, output
+            # The core has no AnsibleModule (run_command); a package script runs with a clean, explicit environment, its output bounded.
+            log_path = os.path.join(work, 'exup-output.log')
+            code = runner.run_bounded(command, work, env, log_path)
+            output = runner.read_tail(log_path)
+            runner.log(self.layout, '%s of %s %s: exit status %d' % (action, info.package_id, info.version, code))
+            return info, code, output
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -410,15 +460,96 @@ class Host:
         if not os.path.exists(script):
             raise HostError('the agent folder %s has no uninstall.sh' % self.layout.agent_dir, code='agent_broken')
         env = runner.script_env(self.layout, 'uninstall', AGENT_MODULE, self.agent()['version'])
-        proc = subprocess.run(['/bin/sh', script], cwd='/', env=env,  # pylint: disable=ansible-bad-function
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, check=False)
-        output = proc.stdout.decode('utf-8', 'replace')[-runner.OUTPUT_TAIL:]
-        runner.log(self.layout, 'agent uninstall: exit status %d' % proc.returncode)
-        return proc.returncode, output
+        scratch = os.path.join(self.layout.path('var', 'lib', 'exup-install'), uuid.uuid4().hex)
+        os.makedirs(scratch, mode=0o700)
+        try:
+            log_path = os.path.join(scratch, 'output.log')
+            code = runner.run_bounded('exec /bin/sh %s' % shlex.quote(script), '/', env, log_path)
+            output = runner.read_tail(log_path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        runner.log(self.layout, 'agent uninstall: exit status %d' % code)
+        return code, output
 
     def log_files(self):
         return sorted(glob.glob(os.path.join(self.layout.log_dir, '*.log')))
+
+
+@contextlib.contextmanager
+def state_writes(layout, what):
+    """A full disk while writing the agent's state is a clear, recoverable refusal (agent_disk_full), not an os_error."""
+    try:
+        yield
+    except OSError as exc:
+        if not runner.disk_full(exc):
+            raise
+        raise HostError("the agent's state folder %s is full: %s failed (%s); nothing was started. Free some space on the server "
+                        "and try again" % (layout.state_dir, what, exc.strerror or exc), code=runner.DISK_FULL, path=layout.state_dir)
+
+
+def reserve_space(path, size):
+    """Set ``size`` bytes aside (real blocks, not a sparse file): the runner frees them to record an outcome on a full disk."""
+    with open(path, 'wb') as handle:
+        handle.write(b'\0' * size)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def renew_lease(job_dir, seconds):
+    """Renew the controller's lease; on a full disk overwrite it in place (same length, no new block) rather than fail a read."""
+    try:
+        runner.write_lease(job_dir, seconds)
+    except OSError as exc:
+        if not runner.disk_full(exc):
+            raise
+        with contextlib.suppress(OSError), open(os.path.join(job_dir, 'lease'), 'r+') as handle:
+            handle.write('%.3f\n' % (time.time() + seconds))
+            handle.truncate()
+
+
+def job_view(layout, journal, current_boot, stamp):
+    """(the job as it really is, the items whose end only this view knows): pure, writes nothing.
+
+    A job whose runner is alive (pid and start time, same boot) or that was just queued is as its journal
+    says. When the runner died, a package script it started may still run (its own session): the item
+    stays "running" until that process is gone, then its outcome is read from the exit status the
+    wrapper wrote (outcome finished_after_runner_died), or it failed with the outcome lost. Items that
+    had not started are cancelled. The write path (Host.settle) records the result. ``stamp`` is
+    the time given to what ended unseen (the journal's last change), so every read gives the same view.
+    """
+    state = journal.get('state')
+    same_boot = journal.get('boot_id', current_boot) == current_boot
+    if state == 'finished' or (same_boot and runner.process_alive(journal.get('runner_pid'), journal.get('runner_start'))):
+        return journal, []
+    if state == 'queued' and time.time() - journal.get('created', 0) < STALE_START_SECONDS:
+        return journal, []
+    view, ended, running = copy.deepcopy(journal), [], False
+    job_dir = layout.job_dir(journal['job_id'])
+    for index, item in enumerate(view['items']):
+        if item['status'] == runner.RUNNING:
+            if same_boot and item.get('script_pid') and runner.group_alive(item['script_pid'], item.get('script_start')):
+                running = True
+                continue
+            ended.append(_ended_item(job_dir, index, item, stamp))
+        elif item['status'] == runner.WAITING:
+            item.update(status=runner.CANCELLED, cause='the agent stopped before this package started', finished=stamp)
+    if running:
+        view.update(state='running', runner_lost=True)
+    else:
+        view.update(state='finished', recovered=True)
+    return view, ended
+
+
+def _ended_item(job_dir, index, item, stamp):
+    """An item whose script is gone: its exit status if the wrapper wrote one, else failed, outcome lost."""
+    status = runner.read_status(job_dir, index)
+    if status is None:
+        item.update(status=runner.FAILED, cause='the agent stopped while this package was running', finished=stamp, outcome=runner.OUTCOME_LOST)
+        return item
+    tail = runner.read_tail(os.path.join(job_dir, 'output', '%d.log' % index))
+    runner.finish_item(item, status['exit_code'], tail, runner.OUTCOME_AFTER_RUNNER)
+    item['finished'] = status.get('finished', stamp)
+    return item
 
 
 _ACTIVITY_WORDS = {'waiting_apply': 'waiting_apply', 'waiting_uninstall': 'waiting_uninstall', 'applying': 'applying',
@@ -437,6 +568,7 @@ def summarize(journal):
     items = journal.get('items', [])
     done = sum(1 for item in items if item['status'] in (runner.SUCCEEDED, runner.FAILED, runner.CANCELLED))
     keys = ('package_id', 'module_id', 'action', 'from_version', 'to_version', 'reboot_required', 'release_date', 'status', 'cause',
-            'exit_code', 'output_tail')
+            'exit_code', 'output_tail', 'outcome')
     return {'job_id': journal['job_id'], 'state': journal.get('state'), 'done': done, 'total': len(items),
-            'recovered': bool(journal.get('recovered')), 'items': [{key: item.get(key) for key in keys} for item in items]}
+            'recovered': bool(journal.get('recovered')), 'runner_lost': bool(journal.get('runner_lost')), 'error': journal.get('error'),
+            'items': [{key: item.get(key) for key in keys} for item in items]}

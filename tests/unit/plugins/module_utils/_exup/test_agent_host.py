@@ -674,6 +674,7 @@ def test_a_job_whose_runner_died_is_finished_by_recovery(ready):
         entry('P3', 'sdr', 'waiting'),
         entry('P4', 'raid-utility', 'waiting', action='uninstall', to_version=None),
     ], runner_pid=pid)
+    before = tree(ready.root)
     journal = ready.host.journal('job-1')
     assert journal['state'] == 'finished' and journal['recovered'] is True
     assert [(item['package_id'], item['status'], item.get('cause')) for item in journal['items']] == [
@@ -681,6 +682,13 @@ def test_a_job_whose_runner_died_is_finished_by_recovery(ready):
         ('P2', 'failed', 'the agent stopped while this package was running'),
         ('P3', 'cancelled', 'the agent stopped before this package started'),
         ('P4', 'cancelled', 'the agent stopped before this package started')]
+    assert journal['items'][1]['outcome'] == 'lost'  # no exit status was written: how it ended is not known
+    # A read shows the recovered job and its block without writing anything (issue 8 item 8: reads never write).
+    assert ready.host.states()['bmc-firmware'].block == 'apply_failed'
+    assert ready.host.inventory()['last_job']['recovered'] is True
+    assert tree(ready.root) == before
+    # The write path records it.
+    assert ready.host.settle('job-1') == journal
     assert ready.journal('job-1') == journal  # written back
     module = ready.state()['modules']['bmc-firmware']
     assert module['block'] == 'apply_failed' and module['boot_id'] == BOOT_ID and module['package_id'] == 'P2'
@@ -718,7 +726,7 @@ def test_summarize_counts_done_items():
     assert (summary['job_id'], summary['state'], summary['done'], summary['total'], summary['recovered']) == ('job-1', 'running', 3, 5, False)
     assert summary['items'][0] == {'package_id': 'P1', 'module_id': 'server-agent', 'action': 'install', 'from_version': '1.0',
                                    'to_version': '2.0', 'reboot_required': False, 'release_date': '2025-01-01', 'status': 'succeeded',
-                                   'cause': None, 'exit_code': 0, 'output_tail': 'ok'}
+                                   'cause': None, 'exit_code': 0, 'output_tail': 'ok', 'outcome': None}
     assert [item['status'] for item in summary['items']] == ['succeeded', 'failed', 'cancelled', 'running', 'waiting']
     assert agent.summarize({'job_id': 'job-2', 'items': []})['done'] == 0
 
