@@ -6,8 +6,10 @@
 One private sshd (tests/services/services.py SshServer) listens on one loopback address per
 host (127.0.1.1, 127.0.1.2, ...), so every host has its own ssh connection and ControlPersist
 master. Each host is a directory (its host root) holding the files the agent reads
-(docs/agent.md); tests/lab/reboot.sh is its "hardware restart". Ansible sees an inventory with
-the connection and the exup_* variables of each host.
+(docs/agent.md); tests/lab/reboot.sh is its "hardware restart". Every session to a host runs
+chrooted in that host root, in a mount namespace of its own with a read-only /usr and Python
+(tests/lab/login.sh, view.py): a host sees its files and what Ansible sends it, not the
+controller's. Ansible sees an inventory with the connection and the exup_* variables of each host.
 
     python tests/lab/lab.py up [--dir DIR] [--hosts demo|N]
     python tests/lab/lab.py status [--dir DIR] [--json]
@@ -41,6 +43,7 @@ from ansible_collections.exup.fleet.tests.lab import layout  # noqa: E402
 from ansible_collections.exup.fleet.tests.lab.layout import (  # noqa: E402  # the model constants are re-exported
     INITIAL_VERSIONS, MODEL_A, MODEL_B, MODEL_UNSUPPORTED, VM_PRODUCT, VM_VENDOR, HostSpec)
 from ansible_collections.exup.fleet.tests.lab.packages import build_lab_packages, ensure_vendor_key  # noqa: E402
+from ansible_collections.exup.fleet.tests.lab.view import REBOOT, View  # noqa: E402
 from ansible_collections.exup.fleet.tests.services import services  # noqa: E402
 # pylint: enable=wrong-import-position
 
@@ -52,7 +55,11 @@ REBOOT_SCRIPT = REPO_ROOT / "tests" / "lab" / "reboot.sh"
 STATE_FORMAT = 1
 GROUPS = ("managed", "no_agent", "vm_guests", "unsupported_os", "unsupported_model")
 # What `up` creates in the lab directory (and `down --purge` removes); nothing else there is touched.
-CREATED = ("hosts", "sshd", "keys", "packages", "inventory.yml", "ansible.cfg", "lab.json")
+CREATED = ("hosts", "sshd", "view", "keys", "packages", "inventory.yml", "ansible.cfg", "lab.json")
+#: what the modules get as host_root, the restart and the boot id, all inside a host's own view
+HOST_ROOT_INSIDE = "/"
+REBOOT_COMMAND = f"/{REBOOT} {HOST_ROOT_INSIDE}"
+BOOT_TIME_COMMAND = f"cat /{layout.BOOT_ID}"
 
 
 class LabError(RuntimeError):
@@ -60,7 +67,7 @@ class LabError(RuntimeError):
 
 
 def python_interpreter() -> str:
-    """The managed hosts' Python: the repository's .venv (not resolved: the venv's symlink is the venv)."""
+    """The Python the lab hosts get (read-only): the repository's .venv (not resolved: the venv's symlink is the venv)."""
     venv = REPO_ROOT / ".venv" / "bin" / "python"
     return str(venv) if os.access(venv, os.X_OK) else sys.executable
 
@@ -85,6 +92,7 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
         self.hosts_arg = "demo" if hosts in (None, "demo") else int(hosts)
         self.sshd: services.SshServer | None = None
         self.state: dict = {}
+        self.view = View(python_interpreter())
 
     # ------------------------------------------------------------------ paths
     @property
@@ -108,6 +116,11 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
     def vendor_pem_path(self) -> Path:
         """The lab vendor's public key (PEM): what trusted_keys lists."""
         return self.directory / "keys" / "vendor.pem"
+
+    @property
+    def view_conf_path(self) -> Path:
+        """The read-only binds every host session gets (tests/lab/login.sh reads it)."""
+        return self.directory / "view" / "view.conf"
 
     @property
     def packages_dir(self) -> Path:
@@ -139,10 +152,13 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
         return [spec.name for spec in self.specs if group in spec.groups]
 
     def reboot_command(self, name: str) -> str:
-        return f"{REBOOT_SCRIPT} {self.host_root(name)}"
+        """The restart as the host runs it (inside its view: its copy of reboot.sh on its root)."""
+        self.spec(name)
+        return REBOOT_COMMAND
 
     def boot_time_command(self, name: str) -> str:
-        return f"cat {self.host_root(name) / layout.BOOT_ID}"
+        self.spec(name)
+        return BOOT_TIME_COMMAND
 
     def boot_id(self, name: str) -> str:
         return (self.host_root(name) / layout.BOOT_ID).read_text().strip()
@@ -194,10 +210,12 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
         self._remove_created()
         self.directory.mkdir(parents=True, exist_ok=True)
         for spec in self.specs:
-            layout.make_host_root(self.directory / "hosts" / spec.name, spec)
+            self._make_host(spec)
         ensure_vendor_key(self.vendor_key_path, self.vendor_pem_path)
+        self.view.write_conf(self.view_conf_path, self.directory / "view" / "stash")
         addresses = [layout.host_address(index) for index in range(len(self.specs))]
-        self.sshd = services.SshServer(addresses, directory=self.directory / "sshd")
+        logins = {address: View.force_command(self.host_root(spec.name), self.view_conf_path) for address, spec in zip(addresses, self.specs)}
+        self.sshd = services.SshServer(addresses, directory=self.directory / "sshd", force_commands=logins)
         self.sshd.start()
         try:
             self._write_inventory()
@@ -239,9 +257,13 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
 
     def reset_host(self, name: str) -> None:
         """Put one host back to its initial state (new boot id, initial versions, no agent, nothing staged)."""
-        root = self.host_root(name)
-        shutil.rmtree(root)
-        layout.make_host_root(root, self.spec(name))
+        shutil.rmtree(self.host_root(name))  # only plain folders here: the view's mounts live in the sessions' namespaces
+        self._make_host(self.spec(name))
+
+    def _make_host(self, spec: HostSpec) -> None:
+        root = self.host_root(spec.name)
+        layout.make_host_root(root, spec)
+        self.view.prepare(root)
 
     # ------------------------------------------------------------------ packages
     def vendor_key(self) -> SigningKey:
@@ -280,8 +302,8 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             "ansible_port": self.sshd.port,
             "ansible_user": "root",
             "ansible_ssh_private_key_file": str(self.sshd.client_key_path),
-            "ansible_python_interpreter": python_interpreter(),
-            "exup_host_root": str(self.host_root(spec.name)),
+            "ansible_python_interpreter": self.view.interpreter,
+            "exup_host_root": HOST_ROOT_INSIDE,
             "exup_reboot_command": self.reboot_command(spec.name),
             "exup_boot_time_command": self.boot_time_command(spec.name),
         }
@@ -331,7 +353,9 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             "ansible_cfg": str(self.config_path),
             "vendor_key": str(self.vendor_key_path),
             "vendor_public_pem": str(self.vendor_pem_path),
-            "python_interpreter": python_interpreter(),
+            "python_interpreter": self.view.interpreter,
+            "python_source": python_interpreter(),
+            "view_conf": str(self.view_conf_path),
             "reboot_script": str(REBOOT_SCRIPT),
             "groups": {group: self.group(group) for group in sorted({g for spec in self.specs for g in spec.groups})},
             "hosts": hosts,

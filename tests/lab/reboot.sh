@@ -39,5 +39,5 @@ else
 fi
 printf '%s\n' "$new_id" >"$boot_id.new"
 mv -f "$boot_id.new" "$boot_id"
-echo "lab host $root restarted, boot id $new_id"
+echo "lab host ${root:-/} restarted, boot id $new_id"
 exit 0

@@ -623,7 +623,8 @@ PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-Subsystem sftp internal-sftp
+# A program, not internal-sftp: a lab host's ForceCommand (tests/lab/login.sh) runs it in the host's view.
+Subsystem sftp {sftp_server}
 MaxStartups 200
 MaxSessions 200
 LogLevel ERROR
@@ -631,6 +632,12 @@ PrintMotd no
 PrintLastLog no
 UseDNS no
 X11Forwarding no
+{match_blocks}"""
+
+#: One per address that has a forced command (a lab host's login, tests/lab/login.sh); Match blocks end the file.
+_SSHD_MATCH = """
+Match LocalAddress {address}
+    ForceCommand {command}
 """
 
 
@@ -718,14 +725,22 @@ class SshServer(_Service):
     is the only authorized key; root may log in with it. Errors go to log_path. One sshd
     process listens on at most 16 sockets, so more addresses get more sshd processes sharing
     keys, port and log. directory keeps the files there and leaves them at stop (for a lab that
-    outlives this process); by default they are in a temp dir removed at stop.
+    outlives this process); by default they are in a temp dir removed at stop. force_commands
+    maps an address to the command sshd runs for every session there (a Match LocalAddress
+    block with ForceCommand; the client's command is in SSH_ORIGINAL_COMMAND): the lab's hosts
+    use it to log in to their own view (tests/lab/login.sh).
     """
 
     kind = "sshd"
 
-    def __init__(self, addresses=(LOOPBACK,), *, port: int | None = None, directory: str | os.PathLike | None = None):
+    def __init__(self, addresses=(LOOPBACK,), *, port: int | None = None, directory: str | os.PathLike | None = None,
+                 force_commands: dict | None = None):
         super().__init__()
         self.addresses = [loopback_address(address) for address in addresses]
+        # address -> command sshd runs for every session there instead of the client's (which it gets in SSH_ORIGINAL_COMMAND)
+        self.force_commands = {loopback_address(address): command for address, command in (force_commands or {}).items()}
+        if set(self.force_commands) - set(self.addresses):
+            raise ValueError("SshServer force_commands name addresses it does not listen on")
         if not self.addresses:
             raise ValueError("SshServer needs at least one address")
         if len(set(self.addresses)) != len(self.addresses):
@@ -790,6 +805,7 @@ class SshServer(_Service):
             raise ServiceError("the test sshd must run as root (it logs users in, root included)")
         # sshd re-executes itself and insists on an absolute path.
         program = os.path.abspath(find_program("sshd", "/usr/sbin/sshd"))
+        sftp_server = find_program("sftp-server", "/usr/lib/openssh/sftp-server")
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege separation directory
         self.port = self.requested_port or free_port()
         self._write_keys()
@@ -800,7 +816,9 @@ class SshServer(_Service):
             conf.write_text(_SSHD_CONF.format(
                 port=self.port, listen_lines="\n".join(f"ListenAddress {address}" for address in addresses),
                 host_key=self.host_key_path, pid_file=self.workdir / f"sshd-{index}.pid",
-                authorized_keys=self.authorized_keys_path))
+                authorized_keys=self.authorized_keys_path, sftp_server=sftp_server,
+                match_blocks="".join(_SSHD_MATCH.format(address=address, command=self.force_commands[address])
+                                     for address in addresses if address in self.force_commands)))
             # -D: foreground; -E: log to our file instead of syslog.
             daemon = _Daemon(f"sshd-{index}", [program, "-D", "-f", str(conf), "-E", str(self.log_path)],
                              self.workdir, [self.log_path])

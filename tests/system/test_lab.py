@@ -11,6 +11,7 @@ agent runs them.
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.tests.lab import layout, packages
 from ansible_collections.exup.fleet.tests.lab.lab import REBOOT_SCRIPT, REPO_ROOT, Lab, LabError
+from ansible_collections.exup.fleet.tests.lab.view import LOGIN_SCRIPT
 from ansible_collections.exup.fleet.tests.services import services
 
 LAB_CLI = REPO_ROOT / "tests" / "lab" / "lab.py"
@@ -138,10 +140,12 @@ def test_inventory_as_ansible_reads_it(lab):
         assert host["ansible_port"] == lab.state["sshd"]["port"]
         assert host["ansible_user"] == "root"
         assert Path(host["ansible_ssh_private_key_file"]).is_file()
-        assert host["ansible_python_interpreter"] == str(REPO_ROOT / ".venv" / "bin" / "python")
-        assert host["exup_host_root"] == str(root)
-        assert host["exup_reboot_command"] == f"{REBOOT_SCRIPT} {root}"
-        assert host["exup_boot_time_command"] == f"cat {root}/proc/sys/kernel/random/boot_id"
+        # Paths inside the host's own view (its root is "/" there): the lab's read-only venv, its copy of reboot.sh.
+        assert host["ansible_python_interpreter"] == "/opt/exup-lab/python/bin/python"
+        assert host["exup_host_root"] == "/"
+        assert host["exup_reboot_command"] == "/opt/exup-lab/reboot.sh /"
+        assert host["exup_boot_time_command"] == "cat /proc/sys/kernel/random/boot_id"
+        assert (root / "opt/exup-lab/reboot.sh").read_bytes() == REBOOT_SCRIPT.read_bytes()
         assert host["ansible_ssh_common_args"] == "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
     config = (lab.directory / "ansible.cfg").read_text()
     for line in ("pipelining = True", "host_key_checking = False", "forks = 20", f"inventory = {lab.directory}/inventory.yml",
@@ -188,6 +192,137 @@ def test_host_root_holds_what_the_agent_reads(lab, name):
         assert not (root / "sys/class/ipmi").exists() and not (root / "sys/class/scsi_host").exists()
     boot_ids = {read(lab.directory / "hosts" / other, "proc/sys/kernel/random/boot_id") for other in lab.names}
     assert len(boot_ids) == len(lab.names)
+
+
+# --------------------------------------------------------------------------- what a host sees (issue 8 item 7)
+
+#: run by a host's own Python over ssh: which paths exist there; importing the modules' libraries proves they work
+PROBE = ("import json, os, sys, cryptography, lxml.etree; "
+         "print(json.dumps({'exists': {p: os.path.exists(p) for p in sys.argv[1:]}, 'prefix': sys.prefix}))")
+
+
+def on_host(lab: Lab, name: str, command: str, timeout: int = 30) -> subprocess.CompletedProcess:
+    """One ssh session to a lab host, as Ansible opens them."""
+    return run(lab.sshd.ssh_command(lab.address(name)) + [command], timeout=timeout)
+
+
+def test_a_host_sees_its_own_root_not_the_controller(lab, tmp_path):
+    repo, pem = lab.make_repository(tmp_path / "repo")
+    controller = [repo / "repo.db", REPO_ROOT / "plugins" / "modules" / "exup_host.py", lab.collections_path, REPO_ROOT,
+                  lab.vendor_key_path, pem, lab.sshd.client_key_path, lab.directory, REPO_ROOT / ".venv", REBOOT_SCRIPT]
+    for name in lab.names:
+        unseen = [str(path) for path in controller] + [str(lab.host_root(other)) for other in lab.names if other != name]
+        own = ["/sys/class/dmi/id/product_name", "/etc/os-release", "/proc/sys/kernel/random/boot_id", "/proc/self/status",
+               "/opt/exup-lab/reboot.sh", "/usr/bin/python3"]
+        answer = on_host(lab, name, f"/opt/exup-lab/python/bin/python -c {shlex.quote(PROBE)} {' '.join(unseen + own)}")
+        assert answer.returncode == 0, answer.stderr
+        seen = json.loads(answer.stdout)
+        assert seen["prefix"] == "/opt/exup-lab/python"  # the controller's venv, read-only, at a path of the host's own
+        assert [path for path in unseen if seen["exists"][path]] == [], (name, seen)
+        assert [path for path in own if not seen["exists"][path]] == [], (name, seen)
+        # Its hardware files at their real paths, as the agent reads them with host_root "/".
+        files = on_host(lab, name, "cat /sys/class/dmi/id/product_name /proc/sys/kernel/random/boot_id /etc/os-release")
+        lines = files.stdout.split("\n")
+        assert lines[:2] == [lab.spec(name).product_name, lab.boot_id(name)], files.stdout
+        assert f'ID="{lab.spec(name).os_release[0]}"' in lines
+
+
+def test_a_host_writes_only_into_its_own_root(lab):
+    name, other = "r120h-2", "t120h-1"
+    marker = "written-by-a-lab-host"
+    answer = on_host(lab, name, f"echo mine > /tmp/{marker}; touch /usr/lib/{marker}; echo $?")
+    try:
+        assert answer.stdout.strip() == "1" and "Read-only file system" in answer.stderr, answer.stdout + answer.stderr
+        assert (lab.host_root(name) / "tmp" / marker).read_text() == "mine\n"
+        assert not (lab.host_root(other) / "tmp" / marker).exists()
+        assert not Path("/tmp", marker).exists() and not Path("/usr/lib", marker).exists()
+    finally:
+        (lab.host_root(name) / "tmp" / marker).unlink(missing_ok=True)
+    # The sessions' mounts (the view) lived in their own namespaces: none is left on this machine.
+    assert str(lab.directory) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_a_broken_view_ends_the_session_before_anything_runs(lab, tmp_path):
+    """login.sh fails closed: a view it cannot build never falls back to the machine's own root."""
+    conf = tmp_path / "view.conf"
+    conf.write_text(f"ro {tmp_path / 'no-such-folder'} usr\n")
+    marker = tmp_path / "ran"
+    env = dict(os.environ, SSH_ORIGINAL_COMMAND=f"touch {marker}", HOME="/root")
+    result = run(["/bin/sh", LOGIN_SCRIPT, lab.host_root("gt110x-1"), conf], env=env, timeout=30)
+    assert result.returncode != 0 and "no-such-folder" in result.stderr, result.stdout + result.stderr
+    assert not marker.exists() and not (lab.host_root("gt110x-1") / str(marker).lstrip("/")).exists()
+    bad = run(["/bin/sh", LOGIN_SCRIPT, tmp_path / "no-such-root", conf], env=env, timeout=30)
+    assert bad.returncode == 2 and "usage" in bad.stderr and not marker.exists()
+
+
+KEYS_PLAY = """\
+- name: Trusted keys live on the controller
+  hosts: r120h-3
+  gather_facts: false
+  module_defaults:
+    group/exup.fleet.all:
+      host_root: "{{ exup_host_root }}"
+      repository: "{{ repo }}"
+  tasks:
+    - name: A key file that is nowhere
+      exup.fleet.exup_agent:
+        trusted_keys: [/etc/exup/no-such-vendor.pub]
+        license_accepted: true
+      register: missing
+      ignore_errors: true
+    - name: The host module takes key material only, never a path
+      exup.fleet.exup_host:
+        phase: start
+        host_root: "{{ exup_host_root }}"
+        trusted_keys_pem: ["{{ pem }}"]
+      register: host_path
+      ignore_errors: true
+    - name: Install the agent with a key file next to the playbook (files/vendor.pub, on the controller)
+      exup.fleet.exup_agent:
+        trusted_keys: [vendor.pub]
+        license_accepted: true
+      register: agent
+    - name: Apply with the key's absolute path on the controller
+      exup.fleet.exup_apply:
+        trusted_keys: ["{{ pem }}"]
+        modules: [raid-controller]
+        poll_interval: 1
+      register: applied
+    - name: Keep the results
+      ansible.builtin.copy:
+        content: "{{ {'missing': missing, 'host_path': host_path, 'agent': agent, 'applied': applied} | to_json }}"
+        dest: "{{ playbook_dir }}/results.json"
+        mode: "0600"
+      delegate_to: localhost
+"""
+
+
+def test_trusted_keys_are_read_on_the_controller(lab, tmp_path):
+    """The host cannot see the key files (as /etc/exup/vendor.pub of the controller is not on every server): it gets PEM texts."""
+    reason = packages.agent_unavailable()
+    if reason:
+        pytest.skip(reason)
+    name = "r120h-3"
+    repo, pem = lab.make_repository(tmp_path / "repo")
+    (tmp_path / "files").mkdir()
+    shutil.copy(pem, tmp_path / "files" / "vendor.pub")
+    (tmp_path / "play.yml").write_text(KEYS_PLAY)
+    try:
+        result = run([program("ansible-playbook"), tmp_path / "play.yml", "-e", json.dumps({"repo": str(repo), "pem": str(pem)})],
+                     env=lab.env(), timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        found = json.loads((tmp_path / "results.json").read_text())
+        missing = found["missing"]
+        assert missing["failed"] and missing["error"] == "key_unreadable", missing
+        assert missing["msg"] == "cannot read trusted key file /etc/exup/no-such-vendor.pub: no such file on the controller"
+        host_path = found["host_path"]
+        assert host_path["failed"] and host_path["error"] == "key_invalid" and "must be PEM text" in host_path["msg"], host_path
+        assert found["agent"]["changed"] and found["agent"]["status"] == "installed", found["agent"]
+        applied = found["applied"]
+        assert not applied.get("failed") and applied["changed"], applied
+        assert read(lab.host_root(name), layout.MODULE_PATHS["raid-controller"]) == "5.1"
+    finally:
+        lab.reset_host(name)
 
 
 # --------------------------------------------------------------------------- packages and reboot
@@ -344,9 +479,10 @@ def test_lab_command_line_up_status_down(tmp_path):
         last = state["hosts"]["host018"]
         ssh = ["ssh", "-i", state["sshd"]["client_key"], "-p", str(state["sshd"]["port"]), "-o", "BatchMode=yes",
                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", f"root@{last['address']}",
-               f"cat {last['root']}/sys/class/dmi/id/product_name"]
+               f"cat /sys/class/dmi/id/product_name; test -e {last['root']} || echo controller-path-invisible"]
         answer = run(ssh, timeout=30)
-        assert answer.returncode == 0 and answer.stdout.strip() == layout.MODEL_A, answer.stderr
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stdout.split("\n")[:2] == [layout.MODEL_A, "controller-path-invisible"], answer.stdout
     finally:
         down = run([python, LAB_CLI, "down", "--dir", directory])
     assert down.returncode == 0 and "sshd stopped" in down.stdout, down.stdout + down.stderr
