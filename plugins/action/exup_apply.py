@@ -20,6 +20,10 @@ from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPat
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import ServerStatus, restarted_modules
 
 
+DISK_FULL = 'agent_disk_full'
+RUNNER_LOST = " (the agent's runner stopped; the package script runs on, and its outcome is read when it ends)"
+
+
 def _diff(items, versions_after=None):
     before, after = {}, {}
     for item in items:
@@ -106,14 +110,15 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         while answer['job']['state'] != 'finished':
             job = answer['job']
             running = [item for item in job['items'] if item['status'] == 'running']
-            line = '%d/%d done%s' % (job['done'], job['total'], (', %s %s running' % (running[0]['module_id'], running[0]['to_version'] or 'uninstall'))
-                                     if running else '')
+            line = '%d/%d done%s%s' % (job['done'], job['total'], (', %s %s running' % (running[0]['module_id'], running[0]['to_version'] or 'uninstall'))
+                                       if running else '', RUNNER_LOST if job.get('runner_lost') else '')
             if line != shown:
                 self.progress('exup_apply job %s: %s' % (job['job_id'], line))
                 shown = line
             if time.time() > deadline:
-                raise ExupError('job %s on %s did not finish within %d s; polling stopped, so the agent cancels what has not started'
-                                % (job['job_id'], self.server_name, args['wait_timeout']), code='timeout', job=job)
+                raise ExupError('job %s on %s did not finish within %d s; polling stopped, so the agent cancels what has not started%s'
+                                % (job['job_id'], self.server_name, args['wait_timeout'], RUNNER_LOST if job.get('runner_lost') else ''),
+                                code='timeout', job=job)
             answer = self.host_call('status', job_id=job['job_id'], lease_seconds=args['lease_seconds'],
                                     wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
         return answer
@@ -126,7 +131,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             results.append({'package_id': item['package_id'], 'module_id': item['module_id'], 'action': item['action'],
                             'status': item['status'], 'cause': item.get('cause'), 'reboot_required': item['reboot_required'],
                             'version_before': item['from_version'], 'version_target': item['to_version'],
-                            'version_after': versions_after.get(item['module_id']),
+                            'version_after': versions_after.get(item['module_id']), 'outcome': item.get('outcome'),
                             'staged': bool(item['status'] == 'succeeded' and item['reboot_required'])})
         failed = [result for result in results if result['status'] == 'failed']
         code, cause, detail = self.job_outcome(job)
@@ -143,6 +148,10 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             done = sum(1 for result in results if result['status'] == 'succeeded')
             outcome['msg'] = '%d of %d package(s) %s on %s%s' % (done, len(results), 'uninstalled' if action == 'uninstall' else 'applied',
                                                                  self.server_name, ' (%s)' % cause if cause else '')
+        if job.get('error') == DISK_FULL:
+            # the agent recorded this outcome with its reserve: the stable code, and what to do
+            outcome.update(failed=True, error=DISK_FULL, msg="%s; the agent's state folder on %s is full: free some space there"
+                           % (outcome['msg'], self.server_name))
         return outcome
 
     def cancel(self, inventory):

@@ -155,7 +155,11 @@ skipped_modules:
   returned: always
   type: dict
 results:
-  description: Per package, status (succeeded, failed, cancelled), cause, version_before, version_after, reboot_required.
+  description:
+    - Per package, status (succeeded, failed, cancelled), cause, version_before, version_after, reboot_required.
+    - C(outcome) says how the end of a package that ran was learned - C(finished) (by the agent's runner),
+      C(finished_after_runner_died) (the runner was killed, the script ran on and its exit status was read later),
+      C(killed) (a cancel request stopped the script a dead runner had left), C(lost) (nothing tells how it ended, so it failed).
   returned: when a job ran
   type: list
   elements: dict
@@ -172,7 +176,8 @@ job_id:
   returned: when a job ran
   type: str
 error:
-  description: Stable code of the failure (agent_missing, blocked_until_reboot, latest_only, downgrade_not_supported, not_auto_update, ...).
+  description: Stable code of the failure (agent_missing, blocked_until_reboot, latest_only, downgrade_not_supported, not_auto_update,
+    agent_disk_full, ...).
   returned: failure
   type: str
 '''

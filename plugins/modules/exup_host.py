@@ -85,7 +85,11 @@ modules:
   returned: always
   type: dict
 job:
-  description: The job's progress and per-package results.
+  description:
+    - The job's progress and per-package results (status, cause, exit_code, output_tail, outcome).
+    - C(runner_lost) is true while a package script outlives the agent's runner (the job is still running);
+      C(error) is C(agent_disk_full) when the agent's state folder filled up during the job.
+    - Phases C(inventory) and C(status) only read; the outcome of a job whose runner died is recorded by the next C(start) or C(cancel).
   returned: phases start, status, cancel
   type: dict
 '''
