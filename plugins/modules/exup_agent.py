@@ -31,7 +31,10 @@ options:
     description: The repository folder on the controller (needed for V(present)).
     type: path
   trusted_keys:
-    description: Public keys (PEM text or paths) the agent package must be signed with.
+    description:
+      - Public keys the agent package must be signed with.
+      - PEM text or paths of PEM files on the controller, read there (the server gets the key material only); see
+        O(exup.fleet.exup_apply#module:trusted_keys).
     type: list
     elements: str
     default: []

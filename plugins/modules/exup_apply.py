@@ -29,7 +29,11 @@ options:
     type: path
     required: true
   trusted_keys:
-    description: Public keys (PEM text or paths) packages must be signed with; the host verifies each package against them.
+    description:
+      - Public keys packages must be signed with; the host verifies each package against them.
+      - Each is PEM text or the path of a PEM file on the controller (relative paths are looked up like any controller file of
+        the task, e.g. in the playbook's or role's C(files/)). Files are read on the controller; the managed server gets only the
+        key material, so it needs no key file of its own. A file that cannot be read fails the task with C(key_unreadable).
     type: list
     elements: str
     required: true

@@ -37,8 +37,8 @@ options:
     aliases: [register]
   trusted_keys:
     description:
-      - Public keys (PEM text or paths). When given, repository packages signed by any other key (a key rotated out or
-        revoked) are not offered and are listed in RV(untrusted_packages).
+      - Public keys (PEM text, or paths of PEM files on the controller, read there). When given, repository packages signed by any
+        other key (a key rotated out or revoked) are not offered and are listed in RV(untrusted_packages).
     type: list
     elements: str
     default: []
