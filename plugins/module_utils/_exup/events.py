@@ -67,6 +67,7 @@ EVENTS = {
     'catalog_version_reset': (NORMAL, 'Catalog version protection reset by the operator.'),
     'store_migrated': (NORMAL, 'Repository store migrated to the current layout.'),
     'store_rebuilt': (NORMAL, 'Repository store rebuilt.'),
+    'store_rebuild_needed': (ERROR, 'Repository index lost: package files kept until it is rebuilt.'),
 }
 
 

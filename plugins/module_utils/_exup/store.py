@@ -8,26 +8,44 @@ Layout under the root::
     pool/sha256/<ab>/<digest>.zip   immutable package files, named by their SHA-256
     tmp/<digest>.part               downloads in progress (resumable)
     repo.db                         SQLite index (WAL): a row exists only for a verified file
-    repo.lock                       one writer at a time (flock); readers never block
+    repo.lock                       one writer at a time (flock, mode 0600: only the owner can take it); readers never block
+    recovery.json                   what a rebuild of a lost repo.db cannot read from the pool: pins, sources,
+                                    tombstones, the feed's rollback state (rewritten after each writer session)
+    quarantine/<digest>.zip         pool files a rebuild could not verify, kept for the operator
 
 Crash safety: a file reaches the pool by write-to-temp, fsync, rename, fsync of
 the directory, and only then gets its row. Deleting removes the row first, then
 the file. A crash at any point leaves either an orphan pool file (collected by
 ``collect_garbage``) or a stale .part (resumed), never a row without its file.
+
+Store format (003 §4.3): ``meta.schema_version`` is the format this code's version wrote. A store written
+by a newer format is refused (store_too_new), an older one is migrated by the first writer (store_migrated).
+A repo.db created while the pool already holds files means the index was lost: ``meta.rebuild_needed`` is
+set, garbage collection keeps every pool file, and ``rebuild.rebuild_index`` restores the index (003 §4.4).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import fcntl
+import json
 import os
 import sqlite3
+import stat
 import time
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 
-SCHEMA_VERSION = 1
+#: The store format this code writes (meta ``schema_version``). 1: issues 1-7. 2: the recovery record
+#: (recovery.json), the store version checks and the rebuild marker (issue 8).
+STORE_VERSION = 2
+SCHEMA_VERSION = STORE_VERSION  # the name older code used
+#: feed_state keys kept in the recovery record: the rollback protection must survive a lost index. The
+#: ETag and Last-Modified are not: the catalog entries were lost with the index, so the next sync needs the full catalog.
+RECOVERED_FEED_STATE = ('feed_url', 'base_url', 'catalog_version', 'catalog_expires', 'last_access', 'catalog_key_ids', 'feed_id')
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -130,6 +148,55 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def _now_text():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def write_file_atomically(path, data):
+    """Write ``data`` (bytes) to ``path`` by temp file, fsync and rename, so a reader sees the old or the new file."""
+    tmp = path + '.tmp'
+    with open(tmp, 'wb') as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+def damaged(store, exc):
+    """The error of a repo.db SQLite cannot read (garbage bytes, a cut file)."""
+    return RepositoryError('the repository index %s is damaged (%s): rebuild it from the pool with exup_package state=rebuilt '
+                           '(or exup-tool rebuild); the package files are kept' % (store.db_path, exc), code='store_damaged')
+
+
+def check_store_version(store, version):
+    """Refuse a store written by a newer format: this code could misread it or break it (003 §4.3)."""
+    if version > STORE_VERSION:
+        raise RepositoryError('the repository %s was written by a newer exup.fleet (store format %d, this code knows up to %d): '
+                              'upgrade the collection on this host; a repository moves only to the same or a newer version'
+                              % (store.root, version, STORE_VERSION), code='store_too_new', store_version=version, supported=STORE_VERSION)
+
+
+def stored_version(conn):
+    """The store format recorded in meta; 1 for a store that has no record (format 1 always wrote one)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+        return 1
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    try:
+        return int(row[0]) if row else 1
+    except ValueError:
+        raise sqlite3.DatabaseError('meta schema_version is %r, not a number' % row[0])
+
+
+def _migrate_1_to_2(conn):
+    """Format 2 adds no table; the recovery record is written when the migrating writer leaves."""
+    return 'recovery record and store version checks'
+
+
+#: from version -> the step to the next one (each returns what it changed, for the store_migrated event)
+MIGRATIONS = {1: _migrate_1_to_2}
+
+
 class Store:
     """Files and index of one repository. ``Store(root)`` opens read-only if it does not exist."""
 
@@ -139,6 +206,8 @@ class Store:
         self.lock_path = os.path.join(self.root, 'repo.lock')
         self.pool_dir = os.path.join(self.root, 'pool', 'sha256')
         self.tmp_dir = os.path.join(self.root, 'tmp')
+        self.recovery_path = os.path.join(self.root, 'recovery.json')
+        self.quarantine_dir = os.path.join(self.root, 'quarantine')
 
     @property
     def exists(self):
@@ -154,45 +223,166 @@ class Store:
         """A connection for reading; an empty in-memory index when the store does not exist yet."""
         if self.exists:
             conn = self._connect(self.db_path)
-            conn.execute('PRAGMA query_only = ON')
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'packages'").fetchone():
-                return conn
+            try:
+                conn.execute('PRAGMA query_only = ON')
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'packages'").fetchone():
+                    check_store_version(self, stored_version(conn))
+                    return conn
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise damaged(self, exc) from None
+            except RepositoryError:
+                conn.close()
+                raise
             # The first writer was killed between creating repo.db and its schema (or is just
             # creating it): the store is still empty, and reading it must not fail.
             conn.close()
+        return self.empty_index()
+
+    def empty_index(self):
+        """An empty in-memory index: what readers see of a store that does not exist yet."""
         conn = self._connect(':memory:')
         conn.executescript(SCHEMA)
         return conn
 
+    def _open_lock(self):
+        """The lock file, opened for writing and only by its owner: a reader-only descriptor could flock it too, so a
+        lock file others can open would let any local user block every write (issue 8). An older 0644 file is fixed."""
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        info = os.fstat(fd)
+        if stat.S_IMODE(info.st_mode) != 0o600 and info.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+        return fd
+
+    def _lock(self, lock_fd, wait_seconds):
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise RepositoryError('repository %s is busy: another writer holds %s' % (self.root, self.lock_path), code='repository_busy')
+                time.sleep(0.2)
+
+    @contextlib.contextmanager
+    def locked(self, wait_seconds=600):
+        """Hold the writer lock (no index opened): the writer, and the rebuild that replaces the index."""
+        for path in (self.root, self.pool_dir, self.tmp_dir):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        lock_fd = self._open_lock()
+        try:
+            self._lock(lock_fd, wait_seconds)
+            yield
+        finally:
+            os.close(lock_fd)  # closing the descriptor releases the flock
+
     @contextlib.contextmanager
     def writer(self, wait_seconds=600):
         """Hold the writer lock and yield a connection; creates the store on first use."""
-        for path in (self.root, self.pool_dir, self.tmp_dir):
-            os.makedirs(path, mode=0o755, exist_ok=True)
-        lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + wait_seconds
-            while True:
-                try:
-                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise RepositoryError('repository %s is busy: another writer holds %s' % (self.root, self.lock_path), code='repository_busy')
-                    time.sleep(0.2)
-            conn = self._connect(self.db_path)
+        with self.locked(wait_seconds):
+            conn = self.open_index()
             try:
-                conn.execute('PRAGMA journal_mode = WAL')
-                conn.execute('PRAGMA synchronous = FULL')
-                conn.executescript(SCHEMA)
-                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 yield conn
+                self.save_recovery(conn)
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is not sqlite3.DatabaseError:  # OperationalError and the like are not damage
+                    raise
+                raise damaged(self, exc) from None
             finally:
                 conn.close()
-        finally:
-            os.close(lock_fd)  # closing the descriptor releases the flock
+
+    def open_index(self):
+        """Open (creating, migrating) repo.db for the writer holding the lock."""
+        fresh = not self.exists
+        if fresh:
+            # a WAL left by a lost repo.db belongs to no database now
+            for suffix in ('-wal', '-shm'):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.db_path + suffix)
+        conn = self._connect(self.db_path)
+        try:
+            version = STORE_VERSION if fresh else stored_version(conn)
+            check_store_version(self, version)
+            conn.execute('PRAGMA journal_mode = WAL')
+            conn.execute('PRAGMA synchronous = FULL')
+            conn.executescript(SCHEMA)
+            if fresh:
+                self._start_index(conn)
+            elif version < STORE_VERSION:
+                self._migrate(conn, version)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if type(exc) is not sqlite3.DatabaseError and 'not a database' not in str(exc):
+                raise
+            raise damaged(self, exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _start_index(self, conn):
+        conn.execute('BEGIN IMMEDIATE')
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(STORE_VERSION),))
+        if self.pool_digests() or os.path.exists(self.recovery_path):
+            # repo.db is new but the store is not: its index was lost. Nothing may delete pool files until a rebuild.
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rebuild_needed', ?)", (_now_text(),))
+        conn.execute('COMMIT')
+
+    def _migrate(self, conn, version):
+        conn.execute('BEGIN IMMEDIATE')
+        steps = []
+        while version < STORE_VERSION:
+            steps.append(MIGRATIONS[version](conn))
+            version += 1
+        before = stored_version(conn)
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),))
+        ev.record(conn, _now_text(), ev.event('store_migrated', None, from_version=before, to_version=version, changes=steps))
+        conn.execute('COMMIT')
+
+    @staticmethod
+    def rebuild_needed(conn):
+        """When the index was lost (repo.db made again over a pool): the time it was noticed, else None."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'rebuild_needed'").fetchone()
+        return row[0] if row else None
+
+    # ----------------------------------------------------------------- recovery record (003 §4.4)
+    @staticmethod
+    def recovery_data(conn):
+        """What a rebuild needs and the pool cannot say: per package its pin, source and date; the tombstones; the feed's rollback state."""
+        packages = {row['package_id']: {'sha256': row['sha256'], 'pinned': bool(row['pinned']), 'source': row['source'], 'added_at': row['added_at']}
+                    for row in conn.execute('SELECT package_id, sha256, pinned, source, added_at FROM packages ORDER BY package_id')}
+        tombstones = [dict(row) for row in conn.execute('SELECT * FROM tombstones ORDER BY package_id')]
+        feed = {row[0]: row[1] for row in conn.execute('SELECT key, value FROM feed_state') if row[0] in RECOVERED_FEED_STATE}
+        return {'store_version': STORE_VERSION, 'packages': packages, 'tombstones': tombstones, 'feed_state': feed}
+
+    def save_recovery(self, conn):
+        """Rewrite recovery.json when the index says something new. Never while the index is lost: the record is
+        then the only copy of the pins and tombstones."""
+        if self.rebuild_needed(conn):
+            return
+        data = json.dumps(self.recovery_data(conn), sort_keys=True, indent=1).encode()
+        try:
+            with open(self.recovery_path, 'rb') as handle:
+                if handle.read() == data:
+                    return
+        except FileNotFoundError:
+            pass
+        write_file_atomically(self.recovery_path, data)
+
+    def load_recovery(self):
+        """The recovery record, or an empty one when it is missing or unreadable (the rebuild then restores less)."""
+        empty = {'packages': {}, 'tombstones': [], 'feed_state': {}}
+        try:
+            with open(self.recovery_path, 'rb') as handle:
+                data = json.loads(handle.read().decode('utf-8'))
+        except (OSError, ValueError):
+            return empty
+        if not isinstance(data, dict):
+            return empty
+        return {key: data.get(key) if isinstance(data.get(key), type(value)) else value for key, value in empty.items()}
 
     def pool_path(self, digest):
         return os.path.join(self.pool_dir, digest[:2], digest + '.zip')
@@ -223,14 +413,22 @@ class Store:
         return found
 
     def collect_garbage(self, conn, keep_parts=()):
-        """Remove pool files no row points to and .part files not in ``keep_parts``. Writer only."""
+        """Remove pool files no row points to and .part files not in ``keep_parts``. Writer only.
+
+        While the index is lost (``rebuild_needed``) pool files without a row are kept: they are what
+        the rebuild restores the index from (003 §4.4)."""
         indexed = {row[0] for row in conn.execute('SELECT sha256 FROM packages')}
         removed = []
-        for digest in self.pool_digests() - indexed:
-            os.unlink(self.pool_path(digest))
-            removed.append(digest)
+        if not self.rebuild_needed(conn):
+            for digest in sorted(self.pool_digests() - indexed):
+                os.unlink(self.pool_path(digest))
+                removed.append(digest)
         if os.path.isdir(self.tmp_dir):
             for name in os.listdir(self.tmp_dir):
                 if name[:-len('.part')] not in keep_parts:
                     os.unlink(os.path.join(self.tmp_dir, name))
         return removed
+
+    def unindexed(self, conn):
+        """Digests of pool files without a row (kept while the index is lost)."""
+        return sorted(self.pool_digests() - {row[0] for row in conn.execute('SELECT sha256 FROM packages')})

@@ -235,6 +235,9 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
     result.removed = repo.prune(conn, plan, stored)
     keep_parts = {entry.sha256 for entry in to_fetch if any(r['package_id'] == entry.package_id and r.get('resumable') for r in result.refused)}
     repo.store.collect_garbage(conn, keep_parts=keep_parts)
+    if repo.store.rebuild_needed(conn):  # the index was lost: its pool files stay until exup_package state=rebuilt
+        result.events.append(repo.record(conn, 'store_rebuild_needed', 'rebuild it with exup_package state=rebuilt',
+                                         unindexed=len(repo.store.unindexed(conn))))
 
 
 def _refuse(repo, conn, entry, exc, result):

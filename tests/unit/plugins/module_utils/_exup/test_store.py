@@ -9,15 +9,25 @@ are public methods), then checking what the next writer finds and cleans.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
+import pwd
+import shutil
+import sqlite3
 import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.store import Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.store import STORE_VERSION, Store
 
 
 def put_part(store, data):
@@ -140,3 +150,193 @@ def test_reader_cannot_write(tmp_path):
             conn.execute("INSERT INTO meta (key, value) VALUES ('x', 'y')")
     finally:
         conn.close()
+
+
+# ----------------------------------------------------------------------------- the writer lock (issue 8 items 3 and 9)
+HOLD_LOCK = """
+import sys
+from ansible_collections.exup.fleet.plugins.module_utils._exup.store import STORE_VERSION, Store
+with Store(sys.argv[1]).writer():
+    print('held', flush=True)
+    sys.stdin.read()  # until the test closes stdin
+"""
+
+
+def hold_lock(root):
+    """A real second process holding the writer lock until its stdin is closed."""
+    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, root], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == 'held'
+    return holder
+
+
+def release(holder):
+    holder.stdin.close()
+    assert holder.wait(timeout=30) == 0
+
+
+def test_a_second_writer_waits_a_bounded_time_then_is_busy(repo, register, snapshot):
+    register('mgr-a', [{'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}])
+    before = snapshot(repo, with_events=True)
+    holder = hold_lock(repo.store.root)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RepositoryError) as caught:
+            with repo.store.writer(wait_seconds=1):
+                pass  # pragma: no cover - must not be reached
+        waited = time.monotonic() - started
+    finally:
+        release(holder)
+    assert caught.value.code == 'repository_busy' and 'busy' in caught.value.msg and repo.store.lock_path in caught.value.msg
+    assert 1 <= waited < 5  # it waited, and not for ever
+    assert snapshot(repo, with_events=True) == before
+
+
+def test_a_waiting_writer_proceeds_when_the_lock_is_released(repo):
+    holder = hold_lock(repo.store.root)
+    threading.Timer(0.5, release, (holder,)).start()
+    started = time.monotonic()
+    with repo.store.writer(wait_seconds=20):
+        pass
+    assert time.monotonic() - started < 15
+
+
+def test_lock_file_is_for_the_owner_only(tmp_path):
+    store = Store(str(tmp_path / 'repo'))
+    with store.writer():
+        pass
+    assert stat.S_IMODE(os.stat(store.lock_path).st_mode) == 0o600
+    os.chmod(store.lock_path, 0o644)  # as every store before issue 8 made it
+    with store.writer():
+        pass
+    assert stat.S_IMODE(os.stat(store.lock_path).st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='changing to another user needs root')
+def test_another_user_cannot_block_the_writers():
+    """Before issue 8 any local user could open repo.lock read-only and flock it: every write then failed busy."""
+    nobody = pwd.getpwnam('nobody')
+    parent = tempfile.mkdtemp(prefix='exup-lock-')
+    try:
+        os.chmod(parent, 0o755)  # the other user may reach the store, as under /var/lib
+        store = Store(os.path.join(parent, 'repo'))
+        with store.writer():
+            pass
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit code
+            code = 3
+            try:
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                fd = os.open(store.lock_path, os.O_RDONLY)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                code = 0  # it holds the lock
+            except PermissionError:
+                code = 1
+            finally:
+                os._exit(code)
+        assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 1
+        with store.writer(wait_seconds=0):  # nothing blocks the owner
+            pass
+    finally:
+        shutil.rmtree(parent)
+
+
+# ----------------------------------------------------------------------------- store format (003 §4.3)
+def meta(store, key):
+    conn = sqlite3.connect(store.db_path)
+    try:
+        row = conn.execute('SELECT value FROM meta WHERE key = ?', (key,)).fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def set_meta(store, key, value):
+    conn = sqlite3.connect(store.db_path)
+    try:
+        conn.execute('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)', (key, value))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_a_new_store_records_the_format_it_was_written_in(tmp_path):
+    store = Store(str(tmp_path / 'repo'))
+    with store.writer():
+        pass
+    assert meta(store, 'schema_version') == str(STORE_VERSION) and STORE_VERSION >= 2
+    assert meta(store, 'rebuild_needed') is None
+
+
+def test_a_store_newer_than_the_code_is_refused(repo, register, snapshot):
+    register('mgr-a', [{'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}])
+    set_meta(repo.store, 'schema_version', str(STORE_VERSION + 1))
+    before = snapshot(repo, with_events=True)
+    for open_it in (repo.store.reader, repo.store.writer):
+        with pytest.raises(RepositoryError) as caught:
+            with open_it():
+                pass  # pragma: no cover - must not be reached
+        assert caught.value.code == 'store_too_new'
+        assert 'newer exup.fleet' in caught.value.msg and 'store format %d' % (STORE_VERSION + 1) in caught.value.msg
+        assert caught.value.details == {'store_version': STORE_VERSION + 1, 'supported': STORE_VERSION}
+    assert snapshot(repo, with_events=True) == before
+
+
+def test_an_older_store_is_migrated_by_the_first_writer(repo, keyring, build_pkg, register):
+    register('mgr-a', [{'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}])
+    repo.add_files([build_pkg(package_id='P', version='1')], keyring, mode='pinned')
+    os.unlink(repo.store.recovery_path)  # format 1 wrote none
+    set_meta(repo.store, 'schema_version', '1')
+    with repo.read() as conn:  # reads never migrate (they never write)
+        assert [row['package_id'] for row in conn.execute('SELECT package_id FROM packages')] == ['P']
+    assert meta(repo.store, 'schema_version') == '1'
+    with repo.store.writer():
+        pass
+    assert meta(repo.store, 'schema_version') == str(STORE_VERSION)
+    with repo.read() as conn:
+        migrated = [dict(row) for row in conn.execute("SELECT code, detail FROM events WHERE code = 'store_migrated'")]
+    assert len(migrated) == 1 and '"from_version": 1' in migrated[0]['detail']
+    assert json.load(open(repo.store.recovery_path))['packages']['P']['pinned'] is True
+
+
+def test_a_damaged_index_is_a_clear_error_and_the_pool_stays(repo, keyring, build_pkg, register):
+    register('mgr-a', [{'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}])
+    repo.add_files([build_pkg(package_id='P')], keyring, mode='pinned')
+    for suffix in ('-wal', '-shm'):
+        if os.path.exists(repo.store.db_path + suffix):
+            os.unlink(repo.store.db_path + suffix)
+    with open(repo.store.db_path, 'wb') as handle:
+        handle.write(os.urandom(8192))
+    before = every_file(repo.store)
+    for open_it in (repo.store.reader, repo.store.writer):
+        with pytest.raises(RepositoryError) as caught:
+            with open_it():
+                pass  # pragma: no cover - must not be reached
+        assert caught.value.code == 'store_damaged'
+        assert 'damaged' in caught.value.msg and 'state=rebuilt' in caught.value.msg
+    assert every_file(repo.store) == before and len(repo.store.pool_digests()) == 1
+
+
+def every_file(store):
+    """relative path -> SHA-256 of every file of the store (repo.db included, whatever its bytes)."""
+    found = {}
+    for dirpath, _dirnames, filenames in os.walk(store.root):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            with open(full, 'rb') as handle:
+                found[os.path.relpath(full, store.root)] = hashlib.sha256(handle.read()).hexdigest()
+    return found
+
+
+def test_a_lost_index_keeps_every_pool_file_until_the_rebuild(repo, keyring, build_pkg, register):
+    register('mgr-a', [{'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}])
+    repo.add_files([build_pkg(package_id='P', version='1')], keyring, mode='pinned')
+    record = open(repo.store.recovery_path).read()
+    pool = repo.store.pool_digests()
+    os.unlink(repo.store.db_path)  # lost (WAL files left behind too, as after a bad restore)
+    with repo.store.writer() as conn:
+        assert repo.store.rebuild_needed(conn)
+        assert repo.store.collect_garbage(conn) == []
+        assert repo.store.unindexed(conn) == sorted(pool)
+    assert repo.store.pool_digests() == pool
+    assert open(repo.store.recovery_path).read() == record  # the only copy of the pin is not overwritten
