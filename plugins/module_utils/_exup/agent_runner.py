@@ -452,8 +452,11 @@ class Job:
         status_path = os.path.join(self.dir, 'output', '%d.status' % index)
         env = script_env(self.layout, item['action'], item['module_id'], item['to_version'] or item.get('from_version'), item['package_id'])
         # A detached wrapper in its own session: the script outlives a killed runner and can be stopped as a group.
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), 'exec', status_path, output_path, work,  # pylint: disable=ansible-bad-function
-                                 item['command']], cwd='/', env=env, stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+        try:
+            proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), 'exec', status_path, output_path, work,  # pylint: disable=ansible-bad-function
+                                     item['command']], cwd='/', env=env, stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+        except OSError as exc:
+            return 127, 'cannot run the command: %s' % exc
         item.update(script_pid=proc.pid, script_start=process_start(proc.pid))
         self.save()
         code = proc.wait()
