@@ -23,6 +23,10 @@ description:
     again at every sync anyway. M(exup.fleet.exup_package_info) lists the remembered refusals.
   - O(state=exported) saves packages into one archive with C(packages/), an C(index.html) listing each package and the
     component it updates, and C(css/) (003 §2.2.6).
+  - O(state=rebuilt) rebuilds a lost or damaged index (C(repo.db)) from the package files of the pool (003 §4.4). Every
+    file is verified again with O(trusted_keys), pins, tombstones and the feed's rollback state come back from the
+    store's recovery record, files that fail go to C(quarantine/) and a damaged C(repo.db) is kept aside. Until then a
+    sync keeps every pool file. Nothing changes when the index is sound.
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
@@ -30,7 +34,7 @@ options:
   state:
     description: What to do.
     type: str
-    choices: [present, absent, history_cleared, exported, refusals_cleared]
+    choices: [present, absent, history_cleared, exported, refusals_cleared, rebuilt]
     default: present
   src:
     description:
@@ -45,7 +49,7 @@ options:
     choices: [needed, pinned]
     default: needed
   trusted_keys:
-    description: Public keys (PEM text or file paths) trusted to sign packages. Required with O(state=present).
+    description: Public keys (PEM text or file paths) trusted to sign packages. Required with O(state=present) and O(state=rebuilt).
     type: list
     elements: str
   package_ids:
@@ -115,6 +119,12 @@ EXAMPLES = r'''
     repository: /var/lib/exup/repo
     state: refusals_cleared
     package_ids: [system-bios-r120a1m-any-1.03]
+
+- name: repo.db was lost or damaged; rebuild it from the pool
+  exup.fleet.exup_package:
+    repository: /var/lib/exup/repo
+    state: rebuilt
+    trusted_keys: [/etc/exup/vendor.pub]
 '''
 
 RETURN = r'''
@@ -141,12 +151,21 @@ refusals_cleared:
   returned: when state is refusals_cleared
   type: list
   elements: dict
+rebuilt:
+  description:
+    - The rebuild. C(state) is what the index was (V(missing), V(damaged), V(lost); V(sound) or V(empty) when nothing was
+      to do), C(packages) the packages indexed again (C(package_id), C(module_id), C(version), C(sha256), C(pinned),
+      C(source)), C(quarantined) the files that failed (C(sha256), C(code), C(msg)), C(tombstones) the number of
+      tombstones restored, C(feed_state) the feed state keys restored, C(moved_aside) where a damaged C(repo.db) was kept.
+  returned: when state is rebuilt
+  type: dict
 '''
 
 import os
 import zipfile
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rebuild import rebuild_index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import DELETED, Repository
 
 ERROR_RESULTS = ('error_invalid_package', 'error_in_use_by_other_manager', 'error_not_found')
@@ -175,7 +194,7 @@ def archive_holds(dest, exported):
 def main():
     argument_spec = dict(REPOSITORY_SPEC)
     argument_spec.update(
-        state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'history_cleared', 'exported', 'refusals_cleared']},
+        state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'history_cleared', 'exported', 'refusals_cleared', 'rebuilt']},
         src={'type': 'list', 'elements': 'path'},
         mode={'type': 'str', 'default': 'needed', 'choices': ['needed', 'pinned']},
         trusted_keys={'type': 'list', 'elements': 'str', 'no_log': False},
@@ -189,6 +208,7 @@ def main():
     )
     module = ExupModule(argument_spec, supports_check_mode=True, required_if=[
         ('state', 'present', ('src', 'trusted_keys')),
+        ('state', 'rebuilt', ('trusted_keys',)),
         ('state', 'absent', ('package_ids',)),
         ('state', 'exported', ('dest',)),
     ])
@@ -219,6 +239,10 @@ def main():
     elif state == 'history_cleared':
         cleared = module.run(repo.clear_tombstones, check_mode=module.check_mode)
         output.update(cleared=cleared, changed=bool(cleared))
+    elif state == 'rebuilt':
+        rebuilt = module.run(rebuild_index, repo, module.keyring(), check_mode=module.check_mode)
+        output.update(rebuilt=rebuilt, changed=rebuilt['changed'])
+        output['diff'] = {'before': '', 'after': ''.join('+ %s\n' % p['package_id'] for p in rebuilt['packages'])}
     elif state == 'refusals_cleared':
         cleared = module.run(repo.clear_refusals, package_ids=params['package_ids'], check_mode=module.check_mode)
         output.update(refusals_cleared=cleared, changed=bool(cleared))

@@ -327,9 +327,22 @@ class Store:
         conn.execute('BEGIN IMMEDIATE')
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(STORE_VERSION),))
         if self.pool_digests() or os.path.exists(self.recovery_path):
-            # repo.db is new but the store is not: its index was lost. Nothing may delete pool files until a rebuild.
+            # repo.db is new but the store is not: its index was lost. Nothing may delete pool files until a rebuild,
+            # and the tombstones and rollback state hold at once (a sync must not fetch deleted packages meanwhile).
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rebuild_needed', ?)", (_now_text(),))
+            self.restore_records(conn, self.load_recovery())
         conn.execute('COMMIT')
+
+    @staticmethod
+    def restore_records(conn, record):
+        """Tombstones and feed state of a recovery record into an index, keeping what the index has (inside a transaction)."""
+        columns = ('package_id', 'module_id', 'version', 'sha256', 'deleted_at', 'deleted_by', 'forced', 'models', 'os')
+        rows = [tuple(row[column] for column in columns) for row in record['tombstones']
+                if isinstance(row, dict) and all(column in row for column in columns)]
+        conn.executemany('INSERT OR IGNORE INTO tombstones (%s) VALUES (%s)' % (', '.join(columns), ', '.join('?' * len(columns))), rows)
+        feed = sorted((key, value) for key, value in record['feed_state'].items() if key in RECOVERED_FEED_STATE and isinstance(value, str))
+        conn.executemany('INSERT OR IGNORE INTO feed_state (key, value) VALUES (?, ?)', feed)
+        return len(rows), [key for key, _value in feed]
 
     def _migrate(self, conn, version):
         conn.execute('BEGIN IMMEDIATE')

@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Rebuild a lost or damaged repository index from the pool (003 §4.4).
+
+The guide's procedure is: delete the index, let it be made again, add every package file of the pool
+back. Here the writer lock is held throughout, a damaged repo.db is moved aside (kept for the
+operator), every pool file is verified again with the trusted keys, and what the pool cannot say is
+taken from the recovery record (store.py ``recovery.json``): pins, sources and dates, tombstones, and the
+feed's rollback state. Files that fail verification move to ``quarantine/``, never deleted.
+Not restored: managers and their servers (their next presence report brings them back), events,
+refusals, settings and status icons; the catalog entries come back with the next sync.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, RepositoryError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.store import RECOVERED_FEED_STATE
+
+#: index states that a rebuild repairs
+NEEDS_REBUILD = ('missing', 'damaged', 'lost')
+
+
+def index_state(store):
+    """'empty' (no store yet), 'missing' (repo.db gone, pool or record left), 'damaged', 'lost' (flagged), or 'sound'."""
+    if not store.exists:
+        return 'missing' if store.pool_digests() or os.path.exists(store.recovery_path) else 'empty'
+    try:
+        conn = store.reader()
+    except RepositoryError as exc:
+        if exc.code == 'store_damaged':
+            return 'damaged'
+        raise
+    try:
+        return 'lost' if store.rebuild_needed(conn) else 'sound'
+    finally:
+        conn.close()
+
+
+def check_pool_file(store, digest, keyring):
+    """(VerifiedPackage, None) for a pool file that passes every check under its own name, else (None, why)."""
+    path = store.pool_path(digest)
+    try:
+        size, actual = file_digest(path)
+        if actual != digest:
+            return None, {'code': 'digest_mismatch', 'msg': 'the file is named %s but its SHA-256 is %s' % (digest, actual)}
+        return (verify_package(path, keyring), size), None
+    except ExupError as exc:
+        return None, {'code': exc.code, 'msg': exc.msg}
+    except OSError as exc:
+        return None, {'code': 'os_error', 'msg': str(exc)}
+
+
+def choose(store, keyring, indexed, record):
+    """Verify every pool file; returns (kept: package_id -> (digest, verified, size), quarantined: [dict])."""
+    kept, quarantined = {}, []
+    for digest in sorted(store.pool_digests()):
+        checked, why = check_pool_file(store, digest, keyring)
+        if why:
+            quarantined.append(dict(why, sha256=digest))
+            continue
+        package_id = checked[0].info.package_id
+        known = indexed.get(package_id) or record['packages'].get(package_id, {}).get('sha256')
+        if package_id in kept and known != digest:
+            quarantined.append({'sha256': digest, 'code': 'duplicate_package_id', 'msg': 'another pool file holds %s' % package_id})
+            continue
+        if package_id in kept:
+            quarantined.append({'sha256': kept[package_id][0], 'code': 'duplicate_package_id', 'msg': 'another pool file holds %s' % package_id})
+        kept[package_id] = (digest, checked[0], checked[1])
+    return kept, quarantined
+
+
+def _summary(package_id, digest, verified, meta):
+    info = verified.info
+    return {'package_id': package_id, 'module_id': info.module_id, 'version': info.version, 'sha256': digest,
+            'pinned': bool(meta.get('pinned')), 'source': meta.get('source') or 'rebuilt'}
+
+
+def plan_rebuild(store, keyring, conn):
+    """What a rebuild would do over the index ``conn`` (possibly empty): a dict of the result keys."""
+    record = store.load_recovery()
+    indexed = {row[0]: row[1] for row in conn.execute('SELECT package_id, sha256 FROM packages')}
+    kept, quarantined = choose(store, keyring, indexed, record)
+    # a file left by a deletion cut short: the tombstone wins, the file stays an orphan
+    deleted = {row.get('package_id') for row in record['tombstones'] if isinstance(row, dict)}
+    deleted |= {row[0] for row in conn.execute('SELECT package_id FROM tombstones')}
+    kept = {pid: item for pid, item in kept.items() if pid in indexed or pid in record['packages'] or pid not in deleted}
+    meta_of = {pid: record['packages'].get(pid, {}) if record['packages'].get(pid, {}).get('sha256') == digest else {}
+               for pid, (digest, _v, _s) in kept.items()}
+    record['tombstones'] = [row for row in record['tombstones'] if isinstance(row, dict) and row.get('package_id') not in kept]
+    return {'kept': kept, 'meta': meta_of, 'quarantined': quarantined, 'indexed': indexed, 'record': record,
+            'tombstones': record['tombstones'], 'feed_state': record['feed_state'],
+            'packages': [_summary(pid, digest, verified, meta_of[pid]) for pid, (digest, verified, _s) in sorted(kept.items())]}
+
+
+def _move_aside(store, now_text):
+    """Keep a damaged repo.db (and its WAL) for the operator under a new name; returns that name."""
+    aside = '%s.damaged-%s' % (store.db_path, now_text.replace(':', ''))
+    for suffix in ('', '-wal', '-shm'):
+        if os.path.exists(store.db_path + suffix):
+            os.replace(store.db_path + suffix, aside + suffix)
+    return aside
+
+
+def _quarantine(store, quarantined):
+    os.makedirs(store.quarantine_dir, mode=0o755, exist_ok=True)
+    for item in quarantined:
+        source = store.pool_path(item['sha256'])
+        if os.path.exists(source):
+            os.replace(source, os.path.join(store.quarantine_dir, item['sha256'] + '.zip'))
+
+
+def _restore(repo, conn, planned):
+    """Rows for verified files, then pins, dates, tombstones and feed state in one transaction that also ends the 'lost' mark."""
+    for package_id, (digest, verified, size) in sorted(planned['kept'].items()):
+        if planned['indexed'].get(package_id) != digest:
+            repo.index_package(conn, verified, digest, size, source=planned['meta'][package_id].get('source') or 'rebuilt')
+    conn.execute('BEGIN IMMEDIATE')
+    for package_id in set(planned['indexed']) - set(planned['kept']):
+        conn.execute('DELETE FROM packages WHERE package_id = ?', (package_id,))  # its file failed or is gone
+    for package_id, meta in planned['meta'].items():
+        if meta.get('pinned'):
+            conn.execute('UPDATE packages SET pinned = 1 WHERE package_id = ?', (package_id,))
+        if isinstance(meta.get('added_at'), str):
+            conn.execute('UPDATE packages SET added_at = ? WHERE package_id = ?', (meta['added_at'], package_id))
+    tombstones, _feed = repo.store.restore_records(conn, planned['record'])
+    conn.execute("DELETE FROM meta WHERE key = 'rebuild_needed'")
+    event = repo.record(conn, 'store_rebuilt', None, packages=len(planned['kept']), pinned=sum(1 for p in planned['packages'] if p['pinned']),
+                        tombstones=tombstones, quarantined=len(planned['quarantined']))
+    conn.execute('COMMIT')
+    return event
+
+
+def _result(state, planned, changed, **extra):
+    return dict({'state': state, 'changed': changed, 'packages': planned['packages'] if planned else [],
+                 'quarantined': planned['quarantined'] if planned else [], 'tombstones': len(planned['tombstones']) if planned else 0,
+                 'feed_state': sorted(k for k in planned['feed_state'] if k in RECOVERED_FEED_STATE) if planned else []}, **extra)
+
+
+def rebuild_index(repo, keyring, check_mode=False, wait_seconds=600):
+    """Rebuild ``repo``'s index from its pool when it is missing, damaged or lost; nothing to do when it is sound."""
+    store = repo.store
+    state = index_state(store)
+    if state not in NEEDS_REBUILD:
+        return _result(state, None, False)
+    if check_mode:
+        conn = store.reader() if state == 'lost' else store.empty_index()
+        try:
+            return _result(state, plan_rebuild(store, keyring, conn), True)
+        finally:
+            conn.close()
+    with store.locked(wait_seconds):
+        state = index_state(store)  # again, under the lock: another rebuild may have just run
+        if state not in NEEDS_REBUILD:
+            return _result(state, None, False)
+        aside = _move_aside(store, repo.now_text()) if state == 'damaged' else None
+        conn = store.open_index()
+        try:
+            planned = plan_rebuild(store, keyring, conn)
+            _quarantine(store, planned['quarantined'])
+            event = _restore(repo, conn, planned)
+            store.save_recovery(conn)
+        finally:
+            conn.close()
+    return _result(state, planned, True, moved_aside=aside, events=[event])
