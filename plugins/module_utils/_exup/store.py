@@ -165,8 +165,8 @@ def write_file_atomically(path, data):
 
 def damaged(store, exc):
     """The error of a repo.db SQLite cannot read (garbage bytes, a cut file)."""
-    return RepositoryError('the repository index %s is damaged (%s): rebuild it from the pool with exup_package state=rebuilt '
-                           '(or exup-tool rebuild); the package files are kept' % (store.db_path, exc), code='store_damaged')
+    return RepositoryError('the repository index %s is damaged (%s): rebuild it from the pool with exup_package state=rebuilt; '
+                           'the package files are kept' % (store.db_path, exc), code='store_damaged')
 
 
 def check_store_version(store, version):
