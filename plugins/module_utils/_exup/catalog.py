@@ -20,11 +20,13 @@ import json
 import re
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import KINDS
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import KINDS, is_date, is_id, is_text
 
 CATALOG_TYPE = 'exup-catalog'
 SPEC_VERSION = 1
-MAX_CATALOG_BYTES = 256 * 1024 * 1024
+#: About four times a 20,000-entry catalog (8.2 MiB). Checked before any decoding or parsing: an
+#: unsigned 250 MiB catalog under the old limit of 256 MiB cost 2 GiB of RSS and 17 s before unknown_key.
+MAX_CATALOG_BYTES = 32 * 1024 * 1024
 MAX_PACKAGE_SIZE = 64 * 1024 ** 3
 #: How far one catalog may raise the version above the one accepted before (0 the first time). A
 #: catalog signed with a huge version (2**63) would otherwise lock the repository out of the
@@ -32,11 +34,11 @@ MAX_PACKAGE_SIZE = 64 * 1024 ** 3
 MAX_VERSION_STEP = 2 ** 32
 EPOCH = '1970-01-01T00:00:00Z'
 
-_SHA256 = re.compile(r'^[0-9a-f]{64}$')
-_TOKEN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+\-]{0,63}$')
-_REL_URL = re.compile(r'^[A-Za-z0-9._~\-/%]+$')
-_DATE = re.compile(r'^\d{4}-\d{2}-\d{2}$')
-_TIME = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$')
+# ASCII only and used with fullmatch (no trailing newline); ids and dates follow package.py's rules.
+_SHA256 = re.compile(r'[0-9a-f]{64}', re.ASCII)
+_REL_URL = re.compile(r'[A-Za-z0-9._~\-/%]{1,1024}', re.ASCII)
+_TIME = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z', re.ASCII)
+TOO_DEEP = 'catalog is nested too deeply to be a catalog'
 
 
 def utc_now():
@@ -53,7 +55,7 @@ def parse_time(text, what='time'):
     A regex for the form and the C ``fromisoformat`` for the values: strptime
     made up a third of parsing a 20,000-entry catalog.
     """
-    if not isinstance(text, str) or not _TIME.match(text):
+    if not isinstance(text, str) or not _TIME.fullmatch(text):
         raise CatalogError('catalog %s %r is not a UTC time of the form YYYY-MM-DDTHH:MM:SSZ' % (what, text), code='catalog_invalid')
     try:
         return datetime.datetime.fromisoformat(text[:-1]).replace(tzinfo=datetime.timezone.utc)
@@ -62,7 +64,27 @@ def parse_time(text, what='time'):
 
 
 def canonical_json(value):
-    return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
+    """The signed bytes of ``value``; a lone surrogate (JSON allows the escape \\ud800) or a nesting
+    too deep for the encoder is ``catalog_invalid``, not a traceback."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
+    except UnicodeEncodeError as exc:
+        found = exc.object[exc.start:exc.end].encode('unicode_escape').decode('ascii')[:40]
+        raise CatalogError('catalog holds a lone surrogate (%s), which is not text' % found, code='catalog_invalid')
+    except RecursionError:
+        raise CatalogError(TOO_DEEP, code='catalog_invalid')
+
+
+def _decode(data):
+    """The JSON value of catalog bytes: strict UTF-8 (json.loads of bytes passes encoded surrogates), bounded depth."""
+    try:
+        return json.loads(data.decode('utf-8'))
+    except UnicodeDecodeError as exc:
+        raise CatalogError('catalog is not UTF-8: %s' % exc, code='catalog_invalid')
+    except RecursionError:
+        raise CatalogError(TOO_DEEP, code='catalog_invalid')
+    except ValueError as exc:
+        raise CatalogError('catalog is not valid JSON: %s' % exc, code='catalog_invalid')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,28 +152,31 @@ def _entry(raw, index):
     package_id = field('package_id', str)
     where = 'catalog entry %d (%s)' % (index, package_id)
     for name in ('package_id', 'module_id', 'version'):
-        if not _TOKEN.match(field(name, str)):
+        if not is_id(field(name, str)):
             raise CatalogError('%s has an invalid %s' % (where, name), code='catalog_invalid')
+    module_name = raw.get('module_name') or raw['module_id']
+    if not is_text(module_name):
+        raise CatalogError('%s has no valid module_name' % where, code='catalog_invalid')
     url = field('url', str)
-    if not _REL_URL.match(url) or url.startswith('/') or '..' in url.split('/') or '//' in url:
+    if not _REL_URL.fullmatch(url) or url.startswith('/') or '..' in url.split('/') or '//' in url:
         raise CatalogError('%s has url %r, which is not a plain relative path' % (where, url), code='catalog_invalid')
     sha256 = field('sha256', str)
-    if not _SHA256.match(sha256):
+    if not _SHA256.fullmatch(sha256):
         raise CatalogError('%s has an invalid sha256' % where, code='catalog_invalid')
     size = field('size', int)
     if not 0 < size <= MAX_PACKAGE_SIZE:
         raise CatalogError('%s has size %d outside 1..%d' % (where, size, MAX_PACKAGE_SIZE), code='catalog_invalid')
     models, os_names = field('models', list), field('os', list)
-    if not models or not os_names or not all(isinstance(item, str) and item for item in models + os_names):
+    if not models or not os_names or not all(is_text(item) for item in models) or not all(is_id(item) for item in os_names):
         raise CatalogError('%s has no valid models or os list' % where, code='catalog_invalid')
-    if not _DATE.match(field('release_date', str)):
+    if not is_date(field('release_date', str)):
         raise CatalogError('%s has an invalid release_date' % where, code='catalog_invalid')
     parse_time(field('published', str), 'published time of %s' % where)
     kind = field('kind', str)
     if kind not in KINDS:
         raise CatalogError('%s has unknown kind %r' % (where, kind), code='catalog_invalid')
     return CatalogEntry(
-        package_id=package_id, module_id=raw['module_id'], module_name=str(raw.get('module_name') or raw['module_id']),
+        package_id=package_id, module_id=raw['module_id'], module_name=module_name,
         version=raw['version'], release_date=raw['release_date'], published=raw['published'], models=tuple(models),
         os=tuple(os_names), kind=kind, auto_update=field('auto_update', bool), size=size, sha256=sha256, url=url)
 
@@ -199,6 +224,13 @@ def same_feed(stored_feed_id, stored_key_ids, catalog):
     return bool(set(stored_key_ids) & set(catalog.key_ids))
 
 
+def _key_names(signatures):
+    """The key ids a catalog names, for a message: the first five (a catalog may carry thousands)."""
+    names = [sig['keyid'] if isinstance(sig.get('keyid'), str) else '?' for sig in signatures if isinstance(sig, dict)]
+    shown = ', '.join(ascii(name)[1:-1][:64] for name in names[:5]) or 'none'
+    return shown + (' and %d more' % (len(names) - 5) if len(names) > 5 else '')
+
+
 def parse_catalog(data, keyring, min_version=0, now=None):
     """Verify and parse catalog bytes.
 
@@ -206,11 +238,9 @@ def parse_catalog(data, keyring, min_version=0, now=None):
     version rules to the caller, which must know the feed's identity (same_feed) first.
     """
     if len(data) > MAX_CATALOG_BYTES:
-        raise CatalogError('catalog is larger than %d bytes' % MAX_CATALOG_BYTES, code='catalog_invalid')
-    try:
-        envelope = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CatalogError('catalog is not valid JSON: %s' % exc, code='catalog_invalid')
+        raise CatalogError('catalog is larger than %d bytes (%d bytes): refused before parsing' % (MAX_CATALOG_BYTES, len(data)),
+                           code='catalog_invalid')
+    envelope = _decode(data)
     if not isinstance(envelope, dict) or not isinstance(envelope.get('signed'), dict) or not isinstance(envelope.get('signatures'), list):
         raise CatalogError('catalog is not a signed envelope {"signed": ..., "signatures": [...]}', code='catalog_invalid')
     signed = envelope['signed']
@@ -224,7 +254,7 @@ def parse_catalog(data, keyring, min_version=0, now=None):
     message = canonical_json(signed)
     trusted = [sig for sig in envelope['signatures'] if isinstance(sig, dict) and sig.get('keyid') in keyring.key_ids]
     if not trusted:
-        names = ', '.join(str(sig.get('keyid')) for sig in envelope['signatures'] if isinstance(sig, dict)) or 'none'
+        names = _key_names(envelope['signatures'])
         raise CatalogError('catalog is signed by no trusted key (signed by: %s)' % names, code='unknown_key')
     for sig in trusted:
         keyring.verify(sig['keyid'], str(sig.get('sig', '')), message, CatalogError, 'catalog')
@@ -235,7 +265,7 @@ def parse_catalog(data, keyring, min_version=0, now=None):
     if min_version is not None:
         check_version(version, min_version)
     feed_id = signed.get('feed_id', '')
-    if not isinstance(feed_id, str) or feed_id and not _TOKEN.fullmatch(feed_id):
+    if not isinstance(feed_id, str) or feed_id and not is_id(feed_id):
         raise CatalogError('catalog feed_id %r is not a token of letters, digits and ._+-' % (feed_id,), code='catalog_invalid')
     generated = parse_time(signed.get('generated'), 'generated time')
     expires = parse_time(signed.get('expires'), 'expiry')

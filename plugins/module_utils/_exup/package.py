@@ -13,9 +13,11 @@ constant memory.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import os
 import posixpath
+import re
 import stat
 import zipfile
 
@@ -34,6 +36,17 @@ MAX_MEMBERS = 10000
 MAX_TOTAL_UNCOMPRESSED = 16 * 1024 ** 3
 MAX_RATIO = 200          # uncompressed/compressed, checked for members over RATIO_FLOOR
 RATIO_FLOOR = 1024 * 1024
+
+#: Field rules shared with catalog.py and applied whatever the schema version (a newer schema skips
+#: the XSD, and its PackageId "../../../../tmp/x" once became an export member outside the archive's
+#: root). ASCII only, and fullmatch: Python's \d took "\u0662\u0660\u0662\u0666" and $ a trailing newline.
+ID = re.compile(schemas.TOKEN_PATTERN, re.ASCII)
+TEXT = re.compile(r'[^\x00-\x1f\x7f]{1,256}')
+COMMAND = re.compile(r'[^\x00\n\r]{0,1024}')
+DATE = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}', re.ASCII)
+SCHEMA_VERSION = re.compile(r'[0-9]{1,9}', re.ASCII)
+ID_RULE = '1-64 ASCII letters, digits and ._+- starting with a letter or digit'
+TEXT_RULE = '1-256 characters with no control character'
 
 #: The ten modules of 003 Table 6: id -> display name.
 MODULE_KINDS = {
@@ -103,6 +116,49 @@ class VerifiedPackage:
     info: PackageInfo
     key_id: str
     files: dict  # path -> (size, sha256)
+
+
+def is_id(value):
+    """True for an id by the one rule of schemas.TOKEN_PATTERN (never a path, never a newline)."""
+    return isinstance(value, str) and ID.fullmatch(value) is not None
+
+
+def is_text(value):
+    """True for a display text: a model or module name."""
+    return isinstance(value, str) and TEXT.fullmatch(value) is not None
+
+
+def is_date(value):
+    """True for a real calendar date written YYYY-MM-DD in ASCII digits."""
+    if not isinstance(value, str) or DATE.fullmatch(value) is None:
+        return False
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_command(value):
+    return isinstance(value, str) and COMMAND.fullmatch(value) is not None
+
+
+def check_info(info):
+    """Refuse (``xml_invalid``) a PackageInfo whose core fields break the rules above.
+
+    Run for every schema version: the XSD covers version 1 only, and these fields name files and
+    archive members (export's packages/<id>.zip), environment variables and rows.
+    """
+    rules = ((ID_RULE, is_id, (('PackageId', info.package_id), ('Module id', info.module_id), ('Version', info.version))
+              + tuple(('OS', name) for name in info.os)),
+             (TEXT_RULE, is_text, (('Module name', info.module_name),) + tuple(('Model', model) for model in info.models)),
+             ('a date YYYY-MM-DD', is_date, (('ReleaseDate', info.release_date),)),
+             ('at most 1024 characters on one line', _is_command,
+              (('InstallCommand', info.install_command), ('UninstallCommand', info.uninstall_command))))
+    for rule, valid, fields in rules:
+        for name, value in fields:
+            if not valid(value):
+                raise PackageError('%s has %s %s, which is not %s' % (INFO_NAME, name, ascii(value)[:100], rule), code='xml_invalid', field=name)
 
 
 def hash_manifest(files):
@@ -300,11 +356,12 @@ def parse_hash_xml(data):
     return files, signature.get('keyId'), signature.text.strip()
 
 
-def _text(root, tag):
+def _text(root, tag, strip=True):
+    """The text of ``tag``; ids are taken as written (the XSD keeps their whitespace: it makes them invalid)."""
     element = root.find(tag)
     if element is None or element.text is None:
         raise PackageError('%s has no %s' % (INFO_NAME, tag), code='xml_invalid')
-    return element.text.strip()
+    return element.text.strip() if strip else element.text
 
 
 def parse_info_xml(data):
@@ -315,10 +372,10 @@ def parse_info_xml(data):
     the servers it targets as "unknown".
     """
     root = parse_untrusted(data, INFO_NAME, PackageError)
-    try:
-        schema_version = int(root.get('schemaVersion', ''))
-    except ValueError:
+    # int() alone took " 99", "9_9" and Arabic-Indic digits, and a number over 1 skips the XSD.
+    if SCHEMA_VERSION.fullmatch(root.get('schemaVersion', '')) is None:
         raise PackageError('%s has no valid schemaVersion' % INFO_NAME, code='xml_invalid')
+    schema_version = int(root.get('schemaVersion'))
     if root.tag != 'ExUpInfo':
         raise PackageError('%s root element is %s, not ExUpInfo' % (INFO_NAME, root.tag), code='xml_invalid')
     if schema_version <= schemas.PACKAGE_SCHEMA_VERSION:
@@ -332,17 +389,20 @@ def parse_info_xml(data):
     if module is None or not module.get('id'):
         raise PackageError('%s has no Module id' % INFO_NAME, code='xml_invalid')
     models = [element.text.strip() for element in root.findall('Targets/Model') if element.text]
-    os_names = [element.text.strip() for element in root.findall('OperatingSystems/OS') if element.text]
+    os_names = [element.text for element in root.findall('OperatingSystems/OS') if element.text]
     if not models or not os_names:
         raise PackageError('%s names no target model or OS' % INFO_NAME, code='xml_invalid')
     kind = _text(root, 'Kind') if root.find('Kind') is not None else 'offline'
-    return PackageInfo(
-        package_id=_text(root, 'PackageId'), module_id=module.get('id'), module_name=module.get('name') or module.get('id'),
-        version=_text(root, 'Version'), release_date=_text(root, 'ReleaseDate'), models=models, os=os_names,
+    severity = (root.findtext('Severity') or '').strip()
+    info = PackageInfo(
+        package_id=_text(root, 'PackageId', strip=False), module_id=module.get('id'), module_name=module.get('name') or module.get('id'),
+        version=_text(root, 'Version', strip=False), release_date=_text(root, 'ReleaseDate'), models=models, os=os_names,
         kind=kind if kind in KINDS else 'offline', auto_update=flag('AutoUpdate'), reboot_required=flag('RebootRequired'),
         downgrade_supported=flag('DowngradeSupported'), uninstall_supported=flag('UninstallSupported'),
         install_command=(root.findtext('InstallCommand') or '').strip(), uninstall_command=(root.findtext('UninstallCommand') or '').strip(),
-        severity=(root.findtext('Severity') or 'recommended').strip(), schema_version=schema_version)
+        severity=severity if severity in SEVERITIES else 'recommended', schema_version=schema_version)
+    check_info(info)
+    return info
 
 
 def verify_package(path, keyring):

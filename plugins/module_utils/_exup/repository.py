@@ -23,7 +23,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup import events as 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Candidate, Server, generation_plan
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, file_digest, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import ID_RULE, PackageInfo, file_digest, is_id, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import DEFAULT_MANUAL_ICON, MANUAL_ICONS, choose_manual_icon, displayed_packages, rebooting
 from ansible_collections.exup.fleet.plugins.module_utils._exup.store import Store
@@ -579,6 +579,10 @@ class Repository:
         missing = sorted(set(package_ids or ()) - set(stored))
         if missing:
             raise RepositoryError('no such package in the repository: %s' % ', '.join(missing), code='package_not_found')
+        for item in selected:  # an index from before ids were checked for every schema version (packages/<id>.zip)
+            if not is_id(item['package_id']):
+                raise RepositoryError('package %s in the index has an id that is not %s: it cannot be saved (delete it)'
+                                      % (ascii(item['package_id'])[:100], ID_RULE), code='package_id_invalid')
         summary = [{'package_id': item['package_id'], 'module_id': item['module_id'], 'version': item['version'],
                     'file': 'packages/%s.zip' % item['package_id']} for item in selected]
         if check_mode:

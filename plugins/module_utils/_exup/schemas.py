@@ -13,11 +13,17 @@ from __future__ import annotations
 #: ``schemaVersion`` is stored but flagged incompatible (003 §2.1.4 "unknown").
 PACKAGE_SCHEMA_VERSION = 1
 
+#: The one definition of an id: PackageId, Module id, Version and OS of ExUpInfo.xml, and the
+#: package_id, module_id, version, os and feed_id of a catalog. 1-64 ASCII letters, digits and
+#: ``._+-``, starting with a letter or digit (so never a path). It is the XSD pattern below, and
+#: package.py compiles it (re.ASCII, fullmatch) for every schema version and for catalog.py.
+TOKEN_PATTERN = r'[A-Za-z0-9][A-Za-z0-9._+\-]{0,63}'
+
 EXUPINFO_XSD = """<?xml version="1.0" encoding="UTF-8"?>
 <xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" elementFormDefault="qualified">
   <xs:simpleType name="token64">
     <xs:restriction base="xs:string">
-      <xs:pattern value="[A-Za-z0-9][A-Za-z0-9._+\\-]{0,63}"/>
+      <xs:pattern value="%(token)s"/>
     </xs:restriction>
   </xs:simpleType>
   <xs:simpleType name="text">
@@ -87,7 +93,7 @@ EXUPINFO_XSD = """<?xml version="1.0" encoding="UTF-8"?>
     </xs:complexType>
   </xs:element>
 </xs:schema>
-"""
+""" % {'token': TOKEN_PATTERN}
 
 EXUPHASH_XSD = """<?xml version="1.0" encoding="UTF-8"?>
 <xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" elementFormDefault="qualified">

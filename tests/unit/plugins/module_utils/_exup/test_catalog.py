@@ -221,3 +221,89 @@ def test_two_packages_with_one_digest_are_refused(signing_key, keyring):
         parse_catalog(data, keyring, now=NOW)
     assert caught.value.code == 'catalog_invalid'
     assert 'catalog gives packages P1 and P2 the same SHA-256' in caught.value.msg
+
+
+# ----------------------------------------------------------------- hostile bytes: clean errors, no traceback (issue 8 items 5, 6)
+
+@pytest.mark.parametrize('data', [
+    b'[' * 100000 + b']' * 100000,
+    b'{"signed": ' + b'{"a": ' * 100000 + b'1' + b'}' * 100000 + b', "signatures": []}',
+], ids=['list', 'in-signed'])
+def test_catalog_nested_100000_levels_is_invalid(keyring, data):
+    error = refused(data, keyring, 'catalog_invalid')
+    assert 'catalog is nested too deeply to be a catalog' in error.msg
+
+
+def lone_surrogate_catalog(signing_key, where):
+    """A catalog whose JSON holds the escape \\ud800 (a lone surrogate) in ``where``, signed as far as it can be."""
+    signed = signed_part()
+    if where == 'entry':
+        signed['entries'][0]['module_name'] = 'BIOS \ud800'
+    else:
+        signed['comment'] = '\ud800'
+    envelope = {'signed': signed, 'signatures': [{'keyid': signing_key.key_id, 'sig': signing_key.sign(b'anything')}]}
+    return json.dumps(envelope).encode('ascii')  # ensure_ascii: the surrogate travels as the text \ud800
+
+
+@pytest.mark.parametrize('where', ['entry', 'unknown-key'])
+def test_lone_surrogate_in_signed_is_invalid(signing_key, keyring, where):
+    data = lone_surrogate_catalog(signing_key, where)
+    assert b'\\ud800' in data
+    error = refused(data, keyring, 'catalog_invalid')
+    assert 'catalog holds a lone surrogate (\\ud800), which is not text' in error.msg
+
+
+def test_utf8_encoded_surrogate_is_not_utf8(signing_key, keyring):
+    # json.loads alone decodes bytes with 'surrogatepass': the three bytes of an encoded surrogate got in.
+    data = lone_surrogate_catalog(signing_key, 'entry').replace(b'\\ud800', b'\xed\xa0\x80')
+    error = refused(data, keyring, 'catalog_invalid')
+    assert 'catalog is not UTF-8' in error.msg
+
+
+def test_size_limit_refuses_before_any_parse(keyring, monkeypatch):
+    """An unsigned 250 MiB catalog cost 2 GiB of RSS and 17 s before unknown_key: the limit is a few times a
+    20,000-entry catalog (8.2 MiB), and bytes over it are refused without decoding or parsing them."""
+    assert catalog_module.MAX_CATALOG_BYTES == 32 * 1024 * 1024
+    data = b'{"signed": {}, "signatures": [], "x": "' + b' ' * catalog_module.MAX_CATALOG_BYTES + b'"}'
+
+    def no_parse(*_args, **_kwargs):
+        raise AssertionError('an oversize catalog was parsed')
+    monkeypatch.setattr(json, 'loads', no_parse)
+    monkeypatch.setattr(json, 'JSONDecoder', no_parse)
+    error = refused(data, keyring, 'catalog_invalid')
+    assert 'catalog is larger than %d bytes (%d bytes): refused before parsing' % (catalog_module.MAX_CATALOG_BYTES, len(data)) in error.msg
+
+
+@pytest.mark.parametrize('fields, fragment', [
+    ({'release_date': '\u0662\u0660\u0662\u0666-01-15'}, 'invalid release_date'),       # Arabic-Indic digits matched \d
+    ({'release_date': '2026-01-15\n'}, 'invalid release_date'),                          # $ matched before a final newline
+    ({'package_id': 'system-bios-1.02\n'}, 'invalid package_id'),
+    ({'module_id': 'system-bios\n'}, 'invalid module_id'),
+    ({'version': '1.\u0660\u0662'}, 'invalid version'),
+    ({'version': '1.02\n'}, 'invalid version'),
+    ({'sha256': 'ab' * 32 + '\n'}, 'invalid sha256'),
+    ({'url': 'packages/pkg.zip\n'}, 'not a plain relative path'),
+    ({'published': '\u0662\u0660\u0662\u0666-01-20T09:00:00Z'}, 'is not a UTC time'),
+    ({'published': '2026-01-20T09:00:00Z\n'}, 'is not a UTC time'),
+    ({'module_name': ['System', 'BIOS']}, 'no valid module_name'),
+    ({'module_name': 'System\nBIOS'}, 'no valid module_name'),
+    ({'models': ['R120h-1M\n']}, 'no valid models or os'),
+    ({'os': ['linux\n']}, 'no valid models or os'),
+    ({'os': ['../linux']}, 'no valid models or os'),
+], ids=lambda value: ascii(value)[:40])
+def test_field_patterns_are_ascii_with_no_trailing_newline(signing_key, keyring, fields, fragment):
+    error = refused(build([entry(), entry(**dict({'package_id': 'X-2'}, **fields))], signing_key), keyring, 'catalog_invalid')
+    assert fragment in error.msg
+    assert 'catalog entry 1' in error.msg
+
+
+@pytest.mark.parametrize('field, value', [('generated', '\u0662\u0660\u0662\u0665-02-28T00:00:00Z'), ('expires', '2025-03-30T00:00:00Z\n'),
+                                          ('feed_id', 'vendor-feed\n')], ids=['generated', 'expires', 'feed_id'])
+def test_catalog_times_and_feed_id_are_ascii_with_no_trailing_newline(signing_key, keyring, field, value):
+    refused(sign(signed_part(**{field: value}), [signing_key]), keyring, 'catalog_invalid')
+
+
+def test_unknown_key_message_is_bounded(keyring):
+    signatures = [{'keyid': 'k%06d' % index, 'sig': ''} for index in range(10000)]
+    error = refused(json.dumps({'signed': signed_part(), 'signatures': signatures}).encode(), keyring, 'unknown_key')
+    assert 'k000000' in error.msg and '9995 more' in error.msg and len(error.msg) < 300

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import os
 import resource
+import sqlite3
 import stat
 import tracemalloc
 import warnings
@@ -22,8 +23,9 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import PackageError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import (
-    HASH_NAME, INFO_NAME, build_package, build_package_from_bytes, render_hash_xml, safe_extract, verify_package)
+    HASH_NAME, INFO_NAME, build_package, build_package_from_bytes, render_hash_xml, render_info_xml, safe_extract, verify_package)
 
 PAYLOAD = {'install.sh': b'#!/bin/sh\necho flashing\n', 'image/fw.bin': b'\x01\x02' * 512}
 
@@ -422,3 +424,85 @@ def test_large_payload_verifies_in_constant_memory(tmp_path, keyring, signing_ke
     assert verified.files['fw.bin'][0] == LARGE_SIZE
     assert peak < 16 * 1024 * 1024, 'verify_package allocated %d bytes at peak' % peak
     assert rss_growth < 64 * 1024, 'peak RSS grew by %d KiB' % rss_growth
+
+
+# ----------------------------------------------------------------- ids, whatever the schema version (issue 8 items 6 and 9)
+
+BAD_FIELDS = [
+    ('PackageId', {'package_id': '../../../../tmp/x'}),
+    ('PackageId', {'package_id': 'system-bios-1.02\n'}),
+    ('Module id', {'module_id': '../bios', 'package_id': 'BIOS-1.0'}),
+    ('Version', {'version': '1.\u0660\u0662'}),
+    ('Version', {'version': '1.02\n'}),
+    ('OS', {'os': ['linux/../../x']}),
+    ('Model', {'models': ['R120h\n1M']}),
+    ('Module name', {'module_name': 'System\tBIOS'}),
+    ('ReleaseDate', {'release_date': '\u0662\u0660\u0662\u0666-01-15'}),
+    ('ReleaseDate', {'release_date': '2026-02-30'}),
+    ('InstallCommand', {'install_command': 'sh install.sh\nrm -rf /'}),
+]
+
+
+def info_xml_of(info_factory, schema_version, **fields):
+    return render_info_xml(info_factory(**fields)).replace(b'schemaVersion="1"', b'schemaVersion="%s"' % schema_version.encode())
+
+
+@pytest.mark.parametrize('schema_version', ['1', '99'])
+@pytest.mark.parametrize('field, fields', BAD_FIELDS, ids=lambda value: ascii(value)[:30])
+def test_core_fields_follow_the_catalog_rules_whatever_the_schema_version(craft, keyring, info_factory, schema_version, field, fields):
+    """A newer schemaVersion skips the XSD; the same rules as the catalog's still apply (ASCII, no newline, never a path)."""
+    error = refused(craft([('install.sh', b'x')], info=info_xml_of(info_factory, schema_version, **fields)), keyring, 'xml_invalid')
+    assert 'ExUpInfo.xml' in error.msg
+    if schema_version == '99' or field == 'Module name':  # the XSD's text type allows a tab: only the shared rule refuses it
+        assert error.msg.startswith('ExUpInfo.xml has %s ' % field), error.msg
+        assert ', which is not ' in error.msg and error.details['field'] == field
+
+
+def test_a_path_as_package_id_of_a_newer_schema_is_refused_with_its_rule(craft, keyring, info_factory):
+    error = refused(craft([('install.sh', b'x')], info=info_xml_of(info_factory, '99', package_id='../../../../tmp/x')), keyring, 'xml_invalid')
+    assert error.msg == ("ExUpInfo.xml has PackageId '../../../../tmp/x', which is not 1-64 ASCII letters, digits and ._+- "
+                         "starting with a letter or digit")
+
+
+@pytest.mark.parametrize('value', ['\u0669\u0669', ' 99', '9_9', '+99', '99 '], ids=ascii)
+def test_schema_version_is_ascii_digits(craft, keyring, info_xml_text, value):
+    # int() took all of these, and a number over 1 skips the XSD.
+    text = info_xml_text.replace('schemaVersion="1"', 'schemaVersion="%s"' % value)
+    error = refused(craft([('install.sh', b'x')], info=text.encode()), keyring, 'xml_invalid')
+    assert 'no valid schemaVersion' in error.msg
+
+
+def test_a_valid_newer_package_keeps_its_fields_as_written(craft, keyring, info_factory):
+    verified = verify_package(craft([('install.sh', b'x')], info=info_xml_of(info_factory, '99', package_id='BIOS-1.0')), keyring)
+    assert (verified.info.package_id, verified.info.schema_version, verified.info.compatible) == ('BIOS-1.0', 99, False)
+
+
+def test_add_refuses_a_newer_package_whose_id_is_a_path(repo, keyring, craft, info_factory, register, snapshot):
+    register('mgr-a', [{'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}])
+    before = snapshot(repo)
+    path = craft([('install.sh', b'x')], info=info_xml_of(info_factory, '99', package_id='../../../../tmp/x'))
+    [result] = repo.add_files([path], keyring)
+    assert (result['result'], result['error']) == ('error_invalid_package', 'xml_invalid')
+    assert "ExUpInfo.xml has PackageId '../../../../tmp/x'" in result['msg']
+    assert snapshot(repo) == before
+    event = repo.listing('mgr-a', event_limit=1)['events'][0]
+    assert (event['code'], event['detail']['error']) == ('package_add_failed', 'xml_invalid')
+
+
+def test_export_never_writes_a_member_outside_its_root(repo, keyring, build_pkg, register, snapshot, tmp_path):
+    """An index written before ids were checked for every schema version may hold a path as an id: export refuses it."""
+    register('mgr-a', [{'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}])
+    assert repo.add_files([build_pkg(package_id='BIOS-1.0')], keyring)[0]['result'] == 'added'
+    conn = sqlite3.connect(repo.store.db_path)
+    with conn:
+        conn.execute("UPDATE packages SET package_id = '../../../../tmp/x', info = json_set(info, '$.package_id', '../../../../tmp/x')")
+    conn.close()
+    before = snapshot(repo)
+    dest = str(tmp_path / 'saved.zip')
+    for selection in ({'package_ids': ['../../../../tmp/x']}, {'module_ids': ['system-bios']}):
+        with pytest.raises(RepositoryError) as caught:
+            repo.export(dest, **selection)
+        assert caught.value.code == 'package_id_invalid', caught.value.msg
+        assert "package '../../../../tmp/x' in the index has an id that is not 1-64 ASCII letters" in caught.value.msg
+        assert not os.path.exists(dest) and not os.path.exists(dest + '.tmp')
+    assert snapshot(repo) == before
