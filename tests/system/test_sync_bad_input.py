@@ -21,6 +21,7 @@ import json
 import os
 import stat
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,53 @@ def test_untrusting_the_catalog_key_takes_effect_on_an_unchanged_feed(bench: Ben
 
     # Trusted again: the unchanged feed costs a 304 as before.
     assert bench.sync().feed_unchanged
+
+
+# --------------------------------------------------------------------------- hostile catalog bytes (issue 8 items 5, 6)
+
+CATALOG_LIMIT = 32 * 1024 * 1024  # catalog.MAX_CATALOG_BYTES, written out: the old limit was 256 MiB
+
+
+def test_catalog_nested_100000_levels_deep(bench: Bench):
+    h.write_catalog_bytes(bench.feed_dir, b'{"signed": ' + b"[" * 100000 + b"]" * 100000 + b', "signatures": []}')
+    bench.assert_fails("catalog_invalid", "catalog is nested too deeply to be a catalog")
+
+
+def test_catalog_with_a_lone_surrogate_in_signed(bench: Bench):
+    envelope = json.loads((bench.feed_dir / h.CATALOG).read_text())
+    envelope["signed"]["entries"][-1]["module_name"] = "System BIOS \ud800"
+    data = json.dumps(envelope).encode("ascii")  # the surrogate travels as the JSON escape \ud800
+    assert b"\\ud800" in data
+    h.write_catalog_bytes(bench.feed_dir, data)
+    bench.assert_fails("catalog_invalid", "catalog holds a lone surrogate (\\ud800), which is not text")
+
+
+def test_catalog_over_the_limit_is_refused_before_it_is_parsed(bench: Bench):
+    """Under the old limit an unsigned 250 MiB catalog cost 2 GiB of RSS and 17 s before unknown_key. Now one byte over 32 MiB
+    is refused from its Content-Length, before its body is read, and the sync holds no copy of it."""
+    padding = CATALOG_LIMIT + 1 - len(b'{"signed": {}, "signatures": [], "x": ""}')
+    (bench.feed_dir / h.CATALOG).write_bytes(b'{"signed": {}, "signatures": [], "x": "' + b" " * padding + b'"}')
+    h.catalog_changed(bench.feed_dir)
+    assert (bench.feed_dir / h.CATALOG).stat().st_size == CATALOG_LIMIT + 1
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        bench.assert_fails("download_too_long", f"is larger than {CATALOG_LIMIT} bytes (it states {CATALOG_LIMIT + 1})")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024 and time.monotonic() - started < 10
+
+
+def test_catalog_without_a_length_over_the_limit_is_cut_at_the_limit(hostile_bench: Bench):
+    # The same bytes without Content-Length (chunked): reading stops at the limit, the buffer never exceeds it.
+    padding = CATALOG_LIMIT + 1 - len(b'{"signed": {}, "signatures": [], "x": ""}')
+    (hostile_bench.feed_dir / h.CATALOG).write_bytes(b'{"signed": {}, "signatures": [], "x": "' + b" " * padding + b'"}')
+    h.serve_feed_dir(hostile_bench.hostile, hostile_bench.feed_dir, **{h.CATALOG: {"no_length": True}})
+    tracemalloc.start()
+    try:
+        hostile_bench.assert_fails("download_too_long", f"is larger than {CATALOG_LIMIT} bytes")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < CATALOG_LIMIT + 8 * 1024 * 1024

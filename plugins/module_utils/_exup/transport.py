@@ -271,7 +271,7 @@ class HttpClient:
     def get_conditional(self, url, etag=None, last_modified=None, params=None, max_bytes=None):
         """GET with If-None-Match / If-Modified-Since. Returns a dict with status, body, etag, last_modified, final_url.
 
-        status 304 means unchanged (body None). The body is read up to ``max_bytes``.
+        status 304 means unchanged (body None). The body (a bytearray) is read up to ``max_bytes``.
         """
         headers = {}
         if etag:
@@ -286,13 +286,16 @@ class HttpClient:
                 return result
             if response.status_code != 200:
                 raise TransportError('GET %s answered HTTP %d' % (url, response.status_code), code='http_status', status=response.status_code)
-            chunks, total = [], 0
+            # One buffer, never more than max_bytes: a list of chunks joined at the end held the body twice.
+            stated = response.headers.get('Content-Length', '')
+            if max_bytes and stated.isascii() and stated.isdigit() and int(stated) > max_bytes:
+                raise TransportError('%s is larger than %d bytes (it states %s)' % (url, max_bytes, stated), code='download_too_long')
+            body = bytearray()
             for chunk in response.iter_content(CHUNK):
-                total += len(chunk)
-                if max_bytes and total > max_bytes:
+                if max_bytes and len(body) + len(chunk) > max_bytes:
                     raise TransportError('%s is larger than %d bytes' % (url, max_bytes), code='download_too_long')
-                chunks.append(chunk)
-            result['body'] = b''.join(chunks)
+                body += chunk
+            result['body'] = body
         return result
 
     def download(self, url, part_path, size, sha256, progress=None):
