@@ -401,3 +401,14 @@ def test_catalog_without_a_length_over_the_limit_is_cut_at_the_limit(hostile_ben
     finally:
         tracemalloc.stop()
     assert peak < CATALOG_LIMIT + 8 * 1024 * 1024
+
+
+def test_download_with_a_non_ascii_digit_as_length_is_refused_cleanly(hostile_bench: Bench):
+    # http.client reads headers as Latin-1: the byte 0xb2 is "²", which str.isdigit() takes and int() refuses.
+    hostile_bench.publish(h.zip_bytes(hostile_bench.members()))
+    h.serve_feed_dir(hostile_bench.hostile, hostile_bench.feed_dir, **{NEW_URL: {"no_length": True, "headers": {"Content-Length": "\u00b2"}}})
+    # That length was a traceback (ValueError) out of the download worker. Now it counts as no length: the catalog's
+    # size still bounds the body, and the package, whole and verified, is added.
+    result = hostile_bench.sync()
+    assert (result.refused, [a["package_id"] for a in result.added]) == ([], [NEW_ID])
+    assert NEW_ID in h.check_store(hostile_bench.root, hostile_bench.trusted)

@@ -343,7 +343,8 @@ class HttpClient:
                 else:
                     raise TransportError('GET %s answered HTTP %d' % (url, response.status_code), code='http_status', status=response.status_code)
                 stated = response.headers.get('Content-Length')
-                if stated is not None and stated.isdigit() and have + int(stated) > size:
+                # isascii: headers are read as Latin-1, and "\u00b2" (byte 0xb2) passed isdigit() but not int().
+                if stated is not None and stated.isascii() and stated.isdigit() and have + int(stated) > size:
                     _unlink(part_path)
                     raise TransportError('%s is %d bytes long, more than the %d bytes the catalog states' % (url, have + int(stated), size),
                                          code='download_too_long')
