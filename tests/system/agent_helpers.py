@@ -9,7 +9,8 @@ lives in its host root, so the tests read the host's files directly (snapshot())
 repository's SQLite database (servers(), events()).
 
 Standard library only at import: `python agent_helpers.py HOST_ROOT` prints snapshot(HOST_ROOT) as
-JSON (`... servers REPO`: servers(REPO)), which the playbooks run on a host (over ssh) between steps to prove "nothing changed".
+JSON (`... servers REPO`: servers(REPO)); the playbooks copy it to a host and run it there (ansible.builtin.script) between steps to
+prove "nothing changed".
 """
 
 from __future__ import annotations
@@ -171,10 +172,13 @@ SCENARIO_PLAY = """\
       trusted_keys: ["{{{{ pem }}}}"]
 """ + SCENARIO_TASKS
 
-#: a task that records snapshot() of the host, taken on the host over ssh, as r_<name> (raw: no module to ship, cheap)
+#: a task that records snapshot() of the host, taken on the host over ssh, as r_<name>. script: this file is
+#: on the controller only (a lab host sees its own root, docs/lab.md), so Ansible copies it over and runs it there.
 SNAPSHOT_TASK = """\
 - name: Snapshot the host ({name})
-  ansible.builtin.raw: "{{{{ ansible_python_interpreter }}}} {helpers} {{{{ exup_host_root }}}}"
+  ansible.builtin.script:
+    cmd: "{helpers} {{{{ exup_host_root }}}}"
+    executable: "{{{{ ansible_python_interpreter }}}}"
   changed_when: false
   register: r_{name}
 """

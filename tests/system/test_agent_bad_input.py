@@ -63,12 +63,19 @@ def scenarios() -> dict:
             ah.snapshot_task("snap2"),
             apply_task("no_repository", "    repository: \"{{ missing_repo }}\"\n"),
             ah.snapshot_task("snap3"),
+            # The host sees only its own root (docs/lab.md): the package file is copied over first, as the controller would,
+            # and the key goes as PEM text, as the action plugins send it.
+            "- name: Copy the model B package to the host\n"
+            "  ansible.builtin.copy:\n"
+            "    src: \"{{ model_b_item.src }}\"\n"
+            "    dest: /tmp/model-b.zip\n"
+            "    mode: \"0600\"\n"
             "- name: Hand the host a package of model B directly (exup_host phase start)\n"
             "  exup.fleet.exup_host:\n"
             "    phase: start\n"
             "    host_root: \"{{ exup_host_root }}\"\n"
-            "    trusted_keys: [\"{{ pem }}\"]\n"
-            "    items: \"{{ [model_b_item] }}\"\n"
+            "    trusted_keys_pem: [\"{{ lookup('ansible.builtin.file', pem) }}\"]\n"
+            "    items: \"{{ [model_b_item | combine({'src': '/tmp/model-b.zip'})] }}\"\n"
             "  register: r_wrong_model\n"
             "  ignore_errors: true\n",
             ah.snapshot_task("snap4"),

@@ -229,7 +229,7 @@ def test_a_host_sees_its_own_root_not_the_controller(lab, tmp_path):
 
 def test_a_host_writes_only_into_its_own_root(lab):
     name, other = "r120h-2", "t120h-1"
-    marker = "written-by-a-lab-host"
+    marker = f"written-by-lab-host-{uuid.uuid4().hex[:12]}"
     answer = on_host(lab, name, f"echo mine > /tmp/{marker}; touch /usr/lib/{marker}; echo $?")
     try:
         assert answer.stdout.strip() == "1" and "Read-only file system" in answer.stderr, answer.stdout + answer.stderr
