@@ -41,6 +41,16 @@ _TIME = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z', re
 TOO_DEEP = 'catalog is nested too deeply to be a catalog'
 
 
+def _shown(value):
+    """A catalog value for a message, cut short: a message must not carry megabytes of a hostile catalog."""
+    if isinstance(value, (dict, list)):
+        return 'a JSON %s' % ('object' if isinstance(value, dict) else 'array')
+    if isinstance(value, str) and len(value) > 64:
+        return repr(value[:64]) + '...'
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + '...'
+
+
 def utc_now():
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -56,11 +66,11 @@ def parse_time(text, what='time'):
     made up a third of parsing a 20,000-entry catalog.
     """
     if not isinstance(text, str) or not _TIME.fullmatch(text):
-        raise CatalogError('catalog %s %r is not a UTC time of the form YYYY-MM-DDTHH:MM:SSZ' % (what, text), code='catalog_invalid')
+        raise CatalogError('catalog %s %s is not a UTC time of the form YYYY-MM-DDTHH:MM:SSZ' % (what, _shown(text)), code='catalog_invalid')
     try:
         return datetime.datetime.fromisoformat(text[:-1]).replace(tzinfo=datetime.timezone.utc)
     except ValueError:
-        raise CatalogError('catalog %s %r is not a valid time' % (what, text), code='catalog_invalid')
+        raise CatalogError('catalog %s %s is not a valid time' % (what, _shown(text)), code='catalog_invalid')
 
 
 def canonical_json(value):
@@ -150,7 +160,7 @@ def _entry(raw, index):
         return value
 
     package_id = field('package_id', str)
-    where = 'catalog entry %d (%s)' % (index, package_id)
+    where = 'catalog entry %d (%s)' % (index, package_id if is_id(package_id) else _shown(package_id))
     for name in ('package_id', 'module_id', 'version'):
         if not is_id(field(name, str)):
             raise CatalogError('%s has an invalid %s' % (where, name), code='catalog_invalid')
@@ -159,7 +169,7 @@ def _entry(raw, index):
         raise CatalogError('%s has no valid module_name' % where, code='catalog_invalid')
     url = field('url', str)
     if not _REL_URL.fullmatch(url) or url.startswith('/') or '..' in url.split('/') or '//' in url:
-        raise CatalogError('%s has url %r, which is not a plain relative path' % (where, url), code='catalog_invalid')
+        raise CatalogError('%s has url %s, which is not a plain relative path' % (where, _shown(url)), code='catalog_invalid')
     sha256 = field('sha256', str)
     if not _SHA256.fullmatch(sha256):
         raise CatalogError('%s has an invalid sha256' % where, code='catalog_invalid')
@@ -174,7 +184,7 @@ def _entry(raw, index):
     parse_time(field('published', str), 'published time of %s' % where)
     kind = field('kind', str)
     if kind not in KINDS:
-        raise CatalogError('%s has unknown kind %r' % (where, kind), code='catalog_invalid')
+        raise CatalogError('%s has unknown kind %s' % (where, _shown(kind)), code='catalog_invalid')
     return CatalogEntry(
         package_id=package_id, module_id=raw['module_id'], module_name=module_name,
         version=raw['version'], release_date=raw['release_date'], published=raw['published'], models=tuple(models),
@@ -245,9 +255,9 @@ def parse_catalog(data, keyring, min_version=0, now=None):
         raise CatalogError('catalog is not a signed envelope {"signed": ..., "signatures": [...]}', code='catalog_invalid')
     signed = envelope['signed']
     if signed.get('type') != CATALOG_TYPE:
-        raise CatalogError('catalog type is %r, not %r' % (signed.get('type'), CATALOG_TYPE), code='catalog_invalid')
+        raise CatalogError('catalog type is %s, not %r' % (_shown(signed.get('type')), CATALOG_TYPE), code='catalog_invalid')
     if signed.get('spec_version') != SPEC_VERSION:
-        raise CatalogError('catalog spec_version %r is not supported (this version reads %d)' % (signed.get('spec_version'), SPEC_VERSION),
+        raise CatalogError('catalog spec_version %s is not supported (this version reads %d)' % (_shown(signed.get('spec_version')), SPEC_VERSION),
                            code='catalog_unsupported')
 
     # Signature: at least one signature by a trusted key, and every trusted signature must be valid.
@@ -261,12 +271,12 @@ def parse_catalog(data, keyring, min_version=0, now=None):
 
     version = signed.get('version')
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CatalogError('catalog version %r is not a positive integer' % (version,), code='catalog_invalid')
+        raise CatalogError('catalog version %s is not a positive integer' % _shown(version), code='catalog_invalid')
     if min_version is not None:
         check_version(version, min_version)
     feed_id = signed.get('feed_id', '')
     if not isinstance(feed_id, str) or feed_id and not is_id(feed_id):
-        raise CatalogError('catalog feed_id %r is not a token of letters, digits and ._+-' % (feed_id,), code='catalog_invalid')
+        raise CatalogError('catalog feed_id %s is not a token of letters, digits and ._+-' % _shown(feed_id), code='catalog_invalid')
     generated = parse_time(signed.get('generated'), 'generated time')
     expires = parse_time(signed.get('expires'), 'expiry')
     now = now or utc_now()

@@ -307,3 +307,23 @@ def test_unknown_key_message_is_bounded(keyring):
     signatures = [{'keyid': 'k%06d' % index, 'sig': ''} for index in range(10000)]
     error = refused(json.dumps({'signed': signed_part(), 'signatures': signatures}).encode(), keyring, 'unknown_key')
     assert 'k000000' in error.msg and '9995 more' in error.msg and len(error.msg) < 300
+
+
+HUGE = 'x' * (1024 * 1024)
+
+
+@pytest.mark.parametrize('signed, fragment', [
+    (signed_part(type=HUGE), "catalog type is 'xxxx"),
+    (signed_part(spec_version=HUGE), 'catalog spec_version'),
+    (signed_part(version=[[1]] * 100000), 'catalog version a JSON array is not a positive integer'),
+    (signed_part(feed_id=HUGE), 'catalog feed_id'),
+    (signed_part(generated=HUGE), 'catalog generated time'),
+    (signed_part(entries=[entry(package_id=HUGE)]), 'catalog entry 0'),
+    (signed_part(entries=[entry(kind=HUGE)]), 'unknown kind'),
+    (signed_part(entries=[entry(url=HUGE)]), 'not a plain relative path'),
+], ids=['type', 'spec_version', 'version', 'feed_id', 'generated', 'package_id', 'kind', 'url'])
+def test_messages_do_not_carry_megabytes_of_the_catalog(signing_key, keyring, signed, fragment):
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(sign(signed, [signing_key]), keyring, now=NOW)
+    assert caught.value.code in ('catalog_invalid', 'catalog_unsupported')
+    assert fragment in caught.value.msg and len(caught.value.msg) < 300, caught.value.msg[:300]
