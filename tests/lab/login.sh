@@ -42,7 +42,10 @@ while read -r kind source target; do
     esac
 done <"$conf"
 
+# The single-quoted scripts are expanded by the shell inside the chroot ($HOME, the client's command).
+# shellcheck disable=SC2016
 if [ -n "${SSH_ORIGINAL_COMMAND:-}" ]; then
     exec chroot "$root" /bin/sh -c 'cd "$HOME" 2>/dev/null || cd /; eval "$SSH_ORIGINAL_COMMAND"'
 fi
+# shellcheck disable=SC2016
 exec chroot "$root" /bin/sh -c 'cd "$HOME" 2>/dev/null || cd /; exec /bin/sh -l'

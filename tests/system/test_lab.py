@@ -450,7 +450,7 @@ def test_lab_package_sets(lab, tmp_path):
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (scripts/setup.sh installs it)")
     spec = [item for item in default if item.module != "update-agent"] + table11 + packages.extras_spec()
-    scripts = [REBOOT_SCRIPT]
+    scripts = [REBOOT_SCRIPT, LOGIN_SCRIPT]
     for item in spec:
         for script_name, data in item.payload().items():
             if script_name.endswith(".sh"):
