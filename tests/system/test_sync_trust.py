@@ -217,7 +217,7 @@ def _mirror(hostile, feed_dir: Path, catalog: bytes) -> str:
 
 def test_mirror_of_the_same_feed_cannot_roll_back(bench: Bench, hostile_server):
     entries = h.catalog_entries(bench.feed_dir)
-    for _ in range(3):
+    for _round in range(3):
         version = write_catalog(str(bench.feed_dir), entries, [bench.key])
     h.catalog_changed(bench.feed_dir)
     assert sync(bench).catalog["version"] == version
@@ -252,7 +252,7 @@ def test_mirror_of_the_same_feed_cannot_roll_back(bench: Bench, hostile_server):
 
 def test_a_different_feed_starts_over(bench: Bench, hostile_server):
     entries = h.catalog_entries(bench.feed_dir)
-    for _ in range(3):
+    for _round in range(3):
         version = write_catalog(str(bench.feed_dir), entries, [bench.key])
     h.catalog_changed(bench.feed_dir)
     sync(bench)

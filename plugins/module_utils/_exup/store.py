@@ -288,7 +288,7 @@ class Store:
                 yield conn
                 self.save_recovery(conn)
             except sqlite3.DatabaseError as exc:
-                if type(exc) is not sqlite3.DatabaseError:  # OperationalError and the like are not damage
+                if exc.__class__ is not sqlite3.DatabaseError:  # OperationalError and the like are not damage
                     raise
                 raise damaged(self, exc) from None
             finally:
@@ -315,7 +315,7 @@ class Store:
                 self._migrate(conn, version)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            if type(exc) is not sqlite3.DatabaseError and 'not a database' not in str(exc):
+            if exc.__class__ is not sqlite3.DatabaseError and 'not a database' not in str(exc):
                 raise
             raise damaged(self, exc) from None
         except BaseException:
