@@ -33,7 +33,7 @@ class ActionModule(ExupAction):
     SPEC = AGENT_SPEC
 
     def failure_event(self):
-        return {'present': 'agent_install_failed', 'absent': 'agent_uninstall_failed'}.get(self.args['state'])
+        return {'present': 'agent_install_failed', 'absent': 'agent_uninstall_failed', 'logs_collected': 'agent_logs_failed'}.get(self.args['state'])
 
     def act(self):
         state = self.args['state']
@@ -207,6 +207,7 @@ class ActionModule(ExupAction):
                 'msg': 'agent %s removed from %s; agent management of this server has ended' % (agent['version'], self.server_name)}
 
     def collect_logs(self, agent):
+        repo = self.repository(required=False)  # opened first, so a failure below is logged too (agent_logs_failed)
         dest = self.args['logs_dest']
         if not dest:
             raise ExupError('state=logs_collected needs logs_dest (a folder on the controller)', code='argument_invalid')
@@ -219,5 +220,5 @@ class ActionModule(ExupAction):
                 local = os.path.join(target, os.path.basename(remote))
                 self._connection.fetch_file(remote, local)
                 collected.append(local)
-            self.log_events(self.repository(required=False), ('agent_logs_collected', None, {'files': len(collected)}))
+            self.log_events(repo, ('agent_logs_collected', None, {'files': len(collected)}))
         return {'changed': bool(collected), 'files': collected, 'remote_files': files, 'dest': target}

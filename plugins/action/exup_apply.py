@@ -39,7 +39,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
     SPEC = APPLY_SPEC
 
     def failure_event(self):
-        return {'absent': 'uninstall_failed', 'present': 'apply_failed'}.get(self.args['state'])
+        return {'absent': 'uninstall_failed', 'present': 'apply_failed', 'cancelled': 'cancel_unavailable'}.get(self.args['state'])
 
     def act(self):
         args = self.args
@@ -119,9 +119,20 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
                 raise ExupError('job %s on %s did not finish within %d s; polling stopped, so the agent cancels what has not started%s'
                                 % (job['job_id'], self.server_name, args['wait_timeout'], RUNNER_LOST if job.get('runner_lost') else ''),
                                 code='timeout', job=job)
-            answer = self.host_call('status', job_id=job['job_id'], lease_seconds=args['lease_seconds'],
-                                    wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
+            answer = self.poll_status(job)
         return answer
+
+    def poll_status(self, job):
+        """One status poll; a poll that fails is progress_unavailable (003 Table 19), not a failed apply: the job may go on."""
+        args = self.args
+        try:
+            return self.host_call('status', job_id=job['job_id'], lease_seconds=args['lease_seconds'],
+                                  wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
+        except HostCallFailed as exc:
+            # 'job', not 'job_id': the job's own outcome is still to be logged when it is next seen (record_unreported_job)
+            self.log_events(self.opened_repository, ('progress_unavailable', exc.result.get('msg') or 'no answer',
+                                                     {'error': exc.result.get('error'), 'job': job['job_id']}))
+            raise
 
     def outcome(self, repo, answer, planned, action):
         job = answer['job']

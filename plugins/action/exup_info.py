@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from ansible.utils.display import Display
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
-from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import ServerStatus
 
@@ -24,6 +25,32 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
     def failure_event(self):
         return 'versions_query_failed'
 
+    def log_failure(self, result):
+        """003 Table 19: a query that reached neither the agent, nor the BMC, nor both says which (version_query_failed)."""
+        if self.failure_logged:
+            return
+        error, via = result.get('error'), self.args['via']
+        agent_reached = self.agent_reachable() if via == 'bmc' and error == 'bmc_unreachable' else None
+        items = [ev.version_query_failure(error, result.get('msg'), via, agent_reached)]
+        if via == 'agent' and error == 'communication_failed' and self.args.get('boot_id_before_reboot'):
+            items.append(('reboot_failed', 'the server did not come back: %s' % result.get('msg'), {'error': error, 'via': 'agent'}))
+        self.log_events(self.opened_repository, *items)
+
+    def agent_reachable(self):
+        """Whether the server's OS answers over the play's connection (the BMC did not)."""
+        try:
+            self.host_call('inventory')
+        except HostCallFailed as exc:
+            return exc.result.get('error') != 'communication_failed'
+        return True
+
+    def check_reboot(self, repo, facts):
+        """After a restart the playbook asked for, the same boot id means the restart failed (003 Table 19)."""
+        failure = ev.reboot_failure(self.args.get('boot_id_before_reboot'), facts.get('boot_id'))
+        if failure and repo is not None:
+            self.log_events(repo, failure)
+        return failure is not None
+
     def act(self):
         if 'register' in self._task.args:
             display.deprecated('exup.fleet.exup_info: the option register is renamed register_server (register is also a task keyword)',
@@ -34,6 +61,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         inventory, states = self.inventory()
         facts = inventory['facts']
         agent = inventory['agent']
+        reboot_failed = self.check_reboot(repo, facts)
         stored = self.server_packages(repo, facts, self.args['trusted_keys']) if repo else []
         untrusted = set()
         if repo and self.args['trusted_keys']:
@@ -66,6 +94,8 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
                   'agent_installable': not agent['installed'] and not blockers, 'agent_install_blockers': blockers,
                   'modules': modules, 'available_modules': available, 'server_status': server_status, 'unknown_packages': unknown,
                   'active_job': inventory['active_job'], 'registered': False, 'untrusted_packages': sorted(untrusted)}
+        if self.args.get('boot_id_before_reboot'):
+            result['reboot_failed'] = reboot_failed
         if repo is not None and not self._task.check_mode:
             self.record_unreported_job(repo, inventory)
             if self.args['register_server'] and agent['installed']:

@@ -42,6 +42,7 @@ INFO_SPEC = dict(
     register_server={'type': 'bool', 'default': False, 'aliases': ['register'],
                      'deprecated_aliases': [{'name': 'register', 'version': '2.0.0', 'collection_name': 'exup.fleet'}]},
     trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
+    boot_id_before_reboot={'type': 'str'},
 )
 
 APPLY_SPEC = dict(

@@ -42,6 +42,12 @@ options:
     type: list
     elements: str
     default: []
+  boot_id_before_reboot:
+    description:
+      - The boot id the server had before a restart was asked for (RV(facts.boot_id) of an earlier query), on the agent path.
+      - When the server still reports that boot id, or cannot be reached, the restart failed; the query logs a C(reboot_failed)
+        event in the repository (003 Table 19) and returns RV(reboot_failed=true).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -70,6 +76,29 @@ os:
   description: The OS as packages name it (rhel9, sles15, ubuntu2204).
   returned: always
   type: str
+facts:
+  description: What the agent path reads on the server (agent path only).
+  returned: when O(via=agent)
+  type: dict
+  contains:
+    model:
+      description: DMI product name.
+      type: str
+    vendor:
+      description: DMI system vendor.
+      type: str
+    os:
+      description: The OS as packages name it.
+      type: str
+    os_pretty_name:
+      description: PRETTY_NAME of os-release.
+      type: str
+    virtual_machine:
+      description: The hypervisor when the server is a virtual machine guest, else null.
+      type: str
+    boot_id:
+      description: The kernel's boot id; it changes at every restart (give it as O(boot_id_before_reboot) to check a restart).
+      type: str
 agent:
   description: installed, version, folder.
   returned: always
@@ -96,6 +125,10 @@ untrusted_packages:
   returned: always
   type: list
   elements: str
+reboot_failed:
+  description: The server still runs the boot of O(boot_id_before_reboot), so the restart asked for did not happen.
+  returned: when O(boot_id_before_reboot) is given
+  type: bool
 server_status:
   description: The status of Table 10 (communication_failed, unknown, applying, uninstalling, update_available, apply_failed,
     reboot_required, latest), or agent_not_installed.

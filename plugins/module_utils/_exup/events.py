@@ -49,6 +49,7 @@ EVENTS = {
     'agent_uninstalled': (NORMAL, 'Agent uninstalled.'),
     'agent_uninstall_failed': (ERROR, 'Agent uninstallation failed.'),
     'agent_logs_collected': (NORMAL, 'Agent logs collected.'),
+    'agent_logs_failed': (ERROR, 'Collecting the agent logs failed.'),
     'server_reset': (NORMAL, 'Server or BMC reset through the BMC.'),
     'reset_failed': (ERROR, 'Reset through the BMC failed.'),
     'status_changed': (NORMAL, 'Status of the update package changed.'),
