@@ -34,7 +34,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         items = [ev.version_query_failure(error, result.get('msg'), via, agent_reached)]
         if via == 'agent' and error == 'communication_failed' and self.args.get('boot_id_before_reboot'):
             items.append(('reboot_failed', 'the server did not come back: %s' % result.get('msg'), {'error': error, 'via': 'agent'}))
-        self.log_events(self.opened_repository, *items)
+        self.log_events(self.repository_for_log(), *items)
 
     def agent_reachable(self):
         """Whether the server's OS answers over the play's connection (the BMC did not)."""
@@ -101,9 +101,9 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             if self.args['register_server'] and agent['installed']:
                 result['registered'] = self.register(repo, facts, states)
                 result['changed'] = result['registered']  # the repository's record of the server changed
+            self.log_events(repo, ('versions_queried', None, {'status': server_status}))
         elif repo is not None and self.args['register_server'] and agent['installed']:
             result['changed'] = self.registration_differs(repo, facts, states)  # check mode says what registering would change
-            self.log_events(repo, ('versions_queried', None, {'status': server_status}))
         result['newest'] = {module_id: max((row['version'] for row in module['versions']), key=version_key, default=None)
                             for module_id, module in modules.items()}
         return result

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 import time
 
-from ansible.errors import AnsibleFileNotFound
+from ansible.errors import AnsibleConnectionFailure, AnsibleFileNotFound
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -108,7 +108,15 @@ class ExupAction(ActionBase):
         """Every failed operation leaves an error event with its cause, once."""
         code = self.failure_event()
         if code and not self.failure_logged:
-            self.log_events(self.opened_repository, (code, result.get('msg'), {'error': result.get('error')}))
+            self.log_events(self.repository_for_log(), (code, result.get('msg'), {'error': result.get('error')}))
+
+    def repository_for_log(self):
+        """Where a failure is logged: the repository opened, else the task's if it exists (a host that failed before it was opened)."""
+        if self.opened_repository is None and self.args.get('repository'):
+            repo = Repository(self.args['repository'])
+            if repo.store.exists:
+                self.opened_repository = repo
+        return self.opened_repository
 
     # ----------------------------------------------------------------- keys
     def resolve_trusted_keys(self):
@@ -133,7 +141,11 @@ class ExupAction(ActionBase):
     def host_call(self, phase, **args):
         module_args = dict(args, phase=phase, host_root=self.args['host_root'])
         started = time.monotonic()
-        result = self._execute_module(module_name=HOST_MODULE, module_args=module_args, task_vars=self.task_vars)
+        try:
+            result = self._execute_module(module_name=HOST_MODULE, module_args=module_args, task_vars=self.task_vars)
+        except AnsibleConnectionFailure as exc:
+            # an unreachable host is a result like any other failure, so it is logged (003 Table 19) and still reported unreachable
+            result = {'unreachable': True, 'msg': str(exc)}
         display.vvv('exup: %s phase %s took %.2f s' % (self.server_name, phase, time.monotonic() - started))
         if result.get('unreachable'):
             raise HostCallFailed(dict(result, error='communication_failed', server_status='communication_failed'))
