@@ -61,7 +61,10 @@ options:
     description: CA bundle (PEM) to verify the feed's certificate with, instead of the system store.
     type: path
   timeout:
-    description: Seconds to wait for a connection or a read.
+    description:
+      - Seconds to wait for a connection attempt or for each read.
+      - It bounds one wait, not a whole request; a server that sends a byte now and then is bounded by the sync's
+        time limit (O(sync_timeout)).
     type: int
     default: 30
 '''

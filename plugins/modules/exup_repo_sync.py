@@ -58,6 +58,15 @@ options:
     description: Parallel downloads.
     type: int
     default: 4
+  sync_timeout:
+    description:
+      - Seconds the whole sync may take, the catalog and every download included. Each request ends by then too,
+        however slowly its server sends, and a server's C(Retry-After) is honoured for at most 30 seconds and never past it.
+      - When it is reached the task fails with C(sync_timeout). The packages already verified stay indexed, partial
+        downloads stay in C(tmp/) and resume at the next sync, and nothing is removed by generation management in that run.
+      - O(timeout) bounds each connection attempt and each read, not a whole request.
+    type: int
+    default: 3600
   accept_catalog_version_reset:
     description:
       - The operator's way out when the catalog's version rules lock the repository out of its vendor's real catalogs.
@@ -133,7 +142,9 @@ events:
   type: list
   elements: dict
 catalog:
-  description: Version, generation time, expiry and entry counts of the catalog used; when it was fetched, the trusted C(key_ids) that signed it and its C(feed_id).
+  description:
+    - Version, generation time, expiry and entry counts of the catalog used; when it was fetched, the trusted C(key_ids)
+      that signed it and its C(feed_id).
   returned: always
   type: dict
 bytes_downloaded:
@@ -163,6 +174,7 @@ def main():
             'modules': {'type': 'dict', 'default': {}},
         }},
         workers={'type': 'int', 'default': 4},
+        sync_timeout={'type': 'int', 'default': 3600},
         accept_catalog_version_reset={'type': 'bool', 'default': False},
     )
     module = ExupModule(argument_spec, needs_http=True, supports_check_mode=True, required_together=[('proxy_username', 'proxy_password')])
@@ -172,7 +184,7 @@ def main():
         servers = [module.run(server_from_dict, params['manager_id'], item) for item in params['servers']]
     result = module.run(sync_repository, Repository(params['repository']), module.http_client(), params['feed_url'], module.keyring(),
                         params['manager_id'], servers=servers, check_mode=module.check_mode, workers=params['workers'],
-                        accept_version_reset=params['accept_catalog_version_reset'])
+                        accept_version_reset=params['accept_catalog_version_reset'], time_limit=params['sync_timeout'])
     output = result.as_dict()
     if result.refused:
         module.warn('%d package(s) refused: %s' % (len(result.refused), '; '.join('%s (%s)' % (r['package_id'], r['code']) for r in result.refused[:5])))

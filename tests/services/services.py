@@ -877,6 +877,10 @@ class Behaviour:  # pylint: disable=too-many-instance-attributes  # one flag per
     status, fail_times: answer status (e.g. 503) with an empty body, for the first fail_times
         requests of the path only when fail_times is set.
     headers: extra response headers (e.g. {"Retry-After": "1"}).
+    header_trickle: seconds to sleep between the bytes of the status line and headers (a server
+        that keeps a client in the headers phase, where no body read timeout applies).
+    stall_after, stall: after stall_after body bytes, send nothing for stall seconds (a read
+        timeout mid-body), then go on.
     """
 
     overlong: int = 0
@@ -888,6 +892,9 @@ class Behaviour:  # pylint: disable=too-many-instance-attributes  # one flag per
     status: int | None = None
     fail_times: int | None = None
     headers: dict = dataclasses.field(default_factory=dict)
+    header_trickle: float = 0.0
+    stall_after: int | None = None
+    stall: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -993,19 +1000,48 @@ class _HostileHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self.send_header("Content-Length", str(length))
-        self.end_headers()
+        if not self._end_headers(how):
+            return
         if send_body:
             self._send_body(data, first, length, how)
 
+    def _end_headers(self, how: Behaviour) -> bool:
+        """end_headers(), or with header_trickle the header bytes one at a time; False when the client gave up."""
+        if not how.header_trickle:
+            self.end_headers()
+            return True
+        self._headers_buffer.append(b"\r\n")
+        head, self._headers_buffer = b"".join(self._headers_buffer), []
+        stopping = self.server.owner.stopping
+        try:
+            for at in range(len(head)):
+                if stopping.is_set():
+                    break
+                self.wfile.write(head[at:at + 1])
+                self.wfile.flush()
+                stopping.wait(how.header_trickle)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+        return False  # the body never comes: a client that waits for it is the test
+
     def _send_body(self, data: bytes, offset: int, length: int, how: Behaviour) -> None:
         to_send = length if how.truncate_at is None else min(length, how.truncate_at)
+        sent = 0
         try:
             while to_send > 0 and not self.server.owner.stopping.is_set():
+                if how.stall_after is not None and sent >= how.stall_after and how.stall:
+                    self.wfile.flush()
+                    self.server.owner.stopping.wait(how.stall)
+                    how = dataclasses.replace(how, stall=0.0)  # once per response
                 size = min(how.chunk_size, to_send)
+                if how.stall_after is not None and how.stall and sent < how.stall_after:
+                    size = min(size, how.stall_after - sent)
                 chunk = data[offset:offset + size]
                 chunk += _JUNK * (size - len(chunk))  # past the end of the file: overlong junk
                 self.wfile.write(chunk)
                 offset += size
+                sent += size
                 to_send -= size
                 if how.slow and to_send > 0:
                     self.wfile.flush()

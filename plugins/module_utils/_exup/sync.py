@@ -25,9 +25,13 @@ import urllib.parse
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
     EPOCH, MAX_CATALOG_BYTES, check_version, parse_catalog, parse_time, same_feed, utc_now)
-from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError, TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import ReadOnlyConnection
+
+
+DEFAULT_SYNC_TIMEOUT = 3600  # seconds: exup_repo_sync's sync_timeout
 
 
 class BytesRefused(Exception):
@@ -78,14 +82,16 @@ class SyncResult:
 
 
 def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, check_mode=False, workers=4, progress=None,
-                    accept_version_reset=False):
+                    accept_version_reset=False, time_limit=DEFAULT_SYNC_TIMEOUT):
     """Sync ``repo`` (Repository) from ``feed_url`` (the catalog URL). Returns a SyncResult.
 
     ``servers`` is this manager's list of Server (None: keep what it registered before).
     ``progress`` is called with (done_packages, total_packages, bytes) as downloads finish.
     ``accept_version_reset``: the operator accepts the catalog served now even if its version is lower
     than, or jumps too far above, the one accepted before (catalog_version_reset event).
+    ``time_limit``: seconds the whole sync may take, every request included (sync_timeout); what was indexed by then stays.
     """
+    deadline = Deadline(time_limit, what="the sync's time limit of %g s" % time_limit)
     result = SyncResult()
     context = ReadOnlyConnection(repo.store) if check_mode else repo.store.writer()
     with context as conn:
@@ -94,7 +100,7 @@ def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, c
             result.events.append(repo.record(conn, 'repository_update_started', feed=feed_url))
         try:
             _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result,
-                         accept_version_reset=accept_version_reset)
+                         accept_version_reset=accept_version_reset, deadline=deadline)
         except ExupError as exc:
             if not check_mode:
                 result.events.append(repo.record(conn, 'repository_update_failed', exc.msg, error=exc.code))
@@ -109,6 +115,21 @@ def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, c
             result.events.append(repo.record(conn, 'repository_update_finished', added=len(result.added), removed=len(result.removed),
                                              refused=len(result.refused)))
     return result
+
+
+def _check_304_expected(state, conditional, feed_url):
+    """304 Not Modified answers a conditional request about a catalog we hold: to anything else it is a protocol error."""
+    if not conditional:
+        raise TransportError('the feed %s answered 304 Not Modified to a request that was not conditional (no If-None-Match nor '
+                             'If-Modified-Since was sent): it must send the catalog' % feed_url, code='catalog_unexpected_304')
+    if 'catalog_expires' not in state:
+        raise TransportError('the feed %s answered 304 Not Modified, but this repository holds no catalog from it: it must send the catalog'
+                             % feed_url, code='catalog_unexpected_304')
+
+
+def _sync_timed_out(deadline, where, **details):
+    return TransportError('the sync did not finish within %s: it stopped %s; what was indexed stays, partial downloads resume at the next sync'
+                          % (deadline.what, where), code='sync_timeout', **details)
 
 
 def _stored_key_ids(state):
@@ -152,15 +173,22 @@ def _check_feed_version(state, catalog, same, accept_reset):
     return None
 
 
-def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result, accept_version_reset=False):
+def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result, accept_version_reset=False,
+                 deadline=None):
     state = repo.feed_state(conn)
     same_url = state.get('feed_url') == feed_url
     since = state.get('last_access', EPOCH) if same_url else EPOCH
     # Conditional only while the stored catalog could stand (see _check_stored_catalog_trusted): else ask for it whole.
     conditional = same_url and bool(set(_stored_key_ids(state)) & set(keyring.key_ids))
-    response = client.get_conditional(feed_url, etag=state.get('etag') if conditional else None,
-                                      last_modified=state.get('last_modified') if conditional else None,
-                                      params={'since': since}, max_bytes=MAX_CATALOG_BYTES)
+    etag = state.get('etag') if conditional else None
+    last_modified = state.get('last_modified') if conditional else None
+    try:
+        response = client.get_conditional(feed_url, etag=etag, last_modified=last_modified, params={'since': since}, max_bytes=MAX_CATALOG_BYTES,
+                                          deadline=deadline)
+    except TransportError as exc:
+        if exc.code == 'request_timeout':
+            raise _sync_timed_out(deadline, 'while fetching the catalog %s' % feed_url) from None
+        raise
     base_url = response['final_url']
     if response['redirected'] and not check_mode:
         result.events.append(repo.record(conn, 'feed_address_changed', feed=feed_url, now=base_url))
@@ -170,6 +198,7 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
         # Unchanged: the catalog we accepted before still rules, and so does its expiry (freeze attack).
         result.feed_unchanged = True
         _check_stored_catalog_trusted(state, keyring)
+        _check_304_expected(state, bool(etag or last_modified), feed_url)
         if parse_time(state['catalog_expires']) <= utc_now():
             raise CatalogError('catalog expired at %s and the feed still serves it unchanged: the feed is stale or frozen' % state['catalog_expires'],
                                code='catalog_expired')
@@ -229,7 +258,10 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
         result.removed = repo.prune(conn, plan, stored, check_mode=True)
         return
 
-    _download_all(repo, conn, client, base_url, keyring, to_fetch, workers, progress, result)
+    cut = _download_all(repo, conn, client, base_url, keyring, to_fetch, workers, progress, result, deadline)
+    if cut:
+        # No pruning (what replaces a package may not have arrived) and no garbage collection (the .part files resume).
+        raise _sync_timed_out(deadline, 'after %d of %d downloads' % (len(result.added), len(to_fetch)), added=result.added, not_fetched=cut)
     if result.added:  # else the store is as plan() read it (we hold the writer lock)
         stored = repo.stored_packages(conn)
     result.removed = repo.prune(conn, plan, stored)
@@ -246,19 +278,34 @@ def _refuse(repo, conn, entry, exc, result):
     result.events.append(repo.record(conn, 'package_refused', exc.msg, package_id=entry.package_id, error=exc.code))
 
 
-def _download_all(repo, conn, client, base_url, keyring, entries, workers, progress, result):
-    """Download in parallel; the writer connection is used only from this thread."""
+class _TimeIsUp(Exception):
+    """A download not started, or cut, because the sync's time limit struck: not a refusal of the package."""
+
+
+def _download_all(repo, conn, client, base_url, keyring, entries, workers, progress, result, deadline=None):
+    """Download in parallel; the writer connection is used only from this thread.
+
+    Returns the ids of the packages the sync's ``deadline`` left without a download (not started or cut).
+    """
     total = len(entries)
     done = 0
+    cut = []
 
     def fetch_and_verify(entry):
+        if deadline is not None and deadline.expired():
+            raise _TimeIsUp()
         url = urllib.parse.urljoin(base_url, entry.url)
         final = repo.store.pool_path(entry.sha256)
         if os.path.exists(final):
             # Left by a crash between rename and index: already complete; verify it again below.
             path = final
         else:
-            path = client.download(url, repo.store.part_path(entry.sha256), entry.size, entry.sha256)
+            try:
+                path = client.download(url, repo.store.part_path(entry.sha256), entry.size, entry.sha256, deadline=deadline)
+            except ExupError as exc:
+                if exc.code == 'request_timeout':
+                    raise _TimeIsUp() from None
+                raise
         try:
             verified = verify_package(path, keyring)
             entry_matches_package(entry, verified.info)
@@ -276,6 +323,9 @@ def _download_all(repo, conn, client, base_url, keyring, entries, workers, progr
             done += 1
             try:
                 path, verified = future.result()
+            except _TimeIsUp:
+                cut.append(entry.package_id)
+                continue
             except BytesRefused as refused:
                 _refuse(repo, conn, entry, refused.error, result)
                 repo.remember_refusal(conn, entry.package_id, entry.sha256, refused.error)
@@ -293,3 +343,4 @@ def _download_all(repo, conn, client, base_url, keyring, entries, workers, progr
             result.events.append(repo.record(conn, 'package_downloaded', package_id=entry.package_id, version=entry.version))
             if progress:
                 progress(done, total, result.bytes_downloaded)
+    return sorted(cut)

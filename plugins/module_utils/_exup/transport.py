@@ -12,16 +12,19 @@ NTLM is refused with a clear message, as 003 §2.2.7 says it is not supported.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
+import socket
 import threading
 import urllib.parse
 
 try:
     import requests
     from requests.adapters import HTTPAdapter
-    from urllib3.exceptions import HTTPError as Urllib3Error
+    from urllib3 import connection as urllib3_connection, connectionpool as urllib3_pools
+    from urllib3.exceptions import HTTPError as Urllib3Error, InvalidHeader, ReadTimeoutError
     from urllib3.util.retry import Retry
     HAS_REQUESTS = True
     REQUESTS_IMPORT_ERROR = None
@@ -35,6 +38,7 @@ try:
 except ImportError:  # pragma: no cover - only needed for Digest proxies
     HAS_TOOLBELT = False
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import retry_sleep
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
 
 CHUNK = 1024 * 1024
@@ -90,7 +94,138 @@ def _ntlm_only(offered):
     return bool(schemes) and schemes <= {'ntlm', 'negotiate'}
 
 
-class _DigestTunnelAdapter(HTTPAdapter if HAS_REQUESTS else object):
+_ACTIVE = threading.local()  # .watch: the _RequestWatch of the request this thread is making
+
+
+class _RequestWatch:
+    """Ends one request at its deadline, wherever it waits: connect, proxy tunnel, headers or body.
+
+    A socket timeout bounds each read only, so a server trickling a byte every 2 s is never cut.
+    At the deadline a timer shuts the request's socket down (through a duplicate of its descriptor,
+    which also reaches a TLS socket), so the blocked read returns at once; the request then fails
+    with the deadline's error. Connections register their socket with the watch of their thread.
+    """
+
+    def __init__(self, deadline):
+        self.deadline = deadline
+        self.fired = False
+        self._sock = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(deadline.remaining(), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        _ACTIVE.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._timer.cancel()
+        _ACTIVE.watch = None
+        with self._lock:
+            self._release()
+
+    def attach(self, sock):
+        """The socket the request now waits on."""
+        with self._lock:
+            self._release()
+            try:
+                self._sock = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
+            except OSError:
+                return  # already closed: nothing to wait on
+            if self.fired:
+                self._shut()
+
+    def _fire(self):
+        with self._lock:
+            self.fired = True
+            self._shut()
+
+    def _shut(self):
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def _release(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def _attach(sock):
+    watch = getattr(_ACTIVE, 'watch', None)
+    if watch is not None and sock is not None:
+        watch.attach(sock)
+
+
+def _active_deadline():
+    watch = getattr(_ACTIVE, 'watch', None)
+    return watch.deadline if watch is not None else None
+
+
+if HAS_REQUESTS:
+    class _WatchMixin:
+        """Registers a connection's socket with the watch of the request (a new one when it connects, a kept-alive one when reused)."""
+
+        def _new_conn(self):
+            sock = super()._new_conn()
+            _attach(sock)
+            return sock
+
+        def connect(self):
+            super().connect()
+            _attach(self.sock)  # for https://, the TLS socket that replaced the TCP one
+
+        def request(self, *args, **kwargs):
+            _attach(self.sock)
+            return super().request(*args, **kwargs)
+
+    class _WatchedConnection(_WatchMixin, urllib3_connection.HTTPConnection):
+        pass
+
+    class _WatchedTLSConnection(_WatchMixin, urllib3_connection.HTTPSConnection):
+        pass
+
+    class _WatchedPool(urllib3_pools.HTTPConnectionPool):
+        ConnectionCls = _WatchedConnection
+
+    class _WatchedTLSPool(urllib3_pools.HTTPSConnectionPool):
+        ConnectionCls = _WatchedTLSConnection
+
+    _WATCHED_POOLS = {'http': _WatchedPool, 'https': _WatchedTLSPool}
+
+    class _BoundedRetry(Retry):
+        """urllib3's Retry whose sleeps (Retry-After, backoff) never exceed RETRY_AFTER_CAP nor the request's deadline.
+
+        urllib3 before 2.6 has no cap on Retry-After, and its default cap is 6 hours: a 503 with
+        Retry-After: 3600 slept an hour holding the repository's writer lock.
+        """
+
+        def get_retry_after(self, response):
+            try:
+                requested = super().get_retry_after(response)
+            except InvalidHeader:
+                return None  # not a number nor a date: back off as without one
+            return None if requested is None else retry_sleep(requested, _active_deadline())
+
+        def get_backoff_time(self):
+            return retry_sleep(super().get_backoff_time(), _active_deadline())
+
+
+class _WatchedAdapter(HTTPAdapter if HAS_REQUESTS else object):
+    """HTTPAdapter whose connections, direct or through a proxy, register with the request's watch."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+class _DigestTunnelAdapter(_WatchedAdapter):
     """Sends a Digest Proxy-Authorization with the CONNECT of https:// requests through a proxy.
 
     urllib3 sends CONNECT itself and raises on its 407, out of reach of requests'
@@ -149,10 +284,10 @@ class HttpClient:
             session = requests.Session()
             # other=0: errors that are neither connect, read nor status errors (a failed TLS certificate check
             # above all) fail at once; retrying them only added about 3 s of backoff before the same error.
-            retry = Retry(total=self.retries, connect=self.retries, read=self.retries, status=self.retries, other=0, backoff_factor=0.5,
-                          status_forcelist=(500, 502, 503, 504), allowed_methods=frozenset(['GET', 'HEAD']), raise_on_status=False,
-                          respect_retry_after_header=True)
-            adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
+            retry = _BoundedRetry(total=self.retries, connect=self.retries, read=self.retries, status=self.retries, other=0, backoff_factor=0.5,
+                                  status_forcelist=(500, 502, 503, 504), allowed_methods=frozenset(['GET', 'HEAD']), raise_on_status=False,
+                                  respect_retry_after_header=True)
+            adapter = _WatchedAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
             session.mount('http://', adapter)
             if self.proxy_url and self.proxy_username and self.proxy_auth == 'digest':
                 adapter = _DigestTunnelAdapter(self, max_retries=retry, pool_connections=4, pool_maxsize=4)
@@ -181,8 +316,11 @@ class HttpClient:
     def tunnel_challenges(self, target):
         """Ask the proxy for a tunnel to ``target`` without credentials; return its Proxy-Authenticate values."""
         parts = urllib.parse.urlsplit(self.proxy_url)
-        connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=self.timeout)
+        deadline = _active_deadline()
+        connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=deadline.wait(self.timeout) if deadline else self.timeout)
         try:
+            connection.connect()
+            _attach(connection.sock)
             connection.request('CONNECT', target, headers={'Host': target, 'User-Agent': USER_AGENT})
             response = connection.getresponse()
             return response.status, response.msg.get_all('Proxy-Authenticate') or []
@@ -252,8 +390,9 @@ class HttpClient:
         raise self._tunnel_refused(url)
 
     def _get_once(self, url, **kwargs):
+        deadline = _active_deadline()
         try:
-            response = self.session.get(url, timeout=self.timeout, allow_redirects=True, **kwargs)
+            response = self.session.get(url, timeout=deadline.wait(self.timeout) if deadline else self.timeout, allow_redirects=True, **kwargs)
         except requests.exceptions.SSLError as exc:
             raise TransportError('TLS verification of %s failed: %s' % (_host(url), self._scrub(_short(exc))), code='tls_failed')
         except requests.exceptions.ProxyError as exc:
@@ -268,11 +407,38 @@ class HttpClient:
             raise self._proxy_refusal(response.raw.headers.getlist('Proxy-Authenticate'))
         return response
 
-    def get_conditional(self, url, etag=None, last_modified=None, params=None, max_bytes=None):
+    @contextlib.contextmanager
+    def _within(self, deadline, url):
+        """Make one request end by ``deadline`` (None: per-read timeouts only). Past it, a failure is request_timeout.
+
+        A verdict on the bytes (too long, digest) stands; a cut, a stall or a short body caused by the
+        deadline's shutting the socket is the deadline's.
+        """
+        if deadline is None:
+            yield
+            return
+        if deadline.expired():
+            raise _timed_out(deadline, url)
+        with _RequestWatch(deadline) as watch:
+            try:
+                yield
+            except TransportError as exc:
+                if exc.code not in _VERDICTS and (watch.fired or deadline.expired()):
+                    raise _timed_out(deadline, url) from None
+                raise
+            if watch.fired:
+                raise _timed_out(deadline, url)
+
+    def get_conditional(self, url, etag=None, last_modified=None, params=None, max_bytes=None, deadline=None):
         """GET with If-None-Match / If-Modified-Since. Returns a dict with status, body, etag, last_modified, final_url.
 
         status 304 means unchanged (body None). The body (a bytearray) is read up to ``max_bytes``.
+        ``deadline`` (a Deadline): the whole request, connect to last byte, ends by it (request_timeout).
         """
+        with self._within(deadline, url):
+            return self._get_conditional(url, etag, last_modified, params, max_bytes)
+
+    def _get_conditional(self, url, etag, last_modified, params, max_bytes):
         headers = {}
         if etag:
             headers['If-None-Match'] = etag
@@ -290,28 +456,41 @@ class HttpClient:
             stated = response.headers.get('Content-Length', '')
             if max_bytes and stated.isascii() and stated.isdigit() and int(stated) > max_bytes:
                 raise TransportError('%s is larger than %d bytes (it states %s)' % (url, max_bytes, stated), code='download_too_long')
-            body = bytearray()
-            for chunk in response.iter_content(CHUNK):
+            result['body'] = self._read_body(url, response, max_bytes)
+        return result
+
+    def _read_body(self, url, response, max_bytes):
+        """The whole body of ``response`` in one buffer; a cut or a stall mid-body is a transport error, not a traceback."""
+        body = bytearray()
+        try:
+            for chunk in _body_as_it_arrives(response):
                 if max_bytes and len(body) + len(chunk) > max_bytes:
                     raise TransportError('%s is larger than %d bytes' % (url, max_bytes), code='download_too_long')
                 body += chunk
-            result['body'] = body
-        return result
+        except requests.exceptions.ReadTimeout as exc:
+            raise TransportError('%s sent nothing for %s s after %d bytes: %s' % (url, self.timeout, len(body), self._scrub(_short(exc))),
+                                 code='read_timeout')
+        except requests.exceptions.RequestException as exc:
+            raise TransportError('the answer of %s was cut after %d bytes: %s' % (url, len(body), self._scrub(_short(exc))),
+                                 code='download_truncated')
+        return body
 
-    def download(self, url, part_path, size, sha256, progress=None):
+    def download(self, url, part_path, size, sha256, progress=None, deadline=None):
         """Fetch ``url`` into ``part_path``: exactly ``size`` bytes whose SHA-256 is ``sha256``.
 
         Resumes from an existing .part (Range request), retrying a cut
         connection up to RESUME_ATTEMPTS times; the digest is computed while
         downloading. Never writes past ``size``: a longer answer is refused and
         its .part deleted. A truncated download keeps its .part for the next try.
+        ``deadline`` (a Deadline): each attempt ends by it (request_timeout); the .part is kept.
         """
         last_error = None
         restarted = False
         for _attempt in range(RESUME_ATTEMPTS):
             resumed = os.path.exists(part_path)
             try:
-                return self._download_once(url, part_path, size, sha256, progress)
+                with self._within(deadline, url):
+                    return self._download_once(url, part_path, size, sha256, progress)
             except TransportError as exc:
                 # A resumed .part may hold bytes from an earlier, different file: start over once.
                 if exc.code == 'digest_mismatch' and resumed and not restarted:
@@ -373,6 +552,13 @@ class HttpClient:
         return part_path
 
 
+_VERDICTS = frozenset(['download_too_long', 'digest_mismatch'])  # about the bytes: they stand whatever the clock says
+
+
+def _timed_out(deadline, url):
+    return TransportError('GET %s did not finish within %s: the server is too slow or stalled' % (url, deadline.what), code='request_timeout')
+
+
 def _body_as_it_arrives(response):
     """Yield a streamed body in the pieces that arrive, up to CHUNK bytes each.
 
@@ -388,6 +574,8 @@ def _body_as_it_arrives(response):
     while True:
         try:
             chunk = read1(CHUNK, decode_content=True)
+        except ReadTimeoutError as exc:  # nothing for ``timeout`` seconds
+            raise requests.exceptions.ReadTimeout(exc)
         except Urllib3Error as exc:  # as iter_content does: a broken body is a requests error
             raise requests.exceptions.ConnectionError(exc)
         if not chunk:
