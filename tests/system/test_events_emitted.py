@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +51,18 @@ QUERY_TASKS = """\
       exup.fleet.exup_info:
         boot_id_before_reboot: not-this-boot
       register: r_other
+    - name: The BMC does not answer (nothing listens on port 9), the OS does
+      exup.fleet.exup_info:
+        via: bmc
+        bmc_address: 127.0.0.1
+        bmc_port: 9
+        bmc_username: admin
+        bmc_password: not-used
+        bmc_validate_certs: false
+        bmc_timeout: 5
+        model: Express5800/R120h-1M
+      failed_when: false
+      register: r_bmc
     - name: The server cannot be reached (nothing listens on port 1)
       vars:
         ansible_port: 1
@@ -62,6 +73,18 @@ QUERY_TASKS = """\
             boot_id_before_reboot: "{{ r_before.facts.boot_id }}"
           failed_when: false
           register: r_unreachable
+        - name: Neither the BMC nor the OS answers
+          exup.fleet.exup_info:
+            via: bmc
+            bmc_address: 127.0.0.1
+            bmc_port: 9
+            bmc_username: admin
+            bmc_password: not-used
+            bmc_validate_certs: false
+            bmc_timeout: 5
+            model: Express5800/R120h-1M
+          failed_when: false
+          register: r_both
         - name: Cancel, no answer
           exup.fleet.exup_apply:
             state: cancelled
@@ -75,8 +98,8 @@ QUERY_TASKS = """\
           register: r_logs
     - name: Save what the tasks returned
       ansible.builtin.copy:
-        content: "{{ {'before': r_before, 'same': r_same, 'other': r_other, 'unreachable': r_unreachable, 'cancel': r_cancel,
-                      'logs': r_logs} | to_json }}"
+        content: "{{ {'before': r_before, 'same': r_same, 'other': r_other, 'bmc': r_bmc, 'unreachable': r_unreachable, 'both': r_both,
+                      'cancel': r_cancel, 'logs': r_logs} | to_json }}"
         dest: "{{ result_path }}"
         mode: "0600"
       delegate_to: localhost
@@ -158,7 +181,7 @@ def last_event_id(repo) -> int:
 
 
 def test_unreachable_agent_logs_version_query_failed(world):
-    """Table 19: version query failed (agent), restart failed, cancel failed, agent logs failed; and the same boot id is a failed restart."""
+    """Table 19: version query failed (agent, BMC, both), restart failed, cancel failed, agent logs failed; and the same boot id is a failed restart."""
     start = last_event_id(world.repo)
     result_path = world.directory / "query-results.json"
     before_root = ah.snapshot(world.lab.host_root(QUERY_HOST))
@@ -178,14 +201,21 @@ def test_unreachable_agent_logs_version_query_failed(world):
         ("reboot_failed", "error", "agent", None),
         ("versions_queried", "normal", None, None),
         ("versions_queried", "normal", None, None),
+        ("version_query_failed", "error", "bmc", "bmc_unreachable"),
         ("version_query_failed", "error", "agent", "communication_failed"),
         ("reboot_failed", "error", "agent", "communication_failed"),
+        ("version_query_failed", "error", "both", "bmc_unreachable"),
         ("cancel_unavailable", "error", None, "communication_failed"),
         ("agent_logs_failed", "error", None, "communication_failed"),
     ], output
-    messages = {code: message for code, _level, message, _detail in new_events(world.repo, QUERY_HOST, start)}
-    assert messages["version_query_failed"].startswith(
-        "Querying the versions of the managed server failed. (could not connect to the exup agent: ")
+    assert results["bmc"]["error"] == "bmc_unreachable" and results["both"]["error"] == "bmc_unreachable", results
+    messages = {}
+    for code, _level, message, detail in new_events(world.repo, QUERY_HOST, start):
+        messages[code if code != "version_query_failed" else detail["via"]] = message
+    head = "Querying the versions of the managed server failed. ("
+    assert messages["agent"].startswith(head + "could not connect to the exup agent: ")
+    assert messages["bmc"].startswith(head + "could not connect to the management controller: BMC 127.0.0.1 ")
+    assert messages["both"].startswith(head + "could not connect to the exup agent nor to the management controller: BMC 127.0.0.1 ")
     assert messages["cancel_unavailable"].startswith("Cancelling the update could not be requested. (")
     assert messages["agent_logs_failed"].startswith("Collecting the agent logs failed. (")
 
