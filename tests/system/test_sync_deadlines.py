@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup import deadline as deadline_module
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
@@ -82,6 +83,37 @@ def test_catalog_trickled_a_byte_every_2_s_ends_at_the_sync_time_limit(bench: Be
     h.serve_feed_dir(bench.hostile, bench.feed_dir, **{h.CATALOG: {"slow": 2.0, "chunk_size": 1}})
     error = fails(bench, "sync_timeout", "the sync did not finish within the sync's time limit of 3 s: it stopped while fetching the catalog")
     assert "did not finish within" in error.msg and h.CATALOG in error.msg
+
+
+def test_catalog_trickled_ends_at_its_request_limit_long_before_the_sync_limit(bench: Bench, monkeypatch):
+    # The sync's own limit is an hour: the catalog request's budget (REQUEST_BASE_SECONDS, cut to 3 s here) ends it.
+    monkeypatch.setattr(deadline_module, "REQUEST_BASE_SECONDS", 3.0)
+    new_catalog_bytes(bench)
+    h.serve_feed_dir(bench.hostile, bench.feed_dir, **{h.CATALOG: {"slow": 2.0, "chunk_size": 1}})
+    error = fails(bench, "request_timeout", "did not finish within the request time limit of 3 s", time_limit=3600)
+    assert h.CATALOG in error.msg
+
+
+def test_package_trickled_is_cut_at_its_request_limit_retried_later_and_resumes(bench: Bench, monkeypatch):
+    # Budget 2 s plus 50 kB at 64 KiB/s: a byte-a-second package is cut there, refused for this sync only (not
+    # remembered), its .part kept; the sync itself finishes, and the next one resumes it.
+    monkeypatch.setattr(deadline_module, "REQUEST_BASE_SECONDS", 2.0)
+    payload = {"payload/image.bin": os.urandom(50_000), "install.sh": b"#!/bin/sh\nexit 0\n"}
+    entry = bench.publish(h.zip_bytes(bench.members(payload=payload)))
+    h.serve_feed_dir(bench.hostile, bench.feed_dir, **{NEW_URL: {"slow": 2.0, "chunk_size": 1000}})
+    started = time.monotonic()
+    result = sync(bench, time_limit=3600)
+    assert time.monotonic() - started < BOUND
+    assert [(r["package_id"], r["code"], r["resumable"]) for r in result.refused] == [(NEW_ID, "request_timeout", True)]
+    assert "did not finish within the request time limit" in result.refused[0]["reason"]
+    assert bench.repo.refusals(bench.repo.store.reader()) == {}
+    part = f"{entry['sha256']}.part"
+    have = h.tmp_files(bench.root)[part]
+    assert 0 < have < entry["size"]
+    h.serve_feed_dir(bench.hostile, bench.feed_dir)
+    result = sync(bench, time_limit=60)
+    assert [a["package_id"] for a in result.added] == [NEW_ID] and result.refused == []
+    assert bench.hostile.requests_for(NEW_URL)[-1].headers.get("Range") == f"bytes={have}-"
 
 
 def test_headers_trickled_a_byte_a_second_end_at_the_sync_time_limit(bench: Bench):

@@ -17,6 +17,10 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import Exu
 
 RETRY_AFTER_CAP = 30.0  # seconds: a longer Retry-After is honoured only this long (the sync holds the writer lock)
 MIN_WAIT = 0.05  # seconds: a socket timeout of 0 would mean non-blocking, not "no time left"
+# One request of a sync gets REQUEST_BASE_SECONDS plus its stated size at MIN_TRANSFER_RATE, so a server
+# trickling bytes is cut after minutes, not at the end of the sync's hour (the catalog has no stated size).
+REQUEST_BASE_SECONDS = 60.0
+MIN_TRANSFER_RATE = 64 * 1024  # bytes per second
 
 
 class Deadline:
@@ -40,6 +44,11 @@ class Deadline:
     def expired(self):
         return self._clock() >= self.ends
 
+    def sooner(self, seconds, what):
+        """A deadline ``seconds`` from now, or this one when it ends first (then it keeps its own name)."""
+        request = Deadline(seconds, what, clock=self._clock)
+        return self if self.ends <= request.ends else request
+
     def wait(self, seconds):
         """``seconds`` cut to what is left, and at least MIN_WAIT (for socket timeouts)."""
         return max(MIN_WAIT, min(seconds, self.remaining()))
@@ -54,3 +63,17 @@ def retry_sleep(requested, deadline=None, cap=RETRY_AFTER_CAP):
     if deadline is not None:
         sleep = min(sleep, deadline.remaining())
     return sleep
+
+
+def request_budget(size=0):
+    """Seconds one request may take as a whole: REQUEST_BASE_SECONDS plus ``size`` bytes at MIN_TRANSFER_RATE."""
+    return REQUEST_BASE_SECONDS + max(0, size) / MIN_TRANSFER_RATE
+
+
+def request_deadline(sync_deadline, size=0, clock=time.monotonic):
+    """The deadline of one request of a sync: its own budget, cut to the sync's ``sync_deadline`` (None: no sync limit)."""
+    seconds = request_budget(size)
+    what = 'the request time limit of %g s (%g s plus %d bytes at %d bytes/s)' % (seconds, REQUEST_BASE_SECONDS, max(0, size), MIN_TRANSFER_RATE)
+    if sync_deadline is None:
+        return Deadline(seconds, what, clock=clock)
+    return sync_deadline.sooner(seconds, what)

@@ -25,7 +25,7 @@ import urllib.parse
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
     EPOCH, MAX_CATALOG_BYTES, check_version, parse_catalog, parse_time, same_feed, utc_now)
-from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline
+from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline, request_deadline
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError, TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import ReadOnlyConnection
@@ -182,11 +182,12 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
     conditional = same_url and bool(set(_stored_key_ids(state)) & set(keyring.key_ids))
     etag = state.get('etag') if conditional else None
     last_modified = state.get('last_modified') if conditional else None
+    request = request_deadline(deadline)
     try:
         response = client.get_conditional(feed_url, etag=etag, last_modified=last_modified, params={'since': since}, max_bytes=MAX_CATALOG_BYTES,
-                                          deadline=deadline)
+                                          deadline=request)
     except TransportError as exc:
-        if exc.code == 'request_timeout':
+        if exc.code == 'request_timeout' and deadline is not None and (request is deadline or deadline.expired()):
             raise _sync_timed_out(deadline, 'while fetching the catalog %s' % feed_url) from None
         raise
     base_url = response['final_url']
@@ -274,7 +275,7 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
 
 def _refuse(repo, conn, entry, exc, result):
     result.refused.append({'package_id': entry.package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': exc.code,
-                           'reason': exc.msg, 'resumable': exc.code == 'download_truncated'})
+                           'reason': exc.msg, 'resumable': exc.code in ('download_truncated', 'request_timeout')})
     result.events.append(repo.record(conn, 'package_refused', exc.msg, package_id=entry.package_id, error=exc.code))
 
 
@@ -300,10 +301,11 @@ def _download_all(repo, conn, client, base_url, keyring, entries, workers, progr
             # Left by a crash between rename and index: already complete; verify it again below.
             path = final
         else:
+            request = request_deadline(deadline, entry.size)
             try:
-                path = client.download(url, repo.store.part_path(entry.sha256), entry.size, entry.sha256, deadline=deadline)
+                path = client.download(url, repo.store.part_path(entry.sha256), entry.size, entry.sha256, deadline=request)
             except ExupError as exc:
-                if exc.code == 'request_timeout':
+                if exc.code == 'request_timeout' and deadline is not None and (request is deadline or deadline.expired()):
                     raise _TimeIsUp() from None
                 raise
         try:

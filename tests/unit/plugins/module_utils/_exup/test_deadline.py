@@ -15,7 +15,7 @@ import time
 import pytest
 from urllib3.response import HTTPResponse
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
+from ansible_collections.exup.fleet.plugins.module_utils._exup import deadline, transport
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import MIN_WAIT, RETRY_AFTER_CAP, Deadline, retry_sleep
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 
@@ -111,3 +111,20 @@ def test_urllib3_retry_never_sleeps_past_the_request_deadline():
             'GET', '/', error=transport.requests.exceptions.ConnectionError())
         assert retry.get_backoff_time() == 0.5  # 200 s of exponential backoff, cut to what is left
     assert transport._active_deadline() is None
+
+
+def test_request_budget_is_a_base_plus_the_size_at_the_minimum_rate():
+    assert deadline.request_budget() == deadline.REQUEST_BASE_SECONDS
+    assert deadline.request_budget(10 * deadline.MIN_TRANSFER_RATE) == deadline.REQUEST_BASE_SECONDS + 10
+
+
+def test_request_deadline_is_cut_to_the_sync_deadline():
+    def clock():
+        return 100.0
+    sync = deadline.Deadline(3600, clock=clock)
+    request = deadline.request_deadline(sync, 0, clock=clock)
+    assert request is not sync and request.ends == 100.0 + deadline.REQUEST_BASE_SECONDS
+    assert 'request time limit' in request.what
+    short = deadline.Deadline(5, clock=clock)
+    assert deadline.request_deadline(short, 10 ** 9, clock=clock) is short
+    assert deadline.request_deadline(None, 0, clock=clock).ends == 100.0 + deadline.REQUEST_BASE_SECONDS
