@@ -63,8 +63,8 @@ options:
   timeout:
     description:
       - Seconds to wait for a connection attempt or for each read.
-      - It bounds one wait, not a whole request; a server that sends a byte now and then is bounded by the sync's
-        time limit (O(sync_timeout)).
+      - It bounds one wait, not a whole request. A whole request of a sync has its own limit (60 seconds plus its
+        stated size at 64 KiB/s), and the sync as a whole its time limit (C(sync_timeout) of M(exup.fleet.exup_repo_sync)).
     type: int
     default: 30
 '''
