@@ -205,7 +205,7 @@ def test_script_output_is_bounded_on_disk_and_in_memory(host):
     size = 100 * 1024 * 1024
     host.job([entry('P1')], ['echo first-line; head -c %d /dev/zero | tr "\\0" x; echo; echo last-line' % size])
     probe = subprocess.run([sys.executable, '-c', MEMORY_PROBE, str(host.root), JOB], capture_output=True, text=True, timeout=120, check=False,
-                           env=dict(os.environ))
+                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))  # ansible-test sets sys.path, not the environment
     assert probe.returncode == 0, probe.stderr
     measured = json.loads(probe.stdout)
     log = host.job_dir / 'output' / '0.log'

@@ -164,7 +164,8 @@ with Store(sys.argv[1]).writer():
 
 def hold_lock(root):
     """A real second process holding the writer lock until its stdin is closed."""
-    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, root], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))  # ansible-test sets sys.path, not the environment
+    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, root], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert holder.stdout.readline().strip() == 'held'
     return holder
 
