@@ -105,7 +105,7 @@ def make_repository(work):
     sys.path.insert(0, str(REPO_ROOT / 'build' / 'collections'))
     from ansible_collections.exup.fleet.plugins.module_utils._exup import signing
     from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, build_package_from_bytes
-    from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
     key = signing.SigningKey.generate()
     key.save(str(work / 'vendor.key'), str(work / 'vendor.pem'))
     info = PackageInfo('bench-bios-1.10', 'system-bios', 'System BIOS', '1.10', '2026-01-10', [MODEL], ['any'], 'bmc', True, True, True,

@@ -25,7 +25,7 @@ import os
 import sys
 import zipfile
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import CATALOG_NAME, write_catalog
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import CATALOG_NAME, write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME, INFO_NAME
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey

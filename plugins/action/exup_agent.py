@@ -14,11 +14,12 @@ from __future__ import annotations
 import glob
 import os
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import plan, transport
+from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
-from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import AGENT_SPEC, LINUX_AGENT_DIR
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed, agent_support, all_agent_packages

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ansible.utils.display import Display
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
-from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC

@@ -96,7 +96,7 @@ job:
 
 import os
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import agent as host_agent
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent as host_agent
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import ExupModule

@@ -99,7 +99,7 @@ feed_entries:
 '''
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 
 
 def main():

@@ -61,7 +61,7 @@ before:
 '''
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import SETTINGS, Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import SETTINGS, Repository
 
 
 def main():

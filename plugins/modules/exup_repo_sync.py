@@ -158,8 +158,8 @@ feed_unchanged:
 '''
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC, REPOSITORY_SPEC, TRUST_SPEC, ExupModule
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository, server_from_dict
-from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository, server_from_dict
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 
 
 def main():

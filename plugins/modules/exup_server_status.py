@@ -66,8 +66,8 @@ icons:
 '''
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
-from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import MANUAL_ICONS
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import MANUAL_ICONS
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 
 
 def main():

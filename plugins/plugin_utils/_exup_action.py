@@ -24,10 +24,10 @@ from ansible.utils.display import Display
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
-from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Server
-from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import ModuleState
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import ModuleState
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, key_texts, read_key_file
 
 display = Display()

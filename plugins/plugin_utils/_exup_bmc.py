@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import bmc as bmc_core
-from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.bmc import client as bmc_core
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing

@@ -9,7 +9,7 @@ restart exup allowed or did and the icons set by hand, because neither lives on 
 
 from __future__ import annotations
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 
 
 class ServerStatus:

@@ -37,7 +37,7 @@ if __name__ == "__main__":  # run as a script: the collection is importable from
 # pylint: disable=wrong-import-position  # after the sys.path entry above
 import yaml  # noqa: E402  (PyYAML comes with ansible-core)
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import ADD_WARN_PRESENT, ADDED, Repository  # noqa: E402
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import ADD_WARN_PRESENT, ADDED, Repository  # noqa: E402
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey  # noqa: E402
 from ansible_collections.exup.fleet.tests.lab import layout  # noqa: E402
 from ansible_collections.exup.fleet.tests.lab.layout import (  # noqa: E402  # the model constants are re-exported

@@ -350,15 +350,15 @@ def extras_spec() -> list[LabPackage]:
 def agent_unavailable() -> str | None:
     """None when agentpkg can build the update agent package, else why not."""
     try:
-        importlib.import_module("ansible_collections.exup.fleet.plugins.module_utils._exup.agentpkg")
-        importlib.import_module("ansible_collections.exup.fleet.plugins.module_utils._exup.agent_runner")
+        importlib.import_module("ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.agentpkg")
+        importlib.import_module("ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner")
     except ImportError as exc:
         return f"the update agent packages are left out: {exc}"
     return None
 
 
 def _build_agent(spec: LabPackage, signing_key: SigningKey, out_path: Path) -> None:
-    agentpkg = importlib.import_module("ansible_collections.exup.fleet.plugins.module_utils._exup.agentpkg")
+    agentpkg = importlib.import_module("ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.agentpkg")
     kwargs = {}
     if "package_id" in inspect.signature(agentpkg.build_agent_package).parameters:
         kwargs["package_id"] = spec.id

@@ -19,13 +19,13 @@ import zipfile
 from pathlib import Path
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, parse_catalog, utc_now
-from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import write_catalog
-from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Candidate, Server, generation_plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Candidate, Server, generation_plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import (
     HASH_NAME, INFO_NAME, PackageInfo, render_hash_xml, render_info_xml, verify_package)
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
-from ansible_collections.exup.fleet.plugins.module_utils._exup.store import Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
 MANAGER = "local"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import agent
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent
 from ansible_collections.exup.fleet.tests.lab import packages
 from ansible_collections.exup.fleet.tests.lab.lab import Lab
 from ansible_collections.exup.fleet.tests.system import agent_helpers as ah

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import ADDED, Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import ADDED, Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.tests.lab.lab import MODEL_A, MODEL_B, REPO_ROOT
 from ansible_collections.exup.fleet.tests.services import services

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import write_catalog, entry_for
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog, entry_for
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import build_package_from_bytes
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
-from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.tests.services import services
 from ansible_collections.exup.fleet.tests.system import helpers as h
@@ -46,10 +46,10 @@ KILLS = 12
 # from "ready", so interpreter start-up does not eat into them.
 CHILD = """
 import json, sys, time
-from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Server
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
-from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 root, url, public_key, servers = sys.argv[1:]
 servers = [Server(**item) for item in json.loads(servers)]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import safe_extract
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.tests.lab import layout, packages
 from ansible_collections.exup.fleet.tests.lab.lab import REBOOT_SCRIPT, REPO_ROOT, Lab, LabError

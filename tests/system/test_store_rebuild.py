@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import synthesize_feed
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import synthesize_feed
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, build_package_from_bytes
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rebuild import rebuild_index
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import rebuild_index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
-from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.tests.system import helpers as h
 

@@ -29,11 +29,11 @@ from lxml import etree
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import build_catalog, format_time, parse_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import write_catalog
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME, INFO_NAME
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
-from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.tests.system import helpers as h
 

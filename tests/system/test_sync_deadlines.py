@@ -19,8 +19,8 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import deadline as deadline_module
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.tests.system import helpers as h
 from ansible_collections.exup.fleet.tests.system.test_sync_bad_input import NEW_ID, NEW_URL, Bench, _seed

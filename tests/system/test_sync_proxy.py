@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
-from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.tests.system import helpers as h
 

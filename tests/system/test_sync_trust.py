@@ -25,10 +25,10 @@ from lxml import etree
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import MAX_VERSION_STEP, build_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import write_catalog
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
-from ansible_collections.exup.fleet.plugins.module_utils._exup.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.tests.system import helpers as h
 from ansible_collections.exup.fleet.tests.system.test_sync_bad_input import (  # noqa: F401  # pylint: disable=unused-import  # fixtures

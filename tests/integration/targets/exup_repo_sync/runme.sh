@@ -31,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 
 exup_tool() {
-    python -m ansible_collections.exup.fleet.plugins.module_utils._exup.cli "$@"
+    python -m ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.cli "$@"
 }
 
 model="Express5800/R120h-1M"

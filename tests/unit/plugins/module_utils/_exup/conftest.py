@@ -20,7 +20,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import (
     HASH_NAME, INFO_NAME, PackageInfo, build_package_from_bytes, render_hash_xml, render_info_xml)
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository, server_from_dict
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository, server_from_dict
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey
 
 #: A fixed "now" for repository tests; each test moves it through its own clock.

@@ -14,8 +14,8 @@ import pytest
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
     MAX_VERSION_STEP, Catalog, build_catalog, canonical_json, check_version, parse_catalog, same_feed)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import write_catalog
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import is_remembered
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import is_remembered
 
 NOW = datetime.datetime(2025, 3, 1, tzinfo=datetime.timezone.utc)
 

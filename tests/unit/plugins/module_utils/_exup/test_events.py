@@ -21,7 +21,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.store import SCHEMA
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import SCHEMA
 
 
 def test_cause_in_parentheses():
@@ -91,7 +91,7 @@ def test_agreed_codes_of_issue_8_exist():
 # ----------------------------------------------------------------- archive_cancelled (003 Table 18): a save stopped midway
 EXPORT_SCRIPT = '''
 import sys
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 try:
     Repository(sys.argv[1]).export(sys.argv[2], package_ids=sys.argv[3:])
 except KeyboardInterrupt:

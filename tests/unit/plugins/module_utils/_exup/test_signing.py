@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import cli
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor import cli
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import (
     MAX_KEY_FILE_BYTES, KeyRing, SigningKey, key_texts, read_key_file)

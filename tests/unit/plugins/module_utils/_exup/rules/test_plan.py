@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
 from ansible_collections.exup.fleet.plugins.module_utils._exup.schemas import PACKAGE_SCHEMA_VERSION
 

@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import server_from_dict
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import server_from_dict
 
 MODEL = 'R120h-1M'
 SERVER_A = {'name': 'a1', 'model': MODEL, 'os': 'linux'}
@@ -357,7 +357,7 @@ def test_listing_by_component_and_model_with_flags(repo, keyring, build_pkg, reg
 
 
 def test_listing_of_a_missing_repository_creates_nothing(tmp_path, clock):
-    from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import Repository  # pylint: disable=import-outside-toplevel
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository  # pylint: disable=import-outside-toplevel
     repository = Repository(str(tmp_path / 'none'), clock=clock)
     assert repository.listing('mgr-a')['packages'] == []
     assert not os.path.exists(tmp_path / 'none')

@@ -24,10 +24,10 @@ import sys
 import time
 import uuid
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import agent_runner as runner
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner as runner
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, safe_extract, verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import ModuleState
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import ModuleState
 
 AGENT_MODULE = 'update-agent'
 RAID_DRIVERS = ('megaraid_sas', 'mpt3sas', 'smartpqi', 'aacraid')

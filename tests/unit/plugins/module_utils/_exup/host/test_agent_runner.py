@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import agent_runner
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner
 
 JOB = 'job-1'
 BOOT_ID = '0f6c9b1e-5d3a-4c2b-9a8e-7f1d2c3b4a5e'

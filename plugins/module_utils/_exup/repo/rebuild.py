@@ -18,7 +18,7 @@ import os
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.store import RECOVERED_FEED_STATE
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import RECOVERED_FEED_STATE
 
 #: index states that a rebuild repairs
 NEEDS_REBUILD = ('missing', 'damaged', 'lost')

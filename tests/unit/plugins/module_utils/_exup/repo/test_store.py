@@ -27,7 +27,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.store import STORE_VERSION, Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import STORE_VERSION, Store
 
 
 def put_part(store, data):
@@ -155,7 +155,7 @@ def test_reader_cannot_write(tmp_path):
 # ----------------------------------------------------------------------------- the writer lock (issue 8 items 3 and 9)
 HOLD_LOCK = """
 import sys
-from ansible_collections.exup.fleet.plugins.module_utils._exup.store import STORE_VERSION, Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import STORE_VERSION, Store
 with Store(sys.argv[1]).writer():
     print('held', flush=True)
     sys.stdin.read()  # until the test closes stdin

@@ -16,7 +16,7 @@ import sys
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import schemas
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.feed import publish_feed, synthesize_feed, synthetic_servers
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import publish_feed, synthesize_feed, synthetic_servers
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import KINDS, MODULE_KINDS, SEVERITIES, PackageInfo, build_package, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey
 

@@ -18,7 +18,8 @@ import zipfile
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import agent, agentpkg
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor import agentpkg
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes, file_digest
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 

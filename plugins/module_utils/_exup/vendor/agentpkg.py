@@ -56,7 +56,7 @@ fi
 
 
 def runner_source():
-    from ansible_collections.exup.fleet.plugins.module_utils._exup import agent_runner
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner
     with open(agent_runner.__file__.replace('.pyc', '.py'), 'rb') as handle:
         return b'#!/usr/bin/env python3\n' + handle.read()
 

@@ -28,7 +28,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline, request_deadline
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError, TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repository import ReadOnlyConnection
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import ReadOnlyConnection
 
 
 DEFAULT_SYNC_TIMEOUT = 3600  # seconds: exup_repo_sync's sync_timeout

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rebuild import index_state, rebuild_index
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import index_state, rebuild_index
 
 SERVER = {'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}
 

@@ -16,8 +16,8 @@ import pathlib
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import bmc
-from ansible_collections.exup.fleet.plugins.module_utils._exup import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.bmc import client as bmc
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 
 pyghmi_exceptions = pytest.importorskip('pyghmi.exceptions')
 x509 = pytest.importorskip('cryptography.x509')
@@ -46,7 +46,7 @@ def refused(code, call, *args, **kwargs):
 
 def _services():
     """tests/services/services.py, loaded by path (it is not a package the unit tests can import)."""
-    path = pathlib.Path(__file__).resolve().parents[4] / 'services' / 'services.py'
+    path = pathlib.Path(__file__).resolve().parents[5] / 'services' / 'services.py'
     spec = importlib.util.spec_from_file_location('exup_test_services', str(path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

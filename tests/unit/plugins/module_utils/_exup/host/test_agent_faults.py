@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import agent, agent_runner
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner
 
 JOB = 'job-1'
 BOOT_ID = '0f6c9b1e-5d3a-4c2b-9a8e-7f1d2c3b4a5e'
@@ -191,7 +192,7 @@ def test_a_job_of_an_earlier_boot_is_never_running(host):
 # ---------------------------------------------------------------------------------------------------- bounded output
 MEMORY_PROBE = """
 import json, resource, sys
-from ansible_collections.exup.fleet.plugins.module_utils._exup import agent_runner
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner
 journal = agent_runner.run_job(agent_runner.Layout(sys.argv[1]), sys.argv[2])
 # VmHWM, not RUSAGE_SELF: Linux carries ru_maxrss over exec, so it would count the pytest process that forked this one
 peak = [int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:')][0]

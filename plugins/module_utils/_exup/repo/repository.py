@@ -22,11 +22,11 @@ import zipfile
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError, RepositoryError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Candidate, Server, generation_plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Candidate, Server, generation_plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import ID_RULE, PackageInfo, file_digest, is_id, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
-from ansible_collections.exup.fleet.plugins.module_utils._exup.plan import DEFAULT_MANUAL_ICON, MANUAL_ICONS, choose_manual_icon, displayed_packages, rebooting
-from ansible_collections.exup.fleet.plugins.module_utils._exup.store import Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import DEFAULT_MANUAL_ICON, MANUAL_ICONS, choose_manual_icon, displayed_packages, rebooting
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
 #: A manager that has not reported presence for this long is forgotten (003 §2.2.8).

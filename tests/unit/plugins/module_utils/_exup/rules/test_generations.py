@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.generations import Candidate, Server, generation_plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Candidate, Server, generation_plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
 BIOS = 'system-bios'
