@@ -10,6 +10,7 @@ gathers the data and applies the result.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import html
 import json
@@ -18,6 +19,7 @@ import shutil
 import sqlite3
 import tempfile
 import zipfile
+from typing import Dict, Iterable, List, Optional
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, utc_now
@@ -26,6 +28,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import ID_RULE, PackageInfo, file_digest, is_id, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import DEFAULT_MANUAL_ICON, MANUAL_ICONS, choose_manual_icon, displayed_packages, rebooting
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, StoredPackage, Tombstone
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
@@ -125,6 +128,59 @@ class Repository:
     # ----------------------------------------------------------------- reading
     def read(self):
         return self.store.reader()
+
+    # ----------------------------------------------------------------- interface.RepositoryApi: conn-less operations
+    def exists(self) -> bool:
+        return self.store.exists
+
+    def readable(self) -> bool:
+        return self.store.exists and os.access(self.store.db_path, os.R_OK)
+
+    def packages(self, module_id: Optional[str] = None) -> List[StoredPackage]:
+        with contextlib.closing(self.read()) as conn:
+            rows = self.stored_packages(conn)
+        return [self._stored_package(rows[package_id]) for package_id in sorted(rows)
+                if module_id is None or rows[package_id]['info'].module_id == module_id]
+
+    def packages_for(self, model: str, os_name: str, trusted_key_ids: Optional[Iterable[str]] = None) -> List[StoredPackage]:
+        trusted = None if trusted_key_ids is None else set(trusted_key_ids)
+        return [package for package in self.packages()
+                if package.info.targets(model, os_name) and (trusted is None or package.key_id in trusted)]
+
+    def deleted_packages(self) -> List[Tombstone]:
+        with contextlib.closing(self.read()) as conn:
+            rows = self.tombstones(conn)
+        return [tombstone_from_row(rows[package_id]) for package_id in sorted(rows)]
+
+    def record_server(self, manager_id: str, server: Server) -> bool:
+        with self.store.writer() as conn:
+            return self.register_server(conn, manager_id, server)
+
+    def forget_server(self, manager_id: str, name: str, cause: Optional[str] = None) -> bool:
+        with self.store.writer() as conn:
+            return self.unregister_server(conn, manager_id, name, cause)
+
+    def server_record_differs(self, manager_id: str, server: Server) -> bool:
+        with contextlib.closing(self.read()) as conn:
+            return self.server_differs(conn, manager_id, server)
+
+    def bmc_module_records(self, manager_id: str, server: str) -> Dict[str, BmcModuleRecord]:
+        with contextlib.closing(self.read()) as conn:
+            rows = self.bmc_modules(conn, manager_id, server)
+        return {module_id: BmcModuleRecord(module_id, **row) for module_id, row in rows.items()}
+
+    def status_icons(self, manager_id: str, server: str, infos: Iterable[PackageInfo], kinds=('linux',)) -> Dict[str, str]:
+        with contextlib.closing(self.read()) as conn:
+            return self.manual_icons(conn, manager_id, server, infos, kinds)
+
+    def job_reported(self, job_id: str) -> bool:
+        pattern = '%%"job_id": "%s"%%' % job_id
+        with contextlib.closing(self.read()) as conn:
+            return _rows(conn, "SELECT 1 FROM events WHERE detail LIKE ? AND code NOT LIKE '%\\_started' ESCAPE '\\' LIMIT 1", (pattern,)) != []
+
+    def _stored_package(self, row):
+        return StoredPackage(info=row['info'], sha256=row['sha256'], size=row['size'], path=self.store.pool_path(row['sha256']),
+                             key_id=row['key_id'], source=row['source'], pinned=row['pinned'], added_at=row['added_at'])
 
     @staticmethod
     def stored_packages(conn):
@@ -664,6 +720,12 @@ class Repository:
                 'tombstones': sorted(tombstones.values(), key=lambda t: t['package_id']), 'refusals': refusals,
                 'events': events_out, 'managers': managers, 'servers': len(servers), 'feed_entries': len(feed),
                 'feed': {key: state[key] for key in ('feed_url', 'catalog_version', 'last_access', 'catalog_expires', 'feed_id') if key in state}}
+
+
+def tombstone_from_row(row):
+    return Tombstone(package_id=row['package_id'], module_id=row['module_id'], version=row['version'], sha256=row['sha256'],
+                     deleted_at=row['deleted_at'], deleted_by=row['deleted_by'], forced=bool(row['forced']),
+                     models=tuple(row['models']), os=tuple(row['os']))
 
 
 def is_remembered(row):

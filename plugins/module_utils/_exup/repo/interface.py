@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the faces (action plugins, modules) may ask of a repository, and the records it answers with.
+
+Every operation opens what it needs and closes it again: no connection, cursor, path of an index
+file or SQL crosses this line. ``Repository`` (repository.py) implements it over the local store;
+a repository reached over HTTP (issue 11) can implement the same operations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredPackage:
+    """A package the repository holds: its info, the digest and size of its file, and where a local reader finds it."""
+
+    info: PackageInfo
+    sha256: str
+    size: int
+    path: str
+    key_id: str
+    source: str
+    pinned: bool
+    added_at: str
+
+    @property
+    def package_id(self) -> str:
+        return self.info.package_id
+
+    @property
+    def module_id(self) -> str:
+        return self.info.module_id
+
+    @property
+    def version(self) -> str:
+        return self.info.version
+
+    @property
+    def compatible(self) -> bool:
+        return self.info.compatible
+
+
+@dataclasses.dataclass(frozen=True)
+class BmcModuleRecord:
+    """What the repository remembers of one module of a server managed through its BMC (no agent keeps it)."""
+
+    module_id: str
+    previous: typing.Optional[str] = None
+    block: typing.Optional[str] = None
+    staged: typing.Optional[str] = None
+    since: typing.Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tombstone:
+    """A deleted package: a sync does not fetch it again until the deletion history is cleared."""
+
+    package_id: str
+    module_id: str
+    version: str
+    sha256: str
+    deleted_at: str
+    deleted_by: str
+    forced: bool
+    models: tuple
+    os: tuple
+
+    def as_dict(self) -> dict:
+        return dict(dataclasses.asdict(self), forced=int(self.forced), models=list(self.models), os=list(self.os))
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """Bytes of a package that failed its own checks: not downloaded again while the catalog points at them."""
+
+    package_id: str
+    sha256: str
+    code: str
+    reason: str
+    refused_at: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class RepositoryApi(typing.Protocol):
+    """The repository's operations, as the faces use them. None takes a connection; each call is one read or one writer session."""
+
+    # --- presence of the store
+    def exists(self) -> bool:
+        """True once the repository has been created (a read never creates it)."""
+
+    def readable(self) -> bool:
+        """True when this user can read it."""
+
+    # --- packages
+    def packages(self, module_id: typing.Optional[str] = None) -> typing.List[StoredPackage]:
+        """Every stored package (of ``module_id`` only when given), by package id."""
+
+    def packages_for(self, model: str, os_name: str, trusted_key_ids: typing.Optional[typing.Iterable[str]] = None) -> typing.List[StoredPackage]:
+        """Stored packages for a server's model and OS, compatible or not; with ``trusted_key_ids``, only those signed by one of them."""
+
+    def deleted_packages(self) -> typing.List[Tombstone]:
+        """The deletion history, by package id."""
+
+    def add_files(self, paths: typing.List[str], keyring, mode: str = 'needed', check_mode: bool = False) -> typing.List[dict]:
+        """Add package files (003 Tables 13-14): one result dict per file."""
+
+    def delete(self, package_ids: typing.List[str], manager_id: str, force: bool = False, check_mode: bool = False) -> typing.List[dict]:
+        """Delete packages (003 Tables 15-16): one result dict per id."""
+
+    def clear_tombstones(self, check_mode: bool = False) -> typing.List[str]:
+        """Clear the deletion history; the ids cleared."""
+
+    def clear_refusals(self, package_ids: typing.Optional[typing.List[str]] = None, check_mode: bool = False) -> typing.List[dict]:
+        """Forget remembered refusals so the next sync tries them again; those cleared."""
+
+    def export(self, dest: str, package_ids=None, module_ids=None, models=None, displayed_only: bool = True, check_mode: bool = False) -> typing.List[dict]:
+        """Save packages as one zip archive (003 §2.2.6)."""
+
+    def listing(self, manager_id: str, event_limit: int = 100, module_ids=None, models=None) -> dict:
+        """What exup_package_info returns."""
+
+    # --- servers of this manager
+    def record_server(self, manager_id: str, server: Server) -> bool:
+        """Record one server (and the manager's presence); True when its record changed."""
+
+    def forget_server(self, manager_id: str, name: str, cause: typing.Optional[str] = None) -> bool:
+        """Forget a server whose agent was removed; True when it was known."""
+
+    def server_record_differs(self, manager_id: str, server: Server) -> bool:
+        """True when ``record_server`` would change the record (check mode)."""
+
+    def bmc_module_records(self, manager_id: str, server: str) -> typing.Dict[str, BmcModuleRecord]:
+        """module_id -> what is remembered of a server managed through its BMC."""
+
+    def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields) -> None:
+        """Update fields (previous, block, staged) of one module's record."""
+
+    # --- statuses, restarts, settings
+    def status_icons(self, manager_id: str, server: str, infos: typing.Iterable[PackageInfo], kinds=('linux',)) -> typing.Dict[str, str]:
+        """module_id -> the Table 9 icon of each module with packages that are not auto-update on this path."""
+
+    def set_manual_icons(self, manager_id: str, server: str, module_ids, icon: str, check_mode: bool = False) -> typing.List[dict]:
+        """Set the Table 9 icon of modules of one server."""
+
+    def restarting(self, manager_id: str, server: str, boot_id=None, power=None) -> typing.List[str]:
+        """The modules a restart under way is for (Table 8 "rebooting")."""
+
+    def request_reboot(self, manager_id: str, server: str, modules, boot_id=None, seconds: int = 3600) -> None:
+        """Record a restart exup allowed or did."""
+
+    def read_settings(self, check_mode: bool = False) -> dict:
+        """The repository's settings."""
+
+    def change_settings(self, wanted: dict, check_mode: bool = False) -> tuple:
+        """(before, after) of a settings change."""
+
+    # --- the log
+    def log_events(self, items: typing.List[dict]) -> typing.List[dict]:
+        """Write events (dicts of events.event) at once; returns them with their time."""
+
+    def job_reported(self, job_id: str) -> bool:
+        """True when the log already holds an outcome (not the start) of host job ``job_id``."""
