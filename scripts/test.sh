@@ -4,8 +4,10 @@
 #   bash scripts/test.sh                     # every step
 #   bash scripts/test.sh sanity units        # only these steps (in the canonical order)
 #
-# Steps: changelog sanity units lint integration system
+# Steps: changelog ruff mypy sanity units lint integration system
 #   changelog    antsibull-changelog lint (fragments and config)
+#   ruff         ruff check + ruff format --check      (settings in pyproject.toml; fix: see below)
+#   mypy         mypy on plugins/ and tests/            (through build/collections, settings in pyproject.toml)
 #   sanity       ansible-test sanity --venv          in build/ansible-test/ansible_collections/exup/fleet
 #   units        ansible-test units --venv           (tests/unit; skipped when it has no test_*.py)
 #   lint         ansible-lint roles/ playbooks/      (skipped while they hold no YAML)
@@ -15,6 +17,10 @@
 # Extra arguments: EXUP_ANSIBLE_TEST_ARGS (added to each ansible-test call, e.g. "-v"),
 # EXUP_SANITY_ARGS (sanity only, e.g. "--test pep8" or "--skip-test pylint" for a quick loop),
 # EXUP_PYTEST_ARGS (added to the system pytest call, e.g. "-x -k proxy" or "-n 2").
+#
+# The ruff step lists each finding and each file the formatter would change. Most are fixed by
+#   .venv/bin/ruff check --fix . && .venv/bin/ruff format .
+# (what --fix leaves, e.g. B904 raise-without-from, is fixed by hand or with a "# noqa: CODE  # why").
 set -euo pipefail
 # shellcheck disable=SC2034  # read by lib.sh
 EXUP_LOG_TAG="test"
@@ -22,7 +28,7 @@ EXUP_LOG_TAG="test"
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$EXUP_ROOT"
 
-ALL_STEPS=(changelog sanity units lint integration system)
+ALL_STEPS=(changelog ruff mypy sanity units lint integration system)
 
 usage() {
     echo "usage: bash scripts/test.sh [STEP...]   steps: ${ALL_STEPS[*]}" >&2
@@ -38,7 +44,7 @@ else
         case "$a" in
             -h|--help) usage ;;
             all) for s in "${ALL_STEPS[@]}"; do WANT[$s]=1; done ;;
-            changelog|sanity|units|lint|integration|system) WANT[$a]=1 ;;
+            changelog|ruff|mypy|sanity|units|lint|integration|system) WANT[$a]=1 ;;
             *) echo "unknown step: $a" >&2; usage ;;
         esac
     done
@@ -117,6 +123,32 @@ at() {  # run ansible-test in the copy
 # --------------------------------------------------------------- steps
 if [ -n "${WANT[changelog]:-}" ]; then
     run_step changelog antsibull-changelog lint
+fi
+
+ruff_checks() {   # both checks run, so one pass lists every finding; fails when either finds something
+    local rc=0
+    if ! ruff check --output-format concise .; then
+        rc=1
+        printf -- '-- by rule:\n' >&2
+        ruff check --statistics . >&2 || :
+    fi
+    ruff format --check --output-format concise . || rc=1
+    [ "$rc" -eq 0 ] || log "ruff: fix most with:  .venv/bin/ruff check --fix . && .venv/bin/ruff format ."
+    return "$rc"
+}
+
+mypy_check() {   # report paths as in the repo, not through the build/collections link
+    local rc=0
+    mypy "$@" 2>&1 | sed -u "s#^build/collections/ansible_collections/exup/fleet/##" || rc=$?   # pipefail: mypy's status
+    return "$rc"
+}
+
+if [ -n "${WANT[ruff]:-}" ]; then
+    run_step ruff ruff_checks
+fi
+
+if [ -n "${WANT[mypy]:-}" ]; then
+    run_step mypy mypy_check
 fi
 
 if [ -n "${WANT[sanity]:-}" ]; then
