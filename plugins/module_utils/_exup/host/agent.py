@@ -27,6 +27,7 @@ import uuid
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner as runner
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, safe_extract, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.blocks import BlockEvidence, block_in_force
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import ModuleState
 
 AGENT_MODULE = 'update-agent'
@@ -220,9 +221,8 @@ class Host:
         states = {}
         for module_id in sorted(set(versions) | set(saved) | set(activity)):
             record = saved.get(module_id, {})
-            valid = record.get('block') and record.get('boot_id') == facts['boot_id']
-            state = ModuleState(module_id, current=versions.get(module_id), previous=record.get('previous'),
-                                block=record.get('block') if valid else None, staged=record.get('staged') if valid else None,
+            block, staged = block_in_force(record, BlockEvidence(boot_id=facts['boot_id']))
+            state = ModuleState(module_id, current=versions.get(module_id), previous=record.get('previous'), block=block, staged=staged,
                                 activity=_ACTIVITY_WORDS.get(activity.get(module_id)))
             states[module_id] = state
         return states

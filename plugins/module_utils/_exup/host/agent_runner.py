@@ -181,18 +181,29 @@ def load_state(layout):
     return state
 
 
-def item_in_state(state, item, current_boot):
-    """What a finished item means for its module (previous generation, block until reboot), applied to ``state`` in memory."""
-    module = state['modules'].setdefault(item['module_id'], {})
+def module_changes(item, boot_id=''):
+    """What a finished item changes in its module's record: one rule for the runner (state.json) and the BMC path (bmc_modules).
+
+    A success keeps the version it replaced as the previous generation (not when the same version is applied
+    again, 003 §2.1.1.2) and, when it needs a restart, blocks the module with the new version staged. A failure
+    blocks it as apply_failed (on the BMC path only one that may have left the firmware half written: ``blocks``).
+    ``boot_id``: the boot the block is set in (agent path). Pure, and standard library only (see the file's doc).
+    """
+    changes = {}
     if item['status'] == SUCCEEDED:
-        # the same version applied again (003 §2.1.1.2) keeps the previous generation it had
         if item['action'] == 'install' and item.get('from_version') and item['from_version'] != item.get('to_version'):
-            module['previous'] = item['from_version']
+            changes['previous'] = item['from_version']
         if item['reboot_required']:
-            module.update(block='reboot_required', boot_id=current_boot, staged=item.get('to_version'),
-                          action=item['action'], package_id=item['package_id'])
-    elif item['status'] == FAILED:
-        module.update(block='apply_failed', boot_id=current_boot, cause=item.get('cause', ''), package_id=item['package_id'])
+            changes.update(block='reboot_required', boot_id=boot_id, staged=item.get('to_version'), action=item['action'],
+                           package_id=item['package_id'])
+    elif item['status'] == FAILED and item.get('blocks', True):
+        changes.update(block='apply_failed', boot_id=boot_id, staged=None, cause=item.get('cause', ''), package_id=item['package_id'])
+    return changes
+
+
+def item_in_state(state, item, current_boot):
+    """``module_changes`` of a finished item applied to ``state`` in memory."""
+    state['modules'].setdefault(item['module_id'], {}).update(module_changes(item, current_boot))
     return state
 
 
