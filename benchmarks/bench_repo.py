@@ -84,13 +84,23 @@ class Core:
     """The collection's modules, imported once sys.path holds the collections directory."""
 
     def __init__(self):
-        base = 'ansible_collections.exup.fleet.plugins.module_utils._exup.'
-        for name in ('catalog', 'feed', 'generations', 'package', 'repository', 'signing', 'sync', 'transport'):
-            setattr(self, name, importlib.import_module(base + name))
+        for path in ('catalog', 'vendor.feed', 'rules.generations', 'package', 'repo.repository', 'signing', 'repo.sync', 'transport'):
+            setattr(self, path.rpartition('.')[2], self._core_module(path))
 
     @staticmethod
-    def services():
-        return importlib.import_module('ansible_collections.exup.fleet.tests.services.services')
+    def _core_module(path):
+        """_exup.<path>, or _exup.<last part> for code from before the core's subfolders (--compare-collections)."""
+        base = 'ansible_collections.exup.fleet.plugins.module_utils._exup.'
+        try:
+            return importlib.import_module(base + path)
+        except ModuleNotFoundError:
+            if '.' not in path:
+                raise
+            return importlib.import_module(base + path.rpartition('.')[2])
+
+    @staticmethod
+    def nginx():
+        return importlib.import_module('ansible_collections.exup.fleet.tests.services.nginx')
 
 
 # --------------------------------------------------------------------------- child processes
@@ -683,7 +693,7 @@ def measure(core, args, prof, methods, workdir, feed_dir, private, pubkey, resul
 
     # 2.-4. downloads, re-sync, memory
     results['page_cache_share'] = page_cache_share([feed_dir / entry.url for entry in needed])
-    with Core.services().nginx_server(feed_dir) as nginx:
+    with Core.nginx().nginx_server(feed_dir) as nginx:
         bench = DownloadBench(args, nginx, feed_dir, pubkey, needed, servers_path, workdir)
         results['download_runs'] = bench.rounds(methods, prof['rounds'])
         results['downloads'] = summarise(results['download_runs'], results['needed'])

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The test lab: managed hosts reached over real ssh, each with its own host root (docs/lab.md).
 
-One private sshd (tests/services/services.py SshServer) listens on one loopback address per
+One private sshd (tests/services/sshd.py SshServer) listens on one loopback address per
 host (127.0.1.1, 127.0.1.2, ...), so every host has its own ssh connection and ControlPersist
 master. Each host is a directory (its host root) holding the files the agent reads
 (docs/agent.md); tests/lab/reboot.sh is its "hardware restart". Every session to a host runs
@@ -41,14 +41,39 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository i
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey  # noqa: E402
 from ansible_collections.exup.fleet.tests.lab import layout  # noqa: E402
 from ansible_collections.exup.fleet.tests.lab.layout import (  # noqa: E402  # the model constants are re-exported
-    INITIAL_VERSIONS, MODEL_A, MODEL_B, MODEL_UNSUPPORTED, VM_PRODUCT, VM_VENDOR, HostSpec)
+    INITIAL_VERSIONS,
+    MODEL_A,
+    MODEL_B,
+    MODEL_UNSUPPORTED,
+    VM_PRODUCT,
+    VM_VENDOR,
+    HostSpec,
+)
 from ansible_collections.exup.fleet.tests.lab.packages import build_lab_packages, ensure_vendor_key  # noqa: E402
 from ansible_collections.exup.fleet.tests.lab.view import REBOOT, View  # noqa: E402
-from ansible_collections.exup.fleet.tests.services import services  # noqa: E402
+from ansible_collections.exup.fleet.tests.services.ports import port_accepts  # noqa: E402
+from ansible_collections.exup.fleet.tests.services.processes import ServiceError, detached_running, stop_detached  # noqa: E402
+from ansible_collections.exup.fleet.tests.services.sshd import SshServer  # noqa: E402
+
 # pylint: enable=wrong-import-position
 
-__all__ = ["Lab", "LabError", "HostSpec", "host_specs", "python_interpreter", "main", "DEFAULT_DIR", "REBOOT_SCRIPT", "GROUPS",
-           "INITIAL_VERSIONS", "MODEL_A", "MODEL_B", "MODEL_UNSUPPORTED", "VM_PRODUCT", "VM_VENDOR"]
+__all__ = [
+    "DEFAULT_DIR",
+    "GROUPS",
+    "INITIAL_VERSIONS",
+    "MODEL_A",
+    "MODEL_B",
+    "MODEL_UNSUPPORTED",
+    "REBOOT_SCRIPT",
+    "VM_PRODUCT",
+    "VM_VENDOR",
+    "HostSpec",
+    "Lab",
+    "LabError",
+    "host_specs",
+    "main",
+    "python_interpreter",
+]
 
 DEFAULT_DIR = REPO_ROOT / "build" / "lab"
 REBOOT_SCRIPT = REPO_ROOT / "tests" / "lab" / "reboot.sh"
@@ -90,7 +115,7 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
         self.directory = Path(directory).absolute()
         self.specs = host_specs(hosts)
         self.hosts_arg = "demo" if hosts in (None, "demo") else int(hosts)
-        self.sshd: services.SshServer | None = None
+        self.sshd: SshServer | None = None
         self.state: dict = {}
         self.view = View(python_interpreter())
 
@@ -180,7 +205,7 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
         self.down()
 
     @classmethod
-    def load(cls, directory=DEFAULT_DIR) -> "Lab":
+    def load(cls, directory=DEFAULT_DIR) -> Lab:
         """The lab described by directory/lab.json (brought up by this or another process)."""
         path = Path(directory).absolute() / "lab.json"
         try:
@@ -197,9 +222,9 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             return True
         sshd = self.state.get("sshd") or {}
         pids = sshd.get("pids") or []
-        return bool(pids) and all(services.detached_running(pid, conf) for pid, conf in zip(pids, sshd.get("configs", [])))
+        return bool(pids) and all(detached_running(pid, conf) for pid, conf in zip(pids, sshd.get("configs", []), strict=False))
 
-    def up(self) -> "Lab":
+    def up(self) -> Lab:
         """Create the lab from scratch and start sshd; refuses while this directory's lab runs."""
         if any(char.isspace() for char in str(self.directory)) or any(char.isspace() for char in str(REPO_ROOT)):
             raise LabError("the lab directory and the repository path must not contain white space (reboot_command is split on it)")
@@ -214,8 +239,8 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
         ensure_vendor_key(self.vendor_key_path, self.vendor_pem_path)
         self.view.write_conf(self.view_conf_path, self.directory / "view" / "stash")
         addresses = [layout.host_address(index) for index in range(len(self.specs))]
-        logins = {address: View.force_command(self.host_root(spec.name), self.view_conf_path) for address, spec in zip(addresses, self.specs)}
-        self.sshd = services.SshServer(addresses, directory=self.directory / "sshd", force_commands=logins)
+        logins = {address: View.force_command(self.host_root(spec.name), self.view_conf_path) for address, spec in zip(addresses, self.specs, strict=True)}
+        self.sshd = SshServer(addresses, directory=self.directory / "sshd", force_commands=logins)
         self.sshd.start()
         try:
             self._write_inventory()
@@ -235,8 +260,8 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             self.sshd.stop()
             self.sshd = None
         elif self.state.get("sshd"):
-            for pid, conf in zip(self.state["sshd"]["pids"], self.state["sshd"]["configs"]):
-                was_running = services.stop_detached(pid, conf) or was_running
+            for pid, conf in zip(self.state["sshd"]["pids"], self.state["sshd"]["configs"], strict=False):
+                was_running = stop_detached(pid, conf) or was_running
         if self.state:
             self.state["sshd"]["running"] = False
             if not purge and self.state_path.exists():
@@ -250,10 +275,9 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
         if not self.state:
             self.state = Lab.load(self.directory).state
         sshd = self.state["sshd"]
-        processes = {str(pid): services.detached_running(pid, conf) for pid, conf in zip(sshd["pids"], sshd["configs"])}
-        answering = {name: services.port_accepts(sshd["port"], host["address"]) for name, host in self.state["hosts"].items()}
-        return dict(self.state, running=all(processes.values()) and all(answering.values()),
-                    processes=processes, answering=answering)
+        processes = {str(pid): detached_running(pid, conf) for pid, conf in zip(sshd["pids"], sshd["configs"], strict=False)}
+        answering = {name: port_accepts(sshd["port"], host["address"]) for name, host in self.state["hosts"].items()}
+        return dict(self.state, running=all(processes.values()) and all(answering.values()), processes=processes, answering=answering)
 
     def reset_host(self, name: str) -> None:
         """Put one host back to its initial state (new boot id, initial versions, no agent, nothing staged)."""
@@ -314,10 +338,12 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             members = [spec for spec in self.specs if group in spec.groups]
             if members:
                 children[group] = {"hosts": {spec.name: self._host_vars(spec) for spec in members}}
-        inventory = {"all": {
-            "vars": {"ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"},
-            "children": children,
-        }}
+        inventory = {
+            "all": {
+                "vars": {"ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"},
+                "children": children,
+            }
+        }
         header = f"# exup lab inventory, written by tests/lab/lab.py up on {datetime.date.today()}; see docs/lab.md\n"
         self.inventory_path.write_text(header + yaml.safe_dump(inventory, sort_keys=False, default_flow_style=False))
 
@@ -332,7 +358,8 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             "retry_files_enabled = False\n"
             "\n"
             "[ssh_connection]\n"
-            "pipelining = True\n")
+            "pipelining = True\n"
+        )
 
     def _describe(self) -> dict:
         hosts = {}
@@ -340,14 +367,19 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             hosts[spec.name] = dict(spec.as_dict(), address=self.address(spec.name), root=str(self.host_root(spec.name)))
         return {
             "format": STATE_FORMAT,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "directory": str(self.directory),
             "repo_root": str(REPO_ROOT),
             "host_set": self.hosts_arg,
             "sshd": {
-                "pid": self.sshd.pids[0], "pids": self.sshd.pids, "port": self.sshd.port, "addresses": self.sshd.addresses,
-                "configs": [str(path) for path in self.sshd.config_paths], "log": str(self.sshd.log_path),
-                "client_key": str(self.sshd.client_key_path), "running": True,
+                "pid": self.sshd.pids[0],
+                "pids": self.sshd.pids,
+                "port": self.sshd.port,
+                "addresses": self.sshd.addresses,
+                "configs": [str(path) for path in self.sshd.config_paths],
+                "log": str(self.sshd.log_path),
+                "client_key": str(self.sshd.client_key_path),
+                "running": True,
             },
             "inventory": str(self.inventory_path),
             "ansible_cfg": str(self.config_path),
@@ -368,6 +400,7 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
 
 
 # --------------------------------------------------------------------------- command line
+
 
 def _print_status(status: dict) -> None:
     sshd = status["sshd"]
@@ -413,7 +446,7 @@ def main(argv=None) -> int:
         else:
             _print_status(status)
         return 0 if status["running"] else 1
-    except (LabError, services.ServiceError) as exc:
+    except (LabError, ServiceError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 1
 

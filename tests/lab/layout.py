@@ -50,13 +50,10 @@ INITIAL_VERSIONS = {"system-bios": "1.0", "bmc-firmware": "2.00", "raid-controll
 
 #: (ID, VERSION_ID) -> the other os-release lines of that release.
 OS_RELEASES = {
-    ("rhel", "9.4"): {"NAME": "Red Hat Enterprise Linux", "VERSION": "9.4 (Plow)", "ID_LIKE": "fedora",
-                      "PRETTY_NAME": "Red Hat Enterprise Linux 9.4 (Plow)"},
+    ("rhel", "9.4"): {"NAME": "Red Hat Enterprise Linux", "VERSION": "9.4 (Plow)", "ID_LIKE": "fedora", "PRETTY_NAME": "Red Hat Enterprise Linux 9.4 (Plow)"},
     ("sles", "15.5"): {"NAME": "SLES", "VERSION": "15-SP5", "ID_LIKE": "suse", "PRETTY_NAME": "SUSE Linux Enterprise Server 15 SP5"},
-    ("centos", "6.10"): {"NAME": "CentOS Linux", "VERSION": "6.10 (Final)", "ID_LIKE": "rhel fedora",
-                         "PRETTY_NAME": "CentOS Linux 6.10 (Final)"},
-    ("ubuntu", "22.04"): {"NAME": "Ubuntu", "VERSION": "22.04.4 LTS (Jammy Jellyfish)", "ID_LIKE": "debian",
-                          "PRETTY_NAME": "Ubuntu 22.04.4 LTS"},
+    ("centos", "6.10"): {"NAME": "CentOS Linux", "VERSION": "6.10 (Final)", "ID_LIKE": "rhel fedora", "PRETTY_NAME": "CentOS Linux 6.10 (Final)"},
+    ("ubuntu", "22.04"): {"NAME": "Ubuntu", "VERSION": "22.04.4 LTS (Jammy Jellyfish)", "ID_LIKE": "debian", "PRETTY_NAME": "Ubuntu 22.04.4 LTS"},
 }
 RHEL9 = ("rhel", "9.4")
 SLES15 = ("sles", "15.5")
@@ -97,8 +94,14 @@ class HostSpec:
         return dict(INITIAL_VERSIONS, **{"system-bios": self.bios_version})
 
     def as_dict(self) -> dict:
-        return {"groups": list(self.groups), "model": self.product_name, "vendor": self.sys_vendor, "os": self.os,
-                "virtual": self.virtual, "versions": self.versions()}
+        return {
+            "groups": list(self.groups),
+            "model": self.product_name,
+            "vendor": self.sys_vendor,
+            "os": self.os,
+            "virtual": self.virtual,
+            "versions": self.versions(),
+        }
 
 
 def demo_hosts() -> list[HostSpec]:

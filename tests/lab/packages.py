@@ -38,6 +38,7 @@ if __name__ == "__main__":  # run as a script: the collection is importable from
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes  # noqa: E402
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey  # noqa: E402
 from ansible_collections.exup.fleet.tests.lab.layout import FIRMWARE_MODULES, MODEL_A, MODEL_B, MODULE_PATHS  # noqa: E402
+
 # pylint: enable=wrong-import-position
 
 AGENT_MODULE = "update-agent"
@@ -103,11 +104,22 @@ class LabPackage:  # pylint: disable=too-many-instance-attributes  # one field p
     def info(self) -> PackageInfo:
         uninstall = self.uninstall and not self.firmware
         return PackageInfo(
-            package_id=self.id, module_id=self.module, module_name=MODULE_KINDS.get(self.module, self.module), version=self.version,
-            release_date=self.release_date, models=list(self.models), os=list(self.os_names), kind="linux",
-            auto_update=self.auto_update, reboot_required=self.reboot, downgrade_supported=self.downgrade,
-            uninstall_supported=uninstall, install_command="./install.sh", uninstall_command="./uninstall.sh" if uninstall else "",
-            severity=self.severity)
+            package_id=self.id,
+            module_id=self.module,
+            module_name=MODULE_KINDS.get(self.module, self.module),
+            version=self.version,
+            release_date=self.release_date,
+            models=list(self.models),
+            os=list(self.os_names),
+            kind="linux",
+            auto_update=self.auto_update,
+            reboot_required=self.reboot,
+            downgrade_supported=self.downgrade,
+            uninstall_supported=uninstall,
+            install_command="./install.sh",
+            uninstall_command="./uninstall.sh" if uninstall else "",
+            severity=self.severity,
+        )
 
     def payload(self) -> dict:
         """The package's files (name -> bytes), ExUpInfo.xml and ExUpHash.xml aside."""
@@ -299,14 +311,15 @@ def default_spec(include_agent: bool = True) -> list[LabPackage]:
     """
     spec = []
     for model in MODELS:
-        spec += [LabPackage(module, version, date, (model,), reboot=reboot, downgrade=downgrade)
-                 for module, version, date, reboot, downgrade in _DEFAULT_FIRMWARE]
-        spec += [LabPackage(module, version, date, (model,), uninstall=uninstall, auto_update=auto)
-                 for module, version, date, uninstall, auto in _DEFAULT_SOFTWARE]
+        spec += [
+            LabPackage(module, version, date, (model,), reboot=reboot, downgrade=downgrade) for module, version, date, reboot, downgrade in _DEFAULT_FIRMWARE
+        ]
+        spec += [
+            LabPackage(module, version, date, (model,), uninstall=uninstall, auto_update=auto) for module, version, date, uninstall, auto in _DEFAULT_SOFTWARE
+        ]
     spec.append(LabPackage("raid-controller", "5.1", "2026-03-23", MODELS, reboot=False))
     if include_agent and agent_unavailable() is None:
-        spec += [LabPackage(AGENT_MODULE, version, date, MODELS, os=SOFTWARE_OS, downgrade=True, uninstall=True)
-                 for version, date in AGENT_VERSIONS]
+        spec += [LabPackage(AGENT_MODULE, version, date, MODELS, os=SOFTWARE_OS, downgrade=True, uninstall=True) for version, date in AGENT_VERSIONS]
     return spec
 
 
@@ -317,23 +330,24 @@ def table11_spec(model: str = MODEL_A) -> list[LabPackage]:
     PKG2 2009-01-02 (reboot), PKG3 2009-01-03 (no reboot), PKG4 2009-01-04 (reboot), each on its
     own module and newer than the lab's versions.
     """
-    rows = [("pkg1", "raid-utility", "3.2.0", "2009-01-01", False),
-            ("pkg2", "system-bios", "1.3", "2009-01-02", True),
-            ("pkg3", "raid-controller", "5.2", "2009-01-03", False),
-            ("pkg4", "bmc-firmware", "2.30", "2009-01-04", True)]
-    return [LabPackage(module, version, date, (model,), reboot=reboot, uninstall=module == "raid-utility", tag=f"t11-{name}")
-            for name, module, version, date, reboot in rows]
+    rows = [
+        ("pkg1", "raid-utility", "3.2.0", "2009-01-01", False),
+        ("pkg2", "system-bios", "1.3", "2009-01-02", True),
+        ("pkg3", "raid-controller", "5.2", "2009-01-03", False),
+        ("pkg4", "bmc-firmware", "2.30", "2009-01-04", True),
+    ]
+    return [
+        LabPackage(module, version, date, (model,), reboot=reboot, uninstall=module == "raid-utility", tag=f"t11-{name}")
+        for name, module, version, date, reboot in rows
+    ]
 
 
-def slow_package(module: str, version: str, seconds: float, reboot: bool, *, models=(MODEL_A,),
-                 release_date: str = "2026-09-14") -> LabPackage:
+def slow_package(module: str, version: str, seconds: float, reboot: bool, *, models=(MODEL_A,), release_date: str = "2026-09-14") -> LabPackage:
     """A package whose install takes seconds (then does what a normal one does): for lease and cancel tests."""
-    return LabPackage(module, version, release_date, tuple(models), reboot=reboot, sleep=seconds, tag="slow",
-                      uninstall=module not in FIRMWARE_MODULES)
+    return LabPackage(module, version, release_date, tuple(models), reboot=reboot, sleep=seconds, tag="slow", uninstall=module not in FIRMWARE_MODULES)
 
 
-def failing_package(module: str, version: str, exit_code: int, *, models=(MODEL_A,), reboot: bool = False,
-                    release_date: str = "2026-09-14") -> LabPackage:
+def failing_package(module: str, version: str, exit_code: int, *, models=(MODEL_A,), reboot: bool = False, release_date: str = "2026-09-14") -> LabPackage:
     """A package whose install prints an error and exits with exit_code (1-255), changing nothing."""
     if not 1 <= exit_code <= 255:
         raise LabPackageError("a failing package needs an exit code of 1-255")
@@ -346,6 +360,7 @@ def extras_spec() -> list[LabPackage]:
 
 
 # --------------------------------------------------------------------------- building
+
 
 def agent_unavailable() -> str | None:
     """None when agentpkg can build the update agent package, else why not."""
@@ -362,8 +377,7 @@ def _build_agent(spec: LabPackage, signing_key: SigningKey, out_path: Path) -> N
     kwargs = {}
     if "package_id" in inspect.signature(agentpkg.build_agent_package).parameters:
         kwargs["package_id"] = spec.id
-    agentpkg.build_agent_package(spec.version, signing_key, str(out_path), list(spec.models), list(spec.os_names),
-                                 spec.release_date, **kwargs)
+    agentpkg.build_agent_package(spec.version, signing_key, str(out_path), list(spec.models), list(spec.os_names), spec.release_date, **kwargs)
 
 
 def load_key(signing_key) -> SigningKey:

@@ -55,6 +55,7 @@ login: call forget_pyghmi_sessions(port) after logging out (stop() does it for i
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import errno
 import hashlib
@@ -76,6 +77,7 @@ import pyghmi.ipmi.bmc as pyghmi_bmc
 import pyghmi.ipmi.private.constants as pyghmi_constants
 import pyghmi.ipmi.private.serversession as pyghmi_serversession
 import pyghmi.ipmi.private.session as pyghmi_session
+
 # pylint: enable=import-error
 
 LOOPBACK = "127.0.0.1"
@@ -107,7 +109,7 @@ BOOT_DEVICES = {0: "default", 1: "network", 2: "hd", 3: "safe", 5: "optical", 6:
 BOOT_DEVICE_NUMBERS = {name: number for number, name in BOOT_DEVICES.items()}
 
 # IPMI network functions reserved for OEM and group extensions (HPM.1 firmware upgrade is in 2Ch)
-OEM_NETFNS = frozenset([0x2C, 0x2E] + list(range(0x30, 0x40)))
+OEM_NETFNS = frozenset([0x2C, 0x2E, *range(0x30, 0x40)])
 # Group extension discovery that ipmitool (1.8.19) sends at the start of every lanplus session, keyed
 # by (netfn, command, first data byte = group id). A BMC without PICMG/VITA answers C1h, as this one
 # does; they are recorded with probe=True and left out of unexpected_requests.
@@ -249,7 +251,7 @@ class _ServerSession(pyghmi_serversession.ServerSession):
         data = bytearray(data)
         if len(data) < 28 or "managedsessionid" not in self.__dict__:
             return  # malformed, or RAKP 1 after a refused open-session request
-        name = bytes(data[28:28 + data[27]])
+        name = bytes(data[28 : 28 + data[27]])
         self.username = name
         password = self.authdata.get(name.decode("utf-8", "replace")) if name else None
         if password is None:
@@ -386,8 +388,11 @@ class _PyghmiBmc(pyghmi_bmc.Bmc):  # pylint: disable=too-many-instance-attribute
     def handle_raw_request(self, request, session):
         netfn, command = request["netfn"], request["command"]
         handler = self.handlers.get((netfn, command))
-        self.fake.record_request(IpmiRequest(netfn, command, bytes(request["data"]), tuple(session.sockaddr[:2]),
-                                             bytes(session.username).decode("utf-8", "replace"), handler is not None))
+        self.fake.record_request(
+            IpmiRequest(
+                netfn, command, bytes(request["data"]), tuple(session.sockaddr[:2]), bytes(session.username).decode("utf-8", "replace"), handler is not None
+            )
+        )
         if handler is None:
             session.send_ipmi_response(code=CC_INVALID_COMMAND)
             return
@@ -435,7 +440,7 @@ class _PyghmiBmc(pyghmi_bmc.Bmc):  # pylint: disable=too-many-instance-attribute
         if value is None:
             session.send_ipmi_response(code=CC_PARAMETER_NOT_SUPPORTED)
             return
-        session.send_ipmi_response(data=[1, data[0] & 0x7F] + list(value))  # parameter version 1
+        session.send_ipmi_response(data=[1, data[0] & 0x7F, *value])  # parameter version 1
 
 
 class _EventLoop:
@@ -475,10 +480,8 @@ class _EventLoop:
             raise BmcError(f"the fake IPMI BMC thread did not release port {server.port}")
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):  # already awake
             self.wake_w.send(b"\0")
-        except BlockingIOError:
-            pass  # already awake
 
     def _close(self, server: _PyghmiBmc) -> None:
         if server in self.servers:
@@ -497,7 +500,7 @@ class _EventLoop:
                     self.thread = None
                     return
                 sockets = {server.serversocket: server for server in self.servers}
-            readable, _w, _x = select.select(list(sockets) + [self.wake_r], [], [], 5.0)
+            readable, _w, _x = select.select([*sockets, self.wake_r], [], [], 5.0)
             for sock in readable:
                 if sock is self.wake_r:
                     try:
@@ -560,10 +563,21 @@ class FakeIpmiBmc:  # pylint: disable=too-many-instance-attributes  # one attrib
     play a finished update); ``update_in_progress`` sets bit 7 of the major revision byte.
     """
 
-    def __init__(self, authdata: dict[str, str] | None = None, port: int | None = None, *,
-                 firmware_revision: str = "2.10", aux_firmware_revision: bytes | None = b"\x00\x00\x00\x00",
-                 device_id: int = 0x20, device_revision: int = 1, manufacturer_id: int = 0, product_id: int = 0,
-                 power_state: str = "on", boot_device: str = "default", guid: uuid.UUID | None = None):
+    def __init__(
+        self,
+        authdata: dict[str, str] | None = None,
+        port: int | None = None,
+        *,
+        firmware_revision: str = "2.10",
+        aux_firmware_revision: bytes | None = b"\x00\x00\x00\x00",
+        device_id: int = 0x20,
+        device_revision: int = 1,
+        manufacturer_id: int = 0,
+        product_id: int = 0,
+        power_state: str = "on",
+        boot_device: str = "default",
+        guid: uuid.UUID | None = None,
+    ):
         self.authdata = dict(authdata if authdata is not None else {"admin": "admin"})
         self._auto_port = port is None
         self.port = free_udp_port() if port is None else port
@@ -741,9 +755,14 @@ class FakeIpmiBmc:  # pylint: disable=too-many-instance-attributes  # one attrib
         major, minor = self._firmware
         if self.update_in_progress:
             major |= 0x80
-        data = [self.device_id & 0xFF, self.device_revision & 0x0F, major, minor,
-                0x02,  # IPMI version 2.0 (BCD, minor in the high nibble)
-                0x80]  # additional device support: chassis device
+        data = [
+            self.device_id & 0xFF,
+            self.device_revision & 0x0F,
+            major,
+            minor,
+            0x02,  # IPMI version 2.0 (BCD, minor in the high nibble)
+            0x80,
+        ]  # additional device support: chassis device
         data += list(struct.pack("<I", self.manufacturer_id & 0xFFFFF)[:3])
         data += list(struct.pack("<H", self.product_id & 0xFFFF))
         if self.aux_firmware_revision is not None:
@@ -873,11 +892,17 @@ def main(argv=None) -> int:
     bmcs = []
     try:
         for index in range(args.count):
-            bmc = FakeIpmiBmc({args.user: args.password}, args.port + index if args.port else None,
-                              firmware_revision=revisions[index % len(revisions)], power_state=args.power)
+            bmc = FakeIpmiBmc(
+                {args.user: args.password},
+                args.port + index if args.port else None,
+                firmware_revision=revisions[index % len(revisions)],
+                power_state=args.power,
+            )
             bmcs.append(bmc.start())
-            print(json.dumps({"host": bmc.address, "port": bmc.port, "user": args.user, "password": args.password,
-                              "firmware_revision": bmc.firmware_revision}), flush=True)
+            print(
+                json.dumps({"host": bmc.address, "port": bmc.port, "user": args.user, "password": args.password, "firmware_revision": bmc.firmware_revision}),
+                flush=True,
+            )
         stop.wait()
     finally:
         for bmc in bmcs:

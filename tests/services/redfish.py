@@ -67,7 +67,10 @@ if __name__ == "__main__":  # run as a script: the collection is importable from
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "build" / "collections"))
 
 # pylint: disable=wrong-import-position  # after the sys.path entry above
-from ansible_collections.exup.fleet.tests.services.services import LOOPBACK, ServiceError, TlsFiles, make_tls_files  # noqa: E402
+from ansible_collections.exup.fleet.tests.services.ports import LOOPBACK
+from ansible_collections.exup.fleet.tests.services.processes import ServiceError
+from ansible_collections.exup.fleet.tests.services.tls import TlsFiles, make_tls_files
+
 # pylint: enable=wrong-import-position
 
 DEFAULT_MODEL = "Express5800/R120h-1M"
@@ -90,9 +93,21 @@ TASKS = "/redfish/v1/TaskService/Tasks"
 TASK_MONITORS = "/redfish/v1/TaskService/TaskMonitors"
 BASE_REGISTRY = "Base.1.16"
 UPDATE_REGISTRY = "Update.1.0"
-SIMPLE_UPDATE_PARAMETERS = frozenset((
-    "ImageURI", "TransferProtocol", "Targets", "Username", "Password", "ForceUpdate", "Stage",
-    "LocalImage", "ExcludeTargets", "Oem", "@Redfish.OperationApplyTime"))
+SIMPLE_UPDATE_PARAMETERS = frozenset(
+    (
+        "ImageURI",
+        "TransferProtocol",
+        "Targets",
+        "Username",
+        "Password",
+        "ForceUpdate",
+        "Stage",
+        "LocalImage",
+        "ExcludeTargets",
+        "Oem",
+        "@Redfish.OperationApplyTime",
+    )
+)
 
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 30.0  # a kept-alive connection that stays idle this long is closed
@@ -217,9 +232,15 @@ def write_htpasswd(path: Path, users: dict) -> None:
 
 
 def _message(message_id: str, text: str, args=(), severity: str = "OK", resolution: str = "None.") -> dict:
-    return {"@odata.type": "#Message.v1_1_2.Message", "MessageId": message_id, "Message": text,
-            "MessageArgs": [str(arg) for arg in args], "MessageSeverity": severity, "Severity": severity,
-            "Resolution": resolution}
+    return {
+        "@odata.type": "#Message.v1_1_2.Message",
+        "MessageId": message_id,
+        "Message": text,
+        "MessageArgs": [str(arg) for arg in args],
+        "MessageSeverity": severity,
+        "Severity": severity,
+        "Resolution": resolution,
+    }
 
 
 def _json_response(body, status: int = 200, headers: dict | None = None) -> flask.Response:
@@ -235,7 +256,7 @@ def _error_response(status: int, message_id: str, text: str, args=(), headers: d
 
 
 def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def _redact_url(url: str) -> str:
@@ -337,9 +358,15 @@ class _Task:  # pylint: disable=too-many-instance-attributes  # Redfish Task pro
 
     def resource(self) -> dict:
         body = {
-            "@odata.type": "#Task.v1_7_3.Task", "@odata.id": self.url, "Id": self.task_id,
-            "Name": f"Update task {self.task_id}", "TaskState": self.state, "TaskStatus": self.status,
-            "PercentComplete": self.percent, "StartTime": self.start_time, "TaskMonitor": self.monitor_url,
+            "@odata.type": "#Task.v1_7_3.Task",
+            "@odata.id": self.url,
+            "Id": self.task_id,
+            "Name": f"Update task {self.task_id}",
+            "TaskState": self.state,
+            "TaskStatus": self.status,
+            "PercentComplete": self.percent,
+            "StartTime": self.start_time,
+            "TaskMonitor": self.monitor_url,
             "Messages": list(self.messages),
             "Payload": {"HttpOperation": "POST", "TargetUri": self.target_uri, "HttpHeaders": []},
         }
@@ -354,7 +381,7 @@ class _ExupFakeDriver(fakedriver.FakeDriver):
     A subclass is made per BMC (initialize() keeps the config on the class) with _exup_bmc set.
     """
 
-    _exup_bmc: "RedfishBmc"
+    _exup_bmc: RedfishBmc
 
     def get_versions(self, identity):
         return {"BiosVersion": self._exup_bmc.versions(self.uuid(identity))["BIOS"]}
@@ -390,7 +417,7 @@ class _Handler(WSGIRequestHandler):
     """werkzeug's handler, logging into the BMC's request log instead of the werkzeug logger."""
 
     timeout = IDLE_TIMEOUT
-    server: "_BmcServer"
+    server: _BmcServer
 
     def log_request(self, code="-", size="-"):
         self.server.bmc.record_request(self.command, getattr(self, "path", "?"), code)
@@ -409,7 +436,7 @@ class _BmcServer(ThreadedWSGIServer):
 
     daemon_threads = True
 
-    def __init__(self, bmc: "RedfishBmc", app, port: int, tls_context: ssl.SSLContext):
+    def __init__(self, bmc: RedfishBmc, app, port: int, tls_context: ssl.SSLContext):
         self.bmc = bmc
         self._connections: set = set()
         self._connections_lock = threading.Lock()
@@ -505,10 +532,22 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
       max_image_bytes: larger pushed or downloaded images are refused.
     """
 
-    def __init__(self, systems=None, *, user: str = DEFAULT_USER, password: str = DEFAULT_PASSWORD,
-                 tls: TlsFiles | None = None, port: int = 0, image_check=None, multipart: bool = True,
-                 apply_time: str = "OnReset", power_delay: float = 0.0, task_delay: float = 0.0,
-                 vendor: str = "NEC", directory: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        systems=None,
+        *,
+        user: str = DEFAULT_USER,
+        password: str = DEFAULT_PASSWORD,
+        tls: TlsFiles | None = None,
+        port: int = 0,
+        image_check=None,
+        multipart: bool = True,
+        apply_time: str = "OnReset",
+        power_delay: float = 0.0,
+        task_delay: float = 0.0,
+        vendor: str = "NEC",
+        directory: str | os.PathLike | None = None,
+    ):
         if systems is None:
             systems = [BmcSystem()]
         elif isinstance(systems, int):
@@ -569,7 +608,7 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
     def __exit__(self, *exc_info):
         self.stop()
 
-    def start(self) -> "RedfishBmc":
+    def start(self) -> RedfishBmc:
         began = time.monotonic()
         if self.directory is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="exup-bmc-"))
@@ -596,13 +635,15 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
 
         self._module = _load_emulator_module()
         app = self._module.app
-        app.configure(extra_config={
-            "SUSHY_EMULATOR_FAKE_DRIVER": True,
-            "SUSHY_EMULATOR_FAKE_SYSTEMS": [self._fake_system(spec, index) for index, spec in enumerate(self.specs)],
-            "SUSHY_EMULATOR_STATE_DIR": str(state_dir),
-            "SUSHY_EMULATOR_AUTH_FILE": str(auth_file),
-            "SUSHY_EMULATOR_FEATURE_SET": "full",
-        })
+        app.configure(
+            extra_config={
+                "SUSHY_EMULATOR_FAKE_DRIVER": True,
+                "SUSHY_EMULATOR_FAKE_SYSTEMS": [self._fake_system(spec, index) for index, spec in enumerate(self.specs)],
+                "SUSHY_EMULATOR_STATE_DIR": str(state_dir),
+                "SUSHY_EMULATOR_AUTH_FILE": str(auth_file),
+                "SUSHY_EMULATOR_FEATURE_SET": "full",
+            }
+        )
         driver_class = type("ExupFakeDriver", (_ExupFakeDriver,), {"_exup_bmc": self})
         self._driver = driver_class.initialize(app.config, app.logger)()
         driver = self._driver
@@ -725,17 +766,21 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
 
     @staticmethod
     def _new_system(spec: BmcSystem) -> _System:
-        components = {"BIOS": _Component("BIOS", spec.bios_version, True),
-                      "BMC": _Component("BMC", spec.bmc_version, True)}
+        components = {"BIOS": _Component("BIOS", spec.bios_version, True), "BMC": _Component("BMC", spec.bmc_version, True)}
         if spec.nic_version is not None:
             components["NIC"] = _Component("NIC", spec.nic_version, spec.nic_updateable)
         return _System(spec, components)
 
     @staticmethod
     def _fake_system(spec: BmcSystem, index: int) -> dict:
-        mac = "52:54:00:%02x:%02x:%02x" % (index >> 8 & 0xff, index & 0xff, 0x10)
-        return {"uuid": spec.uuid, "name": spec.name, "power_state": spec.power_state, "external_notifier": False,
-                "nics": [{"mac": mac, "ip": f"192.0.2.{10 + index % 200}"}]}
+        mac = f"52:54:00:{index >> 8 & 0xFF:02x}:{index & 0xFF:02x}:10"
+        return {
+            "uuid": spec.uuid,
+            "name": spec.name,
+            "power_state": spec.power_state,
+            "external_notifier": False,
+            "nics": [{"mac": mac, "ip": f"192.0.2.{10 + index % 200}"}],
+        }
 
     def _inventory_id(self, system: _System, kind: str) -> str:
         if kind not in system.components:
@@ -786,9 +831,16 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
         with self._lock:
             self._promote(system)
             versions = {kind: comp.version for kind, comp in system.components.items()}
-        return SystemState(name=system.spec.name, uuid=system.uuid, model=system.spec.model, component=candidate.kind,
-                           module=COMPONENT_MODULES[candidate.kind], version=versions[candidate.kind],
-                           versions=versions, power_state=self._driver.get_power_state(system.uuid))
+        return SystemState(
+            name=system.spec.name,
+            uuid=system.uuid,
+            model=system.spec.model,
+            component=candidate.kind,
+            module=COMPONENT_MODULES[candidate.kind],
+            version=versions[candidate.kind],
+            versions=versions,
+            power_state=self._driver.get_power_state(system.uuid),
+        )
 
     # ------------------------------------------------------------------ routes
 
@@ -809,8 +861,7 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             (TASKS, "tasks", self._view_tasks, ["GET"]),
             (TASKS + "/<task_id>", "task", self._view_task, ["GET"]),
             (TASK_MONITORS + "/<task_id>", "task_monitor", self._view_task_monitor, ["GET"]),
-            ("/redfish/v1/Managers/<identity>/Actions/Manager.Reset", "manager_reset", self._view_manager_reset,
-             ["POST"]),
+            ("/redfish/v1/Managers/<identity>/Actions/Manager.Reset", "manager_reset", self._view_manager_reset, ["POST"]),
         ]
         for rule, endpoint, view, methods in rules:
             app.add_url_rule(rule, endpoint=f"exup_{endpoint}", view_func=view, methods=methods)
@@ -836,37 +887,53 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
 
     def _patch_system(self, body: dict, identity: str) -> None:
         system = self._system(self._driver.uuid(identity))
-        body.update({"Model": system.spec.model, "Manufacturer": system.spec.manufacturer,
-                     "SerialNumber": system.spec.serial_number, "BiosVersion": self.versions(system.uuid)["BIOS"]})
+        body.update(
+            {
+                "Model": system.spec.model,
+                "Manufacturer": system.spec.manufacturer,
+                "SerialNumber": system.spec.serial_number,
+                "BiosVersion": self.versions(system.uuid)["BIOS"],
+            }
+        )
 
     def _patch_manager(self, body: dict, identity: str) -> None:
         system = self._system(self._driver.uuid(identity))
-        body.update({
-            "FirmwareVersion": self.versions(system.uuid)["BMC"], "Model": "exup BMC", "Manufacturer": self.vendor,
-            "Actions": {"#Manager.Reset": {"target": f"{system.manager_url}/Actions/Manager.Reset",
-                                           "ResetType@Redfish.AllowableValues": list(MANAGER_RESET_TYPES)}},
-        })
+        body.update(
+            {
+                "FirmwareVersion": self.versions(system.uuid)["BMC"],
+                "Model": "exup BMC",
+                "Manufacturer": self.vendor,
+                "Actions": {
+                    "#Manager.Reset": {"target": f"{system.manager_url}/Actions/Manager.Reset", "ResetType@Redfish.AllowableValues": list(MANAGER_RESET_TYPES)}
+                },
+            }
+        )
 
     def _update_service(self) -> dict:
-        apply_time_support = {"@odata.type": "#Settings.v1_3_5.OperationApplyTimeSupport",
-                              "SupportedValues": list(APPLY_TIMES)}
+        apply_time_support = {"@odata.type": "#Settings.v1_3_5.OperationApplyTimeSupport", "SupportedValues": list(APPLY_TIMES)}
         body = {
-            "@odata.type": "#UpdateService.v1_11_0.UpdateService", "@odata.id": UPDATE_SERVICE,
+            "@odata.type": "#UpdateService.v1_11_0.UpdateService",
+            "@odata.id": UPDATE_SERVICE,
             "@odata.context": "/redfish/v1/$metadata#UpdateService.UpdateService",
-            "Id": "UpdateService", "Name": "Update Service", "Description": "Firmware update service",
-            "ServiceEnabled": True, "Status": {"State": "Enabled", "Health": "OK"},
+            "Id": "UpdateService",
+            "Name": "Update Service",
+            "Description": "Firmware update service",
+            "ServiceEnabled": True,
+            "Status": {"State": "Enabled", "Health": "OK"},
             "FirmwareInventory": {"@odata.id": FIRMWARE_INVENTORY},
             "HttpPushUri": HTTP_PUSH_URI,
             "HttpPushUriTargets": list(self._push_targets),
             "HttpPushUriTargetsBusy": self._push_targets_busy,
-            "HttpPushUriOptions": {"HttpPushUriApplyTime": {
-                "ApplyTime": self._push_apply_time, "ApplyTime@Redfish.AllowableValues": list(APPLY_TIMES)}},
+            "HttpPushUriOptions": {"HttpPushUriApplyTime": {"ApplyTime": self._push_apply_time, "ApplyTime@Redfish.AllowableValues": list(APPLY_TIMES)}},
             "MaxImageSizeBytes": self.max_image_bytes,
             "VerifyRemoteServerCertificate": self.remote_ca is not None,
-            "Actions": {"#UpdateService.SimpleUpdate": {
-                "target": SIMPLE_UPDATE_URI,
-                "TransferProtocol@Redfish.AllowableValues": list(TRANSFER_PROTOCOLS),
-                "@Redfish.OperationApplyTimeSupport": apply_time_support}},
+            "Actions": {
+                "#UpdateService.SimpleUpdate": {
+                    "target": SIMPLE_UPDATE_URI,
+                    "TransferProtocol@Redfish.AllowableValues": list(TRANSFER_PROTOCOLS),
+                    "@Redfish.OperationApplyTimeSupport": apply_time_support,
+                }
+            },
         }
         if self.multipart:
             body["MultipartHttpPushUri"] = MULTIPART_PUSH_URI
@@ -892,14 +959,18 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
         known = {"HttpPushUriTargets", "HttpPushUriTargetsBusy", "HttpPushUriOptions"}
         for name in changes:
             if name not in known:
-                raise _Rejected(400, f"{BASE_REGISTRY}.PropertyNotWritable",
-                                f"The property {name} is a read only property and cannot be assigned a value.", [name])
+                raise _Rejected(
+                    400, f"{BASE_REGISTRY}.PropertyNotWritable", f"The property {name} is a read only property and cannot be assigned a value.", [name]
+                )
         if "HttpPushUriTargets" in changes:
             targets = changes["HttpPushUriTargets"]
             if not isinstance(targets, list) or not all(isinstance(target, str) for target in targets):
-                raise _Rejected(400, f"{BASE_REGISTRY}.PropertyValueTypeError",
-                                "The value for the property HttpPushUriTargets is of a different type than the "
-                                "property can accept.", [json.dumps(targets), "HttpPushUriTargets"])
+                raise _Rejected(
+                    400,
+                    f"{BASE_REGISTRY}.PropertyValueTypeError",
+                    "The value for the property HttpPushUriTargets is of a different type than the property can accept.",
+                    [json.dumps(targets), "HttpPushUriTargets"],
+                )
             self._resolve_targets(targets, "HttpPushUriTargets")
             self._push_targets = list(targets)
         if "HttpPushUriTargetsBusy" in changes:
@@ -908,9 +979,12 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             options = changes["HttpPushUriOptions"] or {}
             apply_time = (options.get("HttpPushUriApplyTime") or {}).get("ApplyTime", self._push_apply_time)
             if apply_time not in APPLY_TIMES:
-                raise _Rejected(400, f"{BASE_REGISTRY}.PropertyValueNotInList",
-                                f"The value '{apply_time}' for the property ApplyTime is not in the list of "
-                                "acceptable values.", [apply_time, "ApplyTime"])
+                raise _Rejected(
+                    400,
+                    f"{BASE_REGISTRY}.PropertyValueNotInList",
+                    f"The value '{apply_time}' for the property ApplyTime is not in the list of acceptable values.",
+                    [apply_time, "ApplyTime"],
+                )
             self._push_apply_time = apply_time
 
     # ------------------------------------------------------------------ firmware inventory
@@ -924,14 +998,18 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                     members.append(f"{FIRMWARE_INVENTORY}/{self._inventory_id(system, kind)}")
                     if component.staged is not None:
                         members.append(f"{FIRMWARE_INVENTORY}/{self._inventory_id(system, kind)}-Pending")
-        body = {"@odata.type": "#SoftwareInventoryCollection.SoftwareInventoryCollection",
-                "@odata.id": FIRMWARE_INVENTORY, "Name": "Firmware Inventory",
-                "Members": [{"@odata.id": member} for member in members], "Members@odata.count": len(members)}
+        body = {
+            "@odata.type": "#SoftwareInventoryCollection.SoftwareInventoryCollection",
+            "@odata.id": FIRMWARE_INVENTORY,
+            "Name": "Firmware Inventory",
+            "Members": [{"@odata.id": member} for member in members],
+            "Members@odata.count": len(members),
+        }
         return _json_response(body)
 
     def _find_inventory_item(self, item: str):
         pending = item.endswith("-Pending")
-        base = item[:-len("-Pending")] if pending else item
+        base = item[: -len("-Pending")] if pending else item
         for system in self._systems.values():
             for kind in system.components:
                 if self._inventory_id(system, kind) == base:
@@ -947,9 +1025,12 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                 component = system.components[kind]
                 if not pending or component.staged is not None:
                     return _json_response(self._inventory_item(system, component, item, pending))
-        return _error_response(404, f"{BASE_REGISTRY}.ResourceNotFound",
-                               f"The requested resource of type SoftwareInventory named '{item}' was not found.",
-                               ["SoftwareInventory", item])
+        return _error_response(
+            404,
+            f"{BASE_REGISTRY}.ResourceNotFound",
+            f"The requested resource of type SoftwareInventory named '{item}' was not found.",
+            ["SoftwareInventory", item],
+        )
 
     def _inventory_item(self, system: _System, component: _Component, item: str, pending: bool) -> dict:
         if component.kind == "BMC":
@@ -961,14 +1042,19 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             related = system.url
         name = component.kind
         return {
-            "@odata.type": "#SoftwareInventory.v1_10_0.SoftwareInventory", "@odata.id": f"{FIRMWARE_INVENTORY}/{item}",
-            "Id": item, "Name": name,
+            "@odata.type": "#SoftwareInventory.v1_10_0.SoftwareInventory",
+            "@odata.id": f"{FIRMWARE_INVENTORY}/{item}",
+            "Id": item,
+            "Name": name,
             "Description": f"{COMPONENT_NAMES[component.kind]} of {system.spec.name}" + (" (staged)" if pending else ""),
             "Version": component.staged if pending else component.version,
-            "Updateable": component.updateable, "SoftwareId": COMPONENT_MODULES[component.kind],
-            "Manufacturer": system.spec.manufacturer, "WriteProtected": False,
+            "Updateable": component.updateable,
+            "SoftwareId": COMPONENT_MODULES[component.kind],
+            "Manufacturer": system.spec.manufacturer,
+            "WriteProtected": False,
             "Status": {"State": "StandbyOffline" if pending else "Enabled", "Health": "OK"},
-            "RelatedItem": [{"@odata.id": related}], "RelatedItem@odata.count": 1,
+            "RelatedItem": [{"@odata.id": related}],
+            "RelatedItem@odata.count": 1,
         }
 
     # ------------------------------------------------------------------ update requests
@@ -979,8 +1065,9 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
         No targets: every updateable component; the image check decides where it applies.
         """
         if not targets:
-            return [_Candidate(system, kind, False) for system in self._systems.values()
-                    for kind, component in system.components.items() if component.updateable]
+            return [
+                _Candidate(system, kind, False) for system in self._systems.values() for kind, component in system.components.items() if component.updateable
+            ]
         candidates = []
         for target in targets:
             path = urllib.parse.urlsplit(str(target)).path.rstrip("/")
@@ -991,16 +1078,18 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             matched = False
             for system in self._systems.values():
                 if path in (system.url, f"/redfish/v1/Systems/{system.spec.name}"):
-                    candidates += [_Candidate(system, kind, False) for kind, component in system.components.items()
-                                   if kind != "BMC" and component.updateable]
+                    candidates += [_Candidate(system, kind, False) for kind, component in system.components.items() if kind != "BMC" and component.updateable]
                     matched = True
                 elif path == system.manager_url:
                     candidates.append(_Candidate(system, "BMC", True))
                     matched = True
             if not matched:
-                raise _Rejected(400, f"{BASE_REGISTRY}.ActionParameterValueError",
-                                f"The value '{target}' for the parameter {parameter} is not an updateable resource.",
-                                [str(target), parameter])
+                raise _Rejected(
+                    400,
+                    f"{BASE_REGISTRY}.ActionParameterValueError",
+                    f"The value '{target}' for the parameter {parameter} is not an updateable resource.",
+                    [str(target), parameter],
+                )
         return candidates
 
     def _admit(self) -> None:
@@ -1013,16 +1102,18 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
         if value is None:
             return self._push_apply_time
         if value not in APPLY_TIMES:
-            raise _Rejected(400, f"{BASE_REGISTRY}.ActionParameterValueNotInList",
-                            f"The value '{value}' for the parameter {parameter} is not in the list of acceptable "
-                            "values.", [str(value), parameter])
+            raise _Rejected(
+                400,
+                f"{BASE_REGISTRY}.ActionParameterValueNotInList",
+                f"The value '{value}' for the parameter {parameter} is not in the list of acceptable values.",
+                [str(value), parameter],
+            )
         return value
 
     def _read_image(self, stream) -> bytes:
         data = stream.read(self.max_image_bytes + 1)
         if len(data) > self.max_image_bytes:
-            raise _Rejected(413, f"{BASE_REGISTRY}.GeneralError",
-                            f"The image is larger than MaxImageSizeBytes ({self.max_image_bytes}).")
+            raise _Rejected(413, f"{BASE_REGISTRY}.GeneralError", f"The image is larger than MaxImageSizeBytes ({self.max_image_bytes}).")
         return data
 
     def _view_http_push(self):
@@ -1045,8 +1136,7 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                 raise _Rejected(404, f"{BASE_REGISTRY}.ResourceNotFound", "Multipart update is not supported.")
             upload = flask.request.files.get("UpdateFile")
             if upload is None:
-                raise _Rejected(400, f"{BASE_REGISTRY}.ActionParameterMissing",
-                                "The multipart request requires the part UpdateFile.", ["UpdateFile"])
+                raise _Rejected(400, f"{BASE_REGISTRY}.ActionParameterMissing", "The multipart request requires the part UpdateFile.", ["UpdateFile"])
             raw = flask.request.form.get("UpdateParameters")
             if raw is None and "UpdateParameters" in flask.request.files:
                 raw = flask.request.files["UpdateParameters"].read().decode("utf-8", "replace")
@@ -1056,8 +1146,7 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                 parameters = None
             if not isinstance(parameters, dict):
                 raise _Rejected(400, f"{BASE_REGISTRY}.MalformedJSON", "UpdateParameters is not a JSON object.")
-            apply_time = self._check_apply_time(parameters.get("@Redfish.OperationApplyTime"),
-                                                "@Redfish.OperationApplyTime")
+            apply_time = self._check_apply_time(parameters.get("@Redfish.OperationApplyTime"), "@Redfish.OperationApplyTime")
             with self._lock:
                 candidates = self._resolve_targets(parameters.get("Targets") or [], "Targets")
             image = self._read_image(upload.stream)
@@ -1075,31 +1164,37 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             action = "UpdateService.SimpleUpdate"
             for name in body:
                 if name not in SIMPLE_UPDATE_PARAMETERS:
-                    raise _Rejected(400, f"{BASE_REGISTRY}.ActionParameterUnknown",
-                                    f"The action {action} was submitted with the invalid parameter {name}.",
-                                    [action, name])
+                    raise _Rejected(
+                        400, f"{BASE_REGISTRY}.ActionParameterUnknown", f"The action {action} was submitted with the invalid parameter {name}.", [action, name]
+                    )
             image_uri = body.get("ImageURI")
             if not image_uri or not isinstance(image_uri, str):
-                raise _Rejected(400, f"{BASE_REGISTRY}.ActionParameterMissing",
-                                f"The action {action} requires the parameter ImageURI to be present in the request "
-                                "body.", [action, "ImageURI"])
+                raise _Rejected(
+                    400,
+                    f"{BASE_REGISTRY}.ActionParameterMissing",
+                    f"The action {action} requires the parameter ImageURI to be present in the request body.",
+                    [action, "ImageURI"],
+                )
             protocol = body.get("TransferProtocol")
             if protocol is not None and protocol not in TRANSFER_PROTOCOLS:
-                raise _Rejected(400, f"{BASE_REGISTRY}.ActionParameterNotSupported",
-                                f"The parameter TransferProtocol for the action {action} is not supported on the "
-                                f"target resource: {protocol}.", ["TransferProtocol", action])
+                raise _Rejected(
+                    400,
+                    f"{BASE_REGISTRY}.ActionParameterNotSupported",
+                    f"The parameter TransferProtocol for the action {action} is not supported on the target resource: {protocol}.",
+                    ["TransferProtocol", action],
+                )
             if "://" not in image_uri:
                 image_uri = f"{(protocol or 'HTTP').lower()}://{image_uri}"
             scheme = urllib.parse.urlsplit(image_uri).scheme.upper()
             if scheme not in TRANSFER_PROTOCOLS:
-                raise _Rejected(400, f"{BASE_REGISTRY}.ActionParameterNotSupported",
-                                f"The ImageURI scheme {scheme} is not supported.", ["ImageURI", action])
+                raise _Rejected(400, f"{BASE_REGISTRY}.ActionParameterNotSupported", f"The ImageURI scheme {scheme} is not supported.", ["ImageURI", action])
             apply_time = self._check_apply_time(body.get("@Redfish.OperationApplyTime"), "@Redfish.OperationApplyTime")
             with self._lock:
                 candidates = self._resolve_targets(body.get("Targets") or [], "Targets")
             name = urllib.parse.urlsplit(image_uri).path.rsplit("/", 1)[-1] or image_uri
-            return self._start_task(_UpdateRequest(SIMPLE_UPDATE_URI, name, candidates, apply_time, url=image_uri,
-                                                   username=body.get("Username"), password=body.get("Password")))
+            return self._start_task(
+                _UpdateRequest(SIMPLE_UPDATE_URI, name, candidates, apply_time, url=image_uri, username=body.get("Username"), password=body.get("Password"))
+            )
         except _Rejected as exc:
             return exc.response()
 
@@ -1107,13 +1202,11 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
         with self._lock:
             busy = [task for task in self._tasks.values() if task.state not in TERMINAL_STATES]
             if busy:
-                raise _Rejected(503, f"{UPDATE_REGISTRY}.UpdateInProgress",
-                                f"An update is in progress (task {busy[0].task_id}).")
+                raise _Rejected(503, f"{UPDATE_REGISTRY}.UpdateInProgress", f"An update is in progress (task {busy[0].task_id}).")
             task = _Task(str(next(self._task_ids)), request.operation)
             self._tasks[task.task_id] = task
             body = task.resource()
-        thread = threading.Thread(target=self._run_task, args=(task, request), name=f"bmc-task-{task.task_id}",
-                                  daemon=True)
+        thread = threading.Thread(target=self._run_task, args=(task, request), name=f"bmc-task-{task.task_id}", daemon=True)
         self._task_threads.append(thread)
         thread.start()
         if self.task_delay <= 0 and not self.hang_tasks:
@@ -1144,9 +1237,14 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             self._set_task(task, state="Running", percent=5)
             image = request.image
             if request.url is not None:
-                self._add_messages(task, _message(
-                    f"{UPDATE_REGISTRY}.TransferringToComponent",
-                    f"Image '{request.image_name}' is being transferred to 'BMC'.", [request.image_name, "BMC"]))
+                self._add_messages(
+                    task,
+                    _message(
+                        f"{UPDATE_REGISTRY}.TransferringToComponent",
+                        f"Image '{request.image_name}' is being transferred to 'BMC'.",
+                        [request.image_name, "BMC"],
+                    ),
+                )
                 image = self._download(request)
             self._set_task(task, percent=30)
             chosen = self._choose_targets(task, request, image)
@@ -1159,10 +1257,14 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                 self._pause(0.1)
             if self.fail_tasks:
                 text = self.fail_tasks if isinstance(self.fail_tasks, str) else "the flash write failed"
-                raise _TaskFailed(_message(
-                    f"{UPDATE_REGISTRY}.ApplyFailed",
-                    f"Installation of image '{request.image_name}' to '{chosen[0][0].kind}' failed: {text}.",
-                    [request.image_name, chosen[0][0].kind], "Critical"))
+                raise _TaskFailed(
+                    _message(
+                        f"{UPDATE_REGISTRY}.ApplyFailed",
+                        f"Installation of image '{request.image_name}' to '{chosen[0][0].kind}' failed: {text}.",
+                        [request.image_name, chosen[0][0].kind],
+                        "Critical",
+                    )
+                )
             for candidate, version in chosen:
                 self._add_messages(task, *self._apply(candidate, version, request))
             self._set_task(task, state="Completed", percent=100, end_time=_now_iso())
@@ -1171,8 +1273,7 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             self._set_task(task, state="Exception", status="Critical", end_time=_now_iso())
         except Exception as exc:  # pylint: disable=broad-exception-caught  # a task must always end
             self.record_error(f"task {task.task_id}: {exc!r}")
-            self._add_messages(task, _message(f"{BASE_REGISTRY}.InternalError", f"Internal error: {exc!r}", (),
-                                              "Critical"))
+            self._add_messages(task, _message(f"{BASE_REGISTRY}.InternalError", f"Internal error: {exc!r}", (), "Critical"))
             self._set_task(task, state="Exception", status="Critical", end_time=_now_iso())
 
     def _download(self, request: _UpdateRequest) -> bytes:
@@ -1211,9 +1312,14 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                 record["error"] = f"larger than MaxImageSizeBytes ({self.max_image_bytes})"
             else:
                 return data
-        raise _TaskFailed(_message(f"{UPDATE_REGISTRY}.TransferFailed",
-                                   f"Transfer of image '{request.image_name}' to 'BMC' failed: {record['error']}.",
-                                   [request.image_name, "BMC"], "Critical"))
+        raise _TaskFailed(
+            _message(
+                f"{UPDATE_REGISTRY}.TransferFailed",
+                f"Transfer of image '{request.image_name}' to 'BMC' failed: {record['error']}.",
+                [request.image_name, "BMC"],
+                "Critical",
+            )
+        )
 
     def _choose_targets(self, task: _Task, request: _UpdateRequest, image: bytes) -> list:
         """(candidate, new version) for every candidate the image check accepts.
@@ -1232,9 +1338,14 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             target = self._inventory_id(candidate.system, candidate.kind)
             if accepted:
                 chosen.append((candidate, detail))
-                self._add_messages(task, _message(f"{UPDATE_REGISTRY}.TargetDetermined",
-                                                  f"The target device '{target}' will be updated with image "
-                                                  f"'{request.image_name}'.", [target, request.image_name]))
+                self._add_messages(
+                    task,
+                    _message(
+                        f"{UPDATE_REGISTRY}.TargetDetermined",
+                        f"The target device '{target}' will be updated with image '{request.image_name}'.",
+                        [target, request.image_name],
+                    ),
+                )
             elif candidate.explicit:
                 refusals = [(target, detail)]
                 chosen = []
@@ -1244,18 +1355,23 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
         if not chosen:
             where = ", ".join(target for target, _detail in refusals) or "no updateable component"
             details = "; ".join(f"{target}: {detail}" for target, detail in refusals) or "no target"
-            raise _TaskFailed(_message(f"{UPDATE_REGISTRY}.VerificationFailed",
-                                       f"Verification of image '{request.image_name}' at '{where}' failed: {details}.",
-                                       [request.image_name, where], "Critical"))
+            raise _TaskFailed(
+                _message(
+                    f"{UPDATE_REGISTRY}.VerificationFailed",
+                    f"Verification of image '{request.image_name}' at '{where}' failed: {details}.",
+                    [request.image_name, where],
+                    "Critical",
+                )
+            )
         return chosen
 
     def _apply(self, candidate: _Candidate, version: str, request: _UpdateRequest) -> list:
         """Activate or stage the new version; the Task messages that say which."""
         system, kind = candidate.system, candidate.kind
         target = self._inventory_id(system, kind)
-        done = _message(f"{UPDATE_REGISTRY}.UpdateSuccessful",
-                        f"Device '{target}' successfully updated with image '{request.image_name}'.",
-                        [target, request.image_name])
+        done = _message(
+            f"{UPDATE_REGISTRY}.UpdateSuccessful", f"Device '{target}' successfully updated with image '{request.image_name}'.", [target, request.image_name]
+        )
         with self._lock:
             component = system.components[kind]
             if request.apply_time == "OnReset":
@@ -1265,14 +1381,19 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                 else:
                     reset_uri, reset_type = f"{system.url}/Actions/ComputerSystem.Reset", "ForceRestart"
                 return [
-                    _message(f"{UPDATE_REGISTRY}.AwaitToActivate",
-                             f"Update successful; reset required: awaiting for an action to proceed with activating "
-                             f"image '{request.image_name}' ({version}) on '{target}'.",
-                             [request.image_name, target]),
-                    _message(f"{BASE_REGISTRY}.ResetRequired",
-                             f"In order to complete the operation, a component reset is required with the Reset "
-                             f"action URI '{reset_uri}' and ResetType '{reset_type}'.",
-                             [reset_uri, reset_type], "Warning"),
+                    _message(
+                        f"{UPDATE_REGISTRY}.AwaitToActivate",
+                        f"Update successful; reset required: awaiting for an action to proceed with activating "
+                        f"image '{request.image_name}' ({version}) on '{target}'.",
+                        [request.image_name, target],
+                    ),
+                    _message(
+                        f"{BASE_REGISTRY}.ResetRequired",
+                        f"In order to complete the operation, a component reset is required with the Reset "
+                        f"action URI '{reset_uri}' and ResetType '{reset_type}'.",
+                        [reset_uri, reset_type],
+                        "Warning",
+                    ),
                 ]
             if kind == "BMC":
                 component.version, component.staged = version, None
@@ -1283,8 +1404,7 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             with self._lock:
                 component.staged = version
             self._driver.set_power_state(system.uuid, "ForceRestart")  # host_boots() sets activate_at
-            return [done, _message(f"{BASE_REGISTRY}.Success",
-                                   f"The host of {system.spec.name} was restarted to activate {target} {version}.")]
+            return [done, _message(f"{BASE_REGISTRY}.Success", f"The host of {system.spec.name} was restarted to activate {target} {version}.")]
         with self._lock:
             component.version, component.staged, component.activate_at = version, None, None
         return [done]
@@ -1292,16 +1412,18 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
     def _view_tasks(self):
         with self._lock:
             members = [{"@odata.id": task.url} for task in self._tasks.values()]
-        return _json_response({"@odata.type": "#TaskCollection.TaskCollection", "@odata.id": TASKS, "Name": "Tasks",
-                               "Members": members, "Members@odata.count": len(members)})
+        return _json_response(
+            {"@odata.type": "#TaskCollection.TaskCollection", "@odata.id": TASKS, "Name": "Tasks", "Members": members, "Members@odata.count": len(members)}
+        )
 
     def _view_task(self, task_id: str):
         with self._lock:
             task = self._tasks.get(task_id)
             if task is not None:
                 return _json_response(task.resource())
-        return _error_response(404, f"{BASE_REGISTRY}.ResourceNotFound",
-                               f"The requested resource of type Task named '{task_id}' was not found.", ["Task", task_id])
+        return _error_response(
+            404, f"{BASE_REGISTRY}.ResourceNotFound", f"The requested resource of type Task named '{task_id}' was not found.", ["Task", task_id]
+        )
 
     def _view_task_monitor(self, task_id: str):
         """202 with the Task while it runs, then 200 with the finished Task (DSP0266 asynchronous operations)."""
@@ -1311,24 +1433,26 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                 if task.state in TERMINAL_STATES:
                     return _json_response(task.resource())
                 return _json_response(task.resource(), 202, {"Location": task.monitor_url, "Retry-After": "1"})
-        return _error_response(404, f"{BASE_REGISTRY}.ResourceNotFound",
-                               f"The requested resource of type TaskMonitor named '{task_id}' was not found.",
-                               ["TaskMonitor", task_id])
+        return _error_response(
+            404, f"{BASE_REGISTRY}.ResourceNotFound", f"The requested resource of type TaskMonitor named '{task_id}' was not found.", ["TaskMonitor", task_id]
+        )
 
     def _view_manager_reset(self, identity: str):
         try:
             system = self._system(self._driver.uuid(identity))
         except (KeyError, sushy_error.FishyError):
-            return _error_response(404, f"{BASE_REGISTRY}.ResourceNotFound",
-                                   f"The requested resource of type Manager named '{identity}' was not found.",
-                                   ["Manager", identity])
+            return _error_response(
+                404, f"{BASE_REGISTRY}.ResourceNotFound", f"The requested resource of type Manager named '{identity}' was not found.", ["Manager", identity]
+            )
         body = flask.request.get_json(force=True, silent=True) or {}
         reset_type = body.get("ResetType", "GracefulRestart")
         if reset_type not in MANAGER_RESET_TYPES:
-            return _error_response(400, f"{BASE_REGISTRY}.ActionParameterValueNotInList",
-                                   f"The value '{reset_type}' for the parameter ResetType in the action "
-                                   "Manager.Reset is not in the list of acceptable values.",
-                                   [str(reset_type), "ResetType", "Manager.Reset"])
+            return _error_response(
+                400,
+                f"{BASE_REGISTRY}.ActionParameterValueNotInList",
+                f"The value '{reset_type}' for the parameter ResetType in the action Manager.Reset is not in the list of acceptable values.",
+                [str(reset_type), "ResetType", "Manager.Reset"],
+            )
         self._reset_manager(system)
         return flask.Response(status=204)
 
@@ -1379,15 +1503,32 @@ def main(argv=None) -> int:
     bmcs = []
     try:
         for index in range(args.count):
-            systems = [BmcSystem(name=f"bmc{index + 1}-server-{number}", model=args.model)
-                       for number in range(1, args.systems + 1)]
-            bmc = RedfishBmc(systems, user=args.user, password=args.password, tls=tls,
-                             port=args.port + index if args.port else 0, apply_time=args.apply_time,
-                             task_delay=args.task_delay, power_delay=args.power_delay)
+            systems = [BmcSystem(name=f"bmc{index + 1}-server-{number}", model=args.model) for number in range(1, args.systems + 1)]
+            bmc = RedfishBmc(
+                systems,
+                user=args.user,
+                password=args.password,
+                tls=tls,
+                port=args.port + index if args.port else 0,
+                apply_time=args.apply_time,
+                task_delay=args.task_delay,
+                power_delay=args.power_delay,
+            )
             bmcs.append(bmc.start())
-            print(json.dumps({"url": bmc.base_url, "host": bmc.host, "port": bmc.port, "user": bmc.user,
-                              "password": bmc.password, "ca": str(tls.ca_path),
-                              "systems": [bmc.system_path(spec.uuid) for spec in systems]}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "url": bmc.base_url,
+                        "host": bmc.host,
+                        "port": bmc.port,
+                        "user": bmc.user,
+                        "password": bmc.password,
+                        "ca": str(tls.ca_path),
+                        "systems": [bmc.system_path(spec.uuid) for spec in systems],
+                    }
+                ),
+                flush=True,
+            )
         stop.wait()
     finally:
         for bmc in bmcs:

@@ -1,9 +1,10 @@
 """pytest fixtures for system tests: real servers on loopback, and the collection on sys.path.
 
-Servers come from tests/services/services.py, the lab of managed hosts from tests/lab/lab.py. The squid proxies are session scoped (they keep
-no state a test could see: squid caches nothing); nginx and the hostile server are per test, so
-their logs and request counts belong to one test. A test that needs a private proxy (a clean
-access log, other credentials) uses services.squid_proxy() directly.
+Servers come from tests/services (nginx.py, squid.py, hostile.py), the lab of managed hosts from
+tests/lab/lab.py. The squid proxies are session scoped (they keep no state a test could see: squid
+caches nothing); nginx and the hostile server are per test, so their logs and request counts belong
+to one test. A test that needs a private proxy (a clean
+access log, other credentials) uses squid.squid_proxy() directly.
 """
 
 import atexit
@@ -42,7 +43,10 @@ if str(COLLECTIONS_DIR) not in sys.path:
 
 # pylint: disable=wrong-import-position  # needs the sys.path entry above
 from ansible_collections.exup.fleet.tests.lab.lab import Lab  # noqa: E402
-from ansible_collections.exup.fleet.tests.services import services  # noqa: E402
+from ansible_collections.exup.fleet.tests.services.hostile import hostile_http_server  # noqa: E402
+from ansible_collections.exup.fleet.tests.services.nginx import nginx_server  # noqa: E402
+from ansible_collections.exup.fleet.tests.services.squid import squid_proxy  # noqa: E402
+
 # pylint: enable=wrong-import-position
 
 
@@ -63,49 +67,49 @@ def tmp_feed_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def nginx(tmp_feed_dir: Path):
     """nginx serving tmp_feed_dir over http (.base_url, .url(path), .access_log(), .wait_for_log(n))."""
-    with services.nginx_server(tmp_feed_dir) as server:
+    with nginx_server(tmp_feed_dir) as server:
         yield server
 
 
 @pytest.fixture
 def nginx_tls(tmp_feed_dir: Path):
     """nginx serving tmp_feed_dir over https with a test CA (.ca_path)."""
-    with services.nginx_server(tmp_feed_dir, tls=True) as server:
+    with nginx_server(tmp_feed_dir, tls=True) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def squid_open():
     """squid without authentication."""
-    with services.squid_proxy() as proxy:
+    with squid_proxy() as proxy:
         yield proxy
 
 
 @pytest.fixture(scope="session")
 def squid_basic():
     """squid demanding Basic proxy auth (.url, .url_with_credentials, .user, .password)."""
-    with services.squid_proxy("basic") as proxy:
+    with squid_proxy("basic") as proxy:
         yield proxy
 
 
 @pytest.fixture(scope="session")
 def squid_digest():
     """squid demanding Digest proxy auth (.url, .user, .password, .realm)."""
-    with services.squid_proxy("digest") as proxy:
+    with squid_proxy("digest") as proxy:
         yield proxy
 
 
 @pytest.fixture(scope="session")
 def squid_ntlm():
     """squid demanding NTLM proxy auth only (any NTLM handshake passes: for 'unsupported' tests)."""
-    with services.squid_proxy("ntlm") as proxy:
+    with squid_proxy("ntlm") as proxy:
         yield proxy
 
 
 @pytest.fixture
 def hostile_server():
     """An empty hostile HTTP server: add files with .add(path, data, **behaviour)."""
-    with services.hostile_http_server() as server:
+    with hostile_http_server() as server:
         yield server
 
 

@@ -31,10 +31,10 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MO
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import ADDED, Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.tests.lab.lab import MODEL_A, MODEL_B, REPO_ROOT
-from ansible_collections.exup.fleet.tests.services import services
+from ansible_collections.exup.fleet.tests.services.processes import find_program
 from ansible_collections.exup.fleet.tests.services.redfish import BmcSystem, RedfishBmc
-from ansible_collections.exup.fleet.tests.system import agent_helpers as ah
-from ansible_collections.exup.fleet.tests.system import bmc_helpers as bh
+from ansible_collections.exup.fleet.tests.services.tls import make_tls_files
+from ansible_collections.exup.fleet.tests.system import agent_helpers as ah, bmc_helpers as bh
 
 MODEL = MODEL_A  # the emulator's default model, and the lab's r120h-3
 USER = "admin"
@@ -136,8 +136,8 @@ def world(lab, tmp_path_factory):
     assert [row["result"] for row in added] == [ADDED] * (len(BMC_PACKAGES) + 1), added
     for name in ("tls", "other-tls"):
         (world.directory / name).mkdir()
-    world.tls = services.make_tls_files(world.directory / "tls")
-    world.other_tls = services.make_tls_files(world.directory / "other-tls")  # another CA, same names
+    world.tls = make_tls_files(world.directory / "tls")
+    world.other_tls = make_tls_files(world.directory / "other-tls")  # another CA, same names
     specs = {name: {} for name in SCENARIO_BMCS}
     specs["multi"] = {"systems": [BmcSystem("bmc1-server-1", bmc_version="2.20"),
                                   BmcSystem("bmc1-server-2", bios_version="1.10", bmc_version="2.05")]}
@@ -663,7 +663,7 @@ def test_ipmi_reads_the_revision_and_power_and_refuses_updates(world, batch):
     assert bh.bmc_modules(world.repo, "ipmi") == {}
     assert "apply_started" not in [code for code, level in codes_of(world, "ipmi")]
     # ipmitool, another client, reads the same revision.
-    ipmitool = services.find_program("ipmitool", "/usr/bin/ipmitool")
+    ipmitool = find_program("ipmitool", "/usr/bin/ipmitool")
     ran = subprocess.run([ipmitool, "-I", "lanplus", "-H", world.ipmi.host, "-p", str(world.ipmi.port), "-U", USER, "-P", PASSWORD, "-N", "2",
                           "-R", "2", "mc", "info"], capture_output=True, text=True, timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog, entry_for
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import build_package_from_bytes
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
-from ansible_collections.exup.fleet.tests.services import services
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import entry_for, write_catalog
+from ansible_collections.exup.fleet.tests.services.nginx import nginx_server
 from ansible_collections.exup.fleet.tests.system import helpers as h
 
 MODELS = [f"Express5800/K{i}" for i in range(10)]
@@ -151,7 +151,7 @@ def crash_feed(scratch: Path):
     build_feed(feed_dir, key)
     public_key = feed_dir.parent / "vendor.pub"
     public_key.write_bytes(key.public_pem())
-    with services.nginx_server(feed_dir) as nginx:
+    with nginx_server(feed_dir) as nginx:
         yield feed_dir, key, public_key, nginx
 
 

@@ -13,12 +13,11 @@ import subprocess
 import time
 
 import pytest
-# pylint: disable=import-error  # pyghmi is a test tool installed in .venv
-from pyghmi.exceptions import IpmiException
-from pyghmi.ipmi.command import Command
-# pylint: enable=import-error
+from pyghmi.exceptions import IpmiException  # pylint: disable=import-error  # pyghmi is a test tool installed in .venv
+from pyghmi.ipmi.command import Command  # pylint: disable=import-error
 
-from ansible_collections.exup.fleet.tests.services import ipmi_bmc, services
+from ansible_collections.exup.fleet.tests.services import ipmi_bmc
+from ansible_collections.exup.fleet.tests.services.processes import find_program
 
 USERS = {"admin": "s3cret-admin", "operator": "op-pass"}
 
@@ -34,7 +33,7 @@ def bmc():
 
 @pytest.fixture(scope="module")
 def ipmitool_path() -> str:
-    return services.find_program("ipmitool", "/usr/bin/ipmitool")
+    return find_program("ipmitool", "/usr/bin/ipmitool")
 
 
 @contextlib.contextmanager

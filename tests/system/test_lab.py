@@ -26,7 +26,9 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import Ke
 from ansible_collections.exup.fleet.tests.lab import layout, packages
 from ansible_collections.exup.fleet.tests.lab.lab import REBOOT_SCRIPT, REPO_ROOT, Lab, LabError
 from ansible_collections.exup.fleet.tests.lab.view import LOGIN_SCRIPT
-from ansible_collections.exup.fleet.tests.services import services
+from ansible_collections.exup.fleet.tests.services.ports import port_accepts
+from ansible_collections.exup.fleet.tests.services.processes import detached_running
+from ansible_collections.exup.fleet.tests.services.sshd import SshServer
 
 LAB_CLI = REPO_ROOT / "tests" / "lab" / "lab.py"
 
@@ -84,7 +86,7 @@ def staged_files(root: Path) -> dict:
 def test_ssh_server_is_loopback_only():
     for address in ("10.0.0.1", "0.0.0.0", "::1", "localhost"):
         with pytest.raises(ValueError):
-            services.SshServer([address])
+            SshServer([address])
 
 
 # --------------------------------------------------------------------------- the demo lab
@@ -152,7 +154,7 @@ def test_inventory_as_ansible_reads_it(lab):
                  f"collections_path = {REPO_ROOT}/build/collections"):
         assert line in config.splitlines()
     state = json.loads((lab.directory / "lab.json").read_text())
-    assert state["sshd"]["pids"] and all(services.detached_running(pid, conf)
+    assert state["sshd"]["pids"] and all(detached_running(pid, conf)
                                          for pid, conf in zip(state["sshd"]["pids"], state["sshd"]["configs"]))
     assert set(state["hosts"]) == set(lab.names)
 
@@ -486,8 +488,8 @@ def test_lab_command_line_up_status_down(tmp_path):
     finally:
         down = run([python, LAB_CLI, "down", "--dir", directory])
     assert down.returncode == 0 and "sshd stopped" in down.stdout, down.stdout + down.stderr
-    assert not any(services.detached_running(pid, conf) for pid, conf in zip(state["sshd"]["pids"], state["sshd"]["configs"]))
+    assert not any(detached_running(pid, conf) for pid, conf in zip(state["sshd"]["pids"], state["sshd"]["configs"]))
     assert run([python, LAB_CLI, "status", "--dir", directory]).returncode == 1
-    assert not services.port_accepts(state["sshd"]["port"], last["address"])
+    assert not port_accepts(state["sshd"]["port"], last["address"])
     with pytest.raises(LabError):
         Lab(directory, hosts="many")

@@ -17,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.exup.fleet.tests.services import services
+from ansible_collections.exup.fleet.tests.services.hostile import hostile_http_server
+from ansible_collections.exup.fleet.tests.services.nginx import nginx_server
+from ansible_collections.exup.fleet.tests.services.ports import LOOPBACK, port_accepts
+from ansible_collections.exup.fleet.tests.services.processes import ServiceError
+from ansible_collections.exup.fleet.tests.services.squid import squid_proxy
 
 # curl must not pick up a proxy from the environment of the machine running the tests.
 CURL_ENV = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
@@ -47,7 +51,7 @@ def direct_opener() -> urllib.request.OpenerDirector:
 def busy_port():
     """A loopback port that is already taken, to make a server fail to start."""
     with socket.socket() as sock:
-        sock.bind((services.LOOPBACK, 0))
+        sock.bind((LOOPBACK, 0))
         sock.listen()
         yield sock.getsockname()[1]
 
@@ -92,18 +96,18 @@ def test_nginx_tls_with_test_ca(nginx_tls, tmp_feed_dir: Path):
 
 
 def test_nginx_failed_start_raises_with_error_log(tmp_path: Path, busy_port: int):
-    with pytest.raises(services.ServiceError, match="Address already in use"):
-        with services.nginx_server(tmp_path, port=busy_port):
+    with pytest.raises(ServiceError, match="Address already in use"):
+        with nginx_server(tmp_path, port=busy_port):
             pass
 
 
 def test_nginx_stop_leaves_nothing(tmp_path: Path):
-    with services.nginx_server(tmp_path) as server:
+    with nginx_server(tmp_path) as server:
         pid, workdir, port = server.pid, server.workdir, server.port
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # neither the master nor a worker is left
     assert not workdir.exists()
-    assert not services.port_accepts(port)
+    assert not port_accepts(port)
 
 
 # --------------------------------------------------------------------------- squid
@@ -135,7 +139,7 @@ def test_squid_connect_to_https_origin(squid_basic, nginx_tls, tmp_feed_dir: Pat
 
 def test_squid_open_proxy_logs_requests(nginx, tmp_feed_dir: Path):
     (tmp_feed_dir / "a.txt").write_text("hello")
-    with services.squid_proxy() as proxy:
+    with squid_proxy() as proxy:
         assert curl("-x", proxy.url, nginx.url("a.txt")).status == 200
         [entry] = proxy.access_log()
     assert (entry["status"], entry["method"], entry["url"]) == (200, "GET", nginx.url("a.txt"))
@@ -150,13 +154,13 @@ def test_squid_ntlm_demands_ntlm_only(squid_ntlm, nginx):
 
 
 def test_squid_failed_start_raises_with_cache_log(busy_port: int):
-    with pytest.raises(services.ServiceError, match="Address already in use"):
-        with services.squid_proxy(port=busy_port):
+    with pytest.raises(ServiceError, match="Address already in use"):
+        with squid_proxy(port=busy_port):
             pass
 
 
 def test_squid_stop_leaves_nothing():
-    with services.squid_proxy("basic") as proxy:
+    with squid_proxy("basic") as proxy:
         pid, workdir, name = proxy.pid, proxy.workdir, proxy.service_name
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # squid and its auth helpers are gone
@@ -251,7 +255,7 @@ def test_pycurl_proxy_digest_passes(squid_digest, nginx, nginx_tls, tmp_feed_dir
 
 def fetch(server, path: str, headers: dict | None = None, method: str = "GET") -> Answer:
     """GET with http.client, which reports a short body (complete=False) instead of hiding it."""
-    connection = http.client.HTTPConnection(services.LOOPBACK, server.port, timeout=10)
+    connection = http.client.HTTPConnection(LOOPBACK, server.port, timeout=10)
     try:
         connection.request(method, path, headers=headers or {})
         response = connection.getresponse()
@@ -316,13 +320,13 @@ def test_hostile_misbehaviours(hostile_server):
 
 
 def test_hostile_slow_and_stops_promptly():
-    with services.hostile_http_server({"/slow": b"x" * 40}, {"/slow": {"slow": 0.05, "chunk_size": 10}}) as server:
+    with hostile_http_server({"/slow": b"x" * 40}, {"/slow": {"slow": 0.05, "chunk_size": 10}}) as server:
         began = time.monotonic()
         assert fetch(server, "/slow").body == b"x" * 40
         assert time.monotonic() - began >= 0.15  # three pauses between four chunks
 
         server.add("/very-slow", b"x" * 100, slow=30, chunk_size=1)
-        connection = http.client.HTTPConnection(services.LOOPBACK, server.port, timeout=10)
+        connection = http.client.HTTPConnection(LOOPBACK, server.port, timeout=10)
         connection.request("GET", "/very-slow")
         response = connection.getresponse()
         assert response.read(1) == b"x"

@@ -263,7 +263,7 @@ def test_without_apache2_utils_htpasswd_is_uncovered(tmp_path):
     mapping = declared(trimmed)
     assert "htpasswd" not in mapping and "nginx" in mapping
     missing = uncovered(started_programs(), mapping)
-    assert list(missing) == ["htpasswd"] and any(place.startswith("tests/services/services.py:") for place in missing["htpasswd"])
+    assert list(missing) == ["htpasswd"] and any(place.startswith("tests/services/squid.py:") for place in missing["htpasswd"])
 
 
 @pytest.mark.skipif(shutil.which("dpkg") is None, reason="dpkg -S needs a dpkg system")

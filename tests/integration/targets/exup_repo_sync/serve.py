@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 
-from ansible_collections.exup.fleet.tests.services import services
+from ansible_collections.exup.fleet.tests.services.nginx import nginx_server
+from ansible_collections.exup.fleet.tests.services.squid import squid_proxy
 
 
 def main() -> int:
@@ -23,7 +24,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with services.nginx_server(feed_dir) as nginx, services.squid_proxy("digest", "exup", "pr0xy-pass") as squid:
+    with nginx_server(feed_dir) as nginx, squid_proxy("digest", "exup", "pr0xy-pass") as squid:
         state = {"feed_url": nginx.url("catalog.json"), "nginx_access_log": str(nginx.access_log_path),
                  "proxy_url": squid.url, "proxy_username": squid.user, "proxy_password": squid.password,
                  "squid_access_log": str(squid.access_log_path)}

@@ -44,10 +44,10 @@ def refused(code, call, *args, **kwargs):
 
 # --- certificates: real ones, written by the system tests' helper ---
 
-def _services():
-    """tests/services/services.py, loaded by path (it is not a package the unit tests can import)."""
-    path = pathlib.Path(__file__).resolve().parents[5] / 'services' / 'services.py'
-    spec = importlib.util.spec_from_file_location('exup_test_services', str(path))
+def _tls():
+    """tests/services/tls.py, loaded by path (it is not a package the unit tests can import)."""
+    path = pathlib.Path(__file__).resolve().parents[5] / 'services' / 'tls.py'
+    spec = importlib.util.spec_from_file_location('exup_test_tls', str(path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -56,7 +56,7 @@ def _services():
 @pytest.fixture(scope='module')
 def tls(tmp_path_factory):
     """Two independent CAs, each with a server certificate (SAN: its name and 127.0.0.1): DER leaves and CA paths."""
-    make_tls_files = _services().make_tls_files
+    make_tls_files = _tls().make_tls_files
 
     def make(name, hostname):
         directory = tmp_path_factory.mktemp(name)
