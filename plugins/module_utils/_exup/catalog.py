@@ -18,20 +18,25 @@ import dataclasses
 import datetime
 import json
 import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import KINDS, is_date, is_id, is_text
+
+if TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey
 
 CATALOG_TYPE = 'exup-catalog'
 SPEC_VERSION = 1
 #: About four times a 20,000-entry catalog (8.2 MiB). Checked before any decoding or parsing: an
 #: unsigned 250 MiB catalog under the old limit of 256 MiB cost 2 GiB of RSS and 17 s before unknown_key.
 MAX_CATALOG_BYTES = 32 * 1024 * 1024
-MAX_PACKAGE_SIZE = 64 * 1024 ** 3
+MAX_PACKAGE_SIZE = 64 * 1024**3
 #: How far one catalog may raise the version above the one accepted before (0 the first time). A
 #: catalog signed with a huge version (2**63) would otherwise lock the repository out of the
 #: vendor's next real catalogs; 2**32 still lets a vendor number catalogs by the second.
-MAX_VERSION_STEP = 2 ** 32
+MAX_VERSION_STEP = 2**32
 EPOCH = '1970-01-01T00:00:00Z'
 
 # ASCII only and used with fullmatch (no trailing newline); ids and dates follow package.py's rules.
@@ -41,7 +46,7 @@ _TIME = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z', re
 TOO_DEEP = 'catalog is nested too deeply to be a catalog'
 
 
-def _shown(value):
+def _shown(value: object) -> str:
     """A catalog value for a message, cut short: a message must not carry megabytes of a hostile catalog."""
     if isinstance(value, (dict, list)):
         return 'a JSON %s' % ('object' if isinstance(value, dict) else 'array')
@@ -51,15 +56,15 @@ def _shown(value):
     return text if len(text) <= 80 else text[:80] + '...'
 
 
-def utc_now():
+def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def format_time(moment):
+def format_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def parse_time(text, what='time'):
+def parse_time(text: object, what: str = 'time') -> datetime.datetime:
     """Parse ``YYYY-MM-DDTHH:MM:SSZ`` (UTC) strictly.
 
     A regex for the form and the C ``fromisoformat`` for the values: strptime
@@ -70,31 +75,31 @@ def parse_time(text, what='time'):
     try:
         return datetime.datetime.fromisoformat(text[:-1]).replace(tzinfo=datetime.timezone.utc)
     except ValueError:
-        raise CatalogError('catalog %s %s is not a valid time' % (what, _shown(text)), code='catalog_invalid')
+        raise CatalogError('catalog %s %s is not a valid time' % (what, _shown(text)), code='catalog_invalid') from None
 
 
-def canonical_json(value):
+def canonical_json(value: object) -> bytes:
     """The signed bytes of ``value``; a lone surrogate (JSON allows the escape \\ud800) or a nesting
     too deep for the encoder is ``catalog_invalid``, not a traceback."""
     try:
         return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
     except UnicodeEncodeError as exc:
-        found = exc.object[exc.start:exc.end].encode('unicode_escape').decode('ascii')[:40]
-        raise CatalogError('catalog holds a lone surrogate (%s), which is not text' % found, code='catalog_invalid')
+        found = exc.object[exc.start : exc.end].encode('unicode_escape').decode('ascii')[:40]
+        raise CatalogError('catalog holds a lone surrogate (%s), which is not text' % found, code='catalog_invalid') from None
     except RecursionError:
-        raise CatalogError(TOO_DEEP, code='catalog_invalid')
+        raise CatalogError(TOO_DEEP, code='catalog_invalid') from None
 
 
-def _decode(data):
+def _decode(data: bytes) -> Any:
     """The JSON value of catalog bytes: strict UTF-8 (json.loads of bytes passes encoded surrogates), bounded depth."""
     try:
         return json.loads(data.decode('utf-8'))
     except UnicodeDecodeError as exc:
-        raise CatalogError('catalog is not UTF-8: %s' % exc, code='catalog_invalid')
+        raise CatalogError('catalog is not UTF-8: %s' % exc, code='catalog_invalid') from None
     except RecursionError:
-        raise CatalogError(TOO_DEEP, code='catalog_invalid')
+        raise CatalogError(TOO_DEEP, code='catalog_invalid') from None
     except ValueError as exc:
-        raise CatalogError('catalog is not valid JSON: %s' % exc, code='catalog_invalid')
+        raise CatalogError('catalog is not valid JSON: %s' % exc, code='catalog_invalid') from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,18 +112,18 @@ class CatalogEntry:
     version: str
     release_date: str
     published: str
-    models: tuple
-    os: tuple
+    models: tuple[str, ...]
+    os: tuple[str, ...]
     kind: str
     auto_update: bool
     size: int
     sha256: str
     url: str
 
-    def targets(self, model, os_name):
+    def targets(self, model: str, os_name: str) -> bool:
         return model in self.models and ('any' in self.os or os_name in self.os)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         result = dataclasses.asdict(self)
         result['models'] = list(self.models)
         result['os'] = list(self.os)
@@ -130,15 +135,15 @@ class Catalog:
     version: int
     generated: str
     expires: str
-    entries: list
-    key_ids: list
+    entries: list[CatalogEntry]
+    key_ids: list[str]
     feed_id: str = ''
 
-    def is_complete(self, since):
+    def is_complete(self, since: str) -> bool:
         """True when the catalog lists packages published before ``since``, so the server did not filter it."""
         return since == EPOCH or any(entry.published < since for entry in self.entries)
 
-    def entries_since(self, since):
+    def entries_since(self, since: str) -> list[CatalogEntry]:
         """Entries published at or after ``since`` (003 §2.2.1; '1970-01-01T00:00:00Z' the first time).
 
         Inclusive: ``since`` is the previous catalog's generation time, and a
@@ -148,14 +153,14 @@ class Catalog:
         return [entry for entry in self.entries if entry.published >= since]
 
 
-def _entry(raw, index):
+def _entry(raw: object, index: int) -> CatalogEntry:
     where = 'catalog entry %d' % index
     if not isinstance(raw, dict):
         raise CatalogError('%s is not an object' % where, code='catalog_invalid')
 
-    def field(name, kind):
+    def field(name: str, kind: type) -> Any:
         value = raw.get(name)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise CatalogError('%s has no valid %s' % (where, name), code='catalog_invalid')
         return value
 
@@ -186,15 +191,33 @@ def _entry(raw, index):
     if kind not in KINDS:
         raise CatalogError('%s has unknown kind %s' % (where, _shown(kind)), code='catalog_invalid')
     return CatalogEntry(
-        package_id=package_id, module_id=raw['module_id'], module_name=module_name,
-        version=raw['version'], release_date=raw['release_date'], published=raw['published'], models=tuple(models),
-        os=tuple(os_names), kind=kind, auto_update=field('auto_update', bool), size=size, sha256=sha256, url=url)
+        package_id=package_id,
+        module_id=raw['module_id'],
+        module_name=module_name,
+        version=raw['version'],
+        release_date=raw['release_date'],
+        published=raw['published'],
+        models=tuple(models),
+        os=tuple(os_names),
+        kind=kind,
+        auto_update=field('auto_update', bool),
+        size=size,
+        sha256=sha256,
+        url=url,
+    )
 
 
-def build_catalog(entries, version, signing_keys, generated=None, expires_in=datetime.timedelta(days=30), feed_id=None):
+def build_catalog(
+    entries: Iterable[CatalogEntry | Mapping[str, Any]],
+    version: int,
+    signing_keys: Iterable[SigningKey],
+    generated: datetime.datetime | None = None,
+    expires_in: datetime.timedelta = datetime.timedelta(days=30),
+    feed_id: str | None = None,
+) -> bytes:
     """Return signed catalog bytes for ``entries`` (CatalogEntry or dicts); ``feed_id`` names the feed (optional)."""
     generated = generated or utc_now()
-    signed = {
+    signed: dict[str, Any] = {
         'type': CATALOG_TYPE,
         'spec_version': SPEC_VERSION,
         'version': int(version),
@@ -209,21 +232,29 @@ def build_catalog(entries, version, signing_keys, generated=None, expires_in=dat
     return json.dumps({'signed': signed, 'signatures': signatures}, separators=(',', ':')).encode('utf-8')
 
 
-def check_version(version, min_version):
+def check_version(version: int, min_version: int) -> None:
     """The version rules against the version accepted before from the same feed (0: none yet).
 
     Never lower (rollback attack), and never more than MAX_VERSION_STEP higher (a lock-out).
     """
     if version < min_version:
-        raise CatalogError('catalog version %d is lower than version %d accepted before: refusing a rollback' % (version, min_version),
-                           code='catalog_rollback', version=version, min_version=min_version)
+        raise CatalogError(
+            'catalog version %d is lower than version %d accepted before: refusing a rollback' % (version, min_version),
+            code='catalog_rollback',
+            version=version,
+            min_version=min_version,
+        )
     if version - min_version > MAX_VERSION_STEP:
-        raise CatalogError('catalog version %d is more than %d above version %d accepted before: refusing a jump that would lock out '
-                           'the next catalogs (accept it with accept_catalog_version_reset if the vendor really did this)'
-                           % (version, MAX_VERSION_STEP, min_version), code='catalog_version_jump', version=version, min_version=min_version)
+        raise CatalogError(
+            'catalog version %d is more than %d above version %d accepted before: refusing a jump that would lock out '
+            'the next catalogs (accept it with accept_catalog_version_reset if the vendor really did this)' % (version, MAX_VERSION_STEP, min_version),
+            code='catalog_version_jump',
+            version=version,
+            min_version=min_version,
+        )
 
 
-def same_feed(stored_feed_id, stored_key_ids, catalog):
+def same_feed(stored_feed_id: str | None, stored_key_ids: Iterable[str], catalog: Catalog) -> bool:
     """True when ``catalog`` comes from the feed whose catalog was accepted before, whatever its URL.
 
     A feed is known by the ``feed_id`` of its signed catalog; when either catalog has none, by its
@@ -234,22 +265,21 @@ def same_feed(stored_feed_id, stored_key_ids, catalog):
     return bool(set(stored_key_ids) & set(catalog.key_ids))
 
 
-def _key_names(signatures):
+def _key_names(signatures: list[Any]) -> str:
     """The key ids a catalog names, for a message: the first five (a catalog may carry thousands)."""
     names = [sig['keyid'] if isinstance(sig.get('keyid'), str) else '?' for sig in signatures if isinstance(sig, dict)]
     shown = ', '.join(ascii(name)[1:-1][:64] for name in names[:5]) or 'none'
     return shown + (' and %d more' % (len(names) - 5) if len(names) > 5 else '')
 
 
-def parse_catalog(data, keyring, min_version=0, now=None):
+def parse_catalog(data: bytes, keyring: KeyRing, min_version: int | None = 0, now: datetime.datetime | None = None) -> Catalog:
     """Verify and parse catalog bytes.
 
     ``min_version`` is the version accepted before from this feed (see check_version); None leaves the
     version rules to the caller, which must know the feed's identity (same_feed) first.
     """
     if len(data) > MAX_CATALOG_BYTES:
-        raise CatalogError('catalog is larger than %d bytes (%d bytes): refused before parsing' % (MAX_CATALOG_BYTES, len(data)),
-                           code='catalog_invalid')
+        raise CatalogError('catalog is larger than %d bytes (%d bytes): refused before parsing' % (MAX_CATALOG_BYTES, len(data)), code='catalog_invalid')
     envelope = _decode(data)
     if not isinstance(envelope, dict) or not isinstance(envelope.get('signed'), dict) or not isinstance(envelope.get('signatures'), list):
         raise CatalogError('catalog is not a signed envelope {"signed": ..., "signatures": [...]}', code='catalog_invalid')
@@ -257,8 +287,9 @@ def parse_catalog(data, keyring, min_version=0, now=None):
     if signed.get('type') != CATALOG_TYPE:
         raise CatalogError('catalog type is %s, not %r' % (_shown(signed.get('type')), CATALOG_TYPE), code='catalog_invalid')
     if signed.get('spec_version') != SPEC_VERSION:
-        raise CatalogError('catalog spec_version %s is not supported (this version reads %d)' % (_shown(signed.get('spec_version')), SPEC_VERSION),
-                           code='catalog_unsupported')
+        raise CatalogError(
+            'catalog spec_version %s is not supported (this version reads %d)' % (_shown(signed.get('spec_version')), SPEC_VERSION), code='catalog_unsupported'
+        )
 
     # Signature: at least one signature by a trusted key, and every trusted signature must be valid.
     message = canonical_json(signed)
@@ -275,19 +306,21 @@ def parse_catalog(data, keyring, min_version=0, now=None):
     if min_version is not None:
         check_version(version, min_version)
     feed_id = signed.get('feed_id', '')
-    if not isinstance(feed_id, str) or feed_id and not is_id(feed_id):
+    if not isinstance(feed_id, str) or (feed_id and not is_id(feed_id)):
         raise CatalogError('catalog feed_id %s is not a token of letters, digits and ._+-' % _shown(feed_id), code='catalog_invalid')
     generated = parse_time(signed.get('generated'), 'generated time')
     expires = parse_time(signed.get('expires'), 'expiry')
     now = now or utc_now()
     if expires <= now:
-        raise CatalogError('catalog expired at %s (generated %s): the feed is stale or frozen' % (signed['expires'], signed['generated']),
-                           code='catalog_expired')
+        raise CatalogError(
+            'catalog expired at %s (generated %s): the feed is stale or frozen' % (signed['expires'], signed['generated']), code='catalog_expired'
+        )
     raw_entries = signed.get('entries')
     if not isinstance(raw_entries, list):
         raise CatalogError('catalog has no entries list', code='catalog_invalid')
     entries = [_entry(raw, index) for index, raw in enumerate(raw_entries)]
-    seen, files = set(), {}
+    seen: set[str] = set()
+    files: dict[str, str] = {}
     for entry in entries:
         if entry.package_id in seen:
             raise CatalogError('catalog lists package %s twice' % entry.package_id, code='catalog_invalid')
@@ -297,5 +330,11 @@ def parse_catalog(data, keyring, min_version=0, now=None):
         if entry.sha256 in files:
             raise CatalogError('catalog gives packages %s and %s the same SHA-256' % (files[entry.sha256], entry.package_id), code='catalog_invalid')
         files[entry.sha256] = entry.package_id
-    return Catalog(version=version, generated=format_time(generated), expires=format_time(expires), entries=entries,
-                   key_ids=sorted(sig['keyid'] for sig in trusted), feed_id=feed_id)
+    return Catalog(
+        version=version,
+        generated=format_time(generated),
+        expires=format_time(expires),
+        entries=entries,
+        key_ids=sorted(sig['keyid'] for sig in trusted),
+        feed_id=feed_id,
+    )

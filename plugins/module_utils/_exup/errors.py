@@ -5,20 +5,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExupError(Exception):
     """Base error. ``code`` is stable (tests and playbooks match on it); ``msg`` is for people."""
 
     code = 'error'
 
-    def __init__(self, msg, code=None, **details):
+    def __init__(self, msg: str, code: str | None = None, **details: Any) -> None:
         super().__init__(msg)
         self.msg = msg
         if code:
             self.code = code
         self.details = details
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         result = {'code': self.code, 'msg': self.msg}
         result.update(self.details)
         return result

@@ -20,10 +20,24 @@ import posixpath
 import re
 import stat
 import zipfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Union
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import schemas
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.xmlsafe import parse_untrusted, validate
+
+if TYPE_CHECKING:
+    from lxml.etree import _Element as Element
+
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey
+
+    StrPath = str | os.PathLike[str]
+
+#: member path -> (size, SHA-256 hex), what ExUpHash.xml lists
+FileDigests = dict[str, tuple[int, str]]
+#: member name -> (size, SHA-256 hex, the file's path or its bytes), what write_package stores
+Sources = Mapping[str, tuple[int, str, Union[str, bytes]]]
 
 INFO_NAME = 'ExUpInfo.xml'
 HASH_NAME = 'ExUpHash.xml'
@@ -33,8 +47,8 @@ CHUNK = 1024 * 1024
 
 #: Limits against zip bombs and resource exhaustion; generous for real firmware.
 MAX_MEMBERS = 10000
-MAX_TOTAL_UNCOMPRESSED = 16 * 1024 ** 3
-MAX_RATIO = 200          # uncompressed/compressed, checked for members over RATIO_FLOOR
+MAX_TOTAL_UNCOMPRESSED = 16 * 1024**3
+MAX_RATIO = 200  # uncompressed/compressed, checked for members over RATIO_FLOOR
 RATIO_FLOOR = 1024 * 1024
 
 #: Field rules shared with catalog.py and applied whatever the schema version (a newer schema skips
@@ -72,8 +86,8 @@ class PackageInfo:
     module_name: str
     version: str
     release_date: str
-    models: list
-    os: list
+    models: list[str]
+    os: list[str]
     kind: str
     auto_update: bool
     reboot_required: bool
@@ -85,26 +99,26 @@ class PackageInfo:
     schema_version: int = schemas.PACKAGE_SCHEMA_VERSION
 
     @property
-    def compatible(self):
+    def compatible(self) -> bool:
         """False when the package uses a schema newer than this code knows (003 §2.1.4)."""
         return self.schema_version <= schemas.PACKAGE_SCHEMA_VERSION
 
     @property
-    def multi_model(self):
+    def multi_model(self) -> bool:
         return len(self.models) > 1
 
-    def targets(self, model, os_name):
+    def targets(self, model: str, os_name: str) -> bool:
         """True when this package is for ``model`` running ``os_name`` ('any' matches every OS)."""
         return model in self.models and ('any' in self.os or os_name in self.os)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         result = dataclasses.asdict(self)
         result['compatible'] = self.compatible
         result['multi_model'] = self.multi_model
         return result
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> PackageInfo:
         names = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in names})
 
@@ -115,20 +129,20 @@ class VerifiedPackage:
 
     info: PackageInfo
     key_id: str
-    files: dict  # path -> (size, sha256)
+    files: FileDigests
 
 
-def is_id(value):
+def is_id(value: object) -> bool:
     """True for an id by the one rule of schemas.TOKEN_PATTERN (never a path, never a newline)."""
     return isinstance(value, str) and ID.fullmatch(value) is not None
 
 
-def is_text(value):
+def is_text(value: object) -> bool:
     """True for a display text: a model or module name."""
     return isinstance(value, str) and TEXT.fullmatch(value) is not None
 
 
-def is_date(value):
+def is_date(value: object) -> bool:
     """True for a real calendar date written YYYY-MM-DD in ASCII digits."""
     if not isinstance(value, str) or DATE.fullmatch(value) is None:
         return False
@@ -139,29 +153,29 @@ def is_date(value):
     return True
 
 
-def _is_command(value):
+def _is_command(value: object) -> bool:
     return isinstance(value, str) and COMMAND.fullmatch(value) is not None
 
 
-def check_info(info):
+def check_info(info: PackageInfo) -> None:
     """Refuse (``xml_invalid``) a PackageInfo whose core fields break the rules above.
 
     Run for every schema version: the XSD covers version 1 only, and these fields name files and
     archive members (export's packages/<id>.zip), environment variables and rows.
     """
-    rules = ((ID_RULE, is_id, (('PackageId', info.package_id), ('Module id', info.module_id), ('Version', info.version))
-              + tuple(('OS', name) for name in info.os)),
-             (TEXT_RULE, is_text, (('Module name', info.module_name),) + tuple(('Model', model) for model in info.models)),
-             ('a date YYYY-MM-DD', is_date, (('ReleaseDate', info.release_date),)),
-             ('at most 1024 characters on one line', _is_command,
-              (('InstallCommand', info.install_command), ('UninstallCommand', info.uninstall_command))))
+    rules = (
+        (ID_RULE, is_id, (('PackageId', info.package_id), ('Module id', info.module_id), ('Version', info.version)) + tuple(('OS', name) for name in info.os)),
+        (TEXT_RULE, is_text, (('Module name', info.module_name),) + tuple(('Model', model) for model in info.models)),
+        ('a date YYYY-MM-DD', is_date, (('ReleaseDate', info.release_date),)),
+        ('at most 1024 characters on one line', _is_command, (('InstallCommand', info.install_command), ('UninstallCommand', info.uninstall_command))),
+    )
     for rule, valid, fields in rules:
         for name, value in fields:
             if not valid(value):
                 raise PackageError('%s has %s %s, which is not %s' % (INFO_NAME, name, ascii(value)[:100], rule), code='xml_invalid', field=name)
 
 
-def hash_manifest(files):
+def hash_manifest(files: FileDigests) -> bytes:
     """The exact bytes signed in ExUpHash.xml: one ``sha256 size path`` line per file, sorted by path."""
     lines = ['exup-hash-v1']
     for path in sorted(files):
@@ -170,13 +184,14 @@ def hash_manifest(files):
     return ('\n'.join(lines) + '\n').encode('utf-8')
 
 
-def _bool_text(value):
+def _bool_text(value: bool) -> str:
     return 'true' if value else 'false'
 
 
-def render_info_xml(info):
+def render_info_xml(info: PackageInfo) -> bytes:
     """ExUpInfo.xml for ``info`` (built with lxml so text is escaped correctly)."""
     from lxml import etree  # the vendor-side path; verification imports lxml through xmlsafe
+
     root = etree.Element('ExUpInfo', schemaVersion=str(info.schema_version))
     etree.SubElement(root, 'PackageId').text = info.package_id
     etree.SubElement(root, 'Module', id=info.module_id, name=info.module_name)
@@ -200,9 +215,10 @@ def render_info_xml(info):
     return etree.tostring(root, xml_declaration=True, encoding='UTF-8', pretty_print=True)
 
 
-def render_hash_xml(files, signing_key):
+def render_hash_xml(files: FileDigests, signing_key: SigningKey) -> bytes:
     """ExUpHash.xml listing ``files`` (path -> (size, sha256)) signed by ``signing_key``."""
     from lxml import etree
+
     root = etree.Element('ExUpHash', schemaVersion='1')
     for path in sorted(files):
         size, digest = files[path]
@@ -212,7 +228,7 @@ def render_hash_xml(files, signing_key):
     return etree.tostring(root, xml_declaration=True, encoding='UTF-8', pretty_print=True)
 
 
-def file_digest(path):
+def file_digest(path: StrPath) -> tuple[int, str]:
     """(size, SHA-256 hex) of a file, read in chunks."""
     digest = hashlib.sha256()
     size = 0
@@ -223,9 +239,9 @@ def file_digest(path):
     return size, digest.hexdigest()
 
 
-def build_package(payload_dir, info, signing_key, out_path):
+def build_package(payload_dir: str, info: PackageInfo, signing_key: SigningKey, out_path: str) -> str:
     """Build and sign a package zip from the files under ``payload_dir``."""
-    sources = {}
+    sources: dict[str, tuple[int, str, str | bytes]] = {}
     for dirpath, dirnames, filenames in os.walk(payload_dir):
         dirnames.sort()
         for filename in sorted(filenames):
@@ -238,13 +254,13 @@ def build_package(payload_dir, info, signing_key, out_path):
     return write_package(sources, info, signing_key, out_path)
 
 
-def build_package_from_bytes(payload, info, signing_key, out_path):
+def build_package_from_bytes(payload: Mapping[str, bytes], info: PackageInfo, signing_key: SigningKey, out_path: str) -> str:
     """Build and sign a package from ``payload`` (name -> bytes); used by the synthetic feed."""
     sources = {name: (len(data), hashlib.sha256(data).hexdigest(), data) for name, data in payload.items()}
     return write_package(sources, info, signing_key, out_path)
 
 
-def write_package(sources, info, signing_key, out_path):
+def write_package(sources: Sources, info: PackageInfo, signing_key: SigningKey, out_path: str) -> str:
     """Write the zip: ``sources`` maps member name -> (size, sha256, path or bytes).
 
     Payload members over 1 MiB are stored uncompressed: firmware images rarely
@@ -271,7 +287,7 @@ def write_package(sources, info, signing_key, out_path):
     return out_path
 
 
-def _check_member_name(name):
+def _check_member_name(name: str) -> None:
     """Refuse names that could escape an extraction directory or mean something special."""
     if not name or '\x00' in name or '\\' in name:
         raise PackageError('package member name %r is not allowed' % name, code='zip_path_invalid')
@@ -284,7 +300,7 @@ def _check_member_name(name):
         raise PackageError('package member %r has a path that is not normalised' % name, code='zip_path_invalid')
 
 
-def _checked_members(archive):
+def _checked_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     """Return regular file members by name after path, link, count and bomb checks."""
     infos = archive.infolist()
     if len(infos) > MAX_MEMBERS:
@@ -308,13 +324,14 @@ def _checked_members(archive):
         if total > MAX_TOTAL_UNCOMPRESSED:
             raise PackageError('package expands to more than %d bytes' % MAX_TOTAL_UNCOMPRESSED, code='zip_bomb')
         if member.file_size > RATIO_FLOOR and member.file_size > MAX_RATIO * max(member.compress_size, 1):
-            raise PackageError('package member %r expands %d times (zip bomb?)' % (member.filename, member.file_size // max(member.compress_size, 1)),
-                               code='zip_bomb')
+            raise PackageError(
+                'package member %r expands %d times (zip bomb?)' % (member.filename, member.file_size // max(member.compress_size, 1)), code='zip_bomb'
+            )
         members[member.filename] = member
     return members
 
 
-def _read_small(archive, member, limit, what):
+def _read_small(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, what: str) -> bytes:
     if member.file_size > limit:
         raise PackageError('%s is larger than %d bytes' % (what, limit), code='xml_invalid')
     with archive.open(member) as handle:
@@ -324,7 +341,7 @@ def _read_small(archive, member, limit, what):
     return data
 
 
-def _stream_digest(archive, member, expected_size):
+def _stream_digest(archive: zipfile.ZipFile, member: zipfile.ZipInfo, expected_size: int) -> tuple[int, str]:
     """SHA-256 of a member, never reading more than ``expected_size`` + 1 bytes."""
     digest = hashlib.sha256()
     size = 0
@@ -340,13 +357,13 @@ def _stream_digest(archive, member, expected_size):
     return size, digest.hexdigest()
 
 
-def parse_hash_xml(data):
+def parse_hash_xml(data: bytes) -> tuple[FileDigests, str, str]:
     """Return (files, key_id, signature) from ExUpHash.xml bytes."""
-    root = parse_untrusted(data, HASH_NAME, PackageError, schemas.EXUPHASH_XSD)
+    # Any: lxml's getters may return None, but the XSD requires every attribute and element read here
+    root: Any = parse_untrusted(data, HASH_NAME, PackageError, schemas.EXUPHASH_XSD)
     if int(root.get('schemaVersion')) != 1:
-        raise PackageError('%s uses schema version %s, which this version cannot verify' % (HASH_NAME, root.get('schemaVersion')),
-                           code='hash_schema_unknown')
-    files = {}
+        raise PackageError('%s uses schema version %s, which this version cannot verify' % (HASH_NAME, root.get('schemaVersion')), code='hash_schema_unknown')
+    files: FileDigests = {}
     for element in root.findall('File'):
         path = element.get('path')
         if path in files:
@@ -356,7 +373,7 @@ def parse_hash_xml(data):
     return files, signature.get('keyId'), signature.text.strip()
 
 
-def _text(root, tag, strip=True):
+def _text(root: Element, tag: str, strip: bool = True) -> str:
     """The text of ``tag``; ids are taken as written (the XSD keeps their whitespace: it makes them invalid)."""
     element = root.find(tag)
     if element is None or element.text is None:
@@ -364,14 +381,15 @@ def _text(root, tag, strip=True):
     return element.text.strip() if strip else element.text
 
 
-def parse_info_xml(data):
+def parse_info_xml(data: bytes) -> PackageInfo:
     """Return the PackageInfo of ExUpInfo.xml bytes.
 
     A newer schema version is read leniently (its core fields only) and comes
     back with ``compatible`` False, so the repository can store it and report
     the servers it targets as "unknown".
     """
-    root = parse_untrusted(data, INFO_NAME, PackageError)
+    # Any: lxml's getters may return None; the checks below (and the XSD for known versions) rule that out
+    root: Any = parse_untrusted(data, INFO_NAME, PackageError)
     # int() alone took " 99", "9_9" and Arabic-Indic digits, and a number over 1 skips the XSD.
     if SCHEMA_VERSION.fullmatch(root.get('schemaVersion', '')) is None:
         raise PackageError('%s has no valid schemaVersion' % INFO_NAME, code='xml_invalid')
@@ -381,7 +399,7 @@ def parse_info_xml(data):
     if schema_version <= schemas.PACKAGE_SCHEMA_VERSION:
         validate(root, INFO_NAME, PackageError, schemas.EXUPINFO_XSD)
 
-    def flag(tag):
+    def flag(tag: str) -> bool:
         element = root.find(tag)
         return element is not None and (element.text or '').strip() in ('true', '1')
 
@@ -395,17 +413,28 @@ def parse_info_xml(data):
     kind = _text(root, 'Kind') if root.find('Kind') is not None else 'offline'
     severity = (root.findtext('Severity') or '').strip()
     info = PackageInfo(
-        package_id=_text(root, 'PackageId', strip=False), module_id=module.get('id'), module_name=module.get('name') or module.get('id'),
-        version=_text(root, 'Version', strip=False), release_date=_text(root, 'ReleaseDate'), models=models, os=os_names,
-        kind=kind if kind in KINDS else 'offline', auto_update=flag('AutoUpdate'), reboot_required=flag('RebootRequired'),
-        downgrade_supported=flag('DowngradeSupported'), uninstall_supported=flag('UninstallSupported'),
-        install_command=(root.findtext('InstallCommand') or '').strip(), uninstall_command=(root.findtext('UninstallCommand') or '').strip(),
-        severity=severity if severity in SEVERITIES else 'recommended', schema_version=schema_version)
+        package_id=_text(root, 'PackageId', strip=False),
+        module_id=module.get('id'),
+        module_name=module.get('name') or module.get('id'),
+        version=_text(root, 'Version', strip=False),
+        release_date=_text(root, 'ReleaseDate'),
+        models=models,
+        os=os_names,
+        kind=kind if kind in KINDS else 'offline',
+        auto_update=flag('AutoUpdate'),
+        reboot_required=flag('RebootRequired'),
+        downgrade_supported=flag('DowngradeSupported'),
+        uninstall_supported=flag('UninstallSupported'),
+        install_command=(root.findtext('InstallCommand') or '').strip(),
+        uninstall_command=(root.findtext('UninstallCommand') or '').strip(),
+        severity=severity if severity in SEVERITIES else 'recommended',
+        schema_version=schema_version,
+    )
     check_info(info)
     return info
 
 
-def verify_package(path, keyring):
+def verify_package(path: StrPath, keyring: KeyRing) -> VerifiedPackage:
     """Verify the package zip at ``path`` against ``keyring``; return a VerifiedPackage.
 
     Order matters: structure first (cheap, refuses hostile archives before any
@@ -415,7 +444,7 @@ def verify_package(path, keyring):
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise PackageError('%s is not a readable zip archive: %s' % (os.path.basename(path), exc), code='zip_invalid')
+        raise PackageError('%s is not a readable zip archive: %s' % (os.path.basename(path), exc), code='zip_invalid') from exc
     with archive:
         members = _checked_members(archive)
         if HASH_NAME not in members:
@@ -438,14 +467,14 @@ def verify_package(path, keyring):
             try:
                 actual_size, actual_digest = _stream_digest(archive, members[name], size)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise PackageError('%s cannot be read from the package: %s' % (name, exc), code='zip_invalid', file=name)
+                raise PackageError('%s cannot be read from the package: %s' % (name, exc), code='zip_invalid', file=name) from exc
             if actual_size != size or actual_digest != digest:
                 raise PackageError('%s does not match its SHA-256 in %s: the package was altered' % (name, HASH_NAME), code='digest_mismatch', file=name)
         info = parse_info_xml(_read_small(archive, members[INFO_NAME], 1024 * 1024, INFO_NAME))
     return VerifiedPackage(info=info, key_id=keyid, files=files)
 
 
-def safe_extract(path, keyring, dest_dir):
+def safe_extract(path: StrPath, keyring: KeyRing, dest_dir: StrPath) -> VerifiedPackage:
     """Verify the package, then extract it under ``dest_dir`` (which must not exist yet)."""
     verified = verify_package(path, keyring)
     os.makedirs(dest_dir, mode=0o700)

@@ -19,9 +19,9 @@ _TOKEN = re.compile(r'\d+|[A-Za-z]+')
 
 
 @functools.lru_cache(maxsize=65536)  # pure; generation management asks for the same few versions again and again
-def version_key(version):
+def version_key(version: str | None) -> tuple[tuple[int, int, str], ...]:
     """Return a sort key for a firmware version string."""
-    key = []
+    key: list[tuple[int, int, str]] = []
     for token in _TOKEN.findall(version or ''):
         if token.isdigit():
             key.append((1, int(token), ''))
@@ -30,7 +30,7 @@ def version_key(version):
     return tuple(key)
 
 
-def compare_versions(left, right):
+def compare_versions(left: str | None, right: str | None) -> int:
     """Return -1, 0 or 1 as ``left`` is older than, equal to or newer than ``right``."""
     left_key, right_key = version_key(left), version_key(right)
     return (left_key > right_key) - (left_key < right_key)

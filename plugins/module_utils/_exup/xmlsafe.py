@@ -6,9 +6,16 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lxml.etree import XMLSchema, _Element as Element
+
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 
 try:
     from lxml import etree
+
     HAS_LXML = True
     LXML_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - reported by the module wrapper
@@ -18,11 +25,12 @@ except ImportError as exc:  # pragma: no cover - reported by the module wrapper
 MAX_XML_BYTES = 4 * 1024 * 1024
 
 
-def _parser():
+def _parser() -> etree.XMLParser:
     # resolve_entities=False and load_dtd=False stop entity expansion and external
     # entities; we also refuse any DOCTYPE outright (a package never needs one).
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_comments=True, remove_pis=True)
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False, remove_comments=True, remove_pis=True
+    )
 
 
 # lxml 6.1 / libxml2 2.14 are not safe here, measured: XSDs compiled in several threads at the
@@ -32,10 +40,10 @@ def _parser():
 # object keeps one error log. So each XSD is compiled once, and every validation with it runs
 # under this lock (about 11 us for a package's XML: the lock costs nothing a sync can see).
 _SCHEMA_LOCK = threading.Lock()
-_SCHEMAS = {}
+_SCHEMAS: dict[str, XMLSchema] = {}
 
 
-def _schema(xsd_text):
+def _schema(xsd_text: str) -> XMLSchema:
     """The compiled schema of ``xsd_text``; the caller holds _SCHEMA_LOCK."""
     schema = _SCHEMAS.get(xsd_text)
     if schema is None:
@@ -43,7 +51,7 @@ def _schema(xsd_text):
     return schema
 
 
-def parse_untrusted(data, what, error_class, xsd_text=None):
+def parse_untrusted(data: bytes, what: str, error_class: type[ExupError], xsd_text: str | None = None) -> Element:
     """Parse ``data`` (bytes) and return the root element.
 
     ``xsd_text`` validates the document when given. Raises ``error_class`` with
@@ -56,7 +64,7 @@ def parse_untrusted(data, what, error_class, xsd_text=None):
     try:
         root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
-        raise error_class('%s is not well-formed XML: %s' % (what, exc), code='xml_invalid')
+        raise error_class('%s is not well-formed XML: %s' % (what, exc), code='xml_invalid') from exc
     if root.getroottree().docinfo.internalDTD is not None:
         raise error_class('%s contains a DTD, which is not allowed' % what, code='xml_invalid')
     if xsd_text is not None:
@@ -64,7 +72,7 @@ def parse_untrusted(data, what, error_class, xsd_text=None):
     return root
 
 
-def validate(root, what, error_class, xsd_text):
+def validate(root: Element, what: str, error_class: type[ExupError], xsd_text: str) -> None:
     """Validate a parsed document against ``xsd_text``; raise ``error_class`` (code ``xml_invalid``)."""
     with _SCHEMA_LOCK:
         schema = _schema(xsd_text)

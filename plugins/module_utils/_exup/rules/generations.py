@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
@@ -30,10 +32,10 @@ class Candidate:
     package_id: str
     module_id: str
     version: str
-    models: tuple
-    os: tuple
+    models: Sequence[str]
+    os: Sequence[str]
 
-    def targets(self, model, os_name):
+    def targets(self, model: str, os_name: str) -> bool:
         return model in self.models and ('any' in self.os or os_name in self.os)
 
 
@@ -45,7 +47,7 @@ class Server:
     name: str
     model: str
     os: str
-    modules: dict = dataclasses.field(default_factory=dict, hash=False)  # module_id -> {'current': v, 'previous': v}
+    modules: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)  # module_id -> {'current': v, 'previous': v}
 
 
 @dataclasses.dataclass
@@ -53,39 +55,39 @@ class GenerationPlan:
     """What generation management decides for a set of candidates and servers."""
 
     #: package_id -> 0-based generation (0 = newest) for the newest-3 window, best rank over model+OS sets
-    generation: dict
+    generation: dict[str, int]
     #: package_id -> managers whose servers keep it (newest-3 window or previous generation)
-    needed_by: dict
+    needed_by: dict[str, set[str]]
     #: package_ids kept only as a server's previous generation
-    previous: set
+    previous: set[str]
 
-    def wanted(self):
+    def wanted(self) -> set[str]:
         """Packages inside some newest-3 window: those a sync downloads when missing."""
         return set(self.generation)
 
-    def kept(self, present_ids):
+    def kept(self, present_ids: Iterable[str]) -> set[str]:
         """Packages a store holding ``present_ids`` keeps: the window plus present previous generations."""
         return self.wanted() | (self.previous & set(present_ids))
 
-    def used_by_other_manager(self, package_id, manager_id):
+    def used_by_other_manager(self, package_id: str, manager_id: str) -> bool:
         return bool(self.needed_by.get(package_id, set()) - {manager_id})
 
 
-def generation_plan(candidates, servers, generations_kept=GENERATIONS_KEPT):
+def generation_plan(candidates: Iterable[Candidate], servers: Sequence[Server], generations_kept: int = GENERATIONS_KEPT) -> GenerationPlan:
     """Apply the §2.2.2 rule to ``candidates`` (Candidate) for ``servers`` (Server)."""
-    by_model = collections.defaultdict(list)
+    by_model: dict[str, list[Candidate]] = collections.defaultdict(list)
     for candidate in candidates:
         for model in candidate.models:
             by_model[model].append(candidate)
 
-    managers_by_set = collections.defaultdict(set)
+    managers_by_set: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
     for server in servers:
         managers_by_set[(server.model, server.os)].add(server.manager_id)
 
-    generation = {}
-    needed_by = collections.defaultdict(set)
+    generation: dict[str, int] = {}
+    needed_by: dict[str, set[str]] = collections.defaultdict(set)
     for (model, os_name), managers in managers_by_set.items():
-        by_module = collections.defaultdict(list)
+        by_module: dict[str, list[Candidate]] = collections.defaultdict(list)
         for candidate in by_model.get(model, ()):
             if 'any' in candidate.os or os_name in candidate.os:
                 by_module[candidate.module_id].append(candidate)
@@ -99,7 +101,7 @@ def generation_plan(candidates, servers, generations_kept=GENERATIONS_KEPT):
                 generation[candidate.package_id] = min(index, generation.get(candidate.package_id, index))
                 needed_by[candidate.package_id] |= managers
 
-    previous = set()
+    previous: set[str] = set()
     for server in servers:
         for module_id, state in (server.modules or {}).items():
             previous_version = (state or {}).get('previous')

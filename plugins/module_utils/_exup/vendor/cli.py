@@ -13,15 +13,17 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import schemas
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import publish_feed, synthesize_feed, synthetic_servers
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import KINDS, MODULE_KINDS, SEVERITIES, PackageInfo, build_package, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import publish_feed, synthesize_feed, synthetic_servers
 
 
-def cmd_keygen(args):
+def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
     os.makedirs(args.out, exist_ok=True)
     key = SigningKey.generate()
     private_path = os.path.join(args.out, args.name + '.key')
@@ -32,7 +34,7 @@ def cmd_keygen(args):
     return {'private_key': private_path, 'public_key': public_path, 'key_id': key.key_id}
 
 
-def cmd_build(args):
+def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
     if args.info:
         with open(args.info, encoding='utf-8') as handle:
             info = PackageInfo.from_dict(json.load(handle))
@@ -41,28 +43,40 @@ def cmd_build(args):
         if missing:
             raise ExupError('build needs --info FILE or --%s' % ', --'.join(name.replace('_', '-') for name in missing), code='argument_invalid')
         info = PackageInfo(
-            package_id=args.package_id, module_id=args.module, module_name=args.module_name or MODULE_KINDS.get(args.module, args.module),
-            version=args.version, release_date=args.release_date, models=args.model, os=args.os, kind=args.kind,
-            auto_update=not args.no_auto_update, reboot_required=args.reboot_required, downgrade_supported=args.downgrade_supported,
-            uninstall_supported=args.uninstall_supported, install_command=args.install_command, uninstall_command=args.uninstall_command or '',
-            severity=args.severity)
+            package_id=args.package_id,
+            module_id=args.module,
+            module_name=args.module_name or MODULE_KINDS.get(args.module, args.module),
+            version=args.version,
+            release_date=args.release_date,
+            models=args.model,
+            os=args.os,
+            kind=args.kind,
+            auto_update=not args.no_auto_update,
+            reboot_required=args.reboot_required,
+            downgrade_supported=args.downgrade_supported,
+            uninstall_supported=args.uninstall_supported,
+            install_command=args.install_command,
+            uninstall_command=args.uninstall_command or '',
+            severity=args.severity,
+        )
     build_package(args.payload, info, SigningKey.load(args.key), args.out)
     return {'package': args.out, 'package_id': info.package_id}
 
 
-def cmd_verify(args):
+def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     verified = verify_package(args.package, KeyRing.from_pem_list(args.trusted_key))
     return {'package': args.package, 'key_id': verified.key_id, 'info': verified.info.as_dict(), 'files': len(verified.files)}
 
 
-def cmd_publish(args):
+def cmd_publish(args: argparse.Namespace) -> dict[str, Any]:
     return publish_feed(args.packages, args.feed, [SigningKey.load(path) for path in args.key], version=args.version, expires_days=args.expires_days)
 
 
-def cmd_synth(args):
-    count, models = synthesize_feed(args.feed, SigningKey.load(args.key), entries=args.entries, versions_per_module=args.versions,
-                                    avg_size=args.avg_size, seed=args.seed)
-    result = {'feed': args.feed, 'entries': count, 'models': len(models)}
+def cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
+    count, models = synthesize_feed(
+        args.feed, SigningKey.load(args.key), entries=args.entries, versions_per_module=args.versions, avg_size=args.avg_size, seed=args.seed
+    )
+    result: dict[str, Any] = {'feed': args.feed, 'entries': count, 'models': len(models)}
     if args.servers:
         servers = synthetic_servers(models, args.servers, seed=args.seed)
         with open(args.servers_out, 'w', encoding='utf-8') as handle:
@@ -71,9 +85,9 @@ def cmd_synth(args):
     return result
 
 
-def cmd_schema(args):
+def cmd_schema(args: argparse.Namespace) -> dict[str, Any]:
     os.makedirs(args.out, exist_ok=True)
-    written = []
+    written: list[str] = []
     for name, text in (('ExUpInfo.xsd', schemas.EXUPINFO_XSD), ('ExUpHash.xsd', schemas.EXUPHASH_XSD)):
         path = os.path.join(args.out, name)
         with open(path, 'w', encoding='utf-8') as handle:
@@ -82,7 +96,7 @@ def cmd_schema(args):
     return {'written': written}
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog='exup-tool', description=__doc__.split('\n', 1)[0])
     commands = top.add_subparsers(dest='command', required=True)
 
@@ -144,7 +158,7 @@ def parser():
     return top
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         result = args.func(args)

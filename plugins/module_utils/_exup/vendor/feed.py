@@ -17,16 +17,21 @@ import os
 import random
 import shutil
 import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import MAX_VERSION_STEP, CatalogEntry, build_catalog, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes, file_digest, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 
+if TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
+
 CATALOG_NAME = 'catalog.json'
 
 
-def _previous_catalog(feed_dir):
+def _previous_catalog(feed_dir: str) -> dict[str, Any] | None:
     """The signed part of the catalog already in ``feed_dir`` (trusted: it is our own output), or None."""
     path = os.path.join(feed_dir, CATALOG_NAME)
     if not os.path.exists(path):
@@ -35,12 +40,20 @@ def _previous_catalog(feed_dir):
         return json.load(handle)['signed']
 
 
-def new_feed_id():
+def new_feed_id() -> str:
     """A name for a new feed: repositories key rollback protection to it, whatever URL serves the feed."""
     return 'feed-' + uuid.uuid4().hex
 
 
-def write_catalog(feed_dir, entries, signing_keys, version=None, expires_days=30, now=None, feed_id=None):
+def write_catalog(
+    feed_dir: str,
+    entries: Iterable[CatalogEntry | Mapping[str, Any]],
+    signing_keys: Iterable[SigningKey],
+    version: int | None = None,
+    expires_days: float = 30,
+    now: datetime.datetime | None = None,
+    feed_id: str | None = None,
+) -> int:
     """Sign and write catalog.json atomically; the version goes up by one unless given (never down).
 
     The catalog keeps the ``feed_id`` of the catalog it replaces (a new feed gets a new one), so
@@ -55,8 +68,9 @@ def write_catalog(feed_dir, entries, signing_keys, version=None, expires_days=30
         raise ExupError('catalog version %d would be lower than the published version %d' % (version, last_version), code='catalog_rollback')
     if version - last_version > MAX_VERSION_STEP:
         # Repositories would refuse it (catalog_version_jump): a vendor never publishes what its customers refuse.
-        raise ExupError('catalog version %d would be more than %d above the published version %d' % (version, MAX_VERSION_STEP, last_version),
-                        code='catalog_version_jump')
+        raise ExupError(
+            'catalog version %d would be more than %d above the published version %d' % (version, MAX_VERSION_STEP, last_version), code='catalog_version_jump'
+        )
     data = build_catalog(entries, version, signing_keys, generated=now, expires_in=datetime.timedelta(days=expires_days), feed_id=feed_id)
     tmp = os.path.join(feed_dir, CATALOG_NAME + '.tmp')
     with open(tmp, 'wb') as handle:
@@ -65,13 +79,32 @@ def write_catalog(feed_dir, entries, signing_keys, version=None, expires_days=30
     return version
 
 
-def entry_for(info, path, url, published):
-    return CatalogEntry(package_id=info.package_id, module_id=info.module_id, module_name=info.module_name, version=info.version,
-                        release_date=info.release_date, published=published, models=tuple(info.models), os=tuple(info.os), kind=info.kind,
-                        auto_update=info.auto_update, size=os.path.getsize(path), sha256=file_digest(path)[1], url=url)
+def entry_for(info: PackageInfo, path: str, url: str, published: str) -> CatalogEntry:
+    return CatalogEntry(
+        package_id=info.package_id,
+        module_id=info.module_id,
+        module_name=info.module_name,
+        version=info.version,
+        release_date=info.release_date,
+        published=published,
+        models=tuple(info.models),
+        os=tuple(info.os),
+        kind=info.kind,
+        auto_update=info.auto_update,
+        size=os.path.getsize(path),
+        sha256=file_digest(path)[1],
+        url=url,
+    )
 
 
-def publish_feed(packages_dir, feed_dir, signing_keys, version=None, expires_days=30, now=None):
+def publish_feed(
+    packages_dir: str,
+    feed_dir: str,
+    signing_keys: Sequence[SigningKey],
+    version: int | None = None,
+    expires_days: float = 30,
+    now: datetime.datetime | None = None,
+) -> dict[str, Any]:
     """Publish or update a feed from the package zips in ``packages_dir``.
 
     Each package is verified with the signing keys' own public keys first (a
@@ -106,8 +139,8 @@ SOFTWARE_MODULES = ('server-agent', 'agent-extension', 'update-agent', 'raid-uti
 MODEL_SERIES = ('R120', 'R110', 'T120', 'B120', 'R320', 'GT110', 'R140', 'T110')
 
 
-def synthetic_models(count):
-    models = []
+def synthetic_models(count: int) -> list[str]:
+    models: list[str] = []
     generation = 0
     while len(models) < count:
         for series in MODEL_SERIES:
@@ -118,17 +151,19 @@ def synthetic_models(count):
     return models
 
 
-def _synthetic_infos(rng, models, versions_per_module, start):
+def _synthetic_infos(
+    rng: random.Random, models: Sequence[str], versions_per_module: int, start: datetime.datetime
+) -> Iterator[tuple[PackageInfo, datetime.datetime]]:
     """Yield (PackageInfo, published datetime) for a realistic fleet of models, newest versions last."""
     for model_index, model in enumerate(models):
         # Controllers are shared by model families: their firmware targets several models at once.
-        family = models[(model_index // 4) * 4:(model_index // 4) * 4 + 4]
+        family = models[(model_index // 4) * 4 : (model_index // 4) * 4 + 4]
         for module_id in FIRMWARE_MODULES + SOFTWARE_MODULES:
             shared = module_id in ('fc-controller', 'raid-controller') and model_index % 4 == 0
             if module_id in ('fc-controller', 'raid-controller') and not shared:
                 continue  # the family's first model publishes the multi-model controller package
             if module_id in FIRMWARE_MODULES:
-                os_sets = [('any',)]
+                os_sets: list[tuple[str, ...]] = [('any',)]
             elif module_id == 'server-agent':
                 os_sets = [OS_WINDOWS]  # 003 Table 6 note: the server agent is Windows only
             else:
@@ -149,17 +184,34 @@ def _synthetic_infos(rng, models, versions_per_module, start):
                     platform = 'any' if 'any' in os_names else ('win' if os_names == OS_WINDOWS else 'lin')
                     package_id = '%s-%s-%s-%s' % (module_id, targets[0].split('/')[1].lower().replace('-', ''), platform, version)
                     info = PackageInfo(
-                        package_id=package_id[:64], module_id=module_id, module_name=MODULE_KINDS[module_id], version=version,
-                        release_date=release.strftime('%Y-%m-%d'), models=list(targets), os=list(os_names), kind=kind,
-                        auto_update=kind != 'offline' and rng.random() > 0.05, reboot_required=module_id in FIRMWARE_MODULES and module_id != 'sdr',
-                        downgrade_supported=rng.random() > 0.3, uninstall_supported=module_id in SOFTWARE_MODULES,
+                        package_id=package_id[:64],
+                        module_id=module_id,
+                        module_name=MODULE_KINDS[module_id],
+                        version=version,
+                        release_date=release.strftime('%Y-%m-%d'),
+                        models=list(targets),
+                        os=list(os_names),
+                        kind=kind,
+                        auto_update=kind != 'offline' and rng.random() > 0.05,
+                        reboot_required=module_id in FIRMWARE_MODULES and module_id != 'sdr',
+                        downgrade_supported=rng.random() > 0.3,
+                        uninstall_supported=module_id in SOFTWARE_MODULES,
                         install_command='./install.sh' if kind != 'windows' else 'install.cmd',
                         uninstall_command='./uninstall.sh' if module_id in SOFTWARE_MODULES and kind != 'windows' else '',
-                        severity=rng.choice(('critical', 'recommended', 'recommended', 'optional')))
+                        severity=rng.choice(('critical', 'recommended', 'recommended', 'optional')),
+                    )
                     yield info, release + datetime.timedelta(days=rng.randint(1, 10), hours=rng.randint(0, 23))
 
 
-def synthesize_feed(feed_dir, signing_key, entries=200, versions_per_module=6, avg_size=64 * 1024, seed=1, now=None):
+def synthesize_feed(
+    feed_dir: str,
+    signing_key: SigningKey,
+    entries: int = 200,
+    versions_per_module: int = 6,
+    avg_size: int = 64 * 1024,
+    seed: int = 1,
+    now: datetime.datetime | None = None,
+) -> tuple[int, list[str]]:
     """Write a realistic signed feed of about ``entries`` packages to ``feed_dir``.
 
     Models, OSes and the ten module kinds of 003 Table 6; several versions each
@@ -173,7 +225,7 @@ def synthesize_feed(feed_dir, signing_key, entries=200, versions_per_module=6, a
     models = synthetic_models(int(entries // per_model) + 1)
     start = datetime.datetime(2018, 1, 1, tzinfo=datetime.timezone.utc)
     os.makedirs(os.path.join(feed_dir, 'packages'), exist_ok=True)
-    catalog_entries = []
+    catalog_entries: list[CatalogEntry] = []
     for info, published in _synthetic_infos(rng, models, versions_per_module, start):
         if len(catalog_entries) >= entries:
             break
@@ -187,7 +239,7 @@ def synthesize_feed(feed_dir, signing_key, entries=200, versions_per_module=6, a
     return len(catalog_entries), models
 
 
-def synthetic_servers(models, count, seed=1, manager_id='local'):
+def synthetic_servers(models: Sequence[str], count: int, seed: int = 1, manager_id: str = 'local') -> list[dict[str, Any]]:
     """Managed servers spread over ``models`` and OSes, with current and previous versions unknown."""
     rng = random.Random(seed)
     servers = []
