@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.exup.fleet.tests.unit.plugins.action.action_env import BOOT_ID, MODEL, OS_NAME, SERVER, failed, unreachable
+from ansible_collections.exup.fleet.tests.unit.plugins.action.action_env import BOOT_ID, MODEL, OS_NAME, SERVER, unreachable
 
 OTHER_BOOT = '7a1d0c2e-1111-4e2b-8a8e-000000000001'
 
@@ -95,8 +95,8 @@ def test_a_host_that_cannot_be_reached_is_version_query_failed_saying_the_agent(
 
 
 def test_a_host_error_is_versions_query_failed_with_its_code_and_no_invocation(run_action, host, repository, bios_packages):
-    host.answer('inventory', failed('host_root /nowhere is not a directory', 'argument_invalid'))
-    result, _remote = run_action('exup_info', {'repository': repository.path})
+    result, _remote = run_action('exup_info', {'repository': repository.path, 'host_root': '/nowhere'})
+    assert host.sent('inventory')['host_root'] == '/nowhere'
     assert (result['failed'], result['error'], result['msg']) == (True, 'argument_invalid', 'host_root /nowhere is not a directory')
     assert 'invocation' not in result  # it would echo keys and inline packages
     assert repository.events() == [('versions_query_failed', {'server': SERVER, 'error': 'argument_invalid'})]
