@@ -226,9 +226,8 @@ def main():
         output.update(results=results, changed=any(r['result'] == 'added' for r in results))
         output['diff'] = {'before': '', 'after': ''.join('+ %s\n' % r['package_id'] for r in results if r['result'] == 'added')}
     elif state == 'absent':
-        with repo.read() as conn:
-            tombstoned = set(repo.tombstones(conn))
-            stored = set(repo.stored_packages(conn))
+        tombstoned = {tombstone.package_id for tombstone in module.run(repo.deleted_packages)}
+        stored = {package.package_id for package in module.run(repo.packages)}
         wanted = [pid for pid in params['package_ids'] if not (pid in tombstoned and pid not in stored)]
         results = [{'package_id': pid, 'result': 'already_deleted', 'msg': 'The package was deleted before.'}
                    for pid in params['package_ids'] if pid not in wanted]

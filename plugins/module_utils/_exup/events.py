@@ -8,8 +8,6 @@ Error events carry their cause, as the guide's "(cause in parentheses)".
 
 from __future__ import annotations
 
-import json
-
 NORMAL = 'normal'
 ERROR = 'error'
 
@@ -112,7 +110,7 @@ def reboot_failure(boot_id_before, boot_id_now):
     return 'reboot_failed', 'the server still runs boot %s: it did not restart' % boot_id_now, {'boot_id': boot_id_now, 'via': 'agent'}
 
 
-def record(conn, time_text, item):
-    conn.execute('INSERT INTO events (time, level, code, message, detail) VALUES (?, ?, ?, ?, ?)',
-                 (time_text, item['level'], item['code'], item['message'], json.dumps(item['detail'], sort_keys=True)))
+def record(index, time_text, item):
+    """Write ``item`` (a dict of ``event``) into the log of ``index`` (a repo.db.Index); returns it with its time."""
+    index.add_event(time_text, item['level'], item['code'], item['message'], item['detail'])
     return dict(item, time=time_text)

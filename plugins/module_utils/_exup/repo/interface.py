@@ -11,6 +11,7 @@ a repository reached over HTTP (issue 11) can implement the same operations.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
@@ -52,10 +53,10 @@ class BmcModuleRecord:
     """What the repository remembers of one module of a server managed through its BMC (no agent keeps it)."""
 
     module_id: str
-    previous: typing.Optional[str] = None
-    block: typing.Optional[str] = None
-    staged: typing.Optional[str] = None
-    since: typing.Optional[str] = None
+    previous: str | None = None
+    block: str | None = None
+    staged: str | None = None
+    since: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +74,12 @@ class Tombstone:
     os: tuple
 
     def as_dict(self) -> dict:
+        """The tombstone as exup_package_info lists it."""
         return dict(dataclasses.asdict(self), forced=int(self.forced), models=list(self.models), os=list(self.os))
+
+    def as_record(self) -> dict:
+        """The row as stored (targets as JSON text): what the recovery record keeps."""
+        return dict(self.as_dict(), models=json.dumps(list(self.models)), os=json.dumps(list(self.os)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,28 +107,28 @@ class RepositoryApi(typing.Protocol):
         """True when this user can read it."""
 
     # --- packages
-    def packages(self, module_id: typing.Optional[str] = None) -> typing.List[StoredPackage]:
+    def packages(self, module_id: str | None = None) -> list[StoredPackage]:
         """Every stored package (of ``module_id`` only when given), by package id."""
 
-    def packages_for(self, model: str, os_name: str, trusted_key_ids: typing.Optional[typing.Iterable[str]] = None) -> typing.List[StoredPackage]:
+    def packages_for(self, model: str, os_name: str, trusted_key_ids: typing.Iterable[str] | None = None) -> list[StoredPackage]:
         """Stored packages for a server's model and OS, compatible or not; with ``trusted_key_ids``, only those signed by one of them."""
 
-    def deleted_packages(self) -> typing.List[Tombstone]:
+    def deleted_packages(self) -> list[Tombstone]:
         """The deletion history, by package id."""
 
-    def add_files(self, paths: typing.List[str], keyring, mode: str = 'needed', check_mode: bool = False) -> typing.List[dict]:
+    def add_files(self, paths: list[str], keyring, mode: str = 'needed', check_mode: bool = False) -> list[dict]:
         """Add package files (003 Tables 13-14): one result dict per file."""
 
-    def delete(self, package_ids: typing.List[str], manager_id: str, force: bool = False, check_mode: bool = False) -> typing.List[dict]:
+    def delete(self, package_ids: list[str], manager_id: str, force: bool = False, check_mode: bool = False) -> list[dict]:
         """Delete packages (003 Tables 15-16): one result dict per id."""
 
-    def clear_tombstones(self, check_mode: bool = False) -> typing.List[str]:
+    def clear_tombstones(self, check_mode: bool = False) -> list[str]:
         """Clear the deletion history; the ids cleared."""
 
-    def clear_refusals(self, package_ids: typing.Optional[typing.List[str]] = None, check_mode: bool = False) -> typing.List[dict]:
+    def clear_refusals(self, package_ids: list[str] | None = None, check_mode: bool = False) -> list[dict]:
         """Forget remembered refusals so the next sync tries them again; those cleared."""
 
-    def export(self, dest: str, package_ids=None, module_ids=None, models=None, displayed_only: bool = True, check_mode: bool = False) -> typing.List[dict]:
+    def export(self, dest: str, package_ids=None, module_ids=None, models=None, displayed_only: bool = True, check_mode: bool = False) -> list[dict]:
         """Save packages as one zip archive (003 §2.2.6)."""
 
     def listing(self, manager_id: str, event_limit: int = 100, module_ids=None, models=None) -> dict:
@@ -132,26 +138,26 @@ class RepositoryApi(typing.Protocol):
     def record_server(self, manager_id: str, server: Server) -> bool:
         """Record one server (and the manager's presence); True when its record changed."""
 
-    def forget_server(self, manager_id: str, name: str, cause: typing.Optional[str] = None) -> bool:
+    def forget_server(self, manager_id: str, name: str, cause: str | None = None) -> bool:
         """Forget a server whose agent was removed; True when it was known."""
 
     def server_record_differs(self, manager_id: str, server: Server) -> bool:
         """True when ``record_server`` would change the record (check mode)."""
 
-    def bmc_module_records(self, manager_id: str, server: str) -> typing.Dict[str, BmcModuleRecord]:
+    def bmc_module_records(self, manager_id: str, server: str) -> dict[str, BmcModuleRecord]:
         """module_id -> what is remembered of a server managed through its BMC."""
 
     def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields) -> None:
         """Update fields (previous, block, staged) of one module's record."""
 
     # --- statuses, restarts, settings
-    def status_icons(self, manager_id: str, server: str, infos: typing.Iterable[PackageInfo], kinds=('linux',)) -> typing.Dict[str, str]:
+    def status_icons(self, manager_id: str, server: str, infos: typing.Iterable[PackageInfo], kinds=('linux',)) -> dict[str, str]:
         """module_id -> the Table 9 icon of each module with packages that are not auto-update on this path."""
 
-    def set_manual_icons(self, manager_id: str, server: str, module_ids, icon: str, check_mode: bool = False) -> typing.List[dict]:
+    def set_manual_icons(self, manager_id: str, server: str, module_ids, icon: str, check_mode: bool = False) -> list[dict]:
         """Set the Table 9 icon of modules of one server."""
 
-    def restarting(self, manager_id: str, server: str, boot_id=None, power=None) -> typing.List[str]:
+    def restarting(self, manager_id: str, server: str, boot_id=None, power=None) -> list[str]:
         """The modules a restart under way is for (Table 8 "rebooting")."""
 
     def request_reboot(self, manager_id: str, server: str, modules, boot_id=None, seconds: int = 3600) -> None:
@@ -164,7 +170,7 @@ class RepositoryApi(typing.Protocol):
         """(before, after) of a settings change."""
 
     # --- the log
-    def log_events(self, items: typing.List[dict]) -> typing.List[dict]:
+    def log_events(self, items: list[dict]) -> list[dict]:
         """Write events (dicts of events.event) at once; returns them with their time."""
 
     def job_reported(self, job_id: str) -> bool:

@@ -29,15 +29,13 @@ def index_state(store):
     if not store.exists:
         return 'missing' if store.pool_digests() or os.path.exists(store.recovery_path) else 'empty'
     try:
-        conn = store.reader()
+        index = store.reader()
     except RepositoryError as exc:
         if exc.code == 'store_damaged':
             return 'damaged'
         raise
-    try:
-        return 'lost' if store.rebuild_needed(conn) else 'sound'
-    finally:
-        conn.close()
+    with index:
+        return 'lost' if index.rebuild_needed() else 'sound'
 
 
 def check_pool_file(store, digest, keyring):
@@ -79,14 +77,14 @@ def _summary(package_id, digest, verified, meta):
             'pinned': bool(meta.get('pinned')), 'source': meta.get('source') or 'rebuilt'}
 
 
-def plan_rebuild(store, keyring, conn):
-    """What a rebuild would do over the index ``conn`` (possibly empty): a dict of the result keys."""
+def plan_rebuild(store, keyring, index):
+    """What a rebuild would do over ``index`` (possibly empty): a dict of the result keys."""
     record = store.load_recovery()
-    indexed = {row[0]: row[1] for row in conn.execute('SELECT package_id, sha256 FROM packages')}
+    indexed = index.package_digests()
     kept, quarantined = choose(store, keyring, indexed, record)
     # a file left by a deletion cut short: the tombstone wins, the file stays an orphan
     deleted = {row.get('package_id') for row in record['tombstones'] if isinstance(row, dict)}
-    deleted |= {row[0] for row in conn.execute('SELECT package_id FROM tombstones')}
+    deleted |= set(index.tombstones())
     kept = {pid: item for pid, item in kept.items() if pid in indexed or pid in record['packages'] or pid not in deleted}
     meta_of = {pid: record['packages'].get(pid, {}) if record['packages'].get(pid, {}).get('sha256') == digest else {}
                for pid, (digest, _v, _s) in kept.items()}
@@ -113,25 +111,23 @@ def _quarantine(store, quarantined):
             os.replace(source, os.path.join(store.quarantine_dir, item['sha256'] + '.zip'))
 
 
-def _restore(repo, conn, planned):
+def _restore(repo, index, planned):
     """Rows for verified files, then pins, dates, tombstones and feed state in one transaction that also ends the 'lost' mark."""
     for package_id, (digest, verified, size) in sorted(planned['kept'].items()):
         if planned['indexed'].get(package_id) != digest:
-            repo.index_package(conn, verified, digest, size, source=planned['meta'][package_id].get('source') or 'rebuilt')
-    conn.execute('BEGIN IMMEDIATE')
-    for package_id in set(planned['indexed']) - set(planned['kept']):
-        conn.execute('DELETE FROM packages WHERE package_id = ?', (package_id,))  # its file failed or is gone
-    for package_id, meta in planned['meta'].items():
-        if meta.get('pinned'):
-            conn.execute('UPDATE packages SET pinned = 1 WHERE package_id = ?', (package_id,))
-        if isinstance(meta.get('added_at'), str):
-            conn.execute('UPDATE packages SET added_at = ? WHERE package_id = ?', (meta['added_at'], package_id))
-    tombstones, _feed = repo.store.restore_records(conn, planned['record'])
-    conn.execute("DELETE FROM meta WHERE key = 'rebuild_needed'")
-    event = repo.record(conn, 'store_rebuilt', None, packages=len(planned['kept']), pinned=sum(1 for p in planned['packages'] if p['pinned']),
-                        tombstones=tombstones, quarantined=len(planned['quarantined']))
-    conn.execute('COMMIT')
-    return event
+            repo.index_package(index, verified, digest, size, source=planned['meta'][package_id].get('source') or 'rebuilt')
+    with index.transaction():
+        for package_id in set(planned['indexed']) - set(planned['kept']):
+            index.delete_package(package_id)  # its file failed or is gone
+        for package_id, meta in planned['meta'].items():
+            if meta.get('pinned'):
+                index.pin_package(package_id)
+            if isinstance(meta.get('added_at'), str):
+                index.set_added_at(package_id, meta['added_at'])
+        tombstones, _feed = repo.store.restore_records(index, planned['record'])
+        index.clear_rebuild_needed()
+        return repo.record(index, 'store_rebuilt', None, packages=len(planned['kept']), pinned=sum(1 for p in planned['packages'] if p['pinned']),
+                           tombstones=tombstones, quarantined=len(planned['quarantined']))
 
 
 def _result(state, planned, changed, **extra):
@@ -147,22 +143,16 @@ def rebuild_index(repo, keyring, check_mode=False, wait_seconds=600):
     if state not in NEEDS_REBUILD:
         return _result(state, None, False)
     if check_mode:
-        conn = store.reader() if state == 'lost' else store.empty_index()
-        try:
-            return _result(state, plan_rebuild(store, keyring, conn), True)
-        finally:
-            conn.close()
+        with store.reader() if state == 'lost' else store.empty_index() as index:
+            return _result(state, plan_rebuild(store, keyring, index), True)
     with store.locked(wait_seconds):
         state = index_state(store)  # again, under the lock: another rebuild may have just run
         if state not in NEEDS_REBUILD:
             return _result(state, None, False)
         aside = _move_aside(store, repo.now_text()) if state == 'damaged' else None
-        conn = store.open_index()
-        try:
-            planned = plan_rebuild(store, keyring, conn)
+        with store.open_index() as index:
+            planned = plan_rebuild(store, keyring, index)
             _quarantine(store, planned['quarantined'])
-            event = _restore(repo, conn, planned)
-            store.save_recovery(conn)
-        finally:
-            conn.close()
+            event = _restore(repo, index, planned)
+            store.save_recovery(index)
     return _result(state, planned, True, moved_aside=aside, events=[event])

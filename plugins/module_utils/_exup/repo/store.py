@@ -35,9 +35,11 @@ import os
 import sqlite3
 import stat
 import time
+from collections.abc import Iterator
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import TOMBSTONE_COLUMNS, Index, connect
 
 #: The store format this code writes (meta ``schema_version``). 1: issues 1-7. 2: the recovery record
 #: (recovery.json), the store version checks and the rebuild marker (issue 8).
@@ -47,97 +49,6 @@ SCHEMA_VERSION = STORE_VERSION  # the name older code used
 #: ETag and Last-Modified are not: the catalog entries were lost with the index, so the next sync needs the full catalog.
 RECOVERED_FEED_STATE = ('feed_url', 'base_url', 'catalog_version', 'catalog_expires', 'last_access', 'catalog_key_ids', 'feed_id')
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS packages (
-    package_id TEXT PRIMARY KEY,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    module_id TEXT NOT NULL,
-    version TEXT NOT NULL,
-    info TEXT NOT NULL,
-    key_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    pinned INTEGER NOT NULL DEFAULT 0,
-    compatible INTEGER NOT NULL DEFAULT 1,
-    added_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS packages_sha256 ON packages (sha256);
-CREATE TABLE IF NOT EXISTS feed_entries (
-    package_id TEXT PRIMARY KEY,
-    entry TEXT NOT NULL,
-    published TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tombstones (
-    package_id TEXT PRIMARY KEY,
-    module_id TEXT NOT NULL,
-    version TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    deleted_at TEXT NOT NULL,
-    deleted_by TEXT NOT NULL,
-    forced INTEGER NOT NULL,
-    models TEXT NOT NULL DEFAULT '[]',
-    os TEXT NOT NULL DEFAULT '[]'
-);
-CREATE TABLE IF NOT EXISTS managers (manager_id TEXT PRIMARY KEY, last_seen TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS servers (
-    manager_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    model TEXT NOT NULL,
-    os TEXT NOT NULL,
-    modules TEXT NOT NULL,
-    PRIMARY KEY (manager_id, name)
-);
-CREATE TABLE IF NOT EXISTS refusals (
-    package_id TEXT PRIMARY KEY,
-    sha256 TEXT NOT NULL,
-    code TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    refused_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS feed_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time TEXT NOT NULL,
-    level TEXT NOT NULL,
-    code TEXT NOT NULL,
-    message TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bmc_modules (
-    manager_id TEXT NOT NULL,
-    server TEXT NOT NULL,
-    module_id TEXT NOT NULL,
-    previous TEXT,
-    block TEXT,
-    staged TEXT,
-    since TEXT NOT NULL,
-    PRIMARY KEY (manager_id, server, module_id)
-);
-CREATE TABLE IF NOT EXISTS settings (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    changed_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS manual_icons (
-    manager_id TEXT NOT NULL,
-    server TEXT NOT NULL,
-    module_id TEXT NOT NULL,
-    icon TEXT NOT NULL,
-    set_at TEXT NOT NULL,
-    PRIMARY KEY (manager_id, server, module_id)
-);
-CREATE TABLE IF NOT EXISTS reboots (
-    manager_id TEXT NOT NULL,
-    server TEXT NOT NULL,
-    boot_id TEXT,
-    modules TEXT NOT NULL,
-    requested_at TEXT NOT NULL,
-    deadline TEXT NOT NULL,
-    PRIMARY KEY (manager_id, server)
-);
-"""
 
 
 def _fsync_dir(path):
@@ -177,19 +88,9 @@ def check_store_version(store, version):
                               % (store.root, version, STORE_VERSION), code='store_too_new', store_version=version, supported=STORE_VERSION)
 
 
-def stored_version(conn):
-    """The store format recorded in meta; 1 for a store that has no record (format 1 always wrote one)."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
-        return 1
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    try:
-        return int(row[0]) if row else 1
-    except ValueError:
-        raise sqlite3.DatabaseError('meta schema_version is %r, not a number' % row[0])
-
-
-def _migrate_1_to_2(conn):
+def _migrate_1_to_2(index):
     """Format 2 adds no table; the recovery record is written when the migrating writer leaves."""
+    del index
     return 'recovery record and store version checks'
 
 
@@ -213,37 +114,33 @@ class Store:
     def exists(self):
         return os.path.exists(self.db_path)
 
-    def _connect(self, path):
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute('PRAGMA busy_timeout = 30000')
-        return conn
-
-    def reader(self):
-        """A connection for reading; an empty in-memory index when the store does not exist yet."""
+    def reader(self) -> Index:
+        """The one way to read: the index opened query-only; an empty in-memory index when the store does not exist yet
+        (a read never creates it). Close it, or use it in a ``with``."""
         if self.exists:
-            conn = self._connect(self.db_path)
+            index = Index(connect(self.db_path))
             try:
-                conn.execute('PRAGMA query_only = ON')
-                if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'packages'").fetchone():
-                    check_store_version(self, stored_version(conn))
-                    return conn
+                index.make_query_only()
+                if index.has_table('packages'):
+                    check_store_version(self, index.store_version())
+                    return index
             except sqlite3.DatabaseError as exc:
-                conn.close()
+                index.close()
                 raise damaged(self, exc) from None
             except RepositoryError:
-                conn.close()
+                index.close()
                 raise
             # The first writer was killed between creating repo.db and its schema (or is just
             # creating it): the store is still empty, and reading it must not fail.
-            conn.close()
+            index.close()
         return self.empty_index()
 
-    def empty_index(self):
+    @staticmethod
+    def empty_index() -> Index:
         """An empty in-memory index: what readers see of a store that does not exist yet."""
-        conn = self._connect(':memory:')
-        conn.executescript(SCHEMA)
-        return conn
+        index = Index(connect(':memory:'))
+        index.create_schema()
+        return index
 
     def _open_lock(self):
         """The lock file, opened for writing and only by its owner: a reader-only descriptor could flock it too, so a
@@ -264,7 +161,7 @@ class Store:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() >= deadline:
-                    raise RepositoryError('repository %s is busy: another writer holds %s' % (self.root, self.lock_path), code='repository_busy')
+                    raise RepositoryError('repository %s is busy: another writer holds %s' % (self.root, self.lock_path), code='repository_busy') from None
                 time.sleep(0.2)
 
     @contextlib.contextmanager
@@ -280,21 +177,32 @@ class Store:
             os.close(lock_fd)  # closing the descriptor releases the flock
 
     @contextlib.contextmanager
-    def writer(self, wait_seconds=600):
-        """Hold the writer lock and yield a connection; creates the store on first use."""
+    def writer(self, wait_seconds=600) -> Iterator[Index]:
+        """Hold the writer lock and yield the index; creates the store on first use. The recovery record is
+        rewritten when the session ends without an error."""
         with self.locked(wait_seconds):
-            conn = self.open_index()
+            index = self.open_index()
             try:
-                yield conn
-                self.save_recovery(conn)
+                yield index
+                self.save_recovery(index)
             except sqlite3.DatabaseError as exc:
                 if exc.__class__ is not sqlite3.DatabaseError:  # OperationalError and the like are not damage
                     raise
                 raise damaged(self, exc) from None
             finally:
-                conn.close()
+                index.close()
 
-    def open_index(self):
+    @contextlib.contextmanager
+    def session(self, check_mode=False, wait_seconds=600) -> Iterator[Index]:
+        """The writer's index, or in check mode a reader's (nothing is written, the store is not created)."""
+        if check_mode:
+            with self.reader() as index:
+                yield index
+        else:
+            with self.writer(wait_seconds) as index:
+                yield index
+
+    def open_index(self) -> Index:
         """Open (creating, migrating) repo.db for the writer holding the lock."""
         fresh = not self.exists
         if fresh:
@@ -302,81 +210,72 @@ class Store:
             for suffix in ('-wal', '-shm'):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.db_path + suffix)
-        conn = self._connect(self.db_path)
+        index = Index(connect(self.db_path))
         try:
-            version = STORE_VERSION if fresh else stored_version(conn)
+            version = STORE_VERSION if fresh else index.store_version()
             check_store_version(self, version)
-            conn.execute('PRAGMA journal_mode = WAL')
-            conn.execute('PRAGMA synchronous = FULL')
-            conn.executescript(SCHEMA)
+            index.make_durable()
+            index.create_schema()
             if fresh:
-                self._start_index(conn)
+                self._start_index(index)
             elif version < STORE_VERSION:
-                self._migrate(conn, version)
+                self._migrate(index, version)
         except sqlite3.DatabaseError as exc:
-            conn.close()
+            index.close()
             if exc.__class__ is not sqlite3.DatabaseError and 'not a database' not in str(exc):
                 raise
             raise damaged(self, exc) from None
         except BaseException:
-            conn.close()
+            index.close()
             raise
-        return conn
+        return index
 
-    def _start_index(self, conn):
-        conn.execute('BEGIN IMMEDIATE')
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(STORE_VERSION),))
-        if self.pool_digests() or os.path.exists(self.recovery_path):
-            # repo.db is new but the store is not: its index was lost. Nothing may delete pool files until a rebuild,
-            # and the tombstones and rollback state hold at once (a sync must not fetch deleted packages meanwhile).
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rebuild_needed', ?)", (_now_text(),))
-            self.restore_records(conn, self.load_recovery())
-        conn.execute('COMMIT')
+    def _start_index(self, index):
+        with index.transaction():
+            index.set_store_version(STORE_VERSION)
+            if self.pool_digests() or os.path.exists(self.recovery_path):
+                # repo.db is new but the store is not: its index was lost. Nothing may delete pool files until a rebuild,
+                # and the tombstones and rollback state hold at once (a sync must not fetch deleted packages meanwhile).
+                index.mark_rebuild_needed(_now_text())
+                self.restore_records(index, self.load_recovery())
 
     @staticmethod
-    def restore_records(conn, record):
+    def restore_records(index, record) -> tuple[int, list]:
         """Tombstones and feed state of a recovery record into an index, keeping what the index has (inside a transaction)."""
-        columns = ('package_id', 'module_id', 'version', 'sha256', 'deleted_at', 'deleted_by', 'forced', 'models', 'os')
-        rows = [tuple(row[column] for column in columns) for row in record['tombstones']
-                if isinstance(row, dict) and all(column in row for column in columns)]
-        conn.executemany('INSERT OR IGNORE INTO tombstones (%s) VALUES (%s)' % (', '.join(columns), ', '.join('?' * len(columns))), rows)
+        rows = [row for row in record['tombstones'] if isinstance(row, dict) and all(column in row for column in TOMBSTONE_COLUMNS)]
+        index.restore_tombstones(rows)
         feed = sorted((key, value) for key, value in record['feed_state'].items() if key in RECOVERED_FEED_STATE and isinstance(value, str))
-        conn.executemany('INSERT OR IGNORE INTO feed_state (key, value) VALUES (?, ?)', feed)
+        index.restore_feed_state(feed)
         return len(rows), [key for key, _value in feed]
 
-    def _migrate(self, conn, version):
-        conn.execute('BEGIN IMMEDIATE')
-        steps = []
-        while version < STORE_VERSION:
-            steps.append(MIGRATIONS[version](conn))
-            version += 1
-        before = stored_version(conn)
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),))
-        ev.record(conn, _now_text(), ev.event('store_migrated', None, from_version=before, to_version=version, changes=steps))
-        conn.execute('COMMIT')
+    def _migrate(self, index, version):
+        with index.transaction():
+            steps = []
+            before = version
+            while version < STORE_VERSION:
+                steps.append(MIGRATIONS[version](index))
+                version += 1
+            index.set_store_version(version)
+            ev.record(index, _now_text(), ev.event('store_migrated', None, from_version=before, to_version=version, changes=steps))
 
     @staticmethod
-    def rebuild_needed(conn):
+    def rebuild_needed(index):
         """When the index was lost (repo.db made again over a pool): the time it was noticed, else None."""
-        row = conn.execute("SELECT value FROM meta WHERE key = 'rebuild_needed'").fetchone()
-        return row[0] if row else None
+        return index.rebuild_needed()
 
     # ----------------------------------------------------------------- recovery record (003 §4.4)
     @staticmethod
-    def recovery_data(conn):
+    def recovery_data(index) -> dict:
         """What a rebuild needs and the pool cannot say: per package its pin, source and date; the tombstones; the feed's rollback state."""
-        packages = {row['package_id']: {'sha256': row['sha256'], 'pinned': bool(row['pinned']), 'source': row['source'], 'added_at': row['added_at']}
-                    for row in conn.execute('SELECT package_id, sha256, pinned, source, added_at FROM packages ORDER BY package_id')}
-        tombstones = [dict(row) for row in conn.execute('SELECT * FROM tombstones ORDER BY package_id')]
-        feed = {row[0]: row[1] for row in conn.execute('SELECT key, value FROM feed_state') if row[0] in RECOVERED_FEED_STATE}
-        return {'store_version': STORE_VERSION, 'packages': packages, 'tombstones': tombstones, 'feed_state': feed}
+        feed = {key: value for key, value in index.feed_state().items() if key in RECOVERED_FEED_STATE}
+        return {'store_version': STORE_VERSION, 'packages': index.recovery_packages(), 'tombstones': index.tombstone_records(), 'feed_state': feed}
 
-    def save_recovery(self, conn):
+    def save_recovery(self, index):
         """Rewrite recovery.json when the index says something new. Never while the index is lost: the record is
         then the only copy of the pins and tombstones."""
-        if self.rebuild_needed(conn):
+        if index.rebuild_needed():
             return
-        data = json.dumps(self.recovery_data(conn), sort_keys=True, indent=1).encode()
+        data = json.dumps(self.recovery_data(index), sort_keys=True, indent=1).encode()
         try:
             with open(self.recovery_path, 'rb') as handle:
                 if handle.read() == data:
@@ -414,7 +313,7 @@ class Store:
         _fsync_dir(os.path.dirname(target))
         return target
 
-    def pool_digests(self):
+    def pool_digests(self) -> set[str]:
         """Digests of every file in the pool (for garbage collection and checks)."""
         found = set()
         if not os.path.isdir(self.pool_dir):
@@ -425,14 +324,14 @@ class Store:
                     found.add(name[:-4])
         return found
 
-    def collect_garbage(self, conn, keep_parts=()):
+    def collect_garbage(self, index, keep_parts=()) -> list:
         """Remove pool files no row points to and .part files not in ``keep_parts``. Writer only.
 
         While the index is lost (``rebuild_needed``) pool files without a row are kept: they are what
         the rebuild restores the index from (003 §4.4)."""
-        indexed = {row[0] for row in conn.execute('SELECT sha256 FROM packages')}
+        indexed = set(index.package_digests().values())
         removed = []
-        if not self.rebuild_needed(conn):
+        if not index.rebuild_needed():
             for digest in sorted(self.pool_digests() - indexed):
                 os.unlink(self.pool_path(digest))
                 removed.append(digest)
@@ -442,6 +341,6 @@ class Store:
                     os.unlink(os.path.join(self.tmp_dir, name))
         return removed
 
-    def unindexed(self, conn):
+    def unindexed(self, index) -> list:
         """Digests of pool files without a row (kept while the index is lost)."""
-        return sorted(self.pool_digests() - {row[0] for row in conn.execute('SELECT sha256 FROM packages')})
+        return sorted(self.pool_digests() - set(index.package_digests().values()))

@@ -19,17 +19,21 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import urllib.parse
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
-    EPOCH, MAX_CATALOG_BYTES, check_version, parse_catalog, parse_time, same_feed, utc_now)
+    EPOCH,
+    MAX_CATALOG_BYTES,
+    check_version,
+    parse_catalog,
+    parse_time,
+    same_feed,
+    utc_now,
+)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline, request_deadline
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError, TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import ReadOnlyConnection
-
 
 DEFAULT_SYNC_TIMEOUT = 3600  # seconds: exup_repo_sync's sync_timeout
 
@@ -93,8 +97,7 @@ def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, c
     """
     deadline = Deadline(time_limit, what="the sync's time limit of %g s" % time_limit)
     result = SyncResult()
-    context = ReadOnlyConnection(repo.store) if check_mode else repo.store.writer()
-    with context as conn:
+    with repo.store.session(check_mode) as conn:
         if not check_mode:
             repo.register_manager(conn, manager_id, servers)
             result.events.append(repo.record(conn, 'repository_update_started', feed=feed_url))
@@ -221,24 +224,19 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
                           'entries_new': len(catalog.entries_since(since)) if same_history else len(catalog.entries),
                           'entries_total': len(catalog.entries), 'key_ids': catalog.key_ids, 'feed_id': catalog.feed_id}
         if not check_mode:
-            conn.execute('BEGIN IMMEDIATE')
-            if replace_feed:
-                conn.execute('DELETE FROM feed_entries')
-            conn.executemany('INSERT OR REPLACE INTO feed_entries (package_id, entry, published) VALUES (?, ?, ?)',
-                             [(entry.package_id, json.dumps(entry.as_dict(), sort_keys=True), entry.published) for entry in new_entries])
-            for key, value in (('feed_url', feed_url), ('base_url', base_url), ('catalog_version', str(catalog.version)),
-                               ('last_access', catalog.generated), ('catalog_expires', catalog.expires),
-                               ('etag', response['etag'] or ''), ('last_modified', response['last_modified'] or ''),
-                               ('catalog_key_ids', ','.join(catalog.key_ids)), ('feed_id', catalog.feed_id)):
-                conn.execute('INSERT OR REPLACE INTO feed_state (key, value) VALUES (?, ?)', (key, value))
-            conn.execute('COMMIT')
+            with conn.transaction():
+                conn.save_feed_entries(new_entries, replace_feed)
+                conn.set_feed_state((('feed_url', feed_url), ('base_url', base_url), ('catalog_version', str(catalog.version)),
+                                     ('last_access', catalog.generated), ('catalog_expires', catalog.expires),
+                                     ('etag', response['etag'] or ''), ('last_modified', response['last_modified'] or ''),
+                                     ('catalog_key_ids', ','.join(catalog.key_ids)), ('feed_id', catalog.feed_id)))
 
     # In check mode nothing was written: this manager's servers and the new entries are laid over the stored state.
     override = (manager_id, servers) if servers is not None else None
     overlay = {entry.package_id: entry for entry in new_entries} if check_mode else None
     plan, stored, feed = repo.plan(conn, override=override, feed_overlay=overlay, feed_replace=replace_feed)[:3]
-    tombstones = repo.tombstones(conn)
-    refusals = repo.refusals(conn)
+    tombstones = conn.tombstones()
+    refusals = repo.remembered_refusals(conn)
     to_fetch = []
     for package_id in sorted(plan.wanted()):
         if package_id in stored or package_id not in feed:
@@ -248,9 +246,9 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
             continue
         entry = feed[package_id]
         refusal = refusals.get(package_id)
-        if refusal and refusal['sha256'] == entry.sha256:
-            result.refused.append({'package_id': package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': refusal['code'],
-                                   'reason': refusal['reason'], 'resumable': False, 'refused_at': refusal['refused_at'], 'repeated': True})
+        if refusal and refusal.sha256 == entry.sha256:
+            result.refused.append({'package_id': package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': refusal.code,
+                                   'reason': refusal.reason, 'resumable': False, 'refused_at': refusal.refused_at, 'repeated': True})
             continue
         to_fetch.append(entry)
 
@@ -264,7 +262,7 @@ def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, che
         # No pruning (what replaces a package may not have arrived) and no garbage collection (the .part files resume).
         raise _sync_timed_out(deadline, 'after %d of %d downloads' % (len(result.added), len(to_fetch)), added=result.added, not_fetched=cut)
     if result.added:  # else the store is as plan() read it (we hold the writer lock)
-        stored = repo.stored_packages(conn)
+        stored = conn.packages()
     result.removed = repo.prune(conn, plan, stored)
     keep_parts = {entry.sha256 for entry in to_fetch if any(r['package_id'] == entry.package_id and r.get('resumable') for r in result.refused)}
     repo.store.collect_garbage(conn, keep_parts=keep_parts)

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import SCHEMA
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index, connect
 
 
 def test_cause_in_parentheses():
@@ -49,9 +48,10 @@ def test_unknown_code_is_a_programming_error():
 
 
 def test_record_writes_the_event_row():
-    conn = sqlite3.connect(':memory:')
-    conn.executescript(SCHEMA)
-    item = events.record(conn, '2025-01-01T00:00:00Z', events.event('package_add_failed', 'not a zip', file='x.zip'))
+    index = Index(connect(':memory:'))
+    index.create_schema()
+    conn = index.conn
+    item = events.record(index, '2025-01-01T00:00:00Z', events.event('package_add_failed', 'not a zip', file='x.zip'))
     assert item['time'] == '2025-01-01T00:00:00Z'
     row = conn.execute('SELECT time, level, code, message, detail FROM events').fetchone()
     assert row[:4] == ('2025-01-01T00:00:00Z', 'error', 'package_add_failed', 'Adding the update package failed. (not a zip)')

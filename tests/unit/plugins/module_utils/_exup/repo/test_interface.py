@@ -57,7 +57,7 @@ def test_packages_are_records(repo, keyring, build_pkg):
 def test_packages_by_module_and_for_a_server(repo, keyring, build_pkg):
     repo.add_files([build_pkg(package_id='BIOS-1.0', version='1.0'),
                     build_pkg(package_id='AGENT-1.0', module_id='exup-agent', version='1.0', models=['Other'])], keyring, mode='pinned')
-    assert [p.package_id for p in repo.packages()] == ['AGENT-1.0', 'BIOS-1.0']
+    assert sorted(p.package_id for p in repo.packages()) == ['AGENT-1.0', 'BIOS-1.0']
     assert [p.package_id for p in repo.packages(module_id='exup-agent')] == ['AGENT-1.0']
     assert [p.package_id for p in repo.packages_for(MODEL, 'linux')] == ['BIOS-1.0']
     assert [p.package_id for p in repo.packages_for(MODEL, 'linux', trusted_key_ids=keyring.key_ids)] == ['BIOS-1.0']

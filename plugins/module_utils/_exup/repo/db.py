@@ -1,0 +1,469 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The repository's data layer: the schema of repo.db and every SQL statement of the repository.
+
+``Index`` wraps one open repo.db (or the empty in-memory index a reader sees of a store not made yet).
+Reads return small records (``PackageRow``, ``Tombstone``, ``Refusal``, ``ManagerRow``, ...), writes
+take them. ``Index.transaction()`` is the one way to group writes: BEGIN IMMEDIATE, COMMIT, ROLLBACK
+on an error. Opening, locking and durability settings are the store's (store.py); the rules are
+repository.py's. Tables that a store written by older code may lack read as empty (a reader never
+creates them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sqlite3
+import typing
+from collections.abc import Iterable
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, Tombstone
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packages (
+    package_id TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    module_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    info TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    compatible INTEGER NOT NULL DEFAULT 1,
+    added_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS packages_sha256 ON packages (sha256);
+CREATE TABLE IF NOT EXISTS feed_entries (
+    package_id TEXT PRIMARY KEY,
+    entry TEXT NOT NULL,
+    published TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (
+    package_id TEXT PRIMARY KEY,
+    module_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    deleted_by TEXT NOT NULL,
+    forced INTEGER NOT NULL,
+    models TEXT NOT NULL DEFAULT '[]',
+    os TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS managers (manager_id TEXT PRIMARY KEY, last_seen TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS servers (
+    manager_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    model TEXT NOT NULL,
+    os TEXT NOT NULL,
+    modules TEXT NOT NULL,
+    PRIMARY KEY (manager_id, name)
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    package_id TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    refused_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feed_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    level TEXT NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bmc_modules (
+    manager_id TEXT NOT NULL,
+    server TEXT NOT NULL,
+    module_id TEXT NOT NULL,
+    previous TEXT,
+    block TEXT,
+    staged TEXT,
+    since TEXT NOT NULL,
+    PRIMARY KEY (manager_id, server, module_id)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    changed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS manual_icons (
+    manager_id TEXT NOT NULL,
+    server TEXT NOT NULL,
+    module_id TEXT NOT NULL,
+    icon TEXT NOT NULL,
+    set_at TEXT NOT NULL,
+    PRIMARY KEY (manager_id, server, module_id)
+);
+CREATE TABLE IF NOT EXISTS reboots (
+    manager_id TEXT NOT NULL,
+    server TEXT NOT NULL,
+    boot_id TEXT,
+    modules TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    deadline TEXT NOT NULL,
+    PRIMARY KEY (manager_id, server)
+);
+"""
+
+#: the columns of a tombstone row, in the order of the table (the recovery record keeps rows as they are)
+TOMBSTONE_COLUMNS = ('package_id', 'module_id', 'version', 'sha256', 'deleted_at', 'deleted_by', 'forced', 'models', 'os')
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageRow:
+    """One row of ``packages``, its info decoded."""
+
+    package_id: str
+    sha256: str
+    size: int
+    module_id: str
+    version: str
+    info: PackageInfo
+    key_id: str
+    source: str
+    pinned: bool
+    compatible: bool
+    added_at: str
+
+    def as_dict(self) -> dict:
+        """The row as a dict (what ``Repository.stored_packages`` gave before the records)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ManagerRow:
+    manager_id: str
+    last_seen: str
+
+
+class ServerRow(typing.NamedTuple):
+    """A server as stored: its modules as the JSON text compared to see whether a report changes it."""
+
+    manager_id: str
+    name: str
+    model: str
+    os: str
+    modules: str
+
+    @classmethod
+    def of(cls, manager_id: str, server: Server) -> ServerRow:
+        return cls(manager_id, server.name, server.model, server.os, json.dumps(server.modules, sort_keys=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class RebootRow:
+    """A restart exup allowed or did, until ``deadline`` at most."""
+
+    boot_id: str | None
+    modules: list
+    requested_at: str
+    deadline: str
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), rows by name, waiting for a busy database."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute('PRAGMA busy_timeout = 30000')
+    return conn
+
+
+def _is_missing_table(exc: sqlite3.OperationalError) -> bool:
+    return 'no such table' in str(exc)
+
+
+class Index:
+    """One open repo.db. Close it, or use it as a context manager (closes on exit)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    # ----------------------------------------------------------------- connection
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        """Raw SQL, for tests and tools that inspect a store; the repository's code uses the typed queries."""
+        return self.conn.execute(sql, args)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """BEGIN IMMEDIATE (the write lock at once, no upgrade deadlock) ... COMMIT; ROLLBACK when the block fails.
+
+        Never nested: what follows a commit (a file removed once its row is gone) must follow the real commit."""
+        self.conn.execute('BEGIN IMMEDIATE')
+        try:
+            yield self
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute('ROLLBACK')
+            raise
+        self.conn.execute('COMMIT')
+
+    def _select(self, query: str, args: tuple = ()) -> list:
+        """Rows of a table that a store written by older code may lack (a reader never creates it): none then."""
+        try:
+            return self.conn.execute(query, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if _is_missing_table(exc):
+                return []
+            raise
+
+    # ----------------------------------------------------------------- schema and meta
+    def create_schema(self) -> None:
+        self.conn.executescript(SCHEMA)
+
+    def make_durable(self) -> None:
+        """WAL (readers never block the writer) and a full fsync at each commit (a committed row survives power loss)."""
+        self.conn.execute('PRAGMA journal_mode = WAL')
+        self.conn.execute('PRAGMA synchronous = FULL')
+
+    def make_query_only(self) -> None:
+        self.conn.execute('PRAGMA query_only = ON')
+
+    def has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+    def store_version(self) -> int:
+        """The store format recorded in meta; 1 for a store that has no record (format 1 always wrote one)."""
+        if not self.has_table('meta'):
+            return 1
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else 1
+        except ValueError:
+            raise sqlite3.DatabaseError('meta schema_version is %r, not a number' % row[0]) from None
+
+    def set_store_version(self, version: int) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),))
+
+    def rebuild_needed(self) -> str | None:
+        """When the index was lost (repo.db made again over a pool): the time it was noticed, else None."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'rebuild_needed'").fetchone()
+        return row[0] if row else None
+
+    def mark_rebuild_needed(self, now: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rebuild_needed', ?)", (now,))
+
+    def clear_rebuild_needed(self) -> None:
+        self.conn.execute("DELETE FROM meta WHERE key = 'rebuild_needed'")
+
+    # ----------------------------------------------------------------- packages
+    def packages(self) -> dict[str, PackageRow]:
+        """package_id -> its row."""
+        result = {}
+        for row in self.conn.execute('SELECT * FROM packages'):
+            result[row['package_id']] = PackageRow(
+                package_id=row['package_id'], sha256=row['sha256'], size=row['size'], module_id=row['module_id'], version=row['version'],
+                info=PackageInfo.from_dict(json.loads(row['info'])), key_id=row['key_id'], source=row['source'],
+                pinned=bool(row['pinned']), compatible=bool(row['compatible']), added_at=row['added_at'])
+        return result
+
+    def package_digests(self) -> dict[str, str]:
+        """package_id -> sha256 of every row (no info decoded)."""
+        return {row[0]: row[1] for row in self.conn.execute('SELECT package_id, sha256 FROM packages')}
+
+    def added_times(self) -> dict[str, str]:
+        """package_id -> when it reached the repository."""
+        return {row[0]: row[1] for row in self._select('SELECT package_id, added_at FROM packages')}
+
+    def recovery_packages(self) -> dict[str, dict]:
+        """What the recovery record keeps of each package: its pin, source and date."""
+        query = 'SELECT package_id, sha256, pinned, source, added_at FROM packages ORDER BY package_id'
+        return {row['package_id']: {'sha256': row['sha256'], 'pinned': bool(row['pinned']), 'source': row['source'], 'added_at': row['added_at']}
+                for row in self.conn.execute(query)}
+
+    def put_package(self, info: PackageInfo, key_id: str, digest: str, size: int, source: str, pinned: bool, now: str) -> None:
+        self.conn.execute('INSERT OR REPLACE INTO packages (package_id, sha256, size, module_id, version, info, key_id, source, pinned, compatible, '
+                          'added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                          (info.package_id, digest, size, info.module_id, info.version, json.dumps(info.as_dict(), sort_keys=True), key_id,
+                           source, int(pinned), int(info.compatible), now))
+
+    def delete_package(self, package_id: str) -> None:
+        self.conn.execute('DELETE FROM packages WHERE package_id = ?', (package_id,))
+
+    def digest_users(self, digest: str) -> int:
+        """How many rows point at the file ``digest``."""
+        return self.conn.execute('SELECT COUNT(*) FROM packages WHERE sha256 = ?', (digest,)).fetchone()[0]
+
+    def pin_package(self, package_id: str) -> None:
+        self.conn.execute('UPDATE packages SET pinned = 1 WHERE package_id = ?', (package_id,))
+
+    def set_added_at(self, package_id: str, added_at: str) -> None:
+        self.conn.execute('UPDATE packages SET added_at = ? WHERE package_id = ?', (added_at, package_id))
+
+    # ----------------------------------------------------------------- the feed
+    def feed_entries(self) -> dict[str, CatalogEntry]:
+        result = {}
+        for row in self.conn.execute('SELECT entry FROM feed_entries'):
+            data = json.loads(row[0])
+            data['models'], data['os'] = tuple(data['models']), tuple(data['os'])
+            result[data['package_id']] = CatalogEntry(**data)
+        return result
+
+    def save_feed_entries(self, entries: Iterable[CatalogEntry], replace: bool) -> None:
+        """Merge ``entries`` into the known feed, or make them the whole feed with ``replace``."""
+        if replace:
+            self.conn.execute('DELETE FROM feed_entries')
+        self.conn.executemany('INSERT OR REPLACE INTO feed_entries (package_id, entry, published) VALUES (?, ?, ?)',
+                              [(entry.package_id, json.dumps(entry.as_dict(), sort_keys=True), entry.published) for entry in entries])
+
+    def feed_state(self) -> dict[str, str]:
+        return {row[0]: row[1] for row in self.conn.execute('SELECT key, value FROM feed_state')}
+
+    def set_feed_state(self, pairs: Iterable[tuple[str, str]]) -> None:
+        for key, value in pairs:
+            self.conn.execute('INSERT OR REPLACE INTO feed_state (key, value) VALUES (?, ?)', (key, value))
+
+    def restore_feed_state(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Feed state from a recovery record, keeping what the index has."""
+        self.conn.executemany('INSERT OR IGNORE INTO feed_state (key, value) VALUES (?, ?)', list(pairs))
+
+    # ----------------------------------------------------------------- tombstones
+    def tombstones(self) -> dict[str, Tombstone]:
+        result = {}
+        for row in self.conn.execute('SELECT * FROM tombstones'):
+            result[row['package_id']] = Tombstone(
+                package_id=row['package_id'], module_id=row['module_id'], version=row['version'], sha256=row['sha256'],
+                deleted_at=row['deleted_at'], deleted_by=row['deleted_by'], forced=bool(row['forced']),
+                models=tuple(json.loads(row['models'])), os=tuple(json.loads(row['os'])))
+        return result
+
+    def tombstone_records(self) -> list[dict]:
+        """The rows as stored (models and os as JSON text), for the recovery record."""
+        return [dict(row) for row in self.conn.execute('SELECT * FROM tombstones ORDER BY package_id')]
+
+    def put_tombstone(self, tombstone: Tombstone) -> None:
+        self.restore_tombstones([tombstone.as_record()], replace=True)
+
+    def restore_tombstones(self, records: list[dict], replace: bool = False) -> None:
+        """Insert rows as stored (``tombstone_records``); keep existing ones unless ``replace``."""
+        verb = 'INSERT OR REPLACE' if replace else 'INSERT OR IGNORE'
+        self.conn.executemany('%s INTO tombstones (%s) VALUES (%s)' % (verb, ', '.join(TOMBSTONE_COLUMNS), ', '.join('?' * len(TOMBSTONE_COLUMNS))),
+                              [tuple(record[column] for column in TOMBSTONE_COLUMNS) for record in records])
+
+    def clear_tombstones(self) -> None:
+        self.conn.execute('DELETE FROM tombstones')
+
+    # ----------------------------------------------------------------- refusals
+    def refusals(self) -> list[Refusal]:
+        return [Refusal(row['package_id'], row['sha256'], row['code'], row['reason'], row['refused_at'])
+                for row in self.conn.execute('SELECT * FROM refusals ORDER BY package_id')]
+
+    def put_refusal(self, refusal: Refusal) -> None:
+        self.conn.execute('INSERT OR REPLACE INTO refusals (package_id, sha256, code, reason, refused_at) VALUES (?, ?, ?, ?, ?)',
+                          (refusal.package_id, refusal.sha256, refusal.code, refusal.reason, refusal.refused_at))
+
+    def delete_refusals(self, package_ids: Iterable[str]) -> None:
+        self.conn.executemany('DELETE FROM refusals WHERE package_id = ?', [(package_id,) for package_id in package_ids])
+
+    # ----------------------------------------------------------------- managers and their servers
+    def managers(self) -> list[ManagerRow]:
+        return [ManagerRow(row['manager_id'], row['last_seen']) for row in self.conn.execute('SELECT * FROM managers ORDER BY manager_id')]
+
+    def touch_manager(self, manager_id: str, now: str) -> None:
+        self.conn.execute('INSERT INTO managers (manager_id, last_seen) VALUES (?, ?) ON CONFLICT(manager_id) DO UPDATE SET last_seen = excluded.last_seen',
+                          (manager_id, now))
+
+    def managers_seen_since(self, cutoff: str) -> set[str]:
+        return {row[0] for row in self.conn.execute('SELECT manager_id FROM managers WHERE last_seen >= ?', (cutoff,))}
+
+    def managers_not_seen_since(self, cutoff: str) -> list[str]:
+        return [row[0] for row in self.conn.execute('SELECT manager_id FROM managers WHERE last_seen < ?', (cutoff,))]
+
+    def forget_manager(self, manager_id: str) -> None:
+        self.conn.execute('DELETE FROM servers WHERE manager_id = ?', (manager_id,))
+        self.conn.execute('DELETE FROM managers WHERE manager_id = ?', (manager_id,))
+
+    def servers(self) -> list[Server]:
+        return [Server(manager_id=row['manager_id'], name=row['name'], model=row['model'], os=row['os'], modules=json.loads(row['modules']))
+                for row in self.conn.execute('SELECT * FROM servers')]
+
+    def server_rows(self, manager_id: str) -> list[ServerRow]:
+        """The servers of one manager as stored, sorted."""
+        query = 'SELECT manager_id, name, model, os, modules FROM servers WHERE manager_id = ?'
+        return sorted(ServerRow(*row) for row in self.conn.execute(query, (manager_id,)))
+
+    def server_row(self, manager_id: str, name: str) -> ServerRow | None:
+        row = self.conn.execute('SELECT manager_id, name, model, os, modules FROM servers WHERE manager_id = ? AND name = ?',
+                                (manager_id, name)).fetchone()
+        return ServerRow(*row) if row else None
+
+    def replace_servers(self, manager_id: str, rows: list[ServerRow]) -> None:
+        self.conn.execute('DELETE FROM servers WHERE manager_id = ?', (manager_id,))
+        self.conn.executemany('INSERT INTO servers (manager_id, name, model, os, modules) VALUES (?, ?, ?, ?, ?)', rows)
+
+    def put_server(self, row: ServerRow) -> None:
+        self.conn.execute('INSERT OR REPLACE INTO servers (manager_id, name, model, os, modules) VALUES (?, ?, ?, ?, ?)', row)
+
+    def delete_server(self, manager_id: str, name: str) -> bool:
+        return self.conn.execute('DELETE FROM servers WHERE manager_id = ? AND name = ?', (manager_id, name)).rowcount > 0
+
+    # ----------------------------------------------------------------- servers managed through their BMC
+    def bmc_modules(self, manager_id: str, server: str) -> dict[str, BmcModuleRecord]:
+        query = 'SELECT module_id, previous, block, staged, since FROM bmc_modules WHERE manager_id = ? AND server = ?'
+        return {row[0]: BmcModuleRecord(*row) for row in self.conn.execute(query, (manager_id, server))}
+
+    def put_bmc_module(self, manager_id: str, server: str, record: BmcModuleRecord) -> None:
+        self.conn.execute('INSERT OR REPLACE INTO bmc_modules (manager_id, server, module_id, previous, block, staged, since) VALUES (?, ?, ?, ?, ?, ?, ?)',
+                          (manager_id, server, record.module_id, record.previous, record.block, record.staged, record.since))
+
+    # ----------------------------------------------------------------- settings, status icons, restarts
+    def setting_changes(self, at: str | None = None) -> list[tuple[str, str]]:
+        """(key, value) of every settings change up to ``at`` (UTC text; default all), oldest first."""
+        query = 'SELECT key, value FROM settings' + (' WHERE changed_at <= ?' if at else '') + ' ORDER BY id'
+        return [(row[0], row[1]) for row in self._select(query, (at,) if at else ())]
+
+    def add_setting_changes(self, changes: dict[str, str], now: str) -> None:
+        self.conn.executemany('INSERT INTO settings (key, value, changed_at) VALUES (?, ?, ?)', [(k, v, now) for k, v in sorted(changes.items())])
+
+    def chosen_icons(self, manager_id: str, server: str) -> dict[str, tuple[str, str]]:
+        """module_id -> (icon, set_at) the operator chose for one server."""
+        query = 'SELECT module_id, icon, set_at FROM manual_icons WHERE manager_id = ? AND server = ?'
+        return {row[0]: (row[1], row[2]) for row in self._select(query, (manager_id, server))}
+
+    def put_icon(self, manager_id: str, server: str, module_id: str, icon: str, now: str) -> None:
+        self.conn.execute('INSERT OR REPLACE INTO manual_icons (manager_id, server, module_id, icon, set_at) VALUES (?, ?, ?, ?, ?)',
+                          (manager_id, server, module_id, icon, now))
+
+    def reboot(self, manager_id: str, server: str) -> RebootRow | None:
+        rows = self._select('SELECT boot_id, modules, requested_at, deadline FROM reboots WHERE manager_id = ? AND server = ?', (manager_id, server))
+        return RebootRow(rows[0][0], json.loads(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
+
+    def put_reboot(self, manager_id: str, server: str, reboot: RebootRow) -> None:
+        self.conn.execute('INSERT OR REPLACE INTO reboots (manager_id, server, boot_id, modules, requested_at, deadline) VALUES (?, ?, ?, ?, ?, ?)',
+                          (manager_id, server, reboot.boot_id, json.dumps(sorted(reboot.modules)), reboot.requested_at, reboot.deadline))
+
+    # ----------------------------------------------------------------- the event log
+    def add_event(self, time_text: str, level: str, code: str, message: str, detail: dict) -> None:
+        self.conn.execute('INSERT INTO events (time, level, code, message, detail) VALUES (?, ?, ?, ?, ?)',
+                          (time_text, level, code, message, json.dumps(detail, sort_keys=True)))
+
+    def recent_events(self, limit: int) -> list[dict]:
+        """The newest ``limit`` events, newest first, their detail decoded."""
+        rows = self.conn.execute('SELECT * FROM events ORDER BY id DESC LIMIT ?', (limit,)).fetchall()
+        return [dict(row, detail=json.loads(row['detail'])) for row in rows]
+
+    def job_outcome_logged(self, job_id: str) -> bool:
+        """True when an event other than a start names host job ``job_id``."""
+        pattern = '%%"job_id": "%s"%%' % job_id
+        return bool(self._select("SELECT 1 FROM events WHERE detail LIKE ? AND code NOT LIKE '%\\_started' ESCAPE '\\' LIMIT 1", (pattern,)))
