@@ -15,14 +15,14 @@ import glob
 import os
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import support
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import AGENT_SPEC, LINUX_AGENT_DIR
-from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed, agent_support, all_agent_packages
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed, repository_agent_support
 
 
 def newest(candidates):
@@ -67,19 +67,17 @@ class ActionModule(ExupAction):
         return KeyRing.from_pem_list(self.args['trusted_keys'])
 
     def repo_agents(self, repo, facts):
-        return [(info, path) for info, digest, size, path in self.server_packages(repo, facts)
-                if info.module_id == plan.AGENT_MODULE and info.compatible]
+        """[(info, path)] of the repository's agent packages for this server that this code can read."""
+        return [(package.info, package.path) for package in self.packages_for_server(repo, facts)
+                if support.is_agent(package.info) and package.info.compatible]
 
-    def refuse_unsupported(self, repo, facts):
+    @staticmethod
+    def refuse_unsupported(repo, facts):
         """Say why (003 §3.8 results): the repository's agent packages support neither this model nor this OS."""
-        models, systems = agent_support(all_agent_packages(repo))
-        if models is not None and facts['model'] not in models:
-            raise ExupError('model %r is not supported by the agent packages in the repository: this server does not support exup'
-                            % facts['model'], code='unsupported_model', status='failed')
-        if systems is not None and facts['os'] not in systems:
-            raise ExupError('OS %s (%s) is not supported by the agent packages in the repository (supported: %s)'
-                            % (facts['os'], facts.get('os_pretty_name') or 'unknown', ', '.join(sorted(systems))),
-                            code='unsupported_os', status='failed')
+        blockers = support.support_blockers(repository_agent_support(repo), facts['model'], facts['os'], support.WIZARD,
+                                            facts.get('os_pretty_name'))
+        if blockers:
+            raise ExupError(blockers[0]['msg'], code=blockers[0]['code'], status='failed')
 
     def choose_package(self, repo, keyring, facts, states):
         """(info, path, source_used) of the agent package to install."""
@@ -121,7 +119,7 @@ class ActionModule(ExupAction):
                     info = verify_package(path, keyring).info
                 except PackageError:
                     continue  # media hold other files too; only a verified agent package counts
-                if info.module_id == plan.AGENT_MODULE and info.targets(facts['model'], facts['os']):
+                if support.is_agent(info) and info.targets(facts['model'], facts['os']):
                     found.append((info, path))
             chosen = newest(found)
             if chosen is None:
@@ -135,7 +133,7 @@ class ActionModule(ExupAction):
         if not path or not os.path.isfile(path):
             raise ExupError('file %s does not exist on the controller' % path, code='argument_invalid')
         info = verify_package(path, keyring).info
-        if info.module_id != plan.AGENT_MODULE:
+        if not support.is_agent(info):
             raise ExupError('%s is a %s package, not the agent' % (path, info.module_id), code='not_agent_package')
         newer = newest([pair for pair in self.repo_agents(repo, facts) if version_key(pair[0].version) > version_key(info.version)])
         if newer and self.args['prefer_newer']:
@@ -161,10 +159,9 @@ class ActionModule(ExupAction):
         if info is None:  # check mode, source=feed, nothing in the repository yet
             return {'changed': True, 'status': 'installed' if not agent['installed'] else 'upgraded', 'source_used': used, 'version': None,
                     'folder': LINUX_AGENT_DIR, 'msg': 'would sync the repository from the feed, then install its newest agent package'}
-        if not info.targets(facts['model'], facts['os']):
-            reason = 'unsupported_model' if facts['model'] not in info.models else 'unsupported_os'
-            raise ExupError('agent package %s does not support %s on %s: this server does not support exup'
-                            % (info.package_id, facts['model'], facts['os']), code=reason, status='failed')
+        refused = support.package_blocker(info, facts['model'], facts['os'])
+        if refused:
+            raise ExupError(refused['msg'], code=refused['code'], status='failed')
         base = {'source_used': used, 'package_id': info.package_id, 'folder': LINUX_AGENT_DIR}
         if self._task.check_mode and used == 'feed':
             base['feed_would_download'] = self.feed_would_download

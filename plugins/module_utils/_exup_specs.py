@@ -9,6 +9,8 @@ validate the task's arguments on the controller) both use these.
 
 from __future__ import annotations
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import AGENT_DIR
+
 # The feed's HTTP options are the repository modules' own (one definition).
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC
 
@@ -83,8 +85,8 @@ AGENT_SPEC = dict(
     logs_dest={'type': 'path'},
 )
 
-#: where the agent lives on Linux (003 §3.8.1.1 step 3: fixed, not configurable)
-LINUX_AGENT_DIR = '/opt/exup/agent'
+#: where the agent lives on Linux (003 §3.8.1.1 step 3: fixed, not configurable); defined once, by the runner
+LINUX_AGENT_DIR = '/' + AGENT_DIR
 
 
 def refuse_direct_run(name, argument_spec):

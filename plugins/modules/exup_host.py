@@ -34,14 +34,77 @@ options:
     type: list
     elements: str
     default: []
+  contract_version:
+    description:
+      - The version of the controller-host contract the caller speaks (the action plugins always send it).
+      - Another version than this module's is refused with C(error=contract_mismatch); unset, the caller is taken at its word.
+      - Every answer carries this module's own version as C(contract_version).
+    type: int
   items:
-    description: For C(start), the ordered plan items, each with C(sha256), C(size), and C(content) (base64) when sent inline.
+    description:
+      - For C(start), the ordered plan items.
+      - A missing or bad field is refused with C(error=contract_invalid) naming it.
     type: list
     elements: dict
     default: []
+    suboptions:
+      package_id:
+        description: The package (required).
+        type: str
+      module_id:
+        description: The module the package updates (required).
+        type: str
+      action:
+        description: C(install) or C(uninstall) (required).
+        type: str
+      from_version:
+        description: The module's version before the item.
+        type: str
+      to_version:
+        description: The version the item installs (none for an uninstall).
+        type: str
+      reboot_required:
+        description: Whether the package needs a restart to take effect.
+        type: bool
+      release_date:
+        description: The package's release date.
+        type: str
+      command:
+        description: The plan's command, for information; the host runs the verified package's own command.
+        type: str
+      sha256:
+        description: SHA-256 of the package file (required; 64 lowercase hexadecimal digits).
+        type: str
+      size:
+        description: Size of the package file in bytes.
+        type: int
+      content:
+        description: The package file in base64, when sent inline.
+        type: str
+      src:
+        description: Path of the package file already copied to the host.
+        type: str
   package:
-    description: For C(agent_install), the agent package (C(sha256), C(package_id), and C(content) in base64 or C(src)).
+    description:
+      - For C(agent_install), the agent package; the file comes inline (C(content)), as C(src), or in O(bundle).
+      - A missing or bad field is refused with C(error=contract_invalid) naming it.
     type: dict
+    suboptions:
+      package_id:
+        description: The package (required).
+        type: str
+      sha256:
+        description: SHA-256 of the package file (required; 64 lowercase hexadecimal digits).
+        type: str
+      size:
+        description: Size of the package file in bytes.
+        type: int
+      content:
+        description: The package file in base64, when sent inline.
+        type: str
+      src:
+        description: Path of the package file already copied to the host.
+        type: str
   bundle:
     description: For C(start), an uncompressed tar of C(<sha256>.zip) members the controller copied (packages not sent inline).
     type: path
@@ -76,6 +139,10 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+contract_version:
+  description: The version of the controller-host contract this module speaks.
+  returned: success
+  type: int
 facts:
   description: Model, vendor, OS, virtual machine, boot id (phase inventory).
   returned: phase inventory
@@ -96,8 +163,9 @@ job:
 
 import os
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent as host_agent
+from ansible_collections.exup.fleet.plugins.module_utils._exup import contract
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent as host_agent
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import ExupModule
 
@@ -114,6 +182,9 @@ def _job_result(host, journal):
 def run(module, host):
     params = module.params
     phase = params['phase']
+    mismatch = contract.version_mismatch(params.get('contract_version'))  # .get: a caller of run() may pass only what it sets
+    if mismatch:
+        raise mismatch
     if phase == 'inventory':
         return dict(changed=False, **host.inventory())
     if phase == 'status':
@@ -140,11 +211,11 @@ def run(module, host):
     # installing anything needs the trusted keys (PEM texts only: a path is refused, never opened here); removing the agent does not
     keyring = module.run(KeyRing.from_pem_texts, params['trusted_keys_pem'])
     if phase == 'start':
-        job_id = host.start_job(params['items'], keyring, params['lease_seconds'], bundle=params['bundle'])
+        job_id = host.start_job(contract.host_items(params['items']), keyring, params['lease_seconds'], bundle=params['bundle'])
         journal = host.follow(job_id, params['wait_seconds'], params['lease_seconds'])
         return dict(changed=True, **_job_result(host, journal))
     if phase == 'agent_install':
-        package = params['package'] or {}
+        package = contract.agent_package(params['package'])
         facts = host.facts()
         blockers = host.prerequisites(facts, params['agent_models'], params['agent_os'])
         if blockers:
@@ -152,7 +223,7 @@ def run(module, host):
                             code=blockers[0]['code'], blockers=blockers)
         if params['bundle']:
             host.receive_bundle(params['bundle'], [package])
-        path, verified = host.accept_package(package, keyring, facts)
+        path, _verified = host.accept_package(package, keyring, facts)
         info, code, output = host.run_package_script(path, keyring, 'install', facts)
         if code != 0:
             raise ExupError('the agent package %s failed to install (exit status %d): %s' % (info.package_id, code, output.strip()[-400:]),
@@ -163,26 +234,24 @@ def run(module, host):
 
 def main():
     module = ExupModule(
-        argument_spec={
-            'phase': {'type': 'str', 'required': True, 'choices': ['inventory', 'start', 'status', 'cancel', 'agent_install',
-                                                                   'agent_uninstall', 'logs']},
-            'host_root': {'type': 'path', 'default': '/'},
-            'trusted_keys_pem': {'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
-            'items': {'type': 'list', 'elements': 'dict', 'default': []},
-            'package': {'type': 'dict'},
-            'bundle': {'type': 'path'},
-            'job_id': {'type': 'str'},
-            'lease_seconds': {'type': 'int', 'default': 60},
-            'wait_seconds': {'type': 'float', 'default': 5},
-            'agent_models': {'type': 'list', 'elements': 'str'},
-            'agent_os': {'type': 'list', 'elements': 'str'},
-        },
+        argument_spec=dict(
+            contract.HOST_ARGUMENT_SPEC,
+            phase={'type': 'str', 'required': True, 'choices': ['inventory', 'start', 'status', 'cancel', 'agent_install', 'agent_uninstall', 'logs']},
+            host_root={'type': 'path', 'default': '/'},
+            trusted_keys_pem={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
+            bundle={'type': 'path'},
+            job_id={'type': 'str'},
+            lease_seconds={'type': 'int', 'default': 60},
+            wait_seconds={'type': 'float', 'default': 5},
+            agent_models={'type': 'list', 'elements': 'str'},
+            agent_os={'type': 'list', 'elements': 'str'},
+        ),
         supports_check_mode=True,
     )
     if not os.path.isdir(module.params['host_root']):
         module.fail_json(msg='host_root %s is not a directory' % module.params['host_root'], error='argument_invalid')
     result = module.run(run, module, host_agent.Host(module.params['host_root']))
-    module.exit_json(**result)
+    module.exit_json(contract_version=contract.CONTRACT_VERSION, **result)
 
 
 if __name__ == '__main__':

@@ -17,17 +17,18 @@ import os
 import tarfile
 import tempfile
 import time
+import typing
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleFileNotFound
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
+from ansible_collections.exup.fleet.plugins.module_utils._exup import contract, events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan, support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import ModuleState
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, key_texts, read_key_file
 
 display = Display()
@@ -36,24 +37,11 @@ HOST_MODULE = 'exup.fleet.exup_host'
 INLINE_LIMIT = 512 * 1024
 
 
-def agent_support(repo_packages):
-    """Models and OSes the newest agent packages support, or (None, None) when the repository has none."""
-    agents = [info for info in repo_packages if info.module_id == plan.AGENT_MODULE and info.compatible]
-    if not agents:
-        return None, None
-    models, systems = set(), set()
-    for info in agents:
-        models.update(info.models)
-        systems.update(info.os)
-    return models, systems
-
-
-def all_agent_packages(repo):
-    conn = repo.read()
-    try:
-        return [item['info'] for item in repo.stored_packages(conn).values() if item['info'].module_id == plan.AGENT_MODULE]
-    finally:
-        conn.close()
+def repository_agent_support(repo):
+    """What the repository's agent packages support (003 §2.3.2); unknown without a repository or agent packages."""
+    if repo is None:
+        return support.AgentSupport()
+    return support.agent_support([package.info for package in repo.packages(module_id=support.AGENT_MODULE)])
 
 
 class HostCallFailed(Exception):
@@ -67,7 +55,7 @@ class HostCallFailed(Exception):
 class ExupAction(ActionBase):
     """Base class: argument validation, host calls, transfers, repository and events."""
 
-    SPEC = {}
+    SPEC: typing.ClassVar[dict] = {}
     _requires_connection = True
 
     def run(self, tmp=None, task_vars=None):
@@ -75,7 +63,7 @@ class ExupAction(ActionBase):
         self._supports_async = False
         result = super().run(tmp, task_vars)
         del tmp
-        validation, args = self.validate_argument_spec(argument_spec=self.SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=self.SPEC)
         self.args = args
         self.task_vars = task_vars or {}
         self.server_name = args.get('server_name') or self.task_vars.get('inventory_hostname')
@@ -114,7 +102,7 @@ class ExupAction(ActionBase):
         """Where a failure is logged: the repository opened, else the task's if it exists (a host that failed before it was opened)."""
         if self.opened_repository is None and self.args.get('repository'):
             repo = Repository(self.args['repository'])
-            if repo.store.exists:
+            if repo.exists():
                 self.opened_repository = repo
         return self.opened_repository
 
@@ -139,7 +127,12 @@ class ExupAction(ActionBase):
 
     # ----------------------------------------------------------------- host
     def host_call(self, phase, **args):
-        module_args = dict(args, phase=phase, host_root=self.args['host_root'])
+        """One exup_host call: the contract's version and checked items / package go with it (contract.py), its answer is checked."""
+        module_args = dict(args, phase=phase, host_root=self.args['host_root'], contract_version=contract.CONTRACT_VERSION)
+        if 'items' in args:
+            module_args['items'] = contract.host_items(args['items'])
+        if 'package' in args:
+            module_args['package'] = contract.agent_package(args['package'])
         started = time.monotonic()
         try:
             result = self._execute_module(module_name=HOST_MODULE, module_args=module_args, task_vars=self.task_vars)
@@ -152,6 +145,9 @@ class ExupAction(ActionBase):
         if result.get('failed'):
             result.pop('invocation', None)  # it would echo inline packages and keys into the task result
             raise HostCallFailed(result)
+        mismatch = contract.version_mismatch(contract.CONTRACT_VERSION, result.pop('contract_version', contract.CONTRACT_VERSION))
+        if mismatch:
+            raise mismatch
         return result
 
     def inventory(self):
@@ -206,30 +202,35 @@ class ExupAction(ActionBase):
                 raise ExupError('repository is required', code='argument_invalid')
             return None
         repo = Repository(path)
-        if repo.store.exists:
-            self.opened_repository = repo
-        if not repo.store.exists:
+        if not repo.exists():
             raise ExupError('repository %s cannot be reached: it holds no repo.db (sync it first with exup.fleet.exup_repo_sync)' % path,
                             code='repository_unavailable')
-        if not os.access(repo.store.db_path, os.R_OK):
+        self.opened_repository = repo
+        if not repo.readable():
             raise ExupError('repository %s cannot be read by this user' % path, code='repository_unavailable')
         return repo
 
+    @staticmethod
+    def packages_for_server(repo, facts, trusted_keys=None):
+        """The repository's packages (StoredPackage) for this server; with ``trusted_keys``, only those signed by one of them."""
+        trusted = KeyRing.from_pem_list(trusted_keys).key_ids if trusted_keys else None
+        return repo.packages_for(facts['model'], facts['os'], trusted_key_ids=trusted)
+
     def server_packages(self, repo, facts, trusted_keys=None):
-        """The repository's packages for this server; with ``trusted_keys``, only those signed by one of them."""
-        conn = repo.read()
-        try:
-            rows = repo.server_packages(conn, facts['model'], facts['os'])
-            untrusted = self.untrusted_packages(repo, conn, trusted_keys) if trusted_keys else set()
-        finally:
-            conn.close()
-        return [row for row in rows if row[0].package_id not in untrusted]
+        """packages_for_server as (info, sha256, size, path) rows, for the callers not switched yet."""
+        return [(package.info, package.sha256, package.size, package.path) for package in self.packages_for_server(repo, facts, trusted_keys)]
 
     @staticmethod
-    def untrusted_packages(repo, conn, trusted_keys):
+    def untrusted_package_ids(repo, trusted_keys):
         """Package ids signed by a key that is not (or no longer) in trusted_keys: never offered or sent."""
         trusted = set(KeyRing.from_pem_list(trusted_keys).key_ids)
-        return {item['package_id'] for item in repo.stored_packages(conn).values() if item['key_id'] not in trusted}
+        return {package.package_id for package in repo.packages() if package.key_id not in trusted}
+
+    @classmethod
+    def untrusted_packages(cls, repo, conn, trusted_keys):
+        """untrusted_package_ids with the old signature (``conn`` is not used), for the callers not switched yet."""
+        del conn
+        return cls.untrusted_package_ids(repo, trusted_keys)
 
     def log_events(self, repo, *items):
         """Record events (code, cause, detail) in the repository; never fail the task for the log."""
@@ -262,14 +263,7 @@ class ExupAction(ActionBase):
         job = inventory.get('last_job')
         if repo is None or not job or self._task.check_mode:
             return None
-        conn = repo.read()
-        try:
-            pattern = '%%"job_id": "%s"%%' % job['job_id']
-            seen = conn.execute("SELECT 1 FROM events WHERE detail LIKE ? AND code NOT LIKE '%\\_started' ESCAPE '\\' LIMIT 1",
-                                (pattern,)).fetchone()
-        finally:
-            conn.close()
-        if seen:
+        if repo.job_reported(job['job_id']):
             return None
         code, cause, detail = self.job_outcome(job)
         detail['reported_late'] = True
@@ -277,13 +271,7 @@ class ExupAction(ActionBase):
 
     def agent_blockers(self, repo, prerequisites, model, os_name):
         """Why the agent cannot be installed: the host's own reasons, then the repository's agent packages (003 §2.3.2)."""
-        blockers = list(prerequisites)
-        models, systems = agent_support(all_agent_packages(repo)) if repo else (None, None)
-        if models is not None and model not in models:
-            blockers.append({'code': 'unsupported_model', 'msg': 'model %r is not supported by the agent packages in the repository' % model})
-        if systems is not None and os_name not in systems:
-            blockers.append({'code': 'unsupported_os', 'msg': 'OS %s is not supported by the agent packages in the repository' % os_name})
-        return blockers
+        return list(prerequisites) + support.support_blockers(repository_agent_support(repo), model, os_name, support.REPOSITORY)
 
     def requested_modules(self):
         """module_id -> 'latest', 'previous' or a version from ``modules`` and ``versions``; None: every module with an update."""
@@ -304,10 +292,7 @@ class ExupAction(ActionBase):
         return Server(manager_id=self.args['manager_id'], name=self.server_name, model=facts['model'], os=facts['os'], modules=modules)
 
     def register(self, repo, facts, states):
-        server = self.server_record(facts, states)
-        with repo.store.writer() as conn:
-            return repo.register_server(conn, self.args['manager_id'], server)
+        return repo.record_server(self.args['manager_id'], self.server_record(facts, states))
 
     def unregister(self, repo, cause=None):
-        with repo.store.writer() as conn:
-            return repo.unregister_server(conn, self.args['manager_id'], self.server_name, cause)
+        return repo.forget_server(self.args['manager_id'], self.server_name, cause)

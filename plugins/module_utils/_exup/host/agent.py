@@ -14,23 +14,26 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import functools
 import glob
 import os
 import shlex
 import shutil
-import tarfile
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner as runner
+from ansible_collections.exup.fleet.plugins.module_utils._exup import contract
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner as runner
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, safe_extract, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.blocks import BlockEvidence, block_in_force
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import ModuleState
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.support import AGENT_MODULE
 
-AGENT_MODULE = 'update-agent'
 RAID_DRIVERS = ('megaraid_sas', 'mpt3sas', 'smartpqi', 'aacraid')
 HYPERVISOR_VENDORS = ('qemu', 'vmware', 'innotek', 'xen', 'microsoft corporation', 'red hat', 'parallels', 'bochs')
 HYPERVISOR_PRODUCTS = ('kvm', 'virtualbox', 'vmware', 'virtual machine', 'hvm domu', 'standard pc')
@@ -101,7 +104,7 @@ class Host:
         path = self.layout.path
         versions = {'system-bios': self._read('sys', 'class', 'dmi', 'id', 'bios_version'),
                     'bmc-firmware': self._read('sys', 'class', 'ipmi', 'ipmi0', 'device', 'bmc', 'firmware_revision'),
-                    AGENT_MODULE: self._read('opt', 'exup', 'agent', 'VERSION')}
+                    AGENT_MODULE: self._agent_version()}
         for host_dir in sorted(glob.glob(path('sys', 'class', 'scsi_host', 'host*')), key=_host_number):
             if runner.read_text(os.path.join(host_dir, 'proc_name')) in RAID_DRIVERS:
                 versions['raid-controller'] = self._scsi_host_version(host_dir, ('version_fw', 'fw_version'))
@@ -114,8 +117,11 @@ class Host:
             versions[module_id] = self._read('var', 'lib', 'exup', 'inventory', module_id)
         return {module_id: version for module_id, version in versions.items() if version}
 
+    def _agent_version(self):
+        return runner.read_text(os.path.join(self.layout.agent_dir, 'VERSION'))
+
     def agent(self):
-        version = self._read('opt', 'exup', 'agent', 'VERSION')
+        version = self._agent_version()
         installed = bool(version) and os.path.exists(self.layout.runner)
         return {'installed': installed, 'version': version if installed else None, 'folder': self.layout.agent_dir if installed else None}
 
@@ -125,12 +131,8 @@ class Host:
         blockers = []
         if facts['virtual_machine']:
             blockers.append({'code': 'virtual_machine', 'msg': 'the agent cannot be installed on a virtual machine guest (%s)' % facts['virtual_machine']})
-        if agent_os is not None and facts['os'] not in agent_os:
-            blockers.append({'code': 'unsupported_os', 'msg': 'OS %s (%s) is not supported by the agent (supported: %s)'
-                             % (facts['os'], facts['os_pretty_name'] or 'unknown', ', '.join(sorted(agent_os)))})
-        if agent_models is not None and facts['model'] not in agent_models:
-            blockers.append({'code': 'unsupported_model', 'msg': 'model %r is not supported by the agent: this server does not support exup'
-                             % facts['model']})
+        blockers += support.support_blockers(support.AgentSupport.of(agent_models, agent_os), facts['model'], facts['os'], support.HOST,
+                                             facts['os_pretty_name'])
         for relative, name in sorted(CONFLICTING_SOFTWARE.items()):
             if os.path.exists(self.layout.path(relative)):
                 blockers.append({'code': 'conflicting_software', 'msg': '%s is installed (%s); remove it before installing the agent'
@@ -156,7 +158,13 @@ class Host:
         journal = runner.read_json(self._journal_path(job_id))
         if journal is None:
             raise HostError('no job %s on this host' % job_id, code='job_unknown', job_id=job_id)
-        return journal
+        return contract.check_journal(journal, self._agent_version())
+
+    def _load_state(self):
+        """state.json as the installed agent wrote it, checked: a record of another agent version is a clear error."""
+        state = contract.check_state(runner.read_json(self.layout.state_file, {}) or {}, self._agent_version())
+        state.setdefault('modules', {})  # as runner.load_state: one read, so what is checked is what is used
+        return state
 
     def _view(self, job_id):
         """(the job as it really is, items whose end only the view knows): reads, never writes."""
@@ -203,7 +211,7 @@ class Host:
         """module_id -> ModuleState: versions, blocks valid for this boot, activity of a running job."""
         facts = facts or self.facts()
         versions = self.module_versions() if versions is None else versions
-        saved_state, (last, ended) = runner.load_state(self.layout), self._current_view()
+        saved_state, (last, ended) = self._load_state(), self._current_view()
         for item in ended:  # what a dead job's end means, until the write path records it
             runner.item_in_state(saved_state, item, last.get('boot_id', ''))
         saved = saved_state['modules']
@@ -277,9 +285,9 @@ class Host:
                     if not member.isreg() or digest not in expected or member.size != expected[digest]:
                         raise HostError('the package bundle holds an unexpected member %r' % member.name, code='bundle_invalid')
                     source = archive.extractfile(member)
-                    self._write_inbox(digest, iter(lambda: source.read(1024 * 1024), b''))
+                    self._write_inbox(digest, iter(functools.partial(source.read, 1024 * 1024), b''))
         except (tarfile.TarError, OSError) as exc:
-            raise HostError('the package bundle %s cannot be read: %s' % (bundle, exc), code='bundle_invalid')
+            raise HostError('the package bundle %s cannot be read: %s' % (bundle, exc), code='bundle_invalid') from exc
 
     def accept_package(self, item, keyring, facts):
         """Put a sent package into the inbox and verify it here; return (path, VerifiedPackage).
@@ -302,7 +310,7 @@ class Host:
         except PackageError as exc:
             os.unlink(target)  # a bad copy must not be taken for good next time
             raise HostError('package %s failed verification on the host, nothing was applied: %s' % (item['package_id'], exc.msg),
-                            code=exc.code, package_id=item['package_id'])
+                            code=exc.code, package_id=item['package_id']) from exc
         info = verified.info
         if info.package_id != item['package_id']:
             os.unlink(target)
@@ -319,6 +327,9 @@ class Host:
         if not self.agent()['installed']:
             raise HostError('the exup agent is not installed on this host (%s): install it with exup.fleet.exup_agent'
                             % self.layout.agent_dir, code='agent_missing')
+        mismatch = contract.agent_mismatch(self._agent_version(), contract.installed_job_format(runner.read_text(self.layout.runner)))
+        if mismatch:
+            raise mismatch
         job_id = self.current_job_id()
         if job_id and os.path.exists(self._journal_path(job_id)):
             self.settle(job_id)  # the write path records a dead job's end (reads only show it)
@@ -339,7 +350,7 @@ class Host:
         if bundle:
             self.receive_bundle(bundle, items)
         accepted = [self.accept_package(item, keyring, facts) for item in items]
-        for item, (path, verified) in zip(items, accepted):
+        for item, (_path, verified) in zip(items, accepted):
             if item.get('action') == 'uninstall' and not (verified.info.uninstall_supported and verified.info.uninstall_command):
                 raise HostError('package %s does not support uninstall' % verified.info.package_id, code='uninstall_not_supported',
                                 package_id=verified.info.package_id)
@@ -349,7 +360,7 @@ class Host:
             with state_writes(self.layout, 'preparing job %s' % job_id):
                 os.makedirs(os.path.join(job_dir, 'work'), mode=0o700)
                 reserve_space(os.path.join(job_dir, 'reserve'), runner.RESERVE_BYTES)
-                for index, (path, verified) in enumerate(accepted):
+                for index, (path, _verified) in enumerate(accepted):
                     work = os.path.join(job_dir, 'work', str(index))
                     safe_extract(path, keyring, work)
                     make_runnable(work)
@@ -484,7 +495,7 @@ def state_writes(layout, what):
         if not runner.disk_full(exc):
             raise
         raise HostError("the agent's state folder %s is full: %s failed (%s); nothing was started. Free some space on the server "
-                        "and try again" % (layout.state_dir, what, exc.strerror or exc), code=runner.DISK_FULL, path=layout.state_dir)
+                        "and try again" % (layout.state_dir, what, exc.strerror or exc), code=runner.DISK_FULL, path=layout.state_dir) from exc
 
 
 def reserve_space(path, size):
@@ -558,7 +569,7 @@ _ACTIVITY_WORDS = {'waiting_apply': 'waiting_apply', 'waiting_uninstall': 'waiti
 
 def make_runnable(folder):
     """Unpacked files keep no mode bits (zip): a package's ``./install.sh`` must be executable; the folder is private (0700)."""
-    for parent, dirs, files in os.walk(folder):
+    for parent, _dirs, files in os.walk(folder):
         for name in files:
             os.chmod(os.path.join(parent, name), 0o700)
 

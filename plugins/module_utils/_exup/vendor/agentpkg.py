@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import AGENT_DIR, STATE_DIR
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.support import AGENT_MODULE
 
-AGENT_MODULE = 'update-agent'
 AGENT_OS = ('rhel8', 'rhel9', 'sles15', 'ubuntu2204')
 
 INSTALL_SH = r'''#!/bin/sh
-# Install the exup agent to $EXUP_ROOT/opt/exup/agent (fixed on Linux), replacing an older one atomically.
+# Install the exup agent to $EXUP_ROOT/@AGENT_DIR@ (fixed on Linux), replacing an older one atomically.
 set -eu
-dest="${EXUP_ROOT:-}/opt/exup/agent"
-state="${EXUP_ROOT:-}/var/lib/exup"
+dest="${EXUP_ROOT:-}/@AGENT_DIR@"
+state="${EXUP_ROOT:-}/@STATE_DIR@"
 version="$(cat ./VERSION)"
 mkdir -p "$(dirname "$dest")" "$state/inbox" "$state/jobs" "$state/log" "$state/inventory"
 chmod 700 "$state"
@@ -40,23 +42,23 @@ fi
 mv "$new" "$dest"
 rm -rf "$dest.old"
 echo "exup agent $version installed in $dest"
-'''
+'''.replace('@AGENT_DIR@', AGENT_DIR).replace('@STATE_DIR@', STATE_DIR)
 
 UNINSTALL_SH = r'''#!/bin/sh
-# Remove the exup agent; /var/lib/exup (journals, logs) stays for the manager to read.
+# Remove the exup agent; /@STATE_DIR@ (journals, logs) stays for the manager to read.
 set -eu
-dest="${EXUP_ROOT:-}/opt/exup/agent"
+dest="${EXUP_ROOT:-}/@AGENT_DIR@"
 if [ -d "$dest" ]; then
     rm -rf "$dest"
     echo "exup agent removed from $dest"
 else
     echo "exup agent not installed in $dest"
 fi
-'''
+'''.replace('@AGENT_DIR@', AGENT_DIR).replace('@STATE_DIR@', STATE_DIR)
 
 
 def runner_source():
-    from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner
+    """The agent's executable: the runner's own source (standard library only)."""
     with open(agent_runner.__file__.replace('.pyc', '.py'), 'rb') as handle:
         return b'#!/usr/bin/env python3\n' + handle.read()
 

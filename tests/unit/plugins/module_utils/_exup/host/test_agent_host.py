@@ -19,9 +19,9 @@ import zipfile
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor import agentpkg
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes, file_digest
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor import agentpkg
 
 BOOT_ID = '0f6c9b1e-5d3a-4c2b-9a8e-7f1d2c3b4a5e'
 OTHER_BOOT_ID = '7a1d0c2e-1111-4e2b-8a8e-000000000001'
@@ -50,7 +50,7 @@ echo "$EXUP_ACTION $EXUP_PACKAGE_ID" >> "$EXUP_ROOT/installed.log"
 def tree(root):
     """Every folder and file below ``root`` (files with their SHA-256): what a refusal must leave alone."""
     found = {}
-    for folder, dirs, files in os.walk(str(root)):
+    for folder, _dirs, files in os.walk(str(root)):
         found[os.path.relpath(folder, str(root)) + '/'] = None
         for name in files:
             path = os.path.join(folder, name)
@@ -423,8 +423,8 @@ def test_install_and_uninstall_the_agent_for_real(server, keyring):
 
 def test_a_failing_package_script_reports_its_exit_status(server, keyring):
     server.physical()
-    path, info = server.package('BAD-1', install_command='echo broken; exit 4')
-    info, code, output = server.host.run_package_script(path, keyring, 'install', server.host.facts())
+    path, _info = server.package('BAD-1', install_command='echo broken; exit 4')
+    _info, code, output = server.host.run_package_script(path, keyring, 'install', server.host.facts())
     assert code == 4 and 'broken' in output
     assert os.listdir(str(server.root / 'var' / 'lib' / 'exup-install')) == []
 
@@ -735,7 +735,7 @@ def test_summarize_counts_done_items():
 def test_inventory(ready):
     full_hardware(ready)
     ready.write('opt/exup/agent/VERSION', '1.2.0\n')
-    path, info = ready.package('SA-5.1')
+    path, _info = ready.package('SA-5.1')
     digest = file_digest(path)[1]
     ready.to_inbox(path)
     ready.set_job('job-1', 'running', [entry('P1', 'sdr', 'running', action='uninstall', to_version=None)], runner_pid=os.getpid())
@@ -784,3 +784,48 @@ def test_changing_the_server_needs_the_administrator_account():
     with pytest.raises(agent.HostError) as info:
         agent.Host.require_administrator(euid=1000)
     assert info.value.code == 'not_administrator' and 'become: true' in info.value.msg and 'uid 1000' in info.value.msg
+
+
+# ---------------------------------------------------------------------------------------------------- an agent of another version
+def mismatch(call, *args):
+    with pytest.raises(agent.ExupError) as caught:
+        call(*args)
+    assert caught.value.code == 'agent_version_mismatch', caught.value.msg
+    return caught.value
+
+
+@pytest.mark.parametrize('drop, field', [('status', 'status'), ('module_id', 'module_id'), ('reboot_required', 'reboot_required')])
+def test_a_journal_another_agent_wrote_is_a_clear_error_not_a_key_error(ready, drop, field):
+    """Before the contract, a journal item without a key the host reads was a KeyError (a module traceback)."""
+    written = entry('bios-2.0', 'system-bios', 'succeeded')
+    del written[drop]
+    ready.set_job('20250110T120000-0000abcd', 'finished', [written])
+    for read in (ready.host.inventory, ready.host.states, lambda: ready.host.journal('20250110T120000-0000abcd')):
+        error = mismatch(read)
+        assert error.details['field'] == field and error.details['agent_version'] == '1.2.0'
+        assert 'journal of job 20250110T120000-0000abcd, item 0, has no %s' % field in error.msg
+        assert 'installed: 1.2.0' in error.msg
+
+
+def test_a_state_file_another_agent_wrote_is_a_clear_error(ready):
+    ready.state_file.parent.mkdir(parents=True, exist_ok=True)
+    ready.state_file.write_text(json.dumps({'modules': [{'module_id': 'system-bios', 'block': 'apply_failed'}]}))
+    assert "state.json on this server has modules of type list" in mismatch(ready.host.inventory).msg
+    ready.write_state({'system-bios': {'block': 'apply_failed', 'cause': 'exit status 1'}})
+    assert 'module system-bios, has no boot_id' in mismatch(ready.host.states).msg
+
+
+def test_an_older_agent_is_refused_before_anything_is_unpacked(ready, keyring):
+    """An agent whose runner reads an older job format than this collection writes: agent_version_mismatch, the host unchanged."""
+    runner_path = ready.root / 'opt' / 'exup' / 'agent' / 'bin' / 'exup-agent'
+    runner_path.write_text(runner_path.read_text().replace('\nJOURNAL_VERSION = 1\n', '\nJOURNAL_VERSION = 0\n'))
+    path, info = ready.package('raid-5.1', module_id='raid-controller')
+    before = tree(ready.root)
+    error = mismatch(ready.host.start_job, [ready.item(path, info)], keyring, 60)
+    assert error.details == {'agent_version': '1.2.0', 'agent_job_format': 0, 'job_format': 1}
+    assert tree(ready.root) == before
+
+
+def test_the_agent_of_this_collection_states_its_job_format(ready):
+    runner_path = ready.root / 'opt' / 'exup' / 'agent' / 'bin' / 'exup-agent'
+    assert agent.contract.installed_job_format(runner_path.read_text()) == agent.runner.JOURNAL_VERSION

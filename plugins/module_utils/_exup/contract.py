@@ -1,0 +1,273 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The controller-to-host contract, declared once (issue 9 item 4).
+
+The action plugins (controller) call the internal module ``exup_host`` (managed
+host) with plan items, the agent package and keys; ``exup_host`` answers with
+facts, states and jobs. Both sides use this file: the dataclasses validate what
+crosses (a missing or bad field is ``contract_invalid`` naming it, never a
+KeyError), the argument spec fragments are ``exup_host``'s suboptions, and
+``CONTRACT_VERSION`` is sent and answered on every call (``contract_mismatch``).
+
+The on-host agent (``/opt/exup/agent``) is installed on its own and may be older
+or newer than the collection: the records it writes (journal, ``state.json``) are
+checked here too, so a record of another agent version is ``agent_version_mismatch``
+saying what is missing. Runs on both sides: no Ansible imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner as runner
+
+#: the version of this contract; the controller sends it, exup_host refuses another one and answers with its own
+CONTRACT_VERSION = 1
+SHA256_PATTERN = re.compile(r'^[0-9a-f]{64}$')
+ACTIONS = ('install', 'uninstall')
+_TYPES = {'str': str, 'int': int, 'bool': bool}
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One field of a contract record: its Ansible type and whether it must be given."""
+
+    name: str
+    type: str = 'str'
+    required: bool = False
+
+
+def _spec(fields) -> dict:
+    """The argument-spec suboptions of ``fields`` (all optional for Ansible: from_dict names what is missing)."""
+    return {field.name: {'type': field.type} for field in fields}
+
+
+def _invalid(where, field, problem) -> ExupError:
+    return ExupError('the controller-host contract (version %d) is not met: %s.%s %s' % (CONTRACT_VERSION, where, field, problem),
+                     code='contract_invalid', field='%s.%s' % (where, field))
+
+
+def _check_value(where, field, value):
+    if value is None:
+        if field.required:
+            raise _invalid(where, field.name, 'is missing')
+        return None
+    expected = _TYPES[field.type]
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise _invalid(where, field.name, 'must be of type %s, not %s' % (field.type, type(value).__name__))
+    if field.name == 'sha256' and not SHA256_PATTERN.match(value):
+        raise _invalid(where, field.name, 'must be 64 lowercase hexadecimal digits')
+    if field.name == 'size' and value < 0:
+        raise _invalid(where, field.name, 'must not be negative')
+    if field.name == 'action' and value not in ACTIONS:
+        raise _invalid(where, field.name, 'must be one of %s, not %r' % (', '.join(ACTIONS), value))
+    return value
+
+
+def _read_fields(cls, data, where) -> dict:
+    """The fields of ``cls`` read from ``data``, checked; unknown keys are refused (nothing is dropped silently)."""
+    if not isinstance(data, dict):
+        raise ExupError('the controller-host contract (version %d) is not met: %s must be a mapping, not %s'
+                        % (CONTRACT_VERSION, where, type(data).__name__), code='contract_invalid', field=where)
+    unknown = sorted(set(data) - {field.name for field in cls.FIELDS})
+    if unknown:
+        raise _invalid(where, unknown[0], 'is not a field of the contract')
+    return {field.name: _check_value(where, field, data.get(field.name)) for field in cls.FIELDS}
+
+
+_PACKAGE_FIELDS = (Field('package_id', required=True), Field('sha256', required=True), Field('size', 'int'),
+                   # the bytes travel inline (base64) or as a file already on the host; else the inbox or the bundle has them
+                   Field('content'), Field('src'))
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentPackageRef:
+    """The package exup_host phase agent_install gets (option ``package``)."""
+
+    FIELDS = _PACKAGE_FIELDS
+    package_id: str
+    sha256: str
+    size: int | None = None
+    content: str | None = None
+    src: str | None = None
+
+    @classmethod
+    def from_dict(cls, data, where='package') -> AgentPackageRef:
+        return cls(**_read_fields(cls, data, where))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_ITEM_FIELDS = (Field('package_id', required=True), Field('module_id', required=True), Field('action', required=True),
+                Field('from_version'), Field('to_version'), Field('reboot_required', 'bool'), Field('release_date'),
+                # the plan's command is informative only: the host runs the verified package's own (docs/agent.md)
+                Field('command')) + _PACKAGE_FIELDS[1:]
+
+
+@dataclasses.dataclass(frozen=True)
+class HostItem:
+    """One ordered plan item exup_host phase start gets (option ``items``): a plan item plus the package's file."""
+
+    FIELDS = _ITEM_FIELDS
+    package_id: str
+    module_id: str
+    action: str
+    from_version: str | None = None
+    to_version: str | None = None
+    reboot_required: bool | None = None
+    release_date: str | None = None
+    command: str | None = None
+    sha256: str = ''
+    size: int | None = None
+    content: str | None = None
+    src: str | None = None
+
+    @classmethod
+    def from_dict(cls, data, where='items[0]') -> HostItem:
+        return cls(**_read_fields(cls, data, where))
+
+    @classmethod
+    def for_plan(cls, plan_item: dict, sha256: str, size: int) -> HostItem:
+        """The item for one ``plan.PlanItem.as_dict()`` row and its stored file."""
+        return cls.from_dict(dict(plan_item, sha256=sha256, size=size), where='plan item %s' % plan_item.get('package_id'))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def host_items(items) -> list:
+    """``items`` (dicts or HostItem) checked and as the dicts exup_host receives."""
+    return [(item if isinstance(item, HostItem) else HostItem.from_dict(item, 'items[%d]' % index)).as_dict()
+            for index, item in enumerate(items or [])]
+
+
+def agent_package(package) -> dict:
+    """``package`` (a dict or an AgentPackageRef) checked and as the dict exup_host receives."""
+    return (package if isinstance(package, AgentPackageRef) else AgentPackageRef.from_dict(package)).as_dict()
+
+
+#: exup_host's argument spec fragments (its DOCUMENTATION lists the same suboptions; a unit test compares them)
+ITEM_OPTIONS = _spec(_ITEM_FIELDS)
+PACKAGE_OPTIONS = _spec(_PACKAGE_FIELDS)
+HOST_ARGUMENT_SPEC = {
+    'contract_version': {'type': 'int'},
+    'items': {'type': 'list', 'elements': 'dict', 'default': [], 'options': ITEM_OPTIONS},
+    'package': {'type': 'dict', 'options': PACKAGE_OPTIONS},
+}
+
+
+# ---------------------------------------------------------------------------- the version of the contract
+def version_mismatch(controller_version, host_version=CONTRACT_VERSION) -> ExupError | None:
+    """``contract_mismatch`` when the two sides speak different contract versions; None when they agree.
+
+    A controller that states no version (a direct call of the internal module in a test or by hand) is taken at its word.
+    """
+    if controller_version is None or controller_version == host_version:
+        return None
+    return ExupError('the controller speaks version %s of the controller-host contract and the host module version %s: use the same '
+                     'exup.fleet collection version on the controller for the action plugins and exup_host (update or reinstall '
+                     'the collection, then run the task again)' % (controller_version, host_version), code='contract_mismatch',
+                     controller_contract_version=controller_version, host_contract_version=host_version)
+
+
+# ---------------------------------------------------------------------------- the installed agent's records
+_FORMAT_LINE = re.compile(r'^JOURNAL_VERSION\s*=\s*(\d+)\s*$', re.MULTILINE)
+JOB_STATES = ('queued', 'running', 'finished')
+ITEM_STATUSES = (runner.WAITING, runner.RUNNING, runner.SUCCEEDED, runner.FAILED, runner.CANCELLED)
+BLOCKS = ('reboot_required', 'apply_failed')
+_UPGRADE = 'install the agent of this collection on the server (exup.fleet.exup_agent state=present), or use the collection the agent came with'
+
+
+def installed_job_format(runner_text) -> int | None:
+    """The job format the installed runner reads, from its source text; None without a runner.
+
+    The runner states it as ``JOURNAL_VERSION``; the first agents, which did not, read format 1.
+    """
+    if runner_text is None:
+        return None
+    found = _FORMAT_LINE.search(runner_text)
+    return int(found.group(1)) if found else 1
+
+
+def agent_mismatch(agent_version, agent_format, job_format=runner.JOURNAL_VERSION) -> ExupError | None:
+    """``agent_version_mismatch`` when the installed agent cannot read the jobs this collection writes.
+
+    A newer agent reads older job formats, so only an agent whose format is older than the collection's is refused.
+    """
+    if agent_format is None or agent_format >= job_format:
+        return None
+    return ExupError('the exup agent %s on this server reads job format %d, and this collection writes format %d: the agent is older '
+                     'than the collection; %s' % (agent_version or '(unknown version)', agent_format, job_format, _UPGRADE),
+                     code='agent_version_mismatch', agent_version=agent_version, agent_job_format=agent_format, job_format=job_format)
+
+
+def _record_mismatch(what, problem, agent_version, **details) -> ExupError:
+    return ExupError('%s %s: it was written by an exup agent (installed: %s) or a collection of another version than this collection '
+                     '(job format %d) reads; %s' % (what, problem, agent_version or 'none', runner.JOURNAL_VERSION, _UPGRADE),
+                     code='agent_version_mismatch', agent_version=agent_version, **details)
+
+
+def _need(record, key, kind, what, agent_version, allow_empty=False, **details):
+    value = record.get(key)
+    if not isinstance(value, kind) or (kind is str and not value and not allow_empty):
+        problem = 'has no %s' % key if value is None else 'has a %s of type %s' % (key, type(value).__name__)
+        raise _record_mismatch(what, problem, agent_version, field=key, **details)
+    return value
+
+
+def check_journal(journal, agent_version=None) -> dict:
+    """The journal of a job, checked for what the host and the controller read; returned as it is.
+
+    Fields read with a default (pids, outcome, cause, ...) may be missing; the ones that say what the job is and how
+    far it got may not. A journal of a newer job format is refused too.
+    """
+    if not isinstance(journal, dict):
+        raise _record_mismatch('a job journal on this server', 'is not a JSON object', agent_version)
+    job_id = _need(journal, 'job_id', str, 'a job journal on this server', agent_version)
+    what = 'the journal of job %s' % job_id
+    fmt = journal.get('version', 1)
+    if not isinstance(fmt, int) or fmt > runner.JOURNAL_VERSION:
+        raise _record_mismatch(what, 'has job format %r' % (fmt,), agent_version, job_id=job_id, field='version')
+    state = journal.get('state')
+    if state not in JOB_STATES:
+        raise _record_mismatch(what, 'has a state %r that is not one of %s' % (state, ', '.join(JOB_STATES)), agent_version,
+                               job_id=job_id, field='state')
+    for index, item in enumerate(_need(journal, 'items', list, what, agent_version, job_id=job_id)):
+        _check_item(item, '%s, item %d,' % (what, index), agent_version, job_id)
+    return journal
+
+
+def _check_item(item, what, agent_version, job_id):
+    if not isinstance(item, dict):
+        raise _record_mismatch(what, 'is not a JSON object', agent_version, job_id=job_id)
+    for key in ('package_id', 'module_id', 'action', 'status'):
+        _need(item, key, str, what, agent_version, job_id=job_id)
+    if item['status'] not in ITEM_STATUSES:
+        raise _record_mismatch(what, 'has a status %r that is not one of %s' % (item['status'], ', '.join(ITEM_STATUSES)), agent_version,
+                               job_id=job_id, field='status')
+    if item['status'] == runner.SUCCEEDED:
+        _need(item, 'reboot_required', bool, what, agent_version, job_id=job_id)
+
+
+def check_state(state, agent_version=None) -> dict:
+    """The agent's ``state.json`` (per module: previous version, block with its boot id), checked; returned as it is."""
+    what = "the agent's state.json on this server"
+    if not isinstance(state, dict):
+        raise _record_mismatch(what, 'is not a JSON object', agent_version)
+    modules = state.get('modules', {})
+    if not isinstance(modules, dict):
+        raise _record_mismatch(what, 'has modules of type %s' % type(modules).__name__, agent_version, field='modules')
+    for module_id, record in modules.items():
+        where = '%s, module %s,' % (what, module_id)
+        if not isinstance(record, dict):
+            raise _record_mismatch(where, 'is not a JSON object', agent_version, field='modules')
+        if record.get('block') is not None:
+            if record['block'] not in BLOCKS:
+                raise _record_mismatch(where, 'has a block %r that is not one of %s' % (record['block'], ', '.join(BLOCKS)), agent_version,
+                                       field='block')
+            _need(record, 'boot_id', str, where, agent_version, allow_empty=True)  # '' where the host has no boot id
+    return state
