@@ -240,12 +240,12 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
         self.view.write_conf(self.view_conf_path, self.directory / "view" / "stash")
         addresses = [layout.host_address(index) for index in range(len(self.specs))]
         logins = {address: View.force_command(self.host_root(spec.name), self.view_conf_path) for address, spec in zip(addresses, self.specs, strict=True)}
-        self.sshd = SshServer(addresses, directory=self.directory / "sshd", force_commands=logins)
-        self.sshd.start()
+        sshd = self.sshd = SshServer(addresses, directory=self.directory / "sshd", force_commands=logins)
+        sshd.start()
         try:
-            self._write_inventory()
+            self._write_inventory(sshd)
             self._write_config()
-            self.state = self._describe()
+            self.state = self._describe(sshd)
             self._save_state()
         except BaseException:
             self.down()
@@ -320,24 +320,24 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             elif path.exists() or path.is_symlink():
                 path.unlink()
 
-    def _host_vars(self, spec: HostSpec) -> dict:
+    def _host_vars(self, spec: HostSpec, sshd: SshServer) -> dict:
         return {
             "ansible_host": self.address(spec.name),
-            "ansible_port": self.sshd.port,
+            "ansible_port": sshd.port,
             "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(self.sshd.client_key_path),
+            "ansible_ssh_private_key_file": str(sshd.client_key_path),
             "ansible_python_interpreter": self.view.interpreter,
             "exup_host_root": HOST_ROOT_INSIDE,
             "exup_reboot_command": self.reboot_command(spec.name),
             "exup_boot_time_command": self.boot_time_command(spec.name),
         }
 
-    def _write_inventory(self) -> None:
+    def _write_inventory(self, sshd: SshServer) -> None:
         children = {}
         for group in list(GROUPS) + sorted({g for spec in self.specs for g in spec.groups} - set(GROUPS)):
             members = [spec for spec in self.specs if group in spec.groups]
             if members:
-                children[group] = {"hosts": {spec.name: self._host_vars(spec) for spec in members}}
+                children[group] = {"hosts": {spec.name: self._host_vars(spec, sshd) for spec in members}}
         inventory = {
             "all": {
                 "vars": {"ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"},
@@ -361,7 +361,7 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             "pipelining = True\n"
         )
 
-    def _describe(self) -> dict:
+    def _describe(self, sshd: SshServer) -> dict:
         hosts = {}
         for spec in self.specs:
             hosts[spec.name] = dict(spec.as_dict(), address=self.address(spec.name), root=str(self.host_root(spec.name)))
@@ -372,13 +372,13 @@ class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests
             "repo_root": str(REPO_ROOT),
             "host_set": self.hosts_arg,
             "sshd": {
-                "pid": self.sshd.pids[0],
-                "pids": self.sshd.pids,
-                "port": self.sshd.port,
-                "addresses": self.sshd.addresses,
-                "configs": [str(path) for path in self.sshd.config_paths],
-                "log": str(self.sshd.log_path),
-                "client_key": str(self.sshd.client_key_path),
+                "pid": sshd.pids[0],
+                "pids": sshd.pids,
+                "port": sshd.port,
+                "addresses": sshd.addresses,
+                "configs": [str(path) for path in sshd.config_paths],
+                "log": str(sshd.log_path),
+                "client_key": str(sshd.client_key_path),
                 "running": True,
             },
             "inventory": str(self.inventory_path),

@@ -88,6 +88,7 @@ def _parse_range(value: str, total: int):
 class _HostileHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like real servers; needed for Range tests too
     server: "_HostileTCPServer"
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's, not in its type stubs
 
     def do_GET(self):  # pylint: disable=invalid-name  # name fixed by http.server
         self._serve(send_body=True)
@@ -312,7 +313,9 @@ class HostileHTTPServer:
             server.shutdown()
             server.cut_connections()
             server.server_close()
-            self._thread.join(timeout=5)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5)
         self.stop_seconds = time.monotonic() - began
 
 

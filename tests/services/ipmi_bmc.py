@@ -329,7 +329,7 @@ class _PyghmiBmc(pyghmi_bmc.Bmc):  # pylint: disable=too-many-instance-attribute
         self.uuid = fake.guid
         self.kg = None
         self.timeout = 60
-        self.pktqueue = collections.deque()
+        self.pktqueue: collections.deque = collections.deque()
         # Get Channel Authentication Capabilities: channel 1, IPMI 2.0 only, non-null user names
         self.authcap = struct.pack("9B", 0, 1, 0b10000000, 0b00000100, 0b00000010, 0, 0, 0, 0)
         self.sessions: dict = {}  # client address -> _ServerSession
@@ -378,9 +378,9 @@ class _PyghmiBmc(pyghmi_bmc.Bmc):  # pylint: disable=too-many-instance-attribute
                 if not handlers:
                     pyghmi_session.Session.bmc_handlers.pop(sockaddr, None)
             return
-        session = self.sessions.get(sockaddr)
-        if packet[4] == 6 and session is not None:
-            session._handle_ipmi_packet(packet, sockaddr=sockaddr, qent=(packet, sockaddr, self.serversocket))  # pylint: disable=protected-access
+        known = self.sessions.get(sockaddr)
+        if packet[4] == 6 and known is not None:
+            known._handle_ipmi_packet(packet, sockaddr=sockaddr, qent=(packet, sockaddr, self.serversocket))  # pylint: disable=protected-access
         else:
             # sessionless: Get Channel Authentication Capabilities, Get Channel Cipher Suites (suite 3 only)
             self.sessionless_data(packet, sockaddr)

@@ -122,18 +122,18 @@ class NginxServer(Service):
     def _start(self) -> None:
         if not self.root_dir.is_dir():
             raise ServiceError(f"nginx root {self.root_dir} is not a directory")
-        self.port = self.requested_port or free_port()
+        port = self.port = self.requested_port or free_port()
         tls_lines = ""
         if self.tls:
-            self.tls_files = make_tls_files(self.workdir)
-            tls_lines = f"        ssl_certificate {self.tls_files.cert_path};\n        ssl_certificate_key {self.tls_files.key_path};\n"
+            tls_files = self.tls_files = make_tls_files(self.workdir)
+            tls_lines = f"        ssl_certificate {tls_files.cert_path};\n        ssl_certificate_key {tls_files.key_path};\n"
         conf = self.workdir / "nginx.conf"
         conf.write_text(
             _NGINX_CONF.format(
                 workdir=self.workdir,
                 log_format=_NGINX_LOG_FORMAT,
                 host=LOOPBACK,
-                port=self.port,
+                port=port,
                 ssl=" ssl" if self.tls else "",
                 root=self.root_dir,
                 tls_lines=tls_lines,
@@ -141,20 +141,20 @@ class NginxServer(Service):
         )
         # -e: the error log before the config is read (the default is under /var/log).
         argv = [find_program("nginx", "/usr/sbin/nginx"), "-p", str(self.workdir), "-c", str(conf), "-e", str(self.error_log_path)]
-        self._daemon = Daemon("nginx", argv, self.workdir, [self.error_log_path])
-        self._daemon.start()
-        self._daemon.wait_ready(self._ready)
+        daemon = self._daemon = Daemon("nginx", argv, self.workdir, [self.error_log_path])
+        daemon.start()
+        daemon.wait_ready(lambda: self._ready(daemon, port))
 
-    def _ready(self) -> bool:
+    def _ready(self, daemon: Daemon, port: int) -> bool:
         # nginx writes its pid file only after it has bound its port; a bare connect could reach
         # whoever else holds the port (nginx then retries bind() for 2.5 s and exits).
         pid_file = self.workdir / "nginx.pid"
         pid = pid_file.read_text().strip() if pid_file.exists() else ""
-        return pid == str(self._daemon.proc.pid) and port_accepts(self.port)
+        return pid == str(daemon.pid) and port_accepts(port)
 
-    def _stop_daemon(self) -> None:
+    def _stop_daemon(self, daemon: Daemon) -> None:
         # SIGTERM is nginx's fast shutdown: it drops open connections at once.
-        self._daemon.stop(signal.SIGTERM)
+        daemon.stop(signal.SIGTERM)
 
 
 @contextlib.contextmanager

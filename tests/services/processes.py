@@ -76,6 +76,13 @@ class Daemon:
         self.logs = [*logs, self.output_path]
         self.proc: subprocess.Popen | None = None
 
+    @property
+    def pid(self) -> int:
+        """The server's pid; ServiceError before start()."""
+        if self.proc is None:
+            raise ServiceError(f"{self.name} was not started")
+        return self.proc.pid
+
     def start(self) -> None:
         with open(self.output_path, "wb") as output:
             self.proc = subprocess.Popen(  # pylint: disable=consider-using-with  # stop() waits for it
@@ -92,7 +99,7 @@ class Daemon:
         """Poll ready() until it is true; fail early with the logs if the server exits."""
         deadline = time.monotonic() + timeout
         while True:
-            ended = how_it_ended(self.proc.pid)
+            ended = how_it_ended(self.pid)
             if ended:
                 raise self.error(f"{ended} during start")
             if ready():

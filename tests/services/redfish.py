@@ -49,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -443,6 +444,7 @@ class _BmcServer(ThreadedWSGIServer):
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         super().__init__(LOOPBACK, port, app, handler=_Handler)
+        self.tls_context = tls_context
         self.ssl_context = tls_context  # werkzeug reads it for wsgi.url_scheme
 
     def serve(self) -> None:
@@ -452,7 +454,7 @@ class _BmcServer(ThreadedWSGIServer):
             while not self._stopping:
                 for key, _events in selector.select():
                     if key.fileobj is self.socket and not self._stopping:
-                        self._handle_request_noblock()
+                        self._handle_request_noblock()  # type: ignore[attr-defined]  # socketserver's, not in its stubs
 
     def stop(self) -> None:
         self._stopping = True
@@ -469,13 +471,13 @@ class _BmcServer(ThreadedWSGIServer):
             return  # the connection is closed at once: the BMC is "rebooting"
         request.settimeout(HANDSHAKE_TIMEOUT)
         try:
-            connection = self.ssl_context.wrap_socket(request, server_side=True)
+            connection = self.tls_context.wrap_socket(request, server_side=True)
         except (OSError, ValueError):
             return  # failed handshake (wrong protocol, unknown CA ...): the client sees why
         with self._connections_lock:
             self._connections.add(connection)
         try:
-            self.RequestHandlerClass(connection, client_address, self)
+            self.RequestHandlerClass(connection, client_address, self)  # type: ignore[arg-type]  # the stubs' Self
         except (OSError, ValueError):
             pass  # connection cut by close_connections() or by the client
         finally:
@@ -590,8 +592,8 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
         self._push_apply_time = apply_time
         self._reboot_until = 0.0
         self._stop_event = threading.Event()
-        self._module = None
-        self._driver = None
+        self._module: typing.Any = None  # this BMC's own copy of sushy-tools' main module
+        self._driver: typing.Any = None
         self._server: _BmcServer | None = None
         self._thread: threading.Thread | None = None
         self.workdir: Path | None = None
@@ -611,27 +613,27 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
     def start(self) -> RedfishBmc:
         began = time.monotonic()
         if self.directory is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="exup-bmc-"))
+            workdir = self.workdir = Path(tempfile.mkdtemp(prefix="exup-bmc-"))
         else:
-            self.workdir = self.directory
-            self.workdir.mkdir(parents=True, exist_ok=True)
+            workdir = self.workdir = self.directory
+            workdir.mkdir(parents=True, exist_ok=True)
         try:
-            self._start()
+            self._start(workdir)
         except BaseException:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - began
         return self
 
-    def _start(self) -> None:
+    def _start(self, workdir: Path) -> None:
         self._stop_event.clear()
         self._systems = {spec.uuid: self._new_system(spec) for spec in self.specs}
-        state_dir = self.workdir / f"state-{os.getpid()}-{time.monotonic_ns()}"  # fresh per start
-        auth_file = self.workdir / "htpasswd"
+        state_dir = workdir / f"state-{os.getpid()}-{time.monotonic_ns()}"  # fresh per start
+        auth_file = workdir / "htpasswd"
         write_htpasswd(auth_file, {self.user: self.password})
-        self.tls_files = self._given_tls or make_tls_files(self.workdir)
+        tls_files = self.tls_files = self._given_tls or make_tls_files(workdir)
         tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls_context.load_cert_chain(self.tls_files.cert_path, self.tls_files.key_path)
+        tls_context.load_cert_chain(tls_files.cert_path, tls_files.key_path)
 
         self._module = _load_emulator_module()
         app = self._module.app
@@ -644,7 +646,7 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                 "SUSHY_EMULATOR_FEATURE_SET": "full",
             }
         )
-        driver_class = type("ExupFakeDriver", (_ExupFakeDriver,), {"_exup_bmc": self})
+        driver_class: typing.Any = type("ExupFakeDriver", (_ExupFakeDriver,), {"_exup_bmc": self})
         self._driver = driver_class.initialize(app.config, app.logger)()
         driver = self._driver
         self._module.Application.systems = property(lambda app_: driver)  # this copy's class only
@@ -693,6 +695,8 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
 
     @property
     def ca_path(self) -> Path:
+        if self.tls_files is None:
+            raise ServiceError("the Redfish BMC is not started")
         return self.tls_files.ca_path
 
     def _system(self, system: str | None = None) -> _System:
@@ -748,6 +752,8 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
 
     def add_user(self, name: str, password: str) -> None:
         """Another account (sushy-tools re-reads the htpasswd file on every request)."""
+        if self.workdir is None:
+            raise ServiceError("the Redfish BMC is not started")
         with open(self.workdir / "htpasswd", "a", encoding="utf-8") as htpasswd:
             digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=BCRYPT_ROUNDS)).decode()
             htpasswd.write(f"{name}:{digest}\n")
@@ -1245,8 +1251,10 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
                         [request.image_name, "BMC"],
                     ),
                 )
-                image = self._download(request)
+                image = self._download(request, request.url)
             self._set_task(task, percent=30)
+            if image is None:  # a push always carries its image, a SimpleUpdate downloads it
+                raise ValueError("an update request without an image")
             chosen = self._choose_targets(task, request, image)
             steps = 8
             for step in range(steps):
@@ -1276,13 +1284,15 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             self._add_messages(task, _message(f"{BASE_REGISTRY}.InternalError", f"Internal error: {exc!r}", (), "Critical"))
             self._set_task(task, state="Exception", status="Critical", end_time=_now_iso())
 
-    def _download(self, request: _UpdateRequest) -> bytes:
+    def _download(self, request: _UpdateRequest, image_uri: str) -> bytes:
         """Fetch ImageURI as a BMC does: no proxy, Basic auth from Username/Password or the URL."""
-        parts = urllib.parse.urlsplit(request.url)
+        parts = urllib.parse.urlsplit(image_uri)
         username, password = request.username, request.password
         if username is None and parts.username is not None:
             username = urllib.parse.unquote(parts.username)
             password = urllib.parse.unquote(parts.password or "")
+        if parts.hostname is None:
+            raise ValueError(f"ImageURI {_redact_url(image_uri)} names no host")
         netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
         headers = {"User-Agent": "exup-test-bmc"}
@@ -1296,7 +1306,7 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
-        record = {"url": _redact_url(request.url), "user": username, "status": None, "bytes": 0, "error": None}
+        record = {"url": _redact_url(image_uri), "user": username, "status": None, "bytes": 0, "error": None}
         self.downloads.append(record)
         try:
             with opener.open(urllib.request.Request(url, headers=headers), timeout=DOWNLOAD_TIMEOUT) as response:

@@ -19,7 +19,7 @@ class Service:
     kind = "service"
 
     def __init__(self):
-        self.workdir: Path | None = None
+        self._workdir: Path | None = None
         self.directory: Path | None = None  # a fixed workdir, kept at stop (else a temp dir, removed)
         self.requested_port: int | None = None
         self._daemon: Daemon | None = None
@@ -34,6 +34,13 @@ class Service:
         self.stop()
 
     @property
+    def workdir(self) -> Path:
+        """The private directory (config, logs, pid files) of the started server."""
+        if self._workdir is None:
+            raise ServiceError(f"{self.kind} is not started")
+        return self._workdir
+
+    @property
     def pid(self) -> int | None:
         return self._daemon.proc.pid if self._daemon and self._daemon.proc else None
 
@@ -41,10 +48,10 @@ class Service:
         began = time.monotonic()
         for attempt in range(3):
             if self.directory is None:
-                self.workdir = Path(tempfile.mkdtemp(prefix=f"exup-{self.kind}-"))
+                self._workdir = Path(tempfile.mkdtemp(prefix=f"exup-{self.kind}-"))
             else:
-                self.workdir = self.directory
-                self.workdir.mkdir(parents=True, exist_ok=True)
+                self._workdir = self.directory
+                self.directory.mkdir(parents=True, exist_ok=True)
             try:
                 self._start()
                 break
@@ -64,16 +71,16 @@ class Service:
         began = time.monotonic()
         try:
             if self._daemon is not None:
-                self._stop_daemon()
+                self._stop_daemon(self._daemon)
         finally:
             self._daemon = None
-            if self.workdir is not None and self.directory is None:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+            if self._workdir is not None and self.directory is None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
         self.stop_seconds = time.monotonic() - began
 
     def _start(self) -> None:
         raise NotImplementedError
 
-    def _stop_daemon(self) -> None:
-        self._daemon.stop()
+    def _stop_daemon(self, daemon: Daemon) -> None:
+        daemon.stop()

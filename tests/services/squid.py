@@ -101,12 +101,11 @@ class SquidProxy(Service):
 
         result is like "TCP_MISS/200" or "TCP_DENIED/407"; user is "-" when none authenticated.
         """
-        entries = []
+        entries: list[dict] = []
         for line in complete_lines(self.access_log_path):
-            entry = dict(zip(_SQUID_LOG_FIELDS, line.split(), strict=False))
-            entry["status"] = int(entry["result"].rpartition("/")[2])
-            entry["bytes"], entry["elapsed_ms"] = int(entry["bytes"]), int(entry["elapsed_ms"])
-            entries.append(entry)
+            fields = dict(zip(_SQUID_LOG_FIELDS, line.split(), strict=False))
+            numbers = {"bytes": int(fields["bytes"]), "elapsed_ms": int(fields["elapsed_ms"])}
+            entries.append({**fields, **numbers, "status": int(fields["result"].rpartition("/")[2])})
         return entries
 
     def _auth_config(self) -> tuple[str, str]:
@@ -157,12 +156,12 @@ class SquidProxy(Service):
         # "error:transaction-end-before-headers" line to the access log that tests count.
         self._daemon.wait_ready(lambda: "Accepting HTTP Socket connections" in log_tail(self.cache_log_path))
 
-    def _stop_daemon(self) -> None:
+    def _stop_daemon(self, daemon: Daemon) -> None:
         # Even with shutdown_lifetime 0 a graceful squid exit takes 2-3 s (its shutdown steps wait
         # for 1 s timers). Tests need no graceful exit: the access log is written unbuffered, so
         # kill squid and its helpers at once and remove the shared memory files it leaves.
         try:
-            self._daemon.stop(signal.SIGKILL, grace=2.0)
+            daemon.stop(signal.SIGKILL, grace=2.0)
         finally:
             for shm in Path("/dev/shm").glob(f"{self.service_name}-*"):
                 with contextlib.suppress(FileNotFoundError):

@@ -149,7 +149,7 @@ class SshServer(Service):
         program = os.path.abspath(find_program("sshd", "/usr/sbin/sshd"))
         sftp_server = find_program("sftp-server", "/usr/lib/openssh/sftp-server")
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege separation directory
-        self.port = self.requested_port or free_port()
+        port = self.port = self.requested_port or free_port()
         self._write_keys()
         self.log_path.write_text("")
         self._daemons = []
@@ -157,7 +157,7 @@ class SshServer(Service):
             conf = self.workdir / f"sshd-{index}.conf"
             conf.write_text(
                 _SSHD_CONF.format(
-                    port=self.port,
+                    port=port,
                     listen_lines="\n".join(f"ListenAddress {address}" for address in addresses),
                     host_key=self.host_key_path,
                     pid_file=self.workdir / f"sshd-{index}.pid",
@@ -174,19 +174,19 @@ class SshServer(Service):
             self._daemon = self._daemons[0]  # from now on stop() cleans up
             daemon.start()
         for index, (daemon, addresses) in enumerate(zip(self._daemons, self._shards(), strict=True)):
-            daemon.wait_ready(lambda d=daemon, a=addresses, i=index: self._ready(d, a, i))
+            daemon.wait_ready(lambda d=daemon, a=addresses, i=index: self._ready(d, a, i, port))
 
-    def _ready(self, daemon: Daemon, addresses: list[str], index: int) -> bool:
+    def _ready(self, daemon: Daemon, addresses: list[str], index: int, port: int) -> bool:
         # sshd writes its pid file after binding; an address it could not bind is only an error
         # in the log (it goes on with the others), and a connect would then reach someone else.
         if "Address already in use" in log_tail(self.log_path):
             raise daemon.error("could not bind an address: Address already in use")
         pid_file = self.workdir / f"sshd-{index}.pid"
         pid = pid_file.read_text().strip() if pid_file.exists() else ""
-        return pid == str(daemon.proc.pid) and all(port_accepts(self.port, address) for address in addresses)
+        return pid == str(daemon.pid) and all(port_accepts(port, address) for address in addresses)
 
-    def _stop_daemon(self) -> None:
-        # Session processes (setsid) are not in the daemon's process group: find them first.
+    def _stop_daemon(self, daemon: Daemon) -> None:
+        # daemon is the first of self._daemons: every one stops. Session processes (setsid) are not in the daemon's process group: find them first.
         trees: dict[int, int] = {}
         for daemon in self._daemons:
             if daemon.proc is not None and daemon.proc.returncode is None:
