@@ -19,6 +19,8 @@ import os
 import socket
 import threading
 import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 try:
     import requests
@@ -26,6 +28,7 @@ try:
     from urllib3 import connection as urllib3_connection, connectionpool as urllib3_pools
     from urllib3.exceptions import HTTPError as Urllib3Error, InvalidHeader, ReadTimeoutError
     from urllib3.util.retry import Retry
+
     HAS_REQUESTS = True
     REQUESTS_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - reported by the module wrapper
@@ -34,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - reported by the module wrapper
 
 try:
     from requests_toolbelt.auth.http_proxy_digest import HTTPProxyDigestAuth
+
     HAS_TOOLBELT = True
 except ImportError:  # pragma: no cover - only needed for Digest proxies
     HAS_TOOLBELT = False
@@ -41,12 +45,18 @@ except ImportError:  # pragma: no cover - only needed for Digest proxies
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import retry_sleep
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
 
+if TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline
+
+#: called with the byte count of each piece of a download as it arrives
+Progress = Callable[[int], object]
+
 CHUNK = 1024 * 1024
 USER_AGENT = 'exup.fleet/0.1'
 RESUME_ATTEMPTS = 3
 
 
-def _proxy_url_with_credentials(proxy_url, username, password):
+def _proxy_url_with_credentials(proxy_url: str, username: str, password: str) -> str:
     parts = urllib.parse.urlsplit(proxy_url)
     if parts.scheme not in ('http', 'https') or not parts.hostname:
         raise TransportError('proxy URL %r must look like http://host:port' % proxy_url, code='proxy_invalid')
@@ -54,7 +64,7 @@ def _proxy_url_with_credentials(proxy_url, username, password):
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, '', ''))
 
 
-def digest_authorization(challenge, username, password, method, uri, nonce_count):
+def digest_authorization(challenge: str, username: str, password: str, method: str, uri: str, nonce_count: int) -> str:
     """The Proxy-Authorization value answering a Digest ``challenge`` (RFC 7616, qop auth or none).
 
     Written here because requests' HTTPDigestAuth builds the digest URI from a
@@ -63,13 +73,13 @@ def digest_authorization(challenge, username, password, method, uri, nonce_count
     scheme, _sep, rest = challenge.partition(' ')
     if scheme.lower() != 'digest':
         raise TransportError('not a Digest challenge: %s' % scheme, code='proxy_auth_failed')
-    params = requests.utils.parse_dict_header(rest)
+    params: dict[str, Any] = requests.utils.parse_dict_header(rest)
     algorithm = params.get('algorithm', 'MD5')
     hash_name = {'MD5': 'md5', 'SHA-256': 'sha256'}.get(algorithm.upper())
     if hash_name is None or 'nonce' not in params or 'realm' not in params:
         raise TransportError('the proxy offers Digest with %s, which is not supported' % algorithm, code='proxy_auth_unsupported')
 
-    def digest(text):
+    def digest(text: str) -> str:
         return hashlib.new(hash_name, text.encode('utf-8')).hexdigest()
 
     ha1 = digest('%s:%s:%s' % (username, params['realm'], password))
@@ -88,7 +98,7 @@ def digest_authorization(challenge, username, password, method, uri, nonce_count
     return 'Digest ' + ', '.join('%s="%s"' % item for item in fields.items()) + unquoted
 
 
-def _ntlm_only(offered):
+def _ntlm_only(offered: list[str]) -> bool:
     """True when the Proxy-Authenticate values offer only NTLM or Negotiate (not supported, 003 §2.2.7)."""
     schemes = {value.strip().split(' ')[0].lower() for value in offered if value.strip()}
     return bool(schemes) and schemes <= {'ntlm', 'negotiate'}
@@ -106,26 +116,26 @@ class _RequestWatch:
     with the deadline's error. Connections register their socket with the watch of their thread.
     """
 
-    def __init__(self, deadline):
+    def __init__(self, deadline: Deadline) -> None:
         self.deadline = deadline
         self.fired = False
-        self._sock = None
+        self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self._timer = threading.Timer(deadline.remaining(), self._fire)
         self._timer.daemon = True
 
-    def __enter__(self):
+    def __enter__(self) -> _RequestWatch:
         _ACTIVE.watch = self
         self._timer.start()
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self._timer.cancel()
         _ACTIVE.watch = None
         with self._lock:
             self._release()
 
-    def attach(self, sock):
+    def attach(self, sock: socket.socket) -> None:
         """The socket the request now waits on."""
         with self._lock:
             self._release()
@@ -136,47 +146,52 @@ class _RequestWatch:
             if self.fired:
                 self._shut()
 
-    def _fire(self):
+    def _fire(self) -> None:
         with self._lock:
             self.fired = True
             self._shut()
 
-    def _shut(self):
+    def _shut(self) -> None:
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
 
-    def _release(self):
+    def _release(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
 
 
-def _attach(sock):
+def _attach(sock: socket.socket | None) -> None:
     watch = getattr(_ACTIVE, 'watch', None)
     if watch is not None and sock is not None:
         watch.attach(sock)
 
 
-def _active_deadline():
+def _active_deadline() -> Deadline | None:
     watch = getattr(_ACTIVE, 'watch', None)
     return watch.deadline if watch is not None else None
 
 
 if HAS_REQUESTS:
-    class _WatchMixin:
+    if TYPE_CHECKING:
+        _ConnectionBase = urllib3_connection.HTTPConnection  # what the mixin is mixed into
+    else:
+        _ConnectionBase = object
+
+    class _WatchMixin(_ConnectionBase):
         """Registers a connection's socket with the watch of the request (a new one when it connects, a kept-alive one when reused)."""
 
-        def _new_conn(self):
+        def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
             _attach(sock)
             return sock
 
-        def connect(self):
+        def connect(self) -> None:
             super().connect()
             _attach(self.sock)  # for https://, the TLS socket that replaced the TCP one
 
-        def request(self, *args, **kwargs):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
             _attach(self.sock)
             return super().request(*args, **kwargs)
 
@@ -201,25 +216,25 @@ if HAS_REQUESTS:
         Retry-After: 3600 slept an hour holding the repository's writer lock.
         """
 
-        def get_retry_after(self, response):
+        def get_retry_after(self, response: Any) -> float | None:
             try:
                 requested = super().get_retry_after(response)
             except InvalidHeader:
                 return None  # not a number nor a date: back off as without one
             return None if requested is None else retry_sleep(requested, _active_deadline())
 
-        def get_backoff_time(self):
+        def get_backoff_time(self) -> float:
             return retry_sleep(super().get_backoff_time(), _active_deadline())
 
 
-class _WatchedAdapter(HTTPAdapter if HAS_REQUESTS else object):
+class _WatchedAdapter(HTTPAdapter if HAS_REQUESTS else object):  # type: ignore[misc]  # object: without requests the module reports it
     """HTTPAdapter whose connections, direct or through a proxy, register with the request's watch."""
 
-    def init_poolmanager(self, *args, **kwargs):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
 
-    def proxy_manager_for(self, proxy, **proxy_kwargs):
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = _WATCHED_POOLS
         return manager
@@ -233,12 +248,12 @@ class _DigestTunnelAdapter(_WatchedAdapter):
     asked for (``HttpClient.tunnel_authorization``) and set as the tunnel's header.
     """
 
-    def __init__(self, client, **kwargs):
+    def __init__(self, client: HttpClient, **kwargs: Any) -> None:
         self._client = client
-        self._target = None
+        self._target: str | None = None
         super().__init__(**kwargs)
 
-    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+    def get_connection_with_tls_context(self, request: Any, verify: Any, proxies: Any = None, cert: Any = None) -> Any:
         parts = urllib.parse.urlsplit(request.url)
         target = '%s:%d' % (parts.hostname, parts.port or 443)
         if parts.scheme == 'https' and target != self._target:
@@ -249,7 +264,7 @@ class _DigestTunnelAdapter(_WatchedAdapter):
             self._target = target
         return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
 
-    def proxy_headers(self, proxy):
+    def proxy_headers(self, proxy: str) -> dict[str, str]:
         headers = super().proxy_headers(proxy)
         if self._target:
             headers['Proxy-Authorization'] = self._client.tunnel_authorization(self._target)
@@ -259,8 +274,17 @@ class _DigestTunnelAdapter(_WatchedAdapter):
 class HttpClient:
     """One configured HTTP client, safe to share between download threads (a session per thread)."""
 
-    def __init__(self, proxy_url=None, proxy_username=None, proxy_password=None, proxy_auth='basic',
-                 validate_certs=True, ca_path=None, timeout=30, retries=3):
+    def __init__(
+        self,
+        proxy_url: str | None = None,
+        proxy_username: str | None = None,
+        proxy_password: str | None = None,
+        proxy_auth: str = 'basic',
+        validate_certs: bool = True,
+        ca_path: str | None = None,
+        timeout: float = 30,
+        retries: int = 3,
+    ) -> None:
         if proxy_auth not in ('basic', 'digest'):
             raise TransportError('proxy_auth %r is not supported: use basic or digest (NTLM is not supported)' % proxy_auth, code='proxy_auth_unsupported')
         if proxy_auth == 'digest' and proxy_username and not HAS_TOOLBELT:
@@ -269,24 +293,33 @@ class HttpClient:
         self.proxy_username = proxy_username
         self.proxy_password = proxy_password
         self.proxy_auth = proxy_auth
-        self.verify = ca_path if (validate_certs and ca_path) else bool(validate_certs)
+        self.verify: str | bool = ca_path if (validate_certs and ca_path) else bool(validate_certs)
         self.timeout = timeout
         self.retries = retries
         self._local = threading.local()
-        self._challenges = {}  # tunnel target -> Digest challenge, shared by the download threads
+        self._challenges: dict[str, str] = {}  # tunnel target -> Digest challenge, shared by the download threads
         self._nonce_count = 0
         self._lock = threading.Lock()
 
     @property
-    def session(self):
+    def session(self) -> requests.Session:
         session = getattr(self._local, 'session', None)
         if session is None:
             session = requests.Session()
             # other=0: errors that are neither connect, read nor status errors (a failed TLS certificate check
             # above all) fail at once; retrying them only added about 3 s of backoff before the same error.
-            retry = _BoundedRetry(total=self.retries, connect=self.retries, read=self.retries, status=self.retries, other=0, backoff_factor=0.5,
-                                  status_forcelist=(500, 502, 503, 504), allowed_methods=frozenset(['GET', 'HEAD']), raise_on_status=False,
-                                  respect_retry_after_header=True)
+            retry = _BoundedRetry(
+                total=self.retries,
+                connect=self.retries,
+                read=self.retries,
+                status=self.retries,
+                other=0,
+                backoff_factor=0.5,
+                status_forcelist=(500, 502, 503, 504),
+                allowed_methods=frozenset(['GET', 'HEAD']),
+                raise_on_status=False,
+                respect_retry_after_header=True,
+            )
             adapter = _WatchedAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
             session.mount('http://', adapter)
             if self.proxy_url and self.proxy_username and self.proxy_auth == 'digest':
@@ -306,18 +339,19 @@ class HttpClient:
             self._local.session = session
         return session
 
-    def _scrub(self, text):
+    def _scrub(self, text: str) -> str:
         """Never let a proxy password reach a message or a log."""
         if self.proxy_password:
             for secret in (self.proxy_password, urllib.parse.quote(self.proxy_password, safe='')):
                 text = text.replace(secret, '********')
         return text
 
-    def tunnel_challenges(self, target):
+    def tunnel_challenges(self, target: str) -> tuple[int, list[str]]:
         """Ask the proxy for a tunnel to ``target`` without credentials; return its Proxy-Authenticate values."""
         parts = urllib.parse.urlsplit(self.proxy_url)
         deadline = _active_deadline()
-        connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=deadline.wait(self.timeout) if deadline else self.timeout)
+        # cast: only called with a proxy configured
+        connection = http.client.HTTPConnection(cast(str, parts.hostname), parts.port or 80, timeout=deadline.wait(self.timeout) if deadline else self.timeout)
         try:
             connection.connect()
             _attach(connection.sock)
@@ -325,11 +359,11 @@ class HttpClient:
             response = connection.getresponse()
             return response.status, response.msg.get_all('Proxy-Authenticate') or []
         except (OSError, http.client.HTTPException) as exc:
-            raise TransportError('cannot reach the proxy %s: %s' % (self.proxy_url, exc), code='proxy_failed')
+            raise TransportError('cannot reach the proxy %s: %s' % (self.proxy_url, exc), code='proxy_failed') from exc
         finally:
             connection.close()
 
-    def tunnel_authorization(self, target):
+    def tunnel_authorization(self, target: str) -> str:
         """Digest Proxy-Authorization for a CONNECT to ``target`` (the challenge is asked for once)."""
         with self._lock:
             challenge = self._challenges.get(target)
@@ -340,28 +374,38 @@ class HttpClient:
                     raise self._scheme_error(offered)
                 challenge = self._challenges[target] = digests[0]
             self._nonce_count += 1
-            return digest_authorization(challenge, self.proxy_username, self.proxy_password or '', 'CONNECT', target, self._nonce_count)
+            # cast: a Digest tunnel is set up only with a proxy user name
+            return digest_authorization(challenge, cast(str, self.proxy_username), self.proxy_password or '', 'CONNECT', target, self._nonce_count)
 
-    def _scheme_error(self, offered):
+    def _scheme_error(self, offered: list[str]) -> TransportError:
         """The proxy offers no scheme we can use for a tunnel."""
         if _ntlm_only(offered):
             return self._proxy_refusal(offered)
-        return TransportError('the proxy %s does not offer %s authentication (it offers %s)' % (self.proxy_url, self.proxy_auth, ', '.join(offered) or 'none'),
-                              code='proxy_auth_failed')
+        return TransportError(
+            'the proxy %s does not offer %s authentication (it offers %s)' % (self.proxy_url, self.proxy_auth, ', '.join(offered) or 'none'),
+            code='proxy_auth_failed',
+        )
 
-    def _proxy_refusal(self, offered, tunnel_to=None):
+    def _proxy_refusal(self, offered: list[str], tunnel_to: str | None = None) -> TransportError:
         """The error for a 407 (``offered``: its Proxy-Authenticate values): NTLM, no credentials, or credentials refused."""
         if _ntlm_only(offered):
-            return TransportError('the proxy %s asks for NTLM authentication, which is not supported; configure Basic or Digest auth on the proxy (003 §2.2.7)'
-                                  % self.proxy_url, code='proxy_ntlm_unsupported')
+            return TransportError(
+                'the proxy %s asks for NTLM authentication, which is not supported; configure Basic or Digest auth on the proxy (003 §2.2.7)' % self.proxy_url,
+                code='proxy_ntlm_unsupported',
+            )
         if not self.proxy_username:
-            return TransportError('the proxy %s requires authentication (%s): set proxy_username and proxy_password'
-                                  % (self.proxy_url, ', '.join(offered) or 'no scheme given'), code='proxy_auth_required')
+            return TransportError(
+                'the proxy %s requires authentication (%s): set proxy_username and proxy_password' % (self.proxy_url, ', '.join(offered) or 'no scheme given'),
+                code='proxy_auth_required',
+            )
         where = ' for a tunnel to %s' % tunnel_to if tunnel_to else ''
-        return TransportError('the proxy %s refused the credentials of user %s%s (407): wrong user name or password, or wrong proxy_auth (%s; proxy offers %s)'
-                              % (self.proxy_url, self.proxy_username, where, self.proxy_auth, ', '.join(offered) or 'nothing'), code='proxy_auth_failed')
+        return TransportError(
+            'the proxy %s refused the credentials of user %s%s (407): wrong user name or password, or wrong proxy_auth (%s; proxy offers %s)'
+            % (self.proxy_url, self.proxy_username, where, self.proxy_auth, ', '.join(offered) or 'nothing'),
+            code='proxy_auth_failed',
+        )
 
-    def _tunnel_refused(self, url):
+    def _tunnel_refused(self, url: str) -> TransportError:
         """The error for a CONNECT answered 407: asks the proxy which schemes it offers, to say why."""
         parts = urllib.parse.urlsplit(url)
         target = '%s:%d' % (parts.hostname, parts.port or 443)
@@ -371,7 +415,7 @@ class HttpClient:
             offered = []
         return self._proxy_refusal(offered, tunnel_to=target)
 
-    def _get(self, url, **kwargs):
+    def _get(self, url: str, **kwargs: Any) -> requests.Response:
         try:
             return self._get_once(url, **kwargs)
         except TransportError as exc:
@@ -389,26 +433,27 @@ class HttpClient:
                     raise
         raise self._tunnel_refused(url)
 
-    def _get_once(self, url, **kwargs):
+    def _get_once(self, url: str, **kwargs: Any) -> requests.Response:
         deadline = _active_deadline()
         try:
             response = self.session.get(url, timeout=deadline.wait(self.timeout) if deadline else self.timeout, allow_redirects=True, **kwargs)
         except requests.exceptions.SSLError as exc:
-            raise TransportError('TLS verification of %s failed: %s' % (_host(url), self._scrub(_short(exc))), code='tls_failed')
+            raise TransportError('TLS verification of %s failed: %s' % (_host(url), self._scrub(_short(exc))), code='tls_failed') from exc
         except requests.exceptions.ProxyError as exc:
             if '407' in str(exc):
-                raise TransportError('tunnel refused (407)', code='proxy_tunnel_407')
-            raise TransportError('the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), self._scrub(_short(exc))),
-                                 code='proxy_failed')
+                raise TransportError('tunnel refused (407)', code='proxy_tunnel_407') from exc
+            raise TransportError(
+                'the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), self._scrub(_short(exc))), code='proxy_failed'
+            ) from exc
         except requests.exceptions.RequestException as exc:
-            raise TransportError('cannot reach %s: %s' % (_host(url), self._scrub(_short(exc))), code='connection_failed')
+            raise TransportError('cannot reach %s: %s' % (_host(url), self._scrub(_short(exc))), code='connection_failed') from exc
         if response.status_code == 407:
             response.close()
             raise self._proxy_refusal(response.raw.headers.getlist('Proxy-Authenticate'))
         return response
 
     @contextlib.contextmanager
-    def _within(self, deadline, url):
+    def _within(self, deadline: Deadline | None, url: str) -> Iterator[None]:
         """Make one request end by ``deadline`` (None: per-read timeouts only). Past it, a failure is request_timeout.
 
         A verdict on the bytes (too long, digest) stands; a cut, a stall or a short body caused by the
@@ -429,7 +474,15 @@ class HttpClient:
             if watch.fired:
                 raise _timed_out(deadline, url)
 
-    def get_conditional(self, url, etag=None, last_modified=None, params=None, max_bytes=None, deadline=None):
+    def get_conditional(
+        self,
+        url: str,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        max_bytes: int | None = None,
+        deadline: Deadline | None = None,
+    ) -> dict[str, Any]:
         """GET with If-None-Match / If-Modified-Since. Returns a dict with status, body, etag, last_modified, final_url.
 
         status 304 means unchanged (body None). The body (a bytearray) is read up to ``max_bytes``.
@@ -438,7 +491,9 @@ class HttpClient:
         with self._within(deadline, url):
             return self._get_conditional(url, etag, last_modified, params, max_bytes)
 
-    def _get_conditional(self, url, etag, last_modified, params, max_bytes):
+    def _get_conditional(
+        self, url: str, etag: str | None, last_modified: str | None, params: Mapping[str, Any] | None, max_bytes: int | None
+    ) -> dict[str, Any]:
         headers = {}
         if etag:
             headers['If-None-Match'] = etag
@@ -446,8 +501,14 @@ class HttpClient:
             headers['If-Modified-Since'] = last_modified
         response = self._get(url, headers=headers, params=params, stream=True)
         with response:
-            result = {'status': response.status_code, 'etag': response.headers.get('ETag'), 'final_url': response.url.split('?')[0],
-                      'last_modified': response.headers.get('Last-Modified'), 'redirected': bool(response.history), 'body': None}
+            result: dict[str, Any] = {
+                'status': response.status_code,
+                'etag': response.headers.get('ETag'),
+                'final_url': response.url.split('?')[0],
+                'last_modified': response.headers.get('Last-Modified'),
+                'redirected': bool(response.history),
+                'body': None,
+            }
             if response.status_code == 304:
                 return result
             if response.status_code != 200:
@@ -459,7 +520,7 @@ class HttpClient:
             result['body'] = self._read_body(url, response, max_bytes)
         return result
 
-    def _read_body(self, url, response, max_bytes):
+    def _read_body(self, url: str, response: requests.Response, max_bytes: int | None) -> bytearray:
         """The whole body of ``response`` in one buffer; a cut or a stall mid-body is a transport error, not a traceback."""
         body = bytearray()
         try:
@@ -468,14 +529,14 @@ class HttpClient:
                     raise TransportError('%s is larger than %d bytes' % (url, max_bytes), code='download_too_long')
                 body += chunk
         except requests.exceptions.ReadTimeout as exc:
-            raise TransportError('%s sent nothing for %s s after %d bytes: %s' % (url, self.timeout, len(body), self._scrub(_short(exc))),
-                                 code='read_timeout')
+            raise TransportError(
+                '%s sent nothing for %s s after %d bytes: %s' % (url, self.timeout, len(body), self._scrub(_short(exc))), code='read_timeout'
+            ) from exc
         except requests.exceptions.RequestException as exc:
-            raise TransportError('the answer of %s was cut after %d bytes: %s' % (url, len(body), self._scrub(_short(exc))),
-                                 code='download_truncated')
+            raise TransportError('the answer of %s was cut after %d bytes: %s' % (url, len(body), self._scrub(_short(exc))), code='download_truncated') from exc
         return body
 
-    def download(self, url, part_path, size, sha256, progress=None, deadline=None):
+    def download(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None = None, deadline: Deadline | None = None) -> str:
         """Fetch ``url`` into ``part_path``: exactly ``size`` bytes whose SHA-256 is ``sha256``.
 
         Resumes from an existing .part (Range request), retrying a cut
@@ -484,7 +545,7 @@ class HttpClient:
         its .part deleted. A truncated download keeps its .part for the next try.
         ``deadline`` (a Deadline): each attempt ends by it (request_timeout); the .part is kept.
         """
-        last_error = None
+        last_error: TransportError | None = None
         restarted = False
         for _attempt in range(RESUME_ATTEMPTS):
             resumed = os.path.exists(part_path)
@@ -500,9 +561,10 @@ class HttpClient:
                 if exc.code != 'download_truncated':
                     raise
                 last_error = exc
+        assert last_error is not None  # RESUME_ATTEMPTS >= 1, and every pass that did not return set it
         raise last_error
 
-    def _download_once(self, url, part_path, size, sha256, progress):
+    def _download_once(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None) -> str:
         digest = hashlib.sha256()
         have = os.path.getsize(part_path) if os.path.exists(part_path) else 0
         if have > size:
@@ -525,41 +587,43 @@ class HttpClient:
                 # isascii: headers are read as Latin-1, and "\u00b2" (byte 0xb2) passed isdigit() but not int().
                 if stated is not None and stated.isascii() and stated.isdigit() and have + int(stated) > size:
                     _unlink(part_path)
-                    raise TransportError('%s is %d bytes long, more than the %d bytes the catalog states' % (url, have + int(stated), size),
-                                         code='download_too_long')
+                    raise TransportError(
+                        '%s is %d bytes long, more than the %d bytes the catalog states' % (url, have + int(stated), size), code='download_too_long'
+                    )
                 with open(part_path, mode) as sink:
                     try:
                         for chunk in _body_as_it_arrives(response):
                             if have + len(chunk) > size:
                                 sink.close()
                                 _unlink(part_path)
-                                raise TransportError('%s sent more than the %d bytes the catalog states; download stopped' % (url, size),
-                                                     code='download_too_long')
+                                raise TransportError(
+                                    '%s sent more than the %d bytes the catalog states; download stopped' % (url, size), code='download_too_long'
+                                )
                             sink.write(chunk)
                             digest.update(chunk)
                             have += len(chunk)
                             if progress:
                                 progress(len(chunk))
                     except requests.exceptions.RequestException as exc:
-                        raise TransportError('download of %s was cut after %d of %d bytes: %s' % (url, have, size, self._scrub(_short(exc))),
-                                             code='download_truncated')
+                        raise TransportError(
+                            'download of %s was cut after %d of %d bytes: %s' % (url, have, size, self._scrub(_short(exc))), code='download_truncated'
+                        ) from exc
         if have < size:
             raise TransportError('download of %s ended after %d of %d bytes' % (url, have, size), code='download_truncated')
         if digest.hexdigest() != sha256:
             _unlink(part_path)
-            raise TransportError('%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % url,
-                                 code='digest_mismatch')
+            raise TransportError('%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % url, code='digest_mismatch')
         return part_path
 
 
 _VERDICTS = frozenset(['download_too_long', 'digest_mismatch'])  # about the bytes: they stand whatever the clock says
 
 
-def _timed_out(deadline, url):
+def _timed_out(deadline: Deadline, url: str) -> TransportError:
     return TransportError('GET %s did not finish within %s: the server is too slow or stalled' % (url, deadline.what), code='request_timeout')
 
 
-def _body_as_it_arrives(response):
+def _body_as_it_arrives(response: requests.Response) -> Iterator[bytes]:
     """Yield a streamed body in the pieces that arrive, up to CHUNK bytes each.
 
     iter_content(CHUNK) waits for a full CHUNK and, when the connection is cut first, raises
@@ -575,26 +639,24 @@ def _body_as_it_arrives(response):
         try:
             chunk = read1(CHUNK, decode_content=True)
         except ReadTimeoutError as exc:  # nothing for ``timeout`` seconds
-            raise requests.exceptions.ReadTimeout(exc)
+            raise requests.exceptions.ReadTimeout(exc) from exc
         except Urllib3Error as exc:  # as iter_content does: a broken body is a requests error
-            raise requests.exceptions.ConnectionError(exc)
+            raise requests.exceptions.ConnectionError(exc) from exc
         if not chunk:
             return
         yield chunk
 
 
-def _unlink(path):
-    try:
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
-def _host(url):
+def _host(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     return '%s://%s' % (parts.scheme, parts.netloc.rpartition('@')[2])
 
 
-def _short(exc):
+def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) < 300 else text[:300] + '...'

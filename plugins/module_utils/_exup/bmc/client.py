@@ -21,6 +21,8 @@ import dataclasses
 import ipaddress
 import json
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 
@@ -28,6 +30,7 @@ try:
     from pyghmi import exceptions as pyghmi_exceptions
     from pyghmi.redfish import command as redfish_command
     from pyghmi.util import webclient
+
     HAS_PYGHMI = True
     PYGHMI_IMPORT_ERROR = None
 except ImportError as import_error:  # pragma: no cover - the module reports missing_required_lib
@@ -40,6 +43,15 @@ PROTOCOLS = ('redfish', 'ipmi')
 UPDATE_METHODS = ('push', 'simple_update')
 TASK_FAILED = ('Exception', 'Killed', 'Cancelled', 'Interrupted', 'Suspended')
 RESET_WORDS = ('reset', 'reboot', 'restart', 'power cycle', 'onreset')
+
+#: a Redfish resource or answer as JSON
+Json = dict[str, Any]
+#: inventory(): {'model', 'manufacturer', 'power', 'system', 'firmware': [{name, id, version, module, updateable, url}]}
+Inventory = dict[str, Any]
+#: called with (TaskState, PercentComplete) whenever either changes
+TaskProgress = Callable[[str, Any], object]
+#: run_plan's progress: (plan item, state, percent)
+PlanProgress = Callable[[Mapping[str, Any], str, Any], object]
 
 
 class BmcError(ExupError):
@@ -54,24 +66,24 @@ class BmcConfig:
     username: str
     password: str
     protocol: str = 'redfish'
-    port: int = None
-    system: str = None           # Redfish system id or its URL path, when the service has several
+    port: int | None = None
+    system: str | None = None  # Redfish system id or its URL path, when the service has several
     validate_certs: bool = True
-    ca_path: str = None
+    ca_path: str | None = None
     timeout: int = 60
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise BmcError('bmc_protocol must be one of %s' % ', '.join(PROTOCOLS), code='argument_invalid')
 
     @property
-    def sysurl(self):
+    def sysurl(self) -> str | None:
         if not self.system:
             return None
         return self.system if self.system.startswith('/') else '/redfish/v1/Systems/%s' % self.system
 
 
-def certificate_verifier(config):
+def certificate_verifier(config: BmcConfig) -> Callable[[bytes], bool] | None:
     """The callback pyghmi calls with the BMC's certificate (DER); None means the standard library checks it.
 
     pyghmi hands over only the leaf certificate, so with ``ca_path`` the leaf must be issued by that CA.
@@ -82,33 +94,37 @@ def certificate_verifier(config):
         return None
     from cryptography import x509
     from cryptography.x509 import verification
+
     try:
         with open(config.ca_path, 'rb') as handle:
             authorities = x509.load_pem_x509_certificates(handle.read())
     except (OSError, ValueError) as exc:
-        raise BmcError('ca_path %s holds no usable CA certificate: %s' % (config.ca_path, exc), code='argument_invalid')
+        raise BmcError('ca_path %s holds no usable CA certificate: %s' % (config.ca_path, exc), code='argument_invalid') from exc
+    subject: verification.IPAddress | verification.DNSName
     try:
         subject = verification.IPAddress(ipaddress.ip_address(config.address))
     except ValueError:
         subject = verification.DNSName(config.address)
     verifier = verification.PolicyBuilder().store(verification.Store(authorities)).build_server_verifier(subject)
 
-    def verify(certificate):
+    def verify(certificate: bytes) -> bool:
         try:
             verifier.verify(x509.load_der_x509_certificate(certificate), [])
         except (verification.VerificationError, ValueError) as exc:
-            raise BmcError('the certificate of BMC %s is not trusted (%s): give its CA in ca_path' % (config.address, exc),
-                           code='certificate_untrusted')
+            raise BmcError(
+                'the certificate of BMC %s is not trusted (%s): give its CA in ca_path' % (config.address, exc), code='certificate_untrusted'
+            ) from exc
         return True
+
     return verify
 
 
-def _reason(exc):
+def _reason(exc: BaseException) -> str:
     text = str(exc) or exc.__class__.__name__
     return text.replace('\n', ' ')[:500]
 
 
-def module_of_component(name, component_id, related=()):
+def module_of_component(name: str | None, component_id: str | None, related: Sequence[str] = ()) -> str | None:
     """Which module a firmware inventory member is: 'system-bios', 'bmc-firmware' or None (listed, not managed).
 
     ``related`` are its RelatedItem links, when the BMC gives them: one to a Manager is the BMC's own
@@ -126,51 +142,53 @@ def module_of_component(name, component_id, related=()):
     return None
 
 
-def _system_part(link):
+def _system_part(link: str) -> bool:
     """A link below a System (its EthernetInterfaces, Storage ...), not the System itself."""
     parts = link.rstrip('/').split('/')
     return 'Systems' in parts and len(parts) > parts.index('Systems') + 2
 
 
-def _related(item):
+def _related(item: Json) -> list[str]:
     return [link['@odata.id'] for link in item.get('RelatedItem') or [] if isinstance(link, dict) and link.get('@odata.id')]
 
 
-def _foreign(related, own):
+def _foreign(related: Sequence[str], own: Sequence[str]) -> bool:
     """True when every link goes to another System or Manager than ``own`` (the chosen system and its managers)."""
-    def elsewhere(link):
+
+    def elsewhere(link: str) -> bool:
         if not ('/Systems/' in link or '/Managers/' in link):
             return False
         return not any(link == mine or link.startswith(mine.rstrip('/') + '/') for mine in own)
+
     return bool(related) and all(elsewhere(link) for link in related)
 
 
 class RedfishBmc:
     """One Redfish service (a BMC), through pyghmi's Redfish client."""
 
-    def __init__(self, config, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, config: BmcConfig, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
         self.clock = clock
         self.sleep = sleep
-        self._command = None
+        self._command: Any = None  # pyghmi's redfish Command
 
-    def command(self, fresh=False):
+    def command(self, fresh: bool = False) -> Any:
         """pyghmi caches GETs for about 30 s per client: a fresh one after an update re-reads versions."""
         if self._command is None or fresh:
             config = self.config
             try:
-                self._command = redfish_command.Command(config.address, config.username, config.password,
-                                                        verifycallback=certificate_verifier(config), sysurl=config.sysurl,
-                                                        port=config.port or 443)
+                self._command = redfish_command.Command(
+                    config.address, config.username, config.password, verifycallback=certificate_verifier(config), sysurl=config.sysurl, port=config.port or 443
+                )
             except BmcError:
                 raise
             except pyghmi_exceptions.UnrecognizedCertificate as exc:
-                raise BmcError('the certificate of BMC %s is not trusted: %s' % (config.address, _reason(exc)), code='certificate_untrusted')
+                raise BmcError('the certificate of BMC %s is not trusted: %s' % (config.address, _reason(exc)), code='certificate_untrusted') from exc
             except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
-                raise self._classify(exc)
+                raise self._classify(exc) from exc
         return self._command
 
-    def _classify(self, exc):
+    def _classify(self, exc: BaseException) -> BmcError:
         text = _reason(exc)
         address = self.config.address
         if isinstance(exc, BmcError):
@@ -180,20 +198,19 @@ class RedfishBmc:
         if '401' in text or 'Unauthorized' in text or 'credential' in lowered or 'authentic' in lowered or 'access denied' in lowered:
             return BmcError('BMC %s refused the user name or password' % address, code='bmc_auth_failed')
         if 'sysurl is required' in lowered:
-            return BmcError('BMC %s serves several systems: give bmc_system (a system id or /redfish/v1/Systems/<id>)' % address,
-                            code='argument_invalid')
+            return BmcError('BMC %s serves several systems: give bmc_system (a system id or /redfish/v1/Systems/<id>)' % address, code='argument_invalid')
         if 'certificate' in text.lower() or 'CERTIFICATE' in text:
             return BmcError('the certificate of BMC %s is not trusted: %s' % (address, text), code='certificate_untrusted')
         return BmcError('BMC %s cannot be reached over Redfish: %s' % (address, text), code='bmc_unreachable')
 
-    def request(self, url, payload=None, method=None):
+    def request(self, url: str, payload: Any = None, method: str | None = None) -> Any:
         try:
             return self.command()._do_web_request(url, payload, method=method, cache=False)
         except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
-            raise self._classify(exc)
+            raise self._classify(exc) from exc
 
     # ------------------------------------------------------------------ reading
-    def inventory(self):
+    def inventory(self) -> Inventory:
         """Model, power state and firmware: {'model', 'power', 'firmware': [{name, id, version, module, updateable}]}."""
         # One client for the whole run, every read uncached (pyghmi would serve a 30 s old answer after an update):
         # each request is a new TLS connection to the BMC, so fewer requests is most of the speed.
@@ -205,34 +222,47 @@ class RedfishBmc:
         except BmcError:
             raise
         except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
-            raise self._classify(exc)
+            raise self._classify(exc) from exc
         # A service with several systems lists the firmware of all of them: keep the chosen system's and its BMC's.
         own = [command.sysurl] + [link.get('@odata.id') for link in system.get('Links', {}).get('ManagedBy', []) if link.get('@odata.id')]
-        firmware = []
+        firmware: list[dict[str, Any]] = []
         for member in members:
             item = self.request(member['@odata.id'])
             related = _related(item)
             if command.sysurl and _foreign(related, own):
                 continue
             module_id = module_of_component(item.get('Name'), item.get('Id'), related)
-            firmware.append({'name': item.get('Name'), 'id': item.get('Id'), 'version': item.get('Version'), 'module': module_id,
-                             'updateable': bool(item.get('Updateable', False)), 'url': member['@odata.id']})
-        return {'model': system.get('Model') or '', 'manufacturer': system.get('Manufacturer') or '', 'power': power,
-                'system': command.sysurl, 'firmware': firmware}
+            firmware.append(
+                {
+                    'name': item.get('Name'),
+                    'id': item.get('Id'),
+                    'version': item.get('Version'),
+                    'module': module_id,
+                    'updateable': bool(item.get('Updateable', False)),
+                    'url': member['@odata.id'],
+                }
+            )
+        return {
+            'model': system.get('Model') or '',
+            'manufacturer': system.get('Manufacturer') or '',
+            'power': power,
+            'system': command.sysurl,
+            'firmware': firmware,
+        }
 
-    def versions(self):
+    def versions(self) -> dict[str, str]:
         """module_id -> current version for the modules the BMC manages."""
         return firmware_versions(self.inventory())
 
     # ------------------------------------------------------------------ updating
-    def update_service(self):
+    def update_service(self) -> Json:
         return self.request(self.command()._updateservice)
 
-    def push(self, path, targets=(), apply_time=None):
+    def push(self, path: str, targets: Iterable[str] = (), apply_time: str | None = None) -> str:
         """Send the image to MultipartHttpPushUri (file part UpdateFile, UpdateParameters) or HttpPushUri; return the task URL."""
         service = self.update_service()
         multipart = service.get('MultipartHttpPushUri')
-        parameters = {'Targets': list(targets)}
+        parameters: Json = {'Targets': list(targets)}
         if apply_time:
             parameters['@Redfish.OperationApplyTime'] = apply_time
         command = self.command()
@@ -241,21 +271,30 @@ class RedfishBmc:
         elif service.get('HttpPushUri'):
             url, fields = service['HttpPushUri'], {}
         else:
-            raise BmcError('BMC %s offers no push update (MultipartHttpPushUri or HttpPushUri): use update_method simple_update'
-                           % self.config.address, code='bmc_push_unsupported')
-        uploader = webclient.FileUploader(command.wc.dupe(timeout=max(self.config.timeout, 300)), url, path, formname='UpdateFile',
-                                          formwrap=bool(multipart), excepterror=False, otherfields=fields)
+            raise BmcError(
+                'BMC %s offers no push update (MultipartHttpPushUri or HttpPushUri): use update_method simple_update' % self.config.address,
+                code='bmc_push_unsupported',
+            )
+        uploader = webclient.FileUploader(
+            command.wc.dupe(timeout=max(self.config.timeout, 300)),
+            url,
+            path,
+            formname='UpdateFile',
+            formwrap=bool(multipart),
+            excepterror=False,
+            otherfields=fields,
+        )
         uploader.start()
         uploader.join()
         return self._task_from_answer(uploader.rspstatus, uploader.rsp)
 
-    def simple_update(self, image_uri, targets=(), apply_time=None):
+    def simple_update(self, image_uri: str, targets: Iterable[str] = (), apply_time: str | None = None) -> str:
         """Ask the BMC to pull the image from ``image_uri`` (SimpleUpdate); return the task URL."""
         service = self.update_service()
         action = service.get('Actions', {}).get('#UpdateService.SimpleUpdate', {})
         if not action.get('target'):
             raise BmcError('BMC %s offers no SimpleUpdate action: use update_method push' % self.config.address, code='bmc_pull_unsupported')
-        body = {'ImageURI': image_uri, 'TransferProtocol': image_uri.split(':', 1)[0].upper()}
+        body: Json = {'ImageURI': image_uri, 'TransferProtocol': image_uri.split(':', 1)[0].upper()}
         if targets:
             body['Targets'] = list(targets)
         if apply_time:
@@ -264,31 +303,31 @@ class RedfishBmc:
         try:
             answer, status = wc.grab_json_response_with_status(action['target'], body, method='POST')
         except (OSError, pyghmi_exceptions.PyghmiException, ValueError) as exc:
-            raise self._classify(exc)
+            raise self._classify(exc) from exc
         return self._task_from_answer(status, answer)
 
-    def _task_from_answer(self, status, answer):
+    def _task_from_answer(self, status: int | None, answer: Any) -> str:
         if isinstance(answer, (bytes, str)):
             try:
                 answer = json.loads(answer or '{}')
             except ValueError:
                 answer = {'raw': str(answer)[:300]}
         if status is None or status >= 300 or status < 200:
-            raise BmcError('BMC %s rejected the image (HTTP %s): %s' % (self.config.address, status, redfish_message(answer)),
-                           code='bmc_rejected', http_status=status)
+            raise BmcError(
+                'BMC %s rejected the image (HTTP %s): %s' % (self.config.address, status, redfish_message(answer)), code='bmc_rejected', http_status=status
+            )
         task = answer.get('@odata.id') if isinstance(answer, dict) else None
         if not task or '/Task' not in task:
             task = (answer.get('TaskMonitor') if isinstance(answer, dict) else None) or task
         if not task or '/Task' not in task:
             # Following anything else would poll a resource with no TaskState until the timeout.
-            raise BmcError('BMC %s accepted the image but returned no task to follow (%s)' % (self.config.address, task or 'nothing'),
-                           code='bmc_protocol')
+            raise BmcError('BMC %s accepted the image but returned no task to follow (%s)' % (self.config.address, task or 'nothing'), code='bmc_protocol')
         return task
 
-    def follow(self, task_url, timeout, poll_interval=2.0, progress=None):
+    def follow(self, task_url: str, timeout: float, poll_interval: float = 2.0, progress: TaskProgress | None = None) -> Json:
         """Poll the task until it ends; a task that never ends is an error after ``timeout`` seconds."""
         deadline = self.clock() + timeout
-        shown = None
+        shown: tuple[str, Any] | None = None
         while True:
             task = self.request(task_url)
             state = task.get('TaskState', 'Unknown')
@@ -299,41 +338,45 @@ class RedfishBmc:
             if state == 'Completed':
                 return task
             if state in TASK_FAILED:
-                raise BmcError('the BMC task %s ended in %s: %s' % (task_url, state, redfish_message(task) or 'no message'),
-                               code='bmc_task_failed', task_state=state)
+                raise BmcError(
+                    'the BMC task %s ended in %s: %s' % (task_url, state, redfish_message(task) or 'no message'), code='bmc_task_failed', task_state=state
+                )
             if self.clock() >= deadline:
-                raise BmcError('the BMC task %s did not end within %d s (last state %s, %s%%)' % (task_url, timeout, state, percent),
-                               code='bmc_task_timeout', task_state=state)
+                raise BmcError(
+                    'the BMC task %s did not end within %d s (last state %s, %s%%)' % (task_url, timeout, state, percent),
+                    code='bmc_task_timeout',
+                    task_state=state,
+                )
             self.sleep(poll_interval)
 
-    def reset_system(self):
+    def reset_system(self) -> Any:
         """Power cycle the server (ComputerSystem.Reset), as an update that waits for a reset asks."""
         try:
             return self.command().set_power('boot')
         except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
-            raise self._classify(exc)
+            raise self._classify(exc) from exc
 
-    def reset_bmc(self):
+    def reset_bmc(self) -> Any:
         try:
             return self.command().reset_bmc()
         except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
-            raise self._classify(exc)
+            raise self._classify(exc) from exc
 
 
-def firmware_versions(inventory):
+def firmware_versions(inventory: Inventory) -> dict[str, str]:
     """module_id -> version from a BMC's firmware inventory (the first component of each module)."""
-    versions = {}
+    versions: dict[str, str] = {}
     for item in inventory['firmware']:
         if item['module'] and item['version'] and item['module'] not in versions:
             versions[item['module']] = item['version']
     return versions
 
 
-def redfish_message(body):
+def redfish_message(body: Any) -> str:
     """The human part of a Redfish answer: error message(s) or task messages."""
     if not isinstance(body, dict):
         return ''
-    error = body.get('error') if isinstance(body.get('error'), dict) else {}  # not {"error": "text"} or null
+    error: Any = body.get('error') if isinstance(body.get('error'), dict) else {}  # not {"error": "text"} or null
     infos = error.get('@Message.ExtendedInfo') or body.get('Messages') or []
     texts = [info.get('Message', '') for info in infos if isinstance(info, dict)]
     if not texts and error.get('message'):
@@ -341,7 +384,7 @@ def redfish_message(body):
     return '; '.join(text for text in texts if text)
 
 
-def needs_reset(task):
+def needs_reset(task: Json) -> bool:
     """Whether a finished update task says the new firmware waits for a reset."""
     for message in task.get('Messages', []) or []:
         if not isinstance(message, dict):
@@ -355,15 +398,16 @@ def needs_reset(task):
 class IpmiBmc:
     """One IPMI BMC: firmware revision and power state; no firmware update through IPMI."""
 
-    def __init__(self, config):
+    def __init__(self, config: BmcConfig) -> None:
         self.config = config
-        self._command = None
+        self._command: Any = None  # pyghmi's ipmi Command
 
-    def command(self):
+    def command(self) -> Any:
         """One client per BMC: pyghmi shares IPMI sessions per process, and a second client for the same BMC can hang on it."""
         if self._command is not None:
             return self._command
         from pyghmi.ipmi import command as ipmi_command
+
         config = self.config
         try:
             self._command = ipmi_command.Command(bmc=config.address, userid=config.username, password=config.password, port=config.port or 623)
@@ -371,45 +415,52 @@ class IpmiBmc:
         except (OSError, pyghmi_exceptions.PyghmiException) as exc:
             text = _reason(exc)
             if 'password' in text.lower() or 'unauthorized' in text.lower() or 'rakp' in text.lower():
-                raise BmcError('BMC %s refused the user name or password (IPMI)' % config.address, code='bmc_auth_failed')
-            raise BmcError('BMC %s cannot be reached over IPMI: %s' % (config.address, text), code='bmc_unreachable')
+                raise BmcError('BMC %s refused the user name or password (IPMI)' % config.address, code='bmc_auth_failed') from exc
+            raise BmcError('BMC %s cannot be reached over IPMI: %s' % (config.address, text), code='bmc_unreachable') from exc
 
-    def inventory(self):
+    def inventory(self) -> Inventory:
         command = self.command()
         try:
             device = command.xraw_command(netfn=6, command=1)['data']
             power = command.get_power()['powerstate']
         except (OSError, pyghmi_exceptions.PyghmiException, KeyError) as exc:
-            raise BmcError('BMC %s did not answer over IPMI: %s' % (self.config.address, _reason(exc)), code='bmc_unreachable')
+            raise BmcError('BMC %s did not answer over IPMI: %s' % (self.config.address, _reason(exc)), code='bmc_unreachable') from exc
         revision = ipmi_firmware_revision(bytes(device))
-        return {'model': '', 'manufacturer': '', 'power': power, 'system': None,
-                'firmware': [{'name': 'BMC', 'id': 'bmc', 'version': revision, 'module': 'bmc-firmware', 'updateable': False, 'url': None}]}
+        return {
+            'model': '',
+            'manufacturer': '',
+            'power': power,
+            'system': None,
+            'firmware': [{'name': 'BMC', 'id': 'bmc', 'version': revision, 'module': 'bmc-firmware', 'updateable': False, 'url': None}],
+        }
 
-    def versions(self):
+    def versions(self) -> dict[str, str]:
         return {'bmc-firmware': self.inventory()['firmware'][0]['version']}
 
-    def reset_system(self):
+    def reset_system(self) -> Any:
         """Power cycle the server (Chassis Control: on when off, else reset), for power_cycle: standard IPMI does that much."""
         try:
             return self.command().set_power('boot')
         except (OSError, pyghmi_exceptions.PyghmiException) as exc:
-            raise BmcError('BMC %s did not power cycle the server over IPMI: %s' % (self.config.address, _reason(exc)), code='bmc_unreachable')
+            raise BmcError('BMC %s did not power cycle the server over IPMI: %s' % (self.config.address, _reason(exc)), code='bmc_unreachable') from exc
 
-    def refuse_update(self):
-        raise BmcError('BMC %s is reached over IPMI, which has no standard firmware update: use Redfish (bmc_protocol: redfish) or '
-                       'the agent' % self.config.address, code='ipmi_update_unsupported')
+    def refuse_update(self) -> None:
+        raise BmcError(
+            'BMC %s is reached over IPMI, which has no standard firmware update: use Redfish (bmc_protocol: redfish) or the agent' % self.config.address,
+            code='ipmi_update_unsupported',
+        )
 
 
-def ipmi_firmware_revision(device_id):
+def ipmi_firmware_revision(device_id: bytes) -> str:
     """Get Device ID answer -> 'major.minor' (byte 2: major in bits 0-6; byte 3: minor in BCD)."""
     if len(device_id) < 4:
         raise BmcError('Get Device ID answer too short (%d bytes)' % len(device_id), code='bmc_protocol')
-    major = device_id[2] & 0x7f
+    major = device_id[2] & 0x7F
     minor = device_id[3]
     return '%d.%02x' % (major, minor)
 
 
-def connect(config):
+def connect(config: BmcConfig) -> RedfishBmc | IpmiBmc:
     return RedfishBmc(config) if config.protocol == 'redfish' else IpmiBmc(config)
 
 
@@ -418,19 +469,28 @@ CAUSE_EARLIER = 'an earlier package failed'
 BLOCKING_ERRORS = ('bmc_task_failed', 'bmc_task_timeout')
 
 
-def run_plan(bmc, items, sources, method='push', apply_time='OnReset', task_timeout=1800, poll_interval=2.0, progress=None,
-             inventory=None):
+def run_plan(
+    bmc: RedfishBmc,
+    items: Sequence[Mapping[str, Any]],
+    sources: Mapping[str, str],
+    method: str = 'push',
+    apply_time: str = 'OnReset',
+    task_timeout: float = 1800,
+    poll_interval: float = 2.0,
+    progress: PlanProgress | None = None,
+    inventory: Inventory | None = None,
+) -> list[dict[str, Any]]:
     """Run the ordered plan items through the BMC one after the other (the same order as the agent path).
 
     ``sources`` maps a package id to the local file (push) or the ImageURI (simple_update); ``inventory``
     (as read just before) gives the components to target. After a failure the rest are cancelled, as the agent's runner does. Returns one result per item.
     """
-    targets = {}
+    targets: dict[str, str] = {}
     if items:
         for component in (inventory or bmc.inventory())['firmware']:
             if component['module'] and component['url'] and component['module'] not in targets:
                 targets[component['module']] = component['url']
-    results = []
+    results: list[dict[str, Any]] = []
     failed = False
     for item in items:
         result = dict(item, status='waiting', cause=None, error=None, reset_required=False)
@@ -447,12 +507,12 @@ def run_plan(bmc, items, sources, method='push', apply_time='OnReset', task_time
             else:
                 task_url = bmc.simple_update(sources[item['package_id']], chosen, apply_time)
 
-            def report(state, percent, item=item):
+            def report(state: str, percent: Any, item: Mapping[str, Any] = item) -> None:
                 if progress:
                     progress(item, state, percent)
+
             task = bmc.follow(task_url, task_timeout, poll_interval, report)
-            result.update(status='succeeded', task=task_url, messages=redfish_message(task),
-                          reset_required=bool(item['reboot_required'] or needs_reset(task)))
+            result.update(status='succeeded', task=task_url, messages=redfish_message(task), reset_required=bool(item['reboot_required'] or needs_reset(task)))
         except BmcError as exc:
             result.update(status='failed', cause=exc.msg, error=exc.code, blocks=exc.code in BLOCKING_ERRORS)
             failed = True
