@@ -96,7 +96,7 @@ class HostRoot:
         return journal
 
     def write_log(self, name, text):
-        return str(self.write('var/log/exup/' + name, text))
+        return str(self.write(os.path.relpath(os.path.join(self.layout.log_dir, name), self.layout.root), text))
 
 
 class ModuleExited(Exception):
