@@ -164,9 +164,9 @@ rebuilt:
 import os
 import zipfile
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import rebuild_index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import DELETED, Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
 
 ERROR_RESULTS = ('error_invalid_package', 'error_in_use_by_other_manager', 'error_not_found')
 

@@ -60,8 +60,8 @@ before:
   type: dict
 '''
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import SETTINGS, Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
 
 
 def main():

@@ -157,9 +157,9 @@ feed_unchanged:
   type: bool
 '''
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC, REPOSITORY_SPEC, TRUST_SPEC, ExupModule
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository, server_from_dict
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import Sync, SyncOptions
+from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC, REPOSITORY_SPEC, TRUST_SPEC, ExupModule
 
 
 def main():
@@ -182,9 +182,10 @@ def main():
     servers = None
     if params['servers'] is not None:
         servers = [module.run(server_from_dict, params['manager_id'], item) for item in params['servers']]
-    result = module.run(sync_repository, Repository(params['repository']), module.http_client(), params['feed_url'], module.keyring(),
-                        params['manager_id'], servers=servers, check_mode=module.check_mode, workers=params['workers'],
-                        accept_version_reset=params['accept_catalog_version_reset'], time_limit=params['sync_timeout'])
+    options = SyncOptions(feed_url=params['feed_url'], manager_id=params['manager_id'], servers=servers, workers=params['workers'],
+                          time_limit=params['sync_timeout'], accept_version_reset=params['accept_catalog_version_reset'])
+    sync = module.run(Sync, Repository(params['repository']), module.http_client(), module.keyring(), options)
+    result = module.run(sync.run, check_mode=module.check_mode)
     output = result.as_dict()
     if result.refused:
         module.warn('%d package(s) refused: %s' % (len(result.refused), '; '.join('%s (%s)' % (r['package_id'], r['code']) for r in result.refused[:5])))

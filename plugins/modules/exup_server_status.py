@@ -65,9 +65,9 @@ icons:
   sample: [{module_id: sdr, before: null, after: latest}]
 '''
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import MANUAL_ICONS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import MANUAL_ICONS
+from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
 
 
 def main():

@@ -280,16 +280,20 @@ class Repository:
         servers = self.active_servers(index, override)
         return PlanState(generation_plan(candidates(stored, feed, extra, index.tombstones()), servers), stored, feed, servers)
 
+    @staticmethod
+    def prunable(plan: GenerationPlan, stored: dict[str, PackageRow]) -> list[dict]:
+        """The stored packages generation management no longer keeps (pinned ones stay), by package id."""
+        keep = plan.kept(stored)
+        return [{'package_id': package_id, 'module_id': row.module_id, 'version': row.version}
+                for package_id, row in sorted(stored.items()) if not row.pinned and package_id not in keep]
+
     def prune(self, index: Index, plan: GenerationPlan, stored: dict[str, PackageRow], check_mode=False) -> list[dict]:
         """Apply generation management: remove stored packages outside the keep set (pinned stay)."""
-        keep = plan.kept(stored)
-        removed = []
-        for package_id, row in sorted(stored.items()):
-            if row.pinned or package_id in keep:
-                continue
-            removed.append({'package_id': package_id, 'module_id': row.module_id, 'version': row.version})
-            if not check_mode:
-                self.remove_package(index, package_id, row.sha256, event=('package_removed', {'package_id': package_id, 'version': row.version}))
+        removed = self.prunable(plan, stored)
+        if not check_mode:
+            for item in removed:
+                self.remove_package(index, item['package_id'], stored[item['package_id']].sha256,
+                                    event=('package_removed', {'package_id': item['package_id'], 'version': item['version']}))
         return removed
 
     # ----------------------------------------------------------------- writing helpers
@@ -418,7 +422,7 @@ class Repository:
         """module_id -> the Table 9 icon of each module that has packages of the server not auto-update on this path."""
         added = index.added_times()
         chosen = index.chosen_icons(manager_id, server)
-        arrivals = {}
+        arrivals: dict[str, str] = {}
         for info in infos:
             if info.compatible and not (info.auto_update and info.kind in kinds) and info.package_id in added:
                 arrivals[info.module_id] = max(arrivals.get(info.module_id, ''), added[info.package_id])
@@ -473,7 +477,7 @@ class Repository:
             checked = [(path, self._verify_for_add(index, path, keyring, check_mode)) for path in paths]
             batch = [item.info for _path, item in checked if not isinstance(item, dict)]
             plan = self.plan(index, extra=batch).plan if mode == 'needed' else None
-            done = set()  # package ids added (in check mode: that would be) by this call
+            done: set[str] = set()  # package ids added (in check mode: that would be) by this call
             for path, item in checked:
                 results.append(item if isinstance(item, dict) else self._add_one(index, path, item, keyring, plan, batch, done, mode, check_mode))
         return results
@@ -604,7 +608,8 @@ def package_listing(row: PackageRow, plan: GenerationPlan, manager_id: str) -> d
 
 def group_listing(packages: list[dict], models) -> tuple:
     """(by_component, by_model) of listed packages, newest version first."""
-    by_component, by_model = {}, {}
+    by_component: dict[str, list] = {}
+    by_model: dict[str, dict] = {}
     for package in packages:
         by_component.setdefault(package['module_id'], []).append(package['package_id'])
         for model in package['models']:

@@ -315,7 +315,7 @@ class Store:
 
     def pool_digests(self) -> set[str]:
         """Digests of every file in the pool (for garbage collection and checks)."""
-        found = set()
+        found: set[str] = set()
         if not os.path.isdir(self.pool_dir):
             return found
         for prefix in os.listdir(self.pool_dir):

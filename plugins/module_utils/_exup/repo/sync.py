@@ -1,30 +1,38 @@
 # -*- coding: utf-8 -*-
 # Copyright: exup.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Repository sync from a vendor feed (003 §2.2.1-2.2.2), in the manner of TUF's updater.
+"""Repository sync from a vendor feed (003 §2.2.1-2.2.2), in the manner of TUF's updater (python-tuf ngclient).
+
+``Sync`` holds the repository, the HTTP client, the key ring and the options, and runs these steps:
 
 1. record this manager's presence and servers (its needs);
-2. fetch the catalog with a conditional GET (an unchanged feed costs one 304)
-   and the time of the last access as ``since``; verify it (trusted signature,
-   no rollback, not expired);
-3. merge the entries published since the last access into the known feed;
-4. run generation management over feed + store for every active manager's
-   servers: what to download, what to keep;
-5. download the missing packages in parallel, each bounded by its stated size,
-   hashed while it arrives, then verified as a package (signature, every file)
-   and checked against its catalog entry before it is indexed;
-6. remove what generation management no longer keeps.
+2. fetch the catalog with a conditional GET (an unchanged feed costs one 304) and the time of the
+   last access as ``since`` (``fetch_catalog``), and verify the answer (``verify_answer``, pure:
+   trusted signature, no rollback, not expired, the 304 rules);
+3. record it: the entries published since the last access merge into the known feed (``record_catalog``);
+4. run generation management over feed + store for every active manager's servers and select what
+   to download (``select_downloads``, pure: what to fetch, what is skipped and why);
+5. download the missing packages in parallel, each bounded by its stated size, hashed while it
+   arrives, then verified as a package (signature, every file) and checked against its catalog
+   entry before it is indexed (``download``);
+6. remove what generation management no longer keeps (``prune``).
+
+Check mode (``preview``) runs the pure steps only: the fetch, its verification, and the plan over
+the stored state with this manager's servers and the new entries laid over it. Nothing is written.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import urllib.parse
+from collections.abc import Callable
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
     EPOCH,
     MAX_CATALOG_BYTES,
+    CatalogEntry,
     check_version,
     parse_catalog,
     parse_time,
@@ -34,6 +42,8 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline, request_deadline
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError, TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import Refusal
 
 DEFAULT_SYNC_TIMEOUT = 3600  # seconds: exup_repo_sync's sync_timeout
 
@@ -85,42 +95,54 @@ class SyncResult:
                 'feed_unchanged': self.feed_unchanged, 'changed': self.changed}
 
 
-def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, check_mode=False, workers=4, progress=None,
-                    accept_version_reset=False, time_limit=DEFAULT_SYNC_TIMEOUT):
-    """Sync ``repo`` (Repository) from ``feed_url`` (the catalog URL). Returns a SyncResult.
+@dataclasses.dataclass(frozen=True)
+class SyncOptions:
+    """What one sync is asked to do.
 
-    ``servers`` is this manager's list of Server (None: keep what it registered before).
-    ``progress`` is called with (done_packages, total_packages, bytes) as downloads finish.
-    ``accept_version_reset``: the operator accepts the catalog served now even if its version is lower
-    than, or jumps too far above, the one accepted before (catalog_version_reset event).
-    ``time_limit``: seconds the whole sync may take, every request included (sync_timeout); what was indexed by then stays.
+    ``servers``: this manager's list of Server (None: keep what it registered before). ``progress`` is
+    called with (done_packages, total_packages, bytes) as downloads finish. ``accept_version_reset``:
+    the operator accepts the catalog served now even if its version is lower than, or jumps too far
+    above, the one accepted before. ``time_limit``: seconds the whole sync may take, every request
+    included (sync_timeout); what was indexed by then stays.
     """
-    deadline = Deadline(time_limit, what="the sync's time limit of %g s" % time_limit)
-    result = SyncResult()
-    with repo.store.session(check_mode) as conn:
-        if not check_mode:
-            repo.register_manager(conn, manager_id, servers)
-            result.events.append(repo.record(conn, 'repository_update_started', feed=feed_url))
-        try:
-            _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result,
-                         accept_version_reset=accept_version_reset, deadline=deadline)
-        except ExupError as exc:
-            if not check_mode:
-                result.events.append(repo.record(conn, 'repository_update_failed', exc.msg, error=exc.code))
-            exc.details.setdefault('events', result.events)
-            raise
-        except KeyboardInterrupt:
-            # Ctrl-C or a job cancelled by AWX: what was indexed stays, and the log says so.
-            if not check_mode:
-                repo.record(conn, 'repository_update_cancelled', added=len(result.added))
-            raise
-        if not check_mode:
-            result.events.append(repo.record(conn, 'repository_update_finished', added=len(result.added), removed=len(result.removed),
-                                             refused=len(result.refused)))
-    return result
+
+    feed_url: str
+    manager_id: str
+    servers: list | None = None
+    workers: int = 4
+    time_limit: float = DEFAULT_SYNC_TIMEOUT
+    accept_version_reset: bool = False
+    progress: Callable | None = None
 
 
-def _check_304_expected(state, conditional, feed_url):
+# ----------------------------------------------------------------- the trust rules of the catalog (pure)
+def _stored_key_ids(state):
+    return [key_id for key_id in state.get('catalog_key_ids', '').split(',') if key_id]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedRequest:
+    """The catalog request the stored feed state calls for."""
+
+    since: str
+    etag: str | None
+    last_modified: str | None
+    same_url: bool
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.etag or self.last_modified)
+
+
+def feed_request(state: dict, feed_url: str, key_ids) -> FeedRequest:
+    """Conditional only while the stored catalog could stand (see check_stored_catalog_trusted): else ask for it whole."""
+    same_url = state.get('feed_url') == feed_url
+    conditional = same_url and bool(set(_stored_key_ids(state)) & set(key_ids))
+    return FeedRequest(since=state.get('last_access', EPOCH) if same_url else EPOCH, etag=state.get('etag') if conditional else None,
+                       last_modified=state.get('last_modified') if conditional else None, same_url=same_url)
+
+
+def check_304_expected(state, conditional, feed_url):
     """304 Not Modified answers a conditional request about a catalog we hold: to anything else it is a protocol error."""
     if not conditional:
         raise TransportError('the feed %s answered 304 Not Modified to a request that was not conditional (no If-None-Match nor '
@@ -130,16 +152,7 @@ def _check_304_expected(state, conditional, feed_url):
                              % feed_url, code='catalog_unexpected_304')
 
 
-def _sync_timed_out(deadline, where, **details):
-    return TransportError('the sync did not finish within %s: it stopped %s; what was indexed stays, partial downloads resume at the next sync'
-                          % (deadline.what, where), code='sync_timeout', **details)
-
-
-def _stored_key_ids(state):
-    return [key_id for key_id in state.get('catalog_key_ids', '').split(',') if key_id]
-
-
-def _check_stored_catalog_trusted(state, keyring):
+def check_stored_catalog_trusted(state, keyring):
     """A 304 reuses the catalog accepted before without verifying it again: only while a key that signed it is trusted.
 
     So removing a key from trusted_keys ends the catalog it signed at the next sync, even with a server
@@ -151,7 +164,7 @@ def _check_stored_catalog_trusted(state, keyring):
                            'it no longer stands' % (', '.join(signed_by) or 'unknown'), code='unknown_key', key_ids=signed_by)
 
 
-def _same_feed(state, catalog, same_url):
+def is_same_feed(state, catalog, same_url):
     """Is ``catalog`` from the feed accepted before (by its feed_id or signing keys, not its URL)?"""
     if 'catalog_version' not in state:
         return False
@@ -160,7 +173,7 @@ def _same_feed(state, catalog, same_url):
     return same_feed(state.get('feed_id', ''), _stored_key_ids(state), catalog)
 
 
-def _check_feed_version(state, catalog, same, accept_reset):
+def check_feed_version(state, catalog, same, accept_reset):
     """Rollback and jump rules against the version accepted before from the same feed.
 
     Returns None, or when the operator accepted a version the rules refuse, (cause, detail) of the
@@ -176,138 +189,257 @@ def _check_feed_version(state, catalog, same, accept_reset):
     return None
 
 
-def _sync_locked(repo, conn, client, feed_url, keyring, manager_id, servers, check_mode, workers, progress, result, accept_version_reset=False,
-                 deadline=None):
-    state = repo.feed_state(conn)
-    same_url = state.get('feed_url') == feed_url
-    since = state.get('last_access', EPOCH) if same_url else EPOCH
-    # Conditional only while the stored catalog could stand (see _check_stored_catalog_trusted): else ask for it whole.
-    conditional = same_url and bool(set(_stored_key_ids(state)) & set(keyring.key_ids))
-    etag = state.get('etag') if conditional else None
-    last_modified = state.get('last_modified') if conditional else None
-    request = request_deadline(deadline)
-    try:
-        response = client.get_conditional(feed_url, etag=etag, last_modified=last_modified, params={'since': since}, max_bytes=MAX_CATALOG_BYTES,
-                                          deadline=request)
-    except TransportError as exc:
-        if exc.code == 'request_timeout' and deadline is not None and (request is deadline or deadline.expired()):
-            raise _sync_timed_out(deadline, 'while fetching the catalog %s' % feed_url) from None
-        raise
-    base_url = response['final_url']
-    if response['redirected'] and not check_mode:
-        result.events.append(repo.record(conn, 'feed_address_changed', feed=feed_url, now=base_url))
-    new_entries = []
-    replace_feed = False
+@dataclasses.dataclass(frozen=True)
+class CatalogUpdate:
+    """A verified answer of the feed: what the sync records and plans with."""
+
+    base_url: str
+    summary: dict  # SyncResult.catalog
+    unchanged: bool = False  # a 304: the catalog accepted before still rules
+    new_entries: tuple = ()
+    replace_feed: bool = False  # the entries are the whole feed, not an addition to it
+    reset: tuple | None = None  # (cause, detail) of catalog_version_reset
+    feed_state: tuple = ()  # (key, value) pairs to store
+
+
+def verify_answer(state: dict, request: FeedRequest, response: dict, keyring, options: SyncOptions) -> CatalogUpdate:
+    """The feed's answer checked against the stored state and the trusted keys (pure: the clock is the only input besides them)."""
     if response['status'] == 304:
         # Unchanged: the catalog we accepted before still rules, and so does its expiry (freeze attack).
-        result.feed_unchanged = True
-        _check_stored_catalog_trusted(state, keyring)
-        _check_304_expected(state, bool(etag or last_modified), feed_url)
+        check_stored_catalog_trusted(state, keyring)
+        check_304_expected(state, request.conditional, options.feed_url)
         if parse_time(state['catalog_expires']) <= utc_now():
             raise CatalogError('catalog expired at %s and the feed still serves it unchanged: the feed is stale or frozen' % state['catalog_expires'],
                                code='catalog_expired')
-        base_url = state.get('base_url', base_url)
-        result.catalog = {'version': int(state['catalog_version']), 'generated': state['last_access'], 'expires': state['catalog_expires'], 'entries_new': 0}
-    else:
-        catalog = parse_catalog(response['body'], keyring, min_version=None)
-        # Rollback protection follows the feed (a mirror, a new URL of it), not the URL; another feed starts over.
-        same = _same_feed(state, catalog, same_url)
-        reset = _check_feed_version(state, catalog, same, accept_version_reset)
-        if reset and not check_mode:
-            result.events.append(repo.record(conn, 'catalog_version_reset', reset[0], **reset[1]))
-        same_history = same and same_url
-        # A full catalog (what any static server serves) is the whole truth: what it no longer lists was
-        # withdrawn and is not asked for again. A catalog the server filtered by ``since`` is merged.
-        replace_feed = not same_history or catalog.is_complete(since)
-        new_entries = catalog.entries if replace_feed else catalog.entries_since(since)
-        result.catalog = {'version': catalog.version, 'generated': catalog.generated, 'expires': catalog.expires,
-                          'entries_new': len(catalog.entries_since(since)) if same_history else len(catalog.entries),
-                          'entries_total': len(catalog.entries), 'key_ids': catalog.key_ids, 'feed_id': catalog.feed_id}
-        if not check_mode:
-            with conn.transaction():
-                conn.save_feed_entries(new_entries, replace_feed)
-                conn.set_feed_state((('feed_url', feed_url), ('base_url', base_url), ('catalog_version', str(catalog.version)),
-                                     ('last_access', catalog.generated), ('catalog_expires', catalog.expires),
-                                     ('etag', response['etag'] or ''), ('last_modified', response['last_modified'] or ''),
-                                     ('catalog_key_ids', ','.join(catalog.key_ids)), ('feed_id', catalog.feed_id)))
+        summary = {'version': int(state['catalog_version']), 'generated': state['last_access'], 'expires': state['catalog_expires'], 'entries_new': 0}
+        return CatalogUpdate(base_url=state.get('base_url', response['final_url']), summary=summary, unchanged=True)
+    catalog = parse_catalog(response['body'], keyring, min_version=None)
+    # Rollback protection follows the feed (a mirror, a new URL of it), not the URL; another feed starts over.
+    same = is_same_feed(state, catalog, request.same_url)
+    reset = check_feed_version(state, catalog, same, options.accept_version_reset)
+    same_history = same and request.same_url
+    # A full catalog (what any static server serves) is the whole truth: what it no longer lists was
+    # withdrawn and is not asked for again. A catalog the server filtered by ``since`` is merged.
+    replace_feed = not same_history or catalog.is_complete(request.since)
+    base_url = response['final_url']
+    summary = {'version': catalog.version, 'generated': catalog.generated, 'expires': catalog.expires,
+               'entries_new': len(catalog.entries_since(request.since)) if same_history else len(catalog.entries),
+               'entries_total': len(catalog.entries), 'key_ids': catalog.key_ids, 'feed_id': catalog.feed_id}
+    feed_state = (('feed_url', options.feed_url), ('base_url', base_url), ('catalog_version', str(catalog.version)),
+                  ('last_access', catalog.generated), ('catalog_expires', catalog.expires),
+                  ('etag', response['etag'] or ''), ('last_modified', response['last_modified'] or ''),
+                  ('catalog_key_ids', ','.join(catalog.key_ids)), ('feed_id', catalog.feed_id))
+    return CatalogUpdate(base_url=base_url, summary=summary, new_entries=tuple(catalog.entries if replace_feed else catalog.entries_since(request.since)),
+                         replace_feed=replace_feed, reset=reset, feed_state=feed_state)
 
-    # In check mode nothing was written: this manager's servers and the new entries are laid over the stored state.
-    override = (manager_id, servers) if servers is not None else None
-    overlay = {entry.package_id: entry for entry in new_entries} if check_mode else None
-    plan, stored, feed = repo.plan(conn, override=override, feed_overlay=overlay, feed_replace=replace_feed)[:3]
-    tombstones = conn.tombstones()
-    refusals = repo.remembered_refusals(conn)
-    to_fetch = []
-    for package_id in sorted(plan.wanted()):
+
+# ----------------------------------------------------------------- what to download (pure)
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What a sync downloads, and what it skips and why."""
+
+    to_fetch: list
+    skipped_tombstoned: list  # package ids deleted by an operator: not fetched again until the history is cleared
+    repeated_refusals: list  # SyncResult.refused items of bytes refused before
+
+
+def select_downloads(wanted, stored, feed: dict[str, CatalogEntry], tombstones, refusals: dict[str, Refusal]) -> Selection:
+    """From the ids generation management wants: those not stored that the feed offers, less the deleted and the refused bytes."""
+    to_fetch, skipped, repeated = [], [], []
+    for package_id in sorted(wanted):
         if package_id in stored or package_id not in feed:
             continue
         if package_id in tombstones:
-            result.skipped_tombstoned.append(package_id)
+            skipped.append(package_id)
             continue
         entry = feed[package_id]
         refusal = refusals.get(package_id)
         if refusal and refusal.sha256 == entry.sha256:
-            result.refused.append({'package_id': package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': refusal.code,
-                                   'reason': refusal.reason, 'resumable': False, 'refused_at': refusal.refused_at, 'repeated': True})
+            repeated.append({'package_id': package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': refusal.code,
+                             'reason': refusal.reason, 'resumable': False, 'refused_at': refusal.refused_at, 'repeated': True})
             continue
         to_fetch.append(entry)
-
-    if check_mode:
-        result.added = [{'package_id': e.package_id, 'module_id': e.module_id, 'version': e.version, 'size': e.size} for e in to_fetch]
-        result.removed = repo.prune(conn, plan, stored, check_mode=True)
-        return
-
-    cut = _download_all(repo, conn, client, base_url, keyring, to_fetch, workers, progress, result, deadline)
-    if cut:
-        # No pruning (what replaces a package may not have arrived) and no garbage collection (the .part files resume).
-        raise _sync_timed_out(deadline, 'after %d of %d downloads' % (len(result.added), len(to_fetch)), added=result.added, not_fetched=cut)
-    if result.added:  # else the store is as plan() read it (we hold the writer lock)
-        stored = conn.packages()
-    result.removed = repo.prune(conn, plan, stored)
-    keep_parts = {entry.sha256 for entry in to_fetch if any(r['package_id'] == entry.package_id and r.get('resumable') for r in result.refused)}
-    repo.store.collect_garbage(conn, keep_parts=keep_parts)
-    if repo.store.rebuild_needed(conn):  # the index was lost: its pool files stay until exup_package state=rebuilt
-        result.events.append(repo.record(conn, 'store_rebuild_needed', 'rebuild it with exup_package state=rebuilt',
-                                         unindexed=len(repo.store.unindexed(conn))))
+    return Selection(to_fetch, skipped, repeated)
 
 
-def _refuse(repo, conn, entry, exc, result):
-    result.refused.append({'package_id': entry.package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': exc.code,
-                           'reason': exc.msg, 'resumable': exc.code in ('download_truncated', 'request_timeout')})
-    result.events.append(repo.record(conn, 'package_refused', exc.msg, package_id=entry.package_id, error=exc.code))
+def _sync_timed_out(deadline, where, **details):
+    return TransportError('the sync did not finish within %s: it stopped %s; what was indexed stays, partial downloads resume at the next sync'
+                          % (deadline.what, where), code='sync_timeout', **details)
 
 
 class _TimeIsUp(Exception):
     """A download not started, or cut, because the sync's time limit struck: not a refusal of the package."""
 
 
-def _download_all(repo, conn, client, base_url, keyring, entries, workers, progress, result, deadline=None):
-    """Download in parallel; the writer connection is used only from this thread.
+def _entry_summary(entry: CatalogEntry) -> dict:
+    return {'package_id': entry.package_id, 'module_id': entry.module_id, 'version': entry.version, 'size': entry.size}
 
-    Returns the ids of the packages the sync's ``deadline`` left without a download (not started or cut).
-    """
-    total = len(entries)
-    done = 0
-    cut = []
 
-    def fetch_and_verify(entry):
-        if deadline is not None and deadline.expired():
+# ----------------------------------------------------------------- the updater
+class Sync:
+    """One sync of ``repo`` (Repository) from the feed of ``options`` (SyncOptions): ``run()`` returns a SyncResult."""
+
+    index: Index  # the store's index, while run() holds it
+
+    def __init__(self, repo, client, keyring, options: SyncOptions):
+        self.repo = repo
+        self.client = client
+        self.keyring = keyring
+        self.options = options
+        self.deadline = Deadline(options.time_limit, what="the sync's time limit of %g s" % options.time_limit)
+        self.result = SyncResult()
+
+    def run(self, check_mode: bool = False) -> SyncResult:
+        return self.preview() if check_mode else self.update()
+
+    # --- check mode: the pure steps only
+    def preview(self) -> SyncResult:
+        """What a sync would do, from a reader's index (the store is not created)."""
+        with self.repo.read() as index:
+            self.index = index
+            try:
+                update = self.fetch_and_verify()
+                state = self.plan(update, overlay=True)
+                selection = self.select(state)
+            except ExupError as exc:
+                exc.details.setdefault('events', self.result.events)
+                raise
+        self.result.added = [_entry_summary(entry) for entry in selection.to_fetch]
+        self.result.removed = self.repo.prunable(state.plan, state.stored)
+        return self.result
+
+    # --- the sync
+    def update(self) -> SyncResult:
+        with self.repo.store.writer() as index:
+            self.index = index
+            self.repo.register_manager(index, self.options.manager_id, self.options.servers)
+            self.log('repository_update_started', feed=self.options.feed_url)
+            try:
+                self.update_locked()
+            except ExupError as exc:
+                self.log('repository_update_failed', exc.msg, error=exc.code)
+                exc.details.setdefault('events', self.result.events)
+                raise
+            except KeyboardInterrupt:
+                # Ctrl-C or a job cancelled by AWX: what was indexed stays, and the log says so.
+                self.repo.record(index, 'repository_update_cancelled', added=len(self.result.added))
+                raise
+            self.log('repository_update_finished', added=len(self.result.added), removed=len(self.result.removed), refused=len(self.result.refused))
+        return self.result
+
+    def update_locked(self) -> None:
+        update = self.fetch_and_verify(on_redirect=lambda final_url: self.log('feed_address_changed', feed=self.options.feed_url, now=final_url))
+        self.record_catalog(update)
+        state = self.plan(update)
+        selection = self.select(state)
+        cut = self.download(update.base_url, selection.to_fetch)
+        if cut:
+            # No pruning (what replaces a package may not have arrived) and no garbage collection (the .part files resume).
+            raise _sync_timed_out(self.deadline, 'after %d of %d downloads' % (len(self.result.added), len(selection.to_fetch)),
+                                  added=self.result.added, not_fetched=cut)
+        self.prune(state, selection)
+
+    def log(self, code, cause=None, **detail) -> dict:
+        event = self.repo.record(self.index, code, cause, **detail)
+        self.result.events.append(event)
+        return event
+
+    # --- steps
+    def fetch_catalog(self, request: FeedRequest) -> dict:
+        """The feed's answer to ``request``, within the sync's time limit."""
+        bounded = request_deadline(self.deadline)
+        try:
+            return self.client.get_conditional(self.options.feed_url, etag=request.etag, last_modified=request.last_modified,
+                                               params={'since': request.since}, max_bytes=MAX_CATALOG_BYTES, deadline=bounded)
+        except TransportError as exc:
+            if exc.code == 'request_timeout' and (bounded is self.deadline or self.deadline.expired()):
+                raise _sync_timed_out(self.deadline, 'while fetching the catalog %s' % self.options.feed_url) from None
+            raise
+
+    def fetch_and_verify(self, on_redirect=None) -> CatalogUpdate:
+        """Fetch the catalog and verify the answer; ``on_redirect`` hears of a redirect before the answer is judged."""
+        state = self.index.feed_state()
+        request = feed_request(state, self.options.feed_url, self.keyring.key_ids)
+        response = self.fetch_catalog(request)
+        if response['redirected'] and on_redirect:
+            on_redirect(response['final_url'])
+        update = verify_answer(state, request, response, self.keyring, self.options)
+        self.result.feed_unchanged = update.unchanged
+        self.result.catalog = update.summary
+        return update
+
+    def record_catalog(self, update: CatalogUpdate) -> None:
+        if update.reset:
+            self.log('catalog_version_reset', update.reset[0], **update.reset[1])
+        if update.unchanged:
+            return
+        with self.index.transaction():
+            self.index.save_feed_entries(update.new_entries, update.replace_feed)
+            self.index.set_feed_state(update.feed_state)
+
+    def plan(self, update: CatalogUpdate, overlay: bool = False):
+        """Generation plan over the store, with this manager's servers. ``overlay`` (check mode: nothing was written)
+        lays the new entries over the stored feed."""
+        override = (self.options.manager_id, self.options.servers) if self.options.servers is not None else None
+        entries = {entry.package_id: entry for entry in update.new_entries} if overlay else None
+        return self.repo.plan(self.index, override=override, feed_overlay=entries, feed_replace=update.replace_feed)
+
+    def select(self, state) -> Selection:
+        selection = select_downloads(state.plan.wanted(), state.stored, state.feed, self.index.tombstones(), self.repo.remembered_refusals(self.index))
+        self.result.skipped_tombstoned.extend(selection.skipped_tombstoned)
+        self.result.refused.extend(selection.repeated_refusals)
+        return selection
+
+    def download(self, base_url: str, entries: list) -> list:
+        """Download in parallel; the writer's index is used only from this thread.
+
+        Returns the ids of the packages the sync's deadline left without a download (not started or cut).
+        """
+        total = len(entries)
+        done = 0
+        cut = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
+            futures = {pool.submit(self.fetch_package, base_url, entry): entry for entry in entries}
+            for future in concurrent.futures.as_completed(futures):
+                entry = futures[future]
+                done += 1
+                try:
+                    path, verified = future.result()
+                except _TimeIsUp:
+                    cut.append(entry.package_id)
+                    continue
+                except BytesRefused as refused:
+                    self.refuse(entry, refused.error)
+                    self.repo.remember_refusal(self.index, entry.package_id, entry.sha256, refused.error)
+                    continue
+                except ExupError as exc:
+                    self.refuse(entry, exc)
+                    continue
+                self.index_download(entry, path, verified)
+                if self.options.progress:
+                    self.options.progress(done, total, self.result.bytes_downloaded)
+        return sorted(cut)
+
+    def fetch_package(self, base_url: str, entry: CatalogEntry):
+        """(path, VerifiedPackage) of one entry, downloaded (or left complete in the pool by a crash) and verified. In a worker thread."""
+        if self.deadline.expired():
             raise _TimeIsUp()
-        url = urllib.parse.urljoin(base_url, entry.url)
-        final = repo.store.pool_path(entry.sha256)
+        store = self.repo.store
+        final = store.pool_path(entry.sha256)
         if os.path.exists(final):
             # Left by a crash between rename and index: already complete; verify it again below.
             path = final
         else:
-            request = request_deadline(deadline, entry.size)
+            bounded = request_deadline(self.deadline, entry.size)
             try:
-                path = client.download(url, repo.store.part_path(entry.sha256), entry.size, entry.sha256, deadline=request)
+                path = self.client.download(urllib.parse.urljoin(base_url, entry.url), store.part_path(entry.sha256), entry.size, entry.sha256,
+                                            deadline=bounded)
             except ExupError as exc:
-                if exc.code == 'request_timeout' and deadline is not None and (request is deadline or deadline.expired()):
+                if exc.code == 'request_timeout' and (bounded is self.deadline or self.deadline.expired()):
                     raise _TimeIsUp() from None
                 raise
         try:
-            verified = verify_package(path, keyring)
+            verified = verify_package(path, self.keyring)
             entry_matches_package(entry, verified.info)
         except PackageError as exc:
             if path == final:
@@ -316,31 +448,34 @@ def _download_all(repo, conn, client, base_url, keyring, entries, workers, progr
             raise BytesRefused(exc) from None
         return path, verified
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(fetch_and_verify, entry): entry for entry in entries}
-        for future in concurrent.futures.as_completed(futures):
-            entry = futures[future]
-            done += 1
-            try:
-                path, verified = future.result()
-            except _TimeIsUp:
-                cut.append(entry.package_id)
-                continue
-            except BytesRefused as refused:
-                _refuse(repo, conn, entry, refused.error, result)
-                repo.remember_refusal(conn, entry.package_id, entry.sha256, refused.error)
-                continue
-            except ExupError as exc:
-                _refuse(repo, conn, entry, exc, result)
-                continue
-            if path != repo.store.pool_path(entry.sha256):
-                repo.store.install(path, entry.sha256)
-                result.bytes_downloaded += entry.size
-            repo.index_package(conn, verified, entry.sha256, entry.size, source='feed')
-            repo.forget_refusal(conn, entry.package_id)
-            result.added.append({'package_id': entry.package_id, 'module_id': entry.module_id, 'version': entry.version, 'size': entry.size,
-                                 'sha256': entry.sha256})
-            result.events.append(repo.record(conn, 'package_downloaded', package_id=entry.package_id, version=entry.version))
-            if progress:
-                progress(done, total, result.bytes_downloaded)
-    return sorted(cut)
+    def index_download(self, entry: CatalogEntry, path: str, verified) -> None:
+        """The file into the pool (durably), then its row: a row exists only once its file does."""
+        if path != self.repo.store.pool_path(entry.sha256):
+            self.repo.store.install(path, entry.sha256)
+            self.result.bytes_downloaded += entry.size
+        self.repo.index_package(self.index, verified, entry.sha256, entry.size, source='feed')
+        self.repo.forget_refusal(self.index, entry.package_id)
+        self.result.added.append(dict(_entry_summary(entry), sha256=entry.sha256))
+        self.log('package_downloaded', package_id=entry.package_id, version=entry.version)
+
+    def refuse(self, entry: CatalogEntry, exc: ExupError) -> None:
+        self.result.refused.append({'package_id': entry.package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': exc.code,
+                                    'reason': exc.msg, 'resumable': exc.code in ('download_truncated', 'request_timeout')})
+        self.log('package_refused', exc.msg, package_id=entry.package_id, error=exc.code)
+
+    def prune(self, state, selection: Selection) -> None:
+        """Remove what generation management no longer keeps, then the orphan files and the .part files that will not resume."""
+        stored = self.index.packages() if self.result.added else state.stored  # else the store is as plan() read it (we hold the writer lock)
+        self.result.removed = self.repo.prune(self.index, state.plan, stored)
+        resumable = {item['package_id'] for item in self.result.refused if item.get('resumable')}
+        self.repo.store.collect_garbage(self.index, keep_parts={entry.sha256 for entry in selection.to_fetch if entry.package_id in resumable})
+        if self.index.rebuild_needed():  # the index was lost: its pool files stay until exup_package state=rebuilt
+            self.log('store_rebuild_needed', 'rebuild it with exup_package state=rebuilt', unindexed=len(self.repo.store.unindexed(self.index)))
+
+
+def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, check_mode=False, workers=4, progress=None,
+                    accept_version_reset=False, time_limit=DEFAULT_SYNC_TIMEOUT) -> SyncResult:
+    """Sync ``repo`` (Repository) from ``feed_url`` (the catalog URL): ``Sync(...).run(check_mode)``; see SyncOptions for the options."""
+    options = SyncOptions(feed_url=feed_url, manager_id=manager_id, servers=servers, workers=workers, time_limit=time_limit,
+                          accept_version_reset=accept_version_reset, progress=progress)
+    return Sync(repo, client, keyring, options).run(check_mode)

@@ -119,9 +119,8 @@ def test_every_indexed_row_has_a_verified_file(repo, keyring, build_pkg, registe
 def test_one_writer_at_a_time(tmp_path):
     store = Store(str(tmp_path / 'repo'))
     with store.writer():
-        with pytest.raises(RepositoryError) as caught:
-            with Store(store.root).writer(wait_seconds=0):
-                pass  # pragma: no cover - must not be reached
+        with pytest.raises(RepositoryError) as caught, Store(store.root).writer(wait_seconds=0):
+            pass  # pragma: no cover - must not be reached
         assert caught.value.code == 'repository_busy'
         with store.reader() as conn:  # readers never block
             assert conn.execute('SELECT COUNT(*) FROM packages').fetchone()[0] == 0
@@ -146,7 +145,7 @@ def test_reader_cannot_write(tmp_path):
         pass
     conn = store.reader()
     try:
-        with pytest.raises(Exception, match='readonly|query_only|attempt to write'):
+        with pytest.raises(Exception, match=r'readonly|query_only|attempt to write'):
             conn.execute("INSERT INTO meta (key, value) VALUES ('x', 'y')")
     finally:
         conn.close()
@@ -181,9 +180,8 @@ def test_a_second_writer_waits_a_bounded_time_then_is_busy(repo, register, snaps
     holder = hold_lock(repo.store.root)
     try:
         started = time.monotonic()
-        with pytest.raises(RepositoryError) as caught:
-            with repo.store.writer(wait_seconds=1):
-                pass  # pragma: no cover - must not be reached
+        with pytest.raises(RepositoryError) as caught, repo.store.writer(wait_seconds=1):
+            pass  # pragma: no cover - must not be reached
         waited = time.monotonic() - started
     finally:
         release(holder)
@@ -274,9 +272,8 @@ def test_a_store_newer_than_the_code_is_refused(repo, register, snapshot):
     set_meta(repo.store, 'schema_version', str(STORE_VERSION + 1))
     before = snapshot(repo, with_events=True)
     for open_it in (repo.store.reader, repo.store.writer):
-        with pytest.raises(RepositoryError) as caught:
-            with open_it():
-                pass  # pragma: no cover - must not be reached
+        with pytest.raises(RepositoryError) as caught, open_it():
+            pass  # pragma: no cover - must not be reached
         assert caught.value.code == 'store_too_new'
         assert 'newer exup.fleet' in caught.value.msg and 'store format %d' % (STORE_VERSION + 1) in caught.value.msg
         assert caught.value.details == {'store_version': STORE_VERSION + 1, 'supported': STORE_VERSION}
@@ -310,9 +307,8 @@ def test_a_damaged_index_is_a_clear_error_and_the_pool_stays(repo, keyring, buil
         handle.write(os.urandom(8192))
     before = every_file(repo.store)
     for open_it in (repo.store.reader, repo.store.writer):
-        with pytest.raises(RepositoryError) as caught:
-            with open_it():
-                pass  # pragma: no cover - must not be reached
+        with pytest.raises(RepositoryError) as caught, open_it():
+            pass  # pragma: no cover - must not be reached
         assert caught.value.code == 'store_damaged'
         assert 'damaged' in caught.value.msg and 'state=rebuilt' in caught.value.msg
     assert every_file(repo.store) == before and len(repo.store.pool_digests()) == 1
