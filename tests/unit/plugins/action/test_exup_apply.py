@@ -248,3 +248,38 @@ def test_a_running_job_or_a_missing_agent_refuses_before_anything_is_sent(run_ac
     assert (missing['failed'], missing['error']) == (True, 'agent_missing')
     assert host.phases == ['inventory', 'inventory']
     assert repository.codes() == ['apply_failed', 'apply_failed']
+
+
+def test_a_job_the_agent_recorded_on_a_full_disk_is_agent_disk_full(run_action, host, repository, packages, pem):
+    host.answer('start', Job('succeeded', ('cancelled', 'the state folder is full'), error='agent_disk_full'))
+    result, _remote = run_action('exup_apply', args(repository, pem))
+    assert (result['failed'], result['error']) == (True, 'agent_disk_full')
+    assert result['msg'] == ("1 of 2 package(s) applied on %s (the state folder is full); the agent's state folder on %s is full: free some space there"
+                             % (SERVER, SERVER))
+    assert repository.codes()[-1] == 'apply_cancelled'
+
+
+def test_a_runner_that_stopped_is_said_in_the_progress_line(run_action, host, repository, packages, pem, shown):
+    host.answer('start', Job('running', 'waiting', state='running', runner_lost=True))
+    host.answer('status', Job(('failed', 'the agent stopped while this package was running'), 'cancelled', recovered=True))
+    result, _remote = run_action('exup_apply', args(repository, pem))
+    assert shown.lines == ["%s: exup_apply job %s: 0/2 done, server-agent 3.0 running (the agent's runner stopped; the package script runs on, "
+                           "and its outcome is read when it ends)" % (SERVER, JOB_ID)]
+    assert (result['error'], [row['status'] for row in result['results']]) == ('apply_failed', ['failed', 'cancelled'])
+
+
+def test_the_previous_generation_can_be_asked_for_by_name(run_action, host, host_root, build_pkg, repository, packages, pem):
+    repository.add(build_pkg(module_id='system-bios', version='0.9', models=[MODEL], os=[OS_NAME], downgrade_supported=True))
+    host_root.applied({'module_id': 'system-bios', 'action': 'install', 'from_version': '0.9', 'to_version': '1.0', 'reboot_required': False,
+                       'package_id': 'earlier'})
+    refused, _remote = run_action('exup_apply', args(repository, pem, versions={'system-bios': 'previous'}), check_mode=True)
+    assert (refused['failed'], refused['error']) == (True, 'latest_only')  # a downgrade needs latest_only: false
+    result, _remote = run_action('exup_apply', args(repository, pem, versions={'system-bios': 'previous'}, latest_only=False), check_mode=True)
+    assert not result.get('failed'), result
+    assert [(row['module_id'], row['from_version'], row['to_version']) for row in result['plan']] == [('system-bios', '1.0', '0.9')]
+
+
+def test_packages_signed_by_a_key_no_longer_trusted_are_never_sent(run_action, host, repository, packages, other_key):
+    result, _remote = run_action('exup_apply', args(repository, other_key.public_pem().decode('ascii')))
+    assert (result['changed'], result['plan'], result['msg']) == (False, [], 'nothing to apply on %s' % SERVER)
+    assert host.phases == ['inventory']

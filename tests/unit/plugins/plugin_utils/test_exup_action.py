@@ -93,9 +93,9 @@ def bios(build_pkg, repository, host_root):
 def in_role(role_path):
     """A task of a role at ``role_path`` (what the play loader builds: the role in the task's dependency chain)."""
     role = Role()
-    role._role_path = str(role_path)  # pylint: disable=protected-access
+    role._role_path = str(role_path)
     block = Block()
-    block._dep_chain = [role]  # pylint: disable=protected-access
+    block._dep_chain = [role]
     return Task(block=block)
 
 
