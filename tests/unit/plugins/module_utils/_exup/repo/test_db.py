@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The data layer (db.py): the one transaction manager and the typed queries, on an in-memory index."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index, RebootRow, ServerRow, connect
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, Tombstone
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
+
+T = '2025-01-01T00:00:00Z'
+
+
+@pytest.fixture
+def index():
+    opened = Index(connect(':memory:'))
+    opened.create_schema()
+    yield opened
+    opened.close()
+
+
+def test_transaction_commits(index):
+    with index.transaction():
+        index.touch_manager('mgr-a', T)
+    assert not index.conn.in_transaction
+    assert [m.manager_id for m in index.managers()] == ['mgr-a']
+
+
+def test_transaction_rolls_back_when_the_block_fails(index):
+    with pytest.raises(KeyboardInterrupt), index.transaction():
+        index.touch_manager('mgr-a', T)
+        index.add_event(T, 'normal', 'manager_registered', 'm', {})
+        raise KeyboardInterrupt
+    assert not index.conn.in_transaction
+    assert index.managers() == [] and index.recent_events(10) == []
+
+
+def test_transactions_do_not_nest(index):
+    """What follows a commit (a file unlinked once its row is gone) must follow the real one."""
+    with index.transaction(), pytest.raises(sqlite3.OperationalError), index.transaction():
+        pass
+
+
+def test_tombstone_round_trip_keeps_the_stored_form(index):
+    tombstone = Tombstone('P-1', 'system-bios', '1.0', 'a' * 64, T, 'mgr-a', True, ('R120h-1M',), ('linux', 'any'))
+    index.put_tombstone(tombstone)
+    assert index.tombstones() == {'P-1': tombstone}
+    [record] = index.tombstone_records()
+    assert record == dict(tombstone.as_record()) and record['models'] == '["R120h-1M"]' and record['forced'] == 1
+    index.restore_tombstones([dict(record, deleted_by='someone-else')])  # a recovery record never replaces what the index has
+    assert index.tombstones()['P-1'].deleted_by == 'mgr-a'
+    index.clear_tombstones()
+    assert index.tombstones() == {}
+
+
+def test_refusals_bmc_records_reboots_and_icons(index):
+    index.put_refusal(Refusal('P-2', 'b' * 64, 'bad_signature', 'bad', T))
+    index.put_refusal(Refusal('P-1', 'a' * 64, 'catalog_mismatch', 'other', T))
+    assert [r.package_id for r in index.refusals()] == ['P-1', 'P-2']
+    index.delete_refusals(['P-1'])
+    assert [r.package_id for r in index.refusals()] == ['P-2']
+    index.put_bmc_module('mgr-a', 's1', BmcModuleRecord('bmc-firmware', previous='1.0', staged='2.0', since=T))
+    assert index.bmc_modules('mgr-a', 's1') == {'bmc-firmware': BmcModuleRecord('bmc-firmware', '1.0', None, '2.0', T)}
+    index.put_reboot('mgr-a', 's1', RebootRow('boot-1', ['sdr', 'bmc-firmware'], T, T))
+    assert index.reboot('mgr-a', 's1') == RebootRow('boot-1', ['bmc-firmware', 'sdr'], T, T)
+    assert index.reboot('mgr-a', 'other') is None
+    index.put_icon('mgr-a', 's1', 'sdr', 'latest', T)
+    assert index.chosen_icons('mgr-a', 's1') == {'sdr': ('latest', T)}
+
+
+def test_servers_compare_in_their_stored_form(index):
+    server = Server('mgr-a', 's1', 'R120h-1M', 'linux', {'sdr': {'current': '1'}})
+    row = ServerRow.of('mgr-a', server)
+    assert row == ('mgr-a', 's1', 'R120h-1M', 'linux', '{"sdr": {"current": "1"}}')
+    assert index.server_row('mgr-a', 's1') is None
+    index.put_server(row)
+    assert index.server_row('mgr-a', 's1') == row and index.server_rows('mgr-a') == [row]
+    assert index.servers() == [server]
+    assert index.delete_server('mgr-a', 's1') is True and index.delete_server('mgr-a', 's1') is False
+
+
+def test_tables_an_older_store_lacks_read_as_empty(index):
+    for table in ('settings', 'manual_icons', 'reboots'):
+        index.conn.execute('DROP TABLE %s' % table)
+    assert index.setting_changes() == [] and index.chosen_icons('m', 's') == {} and index.reboot('m', 's') is None
+
+
+def test_job_outcome_logged_ignores_starts(index):
+    index.add_event(T, 'normal', 'apply_started', 'm', {'job_id': 'j-1'})
+    assert not index.job_outcome_logged('j-1')
+    index.add_event(T, 'normal', 'apply_finished', 'm', {'job_id': 'j-1'})
+    assert index.job_outcome_logged('j-1') and not index.job_outcome_logged('j-2')
+    assert [e['code'] for e in index.recent_events(1)] == ['apply_finished'] and index.recent_events(1)[0]['detail'] == {'job_id': 'j-1'}
+
+
+def test_store_version_and_marks(index):
+    assert index.store_version() == 1  # no record: format 1
+    index.set_store_version(2)
+    assert index.store_version() == 2
+    assert index.rebuild_needed() is None
+    index.mark_rebuild_needed(T)
+    assert index.rebuild_needed() == T
+    index.clear_rebuild_needed()
+    assert index.rebuild_needed() is None
