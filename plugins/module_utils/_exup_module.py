@@ -42,11 +42,11 @@ class ExupModule(AnsibleModule):
 
     def __init__(self, argument_spec, needs_http=False, **kwargs):
         super().__init__(argument_spec=argument_spec, **kwargs)
-        libraries = [('cryptography', signing.HAS_CRYPTOGRAPHY, signing.CRYPTOGRAPHY_IMPORT_ERROR),
-                     ('lxml', xmlsafe.HAS_LXML, xmlsafe.LXML_IMPORT_ERROR)]
+        libraries = [('cryptography', signing.HAS_CRYPTOGRAPHY, signing.CRYPTOGRAPHY_IMPORT_ERROR), ('lxml', xmlsafe.HAS_LXML, xmlsafe.LXML_IMPORT_ERROR)]
         if needs_http:
             # Imported only here: requests costs about 0.1 s, and modules on managed hosts never need it.
             from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
+
             libraries.append(('requests', transport.HAS_REQUESTS, transport.REQUESTS_IMPORT_ERROR))
         for name, present, error in libraries:
             if not present:
@@ -60,16 +60,23 @@ class ExupModule(AnsibleModule):
             details = dict(exc.details)
             self.fail_json(msg=exc.msg, error=exc.code, **details)
         except OSError as exc:
-            self.fail_json(msg='%s: %s' % (exc.strerror or exc, getattr(exc, 'filename', '') or ''), error='os_error',
-                           exception=traceback.format_exc())
+            self.fail_json(msg='%s: %s' % (exc.strerror or exc, getattr(exc, 'filename', '') or ''), error='os_error', exception=traceback.format_exc())
         return None
 
     def http_client(self):
         from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
+
         params = self.params
-        return self.run(transport.HttpClient, proxy_url=params['proxy_url'], proxy_username=params['proxy_username'],
-                        proxy_password=params['proxy_password'], proxy_auth=params['proxy_auth'], validate_certs=params['validate_certs'],
-                        ca_path=params['ca_path'], timeout=params['timeout'])
+        return self.run(
+            transport.HttpClient,
+            proxy_url=params['proxy_url'],
+            proxy_username=params['proxy_username'],
+            proxy_password=params['proxy_password'],
+            proxy_auth=params['proxy_auth'],
+            validate_certs=params['validate_certs'],
+            ca_path=params['ca_path'],
+            timeout=params['timeout'],
+        )
 
     def keyring(self):
         return self.run(signing.KeyRing.from_pem_list, self.params['trusted_keys'])

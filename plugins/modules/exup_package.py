@@ -206,12 +206,16 @@ def main():
         displayed_only={'type': 'bool', 'default': True},
         fail_on_error={'type': 'bool', 'default': True},
     )
-    module = ExupModule(argument_spec, supports_check_mode=True, required_if=[
-        ('state', 'present', ('src', 'trusted_keys')),
-        ('state', 'rebuilt', ('trusted_keys',)),
-        ('state', 'absent', ('package_ids',)),
-        ('state', 'exported', ('dest',)),
-    ])
+    module = ExupModule(
+        argument_spec,
+        supports_check_mode=True,
+        required_if=[
+            ('state', 'present', ('src', 'trusted_keys')),
+            ('state', 'rebuilt', ('trusted_keys',)),
+            ('state', 'absent', ('package_ids',)),
+            ('state', 'exported', ('dest',)),
+        ],
+    )
     params = module.params
     repo = Repository(params['repository'])
     state = params['state']
@@ -229,8 +233,9 @@ def main():
         tombstoned = {tombstone.package_id for tombstone in module.run(repo.deleted_packages)}
         stored = {package.package_id for package in module.run(repo.packages)}
         wanted = [pid for pid in params['package_ids'] if not (pid in tombstoned and pid not in stored)]
-        results = [{'package_id': pid, 'result': 'already_deleted', 'msg': 'The package was deleted before.'}
-                   for pid in params['package_ids'] if pid not in wanted]
+        results = [
+            {'package_id': pid, 'result': 'already_deleted', 'msg': 'The package was deleted before.'} for pid in params['package_ids'] if pid not in wanted
+        ]
         if wanted:
             results += module.run(repo.delete, wanted, params['manager_id'], force=params['force'], check_mode=module.check_mode)
         output.update(results=results, changed=any(r['result'] == DELETED for r in results))
@@ -247,8 +252,7 @@ def main():
         output.update(refusals_cleared=cleared, changed=bool(cleared))
         output['diff'] = {'before': ''.join('%s (%s)\n' % (r['package_id'], r['code']) for r in cleared), 'after': ''}
     else:
-        selection = dict(package_ids=params['package_ids'], module_ids=params['module_ids'], models=params['models'],
-                         displayed_only=params['displayed_only'])
+        selection = dict(package_ids=params['package_ids'], module_ids=params['module_ids'], models=params['models'], displayed_only=params['displayed_only'])
         exported = module.run(repo.export, params['dest'], check_mode=True, **selection)
         changed = not archive_holds(params['dest'], exported)
         if changed and not module.check_mode:

@@ -104,12 +104,18 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REP
 
 def main():
     argument_spec = dict(REPOSITORY_SPEC)
-    argument_spec.update(module_ids={'type': 'list', 'elements': 'str'}, models={'type': 'list', 'elements': 'str'},
-                         event_limit={'type': 'int', 'default': 100})
+    argument_spec.update(
+        module_ids={'type': 'list', 'elements': 'str'}, models={'type': 'list', 'elements': 'str'}, event_limit={'type': 'int', 'default': 100}
+    )
     module = ExupModule(argument_spec, supports_check_mode=True)
     params = module.params
-    listing = module.run(Repository(params['repository']).listing, params['manager_id'], event_limit=params['event_limit'],
-                         module_ids=params['module_ids'], models=params['models'])
+    listing = module.run(
+        Repository(params['repository']).listing,
+        params['manager_id'],
+        event_limit=params['event_limit'],
+        module_ids=params['module_ids'],
+        models=params['models'],
+    )
     module.exit_json(changed=False, **listing)
 
 

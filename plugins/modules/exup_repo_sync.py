@@ -167,12 +167,16 @@ def main():
     argument_spec.update(HTTP_SPEC)
     argument_spec.update(
         feed_url={'type': 'str', 'required': True},
-        servers={'type': 'list', 'elements': 'dict', 'options': {
-            'name': {'type': 'str', 'required': True},
-            'model': {'type': 'str', 'required': True},
-            'os': {'type': 'str', 'required': True},
-            'modules': {'type': 'dict', 'default': {}},
-        }},
+        servers={
+            'type': 'list',
+            'elements': 'dict',
+            'options': {
+                'name': {'type': 'str', 'required': True},
+                'model': {'type': 'str', 'required': True},
+                'os': {'type': 'str', 'required': True},
+                'modules': {'type': 'dict', 'default': {}},
+            },
+        },
         workers={'type': 'int', 'default': 4},
         sync_timeout={'type': 'int', 'default': 3600},
         accept_catalog_version_reset={'type': 'bool', 'default': False},
@@ -182,15 +186,20 @@ def main():
     servers = None
     if params['servers'] is not None:
         servers = [module.run(server_from_dict, params['manager_id'], item) for item in params['servers']]
-    options = SyncOptions(feed_url=params['feed_url'], manager_id=params['manager_id'], servers=servers, workers=params['workers'],
-                          time_limit=params['sync_timeout'], accept_version_reset=params['accept_catalog_version_reset'])
+    options = SyncOptions(
+        feed_url=params['feed_url'],
+        manager_id=params['manager_id'],
+        servers=servers,
+        workers=params['workers'],
+        time_limit=params['sync_timeout'],
+        accept_version_reset=params['accept_catalog_version_reset'],
+    )
     sync = module.run(Sync, Repository(params['repository']), module.http_client(), module.keyring(), options)
     result = module.run(sync.run, check_mode=module.check_mode)
     output = result.as_dict()
     if result.refused:
         module.warn('%d package(s) refused: %s' % (len(result.refused), '; '.join('%s (%s)' % (r['package_id'], r['code']) for r in result.refused[:5])))
-    output['diff'] = {'before': {'removed': sorted(r['package_id'] for r in result.removed)},
-                      'after': {'added': sorted(a['package_id'] for a in result.added)}}
+    output['diff'] = {'before': {'removed': sorted(r['package_id'] for r in result.removed)}, 'after': {'added': sorted(a['package_id'] for a in result.added)}}
     module.exit_json(**output)
 
 

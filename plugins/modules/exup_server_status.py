@@ -71,16 +71,21 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REP
 
 
 def main():
-    argument_spec = dict(REPOSITORY_SPEC, server_name={'type': 'str', 'required': True},
-                         modules={'type': 'list', 'elements': 'str', 'required': True},
-                         icon={'type': 'str', 'required': True, 'choices': list(MANUAL_ICONS)})
+    argument_spec = dict(
+        REPOSITORY_SPEC,
+        server_name={'type': 'str', 'required': True},
+        modules={'type': 'list', 'elements': 'str', 'required': True},
+        icon={'type': 'str', 'required': True, 'choices': list(MANUAL_ICONS)},
+    )
     module = ExupModule(argument_spec, supports_check_mode=True)
     params = module.params
     repo = Repository(params['repository'])
-    rows = module.run(repo.set_manual_icons, params['manager_id'], params['server_name'], params['modules'], params['icon'],
-                      check_mode=module.check_mode)
-    module.exit_json(changed=any(row['before'] != row['after'] for row in rows), icons=rows,
-                     diff={'before': {row['module_id']: row['before'] for row in rows}, 'after': {row['module_id']: row['after'] for row in rows}})
+    rows = module.run(repo.set_manual_icons, params['manager_id'], params['server_name'], params['modules'], params['icon'], check_mode=module.check_mode)
+    module.exit_json(
+        changed=any(row['before'] != row['after'] for row in rows),
+        icons=rows,
+        diff={'before': {row['module_id']: row['before'] for row in rows}, 'after': {row['module_id']: row['after'] for row in rows}},
+    )
 
 
 if __name__ == '__main__':

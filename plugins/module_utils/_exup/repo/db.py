@@ -272,9 +272,18 @@ class Index:
         result = {}
         for row in self.conn.execute('SELECT * FROM packages'):
             result[row['package_id']] = PackageRow(
-                package_id=row['package_id'], sha256=row['sha256'], size=row['size'], module_id=row['module_id'], version=row['version'],
-                info=PackageInfo.from_dict(json.loads(row['info'])), key_id=row['key_id'], source=row['source'],
-                pinned=bool(row['pinned']), compatible=bool(row['compatible']), added_at=row['added_at'])
+                package_id=row['package_id'],
+                sha256=row['sha256'],
+                size=row['size'],
+                module_id=row['module_id'],
+                version=row['version'],
+                info=PackageInfo.from_dict(json.loads(row['info'])),
+                key_id=row['key_id'],
+                source=row['source'],
+                pinned=bool(row['pinned']),
+                compatible=bool(row['compatible']),
+                added_at=row['added_at'],
+            )
         return result
 
     def package_digests(self) -> dict[str, str]:
@@ -288,14 +297,29 @@ class Index:
     def recovery_packages(self) -> dict[str, dict]:
         """What the recovery record keeps of each package: its pin, source and date."""
         query = 'SELECT package_id, sha256, pinned, source, added_at FROM packages ORDER BY package_id'
-        return {row['package_id']: {'sha256': row['sha256'], 'pinned': bool(row['pinned']), 'source': row['source'], 'added_at': row['added_at']}
-                for row in self.conn.execute(query)}
+        return {
+            row['package_id']: {'sha256': row['sha256'], 'pinned': bool(row['pinned']), 'source': row['source'], 'added_at': row['added_at']}
+            for row in self.conn.execute(query)
+        }
 
     def put_package(self, info: PackageInfo, key_id: str, digest: str, size: int, source: str, pinned: bool, now: str) -> None:
-        self.conn.execute('INSERT OR REPLACE INTO packages (package_id, sha256, size, module_id, version, info, key_id, source, pinned, compatible, '
-                          'added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                          (info.package_id, digest, size, info.module_id, info.version, json.dumps(info.as_dict(), sort_keys=True), key_id,
-                           source, int(pinned), int(info.compatible), now))
+        self.conn.execute(
+            'INSERT OR REPLACE INTO packages (package_id, sha256, size, module_id, version, info, key_id, source, pinned, compatible, '
+            'added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            (
+                info.package_id,
+                digest,
+                size,
+                info.module_id,
+                info.version,
+                json.dumps(info.as_dict(), sort_keys=True),
+                key_id,
+                source,
+                int(pinned),
+                int(info.compatible),
+                now,
+            ),
+        )
 
     def delete_package(self, package_id: str) -> None:
         self.conn.execute('DELETE FROM packages WHERE package_id = ?', (package_id,))
@@ -323,8 +347,10 @@ class Index:
         """Merge ``entries`` into the known feed, or make them the whole feed with ``replace``."""
         if replace:
             self.conn.execute('DELETE FROM feed_entries')
-        self.conn.executemany('INSERT OR REPLACE INTO feed_entries (package_id, entry, published) VALUES (?, ?, ?)',
-                              [(entry.package_id, json.dumps(entry.as_dict(), sort_keys=True), entry.published) for entry in entries])
+        self.conn.executemany(
+            'INSERT OR REPLACE INTO feed_entries (package_id, entry, published) VALUES (?, ?, ?)',
+            [(entry.package_id, json.dumps(entry.as_dict(), sort_keys=True), entry.published) for entry in entries],
+        )
 
     def feed_state(self) -> dict[str, str]:
         return {row[0]: row[1] for row in self.conn.execute('SELECT key, value FROM feed_state')}
@@ -342,9 +368,16 @@ class Index:
         result = {}
         for row in self.conn.execute('SELECT * FROM tombstones'):
             result[row['package_id']] = Tombstone(
-                package_id=row['package_id'], module_id=row['module_id'], version=row['version'], sha256=row['sha256'],
-                deleted_at=row['deleted_at'], deleted_by=row['deleted_by'], forced=bool(row['forced']),
-                models=tuple(json.loads(row['models'])), os=tuple(json.loads(row['os'])))
+                package_id=row['package_id'],
+                module_id=row['module_id'],
+                version=row['version'],
+                sha256=row['sha256'],
+                deleted_at=row['deleted_at'],
+                deleted_by=row['deleted_by'],
+                forced=bool(row['forced']),
+                models=tuple(json.loads(row['models'])),
+                os=tuple(json.loads(row['os'])),
+            )
         return result
 
     def tombstone_records(self) -> list[dict]:
@@ -357,20 +390,26 @@ class Index:
     def restore_tombstones(self, records: list[dict], replace: bool = False) -> None:
         """Insert rows as stored (``tombstone_records``); keep existing ones unless ``replace``."""
         verb = 'INSERT OR REPLACE' if replace else 'INSERT OR IGNORE'
-        self.conn.executemany('%s INTO tombstones (%s) VALUES (%s)' % (verb, ', '.join(TOMBSTONE_COLUMNS), ', '.join('?' * len(TOMBSTONE_COLUMNS))),
-                              [tuple(record[column] for column in TOMBSTONE_COLUMNS) for record in records])
+        self.conn.executemany(
+            '%s INTO tombstones (%s) VALUES (%s)' % (verb, ', '.join(TOMBSTONE_COLUMNS), ', '.join('?' * len(TOMBSTONE_COLUMNS))),
+            [tuple(record[column] for column in TOMBSTONE_COLUMNS) for record in records],
+        )
 
     def clear_tombstones(self) -> None:
         self.conn.execute('DELETE FROM tombstones')
 
     # ----------------------------------------------------------------- refusals
     def refusals(self) -> list[Refusal]:
-        return [Refusal(row['package_id'], row['sha256'], row['code'], row['reason'], row['refused_at'])
-                for row in self.conn.execute('SELECT * FROM refusals ORDER BY package_id')]
+        return [
+            Refusal(row['package_id'], row['sha256'], row['code'], row['reason'], row['refused_at'])
+            for row in self.conn.execute('SELECT * FROM refusals ORDER BY package_id')
+        ]
 
     def put_refusal(self, refusal: Refusal) -> None:
-        self.conn.execute('INSERT OR REPLACE INTO refusals (package_id, sha256, code, reason, refused_at) VALUES (?, ?, ?, ?, ?)',
-                          (refusal.package_id, refusal.sha256, refusal.code, refusal.reason, refusal.refused_at))
+        self.conn.execute(
+            'INSERT OR REPLACE INTO refusals (package_id, sha256, code, reason, refused_at) VALUES (?, ?, ?, ?, ?)',
+            (refusal.package_id, refusal.sha256, refusal.code, refusal.reason, refusal.refused_at),
+        )
 
     def delete_refusals(self, package_ids: Iterable[str]) -> None:
         self.conn.executemany('DELETE FROM refusals WHERE package_id = ?', [(package_id,) for package_id in package_ids])
@@ -380,8 +419,9 @@ class Index:
         return [ManagerRow(row['manager_id'], row['last_seen']) for row in self.conn.execute('SELECT * FROM managers ORDER BY manager_id')]
 
     def touch_manager(self, manager_id: str, now: str) -> None:
-        self.conn.execute('INSERT INTO managers (manager_id, last_seen) VALUES (?, ?) ON CONFLICT(manager_id) DO UPDATE SET last_seen = excluded.last_seen',
-                          (manager_id, now))
+        self.conn.execute(
+            'INSERT INTO managers (manager_id, last_seen) VALUES (?, ?) ON CONFLICT(manager_id) DO UPDATE SET last_seen = excluded.last_seen', (manager_id, now)
+        )
 
     def managers_seen_since(self, cutoff: str) -> set[str]:
         return {row[0] for row in self.conn.execute('SELECT manager_id FROM managers WHERE last_seen >= ?', (cutoff,))}
@@ -394,8 +434,10 @@ class Index:
         self.conn.execute('DELETE FROM managers WHERE manager_id = ?', (manager_id,))
 
     def servers(self) -> list[Server]:
-        return [Server(manager_id=row['manager_id'], name=row['name'], model=row['model'], os=row['os'], modules=json.loads(row['modules']))
-                for row in self.conn.execute('SELECT * FROM servers')]
+        return [
+            Server(manager_id=row['manager_id'], name=row['name'], model=row['model'], os=row['os'], modules=json.loads(row['modules']))
+            for row in self.conn.execute('SELECT * FROM servers')
+        ]
 
     def server_rows(self, manager_id: str) -> list[ServerRow]:
         """The servers of one manager as stored, sorted."""
@@ -403,8 +445,7 @@ class Index:
         return sorted(ServerRow(*row) for row in self.conn.execute(query, (manager_id,)))
 
     def server_row(self, manager_id: str, name: str) -> ServerRow | None:
-        row = self.conn.execute('SELECT manager_id, name, model, os, modules FROM servers WHERE manager_id = ? AND name = ?',
-                                (manager_id, name)).fetchone()
+        row = self.conn.execute('SELECT manager_id, name, model, os, modules FROM servers WHERE manager_id = ? AND name = ?', (manager_id, name)).fetchone()
         return ServerRow(*row) if row else None
 
     def replace_servers(self, manager_id: str, rows: list[ServerRow]) -> None:
@@ -423,8 +464,10 @@ class Index:
         return {row[0]: BmcModuleRecord(*row) for row in self.conn.execute(query, (manager_id, server))}
 
     def put_bmc_module(self, manager_id: str, server: str, record: BmcModuleRecord) -> None:
-        self.conn.execute('INSERT OR REPLACE INTO bmc_modules (manager_id, server, module_id, previous, block, staged, since) VALUES (?, ?, ?, ?, ?, ?, ?)',
-                          (manager_id, server, record.module_id, record.previous, record.block, record.staged, record.since))
+        self.conn.execute(
+            'INSERT OR REPLACE INTO bmc_modules (manager_id, server, module_id, previous, block, staged, since) VALUES (?, ?, ?, ?, ?, ?, ?)',
+            (manager_id, server, record.module_id, record.previous, record.block, record.staged, record.since),
+        )
 
     # ----------------------------------------------------------------- settings, status icons, restarts
     def setting_changes(self, at: str | None = None) -> list[tuple[str, str]]:
@@ -441,21 +484,27 @@ class Index:
         return {row[0]: (row[1], row[2]) for row in self._select(query, (manager_id, server))}
 
     def put_icon(self, manager_id: str, server: str, module_id: str, icon: str, now: str) -> None:
-        self.conn.execute('INSERT OR REPLACE INTO manual_icons (manager_id, server, module_id, icon, set_at) VALUES (?, ?, ?, ?, ?)',
-                          (manager_id, server, module_id, icon, now))
+        self.conn.execute(
+            'INSERT OR REPLACE INTO manual_icons (manager_id, server, module_id, icon, set_at) VALUES (?, ?, ?, ?, ?)',
+            (manager_id, server, module_id, icon, now),
+        )
 
     def reboot(self, manager_id: str, server: str) -> RebootRow | None:
         rows = self._select('SELECT boot_id, modules, requested_at, deadline FROM reboots WHERE manager_id = ? AND server = ?', (manager_id, server))
         return RebootRow(rows[0][0], json.loads(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
 
     def put_reboot(self, manager_id: str, server: str, reboot: RebootRow) -> None:
-        self.conn.execute('INSERT OR REPLACE INTO reboots (manager_id, server, boot_id, modules, requested_at, deadline) VALUES (?, ?, ?, ?, ?, ?)',
-                          (manager_id, server, reboot.boot_id, json.dumps(sorted(reboot.modules)), reboot.requested_at, reboot.deadline))
+        self.conn.execute(
+            'INSERT OR REPLACE INTO reboots (manager_id, server, boot_id, modules, requested_at, deadline) VALUES (?, ?, ?, ?, ?, ?)',
+            (manager_id, server, reboot.boot_id, json.dumps(sorted(reboot.modules)), reboot.requested_at, reboot.deadline),
+        )
 
     # ----------------------------------------------------------------- the event log
     def add_event(self, time_text: str, level: str, code: str, message: str, detail: dict) -> None:
-        self.conn.execute('INSERT INTO events (time, level, code, message, detail) VALUES (?, ?, ?, ?, ?)',
-                          (time_text, level, code, message, json.dumps(detail, sort_keys=True)))
+        self.conn.execute(
+            'INSERT INTO events (time, level, code, message, detail) VALUES (?, ?, ?, ?, ?)',
+            (time_text, level, code, message, json.dumps(detail, sort_keys=True)),
+        )
 
     def recent_events(self, limit: int) -> list[dict]:
         """The newest ``limit`` events, newest first, their detail decoded."""

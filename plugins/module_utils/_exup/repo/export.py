@@ -29,13 +29,13 @@ th { background: #eee; }
 """
 
 
-def select_for_export(stored: dict[str, PackageRow], package_ids: Iterable[str] | None, module_ids: Iterable[str] | None,
-                      models: Iterable[str] | None, displayed_only: bool) -> list[PackageRow]:
+def select_for_export(
+    stored: dict[str, PackageRow], package_ids: Iterable[str] | None, module_ids: Iterable[str] | None, models: Iterable[str] | None, displayed_only: bool
+) -> list[PackageRow]:
     """By package ids, or by modules (optionally limited to target models); ``displayed_only``: only the newest a server shows."""
     if package_ids:
         return [stored[package_id] for package_id in sorted(package_ids) if package_id in stored]
-    chosen = [row for row in stored.values()
-              if (not module_ids or row.module_id in module_ids) and (not models or set(models) & set(row.info.models))]
+    chosen = [row for row in stored.values() if (not module_ids or row.module_id in module_ids) and (not models or set(models) & set(row.info.models))]
     if displayed_only:
         shown = displayed_packages([row.info for row in chosen], models)
         chosen = [row for row in chosen if row.package_id in shown]
@@ -57,15 +57,26 @@ def render_index_html(selected: list[PackageRow], saved_at: str) -> str:
     rows = []
     for row in selected:
         info = row.info
-        rows.append('<tr><td><a href="packages/{pid}.zip">{pid}</a></td><td>{module}</td><td>{version}</td><td>{date}</td>'
-                    '<td>{models}</td><td>{os}</td><td>{kind}</td><td>{auto}</td><td>{sha}</td></tr>'.format(
-                        pid=html.escape(row.package_id), module=html.escape(info.module_name), version=html.escape(info.version),
-                        date=html.escape(info.release_date), models=html.escape(', '.join(info.models)), os=html.escape(', '.join(info.os)),
-                        kind=html.escape(info.kind), auto='yes' if info.auto_update else 'no (apply by hand)', sha=row.sha256))
-    return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Update package archive</title>'
-            '<link rel="stylesheet" href="css/exup.css"></head><body>\n<h1>Update package archive</h1>\n<p>Saved %s.</p>\n'
-            '<table><tr><th>Package</th><th>Component</th><th>Version</th><th>Release date</th><th>Models</th><th>OS</th>'
-            '<th>Kind</th><th>Auto-update</th><th>SHA-256</th></tr>\n%s\n</table></body></html>\n') % (html.escape(saved_at), '\n'.join(rows))
+        rows.append(
+            '<tr><td><a href="packages/{pid}.zip">{pid}</a></td><td>{module}</td><td>{version}</td><td>{date}</td>'
+            '<td>{models}</td><td>{os}</td><td>{kind}</td><td>{auto}</td><td>{sha}</td></tr>'.format(
+                pid=html.escape(row.package_id),
+                module=html.escape(info.module_name),
+                version=html.escape(info.version),
+                date=html.escape(info.release_date),
+                models=html.escape(', '.join(info.models)),
+                os=html.escape(', '.join(info.os)),
+                kind=html.escape(info.kind),
+                auto='yes' if info.auto_update else 'no (apply by hand)',
+                sha=row.sha256,
+            )
+        )
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Update package archive</title>'
+        '<link rel="stylesheet" href="css/exup.css"></head><body>\n<h1>Update package archive</h1>\n<p>Saved %s.</p>\n'
+        '<table><tr><th>Package</th><th>Component</th><th>Version</th><th>Release date</th><th>Models</th><th>OS</th>'
+        '<th>Kind</th><th>Auto-update</th><th>SHA-256</th></tr>\n%s\n</table></body></html>\n'
+    ) % (html.escape(saved_at), '\n'.join(rows))
 
 
 def check_selection(stored: dict[str, PackageRow], selected: list[PackageRow], package_ids: Iterable[str] | None) -> None:
@@ -77,8 +88,10 @@ def check_selection(stored: dict[str, PackageRow], selected: list[PackageRow], p
         raise RepositoryError('no such package in the repository: %s' % ', '.join(missing), code='package_not_found')
     for row in selected:  # an index from before ids were checked for every schema version (packages/<id>.zip)
         if not is_id(row.package_id):
-            raise RepositoryError('package %s in the index has an id that is not %s: it cannot be saved (delete it)'
-                                  % (ascii(row.package_id)[:100], ID_RULE), code='package_id_invalid')
+            raise RepositoryError(
+                'package %s in the index has an id that is not %s: it cannot be saved (delete it)' % (ascii(row.package_id)[:100], ID_RULE),
+                code='package_id_invalid',
+            )
 
 
 def save_archive(repo, dest: str, package_ids=None, module_ids=None, models=None, displayed_only: bool = True, check_mode: bool = False) -> list[dict]:
@@ -87,8 +100,9 @@ def save_archive(repo, dest: str, package_ids=None, module_ids=None, models=None
         stored = index.packages()
     selected = select_for_export(stored, package_ids, module_ids, models, displayed_only)
     check_selection(stored, selected, package_ids)
-    summary = [{'package_id': row.package_id, 'module_id': row.module_id, 'version': row.version, 'file': 'packages/%s.zip' % row.package_id}
-               for row in selected]
+    summary = [
+        {'package_id': row.package_id, 'module_id': row.module_id, 'version': row.version, 'file': 'packages/%s.zip' % row.package_id} for row in selected
+    ]
     if check_mode:
         return summary
     tmp = dest + '.tmp'

@@ -108,7 +108,7 @@ class RepositoryApi(typing.Protocol):
 
     # --- packages
     def packages(self, module_id: str | None = None) -> list[StoredPackage]:
-        """Every stored package (of ``module_id`` only when given), by package id."""
+        """Every stored package (of ``module_id`` only when given), in the index's order."""
 
     def packages_for(self, model: str, os_name: str, trusted_key_ids: typing.Iterable[str] | None = None) -> list[StoredPackage]:
         """Stored packages for a server's model and OS, compatible or not; with ``trusted_key_ids``, only those signed by one of them."""

@@ -73,8 +73,14 @@ def choose(store, keyring, indexed, record):
 
 def _summary(package_id, digest, verified, meta):
     info = verified.info
-    return {'package_id': package_id, 'module_id': info.module_id, 'version': info.version, 'sha256': digest,
-            'pinned': bool(meta.get('pinned')), 'source': meta.get('source') or 'rebuilt'}
+    return {
+        'package_id': package_id,
+        'module_id': info.module_id,
+        'version': info.version,
+        'sha256': digest,
+        'pinned': bool(meta.get('pinned')),
+        'source': meta.get('source') or 'rebuilt',
+    }
 
 
 def plan_rebuild(store, keyring, index):
@@ -86,12 +92,20 @@ def plan_rebuild(store, keyring, index):
     deleted = {row.get('package_id') for row in record['tombstones'] if isinstance(row, dict)}
     deleted |= set(index.tombstones())
     kept = {pid: item for pid, item in kept.items() if pid in indexed or pid in record['packages'] or pid not in deleted}
-    meta_of = {pid: record['packages'].get(pid, {}) if record['packages'].get(pid, {}).get('sha256') == digest else {}
-               for pid, (digest, _v, _s) in kept.items()}
+    meta_of = {
+        pid: record['packages'].get(pid, {}) if record['packages'].get(pid, {}).get('sha256') == digest else {} for pid, (digest, _v, _s) in kept.items()
+    }
     record['tombstones'] = [row for row in record['tombstones'] if isinstance(row, dict) and row.get('package_id') not in kept]
-    return {'kept': kept, 'meta': meta_of, 'quarantined': quarantined, 'indexed': indexed, 'record': record,
-            'tombstones': record['tombstones'], 'feed_state': record['feed_state'],
-            'packages': [_summary(pid, digest, verified, meta_of[pid]) for pid, (digest, verified, _s) in sorted(kept.items())]}
+    return {
+        'kept': kept,
+        'meta': meta_of,
+        'quarantined': quarantined,
+        'indexed': indexed,
+        'record': record,
+        'tombstones': record['tombstones'],
+        'feed_state': record['feed_state'],
+        'packages': [_summary(pid, digest, verified, meta_of[pid]) for pid, (digest, verified, _s) in sorted(kept.items())],
+    }
 
 
 def _move_aside(store, now_text):
@@ -126,14 +140,29 @@ def _restore(repo, index, planned):
                 index.set_added_at(package_id, meta['added_at'])
         tombstones, _feed = repo.store.restore_records(index, planned['record'])
         index.clear_rebuild_needed()
-        return repo.record(index, 'store_rebuilt', None, packages=len(planned['kept']), pinned=sum(1 for p in planned['packages'] if p['pinned']),
-                           tombstones=tombstones, quarantined=len(planned['quarantined']))
+        return repo.record(
+            index,
+            'store_rebuilt',
+            None,
+            packages=len(planned['kept']),
+            pinned=sum(1 for p in planned['packages'] if p['pinned']),
+            tombstones=tombstones,
+            quarantined=len(planned['quarantined']),
+        )
 
 
 def _result(state, planned, changed, **extra):
-    return dict({'state': state, 'changed': changed, 'packages': planned['packages'] if planned else [],
-                 'quarantined': planned['quarantined'] if planned else [], 'tombstones': len(planned['tombstones']) if planned else 0,
-                 'feed_state': sorted(k for k in planned['feed_state'] if k in RECOVERED_FEED_STATE) if planned else []}, **extra)
+    return dict(
+        {
+            'state': state,
+            'changed': changed,
+            'packages': planned['packages'] if planned else [],
+            'quarantined': planned['quarantined'] if planned else [],
+            'tombstones': len(planned['tombstones']) if planned else 0,
+            'feed_state': sorted(k for k in planned['feed_state'] if k in RECOVERED_FEED_STATE) if planned else [],
+        },
+        **extra,
+    )
 
 
 def rebuild_index(repo, keyring, check_mode=False, wait_seconds=600):

@@ -39,9 +39,24 @@ PRESENCE_LIFETIME = datetime.timedelta(days=60)
 
 #: Codes only a download gives. Stores written before issue 8 remembered some of them as refusals;
 #: they say nothing about the vendor's bytes, so such rows no longer block (see is_remembered).
-_TRANSPORT_ONLY_CODES = frozenset(['download_too_long', 'download_truncated', 'connection_failed', 'http_status', 'tls_failed',
-                                   'proxy_failed', 'proxy_invalid', 'proxy_auth_failed', 'proxy_auth_required', 'proxy_auth_unsupported',
-                                   'proxy_ntlm_unsupported', 'proxy_tunnel_407', 'transport_failed', 'missing_library'])
+_TRANSPORT_ONLY_CODES = frozenset(
+    [
+        'download_too_long',
+        'download_truncated',
+        'connection_failed',
+        'http_status',
+        'tls_failed',
+        'proxy_failed',
+        'proxy_invalid',
+        'proxy_auth_failed',
+        'proxy_auth_required',
+        'proxy_auth_unsupported',
+        'proxy_ntlm_unsupported',
+        'proxy_tunnel_407',
+        'transport_failed',
+        'missing_library',
+    ]
+)
 #: The transport's digest_mismatch (against the catalog) shares its code with the package's own (against ExUpHash.xml).
 _CATALOG_DIGEST_WORDS = 'the SHA-256 the catalog states'
 
@@ -122,8 +137,9 @@ def is_remembered(refusal) -> bool:
     return code not in _TRANSPORT_ONLY_CODES and not (code == 'digest_mismatch' and _CATALOG_DIGEST_WORDS in reason)
 
 
-def candidates(stored: dict[str, PackageRow], feed: dict[str, CatalogEntry], extra: Iterable[PackageInfo] = (),
-               tombstones: dict[str, Tombstone] | None = None) -> list[Candidate]:
+def candidates(
+    stored: dict[str, PackageRow], feed: dict[str, CatalogEntry], extra: Iterable[PackageInfo] = (), tombstones: dict[str, Tombstone] | None = None
+) -> list[Candidate]:
     """Every package the repository knows: store, feed, deletion history and ``extra`` PackageInfos.
 
     Deleted packages keep their rank (see generations.py), so their targets are kept in the tombstone.
@@ -199,8 +215,16 @@ class Repository:
             return index.job_outcome_logged(job_id)
 
     def stored_package(self, row: PackageRow) -> StoredPackage:
-        return StoredPackage(info=row.info, sha256=row.sha256, size=row.size, path=self.store.pool_path(row.sha256), key_id=row.key_id,
-                             source=row.source, pinned=row.pinned, added_at=row.added_at)
+        return StoredPackage(
+            info=row.info,
+            sha256=row.sha256,
+            size=row.size,
+            path=self.store.pool_path(row.sha256),
+            key_id=row.key_id,
+            source=row.source,
+            pinned=row.pinned,
+            added_at=row.added_at,
+        )
 
     # ----------------------------------------------------------------- reading an open index (dict forms kept for older callers)
     @staticmethod
@@ -220,10 +244,6 @@ class Repository:
     @staticmethod
     def feed_state(index: Index) -> dict[str, str]:
         return index.feed_state()
-
-    def server_packages(self, index: Index, model: str, os_name: str) -> list:
-        """[(PackageInfo, sha256, size, pool path)] for a server's model and OS, compatible or not (the faces use ``packages_for``)."""
-        return [(row.info, row.sha256, row.size, self.store.pool_path(row.sha256)) for row in index.packages().values() if row.info.targets(model, os_name)]
 
     # ----------------------------------------------------------------- refusals (issue 8: one bad answer never blocks for good)
     @staticmethod
@@ -284,16 +304,23 @@ class Repository:
     def prunable(plan: GenerationPlan, stored: dict[str, PackageRow]) -> list[dict]:
         """The stored packages generation management no longer keeps (pinned ones stay), by package id."""
         keep = plan.kept(stored)
-        return [{'package_id': package_id, 'module_id': row.module_id, 'version': row.version}
-                for package_id, row in sorted(stored.items()) if not row.pinned and package_id not in keep]
+        return [
+            {'package_id': package_id, 'module_id': row.module_id, 'version': row.version}
+            for package_id, row in sorted(stored.items())
+            if not row.pinned and package_id not in keep
+        ]
 
     def prune(self, index: Index, plan: GenerationPlan, stored: dict[str, PackageRow], check_mode=False) -> list[dict]:
         """Apply generation management: remove stored packages outside the keep set (pinned stay)."""
         removed = self.prunable(plan, stored)
         if not check_mode:
             for item in removed:
-                self.remove_package(index, item['package_id'], stored[item['package_id']].sha256,
-                                    event=('package_removed', {'package_id': item['package_id'], 'version': item['version']}))
+                self.remove_package(
+                    index,
+                    item['package_id'],
+                    stored[item['package_id']].sha256,
+                    event=('package_removed', {'package_id': item['package_id'], 'version': item['version']}),
+                )
         return removed
 
     # ----------------------------------------------------------------- writing helpers
@@ -338,12 +365,6 @@ class Repository:
     def server_differs(index: Index, manager_id: str, server: Server) -> bool:
         """True when registering ``server`` would change the repository's record of it (check mode of exup_info)."""
         return index.server_row(manager_id, server.name) != ServerRow.of(manager_id, server)
-
-    @staticmethod
-    def bmc_modules(index: Index, manager_id: str, server: str) -> dict[str, dict]:
-        """module_id -> {previous, block, staged, since} of a server managed through its BMC (use ``bmc_module_records``)."""
-        return {module_id: {'previous': record.previous, 'block': record.block, 'staged': record.staged, 'since': record.since}
-                for module_id, record in index.bmc_modules(manager_id, server).items()}
 
     def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields) -> None:
         """Update one module's record (previous generation, block until reset, staged version) in its own transaction."""
@@ -426,8 +447,10 @@ class Repository:
         for info in infos:
             if info.compatible and not (info.auto_update and info.kind in kinds) and info.package_id in added:
                 arrivals[info.module_id] = max(arrivals.get(info.module_id, ''), added[info.package_id])
-        return {module_id: choose_manual_icon(chosen.get(module_id), arrived, self.settings(index, arrived)['initial_manual_icon'])
-                for module_id, arrived in arrivals.items()}
+        return {
+            module_id: choose_manual_icon(chosen.get(module_id), arrived, self.settings(index, arrived)['initial_manual_icon'])
+            for module_id, arrived in arrivals.items()
+        }
 
     def set_manual_icons(self, manager_id, server, module_ids, icon, check_mode=False) -> list[dict]:
         """Set the Table 9 icon of modules of one server; each change leaves status_changed. Returns [{module_id, before, after}]."""
@@ -499,8 +522,11 @@ class Repository:
         if info.package_id in stored or info.package_id in done:
             return dict(base, result=ADD_WARN_PRESENT, msg='The same update package is already in the repository.')
         if plan is not None and info.package_id not in plan.kept(set(stored) | {item.package_id for item in batch}):
-            return dict(base, result=ADD_WARN_NOT_NEEDED,
-                        msg='No managed server can use this package, or generation management would remove it at once; it was not added.')
+            return dict(
+                base,
+                result=ADD_WARN_NOT_NEEDED,
+                msg='No managed server can use this package, or generation management would remove it at once; it was not added.',
+            )
         done.add(info.package_id)
         if check_mode:
             return dict(base, result=ADDED, msg='The package would be added.', pinned=mode == 'pinned')
@@ -545,13 +571,23 @@ class Repository:
             others = sorted(plan.needed_by[package_id] - {manager_id})
             if not check_mode:
                 self.record(index, 'package_delete_failed', 'in use by another manager', package_id=package_id, managers=others)
-            return {'package_id': package_id, 'result': DELETE_ERROR_IN_USE, 'managers': others,
-                    'msg': 'Another manager (%s) uses this package; delete it with force to remove it anyway.' % ', '.join(others)}
+            return {
+                'package_id': package_id,
+                'result': DELETE_ERROR_IN_USE,
+                'managers': others,
+                'msg': 'Another manager (%s) uses this package; delete it with force to remove it anyway.' % ', '.join(others),
+            }
         if not check_mode:
-            tombstone = Tombstone(package_id, row.module_id, row.version, row.sha256, self.now_text(), manager_id, bool(force),
-                                  tuple(row.info.models), tuple(row.info.os))
-            self.remove_package(index, package_id, row.sha256, tombstone=tombstone,
-                                event=('package_deleted', {'package_id': package_id, 'version': row.version, 'forced': force}))
+            tombstone = Tombstone(
+                package_id, row.module_id, row.version, row.sha256, self.now_text(), manager_id, bool(force), tuple(row.info.models), tuple(row.info.os)
+            )
+            self.remove_package(
+                index,
+                package_id,
+                row.sha256,
+                tombstone=tombstone,
+                event=('package_deleted', {'package_id': package_id, 'version': row.version, 'forced': force}),
+            )
         return {'package_id': package_id, 'result': DELETED, 'msg': 'The update package was deleted.', 'forced': force}
 
     def clear_tombstones(self, check_mode=False) -> list[str]:
@@ -582,27 +618,53 @@ class Repository:
             state = index.feed_state()
             events_out = index.recent_events(event_limit)
             managers = [dataclasses.asdict(manager) for manager in index.managers()]
-        packages = [package_listing(row, plan, manager_id) for package_id, row in sorted(stored.items())
-                    if not ((module_ids and row.module_id not in module_ids) or (models and not set(models) & set(row.info.models)))]
+        packages = [
+            package_listing(row, plan, manager_id)
+            for package_id, row in sorted(stored.items())
+            if not ((module_ids and row.module_id not in module_ids) or (models and not set(models) & set(row.info.models)))
+        ]
         by_component, by_model = group_listing(packages, models)
-        return {'packages': packages, 'by_component': by_component, 'by_model': by_model,
-                'tombstones': [tombstones[package_id].as_dict() for package_id in sorted(tombstones)], 'refusals': refusals,
-                'events': events_out, 'managers': managers, 'servers': len(servers), 'feed_entries': len(feed),
-                'feed': {key: state[key] for key in ('feed_url', 'catalog_version', 'last_access', 'catalog_expires', 'feed_id') if key in state}}
+        return {
+            'packages': packages,
+            'by_component': by_component,
+            'by_model': by_model,
+            'tombstones': [tombstones[package_id].as_dict() for package_id in sorted(tombstones)],
+            'refusals': refusals,
+            'events': events_out,
+            'managers': managers,
+            'servers': len(servers),
+            'feed_entries': len(feed),
+            'feed': {key: state[key] for key in ('feed_url', 'catalog_version', 'last_access', 'catalog_expires', 'feed_id') if key in state},
+        }
 
 
 def package_listing(row: PackageRow, plan: GenerationPlan, manager_id: str) -> dict:
     """One package as exup_package_info lists it."""
     info = row.info
     return {
-        'package_id': row.package_id, 'module_id': info.module_id, 'module_name': info.module_name, 'version': info.version,
-        'release_date': info.release_date, 'models': info.models, 'os': info.os, 'kind': info.kind, 'size': row.size,
-        'sha256': row.sha256, 'severity': info.severity, 'source': row.source,
-        'auto_update': info.auto_update, 'downgrade_supported': info.downgrade_supported, 'multi_model': info.multi_model,
-        'reboot_required': info.reboot_required, 'uninstall_supported': info.uninstall_supported,
-        'used_by_other_manager': plan.used_by_other_manager(row.package_id, manager_id), 'pinned': row.pinned,
-        'generation': plan.generation.get(row.package_id), 'previous_generation_only': row.package_id in plan.previous,
-        'compatible': row.compatible, 'key_id': row.key_id,
+        'package_id': row.package_id,
+        'module_id': info.module_id,
+        'module_name': info.module_name,
+        'version': info.version,
+        'release_date': info.release_date,
+        'models': info.models,
+        'os': info.os,
+        'kind': info.kind,
+        'size': row.size,
+        'sha256': row.sha256,
+        'severity': info.severity,
+        'source': row.source,
+        'auto_update': info.auto_update,
+        'downgrade_supported': info.downgrade_supported,
+        'multi_model': info.multi_model,
+        'reboot_required': info.reboot_required,
+        'uninstall_supported': info.uninstall_supported,
+        'used_by_other_manager': plan.used_by_other_manager(row.package_id, manager_id),
+        'pinned': row.pinned,
+        'generation': plan.generation.get(row.package_id),
+        'previous_generation_only': row.package_id in plan.previous,
+        'compatible': row.compatible,
+        'key_id': row.key_id,
     }
 
 

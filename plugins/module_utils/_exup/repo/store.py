@@ -50,7 +50,6 @@ SCHEMA_VERSION = STORE_VERSION  # the name older code used
 RECOVERED_FEED_STATE = ('feed_url', 'base_url', 'catalog_version', 'catalog_expires', 'last_access', 'catalog_key_ids', 'feed_id')
 
 
-
 def _fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -76,16 +75,22 @@ def write_file_atomically(path, data):
 
 def damaged(store, exc):
     """The error of a repo.db SQLite cannot read (garbage bytes, a cut file)."""
-    return RepositoryError('the repository index %s is damaged (%s): rebuild it from the pool with exup_package state=rebuilt; '
-                           'the package files are kept' % (store.db_path, exc), code='store_damaged')
+    return RepositoryError(
+        'the repository index %s is damaged (%s): rebuild it from the pool with exup_package state=rebuilt; the package files are kept' % (store.db_path, exc),
+        code='store_damaged',
+    )
 
 
 def check_store_version(store, version):
     """Refuse a store written by a newer format: this code could misread it or break it (003 §4.3)."""
     if version > STORE_VERSION:
-        raise RepositoryError('the repository %s was written by a newer exup.fleet (store format %d, this code knows up to %d): '
-                              'upgrade the collection on this host; a repository moves only to the same or a newer version'
-                              % (store.root, version, STORE_VERSION), code='store_too_new', store_version=version, supported=STORE_VERSION)
+        raise RepositoryError(
+            'the repository %s was written by a newer exup.fleet (store format %d, this code knows up to %d): '
+            'upgrade the collection on this host; a repository moves only to the same or a newer version' % (store.root, version, STORE_VERSION),
+            code='store_too_new',
+            store_version=version,
+            supported=STORE_VERSION,
+        )
 
 
 def _migrate_1_to_2(index):
@@ -337,7 +342,7 @@ class Store:
                 removed.append(digest)
         if os.path.isdir(self.tmp_dir):
             for name in os.listdir(self.tmp_dir):
-                if name[:-len('.part')] not in keep_parts:
+                if name[: -len('.part')] not in keep_parts:
                     os.unlink(os.path.join(self.tmp_dir, name))
         return removed
 

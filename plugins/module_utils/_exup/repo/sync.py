@@ -90,9 +90,17 @@ class SyncResult:
         return bool(self.added or self.removed)
 
     def as_dict(self):
-        return {'added': self.added, 'removed': self.removed, 'refused': self.refused, 'events': self.events,
-                'skipped_tombstoned': self.skipped_tombstoned, 'catalog': self.catalog, 'bytes_downloaded': self.bytes_downloaded,
-                'feed_unchanged': self.feed_unchanged, 'changed': self.changed}
+        return {
+            'added': self.added,
+            'removed': self.removed,
+            'refused': self.refused,
+            'events': self.events,
+            'skipped_tombstoned': self.skipped_tombstoned,
+            'catalog': self.catalog,
+            'bytes_downloaded': self.bytes_downloaded,
+            'feed_unchanged': self.feed_unchanged,
+            'changed': self.changed,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,18 +146,27 @@ def feed_request(state: dict, feed_url: str, key_ids) -> FeedRequest:
     """Conditional only while the stored catalog could stand (see check_stored_catalog_trusted): else ask for it whole."""
     same_url = state.get('feed_url') == feed_url
     conditional = same_url and bool(set(_stored_key_ids(state)) & set(key_ids))
-    return FeedRequest(since=state.get('last_access', EPOCH) if same_url else EPOCH, etag=state.get('etag') if conditional else None,
-                       last_modified=state.get('last_modified') if conditional else None, same_url=same_url)
+    return FeedRequest(
+        since=state.get('last_access', EPOCH) if same_url else EPOCH,
+        etag=state.get('etag') if conditional else None,
+        last_modified=state.get('last_modified') if conditional else None,
+        same_url=same_url,
+    )
 
 
 def check_304_expected(state, conditional, feed_url):
     """304 Not Modified answers a conditional request about a catalog we hold: to anything else it is a protocol error."""
     if not conditional:
-        raise TransportError('the feed %s answered 304 Not Modified to a request that was not conditional (no If-None-Match nor '
-                             'If-Modified-Since was sent): it must send the catalog' % feed_url, code='catalog_unexpected_304')
+        raise TransportError(
+            'the feed %s answered 304 Not Modified to a request that was not conditional (no If-None-Match nor '
+            'If-Modified-Since was sent): it must send the catalog' % feed_url,
+            code='catalog_unexpected_304',
+        )
     if 'catalog_expires' not in state:
-        raise TransportError('the feed %s answered 304 Not Modified, but this repository holds no catalog from it: it must send the catalog'
-                             % feed_url, code='catalog_unexpected_304')
+        raise TransportError(
+            'the feed %s answered 304 Not Modified, but this repository holds no catalog from it: it must send the catalog' % feed_url,
+            code='catalog_unexpected_304',
+        )
 
 
 def check_stored_catalog_trusted(state, keyring):
@@ -160,8 +177,12 @@ def check_stored_catalog_trusted(state, keyring):
     """
     signed_by = _stored_key_ids(state)
     if 'catalog_version' in state and not set(signed_by) & set(keyring.key_ids):
-        raise CatalogError('the feed answered 304 Not Modified, but the catalog accepted before is signed by no trusted key (signed by: %s): '
-                           'it no longer stands' % (', '.join(signed_by) or 'unknown'), code='unknown_key', key_ids=signed_by)
+        raise CatalogError(
+            'the feed answered 304 Not Modified, but the catalog accepted before is signed by no trusted key (signed by: %s): '
+            'it no longer stands' % (', '.join(signed_by) or 'unknown'),
+            code='unknown_key',
+            key_ids=signed_by,
+        )
 
 
 def is_same_feed(state, catalog, same_url):
@@ -209,8 +230,9 @@ def verify_answer(state: dict, request: FeedRequest, response: dict, keyring, op
         check_stored_catalog_trusted(state, keyring)
         check_304_expected(state, request.conditional, options.feed_url)
         if parse_time(state['catalog_expires']) <= utc_now():
-            raise CatalogError('catalog expired at %s and the feed still serves it unchanged: the feed is stale or frozen' % state['catalog_expires'],
-                               code='catalog_expired')
+            raise CatalogError(
+                'catalog expired at %s and the feed still serves it unchanged: the feed is stale or frozen' % state['catalog_expires'], code='catalog_expired'
+            )
         summary = {'version': int(state['catalog_version']), 'generated': state['last_access'], 'expires': state['catalog_expires'], 'entries_new': 0}
         return CatalogUpdate(base_url=state.get('base_url', response['final_url']), summary=summary, unchanged=True)
     catalog = parse_catalog(response['body'], keyring, min_version=None)
@@ -222,15 +244,34 @@ def verify_answer(state: dict, request: FeedRequest, response: dict, keyring, op
     # withdrawn and is not asked for again. A catalog the server filtered by ``since`` is merged.
     replace_feed = not same_history or catalog.is_complete(request.since)
     base_url = response['final_url']
-    summary = {'version': catalog.version, 'generated': catalog.generated, 'expires': catalog.expires,
-               'entries_new': len(catalog.entries_since(request.since)) if same_history else len(catalog.entries),
-               'entries_total': len(catalog.entries), 'key_ids': catalog.key_ids, 'feed_id': catalog.feed_id}
-    feed_state = (('feed_url', options.feed_url), ('base_url', base_url), ('catalog_version', str(catalog.version)),
-                  ('last_access', catalog.generated), ('catalog_expires', catalog.expires),
-                  ('etag', response['etag'] or ''), ('last_modified', response['last_modified'] or ''),
-                  ('catalog_key_ids', ','.join(catalog.key_ids)), ('feed_id', catalog.feed_id))
-    return CatalogUpdate(base_url=base_url, summary=summary, new_entries=tuple(catalog.entries if replace_feed else catalog.entries_since(request.since)),
-                         replace_feed=replace_feed, reset=reset, feed_state=feed_state)
+    summary = {
+        'version': catalog.version,
+        'generated': catalog.generated,
+        'expires': catalog.expires,
+        'entries_new': len(catalog.entries_since(request.since)) if same_history else len(catalog.entries),
+        'entries_total': len(catalog.entries),
+        'key_ids': catalog.key_ids,
+        'feed_id': catalog.feed_id,
+    }
+    feed_state = (
+        ('feed_url', options.feed_url),
+        ('base_url', base_url),
+        ('catalog_version', str(catalog.version)),
+        ('last_access', catalog.generated),
+        ('catalog_expires', catalog.expires),
+        ('etag', response['etag'] or ''),
+        ('last_modified', response['last_modified'] or ''),
+        ('catalog_key_ids', ','.join(catalog.key_ids)),
+        ('feed_id', catalog.feed_id),
+    )
+    return CatalogUpdate(
+        base_url=base_url,
+        summary=summary,
+        new_entries=tuple(catalog.entries if replace_feed else catalog.entries_since(request.since)),
+        replace_feed=replace_feed,
+        reset=reset,
+        feed_state=feed_state,
+    )
 
 
 # ----------------------------------------------------------------- what to download (pure)
@@ -255,16 +296,29 @@ def select_downloads(wanted, stored, feed: dict[str, CatalogEntry], tombstones, 
         entry = feed[package_id]
         refusal = refusals.get(package_id)
         if refusal and refusal.sha256 == entry.sha256:
-            repeated.append({'package_id': package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': refusal.code,
-                             'reason': refusal.reason, 'resumable': False, 'refused_at': refusal.refused_at, 'repeated': True})
+            repeated.append(
+                {
+                    'package_id': package_id,
+                    'version': entry.version,
+                    'module_id': entry.module_id,
+                    'code': refusal.code,
+                    'reason': refusal.reason,
+                    'resumable': False,
+                    'refused_at': refusal.refused_at,
+                    'repeated': True,
+                }
+            )
             continue
         to_fetch.append(entry)
     return Selection(to_fetch, skipped, repeated)
 
 
 def _sync_timed_out(deadline, where, **details):
-    return TransportError('the sync did not finish within %s: it stopped %s; what was indexed stays, partial downloads resume at the next sync'
-                          % (deadline.what, where), code='sync_timeout', **details)
+    return TransportError(
+        'the sync did not finish within %s: it stopped %s; what was indexed stays, partial downloads resume at the next sync' % (deadline.what, where),
+        code='sync_timeout',
+        **details,
+    )
 
 
 class _TimeIsUp(Exception):
@@ -335,8 +389,9 @@ class Sync:
         cut = self.download(update.base_url, selection.to_fetch)
         if cut:
             # No pruning (what replaces a package may not have arrived) and no garbage collection (the .part files resume).
-            raise _sync_timed_out(self.deadline, 'after %d of %d downloads' % (len(self.result.added), len(selection.to_fetch)),
-                                  added=self.result.added, not_fetched=cut)
+            raise _sync_timed_out(
+                self.deadline, 'after %d of %d downloads' % (len(self.result.added), len(selection.to_fetch)), added=self.result.added, not_fetched=cut
+            )
         self.prune(state, selection)
 
     def log(self, code, cause=None, **detail) -> dict:
@@ -349,8 +404,14 @@ class Sync:
         """The feed's answer to ``request``, within the sync's time limit."""
         bounded = request_deadline(self.deadline)
         try:
-            return self.client.get_conditional(self.options.feed_url, etag=request.etag, last_modified=request.last_modified,
-                                               params={'since': request.since}, max_bytes=MAX_CATALOG_BYTES, deadline=bounded)
+            return self.client.get_conditional(
+                self.options.feed_url,
+                etag=request.etag,
+                last_modified=request.last_modified,
+                params={'since': request.since},
+                max_bytes=MAX_CATALOG_BYTES,
+                deadline=bounded,
+            )
         except TransportError as exc:
             if exc.code == 'request_timeout' and (bounded is self.deadline or self.deadline.expired()):
                 raise _sync_timed_out(self.deadline, 'while fetching the catalog %s' % self.options.feed_url) from None
@@ -432,8 +493,9 @@ class Sync:
         else:
             bounded = request_deadline(self.deadline, entry.size)
             try:
-                path = self.client.download(urllib.parse.urljoin(base_url, entry.url), store.part_path(entry.sha256), entry.size, entry.sha256,
-                                            deadline=bounded)
+                path = self.client.download(
+                    urllib.parse.urljoin(base_url, entry.url), store.part_path(entry.sha256), entry.size, entry.sha256, deadline=bounded
+                )
             except ExupError as exc:
                 if exc.code == 'request_timeout' and (bounded is self.deadline or self.deadline.expired()):
                     raise _TimeIsUp() from None
@@ -459,8 +521,16 @@ class Sync:
         self.log('package_downloaded', package_id=entry.package_id, version=entry.version)
 
     def refuse(self, entry: CatalogEntry, exc: ExupError) -> None:
-        self.result.refused.append({'package_id': entry.package_id, 'version': entry.version, 'module_id': entry.module_id, 'code': exc.code,
-                                    'reason': exc.msg, 'resumable': exc.code in ('download_truncated', 'request_timeout')})
+        self.result.refused.append(
+            {
+                'package_id': entry.package_id,
+                'version': entry.version,
+                'module_id': entry.module_id,
+                'code': exc.code,
+                'reason': exc.msg,
+                'resumable': exc.code in ('download_truncated', 'request_timeout'),
+            }
+        )
         self.log('package_refused', exc.msg, package_id=entry.package_id, error=exc.code)
 
     def prune(self, state, selection: Selection) -> None:
@@ -473,9 +543,27 @@ class Sync:
             self.log('store_rebuild_needed', 'rebuild it with exup_package state=rebuilt', unindexed=len(self.repo.store.unindexed(self.index)))
 
 
-def sync_repository(repo, client, feed_url, keyring, manager_id, servers=None, check_mode=False, workers=4, progress=None,
-                    accept_version_reset=False, time_limit=DEFAULT_SYNC_TIMEOUT) -> SyncResult:
+def sync_repository(
+    repo,
+    client,
+    feed_url,
+    keyring,
+    manager_id,
+    servers=None,
+    check_mode=False,
+    workers=4,
+    progress=None,
+    accept_version_reset=False,
+    time_limit=DEFAULT_SYNC_TIMEOUT,
+) -> SyncResult:
     """Sync ``repo`` (Repository) from ``feed_url`` (the catalog URL): ``Sync(...).run(check_mode)``; see SyncOptions for the options."""
-    options = SyncOptions(feed_url=feed_url, manager_id=manager_id, servers=servers, workers=workers, time_limit=time_limit,
-                          accept_version_reset=accept_version_reset, progress=progress)
+    options = SyncOptions(
+        feed_url=feed_url,
+        manager_id=manager_id,
+        servers=servers,
+        workers=workers,
+        time_limit=time_limit,
+        accept_version_reset=accept_version_reset,
+        progress=progress,
+    )
     return Sync(repo, client, keyring, options).run(check_mode)

@@ -12,12 +12,19 @@ import json
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
-    MAX_VERSION_STEP, Catalog, build_catalog, canonical_json, check_version, parse_catalog, same_feed)
+    MAX_VERSION_STEP,
+    Catalog,
+    build_catalog,
+    canonical_json,
+    check_version,
+    parse_catalog,
+    same_feed,
+)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import is_remembered
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
 
-NOW = datetime.datetime(2025, 3, 1, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2025, 3, 1, tzinfo=datetime.UTC)
 
 
 def catalog(feed_id='', key_ids=('k1',)):
@@ -50,7 +57,7 @@ def test_lower_version_is_a_rollback():
     assert error.msg == 'catalog version 4 is lower than version 5 accepted before: refusing a rollback'
 
 
-@pytest.mark.parametrize('version,min_version', [(6 + MAX_VERSION_STEP, 5), (2 ** 63, 5), (2 ** 63, 0), (MAX_VERSION_STEP + 1, 0)])
+@pytest.mark.parametrize('version,min_version', [(6 + MAX_VERSION_STEP, 5), (2**63, 5), (2**63, 0), (MAX_VERSION_STEP + 1, 0)])
 def test_a_jump_beyond_the_step_is_refused(version, min_version):
     error = rejected(version, min_version, 'catalog_version_jump')
     assert error.msg.startswith('catalog version %d is more than %d above version %d accepted before' % (version, MAX_VERSION_STEP, min_version))
@@ -59,7 +66,7 @@ def test_a_jump_beyond_the_step_is_refused(version, min_version):
 
 def test_parse_catalog_applies_the_jump_rule(signing_key, keyring):
     with pytest.raises(CatalogError) as caught:
-        parse_catalog(build(signing_key, version=2 ** 63), keyring, min_version=3, now=NOW)
+        parse_catalog(build(signing_key, version=2**63), keyring, min_version=3, now=NOW)
     assert caught.value.code == 'catalog_version_jump'
 
 
@@ -105,14 +112,17 @@ def test_same_feed_by_a_shared_key_when_a_feed_id_is_missing():
 # --------------------------------------------------------------------------- which refusals are honoured
 
 
-@pytest.mark.parametrize('code,reason,honoured', [
-    ('bad_signature', 'ExUpHash.xml has a bad signature', True),
-    ('catalog_mismatch', 'package does not match its catalog entry', True),
-    ('digest_mismatch', 'payload/image.bin does not match its SHA-256 in ExUpHash.xml: the package was altered', True),
-    ('digest_mismatch', 'http://m/p.zip does not match the SHA-256 the catalog states: it was altered in transit or on the server', False),
-    ('download_too_long', 'http://m/p.zip is 9 bytes long, more than the 4 bytes the catalog states', False),
-    ('proxy_tunnel_407', 'tunnel refused (407)', False),
-])
+@pytest.mark.parametrize(
+    'code,reason,honoured',
+    [
+        ('bad_signature', 'ExUpHash.xml has a bad signature', True),
+        ('catalog_mismatch', 'package does not match its catalog entry', True),
+        ('digest_mismatch', 'payload/image.bin does not match its SHA-256 in ExUpHash.xml: the package was altered', True),
+        ('digest_mismatch', 'http://m/p.zip does not match the SHA-256 the catalog states: it was altered in transit or on the server', False),
+        ('download_too_long', 'http://m/p.zip is 9 bytes long, more than the 4 bytes the catalog states', False),
+        ('proxy_tunnel_407', 'tunnel refused (407)', False),
+    ],
+)
 def test_only_refusals_of_the_vendors_bytes_are_honoured(code, reason, honoured):
     assert is_remembered({'code': code, 'reason': reason}) is honoured
 

@@ -25,8 +25,12 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import In
 
 def test_cause_in_parentheses():
     item = events.event('package_refused', 'catalog.json: digest mismatch', package_id='P1', error='digest_mismatch')
-    assert item == {'level': 'error', 'code': 'package_refused', 'message': 'Update package refused. (catalog.json: digest mismatch)',
-                    'detail': {'package_id': 'P1', 'error': 'digest_mismatch'}}
+    assert item == {
+        'level': 'error',
+        'code': 'package_refused',
+        'message': 'Update package refused. (catalog.json: digest mismatch)',
+        'detail': {'package_id': 'P1', 'error': 'digest_mismatch'},
+    }
 
 
 def test_no_cause_no_parentheses():
@@ -39,7 +43,11 @@ def test_every_event_has_a_level_and_a_sentence():
         assert level in (events.NORMAL, events.ERROR), code
         assert message.endswith('.') and '(' not in message, code
     assert {code for code, (level, _message) in events.EVENTS.items() if level == events.ERROR} >= {
-        'repository_update_failed', 'package_refused', 'package_add_failed', 'package_delete_failed'}
+        'repository_update_failed',
+        'package_refused',
+        'package_add_failed',
+        'package_delete_failed',
+    }
 
 
 def test_unknown_code_is_a_programming_error():
@@ -82,9 +90,19 @@ def test_every_event_code_has_a_docs_row_and_every_row_a_code():
 
 
 def test_agreed_codes_of_issue_8_exist():
-    agreed = {'status_changed': 'normal', 'settings_read': 'normal', 'settings_changed': 'normal', 'reboot_failed': 'error',
-              'progress_unavailable': 'error', 'cancel_unavailable': 'error', 'version_query_failed': 'error', 'archive_cancelled': 'normal',
-              'refusals_cleared': 'normal', 'store_migrated': 'normal', 'store_rebuilt': 'normal'}
+    agreed = {
+        'status_changed': 'normal',
+        'settings_read': 'normal',
+        'settings_changed': 'normal',
+        'reboot_failed': 'error',
+        'progress_unavailable': 'error',
+        'cancel_unavailable': 'error',
+        'version_query_failed': 'error',
+        'archive_cancelled': 'normal',
+        'refusals_cleared': 'normal',
+        'store_migrated': 'normal',
+        'store_rebuilt': 'normal',
+    }
     assert {code: events.EVENTS[code][0] for code in agreed} == agreed
 
 
@@ -138,8 +156,10 @@ def export_blocked_on_fifo(repo, tmp_path, package_ids, blocked_id):
 @pytest.fixture
 def saveable(repo, keyring, build_pkg, register):
     register('mgr-a', [{'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}])
-    paths = [build_pkg(package_id='BIOS-%s' % version, version=version, payload={'install.sh': b'#!/bin/sh\n', 'fw.bin': os.urandom(256 * 1024)})
-             for version in ('1.0', '1.2')]
+    paths = [
+        build_pkg(package_id='BIOS-%s' % version, version=version, payload={'install.sh': b'#!/bin/sh\n', 'fw.bin': os.urandom(256 * 1024)})
+        for version in ('1.0', '1.2')
+    ]
     results = repo.add_files(paths, keyring)
     assert [result['result'] for result in results] == ['added', 'added'], results
     return repo
@@ -160,8 +180,7 @@ def test_export_interrupted_leaves_no_partial_archive_and_logs_archive_cancelled
     assert snapshot(saveable) == before
     logged = saveable.listing('mgr-a', event_limit=1000)['events']
     assert len(logged) == events_before + 1
-    assert (logged[0]['code'], logged[0]['level'], logged[0]['message']) == (
-        'archive_cancelled', 'normal', 'Saving the update package archive cancelled.')
+    assert (logged[0]['code'], logged[0]['level'], logged[0]['message']) == ('archive_cancelled', 'normal', 'Saving the update package archive cancelled.')
     assert logged[0]['detail'] == {'path': dest}
 
 
@@ -202,14 +221,17 @@ def test_export_failing_midway_leaves_no_partial_archive(saveable, tmp_path, sna
 
 
 # ----------------------------------------------------------------- version query failed: agent, BMC or both (003 Table 19 rows 1-4)
-@pytest.mark.parametrize('error, via, agent_reached, code, via_detail, cause_start', [
-    ('communication_failed', 'agent', None, 'version_query_failed', 'agent', 'could not connect to the exup agent: '),
-    ('bmc_unreachable', 'bmc', True, 'version_query_failed', 'bmc', 'could not connect to the management controller: '),
-    ('bmc_unreachable', 'bmc', None, 'version_query_failed', 'bmc', 'could not connect to the management controller: '),
-    ('bmc_unreachable', 'bmc', False, 'version_query_failed', 'both', 'could not connect to the exup agent nor to the management controller: '),
-    ('bmc_auth_failed', 'bmc', False, 'versions_query_failed', None, 'no route'),
-    ('os_error', 'agent', None, 'versions_query_failed', None, 'no route'),
-])
+@pytest.mark.parametrize(
+    'error, via, agent_reached, code, via_detail, cause_start',
+    [
+        ('communication_failed', 'agent', None, 'version_query_failed', 'agent', 'could not connect to the exup agent: '),
+        ('bmc_unreachable', 'bmc', True, 'version_query_failed', 'bmc', 'could not connect to the management controller: '),
+        ('bmc_unreachable', 'bmc', None, 'version_query_failed', 'bmc', 'could not connect to the management controller: '),
+        ('bmc_unreachable', 'bmc', False, 'version_query_failed', 'both', 'could not connect to the exup agent nor to the management controller: '),
+        ('bmc_auth_failed', 'bmc', False, 'versions_query_failed', None, 'no route'),
+        ('os_error', 'agent', None, 'versions_query_failed', None, 'no route'),
+    ],
+)
 def test_version_query_failure_says_which_path_could_not_be_reached(error, via, agent_reached, code, via_detail, cause_start):
     got_code, cause, detail = events.version_query_failure(error, 'no route', via, agent_reached)
     assert got_code == code and cause.startswith(cause_start) and cause.endswith('no route')

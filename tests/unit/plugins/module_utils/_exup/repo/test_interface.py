@@ -25,7 +25,7 @@ def test_repository_has_every_operation_of_the_interface():
         assert callable(implemented), name
         wanted = [p for p in inspect.signature(member).parameters if p != 'self']
         have = [p for p in inspect.signature(implemented).parameters if p != 'self']
-        assert have[:len(wanted)] == wanted, name
+        assert have[: len(wanted)] == wanted, name
 
 
 def test_interface_takes_no_connection():
@@ -55,8 +55,11 @@ def test_packages_are_records(repo, keyring, build_pkg):
 
 
 def test_packages_by_module_and_for_a_server(repo, keyring, build_pkg):
-    repo.add_files([build_pkg(package_id='BIOS-1.0', version='1.0'),
-                    build_pkg(package_id='AGENT-1.0', module_id='exup-agent', version='1.0', models=['Other'])], keyring, mode='pinned')
+    repo.add_files(
+        [build_pkg(package_id='BIOS-1.0', version='1.0'), build_pkg(package_id='AGENT-1.0', module_id='exup-agent', version='1.0', models=['Other'])],
+        keyring,
+        mode='pinned',
+    )
     assert sorted(p.package_id for p in repo.packages()) == ['AGENT-1.0', 'BIOS-1.0']
     assert [p.package_id for p in repo.packages(module_id='exup-agent')] == ['AGENT-1.0']
     assert [p.package_id for p in repo.packages_for(MODEL, 'linux')] == ['BIOS-1.0']

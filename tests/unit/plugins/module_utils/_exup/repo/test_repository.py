@@ -152,7 +152,10 @@ def test_add_a_batch_reports_each_file(repo, keyring, build_pkg, register, tmp_p
     junk.write_bytes(b'not a zip')
     results = add(repo, keyring, good, str(junk), good)
     assert [(r['file'], r['result']) for r in results] == [
-        (os.path.basename(good), 'added'), ('junk.zip', 'error_invalid_package'), (os.path.basename(good), 'warning_already_present')]
+        (os.path.basename(good), 'added'),
+        ('junk.zip', 'error_invalid_package'),
+        (os.path.basename(good), 'warning_already_present'),
+    ]
     assert results[1]['error'] == 'zip_invalid'
 
 
@@ -205,9 +208,19 @@ def test_delete(repo, keyring, build_pkg, register, clock):
     assert result['result'] == 'deleted' and result['forced'] is False
     assert package_ids(repo) == [] and not os.path.exists(repo.store.pool_path(digest))
     tombstones = repo.listing('mgr-a')['tombstones']
-    assert tombstones == [{'package_id': 'BIOS-1.0', 'module_id': 'system-bios', 'version': '1.0', 'sha256': digest,
-                           'deleted_at': '2025-01-10T13:00:00Z', 'deleted_by': 'mgr-a', 'forced': 0,
-                           'models': ['R120h-1M'], 'os': ['linux']}]
+    assert tombstones == [
+        {
+            'package_id': 'BIOS-1.0',
+            'module_id': 'system-bios',
+            'version': '1.0',
+            'sha256': digest,
+            'deleted_at': '2025-01-10T13:00:00Z',
+            'deleted_by': 'mgr-a',
+            'forced': 0,
+            'models': ['R120h-1M'],
+            'os': ['linux'],
+        }
+    ]
     assert last_event(repo)['code'] == 'package_deleted'
 
 
@@ -260,8 +273,13 @@ def exportable(repo, keyring, build_pkg, register):
     register('mgr-a', [SERVER_A, {'name': 'a2', 'model': 'T110j', 'os': 'windows'}])
     add(repo, keyring, *[build_pkg(package_id='BIOS-%s' % v, version=v) for v in ('1.0', '1.2', '1.10')])
     add(repo, keyring, build_pkg(package_id='BMC-R1.5a', module_id='bmc-firmware', module_name='BMC firmware', version='R1.5a', kind='bmc'))
-    add(repo, keyring, build_pkg(package_id='RAID-T110', module_id='raid-controller', module_name='RAID <controller> & firmware',
-                                 models=['T110j'], os=['windows'], auto_update=False))
+    add(
+        repo,
+        keyring,
+        build_pkg(
+            package_id='RAID-T110', module_id='raid-controller', module_name='RAID <controller> & firmware', models=['T110j'], os=['windows'], auto_update=False
+        ),
+    )
     return repo
 
 
@@ -299,8 +317,13 @@ def test_export_all_versions(exportable, tmp_path):
 def test_export_displayed_only_saves_the_one_version_a_server_of_the_model_shows(repo, keyring, build_pkg, register, tmp_path):
     """003 Table 17: a multi-model 2.0 and a single-model 1.0 of the same module and model: only 2.0 is shown, only 2.0 is saved."""
     register('mgr-a', [SERVER_A, {'name': 'b1', 'model': 'T110j', 'os': 'linux'}])
-    add(repo, keyring, build_pkg(package_id='SDR-2.0-multi', module_id='sdr', version='2.0', models=[MODEL, 'T110j'], auto_update=False),
-        build_pkg(package_id='SDR-1.0-single', module_id='sdr', version='1.0', models=[MODEL], auto_update=False), mode='pinned')
+    add(
+        repo,
+        keyring,
+        build_pkg(package_id='SDR-2.0-multi', module_id='sdr', version='2.0', models=[MODEL, 'T110j'], auto_update=False),
+        build_pkg(package_id='SDR-1.0-single', module_id='sdr', version='1.0', models=[MODEL], auto_update=False),
+        mode='pinned',
+    )
     for models in (None, [MODEL], ['T110j']):
         summary = repo.export(str(tmp_path / 'saved.zip'), module_ids=['sdr'], models=models)
         assert [s['package_id'] for s in summary] == ['SDR-2.0-multi'], models
@@ -334,15 +357,28 @@ def test_listing_by_component_and_model_with_flags(repo, keyring, build_pkg, reg
     register('mgr-a', [SERVER_A])
     register('mgr-b', [{'name': 'b1', 'model': 'T110j', 'os': 'linux'}])
     add(repo, keyring, *[build_pkg(package_id='BIOS-%s' % v, version=v) for v in ('1.2', '1.10')])
-    add(repo, keyring, build_pkg(package_id='MULTI', module_id='bmc-firmware', module_name='BMC firmware', version='2.0', models=[MODEL, 'T110j'],
-                                 auto_update=False, downgrade_supported=True))
+    add(
+        repo,
+        keyring,
+        build_pkg(
+            package_id='MULTI',
+            module_id='bmc-firmware',
+            module_name='BMC firmware',
+            version='2.0',
+            models=[MODEL, 'T110j'],
+            auto_update=False,
+            downgrade_supported=True,
+        ),
+    )
     add(repo, keyring, build_pkg(package_id='NEWSCHEMA', module_id='sdr', version='1', schema_version=2))
     add(repo, keyring, build_pkg(package_id='PINNED', module_id='raid-utility', models=['NOBODY']), mode='pinned')
     listing = repo.listing('mgr-a')
-    assert listing['by_component'] == {'system-bios': ['BIOS-1.10', 'BIOS-1.2'], 'bmc-firmware': ['MULTI'], 'sdr': ['NEWSCHEMA'],
-                                       'raid-utility': ['PINNED']}
-    assert listing['by_model'] == {MODEL: {'system-bios': ['BIOS-1.10', 'BIOS-1.2'], 'bmc-firmware': ['MULTI'], 'sdr': ['NEWSCHEMA']},
-                                   'T110j': {'bmc-firmware': ['MULTI']}, 'NOBODY': {'raid-utility': ['PINNED']}}
+    assert listing['by_component'] == {'system-bios': ['BIOS-1.10', 'BIOS-1.2'], 'bmc-firmware': ['MULTI'], 'sdr': ['NEWSCHEMA'], 'raid-utility': ['PINNED']}
+    assert listing['by_model'] == {
+        MODEL: {'system-bios': ['BIOS-1.10', 'BIOS-1.2'], 'bmc-firmware': ['MULTI'], 'sdr': ['NEWSCHEMA']},
+        'T110j': {'bmc-firmware': ['MULTI']},
+        'NOBODY': {'raid-utility': ['PINNED']},
+    }
     flags = {p['package_id']: p for p in listing['packages']}
     assert (flags['MULTI']['multi_model'], flags['MULTI']['auto_update'], flags['MULTI']['downgrade_supported']) == (True, False, True)
     assert flags['MULTI']['used_by_other_manager'] is True and flags['BIOS-1.10']['used_by_other_manager'] is False
@@ -358,6 +394,7 @@ def test_listing_by_component_and_model_with_flags(repo, keyring, build_pkg, reg
 
 def test_listing_of_a_missing_repository_creates_nothing(tmp_path, clock):
     from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository  # pylint: disable=import-outside-toplevel
+
     repository = Repository(str(tmp_path / 'none'), clock=clock)
     assert repository.listing('mgr-a')['packages'] == []
     assert not os.path.exists(tmp_path / 'none')
@@ -392,13 +429,16 @@ def test_register_presence_only_keeps_servers(repo, register, clock):
     assert repo.listing('mgr-a')['servers'] == 1
 
 
-@pytest.mark.parametrize('data, fragment', [
-    ('a1', 'must be a dict'),
-    ({'name': 'a1', 'model': MODEL}, 'has no os'),
-    ({'name': 'a1', 'model': '', 'os': 'linux'}, 'has no model'),
-    ({'name': 'a1', 'model': MODEL, 'os': 'linux', 'modules': ['system-bios']}, 'modules must map'),
-    ({'name': 'a1', 'model': MODEL, 'os': 'linux', 'modules': {'system-bios': 3}}, 'must be a version or'),
-])
+@pytest.mark.parametrize(
+    'data, fragment',
+    [
+        ('a1', 'must be a dict'),
+        ({'name': 'a1', 'model': MODEL}, 'has no os'),
+        ({'name': 'a1', 'model': '', 'os': 'linux'}, 'has no model'),
+        ({'name': 'a1', 'model': MODEL, 'os': 'linux', 'modules': ['system-bios']}, 'modules must map'),
+        ({'name': 'a1', 'model': MODEL, 'os': 'linux', 'modules': {'system-bios': 3}}, 'must be a version or'),
+    ],
+)
 def test_server_from_dict_refuses_bad_servers(data, fragment):
     with pytest.raises(ExupError) as caught:
         server_from_dict('mgr-a', data)

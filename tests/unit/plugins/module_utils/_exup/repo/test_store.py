@@ -55,8 +55,11 @@ def test_collect_garbage_removes_orphans_and_stale_parts(tmp_path):
     store = Store(str(tmp_path / 'repo'))
     with store.writer() as conn:
         kept = store.install(store.part_path(put_part(store, b'indexed')), hashlib.sha256(b'indexed').hexdigest())
-        conn.execute("INSERT INTO packages (package_id, sha256, size, module_id, version, info, key_id, source, added_at) "
-                     "VALUES ('P', ?, 7, 'm', '1', '{}', 'k', 'manual', 'now')", (hashlib.sha256(b'indexed').hexdigest(),))
+        conn.execute(
+            "INSERT INTO packages (package_id, sha256, size, module_id, version, info, key_id, source, added_at) "
+            "VALUES ('P', ?, 7, 'm', '1', '{}', 'k', 'manual', 'now')",
+            (hashlib.sha256(b'indexed').hexdigest(),),
+        )
         orphan = put_part(store, b'crashed before its row was written')
         store.install(store.part_path(orphan), orphan)
         resumable = put_part(store, b'half a download')

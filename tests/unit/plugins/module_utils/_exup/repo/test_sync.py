@@ -31,9 +31,21 @@ NOW = utc_now()
 
 
 def entry(package_id, version='1.0', sha256='a' * 64, published='2025-01-01T00:00:00Z'):
-    return CatalogEntry(package_id=package_id, module_id='system-bios', module_name='System BIOS', version=version, release_date='2025-01-01',
-                        published=published, models=(MODEL,), os=('linux',), kind='linux', auto_update=True, size=10, sha256=sha256,
-                        url='packages/%s.zip' % package_id)
+    return CatalogEntry(
+        package_id=package_id,
+        module_id='system-bios',
+        module_name='System BIOS',
+        version=version,
+        release_date='2025-01-01',
+        published=published,
+        models=(MODEL,),
+        os=('linux',),
+        kind='linux',
+        auto_update=True,
+        size=10,
+        sha256=sha256,
+        url='packages/%s.zip' % package_id,
+    )
 
 
 def answer(body=None, status=200, final_url=FEED, redirected=False, etag='"e1"', last_modified=None):
@@ -41,9 +53,17 @@ def answer(body=None, status=200, final_url=FEED, redirected=False, etag='"e1"',
 
 
 def stored_state(key_ids, version=5, expires=None, feed_id='feed-1', url=FEED):
-    return {'feed_url': url, 'base_url': 'http://mirror.example/', 'catalog_version': str(version), 'last_access': '2025-02-01T00:00:00Z',
-            'catalog_expires': expires or format_time(NOW + datetime.timedelta(days=3)), 'etag': '"e0"', 'last_modified': '',
-            'catalog_key_ids': ','.join(key_ids), 'feed_id': feed_id}
+    return {
+        'feed_url': url,
+        'base_url': 'http://mirror.example/',
+        'catalog_version': str(version),
+        'last_access': '2025-02-01T00:00:00Z',
+        'catalog_expires': expires or format_time(NOW + datetime.timedelta(days=3)),
+        'etag': '"e0"',
+        'last_modified': '',
+        'catalog_key_ids': ','.join(key_ids),
+        'feed_id': feed_id,
+    }
 
 
 OPTIONS = SyncOptions(feed_url=FEED, manager_id='mgr-a')
@@ -71,11 +91,14 @@ def test_304_keeps_the_catalog_accepted_before(keyring):
     assert update.summary == {'version': 5, 'generated': state['last_access'], 'expires': state['catalog_expires'], 'entries_new': 0}
 
 
-@pytest.mark.parametrize('case,code', [('not_conditional', 'catalog_unexpected_304'), ('no_catalog', 'catalog_unexpected_304'),
-                                       ('untrusted', 'unknown_key'), ('expired', 'catalog_expired')])
+@pytest.mark.parametrize(
+    'case,code',
+    [('not_conditional', 'catalog_unexpected_304'), ('no_catalog', 'catalog_unexpected_304'), ('untrusted', 'unknown_key'), ('expired', 'catalog_expired')],
+)
 def test_304_that_cannot_stand(keyring, case, code):
-    state = stored_state(['gone-key'] if case == 'untrusted' else keyring.key_ids,
-                         expires=format_time(NOW - datetime.timedelta(seconds=1)) if case == 'expired' else None)
+    state = stored_state(
+        ['gone-key'] if case == 'untrusted' else keyring.key_ids, expires=format_time(NOW - datetime.timedelta(seconds=1)) if case == 'expired' else None
+    )
     request = feed_request(state, FEED, keyring.key_ids)
     if case == 'not_conditional':
         request = FeedRequest(request.since, None, None, True)
@@ -131,14 +154,27 @@ def test_a_filtered_catalog_of_the_same_feed_is_merged(signing_key, keyring):
 # ----------------------------------------------------------------- what to download
 def test_select_downloads_says_what_is_fetched_and_why_not():
     feed = {pid: entry(pid, sha256=pid[-1] * 64) for pid in ('P-a', 'P-b', 'P-c', 'P-d', 'P-e')}
-    refusals = {'P-d': Refusal('P-d', 'd' * 64, 'bad_signature', 'bad', '2025-01-01T00:00:00Z'),
-                'P-e': Refusal('P-e', 'f' * 64, 'bad_signature', 'bad', '2025-01-01T00:00:00Z')}  # other bytes now: tried again
-    selection = select_downloads({'P-e', 'P-d', 'P-c', 'P-b', 'P-a', 'P-unknown'}, stored={'P-a': object()}, feed=feed,
-                                 tombstones={'P-c': object()}, refusals=refusals)
+    refusals = {
+        'P-d': Refusal('P-d', 'd' * 64, 'bad_signature', 'bad', '2025-01-01T00:00:00Z'),
+        'P-e': Refusal('P-e', 'f' * 64, 'bad_signature', 'bad', '2025-01-01T00:00:00Z'),
+    }  # other bytes now: tried again
+    selection = select_downloads(
+        {'P-e', 'P-d', 'P-c', 'P-b', 'P-a', 'P-unknown'}, stored={'P-a': object()}, feed=feed, tombstones={'P-c': object()}, refusals=refusals
+    )
     assert [e.package_id for e in selection.to_fetch] == ['P-b', 'P-e']
     assert selection.skipped_tombstoned == ['P-c']
-    assert selection.repeated_refusals == [{'package_id': 'P-d', 'version': '1.0', 'module_id': 'system-bios', 'code': 'bad_signature',
-                                            'reason': 'bad', 'resumable': False, 'refused_at': '2025-01-01T00:00:00Z', 'repeated': True}]
+    assert selection.repeated_refusals == [
+        {
+            'package_id': 'P-d',
+            'version': '1.0',
+            'module_id': 'system-bios',
+            'code': 'bad_signature',
+            'reason': 'bad',
+            'resumable': False,
+            'refused_at': '2025-01-01T00:00:00Z',
+            'repeated': True,
+        }
+    ]
 
 
 # ----------------------------------------------------------------- check mode runs only the pure steps
