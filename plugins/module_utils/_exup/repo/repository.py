@@ -155,6 +155,19 @@ def candidates(
     return list(seen.values())
 
 
+@dataclasses.dataclass
+class AddBatch:
+    """One call of ``add_files``: where it writes, how it decides, and what it added so far."""
+
+    index: Index
+    keyring: typing.Any
+    mode: str  # needed (subject to generation management) or pinned
+    check_mode: bool
+    plan: GenerationPlan | None  # over the store and the whole batch; None when pinned
+    package_ids: set[str]  # of every valid file given
+    done: set[str] = dataclasses.field(default_factory=set)  # ids added (in check mode: that would be) by this call
+
+
 class Repository:
     """One repository store and its rules."""
 
@@ -498,11 +511,12 @@ class Repository:
             # given, only what generation management needs"): otherwise the order of the files would
             # let an old version in ahead of the newer ones that push it out of the window.
             checked = [(path, self._verify_for_add(index, path, keyring, check_mode)) for path in paths]
-            batch = [item.info for _path, item in checked if not isinstance(item, dict)]
-            plan = self.plan(index, extra=batch).plan if mode == 'needed' else None
-            done: set[str] = set()  # package ids added (in check mode: that would be) by this call
+            infos = [item.info for _path, item in checked if not isinstance(item, dict)]
+            batch = AddBatch(
+                index, keyring, mode, check_mode, self.plan(index, extra=infos).plan if mode == 'needed' else None, {info.package_id for info in infos}
+            )
             for path, item in checked:
-                results.append(item if isinstance(item, dict) else self._add_one(index, path, item, keyring, plan, batch, done, mode, check_mode))
+                results.append(item if isinstance(item, dict) else self._add_one(batch, path, item))
         return results
 
     def _verify_for_add(self, index, path, keyring, check_mode):
@@ -514,26 +528,26 @@ class Repository:
                 self.record(index, 'package_add_failed', exc.msg, file=os.path.basename(path), error=exc.code)
             return {'file': os.path.basename(path), 'result': ADD_ERROR_BAD_HASH, 'msg': 'The update package is invalid: %s' % exc.msg, 'error': exc.code}
 
-    def _add_one(self, index, path, verified, keyring, plan, batch, done, mode, check_mode):
-        name = os.path.basename(path)
+    def _add_one(self, batch: AddBatch, path: str, verified) -> dict:
         info = verified.info
-        base = {'file': name, 'package_id': info.package_id, 'module_id': info.module_id, 'version': info.version}
-        stored = index.package_digests()
-        if info.package_id in stored or info.package_id in done:
+        base = {'file': os.path.basename(path), 'package_id': info.package_id, 'module_id': info.module_id, 'version': info.version}
+        stored = batch.index.package_digests()
+        if info.package_id in stored or info.package_id in batch.done:
             return dict(base, result=ADD_WARN_PRESENT, msg='The same update package is already in the repository.')
-        if plan is not None and info.package_id not in plan.kept(set(stored) | {item.package_id for item in batch}):
+        if batch.plan is not None and info.package_id not in batch.plan.kept(set(stored) | batch.package_ids):
             return dict(
                 base,
                 result=ADD_WARN_NOT_NEEDED,
                 msg='No managed server can use this package, or generation management would remove it at once; it was not added.',
             )
-        done.add(info.package_id)
-        if check_mode:
-            return dict(base, result=ADDED, msg='The package would be added.', pinned=mode == 'pinned')
-        digest = self._install_copy(path, info, keyring)
-        self.index_package(index, verified, digest, os.path.getsize(self.store.pool_path(digest)), source='manual', pinned=mode == 'pinned')
-        self.record(index, 'package_added', package_id=info.package_id, version=info.version, mode=mode)
-        return dict(base, result=ADDED, msg='The update package was added.', pinned=mode == 'pinned', sha256=digest)
+        batch.done.add(info.package_id)
+        pinned = batch.mode == 'pinned'
+        if batch.check_mode:
+            return dict(base, result=ADDED, msg='The package would be added.', pinned=pinned)
+        digest = self._install_copy(path, info, batch.keyring)
+        self.index_package(batch.index, verified, digest, os.path.getsize(self.store.pool_path(digest)), source='manual', pinned=pinned)
+        self.record(batch.index, 'package_added', package_id=info.package_id, version=info.version, mode=batch.mode)
+        return dict(base, result=ADDED, msg='The update package was added.', pinned=pinned, sha256=digest)
 
     def _install_copy(self, path, info, keyring) -> str:
         """Copy ``path`` into the pool; what enters it is the copy, verified again (the source could change after the first check)."""
