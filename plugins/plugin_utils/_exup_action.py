@@ -216,21 +216,11 @@ class ExupAction(ActionBase):
         trusted = KeyRing.from_pem_list(trusted_keys).key_ids if trusted_keys else None
         return repo.packages_for(facts['model'], facts['os'], trusted_key_ids=trusted)
 
-    def server_packages(self, repo, facts, trusted_keys=None):
-        """packages_for_server as (info, sha256, size, path) rows, for the callers not switched yet."""
-        return [(package.info, package.sha256, package.size, package.path) for package in self.packages_for_server(repo, facts, trusted_keys)]
-
     @staticmethod
     def untrusted_package_ids(repo, trusted_keys):
         """Package ids signed by a key that is not (or no longer) in trusted_keys: never offered or sent."""
         trusted = set(KeyRing.from_pem_list(trusted_keys).key_ids)
         return {package.package_id for package in repo.packages() if package.key_id not in trusted}
-
-    @classmethod
-    def untrusted_packages(cls, repo, conn, trusted_keys):
-        """untrusted_package_ids with the old signature (``conn`` is not used), for the callers not switched yet."""
-        del conn
-        return cls.untrusted_package_ids(repo, trusted_keys)
 
     def log_events(self, repo, *items):
         """Record events (code, cause, detail) in the repository; never fail the task for the log."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner as runner
@@ -40,23 +41,27 @@ class Field:
     required: bool = False
 
 
-def _spec(fields) -> dict:
+def _spec(fields: typing.Iterable[Field]) -> dict:
     """The argument-spec suboptions of ``fields`` (all optional for Ansible: from_dict names what is missing)."""
     return {field.name: {'type': field.type} for field in fields}
 
 
-def _invalid(where, field, problem) -> ExupError:
+def _invalid(where: str, field: str, problem: str) -> ExupError:
     return ExupError('the controller-host contract (version %d) is not met: %s.%s %s' % (CONTRACT_VERSION, where, field, problem),
                      code='contract_invalid', field='%s.%s' % (where, field))
 
 
-def _check_value(where, field, value):
+def _has_type(value: typing.Any, name: str) -> bool:
+    """The Ansible type ``name``, exactly: a bool is no int here."""
+    return isinstance(value, _TYPES[name]) and not (name == 'int' and isinstance(value, bool))
+
+
+def _check_value(where: str, field: Field, value: typing.Any) -> typing.Any:
     if value is None:
         if field.required:
             raise _invalid(where, field.name, 'is missing')
         return None
-    expected = _TYPES[field.type]
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+    if not _has_type(value, field.type):
         raise _invalid(where, field.name, 'must be of type %s, not %s' % (field.type, type(value).__name__))
     if field.name == 'sha256' and not SHA256_PATTERN.match(value):
         raise _invalid(where, field.name, 'must be 64 lowercase hexadecimal digits')
@@ -67,7 +72,7 @@ def _check_value(where, field, value):
     return value
 
 
-def _read_fields(cls, data, where) -> dict:
+def _read_fields(cls: typing.Any, data: typing.Any, where: str) -> dict:
     """The fields of ``cls`` read from ``data``, checked; unknown keys are refused (nothing is dropped silently)."""
     if not isinstance(data, dict):
         raise ExupError('the controller-host contract (version %d) is not met: %s must be a mapping, not %s'
@@ -87,7 +92,7 @@ _PACKAGE_FIELDS = (Field('package_id', required=True), Field('sha256', required=
 class AgentPackageRef:
     """The package exup_host phase agent_install gets (option ``package``)."""
 
-    FIELDS = _PACKAGE_FIELDS
+    FIELDS: typing.ClassVar[tuple] = _PACKAGE_FIELDS
     package_id: str
     sha256: str
     size: int | None = None
@@ -95,7 +100,7 @@ class AgentPackageRef:
     src: str | None = None
 
     @classmethod
-    def from_dict(cls, data, where='package') -> AgentPackageRef:
+    def from_dict(cls, data: typing.Any, where: str = 'package') -> AgentPackageRef:
         return cls(**_read_fields(cls, data, where))
 
     def as_dict(self) -> dict:
@@ -112,7 +117,7 @@ _ITEM_FIELDS = (Field('package_id', required=True), Field('module_id', required=
 class HostItem:
     """One ordered plan item exup_host phase start gets (option ``items``): a plan item plus the package's file."""
 
-    FIELDS = _ITEM_FIELDS
+    FIELDS: typing.ClassVar[tuple] = _ITEM_FIELDS
     package_id: str
     module_id: str
     action: str
@@ -127,7 +132,7 @@ class HostItem:
     src: str | None = None
 
     @classmethod
-    def from_dict(cls, data, where='items[0]') -> HostItem:
+    def from_dict(cls, data: typing.Any, where: str = 'items[0]') -> HostItem:
         return cls(**_read_fields(cls, data, where))
 
     @classmethod
@@ -139,13 +144,13 @@ class HostItem:
         return dataclasses.asdict(self)
 
 
-def host_items(items) -> list:
+def host_items(items: typing.Iterable[dict | HostItem] | None) -> list[dict]:
     """``items`` (dicts or HostItem) checked and as the dicts exup_host receives."""
     return [(item if isinstance(item, HostItem) else HostItem.from_dict(item, 'items[%d]' % index)).as_dict()
             for index, item in enumerate(items or [])]
 
 
-def agent_package(package) -> dict:
+def agent_package(package: dict | AgentPackageRef | None) -> dict:
     """``package`` (a dict or an AgentPackageRef) checked and as the dict exup_host receives."""
     return (package if isinstance(package, AgentPackageRef) else AgentPackageRef.from_dict(package)).as_dict()
 
@@ -161,7 +166,7 @@ HOST_ARGUMENT_SPEC = {
 
 
 # ---------------------------------------------------------------------------- the version of the contract
-def version_mismatch(controller_version, host_version=CONTRACT_VERSION) -> ExupError | None:
+def version_mismatch(controller_version: int | None, host_version: int = CONTRACT_VERSION) -> ExupError | None:
     """``contract_mismatch`` when the two sides speak different contract versions; None when they agree.
 
     A controller that states no version (a direct call of the internal module in a test or by hand) is taken at its word.
@@ -182,7 +187,7 @@ BLOCKS = ('reboot_required', 'apply_failed')
 _UPGRADE = 'install the agent of this collection on the server (exup.fleet.exup_agent state=present), or use the collection the agent came with'
 
 
-def installed_job_format(runner_text) -> int | None:
+def installed_job_format(runner_text: str | None) -> int | None:
     """The job format the installed runner reads, from its source text; None without a runner.
 
     The runner states it as ``JOURNAL_VERSION``; the first agents, which did not, read format 1.
@@ -193,7 +198,7 @@ def installed_job_format(runner_text) -> int | None:
     return int(found.group(1)) if found else 1
 
 
-def agent_mismatch(agent_version, agent_format, job_format=runner.JOURNAL_VERSION) -> ExupError | None:
+def agent_mismatch(agent_version: str | None, agent_format: int | None, job_format: int = runner.JOURNAL_VERSION) -> ExupError | None:
     """``agent_version_mismatch`` when the installed agent cannot read the jobs this collection writes.
 
     A newer agent reads older job formats, so only an agent whose format is older than the collection's is refused.
@@ -205,13 +210,13 @@ def agent_mismatch(agent_version, agent_format, job_format=runner.JOURNAL_VERSIO
                      code='agent_version_mismatch', agent_version=agent_version, agent_job_format=agent_format, job_format=job_format)
 
 
-def _record_mismatch(what, problem, agent_version, **details) -> ExupError:
+def _record_mismatch(what: str, problem: str, agent_version: str | None, **details: typing.Any) -> ExupError:
     return ExupError('%s %s: it was written by an exup agent (installed: %s) or a collection of another version than this collection '
                      '(job format %d) reads; %s' % (what, problem, agent_version or 'none', runner.JOURNAL_VERSION, _UPGRADE),
                      code='agent_version_mismatch', agent_version=agent_version, **details)
 
 
-def _need(record, key, kind, what, agent_version, allow_empty=False, **details):
+def _need(record: dict, key: str, kind: type, what: str, agent_version: str | None, allow_empty: bool = False, **details: typing.Any) -> typing.Any:
     value = record.get(key)
     if not isinstance(value, kind) or (kind is str and not value and not allow_empty):
         problem = 'has no %s' % key if value is None else 'has a %s of type %s' % (key, type(value).__name__)
@@ -219,7 +224,7 @@ def _need(record, key, kind, what, agent_version, allow_empty=False, **details):
     return value
 
 
-def check_journal(journal, agent_version=None) -> dict:
+def check_journal(journal: typing.Any, agent_version: str | None = None) -> dict:
     """The journal of a job, checked for what the host and the controller read; returned as it is.
 
     Fields read with a default (pids, outcome, cause, ...) may be missing; the ones that say what the job is and how
@@ -241,7 +246,7 @@ def check_journal(journal, agent_version=None) -> dict:
     return journal
 
 
-def _check_item(item, what, agent_version, job_id):
+def _check_item(item: typing.Any, what: str, agent_version: str | None, job_id: str) -> None:
     if not isinstance(item, dict):
         raise _record_mismatch(what, 'is not a JSON object', agent_version, job_id=job_id)
     for key in ('package_id', 'module_id', 'action', 'status'):
@@ -253,7 +258,7 @@ def _check_item(item, what, agent_version, job_id):
         _need(item, 'reboot_required', bool, what, agent_version, job_id=job_id)
 
 
-def check_state(state, agent_version=None) -> dict:
+def check_state(state: typing.Any, agent_version: str | None = None) -> dict:
     """The agent's ``state.json`` (per module: previous version, block with its boot id), checked; returned as it is."""
     what = "the agent's state.json on this server"
     if not isinstance(state, dict):

@@ -12,12 +12,16 @@ messages), so the wording is data: ``HOST``, ``REPOSITORY`` and ``WIZARD``.
 from __future__ import annotations
 
 import dataclasses
+import typing
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
 
 #: the module id of the agent itself (003 Table 6): one definition for the core and the faces
 AGENT_MODULE = 'update-agent'
 
 
-def is_agent(info) -> bool:
+def is_agent(info: PackageInfo) -> bool:
     """A package of the agent itself."""
     return info.module_id == AGENT_MODULE
 
@@ -26,21 +30,21 @@ def is_agent(info) -> bool:
 class AgentSupport:
     """The models and OSes some agent package(s) support; None: nothing is known, so nothing is refused."""
 
-    models: frozenset | None = None
-    systems: frozenset | None = None
+    models: frozenset[str] | None = None
+    systems: frozenset[str] | None = None
 
     @classmethod
-    def of(cls, models=None, systems=None) -> AgentSupport:
+    def of(cls, models: typing.Iterable[str] | None = None, systems: typing.Iterable[str] | None = None) -> AgentSupport:
         return cls(None if models is None else frozenset(models), None if systems is None else frozenset(systems))
 
-    def supports_model(self, model) -> bool:
+    def supports_model(self, model: str) -> bool:
         return self.models is None or model in self.models
 
-    def supports_os(self, os_name) -> bool:
+    def supports_os(self, os_name: str) -> bool:
         return self.systems is None or os_name in self.systems
 
 
-def agent_support(infos) -> AgentSupport:
+def agent_support(infos: typing.Iterable[PackageInfo]) -> AgentSupport:
     """What the agent packages among ``infos`` support together (only those this code can read); unknown when there are none."""
     agents = [info for info in infos if is_agent(info) and info.compatible]
     if not agents:
@@ -65,19 +69,19 @@ REPOSITORY = Wording('the agent packages in the repository', detailed=False)
 WIZARD = Wording('the agent packages in the repository', detailed=True)
 
 
-def _model_blocker(wording, model):
+def _model_blocker(wording: Wording, model: str) -> dict:
     suffix = ': this server does not support exup' if wording.detailed else ''
     return {'code': 'unsupported_model', 'msg': 'model %r is not supported by %s%s' % (model, wording.subject, suffix)}
 
 
-def _os_blocker(wording, support, os_name, os_pretty_name):
+def _os_blocker(wording: Wording, support: AgentSupport, os_name: str, os_pretty_name: str | None) -> dict:
     if not wording.detailed:
         return {'code': 'unsupported_os', 'msg': 'OS %s is not supported by %s' % (os_name, wording.subject)}
     return {'code': 'unsupported_os', 'msg': 'OS %s (%s) is not supported by %s (supported: %s)'
-            % (os_name, os_pretty_name or 'unknown', wording.subject, ', '.join(sorted(support.systems)))}
+            % (os_name, os_pretty_name or 'unknown', wording.subject, ', '.join(sorted(support.systems or ())))}
 
 
-def support_blockers(support: AgentSupport, model, os_name, wording: Wording, os_pretty_name=None) -> list:
+def support_blockers(support: AgentSupport, model: str, os_name: str, wording: Wording, os_pretty_name: str | None = None) -> list[dict]:
     """The {code, msg} blockers (unsupported_model, unsupported_os) of a server for ``support``; empty when it is supported."""
     checks = [('model', support.supports_model(model)), ('os', support.supports_os(os_name))]
     if wording.os_first:
@@ -89,7 +93,7 @@ def support_blockers(support: AgentSupport, model, os_name, wording: Wording, os
     return blockers
 
 
-def package_blocker(info, model, os_name) -> dict | None:
+def package_blocker(info: PackageInfo, model: str, os_name: str) -> dict | None:
     """Why one agent package cannot go on this server (its own targets), or None when it can."""
     if info.targets(model, os_name):
         return None
