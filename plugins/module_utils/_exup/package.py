@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey
 
-    StrPath = str | os.PathLike[str]
+    StrPath = Union[str, os.PathLike[str]]  # Union: pylint reads module_utils as Python 3.9
 
 #: member path -> (size, SHA-256 hex), what ExUpHash.xml lists
 FileDigests = dict[str, tuple[int, str]]

@@ -13,7 +13,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 try:
     from cryptography.exceptions import InvalidSignature
@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - reported by the module wrapper
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 
 if TYPE_CHECKING:
-    StrPath = str | os.PathLike[str]
+    StrPath = Union[str, os.PathLike[str]]  # Union: pylint reads module_utils as Python 3.9
 
 KeyReader = Callable[[str], bytes]  # path -> bytes, or OSError
 
