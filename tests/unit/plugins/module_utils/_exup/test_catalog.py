@@ -12,8 +12,7 @@ import json
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import catalog as catalog_module
-from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
-    EPOCH, CatalogEntry, build_catalog, canonical_json, parse_catalog)
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import EPOCH, CatalogEntry, build_catalog, canonical_json, parse_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError
 
 NOW = datetime.datetime(2025, 3, 1, 0, 0, 0, tzinfo=datetime.timezone.utc)
@@ -22,9 +21,19 @@ SHA = 'ab' * 32
 
 def entry(**fields):
     values = {
-        'package_id': 'BIOS-R120-1.10', 'module_id': 'system-bios', 'module_name': 'System BIOS', 'version': '1.10',
-        'release_date': '2025-01-15', 'published': '2025-01-20T09:00:00Z', 'models': ['R120h-1M'], 'os': ['linux'],
-        'kind': 'linux', 'auto_update': True, 'size': 4096, 'sha256': SHA, 'url': 'packages/BIOS-R120-1.10.zip',
+        'package_id': 'BIOS-R120-1.10',
+        'module_id': 'system-bios',
+        'module_name': 'System BIOS',
+        'version': '1.10',
+        'release_date': '2025-01-15',
+        'published': '2025-01-20T09:00:00Z',
+        'models': ['R120h-1M'],
+        'os': ['linux'],
+        'kind': 'linux',
+        'auto_update': True,
+        'size': 4096,
+        'sha256': SHA,
+        'url': 'packages/BIOS-R120-1.10.zip',
     }
     values.update(fields)
     if 'sha256' not in fields:  # a digest of its own for each package, as in a real catalog
@@ -43,8 +52,14 @@ def sign(signed, keys):
 
 
 def signed_part(**fields):
-    signed = {'type': 'exup-catalog', 'spec_version': 1, 'version': 5, 'generated': '2025-02-28T00:00:00Z',
-              'expires': '2025-03-30T00:00:00Z', 'entries': [entry()]}
+    signed = {
+        'type': 'exup-catalog',
+        'spec_version': 1,
+        'version': 5,
+        'generated': '2025-02-28T00:00:00Z',
+        'expires': '2025-03-30T00:00:00Z',
+        'entries': [entry()],
+    }
     signed.update(fields)
     return signed
 
@@ -118,13 +133,16 @@ def test_expiring_exactly_now_is_expired(signing_key, keyring):
     refused(build([entry()], signing_key, generated=NOW - datetime.timedelta(days=30)), keyring, 'catalog_expired')
 
 
-@pytest.mark.parametrize('field, value', [
-    ('generated', '2025-02-28 00:00:00'),
-    ('generated', '2025-02-28T00:00:00+09:00'),
-    ('expires', '2025-03-30'),
-    ('expires', 1743292800),
-    ('generated', None),
-])
+@pytest.mark.parametrize(
+    'field, value',
+    [
+        ('generated', '2025-02-28 00:00:00'),
+        ('generated', '2025-02-28T00:00:00+09:00'),
+        ('expires', '2025-03-30'),
+        ('expires', 1743292800),
+        ('generated', None),
+    ],
+)
 def test_bad_time_format(signing_key, keyring, field, value):
     error = refused(sign(signed_part(**{field: value}), [signing_key]), keyring, 'catalog_invalid')
     assert 'is not a UTC time of the form YYYY-MM-DDTHH:MM:SSZ' in error.msg
@@ -135,29 +153,33 @@ def test_bad_published_time_in_entry(signing_key, keyring):
     assert 'published time of catalog entry 0' in error.msg
 
 
-@pytest.mark.parametrize('fields, fragment', [
-    ({'url': 'https://evil.example/pkg.zip'}, 'not a plain relative path'),
-    ({'url': '/etc/passwd'}, 'not a plain relative path'),
-    ({'url': 'packages/../../secret.zip'}, 'not a plain relative path'),
-    ({'url': '../pkg.zip'}, 'not a plain relative path'),
-    ({'url': 'packages//pkg.zip'}, 'not a plain relative path'),
-    ({'url': 'packages/pkg.zip?x=1'}, 'not a plain relative path'),
-    ({'sha256': 'AB' * 32}, 'invalid sha256'),
-    ({'sha256': 'ab' * 31}, 'invalid sha256'),
-    ({'size': 0}, 'size 0 outside'),
-    ({'size': -5}, 'size -5 outside'),
-    ({'size': 65 * 1024 ** 3}, 'outside'),
-    ({'size': True}, 'no valid size'),
-    ({'size': '4096'}, 'no valid size'),
-    ({'auto_update': 1}, 'no valid auto_update'),
-    ({'kind': 'firmware'}, "unknown kind 'firmware'"),
-    ({'package_id': '../x'}, 'invalid package_id'),
-    ({'version': ''}, 'invalid version'),
-    ({'models': []}, 'no valid models or os'),
-    ({'os': ['linux', 3]}, 'no valid models or os'),
-    ({'models': 'R120h-1M'}, 'no valid models'),
-    ({'release_date': '15/01/2025'}, 'invalid release_date'),
-], ids=lambda value: str(value)[:30])
+@pytest.mark.parametrize(
+    'fields, fragment',
+    [
+        ({'url': 'https://evil.example/pkg.zip'}, 'not a plain relative path'),
+        ({'url': '/etc/passwd'}, 'not a plain relative path'),
+        ({'url': 'packages/../../secret.zip'}, 'not a plain relative path'),
+        ({'url': '../pkg.zip'}, 'not a plain relative path'),
+        ({'url': 'packages//pkg.zip'}, 'not a plain relative path'),
+        ({'url': 'packages/pkg.zip?x=1'}, 'not a plain relative path'),
+        ({'sha256': 'AB' * 32}, 'invalid sha256'),
+        ({'sha256': 'ab' * 31}, 'invalid sha256'),
+        ({'size': 0}, 'size 0 outside'),
+        ({'size': -5}, 'size -5 outside'),
+        ({'size': 65 * 1024**3}, 'outside'),
+        ({'size': True}, 'no valid size'),
+        ({'size': '4096'}, 'no valid size'),
+        ({'auto_update': 1}, 'no valid auto_update'),
+        ({'kind': 'firmware'}, "unknown kind 'firmware'"),
+        ({'package_id': '../x'}, 'invalid package_id'),
+        ({'version': ''}, 'invalid version'),
+        ({'models': []}, 'no valid models or os'),
+        ({'os': ['linux', 3]}, 'no valid models or os'),
+        ({'models': 'R120h-1M'}, 'no valid models'),
+        ({'release_date': '15/01/2025'}, 'invalid release_date'),
+    ],
+    ids=lambda value: str(value)[:30],
+)
 def test_invalid_entry_fields(signing_key, keyring, fields, fragment):
     error = refused(build([entry(), entry(**dict({'package_id': 'X-2'}, **fields))], signing_key), keyring, 'catalog_invalid')
     assert fragment in error.msg
@@ -189,10 +211,17 @@ def test_spec_version_unsupported(signing_key, keyring):
     assert 'spec_version 2 is not supported' in error.msg
 
 
-@pytest.mark.parametrize('data', [
-    b'not json', b'[]', b'{"signed": {}, "signatures": {}}', json.dumps({'signed': {'type': 'other'}, 'signatures': []}).encode(),
-    '{"signed": 1}'.encode('utf-16'),
-], ids=['text', 'list', 'signatures-not-list', 'wrong-type', 'utf16'])
+@pytest.mark.parametrize(
+    'data',
+    [
+        b'not json',
+        b'[]',
+        b'{"signed": {}, "signatures": {}}',
+        json.dumps({'signed': {'type': 'other'}, 'signatures': []}).encode(),
+        '{"signed": 1}'.encode('utf-16'),
+    ],
+    ids=['text', 'list', 'signatures-not-list', 'wrong-type', 'utf16'],
+)
 def test_malformed_envelope(keyring, data):
     refused(data, keyring, 'catalog_invalid')
 
@@ -225,10 +254,15 @@ def test_two_packages_with_one_digest_are_refused(signing_key, keyring):
 
 # ----------------------------------------------------------------- hostile bytes: clean errors, no traceback (issue 8 items 5, 6)
 
-@pytest.mark.parametrize('data', [
-    b'[' * 100000 + b']' * 100000,
-    b'{"signed": ' + b'{"a": ' * 100000 + b'1' + b'}' * 100000 + b', "signatures": []}',
-], ids=['list', 'in-signed'])
+
+@pytest.mark.parametrize(
+    'data',
+    [
+        b'[' * 100000 + b']' * 100000,
+        b'{"signed": ' + b'{"a": ' * 100000 + b'1' + b'}' * 100000 + b', "signatures": []}',
+    ],
+    ids=['list', 'in-signed'],
+)
 def test_catalog_nested_100000_levels_is_invalid(keyring, data):
     error = refused(data, keyring, 'catalog_invalid')
     assert 'catalog is nested too deeply to be a catalog' in error.msg
@@ -268,37 +302,45 @@ def test_size_limit_refuses_before_any_parse(keyring, monkeypatch):
 
     def no_parse(*_args, **_kwargs):
         raise AssertionError('an oversize catalog was parsed')
+
     monkeypatch.setattr(json, 'loads', no_parse)
     monkeypatch.setattr(json, 'JSONDecoder', no_parse)
     error = refused(data, keyring, 'catalog_invalid')
     assert 'catalog is larger than %d bytes (%d bytes): refused before parsing' % (catalog_module.MAX_CATALOG_BYTES, len(data)) in error.msg
 
 
-@pytest.mark.parametrize('fields, fragment', [
-    ({'release_date': '\u0662\u0660\u0662\u0666-01-15'}, 'invalid release_date'),       # Arabic-Indic digits matched \d
-    ({'release_date': '2026-01-15\n'}, 'invalid release_date'),                          # $ matched before a final newline
-    ({'package_id': 'system-bios-1.02\n'}, 'invalid package_id'),
-    ({'module_id': 'system-bios\n'}, 'invalid module_id'),
-    ({'version': '1.\u0660\u0662'}, 'invalid version'),
-    ({'version': '1.02\n'}, 'invalid version'),
-    ({'sha256': 'ab' * 32 + '\n'}, 'invalid sha256'),
-    ({'url': 'packages/pkg.zip\n'}, 'not a plain relative path'),
-    ({'published': '\u0662\u0660\u0662\u0666-01-20T09:00:00Z'}, 'is not a UTC time'),
-    ({'published': '2026-01-20T09:00:00Z\n'}, 'is not a UTC time'),
-    ({'module_name': ['System', 'BIOS']}, 'no valid module_name'),
-    ({'module_name': 'System\nBIOS'}, 'no valid module_name'),
-    ({'models': ['R120h-1M\n']}, 'no valid models or os'),
-    ({'os': ['linux\n']}, 'no valid models or os'),
-    ({'os': ['../linux']}, 'no valid models or os'),
-], ids=lambda value: ascii(value)[:40])
+@pytest.mark.parametrize(
+    'fields, fragment',
+    [
+        ({'release_date': '\u0662\u0660\u0662\u0666-01-15'}, 'invalid release_date'),  # Arabic-Indic digits matched \d
+        ({'release_date': '2026-01-15\n'}, 'invalid release_date'),  # $ matched before a final newline
+        ({'package_id': 'system-bios-1.02\n'}, 'invalid package_id'),
+        ({'module_id': 'system-bios\n'}, 'invalid module_id'),
+        ({'version': '1.\u0660\u0662'}, 'invalid version'),
+        ({'version': '1.02\n'}, 'invalid version'),
+        ({'sha256': 'ab' * 32 + '\n'}, 'invalid sha256'),
+        ({'url': 'packages/pkg.zip\n'}, 'not a plain relative path'),
+        ({'published': '\u0662\u0660\u0662\u0666-01-20T09:00:00Z'}, 'is not a UTC time'),
+        ({'published': '2026-01-20T09:00:00Z\n'}, 'is not a UTC time'),
+        ({'module_name': ['System', 'BIOS']}, 'no valid module_name'),
+        ({'module_name': 'System\nBIOS'}, 'no valid module_name'),
+        ({'models': ['R120h-1M\n']}, 'no valid models or os'),
+        ({'os': ['linux\n']}, 'no valid models or os'),
+        ({'os': ['../linux']}, 'no valid models or os'),
+    ],
+    ids=lambda value: ascii(value)[:40],
+)
 def test_field_patterns_are_ascii_with_no_trailing_newline(signing_key, keyring, fields, fragment):
     error = refused(build([entry(), entry(**dict({'package_id': 'X-2'}, **fields))], signing_key), keyring, 'catalog_invalid')
     assert fragment in error.msg
     assert 'catalog entry 1' in error.msg
 
 
-@pytest.mark.parametrize('field, value', [('generated', '\u0662\u0660\u0662\u0665-02-28T00:00:00Z'), ('expires', '2025-03-30T00:00:00Z\n'),
-                                          ('feed_id', 'vendor-feed\n')], ids=['generated', 'expires', 'feed_id'])
+@pytest.mark.parametrize(
+    'field, value',
+    [('generated', '\u0662\u0660\u0662\u0665-02-28T00:00:00Z'), ('expires', '2025-03-30T00:00:00Z\n'), ('feed_id', 'vendor-feed\n')],
+    ids=['generated', 'expires', 'feed_id'],
+)
 def test_catalog_times_and_feed_id_are_ascii_with_no_trailing_newline(signing_key, keyring, field, value):
     refused(sign(signed_part(**{field: value}), [signing_key]), keyring, 'catalog_invalid')
 
@@ -312,16 +354,20 @@ def test_unknown_key_message_is_bounded(keyring):
 HUGE = 'x' * (1024 * 1024)
 
 
-@pytest.mark.parametrize('signed, fragment', [
-    (signed_part(type=HUGE), "catalog type is 'xxxx"),
-    (signed_part(spec_version=HUGE), 'catalog spec_version'),
-    (signed_part(version=[[1]] * 100000), 'catalog version a JSON array is not a positive integer'),
-    (signed_part(feed_id=HUGE), 'catalog feed_id'),
-    (signed_part(generated=HUGE), 'catalog generated time'),
-    (signed_part(entries=[entry(package_id=HUGE)]), 'catalog entry 0'),
-    (signed_part(entries=[entry(kind=HUGE)]), 'unknown kind'),
-    (signed_part(entries=[entry(url=HUGE)]), 'not a plain relative path'),
-], ids=['type', 'spec_version', 'version', 'feed_id', 'generated', 'package_id', 'kind', 'url'])
+@pytest.mark.parametrize(
+    'signed, fragment',
+    [
+        (signed_part(type=HUGE), "catalog type is 'xxxx"),
+        (signed_part(spec_version=HUGE), 'catalog spec_version'),
+        (signed_part(version=[[1]] * 100000), 'catalog version a JSON array is not a positive integer'),
+        (signed_part(feed_id=HUGE), 'catalog feed_id'),
+        (signed_part(generated=HUGE), 'catalog generated time'),
+        (signed_part(entries=[entry(package_id=HUGE)]), 'catalog entry 0'),
+        (signed_part(entries=[entry(kind=HUGE)]), 'unknown kind'),
+        (signed_part(entries=[entry(url=HUGE)]), 'not a plain relative path'),
+    ],
+    ids=['type', 'spec_version', 'version', 'feed_id', 'generated', 'package_id', 'kind', 'url'],
+)
 def test_messages_do_not_carry_megabytes_of_the_catalog(signing_key, keyring, signed, fragment):
     with pytest.raises(CatalogError) as caught:
         parse_catalog(sign(signed, [signing_key]), keyring, now=NOW)

@@ -65,15 +65,18 @@ def test_a_time_limit_must_be_a_positive_number(seconds):
     assert caught.value.msg == 'a time limit must be a positive number of seconds, not %r' % (seconds,)
 
 
-@pytest.mark.parametrize('requested, left, expected', [
-    (3600, None, RETRY_AFTER_CAP),  # the issue: a 503 with Retry-After: 3600 slept an hour holding the writer lock
-    (3600, 5, 5),  # never past the deadline
-    (2, None, 2),  # a short wait is honoured as asked
-    (2, 0.5, 0.5),
-    (0, None, 0),
-    (-5, None, 0),
-    (None, None, 0),
-])
+@pytest.mark.parametrize(
+    'requested, left, expected',
+    [
+        (3600, None, RETRY_AFTER_CAP),  # the issue: a 503 with Retry-After: 3600 slept an hour holding the writer lock
+        (3600, 5, 5),  # never past the deadline
+        (2, None, 2),  # a short wait is honoured as asked
+        (2, 0.5, 0.5),
+        (0, None, 0),
+        (-5, None, 0),
+        (None, None, 0),
+    ],
+)
 def test_retry_sleep(requested, left, expected):
     deadline = Deadline(left, clock=Clock()) if left else None
     assert retry_sleep(requested, deadline) == expected
@@ -87,12 +90,15 @@ def response(retry_after):
     return HTTPResponse(body=b'', headers={'Retry-After': retry_after}, status=503, preload_content=False)
 
 
-@pytest.mark.parametrize('value, expected', [
-    ('3600', RETRY_AFTER_CAP),
-    ('1', 1),
-    (email.utils.formatdate(time.time() + 86400, usegmt=True), RETRY_AFTER_CAP),  # an HTTP date a day away
-    ('soon', None),  # neither seconds nor a date: no Retry-After (a backoff), not an InvalidHeader traceback
-])
+@pytest.mark.parametrize(
+    'value, expected',
+    [
+        ('3600', RETRY_AFTER_CAP),
+        ('1', 1),
+        (email.utils.formatdate(time.time() + 86400, usegmt=True), RETRY_AFTER_CAP),  # an HTTP date a day away
+        ('soon', None),  # neither seconds nor a date: no Retry-After (a backoff), not an InvalidHeader traceback
+    ],
+)
 def test_urllib3_retry_honours_retry_after_up_to_the_cap(value, expected):
     retry = transport._BoundedRetry(total=3, status_forcelist=(503,))
     assert retry.get_retry_after(response(value)) == expected
@@ -108,7 +114,8 @@ def test_urllib3_retry_never_sleeps_past_the_request_deadline():
         clock.now += 1.5
         assert retry.get_retry_after(response('3600')) == 0.5
         retry = retry.increment('GET', '/', error=transport.requests.exceptions.ConnectionError()).increment(
-            'GET', '/', error=transport.requests.exceptions.ConnectionError())
+            'GET', '/', error=transport.requests.exceptions.ConnectionError()
+        )
         assert retry.get_backoff_time() == 0.5  # 200 s of exponential backoff, cut to what is left
     assert transport._active_deadline() is None
 
@@ -121,10 +128,11 @@ def test_request_budget_is_a_base_plus_the_size_at_the_minimum_rate():
 def test_request_deadline_is_cut_to_the_sync_deadline():
     def clock():
         return 100.0
+
     sync = deadline.Deadline(3600, clock=clock)
     request = deadline.request_deadline(sync, 0, clock=clock)
     assert request is not sync and request.ends == 100.0 + deadline.REQUEST_BASE_SECONDS
     assert 'request time limit' in request.what
     short = deadline.Deadline(5, clock=clock)
-    assert deadline.request_deadline(short, 10 ** 9, clock=clock) is short
+    assert deadline.request_deadline(short, 10**9, clock=clock) is short
     assert deadline.request_deadline(None, 0, clock=clock).ends == 100.0 + deadline.REQUEST_BASE_SECONDS

@@ -22,10 +22,17 @@ import zipfile
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import PackageError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import PackageError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import (
-    HASH_NAME, INFO_NAME, build_package, build_package_from_bytes, render_hash_xml, render_info_xml, safe_extract, verify_package)
+    HASH_NAME,
+    INFO_NAME,
+    build_package,
+    build_package_from_bytes,
+    render_hash_xml,
+    render_info_xml,
+    safe_extract,
+    verify_package,
+)
 
 PAYLOAD = {'install.sh': b'#!/bin/sh\necho flashing\n', 'image/fw.bin': b'\x01\x02' * 512}
 
@@ -56,8 +63,17 @@ def rewrite(path, out, replace=None, drop=()):
 
 # ----------------------------------------------------------------- roundtrip
 def test_build_and_verify_roundtrip(build_pkg, keyring, signing_key):
-    path = build_pkg(payload=dict(PAYLOAD), package_id='BIOS-R120-1.10', version='1.10', models=['R120h-1M', 'R120h-2M'],
-                     os=['any'], kind='bmc', auto_update=False, uninstall_command='sh remove.sh', severity='critical')
+    path = build_pkg(
+        payload=dict(PAYLOAD),
+        package_id='BIOS-R120-1.10',
+        version='1.10',
+        models=['R120h-1M', 'R120h-2M'],
+        os=['any'],
+        kind='bmc',
+        auto_update=False,
+        uninstall_command='sh remove.sh',
+        severity='critical',
+    )
     verified = verify_package(path, keyring)
     info = verified.info
     assert (info.package_id, info.version, info.models, info.os, info.kind) == ('BIOS-R120-1.10', '1.10', ['R120h-1M', 'R120h-2M'], ['any'], 'bmc')
@@ -111,7 +127,7 @@ def test_safe_extract_of_a_tampered_package_extracts_nothing(build_pkg, keyring,
 # ----------------------------------------------------------------- tampering and trust
 def test_payload_tampered_same_size(build_pkg, keyring, tmp_path):
     original = PAYLOAD['install.sh']
-    evil = b'#!/bin/sh\nrm -rf /;  \n'[:len(original)].ljust(len(original), b' ')
+    evil = b'#!/bin/sh\nrm -rf /;  \n'[: len(original)].ljust(len(original), b' ')
     path = rewrite(build_pkg(payload=dict(PAYLOAD)), tmp_path / 'bad.zip', replace={'install.sh': evil})
     error = refused(path, keyring, 'digest_mismatch')
     assert 'install.sh does not match its SHA-256' in error.msg and error.details['file'] == 'install.sh'
@@ -260,14 +276,18 @@ def test_hostile_hash_xml(craft, keyring, kind, utf16):
     assert_hostile_refused(error, 'ExUpHash.xml', utf16)
 
 
-@pytest.mark.parametrize('old, new', [
-    ('<Kind>linux</Kind>', '<Kind>firmware</Kind>'),                        # not in the enumeration
-    ('<Version>1.0</Version>', ''),                                          # required element missing
-    ('<ReleaseDate>2024-05-01</ReleaseDate>', '<ReleaseDate>May 1</ReleaseDate>'),
-    ('<AutoUpdate>true</AutoUpdate>', '<AutoUpdate>yes</AutoUpdate>'),
-    ('<Severity>recommended</Severity>', '<Severity>recommended</Severity><Extra/>'),  # unknown element in schema 1
-    ('schemaVersion="1"', 'schemaVersion="0"'),
-], ids=['kind', 'missing-version', 'date', 'boolean', 'extra-element', 'schema-0'])
+@pytest.mark.parametrize(
+    'old, new',
+    [
+        ('<Kind>linux</Kind>', '<Kind>firmware</Kind>'),  # not in the enumeration
+        ('<Version>1.0</Version>', ''),  # required element missing
+        ('<ReleaseDate>2024-05-01</ReleaseDate>', '<ReleaseDate>May 1</ReleaseDate>'),
+        ('<AutoUpdate>true</AutoUpdate>', '<AutoUpdate>yes</AutoUpdate>'),
+        ('<Severity>recommended</Severity>', '<Severity>recommended</Severity><Extra/>'),  # unknown element in schema 1
+        ('schemaVersion="1"', 'schemaVersion="0"'),
+    ],
+    ids=['kind', 'missing-version', 'date', 'boolean', 'extra-element', 'schema-0'],
+)
 def test_info_xml_schema_violations(craft, keyring, info_xml_text, old, new):
     text = info_xml_text
     assert old in text
@@ -282,7 +302,7 @@ def test_hash_xml_schema_violations(craft, keyring, manifest, signing_key, chang
     digest = files['install.sh'][1]
     text = {
         'sha-uppercase': lambda t: t.replace(digest, digest.upper()),
-        'no-signature': lambda t: t[:t.index('<Signature')] + '</ExUpHash>\n',
+        'no-signature': lambda t: t[: t.index('<Signature')] + '</ExUpHash>\n',
         'bad-algorithm': lambda t: t.replace('algorithm="Ed25519"', 'algorithm="RSA"'),
         'no-keyid': lambda t: t.replace('keyId="%s"' % signing_key.key_id, ''),
     }[change](text)
@@ -313,8 +333,9 @@ def test_info_schema_version_missing_is_refused(craft, keyring, info_xml_text, a
 
 
 # ----------------------------------------------------------------- hostile zips
-@pytest.mark.parametrize('name', ['../evil.sh', 'image/../../evil.sh', '/etc/cron.d/evil', 'C:/evil.sh', 'image\\..\\evil.sh',
-                                  'image/./fw.bin', 'image//fw.bin'])
+@pytest.mark.parametrize(
+    'name', ['../evil.sh', 'image/../../evil.sh', '/etc/cron.d/evil', 'C:/evil.sh', 'image\\..\\evil.sh', 'image/./fw.bin', 'image//fw.bin']
+)
 def test_unsafe_member_paths(craft, keyring, name):
     members = [('install.sh', b'x'), (name, b'evil')]
     error = refused(craft(members), keyring, 'zip_path_invalid')
@@ -348,7 +369,7 @@ def test_encrypted_member(craft, keyring):
     # zipfile cannot write encrypted members: set the "encrypted" flag in the central directory entry by hand.
     data = bytearray(open(path, 'rb').read())
     central = data.index(b'PK\x01\x02')
-    while data[central + 46:central + 56] != b'install.sh':
+    while data[central + 46 : central + 56] != b'install.sh':
         central = data.index(b'PK\x01\x02', central + 4)
     data[central + 8] |= 0x1
     with open(path, 'wb') as handle:
@@ -460,8 +481,7 @@ def test_core_fields_follow_the_catalog_rules_whatever_the_schema_version(craft,
 
 def test_a_path_as_package_id_of_a_newer_schema_is_refused_with_its_rule(craft, keyring, info_factory):
     error = refused(craft([('install.sh', b'x')], info=info_xml_of(info_factory, '99', package_id='../../../../tmp/x')), keyring, 'xml_invalid')
-    assert error.msg == ("ExUpInfo.xml has PackageId '../../../../tmp/x', which is not 1-64 ASCII letters, digits and ._+- "
-                         "starting with a letter or digit")
+    assert error.msg == ("ExUpInfo.xml has PackageId '../../../../tmp/x', which is not 1-64 ASCII letters, digits and ._+- starting with a letter or digit")
 
 
 @pytest.mark.parametrize('value', ['\u0669\u0669', ' 99', '9_9', '+99', '99 '], ids=ascii)

@@ -11,10 +11,9 @@ import threading
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor import cli
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import (
-    MAX_KEY_FILE_BYTES, KeyRing, SigningKey, key_texts, read_key_file)
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import MAX_KEY_FILE_BYTES, KeyRing, SigningKey, key_texts, read_key_file
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor import cli
 
 
 def mode(path):
@@ -26,6 +25,7 @@ def listing(folder):
 
 
 # --------------------------------------------------------------------------- keygen (issue 8 item 9)
+
 
 def test_keygen_force_over_a_0644_key_leaves_0600(tmp_path, capsys):
     private = tmp_path / 'vendor.key'
@@ -61,6 +61,7 @@ def test_save_replaces_a_file_others_could_read_atomically(tmp_path):
 
 
 # --------------------------------------------------------------------------- key_texts (controller side)
+
 
 def test_key_texts_passes_inline_pem_and_reads_paths(tmp_path, signing_key, other_key):
     path = tmp_path / 'vendor.pub'
@@ -125,10 +126,13 @@ def test_read_key_file_refuses_a_directory(tmp_path):
         read_key_file(str(tmp_path))
 
 
-@pytest.mark.parametrize('text, words', [
-    ('-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n', 'not a PEM public key'),
-    ('-----BEGIN PUBLIC KEY-----\n\udcff\n-----END PUBLIC KEY-----\n', 'not a PEM public key'),
-])
+@pytest.mark.parametrize(
+    'text, words',
+    [
+        ('-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n', 'not a PEM public key'),
+        ('-----BEGIN PUBLIC KEY-----\n\udcff\n-----END PUBLIC KEY-----\n', 'not a PEM public key'),
+    ],
+)
 def test_key_texts_refuses_text_that_is_no_key(text, words):
     with pytest.raises(ExupError) as caught:
         key_texts([text])
@@ -145,6 +149,7 @@ def test_key_texts_refuses_a_file_that_is_no_key(tmp_path):
 
 
 # --------------------------------------------------------------------------- from_pem_texts (host side)
+
 
 def test_host_ring_refuses_a_path_and_never_opens_it(tmp_path, signing_key):
     """exup_host gets key material only: a path (even of a good key on this machine) is refused, not read."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+from typing import ClassVar
 
 import pytest
 
@@ -44,6 +45,7 @@ def refused(code, call, *args, **kwargs):
 
 # --- certificates: real ones, written by the system tests' helper ---
 
+
 def _tls():
     """tests/services/tls.py, loaded by path (it is not a package the unit tests can import)."""
     path = pathlib.Path(__file__).resolve().parents[5] / 'services' / 'tls.py'
@@ -63,8 +65,9 @@ def tls(tmp_path_factory):
         files = make_tls_files(directory, hostname=hostname)
         leaf = x509.load_pem_x509_certificate(files.cert_path.read_bytes())
         return str(files.ca_path), leaf.public_bytes(serialization.Encoding.DER), leaf
+
     ca_path, der, leaf = make('ca', 'bmc1.example')
-    other_ca_path, other_der, other_leaf = make('other-ca', 'bmc1.example')
+    other_ca_path, other_der, _other_leaf = make('other-ca', 'bmc1.example')
     return {'ca_path': ca_path, 'der': der, 'leaf': leaf, 'other_ca_path': other_ca_path, 'other_der': other_der}
 
 
@@ -136,6 +139,7 @@ def test_a_directory_or_a_path_below_a_file_as_ca_path_is_an_invalid_argument(tm
 
 # --- configuration ---
 
+
 def test_config_defaults():
     conf = config()
     assert (conf.protocol, conf.validate_certs, conf.ca_path, conf.port, conf.timeout) == ('redfish', True, None, None, 60)
@@ -146,12 +150,15 @@ def test_config_refuses_an_unknown_protocol():
     assert 'redfish' in error.msg and 'ipmi' in error.msg
 
 
-@pytest.mark.parametrize('system, sysurl', [
-    (None, None),
-    ('', None),
-    ('System.Embedded.1', '/redfish/v1/Systems/System.Embedded.1'),
-    ('/redfish/v1/Systems/2', '/redfish/v1/Systems/2'),
-])
+@pytest.mark.parametrize(
+    'system, sysurl',
+    [
+        (None, None),
+        ('', None),
+        ('System.Embedded.1', '/redfish/v1/Systems/System.Embedded.1'),
+        ('/redfish/v1/Systems/2', '/redfish/v1/Systems/2'),
+    ],
+)
 def test_sysurl_from_an_id_or_a_path(system, sysurl):
     assert config(system=system).sysurl == sysurl
 
@@ -163,44 +170,55 @@ def test_connect_chooses_the_client_by_protocol():
 
 # --- inventory members -> modules ---
 
-@pytest.mark.parametrize('name, component_id, module_id', [
-    ('BIOS', 'BIOS', BIOS),
-    ('System BIOS', None, BIOS),
-    ('UEFI Firmware', 'uefi', BIOS),
-    (None, 'Installed-0-BIOS', BIOS),
-    ('BMC', 'bmc_active', BMC),
-    ('Integrated Dell Remote Access Controller', 'Installed-25227-iDRAC', BMC),
-    ('XCC Primary', 'BMC-Primary', BMC),
-    ('iLO 5', '1', BMC),
-    ('Manager Firmware', 'mgr', BMC),
-    ('Broadcom NIC', 'NIC.Integrated.1', None),
-    ('', '', None),
-    (None, None, None),
-])
+
+@pytest.mark.parametrize(
+    'name, component_id, module_id',
+    [
+        ('BIOS', 'BIOS', BIOS),
+        ('System BIOS', None, BIOS),
+        ('UEFI Firmware', 'uefi', BIOS),
+        (None, 'Installed-0-BIOS', BIOS),
+        ('BMC', 'bmc_active', BMC),
+        ('Integrated Dell Remote Access Controller', 'Installed-25227-iDRAC', BMC),
+        ('XCC Primary', 'BMC-Primary', BMC),
+        ('iLO 5', '1', BMC),
+        ('Manager Firmware', 'mgr', BMC),
+        ('Broadcom NIC', 'NIC.Integrated.1', None),
+        ('', '', None),
+        (None, None, None),
+    ],
+)
 def test_module_of_component(name, component_id, module_id):
     assert bmc.module_of_component(name, component_id) == module_id
 
 
-@pytest.mark.parametrize('name, component_id, related, module_id', [
-    ('NIC', 'bmc1-server-2.NIC', ['/redfish/v1/Systems/2/EthernetInterfaces/52:54:00:00:01:10'], None),  # 'bmc' in the system's name
-    ('BIOS', 'bmc1-server-2.BIOS', ['/redfish/v1/Systems/2'], BIOS),
-    ('Firmware', 'fw-1', ['/redfish/v1/Managers/2'], BMC),
-    ('BIOS', 'BIOS', ['/redfish/v1/Chassis/1'], BIOS),  # a link that says nothing: the words decide
-])
+@pytest.mark.parametrize(
+    'name, component_id, related, module_id',
+    [
+        ('NIC', 'bmc1-server-2.NIC', ['/redfish/v1/Systems/2/EthernetInterfaces/52:54:00:00:01:10'], None),  # 'bmc' in the system's name
+        ('BIOS', 'bmc1-server-2.BIOS', ['/redfish/v1/Systems/2'], BIOS),
+        ('Firmware', 'fw-1', ['/redfish/v1/Managers/2'], BMC),
+        ('BIOS', 'BIOS', ['/redfish/v1/Chassis/1'], BIOS),  # a link that says nothing: the words decide
+    ],
+)
 def test_module_of_component_follows_related_items(name, component_id, related, module_id):
     assert bmc.module_of_component(name, component_id, related) == module_id
 
 
 # --- IPMI Get Device ID ---
 
-@pytest.mark.parametrize('data, revision', [
-    (bytes([0x20, 0x81, 0x02, 0x05, 0x02]), '2.05'),
-    (bytes([0x20, 0x81, 0x02, 0x10]), '2.10'),
-    (bytes([0x20, 0x81, 0x7f, 0x99, 0x02, 0xbf]), '127.99'),
-    (bytes([0x20, 0x81, 0x82, 0x05]), '2.05'),    # bit 7: device busy (update in progress), not part of the major
-    (bytes([0x20, 0x81, 0xff, 0x99]), '127.99'),
-    (bytes([0x20, 0x81, 0x00, 0x00]), '0.00'),
-])
+
+@pytest.mark.parametrize(
+    'data, revision',
+    [
+        (bytes([0x20, 0x81, 0x02, 0x05, 0x02]), '2.05'),
+        (bytes([0x20, 0x81, 0x02, 0x10]), '2.10'),
+        (bytes([0x20, 0x81, 0x7F, 0x99, 0x02, 0xBF]), '127.99'),
+        (bytes([0x20, 0x81, 0x82, 0x05]), '2.05'),  # bit 7: device busy (update in progress), not part of the major
+        (bytes([0x20, 0x81, 0xFF, 0x99]), '127.99'),
+        (bytes([0x20, 0x81, 0x00, 0x00]), '0.00'),
+    ],
+)
 def test_ipmi_firmware_revision(data, revision):
     assert bmc.ipmi_firmware_revision(data) == revision
 
@@ -213,35 +231,49 @@ def test_a_short_get_device_id_answer_is_a_protocol_error(data):
 
 # --- Redfish messages and resets ---
 
-@pytest.mark.parametrize('messages', [
-    [{'MessageId': 'Base.1.8.ResetRequired', 'Message': 'In order to complete the operation, a component reset is required.'}],
-    [{'MessageId': 'Update.1.0.UpdateSuccessful'}, {'MessageId': 'Base.1.0.ResetRequired'}],
-    [{'MessageId': 'Oem.1.0.Done', 'Message': 'Reset required to activate the new firmware'}],
-    [{'MessageId': 'Oem.1.0.Done', 'Message': 'The update takes effect after the next REBOOT'}],
-    [{'Message': 'Power cycle the server to apply'}],
-    [{'MessageId': 'Update.1.0.OperationTransitionedToJob', 'Message': 'Scheduled OnReset'}],
-])
+
+@pytest.mark.parametrize(
+    'messages',
+    [
+        [{'MessageId': 'Base.1.8.ResetRequired', 'Message': 'In order to complete the operation, a component reset is required.'}],
+        [{'MessageId': 'Update.1.0.UpdateSuccessful'}, {'MessageId': 'Base.1.0.ResetRequired'}],
+        [{'MessageId': 'Oem.1.0.Done', 'Message': 'Reset required to activate the new firmware'}],
+        [{'MessageId': 'Oem.1.0.Done', 'Message': 'The update takes effect after the next REBOOT'}],
+        [{'Message': 'Power cycle the server to apply'}],
+        [{'MessageId': 'Update.1.0.OperationTransitionedToJob', 'Message': 'Scheduled OnReset'}],
+    ],
+)
 def test_needs_reset_when_a_message_asks_for_it(messages):
     assert bmc.needs_reset({'TaskState': 'Completed', 'Messages': messages}) is True
 
 
-@pytest.mark.parametrize('task', [
-    {},
-    {'Messages': None},
-    {'Messages': []},
-    {'Messages': [{'MessageId': 'Update.1.0.UpdateSuccessful', 'Message': 'The update completed successfully.'}]},
-    {'Messages': [{'MessageId': 'Base.1.0.Success'}, {}]},
-    {'Messages': ['a text, not a Message object', None]},
-])
+@pytest.mark.parametrize(
+    'task',
+    [
+        {},
+        {'Messages': None},
+        {'Messages': []},
+        {'Messages': [{'MessageId': 'Update.1.0.UpdateSuccessful', 'Message': 'The update completed successfully.'}]},
+        {'Messages': [{'MessageId': 'Base.1.0.Success'}, {}]},
+        {'Messages': ['a text, not a Message object', None]},
+    ],
+)
 def test_no_reset_when_no_message_asks_for_it(task):
     assert bmc.needs_reset(task) is False
 
 
 def test_redfish_message_of_an_error_joins_its_extended_info():
-    body = {'error': {'code': 'Base.1.8.GeneralError', 'message': 'A general error has occurred.',
-                      '@Message.ExtendedInfo': [{'MessageId': 'Update.1.0.InvalidImage', 'Message': 'The image is not valid.'},
-                                                {'MessageId': 'Base.1.0.NoMessage'},
-                                                {'Message': 'Signature check failed.'}]}}
+    body = {
+        'error': {
+            'code': 'Base.1.8.GeneralError',
+            'message': 'A general error has occurred.',
+            '@Message.ExtendedInfo': [
+                {'MessageId': 'Update.1.0.InvalidImage', 'Message': 'The image is not valid.'},
+                {'MessageId': 'Base.1.0.NoMessage'},
+                {'Message': 'Signature check failed.'},
+            ],
+        }
+    }
     assert bmc.redfish_message(body) == 'The image is not valid.; Signature check failed.'
 
 
@@ -260,6 +292,7 @@ def test_redfish_message_of_nothing_is_empty(body):
 
 
 # --- following a task ---
+
 
 class FakeClock:
     """monotonic() and sleep() of a test: sleeping only moves the clock."""
@@ -286,13 +319,19 @@ def redfish(answers, clock=None):
     def request(url, payload=None, method=None):
         client.requested.append(url)
         return answers.pop(0) if len(answers) > 1 else answers[0]
+
     client.request = request
     return client, clock
 
 
 def test_follow_returns_the_completed_task_and_reports_each_change():
-    answers = [{'TaskState': 'New'}, {'TaskState': 'Running', 'PercentComplete': 10}, {'TaskState': 'Running', 'PercentComplete': 10},
-               {'TaskState': 'Running', 'PercentComplete': 60}, {'TaskState': 'Completed', 'PercentComplete': 100, 'Messages': []}]
+    answers = [
+        {'TaskState': 'New'},
+        {'TaskState': 'Running', 'PercentComplete': 10},
+        {'TaskState': 'Running', 'PercentComplete': 10},
+        {'TaskState': 'Running', 'PercentComplete': 60},
+        {'TaskState': 'Completed', 'PercentComplete': 100, 'Messages': []},
+    ]
     client, clock = redfish(answers)
     seen = []
     task = client.follow(TASK, 60, poll_interval=3, progress=lambda state, percent: seen.append((state, percent)))
@@ -311,7 +350,7 @@ def test_follow_without_progress_callback():
 @pytest.mark.parametrize('state', bmc.TASK_FAILED)
 def test_a_failed_task_is_an_error_with_its_message(state):
     task = {'TaskState': state, 'Messages': [{'MessageId': 'Update.1.0.ApplyFailed', 'Message': 'The image could not be applied.'}]}
-    client, clock = redfish([{'TaskState': 'Running'}, task])
+    client, _clock = redfish([{'TaskState': 'Running'}, task])
     error = refused('bmc_task_failed', client.follow, TASK, 60)
     assert 'The image could not be applied.' in error.msg and state in error.msg and TASK in error.msg
     assert error.details == {'task_state': state}
@@ -333,57 +372,76 @@ def test_a_task_that_never_ends_times_out_without_real_sleeping():
 
 
 def test_a_task_without_state_times_out_as_unknown():
-    client, clock = redfish([{}])
+    client, _clock = redfish([{}])
     assert refused('bmc_task_timeout', client.follow, TASK, 0).details == {'task_state': 'Unknown'}
     assert client.requested == [TASK]
 
 
 # --- the answer to an update request ---
 
-@pytest.mark.parametrize('status, answer, task', [
-    (202, {'@odata.id': TASK, 'TaskState': 'New', 'TaskMonitor': '/redfish/v1/TaskService/TaskMonitors/1'}, TASK),
-    (202, b'{"@odata.id": "/redfish/v1/TaskService/Tasks/7", "TaskState": "New"}', '/redfish/v1/TaskService/Tasks/7'),
-    (200, '{"@odata.id": "/redfish/v1/TaskService/Tasks/8"}', '/redfish/v1/TaskService/Tasks/8'),
-    (202, {'TaskMonitor': '/redfish/v1/TaskService/TaskMonitors/3'}, '/redfish/v1/TaskService/TaskMonitors/3'),
-])
+
+@pytest.mark.parametrize(
+    'status, answer, task',
+    [
+        (202, {'@odata.id': TASK, 'TaskState': 'New', 'TaskMonitor': '/redfish/v1/TaskService/TaskMonitors/1'}, TASK),
+        (202, b'{"@odata.id": "/redfish/v1/TaskService/Tasks/7", "TaskState": "New"}', '/redfish/v1/TaskService/Tasks/7'),
+        (200, '{"@odata.id": "/redfish/v1/TaskService/Tasks/8"}', '/redfish/v1/TaskService/Tasks/8'),
+        (202, {'TaskMonitor': '/redfish/v1/TaskService/TaskMonitors/3'}, '/redfish/v1/TaskService/TaskMonitors/3'),
+    ],
+)
 def test_the_task_of_an_accepted_update(status, answer, task):
-    client, clock = redfish([{}])
+    client, _clock = redfish([{}])
     assert client._task_from_answer(status, answer) == task
 
 
 def test_a_redfish_error_is_a_rejection_with_its_message_and_status():
-    client, clock = redfish([{}])
-    answer = b'{"error": {"code": "Base.1.8.GeneralError", "message": "See ExtendedInfo", "@Message.ExtendedInfo": ' \
+    client, _clock = redfish([{}])
+    answer = (
+        b'{"error": {"code": "Base.1.8.GeneralError", "message": "See ExtendedInfo", "@Message.ExtendedInfo": '
         b'[{"MessageId": "Update.1.0.InvalidImage", "Message": "The image signature is not valid."}]}}'
+    )
     error = refused('bmc_rejected', client._task_from_answer, 400, answer)
     assert 'HTTP 400' in error.msg and 'The image signature is not valid.' in error.msg
     assert error.details == {'http_status': 400}
 
 
-@pytest.mark.parametrize('status, answer', [
-    (500, 'Target Unavailable'),
-    (503, b''),
-    (302, {}),
-    (199, {}),
-    (None, ''),
-    (400, b'\xff\xfe not json'),
-    (400, '{"error": "plain text error"}'),
-    (400, '{"error": null}'),
-])
+@pytest.mark.parametrize(
+    'status, answer',
+    [
+        (500, 'Target Unavailable'),
+        (503, b''),
+        (302, {}),
+        (199, {}),
+        (None, ''),
+        (400, b'\xff\xfe not json'),
+        (400, '{"error": "plain text error"}'),
+        (400, '{"error": null}'),
+    ],
+)
 def test_any_other_status_is_a_rejection(status, answer):
-    client, clock = redfish([{}])
+    client, _clock = redfish([{}])
     assert refused('bmc_rejected', client._task_from_answer, status, answer).details == {'http_status': status}
 
 
-@pytest.mark.parametrize('answer', [
-    {}, b'', '', None, b'[]', 'plain text', {'@Message.ExtendedInfo': [{'MessageId': 'Base.1.0.Success'}]},
-])
+@pytest.mark.parametrize(
+    'answer',
+    [
+        {},
+        b'',
+        '',
+        None,
+        b'[]',
+        'plain text',
+        {'@Message.ExtendedInfo': [{'MessageId': 'Base.1.0.Success'}]},
+    ],
+)
 def test_an_accepted_update_without_a_task_is_a_protocol_error(answer):
-    client, clock = redfish([{}])
+    client, _clock = redfish([{}])
     refused('bmc_protocol', client._task_from_answer, 202, answer)
 
 
 # --- pyghmi's client faked: connection, inventory, push, simple update ---
+
 
 class FakeWebClient:
     """pyghmi's webclient, standing in for the BMC's HTTPS service."""
@@ -444,12 +502,14 @@ class FakeCommand:
 
 
 FIRMWARE = {
-    '/redfish/v1/UpdateService/FirmwareInventory': {'Members': [
-        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/BIOS'},
-        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/BMC'},
-        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/BIOS-Backup'},
-        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/NIC'},
-    ]},
+    '/redfish/v1/UpdateService/FirmwareInventory': {
+        'Members': [
+            {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/BIOS'},
+            {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/BMC'},
+            {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/BIOS-Backup'},
+            {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/NIC'},
+        ]
+    },
     '/redfish/v1/UpdateService/FirmwareInventory/BIOS': {'Id': 'BIOS', 'Name': 'System BIOS', 'Version': '1.2', 'Updateable': True},
     '/redfish/v1/UpdateService/FirmwareInventory/BMC': {'Id': 'BMC', 'Name': 'Manager', 'Version': '2.05'},
     '/redfish/v1/UpdateService/FirmwareInventory/BIOS-Backup': {'Id': 'BIOS-Backup', 'Name': 'BIOS backup', 'Version': '1.0'},
@@ -460,6 +520,7 @@ FIRMWARE = {
 @pytest.fixture
 def commands(monkeypatch):
     """Replaces pyghmi's Redfish Command: each construction records its arguments and returns ``commands.next``."""
+
     class Factory:
         def __init__(self):
             self.made = []
@@ -470,6 +531,7 @@ def commands(monkeypatch):
             if isinstance(self.next, Exception):
                 raise self.next  # pylint: disable=raising-non-exception  # an exception, checked just above
             return self.next
+
     factory = Factory()
     monkeypatch.setattr(bmc.redfish_command, 'Command', factory)
     return factory
@@ -492,18 +554,21 @@ def test_the_client_uses_the_given_port_and_no_callback_without_ca(commands):
     assert commands.made[0][1]['port'] == 8443 and commands.made[0][1]['verifycallback'] is None
 
 
-@pytest.mark.parametrize('exc, code', [
-    (pyghmi_exceptions.UnrecognizedCertificate('Unknown certificate', b'der'), 'certificate_untrusted'),
-    (bmc.BmcError('the certificate of BMC 127.0.0.1 is not trusted', code='certificate_untrusted'), 'certificate_untrusted'),
-    (pyghmi_exceptions.PyghmiException('Unable to authenticate'), 'bmc_auth_failed'),
-    (pyghmi_exceptions.PyghmiException('HTTP 401 Unauthorized'), 'bmc_auth_failed'),
-    (pyghmi_exceptions.PyghmiException('Access Denied'), 'bmc_auth_failed'),
-    (pyghmi_exceptions.PyghmiException('Multi system manager, sysurl is required parameter'), 'argument_invalid'),
-    (OSError('[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed'), 'certificate_untrusted'),
-    (ConnectionRefusedError(111, 'Connection refused'), 'bmc_unreachable'),
-    (KeyError('Systems'), 'bmc_unreachable'),
-    (ValueError(), 'bmc_unreachable'),
-])
+@pytest.mark.parametrize(
+    'exc, code',
+    [
+        (pyghmi_exceptions.UnrecognizedCertificate('Unknown certificate', b'der'), 'certificate_untrusted'),
+        (bmc.BmcError('the certificate of BMC 127.0.0.1 is not trusted', code='certificate_untrusted'), 'certificate_untrusted'),
+        (pyghmi_exceptions.PyghmiException('Unable to authenticate'), 'bmc_auth_failed'),
+        (pyghmi_exceptions.PyghmiException('HTTP 401 Unauthorized'), 'bmc_auth_failed'),
+        (pyghmi_exceptions.PyghmiException('Access Denied'), 'bmc_auth_failed'),
+        (pyghmi_exceptions.PyghmiException('Multi system manager, sysurl is required parameter'), 'argument_invalid'),
+        (OSError('[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed'), 'certificate_untrusted'),
+        (ConnectionRefusedError(111, 'Connection refused'), 'bmc_unreachable'),
+        (KeyError('Systems'), 'bmc_unreachable'),
+        (ValueError(), 'bmc_unreachable'),
+    ],
+)
 def test_connection_errors_are_classified(commands, exc, code):
     commands.next = exc
     error = refused(code, bmc.RedfishBmc(config()).command)
@@ -514,9 +579,17 @@ def test_inventory_maps_members_to_modules(commands):
     client = bmc.RedfishBmc(config())
     inventory = client.inventory()
     assert {key: inventory[key] for key in ('model', 'manufacturer', 'power', 'system')} == {
-        'model': 'R120h-1M', 'manufacturer': 'Exup', 'power': 'on', 'system': '/redfish/v1/Systems/1'}
+        'model': 'R120h-1M',
+        'manufacturer': 'Exup',
+        'power': 'on',
+        'system': '/redfish/v1/Systems/1',
+    }
     assert [(item['id'], item['module'], item['version'], item['updateable']) for item in inventory['firmware']] == [
-        ('BIOS', BIOS, '1.2', True), ('BMC', BMC, '2.05', False), ('BIOS-Backup', BIOS, '1.0', False), ('NIC.1', None, '22.1', True)]
+        ('BIOS', BIOS, '1.2', True),
+        ('BMC', BMC, '2.05', False),
+        ('BIOS-Backup', BIOS, '1.0', False),
+        ('NIC.1', None, '22.1', True),
+    ]
     assert inventory['firmware'][0]['url'] == '/redfish/v1/UpdateService/FirmwareInventory/BIOS'
     assert client.versions() == {BIOS: '1.2', BMC: '2.05'}
     assert len(commands.made) == 1  # one client, every read uncached (a new client would cost its own requests)
@@ -524,20 +597,39 @@ def test_inventory_maps_members_to_modules(commands):
 
 def test_inventory_of_one_system_among_several(commands):
     """A service with several systems lists the firmware of all of them: only the chosen system's and its manager's count."""
-    resources = {'/redfish/v1/UpdateService/FirmwareInventory': {'Members': [
-        {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/%s' % item} for item in ('s1.BIOS', 's1.BMC', 's2.BIOS', 's2.BMC', 's2.NIC')]}}
+    resources = {
+        '/redfish/v1/UpdateService/FirmwareInventory': {
+            'Members': [{'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory/%s' % item} for item in ('s1.BIOS', 's1.BMC', 's2.BIOS', 's2.BMC', 's2.NIC')]
+        }
+    }
     for system, bios, firmware in (('1', '1.0', '2.0'), ('2', '1.1', '2.1')):
         resources['/redfish/v1/UpdateService/FirmwareInventory/s%s.BIOS' % system] = {
-            'Id': 's%s.BIOS' % system, 'Name': 'BIOS', 'Version': bios, 'RelatedItem': [{'@odata.id': '/redfish/v1/Systems/%s' % system}]}
+            'Id': 's%s.BIOS' % system,
+            'Name': 'BIOS',
+            'Version': bios,
+            'RelatedItem': [{'@odata.id': '/redfish/v1/Systems/%s' % system}],
+        }
         resources['/redfish/v1/UpdateService/FirmwareInventory/s%s.BMC' % system] = {
-            'Id': 's%s.BMC' % system, 'Name': 'BMC', 'Version': firmware, 'RelatedItem': [{'@odata.id': '/redfish/v1/Managers/m%s' % system}]}
+            'Id': 's%s.BMC' % system,
+            'Name': 'BMC',
+            'Version': firmware,
+            'RelatedItem': [{'@odata.id': '/redfish/v1/Managers/m%s' % system}],
+        }
     resources['/redfish/v1/UpdateService/FirmwareInventory/s2.NIC'] = {
-        'Id': 's2.NIC', 'Name': 'NIC', 'Version': '22.1', 'RelatedItem': [{'@odata.id': '/redfish/v1/Systems/2/EthernetInterfaces/1'}]}
-    commands.next = FakeCommand(resources, sysurl='/redfish/v1/Systems/2',
-                                sysinfo={'Model': 'R120h-1M', 'Links': {'ManagedBy': [{'@odata.id': '/redfish/v1/Managers/m2'}]}})
+        'Id': 's2.NIC',
+        'Name': 'NIC',
+        'Version': '22.1',
+        'RelatedItem': [{'@odata.id': '/redfish/v1/Systems/2/EthernetInterfaces/1'}],
+    }
+    commands.next = FakeCommand(
+        resources, sysurl='/redfish/v1/Systems/2', sysinfo={'Model': 'R120h-1M', 'Links': {'ManagedBy': [{'@odata.id': '/redfish/v1/Managers/m2'}]}}
+    )
     inventory = bmc.RedfishBmc(config(system='2')).inventory()
     assert [(item['id'], item['module'], item['version']) for item in inventory['firmware']] == [
-        ('s2.BIOS', BIOS, '1.1'), ('s2.BMC', BMC, '2.1'), ('s2.NIC', None, '22.1')]
+        ('s2.BIOS', BIOS, '1.1'),
+        ('s2.BMC', BMC, '2.1'),
+        ('s2.NIC', None, '22.1'),
+    ]
 
 
 def test_inventory_without_a_system_has_no_power_state(commands):
@@ -560,12 +652,11 @@ def test_inventory_errors_are_classified(commands):
 class FakeUploader:
     """pyghmi's FileUploader, standing in for the upload to the BMC."""
 
-    made = []
+    made: ClassVar[list[FakeUploader]] = []  # every uploader made, shared on purpose
     answer = (202, '{"@odata.id": "/redfish/v1/TaskService/Tasks/5"}')
 
     def __init__(self, webclient, url, filename, formname=None, formwrap=True, excepterror=True, otherfields=()):
-        self.arguments = {'url': url, 'filename': filename, 'formname': formname, 'formwrap': formwrap, 'excepterror': excepterror,
-                          'otherfields': otherfields}
+        self.arguments = {'url': url, 'filename': filename, 'formname': formname, 'formwrap': formwrap, 'excepterror': excepterror, 'otherfields': otherfields}
         self.rspstatus, self.rsp = self.answer
         self.steps = []
         FakeUploader.made.append(self)
@@ -595,29 +686,34 @@ def test_push_multipart_sends_targets_and_apply_time(uploader):
     client, command = pushing({'MultipartHttpPushUri': '/redfish/v1/UpdateService/upload', 'HttpPushUri': '/old'})
     assert client.push('/pool/bios.zip', ['/fw/BIOS'], 'OnReset') == '/redfish/v1/TaskService/Tasks/5'
     made = uploader.made[0]
-    assert made.arguments == {'url': '/redfish/v1/UpdateService/upload', 'filename': '/pool/bios.zip', 'formname': 'UpdateFile', 'formwrap': True,
-                              'excepterror': False,
-                              'otherfields': {'UpdateParameters': {'Targets': ['/fw/BIOS'], '@Redfish.OperationApplyTime': 'OnReset'}}}
+    assert made.arguments == {
+        'url': '/redfish/v1/UpdateService/upload',
+        'filename': '/pool/bios.zip',
+        'formname': 'UpdateFile',
+        'formwrap': True,
+        'excepterror': False,
+        'otherfields': {'UpdateParameters': {'Targets': ['/fw/BIOS'], '@Redfish.OperationApplyTime': 'OnReset'}},
+    }
     assert made.steps == ['start', 'join']
     assert command.wc.timeouts == [300]
 
 
 def test_push_falls_back_to_http_push_uri(uploader):
-    client, command = pushing({'HttpPushUri': '/redfish/v1/UpdateService/push'})
+    client, _command = pushing({'HttpPushUri': '/redfish/v1/UpdateService/push'})
     client.push('/pool/bmc.zip')
     assert uploader.made[0].arguments['url'] == '/redfish/v1/UpdateService/push'
     assert uploader.made[0].arguments['formwrap'] is False and uploader.made[0].arguments['otherfields'] == {}
 
 
 def test_push_without_a_push_uri_is_unsupported(uploader):
-    client, command = pushing({'Actions': {}})
+    client, _command = pushing({'Actions': {}})
     refused('bmc_push_unsupported', client.push, '/pool/bmc.zip')
     assert uploader.made == []
 
 
 def test_a_refused_push_is_a_rejection(uploader, monkeypatch):
     monkeypatch.setattr(FakeUploader, 'answer', (413, b'{"error": {"message": "Payload too large"}}'))
-    client, command = pushing({'HttpPushUri': '/push'})
+    client, _command = pushing({'HttpPushUri': '/push'})
     error = refused('bmc_rejected', client.push, '/pool/bmc.zip')
     assert 'Payload too large' in error.msg and error.details == {'http_status': 413}
 
@@ -628,9 +724,18 @@ SIMPLE = {'Actions': {'#UpdateService.SimpleUpdate': {'target': '/redfish/v1/Upd
 def test_simple_update_posts_the_image_uri():
     client, command = pushing(SIMPLE)
     assert client.simple_update('https://repo.example/pool/bios.zip', ['/fw/BIOS'], 'Immediate') == TASK
-    assert command.wc.posted == [('/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate',
-                                  {'ImageURI': 'https://repo.example/pool/bios.zip', 'TransferProtocol': 'HTTPS', 'Targets': ['/fw/BIOS'],
-                                   '@Redfish.OperationApplyTime': 'Immediate'}, 'POST')]
+    assert command.wc.posted == [
+        (
+            '/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate',
+            {
+                'ImageURI': 'https://repo.example/pool/bios.zip',
+                'TransferProtocol': 'HTTPS',
+                'Targets': ['/fw/BIOS'],
+                '@Redfish.OperationApplyTime': 'Immediate',
+            },
+            'POST',
+        )
+    ]
 
 
 def test_simple_update_without_targets_or_apply_time_sends_neither():
@@ -671,6 +776,7 @@ def test_resets():
 
 
 # --- IPMI ---
+
 
 class FakeIpmiCommand:
     """pyghmi.ipmi.command.Command, standing in for an IPMI BMC."""
@@ -723,28 +829,34 @@ def test_ipmi_errors():
     refused('bmc_protocol', client.inventory)
 
 
-@pytest.mark.parametrize('exc, code', [
-    (pyghmi_exceptions.IpmiException('Incorrect password provided'), 'bmc_auth_failed'),
-    (pyghmi_exceptions.IpmiException('Unauthorized name'), 'bmc_auth_failed'),
-    (pyghmi_exceptions.IpmiException('Session No Longer Connected'), 'bmc_unreachable'),
-    (OSError(101, 'Network is unreachable'), 'bmc_unreachable'),
-])
+@pytest.mark.parametrize(
+    'exc, code',
+    [
+        (pyghmi_exceptions.IpmiException('Incorrect password provided'), 'bmc_auth_failed'),
+        (pyghmi_exceptions.IpmiException('Unauthorized name'), 'bmc_auth_failed'),
+        (pyghmi_exceptions.IpmiException('Session No Longer Connected'), 'bmc_unreachable'),
+        (OSError(101, 'Network is unreachable'), 'bmc_unreachable'),
+    ],
+)
 def test_ipmi_connection_errors(monkeypatch, exc, code):
     from pyghmi.ipmi import command as ipmi_command
 
     def fail(**kwargs):
         raise exc
+
     monkeypatch.setattr(ipmi_command, 'Command', fail)
     refused(code, bmc.IpmiBmc(config(protocol='ipmi')).command)
 
 
 def test_ipmi_client_is_made_once(monkeypatch):
     from pyghmi.ipmi import command as ipmi_command
+
     made = []
 
     def make(**kwargs):
         made.append(kwargs)
         return FakeIpmiCommand()
+
     monkeypatch.setattr(ipmi_command, 'Command', make)
     client = bmc.IpmiBmc(config(protocol='ipmi'))
     assert client.command() is client.command()
@@ -758,6 +870,7 @@ def test_ipmi_refuses_updates():
 
 # --- run_plan ---
 
+
 class FakeBmc:
     """Stands in for a Redfish BMC (the methods run_plan calls); the system tests use real emulators.
 
@@ -767,13 +880,17 @@ class FakeBmc:
 
     def __init__(self, outcomes=None, firmware=None):
         self.outcomes = outcomes or {}
-        self.firmware = firmware if firmware is not None else [
-            {'module': None, 'url': '/fw/NIC'},
-            {'module': BIOS, 'url': None},
-            {'module': BIOS, 'url': '/fw/BIOS'},
-            {'module': BIOS, 'url': '/fw/BIOS-Backup'},
-            {'module': BMC, 'url': '/fw/BMC'},
-        ]
+        self.firmware = (
+            firmware
+            if firmware is not None
+            else [
+                {'module': None, 'url': '/fw/NIC'},
+                {'module': BIOS, 'url': None},
+                {'module': BIOS, 'url': '/fw/BIOS'},
+                {'module': BIOS, 'url': '/fw/BIOS-Backup'},
+                {'module': BMC, 'url': '/fw/BMC'},
+            ]
+        )
         self.calls = []
         self.tasks = {}
 
@@ -807,8 +924,16 @@ class FakeBmc:
 
 
 def planned(package_id, module=BIOS, reboot=False):
-    return plan.PlanItem(package_id=package_id, module_id=module, action='install', from_version='1.0', to_version='2.0',
-                         reboot_required=reboot, release_date='2024-01-01', command='').as_dict()
+    return plan.PlanItem(
+        package_id=package_id,
+        module_id=module,
+        action='install',
+        from_version='1.0',
+        to_version='2.0',
+        reboot_required=reboot,
+        release_date='2024-01-01',
+        command='',
+    ).as_dict()
 
 
 def sources(*package_ids, base='/pool/'):
@@ -819,16 +944,20 @@ def test_run_plan_runs_the_items_in_order_through_push():
     fake = FakeBmc()
     items = [planned('bmc_2', BMC), planned('bios_2', BIOS)]
     results = bmc.run_plan(fake, items, sources('bmc_2', 'bios_2'), task_timeout=99, poll_interval=0.5)
-    assert fake.calls == [('inventory',),
-                          ('push', '/pool/bmc_2', ['/fw/BMC'], 'OnReset'),
-                          ('follow', '/redfish/v1/TaskService/Tasks/bmc_2', 99, 0.5),
-                          ('push', '/pool/bios_2', ['/fw/BIOS'], 'OnReset'),
-                          ('follow', '/redfish/v1/TaskService/Tasks/bios_2', 99, 0.5)]
+    assert fake.calls == [
+        ('inventory',),
+        ('push', '/pool/bmc_2', ['/fw/BMC'], 'OnReset'),
+        ('follow', '/redfish/v1/TaskService/Tasks/bmc_2', 99, 0.5),
+        ('push', '/pool/bios_2', ['/fw/BIOS'], 'OnReset'),
+        ('follow', '/redfish/v1/TaskService/Tasks/bios_2', 99, 0.5),
+    ]
     assert [(result['package_id'], result['status'], result['cause'], result['error'], result['reset_required']) for result in results] == [
-        ('bmc_2', 'succeeded', None, None, False), ('bios_2', 'succeeded', None, None, False)]
+        ('bmc_2', 'succeeded', None, None, False),
+        ('bios_2', 'succeeded', None, None, False),
+    ]
     assert results[0]['task'] == '/redfish/v1/TaskService/Tasks/bmc_2' and results[0]['messages'] == ''
-    assert {key: results[1][key] for key in items[1]} == items[1]   # the plan item's fields are kept
-    assert 'status' not in items[1]                                 # and the plan items are left alone
+    assert {key: results[1][key] for key in items[1]} == items[1]  # the plan item's fields are kept
+    assert 'status' not in items[1]  # and the plan items are left alone
 
 
 def test_run_plan_through_simple_update_uses_the_image_uris():
@@ -851,12 +980,15 @@ def test_run_plan_without_items_does_nothing():
     assert fake.calls == []
 
 
-@pytest.mark.parametrize('reboot, messages, reset_required', [
-    (True, [], True),
-    (False, [{'MessageId': 'Base.1.0.ResetRequired', 'Message': 'A reset is required.'}], True),
-    (True, [{'MessageId': 'Base.1.0.ResetRequired'}], True),
-    (False, [{'MessageId': 'Update.1.0.UpdateSuccessful', 'Message': 'Done.'}], False),
-])
+@pytest.mark.parametrize(
+    'reboot, messages, reset_required',
+    [
+        (True, [], True),
+        (False, [{'MessageId': 'Base.1.0.ResetRequired', 'Message': 'A reset is required.'}], True),
+        (True, [{'MessageId': 'Base.1.0.ResetRequired'}], True),
+        (False, [{'MessageId': 'Update.1.0.UpdateSuccessful', 'Message': 'Done.'}], False),
+    ],
+)
 def test_run_plan_reset_required_from_the_item_or_the_task(reboot, messages, reset_required):
     fake = FakeBmc({'bios_2': {'task': {'TaskState': 'Completed', 'Messages': messages}}})
     result = bmc.run_plan(fake, [planned('bios_2', reboot=reboot)], sources('bios_2'))[0]
@@ -864,20 +996,27 @@ def test_run_plan_reset_required_from_the_item_or_the_task(reboot, messages, res
     assert result['messages'] == bmc.redfish_message({'Messages': messages})
 
 
-@pytest.mark.parametrize('stage, code, blocks', [
-    ('send', 'bmc_rejected', False),
-    ('send', 'bmc_push_unsupported', False),
-    ('follow', 'bmc_unreachable', False),
-    ('follow', 'bmc_task_failed', True),
-    ('follow', 'bmc_task_timeout', True),
-])
+@pytest.mark.parametrize(
+    'stage, code, blocks',
+    [
+        ('send', 'bmc_rejected', False),
+        ('send', 'bmc_push_unsupported', False),
+        ('follow', 'bmc_unreachable', False),
+        ('follow', 'bmc_task_failed', True),
+        ('follow', 'bmc_task_timeout', True),
+    ],
+)
 def test_a_failure_cancels_the_rest(stage, code, blocks):
     error = bmc.BmcError('the BMC said no', code=code)
     fake = FakeBmc({'bios_2': {stage: error}})
     items = [planned('bmc_2', BMC), planned('bios_2', BIOS, reboot=True), planned('bmc_3', BMC), planned('bios_3', BIOS)]
     results = bmc.run_plan(fake, items, sources('bmc_2', 'bios_2', 'bmc_3', 'bios_3'))
     assert [(result['package_id'], result['status']) for result in results] == [
-        ('bmc_2', 'succeeded'), ('bios_2', 'failed'), ('bmc_3', 'cancelled'), ('bios_3', 'cancelled')]
+        ('bmc_2', 'succeeded'),
+        ('bios_2', 'failed'),
+        ('bmc_3', 'cancelled'),
+        ('bios_3', 'cancelled'),
+    ]
     failed = results[1]
     assert (failed['cause'], failed['error'], failed['blocks'], failed['reset_required']) == ('the BMC said no', code, blocks, False)
     for cancelled in results[2:]:
@@ -909,6 +1048,7 @@ def test_run_plan_inventory_errors_propagate():
     class Unreachable(FakeBmc):
         def inventory(self):
             raise bmc.BmcError('BMC 127.0.0.1 cannot be reached over Redfish', code='bmc_unreachable')
+
     refused('bmc_unreachable', bmc.run_plan, Unreachable(), [planned('bios_2')], sources('bios_2'))
 
 

@@ -26,8 +26,13 @@ def pkg(version, models=('M1',), os=('linux',), module=BIOS, package_id=None):
 
 
 def server(model='M1', os='linux', manager='mgr-a', name=None, **modules):
-    return Server(manager_id=manager, name=name or '%s-%s-%s' % (manager, model, os), model=model, os=os,
-                  modules={module.replace('_', '-'): state for module, state in modules.items()})
+    return Server(
+        manager_id=manager,
+        name=name or '%s-%s-%s' % (manager, model, os),
+        model=model,
+        os=os,
+        modules={module.replace('_', '-'): state for module, state in modules.items()},
+    )
 
 
 def ids(candidates):
@@ -95,8 +100,7 @@ def test_packages_of_unmanaged_models_or_oses_are_not_wanted():
 
 def test_equal_versions_are_one_generation():
     """'1.0' and '1.00' are the same generation; two packages of one version both stay."""
-    candidates = [pkg('1.0', package_id='a'), pkg('1.00', package_id='b'), pkg('2', package_id='c'), pkg('3', package_id='d'),
-                  pkg('0.9', package_id='e')]
+    candidates = [pkg('1.0', package_id='a'), pkg('1.00', package_id='b'), pkg('2', package_id='c'), pkg('3', package_id='d'), pkg('0.9', package_id='e')]
     plan = generation_plan(candidates, [server()])
     assert plan.generation == {'d': 0, 'c': 1, 'a': 2, 'b': 2}
 
@@ -106,9 +110,9 @@ def test_previous_generation_kept_only_when_present_never_wanted():
     old = pkg('1.0').package_id
     srv = server(system_bios={'current': '1.4', 'previous': '1.00'})  # version keys match: 1.00 == 1.0
     plan = generation_plan(candidates, [srv])
-    assert old not in plan.wanted()               # a sync never downloads it
+    assert old not in plan.wanted()  # a sync never downloads it
     assert plan.previous == {old}
-    assert old in plan.kept({old})                # but keeps it when the store holds it
+    assert old in plan.kept({old})  # but keeps it when the store holds it
     assert old not in plan.kept(set())
     assert pkg('1.1').package_id not in plan.kept({pkg('1.1').package_id})  # 4th generation, not anyone's previous
     assert plan.needed_by[old] == {'mgr-a'}
@@ -185,8 +189,13 @@ def reference_plan(candidates, servers, kept=3):
     for srv in servers:
         for module, state in srv.modules.items():
             for candidate in candidates:
-                if (candidate.module_id == module and state.get('previous') and version_key(candidate.version) == version_key(state['previous'])
-                        and srv.model in candidate.models and ('any' in candidate.os or srv.os in candidate.os)):
+                if (
+                    candidate.module_id == module
+                    and state.get('previous')
+                    and version_key(candidate.version) == version_key(state['previous'])
+                    and srv.model in candidate.models
+                    and ('any' in candidate.os or srv.os in candidate.os)
+                ):
                     needed_by[candidate.package_id].add(srv.manager_id)
                     if candidate.package_id not in in_window:
                         previous.add(candidate.package_id)
@@ -198,8 +207,15 @@ def random_case(rng):
     versions = ['1.0', '1.00', '1.1', '1.2a', '1.2', '1.10', '2.0', 'R1.5', 'R1.5a', '3']
     candidates = []
     for index in range(rng.randint(0, 14)):
-        candidates.append(Candidate('p%d' % index, rng.choice(modules), rng.choice(versions), tuple(rng.sample(models, rng.randint(1, 2))),
-                                    tuple(rng.sample(oses + ['any'], rng.randint(1, 2)))))
+        candidates.append(
+            Candidate(
+                'p%d' % index,
+                rng.choice(modules),
+                rng.choice(versions),
+                tuple(rng.sample(models, rng.randint(1, 2))),
+                tuple(rng.sample(oses + ['any'], rng.randint(1, 2))),
+            )
+        )
     servers = []
     for index in range(rng.randint(0, 5)):
         state = {}
@@ -224,6 +240,5 @@ def test_matches_reference_on_random_cases(seed):
         assert plan.kept(()) == plan.wanted()
         for srv in servers:
             for module in (BIOS, BMC):
-                keys = {version_key(c.version) for c in candidates
-                        if c.package_id in plan.wanted() and c.module_id == module and c.targets(srv.model, srv.os)}
+                keys = {version_key(c.version) for c in candidates if c.package_id in plan.wanted() and c.module_id == module and c.targets(srv.model, srv.os)}
                 assert len(keys) >= min(3, len({version_key(c.version) for c in candidates if c.module_id == module and c.targets(srv.model, srv.os)}))
