@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import typing
 import uuid
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import contract
@@ -33,6 +34,10 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import supp
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.blocks import BlockEvidence, block_in_force
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import ModuleState
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.support import AGENT_MODULE
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, VerifiedPackage
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 
 RAID_DRIVERS = ('megaraid_sas', 'mpt3sas', 'smartpqi', 'aacraid')
 HYPERVISOR_VENDORS = ('qemu', 'vmware', 'innotek', 'xen', 'microsoft corporation', 'red hat', 'parallels', 'bochs')
@@ -55,7 +60,7 @@ class HostError(ExupError):
     """The host refuses: agent missing, disk full, package fails verification here, ..."""
 
 
-def os_name_from_release(text):
+def os_name_from_release(text: str | None) -> tuple[str, str]:
     """``/etc/os-release`` -> 'rhel9', 'sles15', 'ubuntu2204' (the names packages use)."""
     values = {}
     for line in (text or '').splitlines():
@@ -73,14 +78,14 @@ def os_name_from_release(text):
 class Host:
     """One managed host below ``root``."""
 
-    def __init__(self, root='/'):
+    def __init__(self, root: str = '/') -> None:
         self.layout = runner.Layout(root)
 
     def _read(self, *parts):
         return runner.read_text(self.layout.path(*parts))
 
     # ------------------------------------------------------------------ what the server is
-    def facts(self):
+    def facts(self) -> dict:
         os_name, pretty = os_name_from_release(self._read('etc', 'os-release'))
         vendor = self._read('sys', 'class', 'dmi', 'id', 'sys_vendor') or ''
         product = self._read('sys', 'class', 'dmi', 'id', 'product_name') or ''
@@ -99,7 +104,7 @@ class Host:
                 return value
         return None
 
-    def module_versions(self):
+    def module_versions(self) -> dict[str, str]:
         """module_id -> current version, for the modules present on this server."""
         path = self.layout.path
         versions = {'system-bios': self._read('sys', 'class', 'dmi', 'id', 'bios_version'),
@@ -117,15 +122,16 @@ class Host:
             versions[module_id] = self._read('var', 'lib', 'exup', 'inventory', module_id)
         return {module_id: version for module_id, version in versions.items() if version}
 
-    def _agent_version(self):
+    def _agent_version(self) -> str | None:
         return runner.read_text(os.path.join(self.layout.agent_dir, 'VERSION'))
 
-    def agent(self):
+    def agent(self) -> dict:
         version = self._agent_version()
         installed = bool(version) and os.path.exists(self.layout.runner)
         return {'installed': installed, 'version': version if installed else None, 'folder': self.layout.agent_dir if installed else None}
 
-    def prerequisites(self, facts=None, agent_models=None, agent_os=None):
+    def prerequisites(self, facts: dict | None = None, agent_models: typing.Iterable[str] | None = None,
+                      agent_os: typing.Iterable[str] | None = None) -> list[dict]:
         """Why the agent cannot be installed here (003 §2.3.2-3): a list of {code, msg}, empty when it can."""
         facts = facts or self.facts()
         blockers = []
@@ -140,7 +146,7 @@ class Host:
         return blockers
 
     @staticmethod
-    def require_administrator(euid=None):
+    def require_administrator(euid: int | None = None) -> None:
         """Changing the server needs root: the agent's fixed folder, firmware, package scripts."""
         euid = os.geteuid() if euid is None else euid
         if euid != 0:
@@ -148,7 +154,7 @@ class Host:
                             '(become_user: root)' % euid, code='not_administrator', euid=euid)
 
     # ------------------------------------------------------------------ state and jobs
-    def current_job_id(self):
+    def current_job_id(self) -> str | None:
         return self._read('var', 'lib', 'exup', 'current_job')
 
     def _journal_path(self, job_id):
@@ -175,11 +181,11 @@ class Host:
             stamp = time.time()
         return job_view(self.layout, journal, runner.boot_id(self.layout), stamp)
 
-    def journal(self, job_id):
+    def journal(self, job_id: str) -> dict:
         """The journal of a job; one whose runner died is shown as it really is (see job_view), without writing anything."""
         return self._view(job_id)[0]
 
-    def settle(self, job_id):
+    def settle(self, job_id: str) -> dict:
         """Write path: record what job_view found out about a job whose runner died (journal, then blocks in state.json)."""
         view, ended = self._view(job_id)
         if not view.get('recovered') or view.get('state') != 'finished':
@@ -199,11 +205,11 @@ class Host:
         except HostError:
             return None, []
 
-    def last_journal(self):
+    def last_journal(self) -> dict | None:
         """The journal of the newest job, running or finished (None when there was none)."""
         return self._current_view()[0]
 
-    def active_journal(self):
+    def active_journal(self) -> dict | None:
         journal = self.last_journal()
         return journal if journal and journal.get('state') != 'finished' else None
 
@@ -235,11 +241,11 @@ class Host:
             states[module_id] = state
         return states
 
-    def inbox_digests(self):
+    def inbox_digests(self) -> list[str]:
         names = glob.glob(os.path.join(self.layout.inbox, '*.zip'))
         return sorted(os.path.basename(name)[:-4] for name in names)
 
-    def inventory(self):
+    def inventory(self) -> dict:
         facts = self.facts()
         versions = self.module_versions()
         states = self.states(facts, versions)
@@ -272,7 +278,7 @@ class Host:
                 os.unlink(tmp)
             raise
 
-    def receive_bundle(self, bundle, items):
+    def receive_bundle(self, bundle: str, items: list[dict]) -> None:
         """Unpack the one uncompressed tar the controller sent (members ``<sha256>.zip``) into the inbox.
 
         Hostile until verified: only regular files named after an expected digest, of the expected size.
@@ -282,14 +288,14 @@ class Host:
             with tarfile.open(bundle, 'r:') as archive:
                 for member in archive:
                     digest = member.name[:-4] if member.name.endswith('.zip') else None
-                    if not member.isreg() or digest not in expected or member.size != expected[digest]:
+                    source = archive.extractfile(member) if member.isreg() else None
+                    if source is None or digest not in expected or member.size != expected[digest]:
                         raise HostError('the package bundle holds an unexpected member %r' % member.name, code='bundle_invalid')
-                    source = archive.extractfile(member)
                     self._write_inbox(digest, iter(functools.partial(source.read, 1024 * 1024), b''))
         except (tarfile.TarError, OSError) as exc:
             raise HostError('the package bundle %s cannot be read: %s' % (bundle, exc), code='bundle_invalid') from exc
 
-    def accept_package(self, item, keyring, facts):
+    def accept_package(self, item: dict, keyring: KeyRing, facts: dict) -> tuple[str, VerifiedPackage]:
         """Put a sent package into the inbox and verify it here; return (path, VerifiedPackage).
 
         The package arrives inline (``content``, base64, for small ones), as a copied file (``src``) or was
@@ -322,7 +328,7 @@ class Host:
                             code='wrong_model', package_id=info.package_id)
         return target, verified
 
-    def start_job(self, items, keyring, lease_seconds, bundle=None):
+    def start_job(self, items: list[dict], keyring: KeyRing, lease_seconds: float, bundle: str | None = None) -> str:
         """Verify, unpack and hand the ordered items to the agent's runner; return the job id."""
         if not self.agent()['installed']:
             raise HostError('the exup agent is not installed on this host (%s): install it with exup.fleet.exup_agent'
@@ -397,11 +403,11 @@ class Host:
             subprocess.Popen([sys.executable, self.layout.runner, 'run', '--root', self.layout.root, job_id], cwd='/',  # pylint: disable=ansible-bad-function
                              stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)
 
-    def follow(self, job_id, wait_seconds, lease_seconds):
+    def follow(self, job_id: str, wait_seconds: float, lease_seconds: float) -> dict:
         """Renew the lease while waiting up to ``wait_seconds`` for the job to finish; return its journal."""
         job_dir = self.layout.job_dir(job_id)
         deadline = time.time() + wait_seconds
-        renewed = 0
+        renewed = 0.0
         while True:
             journal = self.journal(job_id)
             if journal.get('state') == 'finished':
@@ -413,7 +419,7 @@ class Host:
                 return journal
             time.sleep(0.05)
 
-    def cancel(self, job_id):
+    def cancel(self, job_id: str) -> tuple[dict, bool]:
         """Ask the runner to cancel what has not started (started packages finish).
 
         When the runner died and its package script runs on, nobody is left to follow it: the script's
@@ -447,7 +453,7 @@ class Host:
         return view
 
     # ------------------------------------------------------------------ the agent itself
-    def run_package_script(self, package_path, keyring, action, facts):
+    def run_package_script(self, package_path: str, keyring: KeyRing, action: str, facts: dict) -> tuple[PackageInfo, int, str]:
         """Verify, unpack and run one package's install or uninstall command synchronously (agent install)."""
         work = os.path.join(self.layout.path('var', 'lib', 'exup-install'), uuid.uuid4().hex)
         os.makedirs(os.path.dirname(work), mode=0o700, exist_ok=True)
@@ -466,7 +472,7 @@ class Host:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def uninstall_agent(self):
+    def uninstall_agent(self) -> tuple[int, str]:
         script = os.path.join(self.layout.agent_dir, 'uninstall.sh')
         if not os.path.exists(script):
             raise HostError('the agent folder %s has no uninstall.sh' % self.layout.agent_dir, code='agent_broken')
@@ -482,12 +488,12 @@ class Host:
         runner.log(self.layout, 'agent uninstall: exit status %d' % code)
         return code, output
 
-    def log_files(self):
+    def log_files(self) -> list[str]:
         return sorted(glob.glob(os.path.join(self.layout.log_dir, '*.log')))
 
 
 @contextlib.contextmanager
-def state_writes(layout, what):
+def state_writes(layout: runner.Layout, what: str) -> typing.Iterator[None]:
     """A full disk while writing the agent's state is a clear, recoverable refusal (agent_disk_full), not an os_error."""
     try:
         yield
@@ -498,7 +504,7 @@ def state_writes(layout, what):
                         "and try again" % (layout.state_dir, what, exc.strerror or exc), code=runner.DISK_FULL, path=layout.state_dir) from exc
 
 
-def reserve_space(path, size):
+def reserve_space(path: str, size: int) -> None:
     """Set ``size`` bytes aside (real blocks, not a sparse file): the runner frees them to record an outcome on a full disk."""
     with open(path, 'wb') as handle:
         handle.write(b'\0' * size)
@@ -506,7 +512,7 @@ def reserve_space(path, size):
         os.fsync(handle.fileno())
 
 
-def renew_lease(job_dir, seconds):
+def renew_lease(job_dir: str, seconds: float) -> None:
     """Renew the controller's lease; on a full disk overwrite it in place (same length, no new block) rather than fail a read."""
     try:
         runner.write_lease(job_dir, seconds)
@@ -518,7 +524,7 @@ def renew_lease(job_dir, seconds):
             handle.truncate()
 
 
-def job_view(layout, journal, current_boot, stamp):
+def job_view(layout: runner.Layout, journal: dict, current_boot: str, stamp: float) -> tuple[dict, list[dict]]:
     """(the job as it really is, the items whose end only this view knows): pure, writes nothing.
 
     A job whose runner is alive (pid and start time, same boot) or that was just queued is as its journal
@@ -567,14 +573,14 @@ _ACTIVITY_WORDS = {'waiting_apply': 'waiting_apply', 'waiting_uninstall': 'waiti
                    'uninstalling': 'uninstalling', 'cancelled': 'cancelled'}
 
 
-def make_runnable(folder):
+def make_runnable(folder: str) -> None:
     """Unpacked files keep no mode bits (zip): a package's ``./install.sh`` must be executable; the folder is private (0700)."""
     for parent, _dirs, files in os.walk(folder):
         for name in files:
             os.chmod(os.path.join(parent, name), 0o700)
 
 
-def summarize(journal):
+def summarize(journal: dict) -> dict:
     """The part of a journal the controller needs: per item status, overall progress."""
     items = journal.get('items', [])
     done = sum(1 for item in items if item['status'] in (runner.SUCCEEDED, runner.FAILED, runner.CANCELLED))

@@ -12,11 +12,15 @@ outlives an uninstall: the journal of the job that removed the agent stays reada
 from __future__ import annotations
 
 import os
+import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import AGENT_DIR, STATE_DIR
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.support import AGENT_MODULE
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 
 AGENT_OS = ('rhel8', 'rhel9', 'sles15', 'ubuntu2204')
 
@@ -57,13 +61,14 @@ fi
 '''.replace('@AGENT_DIR@', AGENT_DIR).replace('@STATE_DIR@', STATE_DIR)
 
 
-def runner_source():
+def runner_source() -> bytes:
     """The agent's executable: the runner's own source (standard library only)."""
     with open(agent_runner.__file__.replace('.pyc', '.py'), 'rb') as handle:
         return b'#!/usr/bin/env python3\n' + handle.read()
 
 
-def build_agent_package(version, signing_key, out_path, models, os_names=AGENT_OS, release_date='2026-01-01', package_id=None):
+def build_agent_package(version: str, signing_key: SigningKey, out_path: str, models: typing.Iterable[str], os_names: typing.Iterable[str] = AGENT_OS,
+                        release_date: str = '2026-01-01', package_id: str | None = None) -> PackageInfo:
     """Write a signed update-agent package of ``version`` for ``models`` to ``out_path``."""
     info = PackageInfo(
         package_id=package_id or 'exup-agent-%s' % version, module_id=AGENT_MODULE, module_name=MODULE_KINDS[AGENT_MODULE],
