@@ -12,27 +12,15 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup import contract
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import ServerStatus, restarted_modules
 
-
-DISK_FULL = 'agent_disk_full'
 RUNNER_LOST = " (the agent's runner stopped; the package script runs on, and its outcome is read when it ends)"
-
-
-def _diff(items, versions_after=None):
-    before, after = {}, {}
-    for item in items:
-        before[item['module_id']] = item['from_version'] or '(not installed)'
-        if versions_after is None:
-            after[item['module_id']] = item['to_version'] or '(uninstalled)'
-        else:
-            after[item['module_id']] = versions_after.get(item['module_id']) or '(not installed)'
-    return {'before': before, 'after': after}
 
 
 class ActionModule(ServerStatus, BmcPath, ExupAction):
@@ -51,16 +39,22 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         if args['state'] == 'cancelled':
             return self.cancel(inventory)
         if not inventory['agent']['installed']:
-            raise ExupError('the exup agent is not installed on %s: install it with exup.fleet.exup_agent (or the agent_install playbook)'
-                            % self.server_name, code='agent_missing')
+            raise ExupError(
+                'the exup agent is not installed on %s: install it with exup.fleet.exup_agent (or the agent_install playbook)' % self.server_name,
+                code='agent_missing',
+            )
         if inventory['active_job']:
             job = inventory['active_job']
-            raise ExupError('job %s is still running on %s (%d of %d done): wait for it or cancel it with state=cancelled'
-                            % (job['job_id'], self.server_name, job['done'], job['total']), code='job_running', job=job)
+            raise ExupError(
+                'job %s is still running on %s (%d of %d done): wait for it or cancel it with state=cancelled'
+                % (job['job_id'], self.server_name, job['done'], job['total']),
+                code='job_running',
+                job=job,
+            )
         facts = inventory['facts']
-        stored = self.server_packages(repo, facts, args['trusted_keys'])
-        infos = [row[0] for row in stored]
-        files = {row[0].package_id: row for row in stored}
+        stored = self.packages_for_server(repo, facts, args['trusted_keys'])
+        infos = [package.info for package in stored]
+        files = {package.package_id: package for package in stored}
         action = 'uninstall' if args['state'] == 'absent' else 'install'
         requests = self.requested_modules()
         if action == 'uninstall' and requests is None:
@@ -69,15 +63,13 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         items, skipped = plan.build_plan(states, infos, requests, action, args['latest_only'])
         planned = [item.as_dict() for item in items]
         for row in planned:
-            row['sha256'], row['size'] = files[row['package_id']][1], files[row['package_id']][2]
-        staged = {name: state.staged for name, state in states.items() if state.block == 'reboot_required'}
-        base = {'plan': planned, 'skipped_modules': skipped, 'model': facts['model'], 'os': facts['os'], 'staged': staged}
+            row['sha256'], row['size'] = files[row['package_id']].sha256, files[row['package_id']].size
+        place = apply_report.ApplyPlace(self.server_name)
+        base = {'plan': planned, 'skipped_modules': skipped, 'model': facts['model'], 'os': facts['os'], 'staged': apply_report.staged_versions(states)}
         if not items:
-            return dict(base, changed=False, results=[], reboot_required=bool(staged), reboot_allowed=False,
-                        msg='nothing to apply on %s' % self.server_name)
+            return dict(base, **apply_report.nothing_to_apply(base['staged'], place))
         if self._task.check_mode:
-            return dict(base, changed=True, results=[], reboot_required=any(item.reboot_required for item in items), reboot_allowed=False,
-                        diff=_diff(planned), msg='would run %d package(s) on %s' % (len(items), self.server_name))
+            return dict(base, **apply_report.would_apply(planned, place))
         outcome = self.run_job(repo, inventory, planned, files, action)
         if args['allow_reboot'] and outcome['reboot_allowed']:
             # the playbook restarts now (003 §2.1.2): Table 8 "rebooting" until the boot id changes, applies refused meanwhile
@@ -89,12 +81,18 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         started = 'uninstall_started' if action == 'uninstall' else 'apply_started'
         self.log_events(repo, (started, None, {'packages': [row['package_id'] for row in planned]}))
         inbox = set(inventory['inbox'])
-        host_items = [dict(row) for row in planned]
-        local_paths = {row['sha256']: files[row['package_id']][3] for row in planned}
+        host_items = [contract.HostItem.for_plan(row, row['sha256'], row['size']).as_dict() for row in planned]  # send_packages adds content
+        local_paths = {row['sha256']: files[row['package_id']].path for row in planned}
         bundle = self.send_packages([item for item in host_items if item['sha256'] not in inbox], local_paths)
         try:
-            answer = self.host_call('start', items=host_items, bundle=bundle, trusted_keys_pem=args['trusted_keys'],
-                                    lease_seconds=args['lease_seconds'], wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
+            answer = self.host_call(
+                'start',
+                items=host_items,
+                bundle=bundle,
+                trusted_keys_pem=args['trusted_keys'],
+                lease_seconds=args['lease_seconds'],
+                wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0),
+            )
         except HostCallFailed as exc:
             failed = 'uninstall_failed' if action == 'uninstall' else 'apply_failed'
             self.log_events(repo, (failed, exc.result.get('msg'), {'error': exc.result.get('error')}))
@@ -110,15 +108,22 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         while answer['job']['state'] != 'finished':
             job = answer['job']
             running = [item for item in job['items'] if item['status'] == 'running']
-            line = '%d/%d done%s%s' % (job['done'], job['total'], (', %s %s running' % (running[0]['module_id'], running[0]['to_version'] or 'uninstall'))
-                                       if running else '', RUNNER_LOST if job.get('runner_lost') else '')
+            line = '%d/%d done%s%s' % (
+                job['done'],
+                job['total'],
+                (', %s %s running' % (running[0]['module_id'], running[0]['to_version'] or 'uninstall')) if running else '',
+                RUNNER_LOST if job.get('runner_lost') else '',
+            )
             if line != shown:
                 self.progress('exup_apply job %s: %s' % (job['job_id'], line))
                 shown = line
             if time.time() > deadline:
-                raise ExupError('job %s on %s did not finish within %d s; polling stopped, so the agent cancels what has not started%s'
-                                % (job['job_id'], self.server_name, args['wait_timeout'], RUNNER_LOST if job.get('runner_lost') else ''),
-                                code='timeout', job=job)
+                raise ExupError(
+                    'job %s on %s did not finish within %d s; polling stopped, so the agent cancels what has not started%s'
+                    % (job['job_id'], self.server_name, args['wait_timeout'], RUNNER_LOST if job.get('runner_lost') else ''),
+                    code='timeout',
+                    job=job,
+                )
             answer = self.poll_status(job)
         return answer
 
@@ -126,44 +131,34 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         """One status poll; a poll that fails is progress_unavailable (003 Table 19), not a failed apply: the job may go on."""
         args = self.args
         try:
-            return self.host_call('status', job_id=job['job_id'], lease_seconds=args['lease_seconds'],
-                                  wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0))
+            return self.host_call(
+                'status', job_id=job['job_id'], lease_seconds=args['lease_seconds'], wait_seconds=min(args['poll_interval'], args['lease_seconds'] / 2.0)
+            )
         except HostCallFailed as exc:
             # 'job', not 'job_id': the job's own outcome is still to be logged when it is next seen (record_unreported_job)
-            self.log_events(self.opened_repository, ('progress_unavailable', exc.result.get('msg') or 'no answer',
-                                                     {'error': exc.result.get('error'), 'job': job['job_id']}))
+            self.log_events(
+                self.opened_repository, ('progress_unavailable', exc.result.get('msg') or 'no answer', {'error': exc.result.get('error'), 'job': job['job_id']})
+            )
             raise
 
     def outcome(self, repo, answer, planned, action):
+        """Log the job's outcome and report it (apply_report's shapes)."""
         job = answer['job']
         versions_after = answer.get('versions_after', {})
-        results = []
-        for item in job['items']:
-            results.append({'package_id': item['package_id'], 'module_id': item['module_id'], 'action': item['action'],
-                            'status': item['status'], 'cause': item.get('cause'), 'reboot_required': item['reboot_required'],
-                            'version_before': item['from_version'], 'version_target': item['to_version'],
-                            'version_after': versions_after.get(item['module_id']), 'outcome': item.get('outcome'),
-                            'staged': bool(item['status'] == 'succeeded' and item['reboot_required'])})
-        failed = [result for result in results if result['status'] == 'failed']
+        place = apply_report.ApplyPlace(self.server_name)
+        results = apply_report.package_results(job['items'], place, versions_after)
         code, cause, detail = self.job_outcome(job)
         self.log_events(repo, (code, cause, detail))
         if any(r['module_id'] == plan.AGENT_MODULE and r['action'] == 'uninstall' and r['status'] == 'succeeded' for r in results):
             self.unregister(repo, 'agent uninstalled')
-        outcome = {'changed': any(result['status'] == 'succeeded' for result in results), 'job_id': job['job_id'], 'results': results,
-                   'reboot_required': plan.reboot_needed(results), 'reboot_allowed': plan.reboot_allowed(results),
-                   'diff': _diff(planned, versions_after), 'versions_after': versions_after}
-        if failed:
-            outcome.update(failed=True, error=code, msg='%s failed on %s: %s; the server takes no more packages until it restarts'
-                           % (failed[0]['package_id'], self.server_name, failed[0]['cause']))
-        else:
-            done = sum(1 for result in results if result['status'] == 'succeeded')
-            outcome['msg'] = '%d of %d package(s) %s on %s%s' % (done, len(results), 'uninstalled' if action == 'uninstall' else 'applied',
-                                                                 self.server_name, ' (%s)' % cause if cause else '')
-        if job.get('error') == DISK_FULL:
-            # the agent recorded this outcome with its reserve: the stable code, and what to do
-            outcome.update(failed=True, error=DISK_FULL, msg="%s; the agent's state folder on %s is full: free some space there"
-                           % (outcome['msg'], self.server_name))
-        return outcome
+        finished = apply_report.FinishedApply(results, action=action, code=code, cause=cause, job_error=job.get('error'))
+        return dict(
+            apply_report.apply_summary(finished, place),
+            job_id=job['job_id'],
+            results=results,
+            diff=apply_report.apply_diff(planned, place, versions_after),
+            versions_after=versions_after,
+        )
 
     def cancel(self, inventory):
         job = inventory['active_job']
@@ -172,5 +167,9 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         if self._task.check_mode:
             return {'changed': True, 'job': job, 'msg': 'would cancel the packages of job %s that have not started' % job['job_id']}
         answer = self.host_call('cancel', job_id=job['job_id'])
-        return {'changed': answer['changed'], 'job': answer['job'], 'job_id': job['job_id'],
-                'msg': 'cancel requested: packages of job %s that have not started will not run' % job['job_id']}
+        return {
+            'changed': answer['changed'],
+            'job': answer['job'],
+            'job_id': job['job_id'],
+            'msg': 'cancel requested: packages of job %s that have not started will not run' % job['job_id'],
+        }

@@ -8,9 +8,7 @@ from __future__ import annotations
 from ansible.utils.display import Display
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
-from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import status_report
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
@@ -53,8 +51,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
 
     def act(self):
         if 'register' in self._task.args:
-            display.deprecated('exup.fleet.exup_info: the option register is renamed register_server (register is also a task keyword)',
-                               version='2.0.0')
+            display.deprecated('exup.fleet.exup_info: the option register is renamed register_server (register is also a task keyword)', version='2.0.0')
         if self.args['via'] == 'bmc':
             return self.bmc_info()
         repo = self.repository(required=False)
@@ -62,38 +59,31 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         facts = inventory['facts']
         agent = inventory['agent']
         reboot_failed = self.check_reboot(repo, facts)
-        stored = self.server_packages(repo, facts, self.args['trusted_keys']) if repo else []
-        untrusted = set()
-        if repo and self.args['trusted_keys']:
-            conn = repo.read()
-            try:
-                untrusted = self.untrusted_packages(repo, conn, self.args['trusted_keys'])
-            finally:
-                conn.close()
-        infos = [row[0] for row in stored]
+        stored = self.packages_for_server(repo, facts, self.args['trusted_keys']) if repo else []
+        untrusted = self.untrusted_package_ids(repo, self.args['trusted_keys']) if repo and self.args['trusted_keys'] else set()
+        infos = [package.info for package in stored]
         icons = self.manual_icons(repo, infos)
         self.mark_restart(repo, states, boot_id=facts.get('boot_id'))
-        grouped = plan.by_module(infos)
-        modules = {}
-        for module_id in sorted(set(states) | set(grouped)):
-            state = states.get(module_id) or plan.ModuleState(module_id)
-            packages = grouped.get(module_id, [])
-            if state.current is None and state.activity is None and not state.block:
-                continue
-            status, icon = plan.module_status(state, packages, manual_icon=icons.get(module_id)) if repo else ('no_package', None)
-            modules[module_id] = {'name': MODULE_KINDS.get(module_id, module_id), 'current': state.current, 'previous': state.previous,
-                                  'status': status, 'manual_icon': icon, 'block': state.block, 'staged': state.staged,
-                                  'versions': plan.versions_offered(state, packages)}
-        available = sorted(module_id for module_id in grouped if module_id not in modules)
-        unknown = any(not info.compatible for info in infos)
-        server_status = plan.server_status([module['status'] for module in modules.values()], unknown=unknown)
-        if not agent['installed']:
-            server_status = 'agent_not_installed'
+        report = status_report.status_report(status_report.ServerView(states, infos, icons, repository=repo is not None, agent_installed=agent['installed']))
+        server_status = report.server_status
         blockers = self.agent_blockers(repo, inventory['prerequisites'], facts['model'], facts['os'])
-        result = {'changed': False, 'server': self.server_name, 'model': facts['model'], 'os': facts['os'], 'facts': facts, 'agent': agent,
-                  'agent_installable': not agent['installed'] and not blockers, 'agent_install_blockers': blockers,
-                  'modules': modules, 'available_modules': available, 'server_status': server_status, 'unknown_packages': unknown,
-                  'active_job': inventory['active_job'], 'registered': False, 'untrusted_packages': sorted(untrusted)}
+        result = {
+            'changed': False,
+            'server': self.server_name,
+            'model': facts['model'],
+            'os': facts['os'],
+            'facts': facts,
+            'agent': agent,
+            'agent_installable': not agent['installed'] and not blockers,
+            'agent_install_blockers': blockers,
+            'modules': report.modules,
+            'available_modules': report.available,
+            'server_status': server_status,
+            'unknown_packages': report.unknown,
+            'active_job': inventory['active_job'],
+            'registered': False,
+            'untrusted_packages': sorted(untrusted),
+        }
         if self.args.get('boot_id_before_reboot'):
             result['reboot_failed'] = reboot_failed
         if repo is not None and not self._task.check_mode:
@@ -104,6 +94,5 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             self.log_events(repo, ('versions_queried', None, {'status': server_status}))
         elif repo is not None and self.args['register_server'] and agent['installed']:
             result['changed'] = self.registration_differs(repo, facts, states)  # check mode says what registering would change
-        result['newest'] = {module_id: max((row['version'] for row in module['versions']), key=version_key, default=None)
-                            for module_id, module in modules.items()}
+        result['newest'] = report.newest
         return result

@@ -11,17 +11,23 @@ until a reset) is kept in the repository (table ``bmc_modules``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.bmc import client as bmc_core
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import module_changes
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan, status_report
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.blocks import BlockEvidence, block_in_force
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import restarted_modules
 
 BMC_OS = 'any'  # BMC packages target every OS: the BMC does not care what the server runs
+#: what the repository keeps of a module managed through its BMC (the rest of module_changes is the agent's)
+BMC_RECORD_FIELDS = ('previous', 'block', 'staged')
+BLOCK_ENDED = {'block': None, 'staged': None}
 
 
 class BmcPath:
@@ -33,9 +39,17 @@ class BmcPath:
         missing = [name for name in ('bmc_address', 'bmc_username', 'bmc_password') if not args.get(name)]
         if missing:
             raise ExupError('via: bmc needs %s' % ', '.join(missing), code='argument_invalid')
-        return bmc_core.BmcConfig(address=args['bmc_address'], username=args['bmc_username'], password=args['bmc_password'],
-                                  protocol=args['bmc_protocol'], port=args['bmc_port'], system=args['bmc_system'],
-                                  validate_certs=args['bmc_validate_certs'], ca_path=args['bmc_ca_path'], timeout=args['bmc_timeout'])
+        return bmc_core.BmcConfig(
+            address=args['bmc_address'],
+            username=args['bmc_username'],
+            password=args['bmc_password'],
+            protocol=args['bmc_protocol'],
+            port=args['bmc_port'],
+            system=args['bmc_system'],
+            validate_certs=args['bmc_validate_certs'],
+            ca_path=args['bmc_ca_path'],
+            timeout=args['bmc_timeout'],
+        )
 
     def bmc_connect(self):
         if not bmc_core.HAS_PYGHMI:
@@ -47,35 +61,25 @@ class BmcPath:
         if not model:
             raise ExupError('BMC %s reports no model (IPMI does not): give model' % self.args['bmc_address'], code='argument_invalid')
         if self.args.get('model') and inventory['model'] and inventory['model'] != self.args['model']:
-            raise ExupError('BMC %s reports model %r, not %r' % (self.args['bmc_address'], inventory['model'], self.args['model']),
-                            code='wrong_model')
+            raise ExupError('BMC %s reports model %r, not %r' % (self.args['bmc_address'], inventory['model'], self.args['model']), code='wrong_model')
         return model
 
     def bmc_states(self, repo, versions):
-        """ModuleState per BMC-managed module; a reboot-required block ends once the BMC reports the staged version."""
-        saved = {}
-        if repo is not None:
-            conn = repo.read()
-            try:
-                saved = repo.bmc_modules(conn, self.args['manager_id'], self.server_name)
-            finally:
-                conn.close()
+        """ModuleState per BMC-managed module; when a block ends is rules/blocks' (by the version the BMC reports)."""
+        saved = repo.bmc_module_records(self.args['manager_id'], self.server_name) if repo is not None else {}
         states = {}
         for module_id in bmc_core.BMC_MODULES:
-            record = saved.get(module_id, {})
-            block, staged = record.get('block'), record.get('staged')
-            if block == 'reboot_required' and staged and versions.get(module_id) == staged:
-                block = staged = None  # the reset happened: the new firmware runs
+            record = dataclasses.asdict(saved[module_id]) if module_id in saved else {}
             if versions.get(module_id) or record:
-                states[module_id] = plan.ModuleState(module_id, current=versions.get(module_id), previous=record.get('previous'),
-                                                     block=block, staged=staged)
+                block, staged = block_in_force(record, BlockEvidence(version=versions.get(module_id)))
+                states[module_id] = plan.ModuleState(module_id, current=versions.get(module_id), previous=record.get('previous'), block=block, staged=staged)
         return states
 
     def bmc_packages(self, repo, model, trusted_keys=None):
-        """(packages for the BMC path, other module ids the repository has for this model: not manageable through the BMC)."""
-        rows = self.server_packages(repo, {'model': model, 'os': BMC_OS}, trusted_keys) if repo is not None else []
-        usable = [row for row in rows if row[0].module_id in bmc_core.BMC_MODULES and row[0].kind in bmc_core.BMC_KINDS]
-        others = sorted({row[0].module_id for row in rows if row[0].module_id not in bmc_core.BMC_MODULES})
+        """(StoredPackages for the BMC path, other module ids the repository has for this model: not manageable through the BMC)."""
+        stored = self.packages_for_server(repo, {'model': model, 'os': BMC_OS}, trusted_keys) if repo is not None else []
+        usable = [package for package in stored if package.module_id in bmc_core.BMC_MODULES and package.info.kind in bmc_core.BMC_KINDS]
+        others = sorted({package.module_id for package in stored if package.module_id not in bmc_core.BMC_MODULES})
         return usable, others
 
     # ------------------------------------------------------------------ exup_info via: bmc
@@ -87,21 +91,27 @@ class BmcPath:
         states = self.bmc_states(repo, bmc_core.firmware_versions(inventory))
         self.mark_restart(repo, states, power=inventory['power'])
         usable, others = self.bmc_packages(repo, model, self.args.get('trusted_keys'))
-        grouped = plan.by_module([row[0] for row in usable])
-        icons = self.manual_icons(repo, [row[0] for row in usable], kinds=bmc_core.BMC_KINDS)
-        modules = {}
-        for module_id, state in states.items():
-            status, icon = (plan.module_status(state, grouped.get(module_id, []), kinds=bmc_core.BMC_KINDS, manual_icon=icons.get(module_id))
-                            if repo else ('no_package', None))
-            modules[module_id] = {'name': MODULE_KINDS[module_id], 'current': state.current, 'previous': state.previous, 'status': status,
-                                  'manual_icon': icon, 'block': state.block, 'staged': state.staged,
-                                  'versions': plan.versions_offered(state, grouped.get(module_id, []))}
-        unknown = any(not row[0].compatible for row in usable)
-        result = {'changed': False, 'via': 'bmc', 'server': self.server_name, 'model': model, 'os': None, 'bmc': {
-            'address': self.args['bmc_address'], 'protocol': self.args['bmc_protocol'], 'power': inventory['power'],
-            'firmware': [{key: item[key] for key in ('name', 'id', 'version', 'module', 'updateable')} for item in inventory['firmware']]},
-            'modules': modules, 'not_manageable_via_bmc': others,
-            'server_status': plan.server_status([module['status'] for module in modules.values()], unknown=unknown)}
+        infos = [package.info for package in usable]
+        icons = self.manual_icons(repo, infos, kinds=bmc_core.BMC_KINDS)
+        report = status_report.status_report(
+            status_report.ServerView(states, infos, icons, kinds=bmc_core.BMC_KINDS, repository=repo is not None, listed=list(states))
+        )
+        result = {
+            'changed': False,
+            'via': 'bmc',
+            'server': self.server_name,
+            'model': model,
+            'os': None,
+            'bmc': {
+                'address': self.args['bmc_address'],
+                'protocol': self.args['bmc_protocol'],
+                'power': inventory['power'],
+                'firmware': [{key: item[key] for key in ('name', 'id', 'version', 'module', 'updateable')} for item in inventory['firmware']],
+            },
+            'modules': report.modules,
+            'not_manageable_via_bmc': others,
+            'server_status': report.server_status,
+        }
         result.update(self.bmc_agent_installable(inventory, repo, model))
         if repo is not None and not self._task.check_mode:
             self.log_events(repo, ('versions_queried', None, {'status': result['server_status'], 'via': 'bmc'}))
@@ -122,8 +132,7 @@ class BmcPath:
         # The DMI model of the OS may be empty where the BMC knows it: judge the agent packages by the BMC's.
         blockers = self.agent_blockers(repo, host['prerequisites'], host['facts']['model'] or model, host['facts']['os'])
         installed = host['agent']['installed']
-        return {'agent': host['agent'], 'agent_installable': not installed and not blockers, 'agent_install_blockers': blockers,
-                'facts': host['facts']}
+        return {'agent': host['agent'], 'agent_installable': not installed and not blockers, 'agent_install_blockers': blockers, 'facts': host['facts']}
 
     # ------------------------------------------------------------------ exup_apply via: bmc
     def bmc_apply(self):
@@ -143,29 +152,38 @@ class BmcPath:
         if requests is not None:
             other = sorted(set(requests) - set(bmc_core.BMC_MODULES))
             if other:
-                raise ExupError('%s cannot be managed through the BMC (only %s): use the agent' % (', '.join(other), ', '.join(bmc_core.BMC_MODULES)),
-                                code='not_manageable_via_bmc', modules=other)
+                raise ExupError(
+                    '%s cannot be managed through the BMC (only %s): use the agent' % (', '.join(other), ', '.join(bmc_core.BMC_MODULES)),
+                    code='not_manageable_via_bmc',
+                    modules=other,
+                )
         usable, others = self.bmc_packages(repo, model, args['trusted_keys'])
-        files = {row[0].package_id: row for row in usable}
-        items, skipped = plan.build_plan(states, [row[0] for row in usable], requests, 'install', args['latest_only'], kinds=bmc_core.BMC_KINDS)
-        planned = [dict(item.as_dict(), sha256=files[item.package_id][1], size=files[item.package_id][2]) for item in items]
-        staged = {name: state.staged for name, state in states.items() if state.block == 'reboot_required'}
-        base = {'via': 'bmc', 'plan': planned, 'skipped_modules': skipped, 'model': model, 'staged': staged, 'not_manageable_via_bmc': others}
+        files = {package.package_id: package for package in usable}
+        items, skipped = plan.build_plan(states, [package.info for package in usable], requests, 'install', args['latest_only'], kinds=bmc_core.BMC_KINDS)
+        planned = [dict(item.as_dict(), sha256=files[item.package_id].sha256, size=files[item.package_id].size) for item in items]
+        base = {
+            'via': 'bmc',
+            'plan': planned,
+            'skipped_modules': skipped,
+            'model': model,
+            'staged': apply_report.staged_versions(states),
+            'not_manageable_via_bmc': others,
+        }
         if not items:
-            return dict(base, changed=False, results=[], reboot_required=bool(staged), reboot_allowed=False, rebooted=False,
-                        msg='nothing to apply through BMC %s' % args['bmc_address'])
+            return dict(base, **apply_report.nothing_to_apply(base['staged'], self.bmc_place()))
         if args['bmc_protocol'] == 'ipmi':
             bmc.refuse_update()
         sources = self.bmc_sources(planned, files)
         if self._task.check_mode:
-            return dict(base, changed=True, results=[], reboot_required=any(item.reboot_required for item in items), reboot_allowed=False,
-                        rebooted=False, diff=_bmc_diff(planned), msg='would update %d firmware package(s) through BMC %s' % (len(items), args['bmc_address']))
+            return dict(base, **apply_report.would_apply(planned, self.bmc_place()))
         self.log_events(repo, ('apply_started', None, {'packages': [row['package_id'] for row in planned], 'via': 'bmc'}))
 
         def progress(item, state, percent):
             self.progress('BMC update %s %s: %s%s' % (item['module_id'], item['to_version'], state, '' if percent is None else ' %s%%' % percent))
-        results = bmc_core.run_plan(bmc, planned, sources, args['update_method'], args['apply_time'], args['task_timeout'], progress=progress,
-                                    inventory=inventory)
+
+        results = bmc_core.run_plan(
+            bmc, planned, sources, args['update_method'], args['apply_time'], args['task_timeout'], progress=progress, inventory=inventory
+        )
         return dict(base, **self.bmc_outcome(repo, bmc, results, planned))
 
     def bmc_sources(self, planned, files):
@@ -173,63 +191,51 @@ class BmcPath:
         keyring = KeyRing.from_pem_list(self.args['trusted_keys'])
         sources = {}
         for row in planned:
-            path = files[row['package_id']][3]
+            path = files[row['package_id']].path
             verify_package(path, keyring)
             if self.args['update_method'] == 'push':
                 sources[row['package_id']] = path
             else:
                 base = self.args['image_base_url']
                 if not base:
-                    raise ExupError('update_method simple_update needs image_base_url: where the BMC fetches the repository\'s pool over HTTP',
-                                    code='argument_invalid')
+                    raise ExupError(
+                        'update_method simple_update needs image_base_url: where the BMC fetches the repository\'s pool over HTTP', code='argument_invalid'
+                    )
                 relative = os.path.relpath(path, self.args['repository'])
                 sources[row['package_id']] = base.rstrip('/') + '/' + relative.replace(os.sep, '/')
         return sources
 
+    def bmc_place(self):
+        return apply_report.ApplyPlace(self.server_name, bmc_address=self.args['bmc_address'])
+
     def bmc_outcome(self, repo, bmc, results, planned):
-        args = self.args
-        manager, server = args['manager_id'], self.server_name
+        """Record what each update means for its module, reset when allowed, log the outcome, report it (apply_report's shapes)."""
         for result in results:
-            if result['status'] == 'succeeded':
-                # the same version applied again (003 §2.1.1.2) keeps the previous generation
-                fields = {'previous': result['from_version']} if result['from_version'] not in (None, result['to_version']) else {}
-                if result['reset_required']:
-                    fields.update(block='reboot_required', staged=result['to_version'])
-                repo.set_bmc_module(manager, server, result['module_id'], **fields)
-            elif result['status'] == 'failed' and result.get('blocks'):
-                repo.set_bmc_module(manager, server, result['module_id'], block='apply_failed', staged=None)
             result['reboot_required'] = result['reset_required']
-        allowed = plan.reboot_allowed(results)
+            self.bmc_record(repo, result)
         rebooted = False
-        if args['allow_reboot'] and allowed:
+        if self.args['allow_reboot'] and plan.reboot_allowed(results):
             rebooted = self.bmc_reset(bmc, results)
             self.record_restart(repo, restarted_modules(results))  # "rebooting" until the BMC reports the system on (Table 8)
-            for result in results:
-                if result['status'] == 'succeeded' and result['reset_required']:
-                    repo.set_bmc_module(manager, server, result['module_id'], block=None, staged=None)
+            for module_id in restarted_modules(results):
+                repo.set_bmc_module(self.args['manager_id'], self.server_name, module_id, **BLOCK_ENDED)
         versions_after = self.bmc_read_versions(bmc)
         code, cause, detail = self.job_outcome({'job_id': 'bmc-%d' % int(time.time()), 'items': results})
         detail['via'] = 'bmc'
         self.log_events(repo, (code, cause, detail))
-        for result in results:
-            for internal in ('command', 'blocks'):
-                result.pop(internal, None)
-            result['version_before'] = result['from_version']
-            result['version_target'] = result['to_version']
-            result['version_after'] = versions_after.get(result['module_id'])
-            result['staged'] = bool(result['status'] == 'succeeded' and result['reset_required'] and not rebooted)
-        failed = [result for result in results if result['status'] == 'failed']
-        outcome = {'changed': any(result['status'] == 'succeeded' for result in results), 'results': results,
-                   'reboot_required': plan.reboot_needed(results) and not rebooted, 'reboot_allowed': allowed, 'rebooted': rebooted,
-                   'versions_after': versions_after, 'diff': _bmc_diff(planned, versions_after)}
-        if failed:
-            msg = '%s failed through BMC %s: %s' % (failed[0]['package_id'], args['bmc_address'], failed[0]['cause'])
-            outcome.update(failed=True, error=failed[0]['error'], msg=msg)
+        place = self.bmc_place()
+        reported = apply_report.package_results(results, place, versions_after, rebooted=rebooted)
+        summary = apply_report.apply_summary(apply_report.FinishedApply(reported, rebooted=rebooted), place)
+        if summary.get('failed'):
             self.failure_logged = True
-        else:
-            outcome['msg'] = '%d firmware package(s) applied through BMC %s%s' % (len(results), args['bmc_address'],
-                                                                                  ', server reset' if rebooted else '')
-        return outcome
+        return dict(summary, results=reported, versions_after=versions_after, diff=apply_report.apply_diff(planned, place, versions_after))
+
+    def bmc_record(self, repo, result):
+        """Keep what a finished update means for its module (module_changes); a success is recorded even when it changes nothing."""
+        changes = module_changes(result)
+        if changes or result['status'] == 'succeeded':
+            fields = {name: value for name, value in changes.items() if name in BMC_RECORD_FIELDS}
+            repo.set_bmc_module(self.args['manager_id'], self.server_name, result['module_id'], **fields)
 
     def bmc_reset(self, bmc, results):
         """Reset what the applied firmware waits for: the server for BIOS, the BMC for its own firmware (003 §2.1.2)."""
@@ -276,12 +282,11 @@ class BmcPath:
         self.record_restart(repo, [module_id for module_id, state in states.items() if state.block == 'reboot_required'])
         for module_id, state in states.items():
             if state.block:
-                repo.set_bmc_module(self.args['manager_id'], self.server_name, module_id, block=None, staged=None)
-        return {'changed': True, 'via': 'bmc', 'rebooted': True, 'bmc_reset': bmc_waits,
-                'msg': 'server power cycled%s through BMC %s' % (' and BMC reset' if bmc_waits else '', self.args['bmc_address'])}
-
-
-def _bmc_diff(planned, versions_after=None):
-    before = {row['module_id']: row['from_version'] or '(none)' for row in planned}
-    after = {row['module_id']: (versions_after or {}).get(row['module_id'], row['to_version']) for row in planned}
-    return {'before': before, 'after': after}
+                repo.set_bmc_module(self.args['manager_id'], self.server_name, module_id, **BLOCK_ENDED)
+        return {
+            'changed': True,
+            'via': 'bmc',
+            'rebooted': True,
+            'bmc_reset': bmc_waits,
+            'msg': 'server power cycled%s through BMC %s' % (' and BMC reset' if bmc_waits else '', self.args['bmc_address']),
+        }

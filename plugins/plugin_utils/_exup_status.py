@@ -19,8 +19,7 @@ class ServerStatus:
         """module_id -> Table 9 icon of this server's manual modules; {} without a repository (icons read from the versions)."""
         if repo is None:
             return {}
-        with repo.read() as conn:
-            return repo.manual_icons(conn, self.args['manager_id'], self.server_name, infos, kinds)
+        return repo.status_icons(self.args['manager_id'], self.server_name, infos, kinds)
 
     def mark_restart(self, repo, states, boot_id=None, power=None):
         """Mark the modules of a restart under way as "rebooting" (Table 8); returns them."""
@@ -32,8 +31,7 @@ class ServerStatus:
 
     def registration_differs(self, repo, facts, states):
         """Whether register_server would change the repository's record of this server (read only)."""
-        with repo.read() as conn:
-            return repo.server_differs(conn, self.args['manager_id'], self.server_record(facts, states))
+        return repo.server_record_differs(self.args['manager_id'], self.server_record(facts, states))
 
     def record_restart(self, repo, modules, boot_id=None):
         """A restart exup allowed (agent path: the playbook restarts on reboot_allowed) or did (BMC path), for ``modules``."""

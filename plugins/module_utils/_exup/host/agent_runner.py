@@ -17,6 +17,7 @@ file, so the outcome is known even when the runner itself was killed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -117,10 +118,8 @@ def write_text_atomic(path, text):
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -194,8 +193,7 @@ def module_changes(item, boot_id=''):
         if item['action'] == 'install' and item.get('from_version') and item['from_version'] != item.get('to_version'):
             changes['previous'] = item['from_version']
         if item['reboot_required']:
-            changes.update(block='reboot_required', boot_id=boot_id, staged=item.get('to_version'), action=item['action'],
-                           package_id=item['package_id'])
+            changes.update(block='reboot_required', boot_id=boot_id, staged=item.get('to_version'), action=item['action'], package_id=item['package_id'])
     elif item['status'] == FAILED and item.get('blocks', True):
         changes.update(block='apply_failed', boot_id=boot_id, staged=None, cause=item.get('cause', ''), package_id=item['package_id'])
     return changes
@@ -219,8 +217,15 @@ def _finish_rest(journal, start, cause):
 
 def script_env(layout, action, module_id, version, package_id=''):
     """The environment a package script runs with (docs/agent.md, "How a package runs")."""
-    return dict(os.environ, EXUP_ROOT=layout.env_root, EXUP_ACTION=action, EXUP_MODULE=module_id, EXUP_VERSION=version or '',
-                EXUP_PACKAGE_ID=package_id or '', EXUP_AGENT_DIR=layout.agent_dir)
+    return dict(
+        os.environ,
+        EXUP_ROOT=layout.env_root,
+        EXUP_ACTION=action,
+        EXUP_MODULE=module_id,
+        EXUP_VERSION=version or '',
+        EXUP_PACKAGE_ID=package_id or '',
+        EXUP_AGENT_DIR=layout.agent_dir,
+    )
 
 
 # ---------------------------------------------------------------------------- processes
@@ -234,7 +239,7 @@ def process_start(pid):
             text = handle.read()
     except (OSError, ValueError):
         return None
-    fields = text[text.rindex(')') + 2:].split()  # the name in parentheses may hold spaces
+    fields = text[text.rindex(')') + 2 :].split()  # the name in parentheses may hold spaces
     if fields[0] in ('Z', 'X'):
         return -1  # a zombie or dead task: finished, only not reaped yet
     return int(fields[19])
@@ -276,10 +281,7 @@ def group_alive(pgid, start=None):
         except PermissionError:
             pass
         return True
-    for name in names:
-        if name.isdigit() and _member(int(name), pgid, start):
-            return True
-    return False
+    return any(name.isdigit() and _member(int(name), pgid, start) for name in names)
 
 
 def _member(pid, pgid, start):
@@ -289,7 +291,7 @@ def _member(pid, pgid, start):
             text = handle.read()
     except (OSError, ValueError):
         return False
-    fields = text[text.rindex(')') + 2:].split()
+    fields = text[text.rindex(')') + 2 :].split()
     return fields[0] not in ('Z', 'X') and int(fields[2]) == pgid and (start is None or int(fields[19]) >= start)
 
 
@@ -322,7 +324,7 @@ class BoundedOutput:
         self.written = self.total = 0
         self.tail = bytearray()
         try:
-            self.handle = open(path, 'wb')
+            self.handle = open(path, 'wb')  # noqa: SIM115  # kept open while the script writes; close() ends it
         except OSError:
             self.handle = None
 
@@ -337,13 +339,13 @@ class BoundedOutput:
     def feed(self, data):
         self.total += len(data)
         if self.written < self.head:
-            first = data[:self.head - self.written]
+            first = data[: self.head - self.written]
             self._write(first)
             self.written += len(first)
-            data = data[len(first):]
+            data = data[len(first) :]
         self.tail += data
         if len(self.tail) > self.keep:
-            del self.tail[:len(self.tail) - self.keep]
+            del self.tail[: len(self.tail) - self.keep]
 
     @property
     def dropped(self):
@@ -354,10 +356,8 @@ class BoundedOutput:
             self._write(b'\n[exup: %d bytes of output dropped here]\n' % self.dropped)
         self._write(bytes(self.tail))
         if self.handle is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.handle.close()
-            except OSError:
-                pass
 
 
 def read_tail(path, size=OUTPUT_TAIL):
@@ -376,8 +376,14 @@ def run_bounded(command, cwd, env, output_path):
     output = BoundedOutput(output_path)
     try:
         # Standard library only (this file is the agent's executable): no AnsibleModule.run_command here.
-        proc = subprocess.Popen(['/bin/sh', '-c', command], cwd=cwd, env=env,  # pylint: disable=ansible-bad-function
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            ['/bin/sh', '-c', command],
+            cwd=cwd,
+            env=env,  # pylint: disable=ansible-bad-function
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
     except OSError as exc:
         output.feed(('cannot run the command: %s\n' % exc).encode())
         output.close()
@@ -398,10 +404,8 @@ def exec_script(status_path, output_path, work, command):
     still written here for the agent to read.
     """
     code = run_bounded(command, work, os.environ, output_path)
-    try:
+    with contextlib.suppress(OSError):  # full disk: the runner, if alive, still gets the exit status from this process
         write_json(status_path, {'exit_code': code, 'finished': now()})
-    except OSError:
-        pass  # full disk: the runner, if alive, still gets the exit status from this process
     return code
 
 
@@ -464,8 +468,22 @@ class Job:
         env = script_env(self.layout, item['action'], item['module_id'], item['to_version'] or item.get('from_version'), item['package_id'])
         # A detached wrapper in its own session: the script outlives a killed runner and can be stopped as a group.
         try:
-            proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), 'exec', status_path, output_path, work,  # pylint: disable=ansible-bad-function
-                                     item['command']], cwd='/', env=env, stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    'exec',
+                    status_path,
+                    output_path,
+                    work,  # pylint: disable=ansible-bad-function
+                    item['command'],
+                ],
+                cwd='/',
+                env=env,
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+                start_new_session=True,
+            )
         except OSError as exc:
             return 127, 'cannot run the command: %s' % exc
         item.update(script_pid=proc.pid, script_start=process_start(proc.pid))

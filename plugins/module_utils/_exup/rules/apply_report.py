@@ -25,23 +25,31 @@ INTERNAL_KEYS = ('command', 'blocks')
 class Wording:
     """How one path's messages and diff name what happened."""
 
-    nothing: str        # {where}
-    would: str          # {count} {where}
-    failed: str         # {package} {where} {cause}
-    done: str           # {done} {total} {verb} {where} {note}
+    nothing: str  # {where}
+    would: str  # {count} {where}
+    failed: str  # {package} {where} {cause}
+    done: str  # {done} {total} {verb} {where} {note}
     before_absent: str  # diff: no version before
     after_unread: str | None  # diff: a module not read after the apply; None: show its target version
 
 
 AGENT_WORDING = Wording(
-    nothing='nothing to apply {where}', would='would run {count} package(s) {where}',
+    nothing='nothing to apply {where}',
+    would='would run {count} package(s) {where}',
     failed='{package} failed {where}: {cause}; the server takes no more packages until it restarts',
-    done='{done} of {total} package(s) {verb} {where}{note}', before_absent='(not installed)', after_unread='(not installed)')
+    done='{done} of {total} package(s) {verb} {where}{note}',
+    before_absent='(not installed)',
+    after_unread='(not installed)',
+)
 # the BMC reports only the firmware it lists: a module it did not read shows its target
 BMC_WORDING = Wording(
-    nothing='nothing to apply {where}', would='would update {count} firmware package(s) {where}',
-    failed='{package} failed {where}: {cause}', done='{total} firmware package(s) applied {where}{note}',
-    before_absent='(none)', after_unread=None)
+    nothing='nothing to apply {where}',
+    would='would update {count} firmware package(s) {where}',
+    failed='{package} failed {where}: {cause}',
+    done='{total} firmware package(s) applied {where}{note}',
+    before_absent='(none)',
+    after_unread=None,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +76,11 @@ class ApplyPlace:
 class FinishedApply:
     """A finished apply as its path saw it."""
 
-    results: Sequence[Mapping]   # package_results
-    action: str = 'install'      # 'install' | 'uninstall'
-    rebooted: bool = False       # BMC path: it reset what the firmware waits for
-    code: str | None = None      # agent path: the job's event code (the error when a package failed)
-    cause: str | None = None     # agent path: why packages were cancelled
+    results: Sequence[Mapping]  # package_results
+    action: str = 'install'  # 'install' | 'uninstall'
+    rebooted: bool = False  # BMC path: it reset what the firmware waits for
+    code: str | None = None  # agent path: the job's event code (the error when a package failed)
+    cause: str | None = None  # agent path: why packages were cancelled
     job_error: str | None = None  # agent path: the job's own error (agent_disk_full)
 
 
@@ -87,15 +95,27 @@ def _restart_fields(place: ApplyPlace, rebooted: bool = False) -> dict:
 
 def nothing_to_apply(staged: Mapping[str, str], place: ApplyPlace) -> dict:
     """The result when the plan is empty."""
-    return dict(changed=False, results=[], reboot_required=bool(staged), reboot_allowed=False, **_restart_fields(place),
-                msg=place.wording.nothing.format(where=place.where))
+    return dict(
+        changed=False,
+        results=[],
+        reboot_required=bool(staged),
+        reboot_allowed=False,
+        **_restart_fields(place),
+        msg=place.wording.nothing.format(where=place.where),
+    )
 
 
 def would_apply(planned: Sequence[Mapping], place: ApplyPlace) -> dict:
     """The result of check mode: the plan, what it would change."""
-    return dict(changed=True, results=[], reboot_required=any(row['reboot_required'] for row in planned), reboot_allowed=False,
-                **_restart_fields(place), diff=apply_diff(planned, place),
-                msg=place.wording.would.format(count=len(planned), where=place.where))
+    return dict(
+        changed=True,
+        results=[],
+        reboot_required=any(row['reboot_required'] for row in planned),
+        reboot_allowed=False,
+        **_restart_fields(place),
+        diff=apply_diff(planned, place),
+        msg=place.wording.would.format(count=len(planned), where=place.where),
+    )
 
 
 def apply_diff(planned: Sequence[Mapping], place: ApplyPlace, versions_after: Mapping[str, str] | None = None) -> dict:
@@ -124,8 +144,12 @@ def package_results(items: Sequence[Mapping], place: ApplyPlace, versions_after:
     results = []
     for item in items:
         result = _result_keys(item, place)
-        result.update(version_before=item['from_version'], version_target=item['to_version'], version_after=versions_after.get(item['module_id']),
-                      staged=bool(item['status'] == 'succeeded' and item['reboot_required'] and not rebooted))
+        result.update(
+            version_before=item['from_version'],
+            version_target=item['to_version'],
+            version_after=versions_after.get(item['module_id']),
+            staged=bool(item['status'] == 'succeeded' and item['reboot_required'] and not rebooted),
+        )
         results.append(result)
     return results
 
@@ -133,21 +157,26 @@ def package_results(items: Sequence[Mapping], place: ApplyPlace, versions_after:
 def apply_summary(finished: FinishedApply, place: ApplyPlace) -> dict:
     """changed, the restart keys, msg; and failed with error when a package failed (or the agent's disk is full)."""
     results, words = finished.results, place.wording
-    summary = dict(changed=any(result['status'] == 'succeeded' for result in results),
-                   reboot_required=plan.reboot_needed(results) and not finished.rebooted, reboot_allowed=plan.reboot_allowed(results),
-                   **_restart_fields(place, finished.rebooted))
+    summary = dict(
+        changed=any(result['status'] == 'succeeded' for result in results),
+        reboot_required=plan.reboot_needed(results) and not finished.rebooted,
+        reboot_allowed=plan.reboot_allowed(results),
+        **_restart_fields(place, finished.rebooted),
+    )
     failed = [result for result in results if result['status'] == 'failed']
     if failed:
-        summary.update(failed=True, error=finished.code or failed[0].get('error'),
-                       msg=words.failed.format(package=failed[0]['package_id'], where=place.where, cause=failed[0]['cause']))
+        summary.update(
+            failed=True,
+            error=finished.code or failed[0].get('error'),
+            msg=words.failed.format(package=failed[0]['package_id'], where=place.where, cause=failed[0]['cause']),
+        )
     else:
         note = (' (%s)' % finished.cause if finished.cause else '') + (', server reset' if finished.rebooted else '')
         done = sum(1 for result in results if result['status'] == 'succeeded')
-        summary['msg'] = words.done.format(done=done, total=len(results), verb='uninstalled' if finished.action == 'uninstall' else 'applied',
-                                           where=place.where, note=note)
+        summary['msg'] = words.done.format(
+            done=done, total=len(results), verb='uninstalled' if finished.action == 'uninstall' else 'applied', where=place.where, note=note
+        )
     if finished.job_error == DISK_FULL:
         # the agent recorded this outcome with its reserve: the stable code, and what to do
-        summary.update(failed=True, error=DISK_FULL, msg="%s; the agent's state folder on %s is full: free some space there"
-                       % (summary['msg'], place.server))
+        summary.update(failed=True, error=DISK_FULL, msg="%s; the agent's state folder on %s is full: free some space there" % (summary['msg'], place.server))
     return summary
-

@@ -12,7 +12,6 @@ what each path can see now.
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Mapping
 
 
@@ -24,8 +23,8 @@ class BlockEvidence:
     the BMC reports.
     """
 
-    boot_id: str | None = None   # a block holds only within the boot it was set in (the record's boot_id)
-    version: str | None = None   # a reboot-required block ends once this version is the staged one
+    boot_id: str | None = None  # a block holds only within the boot it was set in (the record's boot_id)
+    version: str | None = None  # a reboot-required block ends once this version is the staged one
 
 
 def block_in_force(record: Mapping, now: BlockEvidence) -> tuple[str | None, str | None]:

@@ -31,17 +31,23 @@ import dataclasses
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
-AGENT_MODULE = 'update-agent'
+AGENT_MODULE = support.AGENT_MODULE
 LATEST, PREVIOUS = 'latest', 'previous'
 
 #: Table 10, highest priority first. Module statuses not listed rank as their nearest meaning.
-SERVER_PRIORITY = ('communication_failed', 'unknown', 'applying', 'uninstalling', 'update_available', 'apply_failed',
-                   'reboot_required', 'latest')
+SERVER_PRIORITY = ('communication_failed', 'unknown', 'applying', 'uninstalling', 'update_available', 'apply_failed', 'reboot_required', 'latest')
 #: a cancelled module did not get the version it was to get: for the server that is still an update available
-_SERVER_EQUIVALENT = {'waiting_apply': 'applying', 'waiting_uninstall': 'uninstalling', 'rebooting': 'applying',
-                      'no_package': 'latest', 'cancelled': 'update_available', '-': 'latest'}
+_SERVER_EQUIVALENT = {
+    'waiting_apply': 'applying',
+    'waiting_uninstall': 'uninstalling',
+    'rebooting': 'applying',
+    'no_package': 'latest',
+    'cancelled': 'update_available',
+    '-': 'latest',
+}
 BLOCKING = ('reboot_required', 'apply_failed')
 #: the three icons of Table 9 (like latest, like update available, like no package); the default initial one (§3.3 step 5)
 MANUAL_ICONS = ('latest', 'update_available', 'no_package')
@@ -57,12 +63,13 @@ class ModuleState:
     """One module on one server, as the host reports it."""
 
     module_id: str
-    current: str = None          # None: not installed / not present
-    previous: str = None         # version running before the last apply (§3.5.1 step 6)
-    block: str = None            # 'reboot_required' | 'apply_failed' while the boot id is unchanged
-    staged: str = None           # version waiting for the restart (reboot_required)
-    activity: str = None         # 'waiting_apply' | 'applying' | 'waiting_uninstall' | 'uninstalling' (a running job),
-    #                              'cancelled' (the last job cancelled it; until the next job)
+    current: str | None = None  # None: not installed / not present
+    previous: str | None = None  # version running before the last apply (§3.5.1 step 6)
+    block: str | None = None  # 'reboot_required' | 'apply_failed' while the boot id is unchanged
+    staged: str | None = None  # version waiting for the restart (reboot_required)
+    #: 'waiting_apply' | 'applying' | 'waiting_uninstall' | 'uninstalling' (a running job), 'cancelled' (the last job
+    #: cancelled it; until the next job), 'rebooting' (a restart under way, Table 8)
+    activity: str | None = None
 
 
 @dataclasses.dataclass
@@ -71,9 +78,9 @@ class PlanItem:
 
     package_id: str
     module_id: str
-    action: str                  # 'install' | 'uninstall'
-    from_version: str
-    to_version: str
+    action: str  # 'install' | 'uninstall'
+    from_version: str | None
+    to_version: str | None  # None: an uninstall
     reboot_required: bool
     release_date: str
     command: str
@@ -178,12 +185,21 @@ def versions_offered(state, packages):
     """The version list of §3.5.1 step 6 for one module, newest first, previous generation marked."""
     rows = []
     for info in sorted(packages, key=lambda item: version_key(item.version), reverse=True):
-        rows.append({'version': info.version, 'package_id': info.package_id, 'release_date': info.release_date,
-                     'reboot_required': info.reboot_required, 'downgrade_supported': info.downgrade_supported,
-                     'uninstall_supported': info.uninstall_supported, 'auto_update': info.auto_update, 'kind': info.kind,
-                     'compatible': info.compatible,
-                     'previous_generation': bool(state.previous) and info.version == state.previous,
-                     'label': info.version + (' [*]' if state.previous and info.version == state.previous else '')})
+        rows.append(
+            {
+                'version': info.version,
+                'package_id': info.package_id,
+                'release_date': info.release_date,
+                'reboot_required': info.reboot_required,
+                'downgrade_supported': info.downgrade_supported,
+                'uninstall_supported': info.uninstall_supported,
+                'auto_update': info.auto_update,
+                'kind': info.kind,
+                'compatible': info.compatible,
+                'previous_generation': bool(state.previous) and info.version == state.previous,
+                'label': info.version + (' [*]' if state.previous and info.version == state.previous else ''),
+            }
+        )
     return rows
 
 
@@ -193,9 +209,16 @@ def _refuse(msg, code, module_id, **details):
 
 def _item(info, action, state):
     command = info.uninstall_command if action == 'uninstall' else info.install_command
-    return PlanItem(package_id=info.package_id, module_id=info.module_id, action=action, from_version=state.current,
-                    to_version=info.version if action == 'install' else None, reboot_required=info.reboot_required,
-                    release_date=info.release_date, command=command)
+    return PlanItem(
+        package_id=info.package_id,
+        module_id=info.module_id,
+        action=action,
+        from_version=state.current,
+        to_version=info.version if action == 'install' else None,
+        reboot_required=info.reboot_required,
+        release_date=info.release_date,
+        command=command,
+    )
 
 
 def select_install(state, packages, version=LATEST, latest_only=True, kinds=('linux',)):
@@ -218,24 +241,34 @@ def select_install(state, packages, version=LATEST, latest_only=True, kinds=('li
     if not chosen:
         if any(info.version == version for info in manual):
             _refuse_manual(module_id, manual)
-        _refuse('the repository holds no %s version %s for this server (it has: %s)'
-                % (module_id, version, ', '.join(info.version for info in usable) or 'none'), 'version_not_available', module_id)
+        _refuse(
+            'the repository holds no %s version %s for this server (it has: %s)' % (module_id, version, ', '.join(info.version for info in usable) or 'none'),
+            'version_not_available',
+            module_id,
+        )
     info = chosen[-1]
     if state.current is not None and info.version == state.current and (latest_only or not info.downgrade_supported):
         return None  # §2.1.1.2: the same version again only with latest_only off and a package that supports downgrade
     if latest_only and not (info is usable[-1] and _newer(info.version, state.current)):
-        _refuse('%s %s is not the newest version above the current one (%s): set latest_only to false to apply it'
-                % (module_id, info.version, state.current), 'latest_only', module_id)
+        _refuse(
+            '%s %s is not the newest version above the current one (%s): set latest_only to false to apply it' % (module_id, info.version, state.current),
+            'latest_only',
+            module_id,
+        )
     if not _newer(info.version, state.current) and not info.downgrade_supported:
-        _refuse('package %s does not support downgrade from %s to %s' % (info.package_id, state.current, info.version),
-                'downgrade_not_supported', module_id)
+        _refuse('package %s does not support downgrade from %s to %s' % (info.package_id, state.current, info.version), 'downgrade_not_supported', module_id)
     return _item(info, 'install', state)
 
 
 def _refuse_manual(module_id, manual):
     ids = ', '.join(sorted(info.package_id for info in manual))
-    _refuse('%s has only packages that are not auto-update (%s): export them (exup.fleet.exup_package state=exported) '
-            'and apply them by hand as their readme says' % (module_id, ids), 'not_auto_update', module_id, packages=sorted(info.package_id for info in manual))
+    _refuse(
+        '%s has only packages that are not auto-update (%s): export them (exup.fleet.exup_package state=exported) '
+        'and apply them by hand as their readme says' % (module_id, ids),
+        'not_auto_update',
+        module_id,
+        packages=sorted(info.package_id for info in manual),
+    )
 
 
 def select_uninstall(state, packages, kinds=('linux',)):
@@ -246,17 +279,18 @@ def select_uninstall(state, packages, kinds=('linux',)):
     candidates = [info for info in by_module(packages).get(module_id, []) if info.compatible and info.kind in kinds]
     supporting = [info for info in candidates if info.uninstall_supported and info.uninstall_command]
     if not supporting:
-        _refuse('%s cannot be uninstalled: no package in the repository supports uninstall for it' % module_id,
-                'uninstall_not_supported', module_id)
+        _refuse('%s cannot be uninstalled: no package in the repository supports uninstall for it' % module_id, 'uninstall_not_supported', module_id)
     same = [info for info in supporting if info.version == state.current]
     return _item((same or supporting)[-1], 'uninstall', state)
 
 
 def order(items):
     """§2.1.7: no-reboot first, then release date (oldest first); the update agent's uninstall last."""
+
     def key(item):
         agent_uninstall = item.action == 'uninstall' and item.module_id == AGENT_MODULE
         return (agent_uninstall, item.reboot_required, item.release_date, item.package_id)
+
     return sorted(items, key=key)
 
 
@@ -267,8 +301,7 @@ def displayed_packages(infos, models=None):
     and OS, multi-model or not. A package is kept when some (model, OS) it targets
     shows it; ``models`` limits the models looked at. Returns the kept package ids.
     """
-    points = {(info.module_id, model, os_name) for info in infos for model in info.models for os_name in info.os
-              if not models or model in models}
+    points = {(info.module_id, model, os_name) for info in infos for model in info.models for os_name in info.os if not models or model in models}
     kept = set()
     for module_id, model, os_name in points:
         shown = [info for info in infos if info.module_id == module_id and info.targets(model, os_name)]
@@ -292,8 +325,9 @@ def build_plan(states, packages, requests, action='install', latest_only=True, k
     restarting = sorted(state.module_id for state in states.values() if state.activity == 'rebooting')
     if restarting:
         # Table 8: while the server restarts after an apply, no package can be applied
-        raise PlanError('the server is restarting after an apply (%s): apply again once it is back' % ', '.join(restarting),
-                        code='server_rebooting', modules=restarting)
+        raise PlanError(
+            'the server is restarting after an apply (%s): apply again once it is back' % ', '.join(restarting), code='server_rebooting', modules=restarting
+        )
     skipped = {}
     usable_modules = by_module(packages)
     if requests is None:
@@ -306,8 +340,7 @@ def build_plan(states, packages, requests, action='install', latest_only=True, k
     items = []
     for module_id, version in sorted(requests.items()):
         if module_id not in MODULE_KINDS:
-            raise PlanError('unknown module %r: the modules are %s' % (module_id, ', '.join(sorted(MODULE_KINDS))),
-                            code='unknown_module', module=module_id)
+            raise PlanError('unknown module %r: the modules are %s' % (module_id, ', '.join(sorted(MODULE_KINDS))), code='unknown_module', module=module_id)
         state = states.get(module_id) or ModuleState(module_id)
         if action == 'uninstall':
             item = select_uninstall(state, packages, kinds)
@@ -333,8 +366,7 @@ def build_plan(states, packages, requests, action='install', latest_only=True, k
     blocked = blocked_modules(states)
     if items and blocked:
         causes = ', '.join('%s (%s)' % (name, states[name].block.replace('_', ' ')) for name in blocked)
-        raise PlanError('the server must restart before more packages are applied: %s' % causes, code='blocked_until_reboot',
-                        blocked=blocked)
+        raise PlanError('the server must restart before more packages are applied: %s' % causes, code='blocked_until_reboot', blocked=blocked)
     return order(items), skipped
 
 

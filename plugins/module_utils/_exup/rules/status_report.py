@@ -22,10 +22,10 @@ class ServerView:
     """What is known of one server to report its modules."""
 
     states: Mapping[str, plan.ModuleState]
-    packages: Sequence[PackageInfo] = ()      # the repository's packages for this server (and path)
-    icons: Mapping[str, str] = dataclasses.field(default_factory=dict)   # Table 9 icons set by hand
-    kinds: tuple = ('linux',)                 # the package kinds this path applies
-    repository: bool = True                   # without a repository every module is no_package
+    packages: Sequence[PackageInfo] = ()  # the repository's packages for this server (and path)
+    icons: Mapping[str, str] = dataclasses.field(default_factory=dict)  # Table 9 icons set by hand
+    kinds: tuple = ('linux',)  # the package kinds this path applies
+    repository: bool = True  # without a repository every module is no_package
     agent_installed: bool = True
     #: the modules to report, in this order (BMC path: what it manages); None: the agent path's rule (see shown_modules)
     listed: Sequence[str] | None = None
@@ -35,16 +35,15 @@ class ServerView:
 class StatusReport:
     """The module rows and statuses of one server."""
 
-    modules: dict        # module_id -> row (see module_row)
-    available: list      # modules the repository has packages for that the server does not show
-    unknown: bool        # a package uses a schema newer than this code knows (003 §2.1.4)
-    server_status: str   # Table 10, or agent_not_installed
+    modules: dict  # module_id -> row (see module_row)
+    available: list  # modules the repository has packages for that the server does not show
+    unknown: bool  # a package uses a schema newer than this code knows (003 §2.1.4)
+    server_status: str  # Table 10, or agent_not_installed
 
     @property
     def newest(self) -> dict:
         """module_id -> the newest version the repository offers for it (None: none)."""
-        return {module_id: max((row['version'] for row in module['versions']), key=version_key, default=None)
-                for module_id, module in self.modules.items()}
+        return {module_id: max((row['version'] for row in module['versions']), key=version_key, default=None) for module_id, module in self.modules.items()}
 
 
 def shown_modules(states: Mapping[str, plan.ModuleState], grouped: Mapping[str, list]) -> list:
@@ -63,17 +62,23 @@ def module_row(state: plan.ModuleState, packages: Sequence[PackageInfo], view: S
         status, icon = plan.module_status(state, packages, kinds=view.kinds, manual_icon=view.icons.get(state.module_id))
     else:
         status, icon = 'no_package', None
-    return {'name': MODULE_KINDS.get(state.module_id, state.module_id), 'current': state.current, 'previous': state.previous,
-            'status': status, 'manual_icon': icon, 'block': state.block, 'staged': state.staged,
-            'versions': plan.versions_offered(state, packages)}
+    return {
+        'name': MODULE_KINDS.get(state.module_id, state.module_id),
+        'current': state.current,
+        'previous': state.previous,
+        'status': status,
+        'manual_icon': icon,
+        'block': state.block,
+        'staged': state.staged,
+        'versions': plan.versions_offered(state, packages),
+    }
 
 
 def status_report(view: ServerView) -> StatusReport:
     """The rows of the listed (or shown) modules, the modules only the repository has, and the server status."""
     grouped = plan.by_module(view.packages)
     listed = shown_modules(view.states, grouped) if view.listed is None else view.listed
-    modules = {module_id: module_row(view.states.get(module_id) or plan.ModuleState(module_id), grouped.get(module_id, []), view)
-               for module_id in listed}
+    modules = {module_id: module_row(view.states.get(module_id) or plan.ModuleState(module_id), grouped.get(module_id, []), view) for module_id in listed}
     unknown = any(not info.compatible for info in view.packages)
     server_status = plan.server_status([module['status'] for module in modules.values()], unknown=unknown)
     if not view.agent_installed:

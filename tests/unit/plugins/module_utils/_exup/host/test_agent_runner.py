@@ -20,13 +20,22 @@ BOOT_ID = '0f6c9b1e-5d3a-4c2b-9a8e-7f1d2c3b4a5e'
 
 
 def entry(package_id, module_id='system-bios', action='install', from_version='1.0', to_version='2.0', reboot_required=False):
-    return {'package_id': package_id, 'module_id': module_id, 'action': action, 'from_version': from_version, 'to_version': to_version,
-            'reboot_required': reboot_required, 'command': 'sh run.sh', 'status': 'waiting'}
+    return {
+        'package_id': package_id,
+        'module_id': module_id,
+        'action': action,
+        'from_version': from_version,
+        'to_version': to_version,
+        'reboot_required': reboot_required,
+        'command': 'sh run.sh',
+        'status': 'waiting',
+    }
 
 
 @pytest.fixture
 def host(tmp_path):
     """A host root with a boot id; ``host.job(items, scripts)`` lays out one job as exup_host phase=start does."""
+
     class Host:
         root = tmp_path / 'host'
         layout = agent_runner.Layout(str(root))
@@ -67,9 +76,11 @@ def statuses(journal):
 
 
 def test_items_run_in_order_with_the_documented_environment(host):
-    items = [entry('P1', module_id='server-agent', from_version=None, to_version='5.1'),
-             entry('P2', module_id='raid-utility', action='uninstall', from_version='3.0', to_version=None),
-             entry('P3', module_id='system-bios', from_version='1.0', to_version='2.0')]
+    items = [
+        entry('P1', module_id='server-agent', from_version=None, to_version='5.1'),
+        entry('P2', module_id='raid-utility', action='uninstall', from_version='3.0', to_version=None),
+        entry('P3', module_id='system-bios', from_version='1.0', to_version='2.0'),
+    ]
     job_dir = host.job(items, ['env > env.txt; pwd > pwd.txt'] * 3)
     journal = agent_runner.run_job(host.layout, JOB)
     assert host.order() == ['P1', 'P2', 'P3']
@@ -101,8 +112,7 @@ def test_env_root_of_a_real_server_is_empty():
 
 
 def test_success_records_the_previous_generation(host):
-    host.job([entry('P1', from_version='1.0', to_version='2.0'), entry('P2', module_id='server-agent', from_version=None, to_version='5.1')],
-             ['true', 'true'])
+    host.job([entry('P1', from_version='1.0', to_version='2.0'), entry('P2', module_id='server-agent', from_version=None, to_version='5.1')], ['true', 'true'])
     agent_runner.run_job(host.layout, JOB)
     modules = host.state()['modules']
     assert modules['system-bios']['previous'] == '1.0'
@@ -145,12 +155,20 @@ def test_state_keeps_other_modules(host):
 
 
 def test_a_failing_item_cancels_the_rest_and_blocks_the_module(host):
-    items = [entry('P1', module_id='server-agent'), entry('P2', reboot_required=True), entry('P3', module_id='bmc-firmware'),
-             entry('P4', module_id='raid-utility')]
+    items = [
+        entry('P1', module_id='server-agent'),
+        entry('P2', reboot_required=True),
+        entry('P3', module_id='bmc-firmware'),
+        entry('P4', module_id='raid-utility'),
+    ]
     job_dir = host.job(items, ['true', 'echo flashing; echo "flash write error" >&2; exit 3', 'true', 'true'])
     journal = agent_runner.run_job(host.layout, JOB)
-    assert statuses(journal) == [('P1', 'succeeded', None), ('P2', 'failed', 'exit status 3: flash write error'),
-                                 ('P3', 'cancelled', 'an earlier package failed'), ('P4', 'cancelled', 'an earlier package failed')]
+    assert statuses(journal) == [
+        ('P1', 'succeeded', None),
+        ('P2', 'failed', 'exit status 3: flash write error'),
+        ('P3', 'cancelled', 'an earlier package failed'),
+        ('P4', 'cancelled', 'an earlier package failed'),
+    ]
     assert journal['items'][1]['exit_code'] == 3
     assert 'flashing' in journal['items'][1]['output_tail']
     assert host.order() == ['P1', 'P2']
@@ -191,8 +209,7 @@ def test_cancel_before_the_first_item_cancels_everything(host):
 def test_cancel_during_an_item_lets_it_finish(host):
     host.job([entry('P1'), entry('P2', module_id='bmc-firmware'), entry('P3', module_id='sdr')], ['touch ../../cancel', 'true', 'true'])
     journal = agent_runner.run_job(host.layout, JOB)
-    assert statuses(journal) == [('P1', 'succeeded', None), ('P2', 'cancelled', 'cancelled by the user'),
-                                 ('P3', 'cancelled', 'cancelled by the user')]
+    assert statuses(journal) == [('P1', 'succeeded', None), ('P2', 'cancelled', 'cancelled by the user'), ('P3', 'cancelled', 'cancelled by the user')]
     assert host.order() == ['P1']
 
 
@@ -207,8 +224,7 @@ def test_cancel_is_checked_before_the_lease(host):
 def test_expired_or_missing_lease_cancels_everything(host, lease):
     host.job([entry('P1'), entry('P2')], ['true', 'true'], lease=lease)
     journal = agent_runner.run_job(host.layout, JOB)
-    assert statuses(journal) == [('P1', 'cancelled', 'communication with the manager lost'),
-                                 ('P2', 'cancelled', 'communication with the manager lost')]
+    assert statuses(journal) == [('P1', 'cancelled', 'communication with the manager lost'), ('P2', 'cancelled', 'communication with the manager lost')]
     assert host.order() == []
 
 
@@ -280,8 +296,9 @@ def test_write_json_failure_keeps_the_old_file(tmp_path):
     assert agent_runner.read_json(path) == {'a': 1}
 
 
-@pytest.mark.parametrize('argv', [[], ['run'], ['run', '--root', '/tmp'], ['start', '--root', '/tmp', JOB], ['run', '--rooot', '/tmp', JOB],
-                                  ['run', '--root', '/tmp', JOB, 'extra']])
+@pytest.mark.parametrize(
+    'argv', [[], ['run'], ['run', '--root', '/tmp'], ['start', '--root', '/tmp', JOB], ['run', '--rooot', '/tmp', JOB], ['run', '--root', '/tmp', JOB, 'extra']]
+)
 def test_main_usage_error(argv, capsys):
     assert agent_runner.main(argv) == 2
     assert 'usage: exup-agent run --root ROOT JOB_ID' in capsys.readouterr().err
@@ -297,8 +314,15 @@ def test_runner_as_a_detached_process(host):
     host.job([entry('P1'), entry('P2', module_id='bmc-firmware', reboot_required=True)], ['env > env.txt', 'true'])
     env = dict(os.environ)
     env.pop('PYTHONPATH', None)  # the runner is standard library only: it must not need the collection
-    done = subprocess.run([sys.executable, agent_runner.__file__, 'run', '--root', str(host.root), JOB], env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, agent_runner.__file__, 'run', '--root', str(host.root), JOB],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     journal = host.journal()
     assert journal['state'] == 'finished' and journal['runner_pid'] != os.getpid()

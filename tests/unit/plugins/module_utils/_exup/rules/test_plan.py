@@ -9,8 +9,8 @@ import itertools
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.schemas import PACKAGE_SCHEMA_VERSION
 
 BIOS = 'system-bios'
@@ -20,14 +20,38 @@ RAID_UTILITY = 'raid-utility'
 AGENT = 'update-agent'
 
 
-def pkg(version, module=BIOS, date='2024-01-01', reboot=False, auto=True, kind='linux', downgrade=False, uninstall=False,
-        uninstall_command=None, schema=PACKAGE_SCHEMA_VERSION, package_id=None):
+def pkg(
+    version,
+    module=BIOS,
+    date='2024-01-01',
+    reboot=False,
+    auto=True,
+    kind='linux',
+    downgrade=False,
+    uninstall=False,
+    uninstall_command=None,
+    schema=PACKAGE_SCHEMA_VERSION,
+    package_id=None,
+):
     if uninstall_command is None:
         uninstall_command = 'sh uninstall.sh' if uninstall else ''
-    return PackageInfo(package_id=package_id or '%s_%s' % (module, version), module_id=module, module_name=module,
-                       version=version, release_date=date, models=['M1'], os=['linux'], kind=kind, auto_update=auto,
-                       reboot_required=reboot, downgrade_supported=downgrade, uninstall_supported=uninstall,
-                       install_command='sh install.sh %s' % version, uninstall_command=uninstall_command, schema_version=schema)
+    return PackageInfo(
+        package_id=package_id or '%s_%s' % (module, version),
+        module_id=module,
+        module_name=module,
+        version=version,
+        release_date=date,
+        models=['M1'],
+        os=['linux'],
+        kind=kind,
+        auto_update=auto,
+        reboot_required=reboot,
+        downgrade_supported=downgrade,
+        uninstall_supported=uninstall,
+        install_command='sh install.sh %s' % version,
+        uninstall_command=uninstall_command,
+        schema_version=schema,
+    )
 
 
 def state(module=BIOS, current='1.0', **fields):
@@ -47,8 +71,9 @@ def refused(code, call, *args, **kwargs):
 
 
 def item(package_id, module=BIOS, action='install', reboot=False, date='2024-01-01'):
-    return plan.PlanItem(package_id=package_id, module_id=module, action=action, from_version='1', to_version='2',
-                         reboot_required=reboot, release_date=date, command='true')
+    return plan.PlanItem(
+        package_id=package_id, module_id=module, action=action, from_version='1', to_version='2', reboot_required=reboot, release_date=date, command='true'
+    )
 
 
 # --- order (§2.1.7, Tables 11-12) ---
@@ -92,10 +117,8 @@ def test_update_agent_install_is_not_moved_last():
 
 
 def test_update_agent_uninstall_last_through_build_plan():
-    packages = [pkg('1.0', module=AGENT, date='2000-01-01', uninstall=True),
-                pkg('1.0', module=SERVER_AGENT, date='2030-01-01', reboot=True, uninstall=True)]
-    items, skipped = plan.build_plan(states(state(AGENT), state(SERVER_AGENT)), packages, {AGENT: 'latest', SERVER_AGENT: 'latest'},
-                                     action='uninstall')
+    packages = [pkg('1.0', module=AGENT, date='2000-01-01', uninstall=True), pkg('1.0', module=SERVER_AGENT, date='2030-01-01', reboot=True, uninstall=True)]
+    items, skipped = plan.build_plan(states(state(AGENT), state(SERVER_AGENT)), packages, {AGENT: 'latest', SERVER_AGENT: 'latest'}, action='uninstall')
     assert [(entry.module_id, entry.action) for entry in items] == [(SERVER_AGENT, 'uninstall'), (AGENT, 'uninstall')]
     assert skipped == {}
 
@@ -170,8 +193,7 @@ def test_previous_unknown_without_a_previous_generation():
 
 
 def test_previous_not_in_the_repository():
-    error = refused('version_not_available', plan.select_install, state(current='1.10', previous='0.5'), VERSIONS, 'previous',
-                    latest_only=False)
+    error = refused('version_not_available', plan.select_install, state(current='1.10', previous='0.5'), VERSIONS, 'previous', latest_only=False)
     assert 'no system-bios version 0.5' in error.msg and '0.9, 1.0, 1.9, 1.10' in error.msg
 
 
@@ -190,6 +212,7 @@ def test_software_module_absent_is_installed_from_nothing():
 
 
 # --- manual packages (§2.1.3.1, §3.5.4) ---
+
 
 @pytest.mark.parametrize('manual', [pkg('2.0', auto=False), pkg('2.0', kind='offline'), pkg('2.0', kind='windows')])
 def test_manual_packages_are_refused_when_named(manual):
@@ -219,6 +242,7 @@ def test_auto_update_package_is_taken_beside_a_newer_manual_one():
 
 # --- incompatible packages (§2.1.4) ---
 
+
 def test_incompatible_packages_are_ignored_for_selection():
     newer_schema = PACKAGE_SCHEMA_VERSION + 1
     packages = [pkg('1.5'), pkg('2.0', schema=newer_schema), pkg('3.0', schema=newer_schema, auto=False)]
@@ -231,6 +255,7 @@ def test_incompatible_packages_are_ignored_for_selection():
 
 
 # --- build_plan refusals ---
+
 
 def test_unknown_module():
     error = refused('unknown_module', plan.build_plan, {}, [], {'bogus-module': 'latest'})
@@ -257,6 +282,7 @@ def test_uninstall_needs_named_modules():
 
 # --- gating (§2.1.5-6) ---
 
+
 @pytest.mark.parametrize('block, words', [('reboot_required', 'reboot required'), ('apply_failed', 'apply failed')])
 def test_a_blocked_module_blocks_every_apply(block, words):
     server = states(state(current='1.0', block=block, staged='2.0' if block == 'reboot_required' else None), state(BMC, current='1.0'))
@@ -269,8 +295,9 @@ def test_a_blocked_module_blocks_every_apply(block, words):
 
 
 def test_blocked_lists_every_blocked_module():
-    server = states(state(current='1.0', block='apply_failed'), state(BMC, current='1.0', block='reboot_required', staged='1.5'),
-                    state(SERVER_AGENT, current='1.0'))
+    server = states(
+        state(current='1.0', block='apply_failed'), state(BMC, current='1.0', block='reboot_required', staged='1.5'), state(SERVER_AGENT, current='1.0')
+    )
     error = refused('blocked_until_reboot', plan.build_plan, server, [pkg('2.0', module=SERVER_AGENT)], {SERVER_AGENT: 'latest'})
     assert error.details['blocked'] == [BMC, BIOS]
     assert 'bmc-firmware (reboot required)' in error.msg and 'system-bios (apply failed)' in error.msg
@@ -304,25 +331,29 @@ def test_blocked_server_with_nothing_to_do_is_no_error():
 
 # --- uninstall (§3.9) ---
 
+
 def test_uninstall_takes_the_package_of_the_current_version():
-    packages = [pkg('1.0', module=SERVER_AGENT, uninstall=True, uninstall_command='sh old-uninstall.sh'),
-                pkg('2.0', module=SERVER_AGENT, uninstall=True)]
+    packages = [pkg('1.0', module=SERVER_AGENT, uninstall=True, uninstall_command='sh old-uninstall.sh'), pkg('2.0', module=SERVER_AGENT, uninstall=True)]
     chosen = plan.select_uninstall(state(SERVER_AGENT, current='1.0'), packages)
     assert (chosen.package_id, chosen.action, chosen.from_version, chosen.to_version) == ('server-agent_1.0', 'uninstall', '1.0', None)
     assert chosen.command == 'sh old-uninstall.sh'
 
 
 def test_uninstall_takes_the_newest_supporting_package_otherwise():
-    packages = [pkg('1.0', module=SERVER_AGENT), pkg('1.5', module=SERVER_AGENT, uninstall=True), pkg('1.2', module=SERVER_AGENT, uninstall=True),
-                pkg('2.0', module=SERVER_AGENT), pkg('3.0', module=SERVER_AGENT, uninstall=True, schema=PACKAGE_SCHEMA_VERSION + 1)]
+    packages = [
+        pkg('1.0', module=SERVER_AGENT),
+        pkg('1.5', module=SERVER_AGENT, uninstall=True),
+        pkg('1.2', module=SERVER_AGENT, uninstall=True),
+        pkg('2.0', module=SERVER_AGENT),
+        pkg('3.0', module=SERVER_AGENT, uninstall=True, schema=PACKAGE_SCHEMA_VERSION + 1),
+    ]
     chosen = plan.select_uninstall(state(SERVER_AGENT, current='1.0'), packages)
     assert chosen.package_id == 'server-agent_1.5'
 
 
 @pytest.mark.parametrize('packages', [[], [pkg('1.0', module=SERVER_AGENT)], [pkg('1.0', module=SERVER_AGENT, uninstall=True, uninstall_command='')]])
 def test_uninstall_not_supported(packages):
-    error = refused('uninstall_not_supported', plan.build_plan, states(state(SERVER_AGENT)), packages, {SERVER_AGENT: 'latest'},
-                    action='uninstall')
+    error = refused('uninstall_not_supported', plan.build_plan, states(state(SERVER_AGENT)), packages, {SERVER_AGENT: 'latest'}, action='uninstall')
     assert 'server-agent cannot be uninstalled' in error.msg
 
 
@@ -335,6 +366,7 @@ def test_uninstall_skips_a_module_that_is_not_installed():
 
 # --- module status (Tables 8-9) ---
 
+
 @pytest.mark.parametrize('activity', ['waiting_apply', 'applying', 'waiting_uninstall', 'uninstalling'])
 def test_module_status_running_job_wins(activity):
     assert plan.module_status(state(activity=activity, block='apply_failed'), [pkg('2.0')]) == (activity, None)
@@ -346,26 +378,32 @@ def test_module_status_block(block):
     assert plan.module_status(state(block=block), []) == (block, None)
 
 
-@pytest.mark.parametrize('current, packages, expected', [
-    ('1.0', [pkg('1.0'), pkg('2.0')], 'update_available'),
-    (None, [pkg('1.0')], 'update_available'),
-    ('2.0', [pkg('1.0'), pkg('2.0')], 'latest'),
-    ('3.0', [pkg('1.0'), pkg('2.0')], 'latest'),
-    ('1.0', [], 'no_package'),
-    ('1.0', [pkg('1.0'), pkg('2.0', auto=False)], 'latest'),
-    ('1.9', [pkg('1.10')], 'update_available'),
-])
+@pytest.mark.parametrize(
+    'current, packages, expected',
+    [
+        ('1.0', [pkg('1.0'), pkg('2.0')], 'update_available'),
+        (None, [pkg('1.0')], 'update_available'),
+        ('2.0', [pkg('1.0'), pkg('2.0')], 'latest'),
+        ('3.0', [pkg('1.0'), pkg('2.0')], 'latest'),
+        ('1.0', [], 'no_package'),
+        ('1.0', [pkg('1.0'), pkg('2.0', auto=False)], 'latest'),
+        ('1.9', [pkg('1.10')], 'update_available'),
+    ],
+)
 def test_module_status_table_8(current, packages, expected):
     assert plan.module_status(state(current=current), packages) == (expected, None)
 
 
-@pytest.mark.parametrize('current, packages, icon', [
-    ('1.0', [pkg('2.0', auto=False)], 'update_available'),
-    ('1.0', [pkg('2.0', kind='offline')], 'update_available'),
-    (None, [pkg('2.0', auto=False)], 'update_available'),
-    ('2.0', [pkg('2.0', auto=False), pkg('1.0', kind='offline')], 'latest'),
-    ('3.0', [pkg('2.0', auto=False)], 'latest'),
-])
+@pytest.mark.parametrize(
+    'current, packages, icon',
+    [
+        ('1.0', [pkg('2.0', auto=False)], 'update_available'),
+        ('1.0', [pkg('2.0', kind='offline')], 'update_available'),
+        (None, [pkg('2.0', auto=False)], 'update_available'),
+        ('2.0', [pkg('2.0', auto=False), pkg('1.0', kind='offline')], 'latest'),
+        ('3.0', [pkg('2.0', auto=False)], 'latest'),
+    ],
+)
 def test_module_status_table_9_manual_packages(current, packages, icon):
     assert plan.module_status(state(current=current), packages) == ('-', icon)
 
@@ -393,8 +431,17 @@ def test_server_status_flags(status):
     assert plan.server_status([status], unknown=True) == ('communication_failed' if status == 'communication_failed' else 'unknown')
 
 
-@pytest.mark.parametrize('status, rank', [('waiting_apply', 'applying'), ('rebooting', 'applying'), ('waiting_uninstall', 'uninstalling'),
-                                          ('no_package', 'latest'), ('cancelled', 'update_available'), ('-', 'latest')])
+@pytest.mark.parametrize(
+    'status, rank',
+    [
+        ('waiting_apply', 'applying'),
+        ('rebooting', 'applying'),
+        ('waiting_uninstall', 'uninstalling'),
+        ('no_package', 'latest'),
+        ('cancelled', 'update_available'),
+        ('-', 'latest'),
+    ],
+)
 def test_server_status_other_module_statuses_rank_as_their_meaning(status, rank):
     for other in TABLE_10:
         expected = TABLE_10[min(TABLE_10.index(rank), TABLE_10.index(other))]
@@ -406,6 +453,7 @@ def test_server_status_without_modules_is_latest():
 
 
 # --- version list (§3.5.1 step 6) ---
+
 
 def test_versions_offered_marks_the_previous_generation():
     rows = plan.versions_offered(state(current='1.10', previous='1.9'), [pkg('1.9'), pkg('1.10'), pkg('0.9', downgrade=True)])
@@ -423,29 +471,34 @@ def test_versions_offered_without_previous_marks_nothing():
 
 # --- reboot rule (§2.1.2) ---
 
+
 def result(status, reboot):
     return {'status': status, 'reboot_required': reboot}
 
 
-@pytest.mark.parametrize('results, needed, allowed', [
-    ([], False, False),
-    ([result('succeeded', True)], True, True),
-    ([result('succeeded', False)], False, False),
-    ([result('succeeded', True), result('succeeded', False)], True, True),
-    ([result('succeeded', False), result('succeeded', False)], False, False),
-    ([result('succeeded', True), result('failed', False)], True, False),
-    ([result('succeeded', True), result('cancelled', True)], True, False),
-    ([result('succeeded', False), result('failed', True)], False, False),
-    ([result('failed', True)], False, False),
-    ([result('cancelled', True), result('cancelled', False)], False, False),
-    ([result('succeeded', True), result('succeeded', True)], True, True),
-])
+@pytest.mark.parametrize(
+    'results, needed, allowed',
+    [
+        ([], False, False),
+        ([result('succeeded', True)], True, True),
+        ([result('succeeded', False)], False, False),
+        ([result('succeeded', True), result('succeeded', False)], True, True),
+        ([result('succeeded', False), result('succeeded', False)], False, False),
+        ([result('succeeded', True), result('failed', False)], True, False),
+        ([result('succeeded', True), result('cancelled', True)], True, False),
+        ([result('succeeded', False), result('failed', True)], False, False),
+        ([result('failed', True)], False, False),
+        ([result('cancelled', True), result('cancelled', False)], False, False),
+        ([result('succeeded', True), result('succeeded', True)], True, True),
+    ],
+)
 def test_reboot_rule(results, needed, allowed):
     assert plan.reboot_needed(results) is needed
     assert plan.reboot_allowed(results) is allowed
 
 
 # --- §2.1.1.2: the same version again (issue 8 item 10) ---
+
 
 def test_latest_only_off_applies_the_same_version_again_when_its_package_supports_downgrade():
     packages = [pkg('1.0', downgrade=True), pkg('2.0')]
@@ -463,6 +516,7 @@ def test_same_version_is_not_applied_again_with_latest_only_on_or_without_downgr
 
 
 # --- Table 17: save only the displayed version (issue 8 item 10) ---
+
 
 def info_for(version, models, os_names=('linux',), module=BIOS, package_id=None):
     info = pkg(version, module=module, package_id=package_id or '%s-%s-%s' % (module, version, '+'.join(models)))
@@ -485,8 +539,13 @@ def test_displayed_packages_single_model_newer_beside_an_older_multi_model_one()
 
 
 def test_displayed_packages_one_per_module_and_os():
-    infos = [info_for('2.0', ['M1'], ['any']), info_for('1.0', ['M1'], ['rhel9']), info_for('1.5', ['M1'], ['sles15']),
-             info_for('0.5', ['M1'], module=BMC), info_for('0.7', ['M1'], module=BMC)]
+    infos = [
+        info_for('2.0', ['M1'], ['any']),
+        info_for('1.0', ['M1'], ['rhel9']),
+        info_for('1.5', ['M1'], ['sles15']),
+        info_for('0.5', ['M1'], module=BMC),
+        info_for('0.7', ['M1'], module=BMC),
+    ]
     # an 'any' package is shown to every OS: the older OS-specific ones are shown to none
     assert plan.displayed_packages(infos) == {'system-bios-2.0-M1', 'bmc-firmware-0.7-M1'}
     infos.append(info_for('2.5', ['M1'], ['rhel9']))

@@ -13,16 +13,36 @@ MODEL = 'R120h-1M'
 
 
 def info(module, version, kind='linux', auto=True, schema=1):
-    return PackageInfo(package_id='%s-%s' % (module, version), module_id=module, module_name=module, version=version,
-                       release_date='2024-01-01', models=[MODEL], os=['rhel9'], kind=kind, auto_update=auto, reboot_required=False,
-                       downgrade_supported=False, uninstall_supported=False, install_command='sh install.sh', schema_version=schema)
+    return PackageInfo(
+        package_id='%s-%s' % (module, version),
+        module_id=module,
+        module_name=module,
+        version=version,
+        release_date='2024-01-01',
+        models=[MODEL],
+        os=['rhel9'],
+        kind=kind,
+        auto_update=auto,
+        reboot_required=False,
+        downgrade_supported=False,
+        uninstall_supported=False,
+        install_command='sh install.sh',
+        schema_version=schema,
+    )
 
 
 def test_a_row_has_the_versions_status_block_and_offered_versions():
     state = plan.ModuleState('system-bios', current='1.0', previous='0.9')
     row = module_row(state, [info('system-bios', '0.9'), info('system-bios', '2.0')], ServerView({}))
     assert {key: row[key] for key in ('name', 'current', 'previous', 'status', 'manual_icon', 'block', 'staged')} == {
-        'name': 'System BIOS', 'current': '1.0', 'previous': '0.9', 'status': 'update_available', 'manual_icon': None, 'block': None, 'staged': None}
+        'name': 'System BIOS',
+        'current': '1.0',
+        'previous': '0.9',
+        'status': 'update_available',
+        'manual_icon': None,
+        'block': None,
+        'staged': None,
+    }
     assert [(version['version'], version['label']) for version in row['versions']] == [('2.0', '2.0'), ('0.9', '0.9 [*]')]
 
 
@@ -42,9 +62,12 @@ def test_unknown_module_ids_are_named_by_their_id():
 
 
 def test_the_agent_path_shows_modules_present_blocked_or_busy():
-    states = {'system-bios': plan.ModuleState('system-bios', current='1.0'), 'sdr': plan.ModuleState('sdr'),
-              'bmc-firmware': plan.ModuleState('bmc-firmware', block='apply_failed'),
-              'raid-utility': plan.ModuleState('raid-utility', activity='waiting_apply')}
+    states = {
+        'system-bios': plan.ModuleState('system-bios', current='1.0'),
+        'sdr': plan.ModuleState('sdr'),
+        'bmc-firmware': plan.ModuleState('bmc-firmware', block='apply_failed'),
+        'raid-utility': plan.ModuleState('raid-utility', activity='waiting_apply'),
+    }
     grouped = plan.by_module([info('server-agent', '5.0'), info('system-bios', '2.0')])
     assert shown_modules(states, grouped) == ['bmc-firmware', 'raid-utility', 'system-bios']
 
@@ -62,8 +85,10 @@ def test_agent_report():
 
 
 def test_bmc_report_lists_its_modules_in_its_order():
-    states = {'system-bios': plan.ModuleState('system-bios', current='1.0'),
-              'bmc-firmware': plan.ModuleState('bmc-firmware', previous='2.0')}  # known to the repository only
+    states = {
+        'system-bios': plan.ModuleState('system-bios', current='1.0'),
+        'bmc-firmware': plan.ModuleState('bmc-firmware', previous='2.0'),
+    }  # known to the repository only
     packages = [info('system-bios', '1.0', kind='bmc')]
     report = status_report(ServerView(states, packages, kinds=('bmc',), listed=list(states)))
     assert list(report.modules) == ['system-bios', 'bmc-firmware']
