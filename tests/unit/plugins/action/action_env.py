@@ -95,6 +95,13 @@ class HostRoot:
         self.write('var/lib/exup/current_job', job_id + '\n')
         return journal
 
+    def finished_job(self, items, status='succeeded', job_id=JOB_ID):
+        """A job the runner finished while nobody watched (exup_host reports it as last_job)."""
+        journal = self.running_job(items, job_id)
+        journal.update(state='finished', items=[dict(item, status=status) for item in journal['items']])
+        self.write('var/lib/exup/jobs/%s/journal.json' % job_id, json.dumps(journal))
+        return journal
+
     def write_log(self, name, text):
         return str(self.write(os.path.relpath(os.path.join(self.layout.log_dir, name), self.layout.root), text))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.exup.fleet.tests.unit.plugins.action.action_env import BOOT_ID, MODEL, OS_NAME, SERVER, unreachable
+from ansible_collections.exup.fleet.tests.unit.plugins.action.action_env import BOOT_ID, JOB_ID, MODEL, OS_NAME, SERVER, unreachable
 
 OTHER_BOOT = '7a1d0c2e-1111-4e2b-8a8e-000000000001'
 
@@ -138,3 +138,25 @@ def test_untrusted_packages_are_neither_offered_nor_counted(run_action, host_roo
     assert len(result['untrusted_packages']) == 4
     trusted, _remote = run_action('exup_info', {'repository': repository.path, 'trusted_keys': [pem]})
     assert trusted['untrusted_packages'] == [] and trusted['modules']['system-bios']['status'] == 'update_available'
+
+
+def test_a_restart_exup_allowed_shows_rebooting_until_the_boot_id_changes(run_action, host_root, repository, bios_packages):
+    host_root.install_agent('2.0')
+    repository.repo.request_reboot('local', SERVER, ['system-bios'], boot_id=BOOT_ID, seconds=600)
+    result, _remote = run_action('exup_info', {'repository': repository.path})
+    assert (result['modules']['system-bios']['status'], result['server_status']) == ('rebooting', 'applying')  # Table 10
+    host_root.reboot(OTHER_BOOT)
+    after, _remote = run_action('exup_info', {'repository': repository.path})
+    assert after['modules']['system-bios']['status'] == 'update_available'
+
+
+def test_a_job_that_ended_unseen_is_logged_late_once(run_action, host_root, repository, bios_packages):
+    host_root.install_agent('2.0')
+    host_root.finished_job([{'package_id': 'system-bios_1.1_Express5800-R120h-1M_rhel9', 'module_id': 'system-bios', 'action': 'install'}],
+                           status='failed')
+    result, _remote = run_action('exup_info', {'repository': repository.path})
+    assert result['active_job'] is None
+    assert repository.events()[0] == ('apply_failed', {'server': SERVER, 'job_id': JOB_ID, 'reported_late': True,
+                                                       'results': {'system-bios_1.1_Express5800-R120h-1M_rhel9': 'failed'}})
+    run_action('exup_info', {'repository': repository.path})
+    assert repository.codes() == ['apply_failed', 'versions_queried', 'versions_queried']
