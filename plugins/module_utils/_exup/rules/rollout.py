@@ -1,0 +1,428 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The decisions of a group rollout (role exup.fleet.rollout): which servers, restart or not, the summary.
+
+Data in, data out, no I/O. The inputs are the results the role registered (exup_info before and
+after, exup_apply, ansible.builtin.reboot) as plain mappings; the filter plugin
+``plugins/filter/rollout.py`` is the face the role calls.
+
+- choose (003 Table 21): ``latest`` and ``apply_failed`` are server statuses; the other filters also
+  take a server with one module in that state. An uninstall takes the servers with one of the given
+  modules installed. A server without the agent or that could not be queried is never chosen.
+- restart (003 §2.1.2): only when the operator allows it and exup_apply says the rule allows it; on
+  request also for firmware staged by an earlier apply (``reboot_pending``).
+- outcome and summary: one row per server, then the lines the role prints.
+
+The texts are the ones the playbooks printed before the role existed (users read them, and some
+name the playbook's own variables through ``option_prefix``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+STATES = ('present', 'absent')
+
+#: 003 Table 21: filter -> the module statuses that also choose a server (besides its own status).
+STATUS_FILTERS = {
+    'all': (),
+    'latest': (),
+    'update_available': ('update_available',),
+    'applying': ('applying', 'waiting_apply', 'rebooting'),
+    'reboot_required': ('reboot_required',),
+    'apply_failed': (),
+    'uninstalling': ('uninstalling', 'waiting_uninstall'),
+}
+
+AGENT_MODULE = 'update-agent'
+NO_AGENT = 'agent_not_installed'
+COMMUNICATION_FAILED = 'communication_failed'
+ROW_FORMAT = '%%-%ds  %%-20s  %%-20s  %%s'
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the role was asked to do; ``option_prefix`` names the variables in messages (apply, uninstall)."""
+
+    state: str = 'present'
+    option_prefix: str = 'rollout'
+    target: str = 'managed'
+    # as the operator gave them (Any): check_settings says what is wrong with them
+    status_filter: Any = 'update_available'
+    modules: Any = None
+    versions: Any = dataclasses.field(default_factory=dict)
+    allow_reboot: bool = False
+    reboot_pending: bool = False
+    reboot_delay_minutes: Any = 0
+    trusted_keys: Any = ()
+    check_mode: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> Settings:
+        """Settings from the role's ``rollout_settings``; unknown keys are refused (a typo is a bug)."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError('unknown rollout settings: %s' % ', '.join(unknown))
+        settings = cls(**dict(values))
+        if settings.state not in STATES:
+            raise ValueError('rollout state must be present or absent, not %r' % (settings.state,))
+        return settings
+
+    @property
+    def uninstall(self) -> bool:
+        return self.state == 'absent'
+
+    @property
+    def verb(self) -> str:
+        return 'uninstall' if self.uninstall else 'apply'
+
+    def option(self, name: str) -> str:
+        return '%s_%s' % (self.option_prefix, name)
+
+    @property
+    def delay(self) -> int:
+        """The reboot delay in minutes (checked by ``check_settings`` before any server is touched)."""
+        return int(self.reboot_delay_minutes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Wave:
+    """What one server's wave registered; a task that did not run is a mapping with ``skipped``."""
+
+    info_before: dict
+    applied: dict
+    reboot: dict = dataclasses.field(default_factory=dict)
+    info_after: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> Wave:
+        return cls(**{field.name: dict(values.get(field.name) or {}) for field in dataclasses.fields(cls)})
+
+
+def _text(value) -> str:
+    """A value as Jinja printed it inside a template: None as an empty string."""
+    return '' if value is None else str(value)
+
+
+def _is_list(value) -> bool:
+    """A list of the playbook's data (Jinja's iterable, not a string, not a mapping)."""
+    return isinstance(value, (list, tuple))
+
+
+def _lines(text_lines) -> list:
+    """Lines as the playbooks kept them: split again (a message may hold newlines), empty ones dropped."""
+    return [line for line in '\n'.join(text_lines).splitlines() if line]
+
+
+def _failure(prefix: str, result: dict, show=str) -> str:
+    """``prefix``, then unreachable or not, the message and the error code (``show`` prints the message)."""
+    return (
+        prefix
+        + ('cannot reach the server: ' if result.get('unreachable', False) else '')
+        + show(result.get('msg', 'failed without a message'))
+        + (' (%s)' % (result['error'],) if 'error' in result else '')
+    )
+
+
+def _skipped(result: dict) -> bool:
+    return bool(result.get('skipped', False))
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _delay_is_valid(value) -> bool:
+    return bool(re.match('^[0-9]+$', str(value))) and int(value) <= 60
+
+
+def check_settings(settings: Settings) -> list:
+    """The problems with the settings, in the order they are reported (the first one stops the run)."""
+    problems = []
+    if settings.uninstall and not (_is_list(settings.modules) and len(settings.modules) > 0):
+        problems.append(
+            '%s must list the module ids to uninstall (for example -e \'{"%s": ["raid-utility"]}\'). Nothing was uninstalled.'
+            % (settings.option('modules'), settings.option('modules'))
+        )
+    if not settings.uninstall and settings.status_filter not in STATUS_FILTERS:
+        problems.append(
+            '%s must be one of all, latest, update_available, applying, reboot_required, apply_failed, uninstalling (not %s).'
+            % (settings.option('status_filter'), _text(settings.status_filter))
+        )
+    if not _delay_is_valid(settings.reboot_delay_minutes):
+        problems.append(
+            '%s must be a whole number of minutes from 0 to 60 (not %s).%s'
+            % (settings.option('reboot_delay_minutes'), _text(settings.reboot_delay_minutes), ' Nothing was uninstalled.' if settings.uninstall else '')
+        )
+    has_keys = len(settings.trusted_keys or ()) > 0
+    if settings.uninstall and not has_keys:
+        problems.append('exup_trusted_keys must list the public keys packages are signed with. Nothing was uninstalled.')
+    elif not settings.uninstall and not (has_keys and (settings.modules is None or _is_list(settings.modules)) and isinstance(settings.versions, Mapping)):
+        problems.append(
+            'exup_trusted_keys must list the public keys packages are signed with, %s must be a list of module ids'
+            ' and %s a mapping of module id to version (or "previous").' % (settings.option('modules'), settings.option('versions'))
+        )
+    return problems
+
+
+# --------------------------------------------------------------------------- choose
+
+
+def matches_filter(status_filter: str, server_status: str, module_statuses) -> bool:
+    """003 Table 21: does a server of this status, with modules in these statuses, match the filter?"""
+    if status_filter == 'all' or server_status == status_filter:
+        return True
+    wanted = STATUS_FILTERS.get(status_filter, ())
+    return any(status in wanted for status in module_statuses)
+
+
+def _info_failed(info: dict) -> bool:
+    return bool(info.get('unreachable', False)) or 'server_status' not in info
+
+
+def _installed(info: dict, module_ids) -> list:
+    """The given modules that have a current version on the server (order of the server's modules)."""
+    present = [module_id for module_id, module in (info.get('modules') or {}).items() if module.get('current')]
+    return [module_id for module_id in present if module_id in module_ids]
+
+
+def _not_chosen_because(settings: Settings, info: dict, status: str) -> str:
+    """Why the server is not chosen ('' when it is)."""
+    if _info_failed(info):
+        return 'could not be queried'
+    if status == NO_AGENT:
+        return 'not chosen: the agent is not installed' + ('' if settings.uninstall else ' (playbooks/agent_install.yml installs it)')
+    if settings.uninstall:
+        if not _installed(info, settings.modules):
+            return 'not chosen: none of %s is installed' % ', '.join(str(module_id) for module_id in settings.modules)
+        return ''
+    statuses = [module.get('status') for module in (info.get('modules') or {}).values()]
+    return '' if matches_filter(settings.status_filter, status, statuses) else 'not chosen: does not match the filter %s' % settings.status_filter
+
+
+def choose(settings: Settings, server: str, info: dict) -> dict:
+    """The server's row from its first exup_info: chosen or why not (a query that failed counts as failed)."""
+    failed = _info_failed(info)
+    status = COMMUNICATION_FAILED if failed else info['server_status']
+    note = _not_chosen_because(settings, info, status)
+    row = {
+        'server': server,
+        'status_before': status,
+        'status_after': '-',
+        'chosen': not failed and not note,
+        'note': note,
+        'packages': [],
+        'reboot': '-',
+        'held_back': False,
+        'failures': [_failure('exup_info: ', info)] if failed else [],
+        'failed': failed,
+    }
+    if settings.uninstall:
+        row['management_ended'] = False
+    return row
+
+
+# --------------------------------------------------------------------------- restart (003 §2.1.2)
+
+
+def _apply_failed(applied: dict) -> bool:
+    return bool(applied.get('unreachable', False)) or 'error' in applied or 'results' not in applied
+
+
+def restart(settings: Settings, wave: Wave) -> dict:
+    """Whether the server restarts now: allowed by the operator and by the rule of 003 §2.1.2."""
+    applied = wave.applied
+    done = not _skipped(applied)
+    failed_now = _apply_failed(applied)
+    allowed = bool(applied.get('reboot_allowed', False))
+    blocks = [module.get('block') for module in (wave.info_before.get('modules') or {}).values()]
+    # reboot_pending: the server only waits for a restart from an earlier apply (firmware staged,
+    # nothing applied now, no module in "apply failed")
+    pending_only = (
+        settings.reboot_pending
+        and not settings.uninstall
+        and done
+        and not failed_now
+        and len(applied.get('results') or []) == 0
+        and bool(applied.get('reboot_required', False))
+        and 'apply_failed' not in blocks
+    )
+    return {
+        'done': done,
+        'failed': done and failed_now,
+        'reboot_now': settings.allow_reboot and done and not failed_now and (allowed or pending_only),
+        'pending_only': pending_only and not allowed,
+    }
+
+
+# --------------------------------------------------------------------------- outcome
+
+
+def _reboot_failed(reboot: dict) -> bool:
+    return not _skipped(reboot) and bool(reboot) and (bool(reboot.get('unreachable', False)) or 'msg' in reboot or not reboot.get('rebooted', False))
+
+
+def _planned_lines(settings: Settings, applied: dict) -> list:
+    lines = []
+    for item in applied.get('plan') or []:
+        if settings.uninstall:
+            head = 'would uninstall %s %s' % (_text(item.get('module_id')), _text(item.get('from_version') or '(none)'))
+        else:
+            head = 'would %s %s %s -> %s' % (
+                _text(item.get('action')),
+                _text(item.get('module_id')),
+                _text(item.get('from_version') or '(none)'),
+                _text(item.get('to_version') or '(removed)'),
+            )
+        lines.append(head + ' (%s%s)' % (item.get('package_id'), ', needs a restart' if item.get('reboot_required') else ''))
+    return lines
+
+
+def _applied_lines(settings: Settings, applied: dict, current: dict, rebooted: bool) -> list:
+    lines = []
+    for item in applied.get('results') or []:
+        before = _text(item.get('version_before') or '(none)')
+        cause = ': %s' % (item['cause'],) if item.get('cause') else ''
+        if settings.uninstall:
+            after = '(removed)' if item.get('status') == 'succeeded' else _text(item.get('version_before'))
+            lines.append('%s %s -> %s %s%s' % (_text(item.get('module_id')), before, after, item.get('status'), cause))
+            continue
+        module = current.get(item.get('module_id'))
+        now = module.get('current') if module is not None and 'current' in module else item.get('version_after')
+        staged = ' (%s staged, active after the restart)' % (item.get('version_target'),) if item.get('staged') and not rebooted else ''
+        lines.append('%s %s -> %s %s%s%s' % (_text(item.get('module_id')), before, _text(now or '(removed)'), _text(item.get('status')), cause, staged))
+    return lines
+
+
+def _skipped_lines(settings: Settings, applied: dict) -> list:
+    lines = []
+    for module_id, why in (applied.get('skipped_modules') or {}).items():
+        if settings.uninstall:
+            lines.append('%s not uninstalled: %s' % (_text(module_id), _text(why)))
+        # "already at" is only news when the operator named the modules or versions
+        elif settings.modules is not None or len(settings.versions or {}) > 0 or not _text(why).startswith('already at'):
+            lines.append('%s not applied: %s' % (_text(module_id), _text(why)))
+    return lines
+
+
+def _agent_removed(settings: Settings, applied: dict, done: bool) -> bool:
+    return (
+        settings.uninstall
+        and done
+        and not settings.check_mode
+        and any(item.get('module_id') == AGENT_MODULE and item.get('status') == 'succeeded' for item in applied.get('results') or [])
+    )
+
+
+def _package_lines(settings: Settings, wave: Wave, done: bool, current: dict, rebooted: bool) -> list:
+    lines = []
+    if done and settings.check_mode:
+        lines += _planned_lines(settings, wave.applied)
+    elif done:
+        lines += _applied_lines(settings, wave.applied, current, rebooted)
+    # an apply lists the modules it skipped after a real run only; an uninstall also in check mode
+    if settings.uninstall or (done and not settings.check_mode):
+        lines += _skipped_lines(settings, wave.applied)
+    if _agent_removed(settings, wave.applied, done):
+        lines.append('agent-based management of this server has ended (install the agent again with playbooks/agent_install.yml)')
+    return _lines(lines)
+
+
+def _reboot_text(settings: Settings, wave: Wave, decision: dict, rebooted: bool, reboot_failed: bool) -> str:
+    applied = wave.applied
+    if not decision['done'] or settings.check_mode:
+        return '-'
+    if rebooted:
+        delay = ' after %s min' % (settings.reboot_delay_minutes,) if settings.delay > 0 else ''
+        return 'rebooted' + delay + (' (firmware staged earlier)' if decision['pending_only'] else '')
+    if reboot_failed:
+        return 'reboot failed'
+    if decision['failed']:
+        return 'not done: a package did not succeed (003 §2.1.2)'
+    if not applied.get('reboot_required', False):
+        return 'not needed'
+    if not applied.get('reboot_allowed', False) and (settings.uninstall or len(applied.get('results') or []) > 0):
+        return 'needed, not done: some packages did not succeed (003 §2.1.2)'
+    if not applied.get('reboot_allowed', False):
+        return 'needed for firmware staged earlier, not done: nothing needing it was applied now (%s allows it)' % settings.option('reboot_pending')
+    return 'needed, not allowed (%s is false): %s' % (
+        settings.option('allow_reboot'),
+        'restart the server to complete the uninstall' if settings.uninstall else 'restart the server to activate the staged firmware',
+    )
+
+
+def _failure_lines(settings: Settings, wave: Wave, decision: dict, reboot_failed: bool, info_after_failed: bool) -> list:
+    lines = []
+    if decision['failed']:
+        lines.append(_failure('exup_apply: ', wave.applied, _text))
+    if reboot_failed:
+        lines.append('reboot: %s' % (_text(wave.reboot.get('msg', 'the server did not come back')),))
+    if info_after_failed:
+        lines.append('exup_info after the %s: %s' % (settings.verb, _text(wave.info_after.get('msg', 'failed without a message'))))
+    return _lines(lines)
+
+
+def outcome(settings: Settings, row: dict, wave: Wave) -> dict:
+    """The server's row after its wave: status after, packages before -> after, the restart or why not, failures."""
+    decision = restart(settings, wave)
+    done = decision['done']
+    reboot_failed = _reboot_failed(wave.reboot)
+    rebooted = not _skipped(wave.reboot) and bool(wave.reboot.get('rebooted', False)) and not reboot_failed
+    info_after_failed = done and _info_failed(wave.info_after)
+    current = {} if not done or info_after_failed else wave.info_after.get('modules') or {}
+    updated = dict(row)
+    updated.update(
+        {
+            'status_after': '-' if not done else COMMUNICATION_FAILED if info_after_failed else wave.info_after['server_status'],
+            'note': ''
+            if done
+            else 'not %s: a server of an earlier wave failed (%s)' % ('uninstalled' if settings.uninstall else 'applied', settings.option('stop_on_failure')),
+            'held_back': not done,
+            'packages': _package_lines(settings, wave, done, current, rebooted),
+            'reboot': _reboot_text(settings, wave, decision, rebooted, reboot_failed),
+            'failures': _failure_lines(settings, wave, decision, reboot_failed, info_after_failed),
+            'failed': decision['failed'] or reboot_failed or info_after_failed,
+        }
+    )
+    if settings.uninstall:
+        updated['management_ended'] = _agent_removed(settings, wave.applied, done)
+    return updated
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _title(settings: Settings, rows: list) -> str:
+    check = ' (check mode: nothing was changed)' if settings.check_mode else ''
+    counts = '%d of %d server(s) chosen, %d failed' % (
+        len([row for row in rows if row.get('chosen')]),
+        len(rows),
+        len([row for row in rows if row.get('failed')]),
+    )
+    held_back = len([row for row in rows if row.get('held_back')])
+    if held_back:
+        counts += ', %d held back after a failure' % held_back
+    if settings.uninstall:
+        ended = len([row for row in rows if row.get('management_ended')])
+        if ended:
+            counts += ', agent management ended on %d' % ended
+        return 'exup uninstall of %s from %s%s: %s' % (', '.join(str(module_id) for module_id in settings.modules), settings.target, check, counts)
+    return 'exup apply to %s%s, filter %s: %s' % (settings.target, check, settings.status_filter, counts)
+
+
+def summary(settings: Settings, rows: list) -> list:
+    """The lines of the run's summary: a title, a header, then each server's row and its details."""
+    width = max([6] + [len(row['server']) for row in rows])
+    row_format = ROW_FORMAT % width
+    lines = [row_format % ('server', 'before', 'after', 'reboot')]
+    for row in rows:
+        lines.append(row_format % (row['server'], row['status_before'], row['status_after'], row['reboot'] if row['chosen'] else row['note']))
+        if row['chosen'] and row['note']:
+            lines.append('    %s' % (row['note'],))
+        lines += ['    %s' % (line,) for line in row['packages']]
+        lines += ['    FAILED %s' % (line,) for line in row['failures']]
+    return [line for line in [_title(settings, rows)] + _lines(lines) if line]
