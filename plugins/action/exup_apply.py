@@ -38,19 +38,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         self.record_unreported_job(repo, inventory)
         if args['state'] == 'cancelled':
             return self.cancel(inventory)
-        if not inventory['agent']['installed']:
-            raise ExupError(
-                'the exup agent is not installed on %s: install it with exup.fleet.exup_agent (or the agent_install playbook)' % self.server_name,
-                code='agent_missing',
-            )
-        if inventory['active_job']:
-            job = inventory['active_job']
-            raise ExupError(
-                'job %s is still running on %s (%d of %d done): wait for it or cancel it with state=cancelled'
-                % (job['job_id'], self.server_name, job['done'], job['total']),
-                code='job_running',
-                job=job,
-            )
+        self.require_idle_agent(inventory)
         facts = inventory['facts']
         stored = self.packages_for_server(repo, facts, args['trusted_keys'])
         infos = [package.info for package in stored]
@@ -75,6 +63,22 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             # the playbook restarts now (003 §2.1.2): Table 8 "rebooting" until the boot id changes, applies refused meanwhile
             self.record_restart(repo, restarted_modules(outcome['results']), boot_id=facts.get('boot_id'))
         return dict(base, **outcome)
+
+    def require_idle_agent(self, inventory):
+        """An apply needs the agent, and no job of it running."""
+        if not inventory['agent']['installed']:
+            raise ExupError(
+                'the exup agent is not installed on %s: install it with exup.fleet.exup_agent (or the agent_install playbook)' % self.server_name,
+                code='agent_missing',
+            )
+        if inventory['active_job']:
+            job = inventory['active_job']
+            raise ExupError(
+                'job %s is still running on %s (%d of %d done): wait for it or cancel it with state=cancelled'
+                % (job['job_id'], self.server_name, job['done'], job['total']),
+                code='job_running',
+                job=job,
+            )
 
     def run_job(self, repo, inventory, planned, files, action):
         args = self.args

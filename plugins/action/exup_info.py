@@ -56,16 +56,10 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             return self.bmc_info()
         repo = self.repository(required=False)
         inventory, states = self.inventory()
-        facts = inventory['facts']
-        agent = inventory['agent']
+        facts, agent = inventory['facts'], inventory['agent']
         reboot_failed = self.check_reboot(repo, facts)
-        stored = self.packages_for_server(repo, facts, self.args['trusted_keys']) if repo else []
+        report = self.agent_report(repo, facts, states, agent['installed'])
         untrusted = self.untrusted_package_ids(repo, self.args['trusted_keys']) if repo and self.args['trusted_keys'] else set()
-        infos = [package.info for package in stored]
-        icons = self.manual_icons(repo, infos)
-        self.mark_restart(repo, states, boot_id=facts.get('boot_id'))
-        report = status_report.status_report(status_report.ServerView(states, infos, icons, repository=repo is not None, agent_installed=agent['installed']))
-        server_status = report.server_status
         blockers = self.agent_blockers(repo, inventory['prerequisites'], facts['model'], facts['os'])
         result = {
             'changed': False,
@@ -78,7 +72,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             'agent_install_blockers': blockers,
             'modules': report.modules,
             'available_modules': report.available,
-            'server_status': server_status,
+            'server_status': report.server_status,
             'unknown_packages': report.unknown,
             'active_job': inventory['active_job'],
             'registered': False,
@@ -86,13 +80,30 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         }
         if self.args.get('boot_id_before_reboot'):
             result['reboot_failed'] = reboot_failed
-        if repo is not None and not self._task.check_mode:
-            self.record_unreported_job(repo, inventory)
-            if self.args['register_server'] and agent['installed']:
-                result['registered'] = self.register(repo, facts, states)
-                result['changed'] = result['registered']  # the repository's record of the server changed
-            self.log_events(repo, ('versions_queried', None, {'status': server_status}))
-        elif repo is not None and self.args['register_server'] and agent['installed']:
-            result['changed'] = self.registration_differs(repo, facts, states)  # check mode says what registering would change
+        self.record_query(repo, inventory, states, result)
         result['newest'] = report.newest
         return result
+
+    def agent_report(self, repo, facts, states, agent_installed):
+        """The module rows (status_report) from the host's states, the repository's packages and icons, a restart under way."""
+        stored = self.packages_for_server(repo, facts, self.args['trusted_keys']) if repo else []
+        infos = [package.info for package in stored]
+        icons = self.manual_icons(repo, infos)
+        self.mark_restart(repo, states, boot_id=facts.get('boot_id'))
+        view = status_report.ServerView(states, infos, icons, repository=repo is not None, agent_installed=agent_installed)
+        return status_report.status_report(view)
+
+    def record_query(self, repo, inventory, states, result):
+        """What a query writes to the repository: a job's late outcome, the registration, the event (check mode: what registering would change)."""
+        if repo is None:
+            return
+        register = self.args['register_server'] and inventory['agent']['installed']
+        if self._task.check_mode:
+            if register:
+                result['changed'] = self.registration_differs(repo, inventory['facts'], states)
+            return
+        self.record_unreported_job(repo, inventory)
+        if register:
+            result['registered'] = self.register(repo, inventory['facts'], states)
+            result['changed'] = result['registered']  # the repository's record of the server changed
+        self.log_events(repo, ('versions_queried', None, {'status': result['server_status']}))

@@ -148,15 +148,7 @@ class BmcPath:
         if args['power_cycle']:
             return self.bmc_power_cycle(repo, bmc, states)
         self.mark_restart(repo, states, power=inventory['power'])
-        requests = self.requested_modules()
-        if requests is not None:
-            other = sorted(set(requests) - set(bmc_core.BMC_MODULES))
-            if other:
-                raise ExupError(
-                    '%s cannot be managed through the BMC (only %s): use the agent' % (', '.join(other), ', '.join(bmc_core.BMC_MODULES)),
-                    code='not_manageable_via_bmc',
-                    modules=other,
-                )
+        requests = self.bmc_requests()
         usable, others = self.bmc_packages(repo, model, args['trusted_keys'])
         files = {package.package_id: package for package in usable}
         items, skipped = plan.build_plan(states, [package.info for package in usable], requests, 'install', args['latest_only'], kinds=bmc_core.BMC_KINDS)
@@ -177,14 +169,29 @@ class BmcPath:
         if self._task.check_mode:
             return dict(base, **apply_report.would_apply(planned, self.bmc_place()))
         self.log_events(repo, ('apply_started', None, {'packages': [row['package_id'] for row in planned], 'via': 'bmc'}))
+        results = self.bmc_run(bmc, planned, sources, inventory)
+        return dict(base, **self.bmc_outcome(repo, bmc, results, planned))
+
+    def bmc_requests(self):
+        """The modules asked for (None: all); one the BMC does not manage is refused."""
+        requests = self.requested_modules()
+        other = sorted(set(requests or ()) - set(bmc_core.BMC_MODULES))
+        if other:
+            raise ExupError(
+                '%s cannot be managed through the BMC (only %s): use the agent' % (', '.join(other), ', '.join(bmc_core.BMC_MODULES)),
+                code='not_manageable_via_bmc',
+                modules=other,
+            )
+        return requests
+
+    def bmc_run(self, bmc, planned, sources, inventory):
+        """Run the plan through the BMC, with a progress line per task state."""
+        args = self.args
 
         def progress(item, state, percent):
             self.progress('BMC update %s %s: %s%s' % (item['module_id'], item['to_version'], state, '' if percent is None else ' %s%%' % percent))
 
-        results = bmc_core.run_plan(
-            bmc, planned, sources, args['update_method'], args['apply_time'], args['task_timeout'], progress=progress, inventory=inventory
-        )
-        return dict(base, **self.bmc_outcome(repo, bmc, results, planned))
+        return bmc_core.run_plan(bmc, planned, sources, args['update_method'], args['apply_time'], args['task_timeout'], progress=progress, inventory=inventory)
 
     def bmc_sources(self, planned, files):
         """Verify each package on the controller (the BMC checks it too), then where the BMC gets it from."""
