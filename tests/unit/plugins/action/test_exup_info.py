@@ -9,6 +9,8 @@ the real exup_host.run on a host root below tmp_path (see action_env.py).
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from ansible_collections.exup.fleet.tests.unit.plugins.action.action_env import BOOT_ID, JOB_ID, MODEL, OS_NAME, SERVER, unreachable
@@ -160,3 +162,28 @@ def test_a_job_that_ended_unseen_is_logged_late_once(run_action, host_root, repo
                                                        'results': {'system-bios_1.1_Express5800-R120h-1M_rhel9': 'failed'}})
     run_action('exup_info', {'repository': repository.path})
     assert repository.codes() == ['apply_failed', 'versions_queried', 'versions_queried']
+
+
+def closed_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]  # nothing listens once it is closed
+
+
+@pytest.mark.parametrize('agent_answers, via, cause', [
+    (True, 'bmc', 'could not connect to the management controller'),
+    (False, 'both', 'could not connect to the exup agent nor to the management controller'),
+])
+def test_a_bmc_that_cannot_be_reached_is_version_query_failed_saying_whether_the_agent_answered(run_action, host, host_root, repository,
+                                                                                                bios_packages, agent_answers, via, cause):
+    host_root.install_agent('2.0')
+    if not agent_answers:
+        host.answer('inventory', unreachable())
+    bmc = {'via': 'bmc', 'bmc_address': '127.0.0.1', 'bmc_port': closed_port(), 'bmc_username': 'admin', 'bmc_password': 'secret',
+           'bmc_validate_certs': False, 'bmc_timeout': 5}
+    result, _remote = run_action('exup_info', dict(bmc, repository=repository.path))
+    assert (result['failed'], result['error']) == (True, 'bmc_unreachable')
+    assert host.phases == ['inventory']  # the agent is asked only to say which of the two could not be reached
+    assert repository.events() == [('version_query_failed', {'server': SERVER, 'error': 'bmc_unreachable', 'via': via})]
+    assert repository.messages() == ['Querying the versions of the managed server failed. (%s: BMC 127.0.0.1 cannot be reached over Redfish: '
+                                     '[Errno 111] Connection refused)' % cause]
