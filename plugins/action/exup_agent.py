@@ -41,9 +41,15 @@ class ActionModule(ExupAction):
         inventory, states = self.inventory()
         agent = inventory['agent']
         if state == 'query':
-            return {'changed': False, 'agent': agent, 'status': 'installed' if agent['installed'] else 'not_installed',
-                    'version': agent['version'], 'folder': agent['folder'], 'facts': inventory['facts'],
-                    'prerequisites': inventory['prerequisites']}
+            return {
+                'changed': False,
+                'agent': agent,
+                'status': 'installed' if agent['installed'] else 'not_installed',
+                'version': agent['version'],
+                'folder': agent['folder'],
+                'facts': inventory['facts'],
+                'prerequisites': inventory['prerequisites'],
+            }
         if state == 'logs_collected':
             return self.collect_logs(agent)
         if state == 'absent':
@@ -58,8 +64,9 @@ class ActionModule(ExupAction):
         if args['os_type'] == 'windows':
             raise ExupError('this collection installs the agent on Linux servers only; Windows is not supported yet', code='unsupported_os')
         if args['install_dir'] and os.path.normpath(args['install_dir']) != LINUX_AGENT_DIR:
-            raise ExupError('on Linux the agent always installs to %s; install_dir %s cannot be used' % (LINUX_AGENT_DIR, args['install_dir']),
-                            code='install_dir_fixed')
+            raise ExupError(
+                'on Linux the agent always installs to %s; install_dir %s cannot be used' % (LINUX_AGENT_DIR, args['install_dir']), code='install_dir_fixed'
+            )
 
     def keyring(self):
         if not self.args['trusted_keys']:
@@ -68,14 +75,12 @@ class ActionModule(ExupAction):
 
     def repo_agents(self, repo, facts):
         """[(info, path)] of the repository's agent packages for this server that this code can read."""
-        return [(package.info, package.path) for package in self.packages_for_server(repo, facts)
-                if support.is_agent(package.info) and package.info.compatible]
+        return [(package.info, package.path) for package in self.packages_for_server(repo, facts) if support.is_agent(package.info) and package.info.compatible]
 
     @staticmethod
     def refuse_unsupported(repo, facts):
         """Say why (003 §3.8 results): the repository's agent packages support neither this model nor this OS."""
-        blockers = support.support_blockers(repository_agent_support(repo), facts['model'], facts['os'], support.WIZARD,
-                                            facts.get('os_pretty_name'))
+        blockers = support.support_blockers(repository_agent_support(repo), facts['model'], facts['os'], support.WIZARD, facts.get('os_pretty_name'))
         if blockers:
             raise ExupError(blockers[0]['msg'], code=blockers[0]['code'], status='failed')
 
@@ -86,13 +91,20 @@ class ActionModule(ExupAction):
         if source == 'feed':
             if not args['feed_url']:
                 raise ExupError('source=feed needs feed_url', code='argument_invalid')
-            client = transport.HttpClient(proxy_url=args['proxy_url'], proxy_username=args['proxy_username'],
-                                          proxy_password=args['proxy_password'], proxy_auth=args['proxy_auth'],
-                                          validate_certs=args['validate_certs'], ca_path=args['ca_path'], timeout=args['timeout'])
+            client = transport.HttpClient(
+                proxy_url=args['proxy_url'],
+                proxy_username=args['proxy_username'],
+                proxy_password=args['proxy_password'],
+                proxy_auth=args['proxy_auth'],
+                validate_certs=args['validate_certs'],
+                ca_path=args['ca_path'],
+                timeout=args['timeout'],
+            )
             if self._task.check_mode:
                 # Check mode writes nothing: the sync only says what it would download.
-                synced = sync_repository(repo, client, args['feed_url'], keyring, args['manager_id'],
-                                         servers=[self.server_record(facts, states)], check_mode=True)
+                synced = sync_repository(
+                    repo, client, args['feed_url'], keyring, args['manager_id'], servers=[self.server_record(facts, states)], check_mode=True
+                )
                 if newest(self.repo_agents(repo, facts)) is None:
                     return None, None, 'feed'
                 self.feed_would_download = [item['package_id'] for item in synced.added]  # in check mode: what it would download
@@ -107,8 +119,11 @@ class ActionModule(ExupAction):
             chosen = newest(self.repo_agents(repo, facts))
             if chosen is None:
                 self.refuse_unsupported(repo, facts)
-                raise ExupError('the repository has no agent package for %s on %s: this server does not support exup, or use source=feed, media or file'
-                                % (facts['model'], facts['os']), code='no_agent_package')
+                raise ExupError(
+                    'the repository has no agent package for %s on %s: this server does not support exup, or use source=feed, media or file'
+                    % (facts['model'], facts['os']),
+                    code='no_agent_package',
+                )
             return chosen[0], chosen[1], used
         if source == 'media':
             if not args['media_path'] or not os.path.isdir(args['media_path']):
@@ -123,8 +138,7 @@ class ActionModule(ExupAction):
                     found.append((info, path))
             chosen = newest(found)
             if chosen is None:
-                raise ExupError('no verified agent package for %s on %s under %s' % (facts['model'], facts['os'], args['media_path']),
-                                code='no_agent_package')
+                raise ExupError('no verified agent package for %s on %s under %s' % (facts['model'], facts['os'], args['media_path']), code='no_agent_package')
             return chosen[0], chosen[1], 'media'
         return self.choose_file(repo, keyring, facts)
 
@@ -153,12 +167,22 @@ class ActionModule(ExupAction):
         agent = inventory['agent']
         blockers = list(inventory['prerequisites'])
         if blockers:
-            raise ExupError('the agent cannot be installed on %s: %s' % (self.server_name, '; '.join(item['msg'] for item in blockers)),
-                            code=blockers[0]['code'], blockers=blockers, status='failed')
+            raise ExupError(
+                'the agent cannot be installed on %s: %s' % (self.server_name, '; '.join(item['msg'] for item in blockers)),
+                code=blockers[0]['code'],
+                blockers=blockers,
+                status='failed',
+            )
         info, path, used = self.choose_package(repo, keyring, facts, states)
         if info is None:  # check mode, source=feed, nothing in the repository yet
-            return {'changed': True, 'status': 'installed' if not agent['installed'] else 'upgraded', 'source_used': used, 'version': None,
-                    'folder': LINUX_AGENT_DIR, 'msg': 'would sync the repository from the feed, then install its newest agent package'}
+            return {
+                'changed': True,
+                'status': 'installed' if not agent['installed'] else 'upgraded',
+                'source_used': used,
+                'version': None,
+                'folder': LINUX_AGENT_DIR,
+                'msg': 'would sync the repository from the feed, then install its newest agent package',
+            }
         refused = support.package_blocker(info, facts['model'], facts['os'])
         if refused:
             raise ExupError(refused['msg'], code=refused['code'], status='failed')
@@ -166,8 +190,13 @@ class ActionModule(ExupAction):
         if self._task.check_mode and used == 'feed':
             base['feed_would_download'] = self.feed_would_download
         if agent['installed'] and version_key(agent['version']) >= version_key(info.version):
-            return dict(base, changed=False, status='unchanged', version=agent['version'],
-                        msg='agent %s is installed on %s (%s offered)' % (agent['version'], self.server_name, info.version))
+            return dict(
+                base,
+                changed=False,
+                status='unchanged',
+                version=agent['version'],
+                msg='agent %s is installed on %s (%s offered)' % (agent['version'], self.server_name, info.version),
+            )
         status = 'upgraded' if agent['installed'] else 'installed'
         if self._task.check_mode:
             diff = {'before': {'agent': agent['version']}, 'after': {'agent': info.version}}
@@ -177,17 +206,29 @@ class ActionModule(ExupAction):
         package = {'sha256': digest, 'size': size, 'package_id': info.package_id}
         bundle = self.send_packages([package], {digest: path})
         try:
-            answer = self.host_call('agent_install', package=package, bundle=bundle,
-                                    trusted_keys_pem=self.args['trusted_keys'], agent_models=list(info.models), agent_os=list(info.os))
+            answer = self.host_call(
+                'agent_install',
+                package=package,
+                bundle=bundle,
+                trusted_keys_pem=self.args['trusted_keys'],
+                agent_models=list(info.models),
+                agent_os=list(info.os),
+            )
         except HostCallFailed as exc:
             exc.result['status'] = 'failed'
             raise
         self.log_events(repo, ('agent_installed', None, {'version': info.version, 'folder': LINUX_AGENT_DIR}))
         inventory, states = self.inventory()
         self.register(repo, facts, states)
-        return dict(base, changed=True, status=status, version=answer['agent']['version'], agent=answer['agent'],
-                    diff={'before': {'agent': agent['version']}, 'after': {'agent': answer['agent']['version']}},
-                    msg='agent %s %s in %s on %s' % (answer['agent']['version'], status, LINUX_AGENT_DIR, self.server_name))
+        return dict(
+            base,
+            changed=True,
+            status=status,
+            version=answer['agent']['version'],
+            agent=answer['agent'],
+            diff={'before': {'agent': agent['version']}, 'after': {'agent': answer['agent']['version']}},
+            msg='agent %s %s in %s on %s' % (answer['agent']['version'], status, LINUX_AGENT_DIR, self.server_name),
+        )
 
     # ----------------------------------------------------------------- uninstall, logs
     def uninstall(self, agent):
@@ -200,9 +241,14 @@ class ActionModule(ExupAction):
         self.log_events(repo, ('agent_uninstalled', None, {'version': agent['version']}))
         if repo is not None:
             self.unregister(repo, 'agent uninstalled')
-        return {'changed': True, 'status': 'uninstalled', 'agent': answer['agent'], 'version': None,
-                'diff': {'before': {'agent': agent['version']}, 'after': {'agent': None}},
-                'msg': 'agent %s removed from %s; agent management of this server has ended' % (agent['version'], self.server_name)}
+        return {
+            'changed': True,
+            'status': 'uninstalled',
+            'agent': answer['agent'],
+            'version': None,
+            'diff': {'before': {'agent': agent['version']}, 'after': {'agent': None}},
+            'msg': 'agent %s removed from %s; agent management of this server has ended' % (agent['version'], self.server_name),
+        }
 
     def collect_logs(self, agent):
         repo = self.repository(required=False)  # opened first, so a failure below is logged too (agent_logs_failed)

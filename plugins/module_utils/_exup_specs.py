@@ -41,8 +41,12 @@ INFO_SPEC = dict(
     **BMC_SPEC,
     repository={'type': 'path'},
     # 'register' is Ansible's task keyword too: the old name stays as a deprecated alias until 2.0.0
-    register_server={'type': 'bool', 'default': False, 'aliases': ['register'],
-                     'deprecated_aliases': [{'name': 'register', 'version': '2.0.0', 'collection_name': 'exup.fleet'}]},
+    register_server={
+        'type': 'bool',
+        'default': False,
+        'aliases': ['register'],
+        'deprecated_aliases': [{'name': 'register', 'version': '2.0.0', 'collection_name': 'exup.fleet'}],
+    },
     trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
     boot_id_before_reboot={'type': 'str'},
 )
@@ -92,5 +96,6 @@ LINUX_AGENT_DIR = '/' + AGENT_DIR
 def refuse_direct_run(name, argument_spec):
     """main() of a module that only runs through its action plugin: validate, then say so."""
     from ansible.module_utils.basic import AnsibleModule
+
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     module.fail_json(msg='%s runs through its action plugin on the controller; call it as exup.fleet.%s in a play' % (name, name))

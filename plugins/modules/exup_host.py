@@ -201,12 +201,14 @@ def run(module, host):
     if phase == 'agent_uninstall':
         active = host.active_journal()
         if active:
-            raise ExupError('job %s is still running on this host: the agent cannot be removed now' % active['job_id'], code='job_running',
-                            job_id=active['job_id'])
+            raise ExupError(
+                'job %s is still running on this host: the agent cannot be removed now' % active['job_id'], code='job_running', job_id=active['job_id']
+            )
         code, output = host.uninstall_agent()
         if code != 0:
-            raise ExupError('uninstalling the agent failed (exit status %d): %s' % (code, output.strip()[-400:]), code='uninstall_failed',
-                            exit_code=code, output=output)
+            raise ExupError(
+                'uninstalling the agent failed (exit status %d): %s' % (code, output.strip()[-400:]), code='uninstall_failed', exit_code=code, output=output
+            )
         return {'changed': True, 'agent': host.agent(), 'output': output}
     # installing anything needs the trusted keys (PEM texts only: a path is refused, never opened here); removing the agent does not
     keyring = module.run(KeyRing.from_pem_texts, params['trusted_keys_pem'])
@@ -219,15 +221,20 @@ def run(module, host):
         facts = host.facts()
         blockers = host.prerequisites(facts, params['agent_models'], params['agent_os'])
         if blockers:
-            raise ExupError('the agent cannot be installed on this server: %s' % '; '.join(item['msg'] for item in blockers),
-                            code=blockers[0]['code'], blockers=blockers)
+            raise ExupError(
+                'the agent cannot be installed on this server: %s' % '; '.join(item['msg'] for item in blockers), code=blockers[0]['code'], blockers=blockers
+            )
         if params['bundle']:
             host.receive_bundle(params['bundle'], [package])
         path, _verified = host.accept_package(package, keyring, facts)
         info, code, output = host.run_package_script(path, keyring, 'install', facts)
         if code != 0:
-            raise ExupError('the agent package %s failed to install (exit status %d): %s' % (info.package_id, code, output.strip()[-400:]),
-                            code='install_failed', exit_code=code, output=output)
+            raise ExupError(
+                'the agent package %s failed to install (exit status %d): %s' % (info.package_id, code, output.strip()[-400:]),
+                code='install_failed',
+                exit_code=code,
+                output=output,
+            )
         return {'changed': True, 'agent': host.agent(), 'output': output, 'package_id': info.package_id, 'version_installed': info.version}
     raise ExupError('unknown phase %s' % phase, code='argument_invalid')
 

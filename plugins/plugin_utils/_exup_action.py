@@ -203,8 +203,9 @@ class ExupAction(ActionBase):
             return None
         repo = Repository(path)
         if not repo.exists():
-            raise ExupError('repository %s cannot be reached: it holds no repo.db (sync it first with exup.fleet.exup_repo_sync)' % path,
-                            code='repository_unavailable')
+            raise ExupError(
+                'repository %s cannot be reached: it holds no repo.db (sync it first with exup.fleet.exup_repo_sync)' % path, code='repository_unavailable'
+            )
         self.opened_repository = repo
         if not repo.readable():
             raise ExupError('repository %s cannot be read by this user' % path, code='repository_unavailable')

@@ -47,8 +47,11 @@ def _spec(fields: typing.Iterable[Field]) -> dict:
 
 
 def _invalid(where: str, field: str, problem: str) -> ExupError:
-    return ExupError('the controller-host contract (version %d) is not met: %s.%s %s' % (CONTRACT_VERSION, where, field, problem),
-                     code='contract_invalid', field='%s.%s' % (where, field))
+    return ExupError(
+        'the controller-host contract (version %d) is not met: %s.%s %s' % (CONTRACT_VERSION, where, field, problem),
+        code='contract_invalid',
+        field='%s.%s' % (where, field),
+    )
 
 
 def _has_type(value: typing.Any, name: str) -> bool:
@@ -75,17 +78,25 @@ def _check_value(where: str, field: Field, value: typing.Any) -> typing.Any:
 def _read_fields(cls: typing.Any, data: typing.Any, where: str) -> dict:
     """The fields of ``cls`` read from ``data``, checked; unknown keys are refused (nothing is dropped silently)."""
     if not isinstance(data, dict):
-        raise ExupError('the controller-host contract (version %d) is not met: %s must be a mapping, not %s'
-                        % (CONTRACT_VERSION, where, type(data).__name__), code='contract_invalid', field=where)
+        raise ExupError(
+            'the controller-host contract (version %d) is not met: %s must be a mapping, not %s' % (CONTRACT_VERSION, where, type(data).__name__),
+            code='contract_invalid',
+            field=where,
+        )
     unknown = sorted(set(data) - {field.name for field in cls.FIELDS})
     if unknown:
         raise _invalid(where, unknown[0], 'is not a field of the contract')
     return {field.name: _check_value(where, field, data.get(field.name)) for field in cls.FIELDS}
 
 
-_PACKAGE_FIELDS = (Field('package_id', required=True), Field('sha256', required=True), Field('size', 'int'),
-                   # the bytes travel inline (base64) or as a file already on the host; else the inbox or the bundle has them
-                   Field('content'), Field('src'))
+_PACKAGE_FIELDS = (
+    Field('package_id', required=True),
+    Field('sha256', required=True),
+    Field('size', 'int'),
+    # the bytes travel inline (base64) or as a file already on the host; else the inbox or the bundle has them
+    Field('content'),
+    Field('src'),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,10 +118,17 @@ class AgentPackageRef:
         return dataclasses.asdict(self)
 
 
-_ITEM_FIELDS = (Field('package_id', required=True), Field('module_id', required=True), Field('action', required=True),
-                Field('from_version'), Field('to_version'), Field('reboot_required', 'bool'), Field('release_date'),
-                # the plan's command is informative only: the host runs the verified package's own (docs/agent.md)
-                Field('command')) + _PACKAGE_FIELDS[1:]
+_ITEM_FIELDS = (
+    Field('package_id', required=True),
+    Field('module_id', required=True),
+    Field('action', required=True),
+    Field('from_version'),
+    Field('to_version'),
+    Field('reboot_required', 'bool'),
+    Field('release_date'),
+    # the plan's command is informative only: the host runs the verified package's own (docs/agent.md)
+    Field('command'),
+) + _PACKAGE_FIELDS[1:]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,8 +164,7 @@ class HostItem:
 
 def host_items(items: typing.Iterable[dict | HostItem] | None) -> list[dict]:
     """``items`` (dicts or HostItem) checked and as the dicts exup_host receives."""
-    return [(item if isinstance(item, HostItem) else HostItem.from_dict(item, 'items[%d]' % index)).as_dict()
-            for index, item in enumerate(items or [])]
+    return [(item if isinstance(item, HostItem) else HostItem.from_dict(item, 'items[%d]' % index)).as_dict() for index, item in enumerate(items or [])]
 
 
 def agent_package(package: dict | AgentPackageRef | None) -> dict:
@@ -173,10 +190,14 @@ def version_mismatch(controller_version: int | None, host_version: int = CONTRAC
     """
     if controller_version is None or controller_version == host_version:
         return None
-    return ExupError('the controller speaks version %s of the controller-host contract and the host module version %s: use the same '
-                     'exup.fleet collection version on the controller for the action plugins and exup_host (update or reinstall '
-                     'the collection, then run the task again)' % (controller_version, host_version), code='contract_mismatch',
-                     controller_contract_version=controller_version, host_contract_version=host_version)
+    return ExupError(
+        'the controller speaks version %s of the controller-host contract and the host module version %s: use the same '
+        'exup.fleet collection version on the controller for the action plugins and exup_host (update or reinstall '
+        'the collection, then run the task again)' % (controller_version, host_version),
+        code='contract_mismatch',
+        controller_contract_version=controller_version,
+        host_contract_version=host_version,
+    )
 
 
 # ---------------------------------------------------------------------------- the installed agent's records
@@ -205,15 +226,24 @@ def agent_mismatch(agent_version: str | None, agent_format: int | None, job_form
     """
     if agent_format is None or agent_format >= job_format:
         return None
-    return ExupError('the exup agent %s on this server reads job format %d, and this collection writes format %d: the agent is older '
-                     'than the collection; %s' % (agent_version or '(unknown version)', agent_format, job_format, _UPGRADE),
-                     code='agent_version_mismatch', agent_version=agent_version, agent_job_format=agent_format, job_format=job_format)
+    return ExupError(
+        'the exup agent %s on this server reads job format %d, and this collection writes format %d: the agent is older '
+        'than the collection; %s' % (agent_version or '(unknown version)', agent_format, job_format, _UPGRADE),
+        code='agent_version_mismatch',
+        agent_version=agent_version,
+        agent_job_format=agent_format,
+        job_format=job_format,
+    )
 
 
 def _record_mismatch(what: str, problem: str, agent_version: str | None, **details: typing.Any) -> ExupError:
-    return ExupError('%s %s: it was written by an exup agent (installed: %s) or a collection of another version than this collection '
-                     '(job format %d) reads; %s' % (what, problem, agent_version or 'none', runner.JOURNAL_VERSION, _UPGRADE),
-                     code='agent_version_mismatch', agent_version=agent_version, **details)
+    return ExupError(
+        '%s %s: it was written by an exup agent (installed: %s) or a collection of another version than this collection '
+        '(job format %d) reads; %s' % (what, problem, agent_version or 'none', runner.JOURNAL_VERSION, _UPGRADE),
+        code='agent_version_mismatch',
+        agent_version=agent_version,
+        **details,
+    )
 
 
 def _need(record: dict, key: str, kind: type, what: str, agent_version: str | None, allow_empty: bool = False, **details: typing.Any) -> typing.Any:
@@ -239,8 +269,7 @@ def check_journal(journal: typing.Any, agent_version: str | None = None) -> dict
         raise _record_mismatch(what, 'has job format %r' % (fmt,), agent_version, job_id=job_id, field='version')
     state = journal.get('state')
     if state not in JOB_STATES:
-        raise _record_mismatch(what, 'has a state %r that is not one of %s' % (state, ', '.join(JOB_STATES)), agent_version,
-                               job_id=job_id, field='state')
+        raise _record_mismatch(what, 'has a state %r that is not one of %s' % (state, ', '.join(JOB_STATES)), agent_version, job_id=job_id, field='state')
     for index, item in enumerate(_need(journal, 'items', list, what, agent_version, job_id=job_id)):
         _check_item(item, '%s, item %d,' % (what, index), agent_version, job_id)
     return journal
@@ -252,8 +281,9 @@ def _check_item(item: typing.Any, what: str, agent_version: str | None, job_id: 
     for key in ('package_id', 'module_id', 'action', 'status'):
         _need(item, key, str, what, agent_version, job_id=job_id)
     if item['status'] not in ITEM_STATUSES:
-        raise _record_mismatch(what, 'has a status %r that is not one of %s' % (item['status'], ', '.join(ITEM_STATUSES)), agent_version,
-                               job_id=job_id, field='status')
+        raise _record_mismatch(
+            what, 'has a status %r that is not one of %s' % (item['status'], ', '.join(ITEM_STATUSES)), agent_version, job_id=job_id, field='status'
+        )
     if item['status'] == runner.SUCCEEDED:
         _need(item, 'reboot_required', bool, what, agent_version, job_id=job_id)
 
@@ -272,7 +302,6 @@ def check_state(state: typing.Any, agent_version: str | None = None) -> dict:
             raise _record_mismatch(where, 'is not a JSON object', agent_version, field='modules')
         if record.get('block') is not None:
             if record['block'] not in BLOCKS:
-                raise _record_mismatch(where, 'has a block %r that is not one of %s' % (record['block'], ', '.join(BLOCKS)), agent_version,
-                                       field='block')
+                raise _record_mismatch(where, 'has a block %r that is not one of %s' % (record['block'], ', '.join(BLOCKS)), agent_version, field='block')
             _need(record, 'boot_id', str, where, agent_version, allow_empty=True)  # '' where the host has no boot id
     return state

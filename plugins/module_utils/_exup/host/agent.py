@@ -42,8 +42,12 @@ if typing.TYPE_CHECKING:  # pragma: no cover
 RAID_DRIVERS = ('megaraid_sas', 'mpt3sas', 'smartpqi', 'aacraid')
 HYPERVISOR_VENDORS = ('qemu', 'vmware', 'innotek', 'xen', 'microsoft corporation', 'red hat', 'parallels', 'bochs')
 HYPERVISOR_PRODUCTS = ('kvm', 'virtualbox', 'vmware', 'virtual machine', 'hvm domu', 'standard pc')
-CONFLICTING_SOFTWARE = {'usr/sbin/slpd': 'OpenSLP (slpd)', 'usr/lib64/axis2c': 'Apache Axis2/C', 'usr/lib/axis2c': 'Apache Axis2/C',
-                        'opt/axis2c': 'Apache Axis2/C'}
+CONFLICTING_SOFTWARE = {
+    'usr/sbin/slpd': 'OpenSLP (slpd)',
+    'usr/lib64/axis2c': 'Apache Axis2/C',
+    'usr/lib/axis2c': 'Apache Axis2/C',
+    'opt/axis2c': 'Apache Axis2/C',
+}
 #: versions that live in the agent's inventory folder (no hardware source): written by the packages' scripts
 INVENTORY_MODULES = ('server-agent', 'agent-extension', 'raid-utility', 'bmc-configuration', 'sdr')
 SPACE_MARGIN = 4 * 1024 * 1024
@@ -52,7 +56,7 @@ STALE_START_SECONDS = 30
 
 def _host_number(path):
     """Sort key of a ``host<N>`` folder: host2 before host10 (the kernel numbers hosts in probe order)."""
-    number = os.path.basename(path)[len('host'):]
+    number = os.path.basename(path)[len('host') :]
     return (int(number), path) if number.isdigit() else (sys.maxsize, path)
 
 
@@ -94,8 +98,7 @@ class Host:
             virtual = '%s %s' % (vendor, product)
         elif os.path.exists(self.layout.path('sys', 'hypervisor', 'type')):
             virtual = self._read('sys', 'hypervisor', 'type') or 'hypervisor'
-        return {'model': product, 'vendor': vendor, 'os': os_name, 'os_pretty_name': pretty, 'virtual_machine': virtual,
-                'boot_id': runner.boot_id(self.layout)}
+        return {'model': product, 'vendor': vendor, 'os': os_name, 'os_pretty_name': pretty, 'virtual_machine': virtual, 'boot_id': runner.boot_id(self.layout)}
 
     def _scsi_host_version(self, host_dir, names):
         for name in names:
@@ -107,9 +110,11 @@ class Host:
     def module_versions(self) -> dict[str, str]:
         """module_id -> current version, for the modules present on this server."""
         path = self.layout.path
-        versions = {'system-bios': self._read('sys', 'class', 'dmi', 'id', 'bios_version'),
-                    'bmc-firmware': self._read('sys', 'class', 'ipmi', 'ipmi0', 'device', 'bmc', 'firmware_revision'),
-                    AGENT_MODULE: self._agent_version()}
+        versions = {
+            'system-bios': self._read('sys', 'class', 'dmi', 'id', 'bios_version'),
+            'bmc-firmware': self._read('sys', 'class', 'ipmi', 'ipmi0', 'device', 'bmc', 'firmware_revision'),
+            AGENT_MODULE: self._agent_version(),
+        }
         for host_dir in sorted(glob.glob(path('sys', 'class', 'scsi_host', 'host*')), key=_host_number):
             if runner.read_text(os.path.join(host_dir, 'proc_name')) in RAID_DRIVERS:
                 versions['raid-controller'] = self._scsi_host_version(host_dir, ('version_fw', 'fw_version'))
@@ -130,19 +135,20 @@ class Host:
         installed = bool(version) and os.path.exists(self.layout.runner)
         return {'installed': installed, 'version': version if installed else None, 'folder': self.layout.agent_dir if installed else None}
 
-    def prerequisites(self, facts: dict | None = None, agent_models: typing.Iterable[str] | None = None,
-                      agent_os: typing.Iterable[str] | None = None) -> list[dict]:
+    def prerequisites(
+        self, facts: dict | None = None, agent_models: typing.Iterable[str] | None = None, agent_os: typing.Iterable[str] | None = None
+    ) -> list[dict]:
         """Why the agent cannot be installed here (003 §2.3.2-3): a list of {code, msg}, empty when it can."""
         facts = facts or self.facts()
         blockers = []
         if facts['virtual_machine']:
             blockers.append({'code': 'virtual_machine', 'msg': 'the agent cannot be installed on a virtual machine guest (%s)' % facts['virtual_machine']})
-        blockers += support.support_blockers(support.AgentSupport.of(agent_models, agent_os), facts['model'], facts['os'], support.HOST,
-                                             facts['os_pretty_name'])
+        blockers += support.support_blockers(
+            support.AgentSupport.of(agent_models, agent_os), facts['model'], facts['os'], support.HOST, facts['os_pretty_name']
+        )
         for relative, name in sorted(CONFLICTING_SOFTWARE.items()):
             if os.path.exists(self.layout.path(relative)):
-                blockers.append({'code': 'conflicting_software', 'msg': '%s is installed (%s); remove it before installing the agent'
-                                 % (name, '/' + relative)})
+                blockers.append({'code': 'conflicting_software', 'msg': '%s is installed (%s); remove it before installing the agent' % (name, '/' + relative)})
         return blockers
 
     @staticmethod
@@ -150,8 +156,11 @@ class Host:
         """Changing the server needs root: the agent's fixed folder, firmware, package scripts."""
         euid = os.geteuid() if euid is None else euid
         if euid != 0:
-            raise HostError('the agent needs the administrator account (root) on the server, not uid %d: run the task with become: true '
-                            '(become_user: root)' % euid, code='not_administrator', euid=euid)
+            raise HostError(
+                'the agent needs the administrator account (root) on the server, not uid %d: run the task with become: true (become_user: root)' % euid,
+                code='not_administrator',
+                euid=euid,
+            )
 
     # ------------------------------------------------------------------ state and jobs
     def current_job_id(self) -> str | None:
@@ -236,8 +245,14 @@ class Host:
         for module_id in sorted(set(versions) | set(saved) | set(activity)):
             record = saved.get(module_id, {})
             block, staged = block_in_force(record, BlockEvidence(boot_id=facts['boot_id']))
-            state = ModuleState(module_id, current=versions.get(module_id), previous=record.get('previous'), block=block, staged=staged,
-                                activity=_ACTIVITY_WORDS.get(activity.get(module_id)))
+            state = ModuleState(
+                module_id,
+                current=versions.get(module_id),
+                previous=record.get('previous'),
+                block=block,
+                staged=staged,
+                activity=_ACTIVITY_WORDS.get(activity.get(module_id)),
+            )
             states[module_id] = state
         return states
 
@@ -251,10 +266,15 @@ class Host:
         states = self.states(facts, versions)
         active = self.active_journal()
         last = self.last_journal()
-        return {'facts': facts, 'modules': {key: vars(value) for key, value in states.items()}, 'agent': self.agent(),
-                'inbox': self.inbox_digests(), 'active_job': summarize(active) if active else None,
-                'last_job': summarize(last) if last and last.get('state') == 'finished' else None,
-                'prerequisites': self.prerequisites(facts)}
+        return {
+            'facts': facts,
+            'modules': {key: vars(value) for key, value in states.items()},
+            'agent': self.agent(),
+            'inbox': self.inbox_digests(),
+            'active_job': summarize(active) if active else None,
+            'last_job': summarize(last) if last and last.get('state') == 'finished' else None,
+            'prerequisites': self.prerequisites(facts),
+        }
 
     # ------------------------------------------------------------------ starting and following a job
     def _free_bytes(self, path):
@@ -315,24 +335,32 @@ class Host:
             verified = verify_package(target, keyring)
         except PackageError as exc:
             os.unlink(target)  # a bad copy must not be taken for good next time
-            raise HostError('package %s failed verification on the host, nothing was applied: %s' % (item['package_id'], exc.msg),
-                            code=exc.code, package_id=item['package_id']) from exc
+            raise HostError(
+                'package %s failed verification on the host, nothing was applied: %s' % (item['package_id'], exc.msg),
+                code=exc.code,
+                package_id=item['package_id'],
+            ) from exc
         info = verified.info
         if info.package_id != item['package_id']:
             os.unlink(target)
-            raise HostError('the file sent for %s holds package %s' % (item['package_id'], info.package_id), code='package_mismatch',
-                            package_id=item['package_id'])
+            raise HostError(
+                'the file sent for %s holds package %s' % (item['package_id'], info.package_id), code='package_mismatch', package_id=item['package_id']
+            )
         if not info.targets(facts['model'], facts['os']):
-            raise HostError('package %s is for %s on %s, not for this server (%s on %s)'
-                            % (info.package_id, ', '.join(info.models), ', '.join(info.os), facts['model'], facts['os']),
-                            code='wrong_model', package_id=info.package_id)
+            raise HostError(
+                'package %s is for %s on %s, not for this server (%s on %s)'
+                % (info.package_id, ', '.join(info.models), ', '.join(info.os), facts['model'], facts['os']),
+                code='wrong_model',
+                package_id=info.package_id,
+            )
         return target, verified
 
     def start_job(self, items: list[dict], keyring: KeyRing, lease_seconds: float, bundle: str | None = None) -> str:
         """Verify, unpack and hand the ordered items to the agent's runner; return the job id."""
         if not self.agent()['installed']:
-            raise HostError('the exup agent is not installed on this host (%s): install it with exup.fleet.exup_agent'
-                            % self.layout.agent_dir, code='agent_missing')
+            raise HostError(
+                'the exup agent is not installed on this host (%s): install it with exup.fleet.exup_agent' % self.layout.agent_dir, code='agent_missing'
+            )
         mismatch = contract.agent_mismatch(self._agent_version(), contract.installed_job_format(runner.read_text(self.layout.runner)))
         if mismatch:
             raise mismatch
@@ -346,20 +374,24 @@ class Host:
         states = self.states(facts)
         blocked = sorted(name for name, state in states.items() if state.block)
         if blocked:
-            raise HostError('the server must restart before more packages are applied: %s' % ', '.join(blocked), code='blocked_until_reboot',
-                            blocked=blocked)
+            raise HostError('the server must restart before more packages are applied: %s' % ', '.join(blocked), code='blocked_until_reboot', blocked=blocked)
         need = sum(2 * int(item.get('size') or 0) for item in items) + SPACE_MARGIN
         free = self._free_bytes(self.layout.state_dir)
         if free < need:
-            raise HostError('not enough disk space on the host for %d package(s) in %s: %d bytes free, %d needed'
-                            % (len(items), self.layout.state_dir, free, need), code='disk_full', free=free, needed=need)
+            raise HostError(
+                'not enough disk space on the host for %d package(s) in %s: %d bytes free, %d needed' % (len(items), self.layout.state_dir, free, need),
+                code='disk_full',
+                free=free,
+                needed=need,
+            )
         if bundle:
             self.receive_bundle(bundle, items)
         accepted = [self.accept_package(item, keyring, facts) for item in items]
         for item, (_path, verified) in zip(items, accepted):
             if item.get('action') == 'uninstall' and not (verified.info.uninstall_supported and verified.info.uninstall_command):
-                raise HostError('package %s does not support uninstall' % verified.info.package_id, code='uninstall_not_supported',
-                                package_id=verified.info.package_id)
+                raise HostError(
+                    'package %s does not support uninstall' % verified.info.package_id, code='uninstall_not_supported', package_id=verified.info.package_id
+                )
         job_id = time.strftime('%Y%m%dT%H%M%S', time.gmtime()) + '-' + uuid.uuid4().hex[:8]
         job_dir = self.layout.job_dir(job_id)
         try:
@@ -385,8 +417,14 @@ class Host:
             # the verified package's own command (docs/agent.md), never one the controller sent
             command = verified.info.uninstall_command if item.get('action') == 'uninstall' else verified.info.install_command
             journal_items.append(dict({key: item.get(key) for key in keys}, command=command, status=runner.WAITING))
-        return {'version': runner.JOURNAL_VERSION, 'job_id': job_id, 'state': 'queued', 'created': time.time(),
-                'boot_id': facts['boot_id'], 'items': journal_items}
+        return {
+            'version': runner.JOURNAL_VERSION,
+            'job_id': job_id,
+            'state': 'queued',
+            'created': time.time(),
+            'boot_id': facts['boot_id'],
+            'items': journal_items,
+        }
 
     def _write_job(self, job_id, journal, lease_seconds):
         job_dir = self.layout.job_dir(job_id)
@@ -400,8 +438,15 @@ class Host:
         job_dir = self.layout.job_dir(job_id)
         with open(os.path.join(job_dir, 'runner.log'), 'ab') as output:
             # A detached child that outlives this module: run_command cannot start one.
-            subprocess.Popen([sys.executable, self.layout.runner, 'run', '--root', self.layout.root, job_id], cwd='/',  # pylint: disable=ansible-bad-function
-                             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)
+            subprocess.Popen(
+                [sys.executable, self.layout.runner, 'run', '--root', self.layout.root, job_id],
+                cwd='/',  # pylint: disable=ansible-bad-function
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+                start_new_session=True,
+            )
 
     def follow(self, job_id: str, wait_seconds: float, lease_seconds: float) -> dict:
         """Renew the lease while waiting up to ``wait_seconds`` for the job to finish; return its journal."""
@@ -438,13 +483,19 @@ class Host:
         """Stop the script a dead runner left running, then record how it ended (by itself after all, or killed)."""
         for item in journal['items']:
             if item['status'] == runner.RUNNING and not runner.stop_process_group(item['script_pid'], item.get('script_start')):
-                raise HostError('the script of %s (process group %d) did not stop after SIGKILL' % (item['package_id'], item['script_pid']),
-                                code='kill_failed', job_id=job_id, package_id=item['package_id'])
+                raise HostError(
+                    'the script of %s (process group %d) did not stop after SIGKILL' % (item['package_id'], item['script_pid']),
+                    code='kill_failed',
+                    job_id=job_id,
+                    package_id=item['package_id'],
+                )
         view, ended = self._view(job_id)
         for item in ended:
             if item.get('outcome') == runner.OUTCOME_LOST:  # no exit status written: it ended by the signal, not by itself
-                item.update(outcome=runner.OUTCOME_KILLED,
-                            cause="stopped at the cancel request (SIGTERM, then SIGKILL): the agent's runner had died while this package ran")
+                item.update(
+                    outcome=runner.OUTCOME_KILLED,
+                    cause="stopped at the cancel request (SIGTERM, then SIGKILL): the agent's runner had died while this package ran",
+                )
         with state_writes(self.layout, 'recording the end of job %s' % job_id):
             for item in ended:
                 runner.record_item_in_state(self.layout, item, view.get('boot_id', ''))
@@ -500,8 +551,12 @@ def state_writes(layout: runner.Layout, what: str) -> typing.Iterator[None]:
     except OSError as exc:
         if not runner.disk_full(exc):
             raise
-        raise HostError("the agent's state folder %s is full: %s failed (%s); nothing was started. Free some space on the server "
-                        "and try again" % (layout.state_dir, what, exc.strerror or exc), code=runner.DISK_FULL, path=layout.state_dir) from exc
+        raise HostError(
+            "the agent's state folder %s is full: %s failed (%s); nothing was started. Free some space on the server "
+            "and try again" % (layout.state_dir, what, exc.strerror or exc),
+            code=runner.DISK_FULL,
+            path=layout.state_dir,
+        ) from exc
 
 
 def reserve_space(path: str, size: int) -> None:
@@ -569,8 +624,13 @@ def _ended_item(job_dir, index, item, stamp):
     return item
 
 
-_ACTIVITY_WORDS = {'waiting_apply': 'waiting_apply', 'waiting_uninstall': 'waiting_uninstall', 'applying': 'applying',
-                   'uninstalling': 'uninstalling', 'cancelled': 'cancelled'}
+_ACTIVITY_WORDS = {
+    'waiting_apply': 'waiting_apply',
+    'waiting_uninstall': 'waiting_uninstall',
+    'applying': 'applying',
+    'uninstalling': 'uninstalling',
+    'cancelled': 'cancelled',
+}
 
 
 def make_runnable(folder: str) -> None:
@@ -584,8 +644,27 @@ def summarize(journal: dict) -> dict:
     """The part of a journal the controller needs: per item status, overall progress."""
     items = journal.get('items', [])
     done = sum(1 for item in items if item['status'] in (runner.SUCCEEDED, runner.FAILED, runner.CANCELLED))
-    keys = ('package_id', 'module_id', 'action', 'from_version', 'to_version', 'reboot_required', 'release_date', 'status', 'cause',
-            'exit_code', 'output_tail', 'outcome')
-    return {'job_id': journal['job_id'], 'state': journal.get('state'), 'done': done, 'total': len(items),
-            'recovered': bool(journal.get('recovered')), 'runner_lost': bool(journal.get('runner_lost')), 'error': journal.get('error'),
-            'items': [{key: item.get(key) for key in keys} for item in items]}
+    keys = (
+        'package_id',
+        'module_id',
+        'action',
+        'from_version',
+        'to_version',
+        'reboot_required',
+        'release_date',
+        'status',
+        'cause',
+        'exit_code',
+        'output_tail',
+        'outcome',
+    )
+    return {
+        'job_id': journal['job_id'],
+        'state': journal.get('state'),
+        'done': done,
+        'total': len(items),
+        'recovered': bool(journal.get('recovered')),
+        'runner_lost': bool(journal.get('runner_lost')),
+        'error': journal.get('error'),
+        'items': [{key: item.get(key) for key in keys} for item in items],
+    }

@@ -77,8 +77,11 @@ def _model_blocker(wording: Wording, model: str) -> dict:
 def _os_blocker(wording: Wording, support: AgentSupport, os_name: str, os_pretty_name: str | None) -> dict:
     if not wording.detailed:
         return {'code': 'unsupported_os', 'msg': 'OS %s is not supported by %s' % (os_name, wording.subject)}
-    return {'code': 'unsupported_os', 'msg': 'OS %s (%s) is not supported by %s (supported: %s)'
-            % (os_name, os_pretty_name or 'unknown', wording.subject, ', '.join(sorted(support.systems or ())))}
+    return {
+        'code': 'unsupported_os',
+        'msg': 'OS %s (%s) is not supported by %s (supported: %s)'
+        % (os_name, os_pretty_name or 'unknown', wording.subject, ', '.join(sorted(support.systems or ()))),
+    }
 
 
 def support_blockers(support: AgentSupport, model: str, os_name: str, wording: Wording, os_pretty_name: str | None = None) -> list[dict]:
@@ -97,5 +100,7 @@ def package_blocker(info: PackageInfo, model: str, os_name: str) -> dict | None:
     """Why one agent package cannot go on this server (its own targets), or None when it can."""
     if info.targets(model, os_name):
         return None
-    return {'code': 'unsupported_model' if model not in info.models else 'unsupported_os',
-            'msg': 'agent package %s does not support %s on %s: this server does not support exup' % (info.package_id, model, os_name)}
+    return {
+        'code': 'unsupported_model' if model not in info.models else 'unsupported_os',
+        'msg': 'agent package %s does not support %s on %s: this server does not support exup' % (info.package_id, model, os_name),
+    }

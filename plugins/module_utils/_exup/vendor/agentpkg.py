@@ -67,16 +67,39 @@ def runner_source() -> bytes:
         return b'#!/usr/bin/env python3\n' + handle.read()
 
 
-def build_agent_package(version: str, signing_key: SigningKey, out_path: str, models: typing.Iterable[str], os_names: typing.Iterable[str] = AGENT_OS,
-                        release_date: str = '2026-01-01', package_id: str | None = None) -> PackageInfo:
+def build_agent_package(
+    version: str,
+    signing_key: SigningKey,
+    out_path: str,
+    models: typing.Iterable[str],
+    os_names: typing.Iterable[str] = AGENT_OS,
+    release_date: str = '2026-01-01',
+    package_id: str | None = None,
+) -> PackageInfo:
     """Write a signed update-agent package of ``version`` for ``models`` to ``out_path``."""
     info = PackageInfo(
-        package_id=package_id or 'exup-agent-%s' % version, module_id=AGENT_MODULE, module_name=MODULE_KINDS[AGENT_MODULE],
-        version=version, release_date=release_date, models=list(models), os=list(os_names), kind='linux', auto_update=True,
-        reboot_required=False, downgrade_supported=True, uninstall_supported=True, install_command='./install.sh',
-        uninstall_command='./uninstall.sh', severity='recommended')
-    payload = {'bin/exup-agent': runner_source(), 'install.sh': INSTALL_SH.encode(), 'uninstall.sh': UNINSTALL_SH.encode(),
-               'VERSION': (version + '\n').encode()}
+        package_id=package_id or 'exup-agent-%s' % version,
+        module_id=AGENT_MODULE,
+        module_name=MODULE_KINDS[AGENT_MODULE],
+        version=version,
+        release_date=release_date,
+        models=list(models),
+        os=list(os_names),
+        kind='linux',
+        auto_update=True,
+        reboot_required=False,
+        downgrade_supported=True,
+        uninstall_supported=True,
+        install_command='./install.sh',
+        uninstall_command='./uninstall.sh',
+        severity='recommended',
+    )
+    payload = {
+        'bin/exup-agent': runner_source(),
+        'install.sh': INSTALL_SH.encode(),
+        'uninstall.sh': UNINSTALL_SH.encode(),
+        'VERSION': (version + '\n').encode(),
+    }
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     build_package_from_bytes(payload, info, signing_key, out_path)
     return info

@@ -16,8 +16,16 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent
 from ansible_collections.exup.fleet.plugins.modules import exup_host
 
 SHA = 'ab' * 32
-PLAN_ROW = {'package_id': 'bios-1.2', 'module_id': 'system-bios', 'action': 'install', 'from_version': '1.1', 'to_version': '1.2',
-            'reboot_required': True, 'release_date': '2025-01-01', 'command': './install.sh'}
+PLAN_ROW = {
+    'package_id': 'bios-1.2',
+    'module_id': 'system-bios',
+    'action': 'install',
+    'from_version': '1.1',
+    'to_version': '1.2',
+    'reboot_required': True,
+    'release_date': '2025-01-01',
+    'command': './install.sh',
+}
 
 
 def item(**changes):
@@ -55,17 +63,20 @@ def test_a_missing_required_field_is_named(field):
     assert 'items[1].%s is missing' % field in error.msg and 'version %d' % contract.CONTRACT_VERSION in error.msg
 
 
-@pytest.mark.parametrize('changes, field, words', [
-    ({'sha256': '../../etc/passwd'}, 'sha256', '64 lowercase hexadecimal digits'),
-    ({'sha256': SHA.upper()}, 'sha256', '64 lowercase hexadecimal digits'),
-    ({'size': -1}, 'size', 'must not be negative'),
-    ({'size': '12'}, 'size', 'must be of type int, not str'),
-    ({'size': True}, 'size', 'must be of type int, not bool'),
-    ({'reboot_required': 'yes'}, 'reboot_required', 'must be of type bool'),
-    ({'action': 'reinstall'}, 'action', "one of install, uninstall, not 'reinstall'"),
-    ({'to_version': 1.2}, 'to_version', 'must be of type str, not float'),
-    ({'script': 'rm -rf /'}, 'script', 'is not a field of the contract'),
-])
+@pytest.mark.parametrize(
+    'changes, field, words',
+    [
+        ({'sha256': '../../etc/passwd'}, 'sha256', '64 lowercase hexadecimal digits'),
+        ({'sha256': SHA.upper()}, 'sha256', '64 lowercase hexadecimal digits'),
+        ({'size': -1}, 'size', 'must not be negative'),
+        ({'size': '12'}, 'size', 'must be of type int, not str'),
+        ({'size': True}, 'size', 'must be of type int, not bool'),
+        ({'reboot_required': 'yes'}, 'reboot_required', 'must be of type bool'),
+        ({'action': 'reinstall'}, 'action', "one of install, uninstall, not 'reinstall'"),
+        ({'to_version': 1.2}, 'to_version', 'must be of type str, not float'),
+        ({'script': 'rm -rf /'}, 'script', 'is not a field of the contract'),
+    ],
+)
 def test_a_bad_field_is_named(changes, field, words):
     error = refused(contract.host_items, [item(**changes)])
     assert error.code == 'contract_invalid' and error.details['field'] == 'items[0].' + field
@@ -153,10 +164,17 @@ def test_an_older_agent_is_refused_with_both_formats():
     assert 'exup.fleet.exup_agent' in error.msg
 
 
-JOURNAL = {'version': agent_runner.JOURNAL_VERSION, 'job_id': 'job-1', 'state': 'finished', 'created': 1.0, 'boot_id': 'b',
-           'items': [{'package_id': 'bios-1.2', 'module_id': 'system-bios', 'action': 'install', 'status': 'succeeded',
-                      'reboot_required': True, 'to_version': '1.2'},
-                     {'package_id': 'raid-5.1', 'module_id': 'raid-controller', 'action': 'install', 'status': 'cancelled'}]}
+JOURNAL = {
+    'version': agent_runner.JOURNAL_VERSION,
+    'job_id': 'job-1',
+    'state': 'finished',
+    'created': 1.0,
+    'boot_id': 'b',
+    'items': [
+        {'package_id': 'bios-1.2', 'module_id': 'system-bios', 'action': 'install', 'status': 'succeeded', 'reboot_required': True, 'to_version': '1.2'},
+        {'package_id': 'raid-5.1', 'module_id': 'raid-controller', 'action': 'install', 'status': 'cancelled'},
+    ],
+}
 
 
 def journal_with(change):
@@ -171,16 +189,19 @@ def test_a_journal_of_this_format_passes_unchanged():
     assert contract.check_journal(queued) is queued  # the first journals had no version: format 1
 
 
-@pytest.mark.parametrize('change, field, words', [
-    (lambda j: j['items'][0].pop('status'), 'status', 'item 0, has no status'),
-    (lambda j: j['items'][1].pop('module_id'), 'module_id', 'item 1, has no module_id'),
-    (lambda j: j['items'][0].pop('reboot_required'), 'reboot_required', 'item 0, has no reboot_required'),
-    (lambda j: j['items'][0].update(status='skipped'), 'status', "a status 'skipped'"),
-    (lambda j: j.update(state='done'), 'state', "a state 'done'"),
-    (lambda j: j.update(version=agent_runner.JOURNAL_VERSION + 1), 'version', 'job format %d' % (agent_runner.JOURNAL_VERSION + 1)),
-    (lambda j: j.update(items={'0': {}}), 'items', 'has a items of type dict'),
-    (lambda j: j.pop('job_id'), 'job_id', 'a job journal on this server has no job_id'),
-])
+@pytest.mark.parametrize(
+    'change, field, words',
+    [
+        (lambda j: j['items'][0].pop('status'), 'status', 'item 0, has no status'),
+        (lambda j: j['items'][1].pop('module_id'), 'module_id', 'item 1, has no module_id'),
+        (lambda j: j['items'][0].pop('reboot_required'), 'reboot_required', 'item 0, has no reboot_required'),
+        (lambda j: j['items'][0].update(status='skipped'), 'status', "a status 'skipped'"),
+        (lambda j: j.update(state='done'), 'state', "a state 'done'"),
+        (lambda j: j.update(version=agent_runner.JOURNAL_VERSION + 1), 'version', 'job format %d' % (agent_runner.JOURNAL_VERSION + 1)),
+        (lambda j: j.update(items={'0': {}}), 'items', 'has a items of type dict'),
+        (lambda j: j.pop('job_id'), 'job_id', 'a job journal on this server has no job_id'),
+    ],
+)
 def test_a_journal_another_agent_wrote_is_a_clear_error(change, field, words):
     error = refused(contract.check_journal, journal_with(change), '0.9.0')
     assert error.code == 'agent_version_mismatch' and error.details['field'] == field
@@ -188,13 +209,15 @@ def test_a_journal_another_agent_wrote_is_a_clear_error(change, field, words):
 
 
 def test_state_records():
-    good = {'modules': {'system-bios': {'previous': '1.1', 'block': 'reboot_required', 'boot_id': '', 'staged': '1.2'},
-                        'raid-controller': {'previous': '5.0'}}}
+    good = {'modules': {'system-bios': {'previous': '1.1', 'block': 'reboot_required', 'boot_id': '', 'staged': '1.2'}, 'raid-controller': {'previous': '5.0'}}}
     assert contract.check_state(good) is good
     assert contract.check_state({}) == {}
-    for state, words in (([], 'is not a JSON object'), ({'modules': []}, 'has modules of type list'),
-                         ({'modules': {'system-bios': 'blocked'}}, 'module system-bios, is not a JSON object'),
-                         ({'modules': {'system-bios': {'block': 'apply_failed'}}}, 'module system-bios, has no boot_id'),
-                         ({'modules': {'system-bios': {'block': 'frozen', 'boot_id': 'b'}}}, "a block 'frozen'")):
+    for state, words in (
+        ([], 'is not a JSON object'),
+        ({'modules': []}, 'has modules of type list'),
+        ({'modules': {'system-bios': 'blocked'}}, 'module system-bios, is not a JSON object'),
+        ({'modules': {'system-bios': {'block': 'apply_failed'}}}, 'module system-bios, has no boot_id'),
+        ({'modules': {'system-bios': {'block': 'frozen', 'boot_id': 'b'}}}, "a block 'frozen'"),
+    ):
         error = refused(contract.check_state, state, '2.0.0')
         assert error.code == 'agent_version_mismatch' and words in error.msg and 'installed: 2.0.0' in error.msg

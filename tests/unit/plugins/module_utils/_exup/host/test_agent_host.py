@@ -86,12 +86,34 @@ class Server:
     def boot(self, boot_id):
         self.write('proc/sys/kernel/random/boot_id', boot_id + '\n')
 
-    def package(self, package_id, module_id='server-agent', version='5.1', models=(MODEL,), os_names=('rhel9',), key=None,
-                reboot_required=False, install_command='./install.sh', uninstall_command='./uninstall.sh'):
-        info = PackageInfo(package_id=package_id, module_id=module_id, module_name=MODULE_KINDS[module_id], version=version,
-                           release_date='2025-01-01', models=list(models), os=list(os_names), kind='linux', auto_update=True,
-                           reboot_required=reboot_required, downgrade_supported=False, uninstall_supported=bool(uninstall_command),
-                           install_command=install_command, uninstall_command=uninstall_command)
+    def package(
+        self,
+        package_id,
+        module_id='server-agent',
+        version='5.1',
+        models=(MODEL,),
+        os_names=('rhel9',),
+        key=None,
+        reboot_required=False,
+        install_command='./install.sh',
+        uninstall_command='./uninstall.sh',
+    ):
+        info = PackageInfo(
+            package_id=package_id,
+            module_id=module_id,
+            module_name=MODULE_KINDS[module_id],
+            version=version,
+            release_date='2025-01-01',
+            models=list(models),
+            os=list(os_names),
+            kind='linux',
+            auto_update=True,
+            reboot_required=reboot_required,
+            downgrade_supported=False,
+            uninstall_supported=bool(uninstall_command),
+            install_command=install_command,
+            uninstall_command=uninstall_command,
+        )
         payload = {'install.sh': INSTALL_SH.encode(), 'uninstall.sh': UNINSTALL_SH.encode(), 'image/fw.bin': b'\x5a' * 2048}
         path = str(self.built / (package_id + '.zip'))
         build_package_from_bytes(payload, info, key or self.key, path)
@@ -100,10 +122,18 @@ class Server:
     def item(self, path, info, action='install', from_version=None, src=True, **override):
         """An item as exup_apply sends it: a plan.PlanItem plus sha256, size and (when transferred) src."""
         size, digest = file_digest(path)
-        item = {'package_id': info.package_id, 'module_id': info.module_id, 'action': action, 'from_version': from_version,
-                'to_version': info.version if action == 'install' else None, 'reboot_required': info.reboot_required,
-                'release_date': info.release_date, 'command': info.install_command if action == 'install' else info.uninstall_command,
-                'sha256': digest, 'size': size}
+        item = {
+            'package_id': info.package_id,
+            'module_id': info.module_id,
+            'action': action,
+            'from_version': from_version,
+            'to_version': info.version if action == 'install' else None,
+            'reboot_required': info.reboot_required,
+            'release_date': info.release_date,
+            'command': info.install_command if action == 'install' else info.uninstall_command,
+            'sha256': digest,
+            'size': size,
+        }
         if src:
             item['src'] = path
         item.update(override)
@@ -156,8 +186,20 @@ class Server:
 
 
 def entry(package_id, module_id, status, action='install', from_version='1.0', to_version='2.0', **fields):
-    return dict({'package_id': package_id, 'module_id': module_id, 'action': action, 'from_version': from_version, 'to_version': to_version,
-                 'reboot_required': False, 'release_date': '2025-01-01', 'command': './install.sh', 'status': status}, **fields)
+    return dict(
+        {
+            'package_id': package_id,
+            'module_id': module_id,
+            'action': action,
+            'from_version': from_version,
+            'to_version': to_version,
+            'reboot_required': False,
+            'release_date': '2025-01-01',
+            'command': './install.sh',
+            'status': status,
+        },
+        **fields,
+    )
 
 
 def tamper(path, out_path):
@@ -192,14 +234,17 @@ def ready(server, keyring):
 
 
 # ---------------------------------------------------------------------------------------------------- what the server is
-@pytest.mark.parametrize('text, name, pretty', [
-    (RHEL94, 'rhel9', 'Red Hat Enterprise Linux 9.4 (Plow)'),
-    (SLES155, 'sles15', 'SUSE Linux Enterprise Server 15 SP5'),
-    (UBUNTU2204, 'ubuntu2204', 'Ubuntu 22.04.4 LTS'),
-    ('', 'unknown', ''),
-    (None, 'unknown', ''),
-    ('NAME=whatever\n', 'unknown', ''),
-])
+@pytest.mark.parametrize(
+    'text, name, pretty',
+    [
+        (RHEL94, 'rhel9', 'Red Hat Enterprise Linux 9.4 (Plow)'),
+        (SLES155, 'sles15', 'SUSE Linux Enterprise Server 15 SP5'),
+        (UBUNTU2204, 'ubuntu2204', 'Ubuntu 22.04.4 LTS'),
+        ('', 'unknown', ''),
+        (None, 'unknown', ''),
+        ('NAME=whatever\n', 'unknown', ''),
+    ],
+)
 def test_os_name_from_release(text, name, pretty):
     assert agent.os_name_from_release(text) == (name, pretty)
 
@@ -207,8 +252,14 @@ def test_os_name_from_release(text, name, pretty):
 def test_facts_of_a_physical_nec_server(server):
     server.physical()
     facts = server.host.facts()
-    assert facts == {'model': MODEL, 'vendor': VENDOR, 'os': 'rhel9', 'os_pretty_name': 'Red Hat Enterprise Linux 9.4 (Plow)',
-                     'virtual_machine': None, 'boot_id': BOOT_ID}
+    assert facts == {
+        'model': MODEL,
+        'vendor': VENDOR,
+        'os': 'rhel9',
+        'os_pretty_name': 'Red Hat Enterprise Linux 9.4 (Plow)',
+        'virtual_machine': None,
+        'boot_id': BOOT_ID,
+    }
 
 
 def test_facts_of_a_bare_root(server):
@@ -216,17 +267,20 @@ def test_facts_of_a_bare_root(server):
     assert facts == {'model': '', 'vendor': '', 'os': 'unknown', 'os_pretty_name': '', 'virtual_machine': None, 'boot_id': ''}
 
 
-@pytest.mark.parametrize('vendor, product', [
-    ('QEMU', 'Standard PC (Q35 + ICH9, 2009)'),
-    ('QEMU', 'Standard PC (i440FX + PIIX, 1996)'),
-    ('VMware, Inc.', 'VMware Virtual Platform'),
-    ('VMware, Inc.', 'VMware7,1'),
-    ('innotek GmbH', 'VirtualBox'),
-    ('Red Hat', 'KVM'),
-    ('OpenStack Foundation', 'KVM'),
-    ('Microsoft Corporation', 'Virtual Machine'),
-    ('Xen', 'HVM domU'),
-])
+@pytest.mark.parametrize(
+    'vendor, product',
+    [
+        ('QEMU', 'Standard PC (Q35 + ICH9, 2009)'),
+        ('QEMU', 'Standard PC (i440FX + PIIX, 1996)'),
+        ('VMware, Inc.', 'VMware Virtual Platform'),
+        ('VMware, Inc.', 'VMware7,1'),
+        ('innotek GmbH', 'VirtualBox'),
+        ('Red Hat', 'KVM'),
+        ('OpenStack Foundation', 'KVM'),
+        ('Microsoft Corporation', 'Virtual Machine'),
+        ('Xen', 'HVM domU'),
+    ],
+)
 def test_facts_detect_a_virtual_machine_by_dmi(server, vendor, product):
     server.physical(model=product, vendor=vendor)
     facts = server.host.facts()
@@ -260,8 +314,7 @@ def full_hardware(server, raid_file='version_fw', fc_file='fw_version'):
     server.write(SCSI + 'host3/proc_name', 'qla2xxx\n')
     server.write(SCSI + 'host3/' + fc_file, '9.08.02 (d0d5)\n')
     server.write('opt/exup/agent/VERSION', '1.2.0\n')
-    for module_id, version in (('server-agent', '5.0'), ('agent-extension', '2.1'), ('raid-utility', '7.27'),
-                               ('bmc-configuration', '3'), ('sdr', '01.04')):
+    for module_id, version in (('server-agent', '5.0'), ('agent-extension', '2.1'), ('raid-utility', '7.27'), ('bmc-configuration', '3'), ('sdr', '01.04')):
         server.write('var/lib/exup/inventory/' + module_id, version + '\n')
 
 
@@ -269,8 +322,17 @@ def full_hardware(server, raid_file='version_fw', fc_file='fw_version'):
 def test_module_versions_reads_every_source(server, raid_file, fc_file):
     full_hardware(server, raid_file, fc_file)
     assert server.host.module_versions() == {
-        'system-bios': 'U32 v2.58 (04/05/2024)', 'bmc-firmware': '6.20', 'raid-controller': '51.20.0-4540', 'fc-controller': '9.08.02 (d0d5)',
-        'update-agent': '1.2.0', 'server-agent': '5.0', 'agent-extension': '2.1', 'raid-utility': '7.27', 'bmc-configuration': '3', 'sdr': '01.04'}
+        'system-bios': 'U32 v2.58 (04/05/2024)',
+        'bmc-firmware': '6.20',
+        'raid-controller': '51.20.0-4540',
+        'fc-controller': '9.08.02 (d0d5)',
+        'update-agent': '1.2.0',
+        'server-agent': '5.0',
+        'agent-extension': '2.1',
+        'raid-utility': '7.27',
+        'bmc-configuration': '3',
+        'sdr': '01.04',
+    }
 
 
 def test_module_versions_prefers_version_fw(server):
@@ -363,8 +425,10 @@ def test_prerequisites_unsupported_model(server):
     assert 'ThinkSystem SR650' in blockers[0]['msg']
 
 
-@pytest.mark.parametrize('relative, name', [('usr/sbin/slpd', 'OpenSLP'), ('usr/lib64/axis2c', 'Apache Axis2/C'),
-                                            ('usr/lib/axis2c', 'Apache Axis2/C'), ('opt/axis2c', 'Apache Axis2/C')])
+@pytest.mark.parametrize(
+    'relative, name',
+    [('usr/sbin/slpd', 'OpenSLP'), ('usr/lib64/axis2c', 'Apache Axis2/C'), ('usr/lib/axis2c', 'Apache Axis2/C'), ('opt/axis2c', 'Apache Axis2/C')],
+)
 def test_prerequisites_conflicting_software(server, relative, name):
     server.physical()
     if relative.endswith('slpd'):
@@ -384,13 +448,11 @@ def test_prerequisites_lists_every_blocker(server):
     assert codes(blockers) == ['virtual_machine', 'unsupported_os', 'unsupported_model', 'conflicting_software', 'conflicting_software']
 
 
-@pytest.mark.parametrize('files, installed', [((), False), (('VERSION',), False), (('bin/exup-agent',), False),
-                                              (('VERSION', 'bin/exup-agent'), True)])
+@pytest.mark.parametrize('files, installed', [((), False), (('VERSION',), False), (('bin/exup-agent',), False), (('VERSION', 'bin/exup-agent'), True)])
 def test_agent_is_installed_only_with_version_and_runner(server, files, installed):
     for name in files:
         server.write('opt/exup/agent/' + name, '1.2.0\n')
-    expected = {'installed': installed, 'version': '1.2.0' if installed else None,
-                'folder': str(server.root / 'opt' / 'exup' / 'agent') if installed else None}
+    expected = {'installed': installed, 'version': '1.2.0' if installed else None, 'folder': str(server.root / 'opt' / 'exup' / 'agent') if installed else None}
     assert server.host.agent() == expected
 
 
@@ -432,17 +494,26 @@ def test_a_failing_package_script_reports_its_exit_status(server, keyring):
 # ---------------------------------------------------------------------------------------------------- state
 def test_a_block_holds_while_the_boot_id_is_the_same(server):
     server.physical()
-    server.write_state({'system-bios': {'previous': '1.0', 'block': 'reboot_required', 'boot_id': BOOT_ID, 'staged': '2.0'},
-                        'bmc-firmware': {'block': 'apply_failed', 'boot_id': BOOT_ID, 'cause': 'exit status 3'}})
+    server.write_state(
+        {
+            'system-bios': {'previous': '1.0', 'block': 'reboot_required', 'boot_id': BOOT_ID, 'staged': '2.0'},
+            'bmc-firmware': {'block': 'apply_failed', 'boot_id': BOOT_ID, 'cause': 'exit status 3'},
+        }
+    )
     server.write(DMI + 'bios_version', '1.0\n')
     states = server.host.states()
-    assert vars(states['system-bios']) == {'module_id': 'system-bios', 'current': '1.0', 'previous': '1.0', 'block': 'reboot_required',
-                                           'staged': '2.0', 'activity': None}
+    assert vars(states['system-bios']) == {
+        'module_id': 'system-bios',
+        'current': '1.0',
+        'previous': '1.0',
+        'block': 'reboot_required',
+        'staged': '2.0',
+        'activity': None,
+    }
     assert states['bmc-firmware'].block == 'apply_failed' and states['bmc-firmware'].current is None
     server.boot(OTHER_BOOT_ID)  # the server restarted
     states = server.host.states()
-    assert vars(states['system-bios']) == {'module_id': 'system-bios', 'current': '1.0', 'previous': '1.0', 'block': None, 'staged': None,
-                                           'activity': None}
+    assert vars(states['system-bios']) == {'module_id': 'system-bios', 'current': '1.0', 'previous': '1.0', 'block': None, 'staged': None, 'activity': None}
     assert states['bmc-firmware'].block is None
 
 
@@ -450,23 +521,33 @@ def test_states_without_a_state_file(server):
     server.physical()
     server.write(DMI + 'bios_version', '1.0\n')
     assert {key: vars(value) for key, value in server.host.states().items()} == {
-        'system-bios': {'module_id': 'system-bios', 'current': '1.0', 'previous': None, 'block': None, 'staged': None, 'activity': None}}
+        'system-bios': {'module_id': 'system-bios', 'current': '1.0', 'previous': None, 'block': None, 'staged': None, 'activity': None}
+    }
 
 
 def test_activity_of_a_running_job(server):
     server.physical()
     server.write(DMI + 'bios_version', '1.0\n')
-    server.set_job('job-1', 'running', [
-        entry('P1', 'server-agent', 'succeeded'),
-        entry('P2', 'raid-utility', 'running', action='uninstall', to_version=None),
-        entry('P3', 'bmc-firmware', 'waiting'),
-        entry('P4', 'sdr', 'waiting', action='uninstall', to_version=None),
-    ], runner_pid=os.getpid())
+    server.set_job(
+        'job-1',
+        'running',
+        [
+            entry('P1', 'server-agent', 'succeeded'),
+            entry('P2', 'raid-utility', 'running', action='uninstall', to_version=None),
+            entry('P3', 'bmc-firmware', 'waiting'),
+            entry('P4', 'sdr', 'waiting', action='uninstall', to_version=None),
+        ],
+        runner_pid=os.getpid(),
+    )
     server.set_job('job-0', 'finished', [entry('P9', 'system-bios', 'waiting')])  # an old job: not current
     server.write('var/lib/exup/current_job', 'job-1\n')
     states = server.host.states()
     assert {key: value.activity for key, value in states.items()} == {
-        'raid-utility': 'uninstalling', 'bmc-firmware': 'waiting_apply', 'sdr': 'waiting_uninstall', 'system-bios': None}
+        'raid-utility': 'uninstalling',
+        'bmc-firmware': 'waiting_apply',
+        'sdr': 'waiting_uninstall',
+        'system-bios': None,
+    }
     journal = server.journal('job-1')
     journal['items'][2]['status'] = 'running'
     (server.jobs / 'job-1' / 'journal.json').write_text(json.dumps(journal))
@@ -517,8 +598,9 @@ def test_start_refused_queued_job_just_created(ready, keyring):
 
 
 def test_start_refused_blocked_until_reboot(ready, keyring):
-    ready.write_state({'system-bios': {'previous': '1.0', 'block': 'reboot_required', 'boot_id': BOOT_ID, 'staged': '2.0'},
-                       'server-agent': {'previous': '4.0'}})
+    ready.write_state(
+        {'system-bios': {'previous': '1.0', 'block': 'reboot_required', 'boot_id': BOOT_ID, 'staged': '2.0'}, 'server-agent': {'previous': '4.0'}}
+    )
     path, info = ready.package('SA-5.1')
     error = refused(ready, keyring, [ready.item(path, info)], 'blocked_until_reboot')
     assert error.details == {'blocked': ['system-bios']}
@@ -534,6 +616,7 @@ def test_start_refused_disk_full(ready, keyring, monkeypatch):
     def free_bytes(self, path):
         seen.append(path)
         return 1024 * 1024
+
     monkeypatch.setattr(agent.Host, '_free_bytes', free_bytes)
     path, info = ready.package('SA-5.1')
     item = ready.item(path, info)
@@ -604,17 +687,24 @@ def test_start_job_runs_the_packages(ready, keyring):
     ready.write(DMI + 'bios_version', '1.0\n')
     sa_path, sa_info = ready.package('SA-5.1', version='5.1')
     ru_path, ru_info = ready.package('RU-7.27', module_id='raid-utility', version='7.27')
-    bios_path, bios_info = ready.package('BIOS-2.0', module_id='system-bios', version='2.0', reboot_required=True,
-                                         install_command='./install.sh && echo staged > "$EXUP_ROOT/bios.staged"')
-    items = [ready.item(sa_path, sa_info, from_version='5.0'), ready.item(ru_path, ru_info, action='uninstall', from_version='7.27'),
-             ready.item(bios_path, bios_info, from_version='1.0')]
+    bios_path, bios_info = ready.package(
+        'BIOS-2.0', module_id='system-bios', version='2.0', reboot_required=True, install_command='./install.sh && echo staged > "$EXUP_ROOT/bios.staged"'
+    )
+    items = [
+        ready.item(sa_path, sa_info, from_version='5.0'),
+        ready.item(ru_path, ru_info, action='uninstall', from_version='7.27'),
+        ready.item(bios_path, bios_info, from_version='1.0'),
+    ]
     ready.to_inbox(ru_path)
     job_id = ready.host.start_job(items, keyring, 60)
     assert ready.host.current_job_id() == job_id
     journal = ready.host.follow(job_id, 20, 60)
     assert journal['state'] == 'finished', journal
     assert [(item['package_id'], item['status'], item.get('exit_code')) for item in journal['items']] == [
-        ('SA-5.1', 'succeeded', 0), ('RU-7.27', 'succeeded', 0), ('BIOS-2.0', 'succeeded', 0)]
+        ('SA-5.1', 'succeeded', 0),
+        ('RU-7.27', 'succeeded', 0),
+        ('BIOS-2.0', 'succeeded', 0),
+    ]
     assert journal['runner_pid'] != os.getpid()
     # the packages' scripts ran below the host root
     assert (ready.root / 'installed.log').read_text().split('\n') == ['install SA-5.1', 'uninstall RU-7.27', 'install BIOS-2.0', '']
@@ -642,8 +732,10 @@ def test_the_runner_runs_the_packages_own_command(ready, keyring):
     install_path, install_info = ready.package('SA-5.1')
     uninstall_path, uninstall_info = ready.package('SDR-1', module_id='sdr', version='1')
     ready.write('var/lib/exup/inventory/sdr', '1\n')
-    items = [ready.item(install_path, install_info, command='touch "$EXUP_ROOT/hijacked"'),
-             ready.item(uninstall_path, uninstall_info, action='uninstall', from_version='1', command='./install.sh')]
+    items = [
+        ready.item(install_path, install_info, command='touch "$EXUP_ROOT/hijacked"'),
+        ready.item(uninstall_path, uninstall_info, action='uninstall', from_version='1', command='./install.sh'),
+    ]
     job_id = ready.host.start_job(items, keyring, 60)
     journal = ready.host.follow(job_id, 20, 60)
     assert [(item['status'], item['command']) for item in journal['items']] == [('succeeded', './install.sh'), ('succeeded', './uninstall.sh')]
@@ -669,12 +761,17 @@ def test_unknown_job(ready):
 # ---------------------------------------------------------------------------------------------------- recovery
 def test_a_job_whose_runner_died_is_finished_by_recovery(ready):
     pid = dead_pid()
-    ready.set_job('job-1', 'running', [
-        entry('P1', 'server-agent', 'succeeded', exit_code=0),
-        entry('P2', 'bmc-firmware', 'running'),
-        entry('P3', 'sdr', 'waiting'),
-        entry('P4', 'raid-utility', 'waiting', action='uninstall', to_version=None),
-    ], runner_pid=pid)
+    ready.set_job(
+        'job-1',
+        'running',
+        [
+            entry('P1', 'server-agent', 'succeeded', exit_code=0),
+            entry('P2', 'bmc-firmware', 'running'),
+            entry('P3', 'sdr', 'waiting'),
+            entry('P4', 'raid-utility', 'waiting', action='uninstall', to_version=None),
+        ],
+        runner_pid=pid,
+    )
     before = tree(ready.root)
     journal = ready.host.journal('job-1')
     assert journal['state'] == 'finished' and journal['recovered'] is True
@@ -682,7 +779,8 @@ def test_a_job_whose_runner_died_is_finished_by_recovery(ready):
         ('P1', 'succeeded', None),
         ('P2', 'failed', 'the agent stopped while this package was running'),
         ('P3', 'cancelled', 'the agent stopped before this package started'),
-        ('P4', 'cancelled', 'the agent stopped before this package started')]
+        ('P4', 'cancelled', 'the agent stopped before this package started'),
+    ]
     assert journal['items'][1]['outcome'] == 'lost'  # no exit status was written: how it ended is not known
     # A read shows the recovered job and its block without writing anything (issue 8 item 8: reads never write).
     assert ready.host.states()['bmc-firmware'].block == 'apply_failed'
@@ -717,17 +815,33 @@ def test_a_live_runner_is_not_recovered(ready):
 
 # ---------------------------------------------------------------------------------------------------- summaries and inventory
 def test_summarize_counts_done_items():
-    journal = {'job_id': 'job-1', 'state': 'running', 'items': [
-        entry('P1', 'server-agent', 'succeeded', exit_code=0, output_tail='ok', started=1.0),
-        entry('P2', 'bmc-firmware', 'failed', exit_code=3, cause='exit status 3: no'),
-        entry('P3', 'sdr', 'cancelled', cause='an earlier package failed'),
-        entry('P4', 'system-bios', 'running'),
-        entry('P5', 'raid-utility', 'waiting')]}
+    journal = {
+        'job_id': 'job-1',
+        'state': 'running',
+        'items': [
+            entry('P1', 'server-agent', 'succeeded', exit_code=0, output_tail='ok', started=1.0),
+            entry('P2', 'bmc-firmware', 'failed', exit_code=3, cause='exit status 3: no'),
+            entry('P3', 'sdr', 'cancelled', cause='an earlier package failed'),
+            entry('P4', 'system-bios', 'running'),
+            entry('P5', 'raid-utility', 'waiting'),
+        ],
+    }
     summary = agent.summarize(journal)
     assert (summary['job_id'], summary['state'], summary['done'], summary['total'], summary['recovered']) == ('job-1', 'running', 3, 5, False)
-    assert summary['items'][0] == {'package_id': 'P1', 'module_id': 'server-agent', 'action': 'install', 'from_version': '1.0',
-                                   'to_version': '2.0', 'reboot_required': False, 'release_date': '2025-01-01', 'status': 'succeeded',
-                                   'cause': None, 'exit_code': 0, 'output_tail': 'ok', 'outcome': None}
+    assert summary['items'][0] == {
+        'package_id': 'P1',
+        'module_id': 'server-agent',
+        'action': 'install',
+        'from_version': '1.0',
+        'to_version': '2.0',
+        'reboot_required': False,
+        'release_date': '2025-01-01',
+        'status': 'succeeded',
+        'cause': None,
+        'exit_code': 0,
+        'output_tail': 'ok',
+        'outcome': None,
+    }
     assert [item['status'] for item in summary['items']] == ['succeeded', 'failed', 'cancelled', 'running', 'waiting']
     assert agent.summarize({'job_id': 'job-2', 'items': []})['done'] == 0
 
@@ -743,8 +857,14 @@ def test_inventory(ready):
     assert sorted(inventory) == ['active_job', 'agent', 'facts', 'inbox', 'last_job', 'modules', 'prerequisites']
     assert inventory['last_job'] is None  # the newest job is still running
     assert inventory['facts'] == ready.host.facts() and inventory['facts']['model'] == MODEL
-    assert inventory['modules']['system-bios'] == {'module_id': 'system-bios', 'current': 'U32 v2.58 (04/05/2024)', 'previous': None,
-                                                   'block': None, 'staged': None, 'activity': None}
+    assert inventory['modules']['system-bios'] == {
+        'module_id': 'system-bios',
+        'current': 'U32 v2.58 (04/05/2024)',
+        'previous': None,
+        'block': None,
+        'staged': None,
+        'activity': None,
+    }
     assert inventory['modules']['sdr']['activity'] == 'uninstalling'
     assert set(inventory['modules']) == set(ready.host.module_versions())
     assert inventory['agent'] == {'installed': True, 'version': '1.2.0', 'folder': str(ready.root / 'opt' / 'exup' / 'agent')}
@@ -764,8 +884,7 @@ def test_inventory_of_a_virtual_machine_without_agent(server):
 
 def test_cancelled_shows_for_what_the_last_job_cancelled_until_the_next_job(ready):
     """003 Table 8 "cancelled": the modules the finished newest job cancelled; the others keep their own status."""
-    ready.set_job('job-1', 'finished', [entry('P1', 'system-bios', 'succeeded'),
-                                        entry('P2', 'bmc-firmware', 'cancelled', cause='cancelled by the user')])
+    ready.set_job('job-1', 'finished', [entry('P1', 'system-bios', 'succeeded'), entry('P2', 'bmc-firmware', 'cancelled', cause='cancelled by the user')])
     states = ready.host.states()
     assert states['bmc-firmware'].activity == 'cancelled'
     assert states.get('system-bios') is None or states['system-bios'].activity is None

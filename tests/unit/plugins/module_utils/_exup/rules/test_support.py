@@ -16,9 +16,23 @@ OTHER_MODEL = 'Express5800/GT110x-9'
 
 
 def info(models=(MODEL,), os_names=('rhel9', 'sles15'), module=support.AGENT_MODULE, version='1.0', schema=PACKAGE_SCHEMA_VERSION):
-    return PackageInfo(package_id='%s-%s' % (module, version), module_id=module, module_name=module, version=version, release_date='2025-01-01',
-                       models=list(models), os=list(os_names), kind='linux', auto_update=True, reboot_required=False, downgrade_supported=True,
-                       uninstall_supported=True, install_command='./install.sh', uninstall_command='./uninstall.sh', schema_version=schema)
+    return PackageInfo(
+        package_id='%s-%s' % (module, version),
+        module_id=module,
+        module_name=module,
+        version=version,
+        release_date='2025-01-01',
+        models=list(models),
+        os=list(os_names),
+        kind='linux',
+        auto_update=True,
+        reboot_required=False,
+        downgrade_supported=True,
+        uninstall_supported=True,
+        install_command='./install.sh',
+        uninstall_command='./uninstall.sh',
+        schema_version=schema,
+    )
 
 
 def codes(blockers):
@@ -31,9 +45,14 @@ def test_the_agent_module_id_is_the_one_of_table_6():
 
 
 def test_support_is_the_union_of_the_readable_agent_packages():
-    found = support.agent_support([info(version='1.0'), info(models=(OTHER_MODEL,), os_names=('ubuntu2204',), version='1.1'),
-                                   info(models=('BIOS-only',), module='system-bios'),
-                                   info(models=('Future',), os_names=('rhel10',), schema=PACKAGE_SCHEMA_VERSION + 1)])
+    found = support.agent_support(
+        [
+            info(version='1.0'),
+            info(models=(OTHER_MODEL,), os_names=('ubuntu2204',), version='1.1'),
+            info(models=('BIOS-only',), module='system-bios'),
+            info(models=('Future',), os_names=('rhel10',), schema=PACKAGE_SCHEMA_VERSION + 1),
+        ]
+    )
     assert found.models == {MODEL, OTHER_MODEL}
     assert found.systems == {'rhel9', 'sles15', 'ubuntu2204'}
 
@@ -57,7 +76,8 @@ def test_host_wording_os_first_with_the_supported_list():
     blockers = support.support_blockers(found, 'ThinkSystem SR650', 'debian12', support.HOST, 'Debian GNU/Linux 12 (bookworm)')
     assert blockers == [
         {'code': 'unsupported_os', 'msg': 'OS debian12 (Debian GNU/Linux 12 (bookworm)) is not supported by the agent (supported: rhel9, sles15)'},
-        {'code': 'unsupported_model', 'msg': "model 'ThinkSystem SR650' is not supported by the agent: this server does not support exup"}]
+        {'code': 'unsupported_model', 'msg': "model 'ThinkSystem SR650' is not supported by the agent: this server does not support exup"},
+    ]
 
 
 def test_repository_wording_model_first_and_short():
@@ -65,7 +85,8 @@ def test_repository_wording_model_first_and_short():
     blockers = support.support_blockers(found, OTHER_MODEL, 'centos6', support.REPOSITORY, 'CentOS Linux 6.10 (Final)')
     assert blockers == [
         {'code': 'unsupported_model', 'msg': "model 'Express5800/GT110x-9' is not supported by the agent packages in the repository"},
-        {'code': 'unsupported_os', 'msg': 'OS centos6 is not supported by the agent packages in the repository'}]
+        {'code': 'unsupported_os', 'msg': 'OS centos6 is not supported by the agent packages in the repository'},
+    ]
 
 
 def test_wizard_wording_as_docs_managed_servers_shows_it():
@@ -73,10 +94,19 @@ def test_wizard_wording_as_docs_managed_servers_shows_it():
     found = support.AgentSupport.of([MODEL], ['rhel8', 'rhel9', 'sles15', 'ubuntu2204'])
     os_refusal = support.support_blockers(found, MODEL, 'centos6', support.WIZARD, 'CentOS Linux 6.10 (Final)')
     model_refusal = support.support_blockers(found, OTHER_MODEL, 'rhel9', support.WIZARD, 'Red Hat Enterprise Linux 9.4')
-    assert os_refusal == [{'code': 'unsupported_os', 'msg': 'OS centos6 (CentOS Linux 6.10 (Final)) is not supported by the agent packages in the '
-                                                            'repository (supported: rhel8, rhel9, sles15, ubuntu2204)'}]
-    assert model_refusal == [{'code': 'unsupported_model', 'msg': "model 'Express5800/GT110x-9' is not supported by the agent packages in the "
-                                                                  "repository: this server does not support exup"}]
+    assert os_refusal == [
+        {
+            'code': 'unsupported_os',
+            'msg': 'OS centos6 (CentOS Linux 6.10 (Final)) is not supported by the agent packages in the '
+            'repository (supported: rhel8, rhel9, sles15, ubuntu2204)',
+        }
+    ]
+    assert model_refusal == [
+        {
+            'code': 'unsupported_model',
+            'msg': "model 'Express5800/GT110x-9' is not supported by the agent packages in the repository: this server does not support exup",
+        }
+    ]
 
 
 def test_an_unknown_pretty_name_is_said_so():
@@ -95,5 +125,6 @@ def test_package_blocker_names_the_package_and_the_first_reason():
     assert support.package_blocker(info(os_names=('any',)), MODEL, 'centos6') is None
     assert support.package_blocker(package, OTHER_MODEL, 'centos6') == {
         'code': 'unsupported_model',
-        'msg': 'agent package update-agent-1.0 does not support Express5800/GT110x-9 on centos6: this server does not support exup'}
+        'msg': 'agent package update-agent-1.0 does not support Express5800/GT110x-9 on centos6: this server does not support exup',
+    }
     assert support.package_blocker(package, MODEL, 'centos6')['code'] == 'unsupported_os'
