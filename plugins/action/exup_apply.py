@@ -18,7 +18,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import appl
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
-from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import ServerStatus, restarted_modules
+from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import ServerStatus
 
 RUNNER_LOST = " (the agent's runner stopped; the package script runs on, and its outcome is read when it ends)"
 
@@ -61,7 +61,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         outcome = self.run_job(repo, inventory, planned, files, action)
         if args['allow_reboot'] and outcome['reboot_allowed']:
             # the playbook restarts now (003 §2.1.2): Table 8 "rebooting" until the boot id changes, applies refused meanwhile
-            self.record_restart(repo, restarted_modules(outcome['results']), boot_id=facts.get('boot_id'))
+            self.record_restart(repo, apply_report.restarted_modules(outcome['results']), boot_id=facts.get('boot_id'))
         return dict(base, **outcome)
 
     def require_idle_agent(self, inventory):

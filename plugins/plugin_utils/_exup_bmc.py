@@ -22,7 +22,6 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.package import ve
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan, status_report
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.blocks import BlockEvidence, block_in_force
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
-from ansible_collections.exup.fleet.plugins.plugin_utils._exup_status import restarted_modules
 
 BMC_OS = 'any'  # BMC packages target every OS: the BMC does not care what the server runs
 #: what the repository keeps of a module managed through its BMC (the rest of module_changes is the agent's)
@@ -223,8 +222,8 @@ class BmcPath:
         rebooted = False
         if self.args['allow_reboot'] and plan.reboot_allowed(results):
             rebooted = self.bmc_reset(bmc, results)
-            self.record_restart(repo, restarted_modules(results))  # "rebooting" until the BMC reports the system on (Table 8)
-            for module_id in restarted_modules(results):
+            self.record_restart(repo, apply_report.restarted_modules(results))  # "rebooting" until the BMC reports the system on (Table 8)
+            for module_id in apply_report.restarted_modules(results):
                 repo.set_bmc_module(self.args['manager_id'], self.server_name, module_id, **BLOCK_ENDED)
         versions_after = self.bmc_read_versions(bmc)
         code, cause, detail = self.job_outcome({'job_id': 'bmc-%d' % int(time.time()), 'items': results})
@@ -246,7 +245,7 @@ class BmcPath:
 
     def bmc_reset(self, bmc, results):
         """Reset what the applied firmware waits for: the server for BIOS, the BMC for its own firmware (003 §2.1.2)."""
-        waiting = {result['module_id'] for result in results if result['status'] == 'succeeded' and result['reset_required']}
+        waiting = set(apply_report.restarted_modules(results))  # reboot_required is the BMC's reset_required here
         self.reset_through_bmc(bmc, server='system-bios' in waiting, controller='bmc-firmware' in waiting)
         return bool(waiting)
 

@@ -39,8 +39,3 @@ class ServerStatus:
         if repo is not None and modules and not self._task.check_mode:
             repo.request_reboot(self.args['manager_id'], self.server_name, modules, boot_id=boot_id, seconds=self.args['reboot_timeout'])
         return modules
-
-
-def restarted_modules(results):
-    """Modules whose package succeeded and waits for a restart."""
-    return [result['module_id'] for result in results if result['status'] == 'succeeded' and result['reboot_required']]

@@ -89,6 +89,11 @@ def staged_versions(states: Mapping[str, plan.ModuleState]) -> dict:
     return {name: state.staged for name, state in states.items() if state.block == 'reboot_required'}
 
 
+def restarted_modules(results: Sequence[Mapping]) -> list:
+    """Modules whose package succeeded and waits for a restart."""
+    return [result['module_id'] for result in results if result['status'] == 'succeeded' and result['reboot_required']]
+
+
 def _restart_fields(place: ApplyPlace, rebooted: bool = False) -> dict:
     return {'rebooted': rebooted} if place.via_bmc else {}
 

@@ -244,3 +244,8 @@ def test_bmc_package_results_keep_what_the_bmc_said_but_not_the_internal_keys():
 )
 def test_apply_summary(finished, place, expected):
     assert ar.apply_summary(finished, place) == expected
+
+
+def test_restarted_modules_are_the_successes_that_wait_for_a_restart():
+    results = [job_item(reboot_required=True), job_item('failed', module_id='sdr', reboot_required=True), job_item(module_id='bmc-firmware')]
+    assert ar.restarted_modules(results) == ['system-bios']
