@@ -95,7 +95,7 @@ def response(retry_after):
     [
         ('3600', RETRY_AFTER_CAP),
         ('1', 1),
-        (email.utils.formatdate(time.time() + 86400, usegmt=True), RETRY_AFTER_CAP),  # an HTTP date a day away
+        pytest.param(email.utils.formatdate(time.time() + 86400, usegmt=True), RETRY_AFTER_CAP, id='http-date-a-day-away'),
         ('soon', None),  # neither seconds nor a date: no Retry-After (a backoff), not an InvalidHeader traceback
     ],
 )
