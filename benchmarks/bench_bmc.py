@@ -81,8 +81,12 @@ class Emulators:
         self.procs, self.bmcs = [], []
         sizes = [count // processes + (1 if index < count % processes else 0) for index in range(processes)]
         for size in (size for size in sizes if size):
-            proc = subprocess.Popen([sys.executable, str(EMULATOR), '--count', str(size), '--model', MODEL], stdout=subprocess.PIPE, text=True,
-                                    env=dict(os.environ, PYTHONPATH=str(REPO_ROOT / 'build' / 'collections')))
+            proc = subprocess.Popen(
+                [sys.executable, str(EMULATOR), '--count', str(size), '--model', MODEL],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=dict(os.environ, PYTHONPATH=str(REPO_ROOT / 'build' / 'collections')),
+            )
             self.procs.append(proc)
             for index in range(size):
                 line = proc.stdout.readline()
@@ -106,10 +110,10 @@ def make_repository(work):
     from ansible_collections.exup.fleet.plugins.module_utils._exup import signing
     from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, build_package_from_bytes
     from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+
     key = signing.SigningKey.generate()
     key.save(str(work / 'vendor.key'), str(work / 'vendor.pem'))
-    info = PackageInfo('bench-bios-1.10', 'system-bios', 'System BIOS', '1.10', '2026-01-10', [MODEL], ['any'], 'bmc', True, True, True,
-                       False, '', '')
+    info = PackageInfo('bench-bios-1.10', 'system-bios', 'System BIOS', '1.10', '2026-01-10', [MODEL], ['any'], 'bmc', True, True, True, False, '', '')
     package = work / 'bios-1.10.zip'
     build_package_from_bytes({'firmware/bios.rom': os.urandom(8 * 1024 * 1024)}, info, key, str(package))
     keyring = signing.KeyRing.from_pem_list([str(work / 'vendor.pem')])
@@ -122,6 +126,7 @@ def make_repository(work):
 def forget_bmc_state(repo):
     """Fresh BMCs run firmware 1.00 again: drop what the repository remembers of the last round (staged 1.10)."""
     import sqlite3
+
     conn = sqlite3.connect(str(Path(repo) / 'repo.db'))
     try:
         conn.execute('DELETE FROM bmc_modules')
@@ -135,16 +140,27 @@ def run_exup(work, bmcs, repo, pem, play=PLAY):
     inventory = {'bmcs': {'hosts': {}}}
     for index, bmc in enumerate(bmcs):
         inventory['bmcs']['hosts']['bmc%03d' % (index + 1)] = {
-            'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable, 'bmc_port': bmc['port'],
-            'bmc_user': bmc['user'], 'bmc_password': bmc['password'], 'bmc_ca': bmc['ca']}
+            'ansible_connection': 'local',
+            'ansible_python_interpreter': sys.executable,
+            'bmc_port': bmc['port'],
+            'bmc_user': bmc['user'],
+            'bmc_password': bmc['password'],
+            'bmc_ca': bmc['ca'],
+        }
     (work / 'inventory.json').write_text(json.dumps(inventory))
     (work / 'bmc.yml').write_text(play.format(repo=repo, pem=pem))
-    env = dict(os.environ, ANSIBLE_FORKS=str(len(bmcs)), ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / 'build' / 'collections'),
-               ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_LOCALHOST_WARNING='False')
+    env = dict(
+        os.environ,
+        ANSIBLE_FORKS=str(len(bmcs)),
+        ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / 'build' / 'collections'),
+        ANSIBLE_HOST_KEY_CHECKING='False',
+        ANSIBLE_LOCALHOST_WARNING='False',
+    )
     env['PATH'] = str(Path(sys.executable).parent) + os.pathsep + env.get('PATH', '')
     started = time.monotonic()
-    proc = subprocess.run(['ansible-playbook', '-i', str(work / 'inventory.json'), str(work / 'bmc.yml')], env=env, cwd=str(work),
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ['ansible-playbook', '-i', str(work / 'inventory.json'), str(work / 'bmc.yml')], env=env, cwd=str(work), capture_output=True, text=True, check=False
+    )
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
@@ -156,8 +172,12 @@ def curl_one(bmc, package):
     """Push by curl, then poll the task by curl until it ends."""
     base = ['curl', '-sS', '--fail-with-body', '--cacert', bmc['ca'], '-u', '%s:%s' % (bmc['user'], bmc['password'])]
     parameters = json.dumps({'Targets': [BIOS_TARGET], '@Redfish.OperationApplyTime': 'OnReset'})
-    pushed = subprocess.run(base + ['-F', 'UpdateParameters=%s;type=application/json' % parameters, '-F', 'UpdateFile=@%s' % package,
-                                    bmc['url'] + PUSH_PATH], capture_output=True, text=True, check=True)
+    pushed = subprocess.run(
+        base + ['-F', 'UpdateParameters=%s;type=application/json' % parameters, '-F', 'UpdateFile=@%s' % package, bmc['url'] + PUSH_PATH],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     task_url = bmc['url'] + json.loads(pushed.stdout)['@odata.id']
     while True:
         state = json.loads(subprocess.run(base + [task_url], capture_output=True, text=True, check=True).stdout)['TaskState']
@@ -194,7 +214,7 @@ def main(argv=None):
     methods = ('exup', 'curl', 'ansible-floor')
     times = {method: [] for method in methods}
     for index in range(profile['rounds']):
-        for method in (methods if index % 2 == 0 else tuple(reversed(methods))):
+        for method in methods if index % 2 == 0 else tuple(reversed(methods)):
             emulators = Emulators(profile['bmcs'], args.processes)
             try:
                 if method == 'curl':
@@ -207,11 +227,21 @@ def main(argv=None):
             print('round %d %-4s %.1f s' % (index + 1, method, elapsed), flush=True)
     medians = {method: statistics.median(values) for method, values in times.items()}
     ratio = medians['exup'] / medians['curl']
-    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
-    result = {'ratio_ansible_floor': medians['exup'] / medians['ansible-floor'], 'date': now, 'bmcs': profile['bmcs'],
-              'rounds': profile['rounds'], 'image_bytes': package.stat().st_size, 'times': times, 'medians': medians, 'ratio': ratio,
-              'loadavg': os.getloadavg(), 'cpus': os.cpu_count(), 'python': platform.python_version(),
-              'command': 'bash benchmarks/run_bmc.sh%s' % (' --quick' if args.quick else '')}
+    now = datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
+    result = {
+        'ratio_ansible_floor': medians['exup'] / medians['ansible-floor'],
+        'date': now,
+        'bmcs': profile['bmcs'],
+        'rounds': profile['rounds'],
+        'image_bytes': package.stat().st_size,
+        'times': times,
+        'medians': medians,
+        'ratio': ratio,
+        'loadavg': os.getloadavg(),
+        'cpus': os.cpu_count(),
+        'python': platform.python_version(),
+        'command': 'bash benchmarks/run_bmc.sh%s' % (' --quick' if args.quick else ''),
+    }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = 'bmc-%s-%d' % (result['date'].replace(':', ''), profile['bmcs'])
     (RESULTS_DIR / (stem + '.json')).write_text(json.dumps(result, indent=1) + '\n')
@@ -220,9 +250,9 @@ def main(argv=None):
         table.append('| %s | %s | %.1f |' % (method, ', '.join('%.1f' % value for value in times[method]), medians[method]))
     table.append('')
     line = 'ratio exup / curl: **%.2f**; exup / ansible-floor: %.2f; %d BMCs, image %.1f MiB, %d round(s); load average at the end %.1f %.1f %.1f'
-    table.append(line
-                 % ((ratio, medians['exup'] / medians['ansible-floor'], profile['bmcs'], package.stat().st_size / 1048576.0, profile['rounds'])
-                    + os.getloadavg()))
+    table.append(
+        line % ((ratio, medians['exup'] / medians['ansible-floor'], profile['bmcs'], package.stat().st_size / 1048576.0, profile['rounds']) + os.getloadavg())
+    )
     (RESULTS_DIR / (stem + '.md')).write_text('\n'.join(table) + '\n')
     print('\n'.join(table))
     return 0

@@ -66,19 +66,25 @@ APPLY_TASK = '''    - name: Apply three packages
       failed_when: applied.failed or (applied.results | selectattr('status', 'equalto', 'succeeded') | list | length) != 3
 '''
 
-EXUP_PLAY = '''- hosts: managed
+EXUP_PLAY = (
+    '''- hosts: managed
   gather_facts: false
   tasks:
-''' + APPLY_TASK
+'''
+    + APPLY_TASK
+)
 
-SCAN_PLAY = '''- hosts: managed
+SCAN_PLAY = (
+    '''- hosts: managed
   gather_facts: false
   tasks:
     - name: Scan (versions and statuses)
       exup.fleet.exup_info:
         repository: {repo}
         host_root: "{{{{ exup_host_root }}}}"
-''' + APPLY_TASK
+'''
+    + APPLY_TASK
+)
 
 FLOOR_PLAY = '''- hosts: managed
   gather_facts: false
@@ -131,6 +137,7 @@ def main(argv=None):
     profile['hosts'] = args.hosts or profile['hosts']
     profile['rounds'] = args.rounds or profile['rounds']
     from lab import Lab  # tests/lab/lab.py, on sys.path above
+
     work = Path(args.dir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -159,11 +166,23 @@ def main(argv=None):
         lab.down()
     medians = {method: statistics.median(values) for method, values in times.items()}
     ratio = medians['exup'] / medians['floor']
-    result = {'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'), 'hosts': profile['hosts'], 'forks': 20,
-              'rounds': profile['rounds'], 'packages_per_host': len(MODULES), 'times': times, 'medians': medians, 'ratio': ratio,
-              'ratio_scan': medians['exup-scan'] / medians['floor'] if 'exup-scan' in medians else None, 'loadavg': os.getloadavg(),
-              'goal': 'exup <= 1.5 x floor', 'met': ratio <= 1.5, 'cpus': os.cpu_count(), 'python': platform.python_version(),
-              'command': 'bash benchmarks/run_fleet.sh%s' % (' --quick' if args.quick else '')}
+    result = {
+        'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ'),
+        'hosts': profile['hosts'],
+        'forks': 20,
+        'rounds': profile['rounds'],
+        'packages_per_host': len(MODULES),
+        'times': times,
+        'medians': medians,
+        'ratio': ratio,
+        'ratio_scan': medians['exup-scan'] / medians['floor'] if 'exup-scan' in medians else None,
+        'loadavg': os.getloadavg(),
+        'goal': 'exup <= 1.5 x floor',
+        'met': ratio <= 1.5,
+        'cpus': os.cpu_count(),
+        'python': platform.python_version(),
+        'command': 'bash benchmarks/run_fleet.sh%s' % (' --quick' if args.quick else ''),
+    }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = 'fleet-%s-%dh' % (result['date'].replace(':', ''), profile['hosts'])
     (RESULTS_DIR / (stem + '.json')).write_text(json.dumps(result, indent=1) + '\n')

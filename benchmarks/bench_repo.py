@@ -59,8 +59,19 @@ PROFILES = {
 }
 METHODS = ('curl+sha256sum', 'aria2c+sha256sum', 'aria2c', 'exup-w4', 'exup-w8')
 BASELINES = ('curl+sha256sum', 'aria2c+sha256sum', 'aria2c')
-ARIA2C_OPTIONS = ['-j', '16', '-x', '1', '--file-allocation=none', '--auto-file-renaming=false', '--allow-overwrite=true',
-                  '--console-log-level=error', '--summary-interval=0', '--download-result=hide', '--quiet=true']
+ARIA2C_OPTIONS = [
+    '-j',
+    '16',
+    '-x',
+    '1',
+    '--file-allocation=none',
+    '--auto-file-renaming=false',
+    '--allow-overwrite=true',
+    '--console-log-level=error',
+    '--summary-interval=0',
+    '--download-result=hide',
+    '--quiet=true',
+]
 CURL_PARALLEL = 16  # as many connections as aria2c -j 16
 SCRATCH = ('runs', 'servers.json', 'aria2c-input.txt', 'curl-config.txt', 'SHA256SUMS', 'child-spec.json', 'big-payload', 'big-package.zip')
 
@@ -151,16 +162,25 @@ def _child_sync(core, spec, keyring):
 
     repo = core.repository.Repository(spec['root'])
     began = time.perf_counter()
-    result = core.sync.sync_repository(repo, TimedClient(), spec['feed_url'], keyring, MANAGER_ID, servers=servers,
-                                       workers=spec['workers'], progress=progress)
+    result = core.sync.sync_repository(repo, TimedClient(), spec['feed_url'], keyring, MANAGER_ID, servers=servers, workers=spec['workers'], progress=progress)
     ended = time.perf_counter()
-    out = {'sync_seconds': ended - began, 'added': len(result.added), 'removed': len(result.removed), 'refused': result.refused[:5],
-           'refused_count': len(result.refused), 'bytes_downloaded': result.bytes_downloaded, 'feed_unchanged': result.feed_unchanged,
-           'added_bytes': sum(item['size'] for item in result.added)}
+    out = {
+        'sync_seconds': ended - began,
+        'added': len(result.added),
+        'removed': len(result.removed),
+        'refused': result.refused[:5],
+        'refused_count': len(result.refused),
+        'bytes_downloaded': result.bytes_downloaded,
+        'feed_unchanged': result.feed_unchanged,
+        'added_bytes': sum(item['size'] for item in result.added),
+    }
     if marks['first_download'] is not None:
         last = marks['last_done'] or ended
-        out.update(before_downloads_seconds=marks['first_download'] - began, download_phase_seconds=last - marks['first_download'],
-                   after_downloads_seconds=ended - last)
+        out.update(
+            before_downloads_seconds=marks['first_download'] - began,
+            download_phase_seconds=last - marks['first_download'],
+            after_downloads_seconds=ended - last,
+        )
     return out
 
 
@@ -171,8 +191,7 @@ def run_child(args, spec, workdir, profile_to=None, collections=None):
     argv = [sys.executable, str(Path(__file__).resolve()), '--collections-path', str(collections or args.collections_dir), '--child', str(spec_path)]
     if profile_to:
         # py-spy samples every thread, idle ones too: waiting for the network or for fsync is time spent as well.
-        argv = [args.py_spy, 'record', '--threads', '--idle', '--nonblocking', '--rate', '100', '--format', 'raw', '--output', str(profile_to),
-                '--'] + argv
+        argv = [args.py_spy, 'record', '--threads', '--idle', '--nonblocking', '--rate', '100', '--format', 'raw', '--output', str(profile_to), '--'] + argv
     began = time.perf_counter()
     proc = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True)
     out = json.loads([line for line in proc.stdout.splitlines() if line.startswith('{')][-1])  # py-spy prints lines too
@@ -193,7 +212,7 @@ def calibrate_avg_size(core, entries, server_count, target_bytes):
     rng = random.Random(SEED)
     per_model = (len(feed.FIRMWARE_MODULES) - 2 + 0.5 + 1 + 2 * (len(feed.SOFTWARE_MODULES) - 1)) * VERSIONS_PER_MODULE
     models = feed.synthetic_models(int(entries // per_model) + 1)
-    start = datetime.datetime(2018, 1, 1, tzinfo=datetime.timezone.utc)
+    start = datetime.datetime(2018, 1, 1, tzinfo=datetime.UTC)
     factors, candidates = {}, []
     for info, _published in feed._synthetic_infos(rng, models, VERSIONS_PER_MODULE, start):  # pylint: disable=protected-access
         if len(candidates) >= entries:
@@ -223,10 +242,16 @@ def ensure_feed(core, args, prof, workdir):
     key.save(str(private), str(public))
     print('building the synthetic feed: %d entries, avg_size %d bytes ...' % (prof['entries'], avg_size), flush=True)
     began = time.perf_counter()
-    count, models = core.feed.synthesize_feed(str(feed_dir), key, entries=prof['entries'], versions_per_module=VERSIONS_PER_MODULE,
-                                              avg_size=avg_size, seed=SEED)
-    info = {'entries': count, 'models': models, 'avg_size': avg_size, 'build_seconds': time.perf_counter() - began,
-            'feed_bytes': sum(path.stat().st_size for path in (feed_dir / 'packages').iterdir())}
+    count, models = core.feed.synthesize_feed(
+        str(feed_dir), key, entries=prof['entries'], versions_per_module=VERSIONS_PER_MODULE, avg_size=avg_size, seed=SEED
+    )
+    info = {
+        'entries': count,
+        'models': models,
+        'avg_size': avg_size,
+        'build_seconds': time.perf_counter() - began,
+        'feed_bytes': sum(path.stat().st_size for path in (feed_dir / 'packages').iterdir()),
+    }
     marker.write_text(json.dumps(info))
     print('  built in %.1f s' % info['build_seconds'], flush=True)
     info['reused'] = False
@@ -259,8 +284,9 @@ def page_cache_share(paths):
     resident = total = 0
     paths = [str(path) for path in paths]
     for index in range(0, len(paths), 1000):
-        proc = subprocess.run(['fincore', '--bytes', '--noheadings', '--raw', '--output', 'RES,SIZE'] + paths[index:index + 1000],
-                              check=True, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.run(
+            ['fincore', '--bytes', '--noheadings', '--raw', '--output', 'RES,SIZE'] + paths[index : index + 1000], check=True, stdout=subprocess.PIPE, text=True
+        )
         for line in proc.stdout.splitlines():
             res, size = (int(field) for field in line.split())
             resident += min(res, size)  # whole pages are resident: the last one reaches past the file's end
@@ -283,21 +309,28 @@ def machine_cpu():
     with open('/proc/stat', encoding='ascii') as handle:
         fields = [int(value) for value in handle.readline().split()[1:]]
     names = ('user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq', 'steal')
-    return dict(zip(names, fields))
+    return dict(zip(names, fields, strict=False))  # /proc/stat has more counters (guest, guest_nice)
 
 
 def machine_cpu_share(before, after):
     """Shares of the machine's CPU time between two machine_cpu() readings: busy (not idle/iowait), iowait, steal."""
     delta = {key: after[key] - before[key] for key in before}
     total = sum(delta.values()) or 1
-    return {'busy': round((total - delta['idle'] - delta['iowait'] - delta['steal']) / total, 3), 'iowait': round(delta['iowait'] / total, 3),
-            'steal': round(delta['steal'] / total, 3)}
+    return {
+        'busy': round((total - delta['idle'] - delta['iowait'] - delta['steal']) / total, 3),
+        'iowait': round(delta['iowait'] / total, 3),
+        'steal': round(delta['steal'] / total, 3),
+    }
 
 
 def nginx_traffic(entries):
     packages = [entry for entry in entries if entry['uri'].startswith('/packages/')]
-    return {'requests': len(entries), 'package_requests': len(packages), 'package_bytes': sum(entry['body_bytes_sent'] for entry in packages),
-            'statuses': sorted({entry['status'] for entry in entries})}
+    return {
+        'requests': len(entries),
+        'package_requests': len(packages),
+        'package_bytes': sum(entry['body_bytes_sent'] for entry in packages),
+        'statuses': sorted({entry['status'] for entry in entries}),
+    }
 
 
 def workers_of(method):
@@ -316,9 +349,9 @@ class DownloadBench:
         self.runs_dir = workdir / 'runs'
         self.names = [entry.url.rsplit('/', 1)[1] for entry in needed]
         self.aria2c_input = workdir / 'aria2c-input.txt'
-        self.aria2c_input.write_text(''.join('%s\n  out=%s\n' % (nginx.url(e.url), name) for e, name in zip(needed, self.names)))
+        self.aria2c_input.write_text(''.join('%s\n  out=%s\n' % (nginx.url(e.url), name) for e, name in zip(needed, self.names, strict=True)))
         self.sums = workdir / 'SHA256SUMS'
-        self.sums.write_text(''.join('%s  %s\n' % (e.sha256, name) for e, name in zip(needed, self.names)))
+        self.sums.write_text(''.join('%s  %s\n' % (e.sha256, name) for e, name in zip(needed, self.names, strict=True)))
         self.curl_config = workdir / 'curl-config.txt'
 
     def _fresh(self, name):
@@ -337,17 +370,36 @@ class DownloadBench:
         return self._timed_run(['aria2c', '--input-file', str(self.aria2c_input), '--dir', str(out_dir)] + ARIA2C_OPTIONS)
 
     def _curl(self, out_dir):
-        self.curl_config.write_text(''.join('url = "%s"\noutput = "%s"\n' % (self.nginx.url(e.url), out_dir / name)
-                                            for e, name in zip(self.needed, self.names)))
-        return self._timed_run(['curl', '--silent', '--show-error', '--no-progress-meter', '--fail', '--parallel', '--parallel-max', str(CURL_PARALLEL),
-                                '--config', str(self.curl_config)])
+        self.curl_config.write_text(
+            ''.join('url = "%s"\noutput = "%s"\n' % (self.nginx.url(e.url), out_dir / name) for e, name in zip(self.needed, self.names, strict=True))
+        )
+        return self._timed_run(
+            [
+                'curl',
+                '--silent',
+                '--show-error',
+                '--no-progress-meter',
+                '--fail',
+                '--parallel',
+                '--parallel-max',
+                str(CURL_PARALLEL),
+                '--config',
+                str(self.curl_config),
+            ]
+        )
 
     def _sha256sum(self, out_dir):
         return self._timed_run(['sha256sum', '--quiet', '--strict', '--check', str(self.sums)], cwd=out_dir)
 
     def _sync(self, root, workers, collections=None, profile_to=None):
-        spec = {'op': 'sync', 'root': str(root), 'feed_url': self.nginx.url('catalog.json'), 'pubkey': str(self.pubkey),
-                'servers': str(self.servers_path), 'workers': workers}
+        spec = {
+            'op': 'sync',
+            'root': str(root),
+            'feed_url': self.nginx.url('catalog.json'),
+            'pubkey': str(self.pubkey),
+            'servers': str(self.servers_path),
+            'workers': workers,
+        }
         return run_child(self.args, spec, self.workdir, profile_to=profile_to, collections=collections)
 
     def run(self, method, keep_root=False, profile_to=None):
@@ -368,9 +420,10 @@ class DownloadBench:
             other = self.args.compare_collections if method.endswith('@other') else None
             child = self._sync(out_dir / 'repo', workers_of(method), collections=other, profile_to=profile_to)
             if child['added'] != len(self.needed) or child['added_bytes'] != self.needed_bytes or child['refused_count']:
-                raise RuntimeError('%s added %d packages (%d bytes, %d refused), expected %d (%d bytes): %s'
-                                   % (method, child['added'], child['added_bytes'], child['refused_count'], len(self.needed),
-                                      self.needed_bytes, child['refused']))
+                raise RuntimeError(
+                    '%s added %d packages (%d bytes, %d refused), expected %d (%d bytes): %s'
+                    % (method, child['added'], child['added_bytes'], child['refused_count'], len(self.needed), self.needed_bytes, child['refused'])
+                )
             record.update(child, seconds=child['process_seconds'])
         if not method.startswith('exup'):
             got = sum(path.stat().st_size for path in out_dir.iterdir())
@@ -391,9 +444,11 @@ class DownloadBench:
             for method in methods[shift:] + methods[:shift]:
                 record = self.run(method)
                 runs.append(record)
-                print('  round %d %-20s %7.2f s %8.1f MiB/s  (machine busy %.0f%%, steal %.0f%%)'
-                      % (index + 1, method, record['seconds'], record['mib_per_s'], 100 * record['machine_cpu']['busy'],
-                         100 * record['machine_cpu']['steal']), flush=True)
+                print(
+                    '  round %d %-20s %7.2f s %8.1f MiB/s  (machine busy %.0f%%, steal %.0f%%)'
+                    % (index + 1, method, record['seconds'], record['mib_per_s'], 100 * record['machine_cpu']['busy'], 100 * record['machine_cpu']['steal']),
+                    flush=True,
+                )
         return runs
 
     def resyncs(self, count):
@@ -424,11 +479,18 @@ class DownloadBench:
 
     @staticmethod
     def _resync_summary(runs):
-        return {'runs': len(runs), 'sync_median_s': statistics.median(r['sync_seconds'] for r in runs),
-                'process_median_s': statistics.median(r['process_seconds'] for r in runs),
-                'package_bytes': sum(r['nginx']['package_bytes'] for r in runs), 'package_requests': sum(r['nginx']['package_requests'] for r in runs),
-                'requests': sum(r['nginx']['requests'] for r in runs), 'statuses': sorted({s for r in runs for s in r['nginx']['statuses']}),
-                'added': sum(r['added'] for r in runs), 'peak_rss_mib': max(r['peak_rss_kib'] for r in runs) / 1024, 'details': runs}
+        return {
+            'runs': len(runs),
+            'sync_median_s': statistics.median(r['sync_seconds'] for r in runs),
+            'process_median_s': statistics.median(r['process_seconds'] for r in runs),
+            'package_bytes': sum(r['nginx']['package_bytes'] for r in runs),
+            'package_requests': sum(r['nginx']['package_requests'] for r in runs),
+            'requests': sum(r['nginx']['requests'] for r in runs),
+            'statuses': sorted({s for r in runs for s in r['nginx']['statuses']}),
+            'added': sum(r['added'] for r in runs),
+            'peak_rss_mib': max(r['peak_rss_kib'] for r in runs) / 1024,
+            'details': runs,
+        }
 
 
 def summarise(runs, needed):
@@ -437,10 +499,24 @@ def summarise(runs, needed):
     for method in sorted({run['method'] for run in runs}, key=lambda name: (name.startswith('exup'), name)):
         mine = [run for run in runs if run['method'] == method]
         seconds = statistics.median(run['seconds'] for run in mine)
-        item = {'median_s': seconds, 'min_s': min(run['seconds'] for run in mine), 'max_s': max(run['seconds'] for run in mine), 'runs': len(mine),
-                'mib_per_s': needed['bytes'] / MIB / seconds, 'packages_per_s': needed['packages'] / seconds}
-        for key in ('fetch_seconds', 'sha256sum_seconds', 'sync_seconds', 'before_downloads_seconds', 'download_phase_seconds',
-                    'after_downloads_seconds', 'cpu_user_seconds', 'cpu_system_seconds'):
+        item = {
+            'median_s': seconds,
+            'min_s': min(run['seconds'] for run in mine),
+            'max_s': max(run['seconds'] for run in mine),
+            'runs': len(mine),
+            'mib_per_s': needed['bytes'] / MIB / seconds,
+            'packages_per_s': needed['packages'] / seconds,
+        }
+        for key in (
+            'fetch_seconds',
+            'sha256sum_seconds',
+            'sync_seconds',
+            'before_downloads_seconds',
+            'download_phase_seconds',
+            'after_downloads_seconds',
+            'cpu_user_seconds',
+            'cpu_system_seconds',
+        ):
             values = [run[key] for run in mine if key in run]
             if values:
                 item[key.replace('_seconds', '_median_s')] = statistics.median(values)
@@ -464,9 +540,13 @@ def summarise_py_spy(raw_path, top=25):
             functions = inclusive.setdefault(role, {})
             for name in {frame.split(' (')[0] for frame in stack.split(';')[1:]}:  # the first "frame" names the thread
                 functions[name] = functions.get(name, 0) + int(count)
-    return {role: {'samples': totals[role],
-                   'top': [[name, round(count / totals[role], 3)] for name, count in sorted(inclusive[role].items(), key=lambda kv: -kv[1])[:top]]}
-            for role in totals}
+    return {
+        role: {
+            'samples': totals[role],
+            'top': [[name, round(count / totals[role], 3)] for name, count in sorted(inclusive[role].items(), key=lambda kv: -kv[1])[:top]],
+        }
+        for role in totals
+    }
 
 
 # --------------------------------------------------------------------------- the 2 GiB package
@@ -482,9 +562,20 @@ def big_package(core, args, size, workdir, private_path, pubkey_path):
                 handle.write(os.urandom(min(8 * MIB, size - offset)))
         (payload_dir / 'install.sh').write_text('#!/bin/sh\nexit 0\n')
         info = core.package.PackageInfo(
-            package_id='bench-big-1.00', module_id='system-bios', module_name='System BIOS', version='1.00', release_date='2026-01-01',
-            models=['Express5800/R120a-1M'], os=['any'], kind='bmc', auto_update=True, reboot_required=True, downgrade_supported=True,
-            uninstall_supported=False, install_command='./install.sh')
+            package_id='bench-big-1.00',
+            module_id='system-bios',
+            module_name='System BIOS',
+            version='1.00',
+            release_date='2026-01-01',
+            models=['Express5800/R120a-1M'],
+            os=['any'],
+            kind='bmc',
+            auto_update=True,
+            reboot_required=True,
+            downgrade_supported=True,
+            uninstall_supported=False,
+            install_command='./install.sh',
+        )
         began = time.perf_counter()
         core.package.build_package(str(payload_dir), info, core.signing.SigningKey.load(str(private_path)), str(out))
         build_seconds = time.perf_counter() - began
@@ -496,9 +587,17 @@ def big_package(core, args, size, workdir, private_path, pubkey_path):
         began = time.perf_counter()
         subprocess.run(['sha256sum', str(out)], check=True, stdout=subprocess.DEVNULL)
         sha256sum_seconds = time.perf_counter() - began
-        return {'payload_bytes': size, 'package_bytes': out.stat().st_size, 'build_seconds': build_seconds, 'verify_seconds': child['seconds'],
-                'verify_mib_per_s': size / MIB / child['seconds'], 'verify_peak_rss_mib': child['peak_rss_kib'] / 1024,
-                'rss_after_import_mib': child['rss_after_import_kib'] / 1024, 'sha256sum_seconds': sha256sum_seconds, 'page_cache_share': cached}
+        return {
+            'payload_bytes': size,
+            'package_bytes': out.stat().st_size,
+            'build_seconds': build_seconds,
+            'verify_seconds': child['seconds'],
+            'verify_mib_per_s': size / MIB / child['seconds'],
+            'verify_peak_rss_mib': child['peak_rss_kib'] / 1024,
+            'rss_after_import_mib': child['rss_after_import_kib'] / 1024,
+            'sha256sum_seconds': sha256sum_seconds,
+            'page_cache_share': cached,
+        }
     finally:
         shutil.rmtree(payload_dir, ignore_errors=True)
         if out.exists():
@@ -521,65 +620,141 @@ def machine():
                     return line.split(':', 1)[1].strip()
         return None
 
-    return {'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'), 'cpus': os.cpu_count(),
-            'cpu': proc_field('/proc/cpuinfo', 'model name'), 'memory': proc_field('/proc/meminfo', 'MemTotal'), 'kernel': platform.release(),
-            'python': platform.python_version(), 'nginx': first_line(['nginx', '-v']), 'aria2c': first_line(['aria2c', '--version']),
-            'curl': first_line(['curl', '--version']), 'sha256sum': first_line(['sha256sum', '--version'])}
+    return {
+        'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ'),
+        'cpus': os.cpu_count(),
+        'cpu': proc_field('/proc/cpuinfo', 'model name'),
+        'memory': proc_field('/proc/meminfo', 'MemTotal'),
+        'kernel': platform.release(),
+        'python': platform.python_version(),
+        'nginx': first_line(['nginx', '-v']),
+        'aria2c': first_line(['aria2c', '--version']),
+        'curl': first_line(['curl', '--version']),
+        'sha256sum': first_line(['sha256sum', '--version']),
+    }
 
 
 def markdown(results):
     """The human summary: what docs/benchmarks.md quotes."""
     prof, feed, needed = results['profile'], results['feed'], results['needed']
-    lines = ['Measured %s on %s CPUs (%s, %s RAM), Python %s, load average %.1f at the start; command: `%s`.'
-             % (results['machine']['date'], results['machine']['cpus'], results['machine']['cpu'], results['machine']['memory'],
-                results['machine']['python'], results['load_average_start'][0], results['command']),
-             '',
-             'Feed: %d entries, %.0f MiB (avg_size %d B; %s); %d servers on %d models. Needed: %d packages, %.1f MiB (%.0f KiB each on average).'
-             % (feed['entries'], feed['feed_bytes'] / MIB, feed['avg_size'], 'reused' if feed['reused'] else 'built in %.0f s' % feed['build_seconds'],
-                prof['servers'], len(feed['models']), needed['packages'], needed['bytes'] / MIB, needed['bytes'] / 1024 / max(1, needed['packages'])),
-             '',
-             '| step | median | min - max | runs |', '|---|---|---|---|']
-    for key, label in (('parse_catalog', 'parse_catalog (%d entries, %.1f MiB)' % (feed['entries'], results['parse_catalog']['catalog_bytes'] / MIB)),
-                       ('selection', 'generation_plan (%d candidates x %d servers)' % (feed['entries'], prof['servers']))):
+    lines = [
+        'Measured %s on %s CPUs (%s, %s RAM), Python %s, load average %.1f at the start; command: `%s`.'
+        % (
+            results['machine']['date'],
+            results['machine']['cpus'],
+            results['machine']['cpu'],
+            results['machine']['memory'],
+            results['machine']['python'],
+            results['load_average_start'][0],
+            results['command'],
+        ),
+        '',
+        'Feed: %d entries, %.0f MiB (avg_size %d B; %s); %d servers on %d models. Needed: %d packages, %.1f MiB (%.0f KiB each on average).'
+        % (
+            feed['entries'],
+            feed['feed_bytes'] / MIB,
+            feed['avg_size'],
+            'reused' if feed['reused'] else 'built in %.0f s' % feed['build_seconds'],
+            prof['servers'],
+            len(feed['models']),
+            needed['packages'],
+            needed['bytes'] / MIB,
+            needed['bytes'] / 1024 / max(1, needed['packages']),
+        ),
+        '',
+        '| step | median | min - max | runs |',
+        '|---|---|---|---|',
+    ]
+    for key, label in (
+        ('parse_catalog', 'parse_catalog (%d entries, %.1f MiB)' % (feed['entries'], results['parse_catalog']['catalog_bytes'] / MIB)),
+        ('selection', 'generation_plan (%d candidates x %d servers)' % (feed['entries'], prof['servers'])),
+    ):
         item = results[key]
         lines.append('| %s | %.3f s | %.3f - %.3f s | %d |' % (label, item['median_s'], item['min_s'], item['max_s'], item['runs']))
     exups = [method for method in results['downloads'] if method.startswith('exup')]
-    lines += ['', '| method | median wall (min - max) | MiB/s | packages/s | %s | notes |' % ' | '.join('%s / it' % m for m in exups),
-              '|---|---|---|---|%s---|' % ('---|' * len(exups))]
+    lines += [
+        '',
+        '| method | median wall (min - max) | MiB/s | packages/s | %s | notes |' % ' | '.join('%s / it' % m for m in exups),
+        '|---|---|---|---|%s---|' % ('---|' * len(exups)),
+    ]
     for method, item in results['downloads'].items():
         notes = []
         if 'fetch_median_s' in item:
             notes.append('fetch %.2f s + sha256sum %.2f s' % (item['fetch_median_s'], item['sha256sum_median_s']))
         if 'sync_median_s' in item:
-            notes.append('sync_repository %.2f s (%.2f before the first download, %.2f downloading, %.2f after); CPU %.1f s user + %.1f s sys; '
-                         'peak RSS %.0f MiB' % (item['sync_median_s'], item.get('before_downloads_median_s', 0), item.get('download_phase_median_s', 0),
-                                                item.get('after_downloads_median_s', 0), item['cpu_user_median_s'], item['cpu_system_median_s'],
-                                                item['peak_rss_mib']))
+            notes.append(
+                'sync_repository %.2f s (%.2f before the first download, %.2f downloading, %.2f after); CPU %.1f s user + %.1f s sys; '
+                'peak RSS %.0f MiB'
+                % (
+                    item['sync_median_s'],
+                    item.get('before_downloads_median_s', 0),
+                    item.get('download_phase_median_s', 0),
+                    item.get('after_downloads_median_s', 0),
+                    item['cpu_user_median_s'],
+                    item['cpu_system_median_s'],
+                    item['peak_rss_mib'],
+                )
+            )
         ratios = ['%.2fx' % results['downloads'][m]['ratio_vs'][method] if method in BASELINES else '' for m in exups]
-        lines.append('| %s | %.2f s (%.2f - %.2f) | %.0f | %.0f | %s | %s |'
-                     % (method, item['median_s'], item['min_s'], item['max_s'], item['mib_per_s'], item['packages_per_s'], ' | '.join(ratios),
-                        '; '.join(notes)))
+        lines.append(
+            '| %s | %.2f s (%.2f - %.2f) | %.0f | %.0f | %s | %s |'
+            % (method, item['median_s'], item['min_s'], item['max_s'], item['mib_per_s'], item['packages_per_s'], ' | '.join(ratios), '; '.join(notes))
+        )
     resync = results['resync']
-    lines += ['', 'Re-sync with nothing new (median of %d): sync_repository %.3f s, whole child process %.3f s (interpreter start and imports '
-              'included); nginx answered %d requests (statuses %s) and sent %d package bytes in %d package requests; peak RSS %.0f MiB '
-              '(first sync: %.0f MiB).' % (resync['runs'], resync['sync_median_s'], resync['process_median_s'], resync['requests'], resync['statuses'],
-                                           resync['package_bytes'], resync['package_requests'], resync['peak_rss_mib'], resync['first_sync_peak_rss_mib'])]
+    lines += [
+        '',
+        'Re-sync with nothing new (median of %d): sync_repository %.3f s, whole child process %.3f s (interpreter start and imports '
+        'included); nginx answered %d requests (statuses %s) and sent %d package bytes in %d package requests; peak RSS %.0f MiB '
+        '(first sync: %.0f MiB).'
+        % (
+            resync['runs'],
+            resync['sync_median_s'],
+            resync['process_median_s'],
+            resync['requests'],
+            resync['statuses'],
+            resync['package_bytes'],
+            resync['package_requests'],
+            resync['peak_rss_mib'],
+            resync['first_sync_peak_rss_mib'],
+        ),
+    ]
     if 'other' in resync:
-        lines += ['', 'The same re-sync by the code under --compare-collections (alternating with the above): sync_repository %.3f s, process %.3f s, '
-                  'peak RSS %.0f MiB.' % (resync['other']['sync_median_s'], resync['other']['process_median_s'], resync['other']['peak_rss_mib'])]
+        lines += [
+            '',
+            'The same re-sync by the code under --compare-collections (alternating with the above): sync_repository %.3f s, process %.3f s, '
+            'peak RSS %.0f MiB.' % (resync['other']['sync_median_s'], resync['other']['process_median_s'], resync['other']['peak_rss_mib']),
+        ]
     big = results.get('big_package')
     if big:
-        lines += ['', 'verify_package of one package with a %.0f MiB stored payload: %.1f s (%.0f MiB/s), peak RSS %.0f MiB (%.0f MiB right after '
-                  'the imports); sha256sum of the same file: %.1f s. The package was %.0f%% in the page cache.'
-                  % (big['payload_bytes'] / MIB, big['verify_seconds'], big['verify_mib_per_s'], big['verify_peak_rss_mib'], big['rss_after_import_mib'],
-                     big['sha256sum_seconds'], 100 * (big['page_cache_share'] or 0))]
+        lines += [
+            '',
+            'verify_package of one package with a %.0f MiB stored payload: %.1f s (%.0f MiB/s), peak RSS %.0f MiB (%.0f MiB right after '
+            'the imports); sha256sum of the same file: %.1f s. The package was %.0f%% in the page cache.'
+            % (
+                big['payload_bytes'] / MIB,
+                big['verify_seconds'],
+                big['verify_mib_per_s'],
+                big['verify_peak_rss_mib'],
+                big['rss_after_import_mib'],
+                big['sha256sum_seconds'],
+                100 * (big['page_cache_share'] or 0),
+            ),
+        ]
     session = results['machine_cpu_session']
-    lines += ['', 'Machine CPU over the session (this benchmark and anything else running): %.0f%% busy, %.0f%% iowait, %.0f%% stolen by the hypervisor; '
-              'load average %.1f at the end.' % (100 * session['busy'], 100 * session['iowait'], 100 * session['steal'], results['load_average_end'][0])]
+    lines += [
+        '',
+        'Machine CPU over the session (this benchmark and anything else running): %.0f%% busy, %.0f%% iowait, %.0f%% stolen by the hypervisor; '
+        'load average %.1f at the end.' % (100 * session['busy'], 100 * session['iowait'], 100 * session['steal'], results['load_average_end'][0]),
+    ]
     share = results['page_cache_share']
-    lines += ['', 'Page cache: %s of the needed feed files were resident before the download runs%s.'
-              % ('unknown (no fincore)' if share is None else '%.0f%%' % (100 * share),
-                 '; --cold evicted them with posix_fadvise before every run' if results['cold'] else '')]
+    lines += [
+        '',
+        'Page cache: %s of the needed feed files were resident before the download runs%s.'
+        % (
+            'unknown (no fincore)' if share is None else '%.0f%%' % (100 * share),
+            '; --cold evicted them with posix_fadvise before every run' if results['cold'] else '',
+        ),
+    ]
     return '\n'.join(lines) + '\n'
 
 
@@ -640,8 +815,14 @@ def main(argv=None):
     if free < 3 * prof['target_bytes'] + 2 * prof['big_bytes'] + GIB:
         raise SystemExit('not enough free disk under %s: %.1f GiB' % (workdir, free / GIB))
     began = time.perf_counter()
-    results = {'command': ' '.join(['bash benchmarks/run.sh'] + (sys.argv[1:] if argv is None else list(argv))), 'machine': machine(),
-               'mode': mode, 'profile': prof, 'cold': args.cold, 'load_average_start': os.getloadavg()}
+    results = {
+        'command': ' '.join(['bash benchmarks/run.sh'] + (sys.argv[1:] if argv is None else list(argv))),
+        'machine': machine(),
+        'mode': mode,
+        'profile': prof,
+        'cold': args.cold,
+        'load_average_start': os.getloadavg(),
+    }
     cpu_start = machine_cpu()
 
     feed_dir, private, pubkey, results['feed'] = ensure_feed(core, args, prof, workdir)
@@ -688,8 +869,11 @@ def measure(core, args, prof, methods, workdir, feed_dir, private, pubkey, resul
     by_id = {entry.package_id: entry for entry in catalog.entries}
     needed = [by_id[package_id] for package_id in sorted(plan.wanted())]  # a fresh repository downloads exactly these
     results['needed'] = {'packages': len(needed), 'bytes': sum(entry.size for entry in needed)}
-    print('parse_catalog %.3f s, generation_plan %.3f s; needed: %d packages, %.1f MiB'
-          % (results['parse_catalog']['median_s'], results['selection']['median_s'], len(needed), results['needed']['bytes'] / MIB), flush=True)
+    print(
+        'parse_catalog %.3f s, generation_plan %.3f s; needed: %d packages, %.1f MiB'
+        % (results['parse_catalog']['median_s'], results['selection']['median_s'], len(needed), results['needed']['bytes'] / MIB),
+        flush=True,
+    )
 
     # 2.-4. downloads, re-sync, memory
     results['page_cache_share'] = page_cache_share([feed_dir / entry.url for entry in needed])
@@ -699,8 +883,7 @@ def measure(core, args, prof, methods, workdir, feed_dir, private, pubkey, resul
         results['downloads'] = summarise(results['download_runs'], results['needed'])
         print('re-sync with nothing new ...', flush=True)
         results['resync'] = bench.resyncs(prof['resyncs'])
-        print('  %.3f s in sync_repository, %d package bytes sent' % (results['resync']['sync_median_s'], results['resync']['package_bytes']),
-              flush=True)
+        print('  %.3f s in sync_repository, %d package bytes sent' % (results['resync']['sync_median_s'], results['resync']['package_bytes']), flush=True)
         if args.py_spy:
             print('exup-w8 under py-spy ...', flush=True)
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -25,10 +25,9 @@ import os
 import sys
 import zipfile
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import CATALOG_NAME, write_catalog
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME, INFO_NAME
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME, INFO_NAME, file_digest
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import CATALOG_NAME, write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
 MIB = 1024.0 * 1024.0
@@ -80,10 +79,10 @@ def cmd_prepare(args):
         if len(versions) >= 5 and server['model'] != servers[0]['model']:
             server['modules'] = {'system-bios': {'current': versions[0]['version'], 'previous': versions[3]['version']}}
             add = [
-                path_of(versions[3]),   # added: the previous generation of this server
-                path_of(versions[4]),   # warning: too old, generation management would remove it at once
-                path_of(versions[0]),   # warning: the sync already downloaded it
-                path_of(victim),        # error: the altered package
+                path_of(versions[3]),  # added: the previous generation of this server
+                path_of(versions[4]),  # warning: too old, generation management would remove it at once
+                path_of(versions[0]),  # warning: the sync already downloaded it
+                path_of(victim),  # error: the altered package
             ]
             break
     # Deleted by hand: the newest SDR of the third server's model (recorded as a tombstone).
@@ -135,15 +134,20 @@ def cmd_summary(args):
     print('exup.fleet demo: summary')
     print('=' * 78)
     print('Feed     %s' % report['feed_url'])
-    print('         catalog version %s, %s entries, signed by key %s, expires %s'
-          % (catalog['version'], catalog.get('entries_total'), ', '.join(catalog.get('key_ids', [])), catalog['expires']))
-    print('Servers  %d managed servers, %d models, registered by manager "%s"'
-          % (len(servers), len({server['model'] for server in servers}), report['manager_id']))
+    print(
+        '         catalog version %s, %s entries, signed by key %s, expires %s'
+        % (catalog['version'], catalog.get('entries_total'), ', '.join(catalog.get('key_ids', [])), catalog['expires'])
+    )
+    print(
+        'Servers  %d managed servers, %d models, registered by manager "%s"'
+        % (len(servers), len({server['model'] for server in servers}), report['manager_id'])
+    )
     print('')
-    print('1. Check mode: would download %d packages (%s); nothing was written.'
-          % (len(check['added']), _size(sum(item['size'] for item in check['added']))))
-    print('2. Sync: downloaded and verified %d packages (%s), removed %d, refused %d:'
-          % (len(first['added']), _size(first['bytes_downloaded']), len(first['removed']), len(first['refused'])))
+    print('1. Check mode: would download %d packages (%s); nothing was written.' % (len(check['added']), _size(sum(item['size'] for item in check['added']))))
+    print(
+        '2. Sync: downloaded and verified %d packages (%s), removed %d, refused %d:'
+        % (len(first['added']), _size(first['bytes_downloaded']), len(first['removed']), len(first['refused']))
+    )
     _print_refused(first['refused'])
     skipped = catalog.get('entries_total', 0) - len(first['added']) - len(first['refused'])
     print('   The other %d feed entries target models/OSes no server has, or are older than the newest 3 generations.' % skipped)
@@ -166,9 +170,10 @@ def cmd_summary(args):
             print('         %-18s %s' % (module_id, _versions(packages, ids)))
     manual = sorted(package['package_id'] for package in packages.values() if not package['auto_update'])
     print('   not auto-update (saved, applied by hand): %s' % (', '.join(manual) or 'none'))
-    print('   multi-model packages: %d; deletion history (tombstones): %s'
-          % (sum(1 for package in packages.values() if package['multi_model']),
-             ', '.join(item['package_id'] for item in info['tombstones']) or 'none'))
+    print(
+        '   multi-model packages: %d; deletion history (tombstones): %s'
+        % (sum(1 for package in packages.values() if package['multi_model']), ', '.join(item['package_id'] for item in info['tombstones']) or 'none')
+    )
     print('')
     print('5. Event log (003 Tables 18-19): %d events' % len(info['events']))
     counts = {}
@@ -181,13 +186,26 @@ def cmd_summary(args):
         if event['level'] == 'error':
             print('      %s %s' % (event['time'], event['message']))
     print('')
-    print('6. Second sync: feed %s, %d new entries; downloaded %d packages (%s), removed %d;'
-          % ('unchanged (HTTP 304 Not Modified)' if second['feed_unchanged'] else 'changed', second['catalog'].get('entries_new', 0),
-             len(second['added']), _size(second['bytes_downloaded']), len(second['removed'])))
+    print(
+        '6. Second sync: feed %s, %d new entries; downloaded %d packages (%s), removed %d;'
+        % (
+            'unchanged (HTTP 304 Not Modified)' if second['feed_unchanged'] else 'changed',
+            second['catalog'].get('entries_new', 0),
+            len(second['added']),
+            _size(second['bytes_downloaded']),
+            len(second['removed']),
+        )
+    )
     print('   not downloaded again because deleted by hand: %s' % (', '.join(second['skipped_tombstoned']) or 'none'))
-    print('   still refused, not downloaded again while the feed offers the same bytes: %s'
-          % (', '.join('%s (%s since %s)' % (item['package_id'], item['code'], item.get('refused_at', 'now'))
-                       for item in second['refused'] if item.get('repeated')) or 'none'))
+    print(
+        '   still refused, not downloaded again while the feed offers the same bytes: %s'
+        % (
+            ', '.join(
+                '%s (%s since %s)' % (item['package_id'], item['code'], item.get('refused_at', 'now')) for item in second['refused'] if item.get('repeated')
+            )
+            or 'none'
+        )
+    )
     print('')
     return 0
 

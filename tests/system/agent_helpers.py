@@ -15,6 +15,7 @@ prove "nothing changed".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -135,8 +136,7 @@ def playbook_command(path, extra_vars=None, *more) -> list:
 
 
 def run_playbook(lab, path, extra_vars=None, *more, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(playbook_command(path, extra_vars, *more), env=lab.env(), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(playbook_command(path, extra_vars, *more), env=lab.env(), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 # The tasks of a scenario play (also the BMC path's): each host runs <host>.yml, then its r_ results are saved.
@@ -160,7 +160,8 @@ SCENARIO_TASKS = """\
 # Each host runs its own task file (strategy free: hosts do not wait for each other); whatever
 # the tasks register under a name starting with r_ is written to result-<host>.json at the end,
 # also when a task failed.
-SCENARIO_PLAY = """\
+SCENARIO_PLAY = (
+    """\
 - name: Agent path scenarios, one per host
   hosts: "{hosts}"
   gather_facts: false
@@ -170,7 +171,9 @@ SCENARIO_PLAY = """\
       host_root: "{{{{ exup_host_root }}}}"
       repository: "{{{{ repos.default }}}}"
       trusted_keys: ["{{{{ pem }}}}"]
-""" + SCENARIO_TASKS
+"""
+    + SCENARIO_TASKS
+)
 
 #: a task that records snapshot() of the host, taken on the host over ssh, as r_<name>. script: this file is
 #: on the controller only (a lab host sees its own root, docs/lab.md), so Ansible copies it over and runs it there.
@@ -272,16 +275,12 @@ def kill_tree(pid: int) -> set:
         if not new:
             break
         for member in new:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(member, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
         stopped |= new
     for member in stopped:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(member, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return stopped
 
 

@@ -87,8 +87,7 @@ def bmc_state(base_url: str, ca: str, user: str, password: str, system: str | No
     tasks = []
     for member in redfish_get(base_url, "/redfish/v1/TaskService/Tasks", ca, user, password)["Members"]:
         task = redfish_get(base_url, member["@odata.id"], ca, user, password)
-        tasks.append({"state": task["TaskState"], "uri": task["Payload"]["TargetUri"],
-                      "messages": [message["MessageId"] for message in task["Messages"]]})
+        tasks.append({"state": task["TaskState"], "uri": task["Payload"]["TargetUri"], "messages": [message["MessageId"] for message in task["Messages"]]})
     return {"firmware": firmware, "tasks": tasks}
 
 
@@ -103,12 +102,14 @@ def snapshot_task(name: str, server: str) -> str:
 
     name must start with "snap": ah.Scenarios.results() then parses what it printed.
     """
-    return (f"- name: Snapshot ({name})\n"
-            "  ansible.builtin.command:\n"
-            "    argv: [\"{{ ansible_playbook_python }}\", " + json.dumps(str(HELPERS)) + ", snapshot, \"{{ repos.default }}\", "
-            f"{server}, \"{{{{ bmc.url }}}}\", \"{{{{ bmc.ca }}}}\", \"{{{{ bmc.user }}}}\", \"{{{{ bmc.password }}}}\"]\n"
-            "  changed_when: false\n"
-            f"  register: r_{name}\n")
+    return (
+        f"- name: Snapshot ({name})\n"
+        "  ansible.builtin.command:\n"
+        "    argv: [\"{{ ansible_playbook_python }}\", " + json.dumps(str(HELPERS)) + ", snapshot, \"{{ repos.default }}\", "
+        f"{server}, \"{{{{ bmc.url }}}}\", \"{{{{ bmc.ca }}}}\", \"{{{{ bmc.user }}}}\", \"{{{{ bmc.password }}}}\"]\n"
+        "  changed_when: false\n"
+        f"  register: r_{name}\n"
+    )
 
 
 # --------------------------------------------------------------------------- the IPMI BMC in its own process
@@ -123,8 +124,13 @@ class IpmiProcess:
         self.host = self.port = None
 
     def __enter__(self):
-        self.process = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,  # pylint: disable=consider-using-with
-                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.process = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,  # pylint: disable=consider-using-with
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
         try:
             started = json.loads(self._line(120))
         except BaseException:
@@ -171,6 +177,7 @@ def serve_ipmi(argv) -> int:
     """`ipmi` command: one FakeIpmiBmc until "stop" on stdin (see the module doc)."""
     import argparse  # pylint: disable=import-outside-toplevel
     import dataclasses  # pylint: disable=import-outside-toplevel
+
     sys.path.insert(0, str(REPO_ROOT / "build" / "collections"))
     from ansible_collections.exup.fleet.tests.services.ipmi_bmc import FakeIpmiBmc  # pylint: disable=import-outside-toplevel
 
@@ -188,11 +195,22 @@ def serve_ipmi(argv) -> int:
         for line in sys.stdin:
             if line.strip() != "state":
                 break
-            print(json.dumps({"requests": [plain(item) for item in bmc.requests],
-                              "unexpected_requests": [plain(item) for item in bmc.unexpected_requests],
-                              "power_history": [plain(item) for item in bmc.power_history], "cold_resets": bmc.cold_resets,
-                              "logins": [plain(item) for item in bmc.logins], "errors": bmc.errors,
-                              "power_state": bmc.power_state, "firmware_revision": bmc.firmware_revision}, default=str), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "requests": [plain(item) for item in bmc.requests],
+                        "unexpected_requests": [plain(item) for item in bmc.unexpected_requests],
+                        "power_history": [plain(item) for item in bmc.power_history],
+                        "cold_resets": bmc.cold_resets,
+                        "logins": [plain(item) for item in bmc.logins],
+                        "errors": bmc.errors,
+                        "power_state": bmc.power_state,
+                        "firmware_revision": bmc.firmware_revision,
+                    },
+                    default=str,
+                ),
+                flush=True,
+            )
     return 0
 
 

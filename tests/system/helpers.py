@@ -19,13 +19,19 @@ import zipfile
 from pathlib import Path
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, parse_catalog, utc_now
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Candidate, Server, generation_plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import (
-    HASH_NAME, INFO_NAME, PackageInfo, render_hash_xml, render_info_xml, verify_package)
+    HASH_NAME,
+    INFO_NAME,
+    PackageInfo,
+    render_hash_xml,
+    render_info_xml,
+    verify_package,
+)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Candidate, Server, generation_plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
 MANAGER = "local"
@@ -55,12 +61,23 @@ def server(name: str, model: str = MODEL, os_name: str = "rhel9", modules: dict 
 # --------------------------------------------------------------------------- packages and feeds
 
 
-def info(package_id: str, module_id: str = "system-bios", version: str = "1.00", models=(MODEL,), os_names=("any",),
-         **fields) -> PackageInfo:
+def info(package_id: str, module_id: str = "system-bios", version: str = "1.00", models=(MODEL,), os_names=("any",), **fields) -> PackageInfo:
     """A PackageInfo with plain defaults; ``fields`` override any other field."""
-    values = dict(package_id=package_id, module_id=module_id, module_name=module_id, version=version, release_date="2026-01-15",
-                  models=list(models), os=list(os_names), kind="linux", auto_update=True, reboot_required=True,
-                  downgrade_supported=False, uninstall_supported=False, install_command="./install.sh")
+    values = dict(
+        package_id=package_id,
+        module_id=module_id,
+        module_name=module_id,
+        version=version,
+        release_date="2026-01-15",
+        models=list(models),
+        os=list(os_names),
+        kind="linux",
+        auto_update=True,
+        reboot_required=True,
+        downgrade_supported=False,
+        uninstall_supported=False,
+        install_command="./install.sh",
+    )
     values.update(fields)
     return PackageInfo(**values)
 
@@ -126,8 +143,9 @@ def catalog_entries(feed_dir: Path) -> list[dict]:
     return json.loads(path.read_text())["signed"]["entries"]
 
 
-def publish_bytes(feed_dir: Path, key, package_info: PackageInfo, data: bytes, *, published: str | None = None,
-                  entry_overrides: dict | None = None, **catalog_kwargs) -> dict:
+def publish_bytes(
+    feed_dir: Path, key, package_info: PackageInfo, data: bytes, *, published: str | None = None, entry_overrides: dict | None = None, **catalog_kwargs
+) -> dict:
     """Publish arbitrary package bytes with a correct, signed catalog entry (next catalog version).
 
     The entry's size and sha256 are those of ``data``, so transport checks pass and whatever is
@@ -139,10 +157,20 @@ def publish_bytes(feed_dir: Path, key, package_info: PackageInfo, data: bytes, *
     (feed_dir / "packages").mkdir(parents=True, exist_ok=True)
     (feed_dir / url).write_bytes(data)
     entry = CatalogEntry(
-        package_id=package_info.package_id, module_id=package_info.module_id, module_name=package_info.module_name,
-        version=package_info.version, release_date=package_info.release_date, published=published or format_time(utc_now()),
-        models=tuple(package_info.models), os=tuple(package_info.os), kind=package_info.kind, auto_update=package_info.auto_update,
-        size=len(data), sha256=hashlib.sha256(data).hexdigest(), url=url).as_dict()
+        package_id=package_info.package_id,
+        module_id=package_info.module_id,
+        module_name=package_info.module_name,
+        version=package_info.version,
+        release_date=package_info.release_date,
+        published=published or format_time(utc_now()),
+        models=tuple(package_info.models),
+        os=tuple(package_info.os),
+        kind=package_info.kind,
+        auto_update=package_info.auto_update,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        url=url,
+    ).as_dict()
     entry.update(entry_overrides or {})
     entries = [e for e in catalog_entries(feed_dir) if e["package_id"] != entry["package_id"]] + [entry]
     write_catalog(str(feed_dir), entries, [key], **catalog_kwargs)
@@ -155,8 +183,14 @@ def publish_package(feed_dir: Path, key, package_info: PackageInfo, **kwargs) ->
     return publish_bytes(feed_dir, key, package_info, package_bytes(package_info, key), **kwargs)
 
 
-def simple_feed(feed_dir: Path, key, versions=("1.00", "1.01", "1.02", "1.03"), modules=("system-bios", "bmc-firmware"),
-                model: str = MODEL, published: str = "2026-01-20T00:00:00Z") -> list[dict]:
+def simple_feed(
+    feed_dir: Path,
+    key,
+    versions=("1.00", "1.01", "1.02", "1.03"),
+    modules=("system-bios", "bmc-firmware"),
+    model: str = MODEL,
+    published: str = "2026-01-20T00:00:00Z",
+) -> list[dict]:
     """A small feed: every module in every version for one model (os 'any'). Returns the entries."""
     for module_id in modules:
         for version in versions:
@@ -223,8 +257,7 @@ def db_rows(root: Path, skip_tables=("events",)) -> dict:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        return {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall())  # noqa: S608 - names come from sqlite_master
-                for table in sorted(tables) if table not in skip_tables}
+        return {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall()) for table in sorted(tables) if table not in skip_tables}
     finally:
         conn.close()
 

@@ -15,6 +15,7 @@ database (servers, events), besides the modules' results.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import time
@@ -111,83 +112,86 @@ def scenario(role: str, *tasks: str) -> None:
 
 def apply_task(name: str, body: str = "", ignore_errors: bool = False) -> str:
     """An exup_apply task registered as r_<name>; body holds more options (indented 4)."""
-    return (f"- name: exup_apply ({name})\n"
-            "  exup.fleet.exup_apply:\n"
-            "    poll_interval: 1\n"
-            f"{body}"
-            f"  register: r_{name}\n"
-            + ("  ignore_errors: true\n" if ignore_errors else ""))
+    return f"- name: exup_apply ({name})\n  exup.fleet.exup_apply:\n    poll_interval: 1\n{body}  register: r_{name}\n" + (
+        "  ignore_errors: true\n" if ignore_errors else ""
+    )
 
 
 def info_task(name: str, body: str = "") -> str:
     return f"- name: exup_info ({name})\n  exup.fleet.exup_info:\n{body or '    register_server: false' + chr(10)}  register: r_{name}\n"
 
 
-scenario("table11",
-         apply_task("apply", "    repository: \"{{ repos.table11 }}\"\n"
-                             "    modules: [raid-utility, system-bios, raid-controller, bmc-firmware]\n"))
+scenario("table11", apply_task("apply", "    repository: \"{{ repos.table11 }}\"\n    modules: [raid-utility, system-bios, raid-controller, bmc-firmware]\n"))
 
-scenario("gate_reboot",
-         apply_task("bios", "    modules: [system-bios]\n"),
-         ah.snapshot_task("snap_staged"),
-         apply_task("blocked", "    modules: [raid-controller]\n", ignore_errors=True),
-         ah.snapshot_task("snap_blocked"),
-         ah.reboot_task("reboot"),
-         ah.snapshot_task("snap_rebooted"),
-         apply_task("after", "    modules: [raid-controller]\n"))
+scenario(
+    "gate_reboot",
+    apply_task("bios", "    modules: [system-bios]\n"),
+    ah.snapshot_task("snap_staged"),
+    apply_task("blocked", "    modules: [raid-controller]\n", ignore_errors=True),
+    ah.snapshot_task("snap_blocked"),
+    ah.reboot_task("reboot"),
+    ah.snapshot_task("snap_rebooted"),
+    apply_task("after", "    modules: [raid-controller]\n"),
+)
 
-scenario("gate_failed",
-         apply_task("failed", "    repository: \"{{ repos.fail }}\"\n    modules: [system-bios, bmc-firmware]\n", ignore_errors=True),
-         ah.snapshot_task("snap_failed"),
-         apply_task("blocked", "    repository: \"{{ repos.fail }}\"\n    modules: [raid-controller]\n", ignore_errors=True),
-         ah.snapshot_task("snap_blocked"),
-         ah.reboot_task("reboot"),
-         apply_task("after", "    repository: \"{{ repos.fail }}\"\n    modules: [raid-controller]\n"))
+scenario(
+    "gate_failed",
+    apply_task("failed", "    repository: \"{{ repos.fail }}\"\n    modules: [system-bios, bmc-firmware]\n", ignore_errors=True),
+    ah.snapshot_task("snap_failed"),
+    apply_task("blocked", "    repository: \"{{ repos.fail }}\"\n    modules: [raid-controller]\n", ignore_errors=True),
+    ah.snapshot_task("snap_blocked"),
+    ah.reboot_task("reboot"),
+    apply_task("after", "    repository: \"{{ repos.fail }}\"\n    modules: [raid-controller]\n"),
+)
 
-scenario("latest_only",
-         ah.snapshot_task("snap_start"),
-         apply_task("not_newest", "    versions: {system-bios: '1.1'}\n", ignore_errors=True),
-         ah.snapshot_task("snap_refused"),
-         apply_task("older_allowed", "    versions: {system-bios: '1.1', bmc-firmware: '2.20'}\n    latest_only: false\n"),
-         ah.reboot_task("reboot1"),
-         ah.snapshot_task("snap_newer"),
-         apply_task("bmc_down", "    versions: {bmc-firmware: '2.10'}\n    latest_only: false\n", ignore_errors=True),
-         ah.snapshot_task("snap_bmc_refused"),
-         apply_task("bios_down", "    versions: {system-bios: '1.0'}\n    latest_only: false\n"),
-         ah.reboot_task("reboot2"),
-         ah.snapshot_task("snap_end"))
+scenario(
+    "latest_only",
+    ah.snapshot_task("snap_start"),
+    apply_task("not_newest", "    versions: {system-bios: '1.1'}\n", ignore_errors=True),
+    ah.snapshot_task("snap_refused"),
+    apply_task("older_allowed", "    versions: {system-bios: '1.1', bmc-firmware: '2.20'}\n    latest_only: false\n"),
+    ah.reboot_task("reboot1"),
+    ah.snapshot_task("snap_newer"),
+    apply_task("bmc_down", "    versions: {bmc-firmware: '2.10'}\n    latest_only: false\n", ignore_errors=True),
+    ah.snapshot_task("snap_bmc_refused"),
+    apply_task("bios_down", "    versions: {system-bios: '1.0'}\n    latest_only: false\n"),
+    ah.reboot_task("reboot2"),
+    ah.snapshot_task("snap_end"),
+)
 
-scenario("previous",
-         apply_task("up", "    modules: [system-bios]\n"),
-         ah.reboot_task("reboot1"),
-         info_task("info_up"),
-         apply_task("back", "    versions: {system-bios: previous}\n    latest_only: false\n"),
-         ah.reboot_task("reboot2"),
-         info_task("info_back"))
+scenario(
+    "previous",
+    apply_task("up", "    modules: [system-bios]\n"),
+    ah.reboot_task("reboot1"),
+    info_task("info_up"),
+    apply_task("back", "    versions: {system-bios: previous}\n    latest_only: false\n"),
+    ah.reboot_task("reboot2"),
+    info_task("info_back"),
+)
 
-scenario("uninstall",
-         apply_task("utility", "    repository: \"{{ repos.late }}\"\n    modules: [raid-utility]\n"),
-         info_task("registered", "    repository: \"{{ repos.late }}\"\n    register_server: true\n"),
-         "- name: The repository's servers before the uninstall\n"
-         f"  ansible.builtin.raw: \"{{{{ ansible_playbook_python }}}} {ah.HELPERS} servers {{{{ repos.late }}}}\"\n"
-         "  delegate_to: localhost\n"
-         "  changed_when: false\n"
-         "  register: r_servers_before\n",
-         apply_task("uninstall", "    repository: \"{{ repos.late }}\"\n    state: absent\n    modules: [update-agent, raid-utility]\n"),
-         info_task("after", "    repository: \"{{ repos.late }}\"\n"))
+scenario(
+    "uninstall",
+    apply_task("utility", "    repository: \"{{ repos.late }}\"\n    modules: [raid-utility]\n"),
+    info_task("registered", "    repository: \"{{ repos.late }}\"\n    register_server: true\n"),
+    "- name: The repository's servers before the uninstall\n"
+    f"  ansible.builtin.raw: \"{{{{ ansible_playbook_python }}}} {ah.HELPERS} servers {{{{ repos.late }}}}\"\n"
+    "  delegate_to: localhost\n"
+    "  changed_when: false\n"
+    "  register: r_servers_before\n",
+    apply_task("uninstall", "    repository: \"{{ repos.late }}\"\n    state: absent\n    modules: [update-agent, raid-utility]\n"),
+    info_task("after", "    repository: \"{{ repos.late }}\"\n"),
+)
 
-scenario("idempotent",
-         ah.snapshot_task("snap_start"),
-         "- name: exup_apply in check mode\n"
-         "  exup.fleet.exup_apply:\n"
-         "    poll_interval: 1\n"
-         "  check_mode: true\n"
-         "  register: r_check\n",
-         ah.snapshot_task("snap_checked"),
-         apply_task("first"),
-         ah.snapshot_task("snap_first"),
-         apply_task("second"),
-         ah.snapshot_task("snap_second"))
+scenario(
+    "idempotent",
+    ah.snapshot_task("snap_start"),
+    "- name: exup_apply in check mode\n  exup.fleet.exup_apply:\n    poll_interval: 1\n  check_mode: true\n  register: r_check\n",
+    ah.snapshot_task("snap_checked"),
+    apply_task("first"),
+    ah.snapshot_task("snap_first"),
+    apply_task("second"),
+    ah.snapshot_task("snap_second"),
+)
 
 
 class Batch:
@@ -213,13 +217,27 @@ def batch(fleet):
     # One run of apply.yml for its three cases; each host has its own repository and reboot setting (inventory variables).
     cases = {"reboot_ok": ("default", True), "reboot_failed": ("fail", True), "reboot_not_allowed": ("default", False)}
     case_inventory = work / "apply-cases.yml"
-    case_inventory.write_text(json.dumps({"all": {"hosts": {
-        HOSTS[role]: {"exup_repository": str(fleet.repos[repo]), "apply_allow_reboot": allowed} for role, (repo, allowed) in cases.items()}}}))
+    case_inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": {
+                        HOSTS[role]: {"exup_repository": str(fleet.repos[repo]), "apply_allow_reboot": allowed} for role, (repo, allowed) in cases.items()
+                    }
+                }
+            }
+        )
+    )
     commands = {
         "scenarios": scenarios.command(fleet.extra_vars()),
-        "apply_playbook": ah.playbook_command(APPLY_PLAYBOOK, {"target": ",".join(HOSTS[role] for role in cases), "exup_trusted_keys": [str(fleet.pem)],
-                                                               "apply_poll_interval": 1},
-                                              "-i", fleet.lab.inventory_path, "-i", case_inventory),
+        "apply_playbook": ah.playbook_command(
+            APPLY_PLAYBOOK,
+            {"target": ",".join(HOSTS[role] for role in cases), "exup_trusted_keys": [str(fleet.pem)], "apply_poll_interval": 1},
+            "-i",
+            fleet.lab.inventory_path,
+            "-i",
+            case_inventory,
+        ),
     }
     fleet.boot_ids = {role: fleet.lab.boot_id(host) for role, host in HOSTS.items()}
     processes = {}
@@ -262,7 +280,7 @@ def test_table11_packages_run_in_the_order_of_table12(fleet, batch):
     journal = ah.journal(root, applied["job_id"])
     assert [item["package_id"] for item in journal["items"]] == expected
     items = journal["items"]
-    for earlier, later in zip(items, items[1:]):
+    for earlier, later in itertools.pairwise(items):
         assert earlier["started"] <= earlier["finished"] <= later["started"], (earlier, later)
     assert ah.started_order(root, applied["job_id"]) == expected
     # The no-reboot packages are current at once; the others are staged until the restart.
@@ -313,8 +331,7 @@ def test_communication_lost_finishes_the_running_package_and_cancels_the_rest(fl
     play = tmp_path / "lease.yml"
     play.write_text(LEASE_PLAY.format(host=host))
     log = open(tmp_path / "lease.log", "w")  # pylint: disable=consider-using-with  # closed in finally
-    process = subprocess.Popen(ah.playbook_command(play, fleet.extra_vars()), env=fleet.lab.env(), stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(ah.playbook_command(play, fleet.extra_vars()), env=fleet.lab.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         job_id = wait_for_first_package(root, jobs_before)
         killed = ah.kill_tree(process.pid)  # the controller is gone: no more polls, no lease renewal
@@ -326,8 +343,12 @@ def test_communication_lost_finishes_the_running_package_and_cancels_the_rest(fl
             process.wait(timeout=10)
         log.close()
     assert len(killed) > 1  # ansible-playbook and its worker (in a session of its own)
-    journal = ah.wait_for(lambda: (ah.read_json(root / ah.STATE_DIR / "jobs" / job_id / "journal.json") or {}).get("state") == "finished"
-                          and ah.journal(root, job_id), 30, interval=0.2, what="the job to finish")
+    journal = ah.wait_for(
+        lambda: (ah.read_json(root / ah.STATE_DIR / "jobs" / job_id / "journal.json") or {}).get("state") == "finished" and ah.journal(root, job_id),
+        30,
+        interval=0.2,
+        what="the job to finish",
+    )
     first, second = journal["items"]
     assert (first["package_id"], first["status"], first["exit_code"]) == (SLOW_FIRST.id, "succeeded", 0)
     assert (second["package_id"], second["status"], second["cause"]) == (SLOW_SECOND.id, "cancelled", "communication with the manager lost")
@@ -382,12 +403,14 @@ def test_communication_lost_finishes_the_running_package_and_cancels_the_rest(fl
 
 def wait_for_first_package(root, jobs_before) -> str:
     """The id of the one new job on the host, once its first package runs."""
+
     def first_running():
         jobs = set(ah.snapshot(root)["jobs"]) - jobs_before
         if len(jobs) != 1:
             return None
         journal = ah.read_json(root / ah.STATE_DIR / "jobs" / next(iter(jobs)) / "journal.json")
         return journal and journal["items"][0]["status"] == "running" and journal["job_id"]
+
     return ah.wait_for(first_running, 90, what="the first package to start")
 
 
@@ -504,8 +527,10 @@ def test_latest_only_and_downgrade(fleet, batch):
     assert "system-bios 1.1 is not the newest" in refused["msg"] and "latest_only" in refused["msg"]
     assert_unchanged(run["snap_start"], run["snap_refused"])
     older = no_error(run["older_allowed"])
-    assert {row["package_id"]: row["status"] for row in older["results"]} == {"lab-system-bios-r120h-1.1": "succeeded",
-                                                                              "lab-bmc-firmware-r120h-2.20": "succeeded"}
+    assert {row["package_id"]: row["status"] for row in older["results"]} == {
+        "lab-system-bios-r120h-1.1": "succeeded",
+        "lab-bmc-firmware-r120h-2.20": "succeeded",
+    }
     newer = run["snap_newer"]
     assert (newer["versions"]["system-bios"], newer["versions"]["bmc-firmware"]) == ("1.1", "2.20")
     bmc_down = run["bmc_down"]
@@ -575,7 +600,10 @@ def test_apply_playbook_reboots_only_when_allowed(fleet, batch):
     assert batch.codes["apply_playbook"] != 0, output  # apply.yml fails the server where something failed (and only that one)
     recap = ah.recap(output)
     assert {role: recap[HOSTS[role]]["failed"] for role in ("reboot_ok", "reboot_failed", "reboot_not_allowed")} == {
-        "reboot_ok": 0, "reboot_failed": 1, "reboot_not_allowed": 0}, output
+        "reboot_ok": 0,
+        "reboot_failed": 1,
+        "reboot_not_allowed": 0,
+    }, output
 
     ok_root = fleet.root("reboot_ok")
     host = ah.snapshot(ok_root)
@@ -588,7 +616,7 @@ def test_apply_playbook_reboots_only_when_allowed(fleet, batch):
     host = ah.snapshot(failed_root)
     assert host["boot_id"] == fleet.boot_ids["reboot_failed"], output
     journal = ah.journal(failed_root, host["jobs"][-1])
-    assert [(item["package_id"], item["status"]) for item in journal["items"]] == list(zip(FAIL_PLAN, ["succeeded"] * 3 + ["failed"]))
+    assert [(item["package_id"], item["status"]) for item in journal["items"]] == list(zip(FAIL_PLAN, ["succeeded"] * 3 + ["failed"], strict=True))
     assert host["staged"][ah.VERSION_FILES["system-bios"]] == "1.2"  # needs the restart that §2.1.2 does not allow
 
     not_allowed_root = fleet.root("reboot_not_allowed")

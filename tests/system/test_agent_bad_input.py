@@ -34,62 +34,65 @@ MANAGED = ("r120h-1", "r120h-2", "t120h-1")
 
 def pool_path(repo: Path, package_id: str) -> tuple:
     """(sha256, size, path in the repository's pool) of a stored package."""
-    (sha256, size), = ah.query(repo, "SELECT sha256, size FROM packages WHERE package_id = ?", package_id)
+    ((sha256, size),) = ah.query(repo, "SELECT sha256, size FROM packages WHERE package_id = ?", package_id)
     return sha256, size, repo / "pool" / "sha256" / sha256[:2] / f"{sha256}.zip"
 
 
 def apply_task(name: str, body: str = "") -> str:
-    return (f"- name: exup_apply ({name})\n"
-            "  exup.fleet.exup_apply:\n"
-            "    poll_interval: 1\n"
-            f"{body}"
-            f"  register: r_{name}\n"
-            "  ignore_errors: true\n")
+    return f"- name: exup_apply ({name})\n  exup.fleet.exup_apply:\n    poll_interval: 1\n{body}  register: r_{name}\n  ignore_errors: true\n"
 
 
 def scenarios() -> dict:
     return {
-        "r120h-1": "".join([
-            ah.snapshot_task("snap_before"),
-            apply_task("tampered", "    modules: [raid-controller]\n"),
-            ah.snapshot_task("snap_after"),
-            apply_task("retry", "    modules: [raid-controller]\n"),
-        ]),
-        "r120h-2": "".join([
-            ah.snapshot_task("snap0"),
-            apply_task("other_model", "    versions: {system-bios: '1.5'}\n    latest_only: false\n"),
-            ah.snapshot_task("snap1"),
-            apply_task("unknown", "    modules: [no-such-module]\n"),
-            ah.snapshot_task("snap2"),
-            apply_task("no_repository", "    repository: \"{{ missing_repo }}\"\n"),
-            ah.snapshot_task("snap3"),
-            # The host sees only its own root (docs/lab.md): the package file is copied over first, as the controller would,
-            # and the key goes as PEM text, as the action plugins send it.
-            "- name: Copy the model B package to the host\n"
-            "  ansible.builtin.copy:\n"
-            "    src: \"{{ model_b_item.src }}\"\n"
-            "    dest: /tmp/model-b.zip\n"
-            "    mode: \"0600\"\n"
-            "- name: Hand the host a package of model B directly (exup_host phase start)\n"
-            "  exup.fleet.exup_host:\n"
-            "    phase: start\n"
-            "    host_root: \"{{ exup_host_root }}\"\n"
-            "    trusted_keys_pem: [\"{{ lookup('ansible.builtin.file', pem) }}\"]\n"
-            "    items: \"{{ [model_b_item | combine({'src': '/tmp/model-b.zip'})] }}\"\n"
-            "  register: r_wrong_model\n"
-            "  ignore_errors: true\n",
-            ah.snapshot_task("snap4"),
-        ]),
-        "r120h-3": "".join([
-            ah.snapshot_task("snap_before"),
-            apply_task("no_agent"),
-            ah.snapshot_task("snap_after"),
-        ]),
-        "t120h-1": "".join([
-            ah.snapshot_task("snap_before"),
-            apply_task("full"),
-            ah.snapshot_task("snap_after"),
-        ]),
+        "r120h-1": "".join(
+            [
+                ah.snapshot_task("snap_before"),
+                apply_task("tampered", "    modules: [raid-controller]\n"),
+                ah.snapshot_task("snap_after"),
+                apply_task("retry", "    modules: [raid-controller]\n"),
+            ]
+        ),
+        "r120h-2": "".join(
+            [
+                ah.snapshot_task("snap0"),
+                apply_task("other_model", "    versions: {system-bios: '1.5'}\n    latest_only: false\n"),
+                ah.snapshot_task("snap1"),
+                apply_task("unknown", "    modules: [no-such-module]\n"),
+                ah.snapshot_task("snap2"),
+                apply_task("no_repository", "    repository: \"{{ missing_repo }}\"\n"),
+                ah.snapshot_task("snap3"),
+                # The host sees only its own root (docs/lab.md): the package file is copied over first, as the controller would,
+                # and the key goes as PEM text, as the action plugins send it.
+                "- name: Copy the model B package to the host\n"
+                "  ansible.builtin.copy:\n"
+                "    src: \"{{ model_b_item.src }}\"\n"
+                "    dest: /tmp/model-b.zip\n"
+                "    mode: \"0600\"\n"
+                "- name: Hand the host a package of model B directly (exup_host phase start)\n"
+                "  exup.fleet.exup_host:\n"
+                "    phase: start\n"
+                "    host_root: \"{{ exup_host_root }}\"\n"
+                "    trusted_keys_pem: [\"{{ lookup('ansible.builtin.file', pem) }}\"]\n"
+                "    items: \"{{ [model_b_item | combine({'src': '/tmp/model-b.zip'})] }}\"\n"
+                "  register: r_wrong_model\n"
+                "  ignore_errors: true\n",
+                ah.snapshot_task("snap4"),
+            ]
+        ),
+        "r120h-3": "".join(
+            [
+                ah.snapshot_task("snap_before"),
+                apply_task("no_agent"),
+                ah.snapshot_task("snap_after"),
+            ]
+        ),
+        "t120h-1": "".join(
+            [
+                ah.snapshot_task("snap_before"),
+                apply_task("full"),
+                ah.snapshot_task("snap_after"),
+            ]
+        ),
     }
 
 
@@ -129,7 +132,7 @@ def refusals(lab, tmp_path_factory):
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
     # r120h-1: its inbox holds a file named like the RAID package, with other bytes (one flipped).
-    sha256, size, path = pool_path(repo, RAID)
+    sha256, _size, path = pool_path(repo, RAID)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     (lab.host_root("r120h-1") / ah.STATE_DIR / "inbox" / f"{sha256}.zip").write_bytes(bytes(data))
@@ -137,9 +140,18 @@ def refusals(lab, tmp_path_factory):
     # r120h-2 gets the model B package handed to exup_host directly, as the controller would after a transfer.
     b_sha, b_size, b_path = pool_path(repo, MODEL_B_ONLY.id)
     info = MODEL_B_ONLY.info()
-    extra["model_b_item"] = {"package_id": info.package_id, "module_id": info.module_id, "action": "install", "from_version": "1.0",
-                             "to_version": info.version, "reboot_required": True, "release_date": info.release_date,
-                             "sha256": b_sha, "size": b_size, "src": str(b_path)}
+    extra["model_b_item"] = {
+        "package_id": info.package_id,
+        "module_id": info.module_id,
+        "action": "install",
+        "from_version": "1.0",
+        "to_version": info.version,
+        "reboot_required": True,
+        "release_date": info.release_date,
+        "sha256": b_sha,
+        "size": b_size,
+        "src": str(b_path),
+    }
     extra["missing_repo"] = str(work / "no-such-repository")
     found = Refusals(lab, repo, work / "no-such-repository")
 
@@ -174,7 +186,7 @@ def assert_unchanged(before: dict, after: dict) -> None:
 
 def test_package_altered_in_the_host_inbox_is_refused_and_removed(refusals):
     run = refusals.results["r120h-1"]
-    sha256, size, path = pool_path(refusals.repo, RAID)
+    sha256, _size, _path = pool_path(refusals.repo, RAID)
     assert f"{sha256}.zip" in run["snap_before"]["inbox"]  # so the controller did not send it again
     refused(run["tampered"], "digest_mismatch", RAID, "failed verification on the host, nothing was applied")
     assert_unchanged(run["snap_before"], run["snap_after"])

@@ -22,37 +22,33 @@ from ansible_collections.exup.fleet.tests.lab import packages
 from ansible_collections.exup.fleet.tests.lab.lab import MODEL_A, MODEL_B
 from ansible_collections.exup.fleet.tests.system import agent_helpers as ah
 
-FILE_OLDER = packages.LabPackage("update-agent", "1.0.5", "2026-07-01", (MODEL_A, MODEL_B), os=packages.SOFTWARE_OS, downgrade=True,
-                                 uninstall=True, tag="file")
-FILE_USED = packages.LabPackage("update-agent", "1.0.6", "2026-07-02", (MODEL_A, MODEL_B), os=packages.SOFTWARE_OS, downgrade=True,
-                                uninstall=True, tag="file")
+FILE_OLDER = packages.LabPackage("update-agent", "1.0.5", "2026-07-01", (MODEL_A, MODEL_B), os=packages.SOFTWARE_OS, downgrade=True, uninstall=True, tag="file")
+FILE_USED = packages.LabPackage("update-agent", "1.0.6", "2026-07-02", (MODEL_A, MODEL_B), os=packages.SOFTWARE_OS, downgrade=True, uninstall=True, tag="file")
 UNSUPPORTED = {"vm-1": "virtual_machine", "r120h-c6": "unsupported_os", "gt110x-1": "unsupported_model"}
 
 
 def agent_task(name: str, body: str = "", ignore_errors: bool = False) -> str:
-    return (f"- name: exup_agent ({name})\n"
-            "  exup.fleet.exup_agent:\n"
-            f"{body}"
-            f"  register: r_{name}\n"
-            + ("  ignore_errors: true\n" if ignore_errors else ""))
+    return f"- name: exup_agent ({name})\n  exup.fleet.exup_agent:\n{body}  register: r_{name}\n" + ("  ignore_errors: true\n" if ignore_errors else "")
 
 
 LICENSED = "    license_accepted: true\n"
-WIZARD = "".join([
-    agent_task("no_license", ignore_errors=True),
-    agent_task("install_dir", LICENSED + "    install_dir: /usr/local/exup\n", ignore_errors=True),
-    ah.snapshot_task("snap_refused"),
-    agent_task("media", LICENSED + "    source: media\n    media_path: \"{{ media }}\"\n"),
-    agent_task("upgrade", LICENSED),
-    ah.snapshot_task("snap_upgraded"),
-    agent_task("again", LICENSED),
-    ah.snapshot_task("snap_again"),
-    agent_task("query", "    state: query\n"),
-    agent_task("logs", "    state: logs_collected\n    logs_dest: \"{{ logs }}\"\n"),
-    agent_task("absent", "    state: absent\n"),
-    ah.snapshot_task("snap_absent"),
-    agent_task("query_after", "    state: query\n"),
-])
+WIZARD = "".join(
+    [
+        agent_task("no_license", ignore_errors=True),
+        agent_task("install_dir", LICENSED + "    install_dir: /usr/local/exup\n", ignore_errors=True),
+        ah.snapshot_task("snap_refused"),
+        agent_task("media", LICENSED + "    source: media\n    media_path: \"{{ media }}\"\n"),
+        agent_task("upgrade", LICENSED),
+        ah.snapshot_task("snap_upgraded"),
+        agent_task("again", LICENSED),
+        ah.snapshot_task("snap_again"),
+        agent_task("query", "    state: query\n"),
+        agent_task("logs", "    state: logs_collected\n    logs_dest: \"{{ logs }}\"\n"),
+        agent_task("absent", "    state: absent\n"),
+        ah.snapshot_task("snap_absent"),
+        agent_task("query_after", "    state: query\n"),
+    ]
+)
 SCENARIOS = {
     "r120h-1": WIZARD,
     "r120h-2": agent_task("file", LICENSED + "    source: file\n    file: \"{{ file_older }}\"\n"),
@@ -83,8 +79,14 @@ def installs(lab, tmp_path_factory):
     (media / "README.txt").write_text("exup installation media\n")
     shutil.copy(lab.packages_dir / "lab-update-agent-1.0.0.zip", media / "linux" / "agent")
     shutil.copy(lab.packages_dir / "lab-system-bios-r120h-1.2.zip", media / "linux")
-    extra = {"repos": {"default": str(repo)}, "pem": str(pem), "media": str(media), "logs": str(work / "logs"),
-             "file_older": str(files[FILE_OLDER.id]), "file_used": str(files[FILE_USED.id])}
+    extra = {
+        "repos": {"default": str(repo)},
+        "pem": str(pem),
+        "media": str(media),
+        "logs": str(work / "logs"),
+        "file_older": str(files[FILE_OLDER.id]),
+        "file_used": str(files[FILE_USED.id]),
+    }
     found.before = {host: ah.snapshot(lab.host_root(host)) for host in SCENARIOS}
     run = ah.Scenarios(work / "scenarios", SCENARIOS)
     ran = subprocess.run(run.command(extra), env=lab.env(), capture_output=True, text=True, timeout=300, check=False)
@@ -121,12 +123,17 @@ def test_media_install_then_upgrade_then_unchanged(installs):
     assert_same = {key: run["snap_again"][key] for key in ("versions", "inbox", "jobs")}
     assert assert_same == {key: run["snap_upgraded"][key] for key in ("versions", "inbox", "jobs")}
     installed = [line for line in ah.agent_log(root) if "install of lab-update-agent" in line]
-    assert [line.split("install of ")[1] for line in installed] == ["lab-update-agent-1.0.0 1.0.0: exit status 0",
-                                                                    "lab-update-agent-1.1.0 1.1.0: exit status 0"]  # not a third time
+    assert [line.split("install of ")[1] for line in installed] == [
+        "lab-update-agent-1.0.0 1.0.0: exit status 0",
+        "lab-update-agent-1.1.0 1.1.0: exit status 0",
+    ]  # not a third time
     install_events = [(code, detail.get("error")) for code, level, detail in ah.events(installs.repo, "r120h-1") if code.startswith("agent_install")]
     # The two refused wizard runs (test_refused_without_license_or_with_another_folder) are logged failures too, then two installs.
-    assert install_events == [("agent_install_failed", "license_not_accepted"), ("agent_install_failed", "install_dir_fixed")] + [
-        ("agent_install_started", None), ("agent_installed", None)] * 2, install_events
+    assert (
+        install_events
+        == [("agent_install_failed", "license_not_accepted"), ("agent_install_failed", "install_dir_fixed")]
+        + [("agent_install_started", None), ("agent_installed", None)] * 2
+    ), install_events
 
 
 def test_query_logs_and_uninstall(installs):

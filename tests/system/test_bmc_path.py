@@ -65,9 +65,21 @@ def build_bmc_packages(directory: Path, key) -> list:
     paths = []
     for model, rows in ((MODEL, BMC_PACKAGES), (MODEL_B, [OTHER_MODEL_BIOS])):
         for module, version, date, downgrade in rows:
-            info = PackageInfo(package_id=package_id(module, version, model), module_id=module, module_name=MODULE_KINDS[module],
-                               version=version, release_date=date, models=[model], os=["any"], kind="bmc", auto_update=True,
-                               reboot_required=True, downgrade_supported=downgrade, uninstall_supported=False, install_command="")
+            info = PackageInfo(
+                package_id=package_id(module, version, model),
+                module_id=module,
+                module_name=MODULE_KINDS[module],
+                version=version,
+                release_date=date,
+                models=[model],
+                os=["any"],
+                kind="bmc",
+                auto_update=True,
+                reboot_required=True,
+                downgrade_supported=downgrade,
+                uninstall_supported=False,
+                install_command="",
+            )
             payload = {f"firmware/{module}-{version}.bin": f"{module} {version} for {model}".encode() * 64}
             paths.append(build_package_from_bytes(payload, info, key, str(directory / f"{info.package_id}.zip")))
     return paths
@@ -106,8 +118,7 @@ class World:  # pylint: disable=too-many-instance-attributes  # what the tests l
 
     def bmc_vars(self, name: str) -> dict:
         bmc = self.bmcs[name]
-        return {"host": bmc.host, "port": bmc.port, "user": bmc.user, "password": bmc.password, "ca": str(bmc.ca_path),
-                "url": bmc.base_url}
+        return {"host": bmc.host, "port": bmc.port, "user": bmc.user, "password": bmc.password, "ca": str(bmc.ca_path), "url": bmc.base_url}
 
     def pool_path(self, module: str, version: str) -> str:
         rows = ah.query(self.repo, "SELECT sha256 FROM packages WHERE package_id = ?", package_id(module, version))
@@ -118,8 +129,9 @@ class World:  # pylint: disable=too-many-instance-attributes  # what the tests l
 def start_http_server(world: World):
     """python -m http.server serving the repository folder (its log: one line per request)."""
     log = open(world.http_log, "w")  # pylint: disable=consider-using-with  # closed with the process
-    process = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(world.repo)],
-                               stdout=subprocess.PIPE, stderr=log, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(world.repo)], stdout=subprocess.PIPE, stderr=log, text=True
+    )
     line = process.stdout.readline()
     match = re.search(r"port (\d+)", line)
     assert match, line
@@ -139,8 +151,7 @@ def world(lab, tmp_path_factory):
     world.tls = make_tls_files(world.directory / "tls")
     world.other_tls = make_tls_files(world.directory / "other-tls")  # another CA, same names
     specs = {name: {} for name in SCENARIO_BMCS}
-    specs["multi"] = {"systems": [BmcSystem("bmc1-server-1", bmc_version="2.20"),
-                                  BmcSystem("bmc1-server-2", bios_version="1.10", bmc_version="2.05")]}
+    specs["multi"] = {"systems": [BmcSystem("bmc1-server-1", bmc_version="2.20"), BmcSystem("bmc1-server-2", bios_version="1.10", bmc_version="2.05")]}
     specs["httppush"] = {"multipart": False}
     specs["nolog"] = {"password": NOLOG_PASSWORD}
     http = None
@@ -167,7 +178,8 @@ def world(lab, tmp_path_factory):
 
 # --------------------------------------------------------------------------- the scenarios (one host and one BMC each)
 
-BMC_PLAY = """\
+BMC_PLAY = (
+    """\
 - name: BMC path scenarios, one per host
   hosts: "{hosts}"
   gather_facts: false
@@ -183,7 +195,9 @@ BMC_PLAY = """\
       bmc_protocol: "{{{{ bmc.protocol | default('redfish') }}}}"
       repository: "{{{{ repos.default }}}}"
       trusted_keys: ["{{{{ pem }}}}"]
-""" + ah.SCENARIO_TASKS
+"""
+    + ah.SCENARIO_TASKS
+)
 
 
 class BmcScenarios(ah.Scenarios):
@@ -215,83 +229,102 @@ def info_task(name: str, body: str = "", ignore_errors: bool = False) -> str:
 
 SCENARIOS = {
     # 1. inventory of two systems behind one Redfish service, selected by bmc_system (path or id); an apply on one of them
-    "multi": "".join([
-        info_task("info_a", "server_name: inv-a\nbmc_system: \"{{ bmc.systems.a }}\""),
-        info_task("info_b", "server_name: inv-b\nbmc_system: \"{{ bmc.systems.b }}\""),
-        info_task("no_system", "server_name: inv-a", ignore_errors=True),
-        apply_task("apply_a", "server_name: inv-a\nbmc_system: \"{{ bmc.systems.a }}\"\nallow_reboot: true"),
-        info_task("info_a_after", "server_name: inv-a\nbmc_system: \"{{ bmc.systems.a }}\""),
-    ]),
+    "multi": "".join(
+        [
+            info_task("info_a", "server_name: inv-a\nbmc_system: \"{{ bmc.systems.a }}\""),
+            info_task("info_b", "server_name: inv-b\nbmc_system: \"{{ bmc.systems.b }}\""),
+            info_task("no_system", "server_name: inv-a", ignore_errors=True),
+            apply_task("apply_a", "server_name: inv-a\nbmc_system: \"{{ bmc.systems.a }}\"\nallow_reboot: true"),
+            info_task("info_a_after", "server_name: inv-a\nbmc_system: \"{{ bmc.systems.a }}\""),
+        ]
+    ),
     # 2. push (multipart) with the reset allowed; check mode first, a second apply after
-    "push": "".join([
-        apply_task("check", check_mode=True),
-        apply_task("applied", "allow_reboot: true"),
-        apply_task("again", "allow_reboot: true"),
-        info_task("info_after"),
-    ]),
+    "push": "".join(
+        [
+            apply_task("check", check_mode=True),
+            apply_task("applied", "allow_reboot: true"),
+            apply_task("again", "allow_reboot: true"),
+            info_task("info_after"),
+        ]
+    ),
     # 2. push without the reset: staged, blocked until the power cycle
-    "staged": "".join([
-        apply_task("staged"),
-        bh.snapshot_task("snap_staged", "staged"),
-        apply_task("nothing"),
-        apply_task("blocked", "versions: {system-bios: '1.10'}\nlatest_only: false", ignore_errors=True),
-        bh.snapshot_task("snap_blocked", "staged"),
-        apply_task("cycle", "power_cycle: true"),
-        apply_task("unblocked", "versions: {system-bios: '1.10'}\nlatest_only: false"),
-    ]),
+    "staged": "".join(
+        [
+            apply_task("staged"),
+            bh.snapshot_task("snap_staged", "staged"),
+            apply_task("nothing"),
+            apply_task("blocked", "versions: {system-bios: '1.10'}\nlatest_only: false", ignore_errors=True),
+            bh.snapshot_task("snap_blocked", "staged"),
+            apply_task("cycle", "power_cycle: true"),
+            apply_task("unblocked", "versions: {system-bios: '1.10'}\nlatest_only: false"),
+        ]
+    ),
     # 3. HttpPushUri only
     "httppush": apply_task("applied", "modules: [bmc-firmware]\nallow_reboot: true"),
     # 4. SimpleUpdate: the BMC fetches the image from image_base_url
-    "simple": "".join([
-        apply_task("no_url", "update_method: simple_update\nmodules: [system-bios]", ignore_errors=True),
-        apply_task("applied", "update_method: simple_update\nimage_base_url: \"{{ image_base_url }}\"\nmodules: [system-bios]\n"
-                              "allow_reboot: true"),
-    ]),
+    "simple": "".join(
+        [
+            apply_task("no_url", "update_method: simple_update\nmodules: [system-bios]", ignore_errors=True),
+            apply_task("applied", "update_method: simple_update\nimage_base_url: \"{{ image_base_url }}\"\nmodules: [system-bios]\nallow_reboot: true"),
+        ]
+    ),
     # 5. latest only, downgrade, previous generation (§2.1.1, §3.5.1 step 6)
-    "rules": "".join([
-        apply_task("not_newest", "versions: {system-bios: '1.10'}", ignore_errors=True),
-        apply_task("older", "versions: {system-bios: '1.10', bmc-firmware: '2.10'}\nlatest_only: false\nallow_reboot: true"),
-        apply_task("bmc_down", "versions: {bmc-firmware: '2.05'}\nlatest_only: false", ignore_errors=True),
-        apply_task("back", "versions: {system-bios: previous}\nlatest_only: false\nallow_reboot: true"),
-        info_task("info_back"),
-    ]),
+    "rules": "".join(
+        [
+            apply_task("not_newest", "versions: {system-bios: '1.10'}", ignore_errors=True),
+            apply_task("older", "versions: {system-bios: '1.10', bmc-firmware: '2.10'}\nlatest_only: false\nallow_reboot: true"),
+            apply_task("bmc_down", "versions: {bmc-firmware: '2.05'}\nlatest_only: false", ignore_errors=True),
+            apply_task("back", "versions: {system-bios: previous}\nlatest_only: false\nallow_reboot: true"),
+            info_task("info_back"),
+        ]
+    ),
     # 7, 8. what the BMC path refuses before touching the BMC
-    "refusals": "".join([
-        apply_task("other_modules", "modules: [raid-controller, system-bios]", ignore_errors=True),
-        info_task("info"),
-        apply_task("other_model_version", "versions: {system-bios: '1.30'}\nlatest_only: false", ignore_errors=True),
-        apply_task("linux_kind", "versions: {system-bios: '1.2'}\nlatest_only: false", ignore_errors=True),
-        apply_task("wrong_model", f"model: {MODEL_B}", ignore_errors=True),
-        apply_task("absent", "state: absent\nmodules: [system-bios]", ignore_errors=True),
-    ]),
+    "refusals": "".join(
+        [
+            apply_task("other_modules", "modules: [raid-controller, system-bios]", ignore_errors=True),
+            info_task("info"),
+            apply_task("other_model_version", "versions: {system-bios: '1.30'}\nlatest_only: false", ignore_errors=True),
+            apply_task("linux_kind", "versions: {system-bios: '1.2'}\nlatest_only: false", ignore_errors=True),
+            apply_task("wrong_model", f"model: {MODEL_B}", ignore_errors=True),
+            apply_task("absent", "state: absent\nmodules: [system-bios]", ignore_errors=True),
+        ]
+    ),
     # 8. credentials and certificates
-    "tls": "".join([
-        info_task("wrong_password_info", f"bmc_password: {WRONG_PASSWORD}", ignore_errors=True),
-        apply_task("wrong_password", f"bmc_password: {WRONG_PASSWORD}", ignore_errors=True),
-        info_task("other_ca", "bmc_ca_path: \"{{ other_ca }}\"", ignore_errors=True),
-        apply_task("other_ca_apply", "bmc_ca_path: \"{{ other_ca }}\"", ignore_errors=True),
-        info_task("system_store", "bmc_ca_path: null", ignore_errors=True),
-        info_task("not_verified", "bmc_ca_path: null\nbmc_validate_certs: false"),
-    ]),
+    "tls": "".join(
+        [
+            info_task("wrong_password_info", f"bmc_password: {WRONG_PASSWORD}", ignore_errors=True),
+            apply_task("wrong_password", f"bmc_password: {WRONG_PASSWORD}", ignore_errors=True),
+            info_task("other_ca", "bmc_ca_path: \"{{ other_ca }}\"", ignore_errors=True),
+            apply_task("other_ca_apply", "bmc_ca_path: \"{{ other_ca }}\"", ignore_errors=True),
+            info_task("system_store", "bmc_ca_path: null", ignore_errors=True),
+            info_task("not_verified", "bmc_ca_path: null\nbmc_validate_certs: false"),
+        ]
+    ),
     # 8. the BMC refuses the image / the task fails / the task never ends
     "reject": apply_task("rejected", "modules: [system-bios]", ignore_errors=True),
-    "fail": "".join([
-        apply_task("failed", "modules: [system-bios]", ignore_errors=True),
-        bh.snapshot_task("snap_failed", "fail"),
-        apply_task("blocked", "modules: [bmc-firmware]", ignore_errors=True),
-        apply_task("cycle", "power_cycle: true"),
-        apply_task("after", "modules: [system-bios]\nallow_reboot: true"),
-    ]),
-    "hang": "".join([
-        apply_task("hung", "modules: [bmc-firmware]\ntask_timeout: 3", ignore_errors=True),
-        info_task("info_after"),
-    ]),
+    "fail": "".join(
+        [
+            apply_task("failed", "modules: [system-bios]", ignore_errors=True),
+            bh.snapshot_task("snap_failed", "fail"),
+            apply_task("blocked", "modules: [bmc-firmware]", ignore_errors=True),
+            apply_task("cycle", "power_cycle: true"),
+            apply_task("after", "modules: [system-bios]\nallow_reboot: true"),
+        ]
+    ),
+    "hang": "".join(
+        [
+            apply_task("hung", "modules: [bmc-firmware]\ntask_timeout: 3", ignore_errors=True),
+            info_task("info_after"),
+        ]
+    ),
     # 6. IPMI: revision and power only (and remote power control)
-    "ipmi": "".join([
-        info_task("info", f"model: {MODEL}"),
-        apply_task("refused", f"model: {MODEL}", ignore_errors=True),
-        apply_task("cycle", f"model: {MODEL}\npower_cycle: true"),
-    ]),
+    "ipmi": "".join(
+        [
+            info_task("info", f"model: {MODEL}"),
+            apply_task("refused", f"model: {MODEL}", ignore_errors=True),
+            apply_task("cycle", f"model: {MODEL}\npower_cycle: true"),
+        ]
+    ),
 }
 
 R120H3_PLAY = """\
@@ -402,8 +435,16 @@ def batch(world):
     nolog.write_text(NOLOG_PLAY)
     commands = {
         "scenarios": scenarios.command(dict(common, image_base_url=world.image_base_url, other_ca=str(world.other_tls.ca_path))) + ["-i", inventory],
-        "r120h3": ah.playbook_command(r120h3, {"bmc": world.bmc_vars("r120h3"), "target": "r120h-3", "agent_license_accepted": True,
-                                               "exup_repository": str(world.repo), "exup_trusted_keys": [str(world.pem)]}),
+        "r120h3": ah.playbook_command(
+            r120h3,
+            {
+                "bmc": world.bmc_vars("r120h3"),
+                "target": "r120h-3",
+                "agent_license_accepted": True,
+                "exup_repository": str(world.repo),
+                "exup_trusted_keys": [str(world.pem)],
+            },
+        ),
         "nolog": ah.playbook_command(nolog, dict(common, bmc=world.bmc_vars("nolog"), wrong=WRONG_PASSWORD), "-vvv"),
     }
     started = time.monotonic()
@@ -415,12 +456,12 @@ def batch(world):
     try:
         deadline = started + PLAYBOOK_TIMEOUT
         while len(codes) < len(processes) and time.monotonic() < deadline:
-            for name, (process, log) in processes.items():
+            for name, (process, _log) in processes.items():
                 if name not in codes and process.poll() is not None:
                     codes[name], seconds[name] = process.returncode, round(time.monotonic() - started, 1)
             time.sleep(0.2)
     finally:
-        for name, (process, log) in processes.items():
+        for process, log in processes.values():
             if process.poll() is None:
                 ah.kill_tree(process.pid)
                 process.wait(timeout=30)
@@ -445,8 +486,13 @@ def refused(result: dict, code: str, *words: str) -> dict:
 
 def updates(bmc: RedfishBmc) -> list:
     """The update requests the BMC received (push, multipart push, SimpleUpdate) and the resets, in order."""
-    kinds = ("/UpdateService/update", "/UpdateService/update-multipart", "/UpdateService.SimpleUpdate", "/Actions/ComputerSystem.Reset",
-             "/Actions/Manager.Reset")
+    kinds = (
+        "/UpdateService/update",
+        "/UpdateService/update-multipart",
+        "/UpdateService.SimpleUpdate",
+        "/Actions/ComputerSystem.Reset",
+        "/Actions/Manager.Reset",
+    )
     return [(method, path.split("?")[0]) for method, path, status in bmc.requests if method == "POST" and path.split("?")[0].endswith(kinds)]
 
 
@@ -502,7 +548,8 @@ def test_redfish_inventory_of_the_chosen_system(world, batch):
     # The apply on system 1 updated system 1's BIOS only, and reset it (its BMC is already the newest).
     applied = no_error(run["apply_a"])
     assert [(row["package_id"], row["status"], row["version_after"]) for row in applied["results"]] == [
-        (package_id("system-bios", "1.20"), "succeeded", "1.20")]
+        (package_id("system-bios", "1.20"), "succeeded", "1.20")
+    ]
     assert applied["rebooted"] is True
     assert multi.versions("bmc1-server-1") == {"BIOS": "1.20", "BMC": "2.20", "NIC": "22.31.6"}
     assert multi.versions("bmc1-server-2") == {"BIOS": "1.10", "BMC": "2.05", "NIC": "22.31.6"}
@@ -530,14 +577,20 @@ def test_push_applies_bios_then_bmc_and_resets_both(world, batch):
     applied = no_error(run["applied"])
     assert [row["package_id"] for row in applied["plan"]] == expected
     assert [(row["module_id"], row["status"], row["version_before"], row["version_after"], row["staged"]) for row in applied["results"]] == [
-        ("system-bios", "succeeded", "1.00", "1.20", False), ("bmc-firmware", "succeeded", "2.00", "2.20", False)]
+        ("system-bios", "succeeded", "1.00", "1.20", False),
+        ("bmc-firmware", "succeeded", "2.00", "2.20", False),
+    ]
     assert all(row["reboot_required"] for row in applied["results"])
     assert (applied["reboot_allowed"], applied["rebooted"], applied["reboot_required"]) == (True, True, False)
     assert applied["diff"] == {"before": {"system-bios": "1.00", "bmc-firmware": "2.00"}, "after": {"system-bios": "1.20", "bmc-firmware": "2.20"}}
     # What the BMC did: two multipart pushes in that order (nothing in check mode), then the resets; the new firmware runs.
     system, manager = bmc.system_path(), bmc.manager_path()
-    assert updates(bmc) == [("POST", "/redfish/v1/UpdateService/update-multipart"), ("POST", "/redfish/v1/UpdateService/update-multipart"),
-                            ("POST", f"{system}/Actions/ComputerSystem.Reset"), ("POST", f"{manager}/Actions/Manager.Reset")]
+    assert updates(bmc) == [
+        ("POST", "/redfish/v1/UpdateService/update-multipart"),
+        ("POST", "/redfish/v1/UpdateService/update-multipart"),
+        ("POST", f"{system}/Actions/ComputerSystem.Reset"),
+        ("POST", f"{manager}/Actions/Manager.Reset"),
+    ]
     assert targets(bmc) == [("Completed", "BIOS"), ("Completed", "BMC")]
     assert bmc.versions() == {"BIOS": "1.20", "BMC": "2.20", "NIC": "22.31.6"} and bmc.staged() == {}
     assert bmc.power_state() == "On"
@@ -546,10 +599,14 @@ def test_push_applies_bios_then_bmc_and_resets_both(world, batch):
     assert again["skipped_modules"] == {"system-bios": "already at 1.20", "bmc-firmware": "already at 2.20"}
     info = no_error(run["info_after"])
     assert {name: (module["current"], module["previous"], module["status"]) for name, module in info["modules"].items()} == {
-        "system-bios": ("1.20", "1.00", "latest"), "bmc-firmware": ("2.20", "2.00", "latest")}
+        "system-bios": ("1.20", "1.00", "latest"),
+        "bmc-firmware": ("2.20", "2.00", "latest"),
+    }
     assert info["server_status"] == "latest"
-    assert bh.bmc_modules(world.repo, "push") == {"system-bios": {"previous": "1.00", "block": None, "staged": None},
-                                                  "bmc-firmware": {"previous": "2.00", "block": None, "staged": None}}
+    assert bh.bmc_modules(world.repo, "push") == {
+        "system-bios": {"previous": "1.00", "block": None, "staged": None},
+        "bmc-firmware": {"previous": "2.00", "block": None, "staged": None},
+    }
     found = [(code, detail) for code, level, detail in bh.events(world.repo, "push") if code.startswith("apply_")]
     assert [code for code, detail in found] == ["apply_started", "apply_finished"], found  # neither check mode nor the second apply ran one
     assert found[0][1]["packages"] == expected and found[0][1]["via"] == "bmc"
@@ -564,31 +621,40 @@ def test_without_reboot_the_firmware_waits_and_blocks_until_power_cycle(world, b
     bmc = world.bmcs["staged"]
     staged = no_error(run["staged"])
     assert [(row["module_id"], row["status"], row["staged"], row["version_after"]) for row in staged["results"]] == [
-        ("system-bios", "succeeded", True, "1.00"), ("bmc-firmware", "succeeded", True, "2.00")]
+        ("system-bios", "succeeded", True, "1.00"),
+        ("bmc-firmware", "succeeded", True, "2.00"),
+    ]
     assert (staged["reboot_required"], staged["reboot_allowed"], staged["rebooted"]) == (True, True, False)
     snap = run["snap_staged"]
     assert snap["firmware"] == {"BIOS": "1.00", "BIOS-Pending": "1.20", "BMC": "2.00", "BMC-Pending": "2.20", "NIC": "22.31.6"}
-    assert snap["bmc_modules"] == {"system-bios": {"previous": "1.00", "block": "reboot_required", "staged": "1.20"},
-                                   "bmc-firmware": {"previous": "2.00", "block": "reboot_required", "staged": "2.20"}}
+    assert snap["bmc_modules"] == {
+        "system-bios": {"previous": "1.00", "block": "reboot_required", "staged": "1.20"},
+        "bmc-firmware": {"previous": "2.00", "block": "reboot_required", "staged": "2.20"},
+    }
     nothing = no_error(run["nothing"])
     assert not nothing["changed"] and nothing["plan"] == [] and nothing["reboot_required"] is True
     assert "staged" in nothing["skipped_modules"]["system-bios"] and "staged" in nothing["skipped_modules"]["bmc-firmware"]
     refused(run["blocked"], "blocked_until_reboot", "must restart", "system-bios (reboot required)", "bmc-firmware (reboot required)")
     blocked = run["snap_blocked"]
     assert blocked["firmware"] == snap["firmware"] and blocked["bmc_modules"] == snap["bmc_modules"] and blocked["tasks"] == snap["tasks"]
-    assert [code for code, level, detail in blocked["events"]][len(snap["events"]):] == ["apply_failed"]  # the refusal's error event
+    assert [code for code, level, detail in blocked["events"]][len(snap["events"]) :] == ["apply_failed"]  # the refusal's error event
     cycle = no_error(run["cycle"])
     assert cycle["changed"] and cycle["rebooted"] is True and cycle["bmc_reset"] is True
     # The power cycle activated what waited for it: the BIOS (server reset) and the BMC firmware (BMC reset); the refused apply now runs.
     unblocked = no_error(run["unblocked"])
     assert [(row["module_id"], row["status"], row["version_before"], row["staged"]) for row in unblocked["results"]] == [
-        ("system-bios", "succeeded", "1.20", True)]
+        ("system-bios", "succeeded", "1.20", True)
+    ]
     assert updates(bmc) == [("POST", "/redfish/v1/UpdateService/update-multipart")] * 2 + [
-        ("POST", f"{bmc.system_path()}/Actions/ComputerSystem.Reset"), ("POST", f"{bmc.manager_path()}/Actions/Manager.Reset"),
-        ("POST", "/redfish/v1/UpdateService/update-multipart")]
+        ("POST", f"{bmc.system_path()}/Actions/ComputerSystem.Reset"),
+        ("POST", f"{bmc.manager_path()}/Actions/Manager.Reset"),
+        ("POST", "/redfish/v1/UpdateService/update-multipart"),
+    ]
     assert bmc.versions() == {"BIOS": "1.20", "BMC": "2.20", "NIC": "22.31.6"} and bmc.staged() == {"BIOS": "1.10"}
-    assert bh.bmc_modules(world.repo, "staged") == {"system-bios": {"previous": "1.20", "block": "reboot_required", "staged": "1.10"},
-                                                    "bmc-firmware": {"previous": "2.00", "block": None, "staged": None}}
+    assert bh.bmc_modules(world.repo, "staged") == {
+        "system-bios": {"previous": "1.20", "block": "reboot_required", "staged": "1.10"},
+        "bmc-firmware": {"previous": "2.00", "block": None, "staged": None},
+    }
 
 
 # --------------------------------------------------------------------------- 3, 4. HttpPushUri, SimpleUpdate
@@ -611,8 +677,10 @@ def test_simple_update_makes_the_bmc_download_the_pool_file(world, batch):
     relative = world.pool_path("system-bios", "1.20")
     size = (world.repo / relative).stat().st_size
     assert bmc.downloads == [{"url": world.image_base_url + relative, "user": None, "status": 200, "bytes": size, "error": None}]
-    assert updates(bmc) == [("POST", "/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate"),
-                            ("POST", f"{bmc.system_path()}/Actions/ComputerSystem.Reset")]
+    assert updates(bmc) == [
+        ("POST", "/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate"),
+        ("POST", f"{bmc.system_path()}/Actions/ComputerSystem.Reset"),
+    ]
     served = [line for line in world.http_log.read_text().splitlines() if '"GET /' in line]
     assert len(served) == 1 and f'"GET /{relative} HTTP/1.1" 200' in served[0], served
     assert bmc.versions()["BIOS"] == "1.20"
@@ -627,11 +695,12 @@ def test_latest_only_downgrade_and_previous_generation(world, batch):
     refused(run["not_newest"], "latest_only", "system-bios 1.10 is not the newest", "latest_only")
     older = no_error(run["older"])
     assert [(row["module_id"], row["version_before"], row["version_after"]) for row in older["results"]] == [
-        ("bmc-firmware", "2.00", "2.10"), ("system-bios", "1.00", "1.10")]  # release date order
+        ("bmc-firmware", "2.00", "2.10"),
+        ("system-bios", "1.00", "1.10"),
+    ]  # release date order
     refused(run["bmc_down"], "downgrade_not_supported", "does not support downgrade from 2.10 to 2.05")
     back = no_error(run["back"])
-    assert [(row["package_id"], row["from_version"], row["to_version"]) for row in back["plan"]] == [
-        (package_id("system-bios", "1.00"), "1.10", "1.00")]
+    assert [(row["package_id"], row["from_version"], row["to_version"]) for row in back["plan"]] == [(package_id("system-bios", "1.00"), "1.10", "1.00")]
     assert back["rebooted"] is True
     bios = no_error(run["info_back"])["modules"]["system-bios"]
     assert (bios["current"], bios["previous"]) == ("1.00", "1.10")
@@ -664,8 +733,13 @@ def test_ipmi_reads_the_revision_and_power_and_refuses_updates(world, batch):
     assert "apply_started" not in [code for code, level in codes_of(world, "ipmi")]
     # ipmitool, another client, reads the same revision.
     ipmitool = find_program("ipmitool", "/usr/bin/ipmitool")
-    ran = subprocess.run([ipmitool, "-I", "lanplus", "-H", world.ipmi.host, "-p", str(world.ipmi.port), "-U", USER, "-P", PASSWORD, "-N", "2",
-                          "-R", "2", "mc", "info"], capture_output=True, text=True, timeout=60, check=False)
+    ran = subprocess.run(
+        [ipmitool, "-I", "lanplus", "-H", world.ipmi.host, "-p", str(world.ipmi.port), "-U", USER, "-P", PASSWORD, "-N", "2", "-R", "2", "mc", "info"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert ran.returncode == 0, ran.stderr
     assert re.search(r"^Firmware Revision\s*:\s*2\.05$", ran.stdout, re.MULTILINE), ran.stdout
 
@@ -708,9 +782,13 @@ def test_wrong_password_and_untrusted_certificates(world, batch):
     assert bmc.versions() == {"BIOS": "1.00", "BMC": "2.00", "NIC": "22.31.6"}
     assert bh.bmc_modules(world.repo, "tls") == {}
     failures = [(code, detail["error"]) for code, level, detail in bh.events(world.repo, "tls") if level == "error"]
-    assert failures == [("versions_query_failed", "bmc_auth_failed"), ("apply_failed", "bmc_auth_failed"),
-                        ("versions_query_failed", "certificate_untrusted"), ("apply_failed", "certificate_untrusted"),
-                        ("versions_query_failed", "certificate_untrusted")]
+    assert failures == [
+        ("versions_query_failed", "bmc_auth_failed"),
+        ("apply_failed", "bmc_auth_failed"),
+        ("versions_query_failed", "certificate_untrusted"),
+        ("apply_failed", "certificate_untrusted"),
+        ("versions_query_failed", "certificate_untrusted"),
+    ]
 
 
 # --------------------------------------------------------------------------- 8. the BMC refuses, the task fails, the task never ends
@@ -734,8 +812,9 @@ def test_failed_task_blocks_until_power_cycle(world, batch):
     assert [(row["status"], row["error"]) for row in failed["results"]] == [("failed", "bmc_task_failed")]
     snap = run["snap_failed"]
     assert snap["firmware"] == {"BIOS": "1.00", "BMC": "2.00", "NIC": "22.31.6"}
-    assert snap["tasks"] == [{"state": "Exception", "uri": "/redfish/v1/UpdateService/update-multipart",
-                              "messages": ["Update.1.0.TargetDetermined", "Update.1.0.ApplyFailed"]}]
+    assert snap["tasks"] == [
+        {"state": "Exception", "uri": "/redfish/v1/UpdateService/update-multipart", "messages": ["Update.1.0.TargetDetermined", "Update.1.0.ApplyFailed"]}
+    ]
     assert snap["bmc_modules"] == {"system-bios": {"previous": None, "block": "apply_failed", "staged": None}}
     refused(run["blocked"], "blocked_until_reboot", "system-bios (apply failed)")
     cycle = no_error(run["cycle"])
@@ -744,7 +823,11 @@ def test_failed_task_blocks_until_power_cycle(world, batch):
     assert [(row["module_id"], row["status"], row["version_after"]) for row in after["results"]] == [("system-bios", "succeeded", "1.20")]
     assert len(bmc.tasks()) == 2 and bmc.versions()["BIOS"] == "1.20" and bmc.versions()["BMC"] == "2.00"
     assert [path.rsplit("/", 1)[1] for method, path in updates(bmc)] == [
-        "update-multipart", "ComputerSystem.Reset", "update-multipart", "ComputerSystem.Reset"]  # failed push, power cycle, push, reset
+        "update-multipart",
+        "ComputerSystem.Reset",
+        "update-multipart",
+        "ComputerSystem.Reset",
+    ]  # failed push, power cycle, push, reset
     assert bh.bmc_modules(world.repo, "fail") == {"system-bios": {"previous": "1.00", "block": None, "staged": None}}
     expected = ["apply_started", "apply_failed", "apply_failed", "server_reset", "apply_started", "server_reset", "apply_finished"]
     assert [code for code, level in codes_of(world, "fail")] == expected

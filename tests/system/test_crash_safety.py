@@ -98,7 +98,11 @@ class Child:
     def __init__(self, root: Path, url: str, public_key: Path, servers: list[dict], env: dict):
         self.proc = subprocess.Popen(  # pylint: disable=consider-using-with  # waited for in kill()/finish()
             [sys.executable, "-c", CHILD, str(root), url, str(public_key), json.dumps(servers)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             self.proc.kill()
@@ -135,7 +139,7 @@ def scratch(tmp_path_factory):
     sync take 1-2.5 s instead of a few hundred ms. On tmpfs the 13 syncs fit in seconds.
     """
     shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 * 1024 ** 3:
+    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 * 1024**3:
         path = Path(tempfile.mkdtemp(prefix="exup-crash-", dir=shm))
         yield path
         shutil.rmtree(path, ignore_errors=True)

@@ -158,11 +158,15 @@ def world(tmp_path_factory):
     world.lab.up()
     try:
         world.repo, world.pem = world.lab.make_repository(world.directory / "repo", packages.default_spec() + [SLOW_BIOS])
-        install = world.playbook("agents", "managed", """\
+        install = world.playbook(
+            "agents",
+            "managed",
+            """\
     - name: Install the agent from the repository
       exup.fleet.exup_agent:
         license_accepted: true
-""")
+""",
+        )
         code, output = world.finish(install, "agents")
         assert code == 0, output
         yield world
@@ -240,8 +244,11 @@ def test_status_poll_failing_logs_progress_unavailable(world):
     try:
         ah.wait_for(lambda: set(ah.snapshot(root)["jobs"]) - jobs_before, timeout=120, what="the job to start")
         view.rename(away)  # every new ssh session of the lab now fails: the next status poll cannot be answered
-        ah.wait_for(lambda: any(code == "progress_unavailable" for code, *_rest in new_events(world.repo, POLL_HOST, start)),
-                    timeout=120, what="progress_unavailable to be logged")
+        ah.wait_for(
+            lambda: any(code == "progress_unavailable" for code, *_rest in new_events(world.repo, POLL_HOST, start)),
+            timeout=120,
+            what="progress_unavailable to be logged",
+        )
     finally:
         if away.exists():
             away.rename(view)

@@ -25,8 +25,9 @@ USERS = {"admin": "s3cret-admin", "operator": "op-pass"}
 @pytest.fixture
 def bmc():
     """A started fake BMC with firmware 2.10 and distinct ids; fails the test if it raised while answering."""
-    with ipmi_bmc.FakeIpmiBmc(USERS, firmware_revision="2.10", manufacturer_id=0x0ABCDE, product_id=0x1234,
-                              device_id=0x21, aux_firmware_revision=b"\x01\x02\x03\x04") as server:
+    with ipmi_bmc.FakeIpmiBmc(
+        USERS, firmware_revision="2.10", manufacturer_id=0x0ABCDE, product_id=0x1234, device_id=0x21, aux_firmware_revision=b"\x01\x02\x03\x04"
+    ) as server:
         yield server
         assert not server.errors, "\n".join(server.errors)
 
@@ -47,11 +48,27 @@ def pyghmi_client(server: ipmi_bmc.FakeIpmiBmc, user: str = "admin", password: s
         ipmi_bmc.forget_pyghmi_sessions(server.port)
 
 
-def ipmitool(path: str, server: ipmi_bmc.FakeIpmiBmc, *args: str, user: str = "admin", password: str | None = None,
-             cipher: int | None = None) -> subprocess.CompletedProcess:
+def ipmitool(
+    path: str, server: ipmi_bmc.FakeIpmiBmc, *args: str, user: str = "admin", password: str | None = None, cipher: int | None = None
+) -> subprocess.CompletedProcess:
     """Run ipmitool -I lanplus against server (1 s timeout, 1 retry: failures come back quickly)."""
-    argv = [path, "-I", "lanplus", "-H", server.address, "-p", str(server.port), "-U", user,
-            "-P", USERS[user] if password is None else password, "-N", "1", "-R", "1"]
+    argv = [
+        path,
+        "-I",
+        "lanplus",
+        "-H",
+        server.address,
+        "-p",
+        str(server.port),
+        "-U",
+        user,
+        "-P",
+        USERS[user] if password is None else password,
+        "-N",
+        "1",
+        "-R",
+        "1",
+    ]
     if cipher is not None:
         argv += ["-C", str(cipher)]
     return subprocess.run(argv + list(args), capture_output=True, text=True, timeout=30, check=False)
@@ -75,8 +92,7 @@ def mc_info_field(output: str, name: str) -> str:
 # --------------------------------------------------------------------------- firmware revision encoding
 
 
-@pytest.mark.parametrize("revision, encoded", [("2.10", (2, 0x10)), ("0.00", (0, 0)), ("2.05", (2, 0x05)),
-                                               ("127.99", (127, 0x99)), ("10.50", (10, 0x50))])
+@pytest.mark.parametrize("revision, encoded", [("2.10", (2, 0x10)), ("0.00", (0, 0)), ("2.05", (2, 0x05)), ("127.99", (127, 0x99)), ("10.50", (10, 0x50))])
 def test_firmware_revision_round_trips(revision, encoded):
     assert ipmi_bmc.encode_firmware_revision(revision) == encoded
     assert ipmi_bmc.decode_firmware_revision(*encoded) == revision
@@ -137,7 +153,13 @@ def test_pyghmi_power_actions_change_state_at_once_and_are_recorded(bmc):
     assert final == {"powerstate": "off"}
     assert bmc.power_actions == ["off", "cycle", "on", "reset", "cycle", "soft"]
     assert [(event.before, event.after, event.code) for event in bmc.power_history] == [
-        ("on", "off", 0), ("off", "off", 0xD5), ("off", "on", 0), ("on", "on", 0), ("on", "on", 0), ("on", "off", 0)]
+        ("on", "off", 0),
+        ("off", "off", 0xD5),
+        ("off", "on", 0),
+        ("on", "on", 0),
+        ("on", "on", 0),
+        ("on", "off", 0),
+    ]
     assert bmc.boot_count == 3 and bmc.power_state == "off"
 
 
@@ -148,8 +170,7 @@ def test_pyghmi_boot_device(bmc):
         assert command.get_bootdev() == {"bootdev": "network", "persistent": True, "uefimode": True}
         command.set_bootdev("default")
         assert command.get_bootdev()["bootdev"] == "default"
-    assert [(event.device, event.persistent, event.uefi) for event in bmc.boot_history] == [
-        ("network", True, True), ("default", False, False)]
+    assert [(event.device, event.persistent, event.uefi) for event in bmc.boot_history] == [("network", True, True), ("default", False, False)]
     assert bmc.boot_device == "default"
 
 
@@ -172,8 +193,7 @@ def test_oem_and_raw_commands_are_answered_invalid_and_recorded(bmc):
         hpm_upgrade = command.raw_command(netfn=0x2C, command=0x31, data=[0x00, 0x01])  # HPM.1 Initiate Upgrade Action
         oem = command.raw_command(netfn=0x30, command=0x20, data=[0xAA])
     assert hpm_upgrade["code"] == oem["code"] == ipmi_bmc.CC_INVALID_COMMAND
-    assert [(request.netfn, request.command, request.data) for request in bmc.unexpected_requests] == [
-        (0x2C, 0x31, b"\x00\x01"), (0x30, 0x20, b"\xaa")]
+    assert [(request.netfn, request.command, request.data) for request in bmc.unexpected_requests] == [(0x2C, 0x31, b"\x00\x01"), (0x30, 0x20, b"\xaa")]
     assert bmc.oem_requests == bmc.unexpected_requests
 
 

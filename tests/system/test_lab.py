@@ -40,8 +40,7 @@ def program(name: str) -> str:
 
 
 def run(argv, env=None, timeout=120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(arg) for arg in argv], env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False, **kwargs)
+    return subprocess.run([str(arg) for arg in argv], env=env, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
 
 
 def playbook(lab: Lab, tmp_path: Path, text: str) -> subprocess.CompletedProcess:
@@ -65,8 +64,15 @@ def unpack_and_run(package: Path, key, host_root: Path, workdir: Path, action: s
         if path.is_file():
             path.chmod(0o700)  # as the agent does after unpacking
     info = verified.info
-    env = dict(os.environ, EXUP_ROOT=str(host_root), EXUP_ACTION=action, EXUP_MODULE=info.module_id, EXUP_VERSION=info.version,
-               EXUP_PACKAGE_ID=info.package_id, EXUP_AGENT_DIR=f"{host_root}/{layout.AGENT_DIR}")
+    env = dict(
+        os.environ,
+        EXUP_ROOT=str(host_root),
+        EXUP_ACTION=action,
+        EXUP_MODULE=info.module_id,
+        EXUP_VERSION=info.version,
+        EXUP_PACKAGE_ID=info.package_id,
+        EXUP_AGENT_DIR=f"{host_root}/{layout.AGENT_DIR}",
+    )
     command = info.uninstall_command if action == "uninstall" else info.install_command
     return run(["/bin/sh", "-c", command], env=env, cwd=workdir, timeout=60)
 
@@ -104,7 +110,10 @@ def test_ansible_ping_reaches_every_host_over_ssh(lab):
 
 def test_each_host_is_reached_on_its_own_address(lab, tmp_path):
     # SSH_CONNECTION is set by the sshd that took the connection: "client port server-address server-port".
-    result = playbook(lab, tmp_path, """\
+    result = playbook(
+        lab,
+        tmp_path,
+        """\
 - name: Where ssh lands
   hosts: all
   gather_facts: false
@@ -119,7 +128,8 @@ def test_each_host_is_reached_on_its_own_address(lab, tmp_path):
           - connection.stdout.split()[2] == ansible_host
           - connection.stdout.split()[3] | int == ansible_port | int
           - ansible_user == 'root'
-""")
+""",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert {name: counts["ok"] for name, counts in recap(result.stdout).items()} == {name: 2 for name in lab.names}
     addresses = [lab.address(name) for name in lab.names]
@@ -130,10 +140,14 @@ def test_inventory_as_ansible_reads_it(lab):
     result = run([program("ansible-inventory"), "--list"], env=lab.env())
     assert result.returncode == 0, result.stderr
     inventory = json.loads(result.stdout)
-    groups = {group: sorted(inventory.get(group, {}).get("hosts", [])) for group in
-              ("managed", "no_agent", "vm_guests", "unsupported_os", "unsupported_model")}
-    assert groups == {"managed": ["r120h-1", "r120h-2", "t120h-1"], "no_agent": ["r120h-3"], "vm_guests": ["vm-1"],
-                      "unsupported_os": ["r120h-c6"], "unsupported_model": ["gt110x-1"]}
+    groups = {group: sorted(inventory.get(group, {}).get("hosts", [])) for group in ("managed", "no_agent", "vm_guests", "unsupported_os", "unsupported_model")}
+    assert groups == {
+        "managed": ["r120h-1", "r120h-2", "t120h-1"],
+        "no_agent": ["r120h-3"],
+        "vm_guests": ["vm-1"],
+        "unsupported_os": ["r120h-c6"],
+        "unsupported_model": ["gt110x-1"],
+    }
     hostvars = inventory["_meta"]["hostvars"]
     for name in lab.names:
         host = hostvars[name]
@@ -150,12 +164,16 @@ def test_inventory_as_ansible_reads_it(lab):
         assert (root / "opt/exup-lab/reboot.sh").read_bytes() == REBOOT_SCRIPT.read_bytes()
         assert host["ansible_ssh_common_args"] == "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
     config = (lab.directory / "ansible.cfg").read_text()
-    for line in ("pipelining = True", "host_key_checking = False", "forks = 20", f"inventory = {lab.directory}/inventory.yml",
-                 f"collections_path = {REPO_ROOT}/build/collections"):
+    for line in (
+        "pipelining = True",
+        "host_key_checking = False",
+        "forks = 20",
+        f"inventory = {lab.directory}/inventory.yml",
+        f"collections_path = {REPO_ROOT}/build/collections",
+    ):
         assert line in config.splitlines()
     state = json.loads((lab.directory / "lab.json").read_text())
-    assert state["sshd"]["pids"] and all(detached_running(pid, conf)
-                                         for pid, conf in zip(state["sshd"]["pids"], state["sshd"]["configs"]))
+    assert state["sshd"]["pids"] and all(detached_running(pid, conf) for pid, conf in zip(state["sshd"]["pids"], state["sshd"]["configs"], strict=False))
     assert set(state["hosts"]) == set(lab.names)
 
 
@@ -199,8 +217,7 @@ def test_host_root_holds_what_the_agent_reads(lab, name):
 # --------------------------------------------------------------------------- what a host sees (issue 8 item 7)
 
 #: run by a host's own Python over ssh: which paths exist there; importing the modules' libraries proves they work
-PROBE = ("import json, os, sys, cryptography, lxml.etree; "
-         "print(json.dumps({'exists': {p: os.path.exists(p) for p in sys.argv[1:]}, 'prefix': sys.prefix}))")
+PROBE = "import json, os, sys, cryptography, lxml.etree; print(json.dumps({'exists': {p: os.path.exists(p) for p in sys.argv[1:]}, 'prefix': sys.prefix}))"
 
 
 def on_host(lab: Lab, name: str, command: str, timeout: int = 30) -> subprocess.CompletedProcess:
@@ -210,12 +227,28 @@ def on_host(lab: Lab, name: str, command: str, timeout: int = 30) -> subprocess.
 
 def test_a_host_sees_its_own_root_not_the_controller(lab, tmp_path):
     repo, pem = lab.make_repository(tmp_path / "repo")
-    controller = [repo / "repo.db", REPO_ROOT / "plugins" / "modules" / "exup_host.py", lab.collections_path, REPO_ROOT,
-                  lab.vendor_key_path, pem, lab.sshd.client_key_path, lab.directory, REPO_ROOT / ".venv", REBOOT_SCRIPT]
+    controller = [
+        repo / "repo.db",
+        REPO_ROOT / "plugins" / "modules" / "exup_host.py",
+        lab.collections_path,
+        REPO_ROOT,
+        lab.vendor_key_path,
+        pem,
+        lab.sshd.client_key_path,
+        lab.directory,
+        REPO_ROOT / ".venv",
+        REBOOT_SCRIPT,
+    ]
     for name in lab.names:
         unseen = [str(path) for path in controller] + [str(lab.host_root(other)) for other in lab.names if other != name]
-        own = ["/sys/class/dmi/id/product_name", "/etc/os-release", "/proc/sys/kernel/random/boot_id", "/proc/self/status",
-               "/opt/exup-lab/reboot.sh", "/usr/bin/python3"]
+        own = [
+            "/sys/class/dmi/id/product_name",
+            "/etc/os-release",
+            "/proc/sys/kernel/random/boot_id",
+            "/proc/self/status",
+            "/opt/exup-lab/reboot.sh",
+            "/usr/bin/python3",
+        ]
         answer = on_host(lab, name, f"/opt/exup-lab/python/bin/python -c {shlex.quote(PROBE)} {' '.join(unseen + own)}")
         assert answer.returncode == 0, answer.stderr
         seen = json.loads(answer.stdout)
@@ -310,8 +343,7 @@ def test_trusted_keys_are_read_on_the_controller(lab, tmp_path):
     shutil.copy(pem, tmp_path / "files" / "vendor.pub")
     (tmp_path / "play.yml").write_text(KEYS_PLAY)
     try:
-        result = run([program("ansible-playbook"), tmp_path / "play.yml", "-e", json.dumps({"repo": str(repo), "pem": str(pem)})],
-                     env=lab.env(), timeout=300)
+        result = run([program("ansible-playbook"), tmp_path / "play.yml", "-e", json.dumps({"repo": str(repo), "pem": str(pem)})], env=lab.env(), timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
         found = json.loads((tmp_path / "results.json").read_text())
         missing = found["missing"]
@@ -334,15 +366,17 @@ def test_reboot_module_activates_staged_firmware(lab, tmp_path):
     name, bystander = "r120h-1", "r120h-2"
     root = lab.host_root(name)
     key = lab.vendor_key()
-    built = lab.build_packages([packages.LabPackage("system-bios", "1.1", "2026-02-16", (layout.MODEL_A,), reboot=True)],
-                               out_dir=tmp_path / "packages")
+    built = lab.build_packages([packages.LabPackage("system-bios", "1.1", "2026-02-16", (layout.MODEL_A,), reboot=True)], out_dir=tmp_path / "packages")
     result = unpack_and_run(built["lab-system-bios-r120h-1.1"], key, root, tmp_path / "work")
     assert result.returncode == 0, result.stderr
     assert staged_files(root) == {"sys/class/dmi/id/bios_version": "1.1"}
     assert read(root, "sys/class/dmi/id/bios_version") == "1.0"  # not before the restart
     before, bystander_before = lab.boot_id(name), lab.boot_id(bystander)
 
-    result = playbook(lab, tmp_path, f"""\
+    result = playbook(
+        lab,
+        tmp_path,
+        f"""\
 - name: Restart one lab host
   hosts: {name}
   gather_facts: false
@@ -358,7 +392,8 @@ def test_reboot_module_activates_staged_firmware(lab, tmp_path):
         that:
           - reboot.rebooted
           - reboot is changed
-""")
+""",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert recap(result.stdout)[name]["failed"] == 0
     assert read(root, "sys/class/dmi/id/bios_version") == "1.1"
@@ -371,11 +406,13 @@ def test_reboot_module_activates_staged_firmware(lab, tmp_path):
 def test_install_scripts_change_host_state(lab, tmp_path):
     root = lab.host_root("t120h-1")
     key = lab.vendor_key()
-    spec = [packages.LabPackage("raid-controller", "5.1", "2026-03-23", (layout.MODEL_A, layout.MODEL_B)),
-            packages.LabPackage("fc-controller", "10.2", "2026-04-13", (layout.MODEL_B,), reboot=True),
-            packages.LabPackage("bmc-firmware", "2.20", "2026-06-15", (layout.MODEL_B,), reboot=True),
-            packages.LabPackage("raid-utility", "3.1.0", "2026-08-24", (layout.MODEL_B,), uninstall=True),
-            packages.failing_package("system-bios", "1.2", 3, models=(layout.MODEL_B,))]
+    spec = [
+        packages.LabPackage("raid-controller", "5.1", "2026-03-23", (layout.MODEL_A, layout.MODEL_B)),
+        packages.LabPackage("fc-controller", "10.2", "2026-04-13", (layout.MODEL_B,), reboot=True),
+        packages.LabPackage("bmc-firmware", "2.20", "2026-06-15", (layout.MODEL_B,), reboot=True),
+        packages.LabPackage("raid-utility", "3.1.0", "2026-08-24", (layout.MODEL_B,), uninstall=True),
+        packages.failing_package("system-bios", "1.2", 3, models=(layout.MODEL_B,)),
+    ]
     built = lab.build_packages(spec, out_dir=tmp_path / "packages")
     work = iter(tmp_path / f"work{index}" for index in range(100))
 
@@ -388,8 +425,7 @@ def test_install_scripts_change_host_state(lab, tmp_path):
     # Reboot: staged under the module's root-relative path, the live file unchanged.
     assert install("lab-fc-controller-t120h-10.2").returncode == 0
     assert install("lab-bmc-firmware-t120h-2.20").returncode == 0
-    assert staged_files(root) == {"sys/class/scsi_host/host1/fw_version": "10.2",
-                                  "sys/class/ipmi/ipmi0/device/bmc/firmware_revision": "2.20"}
+    assert staged_files(root) == {"sys/class/scsi_host/host1/fw_version": "10.2", "sys/class/ipmi/ipmi0/device/bmc/firmware_revision": "2.20"}
     assert read(root, "sys/class/scsi_host/host1/fw_version") == "10.1"
     # Software: an inventory file, removed by the uninstall script; a second uninstall fails clearly.
     assert install("lab-raid-utility-t120h-3.1.0").returncode == 0
@@ -428,16 +464,18 @@ def test_lab_package_sets(lab, tmp_path):
     assert by_id["lab-system-bios-r120h-1.0"].downgrade
     assert not by_id["lab-sdr-r120h-1.02"].auto_update
     for module in ("system-bios", "bmc-firmware", "raid-utility"):
-        dated = [pair[1] for pair in sorted((item.version, item.release_date) for item in default
-                                            if item.module == module and layout.MODEL_A in item.models)]
+        dated = [pair[1] for pair in sorted((item.version, item.release_date) for item in default if item.module == module and layout.MODEL_A in item.models)]
         assert dated == sorted(dated)
     reason = packages.agent_unavailable()
     agents = sorted(item.version for item in default if item.module == "update-agent")
     assert agents == ([] if reason else ["1.0.0", "1.1.0"])
     table11 = packages.table11_spec()
     assert [(item.module, item.release_date, item.reboot) for item in table11] == [
-        ("raid-utility", "2009-01-01", False), ("system-bios", "2009-01-02", True),
-        ("raid-controller", "2009-01-03", False), ("bmc-firmware", "2009-01-04", True)]
+        ("raid-utility", "2009-01-01", False),
+        ("system-bios", "2009-01-02", True),
+        ("raid-controller", "2009-01-03", False),
+        ("bmc-firmware", "2009-01-04", True),
+    ]
 
     repo_path, pem = lab.make_repository(tmp_path / "repo")
     assert pem.read_bytes() == lab.vendor_key().public_pem()
@@ -479,16 +517,28 @@ def test_lab_command_line_up_status_down(tmp_path):
         again = run([python, LAB_CLI, "up", "--dir", directory])
         assert again.returncode == 1 and "already up" in again.stderr
         last = state["hosts"]["host018"]
-        ssh = ["ssh", "-i", state["sshd"]["client_key"], "-p", str(state["sshd"]["port"]), "-o", "BatchMode=yes",
-               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", f"root@{last['address']}",
-               f"cat /sys/class/dmi/id/product_name; test -e {last['root']} || echo controller-path-invisible"]
+        ssh = [
+            "ssh",
+            "-i",
+            state["sshd"]["client_key"],
+            "-p",
+            str(state["sshd"]["port"]),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            f"root@{last['address']}",
+            f"cat /sys/class/dmi/id/product_name; test -e {last['root']} || echo controller-path-invisible",
+        ]
         answer = run(ssh, timeout=30)
         assert answer.returncode == 0, answer.stderr
         assert answer.stdout.split("\n")[:2] == [layout.MODEL_A, "controller-path-invisible"], answer.stdout
     finally:
         down = run([python, LAB_CLI, "down", "--dir", directory])
     assert down.returncode == 0 and "sshd stopped" in down.stdout, down.stdout + down.stderr
-    assert not any(detached_running(pid, conf) for pid, conf in zip(state["sshd"]["pids"], state["sshd"]["configs"]))
+    assert not any(detached_running(pid, conf) for pid, conf in zip(state["sshd"]["pids"], state["sshd"]["configs"], strict=False))
     assert run([python, LAB_CLI, "status", "--dir", directory]).returncode == 1
     assert not port_accepts(state["sshd"]["port"], last["address"])
     with pytest.raises(LabError):

@@ -15,10 +15,11 @@ import subprocess
 import time
 
 import pytest
+
 # pylint: disable=import-error  # pyghmi is a test tool installed in .venv
 from pyghmi.redfish.command import Command
-# pylint: enable=import-error
 
+# pylint: enable=import-error
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.tests.services import redfish
 from ansible_collections.exup.fleet.tests.system import helpers
@@ -34,16 +35,14 @@ CURL_ENV = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy
 def pyghmi_client(bmc: redfish.RedfishBmc, system: str | None = None, password: str | None = None) -> Command:
     """A new pyghmi client (it caches GETs for 30 s) that accepts exactly this BMC's certificate."""
     expected = ssl.PEM_cert_to_DER_cert(bmc.tls_files.cert_path.read_text())
-    return Command(bmc.host, bmc.user, password or bmc.password, verifycallback=lambda der: der == expected,
-                   sysurl=bmc.system_path(system), port=bmc.port)
+    return Command(bmc.host, bmc.user, password or bmc.password, verifycallback=lambda der: der == expected, sysurl=bmc.system_path(system), port=bmc.port)
 
 
 def pyghmi_versions(bmc: redfish.RedfishBmc, system: str | None = None) -> dict:
     return {name: (info["version"], info.get("state")) for name, info in pyghmi_client(bmc, system).get_firmware()}
 
 
-def call(bmc: redfish.RedfishBmc, method: str, path: str, body=None, *, auth=None, raw: bytes | None = None,
-         headers: dict | None = None):
+def call(bmc: redfish.RedfishBmc, method: str, path: str, body=None, *, auth=None, raw: bytes | None = None, headers: dict | None = None):
     """(status, headers, JSON or None) of one request, verified against the test CA."""
     context = ssl.create_default_context(cafile=str(bmc.ca_path))
     connection = http.client.HTTPSConnection(bmc.host, bmc.port, context=context, timeout=10)
@@ -73,8 +72,9 @@ def wait_task(bmc: redfish.RedfishBmc, task_path: str, timeout: float = 10.0, un
 
 
 def curl(bmc: redfish.RedfishBmc, path: str, *args: str) -> tuple[int, str]:
-    result = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", *args, bmc.url(path)],
-                            capture_output=True, text=True, env=CURL_ENV, timeout=30, check=False)
+    result = subprocess.run(
+        ["curl", "-sS", "-w", "\n%{http_code}", *args, bmc.url(path)], capture_output=True, text=True, env=CURL_ENV, timeout=30, check=False
+    )
     body, _sep, status = result.stdout.rpartition("\n")
     return int(status), body + result.stderr
 
@@ -140,15 +140,13 @@ def test_pyghmi_bios_push_applies_at_the_next_system_reset(bmc, tmp_path):
     client = pyghmi_client(bmc)
     assert pyghmi_versions(bmc) == {"BIOS": ("1.00", "active"), "BMC": ("2.00", "active"), "NIC": ("22.31.6", "active")}
     # a real, signed exup package (the emulator reads its ExUpInfo.xml; the signature is not its business)
-    package = helpers.package_bytes(helpers.info("r120h-bios-1.10", "system-bios", "1.10", models=(MODEL,), kind="bmc"),
-                                    SigningKey.generate())
+    package = helpers.package_bytes(helpers.info("r120h-bios-1.10", "system-bios", "1.10", models=(MODEL,), kind="bmc"), SigningKey.generate())
     progress = []
     assert client.update_firmware(image_file(tmp_path, "bios.zip", package), progress=progress.append) == "pending"
     assert progress[-1] == {"phase": "apply", "progress": 100.0}
     task = bmc.tasks()[-1]
     assert task["TaskState"] == "Completed"
-    assert [message["MessageId"] for message in task["Messages"]] == [
-        "Update.1.0.TargetDetermined", "Update.1.0.AwaitToActivate", "Base.1.16.ResetRequired"]
+    assert [message["MessageId"] for message in task["Messages"]] == ["Update.1.0.TargetDetermined", "Update.1.0.AwaitToActivate", "Base.1.16.ResetRequired"]
     assert "reset required" in task["Messages"][1]["Message"]
     assert pyghmi_versions(bmc)["BIOS"] == ("1.00", "active") and bmc.staged() == {"BIOS": "1.10"}
     assert pyghmi_versions(bmc)["BIOS-Pending"] == ("1.10", "pending")
@@ -199,7 +197,7 @@ def test_pyghmi_raw_http_push(tmp_path):
 def test_pyghmi_bad_images_fail(bmc, tmp_path):
     client = pyghmi_client(bmc)
     other_model = image_file(tmp_path, "other.zip", redfish.make_image("Express5800/T120h-2M", "system-bios", "9.99"))
-    with pytest.raises(Exception, match="Verification of image 'other.zip'.*not Express5800/R120h-1M"):
+    with pytest.raises(Exception, match=r"Verification of image 'other.zip'.*not Express5800/R120h-1M"):
         client.update_firmware(other_model)
     with pytest.raises(Exception, match="not an update package"):
         client.update_firmware(image_file(tmp_path, "junk.bin", b"MZ not a zip"))
@@ -208,7 +206,7 @@ def test_pyghmi_bad_images_fail(bmc, tmp_path):
         client.update_firmware(image_file(tmp_path, "good.zip", redfish.make_image(MODEL, "system-bios", "1.10")))
     bmc.reject_images = False
     bmc.fail_tasks = True
-    with pytest.raises(Exception, match="Installation of image 'good2.zip' to 'BIOS' failed"):
+    with pytest.raises(Exception, match=r"Installation of image 'good2.zip' to 'BIOS' failed"):
         client.update_firmware(image_file(tmp_path, "good2.zip", redfish.make_image(MODEL, "system-bios", "1.10")))
     assert bmc.versions() == {"BIOS": "1.00", "BMC": "2.00", "NIC": "22.31.6"} and not bmc.staged()
     assert [task["TaskState"] for task in bmc.tasks()] == ["Exception"] * 3
@@ -233,8 +231,7 @@ def test_image_check_is_pluggable(tmp_path):
 def test_task_states_delay_hang_and_one_update_at_a_time(bmc):
     image = redfish.make_image(MODEL, "system-bios", "1.20")
     bmc.task_delay = 0.6
-    status, headers, task = call(bmc, "POST", redfish.HTTP_PUSH_URI, raw=image,
-                                 headers={"Content-Type": "application/octet-stream"})
+    status, headers, task = call(bmc, "POST", redfish.HTTP_PUSH_URI, raw=image, headers={"Content-Type": "application/octet-stream"})
     assert status == 202 and task["TaskState"] == "New"
     assert headers["Location"] == task["TaskMonitor"]
     assert call(bmc, "GET", task["TaskMonitor"])[0] == 202
@@ -259,8 +256,7 @@ def test_task_states_delay_hang_and_one_update_at_a_time(bmc):
 def test_simple_update_downloads_the_image_from_nginx(bmc, nginx, tmp_feed_dir):
     (tmp_feed_dir / "fw").mkdir()
     (tmp_feed_dir / "fw" / "bmc-2.30.zip").write_bytes(redfish.make_image(MODEL, "bmc-firmware", "2.30"))
-    body = {"ImageURI": nginx.url("fw/bmc-2.30.zip"), "TransferProtocol": "HTTP", "Targets": [bmc.manager_path()],
-            "@Redfish.OperationApplyTime": "OnReset"}
+    body = {"ImageURI": nginx.url("fw/bmc-2.30.zip"), "TransferProtocol": "HTTP", "Targets": [bmc.manager_path()], "@Redfish.OperationApplyTime": "OnReset"}
     status, headers, task = call(bmc, "POST", redfish.SIMPLE_UPDATE_URI, body)
     assert status == 202, task
     assert headers["Location"] == task["TaskMonitor"]
@@ -309,11 +305,13 @@ def test_simple_update_sends_credentials_and_checks_parameters(bmc, hostile_serv
     assert base64.b64decode(sent.split()[1]) == b"urluser:url@pw"
     assert bmc.downloads[1]["url"].startswith("http://urluser:***@")
 
-    bad = [({"Targets": []}, "ActionParameterMissing"),
-           ({"ImageURI": url, "TransferProtocol": "TFTP"}, "ActionParameterNotSupported"),
-           ({"ImageURI": url, "Targets": ["/redfish/v1/Chassis/x"]}, "ActionParameterValueError"),
-           ({"ImageURI": url, "@Redfish.OperationApplyTime": "AtMaintenanceWindowStart"}, "ActionParameterValueNotInList"),
-           ({"ImageURI": url, "Bogus": 1}, "ActionParameterUnknown")]
+    bad = [
+        ({"Targets": []}, "ActionParameterMissing"),
+        ({"ImageURI": url, "TransferProtocol": "TFTP"}, "ActionParameterNotSupported"),
+        ({"ImageURI": url, "Targets": ["/redfish/v1/Chassis/x"]}, "ActionParameterValueError"),
+        ({"ImageURI": url, "@Redfish.OperationApplyTime": "AtMaintenanceWindowStart"}, "ActionParameterValueNotInList"),
+        ({"ImageURI": url, "Bogus": 1}, "ActionParameterUnknown"),
+    ]
     for request, message_id in bad:
         status, _headers, error = call(bmc, "POST", redfish.SIMPLE_UPDATE_URI, request)
         assert status == 400 and error["error"]["@Message.ExtendedInfo"][0]["MessageId"].endswith(message_id), request

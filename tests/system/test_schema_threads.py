@@ -71,10 +71,21 @@ def _packages(folder: Path) -> None:
     key = SigningKey.generate()
     (folder / 'vendor.pub').write_bytes(key.public_pem())
     for index in range(THREADS):
-        info = PackageInfo(package_id='system-bios-1.%02d' % index, module_id='system-bios', module_name='System BIOS',
-                           version='1.%02d' % index, release_date='2025-01-15', models=['R120h-1M'], os=['linux'], kind='linux',
-                           auto_update=True, reboot_required=True, downgrade_supported=False, uninstall_supported=False,
-                           install_command='sh install.sh')
+        info = PackageInfo(
+            package_id='system-bios-1.%02d' % index,
+            module_id='system-bios',
+            module_name='System BIOS',
+            version='1.%02d' % index,
+            release_date='2025-01-15',
+            models=['R120h-1M'],
+            os=['linux'],
+            kind='linux',
+            auto_update=True,
+            reboot_required=True,
+            downgrade_supported=False,
+            uninstall_supported=False,
+            install_command='sh install.sh',
+        )
         build_package_from_bytes({'install.sh': b'#!/bin/sh\n', 'image.bin': os.urandom(4096)}, info, key, str(folder / ('%d.zip' % index)))
 
 

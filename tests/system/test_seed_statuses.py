@@ -56,31 +56,35 @@ REPOSITORY_PLAY = """\
 
 def scenario() -> str:
     apply_body = "    poll_interval: 1\n"
-    return "".join([
-        task("exup_info", "reg_first", "    register_server: true\n"),
-        task("exup_info", "reg_again", "    register_server: true\n"),
-        task("exup_info", "reg_old_name", "    register: true\n"),
-        task("exup_apply", "bios", apply_body + "    modules: [system-bios]\n    allow_reboot: true\n    reboot_timeout: 600\n"),
-        task("exup_info", "while_rebooting"),
-        task("exup_apply", "refused", apply_body + "    modules: [raid-controller]\n"),
-        ah.reboot_task("reboot"),
-        task("exup_info", "back", "    register_server: true\n"),
-        task("exup_apply", "same_again", apply_body + "    versions: {system-bios: '1.2'}\n    latest_only: false\n"),
-        task("exup_apply", "same_latest_only", apply_body + "    versions: {system-bios: '1.2'}\n"),
-    ])
+    return "".join(
+        [
+            task("exup_info", "reg_first", "    register_server: true\n"),
+            task("exup_info", "reg_again", "    register_server: true\n"),
+            task("exup_info", "reg_old_name", "    register: true\n"),
+            task("exup_apply", "bios", apply_body + "    modules: [system-bios]\n    allow_reboot: true\n    reboot_timeout: 600\n"),
+            task("exup_info", "while_rebooting"),
+            task("exup_apply", "refused", apply_body + "    modules: [raid-controller]\n"),
+            ah.reboot_task("reboot"),
+            task("exup_info", "back", "    register_server: true\n"),
+            task("exup_apply", "same_again", apply_body + "    versions: {system-bios: '1.2'}\n    latest_only: false\n"),
+            task("exup_apply", "same_latest_only", apply_body + "    versions: {system-bios: '1.2'}\n"),
+        ]
+    )
 
 
 def repository_tasks() -> str:
-    tasks = "".join([
-        local("exup_repo_settings", "settings_read", ""),
-        local("exup_repo_settings", "settings_check", "    initial_manual_icon: latest\n", "  check_mode: true\n"),
-        local("exup_repo_settings", "settings_set", "    initial_manual_icon: latest\n"),
-        local("exup_repo_settings", "settings_again", "    initial_manual_icon: latest\n"),
-        local("exup_server_status", "icon_check", f"    server_name: {HOST}\n    modules: [sdr]\n    icon: no_package\n", "  check_mode: true\n"),
-        local("exup_server_status", "icon_set", f"    server_name: {HOST}\n    modules: [sdr]\n    icon: no_package\n"),
-        local("exup_server_status", "icon_again", f"    server_name: {HOST}\n    modules: [sdr]\n    icon: no_package\n"),
-        local("exup_server_status", "icon_bad", f"    server_name: {HOST}\n    modules: [no-such-module]\n    icon: latest\n"),
-    ])
+    tasks = "".join(
+        [
+            local("exup_repo_settings", "settings_read", ""),
+            local("exup_repo_settings", "settings_check", "    initial_manual_icon: latest\n", "  check_mode: true\n"),
+            local("exup_repo_settings", "settings_set", "    initial_manual_icon: latest\n"),
+            local("exup_repo_settings", "settings_again", "    initial_manual_icon: latest\n"),
+            local("exup_server_status", "icon_check", f"    server_name: {HOST}\n    modules: [sdr]\n    icon: no_package\n", "  check_mode: true\n"),
+            local("exup_server_status", "icon_set", f"    server_name: {HOST}\n    modules: [sdr]\n    icon: no_package\n"),
+            local("exup_server_status", "icon_again", f"    server_name: {HOST}\n    modules: [sdr]\n    icon: no_package\n"),
+            local("exup_server_status", "icon_bad", f"    server_name: {HOST}\n    modules: [no-such-module]\n    icon: latest\n"),
+        ]
+    )
     return REPOSITORY_PLAY % "".join("        " + line + "\n" for line in tasks.splitlines())
 
 
@@ -134,8 +138,9 @@ def test_rebooting_after_an_allowed_restart_refuses_applies_until_the_boot_id_ch
 def test_the_current_version_applied_again_when_latest_only_is_off(run):
     again = run["same_again"]
     assert not again.get("failed") and again["changed"] is True, again
-    assert [(row["package_id"], row["status"], row["version_before"], row["version_target"]) for row in again["results"]] == \
-        [(again["plan"][0]["package_id"], "succeeded", "1.2", "1.2")]
+    assert [(row["package_id"], row["status"], row["version_before"], row["version_target"]) for row in again["results"]] == [
+        (again["plan"][0]["package_id"], "succeeded", "1.2", "1.2")
+    ]
     unchanged = run["same_latest_only"]
     assert unchanged["changed"] is False and unchanged["plan"] == [], unchanged
 

@@ -36,8 +36,9 @@ class Answer(typing.NamedTuple):
 
 def curl(*args: str) -> Answer:
     """Run curl; the answer carries the status and the response headers as text."""
-    result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-D", "-", "-w", "\n%{http_code}", *args],
-                            capture_output=True, text=True, env=CURL_ENV, timeout=30, check=False)
+    result = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-D", "-", "-w", "\n%{http_code}", *args], capture_output=True, text=True, env=CURL_ENV, timeout=30, check=False
+    )
     headers, _sep, status = result.stdout.rpartition("\n")
     return Answer(int(status), headers)
 
@@ -80,8 +81,7 @@ def test_nginx_serves_files_with_validators_ranges_and_log(nginx, tmp_feed_dir: 
     assert caught.value.code == 304
 
     entries = nginx.wait_for_log(3)
-    assert [(e["status"], e["body_bytes_sent"], e["range"]) for e in entries] == [
-        (200, 1024, ""), (206, 24, "bytes=1000-"), (304, 0, "")]
+    assert [(e["status"], e["body_bytes_sent"], e["range"]) for e in entries] == [(200, 1024, ""), (206, 24, "bytes=1000-"), (304, 0, "")]
     assert entries[2]["if_none_match"] == etag
     assert nginx.access_log_path.exists()
 
@@ -96,9 +96,8 @@ def test_nginx_tls_with_test_ca(nginx_tls, tmp_feed_dir: Path):
 
 
 def test_nginx_failed_start_raises_with_error_log(tmp_path: Path, busy_port: int):
-    with pytest.raises(ServiceError, match="Address already in use"):
-        with nginx_server(tmp_path, port=busy_port):
-            pass
+    with pytest.raises(ServiceError, match="Address already in use"), nginx_server(tmp_path, port=busy_port):
+        pass
 
 
 def test_nginx_stop_leaves_nothing(tmp_path: Path):
@@ -132,8 +131,16 @@ def test_squid_auth_with_curl(request, nginx, tmp_feed_dir: Path, auth_flag: str
 
 def test_squid_connect_to_https_origin(squid_basic, nginx_tls, tmp_feed_dir: Path):
     (tmp_feed_dir / "a.txt").write_text("hello")
-    answer = curl("-x", squid_basic.url, "--proxy-basic", "--proxy-user", f"{squid_basic.user}:{squid_basic.password}",
-                  "--cacert", str(nginx_tls.ca_path), nginx_tls.url("a.txt"))
+    answer = curl(
+        "-x",
+        squid_basic.url,
+        "--proxy-basic",
+        "--proxy-user",
+        f"{squid_basic.user}:{squid_basic.password}",
+        "--cacert",
+        str(nginx_tls.ca_path),
+        nginx_tls.url("a.txt"),
+    )
     assert answer.status == 200
 
 
@@ -148,15 +155,13 @@ def test_squid_open_proxy_logs_requests(nginx, tmp_feed_dir: Path):
 def test_squid_ntlm_demands_ntlm_only(squid_ntlm, nginx):
     answer = curl("-x", squid_ntlm.url, nginx.url("a.txt"))
     assert answer.status == 407
-    challenges = [line.split(":", 1)[1].strip() for line in answer.headers.splitlines()
-                  if line.lower().startswith("proxy-authenticate:")]
+    challenges = [line.split(":", 1)[1].strip() for line in answer.headers.splitlines() if line.lower().startswith("proxy-authenticate:")]
     assert challenges == ["NTLM"]
 
 
 def test_squid_failed_start_raises_with_cache_log(busy_port: int):
-    with pytest.raises(ServiceError, match="Address already in use"):
-        with squid_proxy(port=busy_port):
-            pass
+    with pytest.raises(ServiceError, match="Address already in use"), squid_proxy(port=busy_port):
+        pass
 
 
 def test_squid_stop_leaves_nothing():
@@ -212,8 +217,7 @@ def test_requests_sees_ntlm_challenge(squid_ntlm, nginx):
 def test_requests_proxy_url_credentials_pass_basic_connect(squid_basic, nginx_tls, tmp_feed_dir: Path):
     session = _requests_session()
     (tmp_feed_dir / "a.txt").write_text("hello")
-    response = session.get(nginx_tls.url("a.txt"), proxies={"https": squid_basic.url_with_credentials},
-                           verify=str(nginx_tls.ca_path), timeout=10)
+    response = session.get(nginx_tls.url("a.txt"), proxies={"https": squid_basic.url_with_credentials}, verify=str(nginx_tls.ca_path), timeout=10)
     assert response.status_code == 200
 
 
@@ -224,8 +228,7 @@ def test_requests_toolbelt_proxy_digest_fails_on_connect(squid_digest, nginx_tls
     (tmp_feed_dir / "a.txt").write_text("hello")
     auth = toolbelt.HTTPProxyDigestAuth(squid_digest.user, squid_digest.password)
     with pytest.raises(Exception, match="Tunnel connection failed: 407") as caught:
-        session.get(nginx_tls.url("a.txt"), proxies={"https": squid_digest.url}, auth=auth,
-                    verify=str(nginx_tls.ca_path), timeout=10)
+        session.get(nginx_tls.url("a.txt"), proxies={"https": squid_digest.url}, auth=auth, verify=str(nginx_tls.ca_path), timeout=10)
     assert type(caught.value).__name__ == "ProxyError"
 
 

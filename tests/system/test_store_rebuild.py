@@ -6,20 +6,32 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import synthesize_feed
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, build_package_from_bytes
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import rebuild_index
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import synthesize_feed
 from ansible_collections.exup.fleet.tests.system import helpers as h
 
 
 def pinned_package(tmp_path: Path, key: SigningKey, model: str) -> str:
     """A package no catalog lists, added by hand and pinned: only the recovery record knows about the pin."""
-    info = PackageInfo(package_id="manual-tool-1.0", module_id="management-tool", module_name="Manual tool", version="1.0",
-                       models=(model,), os=("rhel9",), kind="linux", release_date="2026-01-01", install_command="sh install.sh",
-                       auto_update=False, reboot_required=False, downgrade_supported=False, uninstall_supported=False)
+    info = PackageInfo(
+        package_id="manual-tool-1.0",
+        module_id="management-tool",
+        module_name="Manual tool",
+        version="1.0",
+        models=(model,),
+        os=("rhel9",),
+        kind="linux",
+        release_date="2026-01-01",
+        install_command="sh install.sh",
+        auto_update=False,
+        reboot_required=False,
+        downgrade_supported=False,
+        uninstall_supported=False,
+    )
     return build_package_from_bytes({"install.sh": b"#!/bin/sh\ntrue\n"}, info, key, str(tmp_path / "manual.zip"))
 
 

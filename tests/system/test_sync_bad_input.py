@@ -29,12 +29,12 @@ from lxml import etree
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import build_catalog, format_time, parse_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME, INFO_NAME
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
 from ansible_collections.exup.fleet.tests.system import helpers as h
 
 NEW_ID = "system-bios-1.02"
@@ -128,7 +128,7 @@ def hostile_bench(tmp_path: Path, tmp_feed_dir: Path, hostile_server) -> Bench:
 
 def flip(data: bytes, at: int) -> bytes:
     """data with one byte changed (same length)."""
-    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
 
 
 # --------------------------------------------------------------------------- tampered and untrusted packages
@@ -192,11 +192,15 @@ def test_package_claims_another_version_than_its_catalog_entry(bench: Bench):
 
 # --------------------------------------------------------------------------- hostile XML and archives
 
-BILLION_LAUGHS = (b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
-                  + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
-                  + b']>\n<ExUpHash schemaVersion="1">&lol9;</ExUpHash>\n')
-EXTERNAL_ENTITY = (b'<?xml version="1.0"?>\n<!DOCTYPE ExUpInfo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
-                   b'<ExUpInfo schemaVersion="1"><PackageId>&xxe;</PackageId></ExUpInfo>\n')
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
+    + b']>\n<ExUpHash schemaVersion="1">&lol9;</ExUpHash>\n'
+)
+EXTERNAL_ENTITY = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE ExUpInfo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
+    b'<ExUpInfo schemaVersion="1"><PackageId>&xxe;</PackageId></ExUpInfo>\n'
+)
 
 
 def utf16(xml: bytes) -> bytes:
@@ -204,17 +208,18 @@ def utf16(xml: bytes) -> bytes:
     return xml.replace(b'<?xml version="1.0"?>', b'<?xml version="1.0" encoding="UTF-16"?>').decode().encode("utf-16")
 
 
-@pytest.mark.parametrize("member, xml, fragment", [
-    # ExUpHash.xml is parsed before its signature can be checked: it is the attacker's XML.
-    pytest.param(HASH_NAME, BILLION_LAUGHS, "ExUpHash.xml contains a DOCTYPE or ENTITY declaration, which is not allowed",
-                 id="entity-expansion"),
-    # In UTF-16 the parser itself must stop it (here libxml2's amplification limit, before the DTD check).
-    pytest.param(HASH_NAME, utf16(BILLION_LAUGHS), "ExUpHash.xml is not well-formed XML", id="entity-expansion-utf16"),
-    # Even a correctly signed ExUpInfo.xml (a vendor tool gone wrong) never resolves an external entity.
-    pytest.param(INFO_NAME, EXTERNAL_ENTITY, "ExUpInfo.xml contains a DOCTYPE or ENTITY declaration, which is not allowed",
-                 id="external-entity"),
-    pytest.param(INFO_NAME, utf16(EXTERNAL_ENTITY), "ExUpInfo.xml contains a DTD, which is not allowed", id="external-entity-utf16"),
-])
+@pytest.mark.parametrize(
+    "member, xml, fragment",
+    [
+        # ExUpHash.xml is parsed before its signature can be checked: it is the attacker's XML.
+        pytest.param(HASH_NAME, BILLION_LAUGHS, "ExUpHash.xml contains a DOCTYPE or ENTITY declaration, which is not allowed", id="entity-expansion"),
+        # In UTF-16 the parser itself must stop it (here libxml2's amplification limit, before the DTD check).
+        pytest.param(HASH_NAME, utf16(BILLION_LAUGHS), "ExUpHash.xml is not well-formed XML", id="entity-expansion-utf16"),
+        # Even a correctly signed ExUpInfo.xml (a vendor tool gone wrong) never resolves an external entity.
+        pytest.param(INFO_NAME, EXTERNAL_ENTITY, "ExUpInfo.xml contains a DOCTYPE or ENTITY declaration, which is not allowed", id="external-entity"),
+        pytest.param(INFO_NAME, utf16(EXTERNAL_ENTITY), "ExUpInfo.xml contains a DTD, which is not allowed", id="external-entity-utf16"),
+    ],
+)
 def test_hostile_xml(bench: Bench, member: str, xml: bytes, fragment: str):
     if member == INFO_NAME:
         members = bench.members(info_xml=xml)  # listed in ExUpHash.xml and signed with the trusted key
@@ -226,16 +231,29 @@ def test_hostile_xml(bench: Bench, member: str, xml: bytes, fragment: str):
     assert "root:" not in refused["reason"]  # nothing of /etc/passwd leaks into a message
 
 
-@pytest.mark.parametrize("name, data, code, fragment", [
-    pytest.param("../../etc/cron.d/evil", b"* * * * * root sh\n", "zip_path_invalid",
-                 "package member '../../etc/cron.d/evil' has a path that escapes the package", id="path-traversal"),
-    pytest.param("/etc/cron.d/evil", b"* * * * * root sh\n", "zip_path_invalid",
-                 "package member '/etc/cron.d/evil' has an absolute path", id="absolute-path"),
-    pytest.param("payload/link", (b"/etc/shadow", {"external_attr": (stat.S_IFLNK | 0o777) << 16}), "zip_link",
-                 "package member 'payload/link' is a symbolic link, which is not allowed", id="symlink"),
-    pytest.param("payload/bomb.bin", b"\0" * (16 * 1024 * 1024), "zip_bomb",
-                 "package member 'payload/bomb.bin' expands", id="zip-bomb"),
-])
+@pytest.mark.parametrize(
+    "name, data, code, fragment",
+    [
+        pytest.param(
+            "../../etc/cron.d/evil",
+            b"* * * * * root sh\n",
+            "zip_path_invalid",
+            "package member '../../etc/cron.d/evil' has a path that escapes the package",
+            id="path-traversal",
+        ),
+        pytest.param(
+            "/etc/cron.d/evil", b"* * * * * root sh\n", "zip_path_invalid", "package member '/etc/cron.d/evil' has an absolute path", id="absolute-path"
+        ),
+        pytest.param(
+            "payload/link",
+            (b"/etc/shadow", {"external_attr": (stat.S_IFLNK | 0o777) << 16}),
+            "zip_link",
+            "package member 'payload/link' is a symbolic link, which is not allowed",
+            id="symlink",
+        ),
+        pytest.param("payload/bomb.bin", b"\0" * (16 * 1024 * 1024), "zip_bomb", "package member 'payload/bomb.bin' expands", id="zip-bomb"),
+    ],
+)
 def test_hostile_archive_member(bench: Bench, name: str, data, code: str, fragment: str):
     members = bench.members()
     members[name] = data
@@ -258,8 +276,11 @@ def test_download_longer_than_stated(hostile_bench: Bench, no_length: bool):
     entry = hostile_bench.publish(h.zip_bytes(hostile_bench.members()))
     h.serve_feed_dir(hostile_bench.hostile, hostile_bench.feed_dir, **{NEW_URL: {"overlong": 100000, "no_length": no_length}})
     size = entry["size"]
-    fragment = (f"sent more than the {size} bytes the catalog states; download stopped" if no_length
-                else f"is {size + 100000} bytes long, more than the {size} bytes the catalog states")
+    fragment = (
+        f"sent more than the {size} bytes the catalog states; download stopped"
+        if no_length
+        else f"is {size + 100000} bytes long, more than the {size} bytes the catalog states"
+    )
     hostile_bench.assert_refused("download_too_long", fragment)
     assert h.tmp_files(hostile_bench.root) == {}  # no .part left behind
 
@@ -303,8 +324,9 @@ def test_frozen_feed_serving_an_expired_catalog_unchanged(bench: Bench):
     # A catalog that expires in about two seconds is accepted, then the feed keeps answering
     # 304 Not Modified: once the accepted catalog has expired, the sync must refuse to go on.
     expires_in = datetime.timedelta(seconds=2)
-    write_catalog(str(bench.feed_dir), h.catalog_entries(bench.feed_dir), [bench.key],
-                  now=utc_now() - datetime.timedelta(days=30) + expires_in, expires_days=30)
+    write_catalog(
+        str(bench.feed_dir), h.catalog_entries(bench.feed_dir), [bench.key], now=utc_now() - datetime.timedelta(days=30) + expires_in, expires_days=30
+    )
     h.catalog_changed(bench.feed_dir)
     assert bench.sync().catalog["entries_new"] >= 0
     expiry = parse_time(json.loads((bench.feed_dir / h.CATALOG).read_text())["signed"]["expires"])
@@ -317,8 +339,9 @@ def test_catalog_version_going_down(bench: Bench):
     signed = json.loads((bench.feed_dir / h.CATALOG).read_text())["signed"]
     assert signed["version"] >= 2
     h.write_catalog_bytes(bench.feed_dir, build_catalog(signed["entries"], signed["version"] - 1, [bench.key]))
-    bench.assert_fails("catalog_rollback", f"catalog version {signed['version'] - 1} is lower than version {signed['version']} "
-                                           "accepted before: refusing a rollback")
+    bench.assert_fails(
+        "catalog_rollback", f"catalog version {signed['version'] - 1} is lower than version {signed['version']} accepted before: refusing a rollback"
+    )
 
 
 def test_catalog_signed_by_unknown_key(bench: Bench):
@@ -344,8 +367,7 @@ def test_untrusting_the_catalog_key_takes_effect_on_an_unchanged_feed(bench: Ben
     # The feed has not changed since the last sync, but the operator no longer trusts the key
     # that signed its catalog: a 304 must not let the old catalog stand unverified.
     start = len(nginx.wait_for_log(1))
-    bench.assert_fails("unknown_key", f"catalog is signed by no trusted key (signed by: {bench.key.key_id})",
-                       trusted=h.keyring(SigningKey.generate()))
+    bench.assert_fails("unknown_key", f"catalog is signed by no trusted key (signed by: {bench.key.key_id})", trusted=h.keyring(SigningKey.generate()))
     request = nginx.wait_for_log(start + 1)[start]
     assert (request["status"], request["if_none_match"]) == (200, "")  # fetched whole, not conditionally
 

@@ -44,12 +44,12 @@ def new_catalog_bytes(bench: Bench) -> None:
 
 
 def sync(bench: Bench, time_limit: float, timeout: int = 10, url: str | None = None, repo: Repository | None = None):
-    return sync_repository(repo or bench.repo, HttpClient(timeout=timeout), url or bench.url, bench.trusted, h.MANAGER,
-                           servers=[h.server("db01")], time_limit=time_limit)
+    return sync_repository(
+        repo or bench.repo, HttpClient(timeout=timeout), url or bench.url, bench.trusted, h.MANAGER, servers=[h.server("db01")], time_limit=time_limit
+    )
 
 
-def fails(bench: Bench, code: str, fragment: str, time_limit: float = 3, keeps_part: bool = False, catalog_accepted: bool = False,
-          **kwargs) -> ExupError:
+def fails(bench: Bench, code: str, fragment: str, time_limit: float = 3, keeps_part: bool = False, catalog_accepted: bool = False, **kwargs) -> ExupError:
     """Sync with ``time_limit``; it must raise ``code`` before BOUND seconds, change nothing but the event log, and log why.
 
     ``catalog_accepted``: the new catalog is validly signed and stays accepted; then the indexed packages, tombstones,
@@ -213,8 +213,12 @@ def test_304_to_a_first_sync_of_a_new_repository(bench: Bench, tmp_path: Path):
 def test_304_to_a_request_that_was_not_conditional(bench: Bench):
     # A new feed URL: the sync asks for the catalog whole (no validators), so a 304 cannot mean "unchanged".
     bench.hostile.add("/mirror/" + h.CATALOG, (bench.feed_dir / h.CATALOG).read_bytes(), status=304)
-    fails(bench, "catalog_unexpected_304", "answered 304 Not Modified to a request that was not conditional (no If-None-Match nor "
-                                           "If-Modified-Since was sent): it must send the catalog", url=bench.hostile.url("/mirror/" + h.CATALOG))
+    fails(
+        bench,
+        "catalog_unexpected_304",
+        "answered 304 Not Modified to a request that was not conditional (no If-None-Match nor If-Modified-Since was sent): it must send the catalog",
+        url=bench.hostile.url("/mirror/" + h.CATALOG),
+    )
     sent = bench.hostile.requests_for("/mirror/" + h.CATALOG)[-1].headers
     assert (sent.get("If-None-Match"), sent.get("If-Modified-Since")) == (None, None)
 
@@ -257,6 +261,7 @@ MODULE_PLAYBOOK = """
 
 def test_repo_sync_module_sync_timeout(bench: Bench, tmp_path: Path, collections_path: Path):
     from ansible_collections.exup.fleet.tests.system.test_sync_trust import run_playbook  # pylint: disable=import-outside-toplevel
+
     new_catalog_bytes(bench)
     h.serve_feed_dir(bench.hostile, bench.feed_dir, **{h.CATALOG: {"slow": 2.0, "chunk_size": 1}})
     before = h.snapshot(bench.root, skip_tables=("events", "managers"))  # the module's clock runs: the manager's presence time moves

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import synthesize_feed, write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import synthesize_feed, write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.tests.system import helpers as h
 
@@ -218,8 +218,7 @@ def test_parallel_workers_download_at_the_same_time(tmp_path: Path, tmp_feed_dir
     trusted = h.keyring(key)
     servers = [h.server(f"s{i}", model=f"Express5800/P{i}") for i in range(8)]
     for i in range(8):
-        h.publish_package(tmp_feed_dir, key, h.info(f"bios-p{i}", models=(f"Express5800/P{i}",)),
-                          published="2026-01-01T00:00:00Z")
+        h.publish_package(tmp_feed_dir, key, h.info(f"bios-p{i}", models=(f"Express5800/P{i}",)), published="2026-01-01T00:00:00Z")
     slow = {e["url"]: {"slow": 0.1, "chunk_size": 1024} for e in h.catalog_entries(tmp_feed_dir)}  # >= 4 chunks each
     url = h.serve_feed_dir(hostile_server, tmp_feed_dir, **slow)
     per_package = 0.1 * (min(e["size"] for e in h.catalog_entries(tmp_feed_dir)) // 1024)

@@ -14,8 +14,8 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.tests.system import helpers as h
 
@@ -157,8 +157,7 @@ def test_https_feed_through_authenticating_proxy(tls_feed, auth: str, squid_basi
     # the 407 to a CONNECT never reaches requests' auth hooks (tests/system/test_services.py shows that).
     proxy = squid_basic if auth == "basic" else squid_digest
     web = tls_feed[0]
-    client = HttpClient(proxy_url=proxy.url, proxy_username=proxy.user, proxy_password=proxy.password, proxy_auth=auth,
-                        ca_path=str(web.ca_path))
+    client = HttpClient(proxy_url=proxy.url, proxy_username=proxy.user, proxy_password=proxy.password, proxy_auth=auth, ca_path=str(web.ca_path))
 
     result = sync_tls(tls_feed, client)
 
@@ -171,15 +170,15 @@ def test_https_feed_through_authenticating_proxy(tls_feed, auth: str, squid_basi
 
 def test_https_feed_wrong_digest_password_fails_clearly_and_changes_nothing(tls_feed, squid_digest):
     web, _key, repo = tls_feed
-    client = HttpClient(proxy_url=squid_digest.url, proxy_username=squid_digest.user, proxy_password="not-the-password",
-                        proxy_auth="digest", ca_path=str(web.ca_path))
+    client = HttpClient(
+        proxy_url=squid_digest.url, proxy_username=squid_digest.user, proxy_password="not-the-password", proxy_auth="digest", ca_path=str(web.ca_path)
+    )
 
     with pytest.raises(TransportError) as caught:
         sync_tls(tls_feed, client)
 
     assert caught.value.code == "proxy_auth_failed"
-    assert f"the proxy {squid_digest.url} refused the credentials of user {squid_digest.user} for a tunnel to 127.0.0.1:{web.port} (407)" \
-        in caught.value.msg
+    assert f"the proxy {squid_digest.url} refused the credentials of user {squid_digest.user} for a tunnel to 127.0.0.1:{web.port} (407)" in caught.value.msg
     assert "not-the-password" not in caught.value.msg
     assert not Path(repo.store.root, "pool").exists() or h.pool_files(Path(repo.store.root)) == {}
     assert all(e["status"] == 407 for e in tunnels(squid_digest, web))

@@ -25,19 +25,17 @@ from lxml import etree
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import MAX_VERSION_STEP, build_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME
-from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
 from ansible_collections.exup.fleet.tests.system import helpers as h
-from ansible_collections.exup.fleet.tests.system.test_sync_bad_input import (  # noqa: F401  # pylint: disable=unused-import  # fixtures
-    NEW_ID, NEW_URL, Bench, bench, flip, hostile_bench)
+from ansible_collections.exup.fleet.tests.system.test_sync_bad_input import NEW_ID, NEW_URL, Bench, bench, flip, hostile_bench  # noqa: F401  # pylint: disable=unused-import  # fixtures
 
 
 def sync(bench_: Bench, url=None, trusted=None, **kwargs):
-    return sync_repository(bench_.repo, HttpClient(timeout=10), url or bench_.url, trusted or bench_.trusted, h.MANAGER,
-                           servers=[h.server("db01")], **kwargs)
+    return sync_repository(bench_.repo, HttpClient(timeout=10), url or bench_.url, trusted or bench_.trusted, h.MANAGER, servers=[h.server("db01")], **kwargs)
 
 
 def package_requests(nginx) -> list[dict]:
@@ -96,9 +94,16 @@ def test_legacy_transport_refusal_rows_no_longer_block(bench: Bench):
     # A store written by the code before this fix remembered a catalog-digest mismatch: it must not block.
     entry = bench.publish(h.zip_bytes(bench.members()))
     with sqlite3.connect(bench.root / "repo.db") as conn:
-        conn.execute("INSERT INTO refusals (package_id, sha256, code, reason, refused_at) VALUES (?, ?, ?, ?, ?)",
-                     (NEW_ID, entry["sha256"], "digest_mismatch", f"download of {NEW_URL} does not match the SHA-256 the catalog states: "
-                      "it was altered in transit or on the server", "2026-01-01T00:00:00Z"))
+        conn.execute(
+            "INSERT INTO refusals (package_id, sha256, code, reason, refused_at) VALUES (?, ?, ?, ?, ?)",
+            (
+                NEW_ID,
+                entry["sha256"],
+                "digest_mismatch",
+                f"download of {NEW_URL} does not match the SHA-256 the catalog states: it was altered in transit or on the server",
+                "2026-01-01T00:00:00Z",
+            ),
+        )
     result = bench.sync()
     assert [a["package_id"] for a in result.added] == [NEW_ID] and result.refused == []
     assert refusal_rows(bench.root) == []
@@ -172,10 +177,11 @@ def test_server_always_answering_304_cannot_keep_an_untrusted_catalog(hostile_be
 
 def test_version_jump_is_refused_and_an_operator_can_accept_it(bench: Bench):
     signed = json.loads((bench.feed_dir / h.CATALOG).read_text())["signed"]
-    huge = 2 ** 63
+    huge = 2**63
     h.write_catalog_bytes(bench.feed_dir, build_catalog(signed["entries"], huge, [bench.key]))
-    error = bench.assert_fails("catalog_version_jump", f"catalog version {huge} is more than {MAX_VERSION_STEP} above version "
-                                                       f"{signed['version']} accepted before")
+    error = bench.assert_fails(
+        "catalog_version_jump", f"catalog version {huge} is more than {MAX_VERSION_STEP} above version {signed['version']} accepted before"
+    )
     assert error.details["version"] == huge and error.details["min_version"] == signed["version"]
 
     accepted = sync(bench, accept_version_reset=True)
@@ -187,16 +193,17 @@ def test_version_jump_is_refused_and_an_operator_can_accept_it(bench: Bench):
 def test_locked_out_by_a_huge_version_recovers_only_by_the_operators_decision(bench: Bench):
     # A store that accepted version 2**63 before this fix: the vendor's real next catalog is a rollback.
     with sqlite3.connect(bench.root / "repo.db") as conn:
-        conn.execute("UPDATE feed_state SET value = ? WHERE key = 'catalog_version'", (str(2 ** 63),))
+        conn.execute("UPDATE feed_state SET value = ? WHERE key = 'catalog_version'", (str(2**63),))
     entries = h.catalog_entries(bench.feed_dir)
     version = write_catalog(str(bench.feed_dir), entries, [bench.key])
     h.catalog_changed(bench.feed_dir)
-    bench.assert_fails("catalog_rollback", f"catalog version {version} is lower than version {2 ** 63} accepted before")
+    bench.assert_fails("catalog_rollback", f"catalog version {version} is lower than version {2**63} accepted before")
 
     accepted = sync(bench, accept_version_reset=True)
     assert accepted.catalog["version"] == version
     assert [e["detail"] for e in accepted.events if e["code"] == "catalog_version_reset"] == [
-        {"from_version": 2 ** 63, "to_version": version, "refused": "catalog_rollback"}]
+        {"from_version": 2**63, "to_version": version, "refused": "catalog_rollback"}
+    ]
     # Protection is back at once: the version before is a rollback again, without the option.
     h.write_catalog_bytes(bench.feed_dir, build_catalog(entries, version - 1, [bench.key]))
     bench.assert_fails("catalog_rollback", f"catalog version {version - 1} is lower than version {version} accepted before")
@@ -297,11 +304,16 @@ PLAYBOOK = """
 def run_playbook(tmp_path: Path, collections_path: Path, text: str) -> dict:
     """Run ``text`` (a playbook that writes its findings to {out}) with ansible-playbook on localhost; returns them."""
     from ansible_collections.exup.fleet.tests.system.agent_helpers import program  # pylint: disable=import-outside-toplevel
+
     out = tmp_path / "out.json"
     playbook = tmp_path / "play.yml"
     playbook.write_text(text.replace("{out}", str(out)))
-    env = {"ANSIBLE_COLLECTIONS_PATH": str(collections_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")}
+    env = {
+        "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+    }
     run = subprocess.run([program("ansible-playbook"), str(playbook)], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(out.read_text())
@@ -341,9 +353,9 @@ RESET_PLAYBOOK = """
 
 def test_repo_sync_module_accepts_a_version_reset_only_when_asked(bench: Bench, tmp_path: Path, collections_path: Path):
     signed = json.loads((bench.feed_dir / h.CATALOG).read_text())["signed"]
-    h.write_catalog_bytes(bench.feed_dir, build_catalog(signed["entries"], 2 ** 63, [bench.key]))
+    h.write_catalog_bytes(bench.feed_dir, build_catalog(signed["entries"], 2**63, [bench.key]))
     keys = json.dumps([bench.key.public_pem().decode()])
     seen = run_playbook(tmp_path, collections_path, RESET_PLAYBOOK % {"repo": bench.root, "url": bench.url, "keys": keys, "model": h.MODEL})
     assert seen["refused"]["failed"] is True and seen["refused"]["error"] == "catalog_version_jump"
-    assert seen["accepted"]["catalog"]["version"] == 2 ** 63
+    assert seen["accepted"]["catalog"]["version"] == 2**63
     assert [e["detail"]["refused"] for e in seen["accepted"]["events"] if e["code"] == "catalog_version_reset"] == ["catalog_version_jump"]

@@ -21,8 +21,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIB_SH = REPO_ROOT / "scripts" / "lib.sh"
-SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/lib/squid", "/usr/lib64/squid", "/usr/libexec/squid",
-                              "/usr/lib/openssh"])
+SEARCH_PATH = os.pathsep.join(
+    [os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/lib/squid", "/usr/lib64/squid", "/usr/libexec/squid", "/usr/lib/openssh"]
+)
 
 #: programs the code may start that no package of the list can provide, and why
 NOT_INSTALLABLE = {
@@ -33,11 +34,15 @@ FINDERS = {"find_program", "squid_helper", "which", "program"}
 #: Python calls whose first argument is an argv
 RUNNERS = {"run", "Popen", "check_call", "check_output", "call", "execvp", "execv"}
 #: a command/shell/raw task and its first word; in Python (embedded playbooks) only with the ansible.builtin. prefix
-TASK_COMMAND = {".py": re.compile(r"\bansible\.builtin\.(?:command|shell|raw):\s*['\"]?([A-Za-z0-9_./-]+)"),
-                ".yml": re.compile(r"^\s*(?:-\s+)?(?:ansible\.builtin\.)?(?:command|shell|raw):\s*['\"]?([A-Za-z0-9_./-]+)")}
-SHELL_BUILTINS = set("""! [ [[ ]] { } ( ) case esac do done elif else fi for function if in then until while alias break cd continue
+TASK_COMMAND = {
+    ".py": re.compile(r"\bansible\.builtin\.(?:command|shell|raw):\s*['\"]?([A-Za-z0-9_./-]+)"),
+    ".yml": re.compile(r"^\s*(?:-\s+)?(?:ansible\.builtin\.)?(?:command|shell|raw):\s*['\"]?([A-Za-z0-9_./-]+)"),
+}
+#: the words a shell runs itself (a task's first word that needs no package)
+SHELL_BUILTIN_WORDS = """! [ [[ ]] { } ( ) case esac do done elif else fi for function if in then until while alias break cd continue
 declare echo eval exec exit export false getopts hash local mapfile printf pwd read readonly return set shift source
-test trap true type ulimit umask unset wait . : command let shopt kill Q""".split())
+test trap true type ulimit umask unset wait . : command let shopt kill Q"""
+SHELL_BUILTINS = set(SHELL_BUILTIN_WORDS.split())
 #: shell words that run the next words as a command (after options and assignments). sudo is not a package of
 #: the list: as_root uses it only for a user who is not root, and such a user needs it before anything is installed.
 SHELL_WRAPPERS = {"env", "exec", "sudo", "as_root", "timeout", "nice", "xargs", "command"}
@@ -153,8 +158,8 @@ def _shell_code(text: str) -> str:
             heredocs.append(marker.group(1))
             i += marker.end() - 1
         elif char == "\n" and heredocs:
-            end = re.search(r"^\s*%s\s*$" % re.escape(heredocs.pop()), text[i + 1:], re.M)
-            skipped = text[i:i + 1 + (end.end() if end else len(text))]
+            end = re.search(r"^\s*%s\s*$" % re.escape(heredocs.pop()), text[i + 1 :], re.M)
+            skipped = text[i : i + 1 + (end.end() if end else len(text))]
             out.append("\n" * skipped.count("\n"))
             i += len(skipped) - 1
         else:
@@ -215,8 +220,11 @@ def from_python_requirements(program: str) -> bool:
 
 
 def uncovered(places: dict, mapping: dict) -> dict:
-    return {program: where for program, where in sorted(places.items())
-            if program not in mapping and program not in NOT_INSTALLABLE and not from_python_requirements(program)}
+    return {
+        program: where
+        for program, where in sorted(places.items())
+        if program not in mapping and program not in NOT_INSTALLABLE and not from_python_requirements(program)
+    }
 
 
 # --------------------------------------------------------------------------- dpkg
@@ -250,8 +258,10 @@ def test_every_program_started_comes_from_bindep():
     places = started_programs()
     assert {"htpasswd", "nginx", "squid", "sshd", "ipmitool", "curl", "shellcheck", "sh", "aria2c"} <= set(places), sorted(places)
     missing = uncovered(places, declared())
-    assert not missing, "programs started by the code that no package of bindep.txt (profile test) provides; " \
+    assert not missing, (
+        "programs started by the code that no package of bindep.txt (profile test) provides; "
         "add a '# programs:' line and the package there:\n" + "\n".join(f"  {p}: {', '.join(w[:3])}" for p, w in missing.items())
+    )
 
 
 def test_without_apache2_utils_htpasswd_is_uncovered(tmp_path):
@@ -281,6 +291,7 @@ def test_each_package_really_provides_its_programs():
 def test_bindep_selectors_follow_bindep_rules():
     """Profiles and platforms as bindep reads them: the compile profile is not installed for the tests,
     an entry without a profile belongs to every profile, a negated selector excludes."""
+
     def chosen(selectors, profiles="test", platforms="dpkg debian"):
         script = f". '{LIB_SH}' && bindep_selected '{selectors}' '{profiles}' '{platforms}'"
         return subprocess.run(["bash", "-c", script], timeout=30, check=False).returncode == 0

@@ -25,9 +25,14 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     with nginx_server(feed_dir) as nginx, squid_proxy("digest", "exup", "pr0xy-pass") as squid:
-        state = {"feed_url": nginx.url("catalog.json"), "nginx_access_log": str(nginx.access_log_path),
-                 "proxy_url": squid.url, "proxy_username": squid.user, "proxy_password": squid.password,
-                 "squid_access_log": str(squid.access_log_path)}
+        state = {
+            "feed_url": nginx.url("catalog.json"),
+            "nginx_access_log": str(nginx.access_log_path),
+            "proxy_url": squid.url,
+            "proxy_username": squid.user,
+            "proxy_password": squid.password,
+            "squid_access_log": str(squid.access_log_path),
+        }
         tmp = state_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(state, handle)

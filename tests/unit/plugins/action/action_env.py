@@ -86,11 +86,17 @@ class HostRoot:
 
     def running_job(self, items, job_id=JOB_ID):
         """A job under way, as the runner's journal shows it: its runner alive (this process), the first item running."""
-        entries = [dict({key: item.get(key) for key in JOB_KEYS}, status='running' if index == 0 else 'waiting')
-                   for index, item in enumerate(items)]
-        journal = {'version': runner.JOURNAL_VERSION, 'job_id': job_id, 'state': 'running', 'created': time.time(),
-                   'boot_id': runner.boot_id(self.layout), 'runner_pid': os.getpid(), 'runner_start': runner.process_start(os.getpid()),
-                   'items': entries}
+        entries = [dict({key: item.get(key) for key in JOB_KEYS}, status='running' if index == 0 else 'waiting') for index, item in enumerate(items)]
+        journal = {
+            'version': runner.JOURNAL_VERSION,
+            'job_id': job_id,
+            'state': 'running',
+            'created': time.time(),
+            'boot_id': runner.boot_id(self.layout),
+            'runner_pid': os.getpid(),
+            'runner_start': runner.process_start(os.getpid()),
+            'items': entries,
+        }
         self.write('var/lib/exup/jobs/%s/journal.json' % job_id, json.dumps(journal))
         self.write('var/lib/exup/current_job', job_id + '\n')
         return journal
@@ -225,10 +231,13 @@ class FakeHost:
         if isinstance(self.current, BaseException) and not isinstance(self.current, ExupError):
             raise self.current
         args = dict(module_args, _ansible_check_mode=self.check_mode)
-        with patch_module_args(args), \
-                mock.patch.object(AnsibleModule, 'exit_json', _exit_json), mock.patch.object(AnsibleModule, 'fail_json', _fail_json), \
-                mock.patch.object(AnsibleModule, '_log_invocation', lambda module: None), \
-                mock.patch.object(exup_host.host_agent, 'Host', lambda root: ScriptedHost(root, self)):
+        with (
+            patch_module_args(args),
+            mock.patch.object(AnsibleModule, 'exit_json', _exit_json),
+            mock.patch.object(AnsibleModule, 'fail_json', _fail_json),
+            mock.patch.object(AnsibleModule, '_log_invocation', lambda module: None),
+            mock.patch.object(exup_host.host_agent, 'Host', lambda root: ScriptedHost(root, self)),
+        ):
             try:
                 exup_host.main()
             except ModuleExited as exc:
@@ -259,7 +268,6 @@ class Remote:
         with tarfile.open(remote) as archive:
             self.copied[remote] = archive.getnames()
         return remote
-
 
 
 def unreachable(msg='Failed to connect to the host via ssh: Connection refused'):

@@ -47,6 +47,7 @@ def host(host_root):
 @pytest.fixture
 def repository(tmp_path, keyring):
     """add(paths) puts packages into a real repository on tmp_path (pinned: generations keep every one)."""
+
     class Repo:
         path = str(tmp_path / 'repo')
         repo = Repository(path)
@@ -79,6 +80,7 @@ def repository(tmp_path, keyring):
         def servers(self, manager='local'):
             rows = self.query('SELECT name, model, os, modules FROM servers WHERE manager_id = ?', manager)
             return {name: {'model': model, 'os': os_name, 'modules': json.loads(modules)} for name, model, os_name, modules in rows}
+
     return Repo()
 
 
@@ -90,9 +92,11 @@ def pem(signing_key):
 @pytest.fixture
 def shown(monkeypatch):
     """What the plugin displayed: ``shown.lines`` (display), ``shown.warnings``."""
+
     class Shown:
         def __init__(self):
             self.lines, self.warnings, self.deprecations = [], [], []
+
     shown_now = Shown()
     display = Display()
     monkeypatch.setattr(display, 'display', lambda msg, *args, **kwargs: shown_now.lines.append(msg))
@@ -137,5 +141,6 @@ def run_action(tmp_path, host, host_root):
         remote.connection = connection
         result = plugin.run(task_vars={'inventory_hostname': SERVER})
         return result, remote
+
     run.playbook = playbook
     return run

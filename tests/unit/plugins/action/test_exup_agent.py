@@ -29,8 +29,10 @@ def agent_id(version, model=MODEL, os_name=OS_NAME):
 @pytest.fixture
 def agent_package(build_pkg):
     """agent_package(version, models=[MODEL], os=[OS_NAME]) -> path of a signed agent package."""
+
     def build(version, models=(MODEL,), os_names=(OS_NAME,), **fields):
         return build_pkg(module_id='update-agent', version=version, models=list(models), os=list(os_names), reboot_required=False, **fields)
+
     return build
 
 
@@ -38,12 +40,18 @@ def install(repository, pem, **more):
     return dict({'repository': repository.path, 'trusted_keys': [pem], 'license_accepted': True}, **more)
 
 
-@pytest.mark.parametrize('more, code, msg', [
-    ({'license_accepted': False}, 'license_not_accepted', 'the agent license must be accepted before installing (license_accepted: true)'),
-    ({'os_type': 'windows'}, 'unsupported_os', 'this collection installs the agent on Linux servers only; Windows is not supported yet'),
-    ({'install_dir': '/usr/local/exup'}, 'install_dir_fixed',
-     'on Linux the agent always installs to /opt/exup/agent; install_dir /usr/local/exup cannot be used'),
-])
+@pytest.mark.parametrize(
+    'more, code, msg',
+    [
+        ({'license_accepted': False}, 'license_not_accepted', 'the agent license must be accepted before installing (license_accepted: true)'),
+        ({'os_type': 'windows'}, 'unsupported_os', 'this collection installs the agent on Linux servers only; Windows is not supported yet'),
+        (
+            {'install_dir': '/usr/local/exup'},
+            'install_dir_fixed',
+            'on Linux the agent always installs to /opt/exup/agent; install_dir /usr/local/exup cannot be used',
+        ),
+    ],
+)
 def test_the_wizard_refuses_before_anything_is_sent(run_action, host, repository, agent_package, pem, more, code, msg):
     repository.add(agent_package('1.1'))
     result, _remote = run_action('exup_agent', install(repository, pem, **more))
@@ -59,8 +67,7 @@ def test_the_fixed_folder_itself_is_accepted_as_install_dir(run_action, host, re
     assert (result['status'], result['folder']) == ('installed', AGENT_DIR)
 
 
-def test_an_install_from_the_repository_sends_the_newest_agent_package_and_registers_the_server(run_action, host, host_root, repository,
-                                                                                              agent_package, pem):
+def test_an_install_from_the_repository_sends_the_newest_agent_package_and_registers_the_server(run_action, host, host_root, repository, agent_package, pem):
     paths = [agent_package('1.0'), agent_package('1.1'), agent_package('2.0', models=['Other-1'])]
     repository.add(*paths)
     result, _remote = run_action('exup_agent', install(repository, pem))
@@ -237,5 +244,7 @@ def test_logs_need_a_destination_and_a_host_that_answers(run_action, host, repos
     host.answer('logs', unreachable())
     lost, _remote = run_action('exup_agent', {'repository': repository.path, 'state': 'logs_collected', 'logs_dest': str(tmp_path / 'x')})
     assert (lost['failed'], lost['unreachable'], lost['error']) == (True, True, 'communication_failed')
-    assert repository.events() == [('agent_logs_failed', {'server': SERVER, 'error': 'argument_invalid'}),
-                                   ('agent_logs_failed', {'server': SERVER, 'error': 'communication_failed'})]
+    assert repository.events() == [
+        ('agent_logs_failed', {'server': SERVER, 'error': 'argument_invalid'}),
+        ('agent_logs_failed', {'server': SERVER, 'error': 'communication_failed'}),
+    ]

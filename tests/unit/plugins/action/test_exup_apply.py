@@ -30,9 +30,19 @@ def packages(build_pkg, repository, host_root):
     """A no-reboot server-agent 3.0 (released after) and a reboot-requiring BIOS 1.1; the server runs 2.0 and 1.0 with the agent."""
     host_root.install_agent('2.0')
     host_root.set_version('server-agent', '2.0')
-    paths = {AGENT_SW: build_pkg(module_id='server-agent', version='3.0', models=[MODEL], os=[OS_NAME], reboot_required=False,
-                                 release_date='2024-06-01', uninstall_supported=True, uninstall_command='sh uninstall.sh'),
-             BIOS: build_pkg(module_id='system-bios', version='1.1', models=[MODEL], os=[OS_NAME], release_date='2024-05-01')}
+    paths = {
+        AGENT_SW: build_pkg(
+            module_id='server-agent',
+            version='3.0',
+            models=[MODEL],
+            os=[OS_NAME],
+            reboot_required=False,
+            release_date='2024-06-01',
+            uninstall_supported=True,
+            uninstall_command='sh uninstall.sh',
+        ),
+        BIOS: build_pkg(module_id='system-bios', version='1.1', models=[MODEL], os=[OS_NAME], release_date='2024-05-01'),
+    }
     repository.add(*paths.values())
     return paths
 
@@ -46,7 +56,9 @@ def test_check_mode_returns_the_plan_and_never_starts(run_action, host, reposito
     assert not result.get('failed'), result
     assert host.phases == ['inventory']
     assert [(row['package_id'], row['action'], row['from_version'], row['to_version']) for row in result['plan']] == [
-        (AGENT_SW, 'install', '2.0', '3.0'), (BIOS, 'install', '1.0', '1.1')]  # no-reboot first (003 §2.1.7)
+        (AGENT_SW, 'install', '2.0', '3.0'),
+        (BIOS, 'install', '1.0', '1.1'),
+    ]  # no-reboot first (003 §2.1.7)
     assert [(row['sha256'], row['size']) for row in result['plan']] == [file_digest(packages[AGENT_SW])[::-1], file_digest(packages[BIOS])[::-1]]
     assert (result['changed'], result['results'], result['reboot_required'], result['reboot_allowed']) == (True, [], True, False)
     assert result['diff'] == {'before': {'server-agent': '2.0', 'system-bios': '1.0'}, 'after': {'server-agent': '3.0', 'system-bios': '1.1'}}
@@ -57,8 +69,7 @@ def test_check_mode_returns_the_plan_and_never_starts(run_action, host, reposito
 
 def test_small_packages_go_inline_in_order_and_the_job_is_followed_until_done(run_action, host, host_root, repository, packages, pem, shown):
     host.answer('start', Job('running', 'waiting', state='running'))
-    host.answer('status', Job('succeeded', 'running', state='running'), Job('succeeded', 'running', state='running'),
-                Job('succeeded', 'succeeded'))
+    host.answer('status', Job('succeeded', 'running', state='running'), Job('succeeded', 'running', state='running'), Job('succeeded', 'succeeded'))
     result, remote = run_action('exup_apply', args(repository, pem))
     assert not result.get('failed'), result
     assert host.phases == ['inventory', 'start', 'status', 'status', 'status']
@@ -71,13 +82,18 @@ def test_small_packages_go_inline_in_order_and_the_job_is_followed_until_done(ru
             assert base64.b64decode(item['content']) == handle.read()
     assert start['bundle'] is None and remote.copied == {}
     assert (start['trusted_keys_pem'], start['lease_seconds'], start['wait_seconds']) == ([pem], 10, 5.0)  # wait: half the lease at most
-    assert all((call['job_id'], call['lease_seconds'], call['wait_seconds']) == (JOB_ID, 10, 5.0)
-               for phase, call in host.calls if phase == 'status')  # every poll renews the lease
-    assert shown.lines == ['%s: exup_apply job %s: 0/2 done, server-agent 3.0 running' % (SERVER, JOB_ID),
-                           '%s: exup_apply job %s: 1/2 done, system-bios 1.1 running' % (SERVER, JOB_ID)]  # a line per change
+    assert all(
+        (call['job_id'], call['lease_seconds'], call['wait_seconds']) == (JOB_ID, 10, 5.0) for phase, call in host.calls if phase == 'status'
+    )  # every poll renews the lease
+    assert shown.lines == [
+        '%s: exup_apply job %s: 0/2 done, server-agent 3.0 running' % (SERVER, JOB_ID),
+        '%s: exup_apply job %s: 1/2 done, system-bios 1.1 running' % (SERVER, JOB_ID),
+    ]  # a line per change
     assert result['changed'] is True and result['job_id'] == JOB_ID
     assert [(row['package_id'], row['status'], row['version_before'], row['version_after'], row['staged']) for row in result['results']] == [
-        (AGENT_SW, 'succeeded', '2.0', '3.0', False), (BIOS, 'succeeded', '1.0', '1.1', True)]
+        (AGENT_SW, 'succeeded', '2.0', '3.0', False),
+        (BIOS, 'succeeded', '1.0', '1.1', True),
+    ]
     assert (result['reboot_required'], result['reboot_allowed']) == (True, True)
     assert result['versions_after'] == {'server-agent': '3.0', 'system-bios': '1.1', 'update-agent': '2.0'}
     assert result['diff'] == {'before': {'server-agent': '2.0', 'system-bios': '1.0'}, 'after': {'server-agent': '3.0', 'system-bios': '1.1'}}
@@ -85,13 +101,19 @@ def test_small_packages_go_inline_in_order_and_the_job_is_followed_until_done(ru
     assert sorted(os.listdir(str(host_root.root / 'var/lib/exup/inbox'))) == sorted(item['sha256'] + '.zip' for item in start['items'])
     assert repository.events() == [
         ('apply_started', {'server': SERVER, 'packages': [AGENT_SW, BIOS]}),
-        ('apply_finished', {'server': SERVER, 'job_id': JOB_ID, 'results': {AGENT_SW: 'succeeded', BIOS: 'succeeded'}})]
+        ('apply_finished', {'server': SERVER, 'job_id': JOB_ID, 'results': {AGENT_SW: 'succeeded', BIOS: 'succeeded'}}),
+    ]
 
 
-def test_packages_over_the_inline_limit_travel_as_one_bundle_and_the_inbox_is_not_sent_again(run_action, host, host_root, repository,
-                                                                                            packages, build_pkg, pem):
-    big = build_pkg(module_id='bmc-firmware', version='2.0', models=[MODEL], os=[OS_NAME], release_date='2024-07-01',
-                    payload={'install.sh': b'#!/bin/sh\n', 'image/bmc.bin': os.urandom(INLINE_LIMIT)})
+def test_packages_over_the_inline_limit_travel_as_one_bundle_and_the_inbox_is_not_sent_again(run_action, host, host_root, repository, packages, build_pkg, pem):
+    big = build_pkg(
+        module_id='bmc-firmware',
+        version='2.0',
+        models=[MODEL],
+        os=[OS_NAME],
+        release_date='2024-07-01',
+        payload={'install.sh': b'#!/bin/sh\n', 'image/bmc.bin': os.urandom(INLINE_LIMIT)},
+    )
     repository.add(big)
     host_root.set_version('bmc-firmware', '1.0')
     inbox = host_root.root / 'var/lib/exup/inbox'
@@ -120,7 +142,8 @@ def test_a_failed_status_poll_is_progress_unavailable(run_action, host, reposito
     assert result['msg'] == 'ssh: connection timed out'
     assert repository.events() == [
         ('apply_started', {'server': SERVER, 'packages': [AGENT_SW, BIOS]}),
-        ('progress_unavailable', {'server': SERVER, 'error': 'communication_failed', 'job': JOB_ID})]
+        ('progress_unavailable', {'server': SERVER, 'error': 'communication_failed', 'job': JOB_ID}),
+    ]
     assert repository.messages()[1] == 'Progress of the update could not be fetched. (ssh: connection timed out)'
 
 
@@ -131,8 +154,10 @@ def test_a_job_nobody_saw_finish_is_logged_late_by_the_next_task(run_action, hos
     host.root.finished_job(host.sent('start')['items'])  # what the runner did meanwhile
     result, _remote = run_action('exup_apply', args(repository, pem, state='cancelled'))
     assert result['msg'] == 'no job is running on %s' % SERVER
-    assert repository.events()[-1] == ('apply_finished', {'server': SERVER, 'job_id': JOB_ID, 'reported_late': True,
-                                                          'results': {AGENT_SW: 'succeeded', BIOS: 'succeeded'}})
+    assert repository.events()[-1] == (
+        'apply_finished',
+        {'server': SERVER, 'job_id': JOB_ID, 'reported_late': True, 'results': {AGENT_SW: 'succeeded', BIOS: 'succeeded'}},
+    )
     run_action('exup_apply', args(repository, pem, state='cancelled'))
     assert repository.codes().count('apply_finished') == 1  # once
 
@@ -147,8 +172,10 @@ def test_a_failed_item_fails_the_task_with_its_code_and_forbids_the_restart(run_
     assert [row['status'] for row in result['results']] == ['succeeded', 'succeeded', 'failed']
     assert (result['reboot_required'], result['reboot_allowed']) == (True, False)  # §2.1.2: every selected package must succeed
     assert result['changed'] is True
-    assert repository.events()[-1] == ('apply_failed', {'server': SERVER, 'job_id': JOB_ID, 'results': {
-        AGENT_SW: 'succeeded', BIOS: 'succeeded', BMC: 'failed'}})
+    assert repository.events()[-1] == (
+        'apply_failed',
+        {'server': SERVER, 'job_id': JOB_ID, 'results': {AGENT_SW: 'succeeded', BIOS: 'succeeded', BMC: 'failed'}},
+    )
     assert repository.codes().count('apply_failed') == 1  # the failure is logged once
     again, _remote = run_action('exup_apply', args(repository, pem))
     assert again['error'] == 'blocked_until_reboot' and 'bmc-firmware (apply failed)' in again['msg']
@@ -179,8 +206,10 @@ def test_a_host_refusal_at_start_is_apply_failed_with_the_hosts_code(run_action,
     assert (result['failed'], result['error'], result['msg']) == (True, 'disk_full', 'not enough disk space on the host for 2 package(s)')
     assert (result['free'], result['needed']) == (1, 2)
     assert 'invocation' not in result  # it would echo the inline packages and keys
-    assert repository.events() == [('apply_started', {'server': SERVER, 'packages': [AGENT_SW, BIOS]}),
-                                   ('apply_failed', {'server': SERVER, 'error': 'disk_full'})]
+    assert repository.events() == [
+        ('apply_started', {'server': SERVER, 'packages': [AGENT_SW, BIOS]}),
+        ('apply_failed', {'server': SERVER, 'error': 'disk_full'}),
+    ]
 
 
 def test_a_job_that_outlasts_wait_timeout_is_timeout(run_action, host, repository, packages, pem):
@@ -212,8 +241,19 @@ def test_state_absent_uninstalls_the_named_software(run_action, host, host_root,
 def test_state_cancelled_cancels_the_running_job(run_action, host, host_root, repository, packages, pem):
     nothing, _remote = run_action('exup_apply', args(repository, pem, state='cancelled'))
     assert (nothing['changed'], nothing['msg']) == (False, 'no job is running on %s' % SERVER)
-    host_root.running_job([{'package_id': BIOS, 'module_id': 'system-bios', 'action': 'install', 'from_version': '1.0', 'to_version': '1.1',
-                            'reboot_required': True, 'release_date': '2024-05-01'}])
+    host_root.running_job(
+        [
+            {
+                'package_id': BIOS,
+                'module_id': 'system-bios',
+                'action': 'install',
+                'from_version': '1.0',
+                'to_version': '1.1',
+                'reboot_required': True,
+                'release_date': '2024-05-01',
+            }
+        ]
+    )
     check, _remote = run_action('exup_apply', args(repository, pem, state='cancelled'), check_mode=True)
     assert (check['changed'], check['msg']) == (True, 'would cancel the packages of job %s that have not started' % JOB_ID)
     assert 'cancel' not in host.phases
@@ -249,8 +289,9 @@ def test_a_job_the_agent_recorded_on_a_full_disk_is_agent_disk_full(run_action, 
     host.answer('start', Job('succeeded', ('cancelled', 'the state folder is full'), error='agent_disk_full'))
     result, _remote = run_action('exup_apply', args(repository, pem))
     assert (result['failed'], result['error']) == (True, 'agent_disk_full')
-    assert result['msg'] == ("1 of 2 package(s) applied on %s (the state folder is full); the agent's state folder on %s is full: free some space there"
-                             % (SERVER, SERVER))
+    assert result['msg'] == (
+        "1 of 2 package(s) applied on %s (the state folder is full); the agent's state folder on %s is full: free some space there" % (SERVER, SERVER)
+    )
     assert repository.codes()[-1] == 'apply_cancelled'
 
 
@@ -258,15 +299,18 @@ def test_a_runner_that_stopped_is_said_in_the_progress_line(run_action, host, re
     host.answer('start', Job('running', 'waiting', state='running', runner_lost=True))
     host.answer('status', Job(('failed', 'the agent stopped while this package was running'), 'cancelled', recovered=True))
     result, _remote = run_action('exup_apply', args(repository, pem))
-    assert shown.lines == ["%s: exup_apply job %s: 0/2 done, server-agent 3.0 running (the agent's runner stopped; the package script runs on, "
-                           "and its outcome is read when it ends)" % (SERVER, JOB_ID)]
+    assert shown.lines == [
+        "%s: exup_apply job %s: 0/2 done, server-agent 3.0 running (the agent's runner stopped; the package script runs on, "
+        "and its outcome is read when it ends)" % (SERVER, JOB_ID)
+    ]
     assert (result['error'], [row['status'] for row in result['results']]) == ('apply_failed', ['failed', 'cancelled'])
 
 
 def test_the_previous_generation_can_be_asked_for_by_name(run_action, host, host_root, build_pkg, repository, packages, pem):
     repository.add(build_pkg(module_id='system-bios', version='0.9', models=[MODEL], os=[OS_NAME], downgrade_supported=True))
-    host_root.applied({'module_id': 'system-bios', 'action': 'install', 'from_version': '0.9', 'to_version': '1.0', 'reboot_required': False,
-                       'package_id': 'earlier'})
+    host_root.applied(
+        {'module_id': 'system-bios', 'action': 'install', 'from_version': '0.9', 'to_version': '1.0', 'reboot_required': False, 'package_id': 'earlier'}
+    )
     refused, _remote = run_action('exup_apply', args(repository, pem, versions={'system-bios': 'previous'}), check_mode=True)
     assert (refused['failed'], refused['error']) == (True, 'latest_only')  # a downgrade needs latest_only: false
     result, _remote = run_action('exup_apply', args(repository, pem, versions={'system-bios': 'previous'}, latest_only=False), check_mode=True)

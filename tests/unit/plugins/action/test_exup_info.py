@@ -27,12 +27,12 @@ def bios_packages(build_pkg, repository):
     return paths
 
 
-def test_inventory_answer_becomes_statuses_and_versions_with_the_previous_generation_marked(run_action, host, host_root, repository,
-                                                                                          bios_packages):
+def test_inventory_answer_becomes_statuses_and_versions_with_the_previous_generation_marked(run_action, host, host_root, repository, bios_packages):
     host_root.install_agent('2.0')
     host_root.set_version('system-bios', '0.9')
-    host_root.applied({'module_id': 'system-bios', 'action': 'install', 'from_version': '0.9', 'to_version': '1.0',
-                       'reboot_required': False, 'package_id': 'earlier'})
+    host_root.applied(
+        {'module_id': 'system-bios', 'action': 'install', 'from_version': '0.9', 'to_version': '1.0', 'reboot_required': False, 'package_id': 'earlier'}
+    )
     result, remote = run_action('exup_info', {'repository': repository.path})
     assert not result.get('failed'), result
     assert host.phases == ['inventory']
@@ -59,8 +59,7 @@ def test_register_server_changes_the_record_once(run_action, host_root, reposito
     host_root.install_agent('2.0')
     first, _remote = run_action('exup_info', {'repository': repository.path, 'register_server': True})
     assert (first['changed'], first['registered']) == (True, True)
-    assert repository.servers() == {SERVER: {'model': MODEL, 'os': OS_NAME, 'modules': {'system-bios': {'current': '1.0'},
-                                                                                        'update-agent': {'current': '2.0'}}}}
+    assert repository.servers() == {SERVER: {'model': MODEL, 'os': OS_NAME, 'modules': {'system-bios': {'current': '1.0'}, 'update-agent': {'current': '2.0'}}}}
     again, _remote = run_action('exup_info', {'repository': repository.path, 'register_server': True})
     assert (again['changed'], again['registered']) == (False, False)
     host_root.set_version('system-bios', '1.1')
@@ -120,8 +119,10 @@ def test_a_server_that_did_not_come_back_after_a_restart_is_also_reboot_failed(r
     host.answer('inventory', unreachable('timed out'))
     result, _remote = run_action('exup_info', {'repository': repository.path, 'boot_id_before_reboot': BOOT_ID})
     assert result['failed'] is True and result['error'] == 'communication_failed'
-    assert repository.events() == [('version_query_failed', {'server': SERVER, 'error': 'communication_failed', 'via': 'agent'}),
-                                   ('reboot_failed', {'server': SERVER, 'error': 'communication_failed', 'via': 'agent'})]
+    assert repository.events() == [
+        ('version_query_failed', {'server': SERVER, 'error': 'communication_failed', 'via': 'agent'}),
+        ('reboot_failed', {'server': SERVER, 'error': 'communication_failed', 'via': 'agent'}),
+    ]
 
 
 def test_without_a_repository_the_server_is_described_and_nothing_is_logged(run_action, host_root, host):
@@ -154,12 +155,13 @@ def test_a_restart_exup_allowed_shows_rebooting_until_the_boot_id_changes(run_ac
 
 def test_a_job_that_ended_unseen_is_logged_late_once(run_action, host_root, repository, bios_packages):
     host_root.install_agent('2.0')
-    host_root.finished_job([{'package_id': 'system-bios_1.1_Express5800-R120h-1M_rhel9', 'module_id': 'system-bios', 'action': 'install'}],
-                           status='failed')
+    host_root.finished_job([{'package_id': 'system-bios_1.1_Express5800-R120h-1M_rhel9', 'module_id': 'system-bios', 'action': 'install'}], status='failed')
     result, _remote = run_action('exup_info', {'repository': repository.path})
     assert result['active_job'] is None
-    assert repository.events()[0] == ('apply_failed', {'server': SERVER, 'job_id': JOB_ID, 'reported_late': True,
-                                                       'results': {'system-bios_1.1_Express5800-R120h-1M_rhel9': 'failed'}})
+    assert repository.events()[0] == (
+        'apply_failed',
+        {'server': SERVER, 'job_id': JOB_ID, 'reported_late': True, 'results': {'system-bios_1.1_Express5800-R120h-1M_rhel9': 'failed'}},
+    )
     run_action('exup_info', {'repository': repository.path})
     assert repository.codes() == ['apply_failed', 'versions_queried', 'versions_queried']
 
@@ -170,20 +172,32 @@ def closed_port():
         return probe.getsockname()[1]  # nothing listens once it is closed
 
 
-@pytest.mark.parametrize('agent_answers, via, cause', [
-    (True, 'bmc', 'could not connect to the management controller'),
-    (False, 'both', 'could not connect to the exup agent nor to the management controller'),
-])
-def test_a_bmc_that_cannot_be_reached_is_version_query_failed_saying_whether_the_agent_answered(run_action, host, host_root, repository,
-                                                                                                bios_packages, agent_answers, via, cause):
+@pytest.mark.parametrize(
+    'agent_answers, via, cause',
+    [
+        (True, 'bmc', 'could not connect to the management controller'),
+        (False, 'both', 'could not connect to the exup agent nor to the management controller'),
+    ],
+)
+def test_a_bmc_that_cannot_be_reached_is_version_query_failed_saying_whether_the_agent_answered(
+    run_action, host, host_root, repository, bios_packages, agent_answers, via, cause
+):
     host_root.install_agent('2.0')
     if not agent_answers:
         host.answer('inventory', unreachable())
-    bmc = {'via': 'bmc', 'bmc_address': '127.0.0.1', 'bmc_port': closed_port(), 'bmc_username': 'admin', 'bmc_password': 'secret',
-           'bmc_validate_certs': False, 'bmc_timeout': 5}
+    bmc = {
+        'via': 'bmc',
+        'bmc_address': '127.0.0.1',
+        'bmc_port': closed_port(),
+        'bmc_username': 'admin',
+        'bmc_password': 'secret',
+        'bmc_validate_certs': False,
+        'bmc_timeout': 5,
+    }
     result, _remote = run_action('exup_info', dict(bmc, repository=repository.path))
     assert (result['failed'], result['error']) == (True, 'bmc_unreachable')
     assert host.phases == ['inventory']  # the agent is asked only to say which of the two could not be reached
     assert repository.events() == [('version_query_failed', {'server': SERVER, 'error': 'bmc_unreachable', 'via': via})]
-    assert repository.messages() == ['Querying the versions of the managed server failed. (%s: BMC 127.0.0.1 cannot be reached over Redfish: '
-                                     '[Errno 111] Connection refused)' % cause]
+    assert repository.messages() == [
+        'Querying the versions of the managed server failed. (%s: BMC 127.0.0.1 cannot be reached over Redfish: [Errno 111] Connection refused)' % cause
+    ]

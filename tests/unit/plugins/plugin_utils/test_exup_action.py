@@ -137,12 +137,15 @@ def test_a_repository_that_is_not_there_is_repository_unavailable(run_action, ho
     assert (info['failed'], info['error']) == (True, 'repository_unavailable')
 
 
-@pytest.mark.parametrize('name, args, message', [
-    ('exup_apply', {'repository': '/r'}, 'missing required arguments: trusted_keys'),
-    ('exup_apply', {'repository': '/r', 'trusted_keys': [], 'state': 'latest'}, 'value of state must be one of: present, absent, cancelled'),
-    ('exup_info', {'no_such_option': 1}, 'Unsupported parameters'),
-    ('exup_agent', {'state': 'present', 'prefer_newer': 'perhaps'}, "'perhaps' is not a valid boolean"),
-])
+@pytest.mark.parametrize(
+    'name, args, message',
+    [
+        ('exup_apply', {'repository': '/r'}, 'missing required arguments: trusted_keys'),
+        ('exup_apply', {'repository': '/r', 'trusted_keys': [], 'state': 'latest'}, 'value of state must be one of: present, absent, cancelled'),
+        ('exup_info', {'no_such_option': 1}, 'Unsupported parameters'),
+        ('exup_agent', {'state': 'present', 'prefer_newer': 'perhaps'}, "'perhaps' is not a valid boolean"),
+    ],
+)
 def test_arguments_are_validated_on_the_controller_before_any_host_call(run_action, host, name, args, message):
     with pytest.raises(AnsibleActionFail) as caught:
         run_action(name, args)
@@ -152,8 +155,15 @@ def test_arguments_are_validated_on_the_controller_before_any_host_call(run_acti
 
 def test_the_hosts_temporary_folder_is_removed_when_the_task_fails(run_action, host, host_root, repository, build_pkg, pem):
     host_root.install_agent('2.0')
-    repository.add(build_pkg(module_id='system-bios', version='1.1', models=[MODEL], os=[OS_NAME],
-                             payload={'install.sh': b'#!/bin/sh\n', 'image/fw.bin': os.urandom(INLINE_LIMIT)}))
+    repository.add(
+        build_pkg(
+            module_id='system-bios',
+            version='1.1',
+            models=[MODEL],
+            os=[OS_NAME],
+            payload={'install.sh': b'#!/bin/sh\n', 'image/fw.bin': os.urandom(INLINE_LIMIT)},
+        )
+    )
     host.answer('start', ExupError('the server must restart before more packages are applied: system-bios', code='blocked_until_reboot'))
     result, remote = run_action('exup_apply', {'repository': repository.path, 'trusted_keys': [pem]})
     assert (result['failed'], result['error']) == (True, 'blocked_until_reboot')

@@ -19,7 +19,13 @@ import zipfile
 import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import (
-    HASH_NAME, INFO_NAME, PackageInfo, build_package_from_bytes, render_hash_xml, render_info_xml)
+    HASH_NAME,
+    INFO_NAME,
+    PackageInfo,
+    build_package_from_bytes,
+    render_hash_xml,
+    render_info_xml,
+)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository, server_from_dict
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey
 
@@ -51,9 +57,18 @@ def _token(text):
 def make_info(**fields):
     """A valid PackageInfo; ``fields`` override the defaults (package_id follows module, version, model, OS)."""
     values = {
-        'module_id': 'system-bios', 'module_name': 'System BIOS', 'version': '1.0', 'release_date': '2024-05-01',
-        'models': ['R120h-1M'], 'os': ['linux'], 'kind': 'linux', 'auto_update': True, 'reboot_required': True,
-        'downgrade_supported': False, 'uninstall_supported': False, 'install_command': 'sh install.sh',
+        'module_id': 'system-bios',
+        'module_name': 'System BIOS',
+        'version': '1.0',
+        'release_date': '2024-05-01',
+        'models': ['R120h-1M'],
+        'os': ['linux'],
+        'kind': 'linux',
+        'auto_update': True,
+        'reboot_required': True,
+        'downgrade_supported': False,
+        'uninstall_supported': False,
+        'install_command': 'sh install.sh',
     }
     values.update(fields)
     if 'package_id' not in values:
@@ -77,6 +92,7 @@ def build_pkg(tmp_path, signing_key):
         payload = payload if payload is not None else {'install.sh': b'#!/bin/sh\necho flashing\n', 'image/fw.bin': b'\x01\x02' * 512}
         path = str(out_dir / (name or info.package_id + '.zip'))
         return build_package_from_bytes(payload, info, key or signing_key, path)
+
     return build
 
 
@@ -110,6 +126,7 @@ def craft(tmp_path, signing_key):
     ``hash_xml`` when given, else a correctly signed listing of ``listed`` (default: every member).
     So hostile content gets past the signature and reaches the check a test aims at.
     """
+
     def build(members, listed=None, key=None, hash_xml=None, info=None, name='crafted.zip'):
         members = list(members)
         names = {m.filename if isinstance(m, zipfile.ZipInfo) else m for m, _data in members}
@@ -120,6 +137,7 @@ def craft(tmp_path, signing_key):
         if hash_xml is not False:
             members.append((HASH_NAME, hash_xml))
         return write_zip(tmp_path / name, members)
+
     return build
 
 
@@ -127,9 +145,11 @@ def craft(tmp_path, signing_key):
 def manifest():
     """manifest(members, info=None): the file list a vendor signs for ``members`` plus the ExUpInfo.xml
     that craft() adds (the default one unless ``info`` bytes are given)."""
+
     def listed(members, info=None):
         info = info if info is not None else render_info_xml(make_info())
         return manifest_of([(INFO_NAME, info)] + list(members))
+
     return listed
 
 
@@ -142,6 +162,7 @@ def info_xml_text():
 @pytest.fixture
 def clock():
     """A settable clock: ``clock.now`` is what the repository sees; ``clock.advance(days=...)`` moves it."""
+
     class Clock:
         def __init__(self):
             self.now = T0
@@ -151,6 +172,7 @@ def clock():
 
         def advance(self, **delta):
             self.now += datetime.timedelta(**delta)
+
     return Clock()
 
 
@@ -162,10 +184,12 @@ def repo(tmp_path, clock):
 @pytest.fixture
 def register(repo):
     """register(manager_id, [server dicts]) records a manager's presence and servers, as a sync does."""
+
     def do(manager_id, servers, repository=None):
         repository = repository or repo
         with repository.store.writer() as conn:
             return repository.register_manager(conn, manager_id, [server_from_dict(manager_id, s) for s in servers])
+
     return do
 
 

@@ -19,16 +19,23 @@ import time
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent
-from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent, agent_runner
 
 JOB = 'job-1'
 BOOT_ID = '0f6c9b1e-5d3a-4c2b-9a8e-7f1d2c3b4a5e'
 
 
 def entry(package_id, module_id='system-bios', reboot_required=False):
-    return {'package_id': package_id, 'module_id': module_id, 'action': 'install', 'from_version': '1.0', 'to_version': '2.0',
-            'reboot_required': reboot_required, 'command': 'sh run.sh', 'status': 'waiting'}
+    return {
+        'package_id': package_id,
+        'module_id': module_id,
+        'action': 'install',
+        'from_version': '1.0',
+        'to_version': '2.0',
+        'reboot_required': reboot_required,
+        'command': 'sh run.sh',
+        'status': 'waiting',
+    }
 
 
 class Root:
@@ -68,12 +75,16 @@ class Root:
     def written(self):
         """The files a read must not touch: journal and state."""
         return {name: (self.job_dir / name).read_bytes() if (self.job_dir / name).exists() else None for name in ('journal.json',)} | {
-            'state.json': (self.state_dir / 'state.json').read_bytes() if (self.state_dir / 'state.json').exists() else None}
+            'state.json': (self.state_dir / 'state.json').read_bytes() if (self.state_dir / 'state.json').exists() else None
+        }
 
     def start_runner(self):
         # its own session, as exup_host starts it; killed below by its own pid only
-        return subprocess.Popen([sys.executable, agent_runner.__file__, 'run', '--root', str(self.root), JOB],  # pylint: disable=consider-using-with
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, agent_runner.__file__, 'run', '--root', str(self.root), JOB],  # pylint: disable=consider-using-with
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait_for(self, predicate, timeout=20.0):
         deadline = time.monotonic() + timeout
@@ -87,7 +98,7 @@ class Root:
     def kill_runner_while_item_runs(self, index=0):
         """Start the runner, SIGKILL it once item ``index`` has its script running; return that item."""
         proc = self.start_runner()
-        item = self.wait_for(lambda: (self.journal()['items'][index] if self.journal()['items'][index].get('script_pid') else None))
+        item = self.wait_for(lambda: self.journal()['items'][index] if self.journal()['items'][index].get('script_pid') else None)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         return item
@@ -205,8 +216,14 @@ def test_script_output_is_bounded_on_disk_and_in_memory(host):
     """100 MiB of output: before, stored whole and read whole to take its tail (about 200 MiB of RSS)."""
     size = 100 * 1024 * 1024
     host.job([entry('P1')], ['echo first-line; head -c %d /dev/zero | tr "\\0" x; echo; echo last-line' % size])
-    probe = subprocess.run([sys.executable, '-c', MEMORY_PROBE, str(host.root), JOB], capture_output=True, text=True, timeout=120, check=False,
-                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))  # ansible-test sets sys.path, not the environment
+    probe = subprocess.run(
+        [sys.executable, '-c', MEMORY_PROBE, str(host.root), JOB],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )  # ansible-test sets sys.path, not the environment
     assert probe.returncode == 0, probe.stderr
     measured = json.loads(probe.stdout)
     log = host.job_dir / 'output' / '0.log'
@@ -224,7 +241,7 @@ def test_script_output_is_bounded_on_disk_and_in_memory(host):
 def test_read_tail_reads_only_the_end(tmp_path):
     path = tmp_path / 'big.log'
     with open(path, 'wb') as handle:
-        handle.truncate(8 * 1024 ** 3)  # sparse 8 GiB: read whole, this would not fit in memory
+        handle.truncate(8 * 1024**3)  # sparse 8 GiB: read whole, this would not fit in memory
         handle.seek(0, os.SEEK_END)
         handle.write(b'\nthe end\n')
     assert agent_runner.read_tail(str(path), 20).endswith('the end')
@@ -241,6 +258,7 @@ def test_bounded_output_keeps_head_and_tail():
 
         def close(self):
             pass
+
     out = agent_runner.BoundedOutput(os.devnull, head=4, keep=3)
     out.handle = sink = Sink()
     for chunk in (b'ab', b'cdef', b'ghij'):
@@ -255,8 +273,7 @@ def test_bounded_output_keeps_head_and_tail():
 def full_disk(host):
     """A real 1 MiB tmpfs on the host's var/lib/exup (root and mount permitted), unmounted afterwards."""
     host.state_dir.mkdir(parents=True)
-    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'exup-full', str(host.state_dir)], capture_output=True,
-                          check=False)
+    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'exup-full', str(host.state_dir)], capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip('mounting a tmpfs is not permitted here: %s' % done.stderr.decode().strip())
 
@@ -268,6 +285,7 @@ def full_disk(host):
                     handle.flush()
             except OSError:
                 pass
+
     try:
         yield fill
     finally:
@@ -275,8 +293,12 @@ def full_disk(host):
 
 
 def leftovers(folder):
-    return sorted(os.path.relpath(os.path.join(top, name), str(folder)) for top, _dirs, files in os.walk(str(folder)) for name in files
-                  if '.tmp' in name or name.endswith('.part'))
+    return sorted(
+        os.path.relpath(os.path.join(top, name), str(folder))
+        for top, _dirs, files in os.walk(str(folder))
+        for name in files
+        if '.tmp' in name or name.endswith('.part')
+    )
 
 
 def test_write_json_on_a_full_disk_leaves_no_temp_file(host, full_disk):
@@ -289,12 +311,16 @@ def test_write_json_on_a_full_disk_leaves_no_temp_file(host, full_disk):
     assert json.loads(path.read_text()) == {'a': 1} and leftovers(host.state_dir) == []
 
 
-@pytest.mark.parametrize('exit_code, first_status, rest_cause', [
-    (5, 'failed', 'an earlier package failed'), (0, 'succeeded', "the agent's state folder is full (agent_disk_full)")])
+@pytest.mark.parametrize(
+    'exit_code, first_status, rest_cause', [(5, 'failed', 'an earlier package failed'), (0, 'succeeded', "the agent's state folder is full (agent_disk_full)")]
+)
 def test_a_job_that_fills_the_disk_ends_cleanly_with_agent_disk_full(host, full_disk, exit_code, first_status, rest_cause):
     """Before: the journal stayed 'running', no apply-failed block, temp files left, every later read an os_error."""
-    host.job([entry('P1'), entry('P2', module_id='bmc-firmware')],
-             ['head -c 2000000 /dev/zero > "$EXUP_ROOT/var/lib/exup/filler"; exit %d' % exit_code, 'true'], reserve=True)
+    host.job(
+        [entry('P1'), entry('P2', module_id='bmc-firmware')],
+        ['head -c 2000000 /dev/zero > "$EXUP_ROOT/var/lib/exup/filler"; exit %d' % exit_code, 'true'],
+        reserve=True,
+    )
     journal = agent_runner.run_job(host.layout, JOB)
     first, second = journal['items']
     assert journal['state'] == 'finished' and journal['error'] == 'agent_disk_full'
@@ -318,7 +344,7 @@ def test_reads_on_a_full_disk_show_a_dead_job_and_the_write_path_records_it_once
     host.job([entry('P1')], ['true'])
     journal = host.journal()
     journal['items'][0].update(status='running', started=time.time())
-    journal.update(state='running', runner_pid=2 ** 22 + 1)
+    journal.update(state='running', runner_pid=2**22 + 1)
     (host.job_dir / 'journal.json').write_text(json.dumps(journal))
     full_disk()
     before = host.written()

@@ -10,10 +10,10 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 
 MODEL = 'R120h-1M'
 BOOT = 'boot-1'
@@ -21,9 +21,21 @@ T = '2026-01-01T00:00:%02dZ'
 
 
 def info(version, module='sdr', auto=False, package_id=None):
-    return PackageInfo(package_id=package_id or '%s-%s' % (module, version), module_id=module, module_name=module, version=version,
-                       release_date='2024-01-01', models=[MODEL], os=['linux'], kind='linux', auto_update=auto, reboot_required=False,
-                       downgrade_supported=False, uninstall_supported=False, install_command='sh install.sh')
+    return PackageInfo(
+        package_id=package_id or '%s-%s' % (module, version),
+        module_id=module,
+        module_name=module,
+        version=version,
+        release_date='2024-01-01',
+        models=[MODEL],
+        os=['linux'],
+        kind='linux',
+        auto_update=auto,
+        reboot_required=False,
+        downgrade_supported=False,
+        uninstall_supported=False,
+        install_command='sh install.sh',
+    )
 
 
 def events(repo, code=None):
@@ -33,14 +45,18 @@ def events(repo, code=None):
 
 # --- pure rules ---
 
-@pytest.mark.parametrize('chosen, arrived, initial, expected', [
-    (None, T % 1, 'latest', 'latest'),                                   # nothing chosen: the initial icon
-    (None, T % 1, 'bogus', plan.DEFAULT_MANUAL_ICON),
-    (('no_package', T % 2), T % 1, 'latest', 'no_package'),              # chosen after the package came
-    (('no_package', T % 1), T % 1, 'latest', 'no_package'),
-    (('no_package', T % 1), T % 2, 'latest', 'latest'),                  # a newer package shows the initial icon again
-    (('latest', T % 1), None, 'update_available', 'latest'),
-])
+
+@pytest.mark.parametrize(
+    'chosen, arrived, initial, expected',
+    [
+        (None, T % 1, 'latest', 'latest'),  # nothing chosen: the initial icon
+        (None, T % 1, 'bogus', plan.DEFAULT_MANUAL_ICON),
+        (('no_package', T % 2), T % 1, 'latest', 'no_package'),  # chosen after the package came
+        (('no_package', T % 1), T % 1, 'latest', 'no_package'),
+        (('no_package', T % 1), T % 2, 'latest', 'latest'),  # a newer package shows the initial icon again
+        (('latest', T % 1), None, 'update_available', 'latest'),
+    ],
+)
 def test_choose_manual_icon(chosen, arrived, initial, expected):
     assert plan.choose_manual_icon(chosen, arrived, initial) == expected
 
@@ -53,21 +69,26 @@ def test_module_status_table_9_takes_the_icon_set_by_hand():
     assert plan.module_status(state, [info('2.0'), info('3.0', auto=True)], manual_icon='update_available') == ('latest', None)
 
 
-@pytest.mark.parametrize('request_, boot_id, power, now, expected', [
-    (None, BOOT, 'on', T % 1, False),
-    ({'boot_id': BOOT, 'deadline': T % 9}, BOOT, None, T % 1, True),       # agent path: same boot, restart still to come
-    ({'boot_id': BOOT, 'deadline': T % 9}, 'boot-2', None, T % 1, False),  # the boot id changed: it restarted
-    ({'boot_id': BOOT, 'deadline': T % 9}, BOOT, None, T % 9, False),      # the deadline passed: reboot required again
-    ({'boot_id': None, 'deadline': T % 9}, None, 'off', T % 1, True),      # BMC path: exup's reset, not on yet
-    ({'boot_id': None, 'deadline': T % 9}, None, 'on', T % 1, False),
-])
+@pytest.mark.parametrize(
+    'request_, boot_id, power, now, expected',
+    [
+        (None, BOOT, 'on', T % 1, False),
+        ({'boot_id': BOOT, 'deadline': T % 9}, BOOT, None, T % 1, True),  # agent path: same boot, restart still to come
+        ({'boot_id': BOOT, 'deadline': T % 9}, 'boot-2', None, T % 1, False),  # the boot id changed: it restarted
+        ({'boot_id': BOOT, 'deadline': T % 9}, BOOT, None, T % 9, False),  # the deadline passed: reboot required again
+        ({'boot_id': None, 'deadline': T % 9}, None, 'off', T % 1, True),  # BMC path: exup's reset, not on yet
+        ({'boot_id': None, 'deadline': T % 9}, None, 'on', T % 1, False),
+    ],
+)
 def test_rebooting_rule(request_, boot_id, power, now, expected):
     assert plan.rebooting(request_, boot_id, power, now) is expected
 
 
 def test_rebooting_refuses_every_apply_and_shows_on_the_restarting_modules():
-    states = {'system-bios': plan.ModuleState('system-bios', current='1.0', block='reboot_required', staged='2.0'),
-              'raid-controller': plan.ModuleState('raid-controller', current='5.0')}
+    states = {
+        'system-bios': plan.ModuleState('system-bios', current='1.0', block='reboot_required', staged='2.0'),
+        'raid-controller': plan.ModuleState('raid-controller', current='5.0'),
+    }
     plan.mark_rebooting(states, ['system-bios', 'absent-module'])
     assert plan.module_status(states['system-bios'], []) == ('rebooting', None)
     assert plan.server_status(['rebooting', 'latest']) == 'applying'
@@ -84,6 +105,7 @@ def test_rebooting_refuses_every_apply_and_shows_on_the_restarting_modules():
 
 # --- settings on a real store ---
 
+
 def test_settings_default_read_and_change_leave_events(repo, snapshot):
     assert repo.read_settings(check_mode=True) == {'initial_manual_icon': plan.DEFAULT_MANUAL_ICON}
     assert not repo.store.exists  # check mode and a first read create nothing
@@ -93,21 +115,26 @@ def test_settings_default_read_and_change_leave_events(repo, snapshot):
     repo.change_settings({'initial_manual_icon': 'latest'})
     assert repo.read_settings() == {'initial_manual_icon': 'latest'}
     changed = events(repo, 'settings_changed')
-    assert len(changed) == 1 and changed[0]['detail'] == {'before': {'initial_manual_icon': plan.DEFAULT_MANUAL_ICON},
-                                                          'after': {'initial_manual_icon': 'latest'}}
+    assert len(changed) == 1 and changed[0]['detail'] == {
+        'before': {'initial_manual_icon': plan.DEFAULT_MANUAL_ICON},
+        'after': {'initial_manual_icon': 'latest'},
+    }
     assert len(events(repo, 'settings_read')) == 1
     state = snapshot(repo)
     repo.change_settings({'initial_manual_icon': 'latest'})  # the same value: no change, no event
     assert snapshot(repo) == state and len(events(repo, 'settings_changed')) == 1
 
 
-@pytest.mark.parametrize('wanted, words', [
-    ({'initial_manual_icon': 'rainbow'}, 'must be one of latest, update_available, no_package'),
-    ({'initial_manual_icon': None}, 'must be one of'),
-    ({'feed_url': 'x'}, "unknown setting 'feed_url'"),
-    ({}, 'give at least one setting'),
-    ({'initial_manual_icon': 'x' * 100000}, 'must be one of'),
-])
+@pytest.mark.parametrize(
+    'wanted, words',
+    [
+        ({'initial_manual_icon': 'rainbow'}, 'must be one of latest, update_available, no_package'),
+        ({'initial_manual_icon': None}, 'must be one of'),
+        ({'feed_url': 'x'}, "unknown setting 'feed_url'"),
+        ({}, 'give at least one setting'),
+        ({'initial_manual_icon': 'x' * 100000}, 'must be one of'),
+    ],
+)
 def test_settings_bad_input_changes_nothing(repo, snapshot, wanted, words):
     repo.change_settings({'initial_manual_icon': 'no_package'})
     state = snapshot(repo)
@@ -121,10 +148,13 @@ def test_settings_bad_input_changes_nothing(repo, snapshot, wanted, words):
 
 # --- manual icons on a real store ---
 
+
 def index(repo, *infos):
     """Index PackageInfos as rows (the pool file is not needed to read statuses)."""
+
     class Verified:
         key_id = 'k'
+
     with repo.store.writer() as conn:
         for item in infos:
             verified = Verified()
@@ -165,14 +195,17 @@ def test_icon_starts_at_the_initial_setting_and_is_set_by_hand_per_server_and_mo
     assert icons(repo, [sdr, newer]) == {'sdr': 'latest'}
 
 
-@pytest.mark.parametrize('server, modules, icon, code', [
-    ('s1', ['sdr'], 'green', 'icon_invalid'),
-    ('s1', ['no-such-module'], 'latest', 'unknown_module'),
-    ('s1', [], 'latest', 'modules_required'),
-    ('', ['sdr'], 'latest', 'server_invalid'),
-    ('x' * 300, ['sdr'], 'latest', 'server_invalid'),
-    ('s1\n', ['sdr'], 'latest', 'server_invalid'),
-])
+@pytest.mark.parametrize(
+    'server, modules, icon, code',
+    [
+        ('s1', ['sdr'], 'green', 'icon_invalid'),
+        ('s1', ['no-such-module'], 'latest', 'unknown_module'),
+        ('s1', [], 'latest', 'modules_required'),
+        ('', ['sdr'], 'latest', 'server_invalid'),
+        ('x' * 300, ['sdr'], 'latest', 'server_invalid'),
+        ('s1\n', ['sdr'], 'latest', 'server_invalid'),
+    ],
+)
 def test_icon_bad_input_changes_nothing(repo, snapshot, server, modules, icon, code):
     repo.set_manual_icons('mgr', 's1', ['sdr'], 'latest')
     state = snapshot(repo)
