@@ -438,9 +438,9 @@ class Host:
         job_dir = self.layout.job_dir(job_id)
         with open(os.path.join(job_dir, 'runner.log'), 'ab') as output:
             # A detached child that outlives this module: run_command cannot start one.
-            subprocess.Popen(
+            subprocess.Popen(  # pylint: disable=ansible-bad-function
                 [sys.executable, self.layout.runner, 'run', '--root', self.layout.root, job_id],
-                cwd='/',  # pylint: disable=ansible-bad-function
+                cwd='/',
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,

@@ -376,10 +376,10 @@ def run_bounded(command, cwd, env, output_path):
     output = BoundedOutput(output_path)
     try:
         # Standard library only (this file is the agent's executable): no AnsibleModule.run_command here.
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
             ['/bin/sh', '-c', command],
             cwd=cwd,
-            env=env,  # pylint: disable=ansible-bad-function
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -468,14 +468,14 @@ class Job:
         env = script_env(self.layout, item['action'], item['module_id'], item['to_version'] or item.get('from_version'), item['package_id'])
         # A detached wrapper in its own session: the script outlives a killed runner and can be stopped as a group.
         try:
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
                 [
                     sys.executable,
                     os.path.abspath(__file__),
                     'exec',
                     status_path,
                     output_path,
-                    work,  # pylint: disable=ansible-bad-function
+                    work,
                     item['command'],
                 ],
                 cwd='/',

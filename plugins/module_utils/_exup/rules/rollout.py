@@ -25,6 +25,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.support import AGENT_MODULE
+
 STATES = ('present', 'absent')
 
 #: 003 Table 21: filter -> the module statuses that also choose a server (besides its own status).
@@ -38,7 +40,6 @@ STATUS_FILTERS = {
     'uninstalling': ('uninstalling', 'waiting_uninstall'),
 }
 
-AGENT_MODULE = 'update-agent'
 NO_AGENT = 'agent_not_installed'
 COMMUNICATION_FAILED = 'communication_failed'
 ROW_FORMAT = '%%-%ds  %%-20s  %%-20s  %%s'

@@ -214,7 +214,7 @@ def test_a_host_refusal_at_start_is_apply_failed_with_the_hosts_code(run_action,
 
 def test_a_job_that_outlasts_wait_timeout_is_timeout(run_action, host, repository, packages, pem):
     host.answer('start', Job('running', 'waiting', state='running', runner_lost=True))
-    host.answer('status', *[Job('running', 'waiting', state='running', runner_lost=True) for _ in range(3)])
+    host.answer('status', *[Job('running', 'waiting', state='running', runner_lost=True) for _poll in range(3)])
     result, _remote = run_action('exup_apply', args(repository, pem, wait_timeout=0))
     assert (result['failed'], result['error']) == (True, 'timeout')
     assert result['msg'].startswith('job %s on %s did not finish within 0 s; polling stopped' % (JOB_ID, SERVER))
