@@ -232,7 +232,8 @@ def batch(fleet):
         "scenarios": scenarios.command(fleet.extra_vars()),
         "apply_playbook": ah.playbook_command(
             APPLY_PLAYBOOK,
-            {"target": ":".join(HOSTS[role] for role in cases),  # a ':' list: the waves must still find them "exup_trusted_keys": [str(fleet.pem)], "apply_poll_interval": 1},
+            # a ':' list: the waves must still find them
+            {"target": ":".join(HOSTS[role] for role in cases), "exup_trusted_keys": [str(fleet.pem)], "apply_poll_interval": 1},
             "-i",
             fleet.lab.inventory_path,
             "-i",
