@@ -64,5 +64,5 @@ def test_a_stored_row_that_breaks_the_contract_is_refused_before_anything_is_sen
     result, _remote = run_action('exup_apply', {'repository': repository.path, 'trusted_keys': [pem]})
     assert result['failed'] is True
     assert host.phases == ['inventory']  # no start, nothing copied
-    assert (result['error'], result['field']) == ('contract_invalid', 'plan item system-bios_1.1_%s_%s.sha256' % (MODEL, OS_NAME))
+    assert (result['error'], result['field']) == ('contract_invalid', 'plan item system-bios_1.1_Express5800-R120h-1M_rhel9.sha256')
     assert result['msg'].endswith('sha256 must be 64 lowercase hexadecimal digits')
