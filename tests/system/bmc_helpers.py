@@ -31,6 +31,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 HELPERS = Path(__file__).resolve()
 REPO_ROOT = HELPERS.parents[2]
@@ -120,15 +121,16 @@ class IpmiProcess:
 
     def __init__(self, firmware: str, user: str, password: str):
         self.argv = [sys.executable, str(HELPERS), "ipmi", "--firmware", firmware, "--user", user, "--password", password]
-        self.process = None
-        self.host = self.port = None
+        self.process: subprocess.Popen[str] | None = None
+        self.host: str | None = None
+        self.port: int | None = None
 
     def __enter__(self):
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped by __exit__
             self.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            text=True,  # pylint: disable=consider-using-with
+            text=True,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
         try:
@@ -139,22 +141,31 @@ class IpmiProcess:
         self.host, self.port = started["host"], started["port"]
         return self
 
+    def _child(self) -> tuple[subprocess.Popen[str], IO[str], IO[str]]:
+        """The child process and its stdin and stdout (both piped by __enter__)."""
+        process = self.process
+        if process is None or process.stdin is None or process.stdout is None:
+            raise AssertionError("the IPMI BMC process is not started: use IpmiProcess in a with statement")
+        return process, process.stdin, process.stdout
+
     def _line(self, timeout: float) -> str:
+        process, _stdin, stdout = self._child()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ready, _unused, _unused2 = select.select([self.process.stdout], [], [], 0.5)
+            ready, _unused, _unused2 = select.select([stdout], [], [], 0.5)
             if ready:
-                line = self.process.stdout.readline()
+                line = stdout.readline()
                 if not line:
                     break
                 return line
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 break
-        raise AssertionError(f"the IPMI BMC process did not answer (exit status {self.process.poll()})")
+        raise AssertionError(f"the IPMI BMC process did not answer (exit status {process.poll()})")
 
     def state(self) -> dict:
-        self.process.stdin.write("state\n")
-        self.process.stdin.flush()
+        _process, stdin, _stdout = self._child()
+        stdin.write("state\n")
+        stdin.flush()
         return json.loads(self._line(60))
 
     def __exit__(self, *exc_info):

@@ -15,11 +15,8 @@ import subprocess
 import time
 
 import pytest
+from pyghmi.redfish.command import Command  # pylint: disable=import-error  # pyghmi is a test tool installed in .venv
 
-# pylint: disable=import-error  # pyghmi is a test tool installed in .venv
-from pyghmi.redfish.command import Command
-
-# pylint: enable=import-error
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.tests.services import redfish
 from ansible_collections.exup.fleet.tests.system import helpers
@@ -34,6 +31,7 @@ CURL_ENV = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy
 
 def pyghmi_client(bmc: redfish.RedfishBmc, system: str | None = None, password: str | None = None) -> Command:
     """A new pyghmi client (it caches GETs for 30 s) that accepts exactly this BMC's certificate."""
+    assert bmc.tls_files is not None  # the bmc fixtures serve https
     expected = ssl.PEM_cert_to_DER_cert(bmc.tls_files.cert_path.read_text())
     return Command(bmc.host, bmc.user, password or bmc.password, verifycallback=lambda der: der == expected, sysurl=bmc.system_path(system), port=bmc.port)
 

@@ -80,8 +80,8 @@ class Root:
 
     def start_runner(self):
         # its own session, as exup_host starts it; killed below by its own pid only
-        return subprocess.Popen(
-            [sys.executable, agent_runner.__file__, 'run', '--root', str(self.root), JOB],  # pylint: disable=consider-using-with
+        return subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, agent_runner.__file__, 'run', '--root', str(self.root), JOB],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
