@@ -111,7 +111,7 @@ def host_specs(hosts) -> list[HostSpec]:
 class Lab:  # pylint: disable=too-many-public-methods  # paths and helpers tests use
     """A lab in one directory: host roots, keys, sshd, inventory.yml, ansible.cfg and lab.json."""
 
-    def __init__(self, directory=DEFAULT_DIR, hosts="demo"):
+    def __init__(self, directory=DEFAULT_DIR, hosts="demo") -> None:
         self.directory = Path(directory).absolute()
         self.specs = host_specs(hosts)
         self.hosts_arg = "demo" if hosts in (None, "demo") else int(hosts)

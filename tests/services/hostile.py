@@ -6,6 +6,7 @@ and trickle its headers; it records every request. It runs in threads of the tes
 
 import contextlib
 import dataclasses
+import email.message
 import email.utils
 import hashlib
 import http.server
@@ -55,7 +56,7 @@ class RecordedRequest:
 
     method: str
     path: str
-    headers: object  # http.client.HTTPMessage
+    headers: email.message.Message  # an http.client.HTTPMessage (http.server's request headers)
 
 
 # Junk sent after the real bytes for 'overlong': recognisable in a hexdump.

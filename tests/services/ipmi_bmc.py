@@ -450,7 +450,7 @@ class _EventLoop:
     between two select() calls, so that no select() ever sees a closed descriptor.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.servers: list[_PyghmiBmc] = []
         self.closing: list[tuple[_PyghmiBmc, threading.Event]] = []

@@ -18,7 +18,7 @@ class Service:
 
     kind = "service"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._workdir: Path | None = None
         self.directory: Path | None = None  # a fixed workdir, kept at stop (else a temp dir, removed)
         self.requested_port: int | None = None

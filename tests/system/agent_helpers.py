@@ -255,13 +255,13 @@ def _children() -> dict:
     return parents
 
 
-def kill_tree(pid: int) -> set:
+def kill_tree(pid: int) -> set[int]:
     """SIGKILL a process and all its descendants at once (stopped first, so none forks in between); returns their pids.
 
     ansible-playbook's workers start their own sessions (ansible-core 2.21 calls setsid), so killing
     the playbook's process group would leave them polling: the whole tree has to go.
     """
-    stopped = set()
+    stopped: set[int] = set()
     while True:
         parents = _children()
         tree, todo = set(), [pid]

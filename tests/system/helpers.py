@@ -17,6 +17,7 @@ import sqlite3
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, parse_catalog, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import (
@@ -61,9 +62,9 @@ def server(name: str, model: str = MODEL, os_name: str = "rhel9", modules: dict 
 # --------------------------------------------------------------------------- packages and feeds
 
 
-def info(package_id: str, module_id: str = "system-bios", version: str = "1.00", models=(MODEL,), os_names=("any",), **fields) -> PackageInfo:
+def info(package_id: str, module_id: str = "system-bios", version: str = "1.00", models=(MODEL,), os_names=("any",), **fields: Any) -> PackageInfo:
     """A PackageInfo with plain defaults; ``fields`` override any other field."""
-    values = dict(
+    values: dict[str, Any] = dict(
         package_id=package_id,
         module_id=module_id,
         module_name=module_id,

@@ -58,9 +58,9 @@ class Fleet:
     def __init__(self, directory: Path):
         self.directory = directory
         self.lab = Lab(directory / "lab", hosts=len(HOSTS))
-        self.repos = {}
-        self.pem = None
-        self.boot_ids = {}
+        self.repos: dict[str, Path] = {}
+        self.pem: Path | None = None
+        self.boot_ids: dict[str, str] = {}
 
     def root(self, role: str) -> Path:
         return self.lab.host_root(HOSTS[role])
@@ -103,7 +103,7 @@ def fleet(tmp_path_factory):
 
 # --------------------------------------------------------------------------- the scenarios (one host each)
 
-SCENARIOS = {}
+SCENARIOS: dict[str, str] = {}  # host name -> its tasks
 
 
 def scenario(role: str, *tasks: str) -> None:

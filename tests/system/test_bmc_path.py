@@ -33,7 +33,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import Ke
 from ansible_collections.exup.fleet.tests.lab.lab import MODEL_A, MODEL_B, REPO_ROOT
 from ansible_collections.exup.fleet.tests.services.processes import find_program
 from ansible_collections.exup.fleet.tests.services.redfish import BmcSystem, RedfishBmc
-from ansible_collections.exup.fleet.tests.services.tls import make_tls_files
+from ansible_collections.exup.fleet.tests.services.tls import TlsFiles, make_tls_files
 from ansible_collections.exup.fleet.tests.system import agent_helpers as ah, bmc_helpers as bh
 
 MODEL = MODEL_A  # the emulator's default model, and the lab's r120h-3
@@ -107,20 +107,23 @@ class World:  # pylint: disable=too-many-instance-attributes  # what the tests l
     def __init__(self, lab, directory: Path):
         self.lab = lab
         self.directory = directory
-        self.repo = None
-        self.pem = None
-        self.tls = None
-        self.other_tls = None
-        self.bmcs = {}
-        self.ipmi = None
+        # set by the world fixture
+        self.repo: Path | None = None
+        self.pem: Path | None = None
+        self.tls: TlsFiles | None = None
+        self.other_tls: TlsFiles | None = None
+        self.bmcs: dict[str, RedfishBmc] = {}
+        self.ipmi: bh.IpmiProcess | None = None
         self.http_log = directory / "http.log"
-        self.image_base_url = None
+        self.image_base_url: str | None = None
 
     def bmc_vars(self, name: str) -> dict:
         bmc = self.bmcs[name]
         return {"host": bmc.host, "port": bmc.port, "user": bmc.user, "password": bmc.password, "ca": str(bmc.ca_path), "url": bmc.base_url}
 
     def pool_path(self, module: str, version: str) -> str:
+        if self.repo is None:
+            raise AssertionError("the world has no repository yet (the world fixture makes it)")
         rows = ah.query(self.repo, "SELECT sha256 FROM packages WHERE package_id = ?", package_id(module, version))
         path = Path(Repository(str(self.repo)).store.pool_path(rows[0][0]))
         return path.relative_to(self.repo).as_posix()
@@ -132,6 +135,7 @@ def start_http_server(world: World):
     process = subprocess.Popen(
         [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(world.repo)], stdout=subprocess.PIPE, stderr=log, text=True
     )
+    assert process.stdout is not None  # stdout=PIPE (Popen types its pipes Optional)
     line = process.stdout.readline()
     match = re.search(r"port (\d+)", line)
     assert match, line

@@ -103,6 +103,7 @@ class Child:
             text=True,
             env=env,
         )
+        assert self.proc.stdout is not None  # stdout=PIPE (Popen types its pipes Optional)
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             self.proc.kill()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -133,22 +134,24 @@ class World:
         self.lab = Lab(directory / "lab", hosts=2)
         self.repo = None
         self.pem = None
+        #: each running playbook's log file, closed by finish()
+        self.logs: dict[subprocess.Popen[bytes], IO[str]] = {}
 
-    def playbook(self, name: str, host: str, tasks: str, **extra) -> subprocess.Popen:
+    def playbook(self, name: str, host: str, tasks: str, **extra) -> subprocess.Popen[bytes]:
         path = self.directory / f"{name}.yml"
         path.write_text(PLAY_HEAD.format(host=host) + tasks)
         extra_vars = dict(repo=str(self.repo), pem=str(self.pem), **extra)
         argv = ah.playbook_command(path, extra_vars)
         log = open(self.directory / f"{name}.log", "w")  # pylint: disable=consider-using-with  # closed by finish()
         process = subprocess.Popen(argv, env=self.lab.env(), stdout=log, stderr=subprocess.STDOUT)
-        process.log = log
+        self.logs[process] = log
         return process
 
-    def finish(self, process: subprocess.Popen, name: str) -> tuple[int, str]:
+    def finish(self, process: subprocess.Popen[bytes], name: str) -> tuple[int, str]:
         try:
             code = process.wait(timeout=PLAYBOOK_TIMEOUT)
         finally:
-            process.log.close()
+            self.logs.pop(process).close()
         return code, (self.directory / f"{name}.log").read_text()
 
 

@@ -222,6 +222,8 @@ PROBE = "import json, os, sys, cryptography, lxml.etree; print(json.dumps({'exis
 
 def on_host(lab: Lab, name: str, command: str, timeout: int = 30) -> subprocess.CompletedProcess:
     """One ssh session to a lab host, as Ansible opens them."""
+    if lab.sshd is None:
+        raise AssertionError("the lab is not up in this process (lab.up() starts its sshd)")
     return run(lab.sshd.ssh_command(lab.address(name)) + [command], timeout=timeout)
 
 

@@ -89,7 +89,7 @@ def _packages(folder: Path) -> None:
         build_package_from_bytes({'install.sh': b'#!/bin/sh\n', 'image.bin': os.urandom(4096)}, info, key, str(folder / ('%d.zip' % index)))
 
 
-def _outcome(child: subprocess.Popen, started: float) -> str | None:
+def _outcome(child: subprocess.Popen[bytes], started: float) -> str | None:
     """None while running; 'ok', or what went wrong (a hang is killed at its deadline)."""
     if child.poll() is None:
         if time.monotonic() - started < CHILD_DEADLINE:
@@ -97,8 +97,7 @@ def _outcome(child: subprocess.Popen, started: float) -> str | None:
         child.kill()
         child.wait()
         return 'hang: still running after %.0f s' % CHILD_DEADLINE
-    output = child.stdout.read().decode(errors='replace').strip()
-    child.stdout.close()
+    output = child.communicate()[0].decode(errors='replace').strip()  # it has ended: reads the rest, closes the pipe
     if child.returncode == 0:
         return 'ok'
     if child.returncode < 0:
@@ -108,7 +107,9 @@ def _outcome(child: subprocess.Popen, started: float) -> str | None:
 
 def _run_children(folder: Path, collections_path: Path) -> list[str]:
     env = dict(os.environ, PYTHONPATH=str(collections_path))
-    waiting, running, outcomes = PROCESSES, [], []
+    waiting = PROCESSES
+    running: list[tuple[subprocess.Popen[bytes], float]] = []
+    outcomes: list[str] = []
     deadline = time.monotonic() + TOTAL_DEADLINE
     while (waiting or running) and time.monotonic() < deadline:
         while waiting and len(running) < AT_ONCE:

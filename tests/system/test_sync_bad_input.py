@@ -35,6 +35,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
+from ansible_collections.exup.fleet.tests.services.hostile import HostileHTTPServer
 from ansible_collections.exup.fleet.tests.system import helpers as h
 
 NEW_ID = "system-bios-1.02"
@@ -49,7 +50,18 @@ class Bench:
     key: SigningKey
     repo: Repository
     url: str
-    hostile: object = None
+    #: the hostile server that serves the feed, for the benches seeded on one (set with .hostile)
+    _hostile: HostileHTTPServer | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def hostile(self) -> HostileHTTPServer:
+        if self._hostile is None:
+            raise AttributeError("this bench's feed is not on the hostile server")
+        return self._hostile
+
+    @hostile.setter
+    def hostile(self, server: HostileHTTPServer) -> None:
+        self._hostile = server
 
     @property
     def root(self) -> Path:
@@ -164,7 +176,8 @@ def test_package_with_bad_signature(bench: Bench):
     members = bench.members()
     members["payload/image.bin"] = flip(members["payload/image.bin"], 5)
     root = etree.fromstring(members[HASH_NAME])
-    root.find("File[@path='payload/image.bin']").set("sha256", hashlib.sha256(members["payload/image.bin"]).hexdigest())
+    (image,) = root.iterfind("File[@path='payload/image.bin']")  # its one entry
+    image.set("sha256", hashlib.sha256(members["payload/image.bin"]).hexdigest())
     members[HASH_NAME] = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
     bench.publish(h.zip_bytes(members))
     bench.assert_refused("bad_signature", f"ExUpHash.xml has a bad signature (key {bench.key.key_id}): it was altered or not signed by that key")

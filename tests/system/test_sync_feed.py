@@ -22,6 +22,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import Si
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import synthesize_feed, write_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
+from ansible_collections.exup.fleet.tests.services.nginx import NginxServer
 from ansible_collections.exup.fleet.tests.system import helpers as h
 
 
@@ -30,7 +31,7 @@ class Feed:
     """A synthetic feed on nginx, a repository and the servers it manages."""
 
     feed_dir: Path
-    nginx: object
+    nginx: NginxServer
     key: SigningKey
     models: list
     servers: list

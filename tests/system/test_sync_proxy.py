@@ -17,6 +17,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository i
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
+from ansible_collections.exup.fleet.tests.services.nginx import NginxServer
 from ansible_collections.exup.fleet.tests.system import helpers as h
 
 
@@ -25,7 +26,7 @@ class Seeded:
     """A repository synced directly from nginx, then a newer package published: a proxy sync has work to do."""
 
     feed_dir: Path
-    nginx: object
+    nginx: NginxServer
     key: SigningKey
     repo: Repository
     new_package: str

@@ -55,7 +55,8 @@ def bad_signature_package(bench_: Bench) -> bytes:
     members = bench_.members()
     members["payload/image.bin"] = flip(members["payload/image.bin"], 5)
     root = etree.fromstring(members[HASH_NAME])
-    root.find("File[@path='payload/image.bin']").set("sha256", hashlib.sha256(members["payload/image.bin"]).hexdigest())
+    (image,) = root.iterfind("File[@path='payload/image.bin']")  # its one entry
+    image.set("sha256", hashlib.sha256(members["payload/image.bin"]).hexdigest())
     members[HASH_NAME] = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
     return h.zip_bytes(members)
 

@@ -108,7 +108,7 @@ def python_programs(path: Path) -> list:
         elif isinstance(node, ast.Assign) and any(re.search(r"argv|cmd|command", getattr(t, "id", "")) for t in node.targets):
             found += [(_argv_head(node.value), node.lineno)] if _argv_head(node.value) else []  # argv = ["ssh", ...]
         elif isinstance(node, ast.FunctionDef) and re.search(r"argv|command", node.name):
-            returns = [n.value for n in ast.walk(node) if isinstance(n, ast.Return)]
+            returns = [n.value for n in ast.walk(node) if isinstance(n, ast.Return) and n.value is not None]
             found += [(_argv_head(value), value.lineno) for value in returns if _argv_head(value)]
     return found
 
@@ -153,8 +153,7 @@ def _shell_code(text: str) -> str:
             out.append(" ; ")
         elif char == "#" and (not out or out[-1][-1:] in (" ", "\t", "\n", ";")):
             i = text.find("\n", i) - 1 if "\n" in text[i:] else len(text)
-        elif text.startswith("<<", i) and re.match(r"<<-?\s*['\"]?(\w+)", text[i:]):
-            marker = re.match(r"<<-?\s*['\"]?(\w+)['\"]?", text[i:])
+        elif text.startswith("<<", i) and (marker := re.match(r"<<-?\s*['\"]?(\w+)['\"]?", text[i:])):
             heredocs.append(marker.group(1))
             i += marker.end() - 1
         elif char == "\n" and heredocs:
@@ -204,7 +203,7 @@ def started_programs() -> dict:
     """program -> ["file:line", ...] of every place the code starts it."""
     shells = list(_files(["*.sh"]))
     functions = {name for path in shells for name in re.findall(r"^\s*(?:function\s+)?([\w-]+)\s*\(\)", path.read_text(), re.M)}
-    places = {}
+    places: dict[str, list[str]] = {}
     sources = [(path, python_programs(path) + task_programs(path)) for path in _files(["*.py"])]
     sources += [(path, task_programs(path)) for path in _files(["*.yml", "*.yaml"])]
     sources += [(path, shell_programs(path, functions)) for path in shells]
@@ -245,7 +244,7 @@ def dpkg_owners(programs) -> dict:
     paths = {program: _candidate_paths(program) for program in programs}
     wanted = sorted(set().union(*paths.values()))
     out = subprocess.run(["dpkg", "-S"] + wanted, capture_output=True, text=True, timeout=120, check=False).stdout if wanted else ""
-    owners_of = {}
+    owners_of: dict[str, set[str]] = {}
     for line in out.splitlines():
         if not line.startswith("diversion") and ": " in line:
             names, path = line.split(": ", 1)
