@@ -152,10 +152,10 @@ def _child_sync(core, spec, keyring):
     class TimedClient(core.transport.HttpClient):
         """Notes when the first download starts, to split the sync into before / downloading / after."""
 
-        def download(self, url, part_path, size, sha256, progress=None):
+        def download(self, url, part_path, size, sha256, *args, **kwargs):  # kwargs: the request deadline (issue 8)
             if marks['first_download'] is None:
                 marks['first_download'] = time.perf_counter()
-            return super().download(url, part_path, size, sha256, progress)
+            return super().download(url, part_path, size, sha256, *args, **kwargs)
 
     def progress(_done, _total, _bytes):
         marks['last_done'] = time.perf_counter()
