@@ -8,6 +8,7 @@ from __future__ import annotations
 from ansible.utils.display import Display
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import status_report
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
@@ -40,6 +41,8 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             self.host_call('inventory')
         except HostCallFailed as exc:
             return exc.result.get('error') != 'communication_failed'
+        except ExupError:
+            return True  # it answered, if not as the contract says
         return True
 
     def check_reboot(self, repo, facts):

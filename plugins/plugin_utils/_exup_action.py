@@ -148,11 +148,11 @@ class ExupAction(ActionBase):
         mismatch = contract.version_mismatch(contract.CONTRACT_VERSION, result.pop('contract_version', contract.CONTRACT_VERSION))
         if mismatch:
             raise mismatch
-        return result
+        return contract.check_answer(phase, result)
 
     def inventory(self):
         result = self.host_call('inventory')
-        states = {key: ModuleState(**value) for key, value in result['modules'].items()}
+        states = {key: ModuleState(**value) for key, value in result['modules'].items()}  # checked by host_call
         return result, states
 
     def transfer(self, local_path, name):

@@ -29,16 +29,18 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent
 CONTRACT_VERSION = 1
 SHA256_PATTERN = re.compile(r'^[0-9a-f]{64}$')
 ACTIONS = ('install', 'uninstall')
-_TYPES = {'str': str, 'int': int, 'bool': bool}
+_Check = typing.Callable[[typing.Any, str], None]
+_TYPES = {'str': str, 'int': int, 'bool': bool, 'list': list, 'dict': dict}
 
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """One field of a contract record: its Ansible type and whether it must be given."""
+    """One field of a contract record: its Ansible type, whether it must be given, the values it may take."""
 
     name: str
     type: str = 'str'
     required: bool = False
+    choices: tuple = ()
 
 
 def _spec(fields: typing.Iterable[Field]) -> dict:
@@ -46,12 +48,12 @@ def _spec(fields: typing.Iterable[Field]) -> dict:
     return {field.name: {'type': field.type} for field in fields}
 
 
+def _invalid_at(path: str, problem: str) -> ExupError:
+    return ExupError('the controller-host contract (version %d) is not met: %s %s' % (CONTRACT_VERSION, path, problem), code='contract_invalid', field=path)
+
+
 def _invalid(where: str, field: str, problem: str) -> ExupError:
-    return ExupError(
-        'the controller-host contract (version %d) is not met: %s.%s %s' % (CONTRACT_VERSION, where, field, problem),
-        code='contract_invalid',
-        field='%s.%s' % (where, field),
-    )
+    return _invalid_at('%s.%s' % (where, field), problem)
 
 
 def _has_type(value: typing.Any, name: str) -> bool:
@@ -70,23 +72,19 @@ def _check_value(where: str, field: Field, value: typing.Any) -> typing.Any:
         raise _invalid(where, field.name, 'must be 64 lowercase hexadecimal digits')
     if field.name == 'size' and value < 0:
         raise _invalid(where, field.name, 'must not be negative')
-    if field.name == 'action' and value not in ACTIONS:
-        raise _invalid(where, field.name, 'must be one of %s, not %r' % (', '.join(ACTIONS), value))
+    if field.choices and value not in field.choices:
+        raise _invalid(where, field.name, 'must be one of %s, not %r' % (', '.join(field.choices), value))
     return value
 
 
-def _read_fields(cls: typing.Any, data: typing.Any, where: str) -> dict:
-    """The fields of ``cls`` read from ``data``, checked; unknown keys are refused (nothing is dropped silently)."""
+def _read_fields(fields: tuple, data: typing.Any, where: str) -> dict:
+    """The ``fields`` read from ``data``, checked; unknown keys are refused (nothing is dropped silently)."""
     if not isinstance(data, dict):
-        raise ExupError(
-            'the controller-host contract (version %d) is not met: %s must be a mapping, not %s' % (CONTRACT_VERSION, where, type(data).__name__),
-            code='contract_invalid',
-            field=where,
-        )
-    unknown = sorted(set(data) - {field.name for field in cls.FIELDS})
+        raise _invalid_at(where, 'must be a mapping, not %s' % type(data).__name__)
+    unknown = sorted(set(data) - {field.name for field in fields})
     if unknown:
         raise _invalid(where, unknown[0], 'is not a field of the contract')
-    return {field.name: _check_value(where, field, data.get(field.name)) for field in cls.FIELDS}
+    return {field.name: _check_value(where, field, data.get(field.name)) for field in fields}
 
 
 _PACKAGE_FIELDS = (
@@ -112,7 +110,7 @@ class AgentPackageRef:
 
     @classmethod
     def from_dict(cls, data: typing.Any, where: str = 'package') -> AgentPackageRef:
-        return cls(**_read_fields(cls, data, where))
+        return cls(**_read_fields(cls.FIELDS, data, where))
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -121,7 +119,7 @@ class AgentPackageRef:
 _ITEM_FIELDS = (
     Field('package_id', required=True),
     Field('module_id', required=True),
-    Field('action', required=True),
+    Field('action', required=True, choices=ACTIONS),
     Field('from_version'),
     Field('to_version'),
     Field('reboot_required', 'bool'),
@@ -151,7 +149,7 @@ class HostItem:
 
     @classmethod
     def from_dict(cls, data: typing.Any, where: str = 'items[0]') -> HostItem:
-        return cls(**_read_fields(cls, data, where))
+        return cls(**_read_fields(cls.FIELDS, data, where))
 
     @classmethod
     def for_plan(cls, plan_item: dict, sha256: str, size: int) -> HostItem:
@@ -305,3 +303,128 @@ def check_state(state: typing.Any, agent_version: str | None = None) -> dict:
                 raise _record_mismatch(where, 'has a block %r that is not one of %s' % (record['block'], ', '.join(BLOCKS)), agent_version, field='block')
             _need(record, 'boot_id', str, where, agent_version, allow_empty=True)  # '' where the host has no boot id
     return state
+
+
+# ---------------------------------------------------------------------------- exup_host's answers
+# What the action plugins read from an answer; each record is checked field by field (a key not declared is refused),
+# so a hostile or mistaken host is contract_invalid naming the field, never a KeyError or TypeError on the controller.
+MODULE_STATE_FIELDS = (
+    Field('module_id', required=True),
+    Field('current'),
+    Field('previous'),
+    Field('block', choices=BLOCKS),
+    Field('staged'),
+    Field('activity'),
+)
+FACT_FIELDS = (
+    Field('model', required=True),
+    Field('os', required=True),
+    Field('vendor'),
+    Field('os_pretty_name'),
+    Field('virtual_machine'),
+    Field('boot_id'),
+)
+AGENT_FIELDS = (Field('installed', 'bool', required=True), Field('version'), Field('folder'))
+BLOCKER_FIELDS = (Field('code', required=True), Field('msg', required=True))
+JOB_ITEM_FIELDS = (
+    Field('package_id', required=True),
+    Field('module_id', required=True),
+    Field('action', required=True, choices=ACTIONS),
+    Field('status', required=True, choices=ITEM_STATUSES),
+    Field('from_version'),
+    Field('to_version'),
+    Field('reboot_required', 'bool'),
+    Field('release_date'),
+    Field('cause'),
+    Field('exit_code', 'int'),
+    Field('output_tail'),
+    Field('outcome'),
+)
+JOB_FIELDS = (
+    Field('job_id', required=True),
+    Field('state', required=True, choices=JOB_STATES),
+    Field('done', 'int', required=True),
+    Field('total', 'int', required=True),
+    Field('recovered', 'bool'),
+    Field('runner_lost', 'bool'),
+    Field('error'),
+    Field('items', 'list', required=True),
+)
+
+
+def _record(fields: tuple) -> _Check:
+    def check(value: typing.Any, where: str) -> None:
+        _read_fields(fields, value, where)
+
+    return check
+
+
+def _job(value: typing.Any, where: str) -> None:
+    _read_fields(JOB_FIELDS, value, where)
+    _list_of(_record(JOB_ITEM_FIELDS))(value['items'], where + '.items')
+
+
+def _mapping_of(check_value: _Check) -> _Check:
+    def check(value: typing.Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise _invalid_at(where, 'must be a mapping, not %s' % type(value).__name__)
+        for key, entry in value.items():
+            check_value(entry, '%s[%s]' % (where, key))
+
+    return check
+
+
+def _list_of(check_value: _Check) -> _Check:
+    def check(value: typing.Any, where: str) -> None:
+        if not isinstance(value, list):
+            raise _invalid_at(where, 'must be a list, not %s' % type(value).__name__)
+        for index, entry in enumerate(value):
+            check_value(entry, '%s[%d]' % (where, index))
+
+    return check
+
+
+def _of_type(name: str) -> _Check:
+    def check(value: typing.Any, where: str) -> None:
+        if not _has_type(value, name):
+            raise _invalid_at(where, 'must be of type %s, not %s' % (name, type(value).__name__))
+
+    return check
+
+
+_STATES = _mapping_of(_record(MODULE_STATE_FIELDS))
+_AGENT = _record(AGENT_FIELDS)
+#: (key, required, check) of a job's answer (start, status, cancel)
+_JOB_ANSWER = (('job', True, _job), ('versions_after', False, _mapping_of(_of_type('str'))), ('modules', False, _STATES), ('agent', False, _AGENT))
+#: per phase, the top-level keys the controller reads and how each is checked; other keys (Ansible's own, informative ones) pass
+ANSWERS: dict[str, tuple[tuple[str, bool, _Check], ...]] = {
+    'inventory': (
+        ('facts', True, _record(FACT_FIELDS)),
+        ('modules', True, _STATES),
+        ('agent', True, _AGENT),
+        ('inbox', True, _list_of(_of_type('str'))),
+        ('active_job', False, _job),
+        ('last_job', False, _job),
+        ('prerequisites', True, _list_of(_record(BLOCKER_FIELDS))),
+    ),
+    'start': _JOB_ANSWER,
+    'status': _JOB_ANSWER,
+    'cancel': _JOB_ANSWER + (('changed', True, _of_type('bool')),),
+    'agent_install': (('agent', True, _AGENT),),
+    'agent_uninstall': (('agent', True, _AGENT),),
+    'logs': (('files', True, _list_of(_of_type('str'))),),
+}
+
+
+def check_answer(phase: str, answer: dict) -> dict:
+    """exup_host's (successful) answer to ``phase``, checked for what the controller reads; returned as it is.
+
+    A missing key, a value of the wrong type or a key a record does not declare is ``contract_invalid`` naming the field.
+    """
+    for key, required, check in ANSWERS.get(phase, ()):
+        where = '%s answer.%s' % (phase, key)
+        if answer.get(key) is not None:
+            check(answer[key], where)
+        elif required:
+            raise _invalid_at(where, 'is missing')
+    return answer
