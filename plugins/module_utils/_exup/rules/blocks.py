@@ -34,6 +34,8 @@ def block_in_force(record: Mapping, now: BlockEvidence) -> tuple[str | None, str
         return None, None
     if now.boot_id is not None and record.get('boot_id') != now.boot_id:
         return None, None  # the server restarted since
-    if now.version is not None and block == 'reboot_required' and staged and now.version == staged:
+    if block != 'reboot_required':
+        return block, None  # only a restart stages a version; an older runner's apply_failed record may still carry one
+    if now.version is not None and staged and now.version == staged:
         return None, None  # the reset happened: the new firmware runs
     return block, staged

@@ -45,3 +45,11 @@ def test_agent_path_blocks_hold_within_their_boot(record, now, expected):
 )
 def test_bmc_path_reboot_blocks_end_once_the_staged_version_runs(record, version, expected):
     assert block_in_force(record, BlockEvidence(version=version)) == expected
+
+
+@pytest.mark.parametrize('now', [BlockEvidence(boot_id='boot-1'), BlockEvidence(version='1.0'), BlockEvidence(version='2.0')])
+def test_an_apply_failed_block_has_no_staged_version_even_in_an_old_record(now):
+    """An older runner left the staged version of an earlier reboot-required block in its apply_failed record:
+    both paths read it as the current runner writes it (the fix of 9-rules-in-core.yml without an agent upgrade)."""
+    old_record = {'block': 'apply_failed', 'staged': '2.0', 'boot_id': 'boot-1', 'cause': 'exit status 1'}
+    assert block_in_force(old_record, now) == ('apply_failed', None)
