@@ -483,11 +483,11 @@ def test_lab_package_sets(lab, tmp_path):
     assert pem.read_bytes() == lab.vendor_key().public_pem()
     conn = Repository(str(repo_path)).read()
     try:
-        stored = Repository.stored_packages(conn)
+        stored = conn.packages()
     finally:
         conn.close()
     assert set(stored) == set(ids)
-    assert all(row["pinned"] for row in stored.values())
+    assert all(row.pinned for row in stored.values())
 
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (scripts/setup.sh installs it)")

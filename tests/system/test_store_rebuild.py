@@ -37,8 +37,8 @@ def pinned_package(tmp_path: Path, key: SigningKey, model: str) -> str:
 
 def state(repo):
     with repo.read() as conn:
-        stored = repo.stored_packages(conn)
-        return {pid: (item["sha256"], item["pinned"]) for pid, item in stored.items()}, sorted(repo.tombstones(conn))
+        stored = conn.packages()
+        return {pid: (item.sha256, item.pinned) for pid, item in stored.items()}, sorted(conn.tombstones())
 
 
 def test_sync_after_the_index_was_lost_keeps_the_pool_and_the_rebuild_restores_it(tmp_path: Path, tmp_feed_dir: Path, nginx):

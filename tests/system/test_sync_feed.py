@@ -291,6 +291,6 @@ def test_withdrawn_package_is_not_asked_for_again(tmp_path: Path, tmp_feed_dir: 
     second = sync()
     assert second.refused == [] and second.added == [] and second.removed == []
     with repo.read() as conn:
-        assert sorted(repo.feed_entries(conn)) == ["system-bios-1.00", "system-bios-1.01"]
+        assert sorted(conn.feed_entries()) == ["system-bios-1.00", "system-bios-1.01"]
     asked = [e["uri"] for e in nginx.wait_for_log(requests_before + 2)[requests_before:]]
     assert all(uri.startswith("/catalog.json") for uri in asked), asked  # nothing asked for the withdrawn file

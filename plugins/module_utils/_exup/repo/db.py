@@ -6,9 +6,11 @@
 ``Index`` wraps one open repo.db (or the empty in-memory index a reader sees of a store not made yet).
 Reads return small records (``PackageRow``, ``Tombstone``, ``Refusal``, ``ManagerRow``, ...), writes
 take them. ``Index.transaction()`` is the one way to group writes: BEGIN IMMEDIATE, COMMIT, ROLLBACK
-on an error. Opening, locking and durability settings are the store's (store.py); the rules are
-repository.py's. Tables that a store written by older code may lack read as empty (a reader never
-creates them).
+on an error (a failed COMMIT too). Opening, locking and durability settings are the store's (store.py);
+the rules are repository.py's. The tables added after the first store format (refusals, bmc_modules,
+settings, manual_icons, reboots) read as empty where a store written by older code lacks them (a
+reader never creates them). A row whose JSON or fields no longer decode is ``store_damaged``, naming
+the table and the row, never a traceback (``decoded``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import dataclasses
 import json
 import sqlite3
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, Tombstone
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
@@ -137,10 +140,6 @@ class PackageRow:
     compatible: bool
     added_at: str
 
-    def as_dict(self) -> dict:
-        """The row as a dict (what ``Repository.stored_packages`` gave before the records)."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-
 
 @dataclasses.dataclass(frozen=True)
 class ManagerRow:
@@ -184,6 +183,24 @@ def _is_missing_table(exc: sqlite3.OperationalError) -> bool:
     return 'no such table' in str(exc)
 
 
+Decoded = typing.TypeVar('Decoded')
+
+
+def decoded(table: str, key: object, decode: Callable[[typing.Any], Decoded], value: typing.Any) -> Decoded:
+    """``decode(value)`` (a row or a column of it), or store_damaged naming the table and the row's key when it no longer decodes."""
+    try:
+        return decode(value)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise RepositoryError(
+            'the repository index is damaged: row %s of table %s does not decode (%s: %s); '
+            'rebuild the index from the pool with exup_package state=rebuilt, the package files are kept'
+            % (ascii(key)[:200], table, type(exc).__name__, str(exc)[:200]),
+            code='store_damaged',
+            table=table,
+            row=str(key)[:200],
+        ) from None
+
+
 class Index:
     """One open repo.db. Close it, or use it as a context manager (closes on exit)."""
 
@@ -212,11 +229,11 @@ class Index:
         self.conn.execute('BEGIN IMMEDIATE')
         try:
             yield self
+            self.conn.execute('COMMIT')  # inside: a COMMIT that fails (disk full, I/O error) rolls back too
         except BaseException:
             if self.conn.in_transaction:
                 self.conn.execute('ROLLBACK')
             raise
-        self.conn.execute('COMMIT')
 
     def _select(self, query: str, args: tuple = ()) -> list:
         """Rows of a table that a store written by older code may lack (a reader never creates it): none then."""
@@ -266,25 +283,37 @@ class Index:
     def clear_rebuild_needed(self) -> None:
         self.conn.execute("DELETE FROM meta WHERE key = 'rebuild_needed'")
 
+    def check_rows(self) -> None:
+        """Decode every row that holds JSON: store_damaged for the first that does not (a rebuild then replaces the index)."""
+        self.packages()
+        self.feed_entries()
+        self.tombstones()
+        self.servers()
+        for row in self._select('SELECT manager_id, server, boot_id, modules, requested_at, deadline FROM reboots'):
+            decoded('reboots', (row[0], row[1]), self._reboot, tuple(row)[2:])
+        for row in self.conn.execute('SELECT id, detail FROM events'):
+            decoded('events', row[0], json.loads, row[1])
+
     # ----------------------------------------------------------------- packages
     def packages(self) -> dict[str, PackageRow]:
         """package_id -> its row."""
-        result = {}
-        for row in self.conn.execute('SELECT * FROM packages'):
-            result[row['package_id']] = PackageRow(
-                package_id=row['package_id'],
-                sha256=row['sha256'],
-                size=row['size'],
-                module_id=row['module_id'],
-                version=row['version'],
-                info=PackageInfo.from_dict(json.loads(row['info'])),
-                key_id=row['key_id'],
-                source=row['source'],
-                pinned=bool(row['pinned']),
-                compatible=bool(row['compatible']),
-                added_at=row['added_at'],
-            )
-        return result
+        return {row['package_id']: decoded('packages', row['package_id'], self._package_row, row) for row in self.conn.execute('SELECT * FROM packages')}
+
+    @staticmethod
+    def _package_row(row: sqlite3.Row) -> PackageRow:
+        return PackageRow(
+            package_id=row['package_id'],
+            sha256=row['sha256'],
+            size=row['size'],
+            module_id=row['module_id'],
+            version=row['version'],
+            info=PackageInfo.from_dict(json.loads(row['info'])),
+            key_id=row['key_id'],
+            source=row['source'],
+            pinned=bool(row['pinned']),
+            compatible=bool(row['compatible']),
+            added_at=row['added_at'],
+        )
 
     def package_digests(self) -> dict[str, str]:
         """package_id -> sha256 of every row (no info decoded)."""
@@ -336,12 +365,14 @@ class Index:
 
     # ----------------------------------------------------------------- the feed
     def feed_entries(self) -> dict[str, CatalogEntry]:
-        result = {}
-        for row in self.conn.execute('SELECT entry FROM feed_entries'):
-            data = json.loads(row[0])
-            data['models'], data['os'] = tuple(data['models']), tuple(data['os'])
-            result[data['package_id']] = CatalogEntry(**data)
-        return result
+        entries = [decoded('feed_entries', row[0], self._feed_entry, row[1]) for row in self.conn.execute('SELECT package_id, entry FROM feed_entries')]
+        return {entry.package_id: entry for entry in entries}
+
+    @staticmethod
+    def _feed_entry(text: str) -> CatalogEntry:
+        data = json.loads(text)
+        data['models'], data['os'] = tuple(data['models']), tuple(data['os'])
+        return CatalogEntry(**data)
 
     def save_feed_entries(self, entries: Iterable[CatalogEntry], replace: bool) -> None:
         """Merge ``entries`` into the known feed, or make them the whole feed with ``replace``."""
@@ -365,20 +396,21 @@ class Index:
 
     # ----------------------------------------------------------------- tombstones
     def tombstones(self) -> dict[str, Tombstone]:
-        result = {}
-        for row in self.conn.execute('SELECT * FROM tombstones'):
-            result[row['package_id']] = Tombstone(
-                package_id=row['package_id'],
-                module_id=row['module_id'],
-                version=row['version'],
-                sha256=row['sha256'],
-                deleted_at=row['deleted_at'],
-                deleted_by=row['deleted_by'],
-                forced=bool(row['forced']),
-                models=tuple(json.loads(row['models'])),
-                os=tuple(json.loads(row['os'])),
-            )
-        return result
+        return {row['package_id']: decoded('tombstones', row['package_id'], self._tombstone, row) for row in self.conn.execute('SELECT * FROM tombstones')}
+
+    @staticmethod
+    def _tombstone(row: sqlite3.Row) -> Tombstone:
+        return Tombstone(
+            package_id=row['package_id'],
+            module_id=row['module_id'],
+            version=row['version'],
+            sha256=row['sha256'],
+            deleted_at=row['deleted_at'],
+            deleted_by=row['deleted_by'],
+            forced=bool(row['forced']),
+            models=tuple(json.loads(row['models'])),
+            os=tuple(json.loads(row['os'])),
+        )
 
     def tombstone_records(self) -> list[dict]:
         """The rows as stored (models and os as JSON text), for the recovery record."""
@@ -402,7 +434,7 @@ class Index:
     def refusals(self) -> list[Refusal]:
         return [
             Refusal(row['package_id'], row['sha256'], row['code'], row['reason'], row['refused_at'])
-            for row in self.conn.execute('SELECT * FROM refusals ORDER BY package_id')
+            for row in self._select('SELECT * FROM refusals ORDER BY package_id')
         ]
 
     def put_refusal(self, refusal: Refusal) -> None:
@@ -434,10 +466,14 @@ class Index:
         self.conn.execute('DELETE FROM managers WHERE manager_id = ?', (manager_id,))
 
     def servers(self) -> list[Server]:
-        return [
-            Server(manager_id=row['manager_id'], name=row['name'], model=row['model'], os=row['os'], modules=json.loads(row['modules']))
-            for row in self.conn.execute('SELECT * FROM servers')
-        ]
+        return [decoded('servers', (row['manager_id'], row['name']), self._server, row) for row in self.conn.execute('SELECT * FROM servers')]
+
+    @staticmethod
+    def _server(row: sqlite3.Row) -> Server:
+        modules = json.loads(row['modules'])
+        if not isinstance(modules, dict):
+            raise TypeError('modules is %s, not an object' % type(modules).__name__)
+        return Server(manager_id=row['manager_id'], name=row['name'], model=row['model'], os=row['os'], modules=modules)
 
     def server_rows(self, manager_id: str) -> list[ServerRow]:
         """The servers of one manager as stored, sorted."""
@@ -461,7 +497,7 @@ class Index:
     # ----------------------------------------------------------------- servers managed through their BMC
     def bmc_modules(self, manager_id: str, server: str) -> dict[str, BmcModuleRecord]:
         query = 'SELECT module_id, previous, block, staged, since FROM bmc_modules WHERE manager_id = ? AND server = ?'
-        return {row[0]: BmcModuleRecord(*row) for row in self.conn.execute(query, (manager_id, server))}
+        return {row[0]: BmcModuleRecord(*row) for row in self._select(query, (manager_id, server))}
 
     def put_bmc_module(self, manager_id: str, server: str, record: BmcModuleRecord) -> None:
         self.conn.execute(
@@ -491,7 +527,14 @@ class Index:
 
     def reboot(self, manager_id: str, server: str) -> RebootRow | None:
         rows = self._select('SELECT boot_id, modules, requested_at, deadline FROM reboots WHERE manager_id = ? AND server = ?', (manager_id, server))
-        return RebootRow(rows[0][0], json.loads(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
+        return decoded('reboots', (manager_id, server), self._reboot, rows[0]) if rows else None
+
+    @staticmethod
+    def _reboot(row: typing.Sequence) -> RebootRow:
+        modules = json.loads(row[1])
+        if not isinstance(modules, list):
+            raise TypeError('modules is %s, not a list' % type(modules).__name__)
+        return RebootRow(row[0], modules, row[2], row[3])
 
     def put_reboot(self, manager_id: str, server: str, reboot: RebootRow) -> None:
         self.conn.execute(
@@ -509,7 +552,11 @@ class Index:
     def recent_events(self, limit: int) -> list[dict]:
         """The newest ``limit`` events, newest first, their detail decoded."""
         rows = self.conn.execute('SELECT * FROM events ORDER BY id DESC LIMIT ?', (limit,)).fetchall()
-        return [dict(row, detail=json.loads(row['detail'])) for row in rows]
+        return [decoded('events', row['id'], self._event, row) for row in rows]
+
+    @staticmethod
+    def _event(row: sqlite3.Row) -> dict:
+        return dict(row, detail=json.loads(row['detail']))
 
     def job_outcome_logged(self, job_id: str) -> bool:
         """True when an event other than a start names host job ``job_id``."""

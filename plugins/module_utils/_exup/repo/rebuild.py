@@ -25,7 +25,9 @@ NEEDS_REBUILD = ('missing', 'damaged', 'lost')
 
 
 def index_state(store):
-    """'empty' (no store yet), 'missing' (repo.db gone, pool or record left), 'damaged', 'lost' (flagged), or 'sound'."""
+    """'empty' (no store yet), 'missing' (repo.db gone, pool or record left), 'damaged', 'lost' (flagged), or 'sound'.
+
+    'damaged': SQLite cannot read repo.db, or a row no longer decodes (db.Index.check_rows)."""
     if not store.exists:
         return 'missing' if store.pool_digests() or os.path.exists(store.recovery_path) else 'empty'
     try:
@@ -35,7 +37,15 @@ def index_state(store):
             return 'damaged'
         raise
     with index:
-        return 'lost' if index.rebuild_needed() else 'sound'
+        if index.rebuild_needed():
+            return 'lost'
+        try:
+            index.check_rows()
+        except RepositoryError as exc:
+            if exc.code == 'store_damaged':
+                return 'damaged'  # a row that no longer decodes: the index is replaced like one SQLite cannot read
+            raise
+        return 'sound'
 
 
 def check_pool_file(store, digest, keyring):

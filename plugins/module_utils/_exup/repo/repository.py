@@ -239,35 +239,11 @@ class Repository:
             added_at=row.added_at,
         )
 
-    # ----------------------------------------------------------------- reading an open index (dict forms kept for older callers)
-    @staticmethod
-    def stored_packages(index: Index) -> dict[str, dict]:
-        """package_id -> row dict with ``info`` a PackageInfo (the typed form is ``index.packages()``)."""
-        return {package_id: row.as_dict() for package_id, row in index.packages().items()}
-
-    @staticmethod
-    def feed_entries(index: Index) -> dict[str, CatalogEntry]:
-        return index.feed_entries()
-
-    @staticmethod
-    def tombstones(index: Index) -> dict[str, dict]:
-        """package_id -> the tombstone as exup_package_info lists it (the typed form is ``index.tombstones()``)."""
-        return {package_id: tombstone.as_dict() for package_id, tombstone in index.tombstones().items()}
-
-    @staticmethod
-    def feed_state(index: Index) -> dict[str, str]:
-        return index.feed_state()
-
     # ----------------------------------------------------------------- refusals (issue 8: one bad answer never blocks for good)
     @staticmethod
     def remembered_refusals(index: Index) -> dict[str, Refusal]:
         """package_id -> the remembered refusal that a sync honours."""
         return {refusal.package_id: refusal for refusal in index.refusals() if is_remembered(refusal)}
-
-    @classmethod
-    def refusals(cls, index: Index) -> dict[str, dict]:
-        """package_id -> the remembered refusal (sha256, code, reason, refused_at) as a dict."""
-        return {package_id: refusal.as_dict() for package_id, refusal in cls.remembered_refusals(index).items()}
 
     def remember_refusal(self, index: Index, package_id: str, sha256: str, error: ExupError) -> None:
         """Remember that the bytes ``sha256`` of ``package_id`` failed the package's own checks (sync.BytesRefused)."""
@@ -323,17 +299,16 @@ class Repository:
             if not row.pinned and package_id not in keep
         ]
 
-    def prune(self, index: Index, plan: GenerationPlan, stored: dict[str, PackageRow], check_mode=False) -> list[dict]:
-        """Apply generation management: remove stored packages outside the keep set (pinned stay)."""
+    def prune(self, index: Index, plan: GenerationPlan, stored: dict[str, PackageRow]) -> list[dict]:
+        """Apply generation management: remove stored packages outside the keep set (pinned stay). Check mode uses ``prunable``."""
         removed = self.prunable(plan, stored)
-        if not check_mode:
-            for item in removed:
-                self.remove_package(
-                    index,
-                    item['package_id'],
-                    stored[item['package_id']].sha256,
-                    event=('package_removed', {'package_id': item['package_id'], 'version': item['version']}),
-                )
+        for item in removed:
+            self.remove_package(
+                index,
+                item['package_id'],
+                stored[item['package_id']].sha256,
+                event=('package_removed', {'package_id': item['package_id'], 'version': item['version']}),
+            )
         return removed
 
     # ----------------------------------------------------------------- writing helpers
@@ -446,11 +421,6 @@ class Repository:
                     index.add_setting_changes(changes, self.now_text())
                     self.record(index, 'settings_changed', before={k: before[k] for k in changes}, after=changes)
         return before, after
-
-    @staticmethod
-    def chosen_icons(index: Index, manager_id: str, server: str) -> dict[str, tuple]:
-        """module_id -> (icon, set_at) the operator chose for one server (003 Table 9)."""
-        return index.chosen_icons(manager_id, server)
 
     def manual_icons(self, index: Index, manager_id: str, server: str, infos, kinds=('linux',)) -> dict[str, str]:
         """module_id -> the Table 9 icon of each module that has packages of the server not auto-update on this path."""

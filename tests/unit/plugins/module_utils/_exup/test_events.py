@@ -119,8 +119,8 @@ except KeyboardInterrupt:
 
 def stored_pool_paths(repo):
     with repo.read() as conn:
-        stored = repo.stored_packages(conn)
-    return {package_id: repo.store.pool_path(item['sha256']) for package_id, item in stored.items()}
+        stored = conn.packages()
+    return {package_id: repo.store.pool_path(item.sha256) for package_id, item in stored.items()}
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ import sqlite3
 
 import pytest
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index, RebootRow, ServerRow, connect
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, Tombstone
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
@@ -38,6 +40,34 @@ def test_transaction_rolls_back_when_the_block_fails(index):
         raise KeyboardInterrupt
     assert not index.conn.in_transaction
     assert index.managers() == [] and index.recent_events(10) == []
+
+
+class CommitFails:
+    """A connection whose next COMMIT fails as a full disk would make it fail."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.failures = 1
+
+    def execute(self, sql, args=()):
+        if sql == 'COMMIT' and self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError('database or disk is full')
+        return self.conn.execute(sql, args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_failed_commit_rolls_back_and_the_next_transaction_works(index):
+    failing = Index(CommitFails(index.conn))
+    with pytest.raises(sqlite3.OperationalError, match='disk is full'), failing.transaction():
+        failing.touch_manager('mgr-a', T)
+    assert not index.conn.in_transaction
+    assert index.managers() == []
+    with failing.transaction():
+        failing.touch_manager('mgr-b', T)
+    assert [m.manager_id for m in index.managers()] == ['mgr-b']
 
 
 def test_transactions_do_not_nest(index):
@@ -107,3 +137,78 @@ def test_store_version_and_marks(index):
     assert index.rebuild_needed() == T
     index.clear_rebuild_needed()
     assert index.rebuild_needed() is None
+
+
+# --- a damaged row: store_damaged naming the table and the row, never a traceback (issue 9 review F3)
+HOSTILE_ROWS = {
+    'packages bad JSON': (
+        "INSERT INTO packages VALUES ('P-1', 's', 1, 'm', '1', '{not json', 'k', 'feed', 0, 1, '%s')" % T,
+        lambda index: index.packages(),
+        ('packages', "'P-1'"),
+    ),
+    'packages no fields': (
+        "INSERT INTO packages VALUES ('P-1', 's', 1, 'm', '1', '{}', 'k', 'feed', 0, 1, '%s')" % T,
+        lambda index: index.packages(),
+        ('packages', "'P-1'"),
+    ),
+    'tombstones': (
+        "INSERT INTO tombstones VALUES ('P-1', 'm', '1', 's', '%s', 'mgr-a', 0, '{not json', '[]')" % T,
+        lambda index: index.tombstones(),
+        ('tombstones', "'P-1'"),
+    ),
+    'feed_entries bad JSON': (
+        "INSERT INTO feed_entries VALUES ('P-1', '{not json', '%s')" % T,
+        lambda index: index.feed_entries(),
+        ('feed_entries', "'P-1'"),
+    ),
+    'feed_entries no fields': (
+        "INSERT INTO feed_entries VALUES ('P-1', '{}', '%s')" % T,
+        lambda index: index.feed_entries(),
+        ('feed_entries', "'P-1'"),
+    ),
+    'servers': (
+        "INSERT INTO servers VALUES ('mgr-a', 's1', 'R120h-1M', 'linux', '{not json')",
+        lambda index: index.servers(),
+        ('servers', "('mgr-a', 's1')"),
+    ),
+    'reboots': (
+        "INSERT INTO reboots VALUES ('mgr-a', 's1', NULL, '{not json', '%s', '%s')" % (T, T),
+        lambda index: index.reboot('mgr-a', 's1'),
+        ('reboots', "('mgr-a', 's1')"),
+    ),
+    'events': (
+        "INSERT INTO events (id, time, level, code, message, detail) VALUES (7, '%s', 'normal', 'c', 'm', '{not json')" % T,
+        lambda index: index.recent_events(10),
+        ('events', '7'),
+    ),
+}
+
+
+@pytest.mark.parametrize('case', sorted(HOSTILE_ROWS))
+def test_a_row_that_does_not_decode_is_store_damaged(index, case):
+    insert, read, (table, key) = HOSTILE_ROWS[case]
+    index.execute(insert)
+    before = index.execute('SELECT * FROM %s' % table).fetchall()
+    with pytest.raises(RepositoryError) as caught:
+        read(index)
+    assert caught.value.code == 'store_damaged'
+    assert 'row %s of table %s' % (key, table) in caught.value.msg and 'exup_package state=rebuilt' in caught.value.msg
+    assert caught.value.details['table'] == table
+    with pytest.raises(RepositoryError, match='table %s' % table):
+        index.check_rows()  # what a rebuild looks at
+    assert [tuple(row) for row in index.execute('SELECT * FROM %s' % table)] == [tuple(row) for row in before]  # nothing changed
+
+
+def test_good_rows_pass_the_row_check(index):
+    index.save_feed_entries([CatalogEntry('P-1', 'm', 'M', '1', '2025-01-01', T, ('R120h-1M',), ('linux',), 'linux', True, 1, 's', 'u')], replace=False)
+    index.put_reboot('mgr-a', 's1', RebootRow(None, ['sdr'], T, T))
+    index.add_event(T, 'normal', 'c', 'm', {})
+    index.check_rows()
+    assert list(index.feed_entries()) == ['P-1']
+
+
+def test_tables_added_later_read_as_empty_when_missing(index):
+    """refusals and bmc_modules as well as the three above (db.py's docstring)."""
+    for table in ('refusals', 'bmc_modules'):
+        index.conn.execute('DROP TABLE %s' % table)
+    assert index.refusals() == [] and index.bmc_modules('m', 's') == {}

@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import index_state, rebuild_index
 
 SERVER = {'name': 'a1', 'model': 'R120h-1M', 'os': 'linux'}
@@ -27,9 +30,9 @@ def populate(repo, keyring, build_pkg, register):
 
 def state_of(repo):
     with repo.read() as conn:
-        packages = {pid: (item['sha256'], item['pinned'], item['source'], item['added_at']) for pid, item in repo.stored_packages(conn).items()}
-        tombstones = {pid: (t['sha256'], t['deleted_by']) for pid, t in repo.tombstones(conn).items()}
-        return packages, tombstones, repo.feed_state(conn).get('catalog_version')
+        packages = {pid: (item.sha256, item.pinned, item.source, item.added_at) for pid, item in conn.packages().items()}
+        tombstones = {pid: (t.sha256, t.deleted_by) for pid, t in conn.tombstones().items()}
+        return packages, tombstones, conn.feed_state().get('catalog_version')
 
 
 def drop_index(store):
@@ -50,7 +53,7 @@ def test_deleted_repo_db_is_rebuilt_with_the_same_packages_pins_and_tombstones(r
     assert state_of(repo) == before
     assert [e['code'] for e in result['events']] == ['store_rebuilt'] and result['events'][0]['detail']['pinned'] == 1
     with repo.read() as conn:
-        assert 'etag' not in repo.feed_state(conn)  # the catalog entries were lost: the next sync asks for the full catalog
+        assert 'etag' not in conn.feed_state()  # the catalog entries were lost: the next sync asks for the full catalog
         assert not repo.store.rebuild_needed(conn)
     assert index_state(repo.store) == 'sound'
     again = rebuild_index(repo, keyring)
@@ -117,3 +120,20 @@ def test_rebuild_without_a_recovery_record_restores_the_packages(repo, keyring, 
     packages, tombstones, version = state_of(repo)
     assert set(packages) == set(before[0]) and tombstones == {} and version is None
     assert all(source == 'rebuilt' and not pinned for _sha, pinned, source, _at in packages.values())
+
+
+def test_a_row_that_does_not_decode_is_store_damaged_and_the_rebuild_it_names_repairs_it(repo, keyring, build_pkg, register):
+    """Issue 9 review F3: the msg of store_damaged points at state=rebuilt, so that rebuild must take the index as damaged."""
+    before = populate(repo, keyring, build_pkg, register)
+    with repo.store.writer() as conn:
+        conn.execute("UPDATE packages SET info = '{not json' WHERE package_id = 'P2'")
+    with pytest.raises(RepositoryError) as caught:
+        repo.packages()
+    assert caught.value.code == 'store_damaged' and "row 'P2' of table packages" in caught.value.msg
+    assert 'exup_package state=rebuilt' in caught.value.msg
+    assert index_state(repo.store) == 'damaged'
+
+    result = rebuild_index(repo, keyring)
+
+    assert result['state'] == 'damaged' and state_of(repo) == before and os.path.exists(result['moved_aside'])
+    assert index_state(repo.store) == 'sound'

@@ -59,10 +59,10 @@ def package_ids(repo):
 def assert_indexed_files_verify(repo, keyring):
     """Crash-safety invariant: every row has its pool file, and that file verifies as the package indexed."""
     with repo.read() as conn:
-        stored = repo.stored_packages(conn)
+        stored = conn.packages()
     for package_id, item in stored.items():
-        path = repo.store.pool_path(item['sha256'])
-        assert sha256_of(path) == item['sha256']
+        path = repo.store.pool_path(item.sha256)
+        assert sha256_of(path) == item.sha256
         assert verify_package(path, keyring).info.package_id == package_id
 
 
@@ -196,7 +196,7 @@ def test_pinned_survives_generation_management(repo, keyring, build_pkg, registe
     assert 'OLD-pinned' in package_ids(repo) and 'OLD-needed' not in package_ids(repo)
     assert_indexed_files_verify(repo, keyring)
     with repo.read() as conn:
-        assert repo.store.pool_digests() == {item['sha256'] for item in repo.stored_packages(conn).values()}
+        assert repo.store.pool_digests() == {item.sha256 for item in conn.packages().values()}
 
 
 # ----------------------------------------------------------------- delete (Tables 15-16) and deletion history
@@ -295,8 +295,8 @@ def test_export_layout_displayed_only(exportable, tmp_path, keyring):
     members = archive_members(dest)
     assert sorted(members) == ['css/exup.css', 'index.html', 'packages/BIOS-1.10.zip', 'packages/RAID-T110.zip']
     with exportable.read() as conn:
-        stored = exportable.stored_packages(conn)
-    assert hashlib.sha256(members['packages/BIOS-1.10.zip']).hexdigest() == stored['BIOS-1.10']['sha256']
+        stored = conn.packages()
+    assert hashlib.sha256(members['packages/BIOS-1.10.zip']).hexdigest() == stored['BIOS-1.10'].sha256
     index = members['index.html'].decode()
     assert '<a href="packages/BIOS-1.10.zip">BIOS-1.10</a>' in index and 'System BIOS' in index
     assert 'RAID &lt;controller&gt; &amp; firmware' in index and 'no (apply by hand)' in index

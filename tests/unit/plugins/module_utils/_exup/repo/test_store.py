@@ -112,11 +112,11 @@ def test_every_indexed_row_has_a_verified_file(repo, keyring, build_pkg, registe
     repo.add_files([build_pkg(version=v) for v in ('1', '2', '3')], keyring)
     repo.delete([repo.listing('mgr-a')['packages'][0]['package_id']], 'mgr-a')
     with repo.read() as conn:
-        stored = repo.stored_packages(conn)
+        stored = conn.packages()
     assert len(stored) == 2
-    assert repo.store.pool_digests() == {item['sha256'] for item in stored.values()}
+    assert repo.store.pool_digests() == {item.sha256 for item in stored.values()}
     for item in stored.values():
-        assert verify_package(repo.store.pool_path(item['sha256']), keyring).info.package_id == item['package_id']
+        assert verify_package(repo.store.pool_path(item.sha256), keyring).info.package_id == item.package_id
 
 
 def test_one_writer_at_a_time(tmp_path):

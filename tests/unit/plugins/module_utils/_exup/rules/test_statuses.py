@@ -241,4 +241,4 @@ def test_a_store_of_older_code_without_the_new_tables_reads_as_defaults(tmp_path
     assert repo.read_settings(check_mode=True) == {'initial_manual_icon': plan.DEFAULT_MANUAL_ICON}
     assert repo.restarting('mgr', 's1', BOOT) == []
     with repo.read() as conn:
-        assert repo.chosen_icons(conn, 'mgr', 's1') == {}
+        assert conn.chosen_icons('mgr', 's1') == {}
