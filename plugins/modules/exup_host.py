@@ -37,7 +37,9 @@ options:
   contract_version:
     description:
       - The version of the controller-host contract the caller speaks (the action plugins always send it).
-      - Another version than this module's is refused with C(error=contract_mismatch); unset, the caller is taken at its word.
+      - Another version than this module's is refused with C(error=contract_mismatch) before the other options are checked,
+        so a controller of another version that sends options, fields or types this module does not know hears that too;
+        unset, the caller is taken at its word.
       - Every answer carries this module's own version as C(contract_version).
     type: int
   items:
@@ -163,11 +165,15 @@ job:
 
 import os
 
+from ansible.module_utils import basic
+
 from ansible_collections.exup.fleet.plugins.module_utils._exup import contract
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent as host_agent
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import ExupModule
+
+PHASES = ['inventory', 'start', 'status', 'cancel', 'agent_install', 'agent_uninstall', 'logs']
 
 
 def _job_result(host, journal):
@@ -179,71 +185,122 @@ def _job_result(host, journal):
     return result
 
 
+def _script_failed(what, code, output, error):
+    return ExupError('%s (exit status %d): %s' % (what, code, output.strip()[-400:]), code=error, exit_code=code, output=output)
+
+
+# ---------------------------------------------------------------- phases that only read (check mode too)
+def _inventory(module, host):
+    return dict(changed=False, **host.inventory())
+
+
+def _status(module, host):
+    params = module.params
+    journal = host.follow(params['job_id'], params['wait_seconds'], params['lease_seconds'])
+    return dict(changed=False, **_job_result(host, journal))
+
+
+def _logs(module, host):
+    return {'changed': False, 'files': host.log_files()}
+
+
+# ---------------------------------------------------------------- phases that change the host, no keys needed
+def _cancel(module, host):
+    journal, requested = host.cancel(module.params['job_id'])
+    return dict(changed=requested, **_job_result(host, journal))
+
+
+def _agent_uninstall(module, host):
+    active = host.active_journal()
+    if active:
+        raise ExupError('job %s is still running on this host: the agent cannot be removed now' % active['job_id'], code='job_running', job_id=active['job_id'])
+    code, output = host.uninstall_agent()
+    if code != 0:
+        raise _script_failed('uninstalling the agent failed', code, output, 'uninstall_failed')
+    return {'changed': True, 'agent': host.agent(), 'output': output}
+
+
+# ---------------------------------------------------------------- phases that install, with the trusted keys
+def _start(module, host, keyring):
+    params = module.params
+    job_id = host.start_job(contract.host_items(params['items']), keyring, params['lease_seconds'], bundle=params['bundle'])
+    journal = host.follow(job_id, params['wait_seconds'], params['lease_seconds'])
+    return dict(changed=True, **_job_result(host, journal))
+
+
+def _agent_install(module, host, keyring):
+    params = module.params
+    package = contract.agent_package(params['package'])
+    facts = host.facts()
+    blockers = host.prerequisites(facts, params['agent_models'], params['agent_os'])
+    if blockers:
+        raise ExupError(
+            'the agent cannot be installed on this server: %s' % '; '.join(item['msg'] for item in blockers), code=blockers[0]['code'], blockers=blockers
+        )
+    if params['bundle']:
+        host.receive_bundle(params['bundle'], [package])
+    path, _verified = host.accept_package(package, keyring, facts)
+    info, code, output = host.run_package_script(path, keyring, 'install', facts)
+    if code != 0:
+        raise _script_failed('the agent package %s failed to install' % info.package_id, code, output, 'install_failed')
+    return {'changed': True, 'agent': host.agent(), 'output': output, 'package_id': info.package_id, 'version_installed': info.version}
+
+
+READING_PHASES = {'inventory': _inventory, 'status': _status, 'logs': _logs}
+CHANGING_PHASES = {'cancel': _cancel, 'agent_uninstall': _agent_uninstall}
+INSTALLING_PHASES = {'start': _start, 'agent_install': _agent_install}
+
+
 def run(module, host):
     params = module.params
     phase = params['phase']
     mismatch = contract.version_mismatch(params.get('contract_version'))  # .get: a caller of run() may pass only what it sets
     if mismatch:
         raise mismatch
-    if phase == 'inventory':
-        return dict(changed=False, **host.inventory())
-    if phase == 'status':
-        journal = host.follow(params['job_id'], params['wait_seconds'], params['lease_seconds'])
-        return dict(changed=False, **_job_result(host, journal))
-    if phase == 'logs':
-        return {'changed': False, 'files': host.log_files()}
+    if phase in READING_PHASES:
+        return READING_PHASES[phase](module, host)
     if module.check_mode:
         raise ExupError('phase %s changes the host and does not run in check mode' % phase, code='check_mode')
     host.require_administrator()  # install, apply, uninstall: the administrator account (003 §3.8.1.1 step 4), through become
-    if phase == 'cancel':
-        journal, requested = host.cancel(params['job_id'])
-        return dict(changed=requested, **_job_result(host, journal))
-    if phase == 'agent_uninstall':
-        active = host.active_journal()
-        if active:
-            raise ExupError(
-                'job %s is still running on this host: the agent cannot be removed now' % active['job_id'], code='job_running', job_id=active['job_id']
-            )
-        code, output = host.uninstall_agent()
-        if code != 0:
-            raise ExupError(
-                'uninstalling the agent failed (exit status %d): %s' % (code, output.strip()[-400:]), code='uninstall_failed', exit_code=code, output=output
-            )
-        return {'changed': True, 'agent': host.agent(), 'output': output}
+    if phase in CHANGING_PHASES:
+        return CHANGING_PHASES[phase](module, host)
     # installing anything needs the trusted keys (PEM texts only: a path is refused, never opened here); removing the agent does not
     keyring = module.run(KeyRing.from_pem_texts, params['trusted_keys_pem'])
-    if phase == 'start':
-        job_id = host.start_job(contract.host_items(params['items']), keyring, params['lease_seconds'], bundle=params['bundle'])
-        journal = host.follow(job_id, params['wait_seconds'], params['lease_seconds'])
-        return dict(changed=True, **_job_result(host, journal))
-    if phase == 'agent_install':
-        package = contract.agent_package(params['package'])
-        facts = host.facts()
-        blockers = host.prerequisites(facts, params['agent_models'], params['agent_os'])
-        if blockers:
-            raise ExupError(
-                'the agent cannot be installed on this server: %s' % '; '.join(item['msg'] for item in blockers), code=blockers[0]['code'], blockers=blockers
-            )
-        if params['bundle']:
-            host.receive_bundle(params['bundle'], [package])
-        path, _verified = host.accept_package(package, keyring, facts)
-        info, code, output = host.run_package_script(path, keyring, 'install', facts)
-        if code != 0:
-            raise ExupError(
-                'the agent package %s failed to install (exit status %d): %s' % (info.package_id, code, output.strip()[-400:]),
-                code='install_failed',
-                exit_code=code,
-                output=output,
-            )
-        return {'changed': True, 'agent': host.agent(), 'output': output, 'package_id': info.package_id, 'version_installed': info.version}
+    if phase in INSTALLING_PHASES:
+        return INSTALLING_PHASES[phase](module, host, keyring)
     raise ExupError('unknown phase %s' % phase, code='argument_invalid')
 
 
+def _raw_contract_version(value):
+    """The contract version as sent, before Ansible converts types: an int, or digits (an ad hoc call); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else None
+
+
+def refuse_other_contract():
+    """``contract_mismatch`` before the arguments are checked.
+
+    A controller of another contract version may send fields or types this module does not know: it must hear
+    contract_mismatch naming both versions, not "Unsupported parameters". The arguments are read raw for that.
+    """
+    params = basic._load_params()  # pylint: disable=protected-access  # the documented way to read the raw arguments
+    mismatch = contract.version_mismatch(_raw_contract_version(params.get('contract_version')))
+    if mismatch is None:
+        return
+    # a module that takes whatever was sent, only to answer through fail_json as every other failure does
+    module = basic.AnsibleModule(argument_spec={key: {'type': 'raw'} for key in params if not key.startswith('_ansible_')}, supports_check_mode=True)
+    module.fail_json(msg=mismatch.msg, error=mismatch.code, **mismatch.details)
+
+
 def main():
+    refuse_other_contract()
     module = ExupModule(
         argument_spec=dict(
             contract.HOST_ARGUMENT_SPEC,
-            phase={'type': 'str', 'required': True, 'choices': ['inventory', 'start', 'status', 'cancel', 'agent_install', 'agent_uninstall', 'logs']},
+            phase={'type': 'str', 'required': True, 'choices': PHASES},
             host_root={'type': 'path', 'default': '/'},
             trusted_keys_pem={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
             bundle={'type': 'path'},
