@@ -163,26 +163,11 @@ class ActionModule(ExupAction):
         self.check_wizard()
         repo = self.repository()
         keyring = self.keyring()
-        facts = inventory['facts']
-        agent = inventory['agent']
-        blockers = list(inventory['prerequisites'])
-        if blockers:
-            raise ExupError(
-                'the agent cannot be installed on %s: %s' % (self.server_name, '; '.join(item['msg'] for item in blockers)),
-                code=blockers[0]['code'],
-                blockers=blockers,
-                status='failed',
-            )
+        facts, agent = inventory['facts'], inventory['agent']
+        self.refuse_prerequisites(inventory['prerequisites'])
         info, path, used = self.choose_package(repo, keyring, facts, states)
         if info is None:  # check mode, source=feed, nothing in the repository yet
-            return {
-                'changed': True,
-                'status': 'installed' if not agent['installed'] else 'upgraded',
-                'source_used': used,
-                'version': None,
-                'folder': LINUX_AGENT_DIR,
-                'msg': 'would sync the repository from the feed, then install its newest agent package',
-            }
+            return self.would_sync(agent, used)
         refused = support.package_blocker(info, facts['model'], facts['os'])
         if refused:
             raise ExupError(refused['msg'], code=refused['code'], status='failed')
@@ -190,17 +175,48 @@ class ActionModule(ExupAction):
         if self._task.check_mode and used == 'feed':
             base['feed_would_download'] = self.feed_would_download
         if agent['installed'] and version_key(agent['version']) >= version_key(info.version):
-            return dict(
-                base,
-                changed=False,
-                status='unchanged',
-                version=agent['version'],
-                msg='agent %s is installed on %s (%s offered)' % (agent['version'], self.server_name, info.version),
-            )
+            msg = 'agent %s is installed on %s (%s offered)' % (agent['version'], self.server_name, info.version)
+            return dict(base, changed=False, status='unchanged', version=agent['version'], msg=msg)
         status = 'upgraded' if agent['installed'] else 'installed'
         if self._task.check_mode:
-            diff = {'before': {'agent': agent['version']}, 'after': {'agent': info.version}}
-            return dict(base, changed=True, status=status, version=info.version, diff=diff)
+            return dict(base, changed=True, status=status, version=info.version, diff={'before': {'agent': agent['version']}, 'after': {'agent': info.version}})
+        installed = self.install_package(repo, info, path)
+        self.register(repo, facts, self.inventory()[1])
+        version = installed['version']
+        return dict(
+            base,
+            changed=True,
+            status=status,
+            version=version,
+            agent=installed,
+            diff={'before': {'agent': agent['version']}, 'after': {'agent': version}},
+            msg='agent %s %s in %s on %s' % (version, status, LINUX_AGENT_DIR, self.server_name),
+        )
+
+    def refuse_prerequisites(self, blockers):
+        """The host's own reasons the agent cannot be installed (virtual machine, model, OS, conflicting software)."""
+        if blockers:
+            raise ExupError(
+                'the agent cannot be installed on %s: %s' % (self.server_name, '; '.join(item['msg'] for item in blockers)),
+                code=blockers[0]['code'],
+                blockers=list(blockers),
+                status='failed',
+            )
+
+    @staticmethod
+    def would_sync(agent, used):
+        """Check mode with source=feed and no agent package in the repository yet: what the task would do."""
+        return {
+            'changed': True,
+            'status': 'installed' if not agent['installed'] else 'upgraded',
+            'source_used': used,
+            'version': None,
+            'folder': LINUX_AGENT_DIR,
+            'msg': 'would sync the repository from the feed, then install its newest agent package',
+        }
+
+    def install_package(self, repo, info, path):
+        """Send the agent package and run its install on the host (exup_host agent_install); the agent record it answers."""
         self.log_events(repo, ('agent_install_started', None, {'package_id': info.package_id}))
         size, digest = file_digest(path)
         package = {'sha256': digest, 'size': size, 'package_id': info.package_id}
@@ -218,17 +234,7 @@ class ActionModule(ExupAction):
             exc.result['status'] = 'failed'
             raise
         self.log_events(repo, ('agent_installed', None, {'version': info.version, 'folder': LINUX_AGENT_DIR}))
-        inventory, states = self.inventory()
-        self.register(repo, facts, states)
-        return dict(
-            base,
-            changed=True,
-            status=status,
-            version=answer['agent']['version'],
-            agent=answer['agent'],
-            diff={'before': {'agent': agent['version']}, 'after': {'agent': answer['agent']['version']}},
-            msg='agent %s %s in %s on %s' % (answer['agent']['version'], status, LINUX_AGENT_DIR, self.server_name),
-        )
+        return answer['agent']
 
     # ----------------------------------------------------------------- uninstall, logs
     def uninstall(self, agent):
