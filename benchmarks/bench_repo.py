@@ -13,7 +13,7 @@ What is measured, on one machine in one session; every figure is a median:
 1. parse_catalog (JSON, Ed25519, every entry checked) and generation_plan (every
    feed entry as a candidate x every registered server), in this process;
 2. download + verify of exactly the packages the servers need, from a local
-   nginx: sync_repository in a fresh child process (workers 4 and 8), against
+   nginx: a sync (Sync.run) in a fresh child process (workers 4 and 8), against
    baselines fetching the same files in the same session: curl then sha256sum,
    aria2c then sha256sum, and aria2c alone. Methods are interleaved and their
    order rotates every round, so a slow spell of the machine hits all of them;
@@ -144,6 +144,14 @@ def child_main(core, spec):
     return out
 
 
+def _run_sync(core, repo, client, keyring, spec, servers, progress):
+    """One sync by the code under test: Sync with SyncOptions (issue 9), or the old flat wrapper (code of --compare-collections)."""
+    if not hasattr(core.sync, 'Sync'):
+        return core.sync.sync_repository(repo, client, spec['feed_url'], keyring, MANAGER_ID, servers=servers, workers=spec['workers'], progress=progress)
+    options = core.sync.SyncOptions(spec['feed_url'], MANAGER_ID, servers=servers, workers=spec['workers'], progress=progress)
+    return core.sync.Sync(repo, client, keyring, options).run()
+
+
 def _child_sync(core, spec, keyring):
     with open(spec['servers'], encoding='utf-8') as handle:
         servers = [core.repository.server_from_dict(MANAGER_ID, item) for item in json.load(handle)]
@@ -162,7 +170,7 @@ def _child_sync(core, spec, keyring):
 
     repo = core.repository.Repository(spec['root'])
     began = time.perf_counter()
-    result = core.sync.sync_repository(repo, TimedClient(), spec['feed_url'], keyring, MANAGER_ID, servers=servers, workers=spec['workers'], progress=progress)
+    result = _run_sync(core, repo, TimedClient(), keyring, spec, servers, progress)
     ended = time.perf_counter()
     out = {
         'sync_seconds': ended - began,

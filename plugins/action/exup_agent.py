@@ -17,7 +17,7 @@ import os
 from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
@@ -102,15 +102,14 @@ class ActionModule(ExupAction):
             )
             if self._task.check_mode:
                 # Check mode writes nothing: the sync only says what it would download.
-                synced = sync_repository(
-                    repo, client, args['feed_url'], keyring, args['manager_id'], servers=[self.server_record(facts, states)], check_mode=True
-                )
+                options = SyncOptions(args['feed_url'], args['manager_id'], servers=[self.server_record(facts, states)])
+                synced = repo.sync(client, keyring, options, check_mode=True)
                 if newest(self.repo_agents(repo, facts)) is None:
                     return None, None, 'feed'
                 self.feed_would_download = [item['package_id'] for item in synced.added]  # in check mode: what it would download
             else:
                 self.register(repo, facts, states)
-                sync_repository(repo, client, args['feed_url'], keyring, args['manager_id'])
+                repo.sync(client, keyring, SyncOptions(args['feed_url'], args['manager_id']))
             source = 'repository'
             used = 'feed'
         else:

@@ -164,7 +164,6 @@ rebuilt:
 import os
 import zipfile
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import rebuild_index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import DELETED, Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
 
@@ -244,7 +243,7 @@ def main():
         cleared = module.run(repo.clear_tombstones, check_mode=module.check_mode)
         output.update(cleared=cleared, changed=bool(cleared))
     elif state == 'rebuilt':
-        rebuilt = module.run(rebuild_index, repo, module.keyring(), check_mode=module.check_mode)
+        rebuilt = module.run(repo.rebuild, module.keyring(), check_mode=module.check_mode)
         output.update(rebuilt=rebuilt, changed=rebuilt['changed'])
         output['diff'] = {'before': '', 'after': ''.join('+ %s\n' % p['package_id'] for p in rebuilt['packages'])}
     elif state == 'refusals_cleared':

@@ -158,7 +158,7 @@ feed_unchanged:
 '''
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository, server_from_dict
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import Sync, SyncOptions
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC, REPOSITORY_SPEC, TRUST_SPEC, ExupModule
 
 
@@ -194,8 +194,8 @@ def main():
         time_limit=params['sync_timeout'],
         accept_version_reset=params['accept_catalog_version_reset'],
     )
-    sync = module.run(Sync, Repository(params['repository']), module.http_client(), module.keyring(), options)
-    result = module.run(sync.run, check_mode=module.check_mode)
+    repo = Repository(params['repository'])
+    result = module.run(repo.sync, module.http_client(), module.keyring(), options, check_mode=module.check_mode)
     output = result.as_dict()
     if result.refused:
         module.warn('%d package(s) refused: %s' % (len(result.refused), '; '.join('%s (%s)' % (r['package_id'], r['code']) for r in result.refused[:5])))

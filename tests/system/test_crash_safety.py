@@ -31,7 +31,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import build_package_from_bytes
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import entry_for, write_catalog
@@ -49,14 +49,14 @@ import json, sys, time
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 root, url, public_key, servers = sys.argv[1:]
 servers = [Server(**item) for item in json.loads(servers)]
 repo, client, keyring = Repository(root), HttpClient(), KeyRing.from_pem_list([public_key])
 print("ready", flush=True)
 began = time.monotonic()
-result = sync_repository(repo, client, url, keyring, "local", servers=servers, workers=4)
+result = repo.sync(client, keyring, SyncOptions(url, "local", servers=servers, workers=4))
 print("done %.3f %d" % (time.monotonic() - began, len(result.added)), flush=True)
 """
 
@@ -169,7 +169,7 @@ def test_sync_killed_at_many_points_leaves_a_sound_store_and_completes(scratch: 
 
     def run_to_completion(root: Path) -> None:
         servers_objects = [h.server(s["name"], s["model"], s["os"]) for s in servers]
-        result = sync_repository(Repository(str(root)), HttpClient(), url, trusted, h.MANAGER, servers=servers_objects, workers=4)
+        result = Repository(str(root)).sync(HttpClient(), trusted, SyncOptions(url, h.MANAGER, servers=servers_objects, workers=4))
         assert result.refused == []
 
     # An uninterrupted sync: the state every interrupted one must reach.

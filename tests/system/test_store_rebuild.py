@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, build_package_from_bytes
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import rebuild_index
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import synthesize_feed
@@ -47,7 +47,7 @@ def test_sync_after_the_index_was_lost_keeps_the_pool_and_the_rebuild_restores_i
     servers = [h.server("db01", models[0], "rhel9")]
     repo, trusted = h.frozen_repo(tmp_path / "repo"), h.keyring(key)
     url = nginx.url(h.CATALOG)
-    first = sync_repository(repo, HttpClient(), url, trusted, h.MANAGER, servers=servers)
+    first = repo.sync(HttpClient(), trusted, SyncOptions(url, h.MANAGER, servers=servers))
     assert first.added
     repo.add_files([pinned_package(tmp_path, key, models[0])], trusted, mode="pinned")
     deleted = sorted(state(repo)[0])[0]
@@ -57,7 +57,7 @@ def test_sync_after_the_index_was_lost_keeps_the_pool_and_the_rebuild_restores_i
     for suffix in ("", "-wal", "-shm"):  # repo.db lost
         if os.path.exists(repo.store.db_path + suffix):
             os.unlink(repo.store.db_path + suffix)
-    second = sync_repository(repo, HttpClient(), url, trusted, h.MANAGER, servers=servers)
+    second = repo.sync(HttpClient(), trusted, SyncOptions(url, h.MANAGER, servers=servers))
 
     assert h.pool_files(Path(repo.store.root)).items() >= pool.items()  # nothing the index lost was deleted
     assert [e for e in second.events if e["code"] == "store_rebuild_needed"], second.events
@@ -68,5 +68,5 @@ def test_sync_after_the_index_was_lost_keeps_the_pool_and_the_rebuild_restores_i
     assert rebuilt["state"] == "lost" and rebuilt["quarantined"] == []
     assert state(repo) == before  # the same packages, the pin and the tombstone
     h.check_store(Path(repo.store.root), trusted)
-    third = sync_repository(repo, HttpClient(), url, trusted, h.MANAGER, servers=servers)
+    third = repo.sync(HttpClient(), trusted, SyncOptions(url, h.MANAGER, servers=servers))
     assert third.added == [] and deleted in third.skipped_tombstoned and state(repo) == before

@@ -31,7 +31,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import bu
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME, INFO_NAME
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
@@ -72,7 +72,7 @@ class Bench:
         return h.keyring(self.key)
 
     def sync(self, trusted=None):
-        return sync_repository(self.repo, HttpClient(timeout=10), self.url, trusted or self.trusted, h.MANAGER, servers=[h.server("db01")])
+        return self.repo.sync(HttpClient(timeout=10), trusted or self.trusted, SyncOptions(self.url, h.MANAGER, servers=[h.server("db01")]))
 
     def publish(self, data: bytes, **kwargs) -> dict:
         """Publish ``data`` as system-bios 1.02 (the newest: generation management wants it)."""

@@ -20,7 +20,7 @@ import pytest
 from ansible_collections.exup.fleet.plugins.module_utils._exup import deadline as deadline_module
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.tests.system import helpers as h
 from ansible_collections.exup.fleet.tests.system.test_sync_bad_input import NEW_ID, NEW_URL, Bench, _seed
@@ -44,9 +44,8 @@ def new_catalog_bytes(bench: Bench) -> None:
 
 
 def sync(bench: Bench, time_limit: float, timeout: int = 10, url: str | None = None, repo: Repository | None = None):
-    return sync_repository(
-        repo or bench.repo, HttpClient(timeout=timeout), url or bench.url, bench.trusted, h.MANAGER, servers=[h.server("db01")], time_limit=time_limit
-    )
+    options = SyncOptions(url or bench.url, h.MANAGER, servers=[h.server("db01")], time_limit=time_limit)
+    return (repo or bench.repo).sync(HttpClient(timeout=timeout), bench.trusted, options)
 
 
 def fails(bench: Bench, code: str, fragment: str, time_limit: float = 3, keeps_part: bool = False, catalog_accepted: bool = False, **kwargs) -> ExupError:

@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import synthesize_feed, write_catalog
@@ -49,8 +49,8 @@ class Feed:
     def root(self) -> Path:
         return Path(self.repo.store.root)
 
-    def sync(self, client=None, **kwargs):
-        return sync_repository(self.repo, client or HttpClient(), self.url, self.trusted, h.MANAGER, servers=self.servers, **kwargs)
+    def sync(self, client=None, check_mode=False, **options):
+        return self.repo.sync(client or HttpClient(), self.trusted, SyncOptions(self.url, h.MANAGER, servers=self.servers, **options), check_mode=check_mode)
 
     def entries(self) -> list[dict]:
         return h.catalog_entries(self.feed_dir)
@@ -232,7 +232,7 @@ def test_parallel_workers_download_at_the_same_time(tmp_path: Path, tmp_feed_dir
     assert time.monotonic() - began >= 0.1 * (first["size"] // 1024)
 
     began = time.monotonic()
-    result = sync_repository(Repository(str(tmp_path / "parallel")), HttpClient(), url, trusted, h.MANAGER, servers=servers, workers=4)
+    result = Repository(str(tmp_path / "parallel")).sync(HttpClient(), trusted, SyncOptions(url, h.MANAGER, servers=servers, workers=4))
     elapsed = time.monotonic() - began
 
     assert len(result.added) == 8 and result.refused == []
@@ -250,7 +250,7 @@ def test_tls_feed_with_ca_path_and_refused_without(tmp_path: Path, tmp_feed_dir:
     repo = h.frozen_repo(tmp_path / "repo")
     servers = [h.server("db01")]
 
-    result = sync_repository(repo, HttpClient(ca_path=str(nginx_tls.ca_path)), url, trusted, h.MANAGER, servers=servers)
+    result = repo.sync(HttpClient(ca_path=str(nginx_tls.ca_path)), trusted, SyncOptions(url, h.MANAGER, servers=servers))
     assert len(result.added) == 4
     h.check_store(tmp_path / "repo", trusted)
 
@@ -258,7 +258,7 @@ def test_tls_feed_with_ca_path_and_refused_without(tmp_path: Path, tmp_feed_dir:
     h.publish_package(tmp_feed_dir, key, h.info("system-bios-1.02", version="1.02"))
     before = h.snapshot(tmp_path / "repo")
     with pytest.raises(TransportError) as caught:
-        sync_repository(repo, HttpClient(), url, trusted, h.MANAGER, servers=servers)
+        repo.sync(HttpClient(), trusted, SyncOptions(url, h.MANAGER, servers=servers))
     assert caught.value.code == "tls_failed"
     assert f"TLS verification of https://127.0.0.1:{nginx_tls.port} failed" in caught.value.msg
     assert "CERTIFICATE_VERIFY_FAILED" in caught.value.msg
@@ -275,7 +275,7 @@ def test_withdrawn_package_is_not_asked_for_again(tmp_path: Path, tmp_feed_dir: 
     repo = h.frozen_repo(tmp_path / "repo")
 
     def sync(check_mode=False):
-        return sync_repository(repo, HttpClient(), nginx.url(h.CATALOG), h.keyring(key), h.MANAGER, servers=[h.server("db01")], check_mode=check_mode)
+        return repo.sync(HttpClient(), h.keyring(key), SyncOptions(nginx.url(h.CATALOG), h.MANAGER, servers=[h.server("db01")]), check_mode=check_mode)
 
     first = sync()
     assert [(r["package_id"], r["code"]) for r in first.refused] == [("system-bios-1.02", "http_status")]

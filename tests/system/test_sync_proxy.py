@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.tests.services.nginx import NginxServer
@@ -36,7 +36,7 @@ class Seeded:
         return Path(self.repo.store.root)
 
     def sync(self, client):
-        return sync_repository(self.repo, client, self.nginx.url(h.CATALOG), h.keyring(self.key), h.MANAGER, servers=[h.server("db01")])
+        return self.repo.sync(client, h.keyring(self.key), SyncOptions(self.nginx.url(h.CATALOG), h.MANAGER, servers=[h.server("db01")]))
 
     def squid_entries(self, proxy) -> list[dict]:
         """squid's log entries for requests to this test's nginx."""
@@ -145,7 +145,7 @@ def tls_feed(tmp_path: Path, tmp_feed_dir: Path, nginx_tls):
 
 def sync_tls(tls_feed, client):
     web, key, repo = tls_feed
-    return sync_repository(repo, client, web.url(h.CATALOG), h.keyring(key), h.MANAGER, servers=[h.server("db01")])
+    return repo.sync(client, h.keyring(key), SyncOptions(web.url(h.CATALOG), h.MANAGER, servers=[h.server("db01")]))
 
 
 def tunnels(proxy, web) -> list[dict]:

@@ -26,7 +26,7 @@ from lxml import etree
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import MAX_VERSION_STEP, build_catalog
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import HASH_NAME
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import sync_repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import write_catalog
@@ -34,8 +34,8 @@ from ansible_collections.exup.fleet.tests.system import helpers as h
 from ansible_collections.exup.fleet.tests.system.test_sync_bad_input import NEW_ID, NEW_URL, Bench, bench, flip, hostile_bench  # noqa: F401  # pylint: disable=unused-import  # fixtures
 
 
-def sync(bench_: Bench, url=None, trusted=None, **kwargs):
-    return sync_repository(bench_.repo, HttpClient(timeout=10), url or bench_.url, trusted or bench_.trusted, h.MANAGER, servers=[h.server("db01")], **kwargs)
+def sync(bench_: Bench, url=None, trusted=None, **options):
+    return bench_.repo.sync(HttpClient(timeout=10), trusted or bench_.trusted, SyncOptions(url or bench_.url, h.MANAGER, servers=[h.server("db01")], **options))
 
 
 def package_requests(nginx) -> list[dict]:

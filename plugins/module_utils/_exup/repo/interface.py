@@ -17,6 +17,9 @@ import typing
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
 
+if typing.TYPE_CHECKING:  # sync.py imports this module's records
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions, SyncResult
+
 
 @dataclasses.dataclass(frozen=True)
 class StoredPackage:
@@ -133,6 +136,13 @@ class RepositoryApi(typing.Protocol):
 
     def listing(self, manager_id: str, event_limit: int = 100, module_ids=None, models=None) -> dict:
         """What exup_package_info returns."""
+
+    # --- the vendor feed, and recovery
+    def sync(self, client, keyring, options: SyncOptions, check_mode: bool = False) -> SyncResult:
+        """Sync from the vendor feed of ``options`` (003 §2.2.1-2.2.2) over ``client``; check mode only says what it would do."""
+
+    def rebuild(self, keyring, check_mode: bool = False) -> dict:
+        """Rebuild a missing, damaged or lost index from the pool (003 §4.4): what exup_package state=rebuilt returns."""
 
     # --- servers of this manager
     def record_server(self, manager_id: str, server: Server) -> bool:

@@ -29,7 +29,9 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MO
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import export
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index, PackageRow, RebootRow, ServerRow
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, StoredPackage, Tombstone
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import rebuild_index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import Sync, SyncOptions, SyncResult
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Candidate, GenerationPlan, Server, generation_plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import DEFAULT_MANUAL_ICON, MANUAL_ICONS, choose_manual_icon, rebooting
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
@@ -226,6 +228,12 @@ class Repository:
     def job_reported(self, job_id: str) -> bool:
         with self.read() as index:
             return index.job_outcome_logged(job_id)
+
+    def sync(self, client, keyring, options: SyncOptions, check_mode: bool = False) -> SyncResult:
+        return Sync(self, client, keyring, options).run(check_mode)
+
+    def rebuild(self, keyring, check_mode: bool = False) -> dict:
+        return rebuild_index(self, keyring, check_mode=check_mode)
 
     def stored_package(self, row: PackageRow) -> StoredPackage:
         return StoredPackage(

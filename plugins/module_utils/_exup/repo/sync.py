@@ -331,7 +331,9 @@ def _entry_summary(entry: CatalogEntry) -> dict:
 
 # ----------------------------------------------------------------- the updater
 class Sync:
-    """One sync of ``repo`` (Repository) from the feed of ``options`` (SyncOptions): ``run()`` returns a SyncResult."""
+    """One sync of ``repo`` (Repository) from the feed of ``options`` (SyncOptions): ``run()`` returns a SyncResult.
+
+    The faces start it through the repository's interface, ``RepositoryApi.sync``."""
 
     index: Index  # the store's index, while run() holds it
 
@@ -541,29 +543,3 @@ class Sync:
         self.repo.store.collect_garbage(self.index, keep_parts={entry.sha256 for entry in selection.to_fetch if entry.package_id in resumable})
         if self.index.rebuild_needed():  # the index was lost: its pool files stay until exup_package state=rebuilt
             self.log('store_rebuild_needed', 'rebuild it with exup_package state=rebuilt', unindexed=len(self.repo.store.unindexed(self.index)))
-
-
-def sync_repository(
-    repo,
-    client,
-    feed_url,
-    keyring,
-    manager_id,
-    servers=None,
-    check_mode=False,
-    workers=4,
-    progress=None,
-    accept_version_reset=False,
-    time_limit=DEFAULT_SYNC_TIMEOUT,
-) -> SyncResult:
-    """Sync ``repo`` (Repository) from ``feed_url`` (the catalog URL): ``Sync(...).run(check_mode)``; see SyncOptions for the options."""
-    options = SyncOptions(
-        feed_url=feed_url,
-        manager_id=manager_id,
-        servers=servers,
-        workers=workers,
-        time_limit=time_limit,
-        accept_version_reset=accept_version_reset,
-        progress=progress,
-    )
-    return Sync(repo, client, keyring, options).run(check_mode)

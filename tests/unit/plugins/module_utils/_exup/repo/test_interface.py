@@ -112,3 +112,27 @@ def test_job_reported_counts_outcomes_not_starts(repo):
     repo.log_events([ev.event('apply_finished', None, job_id='job-1', results={})])
     assert repo.job_reported('job-1') is True
     assert repo.job_reported('job-2') is False
+
+
+def test_rebuild_through_the_interface(repo, keyring, build_pkg, register):
+    register('mgr-a', [SERVER_A])
+    repo.add_files([build_pkg(package_id='P1', version='1')], keyring)
+    sound = repo.rebuild(keyring)
+    assert sound['state'] == 'sound' and sound['changed'] is False
+    for suffix in ('', '-wal', '-shm'):
+        if os.path.exists(repo.store.db_path + suffix):
+            os.unlink(repo.store.db_path + suffix)
+    preview = repo.rebuild(keyring, check_mode=True)
+    assert preview['state'] == 'missing' and [p['package_id'] for p in preview['packages']] == ['P1']
+    assert not os.path.exists(repo.store.db_path)  # check mode writes nothing
+    result = repo.rebuild(keyring)
+    assert result['changed'] and [p.package_id for p in repo.packages()] == ['P1']
+
+
+def test_the_faces_sync_and_rebuild_through_the_interface():
+    """Issue 9 review F6: exup_repo_sync, exup_package state=rebuilt and exup_agent source=feed need no concrete Repository."""
+    plugins = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(interface.__file__)))))
+    for face in ('modules/exup_repo_sync.py', 'modules/exup_package.py', 'action/exup_agent.py'):
+        with open(os.path.join(plugins, face), encoding='utf-8') as handle:
+            source = handle.read()
+        assert 'rebuild_index' not in source and 'Sync(' not in source and 'sync_repository' not in source, face

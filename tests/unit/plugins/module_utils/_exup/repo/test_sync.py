@@ -21,7 +21,6 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import 
     SyncOptions,
     feed_request,
     select_downloads,
-    sync_repository,
     verify_answer,
 )
 
@@ -196,7 +195,7 @@ class FeedOnly:
 def test_check_mode_plans_over_the_new_entries_and_writes_nothing(repo, signing_key, keyring):
     client = FeedOnly(catalog(signing_key, 1, [entry('BIOS-1.0'), entry('BIOS-1.1', version='1.1', sha256='b' * 64)]))
     servers = [server_from_dict('mgr-a', {'name': 'a1', 'model': MODEL, 'os': 'linux'})]
-    result = sync_repository(repo, client, FEED, keyring, 'mgr-a', servers=servers, check_mode=True)
+    result = repo.sync(client, keyring, SyncOptions(FEED, 'mgr-a', servers=servers), check_mode=True)
     assert sorted(a['package_id'] for a in result.added) == ['BIOS-1.0', 'BIOS-1.1']
     assert result.removed == [] and result.events == [] and result.catalog['version'] == 1
     assert client.asked == [(FEED, None, {'since': EPOCH})]
