@@ -153,7 +153,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         results = apply_report.package_results(job['items'], place, versions_after)
         code, cause, detail = self.job_outcome(job)
         self.log_events(repo, (code, cause, detail))
-        if any(r['module_id'] == plan.AGENT_MODULE and r['action'] == 'uninstall' and r['status'] == 'succeeded' for r in results):
+        if apply_report.agent_removed(results):
             self.unregister(repo, 'agent uninstalled')
         finished = apply_report.FinishedApply(results, action=action, code=code, cause=cause, job_error=job.get('error'))
         return dict(

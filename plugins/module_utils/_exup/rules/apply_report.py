@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import DISK_FULL
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan, support
 
 #: keys of the agent's job items that a package result keeps (the BMC path keeps all but INTERNAL_KEYS)
 AGENT_RESULT_KEYS = ('package_id', 'module_id', 'action', 'status', 'cause', 'reboot_required', 'outcome')
@@ -92,6 +92,13 @@ def staged_versions(states: Mapping[str, plan.ModuleState]) -> dict:
 def restarted_modules(results: Sequence[Mapping]) -> list:
     """Modules whose package succeeded and waits for a restart."""
     return [result['module_id'] for result in results if result['status'] == 'succeeded' and result['reboot_required']]
+
+
+def agent_removed(results: Sequence[Mapping]) -> bool:
+    """Whether the apply uninstalled the update agent: agent management of the server has ended (it is unregistered)."""
+    return any(
+        result.get('module_id') == support.AGENT_MODULE and result.get('action') == 'uninstall' and result.get('status') == 'succeeded' for result in results
+    )
 
 
 def _restart_fields(place: ApplyPlace, rebooted: bool = False) -> dict:

@@ -34,7 +34,6 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MO
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
-AGENT_MODULE = support.AGENT_MODULE
 LATEST, PREVIOUS = 'latest', 'previous'
 
 #: Table 10, highest priority first. Module statuses not listed rank as their nearest meaning.
@@ -288,7 +287,7 @@ def order(items):
     """§2.1.7: no-reboot first, then release date (oldest first); the update agent's uninstall last."""
 
     def key(item):
-        agent_uninstall = item.action == 'uninstall' and item.module_id == AGENT_MODULE
+        agent_uninstall = item.action == 'uninstall' and item.module_id == support.AGENT_MODULE
         return (agent_uninstall, item.reboot_required, item.release_date, item.package_id)
 
     return sorted(items, key=key)

@@ -249,3 +249,25 @@ def test_apply_summary(finished, place, expected):
 def test_restarted_modules_are_the_successes_that_wait_for_a_restart():
     results = [job_item(reboot_required=True), job_item('failed', module_id='sdr', reboot_required=True), job_item(module_id='bmc-firmware')]
     assert ar.restarted_modules(results) == ['system-bios']
+
+
+@pytest.mark.parametrize(
+    ('results', 'removed'),
+    [
+        ([{'module_id': 'update-agent', 'action': 'uninstall', 'status': 'succeeded'}], True),
+        (
+            [
+                {'module_id': 'raid-utility', 'action': 'uninstall', 'status': 'succeeded'},
+                {'module_id': 'update-agent', 'action': 'uninstall', 'status': 'succeeded'},
+            ],
+            True,
+        ),
+        ([{'module_id': 'update-agent', 'action': 'uninstall', 'status': 'failed'}], False),
+        ([{'module_id': 'update-agent', 'action': 'uninstall', 'status': 'cancelled'}], False),
+        ([{'module_id': 'update-agent', 'action': 'install', 'status': 'succeeded'}], False),  # an agent upgrade keeps it managed
+        ([{'module_id': 'raid-utility', 'action': 'uninstall', 'status': 'succeeded'}], False),
+        ([], False),
+    ],
+)
+def test_agent_removed_only_by_a_succeeded_uninstall_of_the_update_agent(results, removed):
+    assert ar.agent_removed(results) is removed
