@@ -11,6 +11,7 @@ filter is in the YAML file of its name beside this one.
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible.inventory.manager import split_host_pattern
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import rollout
 
@@ -60,8 +61,18 @@ def rollout_summary(rows, settings) -> list:
         raise AnsibleFilterError('a row lacks %s (rows come from rollout_chosen and rollout_outcome)' % exc.args[0]) from exc
 
 
+def rollout_hosts(target, group: str) -> str:
+    """The wave play's pattern: the target (split as Ansible splits it), then ``&group``."""
+    if not isinstance(target, (str, list)):
+        raise AnsibleFilterError('the target must be a host pattern or a list of them, not %s' % type(target).__name__)
+    try:
+        return rollout.wave_hosts(split_host_pattern(target), str(group))
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 class FilterModule:
-    """exup.fleet.rollout_check, rollout_chosen, rollout_restart, rollout_outcome, rollout_summary."""
+    """exup.fleet.rollout_check, rollout_chosen, rollout_restart, rollout_outcome, rollout_summary, rollout_hosts."""
 
     def filters(self):
         return {
@@ -70,4 +81,5 @@ class FilterModule:
             'rollout_restart': rollout_restart,
             'rollout_outcome': rollout_outcome,
             'rollout_summary': rollout_summary,
+            'rollout_hosts': rollout_hosts,
         }

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.support import AGENT_MODULE
@@ -427,3 +427,21 @@ def summary(settings: Settings, rows: list) -> list:
         lines += ['    %s' % (line,) for line in row['packages']]
         lines += ['    FAILED %s' % (line,) for line in row['failures']]
     return [line for line in [_title(settings, rows)] + _lines(lines) if line]
+
+
+# --------------------------------------------------------------------------- the wave play's hosts
+
+
+def wave_hosts(terms: Sequence[str], group: str) -> str:
+    """The pattern of the wave play: the target's terms, then ``&group`` (the servers chosen).
+
+    ``terms`` are the target split as Ansible splits a pattern (``managed:db`` is ``managed``, ``db``;
+    ``web[0:1]`` and ``fe80::1`` are one term each). They are joined with ``,``: Ansible does not split
+    a ``:`` once a pattern holds a ``,``, and a ``,`` never splits a range or an IPv6 address.
+    """
+    if not group or ',' in group or ':' in group:
+        raise ValueError('the group of the chosen servers must be one group name, not %r' % (group,))
+    for term in terms:
+        if ',' in term or not term.strip():
+            raise ValueError('a term of the target must be one pattern without ",", not %r' % (term,))
+    return ','.join([term.strip() for term in terms] + ['&' + group])

@@ -55,7 +55,7 @@ APPLIED = {
 }
 AFTER = dict(INFO, server_status='latest', modules={'system-bios': {'status': 'latest', 'current': '1.2', 'block': None}})
 WAVE = {'info_before': INFO, 'applied': APPLIED, 'reboot': {'changed': True, 'rebooted': True}, 'info_after': AFTER}
-FILTERS = ('rollout_check', 'rollout_chosen', 'rollout_restart', 'rollout_outcome', 'rollout_summary')
+FILTERS = ('rollout_check', 'rollout_chosen', 'rollout_restart', 'rollout_outcome', 'rollout_summary', 'rollout_hosts')
 
 
 def test_the_filters_are_the_ones_documented():
@@ -102,6 +102,58 @@ def test_a_wave_with_tasks_not_run_yet():
 def test_wrong_input_is_a_filter_error(call, message):
     with pytest.raises(AnsibleFilterError, match=message):
         call()
+
+
+INVENTORY = """\
+[managed]
+web1
+web2
+db1
+fe80::1
+[web]
+web1
+web2
+[db]
+db1
+[exup_apply_chosen]
+web1
+db1
+fe80::1
+"""
+
+
+@pytest.mark.parametrize(
+    'target, chosen',
+    [
+        ('managed', ['web1', 'db1', 'fe80::1']),
+        ('managed:db', ['web1', 'db1', 'fe80::1']),
+        ('web:db', ['web1', 'db1']),
+        ('web,db', ['web1', 'db1']),
+        ('web[0:1]', ['web1']),
+        ('web[1]', []),
+        ('managed:!db', ['web1', 'fe80::1']),
+        ('managed:&db', ['db1']),
+        ('fe80::1', ['fe80::1']),
+        (['web', 'db1'], ['web1', 'db1']),
+    ],
+)
+def test_the_wave_hosts_are_the_chosen_servers_of_the_target(tmp_path, target, chosen):
+    """Through Ansible's InventoryManager: the wave play's pattern is the target's hosts that are chosen."""
+    from ansible.inventory.manager import InventoryManager  # pylint: disable=import-outside-toplevel
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+
+    (tmp_path / 'hosts.ini').write_text(INVENTORY)
+    inventory = InventoryManager(DataLoader(), sources=[str(tmp_path / 'hosts.ini')])
+    pattern = rollout_filter.rollout_hosts(target, 'exup_apply_chosen')
+    wanted = [host.name for host in inventory.get_hosts(target) if host.name in chosen]
+    assert [host.name for host in inventory.get_hosts(pattern)] == wanted == chosen  # in the target's order
+
+
+def test_the_wave_hosts_refuse_what_is_not_a_pattern():
+    with pytest.raises(AnsibleFilterError, match='must be a host pattern'):
+        rollout_filter.rollout_hosts({'managed': 1}, 'exup_apply_chosen')
+    with pytest.raises(AnsibleFilterError, match='must be one group name'):
+        rollout_filter.rollout_hosts('managed', 'a,b')
 
 
 def _collections_path() -> str:

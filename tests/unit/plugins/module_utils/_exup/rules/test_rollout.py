@@ -411,3 +411,27 @@ def test_the_summary_of_an_uninstall():
     assert rollout.summary(settings(UNINSTALL, check_mode=True, modules=['sdr']), [])[0] == (
         'exup uninstall of sdr from managed (check mode: nothing was changed): 0 of 0 server(s) chosen, 0 failed'
     )
+
+
+# --------------------------------------------------------------------------- the wave play's hosts
+
+
+@pytest.mark.parametrize(
+    'terms, pattern',
+    [
+        (['managed'], 'managed,&exup_apply_chosen'),
+        (['managed', 'db'], 'managed,db,&exup_apply_chosen'),
+        (['web[0:1]'], 'web[0:1],&exup_apply_chosen'),
+        (['managed', '!db'], 'managed,!db,&exup_apply_chosen'),
+        (['fe80::1', ' db '], 'fe80::1,db,&exup_apply_chosen'),
+        ([], '&exup_apply_chosen'),
+    ],
+)
+def test_the_wave_hosts_are_the_terms_then_the_chosen_group(terms, pattern):
+    assert rollout.wave_hosts(terms, 'exup_apply_chosen') == pattern
+
+
+@pytest.mark.parametrize('terms, group', [(['a,b'], 'chosen'), ([' '], 'chosen'), (['a'], ''), (['a'], 'x,y'), (['a'], 'x:y')])
+def test_the_wave_hosts_refuse_a_term_or_group_that_is_not_one(terms, group):
+    with pytest.raises(ValueError, match='must be one'):
+        rollout.wave_hosts(terms, group)
