@@ -221,3 +221,42 @@ def test_state_records():
     ):
         error = refused(contract.check_state, state, '2.0.0')
         assert error.code == 'agent_version_mismatch' and words in error.msg and 'installed: 2.0.0' in error.msg
+
+
+# ---------------------------------------------------------------------------- exup_host's answers
+ANSWER_JOB = {
+    'job_id': 'j1',
+    'state': 'finished',
+    'done': 1,
+    'total': 1,
+    'recovered': False,
+    'runner_lost': False,
+    'error': None,
+    'items': [{'package_id': 'p', 'module_id': 'system-bios', 'action': 'install', 'status': 'succeeded', 'reboot_required': True, 'exit_code': 0}],
+}
+
+
+def test_a_job_answer_as_exup_host_gives_it_passes_and_is_returned_as_it_is():
+    answer = {'changed': True, 'job': ANSWER_JOB, 'versions_after': {'system-bios': '1.1'}, 'modules': {}, 'agent': None, 'output': 'x'}
+    assert contract.check_answer('status', answer) is answer
+    assert contract.check_answer('unknown-phase', {}) == {}  # nothing declared, nothing read
+
+
+@pytest.mark.parametrize(
+    ('phase', 'answer', 'field', 'problem'),
+    [
+        ('status', {}, 'status answer.job', 'is missing'),
+        ('status', {'job': dict(ANSWER_JOB, done='1')}, 'status answer.job.done', 'must be of type int, not str'),
+        ('status', {'job': dict(ANSWER_JOB, state='paused')}, 'status answer.job.state', "must be one of queued, running, finished, not 'paused'"),
+        ('status', {'job': dict(ANSWER_JOB, items=[dict(ANSWER_JOB['items'][0], extra=1)])}, 'status answer.job.items[0].extra', 'is not a field'),
+        ('start', {'job': ANSWER_JOB, 'versions_after': {'system-bios': 1}}, 'start answer.versions_after[system-bios]', 'must be of type str, not int'),
+        ('cancel', {'job': ANSWER_JOB}, 'cancel answer.changed', 'is missing'),
+        ('agent_install', {'agent': {'version': '1.0'}}, 'agent_install answer.agent.installed', 'is missing'),
+        ('logs', {'files': ['a', 2]}, 'logs answer.files[1]', 'must be of type str, not int'),
+    ],
+)
+def test_an_answer_that_breaks_the_contract_is_contract_invalid_naming_the_field(phase, answer, field, problem):
+    with pytest.raises(ExupError) as raised:
+        contract.check_answer(phase, answer)
+    assert (raised.value.code, raised.value.details['field']) == ('contract_invalid', field)
+    assert problem in raised.value.msg
