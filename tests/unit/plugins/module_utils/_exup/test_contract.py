@@ -224,7 +224,8 @@ def test_state_records():
 
 
 # ---------------------------------------------------------------------------- exup_host's answers
-ANSWER_JOB = {
+ANSWER_ITEM = {'package_id': 'p', 'module_id': 'system-bios', 'action': 'install', 'status': 'succeeded', 'reboot_required': True, 'exit_code': 0}
+ANSWER_JOB: dict = {
     'job_id': 'j1',
     'state': 'finished',
     'done': 1,
@@ -232,7 +233,7 @@ ANSWER_JOB = {
     'recovered': False,
     'runner_lost': False,
     'error': None,
-    'items': [{'package_id': 'p', 'module_id': 'system-bios', 'action': 'install', 'status': 'succeeded', 'reboot_required': True, 'exit_code': 0}],
+    'items': [ANSWER_ITEM],
 }
 
 
@@ -248,7 +249,7 @@ def test_a_job_answer_as_exup_host_gives_it_passes_and_is_returned_as_it_is():
         ('status', {}, 'status answer.job', 'is missing'),
         ('status', {'job': dict(ANSWER_JOB, done='1')}, 'status answer.job.done', 'must be of type int, not str'),
         ('status', {'job': dict(ANSWER_JOB, state='paused')}, 'status answer.job.state', "must be one of queued, running, finished, not 'paused'"),
-        ('status', {'job': dict(ANSWER_JOB, items=[dict(ANSWER_JOB['items'][0], extra=1)])}, 'status answer.job.items[0].extra', 'is not a field'),
+        ('status', {'job': dict(ANSWER_JOB, items=[dict(ANSWER_ITEM, extra=1)])}, 'status answer.job.items[0].extra', 'is not a field'),
         ('start', {'job': ANSWER_JOB, 'versions_after': {'system-bios': 1}}, 'start answer.versions_after[system-bios]', 'must be of type str, not int'),
         ('cancel', {'job': ANSWER_JOB}, 'cancel answer.changed', 'is missing'),
         ('agent_install', {'agent': {'version': '1.0'}}, 'agent_install answer.agent.installed', 'is missing'),
