@@ -10,6 +10,7 @@ renamed into place, so a failure or a stop midway leaves no partial archive, onl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import os
 import zipfile
@@ -94,12 +95,24 @@ def check_selection(stored: dict[str, PackageRow], selected: list[PackageRow], p
             )
 
 
-def save_archive(repo, dest: str, package_ids=None, module_ids=None, models=None, displayed_only: bool = True, check_mode: bool = False) -> list[dict]:
-    """Save the selection of ``repo`` (a Repository) to ``dest``; returns what the archive holds."""
+@dataclasses.dataclass(frozen=True)
+class ExportRequest:
+    """What to save and where: by package ids, or by modules (optionally limited to target models); see select_for_export."""
+
+    dest: str
+    package_ids: Iterable[str] | None = None
+    module_ids: Iterable[str] | None = None
+    models: Iterable[str] | None = None
+    displayed_only: bool = True
+
+
+def save_archive(repo, request: ExportRequest, check_mode: bool = False) -> list[dict]:
+    """Save the selection of ``request`` from ``repo`` (a Repository) to ``request.dest``; returns what the archive holds."""
+    dest = request.dest
     with repo.read() as index:
         stored = index.packages()
-    selected = select_for_export(stored, package_ids, module_ids, models, displayed_only)
-    check_selection(stored, selected, package_ids)
+    selected = select_for_export(stored, request.package_ids, request.module_ids, request.models, request.displayed_only)
+    check_selection(stored, selected, request.package_ids)
     summary = [
         {'package_id': row.package_id, 'module_id': row.module_id, 'version': row.version, 'file': 'packages/%s.zip' % row.package_id} for row in selected
     ]

@@ -3,8 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Repository operations (003 §2.2): needs of managers, add, delete, deletion history, save, listing.
 
-Every write happens under the store's writer lock, inside a transaction, and
-leaves an event. Decisions come from ``generations`` (pure); this module only
+Every write happens under the store's writer lock and leaves an event. A change
+of state (rows and the event that tells of it) is one transaction. An event
+alone (package_add_failed, package_delete_failed, the sync's log lines of
+``Sync.log``) is one INSERT in autocommit mode, atomic by itself.
+Decisions come from ``generations`` (pure); this module only
 gathers the data (through the data layer, db.py) and applies the result.
 Saving an archive is export.py's. ``Repository`` implements interface.RepositoryApi,
 the conn-less operations the faces use; the methods that take an index are the
@@ -168,6 +171,18 @@ class AddBatch:
     plan: GenerationPlan | None  # over the store and the whole batch; None when pinned
     package_ids: set[str]  # of every valid file given
     done: set[str] = dataclasses.field(default_factory=set)  # ids added (in check mode: that would be) by this call
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteBatch:
+    """One call of ``delete``: where it writes, the plan and rows it decides over, who asks and how."""
+
+    index: Index
+    plan: GenerationPlan
+    stored: dict[str, PackageRow]
+    manager_id: str
+    force: bool
+    check_mode: bool
 
 
 class Repository:
@@ -523,8 +538,9 @@ class Repository:
         if batch.check_mode:
             return dict(base, result=ADDED, msg='The package would be added.', pinned=pinned)
         digest = self._install_copy(path, info, batch.keyring)
-        self.index_package(batch.index, verified, digest, os.path.getsize(self.store.pool_path(digest)), source='manual', pinned=pinned)
-        self.record(batch.index, 'package_added', package_id=info.package_id, version=info.version, mode=batch.mode)
+        with batch.index.transaction():  # the row and its event together
+            batch.index.put_package(info, verified.key_id, digest, os.path.getsize(self.store.pool_path(digest)), 'manual', pinned, self.now_text())
+            self.record(batch.index, 'package_added', package_id=info.package_id, version=info.version, mode=batch.mode)
         return dict(base, result=ADDED, msg='The update package was added.', pinned=pinned, sha256=digest)
 
     def _install_copy(self, path, info, keyring) -> str:
@@ -550,17 +566,20 @@ class Repository:
         results = []
         with self.store.session(check_mode) as index:
             plan, stored = self.plan(index)[:2]
+            batch = DeleteBatch(index, plan, stored, manager_id, force, check_mode)
             for package_id in package_ids:
-                results.append(self._delete_one(index, plan, stored.get(package_id), package_id, manager_id, force, check_mode))
+                results.append(self._delete_one(batch, package_id))
         return results
 
-    def _delete_one(self, index, plan, row, package_id, manager_id, force, check_mode):
+    def _delete_one(self, batch: DeleteBatch, package_id: str) -> dict:
+        index, manager_id, force, check_mode = batch.index, batch.manager_id, batch.force, batch.check_mode
+        row = batch.stored.get(package_id)
         if row is None:
             if not check_mode:
                 self.record(index, 'package_delete_failed', 'no such package', package_id=package_id)
             return {'package_id': package_id, 'result': DELETE_ERROR_MISSING, 'msg': 'The specified update package does not exist.'}
-        if not force and plan.used_by_other_manager(package_id, manager_id):
-            others = sorted(plan.needed_by[package_id] - {manager_id})
+        if not force and batch.plan.used_by_other_manager(package_id, manager_id):
+            others = sorted(batch.plan.needed_by[package_id] - {manager_id})
             if not check_mode:
                 self.record(index, 'package_delete_failed', 'in use by another manager', package_id=package_id, managers=others)
             return {
@@ -595,7 +614,8 @@ class Repository:
     # ----------------------------------------------------------------- save (003 §2.2.6): export.py
     def export(self, dest, package_ids=None, module_ids=None, models=None, displayed_only=True, check_mode=False) -> list[dict]:
         """Save packages as one zip archive: packages/, index.html, css/ (003 Fig. 27); see export.save_archive."""
-        return export.save_archive(self, dest, package_ids, module_ids, models, displayed_only, check_mode)
+        request = export.ExportRequest(dest, package_ids=package_ids, module_ids=module_ids, models=models, displayed_only=displayed_only)
+        return export.save_archive(self, request, check_mode)
 
     # ----------------------------------------------------------------- listing (003 Fig. 10-11, Table 20)
     def listing(self, manager_id, event_limit=100, module_ids=None, models=None) -> dict:

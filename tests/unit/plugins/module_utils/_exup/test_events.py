@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -127,8 +128,9 @@ def stored_pool_paths(repo):
 def export_blocked_on_fifo(repo, tmp_path, package_ids, blocked_id):
     """Run a real export in a child process whose read of ``blocked_id``'s pool file blocks (the file is swapped for a FIFO).
 
-    Yields (process, dest) once the partial archive exists; the pool file is put back afterwards.
-    Nothing is mocked: the child gets a real SIGINT while it writes the archive.
+    Yields (process, dest) once the child has opened the FIFO (the partial archive exists then); the pool
+    file is put back afterwards. Nothing is mocked: the child gets a real SIGINT while it writes the archive.
+    Readiness is the child's open of the FIFO, not a time: a loaded machine only makes the wait longer.
     """
     pool = stored_pool_paths(repo)[blocked_id]
     saved = str(tmp_path / 'saved-pool-file')
@@ -139,18 +141,38 @@ def export_blocked_on_fifo(repo, tmp_path, package_ids, blocked_id):
     os.makedirs(os.path.dirname(dest))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     process = subprocess.Popen([sys.executable, '-c', EXPORT_SCRIPT, repo.store.root, dest] + package_ids, env=env)
+    writer = None
     try:
-        deadline = time.monotonic() + 30
-        while not (os.path.exists(dest + '.tmp') and os.path.getsize(dest + '.tmp') > 0):
-            assert process.poll() is None and time.monotonic() < deadline, 'the export never started its archive'
-            time.sleep(0.02)
+        writer = wait_for_reader(pool, process)
+        assert os.path.getsize(dest + '.tmp') > 0  # the packages before the blocked one are in the partial archive
         yield process, dest
     finally:
         if process.poll() is None:
             process.kill()
-        process.wait(timeout=30)
+        process.wait(timeout=EXIT_BOUND)
+        if writer is not None:
+            os.close(writer)
         os.unlink(pool)
         os.replace(saved, pool)
+
+
+#: seconds a child may take to reach the FIFO or to stop: bounds that only a hung child reaches, so the tests can still fail
+READY_BOUND = 300
+EXIT_BOUND = 120
+
+
+def wait_for_reader(fifo, process):
+    """The write end of ``fifo``, opened once ``process`` opened it to read (no reader yet: ENXIO). The child then blocks in read()."""
+    deadline = time.monotonic() + READY_BOUND
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+        assert process.poll() is None, 'the export ended (rc %s) before it read the blocked package' % process.returncode
+        assert time.monotonic() < deadline, 'the export did not reach the blocked package within %d s' % READY_BOUND
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -174,7 +196,7 @@ def test_export_interrupted_leaves_no_partial_archive_and_logs_archive_cancelled
     events_before = len(saveable.listing('mgr-a', event_limit=1000)['events'])
     with export_blocked_on_fifo(saveable, tmp_path, ['BIOS-1.0', 'BIOS-1.2'], 'BIOS-1.2') as (process, dest):
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 130
+        assert process.wait(timeout=EXIT_BOUND) == 130
     assert not os.path.exists(dest) and not os.path.exists(dest + '.tmp')
     assert os.listdir(os.path.dirname(dest)) == []
     assert snapshot(saveable) == before
@@ -192,7 +214,7 @@ def test_export_interrupted_when_the_partial_archive_cannot_be_removed_logs_arch
         os.makedirs(dest + '.tmp')
         open(os.path.join(dest + '.tmp', 'keep'), 'w').close()
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 130
+        assert process.wait(timeout=EXIT_BOUND) == 130
     assert not os.path.exists(dest)
     assert snapshot(saveable) == before
     event = last_events(saveable, 1)[0]

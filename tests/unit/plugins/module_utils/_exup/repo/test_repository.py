@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import zipfile
 
 import pytest
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import server_from_dict
@@ -67,6 +69,20 @@ def assert_indexed_files_verify(repo, keyring):
 
 
 # ----------------------------------------------------------------- add, mode needed (Table 14)
+def test_an_added_row_and_its_event_commit_together(repo, keyring, build_pkg, register, monkeypatch):
+    """Issue 9 review F10: package_added is in the row's transaction, so no row is left without the event that tells of it."""
+    register('mgr-a', [SERVER_A])
+
+    def log_full(index, time_text, item):
+        raise sqlite3.OperationalError('database or disk is full')
+
+    monkeypatch.setattr(ev, 'record', log_full)
+    with pytest.raises(sqlite3.OperationalError):
+        repo.add_files([build_pkg(package_id='BIOS-1.0', version='1.0')], keyring)
+    monkeypatch.undo()
+    assert package_ids(repo) == []
+
+
 def test_add_needed_added(repo, keyring, build_pkg, register):
     register('mgr-a', [SERVER_A])
     path = build_pkg(package_id='BIOS-1.0', version='1.0')
