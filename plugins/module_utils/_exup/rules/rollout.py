@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.support import AGENT_MODULE
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report
 
 STATES = ('present', 'absent')
 
@@ -311,12 +311,8 @@ def _skipped_lines(settings: Settings, applied: dict) -> list:
 
 
 def _agent_removed(settings: Settings, applied: dict, done: bool) -> bool:
-    return (
-        settings.uninstall
-        and done
-        and not settings.check_mode
-        and any(item.get('module_id') == AGENT_MODULE and item.get('status') == 'succeeded' for item in applied.get('results') or [])
-    )
+    # the rule of exup_apply's own result (apply_report.agent_removed), only where the summary reports it
+    return settings.uninstall and done and not settings.check_mode and apply_report.agent_removed(applied.get('results') or [])
 
 
 def _package_lines(settings: Settings, wave: Wave, done: bool, current: dict, rebooted: bool) -> list:

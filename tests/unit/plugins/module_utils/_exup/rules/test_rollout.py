@@ -34,9 +34,10 @@ def info(server_status='update_available', **modules) -> dict:
     return {'changed': False, 'server_status': server_status, 'modules': rows, 'facts': {'boot_id': 'boot-1'}}
 
 
-def result(module_id, before, status='succeeded', after=None, target=None, staged=False, cause=None) -> dict:
+def result(module_id, before, status='succeeded', after=None, target=None, staged=False, cause=None, action='install') -> dict:
     return {
         'module_id': module_id,
+        'action': action,
         'version_before': before,
         'status': status,
         'version_after': after if after is not None else before,
@@ -344,7 +345,11 @@ def test_an_uninstall_row_and_the_end_of_agent_management():
         'changed': True,
         'reboot_required': False,
         'reboot_allowed': False,
-        'results': [result('raid-utility', '3.1.0'), result('update-agent', '1.1.0'), result('sdr', None, status='failed', cause='x')],
+        'results': [
+            result('raid-utility', '3.1.0', action='uninstall'),
+            result('update-agent', '1.1.0', action='uninstall'),
+            result('sdr', None, status='failed', cause='x', action='uninstall'),
+        ],
     }
     row = rollout.outcome(UNINSTALL, chosen_row(UNINSTALL), Wave(info('latest'), applied, SKIPPED, info('agent_not_installed')))
     assert row['packages'] == [
@@ -399,7 +404,7 @@ def test_the_summary_of_an_apply():
 
 
 def test_the_summary_of_an_uninstall():
-    applied = {'changed': True, 'reboot_required': False, 'reboot_allowed': False, 'results': [result('update-agent', '1.1.0')]}
+    applied = {'changed': True, 'reboot_required': False, 'reboot_allowed': False, 'results': [result('update-agent', '1.1.0', action='uninstall')]}
     rows = [rollout.outcome(UNINSTALL, chosen_row(UNINSTALL, 'a-very-long-name'), Wave(info('latest'), applied, SKIPPED, info('agent_not_installed')))]
     assert rollout.summary(settings(UNINSTALL, target='db'), rows) == [
         'exup uninstall of raid-utility, update-agent from db: 1 of 1 server(s) chosen, 0 failed, agent management ended on 1',
