@@ -286,7 +286,7 @@ def refuse_other_contract():
     A controller of another contract version may send fields or types this module does not know: it must hear
     contract_mismatch naming both versions, not "Unsupported parameters". The arguments are read raw for that.
     """
-    params = basic._load_params()  # pylint: disable=protected-access  # the documented way to read the raw arguments
+    params = basic._load_params() or {}  # pylint: disable=protected-access  # the documented way to read the raw arguments
     mismatch = contract.version_mismatch(_raw_contract_version(params.get('contract_version')))
     if mismatch is None:
         return
