@@ -20,7 +20,7 @@ import dataclasses
 import json
 import sqlite3
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
@@ -201,6 +201,19 @@ def decoded(table: str, key: object, decode: Callable[[typing.Any], Decoded], va
         ) from None
 
 
+def decoded_rows(table: str, rows: list, key: Callable[[typing.Any], object], decode: Callable[[typing.Any], Decoded]) -> list[Decoded]:
+    """``decode`` of every row; on the first failure, store_damaged naming that row (as ``decoded``).
+
+    One try around the whole list: the rows of a sound index (every re-sync reads thousands) pay no call per row for it.
+    """
+    try:
+        return [decode(row) for row in rows]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        for row in rows:
+            decoded(table, key(row), decode, row)
+        raise
+
+
 class Index:
     """One open repo.db. Close it, or use it as a context manager (closes on exit)."""
 
@@ -297,7 +310,8 @@ class Index:
     # ----------------------------------------------------------------- packages
     def packages(self) -> dict[str, PackageRow]:
         """package_id -> its row."""
-        return {row['package_id']: decoded('packages', row['package_id'], self._package_row, row) for row in self.conn.execute('SELECT * FROM packages')}
+        rows = self.conn.execute('SELECT * FROM packages').fetchall()
+        return {row.package_id: row for row in decoded_rows('packages', rows, lambda row: row['package_id'], self._package_row)}
 
     @staticmethod
     def _package_row(row: sqlite3.Row) -> PackageRow:
@@ -365,7 +379,8 @@ class Index:
 
     # ----------------------------------------------------------------- the feed
     def feed_entries(self) -> dict[str, CatalogEntry]:
-        entries = [decoded('feed_entries', row[0], self._feed_entry, row[1]) for row in self.conn.execute('SELECT package_id, entry FROM feed_entries')]
+        rows = self.conn.execute('SELECT package_id, entry FROM feed_entries').fetchall()
+        entries = decoded_rows('feed_entries', rows, lambda row: row[0], lambda row: self._feed_entry(row[1]))
         return {entry.package_id: entry for entry in entries}
 
     @staticmethod
@@ -465,8 +480,16 @@ class Index:
         self.conn.execute('DELETE FROM servers WHERE manager_id = ?', (manager_id,))
         self.conn.execute('DELETE FROM managers WHERE manager_id = ?', (manager_id,))
 
-    def servers(self) -> list[Server]:
-        return [decoded('servers', (row['manager_id'], row['name']), self._server, row) for row in self.conn.execute('SELECT * FROM servers')]
+    def servers(self, managers: Container[str] | None = None, but: str | None = None) -> list[Server]:
+        """The stored servers, of ``managers`` only when given, never of the manager ``but``.
+
+        Rows left out are not decoded: a sync that registers its own servers skips the JSON of all of them.
+        """
+        return [
+            decoded('servers', (row['manager_id'], row['name']), self._server, row)
+            for row in self.conn.execute('SELECT * FROM servers')
+            if (managers is None or row['manager_id'] in managers) and row['manager_id'] != but
+        ]
 
     @staticmethod
     def _server(row: sqlite3.Row) -> Server:

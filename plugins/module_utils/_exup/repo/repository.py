@@ -294,7 +294,7 @@ class Repository:
         check mode and for the manager registering in this very run.
         """
         active = index.managers_seen_since(format_time(self.clock() - PRESENCE_LIFETIME))
-        servers = [server for server in index.servers() if server.manager_id in active and not (override and server.manager_id == override[0])]
+        servers = index.servers(managers=active, but=override[0] if override else None)
         if override:
             servers.extend(override[1])
         return servers
