@@ -54,7 +54,7 @@ SPACE_MARGIN = 4 * 1024 * 1024
 STALE_START_SECONDS = 30
 
 
-def _host_number(path):
+def _host_number(path: str) -> tuple[int, str]:
     """Sort key of a ``host<N>`` folder: host2 before host10 (the kernel numbers hosts in probe order)."""
     number = os.path.basename(path)[len('host') :]
     return (int(number), path) if number.isdigit() else (sys.maxsize, path)
@@ -85,7 +85,7 @@ class Host:
     def __init__(self, root: str = '/') -> None:
         self.layout = runner.Layout(root)
 
-    def _read(self, *parts):
+    def _read(self, *parts: str) -> str | None:
         return runner.read_text(self.layout.path(*parts))
 
     # ------------------------------------------------------------------ what the server is
@@ -100,7 +100,7 @@ class Host:
             virtual = self._read('sys', 'hypervisor', 'type') or 'hypervisor'
         return {'model': product, 'vendor': vendor, 'os': os_name, 'os_pretty_name': pretty, 'virtual_machine': virtual, 'boot_id': runner.boot_id(self.layout)}
 
-    def _scsi_host_version(self, host_dir, names):
+    def _scsi_host_version(self, host_dir: str, names: typing.Iterable[str]) -> str | None:
         for name in names:
             value = runner.read_text(os.path.join(host_dir, name))
             if value:
@@ -166,22 +166,22 @@ class Host:
     def current_job_id(self) -> str | None:
         return self._read('var', 'lib', 'exup', 'current_job')
 
-    def _journal_path(self, job_id):
+    def _journal_path(self, job_id: str) -> str:
         return os.path.join(self.layout.job_dir(job_id), 'journal.json')
 
-    def _read_journal(self, job_id):
+    def _read_journal(self, job_id: str) -> dict:
         journal = runner.read_json(self._journal_path(job_id))
         if journal is None:
             raise HostError('no job %s on this host' % job_id, code='job_unknown', job_id=job_id)
         return contract.check_journal(journal, self._agent_version())
 
-    def _load_state(self):
+    def _load_state(self) -> dict:
         """state.json as the installed agent wrote it, checked: a record of another agent version is a clear error."""
         state = contract.check_state(runner.read_json(self.layout.state_file, {}) or {}, self._agent_version())
         state.setdefault('modules', {})  # as runner.load_state: one read, so what is checked is what is used
         return state
 
-    def _view(self, job_id):
+    def _view(self, job_id: str) -> tuple[dict, list[dict]]:
         """(the job as it really is, items whose end only the view knows): reads, never writes."""
         journal = self._read_journal(job_id)
         try:
@@ -205,7 +205,7 @@ class Host:
             runner.write_json(self._journal_path(job_id), view)
         return view
 
-    def _current_view(self):
+    def _current_view(self) -> tuple[dict | None, list[dict]]:
         job_id = self.current_job_id()
         if not job_id:
             return None, []
@@ -222,13 +222,13 @@ class Host:
         journal = self.last_journal()
         return journal if journal and journal.get('state') != 'finished' else None
 
-    def states(self, facts=None, versions=None):
+    def states(self, facts: dict | None = None, versions: typing.Mapping[str, str] | None = None) -> dict[str, ModuleState]:
         """module_id -> ModuleState: versions, blocks valid for this boot, activity of a running job."""
         facts = facts or self.facts()
         versions = self.module_versions() if versions is None else versions
         saved_state, (last, ended) = self._load_state(), self._current_view()
         for item in ended:  # what a dead job's end means, until the write path records it
-            runner.item_in_state(saved_state, item, last.get('boot_id', ''))
+            runner.item_in_state(saved_state, item, last.get('boot_id', ''))  # type: ignore[union-attr]  # ended: only with a journal
         saved = saved_state['modules']
         active = last if last and last.get('state') != 'finished' else None
         activity = {}
@@ -251,7 +251,7 @@ class Host:
                 previous=record.get('previous'),
                 block=block,
                 staged=staged,
-                activity=_ACTIVITY_WORDS.get(activity.get(module_id)),
+                activity=_ACTIVITY_WORDS.get(activity.get(module_id)),  # type: ignore[arg-type]  # None: no activity
             )
             states[module_id] = state
         return states
@@ -277,13 +277,13 @@ class Host:
         }
 
     # ------------------------------------------------------------------ starting and following a job
-    def _free_bytes(self, path):
+    def _free_bytes(self, path: str) -> int:
         while not os.path.exists(path):
             path = os.path.dirname(path)
         stat = os.statvfs(path)
         return stat.f_bavail * stat.f_frsize
 
-    def _write_inbox(self, digest, chunks):
+    def _write_inbox(self, digest: str, chunks: typing.Iterable[bytes]) -> None:
         """Write one received package to the inbox (temp file, then rename): a cut transfer or a full disk leaves no half file."""
         os.makedirs(self.layout.inbox, mode=0o700, exist_ok=True)
         target = os.path.join(self.layout.inbox, digest + '.zip')
@@ -311,7 +311,7 @@ class Host:
                     source = archive.extractfile(member) if member.isreg() else None
                     if source is None or digest not in expected or member.size != expected[digest]:
                         raise HostError('the package bundle holds an unexpected member %r' % member.name, code='bundle_invalid')
-                    self._write_inbox(digest, iter(functools.partial(source.read, 1024 * 1024), b''))
+                    self._write_inbox(digest, iter(functools.partial(source.read, 1024 * 1024), b''))  # type: ignore[arg-type]  # in expected: a str
         except (tarfile.TarError, OSError) as exc:
             raise HostError('the package bundle %s cannot be read: %s' % (bundle, exc), code='bundle_invalid') from exc
 
@@ -410,7 +410,7 @@ class Host:
         return job_id
 
     @staticmethod
-    def _journal(job_id, items, accepted, facts):
+    def _journal(job_id: str, items: list[dict], accepted: typing.Sequence[tuple[str, VerifiedPackage]], facts: dict) -> dict:
         journal_items = []
         for item, verified in zip(items, (pair[1] for pair in accepted)):
             keys = ('package_id', 'module_id', 'action', 'from_version', 'to_version', 'reboot_required', 'release_date')
@@ -426,7 +426,7 @@ class Host:
             'items': journal_items,
         }
 
-    def _write_job(self, job_id, journal, lease_seconds):
+    def _write_job(self, job_id: str, journal: dict, lease_seconds: float) -> None:
         job_dir = self.layout.job_dir(job_id)
         runner.write_json(os.path.join(job_dir, 'journal.json'), journal)
         runner.write_lease(job_dir, lease_seconds)
@@ -434,7 +434,7 @@ class Host:
         # last: until the current job names it, the new folder is only a leftover that the next start ignores
         runner.write_text_atomic(os.path.join(self.layout.state_dir, 'current_job'), job_id + '\n')
 
-    def _start_runner(self, job_id):
+    def _start_runner(self, job_id: str) -> None:
         job_dir = self.layout.job_dir(job_id)
         with open(os.path.join(job_dir, 'runner.log'), 'ab') as output:
             # A detached child that outlives this module: run_command cannot start one.
@@ -479,7 +479,7 @@ class Host:
             runner.write_text_atomic(os.path.join(self.layout.job_dir(job_id), 'cancel'), '%f\n' % time.time())
         return journal, True
 
-    def _kill_orphan(self, job_id, journal):
+    def _kill_orphan(self, job_id: str, journal: dict) -> dict:
         """Stop the script a dead runner left running, then record how it ended (by itself after all, or killed)."""
         for item in journal['items']:
             if item['status'] == runner.RUNNING and not runner.stop_process_group(item['script_pid'], item.get('script_start')):
@@ -612,7 +612,7 @@ def job_view(layout: runner.Layout, journal: dict, current_boot: str, stamp: flo
     return view, ended
 
 
-def _ended_item(job_dir, index, item, stamp):
+def _ended_item(job_dir: str, index: int, item: dict, stamp: float) -> dict:
     """An item whose script is gone: its exit status if the wrapper wrote one, else failed, outcome lost."""
     status = runner.read_status(job_dir, index)
     if status is None:

@@ -25,6 +25,11 @@ import signal
 import subprocess
 import sys
 import time
+import typing
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 AGENT_DIR = 'opt/exup/agent'
 STATE_DIR = 'var/lib/exup'
@@ -52,63 +57,63 @@ OUTCOME_RUNNER, OUTCOME_AFTER_RUNNER, OUTCOME_KILLED, OUTCOME_LOST = 'finished',
 class Layout:
     """Paths of the agent below a host root ('/' on a real server)."""
 
-    def __init__(self, root='/'):
+    def __init__(self, root: str = '/') -> None:
         self.root = os.path.abspath(root or '/')
 
-    def path(self, *parts):
+    def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
 
     @property
-    def env_root(self):
+    def env_root(self) -> str:
         """The root as install scripts see it: no trailing slash, empty for '/'."""
         return '' if self.root == '/' else self.root.rstrip('/')
 
     @property
-    def agent_dir(self):
+    def agent_dir(self) -> str:
         return self.path(AGENT_DIR)
 
     @property
-    def runner(self):
+    def runner(self) -> str:
         return self.path(AGENT_DIR, 'bin', 'exup-agent')
 
     @property
-    def state_dir(self):
+    def state_dir(self) -> str:
         return self.path(STATE_DIR)
 
     @property
-    def state_file(self):
+    def state_file(self) -> str:
         return self.path(STATE_DIR, 'state.json')
 
     @property
-    def inbox(self):
+    def inbox(self) -> str:
         return self.path(STATE_DIR, 'inbox')
 
     @property
-    def jobs(self):
+    def jobs(self) -> str:
         return self.path(STATE_DIR, 'jobs')
 
     @property
-    def log_dir(self):
+    def log_dir(self) -> str:
         return self.path(STATE_DIR, 'log')
 
     @property
-    def boot_id_file(self):
+    def boot_id_file(self) -> str:
         return self.path('proc', 'sys', 'kernel', 'random', 'boot_id')
 
-    def job_dir(self, job_id):
+    def job_dir(self, job_id: str) -> str:
         return os.path.join(self.jobs, job_id)
 
 
-def now():
+def now() -> float:
     return time.time()
 
 
-def disk_full(exc):
+def disk_full(exc: BaseException) -> bool:
     """An OSError that means no space (or quota) left."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def write_text_atomic(path, text):
+def write_text_atomic(path: str, text: str) -> None:
     """Atomic replace: a reader sees the old or the new file, never half of one; a failed write leaves no temp file."""
     tmp = '%s.tmp.%d' % (path, os.getpid())
     try:
@@ -123,11 +128,11 @@ def write_text_atomic(path, text):
         raise
 
 
-def write_json(path, data):
+def write_json(path: str, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, sort_keys=True, indent=1))
 
 
-def read_json(path, default=None):
+def read_json(path: str, default: Any = None) -> Any:
     try:
         with open(path) as handle:
             return json.load(handle)
@@ -135,7 +140,7 @@ def read_json(path, default=None):
         return default
 
 
-def read_text(path):
+def read_text(path: str) -> str | None:
     try:
         with open(path) as handle:
             return handle.read().strip()
@@ -143,28 +148,28 @@ def read_text(path):
         return None
 
 
-def boot_id(layout):
+def boot_id(layout: Layout) -> str:
     return read_text(layout.boot_id_file) or ''
 
 
-def write_lease(job_dir, seconds):
+def write_lease(job_dir: str, seconds: float) -> None:
     """The controller is present for ``seconds`` more (written by every poll)."""
     write_text_atomic(os.path.join(job_dir, 'lease'), '%.3f\n' % (now() + seconds))
 
 
-def lease_expired(job_dir):
+def lease_expired(job_dir: str) -> bool:
     text = read_text(os.path.join(job_dir, 'lease'))
     try:
-        return now() > float(text)
+        return now() > float(text)  # type: ignore[arg-type]  # None (no lease): TypeError, caught
     except (TypeError, ValueError):
         return True
 
 
-def cancel_requested(job_dir):
+def cancel_requested(job_dir: str) -> bool:
     return os.path.exists(os.path.join(job_dir, 'cancel'))
 
 
-def log(layout, message):
+def log(layout: Layout, message: str) -> None:
     """Best effort: a full disk must not stop a job because its log line cannot be written."""
     try:
         os.makedirs(layout.log_dir, exist_ok=True)
@@ -174,13 +179,13 @@ def log(layout, message):
         pass
 
 
-def load_state(layout):
+def load_state(layout: Layout) -> dict[str, Any]:
     state = read_json(layout.state_file, {}) or {}
     state.setdefault('modules', {})
     return state
 
 
-def module_changes(item, boot_id=''):
+def module_changes(item: dict[str, Any], boot_id: str = '') -> dict[str, Any]:
     """What a finished item changes in its module's record: one rule for the runner (state.json) and the BMC path (bmc_modules).
 
     A success keeps the version it replaced as the previous generation (not when the same version is applied
@@ -188,7 +193,7 @@ def module_changes(item, boot_id=''):
     blocks it as apply_failed (on the BMC path only one that may have left the firmware half written: ``blocks``).
     ``boot_id``: the boot the block is set in (agent path). Pure, and standard library only (see the file's doc).
     """
-    changes = {}
+    changes: dict[str, Any] = {}
     if item['status'] == SUCCEEDED:
         if item['action'] == 'install' and item.get('from_version') and item['from_version'] != item.get('to_version'):
             changes['previous'] = item['from_version']
@@ -199,23 +204,23 @@ def module_changes(item, boot_id=''):
     return changes
 
 
-def item_in_state(state, item, current_boot):
+def item_in_state(state: dict[str, Any], item: dict[str, Any], current_boot: str) -> dict[str, Any]:
     """``module_changes`` of a finished item applied to ``state`` in memory."""
     state['modules'].setdefault(item['module_id'], {}).update(module_changes(item, current_boot))
     return state
 
 
-def record_item_in_state(layout, item, current_boot):
+def record_item_in_state(layout: Layout, item: dict[str, Any], current_boot: str) -> None:
     write_json(layout.state_file, item_in_state(load_state(layout), item, current_boot))
 
 
-def _finish_rest(journal, start, cause):
+def _finish_rest(journal: dict[str, Any], start: int, cause: str) -> None:
     for item in journal['items'][start:]:
         if item['status'] == WAITING:
             item.update(status=CANCELLED, cause=cause, finished=now())
 
 
-def script_env(layout, action, module_id, version, package_id=''):
+def script_env(layout: Layout, action: str, module_id: str, version: str | None, package_id: str | None = '') -> dict[str, str]:
     """The environment a package script runs with (docs/agent.md, "How a package runs")."""
     return dict(
         os.environ,
@@ -229,7 +234,7 @@ def script_env(layout, action, module_id, version, package_id=''):
 
 
 # ---------------------------------------------------------------------------- processes
-def process_start(pid):
+def process_start(pid: int) -> int | None:
     """Start time of a process (clock ticks since boot, /proc/<pid>/stat field 22); None when it cannot be read.
 
     With the pid it names one process for good: a pid reused by a later process has another start time.
@@ -245,7 +250,7 @@ def process_start(pid):
     return int(fields[19])
 
 
-def process_alive(pid, start=None):
+def process_alive(pid: int | None, start: int | None = None) -> bool:
     """Whether the process ``pid`` that started at ``start`` (see process_start) still runs."""
     if not pid:
         return False
@@ -261,7 +266,7 @@ def process_alive(pid, start=None):
     return start is None or seen is None or seen == start
 
 
-def group_alive(pgid, start=None):
+def group_alive(pgid: int | None, start: int | None = None) -> bool:
     """Whether a process of the group ``pgid`` (led by the process that started at ``start``) still runs.
 
     The script's own children count: a script whose wrapper died while its children work on is not done.
@@ -284,7 +289,7 @@ def group_alive(pgid, start=None):
     return any(name.isdigit() and _member(int(name), pgid, start) for name in names)
 
 
-def _member(pid, pgid, start):
+def _member(pid: int, pgid: int, start: int | None) -> bool:
     """A live process of group ``pgid`` that started no earlier than its leader did (older ones belong to an earlier group of that id)."""
     try:
         with open('/proc/%d/stat' % pid) as handle:
@@ -295,7 +300,7 @@ def _member(pid, pgid, start):
     return fields[0] not in ('Z', 'X') and int(fields[2]) == pgid and (start is None or int(fields[19]) >= start)
 
 
-def stop_process_group(pgid, start, grace=None):
+def stop_process_group(pgid: int, start: int | None, grace: float | None = None) -> bool:
     """SIGTERM the group, SIGKILL it after ``grace`` seconds; True once none of it runs (deadline: grace + 5 s)."""
     grace = KILL_GRACE_SECONDS if grace is None else grace
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
@@ -319,16 +324,17 @@ class BoundedOutput:
     bytes. A write that fails (full disk) is dropped too, and the script keeps running.
     """
 
-    def __init__(self, path, head=None, keep=None):
+    def __init__(self, path: str, head: int | None = None, keep: int | None = None) -> None:
         self.head, self.keep = OUTPUT_HEAD if head is None else head, OUTPUT_KEEP if keep is None else keep
         self.written = self.total = 0
         self.tail = bytearray()
+        self.handle: typing.BinaryIO | None
         try:
             self.handle = open(path, 'wb')  # noqa: SIM115  # kept open while the script writes; close() ends it
         except OSError:
             self.handle = None
 
-    def _write(self, data):
+    def _write(self, data: bytes) -> None:
         if self.handle is not None and data:
             try:
                 self.handle.write(data)
@@ -336,7 +342,7 @@ class BoundedOutput:
             except OSError:
                 self.handle = None
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> None:
         self.total += len(data)
         if self.written < self.head:
             first = data[: self.head - self.written]
@@ -348,10 +354,10 @@ class BoundedOutput:
             del self.tail[: len(self.tail) - self.keep]
 
     @property
-    def dropped(self):
+    def dropped(self) -> int:
         return self.total - self.written - len(self.tail)
 
-    def close(self):
+    def close(self) -> None:
         if self.dropped:
             self._write(b'\n[exup: %d bytes of output dropped here]\n' % self.dropped)
         self._write(bytes(self.tail))
@@ -360,7 +366,7 @@ class BoundedOutput:
                 self.handle.close()
 
 
-def read_tail(path, size=OUTPUT_TAIL):
+def read_tail(path: str, size: int = OUTPUT_TAIL) -> str:
     """The last ``size`` characters of a file, read from its end (a log may be large)."""
     try:
         with open(path, 'rb') as handle:
@@ -371,7 +377,7 @@ def read_tail(path, size=OUTPUT_TAIL):
         return ''
 
 
-def run_bounded(command, cwd, env, output_path):
+def run_bounded(command: str, cwd: str, env: Mapping[str, str], output_path: str) -> int:
     """Run ``/bin/sh -c command`` in ``cwd`` with its output kept by BoundedOutput; return its exit status."""
     output = BoundedOutput(output_path)
     try:
@@ -388,15 +394,15 @@ def run_bounded(command, cwd, env, output_path):
         output.feed(('cannot run the command: %s\n' % exc).encode())
         output.close()
         return 127
-    with proc.stdout:
-        for chunk in iter(lambda: proc.stdout.read(65536), b''):
+    with proc.stdout:  # type: ignore[union-attr]  # stdout=PIPE: never None
+        for chunk in iter(lambda: proc.stdout.read(65536), b''):  # type: ignore[union-attr]
             output.feed(chunk)
     code = proc.wait()
     output.close()
     return code if code >= 0 else 128 - code
 
 
-def exec_script(status_path, output_path, work, command):
+def exec_script(status_path: str, output_path: str, work: str, command: str) -> int:
     """``exup-agent exec``: run one package script and write its exit status to ``status_path``.
 
     The runner starts this in a session of its own (its process group is the script's), and records
@@ -409,7 +415,7 @@ def exec_script(status_path, output_path, work, command):
     return code
 
 
-def read_status(job_dir, index):
+def read_status(job_dir: str, index: int) -> dict[str, Any] | None:
     """The exit status the wrapper of item ``index`` wrote (None: not written, or not finished)."""
     try:
         status = read_json(os.path.join(job_dir, 'output', '%d.status' % index))
@@ -419,7 +425,7 @@ def read_status(job_dir, index):
 
 
 # ---------------------------------------------------------------------------- the job
-def finish_item(item, code, tail, outcome):
+def finish_item(item: dict[str, Any], code: int, tail: str, outcome: str) -> dict[str, Any]:
     """Set an item's result from its script's exit status."""
     item.update(exit_code=code, output_tail=tail, finished=now(), outcome=outcome)
     if code == 0:
@@ -432,7 +438,7 @@ def finish_item(item, code, tail, outcome):
 class Job:
     """One job's journal on disk; a full disk releases the job's reserve once so the outcome is still recorded."""
 
-    def __init__(self, layout, job_id):
+    def __init__(self, layout: Layout, job_id: str) -> None:
         self.layout = layout
         self.job_id = job_id
         self.dir = layout.job_dir(job_id)
@@ -440,7 +446,7 @@ class Job:
         self.journal = read_json(self.path)
         self.disk_full = False
 
-    def _retry_on_full_disk(self, write):
+    def _retry_on_full_disk(self, write: Callable[[], None]) -> None:
         try:
             write()
         except OSError as exc:
@@ -453,13 +459,13 @@ class Job:
             log(self.layout, 'job %s: the state folder is full (%s); the reserve was released to record the outcome' % (self.job_id, exc))
             write()
 
-    def save(self):
+    def save(self) -> None:
         self._retry_on_full_disk(lambda: write_json(self.path, self.journal))
 
-    def record(self, item, current_boot):
+    def record(self, item: dict[str, Any], current_boot: str) -> None:
         self._retry_on_full_disk(lambda: record_item_in_state(self.layout, item, current_boot))
 
-    def run_item(self, index, item):
+    def run_item(self, index: int, item: dict[str, Any]) -> tuple[int, str]:
         """Start the item's script under the wrapper, record its process, wait for it; return (exit status, tail)."""
         work = os.path.join(self.dir, 'work', str(index))
         os.makedirs(os.path.join(self.dir, 'output'), exist_ok=True)
@@ -493,7 +499,7 @@ class Job:
         return (status['exit_code'] if status else code if code >= 0 else 128 - code), read_tail(output_path)
 
 
-def run_job(layout, job_id):
+def run_job(layout: Layout, job_id: str) -> dict[str, Any]:
     """Run every item of a job in order; the journal tells the manager how it went."""
     job = Job(layout, job_id)
     journal = job.journal
@@ -533,7 +539,7 @@ def run_job(layout, job_id):
     return journal
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 5 and argv[0] == 'exec':
         return exec_script(*argv[1:])

@@ -28,11 +28,18 @@ the PackageInfos the repository holds for the server's model and OS.
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Container, Iterable, Mapping, Sequence
+    from typing import Any
+
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
 
 LATEST, PREVIOUS = 'latest', 'previous'
 
@@ -84,21 +91,21 @@ class PlanItem:
     release_date: str
     command: str
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _newer(left, right):
+def _newer(left: str, right: str | None) -> bool:
     return right is None or version_key(left) > version_key(right)
 
 
-def applicable(packages, kinds=('linux',)):
+def applicable(packages: Iterable[PackageInfo], kinds: Container[str] = ('linux',)) -> list[PackageInfo]:
     """Packages this path can run: compatible schema, auto-update, a kind it handles."""
     return [info for info in packages if info.compatible and info.auto_update and info.kind in kinds]
 
 
-def by_module(packages):
-    result = {}
+def by_module(packages: Iterable[PackageInfo]) -> dict[str, list[PackageInfo]]:
+    result: dict[str, list[PackageInfo]] = {}
     for info in packages:
         result.setdefault(info.module_id, []).append(info)
     for infos in result.values():
@@ -106,7 +113,9 @@ def by_module(packages):
     return result
 
 
-def module_status(state, packages, kinds=('linux',), manual_icon=None):
+def module_status(
+    state: ModuleState, packages: Iterable[PackageInfo], kinds: Container[str] = ('linux',), manual_icon: str | None = None
+) -> tuple[str, str | None]:
     """003 Table 8 (auto-update packages) and Table 9 (only manual ones: '-' plus an icon).
 
     Returns (status, manual_icon); manual_icon is None unless status is '-'. The icon
@@ -131,7 +140,7 @@ def module_status(state, packages, kinds=('linux',), manual_icon=None):
     return ('update_available' if _newer(newest.version, state.current) else 'latest'), None
 
 
-def choose_manual_icon(chosen, arrived, initial):
+def choose_manual_icon(chosen: Sequence[str] | None, arrived: str | None, initial: str | None) -> str:
     """The Table 9 icon of one module of one server (003 §2.1.3.2, §3.3 step 5).
 
     ``chosen``: (icon, set_at) set by the operator, or None; ``arrived``: when the
@@ -144,7 +153,7 @@ def choose_manual_icon(chosen, arrived, initial):
     return initial if initial in MANUAL_ICONS else DEFAULT_MANUAL_ICON
 
 
-def rebooting(request, boot_id=None, power=None, now=None):
+def rebooting(request: Mapping[str, Any] | None, boot_id: str | None = None, power: str | None = None, now: Any = None) -> bool:
     """Table 8 "rebooting": a restart exup allowed (agent path) or did itself (BMC path) is under way.
 
     ``request``: {'boot_id', 'deadline'} recorded when the restart was allowed or done.
@@ -158,7 +167,7 @@ def rebooting(request, boot_id=None, power=None, now=None):
     return power != 'on'
 
 
-def mark_rebooting(states, request_modules):
+def mark_rebooting(states: dict[str, ModuleState], request_modules: Iterable[str]) -> dict[str, ModuleState]:
     """Show the modules the restart is for as "rebooting" (a running job's status stays first)."""
     for module_id in request_modules:
         state = states.get(module_id)
@@ -167,7 +176,7 @@ def mark_rebooting(states, request_modules):
     return states
 
 
-def server_status(module_statuses, unknown=False, communication_failed=False):
+def server_status(module_statuses: Iterable[str], unknown: bool = False, communication_failed: bool = False) -> str:
     """Table 10: the highest-priority status among the modules."""
     if communication_failed:
         return 'communication_failed'
@@ -180,7 +189,7 @@ def server_status(module_statuses, unknown=False, communication_failed=False):
     return 'latest'
 
 
-def versions_offered(state, packages):
+def versions_offered(state: ModuleState, packages: Iterable[PackageInfo]) -> list[dict[str, Any]]:
     """The version list of §3.5.1 step 6 for one module, newest first, previous generation marked."""
     rows = []
     for info in sorted(packages, key=lambda item: version_key(item.version), reverse=True):
@@ -202,11 +211,11 @@ def versions_offered(state, packages):
     return rows
 
 
-def _refuse(msg, code, module_id, **details):
+def _refuse(msg: str, code: str, module_id: str, **details: Any) -> typing.NoReturn:
     raise PlanError(msg, code=code, module=module_id, **details)
 
 
-def _item(info, action, state):
+def _item(info: PackageInfo, action: str, state: ModuleState) -> PlanItem:
     command = info.uninstall_command if action == 'uninstall' else info.install_command
     return PlanItem(
         package_id=info.package_id,
@@ -220,7 +229,9 @@ def _item(info, action, state):
     )
 
 
-def select_install(state, packages, version=LATEST, latest_only=True, kinds=('linux',)):
+def select_install(
+    state: ModuleState, packages: Sequence[PackageInfo], version: str = LATEST, latest_only: bool = True, kinds: Container[str] = ('linux',)
+) -> PlanItem | None:
     """The package to install for one module, or None when nothing is to do. Raises PlanError."""
     module_id = state.module_id
     manual = [info for info in packages if info.compatible and not (info.auto_update and info.kind in kinds)]
@@ -259,7 +270,7 @@ def select_install(state, packages, version=LATEST, latest_only=True, kinds=('li
     return _item(info, 'install', state)
 
 
-def _refuse_manual(module_id, manual):
+def _refuse_manual(module_id: str, manual: Iterable[PackageInfo]) -> typing.NoReturn:
     ids = ', '.join(sorted(info.package_id for info in manual))
     _refuse(
         '%s has only packages that are not auto-update (%s): export them (exup.fleet.exup_package state=exported) '
@@ -270,7 +281,7 @@ def _refuse_manual(module_id, manual):
     )
 
 
-def select_uninstall(state, packages, kinds=('linux',)):
+def select_uninstall(state: ModuleState, packages: Iterable[PackageInfo], kinds: Container[str] = ('linux',)) -> PlanItem | None:
     """The package whose uninstall command removes the module, or None when it is not installed."""
     module_id = state.module_id
     if state.current is None:
@@ -283,17 +294,17 @@ def select_uninstall(state, packages, kinds=('linux',)):
     return _item((same or supporting)[-1], 'uninstall', state)
 
 
-def order(items):
+def order(items: Iterable[PlanItem]) -> list[PlanItem]:
     """§2.1.7: no-reboot first, then release date (oldest first); the update agent's uninstall last."""
 
-    def key(item):
+    def key(item: PlanItem) -> tuple[bool, bool, str, str]:
         agent_uninstall = item.action == 'uninstall' and item.module_id == support.AGENT_MODULE
         return (agent_uninstall, item.reboot_required, item.release_date, item.package_id)
 
     return sorted(items, key=key)
 
 
-def displayed_packages(infos, models=None):
+def displayed_packages(infos: Sequence[PackageInfo], models: Iterable[str] | None = None) -> set[str]:
     """003 Table 17 "save only the displayed version": per module, the one version a server shows.
 
     A server of a model and OS shows, for each module, the newest package for its model
@@ -301,18 +312,25 @@ def displayed_packages(infos, models=None):
     shows it; ``models`` limits the models looked at. Returns the kept package ids.
     """
     points = {(info.module_id, model, os_name) for info in infos for model in info.models for os_name in info.os if not models or model in models}
-    kept = set()
+    kept: set[str] = set()
     for module_id, model, os_name in points:
         shown = [info for info in infos if info.module_id == module_id and info.targets(model, os_name)]
         kept.add(max(shown, key=lambda info: (version_key(info.version), info.package_id)).package_id)
     return kept
 
 
-def blocked_modules(states):
+def blocked_modules(states: Mapping[str, ModuleState]) -> list[str]:
     return sorted(state.module_id for state in states.values() if state.block in BLOCKING)
 
 
-def build_plan(states, packages, requests, action='install', latest_only=True, kinds=('linux',)):
+def build_plan(
+    states: Mapping[str, ModuleState],
+    packages: Sequence[PackageInfo],
+    requests: Mapping[str, str] | None,
+    action: str = 'install',
+    latest_only: bool = True,
+    kinds: Container[str] = ('linux',),
+) -> tuple[list[PlanItem], dict[str, str]]:
     """The ordered plan for one server.
 
     ``states``: module_id -> ModuleState; ``packages``: PackageInfos for the
@@ -327,7 +345,7 @@ def build_plan(states, packages, requests, action='install', latest_only=True, k
         raise PlanError(
             'the server is restarting after an apply (%s): apply again once it is back' % ', '.join(restarting), code='server_rebooting', modules=restarting
         )
-    skipped = {}
+    skipped: dict[str, str] = {}
     usable_modules = by_module(packages)
     if requests is None:
         if action != 'install':
@@ -336,7 +354,7 @@ def build_plan(states, packages, requests, action='install', latest_only=True, k
         implicit = True
     else:
         implicit = False
-    items = []
+    items: list[PlanItem] = []
     for module_id, version in sorted(requests.items()):
         if module_id not in MODULE_KINDS:
             raise PlanError('unknown module %r: the modules are %s' % (module_id, ', '.join(sorted(MODULE_KINDS))), code='unknown_module', module=module_id)
@@ -364,7 +382,7 @@ def build_plan(states, packages, requests, action='install', latest_only=True, k
             items.append(item)
     blocked = blocked_modules(states)
     if items and blocked:
-        causes = ', '.join('%s (%s)' % (name, states[name].block.replace('_', ' ')) for name in blocked)
+        causes = ', '.join('%s (%s)' % (name, states[name].block.replace('_', ' ')) for name in blocked)  # type: ignore[union-attr]  # blocked: a block is set
         raise PlanError('the server must restart before more packages are applied: %s' % causes, code='blocked_until_reboot', blocked=blocked)
     return order(items), skipped
 
@@ -373,11 +391,11 @@ def build_plan(states, packages, requests, action='install', latest_only=True, k
 _INSTALLABLE = ('server-agent', 'agent-extension', 'update-agent', 'raid-utility', 'bmc-configuration', 'sdr')
 
 
-def reboot_needed(results):
+def reboot_needed(results: Iterable[Mapping[str, Any]]) -> bool:
     """At least one package that succeeded needs a restart."""
     return any(result['status'] == 'succeeded' and result['reboot_required'] for result in results)
 
 
-def reboot_allowed(results):
+def reboot_allowed(results: Sequence[Mapping[str, Any]]) -> bool:
     """§2.1.2: a reboot-requiring package was applied AND every selected package succeeded."""
     return bool(results) and reboot_needed(results) and all(result['status'] == 'succeeded' for result in results)

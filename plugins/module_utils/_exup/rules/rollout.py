@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report
@@ -105,22 +105,22 @@ class Wave:
         return cls(**{field.name: dict(values.get(field.name) or {}) for field in dataclasses.fields(cls)})
 
 
-def _text(value) -> str:
+def _text(value: Any) -> str:
     """A value as Jinja printed it inside a template: None as an empty string."""
     return '' if value is None else str(value)
 
 
-def _is_list(value) -> bool:
+def _is_list(value: Any) -> bool:
     """A list of the playbook's data (Jinja's iterable, not a string, not a mapping)."""
     return isinstance(value, (list, tuple))
 
 
-def _lines(text_lines) -> list:
+def _lines(text_lines: Iterable[str]) -> list:
     """Lines as the playbooks kept them: split again (a message may hold newlines), empty ones dropped."""
     return [line for line in '\n'.join(text_lines).splitlines() if line]
 
 
-def _failure(prefix: str, result: dict, show=str) -> str:
+def _failure(prefix: str, result: dict, show: Callable[[Any], str] = str) -> str:
     """``prefix``, then unreachable or not, the message and the error code (``show`` prints the message)."""
     return (
         prefix
@@ -137,7 +137,7 @@ def _skipped(result: dict) -> bool:
 # --------------------------------------------------------------------------- settings
 
 
-def _delay_is_valid(value) -> bool:
+def _delay_is_valid(value: Any) -> bool:
     return bool(re.match('^[0-9]+$', str(value))) and int(value) <= 60
 
 
@@ -173,7 +173,7 @@ def check_settings(settings: Settings) -> list:
 # --------------------------------------------------------------------------- choose
 
 
-def matches_filter(status_filter: str, server_status: str, module_statuses) -> bool:
+def matches_filter(status_filter: str, server_status: str, module_statuses: Iterable[str]) -> bool:
     """003 Table 21: does a server of this status, with modules in these statuses, match the filter?"""
     if status_filter == 'all' or server_status == status_filter:
         return True
@@ -185,7 +185,7 @@ def _info_failed(info: dict) -> bool:
     return bool(info.get('unreachable', False)) or 'server_status' not in info
 
 
-def _installed(info: dict, module_ids) -> list:
+def _installed(info: dict, module_ids: Container[str]) -> list:
     """The given modules that have a current version on the server (order of the server's modules)."""
     present = [module_id for module_id, module in (info.get('modules') or {}).items() if module.get('current')]
     return [module_id for module_id in present if module_id in module_ids]
