@@ -8,6 +8,11 @@ Error events carry their cause, as the guide's "(cause in parentheses)".
 
 from __future__ import annotations
 
+import typing
+
+if typing.TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index
+
 NORMAL = 'normal'
 ERROR = 'error'
 
@@ -70,7 +75,7 @@ EVENTS = {
 }
 
 
-def event(code, cause=None, **detail):
+def event(code: str, cause: str | None = None, **detail: typing.Any) -> dict[str, typing.Any]:
     """Build an event dict; ``cause`` is appended in parentheses as in Table 19."""
     level, message = EVENTS[code]
     if cause:
@@ -86,7 +91,7 @@ UNREACHABLE = {
 }
 
 
-def version_query_failure(error, msg, via, agent_reached=None):
+def version_query_failure(error: str | None, msg: str | None, via: str, agent_reached: bool | None = None) -> tuple[str, str | None, dict[str, typing.Any]]:
     """(code, cause, detail) of a failed version query.
 
     A query that could not reach the agent (``communication_failed``), the BMC (``bmc_unreachable``) or,
@@ -103,14 +108,14 @@ def version_query_failure(error, msg, via, agent_reached=None):
     return 'version_query_failed', cause, {'error': error, 'via': reached}
 
 
-def reboot_failure(boot_id_before, boot_id_now):
+def reboot_failure(boot_id_before: str | None, boot_id_now: str | None) -> tuple[str, str, dict[str, typing.Any]] | None:
     """(code, cause, detail) when a server asked to restart still runs the same boot (003 Table 19), else None."""
     if not boot_id_before or boot_id_now != boot_id_before:
         return None
     return 'reboot_failed', 'the server still runs boot %s: it did not restart' % boot_id_now, {'boot_id': boot_id_now, 'via': 'agent'}
 
 
-def record(index, time_text, item):
+def record(index: Index, time_text: str, item: dict[str, typing.Any]) -> dict[str, typing.Any]:
     """Write ``item`` (a dict of ``event``) into the log of ``index`` (a repo.db.Index); returns it with its time."""
     index.add_event(time_text, item['level'], item['code'], item['message'], item['detail'])
     return dict(item, time=time_text)

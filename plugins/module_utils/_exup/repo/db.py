@@ -20,7 +20,7 @@ import dataclasses
 import json
 import sqlite3
 import typing
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Iterator
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
@@ -217,14 +217,14 @@ def decoded_rows(table: str, rows: list, key: Callable[[typing.Any], object], de
 class Index:
     """One open repo.db. Close it, or use it as a context manager (closes on exit)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     # ----------------------------------------------------------------- connection
     def __enter__(self) -> Index:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -235,7 +235,7 @@ class Index:
         return self.conn.execute(sql, args)
 
     @contextlib.contextmanager
-    def transaction(self):
+    def transaction(self) -> Iterator[Index]:
         """BEGIN IMMEDIATE (the write lock at once, no upgrade deadlock) ... COMMIT; ROLLBACK when the block fails.
 
         Never nested: what follows a commit (a file removed once its row is gone) must follow the real commit."""

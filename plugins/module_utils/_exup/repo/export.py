@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import html
 import os
+import typing
 import zipfile
 from collections.abc import Iterable
 
@@ -22,6 +23,9 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.package import ID
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import PackageRow
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import displayed_packages
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
+
+if typing.TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 
 INDEX_CSS = """body { font-family: sans-serif; margin: 2em; }
 table { border-collapse: collapse; }
@@ -106,7 +110,7 @@ class ExportRequest:
     displayed_only: bool = True
 
 
-def save_archive(repo, request: ExportRequest, check_mode: bool = False) -> list[dict]:
+def save_archive(repo: Repository, request: ExportRequest, check_mode: bool = False) -> list[dict]:
     """Save the selection of ``request`` from ``repo`` (a Repository) to ``request.dest``; returns what the archive holds."""
     dest = request.dest
     with repo.read() as index:
@@ -134,7 +138,7 @@ def save_archive(repo, request: ExportRequest, check_mode: bool = False) -> list
     return summary
 
 
-def write_archive(repo, path: str, selected: list[PackageRow]) -> None:
+def write_archive(repo: Repository, path: str, selected: list[PackageRow]) -> None:
     with zipfile.ZipFile(path, 'w', allowZip64=True) as archive:
         for row in selected:
             archive.write(repo.store.pool_path(row.sha256), 'packages/%s.zip' % row.package_id, compress_type=zipfile.ZIP_STORED)
@@ -142,7 +146,7 @@ def write_archive(repo, path: str, selected: list[PackageRow]) -> None:
         archive.writestr('css/exup.css', INDEX_CSS, compress_type=zipfile.ZIP_DEFLATED)
 
 
-def cancel_archive(repo, tmp: str, dest: str) -> None:
+def cancel_archive(repo: Repository, tmp: str, dest: str) -> None:
     """A save stopped midway (Ctrl-C, a stop): remove the partial archive and log it (003 Tables 18-19)."""
     problem = discard_file(tmp)
     code = 'archive_cancel_failed' if problem else 'archive_cancelled'

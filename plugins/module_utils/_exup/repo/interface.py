@@ -19,6 +19,8 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations
 
 if typing.TYPE_CHECKING:  # sync.py imports this module's records
     from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions, SyncResult
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +121,7 @@ class RepositoryApi(typing.Protocol):
     def deleted_packages(self) -> list[Tombstone]:
         """The deletion history, by package id."""
 
-    def add_files(self, paths: list[str], keyring, mode: str = 'needed', check_mode: bool = False) -> list[dict]:
+    def add_files(self, paths: list[str], keyring: KeyRing, mode: str = 'needed', check_mode: bool = False) -> list[dict]:
         """Add package files (003 Tables 13-14): one result dict per file."""
 
     def delete(self, package_ids: list[str], manager_id: str, force: bool = False, check_mode: bool = False) -> list[dict]:
@@ -131,17 +133,27 @@ class RepositoryApi(typing.Protocol):
     def clear_refusals(self, package_ids: list[str] | None = None, check_mode: bool = False) -> list[dict]:
         """Forget remembered refusals so the next sync tries them again; those cleared."""
 
-    def export(self, dest: str, package_ids=None, module_ids=None, models=None, displayed_only: bool = True, check_mode: bool = False) -> list[dict]:
+    def export(
+        self,
+        dest: str,
+        package_ids: typing.Iterable[str] | None = None,
+        module_ids: typing.Iterable[str] | None = None,
+        models: typing.Iterable[str] | None = None,
+        displayed_only: bool = True,
+        check_mode: bool = False,
+    ) -> list[dict]:
         """Save packages as one zip archive (003 §2.2.6)."""
 
-    def listing(self, manager_id: str, event_limit: int = 100, module_ids=None, models=None) -> dict:
+    def listing(
+        self, manager_id: str, event_limit: int = 100, module_ids: typing.Iterable[str] | None = None, models: typing.Iterable[str] | None = None
+    ) -> dict:
         """What exup_package_info returns."""
 
     # --- the vendor feed, and recovery
-    def sync(self, client, keyring, options: SyncOptions, check_mode: bool = False) -> SyncResult:
+    def sync(self, client: HttpClient, keyring: KeyRing, options: SyncOptions, check_mode: bool = False) -> SyncResult:
         """Sync from the vendor feed of ``options`` (003 §2.2.1-2.2.2) over ``client``; check mode only says what it would do."""
 
-    def rebuild(self, keyring, check_mode: bool = False) -> dict:
+    def rebuild(self, keyring: KeyRing, check_mode: bool = False) -> dict:
         """Rebuild a missing, damaged or lost index from the pool (003 §4.4): what exup_package state=rebuilt returns."""
 
     # --- servers of this manager
@@ -157,20 +169,20 @@ class RepositoryApi(typing.Protocol):
     def bmc_module_records(self, manager_id: str, server: str) -> dict[str, BmcModuleRecord]:
         """module_id -> what is remembered of a server managed through its BMC."""
 
-    def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields) -> None:
+    def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields: typing.Any) -> None:
         """Update fields (previous, block, staged) of one module's record."""
 
     # --- statuses, restarts, settings
-    def status_icons(self, manager_id: str, server: str, infos: typing.Iterable[PackageInfo], kinds=('linux',)) -> dict[str, str]:
+    def status_icons(self, manager_id: str, server: str, infos: typing.Iterable[PackageInfo], kinds: typing.Iterable[str] = ('linux',)) -> dict[str, str]:
         """module_id -> the Table 9 icon of each module with packages that are not auto-update on this path."""
 
-    def set_manual_icons(self, manager_id: str, server: str, module_ids, icon: str, check_mode: bool = False) -> list[dict]:
+    def set_manual_icons(self, manager_id: str, server: str, module_ids: typing.Iterable[str], icon: str, check_mode: bool = False) -> list[dict]:
         """Set the Table 9 icon of modules of one server."""
 
-    def restarting(self, manager_id: str, server: str, boot_id=None, power=None) -> list[str]:
+    def restarting(self, manager_id: str, server: str, boot_id: str | None = None, power: str | None = None) -> list[str]:
         """The modules a restart under way is for (Table 8 "rebooting")."""
 
-    def request_reboot(self, manager_id: str, server: str, modules, boot_id=None, seconds: int = 3600) -> None:
+    def request_reboot(self, manager_id: str, server: str, modules: typing.Iterable[str], boot_id: str | None = None, seconds: int = 3600) -> None:
         """Record a restart exup allowed or did."""
 
     def read_settings(self, check_mode: bool = False) -> dict:

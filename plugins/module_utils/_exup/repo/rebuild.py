@@ -15,16 +15,27 @@ refusals, settings and status icons; the catalog entries come back with the next
 from __future__ import annotations
 
 import os
+import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import RECOVERED_FEED_STATE
 
+if typing.TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.package import VerifiedPackage
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+
+    #: package_id -> (digest, verified package, size) of the pool files a rebuild keeps
+    Kept = dict[str, tuple[str, VerifiedPackage, int]]
+
 #: index states that a rebuild repairs
 NEEDS_REBUILD = ('missing', 'damaged', 'lost')
 
 
-def index_state(store):
+def index_state(store: Store) -> str:
     """'empty' (no store yet), 'missing' (repo.db gone, pool or record left), 'damaged', 'lost' (flagged), or 'sound'.
 
     'damaged': SQLite cannot read repo.db, or a row no longer decodes (db.Index.check_rows)."""
@@ -48,7 +59,7 @@ def index_state(store):
         return 'sound'
 
 
-def check_pool_file(store, digest, keyring):
+def check_pool_file(store: Store, digest: str, keyring: KeyRing) -> tuple[tuple[VerifiedPackage, int] | None, dict[str, str] | None]:
     """(VerifiedPackage, None) for a pool file that passes every check under its own name, else (None, why)."""
     path = store.pool_path(digest)
     try:
@@ -62,14 +73,16 @@ def check_pool_file(store, digest, keyring):
         return None, {'code': 'os_error', 'msg': str(exc)}
 
 
-def choose(store, keyring, indexed, record):
+def choose(store: Store, keyring: KeyRing, indexed: dict[str, str], record: dict[str, typing.Any]) -> tuple[Kept, list[dict[str, str]]]:
     """Verify every pool file; returns (kept: package_id -> (digest, verified, size), quarantined: [dict])."""
-    kept, quarantined = {}, []
+    kept: Kept = {}
+    quarantined: list[dict[str, str]] = []
     for digest in sorted(store.pool_digests()):
         checked, why = check_pool_file(store, digest, keyring)
         if why:
             quarantined.append(dict(why, sha256=digest))
             continue
+        checked = typing.cast('tuple[VerifiedPackage, int]', checked)  # no why: the file passed
         package_id = checked[0].info.package_id
         known = indexed.get(package_id) or record['packages'].get(package_id, {}).get('sha256')
         if package_id in kept and known != digest:
@@ -81,7 +94,7 @@ def choose(store, keyring, indexed, record):
     return kept, quarantined
 
 
-def _summary(package_id, digest, verified, meta):
+def _summary(package_id: str, digest: str, verified: VerifiedPackage, meta: dict[str, typing.Any]) -> dict[str, typing.Any]:
     info = verified.info
     return {
         'package_id': package_id,
@@ -93,7 +106,7 @@ def _summary(package_id, digest, verified, meta):
     }
 
 
-def plan_rebuild(store, keyring, index):
+def plan_rebuild(store: Store, keyring: KeyRing, index: Index) -> dict[str, typing.Any]:
     """What a rebuild would do over ``index`` (possibly empty): a dict of the result keys."""
     record = store.load_recovery()
     indexed = index.package_digests()
@@ -118,7 +131,7 @@ def plan_rebuild(store, keyring, index):
     }
 
 
-def _move_aside(store, now_text):
+def _move_aside(store: Store, now_text: str) -> str:
     """Keep a damaged repo.db (and its WAL) for the operator under a new name; returns that name."""
     aside = '%s.damaged-%s' % (store.db_path, now_text.replace(':', ''))
     for suffix in ('', '-wal', '-shm'):
@@ -127,7 +140,7 @@ def _move_aside(store, now_text):
     return aside
 
 
-def _quarantine(store, quarantined):
+def _quarantine(store: Store, quarantined: list[dict[str, str]]) -> None:
     os.makedirs(store.quarantine_dir, mode=0o755, exist_ok=True)
     for item in quarantined:
         source = store.pool_path(item['sha256'])
@@ -135,7 +148,7 @@ def _quarantine(store, quarantined):
             os.replace(source, os.path.join(store.quarantine_dir, item['sha256'] + '.zip'))
 
 
-def _restore(repo, index, planned):
+def _restore(repo: Repository, index: Index, planned: dict[str, typing.Any]) -> dict[str, typing.Any]:
     """Rows for verified files, then pins, dates, tombstones and feed state in one transaction that also ends the 'lost' mark."""
     for package_id, (digest, verified, size) in sorted(planned['kept'].items()):
         if planned['indexed'].get(package_id) != digest:
@@ -161,7 +174,7 @@ def _restore(repo, index, planned):
         )
 
 
-def _result(state, planned, changed, **extra):
+def _result(state: str, planned: dict[str, typing.Any] | None, changed: bool, **extra: typing.Any) -> dict[str, typing.Any]:
     return dict(
         {
             'state': state,
@@ -175,7 +188,7 @@ def _result(state, planned, changed, **extra):
     )
 
 
-def rebuild_index(repo, keyring, check_mode=False, wait_seconds=600):
+def rebuild_index(repo: Repository, keyring: KeyRing, check_mode: bool = False, wait_seconds: float = 600) -> dict[str, typing.Any]:
     """Rebuild ``repo``'s index from its pool when it is missing, damaged or lost; nothing to do when it is sound."""
     store = repo.store
     state = index_state(store)

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, utc_now
@@ -38,6 +38,11 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Candidate, GenerationPlan, Server, generation_plan
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import DEFAULT_MANUAL_ICON, MANUAL_ICONS, choose_manual_icon, rebooting
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
+
+if typing.TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.package import VerifiedPackage
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 
 #: A manager that has not reported presence for this long is forgotten (003 §2.2.8).
 PRESENCE_LIFETIME = datetime.timedelta(days=60)
@@ -81,7 +86,7 @@ SETTINGS = {'initial_manual_icon': (MANUAL_ICONS, DEFAULT_MANUAL_ICON)}
 NAME_LIMIT = 255
 
 
-def settings_problem(wanted):
+def settings_problem(wanted: object) -> str | None:
     """Why ``wanted`` (setting -> value) cannot be applied, or None."""
     if not isinstance(wanted, dict) or not wanted:
         return 'give at least one setting: %s' % ', '.join(sorted(SETTINGS))
@@ -93,7 +98,7 @@ def settings_problem(wanted):
     return None
 
 
-def icon_problem(server, module_ids, icon):
+def icon_problem(server: object, module_ids: Collection[str], icon: object) -> tuple[str, str] | None:
     """(msg, code) when an icon change is refused, or None."""
     if not isinstance(server, str) or not server.strip() or len(server) > NAME_LIMIT or not server.isprintable():
         return 'server_name must be a printable name of 1 to %d characters' % NAME_LIMIT, 'server_invalid'
@@ -107,7 +112,7 @@ def icon_problem(server, module_ids, icon):
     return None
 
 
-def server_from_dict(manager_id, data):
+def server_from_dict(manager_id: str, data: object) -> Server:
     """Validate one managed server given by a manager (module option ``servers``)."""
     if not isinstance(data, dict):
         raise ExupError('each server must be a dict with name, model and os', code='server_invalid')
@@ -136,7 +141,7 @@ class PlanState(typing.NamedTuple):
     servers: list[Server]
 
 
-def is_remembered(refusal) -> bool:
+def is_remembered(refusal: Refusal | dict) -> bool:
     """A refusal (Refusal or its dict) blocks downloads only when it is about the package's own bytes, not a failed download."""
     code, reason = (refusal['code'], refusal['reason']) if isinstance(refusal, dict) else (refusal.code, refusal.reason)
     return code not in _TRANSPORT_ONLY_CODES and not (code == 'digest_mismatch' and _CATALOG_DIGEST_WORDS in reason)
@@ -188,7 +193,7 @@ class DeleteBatch:
 class Repository:
     """One repository store and its rules."""
 
-    def __init__(self, root, clock=utc_now):
+    def __init__(self, root: str, clock: Callable[[], datetime.datetime] = utc_now) -> None:
         self.store = Store(root)
         self.clock = clock
 
@@ -236,7 +241,7 @@ class Repository:
         with self.read() as index:
             return index.bmc_modules(manager_id, server)
 
-    def status_icons(self, manager_id: str, server: str, infos: Iterable[PackageInfo], kinds=('linux',)) -> dict[str, str]:
+    def status_icons(self, manager_id: str, server: str, infos: Iterable[PackageInfo], kinds: Iterable[str] = ('linux',)) -> dict[str, str]:
         with self.read() as index:
             return self.manual_icons(index, manager_id, server, infos, kinds)
 
@@ -244,10 +249,10 @@ class Repository:
         with self.read() as index:
             return index.job_outcome_logged(job_id)
 
-    def sync(self, client, keyring, options: SyncOptions, check_mode: bool = False) -> SyncResult:
+    def sync(self, client: HttpClient, keyring: KeyRing, options: SyncOptions, check_mode: bool = False) -> SyncResult:
         return Sync(self, client, keyring, options).run(check_mode)
 
-    def rebuild(self, keyring, check_mode: bool = False) -> dict:
+    def rebuild(self, keyring: KeyRing, check_mode: bool = False) -> dict:
         return rebuild_index(self, keyring, check_mode=check_mode)
 
     def stored_package(self, row: PackageRow) -> StoredPackage:
@@ -276,7 +281,7 @@ class Repository:
     def forget_refusal(index: Index, package_id: str) -> None:
         index.delete_refusals([package_id])
 
-    def clear_refusals(self, package_ids=None, check_mode=False) -> list[dict]:
+    def clear_refusals(self, package_ids: list[str] | None = None, check_mode: bool = False) -> list[dict]:
         """Forget remembered refusals (all, or of ``package_ids``) so the next sync tries them again; returns those cleared."""
         with self.store.session(check_mode) as index:
             cleared = [refusal for refusal in self.remembered_refusals(index).values() if package_ids is None or refusal.package_id in package_ids]
@@ -287,7 +292,7 @@ class Repository:
         return [refusal.as_dict() for refusal in cleared]
 
     # ----------------------------------------------------------------- generation management over the stored state
-    def active_servers(self, index: Index, override=None) -> list[Server]:
+    def active_servers(self, index: Index, override: tuple[str, list[Server]] | None = None) -> list[Server]:
         """Servers of managers seen within the presence lifetime.
 
         ``override`` (manager_id, [Server]) replaces one manager's servers, for
@@ -299,7 +304,14 @@ class Repository:
             servers.extend(override[1])
         return servers
 
-    def plan(self, index: Index, override=None, extra=(), feed_overlay=None, feed_replace=False) -> PlanState:
+    def plan(
+        self,
+        index: Index,
+        override: tuple[str, list[Server]] | None = None,
+        extra: Iterable[PackageInfo] = (),
+        feed_overlay: dict[str, CatalogEntry] | None = None,
+        feed_replace: bool = False,
+    ) -> PlanState:
         """Generation plan for the current state, with what it was made of.
 
         ``override`` replaces one manager's servers, ``extra`` adds PackageInfos and
@@ -335,10 +347,10 @@ class Repository:
         return removed
 
     # ----------------------------------------------------------------- writing helpers
-    def record(self, index: Index, code: str, cause=None, **detail) -> dict:
+    def record(self, index: Index, code: str, cause: str | None = None, **detail: typing.Any) -> dict:
         return ev.record(index, self.now_text(), ev.event(code, cause, **detail))
 
-    def register_manager(self, index: Index, manager_id: str, servers) -> list[str]:
+    def register_manager(self, index: Index, manager_id: str, servers: list[Server] | None) -> list[str]:
         """Record presence and the servers a manager manages (its needs); forget expired managers."""
         with index.transaction():
             index.touch_manager(manager_id, self.now_text())
@@ -364,7 +376,7 @@ class Repository:
                 self.record(index, 'server_registered', server=server.name, manager_id=manager_id, model=server.model, os=server.os)
         return changed
 
-    def unregister_server(self, index: Index, manager_id: str, name: str, cause=None) -> bool:
+    def unregister_server(self, index: Index, manager_id: str, name: str, cause: str | None = None) -> bool:
         """Forget a server whose agent was removed (003 §3.9: agent management of it ends)."""
         with index.transaction():
             gone = index.delete_server(manager_id, name)
@@ -377,18 +389,20 @@ class Repository:
         """True when registering ``server`` would change the repository's record of it (check mode of exup_info)."""
         return index.server_row(manager_id, server.name) != ServerRow.of(manager_id, server)
 
-    def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields) -> None:
+    def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields: typing.Any) -> None:
         """Update one module's record (previous generation, block until reset, staged version) in its own transaction."""
         with self.store.writer() as index, index.transaction():
             record = index.bmc_modules(manager_id, server).get(module_id) or BmcModuleRecord(module_id)
             index.put_bmc_module(manager_id, server, dataclasses.replace(record, since=self.now_text(), **fields))
 
-    def index_package(self, index: Index, verified, digest: str, size: int, source: str, pinned: bool = False) -> None:
+    def index_package(self, index: Index, verified: VerifiedPackage, digest: str, size: int, source: str, pinned: bool = False) -> None:
         """Insert the row of a verified file already in the pool (its own transaction)."""
         with index.transaction():
             index.put_package(verified.info, verified.key_id, digest, size, source, pinned, self.now_text())
 
-    def remove_package(self, index: Index, package_id: str, digest: str, tombstone: Tombstone | None = None, event=None) -> None:
+    def remove_package(
+        self, index: Index, package_id: str, digest: str, tombstone: Tombstone | None = None, event: tuple[str, dict[str, typing.Any]] | None = None
+    ) -> None:
         """Delete the row (with an optional tombstone and event) and commit, then unlink the file.
 
         A crash between the two leaves an orphan file, which ``collect_garbage``
@@ -420,7 +434,7 @@ class Repository:
                 values[key] = value
         return values
 
-    def read_settings(self, check_mode=False) -> dict[str, str]:
+    def read_settings(self, check_mode: bool = False) -> dict[str, str]:
         """The repository's settings; reading them leaves settings_read (003 Table 18), not in check mode."""
         with self.read() as index:
             values = self.settings(index)
@@ -428,7 +442,7 @@ class Repository:
             self.log_events([ev.event('settings_read', settings=sorted(values))])
         return values
 
-    def change_settings(self, wanted, check_mode=False) -> tuple:
+    def change_settings(self, wanted: dict, check_mode: bool = False) -> tuple:
         """Change settings; returns (before, after). A bad name or value changes nothing and logs settings_change_failed."""
         problem = settings_problem(wanted)
         if problem:
@@ -445,7 +459,7 @@ class Repository:
                     self.record(index, 'settings_changed', before={k: before[k] for k in changes}, after=changes)
         return before, after
 
-    def manual_icons(self, index: Index, manager_id: str, server: str, infos, kinds=('linux',)) -> dict[str, str]:
+    def manual_icons(self, index: Index, manager_id: str, server: str, infos: Iterable[PackageInfo], kinds: Iterable[str] = ('linux',)) -> dict[str, str]:
         """module_id -> the Table 9 icon of each module that has packages of the server not auto-update on this path."""
         added = index.added_times()
         chosen = index.chosen_icons(manager_id, server)
@@ -458,7 +472,7 @@ class Repository:
             for module_id, arrived in arrivals.items()
         }
 
-    def set_manual_icons(self, manager_id, server, module_ids, icon, check_mode=False) -> list[dict]:
+    def set_manual_icons(self, manager_id: str, server: str, module_ids: Collection[str], icon: str, check_mode: bool = False) -> list[dict]:
         """Set the Table 9 icon of modules of one server; each change leaves status_changed. Returns [{module_id, before, after}]."""
         problem = icon_problem(server, module_ids, icon)
         if problem:
@@ -467,7 +481,9 @@ class Repository:
             raise RepositoryError(problem[0], code=problem[1])
         with self.store.session(check_mode) as index:
             chosen = index.chosen_icons(manager_id, server)
-            rows = [{'module_id': module_id, 'before': (chosen.get(module_id) or (None,))[0], 'after': icon} for module_id in sorted(set(module_ids))]
+            rows: list[dict[str, typing.Any]] = [
+                {'module_id': module_id, 'before': (chosen.get(module_id) or (None,))[0], 'after': icon} for module_id in sorted(set(module_ids))
+            ]
             changes = [row for row in rows if row['before'] != icon]
             if changes and not check_mode:
                 now = self.now_text()
@@ -477,14 +493,14 @@ class Repository:
                         self.record(index, 'status_changed', server=server, manager_id=manager_id, module=row['module_id'], before=row['before'], after=icon)
         return rows
 
-    def request_reboot(self, manager_id, server, modules, boot_id=None, seconds=3600) -> None:
+    def request_reboot(self, manager_id: str, server: str, modules: Iterable[str], boot_id: str | None = None, seconds: int = 3600) -> None:
         """Record a restart exup allowed or did (Table 8 "rebooting") until ``seconds`` from now at most."""
         now = self.clock()
         reboot = RebootRow(boot_id, sorted(modules), format_time(now), format_time(now + datetime.timedelta(seconds=seconds)))
         with self.store.writer() as index, index.transaction():
             index.put_reboot(manager_id, server, reboot)
 
-    def restarting(self, manager_id, server, boot_id=None, power=None) -> list[str]:
+    def restarting(self, manager_id: str, server: str, boot_id: str | None = None, power: str | None = None) -> list[str]:
         """The modules a restart under way is for (Table 8 "rebooting"), or [] when none is."""
         with self.read() as index:
             reboot = index.reboot(manager_id, server)
@@ -494,7 +510,7 @@ class Repository:
         return reboot.modules if rebooting(request, boot_id, power, self.now_text()) else []
 
     # ----------------------------------------------------------------- manual add (003 §2.2.3, Tables 13-14)
-    def add_files(self, paths, keyring, mode='needed', check_mode=False) -> list[dict]:
+    def add_files(self, paths: list[str], keyring: KeyRing, mode: str = 'needed', check_mode: bool = False) -> list[dict]:
         """Add package files. ``mode`` is 'needed' (subject to generations) or 'pinned' (kept until deleted)."""
         if mode not in ('needed', 'pinned'):
             raise ExupError('mode must be needed or pinned, not %r' % mode, code='argument_invalid')
@@ -512,7 +528,7 @@ class Repository:
                 results.append(item if isinstance(item, dict) else self._add_one(batch, path, item))
         return results
 
-    def _verify_for_add(self, index, path, keyring, check_mode):
+    def _verify_for_add(self, index: Index, path: str, keyring: KeyRing, check_mode: bool) -> VerifiedPackage | dict:
         """The VerifiedPackage of ``path``, or the Table 14 error result when it is invalid."""
         try:
             return verify_package(path, keyring)
@@ -521,7 +537,7 @@ class Repository:
                 self.record(index, 'package_add_failed', exc.msg, file=os.path.basename(path), error=exc.code)
             return {'file': os.path.basename(path), 'result': ADD_ERROR_BAD_HASH, 'msg': 'The update package is invalid: %s' % exc.msg, 'error': exc.code}
 
-    def _add_one(self, batch: AddBatch, path: str, verified) -> dict:
+    def _add_one(self, batch: AddBatch, path: str, verified: VerifiedPackage) -> dict:
         info = verified.info
         base = {'file': os.path.basename(path), 'package_id': info.package_id, 'module_id': info.module_id, 'version': info.version}
         stored = batch.index.package_digests()
@@ -543,7 +559,7 @@ class Repository:
             self.record(batch.index, 'package_added', package_id=info.package_id, version=info.version, mode=batch.mode)
         return dict(base, result=ADDED, msg='The update package was added.', pinned=pinned, sha256=digest)
 
-    def _install_copy(self, path, info, keyring) -> str:
+    def _install_copy(self, path: str, info: PackageInfo, keyring: KeyRing) -> str:
         """Copy ``path`` into the pool; what enters it is the copy, verified again (the source could change after the first check)."""
         name = os.path.basename(path)
         fd, tmp = tempfile.mkstemp(dir=self.store.tmp_dir, suffix='.add')
@@ -562,7 +578,7 @@ class Repository:
         return digest
 
     # ----------------------------------------------------------------- delete (003 §2.2.4, Tables 15-16)
-    def delete(self, package_ids, manager_id, force=False, check_mode=False) -> list[dict]:
+    def delete(self, package_ids: list[str], manager_id: str, force: bool = False, check_mode: bool = False) -> list[dict]:
         results = []
         with self.store.session(check_mode) as index:
             plan, stored = self.plan(index)[:2]
@@ -601,7 +617,7 @@ class Repository:
             )
         return {'package_id': package_id, 'result': DELETED, 'msg': 'The update package was deleted.', 'forced': force}
 
-    def clear_tombstones(self, check_mode=False) -> list[str]:
+    def clear_tombstones(self, check_mode: bool = False) -> list[str]:
         """Clear the whole deletion history at once (003 §2.2.5); returns the ids cleared."""
         with self.store.session(check_mode) as index:
             cleared = sorted(index.tombstones())
@@ -612,13 +628,21 @@ class Repository:
         return cleared
 
     # ----------------------------------------------------------------- save (003 §2.2.6): export.py
-    def export(self, dest, package_ids=None, module_ids=None, models=None, displayed_only=True, check_mode=False) -> list[dict]:
+    def export(
+        self,
+        dest: str,
+        package_ids: Iterable[str] | None = None,
+        module_ids: Iterable[str] | None = None,
+        models: Iterable[str] | None = None,
+        displayed_only: bool = True,
+        check_mode: bool = False,
+    ) -> list[dict]:
         """Save packages as one zip archive: packages/, index.html, css/ (003 Fig. 27); see export.save_archive."""
         request = export.ExportRequest(dest, package_ids=package_ids, module_ids=module_ids, models=models, displayed_only=displayed_only)
         return export.save_archive(self, request, check_mode)
 
     # ----------------------------------------------------------------- listing (003 Fig. 10-11, Table 20)
-    def listing(self, manager_id, event_limit=100, module_ids=None, models=None) -> dict:
+    def listing(self, manager_id: str, event_limit: int = 100, module_ids: Iterable[str] | None = None, models: Iterable[str] | None = None) -> dict:
         """Packages with their flags, by component and by model, plus tombstones, events, managers, feed state.
 
         ``module_ids`` and ``models`` narrow the packages listed.
@@ -680,7 +704,7 @@ def package_listing(row: PackageRow, plan: GenerationPlan, manager_id: str) -> d
     }
 
 
-def group_listing(packages: list[dict], models) -> tuple:
+def group_listing(packages: list[dict], models: Iterable[str] | None) -> tuple:
     """(by_component, by_model) of listed packages, newest version first."""
     by_component: dict[str, list] = {}
     by_model: dict[str, dict] = {}

@@ -35,7 +35,8 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator
+import typing
+from collections.abc import Container, Iterator
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
@@ -50,7 +51,7 @@ SCHEMA_VERSION = STORE_VERSION  # the name older code used
 RECOVERED_FEED_STATE = ('feed_url', 'base_url', 'catalog_version', 'catalog_expires', 'last_access', 'catalog_key_ids', 'feed_id')
 
 
-def _fsync_dir(path):
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -58,11 +59,11 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def _now_text():
+def _now_text() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def write_file_atomically(path, data):
+def write_file_atomically(path: str, data: bytes) -> None:
     """Write ``data`` (bytes) to ``path`` by temp file, fsync and rename, so a reader sees the old or the new file."""
     tmp = path + '.tmp'
     with open(tmp, 'wb') as handle:
@@ -73,7 +74,7 @@ def write_file_atomically(path, data):
     _fsync_dir(os.path.dirname(path))
 
 
-def damaged(store, exc):
+def damaged(store: Store, exc: BaseException) -> RepositoryError:
     """The error of a repo.db SQLite cannot read (garbage bytes, a cut file)."""
     return RepositoryError(
         'the repository index %s is damaged (%s): rebuild it from the pool with exup_package state=rebuilt; the package files are kept' % (store.db_path, exc),
@@ -81,7 +82,7 @@ def damaged(store, exc):
     )
 
 
-def check_store_version(store, version):
+def check_store_version(store: Store, version: int) -> None:
     """Refuse a store written by a newer format: this code could misread it or break it (003 §4.3)."""
     if version > STORE_VERSION:
         raise RepositoryError(
@@ -93,7 +94,7 @@ def check_store_version(store, version):
         )
 
 
-def _migrate_1_to_2(index):
+def _migrate_1_to_2(index: Index) -> str:
     """Format 2 adds no table; the recovery record is written when the migrating writer leaves."""
     del index
     return 'recovery record and store version checks'
@@ -106,7 +107,7 @@ MIGRATIONS = {1: _migrate_1_to_2}
 class Store:
     """Files and index of one repository. ``Store(root)`` opens read-only if it does not exist."""
 
-    def __init__(self, root):
+    def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self.db_path = os.path.join(self.root, 'repo.db')
         self.lock_path = os.path.join(self.root, 'repo.lock')
@@ -116,7 +117,7 @@ class Store:
         self.quarantine_dir = os.path.join(self.root, 'quarantine')
 
     @property
-    def exists(self):
+    def exists(self) -> bool:
         return os.path.exists(self.db_path)
 
     def reader(self) -> Index:
@@ -147,7 +148,7 @@ class Store:
         index.create_schema()
         return index
 
-    def _open_lock(self):
+    def _open_lock(self) -> int:
         """The lock file, opened for writing and only by its owner: a reader-only descriptor could flock it too, so a
         lock file others can open would let any local user block every write (issue 8). An older 0644 file is fixed."""
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -156,7 +157,7 @@ class Store:
             os.fchmod(fd, 0o600)
         return fd
 
-    def _lock(self, lock_fd, wait_seconds):
+    def _lock(self, lock_fd: int, wait_seconds: float) -> None:
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
@@ -170,7 +171,7 @@ class Store:
                 time.sleep(0.2)
 
     @contextlib.contextmanager
-    def locked(self, wait_seconds=600):
+    def locked(self, wait_seconds: float = 600) -> Iterator[None]:
         """Hold the writer lock (no index opened): the writer, and the rebuild that replaces the index."""
         for path in (self.root, self.pool_dir, self.tmp_dir):
             os.makedirs(path, mode=0o755, exist_ok=True)
@@ -182,7 +183,7 @@ class Store:
             os.close(lock_fd)  # closing the descriptor releases the flock
 
     @contextlib.contextmanager
-    def writer(self, wait_seconds=600) -> Iterator[Index]:
+    def writer(self, wait_seconds: float = 600) -> Iterator[Index]:
         """Hold the writer lock and yield the index; creates the store on first use. The recovery record is
         rewritten when the session ends without an error."""
         with self.locked(wait_seconds):
@@ -198,7 +199,7 @@ class Store:
                 index.close()
 
     @contextlib.contextmanager
-    def session(self, check_mode=False, wait_seconds=600) -> Iterator[Index]:
+    def session(self, check_mode: bool = False, wait_seconds: float = 600) -> Iterator[Index]:
         """The writer's index, or in check mode a reader's (nothing is written, the store is not created)."""
         if check_mode:
             with self.reader() as index:
@@ -235,7 +236,7 @@ class Store:
             raise
         return index
 
-    def _start_index(self, index):
+    def _start_index(self, index: Index) -> None:
         with index.transaction():
             index.set_store_version(STORE_VERSION)
             if self.pool_digests() or os.path.exists(self.recovery_path):
@@ -245,7 +246,7 @@ class Store:
                 self.restore_records(index, self.load_recovery())
 
     @staticmethod
-    def restore_records(index, record) -> tuple[int, list]:
+    def restore_records(index: Index, record: dict[str, typing.Any]) -> tuple[int, list]:
         """Tombstones and feed state of a recovery record into an index, keeping what the index has (inside a transaction)."""
         rows = [row for row in record['tombstones'] if isinstance(row, dict) and all(column in row for column in TOMBSTONE_COLUMNS)]
         index.restore_tombstones(rows)
@@ -253,7 +254,7 @@ class Store:
         index.restore_feed_state(feed)
         return len(rows), [key for key, _value in feed]
 
-    def _migrate(self, index, version):
+    def _migrate(self, index: Index, version: int) -> None:
         with index.transaction():
             steps = []
             before = version
@@ -264,18 +265,18 @@ class Store:
             ev.record(index, _now_text(), ev.event('store_migrated', None, from_version=before, to_version=version, changes=steps))
 
     @staticmethod
-    def rebuild_needed(index):
+    def rebuild_needed(index: Index) -> str | None:
         """When the index was lost (repo.db made again over a pool): the time it was noticed, else None."""
         return index.rebuild_needed()
 
     # ----------------------------------------------------------------- recovery record (003 §4.4)
     @staticmethod
-    def recovery_data(index) -> dict:
+    def recovery_data(index: Index) -> dict:
         """What a rebuild needs and the pool cannot say: per package its pin, source and date; the tombstones; the feed's rollback state."""
         feed = {key: value for key, value in index.feed_state().items() if key in RECOVERED_FEED_STATE}
         return {'store_version': STORE_VERSION, 'packages': index.recovery_packages(), 'tombstones': index.tombstone_records(), 'feed_state': feed}
 
-    def save_recovery(self, index):
+    def save_recovery(self, index: Index) -> None:
         """Rewrite recovery.json when the index says something new. Never while the index is lost: the record is
         then the only copy of the pins and tombstones."""
         if index.rebuild_needed():
@@ -289,9 +290,9 @@ class Store:
             pass
         write_file_atomically(self.recovery_path, data)
 
-    def load_recovery(self):
+    def load_recovery(self) -> dict[str, typing.Any]:
         """The recovery record, or an empty one when it is missing or unreadable (the rebuild then restores less)."""
-        empty = {'packages': {}, 'tombstones': [], 'feed_state': {}}
+        empty: dict[str, typing.Any] = {'packages': {}, 'tombstones': [], 'feed_state': {}}
         try:
             with open(self.recovery_path, 'rb') as handle:
                 data = json.loads(handle.read().decode('utf-8'))
@@ -301,13 +302,13 @@ class Store:
             return empty
         return {key: data.get(key) if isinstance(data.get(key), type(value)) else value for key, value in empty.items()}
 
-    def pool_path(self, digest):
+    def pool_path(self, digest: str) -> str:
         return os.path.join(self.pool_dir, digest[:2], digest + '.zip')
 
-    def part_path(self, digest):
+    def part_path(self, digest: str) -> str:
         return os.path.join(self.tmp_dir, digest + '.part')
 
-    def install(self, source_path, digest):
+    def install(self, source_path: str, digest: str) -> str:
         """Move a complete, verified file into the pool atomically and durably."""
         target = self.pool_path(digest)
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -329,7 +330,7 @@ class Store:
                     found.add(name[:-4])
         return found
 
-    def collect_garbage(self, index, keep_parts=()) -> list:
+    def collect_garbage(self, index: Index, keep_parts: Container[str] = ()) -> list:
         """Remove pool files no row points to and .part files not in ``keep_parts``. Writer only.
 
         While the index is lost (``rebuild_needed``) pool files without a row are kept: they are what
@@ -346,6 +347,6 @@ class Store:
                     os.unlink(os.path.join(self.tmp_dir, name))
         return removed
 
-    def unindexed(self, index) -> list:
+    def unindexed(self, index: Index) -> list:
         """Digests of pool files without a row (kept while the index is lost)."""
         return sorted(self.pool_digests() - set(index.package_digests().values()))

@@ -26,8 +26,9 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
+import typing
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable, Mapping
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
     EPOCH,
@@ -45,6 +46,13 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.package import ve
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import Refusal
 
+if typing.TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import Catalog
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, VerifiedPackage
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import PlanState, Repository
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
+
 DEFAULT_SYNC_TIMEOUT = 3600  # seconds: exup_repo_sync's sync_timeout
 
 
@@ -57,12 +65,12 @@ class BytesRefused(Exception):
     mirror's or the network's and is tried again at the next sync.
     """
 
-    def __init__(self, error):
+    def __init__(self, error: ExupError) -> None:
         super().__init__(error.msg)
         self.error = error
 
 
-def entry_matches_package(entry, info):
+def entry_matches_package(entry: CatalogEntry, info: PackageInfo) -> None:
     """The package must be what the signed catalog said it is."""
     mismatches = []
     for name in ('package_id', 'module_id', 'version'):
@@ -75,21 +83,21 @@ def entry_matches_package(entry, info):
 
 
 class SyncResult:
-    def __init__(self):
-        self.added = []
-        self.removed = []
-        self.refused = []
-        self.events = []
-        self.skipped_tombstoned = []
-        self.catalog = {}
+    def __init__(self) -> None:
+        self.added: list[dict] = []
+        self.removed: list = []
+        self.refused: list[dict] = []
+        self.events: list[dict] = []
+        self.skipped_tombstoned: list[str] = []
+        self.catalog: dict = {}
         self.bytes_downloaded = 0
         self.feed_unchanged = False
 
     @property
-    def changed(self):
+    def changed(self) -> bool:
         return bool(self.added or self.removed)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, typing.Any]:
         return {
             'added': self.added,
             'removed': self.removed,
@@ -124,7 +132,7 @@ class SyncOptions:
 
 
 # ----------------------------------------------------------------- the trust rules of the catalog (pure)
-def _stored_key_ids(state):
+def _stored_key_ids(state: Mapping[str, str]) -> list[str]:
     return [key_id for key_id in state.get('catalog_key_ids', '').split(',') if key_id]
 
 
@@ -142,7 +150,7 @@ class FeedRequest:
         return bool(self.etag or self.last_modified)
 
 
-def feed_request(state: dict, feed_url: str, key_ids) -> FeedRequest:
+def feed_request(state: dict, feed_url: str, key_ids: Iterable[str]) -> FeedRequest:
     """Conditional only while the stored catalog could stand (see check_stored_catalog_trusted): else ask for it whole."""
     same_url = state.get('feed_url') == feed_url
     conditional = same_url and bool(set(_stored_key_ids(state)) & set(key_ids))
@@ -154,7 +162,7 @@ def feed_request(state: dict, feed_url: str, key_ids) -> FeedRequest:
     )
 
 
-def check_304_expected(state, conditional, feed_url):
+def check_304_expected(state: Mapping[str, str], conditional: bool, feed_url: str) -> None:
     """304 Not Modified answers a conditional request about a catalog we hold: to anything else it is a protocol error."""
     if not conditional:
         raise TransportError(
@@ -169,7 +177,7 @@ def check_304_expected(state, conditional, feed_url):
         )
 
 
-def check_stored_catalog_trusted(state, keyring):
+def check_stored_catalog_trusted(state: Mapping[str, str], keyring: KeyRing) -> None:
     """A 304 reuses the catalog accepted before without verifying it again: only while a key that signed it is trusted.
 
     So removing a key from trusted_keys ends the catalog it signed at the next sync, even with a server
@@ -185,7 +193,7 @@ def check_stored_catalog_trusted(state, keyring):
         )
 
 
-def is_same_feed(state, catalog, same_url):
+def is_same_feed(state: Mapping[str, str], catalog: Catalog, same_url: bool) -> bool:
     """Is ``catalog`` from the feed accepted before (by its feed_id or signing keys, not its URL)?"""
     if 'catalog_version' not in state:
         return False
@@ -194,7 +202,7 @@ def is_same_feed(state, catalog, same_url):
     return same_feed(state.get('feed_id', ''), _stored_key_ids(state), catalog)
 
 
-def check_feed_version(state, catalog, same, accept_reset):
+def check_feed_version(state: Mapping[str, str], catalog: Catalog, same: bool, accept_reset: bool) -> tuple[str, dict[str, typing.Any]] | None:
     """Rollback and jump rules against the version accepted before from the same feed.
 
     Returns None, or when the operator accepted a version the rules refuse, (cause, detail) of the
@@ -223,7 +231,7 @@ class CatalogUpdate:
     feed_state: tuple = ()  # (key, value) pairs to store
 
 
-def verify_answer(state: dict, request: FeedRequest, response: dict, keyring, options: SyncOptions) -> CatalogUpdate:
+def verify_answer(state: dict, request: FeedRequest, response: dict, keyring: KeyRing, options: SyncOptions) -> CatalogUpdate:
     """The feed's answer checked against the stored state and the trusted keys (pure: the clock is the only input besides them)."""
     if response['status'] == 304:
         # Unchanged: the catalog we accepted before still rules, and so does its expiry (freeze attack).
@@ -284,9 +292,13 @@ class Selection:
     repeated_refusals: list  # SyncResult.refused items of bytes refused before
 
 
-def select_downloads(wanted, stored, feed: dict[str, CatalogEntry], tombstones, refusals: dict[str, Refusal]) -> Selection:
+def select_downloads(
+    wanted: Iterable[str], stored: Container[str], feed: dict[str, CatalogEntry], tombstones: Container[str], refusals: dict[str, Refusal]
+) -> Selection:
     """From the ids generation management wants: those not stored that the feed offers, less the deleted and the refused bytes."""
-    to_fetch, skipped, repeated = [], [], []
+    to_fetch: list[CatalogEntry] = []
+    skipped: list[str] = []
+    repeated: list[dict] = []
     for package_id in sorted(wanted):
         if package_id in stored or package_id not in feed:
             continue
@@ -313,7 +325,7 @@ def select_downloads(wanted, stored, feed: dict[str, CatalogEntry], tombstones, 
     return Selection(to_fetch, skipped, repeated)
 
 
-def _sync_timed_out(deadline, where, **details):
+def _sync_timed_out(deadline: Deadline, where: str, **details: typing.Any) -> TransportError:
     return TransportError(
         'the sync did not finish within %s: it stopped %s; what was indexed stays, partial downloads resume at the next sync' % (deadline.what, where),
         code='sync_timeout',
@@ -337,7 +349,7 @@ class Sync:
 
     index: Index  # the store's index, while run() holds it
 
-    def __init__(self, repo, client, keyring, options: SyncOptions):
+    def __init__(self, repo: Repository, client: HttpClient, keyring: KeyRing, options: SyncOptions) -> None:
         self.repo = repo
         self.client = client
         self.keyring = keyring
@@ -396,7 +408,7 @@ class Sync:
             )
         self.prune(state, selection)
 
-    def log(self, code, cause=None, **detail) -> dict:
+    def log(self, code: str, cause: str | None = None, **detail: typing.Any) -> dict:
         event = self.repo.record(self.index, code, cause, **detail)
         self.result.events.append(event)
         return event
@@ -419,7 +431,7 @@ class Sync:
                 raise _sync_timed_out(self.deadline, 'while fetching the catalog %s' % self.options.feed_url) from None
             raise
 
-    def fetch_and_verify(self, on_redirect=None) -> CatalogUpdate:
+    def fetch_and_verify(self, on_redirect: Callable[[str], object] | None = None) -> CatalogUpdate:
         """Fetch the catalog and verify the answer; ``on_redirect`` hears of a redirect before the answer is judged."""
         state = self.index.feed_state()
         request = feed_request(state, self.options.feed_url, self.keyring.key_ids)
@@ -440,14 +452,14 @@ class Sync:
             self.index.save_feed_entries(update.new_entries, update.replace_feed)
             self.index.set_feed_state(update.feed_state)
 
-    def plan(self, update: CatalogUpdate, overlay: bool = False):
+    def plan(self, update: CatalogUpdate, overlay: bool = False) -> PlanState:
         """Generation plan over the store, with this manager's servers. ``overlay`` (check mode: nothing was written)
         lays the new entries over the stored feed."""
         override = (self.options.manager_id, self.options.servers) if self.options.servers is not None else None
         entries = {entry.package_id: entry for entry in update.new_entries} if overlay else None
         return self.repo.plan(self.index, override=override, feed_overlay=entries, feed_replace=update.replace_feed)
 
-    def select(self, state) -> Selection:
+    def select(self, state: PlanState) -> Selection:
         selection = select_downloads(state.plan.wanted(), state.stored, state.feed, self.index.tombstones(), self.repo.remembered_refusals(self.index))
         self.result.skipped_tombstoned.extend(selection.skipped_tombstoned)
         self.result.refused.extend(selection.repeated_refusals)
@@ -460,7 +472,7 @@ class Sync:
         """
         total = len(entries)
         done = 0
-        cut = []
+        cut: list[str] = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
             futures = {pool.submit(self.fetch_package, base_url, entry): entry for entry in entries}
             for future in concurrent.futures.as_completed(futures):
@@ -483,7 +495,7 @@ class Sync:
                     self.options.progress(done, total, self.result.bytes_downloaded)
         return sorted(cut)
 
-    def fetch_package(self, base_url: str, entry: CatalogEntry):
+    def fetch_package(self, base_url: str, entry: CatalogEntry) -> tuple[str, VerifiedPackage]:
         """(path, VerifiedPackage) of one entry, downloaded (or left complete in the pool by a crash) and verified. In a worker thread."""
         if self.deadline.expired():
             raise _TimeIsUp()
@@ -512,7 +524,7 @@ class Sync:
             raise BytesRefused(exc) from None
         return path, verified
 
-    def index_download(self, entry: CatalogEntry, path: str, verified) -> None:
+    def index_download(self, entry: CatalogEntry, path: str, verified: VerifiedPackage) -> None:
         """The file into the pool (durably), then its row: a row exists only once its file does."""
         if path != self.repo.store.pool_path(entry.sha256):
             self.repo.store.install(path, entry.sha256)
@@ -535,7 +547,7 @@ class Sync:
         )
         self.log('package_refused', exc.msg, package_id=entry.package_id, error=exc.code)
 
-    def prune(self, state, selection: Selection) -> None:
+    def prune(self, state: PlanState, selection: Selection) -> None:
         """Remove what generation management no longer keeps, then the orphan files and the .part files that will not resume."""
         stored = self.index.packages() if self.result.added else state.stored  # else the store is as plan() read it (we hold the writer lock)
         self.result.removed = self.repo.prune(self.index, state.plan, stored)
