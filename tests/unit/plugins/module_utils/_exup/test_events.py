@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -128,9 +127,11 @@ def stored_pool_paths(repo):
 def export_blocked_on_fifo(repo, tmp_path, package_ids, blocked_id):
     """Run a real export in a child process whose read of ``blocked_id``'s pool file blocks (the file is swapped for a FIFO).
 
-    Yields (process, dest) once the child has opened the FIFO (the partial archive exists then); the pool
-    file is put back afterwards. Nothing is mocked: the child gets a real SIGINT while it writes the archive.
-    Readiness is the child's open of the FIFO, not a time: a loaded machine only makes the wait longer.
+    Yields (process, dest) once the partial archive holds the packages before the blocked one: the child is then
+    blocked opening the FIFO (no writer ever comes). Nothing is mocked: the child gets a real SIGINT while it
+    writes the archive. Readiness is a file the child writes, not a time: a loaded machine only makes the wait
+    longer. (A variant that opened the FIFO's write end to see the child reach it timed out once in
+    ansible-test units, the child still running after SIGINT; its cause was not found, so the open() wait stays.)
     """
     pool = stored_pool_paths(repo)[blocked_id]
     saved = str(tmp_path / 'saved-pool-file')
@@ -140,18 +141,14 @@ def export_blocked_on_fifo(repo, tmp_path, package_ids, blocked_id):
     dest = str(tmp_path / 'out' / 'saved.zip')
     os.makedirs(os.path.dirname(dest))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    process = subprocess.Popen([sys.executable, '-c', EXPORT_SCRIPT, repo.store.root, dest] + package_ids, env=env)
-    writer = None
+    process = subprocess.Popen([sys.executable, '-c', EXPORT_SCRIPT, repo.store.root, dest, *package_ids], env=env)
     try:
-        writer = wait_for_reader(pool, process)
-        assert os.path.getsize(dest + '.tmp') > 0  # the packages before the blocked one are in the partial archive
+        wait_for_partial_archive(dest + '.tmp', process)
         yield process, dest
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=EXIT_BOUND)
-        if writer is not None:
-            os.close(writer)
         os.unlink(pool)
         os.replace(saved, pool)
 
@@ -161,16 +158,11 @@ READY_BOUND = 300
 EXIT_BOUND = 120
 
 
-def wait_for_reader(fifo, process):
-    """The write end of ``fifo``, opened once ``process`` opened it to read (no reader yet: ENXIO). The child then blocks in read()."""
+def wait_for_partial_archive(partial, process):
+    """Until ``partial`` holds bytes: the packages before the blocked one are written and the child waits on the FIFO."""
     deadline = time.monotonic() + READY_BOUND
-    while True:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:
-                raise
-        assert process.poll() is None, 'the export ended (rc %s) before it read the blocked package' % process.returncode
+    while not (os.path.exists(partial) and os.path.getsize(partial) > 0):
+        assert process.poll() is None, 'the export ended (rc %s) before it reached the blocked package' % process.returncode
         assert time.monotonic() < deadline, 'the export did not reach the blocked package within %d s' % READY_BOUND
         time.sleep(0.02)
 
