@@ -108,7 +108,11 @@ def test_agreed_codes_of_issue_8_exist():
 
 # ----------------------------------------------------------------- archive_cancelled (003 Table 18): a save stopped midway
 EXPORT_SCRIPT = '''
+import signal
 import sys
+# A parent started in the background by a non-interactive shell passes SIGINT on ignored (SIG_IGN survives exec):
+# Ctrl-C's own handler is what this test is about, so it is put back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 try:
     Repository(sys.argv[1]).export(sys.argv[2], package_ids=sys.argv[3:])
@@ -130,8 +134,7 @@ def export_blocked_on_fifo(repo, tmp_path, package_ids, blocked_id):
     Yields (process, dest) once the partial archive holds the packages before the blocked one: the child is then
     blocked opening the FIFO (no writer ever comes). Nothing is mocked: the child gets a real SIGINT while it
     writes the archive. Readiness is a file the child writes, not a time: a loaded machine only makes the wait
-    longer. (A variant that opened the FIFO's write end to see the child reach it timed out once in
-    ansible-test units, the child still running after SIGINT; its cause was not found, so the open() wait stays.)
+    longer.
     """
     pool = stored_pool_paths(repo)[blocked_id]
     saved = str(tmp_path / 'saved-pool-file')
