@@ -250,6 +250,10 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: meta keys of the sync's bookkeeping (db.py: data_generation bumped by triggers, the sync memo), left out of snapshots
+BOOKKEEPING_META = ("data_generation", "sync_memo")
+
+
 def db_rows(root: Path, skip_tables=("events",)) -> dict:
     """Every row of every table except ``skip_tables``, sorted: the database as comparable data."""
     db = Path(root) / "repo.db"
@@ -258,7 +262,10 @@ def db_rows(root: Path, skip_tables=("events",)) -> dict:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        return {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall()) for table in sorted(tables) if table not in skip_tables}
+        rows = {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall()) for table in sorted(tables) if table not in skip_tables}
+        if "meta" in rows:  # the sync's own bookkeeping (write counter, fingerprint memo) is no state of the repository
+            rows["meta"] = [row for row in rows["meta"] if row[0] not in BOOKKEEPING_META]
+        return rows
     finally:
         conn.close()
 

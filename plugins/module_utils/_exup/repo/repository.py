@@ -19,8 +19,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
+import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import typing
 from collections.abc import Callable, Collection, Iterable
@@ -31,6 +34,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import Exu
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, file_digest, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import export
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index, PackageRow, RebootRow, ServerRow
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.fingerprint import FingerprintInputs, fingerprint
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, StoredPackage, Tombstone
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import rebuild_index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
@@ -110,6 +114,28 @@ def icon_problem(server: object, module_ids: Collection[str], icon: object) -> t
     if icon not in MANUAL_ICONS:
         return 'icon must be one of %s, not %r' % (', '.join(MANUAL_ICONS), str(icon)[:NAME_LIMIT]), 'icon_invalid'
     return None
+
+
+#: The modules whose code decides what a sync plans, selects and prunes: another version of any of them (a new
+#: exup.fleet with other rules) gives another fingerprint, so its first re-sync does the real work.
+_PLAN_MODULES = tuple(
+    'ansible_collections.exup.fleet.plugins.module_utils._exup.' + name
+    for name in ('rules.generations', 'repo.repository', 'repo.sync', 'repo.db', 'repo.fingerprint', 'catalog', 'version', 'package')
+)
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 of the source of _PLAN_MODULES (read through their loader: a file, or the zip of a module run by Ansible);
+    '' when one cannot be read (then no sync is skipped)."""
+    digest = hashlib.sha256()
+    for name in _PLAN_MODULES:
+        module = sys.modules.get(name)
+        try:
+            digest.update(module.__loader__.get_data(module.__file__))  # type: ignore[union-attr]
+        except (AttributeError, OSError, TypeError):
+            return ''
+    return digest.hexdigest()
 
 
 def server_from_dict(manager_id: str, data: object) -> Server:
@@ -323,6 +349,14 @@ class Repository:
             feed = dict(feed_overlay) if feed_replace else {**feed, **feed_overlay}
         servers = self.active_servers(index, override)
         return PlanState(generation_plan(candidates(stored, feed, extra, index.tombstones()), servers), stored, feed, servers)
+
+    def sync_fingerprint(self, index: Index, manager_id: str, feed_url: str, key_ids: Iterable[str]) -> str | None:
+        """repo/fingerprint.py's digest of the state a sync plans over, now; None when the code's digest is unknown."""
+        code = code_digest()
+        if not code:
+            return None
+        active = index.managers_seen_since(format_time(self.clock() - PRESENCE_LIFETIME))
+        return fingerprint(FingerprintInputs(code, index.data_generation(), index.feed_state(), active, manager_id, feed_url, tuple(key_ids)))
 
     @staticmethod
     def prunable(plan: GenerationPlan, stored: dict[str, PackageRow]) -> list[dict]:

@@ -44,6 +44,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import D
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError, TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.fingerprint import SyncMemo, memo_text, read_memo
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import Refusal
 
 if typing.TYPE_CHECKING:
@@ -92,6 +93,7 @@ class SyncResult:
         self.catalog: dict = {}
         self.bytes_downloaded = 0
         self.feed_unchanged = False
+        self.plan_skipped = False  # a 304 and the fingerprint of the last complete sync: nothing to plan, fetch or prune
 
     @property
     def changed(self) -> bool:
@@ -107,6 +109,7 @@ class SyncResult:
             'catalog': self.catalog,
             'bytes_downloaded': self.bytes_downloaded,
             'feed_unchanged': self.feed_unchanged,
+            'plan_skipped': self.plan_skipped,
             'changed': self.changed,
         }
 
@@ -308,21 +311,39 @@ def select_downloads(
         entry = feed[package_id]
         refusal = refusals.get(package_id)
         if refusal and refusal.sha256 == entry.sha256:
-            repeated.append(
-                {
-                    'package_id': package_id,
-                    'version': entry.version,
-                    'module_id': entry.module_id,
-                    'code': refusal.code,
-                    'reason': refusal.reason,
-                    'resumable': False,
-                    'refused_at': refusal.refused_at,
-                    'repeated': True,
-                }
-            )
+            repeated.append(repeated_refusal(package_id, entry.version, entry.module_id, refusal))
             continue
         to_fetch.append(entry)
     return Selection(to_fetch, skipped, repeated)
+
+
+def repeated_refusal(package_id: str, version: str, module_id: str, refusal: Refusal) -> dict:
+    """The SyncResult.refused item of bytes refused before, not asked for again."""
+    return {
+        'package_id': package_id,
+        'version': version,
+        'module_id': module_id,
+        'code': refusal.code,
+        'reason': refusal.reason,
+        'resumable': False,
+        'refused_at': refusal.refused_at,
+        'repeated': True,
+    }
+
+
+def leaves_nothing_to_retry(refused: Iterable[dict], remembered: Mapping[str, Refusal], fetched_sha256: Mapping[str, str]) -> bool:
+    """True when every refusal of a sync is one a next sync repeats without asking (the refused bytes are remembered).
+
+    A refusal not remembered for the bytes asked for (a cut, a timeout, HTTP, TLS, a proxy, a pool file left by a crash
+    that failed) is tried again by the next sync: its fingerprint must not be stored.
+    """
+    for item in refused:
+        refusal = remembered.get(item['package_id'])
+        if item.get('repeated') and refusal:
+            continue
+        if item.get('resumable') or refusal is None or refusal.sha256 != fetched_sha256.get(item['package_id']):
+            return False
+    return True
 
 
 def _sync_timed_out(deadline: Deadline, where: str, **details: typing.Any) -> TransportError:
@@ -397,7 +418,14 @@ class Sync:
 
     def update_locked(self) -> None:
         update = self.fetch_and_verify(on_redirect=lambda final_url: self.log('feed_address_changed', feed=self.options.feed_url, now=final_url))
+        memo = read_memo(self.index.sync_memo())
+        if update.unchanged and memo and memo.fingerprint == self.fingerprint():
+            self.replay(memo)
+            return
+        if memo:
+            self.index.set_sync_memo(None)  # from here the state moves: a cut, a failure or a kill leaves no memo behind
         self.record_catalog(update)
+        update = dataclasses.replace(update, new_entries=())  # the index holds them now: not twice in memory through the sync
         state = self.plan(update)
         selection = self.select(state)
         cut = self.download(update.base_url, selection.to_fetch)
@@ -407,6 +435,29 @@ class Sync:
                 self.deadline, 'after %d of %d downloads' % (len(self.result.added), len(selection.to_fetch)), added=self.result.added, not_fetched=cut
             )
         self.prune(state, selection)
+        self.remember_outcome(selection)
+
+    def fingerprint(self) -> str | None:
+        return self.repo.sync_fingerprint(self.index, self.options.manager_id, self.options.feed_url, self.keyring.key_ids)
+
+    def replay(self, memo: SyncMemo) -> None:
+        """A skipped sync reports what a full one over the same state would: the refusals it repeats, the tombstones it skips."""
+        self.result.plan_skipped = True
+        self.result.refused.extend(dict(item) for item in memo.repeated_refusals)
+        self.result.skipped_tombstoned.extend(memo.skipped_tombstoned)
+
+    def remember_outcome(self, selection: Selection) -> None:
+        """Store the fingerprint of the state after this sync, when a next sync with nothing new would have nothing to do."""
+        remembered = self.repo.remembered_refusals(self.index)
+        fetched = {entry.package_id: entry.sha256 for entry in selection.to_fetch}
+        if self.index.rebuild_needed() or not leaves_nothing_to_retry(self.result.refused, remembered, fetched):
+            return
+        fingerprint = self.fingerprint()
+        if fingerprint is None:
+            return
+        refused = sorted(self.result.refused, key=lambda item: item['package_id'])
+        repeated = tuple(repeated_refusal(item['package_id'], item['version'], item['module_id'], remembered[item['package_id']]) for item in refused)
+        self.index.set_sync_memo(memo_text(SyncMemo(fingerprint, repeated, tuple(sorted(self.result.skipped_tombstoned)))))
 
     def log(self, code: str, cause: str | None = None, **detail: typing.Any) -> dict:
         event = self.repo.record(self.index, code, cause, **detail)
