@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,14 +74,20 @@ ARIA2C_OPTIONS = [
     '--quiet=true',
 ]
 CURL_PARALLEL = 16  # as many connections as aria2c -j 16
-SCRATCH = ('runs', 'servers.json', 'aria2c-input.txt', 'curl-config.txt', 'SHA256SUMS', 'child-spec.json', 'big-payload', 'big-package.zip')
+SCRATCH = ('runs', 'servers.json', 'module-args.json', 'aria2c-input.txt', 'curl-config.txt', 'SHA256SUMS', 'child-spec.json', 'big-payload', 'big-package.zip')
 
 
 # --------------------------------------------------------------------------- the collection
 def collections_dir(given):
-    """A directory holding ansible_collections/exup/fleet, found as tests/system/conftest.py does."""
+    """A directory holding ansible_collections/exup/fleet, found as tests/system/conftest.py does.
+
+    ``given`` may also name the collection itself (.../ansible_collections/exup/fleet): its collections
+    directory is then three levels up. (Put on sys.path as it is, it would import nothing from there:
+    the namespace package would find the collection on PYTHONPATH instead, and an A/B compare one code with itself.)
+    """
     if given:
-        return Path(given).resolve()
+        path = Path(given).resolve()
+        return path.parents[2] if path.parts[-3:] == ('ansible_collections', 'exup', 'fleet') else path
     built = REPO_ROOT / 'build' / 'collections'
     if (built / 'ansible_collections' / 'exup' / 'fleet').is_dir():
         return built
@@ -131,7 +138,8 @@ def peak_rss_kib():
 
 def child_main(core, spec):
     """Run one sync or one verify_package; return what was measured (printed as JSON)."""
-    out = {'rss_after_import_kib': peak_rss_kib()}
+    started = resource.getrusage(resource.RUSAGE_SELF)
+    out = {'rss_after_import_kib': peak_rss_kib(), 'cpu_after_import_seconds': started.ru_utime + started.ru_stime, 'core_file': core.sync.__file__}
     keyring = core.signing.KeyRing.from_pem_list([spec['pubkey']])
     if spec['op'] == 'verify':
         began = time.perf_counter()
@@ -140,12 +148,19 @@ def child_main(core, spec):
     else:
         out.update(_child_sync(core, spec, keyring))
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out.update(peak_rss_kib=peak_rss_kib(), ru_maxrss_kib=usage.ru_maxrss, cpu_user_seconds=usage.ru_utime, cpu_system_seconds=usage.ru_stime)
+    helpers = resource.getrusage(resource.RUSAGE_CHILDREN)  # a process pool's workers, once joined
+    out.update(
+        peak_rss_kib=peak_rss_kib(),
+        ru_maxrss_kib=usage.ru_maxrss,
+        cpu_user_seconds=usage.ru_utime,
+        cpu_system_seconds=usage.ru_stime,
+        cpu_children_seconds=helpers.ru_utime + helpers.ru_stime,
+    )
     return out
 
 
 def _run_sync(core, repo, client, keyring, spec, servers, progress):
-    """One sync by the code under test: Sync with SyncOptions (issue 9), or the old flat wrapper (code of --compare-collections)."""
+    """One sync by the code under test: Sync(...).run() with SyncOptions (issue 9 on), or the old flat wrapper sync_repository (older trees)."""
     if not hasattr(core.sync, 'Sync'):
         return core.sync.sync_repository(repo, client, spec['feed_url'], keyring, MANAGER_ID, servers=servers, workers=spec['workers'], progress=progress)
     options = core.sync.SyncOptions(spec['feed_url'], MANAGER_ID, servers=servers, workers=spec['workers'], progress=progress)
@@ -158,14 +173,27 @@ def _child_sync(core, spec, keyring):
     marks = {'first_download': None, 'last_done': None}
 
     class TimedClient(core.transport.HttpClient):
-        """Notes when the first download starts, to split the sync into before / downloading / after."""
+        """Notes when the first package download starts, to split the sync into before / downloading / after.
 
-        def download(self, url, part_path, size, sha256, *args, **kwargs):  # kwargs: the request deadline (issue 8)
-            if marks['first_download'] is None:
-                marks['first_download'] = time.perf_counter()
-            return super().download(url, part_path, size, sha256, *args, **kwargs)
+        Both entry points are wrapped: ``download`` (the code before issue 10) and ``fetch`` (issue 10's
+        pipeline; ``download`` may call it: only the first call counts).
+        """
 
-    def progress(_done, _total, _bytes):
+        def download(self, *args, **kwargs):  # kwargs: the request deadline (issue 8)
+            _mark_first()
+            return super().download(*args, **kwargs)
+
+        if hasattr(core.transport.HttpClient, 'fetch'):
+
+            def fetch(self, *args, **kwargs):
+                _mark_first()
+                return super().fetch(*args, **kwargs)
+
+    def _mark_first():
+        if marks['first_download'] is None:
+            marks['first_download'] = time.perf_counter()
+
+    def progress(*_args):  # (done, total, bytes); per package before issue 10, per batch after
         marks['last_done'] = time.perf_counter()
 
     repo = core.repository.Repository(spec['root'])
@@ -181,6 +209,8 @@ def _child_sync(core, spec, keyring):
         'bytes_downloaded': result.bytes_downloaded,
         'feed_unchanged': result.feed_unchanged,
         'added_bytes': sum(item['size'] for item in result.added),
+        # every plain flag or count of the result (e.g. a key saying the re-sync skipped the plan, issue 10)
+        'result_flags': {key: value for key, value in result.as_dict().items() if isinstance(value, (bool, int, float, str))},
     }
     if marks['first_download'] is not None:
         last = marks['last_done'] or ended
@@ -204,6 +234,9 @@ def run_child(args, spec, workdir, profile_to=None, collections=None):
     proc = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True)
     out = json.loads([line for line in proc.stdout.splitlines() if line.startswith('{')][-1])  # py-spy prints lines too
     out['process_seconds'] = time.perf_counter() - began
+    wanted = Path(collections or args.collections_dir).resolve()
+    if not Path(out['core_file']).resolve().is_relative_to(wanted) and not Path(out['core_file']).is_relative_to(wanted):
+        raise RuntimeError('the child imported %s, not the code under %s' % (out['core_file'], wanted))
     return out
 
 
@@ -242,7 +275,10 @@ def ensure_feed(core, args, prof, workdir):
     if marker.exists() and not args.rebuild:
         info = json.loads(marker.read_text())
         expires = json.loads((feed_dir / 'catalog.json').read_bytes())['signed']['expires']
-        if core.catalog.parse_time(expires) > core.catalog.utc_now() + datetime.timedelta(days=1):
+        stale = feed_layout_differs(core, feed_dir, private)
+        if stale:
+            print('the kept feed was written by other vendor code (%s): building it again' % stale, flush=True)
+        elif core.catalog.parse_time(expires) > core.catalog.utc_now() + datetime.timedelta(days=1):
             info['reused'] = True
             return feed_dir, private, public, info
     shutil.rmtree(feed_dir, ignore_errors=True)
@@ -264,6 +300,47 @@ def ensure_feed(core, args, prof, workdir):
     print('  built in %.1f s' % info['build_seconds'], flush=True)
     info['reused'] = False
     return feed_dir, private, public, info
+
+
+def feed_layout_differs(core, feed_dir, private):
+    """Why the kept feed's zip layout differs from what the code under test writes now, or None.
+
+    A feed kept from an older tree (--keep-feed) must not measure a package format the vendor tool no
+    longer writes (e.g. payloads stored instead of deflated): the smallest and the biggest package are
+    compared, member by member, with a package written now from random bytes of the same sizes.
+    """
+    packages = sorted((feed_dir / 'packages').iterdir(), key=lambda path: path.stat().st_size)
+    key = core.signing.SigningKey.load(str(private))
+    for path in (packages[0], packages[-1]):
+        with zipfile.ZipFile(path) as archive:
+            kept = {member.filename: member.compress_type for member in archive.infolist()}
+            payload = {name: os.urandom(archive.getinfo(name).file_size) for name in kept if name not in (core.package.INFO_NAME, core.package.HASH_NAME)}
+        with tempfile.TemporaryDirectory() as scratch:
+            sample = core.package.build_package_from_bytes(payload, bench_info(core), key, os.path.join(scratch, 'sample.zip'))
+            with zipfile.ZipFile(sample) as archive:
+                now = {member.filename: member.compress_type for member in archive.infolist()}
+        if now != kept:
+            return '%s: %s kept, %s now' % (path.name, sorted(kept.items()), sorted(now.items()))
+    return None
+
+
+def bench_info(core, package_id='bench-big-1.00'):
+    """The PackageInfo of the benchmark's own packages (the big package, the layout sample)."""
+    return core.package.PackageInfo(
+        package_id=package_id,
+        module_id='system-bios',
+        module_name='System BIOS',
+        version='1.00',
+        release_date='2026-01-01',
+        models=['Express5800/R120a-1M'],
+        os=['any'],
+        kind='bmc',
+        auto_update=True,
+        reboot_required=True,
+        downgrade_supported=True,
+        uninstall_supported=False,
+        install_command='./install.sh',
+    )
 
 
 def remove_feed(workdir, feed_dir):
@@ -318,6 +395,12 @@ def machine_cpu():
         fields = [int(value) for value in handle.readline().split()[1:]]
     names = ('user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq', 'steal')
     return dict(zip(names, fields, strict=False))  # /proc/stat has more counters (guest, guest_nice)
+
+
+def children_cpu():
+    """User + system CPU seconds of this process's waited-for children (and theirs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def machine_cpu_share(before, after):
@@ -417,7 +500,7 @@ class DownloadBench:
         log_before = len(self.nginx.access_log())
         record = {'method': method, 'load_before': os.getloadavg()[0]}
         out_dir = self._fresh(method)
-        cpu_before = machine_cpu()
+        cpu_before, children_before = machine_cpu(), children_cpu()
         if method == 'aria2c':
             record['seconds'] = self._aria2c(out_dir)
         elif method.endswith('+sha256sum'):
@@ -437,7 +520,14 @@ class DownloadBench:
             got = sum(path.stat().st_size for path in out_dir.iterdir())
             if got != self.needed_bytes:
                 raise RuntimeError('%s left %d bytes in %s, expected %d' % (method, got, out_dir, self.needed_bytes))
+        # CPU of every process this run started and waited for: curl and sha256sum together, aria2c, or the sync child
+        # (with any helper processes it joined); nginx's share is the same for every method and is not counted.
+        record['cpu_seconds'] = children_cpu() - children_before
+        record['cpu_ms_per_package'] = 1000 * record['cpu_seconds'] / len(self.needed)
+        if 'cpu_after_import_seconds' in record:  # the same without the interpreter's start and the imports
+            record['cpu_ms_per_package_after_imports'] = 1000 * (record['cpu_seconds'] - record['cpu_after_import_seconds']) / len(self.needed)
         record['machine_cpu'] = machine_cpu_share(cpu_before, machine_cpu())
+        record['load_after'] = os.getloadavg()[0]
         expected = log_before + len(self.needed) + (1 if method.startswith('exup') else 0)  # a sync also fetches the catalog
         record['nginx'] = nginx_traffic(self.nginx.wait_for_log(expected)[log_before:])
         record['mib_per_s'] = self.needed_bytes / MIB / record['seconds']
@@ -453,8 +543,18 @@ class DownloadBench:
                 record = self.run(method)
                 runs.append(record)
                 print(
-                    '  round %d %-20s %7.2f s %8.1f MiB/s  (machine busy %.0f%%, steal %.0f%%)'
-                    % (index + 1, method, record['seconds'], record['mib_per_s'], 100 * record['machine_cpu']['busy'], 100 * record['machine_cpu']['steal']),
+                    '  round %d %-20s %7.2f s %8.1f MiB/s  CPU %.2f ms/package  (load %.1f -> %.1f, machine busy %.0f%%, steal %.0f%%)'
+                    % (
+                        index + 1,
+                        method,
+                        record['seconds'],
+                        record['mib_per_s'],
+                        record['cpu_ms_per_package'],
+                        record['load_before'],
+                        record['load_after'],
+                        100 * record['machine_cpu']['busy'],
+                        100 * record['machine_cpu']['steal'],
+                    ),
                     flush=True,
                 )
         return runs
@@ -467,36 +567,62 @@ class DownloadBench:
         """
         first = self.run('exup-w8', keep_root=True)
         root = self.runs_dir / 'exup-w8' / 'repo'
-        runs, others = [], []
+        codes = [(None, [], [])] + ([(self.args.compare_collections, [], [])] if self.args.compare_collections else [])
         try:
             for _run in range(count):
-                for collections, into in ((None, runs), (self.args.compare_collections, others)):
-                    if into is others and not collections:
-                        continue
+                for collections, runs, modules in codes:
                     log_before = len(self.nginx.access_log())
                     record = self._sync(root, 8, collections=collections)
                     record['nginx'] = nginx_traffic(self.nginx.wait_for_log(log_before + 1)[log_before:])
-                    into.append(record)
+                    runs.append(record)
+                    modules.append(self._module_sync(root, 8, collections or self.args.collections_dir))
+                    self.nginx.wait_for_log(log_before + 2)
         finally:
             shutil.rmtree(self.runs_dir, ignore_errors=True)
-        summary = self._resync_summary(runs)
+        summary = self._resync_summary(codes[0][1], codes[0][2])
         summary.update(first_sync_seconds=first['seconds'], first_sync_peak_rss_mib=first['peak_rss_kib'] / 1024)
-        if others:
-            summary['other'] = self._resync_summary(others)
+        if len(codes) > 1:
+            summary['other'] = self._resync_summary(codes[1][1], codes[1][2])
         return summary
 
+    def _module_sync(self, root, workers, collections):
+        """The exup_repo_sync module itself run as a process (``python exup_repo_sync.py args.json``, as AnsiballZ ends up
+        running it, without the zip): its wall time and its JSON result."""
+        module = Path(collections) / 'ansible_collections' / 'exup' / 'fleet' / 'plugins' / 'modules' / 'exup_repo_sync.py'
+        params = {
+            'repository': str(root),
+            'manager_id': MANAGER_ID,
+            'trusted_keys': [str(self.pubkey)],
+            'feed_url': self.nginx.url('catalog.json'),
+            'servers': json.loads(self.servers_path.read_text()),
+            'workers': workers,
+        }
+        args_path = self.workdir / 'module-args.json'
+        args_path.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': params}))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(collections)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+        began = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(module), str(args_path)], check=False, stdout=subprocess.PIPE, text=True, env=env)
+        seconds = time.perf_counter() - began
+        answer = json.loads(proc.stdout.strip().splitlines()[-1])
+        if answer.get('failed') or answer.get('changed') or answer.get('added'):
+            raise RuntimeError('the module re-sync did something or failed: %s' % proc.stdout[-2000:])
+        return {'process_seconds': seconds, 'result_flags': {key: value for key, value in answer.items() if isinstance(value, (bool, int, float, str))}}
+
     @staticmethod
-    def _resync_summary(runs):
+    def _resync_summary(runs, modules):
         return {
             'runs': len(runs),
             'sync_median_s': statistics.median(r['sync_seconds'] for r in runs),
             'process_median_s': statistics.median(r['process_seconds'] for r in runs),
+            'module_process_median_s': statistics.median(r['process_seconds'] for r in modules),
+            'module_details': modules,
             'package_bytes': sum(r['nginx']['package_bytes'] for r in runs),
             'package_requests': sum(r['nginx']['package_requests'] for r in runs),
             'requests': sum(r['nginx']['requests'] for r in runs),
             'statuses': sorted({s for r in runs for s in r['nginx']['statuses']}),
             'added': sum(r['added'] for r in runs),
             'peak_rss_mib': max(r['peak_rss_kib'] for r in runs) / 1024,
+            'result_flags': runs[-1].get('result_flags', {}),
             'details': runs,
         }
 
@@ -528,6 +654,12 @@ def summarise(runs, needed):
             values = [run[key] for run in mine if key in run]
             if values:
                 item[key.replace('_seconds', '_median_s')] = statistics.median(values)
+        for key in ('cpu_ms_per_package', 'cpu_ms_per_package_after_imports'):
+            if key in mine[0]:
+                item[key + '_median'] = statistics.median(run[key] for run in mine)
+        loads = [run[key] for run in mine for key in ('load_before', 'load_after')]
+        item['load_range'] = [min(loads), max(loads)]
+        item['steal_max'] = max(run['machine_cpu']['steal'] for run in mine)
         if method.startswith('exup'):
             item['peak_rss_mib'] = max(run['peak_rss_kib'] for run in mine) / 1024
         summary[method] = item
@@ -569,21 +701,7 @@ def big_package(core, args, size, workdir, private_path, pubkey_path):
             for offset in range(0, size, 8 * MIB):
                 handle.write(os.urandom(min(8 * MIB, size - offset)))
         (payload_dir / 'install.sh').write_text('#!/bin/sh\nexit 0\n')
-        info = core.package.PackageInfo(
-            package_id='bench-big-1.00',
-            module_id='system-bios',
-            module_name='System BIOS',
-            version='1.00',
-            release_date='2026-01-01',
-            models=['Express5800/R120a-1M'],
-            os=['any'],
-            kind='bmc',
-            auto_update=True,
-            reboot_required=True,
-            downgrade_supported=True,
-            uninstall_supported=False,
-            install_command='./install.sh',
-        )
+        info = bench_info(core)
         began = time.perf_counter()
         core.package.build_package(str(payload_dir), info, core.signing.SigningKey.load(str(private_path)), str(out))
         build_seconds = time.perf_counter() - began
@@ -642,6 +760,126 @@ def machine():
     }
 
 
+FULL_SIZE = (20000, 2000)  # entries, servers: the size issue 10 sets the 106 KiB, re-sync and memory goals at
+
+
+def goals(results):
+    """Issue 10's sync goals against this run: rows of goal, measured, met (None: this run's sizes do not test it), scope.
+
+    The ratios are exup's speed over a baseline's (baseline's time / exup's), from methods interleaved in this run;
+    the best exup method (of this code, not @other) is the one judged, every one is listed.
+    """
+    prof, needed, downloads = results['profile'], results['needed'], results['downloads']
+    average = needed['bytes'] / max(1, needed['packages'])
+    indicative = '' if (prof['entries'], prof['servers']) == FULL_SIZE else 'indicative: %d entries / %d servers' % (prof['entries'], prof['servers'])
+    exups = {method: item for method, item in downloads.items() if method.startswith('exup') and '@' not in method}
+    rows = []
+
+    def ratio_row(goal, base, floor, applies, why_not):
+        listed = ', '.join('%s %.2fx' % (method, item['ratio_vs'][base]) for method, item in sorted(exups.items()) if base in item['ratio_vs'])
+        if not listed or not applies:
+            rows.append({'goal': goal, 'measured': listed or 'not run', 'met': None, 'scope': why_not if listed else ''})
+            return
+        best = max(item['ratio_vs'][base] for item in exups.values() if base in item['ratio_vs'])
+        rows.append({'goal': goal, 'measured': listed, 'met': best >= floor, 'scope': indicative})
+
+    small = 64 * 1024 <= average <= 256 * 1024
+    not_small = 'packages of %.0f KiB on average, the goal is for ~106 KiB' % (average / 1024)
+    ratio_row('~106 KiB packages: at least 0.7x curl --parallel + sha256sum', 'curl+sha256sum', 0.7, small, not_small)
+    ratio_row('~106 KiB packages: at least 1.5x aria2c alone', 'aria2c', 1.5, small, not_small)
+    ratio_row(
+        '1 MiB and more: faster than curl + sha256sum',
+        'curl+sha256sum',
+        1.0,
+        average >= MIB,
+        'packages of %.0f KiB on average' % (average / 1024),
+    )
+    resync = results.get('resync')
+    if resync:
+        rows.append(
+            {
+                'goal': 're-sync with nothing new: under 0.1 s in the sync call',
+                'measured': 'Sync.run %.3f s' % resync['sync_median_s'],
+                'met': resync['sync_median_s'] < 0.1,
+                'scope': indicative,
+            }
+        )
+        rows.append(
+            {
+                'goal': 're-sync with nothing new: under 0.4 s for the whole module process',
+                'measured': 'exup_repo_sync as a process %.3f s (the harness child: %.3f s)' % (resync['module_process_median_s'], resync['process_median_s']),
+                'met': resync['module_process_median_s'] < 0.4,
+                'scope': indicative,
+            }
+        )
+    peaks = [item['peak_rss_mib'] for item in exups.values()] + ([resync['first_sync_peak_rss_mib']] if resync else [])
+    if peaks:
+        rows.append(
+            {
+                'goal': 'peak memory of the full sync under 120 MiB',
+                'measured': 'first syncs: at most %.0f MiB (VmHWM)' % max(peaks),
+                'met': max(peaks) < 120,
+                'scope': indicative,
+            }
+        )
+    big = results.get('big_package')
+    if big:
+        growth = big['verify_peak_rss_mib'] - big['rss_after_import_mib']
+        rows.append(
+            {
+                'goal': 'a 2 GiB package verified in constant memory (here: peak RSS at most 64 MiB over the RSS after the imports)',
+                'measured': '%.0f MiB payload: peak %.0f MiB, %.0f MiB after the imports'
+                % (big['payload_bytes'] / MIB, big['verify_peak_rss_mib'], big['rss_after_import_mib']),
+                'met': growth <= 64,
+                'scope': '' if big['payload_bytes'] >= 2 * GIB else 'indicative: payload under 2 GiB',
+            }
+        )
+    cpu = ['%s %.2f ms%s' % (method, item['cpu_ms_per_package_median'], after_imports(item)) for method, item in sorted(downloads.items())]
+    if cpu:
+        rows.append(
+            {
+                'goal': 'CPU per package (a report; curl + sha256sum about 0.6-0.8 ms in the issue)',
+                'measured': ', '.join(cpu),
+                'met': None,
+                'scope': '',
+            }
+        )
+    return rows
+
+
+def after_imports(item):
+    key = 'cpu_ms_per_package_after_imports_median'
+    return ' (%.2f after the imports)' % item[key] if key in item else ''
+
+
+def method_notes(item):
+    notes = []
+    if 'fetch_median_s' in item:
+        notes.append('fetch %.2f s + sha256sum %.2f s' % (item['fetch_median_s'], item['sha256sum_median_s']))
+    if 'sync_median_s' in item:
+        split = ''
+        if 'before_downloads_median_s' in item:
+            split = ' (%.2f before the first package download, %.2f downloading, %.2f after)' % (
+                item['before_downloads_median_s'],
+                item['download_phase_median_s'],
+                item['after_downloads_median_s'],
+            )
+        notes.append(
+            'Sync.run %.2f s%s; CPU %.1f s user + %.1f s sys, %.2f ms / package after the imports; peak RSS %.0f MiB'
+            % (
+                item['sync_median_s'],
+                split,
+                item['cpu_user_median_s'],
+                item['cpu_system_median_s'],
+                item['cpu_ms_per_package_after_imports_median'],
+                item['peak_rss_mib'],
+            )
+        )
+    if item.get('steal_max'):
+        notes.append('steal up to %.0f%%' % (100 * item['steal_max']))
+    return notes
+
+
 def markdown(results):
     """The human summary: what docs/benchmarks.md quotes."""
     prof, feed, needed = results['profile'], results['feed'], results['needed']
@@ -657,7 +895,7 @@ def markdown(results):
             results['command'],
         ),
         '',
-        'Feed: %d entries, %.0f MiB (avg_size %d B; %s); %d servers on %d models. Needed: %d packages, %.1f MiB (%.0f KiB each on average).'
+        'Feed: %d entries, %.0f MiB (avg_size %d B; %s); %d servers on %d models. %s.'
         % (
             feed['entries'],
             feed['feed_bytes'] / MIB,
@@ -665,9 +903,7 @@ def markdown(results):
             'reused' if feed['reused'] else 'built in %.0f s' % feed['build_seconds'],
             prof['servers'],
             len(feed['models']),
-            needed['packages'],
-            needed['bytes'] / MIB,
-            needed['bytes'] / 1024 / max(1, needed['packages']),
+            needed_line(needed).replace('needed', 'Needed', 1),
         ),
         '',
         '| step | median | min - max | runs |',
@@ -682,42 +918,46 @@ def markdown(results):
     exups = [method for method in results['downloads'] if method.startswith('exup')]
     lines += [
         '',
-        '| method | median wall (min - max) | MiB/s | packages/s | %s | notes |' % ' | '.join('%s / it' % m for m in exups),
-        '|---|---|---|---|%s---|' % ('---|' * len(exups)),
+        '| method | median wall (min - max) | MiB/s | packages/s | CPU ms / package | load | %s | notes |' % ' | '.join('%s / it' % m for m in exups),
+        '|---|---|---|---|---|---|%s---|' % ('---|' * len(exups)),
     ]
     for method, item in results['downloads'].items():
-        notes = []
-        if 'fetch_median_s' in item:
-            notes.append('fetch %.2f s + sha256sum %.2f s' % (item['fetch_median_s'], item['sha256sum_median_s']))
-        if 'sync_median_s' in item:
-            notes.append(
-                'sync_repository %.2f s (%.2f before the first download, %.2f downloading, %.2f after); CPU %.1f s user + %.1f s sys; '
-                'peak RSS %.0f MiB'
-                % (
-                    item['sync_median_s'],
-                    item.get('before_downloads_median_s', 0),
-                    item.get('download_phase_median_s', 0),
-                    item.get('after_downloads_median_s', 0),
-                    item['cpu_user_median_s'],
-                    item['cpu_system_median_s'],
-                    item['peak_rss_mib'],
-                )
-            )
         ratios = ['%.2fx' % results['downloads'][m]['ratio_vs'][method] if method in BASELINES else '' for m in exups]
         lines.append(
-            '| %s | %.2f s (%.2f - %.2f) | %.0f | %.0f | %s | %s |'
-            % (method, item['median_s'], item['min_s'], item['max_s'], item['mib_per_s'], item['packages_per_s'], ' | '.join(ratios), '; '.join(notes))
+            '| %s | %.2f s (%.2f - %.2f) | %.0f | %.0f | %.2f | %.1f - %.1f | %s | %s |'
+            % (
+                method,
+                item['median_s'],
+                item['min_s'],
+                item['max_s'],
+                item['mib_per_s'],
+                item['packages_per_s'],
+                item['cpu_ms_per_package_median'],
+                item['load_range'][0],
+                item['load_range'][1],
+                ' | '.join(ratios),
+                '; '.join(method_notes(item)),
+            )
         )
+    lines += [
+        '',
+        'Wall: the whole process(es), as the module runs it for exup (interpreter start and imports inside). CPU: user + system of every '
+        'process the run started (curl and sha256sum together; the sync child with any helper processes), divided by the packages; '
+        'nginx not counted. Load: the 1-minute load average before and after the runs of the method.',
+    ]
     resync = results['resync']
     lines += [
         '',
-        'Re-sync with nothing new (median of %d): sync_repository %.3f s, whole child process %.3f s (interpreter start and imports '
-        'included); nginx answered %d requests (statuses %s) and sent %d package bytes in %d package requests; peak RSS %.0f MiB '
+        'Re-sync with nothing new (median of %d): Sync.run %.3f s, the harness child process %.3f s (interpreter start and imports '
+        'included), the exup_repo_sync module run as a process (`python exup_repo_sync.py args.json`, the %d servers in its arguments) '
+        '%.3f s; the harness child\'s syncs: nginx answered %d requests (statuses %s) and sent %d package bytes in %d package requests; peak RSS %.0f MiB '
         '(first sync: %.0f MiB).'
         % (
             resync['runs'],
             resync['sync_median_s'],
             resync['process_median_s'],
+            prof['servers'],
+            resync['module_process_median_s'],
             resync['requests'],
             resync['statuses'],
             resync['package_bytes'],
@@ -726,11 +966,19 @@ def markdown(results):
             resync['first_sync_peak_rss_mib'],
         ),
     ]
+    flags = {key: value for key, value in resync['result_flags'].items() if key not in ('bytes_downloaded', 'changed')}
+    lines[-1] += ' Its result: %s.' % ', '.join('%s=%s' % item for item in sorted(flags.items()))
     if 'other' in resync:
         lines += [
             '',
-            'The same re-sync by the code under --compare-collections (alternating with the above): sync_repository %.3f s, process %.3f s, '
-            'peak RSS %.0f MiB.' % (resync['other']['sync_median_s'], resync['other']['process_median_s'], resync['other']['peak_rss_mib']),
+            'The same re-sync by the code under --compare-collections (alternating with the above): Sync.run %.3f s, process %.3f s, '
+            'module process %.3f s, peak RSS %.0f MiB.'
+            % (
+                resync['other']['sync_median_s'],
+                resync['other']['process_median_s'],
+                resync['other']['module_process_median_s'],
+                resync['other']['peak_rss_mib'],
+            ),
         ]
     big = results.get('big_package')
     if big:
@@ -748,11 +996,16 @@ def markdown(results):
                 100 * (big['page_cache_share'] or 0),
             ),
         ]
+    lines += ['', '| goal of issue 10 | measured here | met? |', '|---|---|---|']
+    for row in results['goals']:
+        verdict = {True: 'yes', False: '**no**', None: 'n/a'}[row['met']]
+        lines.append('| %s | %s | %s%s |' % (row['goal'], row['measured'], verdict, ' (%s)' % row['scope'] if row['scope'] else ''))
     session = results['machine_cpu_session']
     lines += [
         '',
         'Machine CPU over the session (this benchmark and anything else running): %.0f%% busy, %.0f%% iowait, %.0f%% stolen by the hypervisor; '
-        'load average %.1f at the end.' % (100 * session['busy'], 100 * session['iowait'], 100 * session['steal'], results['load_average_end'][0]),
+        'load average %.1f at the start, %.1f at the end.'
+        % (100 * session['busy'], 100 * session['iowait'], 100 * session['steal'], results['load_average_start'][0], results['load_average_end'][0]),
     ]
     share = results['page_cache_share']
     lines += [
@@ -774,6 +1027,7 @@ def parse_args(argv):
     parser.add_argument('--workdir', default=os.path.join(tempfile.gettempdir(), 'exup-bench'), help='feed, runs and scratch (default %(default)s)')
     parser.add_argument('--keep-feed', action='store_true', help='keep the built feed for the next run (default: delete it at the end)')
     parser.add_argument('--rebuild', action='store_true', help='build the feed again even if a matching one was kept')
+    parser.add_argument('--build-only', action='store_true', help='build (or check) the feed, keep it, print what the servers need, and stop')
     parser.add_argument('--entries', type=int, help='feed entries (default 20,000; 2,000 with --quick)')
     parser.add_argument('--servers', type=int, help='registered servers (default 2,000; 200 with --quick)')
     parser.add_argument('--target-mib', type=int, help='MiB the needed packages should total (default 1024; 100 with --quick)')
@@ -816,6 +1070,7 @@ def main(argv=None):
     mode, prof = profile_from(args)
     methods = [method for method in args.methods.split(',') if method]
     if args.compare_collections:
+        args.compare_collections = str(collections_dir(args.compare_collections))
         methods += [method + '@other' for method in methods if method.startswith('exup')]
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -834,6 +1089,12 @@ def main(argv=None):
     cpu_start = machine_cpu()
 
     feed_dir, private, pubkey, results['feed'] = ensure_feed(core, args, prof, workdir)
+    if args.build_only:
+        keyring = core.signing.KeyRing.from_pem_list([str(pubkey)])
+        servers = [core.repository.server_from_dict(MANAGER_ID, item) for item in core.feed.synthetic_servers(results['feed']['models'], prof['servers'])]
+        _catalog, _plan, needed = needed_entries(core, feed_dir, keyring, servers)
+        print('feed %s (%s): %s' % (feed_dir, 'reused' if results['feed']['reused'] else 'built', needed_line(needed_summary(needed))))
+        return 0
     try:
         measure(core, args, prof, methods, workdir, feed_dir, private, pubkey, results)
     finally:
@@ -846,6 +1107,7 @@ def main(argv=None):
             elif path.exists():
                 path.unlink()
     results['total_seconds'] = time.perf_counter() - began
+    results['goals'] = goals(results)
     results['load_average_end'] = os.getloadavg()
     results['machine_cpu_session'] = machine_cpu_share(cpu_start, machine_cpu())
 
@@ -857,6 +1119,42 @@ def main(argv=None):
     print('\n' + table)
     print('results: %s.json and .md (%.0f s in all)' % (RESULTS_DIR / stem, results['total_seconds']))
     return 0
+
+
+def needed_entries(core, feed_dir, keyring, servers):
+    """(catalog, plan, the entries a fresh repository downloads), sorted by package id."""
+    catalog = core.catalog.parse_catalog((feed_dir / 'catalog.json').read_bytes(), keyring)
+    candidates = [core.generations.Candidate(e.package_id, e.module_id, e.version, tuple(e.models), tuple(e.os)) for e in catalog.entries]
+    plan = core.generations.generation_plan(candidates, servers)
+    by_id = {entry.package_id: entry for entry in catalog.entries}
+    return catalog, plan, [by_id[package_id] for package_id in sorted(plan.wanted())]
+
+
+def needed_summary(needed):
+    """Count, bytes and the size spread of the needed packages (which goal of issue 10 a feed measures depends on it)."""
+    sizes = sorted(entry.size for entry in needed)
+    return {
+        'packages': len(sizes),
+        'bytes': sum(sizes),
+        'size_min': sizes[0],
+        'size_p10': sizes[len(sizes) // 10],
+        'size_median': sizes[len(sizes) // 2],
+        'size_max': sizes[-1],
+        'share_1mib_and_more': round(sum(1 for size in sizes if size >= MIB) / len(sizes), 3),
+    }
+
+
+def needed_line(needed):
+    return 'needed: %d packages, %.1f MiB, %.0f KiB on average (min %.0f, p10 %.0f, median %.0f, max %.0f KiB; %.0f%% of them 1 MiB or more)' % (
+        needed['packages'],
+        needed['bytes'] / MIB,
+        needed['bytes'] / 1024 / max(1, needed['packages']),
+        needed['size_min'] / 1024,
+        needed['size_p10'] / 1024,
+        needed['size_median'] / 1024,
+        needed['size_max'] / 1024,
+        100 * needed['share_1mib_and_more'],
+    )
 
 
 def measure(core, args, prof, methods, workdir, feed_dir, private, pubkey, results):
@@ -872,14 +1170,13 @@ def measure(core, args, prof, methods, workdir, feed_dir, private, pubkey, resul
     timing, catalog = timed(lambda: core.catalog.parse_catalog(data, keyring), prof['runs'])
     results['parse_catalog'] = dict(timing, catalog_bytes=len(data))
     candidates = [core.generations.Candidate(e.package_id, e.module_id, e.version, tuple(e.models), tuple(e.os)) for e in catalog.entries]
-    timing, plan = timed(lambda: core.generations.generation_plan(candidates, servers), prof['runs'])
+    timing, _plan = timed(lambda: core.generations.generation_plan(candidates, servers), prof['runs'])
     results['selection'] = dict(timing, candidates=len(candidates), servers=len(servers))
-    by_id = {entry.package_id: entry for entry in catalog.entries}
-    needed = [by_id[package_id] for package_id in sorted(plan.wanted())]  # a fresh repository downloads exactly these
-    results['needed'] = {'packages': len(needed), 'bytes': sum(entry.size for entry in needed)}
+    _catalog, _plan, needed = needed_entries(core, feed_dir, keyring, servers)
+    results['needed'] = needed_summary(needed)
     print(
-        'parse_catalog %.3f s, generation_plan %.3f s; needed: %d packages, %.1f MiB'
-        % (results['parse_catalog']['median_s'], results['selection']['median_s'], len(needed), results['needed']['bytes'] / MIB),
+        'parse_catalog %.3f s, generation_plan %.3f s; %s'
+        % (results['parse_catalog']['median_s'], results['selection']['median_s'], needed_line(results['needed'])),
         flush=True,
     )
 
@@ -891,7 +1188,7 @@ def measure(core, args, prof, methods, workdir, feed_dir, private, pubkey, resul
         results['downloads'] = summarise(results['download_runs'], results['needed'])
         print('re-sync with nothing new ...', flush=True)
         results['resync'] = bench.resyncs(prof['resyncs'])
-        print('  %.3f s in sync_repository, %d package bytes sent' % (results['resync']['sync_median_s'], results['resync']['package_bytes']), flush=True)
+        print('  %.3f s in Sync.run, %d package bytes sent' % (results['resync']['sync_median_s'], results['resync']['package_bytes']), flush=True)
         if args.py_spy:
             print('exup-w8 under py-spy ...', flush=True)
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
