@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import io
 import os
 import posixpath
 import re
@@ -437,41 +438,64 @@ def parse_info_xml(data: bytes) -> PackageInfo:
 def verify_package(path: StrPath, keyring: KeyRing) -> VerifiedPackage:
     """Verify the package zip at ``path`` against ``keyring``; return a VerifiedPackage.
 
-    Order matters: structure first (cheap, refuses hostile archives before any
-    decompression), then the signature over the manifest, then the file set, then
-    every digest, then ExUpInfo.xml (which is itself in the manifest).
+    Members are streamed, so a package of any size verifies in constant memory.
     """
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise PackageError('%s is not a readable zip archive: %s' % (os.path.basename(path), exc), code='zip_invalid') from exc
     with archive:
-        members = _checked_members(archive)
-        if HASH_NAME not in members:
-            raise PackageError('package has no %s: it cannot be proven to come from the vendor' % HASH_NAME, code='hash_missing')
-        if INFO_NAME not in members:
-            raise PackageError('package has no %s' % INFO_NAME, code='info_missing')
-        files, keyid, signature = parse_hash_xml(_read_small(archive, members[HASH_NAME], 4 * 1024 * 1024, HASH_NAME))
-        keyring.verify(keyid, signature, hash_manifest(files), PackageError, HASH_NAME)
-        present = set(members) - {HASH_NAME}
-        missing = sorted(set(files) - present)
-        extra = sorted(present - set(files))
-        if missing:
-            raise PackageError('package is missing %s, listed in %s' % (', '.join(missing), HASH_NAME), code='file_missing', files=missing)
-        if extra:
-            raise PackageError('package has %s, not listed in %s' % (', '.join(extra), HASH_NAME), code='file_extra', files=extra)
-        for name in sorted(files):
-            size, digest = files[name]
-            if members[name].file_size != size:
-                raise PackageError('%s has size %d, but %s states %d' % (name, members[name].file_size, HASH_NAME, size), code='digest_mismatch', file=name)
-            try:
-                actual_size, actual_digest = _stream_digest(archive, members[name], size)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise PackageError('%s cannot be read from the package: %s' % (name, exc), code='zip_invalid', file=name) from exc
-            if actual_size != size or actual_digest != digest:
-                raise PackageError('%s does not match its SHA-256 in %s: the package was altered' % (name, HASH_NAME), code='digest_mismatch', file=name)
-        info = parse_info_xml(_read_small(archive, members[INFO_NAME], 1024 * 1024, INFO_NAME))
+        return _verify_archive(archive, keyring)
+
+
+def verify_package_bytes(data: bytes | memoryview, keyring: KeyRing, name: str = 'package') -> VerifiedPackage:
+    """``verify_package`` on a package already in memory (a download kept whole): the same checks, order, codes and
+    messages (``name`` stands for the file's name in them), without reading the file again."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PackageError('%s is not a readable zip archive: %s' % (name, exc), code='zip_invalid') from exc
+    with archive:
+        return _verify_archive(archive, keyring)
+
+
+def _verify_archive(archive: zipfile.ZipFile, keyring: KeyRing) -> VerifiedPackage:
+    """The checks of an opened package zip, whatever holds its bytes.
+
+    Order matters: structure first (cheap, refuses hostile archives before any
+    decompression), then the signature over the manifest, then the file set, then
+    every digest, then ExUpInfo.xml (which is itself in the manifest).
+    """
+    members = _checked_members(archive)
+    if HASH_NAME not in members:
+        raise PackageError('package has no %s: it cannot be proven to come from the vendor' % HASH_NAME, code='hash_missing')
+    if INFO_NAME not in members:
+        raise PackageError('package has no %s' % INFO_NAME, code='info_missing')
+    files, keyid, signature = parse_hash_xml(_read_small(archive, members[HASH_NAME], 4 * 1024 * 1024, HASH_NAME))
+    keyring.verify(keyid, signature, hash_manifest(files), PackageError, HASH_NAME)
+    present = set(members) - {HASH_NAME}
+    missing = sorted(set(files) - present)
+    extra = sorted(present - set(files))
+    if missing:
+        raise PackageError('package is missing %s, listed in %s' % (', '.join(missing), HASH_NAME), code='file_missing', files=missing)
+    if extra:
+        raise PackageError('package has %s, not listed in %s' % (', '.join(extra), HASH_NAME), code='file_extra', files=extra)
+    for name in sorted(files):
+        _check_member_digest(archive, members[name], name, files[name])
+    info = parse_info_xml(_read_small(archive, members[INFO_NAME], 1024 * 1024, INFO_NAME))
     return VerifiedPackage(info=info, key_id=keyid, files=files)
+
+
+def _check_member_digest(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, stated: tuple[int, str]) -> None:
+    size, digest = stated
+    if member.file_size != size:
+        raise PackageError('%s has size %d, but %s states %d' % (name, member.file_size, HASH_NAME, size), code='digest_mismatch', file=name)
+    try:
+        actual_size, actual_digest = _stream_digest(archive, member, size)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise PackageError('%s cannot be read from the package: %s' % (name, exc), code='zip_invalid', file=name) from exc
+    if actual_size != size or actual_digest != digest:
+        raise PackageError('%s does not match its SHA-256 in %s: the package was altered' % (name, HASH_NAME), code='digest_mismatch', file=name)
 
 
 def safe_extract(path: StrPath, keyring: KeyRing, dest_dir: StrPath) -> VerifiedPackage:

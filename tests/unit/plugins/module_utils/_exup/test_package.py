@@ -32,16 +32,26 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.package import (
     render_info_xml,
     safe_extract,
     verify_package,
+    verify_package_bytes,
 )
 
 PAYLOAD = {'install.sh': b'#!/bin/sh\necho flashing\n', 'image/fw.bin': b'\x01\x02' * 512}
 
 
 def refused(path, keyring, code):
-    """Verify ``path`` expecting a refusal with ``code``; return the error for message checks."""
+    """Verify ``path`` expecting a refusal with ``code``; return the error for message checks.
+
+    Every refusal is checked twice: from the file (verify_package) and from its bytes in hand
+    (verify_package_bytes, the sync's path): the same code, message and details."""
     with pytest.raises(PackageError) as caught:
         verify_package(str(path), keyring)
     assert caught.value.code == code, caught.value.msg
+    if os.path.exists(path):
+        with open(path, 'rb') as handle:
+            data = handle.read()
+        with pytest.raises(PackageError) as from_bytes:
+            verify_package_bytes(data, keyring, os.path.basename(path))
+        assert (from_bytes.value.code, from_bytes.value.msg, from_bytes.value.details) == (caught.value.code, caught.value.msg, caught.value.details)
     return caught.value
 
 
@@ -82,6 +92,14 @@ def test_build_and_verify_roundtrip(build_pkg, keyring, signing_key):
     assert verified.key_id == signing_key.key_id
     assert set(verified.files) == {'install.sh', 'image/fw.bin', INFO_NAME}
     assert verified.files['image/fw.bin'] == (1024, hashlib.sha256(PAYLOAD['image/fw.bin']).hexdigest())
+
+
+def test_verify_from_bytes_gives_what_verify_from_the_file_gives(build_pkg, keyring):
+    path = build_pkg(payload=dict(PAYLOAD), package_id='BIOS-R120-1.10', version='1.10')
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    assert verify_package_bytes(data, keyring) == verify_package(path, keyring)
+    assert verify_package_bytes(memoryview(data), keyring) == verify_package(path, keyring)
 
 
 def test_build_from_directory_and_safe_extract(tmp_path, keyring, signing_key, info_factory):
