@@ -251,7 +251,7 @@ def _file_sha256(path: Path) -> str:
 
 
 #: meta keys of the sync's bookkeeping (db.py: data_generation bumped by triggers, the sync memo), left out of snapshots
-BOOKKEEPING_META = ("data_generation", "sync_memo")
+BOOKKEEPING_META = ("data_generation", "sync_memo", "recovery_written")
 
 
 def db_rows(root: Path, skip_tables=("events",)) -> dict:

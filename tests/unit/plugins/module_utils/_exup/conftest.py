@@ -207,7 +207,7 @@ def snapshot_of(repository, with_events=False):
                     continue
                 rows = sorted(tuple(row) for row in conn.execute('SELECT * FROM %s' % table))
                 # the sync's bookkeeping (db.py: the write counter, the fingerprint memo) is no state of the repository
-                tables[table] = [row for row in rows if table != 'meta' or row[0] not in ('data_generation', 'sync_memo')]
+                tables[table] = [row for row in rows if table != 'meta' or row[0] not in ('data_generation', 'sync_memo', 'recovery_written')]
         finally:
             conn.close()
     files = []

@@ -307,3 +307,16 @@ def test_the_data_generation_counts_writes_to_the_planned_tables(repo):
         index.add_event('t', 'info', 'x', 'm', {})  # events are no input of the plan
         index.touch_manager('mgr-a', 't')  # presence enters as the active managers, not as a write
         assert index.data_generation() == start + 2
+
+
+def test_the_recovery_record_is_rewritten_after_a_counted_write_only(world):
+    settled(world)
+    path = world.repo.store.recovery_path
+    os.unlink(path)
+    world.sync()
+    assert os.path.exists(path)  # a missing record is written again even when nothing changed
+    before = os.stat(path).st_mtime_ns, open(path, 'rb').read()
+    world.sync()
+    assert (os.stat(path).st_mtime_ns, open(path, 'rb').read()) == before
+    world.repo.delete([BIOS[3]], 'mgr-a')
+    assert BIOS[3] in open(path).read() and '"tombstones": []' not in open(path).read()
