@@ -17,9 +17,12 @@ What is measured, on one machine in one session; every figure is a median:
    baselines fetching the same files in the same session: curl then sha256sum,
    aria2c then sha256sum, and aria2c alone. Methods are interleaved and their
    order rotates every round, so a slow spell of the machine hits all of them;
-3. a re-sync with nothing new: wall time, and the package bytes nginx sent (its log);
+   The CPU of every method's processes is divided by the packages (issue 10);
+3. a re-sync with nothing new: time in Sync.run, the child process, the exup_repo_sync
+   module run as a process, and the package bytes nginx sent (its log);
 4. the peak RSS of every sync child, and verify_package of one package with a
-   2 GiB stored payload (peak RSS and time, against sha256sum of the same file).
+   2 GiB stored payload (peak RSS and time, against sha256sum of the same file);
+5. issue 10's goals, met or not, from the figures above.
 
 Every sync and verify runs in its own child process (``--child``), started as
 the Ansible module is; its peak RSS is read from /proc/self/status (VmHWM).

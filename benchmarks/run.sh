@@ -2,6 +2,7 @@
 # Run the repository benchmark with the project's venv (made by scripts/setup.sh).
 #   bash benchmarks/run.sh --quick     # 2,000 entries / 200 servers / ~100 MiB, under a minute
 #   bash benchmarks/run.sh             # 20,000 entries / 2,000 servers / ~1 GiB (several minutes)
+#   bash benchmarks/run.sh --build-only  # only build (or check) the full-size feed and keep it in --workdir
 # Other options: bash benchmarks/run.sh --help
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
