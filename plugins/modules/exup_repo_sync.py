@@ -155,6 +155,13 @@ feed_unchanged:
   description: True when the feed answered 304 Not Modified.
   returned: always
   type: bool
+plan_skipped:
+  description:
+    - True when the feed answered 304 and nothing the plan depends on changed since the last sync that left nothing to retry
+      (stored packages, tombstones, refusals, the managers' servers, the feed state, the code), so no plan was made and
+      nothing was downloaded or pruned. O(refused) and O(skipped_tombstoned) then repeat what that sync reported.
+  returned: always
+  type: bool
 '''
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository, server_from_dict
