@@ -13,6 +13,7 @@ NTLM is refused with a clear message, as 003 §2.2.7 says it is not supported.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import http.client
 import os
@@ -269,6 +270,15 @@ class _DigestTunnelAdapter(_WatchedAdapter):
         if self._target:
             headers['Proxy-Authorization'] = self._client.tunnel_authorization(self._target)
         return headers
+
+
+@dataclasses.dataclass(frozen=True)
+class Download:
+    """A finished download: the complete .part file, and its bytes when the caller asked to keep them."""
+
+    path: str  # exactly the size asked for, with the SHA-256 asked for; written, NOT fsynced (the store does that)
+    data: bytes | None  # the whole body when keep_bytes was True, else None
+    fetched: int  # bytes that came over the network in this call (a resume fetches fewer than size)
 
 
 class HttpClient:
@@ -537,6 +547,19 @@ class HttpClient:
         return body
 
     def download(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None = None, deadline: Deadline | None = None) -> str:
+        """Fetch ``url`` into ``part_path`` (see ``fetch``); returns ``part_path``."""
+        return self.fetch(url, part_path, size, sha256, progress=progress, deadline=deadline).path
+
+    def fetch(
+        self,
+        url: str,
+        part_path: str,
+        size: int,
+        sha256: str,
+        keep_bytes: bool = False,
+        progress: Progress | None = None,
+        deadline: Deadline | None = None,
+    ) -> Download:
         """Fetch ``url`` into ``part_path``: exactly ``size`` bytes whose SHA-256 is ``sha256``.
 
         Resumes from an existing .part (Range request), retrying a cut
@@ -544,14 +567,18 @@ class HttpClient:
         downloading. Never writes past ``size``: a longer answer is refused and
         its .part deleted. A truncated download keeps its .part for the next try.
         ``deadline`` (a Deadline): each attempt ends by it (request_timeout); the .part is kept.
+        ``keep_bytes``: the Download also carries the whole body (the caller bounds ``size``).
+        The .part is written, not fsynced: making it durable is the store's job.
         """
         last_error: TransportError | None = None
         restarted = False
+        tally = _Tally()
         for _attempt in range(RESUME_ATTEMPTS):
             resumed = os.path.exists(part_path)
             try:
                 with self._within(deadline, url):
-                    return self._download_once(url, part_path, size, sha256, progress)
+                    data = self._download_once(url, part_path, size, sha256, progress, keep_bytes, tally)
+                return Download(part_path, data, tally.fetched)
             except TransportError as exc:
                 # A resumed .part may hold bytes from an earlier, different file: start over once.
                 if exc.code == 'digest_mismatch' and resumed and not restarted:
@@ -564,8 +591,9 @@ class HttpClient:
         # cast: RESUME_ATTEMPTS >= 1, and every pass that did not return set it (ansible-test forbids assert)
         raise cast(TransportError, last_error)
 
-    def _download_once(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None) -> str:
+    def _download_once(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None, keep_bytes: bool, tally: _Tally) -> bytes | None:
         digest = hashlib.sha256()
+        kept = bytearray() if keep_bytes else None
         have = os.path.getsize(part_path) if os.path.exists(part_path) else 0
         if have > size:
             have = 0
@@ -573,6 +601,8 @@ class HttpClient:
             with open(part_path, 'rb') as handle:
                 for chunk in iter(lambda: handle.read(CHUNK), b''):
                     digest.update(chunk)
+                    if kept is not None:
+                        kept += chunk
         if have < size:
             headers = {'Range': 'bytes=%d-' % have} if have else {}
             response = self._get(url, headers=headers, stream=True)
@@ -581,6 +611,7 @@ class HttpClient:
                     mode = 'ab'
                 elif response.status_code == 200:
                     have, digest, mode = 0, hashlib.sha256(), 'wb'
+                    kept = bytearray() if keep_bytes else None
                 else:
                     raise TransportError('GET %s answered HTTP %d' % (url, response.status_code), code='http_status', status=response.status_code)
                 stated = response.headers.get('Content-Length')
@@ -601,7 +632,10 @@ class HttpClient:
                                 )
                             sink.write(chunk)
                             digest.update(chunk)
+                            if kept is not None:
+                                kept += chunk
                             have += len(chunk)
+                            tally.fetched += len(chunk)
                             if progress:
                                 progress(len(chunk))
                     except requests.exceptions.RequestException as exc:
@@ -613,7 +647,14 @@ class HttpClient:
         if digest.hexdigest() != sha256:
             _unlink(part_path)
             raise TransportError('%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % url, code='digest_mismatch')
-        return part_path
+        return None if kept is None else bytes(kept)
+
+
+class _Tally:
+    """Bytes that came over the network during one fetch, over all its attempts."""
+
+    def __init__(self) -> None:
+        self.fetched = 0
 
 
 _VERDICTS = frozenset(['download_too_long', 'digest_mismatch'])  # about the bytes: they stand whatever the clock says
