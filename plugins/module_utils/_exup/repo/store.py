@@ -36,7 +36,7 @@ import sqlite3
 import stat
 import time
 import typing
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
@@ -157,8 +157,11 @@ class Store:
             os.fchmod(fd, 0o600)
         return fd
 
-    def _lock(self, lock_fd: int, wait_seconds: float) -> None:
-        deadline = time.monotonic() + wait_seconds
+    def _lock(self, lock_fd: int, wait_seconds: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Take the writer lock, waiting at most ``wait_seconds``: the waits start at 5 ms and double up to 200 ms, so a
+        short writer (a BMC task's few rows) is followed within milliseconds, and a long one costs 5 wake-ups a second."""
+        deadline = clock() + wait_seconds
+        delay = 0.005
         while True:
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -166,9 +169,11 @@ class Store:
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
-                if time.monotonic() >= deadline:
+                left = deadline - clock()
+                if left <= 0:
                     raise RepositoryError('repository %s is busy: another writer holds %s' % (self.root, self.lock_path), code='repository_busy') from None
-                time.sleep(0.2)
+                sleep(min(delay, left))
+                delay = min(delay * 2, 0.2)
 
     @contextlib.contextmanager
     def locked(self, wait_seconds: float = 600) -> Iterator[None]:

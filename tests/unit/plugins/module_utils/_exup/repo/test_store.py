@@ -202,6 +202,80 @@ def test_a_waiting_writer_proceeds_when_the_lock_is_released(repo):
     assert time.monotonic() - started < 15
 
 
+class LockWaits:
+    """A clock and a sleep for Store._lock: the sleeps are recorded (no real waiting), and ``release`` runs after
+    ``release_after`` of them (the other writer leaving)."""
+
+    def __init__(self, release_after=None, release=None):
+        self.now = 100.0
+        self.slept = []
+        self.release_after, self.release = release_after, release
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+        if len(self.slept) == self.release_after:
+            self.release()
+
+
+def held_flock(store):
+    """The writer lock held through another open file description (flock conflicts even within one process)."""
+    os.makedirs(store.root, exist_ok=True)
+    other = os.open(store.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return other
+
+
+def test_the_lock_wait_backs_off_from_5_ms_to_200_ms_and_takes_the_lock_once_free(tmp_path):
+    store = Store(str(tmp_path / 'repo'))
+    other = held_flock(store)
+    waits = LockWaits(release_after=9, release=lambda: os.close(other))
+    mine = store._open_lock()
+    try:
+        store._lock(mine, 600, clock=waits.clock, sleep=waits.sleep)
+        with pytest.raises(BlockingIOError):  # it holds the lock now: nobody else gets it
+            probe = os.open(store.lock_path, os.O_RDWR)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(probe)
+    finally:
+        os.close(mine)
+    assert waits.slept == pytest.approx([0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.2, 0.2, 0.2])
+
+
+def test_the_lock_wait_ends_at_wait_seconds_with_busy(tmp_path):
+    store = Store(str(tmp_path / 'repo'))
+    other = held_flock(store)
+    waits = LockWaits()
+    mine = store._open_lock()
+    try:
+        with pytest.raises(RepositoryError) as caught:
+            store._lock(mine, 0.5, clock=waits.clock, sleep=waits.sleep)
+    finally:
+        os.close(mine)
+        os.close(other)
+    assert caught.value.code == 'repository_busy' and store.lock_path in caught.value.msg
+    assert waits.slept[:6] == pytest.approx([0.005, 0.01, 0.02, 0.04, 0.08, 0.16])
+    assert sum(waits.slept) == pytest.approx(0.5)  # the last wait is cut to what is left of wait_seconds, none after it
+    assert waits.slept[-1] == pytest.approx(0.5 - 0.315)
+
+
+def test_a_free_lock_is_taken_without_waiting(tmp_path):
+    store = Store(str(tmp_path / 'repo'))
+    os.makedirs(store.root)
+    waits = LockWaits()
+    mine = store._open_lock()
+    try:
+        store._lock(mine, 0, clock=waits.clock, sleep=waits.sleep)
+    finally:
+        os.close(mine)
+    assert waits.slept == []
+
+
 def test_lock_file_is_for_the_owner_only(tmp_path):
     store = Store(str(tmp_path / 'repo'))
     with store.writer():
