@@ -434,6 +434,13 @@ class Repository:
         with index.transaction():
             index.put_package(verified.info, verified.key_id, digest, size, source, pinned, self.now_text())
 
+    def put_packages(self, index: Index, items: Iterable[tuple[VerifiedPackage, str, int]], source: str) -> None:
+        """The rows of verified files (VerifiedPackage, digest, size) whose pool files and directories are durable,
+        inside the caller's transaction (a sync batch: rows, refusals and events commit together)."""
+        now = self.now_text()
+        for verified, digest, size in items:
+            index.put_package(verified.info, verified.key_id, digest, size, source, False, now)
+
     def remove_package(
         self, index: Index, package_id: str, digest: str, tombstone: Tombstone | None = None, event: tuple[str, dict[str, typing.Any]] | None = None
     ) -> None:

@@ -36,7 +36,7 @@ import sqlite3
 import stat
 import time
 import typing
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
@@ -321,14 +321,26 @@ class Store:
 
     def install(self, source_path: str, digest: str) -> str:
         """Move a complete, verified file into the pool atomically and durably."""
+        target = self.place(source_path, digest)
+        self.flush_dirs([os.path.dirname(target)])
+        return target
+
+    def place(self, source_path: str, digest: str) -> str:
+        """Make a complete, verified file durable and rename it into the pool; its directory entry is durable only
+        after ``flush_dirs`` of its directory: no row may name it before (the sync flushes once per batch)."""
         target = self.pool_path(digest)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(source_path, 'rb') as handle:
             os.fsync(handle.fileno())
         os.chmod(source_path, 0o444)
         os.replace(source_path, target)
-        _fsync_dir(os.path.dirname(target))
         return target
+
+    @staticmethod
+    def flush_dirs(dirs: Iterable[str]) -> None:
+        """fsync each pool directory once: the renames into them survive a power loss from here on."""
+        for path in sorted(set(dirs)):
+            _fsync_dir(path)
 
     def pool_digests(self) -> set[str]:
         """Digests of every file in the pool (for garbage collection and checks)."""

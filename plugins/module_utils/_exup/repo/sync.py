@@ -23,7 +23,6 @@ the stored state with this manager's servers and the new entries laid over it. N
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import os
 import typing
@@ -42,10 +41,11 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
 )
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline, request_deadline
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, ExupError, PackageError, TransportError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package, verify_package_bytes
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.fingerprint import SyncMemo, memo_text, read_memo
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import Refusal
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.pipeline import MEMORY_BOUND, WINDOW_PER_WORKER, Finished, Tally, run_pipeline
 
 if typing.TYPE_CHECKING:
     from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import Catalog
@@ -517,75 +517,103 @@ class Sync:
         return selection
 
     def download(self, base_url: str, entries: list) -> list:
-        """Download in parallel; the writer's index is used only from this thread.
-
-        Returns the ids of the packages the sync's deadline left without a download (not started or cut).
+        """Download, verify and place in worker threads; index in batches from this thread, the only one using the index
+        (see pipeline.py). Returns the ids of the packages the sync's deadline left without a download (not started or cut).
         """
-        total = len(entries)
-        done = 0
-        cut: list[str] = []
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
-            futures = {pool.submit(self.fetch_package, base_url, entry): entry for entry in entries}
-            for future in concurrent.futures.as_completed(futures):
-                entry = futures[future]
-                done += 1
-                try:
-                    path, verified = future.result()
-                except _TimeIsUp:
-                    cut.append(entry.package_id)
-                    continue
-                except BytesRefused as refused:
-                    self.refuse(entry, refused.error)
-                    self.repo.remember_refusal(self.index, entry.package_id, entry.sha256, refused.error)
-                    continue
-                except ExupError as exc:
-                    self.refuse(entry, exc)
-                    continue
-                self.index_download(entry, path, verified)
-                if self.options.progress:
-                    self.options.progress(done, total, self.result.bytes_downloaded)
-        return sorted(cut)
+        tally = Tally(total=len(entries))
+        workers = max(1, self.options.workers)
+        run_pipeline(
+            entries,
+            lambda entry: self.fetch_package(base_url, entry),
+            lambda batch: self.index_batch(batch, tally),
+            workers,
+            window=WINDOW_PER_WORKER * workers,
+        )
+        return sorted(tally.cut)
 
-    def fetch_package(self, base_url: str, entry: CatalogEntry) -> tuple[str, VerifiedPackage]:
-        """(path, VerifiedPackage) of one entry, downloaded (or left complete in the pool by a crash) and verified. In a worker thread."""
+    def fetch_package(self, base_url: str, entry: CatalogEntry) -> Finished:
+        """One entry downloaded (or left complete in the pool by a crash), verified and placed in the pool. In a worker thread."""
         if self.deadline.expired():
-            raise _TimeIsUp()
-        store = self.repo.store
-        final = store.pool_path(entry.sha256)
-        if os.path.exists(final):
-            # Left by a crash between rename and index: already complete; verify it again below.
-            path = final
-        else:
-            bounded = request_deadline(self.deadline, entry.size)
-            try:
-                path = self.client.download(
-                    urllib.parse.urljoin(base_url, entry.url), store.part_path(entry.sha256), entry.size, entry.sha256, deadline=bounded
-                )
-            except ExupError as exc:
-                if exc.code == 'request_timeout' and (bounded is self.deadline or self.deadline.expired()):
-                    raise _TimeIsUp() from None
-                raise
+            return Finished(entry, cut=True)
+        final = self.repo.store.pool_path(entry.sha256)
         try:
-            verified = verify_package(path, self.keyring)
-            entry_matches_package(entry, verified.info)
+            if os.path.exists(final):
+                # Left by a crash between rename and index: already complete; verify it again. Not checked against the
+                # catalog's digest here: a refusal says nothing about the vendor's bytes.
+                return Finished(entry, verified=self.verified(entry, final, None))
+            path, data = self.fetch(base_url, entry)
+        except _TimeIsUp:
+            return Finished(entry, cut=True)
+        except ExupError as exc:
+            return Finished(entry, error=exc)
+        try:
+            verified = self.verified(entry, path, data)
         except PackageError as exc:
-            if path == final:
-                raise  # not checked against the catalog's digest here: say nothing about the vendor's bytes
             os.unlink(path)
-            raise BytesRefused(exc) from None
-        return path, verified
+            return Finished(entry, error=exc, bytes_refused=True)
+        del data  # the bytes are verified: only the VerifiedPackage waits for the batch
+        self.repo.store.place(path, entry.sha256)
+        return Finished(entry, verified=verified, downloaded=True)
 
-    def index_download(self, entry: CatalogEntry, path: str, verified: VerifiedPackage) -> None:
-        """The file into the pool (durably), then its row: a row exists only once its file does."""
-        if path != self.repo.store.pool_path(entry.sha256):
-            self.repo.store.install(path, entry.sha256)
-            self.result.bytes_downloaded += entry.size
-        self.repo.index_package(self.index, verified, entry.sha256, entry.size, source='feed')
-        self.repo.forget_refusal(self.index, entry.package_id)
-        self.result.added.append(dict(_entry_summary(entry), sha256=entry.sha256))
-        self.log('package_downloaded', package_id=entry.package_id, version=entry.version)
+    def fetch(self, base_url: str, entry: CatalogEntry) -> tuple[str, bytes | None]:
+        """(the complete .part, its bytes when small enough to keep) within the sync's deadline."""
+        bounded = request_deadline(self.deadline, entry.size)
+        url = urllib.parse.urljoin(base_url, entry.url)
+        part = self.repo.store.part_path(entry.sha256)
+        try:
+            download = self.client.fetch(url, part, entry.size, entry.sha256, keep_bytes=entry.size <= MEMORY_BOUND, deadline=bounded)
+        except ExupError as exc:
+            if exc.code == 'request_timeout' and (bounded is self.deadline or self.deadline.expired()):
+                raise _TimeIsUp() from None
+            raise
+        return download.path, download.data
 
-    def refuse(self, entry: CatalogEntry, exc: ExupError) -> None:
+    def verified(self, entry: CatalogEntry, path: str, data: bytes | None) -> VerifiedPackage:
+        """The package checked (from ``data`` when in hand, else from the file) and matched to its catalog entry."""
+        verified = verify_package(path, self.keyring) if data is None else verify_package_bytes(data, self.keyring, os.path.basename(path))
+        entry_matches_package(entry, verified.info)
+        return verified
+
+    def index_batch(self, batch: list[Finished], tally: Tally) -> None:
+        """Index what the workers finished: the batch's pool directories flushed once, then its rows, refusals and events in
+        one transaction. Only then do they count in the result (a kill before the commit leaves pool files without rows)."""
+        indexed = [item for item in batch if item.verified is not None]
+        rows = [(item.verified, item.entry.sha256, item.entry.size) for item in batch if item.verified is not None]
+        self.repo.store.flush_dirs(os.path.dirname(self.repo.store.pool_path(item.entry.sha256)) for item in indexed)
+        if any(not item.cut for item in batch):
+            events = []
+            with self.index.transaction():
+                self.repo.put_packages(self.index, rows, source='feed')
+                self.index.delete_refusals([item.entry.package_id for item in indexed])
+                for item in batch:
+                    events.extend(self.batch_outcome(item))
+            self.result.events.extend(events)
+        for item in indexed:
+            self.index_download(item)
+        tally.cut.extend(item.entry.package_id for item in batch if item.cut)
+        tally.done += len(batch)
+        if self.options.progress and indexed:
+            self.options.progress(tally.done, tally.total, self.result.bytes_downloaded)
+
+    def batch_outcome(self, item: Finished) -> list[dict]:
+        """The events (and remembered refusal) of one finished item, inside the batch's transaction."""
+        entry = item.entry
+        if item.verified is not None:
+            return [self.repo.record(self.index, 'package_downloaded', package_id=entry.package_id, version=entry.version)]
+        if item.error is None:  # cut by the deadline: reported by the sync_timeout error
+            return []
+        if item.bytes_refused:
+            self.repo.remember_refusal(self.index, entry.package_id, entry.sha256, item.error)
+        return [self.refuse(entry, item.error)]
+
+    def index_download(self, item: Finished) -> None:
+        """A committed package in the result: its summary only."""
+        if item.downloaded:
+            self.result.bytes_downloaded += item.entry.size
+        self.result.added.append(dict(_entry_summary(item.entry), sha256=item.entry.sha256))
+
+    def refuse(self, entry: CatalogEntry, exc: ExupError) -> dict:
+        """The refusal in the result and its event (returned, for the caller's result once its transaction commits)."""
         self.result.refused.append(
             {
                 'package_id': entry.package_id,
@@ -596,7 +624,7 @@ class Sync:
                 'resumable': exc.code in ('download_truncated', 'request_timeout'),
             }
         )
-        self.log('package_refused', exc.msg, package_id=entry.package_id, error=exc.code)
+        return self.repo.record(self.index, 'package_refused', exc.msg, package_id=entry.package_id, error=exc.code)
 
     def prune(self, state: PlanState, selection: Selection) -> None:
         """Remove what generation management no longer keeps, then the orphan files and the .part files that will not resume."""

@@ -191,6 +191,8 @@ class FeedOnly:
     def download(self, *args, **kwargs):
         raise AssertionError('check mode downloads nothing')
 
+    fetch = download
+
 
 def test_check_mode_plans_over_the_new_entries_and_writes_nothing(repo, signing_key, keyring):
     client = FeedOnly(catalog(signing_key, 1, [entry('BIOS-1.0'), entry('BIOS-1.1', version='1.1', sha256='b' * 64)]))

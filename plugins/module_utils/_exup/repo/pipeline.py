@@ -1,0 +1,93 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The download pipeline of a sync (issue 10): worker threads fetch, verify and place; one thread indexes in batches.
+
+Worker threads do everything that needs no index: the download, the verification (from the bytes in hand
+when the package is small enough to keep, else from the file in constant memory), the match against the
+catalog entry, the file's fsync and its rename into the pool. The sync thread, the only one that touches the
+index, takes what has finished in batches: it fsyncs each pool directory of the batch once, then writes the
+batch's rows, refusals and events in one transaction. A row therefore exists only once its file and its
+directory entry are durable, and a kill at any point leaves at worst pool files without rows (verified
+again by the next sync, or collected).
+
+A window bounds what is in flight (submitted and not yet indexed); a finished package keeps only its
+VerifiedPackage until its batch is indexed, and only its summary after.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import typing
+from collections.abc import Callable, Iterable
+
+if typing.TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.package import VerifiedPackage
+
+#: Packages up to this size are kept in memory as they arrive and verified from those bytes; larger ones are
+#: verified from the file (constant memory, a 2 GiB package included). At most ``workers`` of them are held at once.
+MEMORY_BOUND = 4 * 1024 * 1024
+#: Packages in flight (submitted, downloading, verified and waiting for their batch) per worker.
+WINDOW_PER_WORKER = 4
+#: Most packages indexed in one transaction.
+BATCH_LIMIT = 64
+
+T = typing.TypeVar('T')
+R = typing.TypeVar('R')
+
+
+@dataclasses.dataclass
+class Finished:
+    """What a worker made of one catalog entry: verified and in the pool, refused, or cut by the deadline."""
+
+    entry: CatalogEntry
+    verified: VerifiedPackage | None = None  # in the pool (its directory not yet flushed), ready for its row
+    downloaded: bool = False  # fetched by this sync (not a file left in the pool by a crash): counts in bytes_downloaded
+    error: ExupError | None = None
+    bytes_refused: bool = False  # the error is the vendor's bytes' own: remembered for that sha256
+    cut: bool = False  # not started or cut short by the sync's time limit: not a refusal
+
+
+@dataclasses.dataclass
+class Tally:
+    """The sync thread's count over the batches: for progress, and the ids the deadline cut."""
+
+    total: int
+    done: int = 0
+    cut: list[str] = dataclasses.field(default_factory=list)
+
+
+def run_pipeline(
+    items: Iterable[T], work: Callable[[T], R], commit: Callable[[list[R]], None], workers: int, window: int, batch_limit: int = BATCH_LIMIT
+) -> None:
+    """``work(item)`` in ``workers`` threads, at most ``window`` items in flight; ``commit(batch)`` in this thread with what has
+    finished, ``batch_limit`` at most at a time. An exception of ``work`` or ``commit`` (Ctrl-C too) cancels what has not started."""
+    todo = iter(items)
+    pending: set[concurrent.futures.Future] = set()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        while True:
+            _fill(pool, todo, pending, work, max(1, window))
+            if not pending:
+                break
+            done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            # While this thread commits, the workers go on: the next wait finds a bigger batch (self-balancing).
+            finished = [future.result() for future in done]
+            for start in range(0, len(finished), batch_limit):
+                commit(finished[start : start + batch_limit])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fill(pool: concurrent.futures.ThreadPoolExecutor, todo: typing.Iterator, pending: set, work: Callable, window: int) -> None:
+    while len(pending) < window:
+        item = next(todo, _END)
+        if item is _END:
+            return
+        pending.add(pool.submit(work, item))
+
+
+_END = object()
