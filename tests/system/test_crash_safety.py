@@ -51,8 +51,32 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository i
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
-root, url, public_key, servers = sys.argv[1:]
+root, url, public_key, servers, kill_at = sys.argv[1:]
 servers = [Server(**item) for item in json.loads(servers)]
+if kill_at:
+    # A deterministic kill inside the nth batch of the pipeline: 'renamed' (files renamed into the pool, their
+    # directories not yet flushed), 'flushed' (directories flushed, nothing committed), 'mid_batch' (rows written
+    # inside the batch's transaction, not committed).
+    import os, signal
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
+    point, nth = kill_at.split(":")
+    calls = []
+
+    def killing(original, before):
+        def wrapper(*args, **kwargs):
+            calls.append(1)
+            if before and len(calls) == int(nth):
+                os.kill(os.getpid(), signal.SIGKILL)
+            answer = original(*args, **kwargs)
+            if not before and len(calls) == int(nth):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return answer
+        return wrapper
+
+    if point == "mid_batch":
+        Repository.put_packages = killing(Repository.put_packages, before=False)
+    else:
+        Store.flush_dirs = staticmethod(killing(Store.flush_dirs, before=point == "renamed"))
 repo, client, keyring = Repository(root), HttpClient(), KeyRing.from_pem_list([public_key])
 print("ready", flush=True)
 began = time.monotonic()
@@ -95,9 +119,9 @@ def final_state(root: Path) -> dict:
 class Child:
     """The sync in a child process, killed by its own pid only."""
 
-    def __init__(self, root: Path, url: str, public_key: Path, servers: list[dict], env: dict):
+    def __init__(self, root: Path, url: str, public_key: Path, servers: list[dict], env: dict, kill_at: str = ""):
         self.proc = subprocess.Popen(  # pylint: disable=consider-using-with  # waited for in kill()/finish()
-            [sys.executable, "-c", CHILD, str(root), url, str(public_key), json.dumps(servers)],
+            [sys.executable, "-c", CHILD, str(root), url, str(public_key), json.dumps(servers), kill_at],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -160,25 +184,55 @@ def crash_feed(scratch: Path):
         yield feed_dir, key, public_key, nginx
 
 
-def test_sync_killed_at_many_points_leaves_a_sound_store_and_completes(scratch: Path, crash_feed, collections_path: Path):
+SERVERS = [{"manager_id": h.MANAGER, "name": f"srv{i}", "model": model, "os": "rhel9"} for i, model in enumerate(MODELS)]
+
+
+@pytest.fixture(scope="module")
+def crash_world(scratch: Path, crash_feed, collections_path: Path):
+    """The feed, the child's environment, and the state of an uninterrupted sync: what every interrupted one must reach."""
     _feed_dir, key, public_key, nginx = crash_feed
-    trusted = h.keyring(key)
-    url = nginx.url(h.CATALOG)
-    servers = [{"manager_id": h.MANAGER, "name": f"srv{i}", "model": model, "os": "rhel9"} for i, model in enumerate(MODELS)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(collections_path), os.environ.get("PYTHONPATH", "")]))
-
-    def run_to_completion(root: Path) -> None:
-        servers_objects = [h.server(s["name"], s["model"], s["os"]) for s in servers]
-        result = Repository(str(root)).sync(HttpClient(), trusted, SyncOptions(url, h.MANAGER, servers=servers_objects, workers=4))
-        assert result.refused == []
-
-    # An uninterrupted sync: the state every interrupted one must reach.
+    world = {
+        "trusted": h.keyring(key),
+        "url": nginx.url(h.CATALOG),
+        "public_key": public_key,
+        "env": dict(os.environ, PYTHONPATH=os.pathsep.join([str(collections_path), os.environ.get("PYTHONPATH", "")])),
+    }
     clean_root = scratch / "clean"
-    seconds, added = Child(clean_root, url, public_key, servers, env).finish()
+    seconds, added = Child(clean_root, world["url"], public_key, SERVERS, world["env"]).finish()
     assert added == len(MODELS) * len(MODULES)
     clean = final_state(clean_root)
     assert len(clean["pool"]) == added and clean["tmp"] == {}
-    h.check_store(clean_root, trusted)
+    h.check_store(clean_root, world["trusted"])
+    return dict(world, clean=clean, seconds=seconds, added=added)
+
+
+def run_to_completion(root: Path, world: dict) -> None:
+    servers_objects = [h.server(s["name"], s["model"], s["os"]) for s in SERVERS]
+    result = Repository(str(root)).sync(HttpClient(), world["trusted"], SyncOptions(world["url"], h.MANAGER, servers=servers_objects, workers=4))
+    assert result.refused == []
+
+
+@pytest.mark.parametrize("kill_at", ["renamed:1", "renamed:3", "flushed:2", "mid_batch:1", "mid_batch:3"])
+def test_sync_killed_inside_a_batch_leaves_no_row_without_its_file_and_completes(scratch: Path, crash_world, kill_at: str):
+    root = scratch / ("batch-" + kill_at.replace(":", "-"))
+    child = Child(root, crash_world["url"], crash_world["public_key"], SERVERS, crash_world["env"], kill_at=kill_at)
+    child.proc.communicate(timeout=120)
+    assert child.proc.returncode == -signal.SIGKILL, "the child was not killed at %s" % kill_at
+
+    # Killed inside a batch: its files are in the pool, their rows are not (nor any row without its file).
+    indexed = h.check_store(root, crash_world["trusted"])
+    assert len(h.pool_files(root)) > len(indexed)
+    assert set(indexed.values()) <= set(crash_world["clean"]["pool"].values())
+
+    run_to_completion(root, crash_world)
+    assert final_state(root) == crash_world["clean"]
+    shutil.rmtree(root)
+
+
+def test_sync_killed_at_many_points_leaves_a_sound_store_and_completes(scratch: Path, crash_world):
+    trusted, url, public_key, env, clean = (crash_world[name] for name in ("trusted", "url", "public_key", "env", "clean"))
+    seconds, added = crash_world["seconds"], crash_world["added"]
+    servers = SERVERS
 
     outcomes = []
     for index in range(KILLS):
@@ -193,7 +247,7 @@ def test_sync_killed_at_many_points_leaves_a_sound_store_and_completes(scratch: 
         outcomes.append((target, killed, len(indexed), len(h.tmp_files(root))))
 
         # The next sync completes, to the byte (final_state hashes every pool file).
-        run_to_completion(root)
+        run_to_completion(root, crash_world)
         assert final_state(root) == clean, f"kill {index} at {target} pool files"
         shutil.rmtree(root)
 
