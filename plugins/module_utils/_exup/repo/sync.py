@@ -592,7 +592,7 @@ class Sync:
             self.index_download(item)
         tally.cut.extend(item.entry.package_id for item in batch if item.cut)
         tally.done += len(batch)
-        if self.options.progress and indexed:
+        if self.options.progress:
             self.options.progress(tally.done, tally.total, self.result.bytes_downloaded)
 
     def batch_outcome(self, item: Finished) -> list[dict]:
