@@ -16,9 +16,11 @@ import contextlib
 import dataclasses
 import hashlib
 import http.client
+import math
 import os
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -35,6 +37,20 @@ try:
 except ImportError as exc:  # pragma: no cover - reported by the module wrapper
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = exc
+
+try:
+    import pycurl
+
+    HAS_PYCURL = True
+except ImportError:  # the package downloads then take requests' path
+    HAS_PYCURL = False
+
+try:
+    import certifi
+
+    CA_BUNDLE: str | None = certifi.where()  # requests' default trust store: the fast path trusts the same CAs
+except ImportError:  # pragma: no cover - certifi comes with requests
+    CA_BUNDLE = None
 
 try:
     from requests_toolbelt.auth.http_proxy_digest import HTTPProxyDigestAuth
@@ -463,7 +479,7 @@ class HttpClient:
         return response
 
     @contextlib.contextmanager
-    def _within(self, deadline: Deadline | None, url: str) -> Iterator[None]:
+    def _within(self, deadline: Deadline | None, url: str, watch: bool = True) -> Iterator[None]:
         """Make one request end by ``deadline`` (None: per-read timeouts only). Past it, a failure is request_timeout.
 
         A verdict on the bytes (too long, digest) stands; a cut, a stall or a short body caused by the
@@ -474,14 +490,22 @@ class HttpClient:
             return
         if deadline.expired():
             raise _timed_out(deadline, url)
-        with _RequestWatch(deadline) as watch:
+        if not watch:  # libcurl ends the request itself (TIMEOUT_MS): no timer thread
             try:
                 yield
             except TransportError as exc:
-                if exc.code not in _VERDICTS and (watch.fired or deadline.expired()):
+                if exc.code not in _VERDICTS and deadline.expired():
                     raise _timed_out(deadline, url) from None
                 raise
-            if watch.fired:
+            return
+        with _RequestWatch(deadline) as request_watch:
+            try:
+                yield
+            except TransportError as exc:
+                if exc.code not in _VERDICTS and (request_watch.fired or deadline.expired()):
+                    raise _timed_out(deadline, url) from None
+                raise
+            if request_watch.fired:
                 raise _timed_out(deadline, url)
 
     def get_conditional(
@@ -573,11 +597,12 @@ class HttpClient:
         last_error: TransportError | None = None
         restarted = False
         tally = _Tally()
+        fast = self.fast_path()
         for _attempt in range(RESUME_ATTEMPTS):
             resumed = os.path.exists(part_path)
             try:
-                with self._within(deadline, url):
-                    data = self._download_once(url, part_path, size, sha256, progress, keep_bytes, tally)
+                with self._within(deadline, url, watch=not fast):
+                    data = self._attempt(fast, url, part_path, size, sha256, progress, keep_bytes, tally, deadline)
                 return Download(part_path, data, tally.fetched)
             except TransportError as exc:
                 # A resumed .part may hold bytes from an earlier, different file: start over once.
@@ -590,6 +615,143 @@ class HttpClient:
                 last_error = exc
         # cast: RESUME_ATTEMPTS >= 1, and every pass that did not return set it (ansible-test forbids assert)
         raise cast(TransportError, last_error)
+
+    def _attempt(
+        self,
+        fast: bool,
+        url: str,
+        part_path: str,
+        size: int,
+        sha256: str,
+        progress: Progress | None,
+        keep_bytes: bool,
+        tally: _Tally,
+        deadline: Deadline | None,
+    ) -> bytes | None:
+        """One attempt of ``fetch``: on libcurl, or on requests when there is no pycurl or libcurl finds the answer malformed."""
+        if fast:
+            try:
+                return self._curl_once(_Transfer(url, part_path, size, keep_bytes, progress, tally), sha256, deadline)
+            except _Malformed:
+                pass  # e.g. a Content-Length that is not a number: requests' path reads it as no length, as it always did
+        return self._download_once(url, part_path, size, sha256, progress, keep_bytes, tally)
+
+    def fast_path(self) -> bool:
+        """True when package downloads go through libcurl (pycurl); else through requests, as the catalog does.
+
+        An https:// proxy URL (TLS to the proxy itself) stays on requests' path: it would need its own TLS options.
+        """
+        return HAS_PYCURL and not (self.proxy_url or '').lower().startswith('https:')
+
+    def _curl(self) -> Any:
+        """This thread's libcurl handle: reused for every package, so its connection is kept alive between them."""
+        curl = getattr(self._local, 'curl', None)
+        if curl is None:
+            curl = self._local.curl = pycurl.Curl()
+            curl.setopt(pycurl.NOSIGNAL, 1)  # required with threads: no SIGALRM for DNS timeouts
+            curl.setopt(pycurl.BUFFERSIZE, CURL_BUFFER)
+            curl.setopt(pycurl.USERAGENT, USER_AGENT)
+            curl.setopt(pycurl.HTTPHEADER, ['Accept-Encoding: identity'])  # sizes and digests are of the bytes on the wire
+            curl.setopt(pycurl.FOLLOWLOCATION, 1)
+            curl.setopt(pycurl.MAXREDIRS, 30)  # requests' limit
+            curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+            curl.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+            curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(self.timeout * 1000)))
+            # requests' read timeout: nothing received for ``timeout`` seconds ends the transfer
+            curl.setopt(pycurl.LOW_SPEED_LIMIT, 1)
+            curl.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(self.timeout)))
+            self._curl_tls(curl)
+            # '' and not unset: libcurl would otherwise take http_proxy from the environment (requests' trust_env=False)
+            curl.setopt(pycurl.PROXY, self.proxy_url or '')
+            if self.proxy_url and self.proxy_username:
+                curl.setopt(pycurl.PROXYUSERNAME, self.proxy_username)
+                curl.setopt(pycurl.PROXYPASSWORD, self.proxy_password or '')
+                # only the configured scheme: never NTLM or Negotiate (003 §2.2.7)
+                curl.setopt(pycurl.PROXYAUTH, pycurl.HTTPAUTH_DIGEST if self.proxy_auth == 'digest' else pycurl.HTTPAUTH_BASIC)
+        return curl
+
+    def _curl_tls(self, curl: Any) -> None:
+        if self.verify is False:
+            curl.setopt(pycurl.SSL_VERIFYPEER, 0)
+            curl.setopt(pycurl.SSL_VERIFYHOST, 0)
+        elif isinstance(self.verify, str):  # ca_path: a CA file or a directory of hashed certificates, as requests takes it
+            curl.setopt(pycurl.CAPATH if os.path.isdir(self.verify) else pycurl.CAINFO, self.verify)
+        elif CA_BUNDLE:
+            curl.setopt(pycurl.CAINFO, CA_BUNDLE)
+
+    def _curl_once(self, transfer: _Transfer, sha256: str, deadline: Deadline | None) -> bytes | None:
+        """One attempt of ``fetch`` on libcurl: the same answers, refusals and error codes as ``_download_once``."""
+        try:
+            if transfer.have < transfer.size:
+                self._curl_get(transfer, deadline)
+            return transfer.finish(sha256)
+        finally:
+            transfer.close()
+
+    def _curl_get(self, transfer: _Transfer, deadline: Deadline | None) -> None:
+        """GET with the retries of the requests path: connect failures and 500-504 (Retry-After honoured, capped)."""
+        retry = _BoundedRetry(total=self.retries)
+        for attempt in range(self.retries + 1):
+            try:
+                self._curl_perform(transfer, deadline)
+            except _Retryable as exc:
+                if attempt == self.retries:
+                    raise exc.error from None
+                wait = _backoff(attempt)
+            else:
+                if transfer.status not in RETRY_STATUSES or attempt == self.retries:
+                    break
+                asked = _retry_after(retry, transfer.header('retry-after'))
+                wait = _backoff(attempt) if asked is None else asked
+            time.sleep(retry_sleep(wait, deadline))
+            transfer.again()
+        self._check_answer(transfer)
+
+    def _check_answer(self, transfer: _Transfer) -> None:
+        status = transfer.status
+        if status == 407:
+            raise self._proxy_refusal(transfer.offered)
+        if status not in (200, 206) or not transfer.begun:
+            raise TransportError('GET %s answered HTTP %d' % (transfer.url, status), code='http_status', status=status)
+
+    def _curl_perform(self, transfer: _Transfer, deadline: Deadline | None) -> None:
+        curl = self._curl()
+        curl.setopt(pycurl.URL, transfer.url)
+        curl.setopt(pycurl.RANGE, '%d-' % transfer.have if transfer.have else None)
+        curl.setopt(pycurl.TIMEOUT_MS, max(1, int(deadline.remaining() * 1000)) if deadline else 0)
+        curl.setopt(pycurl.HEADERFUNCTION, transfer.take_header)
+        curl.setopt(pycurl.WRITEFUNCTION, transfer.take_body)
+        try:
+            curl.perform()
+        except pycurl.error as exc:
+            if transfer.error is not None:  # our own verdict (too long, a failed write) stopped the transfer
+                raise transfer.error from None
+            code, message = exc.args[0], str(exc.args[1])
+            raise self._curl_error(curl, transfer, code, message) from None
+        finally:
+            curl.setopt(pycurl.HEADERFUNCTION, _ignore)
+            curl.setopt(pycurl.WRITEFUNCTION, _ignore)
+        if transfer.error is not None:
+            raise transfer.error
+        transfer.status = curl.getinfo(pycurl.RESPONSE_CODE)
+        if transfer.status in (200, 206):
+            transfer.begin()  # an empty body never reached take_body
+
+    def _curl_error(self, curl: Any, transfer: _Transfer, code: int, message: str) -> Exception:
+        """The TransportError for a libcurl failure, with the codes and messages of the requests path."""
+        url, text = transfer.url, self._scrub(message if len(message) < 300 else message[:300] + '...')
+        if curl.getinfo(pycurl.HTTP_CONNECTCODE) == 407 or transfer.status == 407:
+            parts = urllib.parse.urlsplit(url)
+            return self._proxy_refusal(transfer.offered, tunnel_to='%s:%d' % (parts.hostname, parts.port or 443))
+        if code in _CURL_TLS_ERRORS:
+            return TransportError('TLS verification of %s failed: %s' % (_host(url), text), code='tls_failed')
+        if self.proxy_url and (code in _CURL_PROXY_ERRORS or curl.getinfo(pycurl.HTTP_CONNECTCODE) not in (0, 200)):
+            return TransportError('the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), text), code='proxy_failed')
+        if code == _CURL_WEIRD_SERVER_REPLY and not transfer.begun:
+            return _Malformed(message)
+        if transfer.begun:
+            return TransportError('download of %s was cut after %d of %d bytes: %s' % (url, transfer.have, transfer.size, text), code='download_truncated')
+        return _Retryable(TransportError('cannot reach %s: %s' % (_host(url), text), code='connection_failed'))
 
     def _download_once(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None, keep_bytes: bool, tally: _Tally) -> bytes | None:
         digest = hashlib.sha256()
@@ -655,6 +817,167 @@ class _Tally:
 
     def __init__(self) -> None:
         self.fetched = 0
+
+
+class _Retryable(Exception):
+    """A failure before any byte of the answer: retried like urllib3's connect and read retries."""
+
+    def __init__(self, error: TransportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Malformed(Exception):
+    """libcurl refused the answer's status line or headers before any body byte: the attempt goes to requests' path."""
+
+
+class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of one attempt, read by libcurl's callbacks
+    """One attempt of a download on libcurl: the .part, the digest and kept bytes so far, the answer's status and headers.
+
+    libcurl calls take_header and take_body from perform(); they never raise (an exception would leave
+    libcurl's stack): a verdict is kept in ``error`` and the transfer aborted by returning a short count.
+    """
+
+    def __init__(self, url: str, part_path: str, size: int, keep_bytes: bool, progress: Progress | None, tally: _Tally) -> None:
+        self.url, self.part_path, self.size, self.progress, self.tally = url, part_path, size, progress, tally
+        self.keep_bytes = keep_bytes
+        self.digest = hashlib.sha256()
+        self.kept: bytearray | None = bytearray() if keep_bytes else None
+        self.have = 0
+        earlier = os.path.getsize(part_path) if os.path.exists(part_path) else 0
+        if 0 < earlier <= size:
+            with open(part_path, 'rb') as handle:  # a resumed part's earlier bytes, for the digest (and the kept body)
+                for chunk in iter(lambda: handle.read(CHUNK), b''):
+                    self._add(chunk)
+        self.sink: Any = None
+        self.error: BaseException | None = None
+        self.again()
+
+    def again(self) -> None:
+        """Forget the answer before a retry of the request."""
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.offered: list[str] = []  # Proxy-Authenticate values of the last 407
+        self.begun = False
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def take_header(self, line: bytes) -> None:
+        text = line.decode('iso-8859-1').rstrip('\r\n')
+        if text.startswith('HTTP/'):  # a new answer (a redirect, a 407 answered by libcurl, a CONNECT): start over
+            self.headers, self.offered = {}, []
+            fields = text.split(' ', 2)
+            self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+            return
+        name, sep, value = text.partition(':')
+        if sep:
+            name, value = name.strip().lower(), value.strip()
+            self.headers[name] = value
+            if name == 'proxy-authenticate':
+                self.offered.append(value)
+
+    def take_body(self, chunk: bytes) -> int:
+        try:
+            if not self.begun and not self.begin():
+                return len(chunk)  # the body of an error answer: not ours to keep
+            if self.have + len(chunk) > self.size:
+                self._refuse(
+                    TransportError(
+                        '%s sent more than the %d bytes the catalog states; download stopped' % (self.url, self.size),
+                        code='download_too_long',
+                    )
+                )
+                return 0
+            self.sink.write(chunk)
+            self._add(chunk)
+            self.tally.fetched += len(chunk)
+            if self.progress:
+                self.progress(len(chunk))
+        except BaseException as exc:  # re-raised after perform(), out of libcurl's stack
+            self.error = exc
+            return 0
+        return len(chunk)
+
+    def begin(self) -> bool:
+        """At the first byte of a 200 or 206: open the .part to append (a matching 206) or anew (200). False: not a body to keep."""
+        if self.begun:
+            return True
+        if self.status == 206 and self.have and self.headers.get('content-range', '').startswith('bytes %d-' % self.have):
+            mode = 'ab'
+        elif self.status == 200:
+            self.have, self.digest, mode = 0, hashlib.sha256(), 'wb'
+            self.kept = bytearray() if self.keep_bytes else None
+        else:
+            return False
+        stated = self.headers.get('content-length')
+        # isascii: headers are read as Latin-1, and "\u00b2" (byte 0xb2) passed isdigit() but not int().
+        if stated is not None and stated.isascii() and stated.isdigit() and self.have + int(stated) > self.size:
+            self._refuse(
+                TransportError(
+                    '%s is %d bytes long, more than the %d bytes the catalog states' % (self.url, self.have + int(stated), self.size),
+                    code='download_too_long',
+                )
+            )
+            raise self.error  # type: ignore[misc]  # set just above
+        self.sink = open(self.part_path, mode)  # noqa: SIM115  # pylint: disable=consider-using-with  # closed by close(), after perform()
+        self.begun = True
+        return True
+
+    def _refuse(self, error: TransportError) -> None:
+        self.error = error
+        self.close()
+        _unlink(self.part_path)
+
+    def _add(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.have += len(chunk)
+        if self.kept is not None:
+            self.kept += chunk
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+
+    def finish(self, sha256: str) -> bytes | None:
+        self.close()
+        if self.have < self.size:
+            raise TransportError('download of %s ended after %d of %d bytes' % (self.url, self.have, self.size), code='download_truncated')
+        if self.digest.hexdigest() != sha256:
+            _unlink(self.part_path)
+            raise TransportError(
+                '%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % self.url,
+                code='digest_mismatch',
+            )
+        return None if self.kept is None else bytes(self.kept)
+
+
+def _ignore(data: bytes) -> None:
+    """Callbacks parked on an idle handle, so it holds no reference to the last transfer."""
+
+
+def _backoff(attempt: int) -> float:
+    """urllib3's backoff with factor 0.5 before retry ``attempt + 1``: 0 s, then 1 s, 2 s, ..."""
+    return 0.0 if attempt == 0 else 0.5 * 2**attempt
+
+
+def _retry_after(retry: Any, value: str | None) -> float | None:
+    """Seconds asked for by a Retry-After value (urllib3 parses numbers and dates); None when absent or not valid."""
+    if not value:
+        return None
+    try:
+        return float(retry.parse_retry_after(value))
+    except InvalidHeader:
+        return None
+
+
+CURL_BUFFER = 256 * 1024  # bytes libcurl hands over per write callback at most
+RETRY_STATUSES = frozenset([500, 502, 503, 504])  # as the requests path's status_forcelist
+# libcurl's error numbers (curl/curl.h): certificate and TLS handshake failures; proxy failures
+_CURL_TLS_ERRORS = frozenset([35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98])
+_CURL_PROXY_ERRORS = frozenset([5, 7, 97])
+_CURL_WEIRD_SERVER_REPLY = 8
 
 
 _VERDICTS = frozenset(['download_too_long', 'digest_mismatch'])  # about the bytes: they stand whatever the clock says
