@@ -414,11 +414,56 @@ class _ExupFakeDriver(fakedriver.FakeDriver):
 # --------------------------------------------------------------------------- HTTPS server
 
 
+class _RequestBody:
+    """The request's body and nothing more of the connection: werkzeug reads what is left of it after the answer
+    (its drain) and must not swallow the kept-alive connection's next request."""
+
+    def __init__(self, stream, length: int):
+        self._stream, self._left = stream, length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        data = self._stream.read(self._left if size is None or size < 0 else min(size, self._left))
+        self._left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        data = self._stream.readline(self._left if size is None or size < 0 else min(size, self._left))
+        self._left -= len(data)
+        return data
+
+
 class _Handler(WSGIRequestHandler):
-    """werkzeug's handler, logging into the BMC's request log instead of the werkzeug logger."""
+    """werkzeug's handler, logging into the BMC's request log instead of the werkzeug logger.
+
+    It keeps connections alive as BMCs do (werkzeug always closes them) when RedfishBmc.keep_alive is set and the
+    body's length is known (no chunked request); an idle connection is closed after IDLE_TIMEOUT.
+    """
 
     timeout = IDLE_TIMEOUT
     server: _BmcServer
+    _keep_alive = False
+
+    def run_wsgi(self):
+        length = self.headers.get("Content-Length")
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        self._keep_alive = self.server.bmc.keep_alive and not chunked and (length is None or length.isdigit())
+        if not self._keep_alive:
+            return super().run_wsgi()
+        connection_stream = self.rfile
+        self.rfile = _RequestBody(connection_stream, int(length or 0))  # type: ignore[assignment]  # read() and readline() suffice
+        try:
+            return super().run_wsgi()
+        finally:
+            self.rfile = connection_stream
+
+    def send_header(self, keyword, value):
+        if self._keep_alive and keyword.lower() == "connection" and value.lower() == "close":
+            return  # werkzeug's "always close"; a client asking to close still gets it (http.server reads its header)
+        super().send_header(keyword, value)
 
     def log_request(self, code="-", size="-"):
         self.server.bmc.record_request(self.command, getattr(self, "path", "?"), code)
@@ -476,6 +521,7 @@ class _BmcServer(ThreadedWSGIServer):
             return  # failed handshake (wrong protocol, unknown CA ...): the client sees why
         with self._connections_lock:
             self._connections.add(connection)
+            self.bmc.connections += 1
         try:
             self.RequestHandlerClass(connection, client_address, self)  # type: ignore[arg-type]  # the stubs' Self
         except (OSError, ValueError):
@@ -579,6 +625,8 @@ class RedfishBmc:  # pylint: disable=too-many-instance-attributes,too-many-publi
         self.max_image_bytes = 256 * 1024 * 1024
         # what happened, for tests
         self.requests: collections.deque = collections.deque(maxlen=20000)  # (method, path, status)
+        self.connections = 0  # TLS connections accepted (a client that keeps one alive makes few)
+        self.keep_alive = True  # False: every answer closes its connection, as werkzeug does
         self.downloads: list = []  # SimpleUpdate fetches: url (password hidden), status, bytes, error
         self.errors: list = []
         # state

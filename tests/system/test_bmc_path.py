@@ -100,7 +100,7 @@ class FailOnce:
 
 # --------------------------------------------------------------------------- the world: repository, BMCs, servers
 
-SCENARIO_BMCS = ("multi", "push", "staged", "httppush", "simple", "rules", "refusals", "tls", "reject", "fail", "hang", "r120h3", "nolog")
+SCENARIO_BMCS = ("multi", "push", "staged", "httppush", "simple", "rules", "refusals", "tls", "reject", "fail", "hang", "r120h3", "nolog", "counted")
 
 
 class World:  # pylint: disable=too-many-instance-attributes  # what the tests look at
@@ -304,6 +304,8 @@ SCENARIOS = {
             info_task("not_verified", "bmc_ca_path: null\nbmc_validate_certs: false"),
         ]
     ),
+    # issue 10: what one apply asks of the BMC (nothing else talks to this BMC)
+    "counted": apply_task("applied", "modules: [system-bios]"),
     # 8. the BMC refuses the image / the task fails / the task never ends
     "reject": apply_task("rejected", "modules: [system-bios]", ignore_errors=True),
     "fail": "".join(
@@ -670,6 +672,36 @@ def test_push_to_http_push_uri_when_there_is_no_multipart(world, batch):
     assert [(row["module_id"], row["status"], row["version_after"]) for row in applied["results"]] == [("bmc-firmware", "succeeded", "2.20")]
     assert updates(bmc) == [("POST", "/redfish/v1/UpdateService/update"), ("POST", f"{bmc.manager_path()}/Actions/Manager.Reset")]
     assert bmc.versions() == {"BIOS": "1.00", "BMC": "2.20", "NIC": "22.31.6"}
+
+
+def test_one_apply_reads_each_resource_once_on_one_connection(world, batch):
+    """Issue 10: pyghmi alone made 21 requests on 21 TLS connections for this apply. Each resource is read once,
+    the firmware again after the update (not the NIC, no module of exup's); one kept-alive connection carries all."""
+    bmc = world.bmcs["counted"]
+    applied = no_error(batch.of("counted")["applied"])
+    assert [(row["module_id"], row["status"]) for row in applied["results"]] == [("system-bios", "succeeded")]
+    inventory = "/redfish/v1/UpdateService/FirmwareInventory"
+    task = [path for _method, path, _status in bmc.requests if "/TaskService/Tasks/" in path]
+    assert task, list(bmc.requests)
+    assert [(method, path.split("?")[0]) for method, path, _status in bmc.requests] == [
+        ("GET", "/redfish/v1/"),  # pyghmi's login (no bmc_system: it looks for the only system twice)
+        ("GET", "/redfish/v1/Systems"),
+        ("GET", "/redfish/v1/Managers"),
+        ("GET", "/redfish/v1/Systems"),
+        ("GET", bmc.system_path()),
+        ("GET", "/redfish/v1/UpdateService"),  # exup: the firmware inventory
+        ("GET", inventory),
+        ("GET", f"{inventory}/BIOS"),
+        ("GET", f"{inventory}/BMC"),
+        ("GET", f"{inventory}/NIC"),
+        ("POST", "/redfish/v1/UpdateService/update-multipart"),  # the push, its task (done at once here)
+        ("GET", task[0]),
+        ("GET", inventory),  # the versions after the update
+        ("GET", f"{inventory}/BIOS"),
+        ("GET", f"{inventory}/BIOS-Pending"),
+        ("GET", f"{inventory}/BMC"),
+    ]
+    assert bmc.connections == 1
 
 
 def test_simple_update_makes_the_bmc_download_the_pool_file(world, batch):

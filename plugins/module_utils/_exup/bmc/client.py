@@ -13,13 +13,25 @@ and power state only; an update through IPMI is refused.
 TLS is verified by default: with ``ca_path`` against that CA (cryptography's
 X.509 verifier: chain, validity, the BMC's name or address), else against the
 system's store by the standard library.
+
+Cost per BMC (issue 10): pyghmi opens a new TLS connection, with a new SSL
+context that loads the system's CA bundle, for every request. Here one context
+per process serves every connection (KeptConnection), one connection serves a
+BMC's requests one after the other while the BMC keeps it open, and what a run
+has read is not read again (RedfishBmc.read), except the firmware inventory
+after an update (RedfishBmc.versions).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import http.client
 import ipaddress
 import json
+import select
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -163,6 +175,170 @@ def _foreign(related: Sequence[str], own: Sequence[str]) -> bool:
     return bool(related) and all(elsewhere(link) for link in related)
 
 
+#: one SSL context per process for each way of checking the BMC's certificate (True: exup's verifier checks it)
+_TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
+#: the Redfish service root, readable without credentials
+SERVICE_ROOT = '/redfish/v1/'
+
+
+def tls_context(checked_by_exup: bool) -> ssl.SSLContext:
+    """The process's context: loading the system's CA bundle costs ~25 ms of CPU, pyghmi paid it per request.
+
+    With exup's verifier (certificate_verifier) the context checks nothing and loads no CA: the verifier checks
+    the leaf after the handshake, before any request is sent. Else the standard library checks chain and name.
+    """
+    context = _TLS_CONTEXTS.get(checked_by_exup)
+    if context is None:
+        if checked_by_exup:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context()
+        _TLS_CONTEXTS[checked_by_exup] = context
+    return context
+
+
+#: errors of a kept connection the BMC closed while it was idle: an idempotent request is sent again, once
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+_IDEMPOTENT = ('GET', 'HEAD')
+
+if HAS_PYGHMI:
+
+    class KeptConnection(webclient.SecureHTTPConnection):  # type: ignore[misc]  # pyghmi has no type hints
+        """pyghmi's HTTPS connection, kept open across requests, on the process's TLS context.
+
+        pyghmi asks a copy (dupe) for every request, each opening its own TLS connection: here the copy is this
+        connection, which serves the requests one after the other (pyghmi makes them one at a time, and exup's
+        upload thread is joined at once). The timeout given to dupe holds for that one exchange.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.opened = 0  # TLS connections made
+            self.root: Json | None = None  # the service root pyghmi read first, without credentials
+            self._exchange_timeout: float | None = None
+            self._response: http.client.HTTPResponse | None = None
+            self._answered = 0  # requests answered on the current socket
+            self._sent: tuple[Any, ...] = ()
+
+        @classmethod
+        def adopt(cls, plain: Any) -> KeptConnection:
+            """The same settings as pyghmi's fresh connection ``plain`` (nothing sent on it yet)."""
+            kept = cls(plain.thehost, plain.theport, verifycallback=plain._certverify, timeout=plain.mytimeout)
+            kept.stdheaders.update(plain.stdheaders)
+            kept.cookies.update(plain.cookies)
+            return kept
+
+        def dupe(self, timeout: float | None = None) -> KeptConnection:
+            self._exchange_timeout = timeout
+            return self
+
+        def connect(self) -> None:
+            family, _kind, _proto, _name, address = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
+            plain = socket.socket(family, socket.SOCK_STREAM)
+            plain.settimeout(self.mytimeout)
+            with contextlib.suppress(OSError):  # pyghmi's work-around for paths with too large an MTU
+                plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1456)
+            try:
+                plain.connect(address)
+                checked_by_exup = bool(self._certverify)
+                self.sock = tls_context(checked_by_exup).wrap_socket(plain, server_hostname=None if checked_by_exup else self.thehost)
+            except BaseException:
+                plain.close()
+                raise
+            self.opened += 1
+            self._answered = 0
+            self._response = None
+            if checked_by_exup:
+                try:
+                    if not self._certverify(self.sock.getpeercert(binary_form=True)):
+                        raise pyghmi_exceptions.UnrecognizedCertificate('Unknown certificate', None)
+                except BaseException:
+                    self.close()
+                    raise
+
+        def _usable(self) -> bool:
+            """Whether the open socket can carry the next request: the last answer was read to its end, and the
+            BMC has not closed it meanwhile (a closed socket reads as ready)."""
+            if self.sock is None:
+                return False
+            if self._response is not None and not self._response.isclosed():
+                return False
+            try:
+                return not select.select([self.sock], [], [], 0)[0]
+            except (OSError, ValueError):
+                return False
+
+        def request(self, method: str, url: str, body: Any = None, headers: Any = None, referer: Any = None) -> None:
+            timeout = self._exchange_timeout or self.mytimeout
+            self._exchange_timeout = None
+            if not self._usable():
+                self.close()
+                self.connect()
+            self.sock.settimeout(timeout)
+            self._sent = (method, url, body, headers, referer)
+            try:
+                super().request(method, url, body, headers, referer)
+            except _STALE as exc:
+                self._send_again(exc)
+            except BaseException:
+                self.close()
+                raise
+
+        def _send_again(self, stale: BaseException) -> None:
+            """Send the last request on a new connection, when the old one was closed by the BMC while idle
+            (only a GET or HEAD: a POST may have reached the BMC)."""
+            method, url, body, headers, referer = self._sent
+            reused = self._answered > 0
+            self.close()
+            if not (reused and method in _IDEMPOTENT and body is None):
+                raise stale
+            self.connect()
+            try:
+                super().request(method, url, body, headers, referer)
+            except BaseException:
+                self.close()
+                raise
+
+        def getresponse(self) -> http.client.HTTPResponse:
+            try:
+                response = super().getresponse()
+            except _STALE as exc:
+                self._send_again(exc)
+                response = self._answer()
+            except BaseException:
+                self.close()
+                raise
+            self._answered += 1
+            self._response = response
+            return response
+
+        def _answer(self) -> http.client.HTTPResponse:
+            try:
+                return super().getresponse()
+            except BaseException:
+                self.close()
+                raise
+
+        def grab_json_response(self, url: str, data: Any = None, referer: Any = None, headers: Any = None) -> Any:
+            body = super().grab_json_response(url, data, referer, headers)
+            if url == SERVICE_ROOT and data is None and isinstance(body, dict) and body:
+                self.root = body  # pyghmi reads it first, for itself: exup reads its UpdateService link from it
+            return body
+
+    class ExupRedfishCommand(redfish_command.Command):  # type: ignore[misc]  # pyghmi has no type hints
+        """pyghmi's Redfish client on a KeptConnection: its __init__ assigns ``wc`` before it sends anything."""
+
+        @property
+        def wc(self) -> Any:
+            return self._exup_wc
+
+        @wc.setter
+        def wc(self, connection: Any) -> None:
+            self._exup_wc = connection if isinstance(connection, KeptConnection) else KeptConnection.adopt(connection)
+
+
 class RedfishBmc:
     """One Redfish service (a BMC), through pyghmi's Redfish client."""
 
@@ -171,13 +347,15 @@ class RedfishBmc:
         self.clock = clock
         self.sleep = sleep
         self._command: Any = None  # pyghmi's redfish Command
+        self._read: dict[str, Json] = {}  # what this run read (read()); versions() reads the firmware again
+        self._not_modules: set[str] = set()  # firmware members that are no module of exup's (or another system's)
 
     def command(self, fresh: bool = False) -> Any:
-        """pyghmi caches GETs for about 30 s per client: a fresh one after an update re-reads versions."""
+        """One pyghmi client for the run (its own 30 s cache is never used: request() reads uncached)."""
         if self._command is None or fresh:
             config = self.config
             try:
-                self._command = redfish_command.Command(
+                self._command = ExupRedfishCommand(
                     config.address, config.username, config.password, verifycallback=certificate_verifier(config), sysurl=config.sysurl, port=config.port or 443
                 )
             except BmcError:
@@ -186,7 +364,20 @@ class RedfishBmc:
                 raise BmcError('the certificate of BMC %s is not trusted: %s' % (config.address, _reason(exc)), code='certificate_untrusted') from exc
             except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
                 raise self._classify(exc) from exc
+            self._read = self._known_after_login(self._command)
         return self._command
+
+    @staticmethod
+    def _known_after_login(command: Any) -> dict[str, Json]:
+        """What pyghmi's client read while it logged in: the service root and the chosen system (its ``sysinfo``,
+        served from pyghmi's cache of that moment): no need to read them again."""
+        known: dict[str, Json] = {}
+        root = getattr(command.wc, 'root', None)
+        if isinstance(root, dict):
+            known[SERVICE_ROOT] = root
+        if command.sysurl and isinstance(command.sysinfo, dict) and command.sysinfo:
+            known[command.sysurl] = command.sysinfo
+        return known
 
     def _classify(self, exc: BaseException) -> BmcError:
         text = _reason(exc)
@@ -209,29 +400,59 @@ class RedfishBmc:
         except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
             raise self._classify(exc) from exc
 
+    def read(self, url: str, again: bool = False) -> Json:
+        """GET a resource once per run (``again``: read it anew, as the firmware after an update)."""
+        self.command()  # first: a new client starts the run's reads with what it read at login
+        if again or url not in self._read:
+            self._read[url] = self.request(url)
+        return self._read[url]
+
+    def _linked(self, url: str, name: str) -> str:
+        """The link ``name`` of the resource at ``url`` (the UpdateService of the root, the FirmwareInventory of it)."""
+        link = self.read(url).get(name)
+        if not isinstance(link, dict) or not link.get('@odata.id'):
+            raise BmcError(
+                'BMC %s cannot be reached over Redfish: BMC does not implement extended firmware information (no %s)' % (self.config.address, name),
+                code='bmc_unreachable',
+            )
+        return str(link['@odata.id'])
+
+    def update_service_url(self) -> str:
+        return self._linked(SERVICE_ROOT, 'UpdateService')
+
     # ------------------------------------------------------------------ reading
     def inventory(self) -> Inventory:
         """Model, power state and firmware: {'model', 'power', 'firmware': [{name, id, version, module, updateable}]}."""
-        # One client for the whole run, every read uncached (pyghmi would serve a 30 s old answer after an update):
-        # each request is a new TLS connection to the BMC, so fewer requests is most of the speed.
         command = self.command()
-        try:
-            system = self.request(command.sysurl) if command.sysurl else {}
-            power = (system.get('PowerState') or '').lower() or None
-            members = self.request(command._fwinventory).get('Members', [])
-        except BmcError:
-            raise
-        except (OSError, pyghmi_exceptions.PyghmiException, ValueError, KeyError) as exc:
-            raise self._classify(exc) from exc
+        system = self.read(command.sysurl) if command.sysurl else {}
+        return {
+            'model': system.get('Model') or '',
+            'manufacturer': system.get('Manufacturer') or '',
+            'power': (system.get('PowerState') or '').lower() or None,
+            'system': command.sysurl,
+            'firmware': self._firmware(system, again=False),
+        }
+
+    def _firmware(self, system: Json, again: bool) -> list[dict[str, Any]]:
+        """The firmware inventory of the chosen system and its BMC; ``again`` re-reads the collection and each
+        member, except those known from this run to be no module of exup's."""
+        sysurl = self.command().sysurl
         # A service with several systems lists the firmware of all of them: keep the chosen system's and its BMC's.
-        own = [command.sysurl] + [link.get('@odata.id') for link in system.get('Links', {}).get('ManagedBy', []) if link.get('@odata.id')]
+        own = [sysurl] + [link.get('@odata.id') for link in system.get('Links', {}).get('ManagedBy', []) if link.get('@odata.id')]
+        members = self.read(self._linked(self.update_service_url(), 'FirmwareInventory'), again).get('Members', [])
         firmware: list[dict[str, Any]] = []
         for member in members:
-            item = self.request(member['@odata.id'])
+            url = member['@odata.id']
+            if again and url in self._not_modules:
+                continue
+            item = self.read(url, again)
             related = _related(item)
-            if command.sysurl and _foreign(related, own):
+            if sysurl and _foreign(related, own):
+                self._not_modules.add(url)
                 continue
             module_id = module_of_component(item.get('Name'), item.get('Id'), related)
+            if module_id is None:
+                self._not_modules.add(url)
             firmware.append(
                 {
                     'name': item.get('Name'),
@@ -239,24 +460,20 @@ class RedfishBmc:
                     'version': item.get('Version'),
                     'module': module_id,
                     'updateable': bool(item.get('Updateable', False)),
-                    'url': member['@odata.id'],
+                    'url': url,
                 }
             )
-        return {
-            'model': system.get('Model') or '',
-            'manufacturer': system.get('Manufacturer') or '',
-            'power': power,
-            'system': command.sysurl,
-            'firmware': firmware,
-        }
+        return firmware
 
     def versions(self) -> dict[str, str]:
-        """module_id -> current version for the modules the BMC manages."""
-        return firmware_versions(self.inventory())
+        """module_id -> current version, read anew (after an update): the firmware, not what the run read before."""
+        command = self.command()
+        system = self.read(command.sysurl) if command.sysurl else {}  # for its links to the BMC: unchanged by an update
+        return firmware_versions({'firmware': self._firmware(system, again=True)})
 
     # ------------------------------------------------------------------ updating
     def update_service(self) -> Json:
-        return self.request(self.command()._updateservice)
+        return self.read(self.update_service_url())
 
     def push(self, path: str, targets: Iterable[str] = (), apply_time: str | None = None) -> str:
         """Send the image to MultipartHttpPushUri (file part UpdateFile, UpdateParameters) or HttpPushUri; return the task URL."""

@@ -469,18 +469,22 @@ class FakeCommand:
     _updateservice = '/redfish/v1/UpdateService'
 
     def __init__(self, resources=None, sysurl='/redfish/v1/Systems/1', power='on', sysinfo=None):
-        self.resources = resources or {}
+        self.resources = dict(SERVICE, **(resources or {}))
         self.sysurl = sysurl
         self.power = power
         self.sysinfo = sysinfo if sysinfo is not None else {'Model': 'R120h-1M', 'Manufacturer': 'Exup'}
         self.wc = FakeWebClient()
         self.power_set = []
+        self.read = []
         if sysurl and sysurl not in self.resources:
             # the system resource as the BMC serves it: its power state is read from it, uncached
             self.resources[sysurl] = power if isinstance(power, Exception) else dict(self.sysinfo, PowerState=power.capitalize())
+        if sysurl:  # pyghmi's sysinfo: the system as read at login, {} when that read failed
+            self.sysinfo = self.resources[sysurl] if isinstance(self.resources[sysurl], dict) else {}
 
     def _do_web_request(self, url, payload=None, method=None, cache=True):
         assert cache is False
+        self.read.append(url)
         answer = self.resources[url]
         if isinstance(answer, Exception):
             raise answer
@@ -500,6 +504,12 @@ class FakeCommand:
     def reset_bmc(self):
         raise pyghmi_exceptions.PyghmiException('connection reset by peer')
 
+
+#: the service root and the UpdateService, whose links lead to the firmware inventory
+SERVICE = {
+    '/redfish/v1/': {'UpdateService': {'@odata.id': '/redfish/v1/UpdateService'}},
+    '/redfish/v1/UpdateService': {'FirmwareInventory': {'@odata.id': '/redfish/v1/UpdateService/FirmwareInventory'}},
+}
 
 FIRMWARE = {
     '/redfish/v1/UpdateService/FirmwareInventory': {
@@ -533,7 +543,7 @@ def commands(monkeypatch):
             return self.next
 
     factory = Factory()
-    monkeypatch.setattr(bmc.redfish_command, 'Command', factory)
+    monkeypatch.setattr(bmc, 'ExupRedfishCommand', factory)
     return factory
 
 
@@ -1058,3 +1068,52 @@ def test_an_accepted_push_without_a_task_is_a_protocol_error():
         client._task_from_answer(202, {'@odata.id': '/redfish/v1/UpdateService'})
     assert info.value.code == 'bmc_protocol' and '/redfish/v1/UpdateService' in info.value.msg
     assert client._task_from_answer(202, {'TaskMonitor': '/redfish/v1/TaskService/TaskMonitors/7'}) == '/redfish/v1/TaskService/TaskMonitors/7'
+
+
+# --- what one run reads, and the TLS context (issue 10) ---
+
+
+def test_a_run_reads_each_resource_once_and_the_firmware_again_for_the_versions(commands):
+    client = bmc.RedfishBmc(config())
+    inventory = client.inventory()
+    client.update_service()
+    client.inventory()
+    read = commands.next.read
+    members = ['/redfish/v1/UpdateService/FirmwareInventory/%s' % name for name in ('BIOS', 'BMC', 'BIOS-Backup', 'NIC')]
+    assert read == ['/redfish/v1/', '/redfish/v1/UpdateService', '/redfish/v1/UpdateService/FirmwareInventory'] + members  # the system: from login
+    assert inventory['power'] == 'on'
+    commands.next.resources['/redfish/v1/UpdateService/FirmwareInventory/BIOS'] = {'Id': 'BIOS', 'Name': 'System BIOS', 'Version': '1.3'}
+    del read[:]
+    assert client.versions() == {BIOS: '1.3', BMC: '2.05'}
+    assert read == ['/redfish/v1/UpdateService/FirmwareInventory'] + members[:3]  # the NIC is no module of exup's: not read again
+
+
+def test_the_service_root_pyghmi_read_at_login_is_not_read_again(commands):
+    commands.next.wc.root = {'UpdateService': {'@odata.id': '/redfish/v1/UpdateService'}}
+    bmc.RedfishBmc(config()).update_service()
+    assert commands.next.read == ['/redfish/v1/UpdateService']
+
+
+def test_a_service_without_an_update_service_is_refused(commands):
+    commands.next.resources['/redfish/v1/'] = {'Systems': {'@odata.id': '/redfish/v1/Systems'}}
+    error = refused('bmc_unreachable', bmc.RedfishBmc(config()).inventory)
+    assert 'UpdateService' in error.msg
+
+
+def test_one_tls_context_per_process_and_none_loads_a_ca_when_exup_verifies():
+    checked_by_exup = bmc.tls_context(True)
+    assert bmc.tls_context(True) is checked_by_exup
+    assert checked_by_exup.verify_mode == bmc.ssl.CERT_NONE and not checked_by_exup.check_hostname
+    assert checked_by_exup.cert_store_stats()['x509_ca'] == 0  # exup's verifier checks the chain against ca_path
+    standard = bmc.tls_context(False)
+    assert bmc.tls_context(False) is standard and standard is not checked_by_exup
+    assert standard.verify_mode == bmc.ssl.CERT_REQUIRED and standard.check_hostname
+
+
+def test_pyghmis_client_gets_the_kept_connection():
+    command = bmc.ExupRedfishCommand.__new__(bmc.ExupRedfishCommand)
+    plain = bmc.webclient.SecureHTTPConnection('127.0.0.1', 443, verifycallback=lambda der: True)
+    plain.set_header('Accept', 'application/json')
+    command.wc = plain  # what pyghmi's __init__ does first
+    assert isinstance(command.wc, bmc.KeptConnection) and command.wc.dupe() is command.wc
+    assert command.wc.stdheaders == {'Accept': 'application/json'} and command.wc._certverify is plain._certverify
