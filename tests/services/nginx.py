@@ -22,7 +22,7 @@ _NGINX_LOG_FORMAT = (
     '"status":$status,"body_bytes_sent":$body_bytes_sent,"bytes_sent":$bytes_sent,'
     '"completion":"$request_completion","range":"$http_range","if_range":"$http_if_range",'
     '"if_none_match":"$http_if_none_match","if_modified_since":"$http_if_modified_since",'
-    '"user_agent":"$http_user_agent","via":"$http_via","x_forwarded_for":"$http_x_forwarded_for"}'
+    '"user_agent":"$http_user_agent","via":"$http_via","x_forwarded_for":"$http_x_forwarded_for","connection":$connection}'
 )
 
 _NGINX_CONF = """\
