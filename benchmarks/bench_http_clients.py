@@ -15,7 +15,8 @@ of the rounds. "exup-fetch" is HttpClient.fetch itself (it also writes the .part
 Methods: requests (Session, stream=True, read1: today's transport), urllib3 (HTTPConnectionPool,
 preload_content=False), http.client (HTTPConnection, readinto), pycurl-easy (one Curl handle per
 thread, perform releases the GIL), pycurl-multi (one thread drives one CurlMulti with as many
-transfers in flight as threads), exup-fetch (HttpClient.fetch, keep_bytes=True).
+transfers in flight as threads), exup-fetch (HttpClient.fetch, keep_bytes=True: libcurl when pycurl imports),
+exup-fetch-requests (the same call on requests' path, what package downloads cost before issue 10).
 """
 
 from __future__ import annotations
@@ -176,11 +177,13 @@ def run_pycurl_multi(base: str, ca: str | None, paths: list[str], in_flight: int
             multi.select(1.0)
 
 
-def make_exup_fetch(base: str, ca: str | None):
+def make_exup_fetch(base: str, ca: str | None, fast: bool = True):
     sys.path.insert(0, str(REPO_ROOT / 'build' / 'collections'))
     from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 
     client = HttpClient(ca_path=ca, timeout=30, retries=0)
+    if not fast:
+        client.fast_path = lambda: False  # type: ignore[method-assign]  # requests' path, as before issue 10
     part = tempfile.mkdtemp(prefix='exup-bench-http-')
     sizes: dict[str, tuple[int, str]] = {}
 
@@ -195,7 +198,14 @@ def make_exup_fetch(base: str, ca: str | None):
     return get
 
 
-THREADED = {'requests': make_requests, 'urllib3': make_urllib3, 'http.client': make_http_client, 'pycurl-easy': make_pycurl_easy, 'exup-fetch': make_exup_fetch}
+THREADED = {
+    'requests': make_requests,
+    'urllib3': make_urllib3,
+    'http.client': make_http_client,
+    'pycurl-easy': make_pycurl_easy,
+    'exup-fetch': make_exup_fetch,
+    'exup-fetch-requests': lambda base, ca: make_exup_fetch(base, ca, fast=False),
+}
 
 
 def available(names: list[str]) -> list[str]:
@@ -248,7 +258,7 @@ def main() -> int:
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 4, 8])
     parser.add_argument('--schemes', nargs='+', default=['http', 'https'])
-    parser.add_argument('--methods', nargs='+', default=['requests', 'urllib3', 'http.client', 'pycurl-easy', 'pycurl-multi', 'exup-fetch'])
+    parser.add_argument('--methods', nargs='+', default=[*THREADED, 'pycurl-multi'])
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT / 'build' / 'collections'))

@@ -864,18 +864,18 @@ class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of
         return self.headers.get(name)
 
     def take_header(self, line: bytes) -> None:
-        text = line.decode('iso-8859-1').rstrip('\r\n')
-        if text.startswith('HTTP/'):  # a new answer (a redirect, a 407 answered by libcurl, a CONNECT): start over
+        if line.startswith(b'HTTP/'):  # a new answer (a redirect, a 407 answered by libcurl, a CONNECT): start over
             self.headers, self.offered = {}, []
-            fields = text.split(' ', 2)
+            fields = line.split(None, 2)
             self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
             return
-        name, sep, value = text.partition(':')
-        if sep:
-            name, value = name.strip().lower(), value.strip()
-            self.headers[name] = value
-            if name == 'proxy-authenticate':
-                self.offered.append(value)
+        name, sep, value = line.partition(b':')
+        name = name.strip().lower()
+        if sep and name in _KEPT_HEADERS:  # only what the checks read: the others cost a decode each
+            text = value.strip().decode('iso-8859-1')
+            self.headers[name.decode('ascii')] = text
+            if name == b'proxy-authenticate':
+                self.offered.append(text)
 
     def take_body(self, chunk: bytes) -> int:
         try:
@@ -894,7 +894,7 @@ class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of
             self.tally.fetched += len(chunk)
             if self.progress:
                 self.progress(len(chunk))
-        except BaseException as exc:  # re-raised after perform(), out of libcurl's stack
+        except BaseException as exc:  # pylint: disable=broad-exception-caught  # re-raised after perform(), out of libcurl's stack
             self.error = exc
             return 0
         return len(chunk)
@@ -978,6 +978,7 @@ RETRY_STATUSES = frozenset([500, 502, 503, 504])  # as the requests path's statu
 _CURL_TLS_ERRORS = frozenset([35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98])
 _CURL_PROXY_ERRORS = frozenset([5, 7, 97])
 _CURL_WEIRD_SERVER_REPLY = 8
+_KEPT_HEADERS = frozenset([b'content-length', b'content-range', b'retry-after', b'proxy-authenticate'])
 
 
 _VERDICTS = frozenset(['download_too_long', 'digest_mismatch'])  # about the bytes: they stand whatever the clock says
