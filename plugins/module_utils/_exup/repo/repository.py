@@ -138,24 +138,41 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
+#: the keys of one entry of the module option ``servers`` (the module leaves their checks to server_from_dict)
+SERVER_KEYS = ('name', 'model', 'os', 'modules')
+
+
 def server_from_dict(manager_id: str, data: object) -> Server:
     """Validate one managed server given by a manager (module option ``servers``)."""
     if not isinstance(data, dict):
         raise ExupError('each server must be a dict with name, model and os', code='server_invalid')
-    for key in ('name', 'model', 'os'):
-        if not isinstance(data.get(key), str) or not data.get(key):
-            raise ExupError('server %r has no %s' % (data.get('name'), key), code='server_invalid')
+    unknown = sorted(str(key)[:NAME_LIMIT] for key in data if key not in SERVER_KEYS)
+    if unknown:
+        raise ExupError('server %r: unknown key %s; a server has %s' % (data.get('name'), ', '.join(unknown), ', '.join(SERVER_KEYS)), code='server_invalid')
+    texts = {key: _server_text(data, key) for key in ('name', 'model', 'os')}
     modules = data.get('modules') or {}
     if not isinstance(modules, dict):
-        raise ExupError('server %s: modules must map a module id to {current, previous}' % data['name'], code='server_invalid')
+        raise ExupError('server %s: modules must map a module id to {current, previous}' % texts['name'], code='server_invalid')
     clean = {}
     for module_id, state in modules.items():
         if isinstance(state, str):
             state = {'current': state}
         if not isinstance(state, dict):
-            raise ExupError('server %s: module %s must be a version or {current, previous}' % (data['name'], module_id), code='server_invalid')
+            raise ExupError('server %s: module %s must be a version or {current, previous}' % (texts['name'], module_id), code='server_invalid')
         clean[str(module_id)] = {key: str(state[key]) for key in ('current', 'previous') if state.get(key)}
-    return Server(manager_id=manager_id, name=data['name'], model=data['model'], os=data['os'], modules=clean)
+    return Server(manager_id=manager_id, modules=clean, **texts)
+
+
+def _server_text(data: dict, key: str) -> str:
+    """A server's name, model or os: a non-empty string; a number is taken as its text (YAML reads 1234 as one)."""
+    value = data.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if value is None or value == '':
+        raise ExupError('server %r has no %s' % (data.get('name'), key), code='server_invalid')
+    if not isinstance(value, str):
+        raise ExupError('server %r: %s must be a string, not %s' % (data.get('name'), key, type(value).__name__), code='server_invalid')
+    return value
 
 
 class PlanState(typing.NamedTuple):

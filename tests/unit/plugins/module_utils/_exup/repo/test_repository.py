@@ -453,12 +453,20 @@ def test_register_presence_only_keeps_servers(repo, register, clock):
         ({'name': 'a1', 'model': '', 'os': 'linux'}, 'has no model'),
         ({'name': 'a1', 'model': MODEL, 'os': 'linux', 'modules': ['system-bios']}, 'modules must map'),
         ({'name': 'a1', 'model': MODEL, 'os': 'linux', 'modules': {'system-bios': 3}}, 'must be a version or'),
+        ({'name': 'a1', 'model': MODEL, 'os': 'linux', 'current': '1.0'}, "server 'a1': unknown key current; a server has name, model, os, modules"),
+        ({'name': 'a1', 'model': {'id': MODEL}, 'os': 'linux'}, "server 'a1': model must be a string, not dict"),
+        ({'name': False, 'model': MODEL, 'os': 'linux'}, 'server False: name must be a string, not bool'),
     ],
 )
 def test_server_from_dict_refuses_bad_servers(data, fragment):
     with pytest.raises(ExupError) as caught:
         server_from_dict('mgr-a', data)
     assert caught.value.code == 'server_invalid' and fragment in caught.value.msg
+
+
+def test_server_from_dict_takes_a_number_as_its_text():
+    server = server_from_dict('mgr-a', {'name': 1234, 'model': MODEL, 'os': 2022.1})
+    assert (server.name, server.os) == ('1234', '2022.1')
 
 
 def test_server_from_dict_accepts_a_bare_version():
