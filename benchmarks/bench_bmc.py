@@ -32,6 +32,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -135,6 +136,15 @@ def forget_bmc_state(repo):
         conn.close()
 
 
+#: play -> CPU seconds (user + system) of ansible-playbook and its workers per host, one entry per run
+CPU_PER_HOST: dict = {}
+
+
+def _children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_exup(work, bmcs, repo, pem, play=PLAY):
     forget_bmc_state(repo)
     inventory = {'bmcs': {'hosts': {}}}
@@ -157,11 +167,12 @@ def run_exup(work, bmcs, repo, pem, play=PLAY):
         ANSIBLE_LOCALHOST_WARNING='False',
     )
     env['PATH'] = str(Path(sys.executable).parent) + os.pathsep + env.get('PATH', '')
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), _children_cpu()
     proc = subprocess.run(
         ['ansible-playbook', '-i', str(work / 'inventory.json'), str(work / 'bmc.yml')], env=env, cwd=str(work), capture_output=True, text=True, check=False
     )
     elapsed = time.monotonic() - started
+    CPU_PER_HOST.setdefault(play, []).append((_children_cpu() - cpu_before) / len(bmcs))
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
         raise SystemExit('exup run failed (exit %d)' % proc.returncode)
@@ -212,6 +223,7 @@ def main(argv=None):
     work.mkdir(parents=True)
     repo, pem, package = make_repository(work)
     methods = ('exup', 'curl', 'ansible-floor')
+    load_at_start = os.getloadavg()
     times = {method: [] for method in methods}
     for index in range(profile['rounds']):
         for method in methods if index % 2 == 0 else tuple(reversed(methods)):
@@ -238,6 +250,8 @@ def main(argv=None):
         'medians': medians,
         'ratio': ratio,
         'loadavg': os.getloadavg(),
+        'loadavg_at_start': load_at_start,
+        'cpu_per_host': {'exup': CPU_PER_HOST.get(PLAY, []), 'ansible-floor': CPU_PER_HOST.get(FLOOR_PLAY, [])},
         'cpus': os.cpu_count(),
         'python': platform.python_version(),
         'command': 'bash benchmarks/run_bmc.sh%s' % (' --quick' if args.quick else ''),
@@ -252,6 +266,11 @@ def main(argv=None):
     line = 'ratio exup / curl: **%.2f**; exup / ansible-floor: %.2f; %d BMCs, image %.1f MiB, %d round(s); load average at the end %.1f %.1f %.1f'
     table.append(
         line % ((ratio, medians['exup'] / medians['ansible-floor'], profile['bmcs'], package.stat().st_size / 1048576.0, profile['rounds']) + os.getloadavg())
+    )
+    cpu = {method: statistics.median(result['cpu_per_host'][method]) for method in ('exup', 'ansible-floor')}
+    table.append(
+        'CPU per host (ansible-playbook and its workers, median): exup %.2f s, ansible-floor %.2f s; load average at the start %.1f %.1f %.1f'
+        % ((cpu['exup'], cpu['ansible-floor']) + load_at_start)
     )
     (RESULTS_DIR / (stem + '.md')).write_text('\n'.join(table) + '\n')
     print('\n'.join(table))
