@@ -1117,3 +1117,52 @@ def test_pyghmis_client_gets_the_kept_connection():
     command.wc = plain  # what pyghmi's __init__ does first
     assert isinstance(command.wc, bmc.KeptConnection) and command.wc.dupe() is command.wc
     assert command.wc.stdheaders == {'Accept': 'application/json'} and command.wc._certverify is plain._certverify
+
+
+def test_an_expired_certificate_of_the_right_ca_and_name_is_untrusted(tmp_path):
+    """Validity is checked too (the leaf expired yesterday), with the chain and the name right."""
+    import datetime
+    import ipaddress
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, 'exup test CA')])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=30))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def leaf(not_after):
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, '127.0.0.1')]))
+            .issuer_name(ca_name)
+            .public_key(leaf_key.public_key())
+            .serial_number(2)
+            .not_valid_before(now - datetime.timedelta(days=10))
+            .not_valid_after(not_after)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER)
+        )
+
+    ca_path = tmp_path / 'ca.pem'
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    verify = bmc.certificate_verifier(config(ca_path=str(ca_path)))
+    assert verify(leaf(now + datetime.timedelta(days=10))) is True  # the same leaf, still valid, passes
+    error = refused('certificate_untrusted', verify, leaf(now - datetime.timedelta(days=1)))
+    assert 'not trusted' in error.msg
