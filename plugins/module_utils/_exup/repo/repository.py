@@ -32,11 +32,9 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup import events as 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, file_digest, verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import export
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index, PackageRow, RebootRow, ServerRow
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.fingerprint import FingerprintInputs, fingerprint
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, StoredPackage, Tombstone
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import rebuild_index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import Sync, SyncOptions, SyncResult
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Candidate, GenerationPlan, Server, generation_plan
@@ -296,6 +294,9 @@ class Repository:
         return Sync(self, client, keyring, options).run(check_mode)
 
     def rebuild(self, keyring: KeyRing, check_mode: bool = False) -> dict:
+        # Imported here, as export below: a module process that only syncs does not compile them (AnsiballZ imports from a zip, no .pyc).
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.rebuild import rebuild_index
+
         return rebuild_index(self, keyring, check_mode=check_mode)
 
     def stored_package(self, row: PackageRow) -> StoredPackage:
@@ -696,6 +697,8 @@ class Repository:
         check_mode: bool = False,
     ) -> list[dict]:
         """Save packages as one zip archive: packages/, index.html, css/ (003 Fig. 27); see export.save_archive."""
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import export
+
         request = export.ExportRequest(dest, package_ids=package_ids, module_ids=module_ids, models=models, displayed_only=displayed_only)
         return export.save_archive(self, request, check_mode)
 
