@@ -27,6 +27,7 @@ import http.client
 import json
 import os
 import platform
+import shutil
 import ssl
 import statistics
 import sys
@@ -285,6 +286,7 @@ def main() -> int:
                         run = one_run(method, server.base_url, ca, paths, threads, sizes, expect)
                         samples.setdefault((scheme, threads, method), []).append(run)
     results['load_after'] = os.getloadavg()
+    shutil.rmtree(root)
     table = []
     for (scheme, threads, method), runs in samples.items():
         table.append(
@@ -300,10 +302,10 @@ def main() -> int:
     results['table'] = table
     loads = (results['load_before'], results['load_after'])
     print('load before %s after %s; %d GETs of %d bytes per run, median of %d rounds' % (*loads, args.requests, args.size, args.rounds))
-    print('%-6s %-7s %-13s %12s %8s %8s' % ('scheme', 'threads', 'method', 'CPU ms/req', 'wall s', 'req/s'))
+    print('%-6s %-7s %-20s %12s %8s %8s' % ('scheme', 'threads', 'method', 'CPU ms/req', 'wall s', 'req/s'))
     for row in table:
         cells = (row['scheme'], row['threads'], row['method'], row['cpu_ms_per_request'], row['wall_s'], row['requests_per_s'])
-        print('%-6s %-7d %-13s %12.3f %8.3f %8d' % cells)
+        print('%-6s %-7d %-20s %12.3f %8.3f %8d' % cells)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

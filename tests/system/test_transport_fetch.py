@@ -40,9 +40,11 @@ def feed(tmp_feed_dir: Path) -> Path:
     return tmp_feed_dir
 
 
-def fetch(client: HttpClient, url: str, part: Path, **kwargs) -> transport.Download:
+def fetch(client: HttpClient, url: str, part: Path, keep: bool = True, **kwargs) -> transport.Download:
     assert client.fast_path()
-    return client.fetch(url, str(part), len(BODY), SHA, keep_bytes=True, **kwargs)
+    got = client.fetch(url, str(part), len(BODY), SHA, keep_bytes=keep, **kwargs)
+    assert got.data == (BODY if keep else None) and part.read_bytes() == BODY
+    return got
 
 
 def refused(client: HttpClient, url: str, part: Path, **kwargs) -> TransportError:
@@ -159,19 +161,36 @@ def test_proxy_without_credentials_is_told_to_set_them(feed, nginx, squid_basic,
 # --- hostile answers --------------------------------------------------------------------------------------
 
 
-def test_resume_after_a_cut(hostile_server, tmp_path):
+@pytest.mark.parametrize("keep", [True, False])  # gathered in memory, or written as it comes (a big package)
+def test_resume_after_a_cut(hostile_server, tmp_path, keep):
     url = hostile_server.add("/p.bin", BODY, truncate_at=60000)
-    got = fetch(HttpClient(timeout=5), url, tmp_path / "p.part")
-    assert (got.data, got.fetched) == (BODY, len(BODY))
+    got = fetch(HttpClient(timeout=5), url, tmp_path / "p.part", keep=keep)
+    assert got.fetched == len(BODY)
     assert [r.headers["Range"] for r in hostile_server.requests_for("/p.bin")] == [None, "bytes=60000-"]
 
 
-def test_resume_of_a_part_left_by_an_earlier_run(hostile_server, tmp_path):
+@pytest.mark.parametrize("keep", [True, False])
+def test_resume_of_a_part_left_by_an_earlier_run(hostile_server, tmp_path, keep):
     url = hostile_server.add("/p.bin", BODY)
     (tmp_path / "p.part").write_bytes(BODY[:5000])
-    got = fetch(HttpClient(timeout=5), url, tmp_path / "p.part")
-    assert (got.data, got.fetched) == (BODY, len(BODY) - 5000)
+    got = fetch(HttpClient(timeout=5), url, tmp_path / "p.part", keep=keep)
+    assert got.fetched == len(BODY) - 5000
     assert hostile_server.requests_for("/p.bin")[0].headers["Range"] == "bytes=5000-"
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_part_of_other_bytes_is_started_over_once(hostile_server, tmp_path, keep):
+    url = hostile_server.add("/p.bin", BODY)
+    (tmp_path / "p.part").write_bytes(b"x" * 5000)
+    got = fetch(HttpClient(timeout=5), url, tmp_path / "p.part", keep=keep)
+    assert got.fetched == len(BODY) - 5000 + len(BODY)  # the resume, refused by its digest, then the whole body
+    assert [r.headers["Range"] for r in hostile_server.requests_for("/p.bin")] == ["bytes=5000-", None]
+
+
+def test_a_server_ignoring_range_sends_the_whole_body_again(hostile_server, tmp_path):
+    url = hostile_server.add("/p.bin", BODY, no_range=True)
+    (tmp_path / "p.part").write_bytes(BODY[:5000])
+    assert fetch(HttpClient(timeout=5), url, tmp_path / "p.part").fetched == len(BODY)
 
 
 @pytest.mark.parametrize("no_length", [False, True])
@@ -192,9 +211,10 @@ def test_other_bytes_are_refused_and_their_part_deleted(hostile_server, tmp_path
     assert not (tmp_path / "p.part").exists()
 
 
-def test_a_stall_is_cut_by_the_deadline_and_the_part_kept(hostile_server, tmp_path):
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_stall_is_cut_by_the_deadline_and_the_part_kept(hostile_server, tmp_path, keep):
     url = hostile_server.add("/p.bin", BODY, stall_after=20000, stall=60)
-    error = refused(HttpClient(timeout=30), url, tmp_path / "p.part", deadline=Deadline(1.5, what="the request time limit"))
+    error = refused(HttpClient(timeout=30), url, tmp_path / "p.part", keep=keep, deadline=Deadline(1.5, what="the request time limit"))
     assert error.code == "request_timeout"
     assert f"GET {url} did not finish within the request time limit" in error.msg
     assert (tmp_path / "p.part").read_bytes() == BODY[:20000]  # kept for the next try's Range

@@ -836,12 +836,14 @@ class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of
 
     libcurl calls take_header and take_body from perform(); they never raise (an exception would leave
     libcurl's stack): a verdict is kept in ``error`` and the transfer aborted by returning a short count.
+    With keep_bytes the body is only gathered while it arrives, then written to the .part in one write and
+    hashed in one call when the attempt ends (also when it is cut, so a resume finds every byte received):
+    a write and a digest update per piece, each taking the GIL, cost more than the transfer itself.
     """
 
     def __init__(self, url: str, part_path: str, size: int, keep_bytes: bool, progress: Progress | None, tally: _Tally) -> None:
         self.url, self.part_path, self.size, self.progress, self.tally = url, part_path, size, progress, tally
-        self.keep_bytes = keep_bytes
-        self.digest = hashlib.sha256()
+        self.digest = hashlib.sha256()  # without keep_bytes: updated as the bytes come
         self.kept: bytearray | None = bytearray() if keep_bytes else None
         self.have = 0
         earlier = os.path.getsize(part_path) if os.path.exists(part_path) else 0
@@ -849,6 +851,8 @@ class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of
             with open(part_path, 'rb') as handle:  # a resumed part's earlier bytes, for the digest (and the kept body)
                 for chunk in iter(lambda: handle.read(CHUNK), b''):
                     self._add(chunk)
+        self.on_disk = self.have  # bytes of ``kept`` already in the .part
+        self.mode = 'ab'
         self.sink: Any = None
         self.error: BaseException | None = None
         self.again()
@@ -889,7 +893,8 @@ class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of
                     )
                 )
                 return 0
-            self.sink.write(chunk)
+            if self.kept is None:
+                self.sink.write(chunk)
             self._add(chunk)
             self.tally.fetched += len(chunk)
             if self.progress:
@@ -900,14 +905,14 @@ class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of
         return len(chunk)
 
     def begin(self) -> bool:
-        """At the first byte of a 200 or 206: open the .part to append (a matching 206) or anew (200). False: not a body to keep."""
+        """At the first byte of a 200 or 206: append to the .part (a matching 206) or start it anew (200). False: not a body to keep."""
         if self.begun:
             return True
         if self.status == 206 and self.have and self.headers.get('content-range', '').startswith('bytes %d-' % self.have):
-            mode = 'ab'
+            self.mode = 'ab'
         elif self.status == 200:
-            self.have, self.digest, mode = 0, hashlib.sha256(), 'wb'
-            self.kept = bytearray() if self.keep_bytes else None
+            self.have, self.on_disk, self.digest, self.mode = 0, 0, hashlib.sha256(), 'wb'
+            self.kept = None if self.kept is None else bytearray()
         else:
             return False
         stated = self.headers.get('content-length')
@@ -920,31 +925,40 @@ class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of
                 )
             )
             raise self.error  # type: ignore[misc]  # set just above
-        self.sink = open(self.part_path, mode)  # noqa: SIM115  # pylint: disable=consider-using-with  # closed by close(), after perform()
+        if self.kept is None:
+            self.sink = open(self.part_path, self.mode)  # noqa: SIM115  # pylint: disable=consider-using-with  # closed by close(), after perform()
         self.begun = True
         return True
 
     def _refuse(self, error: TransportError) -> None:
         self.error = error
+        self.begun = False  # nothing more goes to the .part
         self.close()
         _unlink(self.part_path)
 
     def _add(self, chunk: bytes) -> None:
-        self.digest.update(chunk)
         self.have += len(chunk)
-        if self.kept is not None:
+        if self.kept is None:
+            self.digest.update(chunk)
+        else:
             self.kept += chunk
 
     def close(self) -> None:
+        """The bytes received so far into the .part (written, not fsynced)."""
         if self.sink is not None:
             self.sink.close()
             self.sink = None
+        if self.kept is not None and self.begun and (self.on_disk < len(self.kept) or self.mode == 'wb'):
+            with open(self.part_path, self.mode) as sink:
+                sink.write(memoryview(self.kept)[self.on_disk :])
+            self.on_disk, self.mode = len(self.kept), 'ab'
 
     def finish(self, sha256: str) -> bytes | None:
         self.close()
         if self.have < self.size:
             raise TransportError('download of %s ended after %d of %d bytes' % (self.url, self.have, self.size), code='download_truncated')
-        if self.digest.hexdigest() != sha256:
+        digest = self.digest if self.kept is None else hashlib.sha256(self.kept)
+        if digest.hexdigest() != sha256:
             _unlink(self.part_path)
             raise TransportError(
                 '%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % self.url,
