@@ -40,6 +40,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READ = 1024 * 1024
+SCRATCH: list[str] = []  # the run's directory: served files and .part files
 
 
 def _sha_and_keep() -> tuple[Callable[[bytes], None], Callable[[], bytes]]:
@@ -185,7 +186,7 @@ def make_exup_fetch(base: str, ca: str | None, fast: bool = True):
     client = HttpClient(ca_path=ca, timeout=30, retries=0)
     if not fast:
         client.fast_path = lambda: False  # type: ignore[method-assign]  # requests' path, as before issue 10
-    part = tempfile.mkdtemp(prefix='exup-bench-http-')
+    part = tempfile.mkdtemp(prefix='parts-', dir=SCRATCH[0])  # removed with the served files at the end
     sizes: dict[str, tuple[int, str]] = {}
 
     def get(path: str) -> bytes:
@@ -267,6 +268,7 @@ def main() -> int:
 
     methods = available(args.methods)
     root = Path(tempfile.mkdtemp(prefix='exup-bench-http-root-'))
+    SCRATCH.append(str(root))
     sizes, expect = {}, {}
     for index in range(args.files):
         data = os.urandom(args.size)
