@@ -675,9 +675,13 @@ class HttpClient:
             curl.setopt(pycurl.SSL_VERIFYPEER, 0)
             curl.setopt(pycurl.SSL_VERIFYHOST, 0)
         elif isinstance(self.verify, str):  # ca_path: a CA file or a directory of hashed certificates, as requests takes it
-            curl.setopt(pycurl.CAPATH if os.path.isdir(self.verify) else pycurl.CAINFO, self.verify)
+            # None clears libcurl's built-in defaults: trust exactly ca_path, as requests does
+            directory = os.path.isdir(self.verify)
+            curl.setopt(pycurl.CAINFO, None if directory else self.verify)
+            curl.setopt(pycurl.CAPATH, self.verify if directory else None)
         elif CA_BUNDLE:
             curl.setopt(pycurl.CAINFO, CA_BUNDLE)
+            curl.setopt(pycurl.CAPATH, None)
 
     def _curl_once(self, transfer: _Transfer, sha256: str, deadline: Deadline | None) -> bytes | None:
         """One attempt of ``fetch`` on libcurl: the same answers, refusals and error codes as ``_download_once``."""
