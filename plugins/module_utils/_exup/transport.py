@@ -3,19 +3,21 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """HTTP for the repository: retries, proxy Basic/Digest auth, TLS, conditional GET, bounded resumable download.
 
-requests does the HTTP and urllib3's ``Retry`` the retries. requests has no
-proxy Digest auth, so requests-toolbelt's ``HTTPProxyDigestAuth`` answers the
-proxy's 407 challenge for http:// feeds; for https:// feeds the tunnel's CONNECT
-carries an answer computed from a challenge asked for beforehand (``_DigestTunnelAdapter``).
-NTLM is refused with a clear message, as 003 §2.2.7 says it is not supported.
+With pycurl, every request goes through libcurl (one handle per thread, kept alive), which does proxy
+Basic and Digest itself, also for the CONNECT of https:// feeds. Without it, or for an https:// proxy
+URL, requests does the HTTP (``requests_path``, imported only then: its imports cost about 60 ms of a
+module run). NTLM is refused with a clear message, as 003 §2.2.7 says it is not supported.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
+import email.utils
 import hashlib
 import http.client
+import importlib.util
 import math
 import os
 import socket
@@ -25,18 +27,12 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-try:
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3 import connection as urllib3_connection, connectionpool as urllib3_pools
-    from urllib3.exceptions import HTTPError as Urllib3Error, InvalidHeader, ReadTimeoutError
-    from urllib3.util.retry import Retry
+from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import retry_sleep
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
 
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported by the module wrapper
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = exc
+# Looked up, not imported: requests is imported by the first request that takes its path.
+HAS_REQUESTS = importlib.util.find_spec('requests') is not None
+REQUESTS_IMPORT_ERROR = None if HAS_REQUESTS else ImportError('No module named requests')
 
 try:
     import pycurl
@@ -52,15 +48,8 @@ try:
 except ImportError:  # pragma: no cover - certifi comes with requests
     CA_BUNDLE = None
 
-try:
-    from requests_toolbelt.auth.http_proxy_digest import HTTPProxyDigestAuth
+HAS_TOOLBELT = importlib.util.find_spec('requests_toolbelt') is not None  # Digest proxies on requests' path
 
-    HAS_TOOLBELT = True
-except ImportError:  # pragma: no cover - only needed for Digest proxies
-    HAS_TOOLBELT = False
-
-from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import retry_sleep
-from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
 
 if TYPE_CHECKING:
     from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline
@@ -90,7 +79,9 @@ def digest_authorization(challenge: str, username: str, password: str, method: s
     scheme, _sep, rest = challenge.partition(' ')
     if scheme.lower() != 'digest':
         raise TransportError('not a Digest challenge: %s' % scheme, code='proxy_auth_failed')
-    params: dict[str, Any] = requests.utils.parse_dict_header(rest)
+    import urllib.request  # pylint: disable=import-outside-toplevel  # only for a Digest tunnel on requests' path
+
+    params: dict[str, Any] = urllib.request.parse_keqv_list(urllib.request.parse_http_list(rest))
     algorithm = params.get('algorithm', 'MD5')
     hash_name = {'MD5': 'md5', 'SHA-256': 'sha256'}.get(algorithm.upper())
     if hash_name is None or 'nonce' not in params or 'realm' not in params:
@@ -190,102 +181,11 @@ def _active_deadline() -> Deadline | None:
     return watch.deadline if watch is not None else None
 
 
-if HAS_REQUESTS:
-    if TYPE_CHECKING:
-        _ConnectionBase = urllib3_connection.HTTPConnection  # what the mixin is mixed into
-    else:
-        _ConnectionBase = object
+def _requests_path() -> Any:
+    """The requests side of the client (module requests_path), imported on first use."""
+    from ansible_collections.exup.fleet.plugins.module_utils._exup import requests_path  # pylint: disable=import-outside-toplevel
 
-    class _WatchMixin(_ConnectionBase):
-        """Registers a connection's socket with the watch of the request (a new one when it connects, a kept-alive one when reused)."""
-
-        def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()
-            _attach(sock)
-            return sock
-
-        def connect(self) -> None:
-            super().connect()
-            _attach(self.sock)  # for https://, the TLS socket that replaced the TCP one
-
-        def request(self, *args: Any, **kwargs: Any) -> Any:
-            _attach(self.sock)
-            return super().request(*args, **kwargs)
-
-    class _WatchedConnection(_WatchMixin, urllib3_connection.HTTPConnection):
-        pass
-
-    class _WatchedTLSConnection(_WatchMixin, urllib3_connection.HTTPSConnection):
-        pass
-
-    class _WatchedPool(urllib3_pools.HTTPConnectionPool):
-        ConnectionCls = _WatchedConnection
-
-    class _WatchedTLSPool(urllib3_pools.HTTPSConnectionPool):
-        ConnectionCls = _WatchedTLSConnection
-
-    _WATCHED_POOLS = {'http': _WatchedPool, 'https': _WatchedTLSPool}
-
-    class _BoundedRetry(Retry):
-        """urllib3's Retry whose sleeps (Retry-After, backoff) never exceed RETRY_AFTER_CAP nor the request's deadline.
-
-        urllib3 before 2.6 has no cap on Retry-After, and its default cap is 6 hours: a 503 with
-        Retry-After: 3600 slept an hour holding the repository's writer lock.
-        """
-
-        def get_retry_after(self, response: Any) -> float | None:
-            try:
-                requested = super().get_retry_after(response)
-            except InvalidHeader:
-                return None  # not a number nor a date: back off as without one
-            return None if requested is None else retry_sleep(requested, _active_deadline())
-
-        def get_backoff_time(self) -> float:
-            return retry_sleep(super().get_backoff_time(), _active_deadline())
-
-
-class _WatchedAdapter(HTTPAdapter if HAS_REQUESTS else object):  # type: ignore[misc]  # object: without requests the module reports it
-    """HTTPAdapter whose connections, direct or through a proxy, register with the request's watch."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _WATCHED_POOLS
-        return manager
-
-
-class _DigestTunnelAdapter(_WatchedAdapter):
-    """Sends a Digest Proxy-Authorization with the CONNECT of https:// requests through a proxy.
-
-    urllib3 sends CONNECT itself and raises on its 407, out of reach of requests'
-    auth hooks; so the answer is computed beforehand from a challenge the client
-    asked for (``HttpClient.tunnel_authorization``) and set as the tunnel's header.
-    """
-
-    def __init__(self, client: HttpClient, **kwargs: Any) -> None:
-        self._client = client
-        self._target: str | None = None
-        super().__init__(**kwargs)
-
-    def get_connection_with_tls_context(self, request: Any, verify: Any, proxies: Any = None, cert: Any = None) -> Any:
-        parts = urllib.parse.urlsplit(request.url)
-        target = '%s:%d' % (parts.hostname, parts.port or 443)
-        if parts.scheme == 'https' and target != self._target:
-            # The header names the tunnel's target: a new target needs a new proxy manager.
-            for manager in self.proxy_manager.values():
-                manager.clear()
-            self.proxy_manager.clear()
-            self._target = target
-        return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-
-    def proxy_headers(self, proxy: str) -> dict[str, str]:
-        headers = super().proxy_headers(proxy)
-        if self._target:
-            headers['Proxy-Authorization'] = self._client.tunnel_authorization(self._target)
-        return headers
+    return requests_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,41 +228,11 @@ class HttpClient:
         self._lock = threading.Lock()
 
     @property
-    def session(self) -> requests.Session:
+    def session(self) -> Any:
+        """This thread's requests.Session (requests is imported on the first use: the libcurl path does without it)."""
         session = getattr(self._local, 'session', None)
         if session is None:
-            session = requests.Session()
-            # other=0: errors that are neither connect, read nor status errors (a failed TLS certificate check
-            # above all) fail at once; retrying them only added about 3 s of backoff before the same error.
-            retry = _BoundedRetry(
-                total=self.retries,
-                connect=self.retries,
-                read=self.retries,
-                status=self.retries,
-                other=0,
-                backoff_factor=0.5,
-                status_forcelist=(500, 502, 503, 504),
-                allowed_methods=frozenset(['GET', 'HEAD']),
-                raise_on_status=False,
-                respect_retry_after_header=True,
-            )
-            adapter = _WatchedAdapter(max_retries=retry, pool_connections=4, pool_maxsize=4)
-            session.mount('http://', adapter)
-            if self.proxy_url and self.proxy_username and self.proxy_auth == 'digest':
-                adapter = _DigestTunnelAdapter(self, max_retries=retry, pool_connections=4, pool_maxsize=4)
-            session.mount('https://', adapter)
-            session.headers['User-Agent'] = USER_AGENT
-            session.headers['Accept-Encoding'] = 'identity'  # sizes and digests are of the bytes on the wire
-            session.verify = self.verify
-            session.trust_env = False  # configuration says which proxy; the environment must not change it silently
-            if self.proxy_url:
-                url = self.proxy_url
-                if self.proxy_username and self.proxy_auth == 'basic':
-                    url = _proxy_url_with_credentials(self.proxy_url, self.proxy_username, self.proxy_password or '')
-                session.proxies = {'http': url, 'https': url}
-                if self.proxy_username and self.proxy_auth == 'digest':
-                    session.auth = HTTPProxyDigestAuth(self.proxy_username, self.proxy_password or '')
-            self._local.session = session
+            session = self._local.session = _requests_path().make_session(self)
         return session
 
     def _scrub(self, text: str) -> str:
@@ -441,7 +311,7 @@ class HttpClient:
             offered = []
         return self._proxy_refusal(offered, tunnel_to=target)
 
-    def _get(self, url: str, **kwargs: Any) -> requests.Response:
+    def _get(self, url: str, **kwargs: Any) -> Any:
         try:
             return self._get_once(url, **kwargs)
         except TransportError as exc:
@@ -459,19 +329,20 @@ class HttpClient:
                     raise
         raise self._tunnel_refused(url)
 
-    def _get_once(self, url: str, **kwargs: Any) -> requests.Response:
+    def _get_once(self, url: str, **kwargs: Any) -> Any:
         deadline = _active_deadline()
+        rp = _requests_path()
         try:
             response = self.session.get(url, timeout=deadline.wait(self.timeout) if deadline else self.timeout, allow_redirects=True, **kwargs)
-        except requests.exceptions.SSLError as exc:
+        except rp.SSLError as exc:
             raise TransportError('TLS verification of %s failed: %s' % (_host(url), self._scrub(_short(exc))), code='tls_failed') from exc
-        except requests.exceptions.ProxyError as exc:
+        except rp.ProxyError as exc:
             if '407' in str(exc):
                 raise TransportError('tunnel refused (407)', code='proxy_tunnel_407') from exc
             raise TransportError(
                 'the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), self._scrub(_short(exc))), code='proxy_failed'
             ) from exc
-        except requests.exceptions.RequestException as exc:
+        except rp.RequestException as exc:
             raise TransportError('cannot reach %s: %s' % (_host(url), self._scrub(_short(exc))), code='connection_failed') from exc
         if response.status_code == 407:
             response.close()
@@ -522,8 +393,34 @@ class HttpClient:
         status 304 means unchanged (body None). The body (a bytearray) is read up to ``max_bytes``.
         ``deadline`` (a Deadline): the whole request, connect to last byte, ends by it (request_timeout).
         """
+        if self.fast_path():
+            try:
+                with self._within(deadline, url, watch=False):
+                    return self._curl_conditional(url, etag, last_modified, params, max_bytes, deadline)
+            except _Malformed:
+                pass  # requests' path reads what libcurl refuses (a Content-Length that is not a number), as it always did
         with self._within(deadline, url):
             return self._get_conditional(url, etag, last_modified, params, max_bytes)
+
+    def _curl_conditional(
+        self, url: str, etag: str | None, last_modified: str | None, params: Mapping[str, Any] | None, max_bytes: int | None, deadline: Deadline | None
+    ) -> dict[str, Any]:
+        """``get_conditional`` on libcurl: the same result, refusals and error codes as on requests."""
+        asked = url + ('&' if '?' in url else '?') + urllib.parse.urlencode(params, doseq=True) if params else url
+        headers = ['If-None-Match: %s' % etag] if etag else []
+        if last_modified:
+            headers.append('If-Modified-Since: %s' % last_modified)
+        answer = _Answer(url, asked, headers, max_bytes)
+        self._curl_get(answer, deadline)
+        curl = self._curl()
+        return {
+            'status': answer.status,
+            'etag': answer.header('etag'),
+            'final_url': str(curl.getinfo(pycurl.EFFECTIVE_URL)).split('?')[0],
+            'last_modified': answer.header('last-modified'),
+            'redirected': curl.getinfo(pycurl.REDIRECT_COUNT) > 0,
+            'body': None if answer.status == 304 else answer.body,
+        }
 
     def _get_conditional(
         self, url: str, etag: str | None, last_modified: str | None, params: Mapping[str, Any] | None, max_bytes: int | None
@@ -554,19 +451,20 @@ class HttpClient:
             result['body'] = self._read_body(url, response, max_bytes)
         return result
 
-    def _read_body(self, url: str, response: requests.Response, max_bytes: int | None) -> bytearray:
+    def _read_body(self, url: str, response: Any, max_bytes: int | None) -> bytearray:
         """The whole body of ``response`` in one buffer; a cut or a stall mid-body is a transport error, not a traceback."""
         body = bytearray()
+        rp = _requests_path()
         try:
-            for chunk in _body_as_it_arrives(response):
+            for chunk in rp.body_as_it_arrives(response):
                 if max_bytes and len(body) + len(chunk) > max_bytes:
                     raise TransportError('%s is larger than %d bytes' % (url, max_bytes), code='download_too_long')
                 body += chunk
-        except requests.exceptions.ReadTimeout as exc:
+        except rp.ReadTimeout as exc:
             raise TransportError(
                 '%s sent nothing for %s s after %d bytes: %s' % (url, self.timeout, len(body), self._scrub(_short(exc))), code='read_timeout'
             ) from exc
-        except requests.exceptions.RequestException as exc:
+        except rp.RequestException as exc:
             raise TransportError('the answer of %s was cut after %d bytes: %s' % (url, len(body), self._scrub(_short(exc))), code='download_truncated') from exc
         return body
 
@@ -651,7 +549,6 @@ class HttpClient:
             curl.setopt(pycurl.NOSIGNAL, 1)  # required with threads: no SIGALRM for DNS timeouts
             curl.setopt(pycurl.BUFFERSIZE, CURL_BUFFER)
             curl.setopt(pycurl.USERAGENT, USER_AGENT)
-            curl.setopt(pycurl.HTTPHEADER, ['Accept-Encoding: identity'])  # sizes and digests are of the bytes on the wire
             curl.setopt(pycurl.FOLLOWLOCATION, 1)
             curl.setopt(pycurl.MAXREDIRS, 30)  # requests' limit
             curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
@@ -692,9 +589,8 @@ class HttpClient:
         finally:
             transfer.close()
 
-    def _curl_get(self, transfer: _Transfer, deadline: Deadline | None) -> None:
+    def _curl_get(self, transfer: _Exchange, deadline: Deadline | None) -> None:
         """GET with the retries of the requests path: connect failures and 500-504 (Retry-After honoured, capped)."""
-        retry = _BoundedRetry(total=self.retries)
         for attempt in range(self.retries + 1):
             try:
                 self._curl_perform(transfer, deadline)
@@ -705,23 +601,25 @@ class HttpClient:
             else:
                 if transfer.status not in RETRY_STATUSES or attempt == self.retries:
                     break
-                asked = _retry_after(retry, transfer.header('retry-after'))
+                asked = _retry_after(transfer.header('retry-after'))
                 wait = _backoff(attempt) if asked is None else asked
             time.sleep(retry_sleep(wait, deadline))
             transfer.again()
         self._check_answer(transfer)
 
-    def _check_answer(self, transfer: _Transfer) -> None:
+    def _check_answer(self, transfer: _Exchange) -> None:
         status = transfer.status
         if status == 407:
             raise self._proxy_refusal(transfer.offered)
-        if status not in (200, 206) or not transfer.begun:
+        if not transfer.accepted():
             raise TransportError('GET %s answered HTTP %d' % (transfer.url, status), code='http_status', status=status)
 
-    def _curl_perform(self, transfer: _Transfer, deadline: Deadline | None) -> None:
+    def _curl_perform(self, transfer: _Exchange, deadline: Deadline | None) -> None:
         curl = self._curl()
-        curl.setopt(pycurl.URL, transfer.url)
-        curl.setopt(pycurl.RANGE, '%d-' % transfer.have if transfer.have else None)
+        curl.setopt(pycurl.URL, transfer.request_url)
+        start = transfer.range_start()
+        curl.setopt(pycurl.RANGE, '%d-' % start if start else None)
+        curl.setopt(pycurl.HTTPHEADER, [*_HEADERS, *transfer.extra_headers])
         curl.setopt(pycurl.TIMEOUT_MS, max(1, int(deadline.remaining() * 1000)) if deadline else 0)
         curl.setopt(pycurl.HEADERFUNCTION, transfer.take_header)
         curl.setopt(pycurl.WRITEFUNCTION, transfer.take_body)
@@ -741,7 +639,7 @@ class HttpClient:
         if transfer.status in (200, 206):
             transfer.begin()  # an empty body never reached take_body
 
-    def _curl_error(self, curl: Any, transfer: _Transfer, code: int, message: str) -> Exception:
+    def _curl_error(self, curl: Any, transfer: _Exchange, code: int, message: str) -> Exception:
         """The TransportError for a libcurl failure, with the codes and messages of the requests path."""
         url, text = transfer.url, self._scrub(message if len(message) < 300 else message[:300] + '...')
         if curl.getinfo(pycurl.HTTP_CONNECTCODE) == 407 or transfer.status == 407:
@@ -754,10 +652,11 @@ class HttpClient:
         if code == _CURL_WEIRD_SERVER_REPLY and not transfer.begun:
             return _Malformed(message)
         if transfer.begun:
-            return TransportError('download of %s was cut after %d of %d bytes: %s' % (url, transfer.have, transfer.size, text), code='download_truncated')
+            return transfer.cut(code, text, self.timeout)
         return _Retryable(TransportError('cannot reach %s: %s' % (_host(url), text), code='connection_failed'))
 
     def _download_once(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None, keep_bytes: bool, tally: _Tally) -> bytes | None:
+        rp = _requests_path()
         digest = hashlib.sha256()
         kept = bytearray() if keep_bytes else None
         have = os.path.getsize(part_path) if os.path.exists(part_path) else 0
@@ -789,7 +688,7 @@ class HttpClient:
                     )
                 with open(part_path, mode) as sink:
                     try:
-                        for chunk in _body_as_it_arrives(response):
+                        for chunk in rp.body_as_it_arrives(response):
                             if have + len(chunk) > size:
                                 sink.close()
                                 _unlink(part_path)
@@ -804,7 +703,7 @@ class HttpClient:
                             tally.fetched += len(chunk)
                             if progress:
                                 progress(len(chunk))
-                    except requests.exceptions.RequestException as exc:
+                    except rp.RequestException as exc:
                         raise TransportError(
                             'download of %s was cut after %d of %d bytes: %s' % (url, have, size, self._scrub(_short(exc))), code='download_truncated'
                         ) from exc
@@ -835,29 +734,17 @@ class _Malformed(Exception):
     """libcurl refused the answer's status line or headers before any body byte: the attempt goes to requests' path."""
 
 
-class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of one attempt, read by libcurl's callbacks
-    """One attempt of a download on libcurl: the .part, the digest and kept bytes so far, the answer's status and headers.
+class _Exchange:
+    """One request on libcurl as its callbacks see it: the answer's status and the headers the checks read.
 
     libcurl calls take_header and take_body from perform(); they never raise (an exception would leave
     libcurl's stack): a verdict is kept in ``error`` and the transfer aborted by returning a short count.
-    With keep_bytes the body is only gathered while it arrives, then written to the .part in one write and
-    hashed in one call when the attempt ends (also when it is cut, so a resume finds every byte received):
-    a write and a digest update per piece, each taking the GIL, cost more than the transfer itself.
     """
 
-    def __init__(self, url: str, part_path: str, size: int, keep_bytes: bool, progress: Progress | None, tally: _Tally) -> None:
-        self.url, self.part_path, self.size, self.progress, self.tally = url, part_path, size, progress, tally
-        self.digest = hashlib.sha256()  # without keep_bytes: updated as the bytes come
-        self.kept: bytearray | None = bytearray() if keep_bytes else None
-        self.have = 0
-        earlier = os.path.getsize(part_path) if os.path.exists(part_path) else 0
-        if 0 < earlier <= size:
-            with open(part_path, 'rb') as handle:  # a resumed part's earlier bytes, for the digest (and the kept body)
-                for chunk in iter(lambda: handle.read(CHUNK), b''):
-                    self._add(chunk)
-        self.on_disk = self.have  # bytes of ``kept`` already in the .part
-        self.mode = 'ab'
-        self.sink: Any = None
+    extra_headers: tuple[str, ...] = ()  # request headers beside _HEADERS
+
+    def __init__(self, url: str, request_url: str) -> None:
+        self.url, self.request_url = url, request_url
         self.error: BaseException | None = None
         self.again()
 
@@ -884,6 +771,100 @@ class _Transfer:  # pylint: disable=too-many-instance-attributes  # the state of
             self.headers[name.decode('ascii')] = text
             if name == b'proxy-authenticate':
                 self.offered.append(text)
+
+    def range_start(self) -> int:
+        return 0
+
+    def accepted(self) -> bool:
+        raise NotImplementedError
+
+    def begin(self) -> bool:
+        raise NotImplementedError
+
+    def take_body(self, chunk: bytes) -> int:
+        raise NotImplementedError
+
+    def cut(self, code: int, text: str, timeout: float) -> TransportError:
+        raise NotImplementedError
+
+
+class _Answer(_Exchange):
+    """A conditional GET on libcurl: the body in one buffer, never more than ``max_bytes``."""
+
+    def __init__(self, url: str, request_url: str, headers: list[str], max_bytes: int | None) -> None:
+        self.extra_headers, self.max_bytes = tuple(headers), max_bytes
+        self.body = bytearray()
+        super().__init__(url, request_url)
+
+    def again(self) -> None:
+        super().again()
+        self.body = bytearray()
+
+    def accepted(self) -> bool:
+        return self.status in (200, 304)
+
+    def begin(self) -> bool:
+        if self.begun:
+            return True
+        if self.status != 200:
+            return False
+        stated = self.headers.get('content-length', '')
+        if self.max_bytes and stated.isascii() and stated.isdigit() and int(stated) > self.max_bytes:
+            self.error = TransportError('%s is larger than %d bytes (it states %s)' % (self.url, self.max_bytes, stated), code='download_too_long')
+            raise self.error
+        self.begun = True
+        return True
+
+    def take_body(self, chunk: bytes) -> int:
+        try:
+            if not self.begun and not self.begin():
+                return len(chunk)  # the body of an error answer
+            if self.max_bytes and len(self.body) + len(chunk) > self.max_bytes:
+                self.error = TransportError('%s is larger than %d bytes' % (self.url, self.max_bytes), code='download_too_long')
+                return 0
+            self.body += chunk
+        except BaseException as exc:  # pylint: disable=broad-exception-caught  # re-raised after perform(), out of libcurl's stack
+            self.error = exc
+            return 0
+        return len(chunk)
+
+    def cut(self, code: int, text: str, timeout: float) -> TransportError:
+        if code == _CURL_TIMED_OUT:  # LOW_SPEED_TIME: nothing for ``timeout`` seconds (a deadline's cut is the caller's)
+            return TransportError('%s sent nothing for %s s after %d bytes: %s' % (self.url, timeout, len(self.body), text), code='read_timeout')
+        return TransportError('the answer of %s was cut after %d bytes: %s' % (self.url, len(self.body), text), code='download_truncated')
+
+
+class _Transfer(_Exchange):  # pylint: disable=too-many-instance-attributes  # the state of one attempt, read by libcurl's callbacks
+    """One attempt of a download on libcurl: the .part, the digest and kept bytes so far, the answer's status and headers.
+
+    With keep_bytes the body is only gathered while it arrives, then written to the .part in one write and
+    hashed in one call when the attempt ends (also when it is cut, so a resume finds every byte received):
+    a write and a digest update per piece, each taking the GIL, cost more than the transfer itself.
+    """
+
+    def __init__(self, url: str, part_path: str, size: int, keep_bytes: bool, progress: Progress | None, tally: _Tally) -> None:
+        self.part_path, self.size, self.progress, self.tally = part_path, size, progress, tally
+        self.digest = hashlib.sha256()  # without keep_bytes: updated as the bytes come
+        self.kept: bytearray | None = bytearray() if keep_bytes else None
+        self.have = 0
+        earlier = os.path.getsize(part_path) if os.path.exists(part_path) else 0
+        if 0 < earlier <= size:
+            with open(part_path, 'rb') as handle:  # a resumed part's earlier bytes, for the digest (and the kept body)
+                for chunk in iter(lambda: handle.read(CHUNK), b''):
+                    self._add(chunk)
+        self.on_disk = self.have  # bytes of ``kept`` already in the .part
+        self.mode = 'ab'
+        self.sink: Any = None
+        super().__init__(url, url)
+
+    def range_start(self) -> int:
+        return self.have
+
+    def accepted(self) -> bool:
+        return self.status in (200, 206) and self.begun
+
+    def cut(self, code: int, text: str, timeout: float) -> TransportError:
+        return TransportError('download of %s was cut after %d of %d bytes: %s' % (self.url, self.have, self.size, text), code='download_truncated')
 
     def take_body(self, chunk: bytes) -> int:
         try:
@@ -980,14 +961,20 @@ def _backoff(attempt: int) -> float:
     return 0.0 if attempt == 0 else 0.5 * 2**attempt
 
 
-def _retry_after(retry: Any, value: str | None) -> float | None:
-    """Seconds asked for by a Retry-After value (urllib3 parses numbers and dates); None when absent or not valid."""
-    if not value:
-        return None
+def _retry_after(value: str | None) -> float | None:
+    """Seconds asked for by a Retry-After value, a number or an HTTP date as urllib3 reads them; None when absent or not valid."""
+    value = (value or '').strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
     try:
-        return float(retry.parse_retry_after(value))
-    except InvalidHeader:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # not a number nor a date: back off as without one
+    if when is None:  # pragma: no cover - Python 3.9 returned None for some invalid dates
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - time.time())
 
 
 CURL_BUFFER = 256 * 1024  # bytes libcurl hands over per write callback at most
@@ -996,7 +983,9 @@ RETRY_STATUSES = frozenset([500, 502, 503, 504])  # as the requests path's statu
 _CURL_TLS_ERRORS = frozenset([35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98])
 _CURL_PROXY_ERRORS = frozenset([5, 7, 97])
 _CURL_WEIRD_SERVER_REPLY = 8
-_KEPT_HEADERS = frozenset([b'content-length', b'content-range', b'retry-after', b'proxy-authenticate'])
+_KEPT_HEADERS = frozenset([b'content-length', b'content-range', b'retry-after', b'proxy-authenticate', b'etag', b'last-modified'])
+_CURL_TIMED_OUT = 28
+_HEADERS = ['Accept-Encoding: identity']  # sizes and digests are of the bytes on the wire
 
 
 _VERDICTS = frozenset(['download_too_long', 'digest_mismatch'])  # about the bytes: they stand whatever the clock says
@@ -1004,30 +993,6 @@ _VERDICTS = frozenset(['download_too_long', 'digest_mismatch'])  # about the byt
 
 def _timed_out(deadline: Deadline, url: str) -> TransportError:
     return TransportError('GET %s did not finish within %s: the server is too slow or stalled' % (url, deadline.what), code='request_timeout')
-
-
-def _body_as_it_arrives(response: requests.Response) -> Iterator[bytes]:
-    """Yield a streamed body in the pieces that arrive, up to CHUNK bytes each.
-
-    iter_content(CHUNK) waits for a full CHUNK and, when the connection is cut first, raises
-    without handing over what it had read: up to 1 MiB lost per cut, so a link that breaks
-    before 1 MiB never made progress and a resume never happened. read1 (urllib3 >= 2.3)
-    returns each piece as it comes, so a cut download keeps every byte it received.
-    """
-    read1 = getattr(response.raw, 'read1', None)
-    if read1 is None:
-        yield from response.iter_content(CHUNK)
-        return
-    while True:
-        try:
-            chunk = read1(CHUNK, decode_content=True)
-        except ReadTimeoutError as exc:  # nothing for ``timeout`` seconds
-            raise requests.exceptions.ReadTimeout(exc) from exc
-        except Urllib3Error as exc:  # as iter_content does: a broken body is a requests error
-            raise requests.exceptions.ConnectionError(exc) from exc
-        if not chunk:
-            return
-        yield chunk
 
 
 def _unlink(path: str) -> None:

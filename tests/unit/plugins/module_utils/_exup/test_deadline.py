@@ -15,7 +15,7 @@ import time
 import pytest
 from urllib3.response import HTTPResponse
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import deadline, transport
+from ansible_collections.exup.fleet.plugins.module_utils._exup import deadline, requests_path, transport
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import MIN_WAIT, RETRY_AFTER_CAP, Deadline, retry_sleep
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 
@@ -100,7 +100,7 @@ def response(retry_after):
     ],
 )
 def test_urllib3_retry_honours_retry_after_up_to_the_cap(value, expected):
-    retry = transport._BoundedRetry(total=3, status_forcelist=(503,))
+    retry = requests_path._BoundedRetry(total=3, status_forcelist=(503,))
     assert retry.get_retry_after(response(value)) == expected
     assert retry.new(total=2).get_retry_after(response(value)) == expected  # the copies urllib3 makes keep the cap
 
@@ -109,12 +109,12 @@ def test_urllib3_retry_never_sleeps_past_the_request_deadline():
     clock = Clock()
     watch = transport._RequestWatch(Deadline(2, clock=clock))
     with watch:
-        retry = transport._BoundedRetry(total=3, backoff_factor=100, status_forcelist=(503,))
+        retry = requests_path._BoundedRetry(total=3, backoff_factor=100, status_forcelist=(503,))
         assert retry.get_retry_after(response('3600')) == 2
         clock.now += 1.5
         assert retry.get_retry_after(response('3600')) == 0.5
-        retry = retry.increment('GET', '/', error=transport.requests.exceptions.ConnectionError()).increment(
-            'GET', '/', error=transport.requests.exceptions.ConnectionError()
+        retry = retry.increment('GET', '/', error=requests_path.requests.exceptions.ConnectionError()).increment(
+            'GET', '/', error=requests_path.requests.exceptions.ConnectionError()
         )
         assert retry.get_backoff_time() == 0.5  # 200 s of exponential backoff, cut to what is left
     assert transport._active_deadline() is None
@@ -136,3 +136,17 @@ def test_request_deadline_is_cut_to_the_sync_deadline():
     short = deadline.Deadline(5, clock=clock)
     assert deadline.request_deadline(short, 10**9, clock=clock) is short
     assert deadline.request_deadline(None, 0, clock=clock).ends == 100.0 + deadline.REQUEST_BASE_SECONDS
+
+
+@pytest.mark.parametrize(
+    ('value', 'expected'),
+    [('7', 7.0), (' 120 ', 120.0), ('soon', None), ('', None), (None, None), ('\u00b2', None), ('-5', None)],
+)
+def test_libcurl_path_reads_retry_after_as_urllib3_does(value, expected):
+    assert transport._retry_after(value) == expected
+
+
+def test_libcurl_path_reads_a_retry_after_date():
+    day = email.utils.formatdate(time.time() + 86400, usegmt=True)
+    assert 86300 < transport._retry_after(day) <= 86400
+    assert transport._retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0  # a date passed: no wait
