@@ -33,7 +33,7 @@ class ModuleFeed:
         self.url = nginx.url(h.CATALOG)
         self.nginx = nginx
 
-    def run(self, servers) -> dict:
+    def sync(self, servers) -> dict:
         params = {"repository": str(self.root), "feed_url": self.url, "trusted_keys": [str(self.pub)], "servers": servers}
         args = self.tmp_path / "args.json"
         args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
@@ -52,10 +52,10 @@ def module_feed(tmp_path: Path, tmp_feed_dir: Path, nginx, collections_path: Pat
 def test_the_module_syncs_then_skips_the_plan(module_feed: ModuleFeed):
     # 1234: YAML reads an unquoted numeric name as a number; it is taken as its text, as AnsibleModule's str type did.
     servers = [{"name": 1234, "model": module_feed.models[0], "os": "rhel9"}, {"name": "web01", "model": module_feed.models[1], "os": "sles15", "modules": {}}]
-    first = module_feed.run(servers)
+    first = module_feed.sync(servers)
     assert not first.get("failed"), first
     assert first["changed"] is True and first["added"]
-    second = module_feed.run(servers)
+    second = module_feed.sync(servers)
     assert not second.get("failed"), second
     assert second["changed"] is False and second["feed_unchanged"] is True and second["plan_skipped"] is True
     names = {row[1] for row in h.db_rows(module_feed.root)["servers"]}
@@ -77,10 +77,10 @@ BAD_SERVERS = [
 @pytest.mark.parametrize("entry, message", BAD_SERVERS, ids=[m.split(": ", 1)[-1][:30] for _, m in BAD_SERVERS])
 def test_a_bad_servers_entry_fails_and_changes_nothing(module_feed: ModuleFeed, entry, message):
     good = {"name": "web01", "model": module_feed.models[1], "os": "sles15"}
-    assert not module_feed.run([good]).get("failed")
+    assert not module_feed.sync([good]).get("failed")
     before = h.snapshot(module_feed.root, skip_tables=())
     requests = len(module_feed.nginx.access_log())
-    answer = module_feed.run([good, entry])
+    answer = module_feed.sync([good, entry])
     assert answer.get("failed") is True and answer.get("error") == "server_invalid", answer
     assert answer["msg"] == message
     assert h.snapshot(module_feed.root, skip_tables=()) == before
@@ -88,6 +88,6 @@ def test_a_bad_servers_entry_fails_and_changes_nothing(module_feed: ModuleFeed, 
 
 
 def test_a_servers_entry_that_is_no_mapping_fails_in_ansible_module(module_feed: ModuleFeed):
-    answer = module_feed.run(["db01"])
+    answer = module_feed.sync(["db01"])
     assert answer.get("failed") is True and "servers" in answer["msg"] and "dict" in answer["msg"], answer
     assert not module_feed.root.exists()
