@@ -12,15 +12,27 @@ https:// feeds the tunnel's CONNECT carries an answer computed from a challenge 
 from __future__ import annotations
 
 import socket
+import types
 import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3 import connection as urllib3_connection, connectionpool as urllib3_pools
-from urllib3.exceptions import HTTPError as Urllib3Error, InvalidHeader, ReadTimeoutError
-from urllib3.util.retry import Retry
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3 import connection as urllib3_connection, connectionpool as urllib3_pools
+    from urllib3.exceptions import HTTPError as Urllib3Error, InvalidHeader, ReadTimeoutError
+    from urllib3.util.retry import Retry
+
+    HAS_REQUESTS = True
+except ImportError:  # pragma: no cover - transport imports this module only where requests is; sanity's import test has none
+    HAS_REQUESTS = False
+    # Stand-ins so the module still imports: nothing here is used without requests.
+    HTTPAdapter = Retry = object  # type: ignore[misc, assignment]
+    urllib3_connection = urllib3_pools = types.SimpleNamespace(  # type: ignore[assignment]
+        HTTPConnection=object, HTTPSConnection=object, HTTPConnectionPool=object, HTTPSConnectionPool=object
+    )
+    Urllib3Error = InvalidHeader = ReadTimeoutError = Exception  # type: ignore[misc, assignment]
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import retry_sleep
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import (
@@ -36,10 +48,11 @@ try:
 except ImportError:  # pragma: no cover - HttpClient refuses Digest proxies without it
     HTTPProxyDigestAuth = None
 
-RequestException = requests.exceptions.RequestException
-SSLError = requests.exceptions.SSLError
-ProxyError = requests.exceptions.ProxyError
-ReadTimeout = requests.exceptions.ReadTimeout
+if HAS_REQUESTS:
+    RequestException = requests.exceptions.RequestException
+    SSLError = requests.exceptions.SSLError
+    ProxyError = requests.exceptions.ProxyError
+    ReadTimeout = requests.exceptions.ReadTimeout
 
 
 if TYPE_CHECKING:
