@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
@@ -37,6 +37,22 @@ class Candidate:
 
     def targets(self, model: str, os_name: str) -> bool:
         return model in self.models and ('any' in self.os or os_name in self.os)
+
+
+class CandidateLike(Protocol):
+    """What generation management reads of a candidate: a Candidate, a CatalogEntry or a PackageInfo as they are."""
+
+    @property
+    def package_id(self) -> str: ...
+    @property
+    def module_id(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def models(self) -> Sequence[str]: ...
+    @property
+    def os(self) -> Sequence[str]: ...
+    def targets(self, model: str, os_name: str) -> bool: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,9 +89,9 @@ class GenerationPlan:
         return bool(self.needed_by.get(package_id, set()) - {manager_id})
 
 
-def generation_plan(candidates: Iterable[Candidate], servers: Sequence[Server], generations_kept: int = GENERATIONS_KEPT) -> GenerationPlan:
+def generation_plan(candidates: Iterable[CandidateLike], servers: Sequence[Server], generations_kept: int = GENERATIONS_KEPT) -> GenerationPlan:
     """Apply the §2.2.2 rule to ``candidates`` (Candidate) for ``servers`` (Server)."""
-    by_model: dict[str, list[Candidate]] = collections.defaultdict(list)
+    by_model: dict[str, list[CandidateLike]] = collections.defaultdict(list)
     for candidate in candidates:
         for model in candidate.models:
             by_model[model].append(candidate)
@@ -87,7 +103,7 @@ def generation_plan(candidates: Iterable[Candidate], servers: Sequence[Server], 
     generation: dict[str, int] = {}
     needed_by: dict[str, set[str]] = collections.defaultdict(set)
     for (model, os_name), managers in managers_by_set.items():
-        by_module: dict[str, list[Candidate]] = collections.defaultdict(list)
+        by_module: dict[str, list[CandidateLike]] = collections.defaultdict(list)
         for candidate in by_model.get(model, ()):
             if 'any' in candidate.os or os_name in candidate.os:
                 by_module[candidate.module_id].append(candidate)
