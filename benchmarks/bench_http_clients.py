@@ -152,7 +152,7 @@ def run_pycurl_multi(base: str, ca: str | None, paths: list[str], in_flight: int
     import pycurl
 
     multi = pycurl.CurlMulti()
-    idle = [_curl(base, ca) for _ in range(in_flight)]
+    idle = [_curl(base, ca) for _slot in range(in_flight)]
     todo = list(reversed(paths))
     running = 0
     finishers: dict[int, Callable[[], bytes]] = {}
@@ -225,7 +225,7 @@ def one_run(method: str, base: str, ca: str | None, paths: list[str], threads: i
     if method == 'pycurl-multi':
         workers = [threading.Thread(target=run_pycurl_multi, args=(base, ca, paths, threads))]
     else:
-        gets = [THREADED[method](base, ca) for _ in range(threads)]
+        gets = [THREADED[method](base, ca) for _thread in range(threads)]
         for get in gets:
             if hasattr(get, 'sizes'):
                 get.sizes.update(sizes)

@@ -161,7 +161,7 @@ plan_skipped:
   description:
     - True when the feed answered 304 and nothing the plan depends on changed since the last sync that left nothing to retry
       (stored packages, tombstones, refusals, the managers' servers, the feed state, the code), so no plan was made and
-      nothing was downloaded or pruned. O(refused) and O(skipped_tombstoned) then repeat what that sync reported.
+      nothing was downloaded or pruned. RV(refused) and RV(skipped_tombstoned) then repeat what that sync reported.
   returned: always
   type: bool
 '''

@@ -26,7 +26,7 @@ class ModuleFeed:
     def __init__(self, tmp_path: Path, feed_dir: Path, nginx, collections_path: Path) -> None:
         self.tmp_path, self.collections_path = tmp_path, collections_path
         key = SigningKey.generate()
-        _, self.models = synthesize_feed(str(feed_dir), key, entries=60, versions_per_module=5, avg_size=2048, seed=3)
+        _count, self.models = synthesize_feed(str(feed_dir), key, entries=60, versions_per_module=5, avg_size=2048, seed=3)
         self.pub = tmp_path / "vendor.pub"
         self.pub.write_bytes(key.public_pem())
         self.root = tmp_path / "repo"
@@ -74,7 +74,7 @@ BAD_SERVERS = [
 ]
 
 
-@pytest.mark.parametrize("entry, message", BAD_SERVERS, ids=[m.split(": ", 1)[-1][:30] for _, m in BAD_SERVERS])
+@pytest.mark.parametrize("entry, message", BAD_SERVERS, ids=[m.split(": ", 1)[-1][:30] for _entry, m in BAD_SERVERS])
 def test_a_bad_servers_entry_fails_and_changes_nothing(module_feed: ModuleFeed, entry, message):
     good = {"name": "web01", "model": module_feed.models[1], "os": "sles15"}
     assert not module_feed.sync([good]).get("failed")

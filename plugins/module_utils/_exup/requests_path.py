@@ -32,7 +32,14 @@ except ImportError:  # pragma: no cover - transport imports this module only whe
     urllib3_connection = urllib3_pools = types.SimpleNamespace(  # type: ignore[assignment]
         HTTPConnection=object, HTTPSConnection=object, HTTPConnectionPool=object, HTTPSConnectionPool=object
     )
-    Urllib3Error = InvalidHeader = ReadTimeoutError = Exception  # type: ignore[misc, assignment]
+
+    class Urllib3Error(Exception):  # type: ignore[no-redef]  # distinct stand-ins: one except clause each
+        pass
+
+    class ReadTimeoutError(Urllib3Error):  # type: ignore[no-redef]
+        pass
+
+    InvalidHeader = Urllib3Error  # type: ignore[misc, assignment]
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import retry_sleep
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import (

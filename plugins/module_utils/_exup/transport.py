@@ -416,7 +416,7 @@ class HttpClient:
         return {
             'status': answer.status,
             'etag': answer.header('etag'),
-            'final_url': str(curl.getinfo(pycurl.EFFECTIVE_URL)).split('?')[0],
+            'final_url': str(curl.getinfo(pycurl.EFFECTIVE_URL)).split('?', maxsplit=1)[0],
             'last_modified': answer.header('last-modified'),
             'redirected': curl.getinfo(pycurl.REDIRECT_COUNT) > 0,
             'body': None if answer.status == 304 else answer.body,
