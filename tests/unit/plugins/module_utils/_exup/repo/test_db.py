@@ -207,6 +207,15 @@ def test_good_rows_pass_the_row_check(index):
     assert list(index.feed_entries()) == ['P-1']
 
 
+def test_feed_entries_read_back_hold_repeated_values_once(index):
+    models = ('R120h-1M', 'R110h-1M')
+    rows = [CatalogEntry('P-%d' % n, 'm', 'M', str(n), '2025-01-01', T, models, ('linux',), 'linux', True, 1, '%064d' % n, 'u') for n in (1, 2)]
+    index.save_feed_entries(rows, replace=False)
+    feed = index.feed_entries()
+    assert [feed['P-1'], feed['P-2']] == rows
+    assert feed['P-1'].models is feed['P-2'].models and feed['P-1'].module_id is feed['P-2'].module_id
+
+
 def test_tables_added_later_read_as_empty_when_missing(index):
     """refusals and bmc_modules as well as the three above (db.py's docstring)."""
     for table in ('refusals', 'bmc_modules'):

@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import EPOCH, CatalogEntry, build_catalog, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, TransportError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import Refusal
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import server_from_dict
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import (
@@ -202,3 +203,21 @@ def test_check_mode_plans_over_the_new_entries_and_writes_nothing(repo, signing_
     assert result.removed == [] and result.events == [] and result.catalog['version'] == 1
     assert client.asked == [(FEED, None, {'since': EPOCH})]
     assert not os.path.exists(repo.store.root)  # not even created
+
+
+def test_the_answer_gives_its_body_away_once_parsed(signing_key, keyring):
+    """The 8 MiB body of a full catalog is not held through the sync: verify_answer takes it out of the response."""
+    response = answer(catalog(signing_key, 3, [entry('BIOS-1.0')]))
+    update = verify_answer({}, feed_request({}, FEED, keyring.key_ids), response, keyring, OPTIONS)
+    assert 'body' not in response and [e.package_id for e in update.new_entries] == ['BIOS-1.0']
+
+
+def test_a_replacing_catalog_is_planned_over_its_entries_not_read_back(repo, signing_key, keyring, monkeypatch):
+    client = FeedOnly(catalog(signing_key, 1, [entry('BIOS-1.0'), entry('BIOS-1.1', version='1.1', sha256='b' * 64)]))
+    servers = [server_from_dict('mgr-a', {'name': 'a1', 'model': 'R110h-1M', 'os': 'linux'})]  # needs none of them: no download
+    monkeypatch.setattr(Index, 'feed_entries', lambda self: pytest.fail('the feed was read back from the index'))
+    result = repo.sync(client, keyring, SyncOptions(FEED, 'mgr-a', servers=servers))
+    assert result.added == [] and result.catalog['entries_total'] == 2
+    monkeypatch.undo()
+    with repo.read() as index:
+        assert sorted(index.feed_entries()) == ['BIOS-1.0', 'BIOS-1.1']  # stored all the same
