@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
+from ansible_collections.exup.fleet.tests.services.tls import make_tls_files
 
 pytest.importorskip("pycurl")  # the fast path needs it; requirements.txt lists it
 
@@ -82,6 +84,63 @@ def test_https_with_an_unknown_ca_is_refused(feed, nginx_tls, tmp_path):
     assert error.code == "tls_failed"
     assert f"TLS verification of {nginx_tls.base_url} failed" in error.msg
     assert not (tmp_path / "p.part").exists() and nginx_tls.access_log() == []
+
+
+# --- trust: exactly ca_path (two CAs) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def other_ca(tmp_path: Path) -> Path:
+    """A second test CA: it did not issue nginx_tls's certificate."""
+    directory = tmp_path / "other-ca"
+    directory.mkdir()
+    return make_tls_files(directory).ca_path
+
+
+def ca_path_as(layout: str, ca_file: Path, where: Path) -> str:
+    """``ca_path`` holding only ``ca_file``: the file itself, or a directory in OpenSSL's hashed layout (libcurl's CAPATH)."""
+    if layout == "file":
+        return str(ca_file)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to hash a CA directory")
+    where.mkdir()
+    shutil.copy(ca_file, where / "ca.pem")
+    subprocess.run([openssl, "rehash", str(where)], check=True, capture_output=True)
+    assert [p.name for p in where.iterdir() if p.name.endswith(".0")], "openssl rehash made no hashed link"
+    return str(where)
+
+
+@pytest.fixture
+def nothing_else_trusted(monkeypatch, nginx_tls, tmp_path):
+    """Every default trust store holds nginx_tls's CA: the client's own (certifi's bundle) and OpenSSL's (SSL_CERT_FILE,
+    SSL_CERT_DIR). A client given another CA in ca_path must still refuse the server: it trusts exactly ca_path."""
+    monkeypatch.setattr(transport, "CA_BUNDLE", str(nginx_tls.ca_path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(nginx_tls.ca_path))
+    monkeypatch.setenv("SSL_CERT_DIR", ca_path_as("directory", nginx_tls.ca_path, tmp_path / "default-dir"))
+
+
+def test_the_default_trust_store_is_the_client_bundle(feed, nginx_tls, nothing_else_trusted, tmp_path):
+    """The control of the tests below: with nginx_tls's CA in the default store, a client without ca_path trusts it."""
+    assert fetch(HttpClient(), nginx_tls.url("p.bin"), tmp_path / "p.part").data == BODY
+
+
+@pytest.mark.parametrize("layout", ["file", "directory"])
+def test_libcurl_trusts_the_ca_in_ca_path(feed, nginx_tls, other_ca, tmp_path, layout):
+    ca_path = ca_path_as(layout, nginx_tls.ca_path, tmp_path / "trusted")
+    assert fetch(HttpClient(ca_path=ca_path), nginx_tls.url("p.bin"), tmp_path / "p.part").data == BODY
+    assert [entry["status"] for entry in nginx_tls.wait_for_log(1)] == [200]
+
+
+@pytest.mark.parametrize("layout", ["file", "directory"])
+def test_libcurl_trusts_no_other_ca_than_ca_path(feed, nginx_tls, other_ca, nothing_else_trusted, tmp_path, layout):
+    url = nginx_tls.url("p.bin")
+    assert fetch(HttpClient(ca_path=str(nginx_tls.ca_path)), url, tmp_path / "first.part").data == BODY  # kept alive on this thread
+    nginx_tls.wait_for_log(1)
+    error = refused(HttpClient(ca_path=ca_path_as(layout, other_ca, tmp_path / "other")), url, tmp_path / "p.part")
+    assert error.code == "tls_failed"
+    assert error.msg.startswith(f"TLS verification of {nginx_tls.base_url} failed: ") and "certificate" in error.msg
+    assert not (tmp_path / "p.part").exists() and len(nginx_tls.access_log()) == 1  # nothing asked of the server
 
 
 # --- proxies ----------------------------------------------------------------------------------------------
