@@ -126,7 +126,7 @@ def test_the_default_trust_store_is_the_client_bundle(feed, nginx_tls, nothing_e
 
 
 @pytest.mark.parametrize("layout", ["file", "directory"])
-def test_libcurl_trusts_the_ca_in_ca_path(feed, nginx_tls, other_ca, tmp_path, layout):
+def test_libcurl_trusts_the_ca_in_ca_path(feed, nginx_tls, tmp_path, layout):
     ca_path = ca_path_as(layout, nginx_tls.ca_path, tmp_path / "trusted")
     assert fetch(HttpClient(ca_path=ca_path), nginx_tls.url("p.bin"), tmp_path / "p.part").data == BODY
     assert [entry["status"] for entry in nginx_tls.wait_for_log(1)] == [200]
