@@ -9,19 +9,26 @@ answered 304 to its own ETag, packages copied from files built here."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
+import sys
+import tempfile
 import types
+import zipfile
+import zipimport
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import build_catalog
-from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import repository as repository_module
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import build_catalog, utc_now
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import CatalogError, TransportError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import repository as repository_module, sync as sync_module
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.fingerprint import FingerprintInputs, SyncMemo, fingerprint, memo_text, read_memo
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import Refusal
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository, server_from_dict
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import DEFAULT_SYNC_TIMEOUT, SyncOptions
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import entry_for
 
 FEED = 'http://127.0.0.1:9/catalog.json'
@@ -77,6 +84,8 @@ class Feed:
         self.body = b''
         self.downloads = []
         self.fail = set()  # package ids whose download fails (connection_failed)
+        self.interrupt = set()  # package ids whose download meets Ctrl-C
+        self.always_304 = False  # a server that answers 304 to anything
 
     def publish(self, paths):
         for path in paths:
@@ -90,12 +99,14 @@ class Feed:
 
     def get_conditional(self, url, etag=None, last_modified=None, params=None, max_bytes=None, deadline=None):
         tag = '"v%d"' % self.version
-        status = 304 if etag == tag else 200
+        status = 304 if etag == tag or self.always_304 else 200
         return {'status': status, 'body': None if status == 304 else self.body, 'final_url': url, 'redirected': False, 'etag': tag, 'last_modified': None}
 
     def fetch(self, url, part_path, size, sha256, keep_bytes=False, progress=None, deadline=None):
         package_id = os.path.basename(url)[: -len('.zip')]
         self.downloads.append(package_id)
+        if package_id in self.interrupt:
+            raise KeyboardInterrupt()
         if package_id in self.fail:
             raise TransportError('connection refused', code='connection_failed')
         shutil.copyfile(self.files[sha256], part_path)
@@ -113,10 +124,11 @@ def world(tmp_path, signing_key, keyring, build_pkg, repo):
     feed.key_ring = keyring
     feed.publish([build_pkg(version='1.%d' % minor) for minor in range(4)] + [build_pkg(version='2.0', models=[MODEL_2])])
 
-    def sync(manager_id='mgr-a', models=(MODEL,), servers=None, check_mode=False):
+    def sync(manager_id='mgr-a', models=(MODEL,), servers=None, check_mode=False, keys=None, feed_url=FEED, time_limit=DEFAULT_SYNC_TIMEOUT):
         given = servers if servers is not None else [server_from_dict(manager_id, {'name': 'h%d' % i, 'model': m, 'os': 'linux'}) for i, m in enumerate(models)]
         feed.downloads = []
-        return repo.sync(feed, keyring, SyncOptions(FEED, manager_id, servers=given), check_mode=check_mode)
+        options = SyncOptions(feed_url, manager_id, servers=given, time_limit=time_limit)
+        return repo.sync(feed, keys or keyring, options, check_mode=check_mode)
 
     return types.SimpleNamespace(feed=feed, repo=repo, sync=sync, keyring=keyring, build_pkg=build_pkg)
 
@@ -292,9 +304,230 @@ def test_other_code_does_not_skip(world, monkeypatch):
     assert not world.sync().plan_skipped
 
 
-def test_the_code_digest_reads_the_deciding_modules():
-    digest = repository_module.code_digest()
-    assert len(digest) == 64
+# ----------------------------------------------------------------- the code digest: every loaded _exup module
+class ChangedSource:
+    """A module's loader whose bytes differ from the file's by one comment: another version of that module."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def get_data(self, path):
+        return self.loader.get_data(path) + b'\n# another version\n'
+
+
+def exup_modules():
+    prefix = repository_module._CODE_PACKAGE
+    return sorted(name for name in sys.modules if name == prefix or name.startswith(prefix + '.'))
+
+
+def test_changing_any_loaded_exup_module_changes_the_code_digest(monkeypatch):
+    """Issue 10 review: a list of the deciding modules missed repo.store, repo.pipeline, repo.interface, rules.plan."""
+    digest = repository_module.code_digest.__wrapped__  # uncached: each call reads the sources again
+    before = digest()
+    names = exup_modules()
+    assert len(before) == 64 and before == repository_module.code_digest()
+    assert {'repo.store', 'repo.pipeline', 'repo.interface', 'rules.plan', 'rules.generations'} <= {name.split('._exup.')[-1] for name in names}
+    for name in names:
+        module = sys.modules[name]
+        if getattr(module, '__file__', None):
+            with monkeypatch.context() as patch:
+                patch.setattr(module, '__loader__', ChangedSource(module.__loader__))
+                assert digest() != before, name
+    assert digest() == before
+
+
+def test_a_module_run_from_a_zip_enters_the_code_digest(tmp_path, monkeypatch):
+    """AnsiballZ imports module_utils from a zip: the source is read through the zipimporter, no file path assumed."""
+    digest = repository_module.code_digest.__wrapped__
+    name = repository_module._CODE_PACKAGE + '.probe'
+    digests = []
+    for source in (b'RULE = 1\n', b'RULE = 2\n'):
+        archive = str(tmp_path / ('payload%d.zip' % len(digests)))
+        with zipfile.ZipFile(archive, 'w') as payload:
+            payload.writestr('probe.py', source)
+        module = types.ModuleType(name)
+        module.__file__ = os.path.join(archive, 'probe.py')
+        module.__loader__ = zipimport.zipimporter(archive)
+        monkeypatch.setitem(sys.modules, name, module)
+        digests.append(digest())
+    assert len(set(digests)) == 2 and all(len(item) == 64 for item in digests)
+    del module.__file__  # no file: the loader's get_source
+    assert digest() == digests[1]
+    module.__loader__ = None  # nothing can read it: unknown code, no sync is skipped
+    assert digest() == ''
+
+
+def test_the_code_digest_is_taken_before_the_syncs_first_request(world, monkeypatch):
+    """A module imported on first use (requests_path) must enter every run of a module alike, or the memo never matches."""
+    seen = []
+    real = world.feed.get_conditional
+
+    def get_conditional(*args, **kwargs):
+        seen.append(repository_module.code_digest.cache_info().currsize)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(world.feed, 'get_conditional', get_conditional)
+    repository_module.code_digest.cache_clear()
+    world.sync()
+    assert seen == [1]
+
+
+# ----------------------------------------------------------------- what a skip must not hide
+class Killed(BaseException):
+    """SIGKILL as far as the code under test can tell: nothing after it runs, no handler sees it."""
+
+
+def memo_of(repo):
+    with repo.read() as index:
+        return index.sync_memo()
+
+
+def test_a_catalog_expired_while_the_feed_answers_304_is_refused_not_skipped(world, monkeypatch, snapshot):
+    settled(world)
+    before = snapshot(world.repo)
+    later = utc_now() + datetime.timedelta(days=31)  # the catalog was signed to expire in 30 days
+    monkeypatch.setattr(sync_module, 'utc_now', lambda: later)
+    with pytest.raises(CatalogError) as caught:
+        world.sync()
+    assert caught.value.code == 'catalog_expired' and 'the feed still serves it unchanged: the feed is stale or frozen' in caught.value.msg
+    assert snapshot(world.repo) == before and world.feed.downloads == []
+
+
+def test_a_trusted_key_removed(world, signing_key, other_key, snapshot):
+    both = KeyRing([signing_key.public_key, other_key.public_key])
+    assert not world.sync(keys=both).plan_skipped and world.sync(keys=both).plan_skipped
+    assert not world.sync().plan_skipped  # other_key no longer trusted: another fingerprint
+    assert world.sync().plan_skipped
+    # The key that signed the stored catalog removed, and a server that answers 304 to anything: refused, not skipped.
+    world.feed.always_304 = True
+    before = snapshot(world.repo)
+    with pytest.raises(CatalogError) as caught:
+        world.sync(keys=KeyRing([other_key.public_key]))
+    assert caught.value.code == 'unknown_key' and 'the catalog accepted before is signed by no trusted key' in caught.value.msg
+    assert snapshot(world.repo) == before and world.feed.downloads == []
+
+
+def test_another_feed_url(world, snapshot):
+    settled(world)
+    mirror = FEED + '?mirror=2'
+    moved = world.sync(feed_url=mirror)
+    assert not moved.feed_unchanged and not moved.plan_skipped  # asked whole, planned
+    assert world.sync(feed_url=mirror).plan_skipped
+    assert not world.sync().plan_skipped
+    world.feed.always_304 = True  # a 304 to a request about another feed's catalog is no answer
+    before = snapshot(world.repo)
+    with pytest.raises(TransportError) as caught:
+        world.sync(feed_url=mirror)
+    assert caught.value.code == 'catalog_unexpected_304' and 'to a request that was not conditional' in caught.value.msg
+    assert snapshot(world.repo) == before
+
+
+def lose_a_package(world, package_id):
+    """A stored package gone, row and file: the next sync has one download to do."""
+    write(world.repo, ('DELETE FROM packages WHERE package_id = ?', (package_id,)))
+    os.unlink(world.repo.store.pool_path(world.feed.entries[package_id].sha256))
+
+
+def test_a_sync_interrupted_by_ctrl_c_stores_no_memo(world):
+    settled(world)
+    lose_a_package(world, BIOS[3])
+    world.feed.interrupt = {BIOS[3]}
+    with pytest.raises(KeyboardInterrupt):
+        world.sync()
+    assert memo_of(world.repo) is None
+    world.feed.interrupt = set()
+    result = world.sync()
+    assert not result.plan_skipped and world.feed.downloads == [BIOS[3]] and world.sync().plan_skipped
+
+
+def test_a_sync_cut_by_its_time_limit_stores_no_memo(world):
+    settled(world)
+    lose_a_package(world, BIOS[3])
+    with pytest.raises(TransportError) as caught:
+        world.sync(time_limit=1e-9)
+    assert caught.value.code == 'sync_timeout' and caught.value.details['not_fetched'] == [BIOS[3]]
+    assert memo_of(world.repo) is None
+    result = world.sync()
+    assert not result.plan_skipped and [a['package_id'] for a in result.added] == [BIOS[3]]
+
+
+def drop_index(store):
+    for suffix in ('', '-wal', '-shm'):
+        if os.path.exists(store.db_path + suffix):
+            os.unlink(store.db_path + suffix)
+
+
+def test_a_lost_index_stores_no_memo_until_its_rebuild(world):
+    """While the index is lost, garbage collection keeps the unindexed pool files for the rebuild: no sync may skip it."""
+    settled(world)
+    drop_index(world.repo.store)
+    lost = world.sync()
+    assert not lost.plan_skipped and not lost.feed_unchanged  # the ETag was lost with the index: asked whole
+    with world.repo.read() as index:
+        assert index.rebuild_needed() and index.sync_memo() is None
+    assert world.sync().feed_unchanged and memo_of(world.repo) is None
+    assert world.repo.rebuild(world.keyring)['state'] == 'lost'
+    rebuilt = world.sync()
+    assert rebuilt.feed_unchanged and not rebuilt.plan_skipped and world.sync().plan_skipped
+
+
+def test_the_rebuild_of_a_damaged_index_leaves_no_memo(world):
+    settled(world)
+    assert memo_of(world.repo)
+    drop_index(world.repo.store)
+    with open(world.repo.store.db_path, 'wb') as handle:
+        handle.write(b'not a database' * 100)
+    assert world.repo.rebuild(world.keyring)['state'] == 'damaged'
+    assert memo_of(world.repo) is None
+    assert not world.sync().plan_skipped and world.sync().plan_skipped
+
+
+def kill_the_add_in_tmp(world, monkeypatch):
+    """exup_package add killed once its copy exists in tmp/ (empty yet); before it, the memo is gone for good."""
+    real = tempfile.mkstemp
+
+    def mkstemp_then_die(*args, **kwargs):
+        assert memo_of(world.repo) is None  # committed: a reader sees it
+        os.close(real(*args, **kwargs)[0])
+        raise Killed()
+
+    monkeypatch.setattr(tempfile, 'mkstemp', mkstemp_then_die)
+
+
+def kill_the_add_in_pool(world, monkeypatch):
+    """exup_package add killed once its file is in the pool, before its row."""
+    real = Store.install
+
+    def install_then_die(store, source, digest):
+        real(store, source, digest)
+        raise Killed()
+
+    monkeypatch.setattr(Store, 'install', install_then_die)
+
+
+@pytest.mark.parametrize('kill', [kill_the_add_in_tmp, kill_the_add_in_pool])
+def test_garbage_of_a_killed_add_is_collected_by_the_next_re_sync(world, monkeypatch, kill):
+    """Issue 10 review: a skipped re-sync collects no garbage, so an add clears the memo before it writes a file."""
+    settled(world)
+    newer = world.build_pkg(version='1.4')
+    store = world.repo.store
+    with monkeypatch.context() as patch:
+        kill(world, patch)
+        with pytest.raises(Killed):
+            world.repo.add_files([newer], world.keyring)
+    with world.repo.read() as index:
+        assert os.listdir(store.tmp_dir) or store.unindexed(index)  # the orphan is there
+    result = world.sync()
+    assert result.feed_unchanged and not result.plan_skipped
+    with world.repo.read() as index:
+        assert os.listdir(store.tmp_dir) == [] and store.unindexed(index) == []
+    assert stored(world.repo) == BIOS[1:] and world.sync().plan_skipped
+
+
+def test_an_add_that_writes_nothing_keeps_the_memo(world):
+    settled(world)
+    assert world.repo.add_files([world.build_pkg(version='1.0')], world.keyring)[0]['result'] == 'warning_not_needed'
+    assert world.sync().plan_skipped
 
 
 def test_the_data_generation_counts_writes_to_the_planned_tables(repo):
