@@ -9,6 +9,7 @@ are public methods), then checking what the next writer finds and cleans.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -27,7 +28,12 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import store as store_module
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.pipeline import Finished, Tally
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import STORE_VERSION, Store
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import Sync, SyncOptions
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import entry_for
 
 
 def put_part(store, data):
@@ -414,3 +420,45 @@ def test_a_lost_index_keeps_every_pool_file_until_the_rebuild(repo, keyring, bui
         assert repo.store.unindexed(conn) == sorted(pool)
     assert repo.store.pool_digests() == pool
     assert open(repo.store.recovery_path).read() == record  # the only copy of the pin is not overwritten
+
+
+# ----------------------------------------------------------------------------- durability order of a sync batch (issue 10)
+def placed(store, keyring, path):
+    """A package as a sync's worker leaves it: verified, renamed into the pool (its directory not flushed yet)."""
+    verified = verify_package(path, keyring)
+    entry = entry_for(verified.info, path, 'packages/%s.zip' % verified.info.package_id, '2025-01-01T00:00:00Z')
+    shutil.copyfile(path, store.part_path(entry.sha256))
+    store.place(store.part_path(entry.sha256), entry.sha256)
+    return Finished(entry, verified=verified, downloaded=True)
+
+
+def test_a_batch_flushes_the_pool_directories_of_its_files_before_its_commit(repo, keyring, build_pkg, monkeypatch):
+    """A row may name a pool file only once the rename into its directory survives a power loss: every directory
+    fsync a file needs comes after that file's rename and before the COMMIT of the batch that gives it its row."""
+    order = []
+    monkeypatch.setattr(store_module, '_fsync_dir', lambda path: order.append(('fsync', path)))
+    real_place, real_transaction = Store.place, Index.transaction
+
+    def place(store, source, digest):
+        order.append(('place', os.path.dirname(store.pool_path(digest)), digest))
+        return real_place(store, source, digest)
+
+    @contextlib.contextmanager
+    def transaction(index):
+        with real_transaction(index):
+            yield index
+        order.append(('commit', set(index.package_digests().values())))
+
+    monkeypatch.setattr(Store, 'place', place)
+    monkeypatch.setattr(Index, 'transaction', transaction)
+    batches = [[build_pkg(version='1.%d' % minor) for minor in range(3)], [build_pkg(version='2.%d' % minor) for minor in range(2)]]
+    sync = Sync(repo, None, keyring, SyncOptions('http://feed.example/catalog.json', 'mgr-a'))
+    with repo.store.writer() as index:
+        sync.index = index
+        for paths in batches:
+            sync.index_batch([placed(repo.store, keyring, path) for path in paths], Tally(total=5))
+    renames = [(at, step[1], step[2]) for at, step in enumerate(order) if step[0] == 'place']
+    assert len(renames) == 5
+    for at, directory, digest in renames:
+        committed = next(later for later in range(at, len(order)) if order[later][0] == 'commit' and digest in order[later][1])
+        assert ('fsync', directory) in order[at:committed], digest
