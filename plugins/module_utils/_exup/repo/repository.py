@@ -127,7 +127,8 @@ def code_digest() -> str:
     is skipped). About 0.6 ms for the 22 modules a sync loads. Taken once per process, by ``Repository.sync`` before its
     first request: a module imported on first use (requests_path) then enters every run of a module alike, or none."""
     digest = hashlib.sha256()
-    for name in sorted(name for name in sys.modules if name == _CODE_PACKAGE or name.startswith(_CODE_PACKAGE + '.')):
+    # list(): one copy of the keys, so an import in another thread cannot change them under the loop
+    for name in sorted(name for name in list(sys.modules) if name == _CODE_PACKAGE or name.startswith(_CODE_PACKAGE + '.')):
         source = module_source(sys.modules[name])
         if source is None:
             return ''
