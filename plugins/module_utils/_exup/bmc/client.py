@@ -199,9 +199,17 @@ def tls_context(checked_by_exup: bool) -> ssl.SSLContext:
     return context
 
 
-#: errors of a kept connection the BMC closed while it was idle: an idempotent request is sent again, once
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+#: errors of a kept connection the BMC closed while it was idle: an idempotent request is sent again, once.
+#: The SSL ones are what a send raises once the client's TLS layer has read the close: SSLEOFError after a bare
+#: FIN, SSLZeroReturnError after the BMC's close_notify.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 _IDEMPOTENT = ('GET', 'HEAD')
+
+
+class NotSentAgain(ConnectionError):
+    """A request other than GET or HEAD met a kept connection the BMC had closed: it may have reached the BMC
+    (an update started), so it is not sent again."""
+
 
 if HAS_PYGHMI:
 
@@ -210,14 +218,16 @@ if HAS_PYGHMI:
 
         pyghmi asks a copy (dupe) for every request, each opening its own TLS connection: here the copy is this
         connection, which serves the requests one after the other (pyghmi makes them one at a time, and exup's
-        upload thread is joined at once). The timeout given to dupe holds for that one exchange.
+        upload thread is joined at once). The timeout given to dupe holds for the next exchange only, also when
+        pyghmi asks its own copy (without a timeout) of the copy it was handed, as upload() does.
         """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.opened = 0  # TLS connections made
             self.root: Json | None = None  # the service root pyghmi read first, without credentials
-            self._exchange_timeout: float | None = None
+            self._exchange_timeout: float | None = None  # given to dupe, for the next exchange
+            self._timeout_now: float | None = None  # the current exchange's, also for its resend
             self._response: http.client.HTTPResponse | None = None
             self._answered = 0  # requests answered on the current socket
             self._sent: tuple[Any, ...] = ()
@@ -231,7 +241,8 @@ if HAS_PYGHMI:
             return kept
 
         def dupe(self, timeout: float | None = None) -> KeptConnection:
-            self._exchange_timeout = timeout
+            if timeout is not None:  # pyghmi's own dupe() of the copy it was handed must not drop the caller's timeout
+                self._exchange_timeout = timeout
             return self
 
         def connect(self) -> None:
@@ -271,12 +282,12 @@ if HAS_PYGHMI:
                 return False
 
         def request(self, method: str, url: str, body: Any = None, headers: Any = None, referer: Any = None) -> None:
-            timeout = self._exchange_timeout or self.mytimeout
+            self._timeout_now = self._exchange_timeout or self.mytimeout
             self._exchange_timeout = None
             if not self._usable():
                 self.close()
                 self.connect()
-            self.sock.settimeout(timeout)
+            self.sock.settimeout(self._timeout_now)
             self._sent = (method, url, body, headers, referer)
             try:
                 super().request(method, url, body, headers, referer)
@@ -292,9 +303,14 @@ if HAS_PYGHMI:
             method, url, body, headers, referer = self._sent
             reused = self._answered > 0
             self.close()
-            if not (reused and method in _IDEMPOTENT and body is None):
+            if not reused:  # a new connection closed without an answer: the BMC's refusal, not staleness
                 raise stale
+            if not (method in _IDEMPOTENT and body is None):
+                raise NotSentAgain(
+                    'the BMC closed the kept connection during %s %s (%s); not sent again: it may have reached the BMC' % (method, url, _reason(stale))
+                ) from stale
             self.connect()
+            self.sock.settimeout(self._timeout_now)
             try:
                 super().request(method, url, body, headers, referer)
             except BaseException:

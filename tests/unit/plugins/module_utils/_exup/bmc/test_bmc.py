@@ -1,18 +1,29 @@
 # -*- coding: utf-8 -*-
 # Copyright: exup.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The BMC path core (bmc.py): configuration, TLS verification against a CA, component mapping,
+"""The BMC path core (bmc/client.py): configuration, TLS verification against a CA, component mapping,
 IPMI revision decoding, Redfish answers and tasks, and run_plan's order and failure rules.
 
-No network: where a Redfish or IPMI BMC would answer, a small fake stands in for it (the system
-tests run the same code against real emulators).
+No network beyond the loopback: where a Redfish or IPMI BMC would answer, a small fake stands in for it (the
+system tests run the same code against real emulators). KeptConnection talks to a real HTTPS server on 127.0.0.1
+(_KeepingServer), which closes connections as a BMC does; only the race of a close between the client's check of
+its socket and its send is made certain by telling the check the socket is usable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import importlib.util
+import json
 import os
 import pathlib
+import select
+import socket
+import ssl
+import threading
+import time
+import types
 from typing import ClassVar
 
 import pytest
@@ -1166,3 +1177,310 @@ def test_an_expired_certificate_of_the_right_ca_and_name_is_untrusted(tmp_path):
     assert verify(leaf(now + datetime.timedelta(days=10))) is True  # the same leaf, still valid, passes
     error = refused('certificate_untrusted', verify, leaf(now - datetime.timedelta(days=1)))
     assert 'not trusted' in error.msg
+
+
+# --- KeptConnection on a real loopback HTTPS server ---
+
+
+class _BmcHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET and POST with {"n": <request number>}; the server's settings make it close connections."""
+
+    protocol_version = 'HTTP/1.1'  # connections stay open between requests, as BMCs keep them
+    server: _KeepingServer
+
+    def do_GET(self):  # pylint: disable=invalid-name  # name fixed by http.server
+        self._answer()
+
+    def do_POST(self):  # pylint: disable=invalid-name  # name fixed by http.server
+        self.rfile.read(int(self.headers.get('Content-Length') or 0))
+        self._answer()
+
+    def _answer(self):
+        number = self.server.saw(self.command, self.path, self.client_address)
+        if number in self.server.drop:  # the BMC closed the idle connection just as the request came
+            self._close('fin')
+            return
+        time.sleep(self.server.delay.get(number, 0))
+        body = json.dumps({'n': number}).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        if not self.server.keep_alive or number in self.server.close_after:
+            self._close(self.server.close_after.get(number, 'fin'))
+
+    def _close(self, how):
+        """Close the connection: 'fin' without TLS close_notify (a BMC that just drops it), 'notify' with it."""
+        if how == 'notify':
+            self.connection.settimeout(0)  # sends close_notify, does not wait for the client's
+            with contextlib.suppress(OSError):
+                self.connection.unwrap()
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+        self.server.closed.set()
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin  # keep test output clean
+        pass
+
+
+class _KeepingServer(http.server.ThreadingHTTPServer):
+    """A BMC's HTTPS service on 127.0.0.1 that keeps connections open; ``drop``, ``close_after``, ``keep_alive``
+    and ``delay`` make it close them or answer late. ``seen``: (method, path, connection number) per request."""
+
+    daemon_threads = True
+
+    def __init__(self, files):
+        super().__init__(('127.0.0.1', 0), _BmcHandler)
+        self.context = self.tls_context(files)
+        self.seen = []
+        self.connections = {}  # client address -> connection number (1, 2, ...)
+        self.drop = set()  # request numbers read and left unanswered: the connection is closed instead
+        self.close_after = {}  # request number -> 'fin' or 'notify': answered, then the connection closed
+        self.keep_alive = True  # False: every answer closes its connection
+        self.delay = {}  # request number -> seconds before its answer
+        self.closed = threading.Event()  # set when the server has closed a connection
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def tls_context(files):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(files.cert_path), str(files.key_path))
+        return context
+
+    def get_request(self):
+        plain, address = super().get_request()
+        try:
+            wrapped = self.context.wrap_socket(plain, server_side=True)  # one client at a time: the accept loop may wait
+        except BaseException:
+            plain.close()
+            raise
+        with self.lock:
+            self.connections[address] = len(self.connections) + 1
+        return wrapped, address
+
+    def saw(self, method, path, address):
+        with self.lock:
+            self.seen.append((method, path, self.connections[address]))
+            return len(self.seen)
+
+    def handle_error(self, request, client_address):
+        pass  # a client that went away mid-answer (a timed-out exchange)
+
+    @property
+    def port(self):
+        return self.server_address[1]
+
+
+@pytest.fixture(scope='module')
+def bmc_tls(tmp_path_factory):
+    """A CA and the BMC's certificate for 127.0.0.1 (files), and another CA's certificate for the same address."""
+    make_tls_files = _tls().make_tls_files
+    own = make_tls_files(tmp_path_factory.mktemp('bmc-ca'), hostname='127.0.0.1')
+    return own, make_tls_files(tmp_path_factory.mktemp('bmc-other-ca'), hostname='127.0.0.1')
+
+
+@pytest.fixture
+def keeping(bmc_tls):
+    running = _KeepingServer(bmc_tls[0])
+    thread = threading.Thread(target=running.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
+    thread.start()
+    yield running
+    running.shutdown()
+    running.server_close()
+
+
+class _CountingVerifier:
+    """exup's verifier against the BMC's CA (certificate_verifier), counting the certificates it was asked about."""
+
+    def __init__(self, files):
+        self.verify = bmc.certificate_verifier(config(ca_path=str(files.ca_path)))
+        self.calls = 0
+
+    def __call__(self, certificate):
+        self.calls += 1
+        return self.verify(certificate)
+
+
+def kept(server, files, timeout=5):
+    """A KeptConnection to ``server`` as RedfishBmc makes one (pyghmi's fresh connection adopted), and its verifier."""
+    verifier = _CountingVerifier(files)
+    plain = bmc.webclient.SecureHTTPConnection('127.0.0.1', server.port, verifycallback=verifier, timeout=timeout)
+    return bmc.KeptConnection.adopt(plain), verifier
+
+
+def get(connection, path='/redfish/v1/'):
+    """A GET as pyghmi makes them (RedfishBmc.request): through a dupe of the connection; returns (body, status)."""
+    return connection.dupe().grab_json_response_with_status(path)
+
+
+def resends(monkeypatch, connection):
+    """The stale-connection errors after which ``connection`` considered sending its request again, as they come."""
+    raised = []
+    send_again = connection._send_again
+
+    def spy(stale):
+        raised.append(type(stale))
+        return send_again(stale)
+
+    monkeypatch.setattr(connection, '_send_again', spy)
+    return raised
+
+
+def wait_until_closed_by_the_server(connection):
+    """Until the server's FIN (or close_notify) of the idle connection reached the client's socket."""
+    readable, _writable, _failed = select.select([connection.sock], [], [], 2)
+    assert readable, 'the server did not close the connection'
+
+
+def test_a_kept_connection_carries_the_requests_and_is_verified_once(keeping, bmc_tls):
+    connection, verifier = kept(keeping, bmc_tls[0])
+    assert [get(connection) for _turn in range(3)] == [({'n': 1}, 200), ({'n': 2}, 200), ({'n': 3}, 200)]
+    assert (connection.opened, verifier.calls) == (1, 1)
+    assert [number for _method, _path, number in keeping.seen] == [1, 1, 1]
+
+
+def test_without_keep_alive_each_request_opens_a_connection_and_verifies_it(keeping, bmc_tls):
+    keeping.keep_alive = False  # every answer closes its connection (as werkzeug does)
+    connection, verifier = kept(keeping, bmc_tls[0])
+    for turn in range(3):
+        assert get(connection) == ({'n': turn + 1}, 200)
+        wait_until_closed_by_the_server(connection)
+    assert (connection.opened, verifier.calls) == (3, 3)
+    assert [number for _method, _path, number in keeping.seen] == [1, 2, 3]
+
+
+@pytest.mark.parametrize('how', ['fin', 'notify'])
+def test_a_connection_the_bmc_closed_while_idle_is_replaced_before_the_request(keeping, bmc_tls, monkeypatch, how):
+    keeping.close_after = {1: how}
+    connection, verifier = kept(keeping, bmc_tls[0])
+    raised = resends(monkeypatch, connection)
+    assert get(connection) == ({'n': 1}, 200)
+    wait_until_closed_by_the_server(connection)
+    assert get(connection) == ({'n': 2}, 200)
+    assert (connection.opened, verifier.calls, raised) == (2, 2, [])  # replaced, not tried and sent again
+    assert keeping.seen == [('GET', '/redfish/v1/', 1), ('GET', '/redfish/v1/', 2)]  # nothing sent twice
+
+
+def test_a_get_the_bmc_dropped_on_a_kept_connection_is_sent_again_once(keeping, bmc_tls):
+    keeping.drop = {2}  # read, then the connection closed without an answer
+    connection, verifier = kept(keeping, bmc_tls[0])
+    assert get(connection) == ({'n': 1}, 200)
+    assert get(connection, '/redfish/v1/Systems') == ({'n': 3}, 200)
+    assert (connection.opened, verifier.calls) == (2, 2)  # the new connection verified before the request went again
+    assert keeping.seen == [('GET', '/redfish/v1/', 1), ('GET', '/redfish/v1/Systems', 1), ('GET', '/redfish/v1/Systems', 2)]
+
+
+def test_a_get_is_sent_again_only_once(keeping, bmc_tls):
+    keeping.drop = {2, 3}
+    connection, _verifier = kept(keeping, bmc_tls[0])
+    get(connection)
+    with pytest.raises(bmc.http.client.RemoteDisconnected):
+        connection.request('GET', '/redfish/v1/Systems')
+        connection.getresponse()
+    assert [(path, number) for _method, path, number in keeping.seen] == [('/redfish/v1/', 1), ('/redfish/v1/Systems', 1), ('/redfish/v1/Systems', 2)]
+    assert connection.sock is None  # the next request opens a new connection
+
+
+def test_a_request_dropped_on_a_new_connection_is_not_sent_again(keeping, bmc_tls):
+    """Only a kept connection goes stale: a new one closed without an answer is the BMC's refusal."""
+    keeping.drop = {1}
+    connection, _verifier = kept(keeping, bmc_tls[0])
+    with pytest.raises(bmc.http.client.RemoteDisconnected):
+        connection.request('GET', '/redfish/v1/')
+        connection.getresponse()
+    assert keeping.seen == [('GET', '/redfish/v1/', 1)] and connection.opened == 1
+
+
+def test_a_post_the_bmc_dropped_on_a_kept_connection_is_not_sent_again(keeping, bmc_tls):
+    keeping.drop = {2}
+    connection, _verifier = kept(keeping, bmc_tls[0])
+    get(connection)
+    with pytest.raises(ConnectionError) as caught:
+        connection.dupe().grab_json_response_with_status('/redfish/v1/UpdateService/Actions/SimpleUpdate', {'ImageURI': 'http://x/p.bin'})
+    assert 'not sent again' in str(caught.value) and 'POST /redfish/v1/UpdateService/Actions/SimpleUpdate' in str(caught.value)
+    assert keeping.seen == [('GET', '/redfish/v1/', 1), ('POST', '/redfish/v1/UpdateService/Actions/SimpleUpdate', 1)]  # once
+    assert connection.opened == 1 and connection.sock is None
+
+
+def test_a_simple_update_the_bmc_dropped_is_unreachable_and_not_sent_again(keeping, bmc_tls):
+    """Not "rejected (HTTP 500)", as pyghmi reads a closed connection: the BMC may have the request, exup cannot tell."""
+    keeping.drop = {2}
+    connection, _verifier = kept(keeping, bmc_tls[0])
+    get(connection)
+    client = bmc.RedfishBmc(config())
+    client._command = types.SimpleNamespace(wc=connection)  # logged in; what it read then:
+    client._read = {
+        bmc.SERVICE_ROOT: {'UpdateService': {'@odata.id': '/redfish/v1/UpdateService'}},
+        '/redfish/v1/UpdateService': {'Actions': {'#UpdateService.SimpleUpdate': {'target': '/redfish/v1/UpdateService/Actions/SimpleUpdate'}}},
+    }
+    error = refused('bmc_unreachable', client.simple_update, 'http://repo.example/p.bin')
+    assert error.msg.startswith(
+        'BMC 127.0.0.1 cannot be reached over Redfish: the BMC closed the kept connection during POST /redfish/v1/UpdateService/Actions/SimpleUpdate ('
+    )
+    assert error.msg.endswith('); not sent again: it may have reached the BMC')
+    assert keeping.seen == [('GET', '/redfish/v1/', 1), ('POST', '/redfish/v1/UpdateService/Actions/SimpleUpdate', 1)]
+
+
+@pytest.mark.parametrize(('how', 'stale'), [('fin', ssl.SSLEOFError), ('notify', ssl.SSLZeroReturnError)])
+@pytest.mark.parametrize('method', ['GET', 'POST'])
+def test_a_send_on_a_connection_the_bmc_closed_meanwhile(keeping, bmc_tls, monkeypatch, how, stale, method):
+    """The BMC closes the idle connection between the client's check of it and its send: a race, made certain here
+    (the client's TLS layer has read the close, and the check is told the socket is usable). Sending raises
+    ``stale``: a GET is sent again on a new connection, a POST is not."""
+    keeping.close_after = {1: how}
+    connection, verifier = kept(keeping, bmc_tls[0])
+    get(connection)
+    wait_until_closed_by_the_server(connection)
+    assert keeping.closed.wait(2)  # its close_notify and its FIN both sent
+    assert connection.sock.recv(1) == b''  # the end of the connection, read
+    if how == 'notify':  # after a close_notify one more write goes out; the closed peer's reset makes the next one fail
+        connection.sock.sendall(b'\r\n')
+        time.sleep(0.1)
+    monkeypatch.setattr(connection, '_usable', lambda: True)
+    raised = resends(monkeypatch, connection)
+    if method == 'GET':
+        assert get(connection, '/redfish/v1/Systems') == ({'n': 2}, 200)
+        assert (connection.opened, verifier.calls) == (2, 2)
+        assert keeping.seen == [('GET', '/redfish/v1/', 1), ('GET', '/redfish/v1/Systems', 2)]
+    else:
+        with pytest.raises(ConnectionError, match='not sent again'):
+            connection.dupe().grab_json_response_with_status('/redfish/v1/x', {'a': 1})
+        assert keeping.seen == [('GET', '/redfish/v1/', 1)] and connection.opened == 1
+    assert raised == [stale]
+
+
+def test_a_certificate_changed_on_the_reconnect_is_refused_before_the_request_is_sent_again(keeping, bmc_tls):
+    keeping.drop = {2}
+    connection, verifier = kept(keeping, bmc_tls[0])
+    get(connection)
+    keeping.context = keeping.tls_context(bmc_tls[1])  # the next connection shows another CA's certificate
+    error = refused('certificate_untrusted', get, connection, '/redfish/v1/Systems')
+    assert 'the certificate of BMC 127.0.0.1 is not trusted' in error.msg
+    assert (connection.opened, verifier.calls) == (2, 2) and connection.sock is None
+    assert [number for _method, _path, number in keeping.seen] == [1, 1]  # nothing on the second connection
+
+
+def test_a_timeout_given_to_dupe_holds_for_that_one_exchange(keeping, bmc_tls, tmp_path):
+    keeping.delay = {1: 0.3, 2: 0.3, 3: 0.3}
+    connection, _verifier = kept(keeping, bmc_tls[0], timeout=0.1)
+    with pytest.raises(TimeoutError):  # the connection's own timeout is too short for the slow answer
+        get(connection)
+    assert connection.dupe(timeout=5).grab_json_response_with_status('/redfish/v1/') == ({'n': 2}, 200)
+    image = tmp_path / 'image.bin'
+    image.write_bytes(b'firmware')
+    uploader = bmc.webclient.FileUploader(connection.dupe(timeout=5), '/redfish/v1/UpdateService/upload', str(image), formwrap=False, excepterror=False)
+    uploader.start()  # as RedfishBmc.push sends an image
+    uploader.join()
+    assert (uploader.rspstatus, json.loads(uploader.rsp)) == (200, {'n': 3})
+    assert get(connection) == ({'n': 4}, 200)
+    assert connection.sock.gettimeout() == 0.1  # the next exchange: the connection's own timeout again
+
+
+def test_a_get_sent_again_keeps_the_timeout_of_its_exchange(keeping, bmc_tls):
+    keeping.drop, keeping.delay = {2}, {3: 0.3}
+    connection, _verifier = kept(keeping, bmc_tls[0], timeout=0.1)
+    get(connection)
+    assert connection.dupe(timeout=5).grab_json_response_with_status('/redfish/v1/Systems') == ({'n': 3}, 200)
+    assert connection.opened == 2
