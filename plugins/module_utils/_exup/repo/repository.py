@@ -21,9 +21,11 @@ import dataclasses
 import datetime
 import functools
 import hashlib
+import importlib
+import importlib.machinery
 import os
+import pkgutil
 import shutil
-import sys
 import tempfile
 import types
 import typing
@@ -115,21 +117,20 @@ def icon_problem(server: object, module_ids: Collection[str], icon: object) -> t
     return None
 
 
-#: The package whose code decides what a sync plans, selects and prunes. Every module of it loaded in this process enters
-#: the code digest (not a list of the deciding ones, which misses one sooner or later): another exup.fleet gives another
+#: The package whose code decides what a sync plans, selects and prunes. Every module of it that this process can import
+#: enters the code digest (not a list of the deciding ones, which misses one sooner or later, and not the modules loaded so
+#: far, which differ between the sync that stores the memo and the one that reads it): another exup.fleet gives another
 #: fingerprint, so its first re-sync does the real work.
 _CODE_PACKAGE = 'ansible_collections.exup.fleet.plugins.module_utils._exup'
 
 
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """SHA-256 of the source of every loaded module of _CODE_PACKAGE, by name; '' when one cannot be read (then no sync
-    is skipped). About 0.6 ms for the 22 modules a sync loads. Taken once per process, by ``Repository.sync`` before its
-    first request: a module imported on first use (requests_path) then enters every run of a module alike, or none."""
+    """SHA-256 of the source of every module of _CODE_PACKAGE, by name; '' when one cannot be read (then no sync is
+    skipped). About 2 ms for the 39 modules of the collection. Inside AnsiballZ's zip the package holds the module_utils
+    the module ships, the same in every run of that module."""
     digest = hashlib.sha256()
-    # list(): one copy of the keys, so an import in another thread cannot change them under the loop
-    for name in sorted(name for name in list(sys.modules) if name == _CODE_PACKAGE or name.startswith(_CODE_PACKAGE + '.')):
-        source = module_source(sys.modules[name])
+    for name, source in code_sources(_CODE_PACKAGE):
         if source is None:
             return ''
         digest.update(b'%s %d\n' % (name.encode('utf-8'), len(source)))
@@ -137,9 +138,30 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
+def code_sources(package_name: str) -> list[tuple[str, bytes | None]]:
+    """(name, source bytes or None when unreadable) of the package and every module under it, by name, read through the
+    finders of its path (a directory, or the zip AnsiballZ imports from: no file path is assumed), importing none but
+    the subpackages."""
+    package = importlib.import_module(package_name)
+    found = [(package_name, module_source(package))]
+    for info in pkgutil.walk_packages(package.__path__, package_name + '.'):
+        spec = info.module_finder.find_spec(info.name)  # type: ignore[call-arg]
+        found.append((info.name, spec_source(spec)))
+    return sorted(found, key=lambda item: item[0])
+
+
+def spec_source(spec: importlib.machinery.ModuleSpec | None) -> bytes | None:
+    if spec is None or spec.loader is None or not spec.origin:
+        return None
+    try:
+        return spec.loader.get_data(spec.origin)  # type: ignore[attr-defined]
+    except (AttributeError, ImportError, OSError):
+        return None
+
+
 def module_source(module: types.ModuleType | None) -> bytes | None:
-    """The bytes ``module`` was loaded from, read through its loader (a file, or the zip AnsiballZ imports from: no
-    file path is assumed); b'' for what has no code (a namespace package, an import marked failed); None when unknown."""
+    """The bytes ``module`` was loaded from, read through its loader; b'' for what has no code (a namespace package);
+    None when unknown."""
     if module is None:
         return b''
     loader = getattr(module, '__loader__', None)

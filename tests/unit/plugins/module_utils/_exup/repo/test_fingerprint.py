@@ -10,13 +10,13 @@ answered 304 to its own ETag, packages copied from files built here."""
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 import shutil
 import sys
 import tempfile
 import types
 import zipfile
-import zipimport
 
 import pytest
 
@@ -305,56 +305,65 @@ def test_other_code_does_not_skip(world, monkeypatch):
 
 
 # ----------------------------------------------------------------- the code digest: every loaded _exup module
-class ChangedSource:
-    """A module's loader whose bytes differ from the file's by one comment: another version of that module."""
-
-    def __init__(self, loader):
-        self.loader = loader
-
-    def get_data(self, path):
-        return self.loader.get_data(path) + b'\n# another version\n'
+PROBE_TREE = {'__init__.py': b'', 'rules.py': b'RULE = 1\n', 'deep/__init__.py': b'', 'deep/never_imported.py': b'LIMIT = 1\n'}
 
 
-def exup_modules():
-    prefix = repository_module._CODE_PACKAGE
-    return sorted(name for name in sys.modules if name == prefix or name.startswith(prefix + '.'))
+def probe_digest(monkeypatch, name):
+    """code_digest over the package ``name`` instead of _exup, uncached, its modules forgotten first."""
+    for loaded in [key for key in sys.modules if key == name or key.startswith(name + '.')]:
+        monkeypatch.delitem(sys.modules, loaded)
+    importlib.invalidate_caches()
+    monkeypatch.setattr(repository_module, '_CODE_PACKAGE', name)
+    return repository_module.code_digest.__wrapped__()
 
 
-def test_changing_any_loaded_exup_module_changes_the_code_digest(monkeypatch):
-    """Issue 10 review: a list of the deciding modules missed repo.store, repo.pipeline, repo.interface, rules.plan."""
-    digest = repository_module.code_digest.__wrapped__  # uncached: each call reads the sources again
-    before = digest()
-    names = exup_modules()
-    assert len(before) == 64 and before == repository_module.code_digest()
-    assert {'repo.store', 'repo.pipeline', 'repo.interface', 'rules.plan', 'rules.generations'} <= {name.split('._exup.')[-1] for name in names}
-    for name in names:
-        module = sys.modules[name]
-        if getattr(module, '__file__', None):
-            with monkeypatch.context() as patch:
-                patch.setattr(module, '__loader__', ChangedSource(module.__loader__))
-                assert digest() != before, name
-    assert digest() == before
+def write_tree(root, name, tree):
+    for relative, source in tree.items():
+        path = root / name / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(source)
 
 
-def test_a_module_run_from_a_zip_enters_the_code_digest(tmp_path, monkeypatch):
-    """AnsiballZ imports module_utils from a zip: the source is read through the zipimporter, no file path assumed."""
-    digest = repository_module.code_digest.__wrapped__
-    name = repository_module._CODE_PACKAGE + '.probe'
+def test_the_code_digest_covers_every_exup_module_loaded_or_not():
+    """Issue 10 review: a list of the deciding modules missed repo.store, repo.pipeline, repo.interface, rules.plan; the
+    modules loaded so far differ between the sync that stores the memo and the re-sync that reads it."""
+    names = {name.split('._exup')[-1] for name, source in repository_module.code_sources(repository_module._CODE_PACKAGE) if source is not None}
+    assert {'.repo.store', '.repo.pipeline', '.repo.interface', '.rules.plan', '.rules.generations', '.requests_path', '.repo.rebuild'} <= names
+    assert len(repository_module.code_digest()) == 64
+
+
+def test_changing_a_module_never_imported_changes_the_code_digest(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_tree(tmp_path, 'exupprobe_dir', PROBE_TREE)
+    before = probe_digest(monkeypatch, 'exupprobe_dir')
+    assert 'exupprobe_dir.deep.never_imported' not in sys.modules
+    (tmp_path / 'exupprobe_dir' / 'deep' / 'never_imported.py').write_bytes(b'LIMIT = 2\n')
+    after = probe_digest(monkeypatch, 'exupprobe_dir')
+    assert len(before) == len(after) == 64 and before != after
+    (tmp_path / 'exupprobe_dir' / 'deep' / 'added.py').write_bytes(b'')
+    assert probe_digest(monkeypatch, 'exupprobe_dir') not in (before, after)
+
+
+def test_a_package_run_from_a_zip_enters_the_code_digest(tmp_path, monkeypatch):
+    """AnsiballZ imports module_utils from a zip: the sources are found and read through the zipimporter."""
     digests = []
-    for source in (b'RULE = 1\n', b'RULE = 2\n'):
-        archive = str(tmp_path / ('payload%d.zip' % len(digests)))
+    for number, rule in enumerate((b'RULE = 1\n', b'RULE = 2\n')):
+        archive = tmp_path / ('payload%d.zip' % number)
         with zipfile.ZipFile(archive, 'w') as payload:
-            payload.writestr('probe.py', source)
-        module = types.ModuleType(name)
-        module.__file__ = os.path.join(archive, 'probe.py')
-        module.__loader__ = zipimport.zipimporter(archive)
-        monkeypatch.setitem(sys.modules, name, module)
-        digests.append(digest())
+            for relative, source in {**PROBE_TREE, 'rules.py': rule}.items():
+                payload.writestr('exupprobe_zip/' + relative, source)
+        with monkeypatch.context() as patch:
+            patch.syspath_prepend(str(archive))
+            digests.append(probe_digest(patch, 'exupprobe_zip'))
     assert len(set(digests)) == 2 and all(len(item) == 64 for item in digests)
-    del module.__file__  # no file: the loader's get_source
-    assert digest() == digests[1]
-    module.__loader__ = None  # nothing can read it: unknown code, no sync is skipped
-    assert digest() == ''
+
+
+def test_an_unreadable_module_gives_no_code_digest(tmp_path, monkeypatch):
+    """Unknown code: no sync is skipped."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_tree(tmp_path, 'exupprobe_bad', PROBE_TREE)
+    monkeypatch.setattr(repository_module, 'spec_source', lambda spec: None)
+    assert probe_digest(monkeypatch, 'exupprobe_bad') == ''
 
 
 def test_the_code_digest_is_taken_before_the_syncs_first_request(world, monkeypatch):
