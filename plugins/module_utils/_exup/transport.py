@@ -197,6 +197,106 @@ class Download:
     fetched: int  # bytes that came over the network in this call (a resume fetches fewer than size)
 
 
+# --- the decisions both download paths make (libcurl's callbacks, requests' loops): one place for each ----------
+#
+# Each returns the refusal (a TransportError) or None when the answer passes; the callers raise it, and delete
+# the .part for a verdict on the bytes (download_too_long, digest_mismatch).
+
+
+def stated_length(value: str | None) -> int | None:
+    """A Content-Length value as a number; None when absent or not a number (requests' path reads it as no length).
+
+    isascii: headers are read as Latin-1, and "\u00b2" (byte 0xb2) passed isdigit() but not int().
+    """
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
+def status_refusal(url: str, status: int) -> TransportError:
+    """An answer that is neither a body to keep nor "unchanged" (a 407 is the proxy's refusal, decided apart)."""
+    return TransportError('GET %s answered HTTP %d' % (url, status), code='http_status', status=status)
+
+
+def part_mode(status: int, have: int, content_range: str | None) -> str | None:
+    """How a download's answer goes to a .part holding ``have`` bytes: 'ab' for a 206 from byte ``have``, 'wb' for a
+    200 (the whole file again), None when it is no body to keep (status_refusal)."""
+    if status == 206 and have and (content_range or '').startswith('bytes %d-' % have):
+        return 'ab'
+    return 'wb' if status == 200 else None
+
+
+def bound_refusal(url: str, max_bytes: int | None, stated: str | None) -> TransportError | None:
+    """A conditional GET's answer that states more than ``max_bytes``."""
+    length = stated_length(stated)
+    if max_bytes and length is not None and length > max_bytes:
+        return TransportError('%s is larger than %d bytes (it states %s)' % (url, max_bytes, stated), code='download_too_long')
+    return None
+
+
+def past_bound_refusal(url: str, max_bytes: int | None, have: int, more: int) -> TransportError | None:
+    """A conditional GET's body that, with ``more`` bytes after ``have``, would pass ``max_bytes``."""
+    if max_bytes and have + more > max_bytes:
+        return TransportError('%s is larger than %d bytes' % (url, max_bytes), code='download_too_long')
+    return None
+
+
+def size_refusal(url: str, size: int, have: int, stated: str | None) -> TransportError | None:
+    """A download's answer that states more bytes, after the ``have`` of the .part, than the catalog's ``size``."""
+    length = stated_length(stated)
+    if length is not None and have + length > size:
+        return TransportError('%s is %d bytes long, more than the %d bytes the catalog states' % (url, have + length, size), code='download_too_long')
+    return None
+
+
+def past_size_refusal(url: str, size: int, have: int, more: int) -> TransportError | None:
+    """A download's body that, with ``more`` bytes after ``have``, would pass the catalog's ``size``."""
+    if have + more > size:
+        return TransportError('%s sent more than the %d bytes the catalog states; download stopped' % (url, size), code='download_too_long')
+    return None
+
+
+def answer_cut(url: str, have: int, text: str, stalled_for: float | None = None) -> TransportError:
+    """A conditional GET's body broken off after ``have`` bytes; ``stalled_for``: nothing came for that many seconds."""
+    if stalled_for is not None:
+        return TransportError('%s sent nothing for %s s after %d bytes: %s' % (url, stalled_for, have, text), code='read_timeout')
+    return TransportError('the answer of %s was cut after %d bytes: %s' % (url, have, text), code='download_truncated')
+
+
+def download_cut(url: str, have: int, size: int, text: str) -> TransportError:
+    """A download broken off, by a cut or a stall alike: download_truncated, which fetch resumes."""
+    return TransportError('download of %s was cut after %d of %d bytes: %s' % (url, have, size, text), code='download_truncated')
+
+
+def short_refusal(url: str, have: int, size: int) -> TransportError | None:
+    """A download whose answer ended before the catalog's ``size`` (resumable: the .part is kept)."""
+    if have < size:
+        return TransportError('download of %s ended after %d of %d bytes' % (url, have, size), code='download_truncated')
+    return None
+
+
+def digest_refusal(url: str, digest: str, sha256: str) -> TransportError | None:
+    """A complete download whose SHA-256 is not the catalog's."""
+    if digest != sha256:
+        return TransportError('%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % url, code='digest_mismatch')
+    return None
+
+
+def tls_refusal(url: str, text: str) -> TransportError:
+    return TransportError('TLS verification of %s failed: %s' % (_host(url), text), code='tls_failed')
+
+
+def proxy_failure(proxy_url: str | None, url: str, text: str) -> TransportError:
+    return TransportError('the proxy %s refused or failed the request for %s: %s' % (proxy_url, _host(url), text), code='proxy_failed')
+
+
+def unreachable(url: str, text: str) -> TransportError:
+    return TransportError('cannot reach %s: %s' % (_host(url), text), code='connection_failed')
+
+
+def _raise_if(error: TransportError | None) -> None:
+    if error is not None:
+        raise error
+
+
 class HttpClient:
     """One configured HTTP client, safe to share between download threads (a session per thread)."""
 
@@ -335,15 +435,13 @@ class HttpClient:
         try:
             response = self.session.get(url, timeout=deadline.wait(self.timeout) if deadline else self.timeout, allow_redirects=True, **kwargs)
         except rp.SSLError as exc:
-            raise TransportError('TLS verification of %s failed: %s' % (_host(url), self._scrub(_short(exc))), code='tls_failed') from exc
+            raise tls_refusal(url, self._scrub(_short(exc))) from exc
         except rp.ProxyError as exc:
             if '407' in str(exc):
                 raise TransportError('tunnel refused (407)', code='proxy_tunnel_407') from exc
-            raise TransportError(
-                'the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), self._scrub(_short(exc))), code='proxy_failed'
-            ) from exc
+            raise proxy_failure(self.proxy_url, url, self._scrub(_short(exc))) from exc
         except rp.RequestException as exc:
-            raise TransportError('cannot reach %s: %s' % (_host(url), self._scrub(_short(exc))), code='connection_failed') from exc
+            raise unreachable(url, self._scrub(_short(exc))) from exc
         if response.status_code == 407:
             response.close()
             raise self._proxy_refusal(response.raw.headers.getlist('Proxy-Authenticate'))
@@ -443,11 +541,9 @@ class HttpClient:
             if response.status_code == 304:
                 return result
             if response.status_code != 200:
-                raise TransportError('GET %s answered HTTP %d' % (url, response.status_code), code='http_status', status=response.status_code)
+                raise status_refusal(url, response.status_code)
             # One buffer, never more than max_bytes: a list of chunks joined at the end held the body twice.
-            stated = response.headers.get('Content-Length', '')
-            if max_bytes and stated.isascii() and stated.isdigit() and int(stated) > max_bytes:
-                raise TransportError('%s is larger than %d bytes (it states %s)' % (url, max_bytes, stated), code='download_too_long')
+            _raise_if(bound_refusal(url, max_bytes, response.headers.get('Content-Length', '')))
             result['body'] = self._read_body(url, response, max_bytes)
         return result
 
@@ -457,15 +553,12 @@ class HttpClient:
         rp = _requests_path()
         try:
             for chunk in rp.body_as_it_arrives(response):
-                if max_bytes and len(body) + len(chunk) > max_bytes:
-                    raise TransportError('%s is larger than %d bytes' % (url, max_bytes), code='download_too_long')
+                _raise_if(past_bound_refusal(url, max_bytes, len(body), len(chunk)))
                 body += chunk
         except rp.ReadTimeout as exc:
-            raise TransportError(
-                '%s sent nothing for %s s after %d bytes: %s' % (url, self.timeout, len(body), self._scrub(_short(exc))), code='read_timeout'
-            ) from exc
+            raise answer_cut(url, len(body), self._scrub(_short(exc)), stalled_for=self.timeout) from exc
         except rp.RequestException as exc:
-            raise TransportError('the answer of %s was cut after %d bytes: %s' % (url, len(body), self._scrub(_short(exc))), code='download_truncated') from exc
+            raise answer_cut(url, len(body), self._scrub(_short(exc))) from exc
         return body
 
     def download(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None = None, deadline: Deadline | None = None) -> str:
@@ -612,7 +705,7 @@ class HttpClient:
         if status == 407:
             raise self._proxy_refusal(transfer.offered)
         if not transfer.accepted():
-            raise TransportError('GET %s answered HTTP %d' % (transfer.url, status), code='http_status', status=status)
+            raise status_refusal(transfer.url, status)
 
     def _curl_perform(self, transfer: _Exchange, deadline: Deadline | None) -> None:
         curl = self._curl()
@@ -646,14 +739,14 @@ class HttpClient:
             parts = urllib.parse.urlsplit(url)
             return self._proxy_refusal(transfer.offered, tunnel_to='%s:%d' % (parts.hostname, parts.port or 443))
         if code in _CURL_TLS_ERRORS:
-            return TransportError('TLS verification of %s failed: %s' % (_host(url), text), code='tls_failed')
+            return tls_refusal(url, text)
         if self.proxy_url and (code in _CURL_PROXY_ERRORS or curl.getinfo(pycurl.HTTP_CONNECTCODE) not in (0, 200)):
-            return TransportError('the proxy %s refused or failed the request for %s: %s' % (self.proxy_url, _host(url), text), code='proxy_failed')
+            return proxy_failure(self.proxy_url, url, text)
         if code == _CURL_WEIRD_SERVER_REPLY and not transfer.begun:
             return _Malformed(message)
         if transfer.begun:
             return transfer.cut(code, text, self.timeout)
-        return _Retryable(TransportError('cannot reach %s: %s' % (_host(url), text), code='connection_failed'))
+        return _Retryable(unreachable(url, text))
 
     def _download_once(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None, keep_bytes: bool, tally: _Tally) -> bytes | None:
         rp = _requests_path()
@@ -672,29 +765,24 @@ class HttpClient:
             headers = {'Range': 'bytes=%d-' % have} if have else {}
             response = self._get(url, headers=headers, stream=True)
             with response:
-                if response.status_code == 206 and have and response.headers.get('Content-Range', '').startswith('bytes %d-' % have):
-                    mode = 'ab'
-                elif response.status_code == 200:
-                    have, digest, mode = 0, hashlib.sha256(), 'wb'
+                mode = part_mode(response.status_code, have, response.headers.get('Content-Range'))
+                if mode is None:
+                    raise status_refusal(url, response.status_code)
+                if mode == 'wb':
+                    have, digest = 0, hashlib.sha256()
                     kept = bytearray() if keep_bytes else None
-                else:
-                    raise TransportError('GET %s answered HTTP %d' % (url, response.status_code), code='http_status', status=response.status_code)
-                stated = response.headers.get('Content-Length')
-                # isascii: headers are read as Latin-1, and "\u00b2" (byte 0xb2) passed isdigit() but not int().
-                if stated is not None and stated.isascii() and stated.isdigit() and have + int(stated) > size:
+                too_long = size_refusal(url, size, have, response.headers.get('Content-Length'))
+                if too_long is not None:
                     _unlink(part_path)
-                    raise TransportError(
-                        '%s is %d bytes long, more than the %d bytes the catalog states' % (url, have + int(stated), size), code='download_too_long'
-                    )
+                    raise too_long
                 with open(part_path, mode) as sink:
                     try:
                         for chunk in rp.body_as_it_arrives(response):
-                            if have + len(chunk) > size:
+                            too_long = past_size_refusal(url, size, have, len(chunk))
+                            if too_long is not None:
                                 sink.close()
                                 _unlink(part_path)
-                                raise TransportError(
-                                    '%s sent more than the %d bytes the catalog states; download stopped' % (url, size), code='download_too_long'
-                                )
+                                raise too_long
                             sink.write(chunk)
                             digest.update(chunk)
                             if kept is not None:
@@ -704,14 +792,12 @@ class HttpClient:
                             if progress:
                                 progress(len(chunk))
                     except rp.RequestException as exc:
-                        raise TransportError(
-                            'download of %s was cut after %d of %d bytes: %s' % (url, have, size, self._scrub(_short(exc))), code='download_truncated'
-                        ) from exc
-        if have < size:
-            raise TransportError('download of %s ended after %d of %d bytes' % (url, have, size), code='download_truncated')
-        if digest.hexdigest() != sha256:
+                        raise download_cut(url, have, size, self._scrub(_short(exc))) from exc
+        _raise_if(short_refusal(url, have, size))
+        altered = digest_refusal(url, digest.hexdigest(), sha256)
+        if altered is not None:
             _unlink(part_path)
-            raise TransportError('%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % url, code='digest_mismatch')
+            raise altered
         return None if kept is None else bytes(kept)
 
 
@@ -808,10 +894,10 @@ class _Answer(_Exchange):
             return True
         if self.status != 200:
             return False
-        stated = self.headers.get('content-length', '')
-        if self.max_bytes and stated.isascii() and stated.isdigit() and int(stated) > self.max_bytes:
-            self.error = TransportError('%s is larger than %d bytes (it states %s)' % (self.url, self.max_bytes, stated), code='download_too_long')
-            raise self.error
+        too_long = bound_refusal(self.url, self.max_bytes, self.headers.get('content-length', ''))
+        if too_long is not None:
+            self.error = too_long
+            raise too_long
         self.begun = True
         return True
 
@@ -819,8 +905,9 @@ class _Answer(_Exchange):
         try:
             if not self.begun and not self.begin():
                 return len(chunk)  # the body of an error answer
-            if self.max_bytes and len(self.body) + len(chunk) > self.max_bytes:
-                self.error = TransportError('%s is larger than %d bytes' % (self.url, self.max_bytes), code='download_too_long')
+            too_long = past_bound_refusal(self.url, self.max_bytes, len(self.body), len(chunk))
+            if too_long is not None:
+                self.error = too_long
                 return 0
             self.body += chunk
         except BaseException as exc:  # pylint: disable=broad-exception-caught  # re-raised after perform(), out of libcurl's stack
@@ -829,9 +916,8 @@ class _Answer(_Exchange):
         return len(chunk)
 
     def cut(self, code: int, text: str, timeout: float) -> TransportError:
-        if code == _CURL_TIMED_OUT:  # LOW_SPEED_TIME: nothing for ``timeout`` seconds (a deadline's cut is the caller's)
-            return TransportError('%s sent nothing for %s s after %d bytes: %s' % (self.url, timeout, len(self.body), text), code='read_timeout')
-        return TransportError('the answer of %s was cut after %d bytes: %s' % (self.url, len(self.body), text), code='download_truncated')
+        # LOW_SPEED_TIME: nothing for ``timeout`` seconds (a deadline's cut is the caller's)
+        return answer_cut(self.url, len(self.body), text, stalled_for=timeout if code == _CURL_TIMED_OUT else None)
 
 
 class _Transfer(_Exchange):  # pylint: disable=too-many-instance-attributes  # the state of one attempt, read by libcurl's callbacks
@@ -864,19 +950,15 @@ class _Transfer(_Exchange):  # pylint: disable=too-many-instance-attributes  # t
         return self.status in (200, 206) and self.begun
 
     def cut(self, code: int, text: str, timeout: float) -> TransportError:
-        return TransportError('download of %s was cut after %d of %d bytes: %s' % (self.url, self.have, self.size, text), code='download_truncated')
+        return download_cut(self.url, self.have, self.size, text)
 
     def take_body(self, chunk: bytes) -> int:
         try:
             if not self.begun and not self.begin():
                 return len(chunk)  # the body of an error answer: not ours to keep
-            if self.have + len(chunk) > self.size:
-                self._refuse(
-                    TransportError(
-                        '%s sent more than the %d bytes the catalog states; download stopped' % (self.url, self.size),
-                        code='download_too_long',
-                    )
-                )
+            too_long = past_size_refusal(self.url, self.size, self.have, len(chunk))
+            if too_long is not None:
+                self._refuse(too_long)
                 return 0
             if self.kept is None:
                 self.sink.write(chunk)
@@ -893,23 +975,17 @@ class _Transfer(_Exchange):  # pylint: disable=too-many-instance-attributes  # t
         """At the first byte of a 200 or 206: append to the .part (a matching 206) or start it anew (200). False: not a body to keep."""
         if self.begun:
             return True
-        if self.status == 206 and self.have and self.headers.get('content-range', '').startswith('bytes %d-' % self.have):
-            self.mode = 'ab'
-        elif self.status == 200:
-            self.have, self.on_disk, self.digest, self.mode = 0, 0, hashlib.sha256(), 'wb'
-            self.kept = None if self.kept is None else bytearray()
-        else:
+        mode = part_mode(self.status, self.have, self.headers.get('content-range'))
+        if mode is None:
             return False
-        stated = self.headers.get('content-length')
-        # isascii: headers are read as Latin-1, and "\u00b2" (byte 0xb2) passed isdigit() but not int().
-        if stated is not None and stated.isascii() and stated.isdigit() and self.have + int(stated) > self.size:
-            self._refuse(
-                TransportError(
-                    '%s is %d bytes long, more than the %d bytes the catalog states' % (self.url, self.have + int(stated), self.size),
-                    code='download_too_long',
-                )
-            )
-            raise self.error  # type: ignore[misc]  # set just above
+        self.mode = mode
+        if mode == 'wb':
+            self.have, self.on_disk, self.digest = 0, 0, hashlib.sha256()
+            self.kept = None if self.kept is None else bytearray()
+        too_long = size_refusal(self.url, self.size, self.have, self.headers.get('content-length'))
+        if too_long is not None:
+            self._refuse(too_long)
+            raise too_long
         if self.kept is None:
             self.sink = open(self.part_path, self.mode)  # noqa: SIM115  # pylint: disable=consider-using-with  # closed by close(), after perform()
         self.begun = True
@@ -940,15 +1016,12 @@ class _Transfer(_Exchange):  # pylint: disable=too-many-instance-attributes  # t
 
     def finish(self, sha256: str) -> bytes | None:
         self.close()
-        if self.have < self.size:
-            raise TransportError('download of %s ended after %d of %d bytes' % (self.url, self.have, self.size), code='download_truncated')
+        _raise_if(short_refusal(self.url, self.have, self.size))
         digest = self.digest if self.kept is None else hashlib.sha256(self.kept)
-        if digest.hexdigest() != sha256:
+        altered = digest_refusal(self.url, digest.hexdigest(), sha256)
+        if altered is not None:
             _unlink(self.part_path)
-            raise TransportError(
-                '%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % self.url,
-                code='digest_mismatch',
-            )
+            raise altered
         return None if self.kept is None else bytes(self.kept)
 
 

@@ -6,6 +6,7 @@
 The system tests (tests/system/test_transport_fetch.py, test_sync_proxy.py, test_sync_deadlines.py, test_sync_bad_input.py)
 drive the same client against nginx, squid and the hostile server; here one call at a time against a small server of
 the test's own (tests/services is not importable under ansible-test units), on whichever path the venv offers.
+Below, the decisions both paths take from one function each (part_mode, the refusals): their codes and messages.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 
 import pytest
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import TransportError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import Download, HttpClient
 
@@ -139,3 +141,87 @@ def test_download_still_returns_the_path(server, client, tmp_path):
     url = server.url('/p.bin')
     part = str(tmp_path / 'p.part')
     assert client.download(url, part, len(BODY), SHA) == part
+
+
+def test_conditional_get_refuses_an_answer_stating_more_than_its_bound(server, client):
+    url = server.url('/catalog.json')
+    with pytest.raises(TransportError) as caught:
+        client.get_conditional(url, max_bytes=1000)
+    assert (caught.value.code, caught.value.msg) == ('download_too_long', '%s is larger than 1000 bytes (it states %d)' % (url, len(BODY)))
+
+
+# --- the decisions both paths share (one function each) ---
+
+
+@pytest.mark.parametrize(('value', 'length'), [('123', 123), ('0', 0), (None, None), ('', None), ('12a', None), ('-1', None), ('\u00b2', None)])
+def test_stated_length(value, length):
+    assert transport.stated_length(value) == length
+
+
+@pytest.mark.parametrize(
+    ('status', 'have', 'content_range', 'mode'),
+    [
+        (200, 0, None, 'wb'),
+        (200, 500, None, 'wb'),  # the server ignored the Range: the whole file again
+        (206, 500, 'bytes 500-999/1000', 'ab'),
+        (206, 500, 'bytes 0-999/1000', None),  # not from where the .part ends
+        (206, 0, 'bytes 0-999/1000', None),  # a 206 to no Range asked for
+        (206, 500, None, None),
+        (404, 0, None, None),
+        (304, 0, None, None),
+    ],
+)
+def test_part_mode(status, have, content_range, mode):
+    assert transport.part_mode(status, have, content_range) == mode
+
+
+URL = 'http://repo.example/p.bin'
+
+
+@pytest.mark.parametrize(
+    ('refusal', 'code', 'msg'),
+    [
+        (transport.status_refusal(URL, 404), 'http_status', 'GET %s answered HTTP 404' % URL),
+        (transport.bound_refusal(URL, 10, '11'), 'download_too_long', '%s is larger than 10 bytes (it states 11)' % URL),
+        (transport.past_bound_refusal(URL, 10, 8, 3), 'download_too_long', '%s is larger than 10 bytes' % URL),
+        (transport.size_refusal(URL, 10, 4, '7'), 'download_too_long', '%s is 11 bytes long, more than the 10 bytes the catalog states' % URL),
+        (transport.past_size_refusal(URL, 10, 8, 3), 'download_too_long', '%s sent more than the 10 bytes the catalog states; download stopped' % URL),
+        (transport.answer_cut(URL, 5, 'reset'), 'download_truncated', 'the answer of %s was cut after 5 bytes: reset' % URL),
+        (transport.answer_cut(URL, 5, 'stall', stalled_for=30), 'read_timeout', '%s sent nothing for 30 s after 5 bytes: stall' % URL),
+        (transport.download_cut(URL, 5, 10, 'reset'), 'download_truncated', 'download of %s was cut after 5 of 10 bytes: reset' % URL),
+        (transport.short_refusal(URL, 5, 10), 'download_truncated', 'download of %s ended after 5 of 10 bytes' % URL),
+        (
+            transport.digest_refusal(URL, 'ab', 'cd'),
+            'digest_mismatch',
+            '%s does not match the SHA-256 the catalog states: it was altered in transit or on the server' % URL,
+        ),
+        (transport.tls_refusal(URL, 'bad'), 'tls_failed', 'TLS verification of http://repo.example failed: bad'),
+        (
+            transport.proxy_failure('http://proxy:3128', URL, 'no'),
+            'proxy_failed',
+            'the proxy http://proxy:3128 refused or failed the request for http://repo.example: no',
+        ),
+        (transport.unreachable(URL, 'refused'), 'connection_failed', 'cannot reach http://repo.example: refused'),
+    ],
+)
+def test_each_refusal_has_its_code_and_message(refusal, code, msg):
+    assert (refusal.code, refusal.msg) == (code, msg)
+
+
+@pytest.mark.parametrize(
+    'passed',
+    [
+        transport.bound_refusal(URL, 10, '10'),
+        transport.bound_refusal(URL, None, '11'),  # no bound
+        transport.bound_refusal(URL, 10, 'many'),  # not stated: the body is bounded as it comes
+        transport.past_bound_refusal(URL, 10, 7, 3),
+        transport.past_bound_refusal(URL, None, 7, 30),
+        transport.size_refusal(URL, 10, 4, '6'),
+        transport.size_refusal(URL, 10, 4, None),
+        transport.past_size_refusal(URL, 10, 7, 3),
+        transport.short_refusal(URL, 10, 10),
+        transport.digest_refusal(URL, 'ab', 'ab'),
+    ],
+)
+def test_an_answer_within_its_bounds_passes(passed):
+    assert passed is None
