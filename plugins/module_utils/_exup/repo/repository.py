@@ -335,7 +335,7 @@ class Repository:
 
     def sync(self, client: HttpClient, keyring: KeyRing, options: SyncOptions, check_mode: bool = False) -> SyncResult:
         if not check_mode:
-            code_digest()  # now, before a request imports a module on first use (see code_digest)
+            code_digest()  # read near import time: the sources that run, even if the collection is replaced on disk mid-sync
         return Sync(self, client, keyring, options).run(check_mode)
 
     def rebuild(self, keyring: KeyRing, check_mode: bool = False) -> dict:
