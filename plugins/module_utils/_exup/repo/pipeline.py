@@ -11,14 +11,17 @@ batch's rows, refusals and events in one transaction. A row therefore exists onl
 directory entry are durable, and a kill at any point leaves at worst pool files without rows (verified
 again by the next sync, or collected).
 
-A window bounds what is in flight (submitted and not yet indexed); a finished package keeps only its
-VerifiedPackage until its batch is indexed, and only its summary after.
+A window bounds what is in flight (submitted and not yet finished); a finished package keeps only its
+VerifiedPackage until its batch is indexed, and only its summary after. A batch is committed when BATCH_LIMIT
+packages have finished or BATCH_SECONDS after the first of them: a batch bounded by the window (16 with
+4 workers) flushed about one pool directory per package, as there are 256 of them.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import time
 import typing
 from collections.abc import Callable, Iterable
 
@@ -30,10 +33,14 @@ if typing.TYPE_CHECKING:
 #: Packages up to this size are kept in memory as they arrive and verified from those bytes; larger ones are
 #: verified from the file (constant memory, a 2 GiB package included). At most ``workers`` of them are held at once.
 MEMORY_BOUND = 4 * 1024 * 1024
-#: Packages in flight (submitted, downloading, verified and waiting for their batch) per worker.
+#: Packages in flight (submitted, downloading, verifying, placing) per worker.
 WINDOW_PER_WORKER = 4
-#: Most packages indexed in one transaction.
-BATCH_LIMIT = 64
+#: Most packages indexed in one transaction. Finished packages wait for their batch holding only their VerifiedPackage,
+#: so the batch is not bounded by the window: a bigger batch flushes each pool directory for more packages at once.
+BATCH_LIMIT = 512
+#: A batch is committed at the latest this long after its first package finished (progress, and less to verify again
+#: after a kill).
+BATCH_SECONDS = 0.5
 
 T = typing.TypeVar('T')
 R = typing.TypeVar('R')
@@ -60,26 +67,67 @@ class Tally:
     cut: list[str] = dataclasses.field(default_factory=list)
 
 
-def run_pipeline(
-    items: Iterable[T], work: Callable[[T], R], commit: Callable[[list[R]], None], workers: int, window: int, batch_limit: int = BATCH_LIMIT
+def run_pipeline(  # pylint: disable=too-many-arguments
+    items: Iterable[T],
+    work: Callable[[T], R],
+    commit: Callable[[list[R]], None],
+    workers: int,
+    window: int,
+    batch_limit: int = BATCH_LIMIT,
+    batch_seconds: float = BATCH_SECONDS,
 ) -> None:
     """``work(item)`` in ``workers`` threads, at most ``window`` items in flight; ``commit(batch)`` in this thread with what has
-    finished, ``batch_limit`` at most at a time. An exception of ``work`` or ``commit`` (Ctrl-C too) cancels what has not started."""
+    finished, once ``batch_limit`` have or ``batch_seconds`` after the first of them did, and at the end. An exception of
+    ``work`` or ``commit`` (Ctrl-C too) cancels what has not started; what had finished and was not committed is dropped."""
     todo = iter(items)
     pending: set[concurrent.futures.Future] = set()
+    batch = _Batch(commit, batch_limit, batch_seconds)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         while True:
             _fill(pool, todo, pending, work, max(1, window))
             if not pending:
                 break
-            done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            # While this thread commits, the workers go on: the next wait finds a bigger batch (self-balancing).
-            finished = [future.result() for future in done]
-            for start in range(0, len(finished), batch_limit):
-                commit(finished[start : start + batch_limit])
+            # While this thread commits, the workers go on: the next wait finds more finished (self-balancing).
+            done, pending = concurrent.futures.wait(pending, timeout=batch.time_left(), return_when=concurrent.futures.FIRST_COMPLETED)
+            batch.add(future.result() for future in done)
+            batch.commit_if_due()
+        batch.commit_all()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Batch:
+    """What has finished and waits for its commit, and when that commit is due."""
+
+    def __init__(self, commit: Callable[[list], None], limit: int, seconds: float) -> None:
+        self.commit, self.limit, self.seconds = commit, max(1, limit), seconds
+        self.waiting: list = []
+        self.since = 0.0  # when the first of the waiting finished
+
+    def add(self, finished: Iterable) -> None:
+        if not self.waiting:
+            self.since = time.monotonic()
+        self.waiting.extend(finished)
+
+    def time_left(self) -> float | None:
+        """How long the next wait may last: until this batch is due, or for ever when nothing waits."""
+        return max(0.0, self.since + self.seconds - time.monotonic()) if self.waiting else None
+
+    def commit_if_due(self) -> None:
+        while len(self.waiting) >= self.limit:
+            self._commit(self.limit)
+        if self.waiting and self.time_left() == 0.0:
+            self.commit_all()
+
+    def commit_all(self) -> None:
+        while self.waiting:
+            self._commit(self.limit)
+
+    def _commit(self, count: int) -> None:
+        batch, self.waiting = self.waiting[:count], self.waiting[count:]
+        self.since = time.monotonic()  # what is left waits its own time from here
+        self.commit(batch)
 
 
 def _fill(pool: concurrent.futures.ThreadPoolExecutor, todo: typing.Iterator, pending: set, work: Callable, window: int) -> None:

@@ -34,15 +34,38 @@ def counted(items, pulled):
 
 @pytest.mark.parametrize('workers, window', [(1, 1), (2, 3), (4, 16)])
 def test_the_window_bounds_what_is_in_flight_and_everything_is_committed_once(workers, window):
-    pulled, committed, in_flight = [], [], []
+    pulled, committed, in_flight, finished = [], [], [], []
 
-    def commit(batch):
-        in_flight.append(len(pulled) - len(committed))  # submitted and not yet committed, this batch included
-        committed.extend(batch)
+    def work(item):
+        in_flight.append(len(pulled) - len(finished))  # submitted and not yet finished, this one included
+        finished.append(item)
+        return item * 2
 
-    run_pipeline(counted(range(100), pulled), lambda item: item * 2, commit, workers, window)
+    run_pipeline(counted(range(100), pulled), work, committed.extend, workers, window)
     assert sorted(committed) == [item * 2 for item in range(100)]
     assert max(in_flight) <= window
+
+
+def test_batches_are_not_bounded_by_the_window_but_by_the_limit():
+    batches = []
+    run_pipeline(range(100), lambda item: item, lambda batch: batches.append(len(batch)), workers=2, window=4, batch_limit=30, batch_seconds=60)
+    assert batches == [30, 30, 30, 10]  # 4 in flight at a time, 30 to a transaction, the rest at the end
+
+
+def test_a_batch_is_committed_when_its_time_is_up_although_the_limit_is_not_reached():
+    batches, release = [], threading.Event()
+
+    def work(item):
+        if item == 3:
+            release.wait(30)  # the last one hangs until the first three were committed on time
+        return item
+
+    def commit(batch):
+        batches.append(list(batch))
+        release.set()
+
+    run_pipeline(range(4), work, commit, workers=2, window=4, batch_limit=100, batch_seconds=0.05)
+    assert batches[-1] == [3] and sorted(item for batch in batches for item in batch) == [0, 1, 2, 3]  # without the time bound: one batch after 30 s
 
 
 def test_what_finished_while_a_batch_was_committed_is_the_next_batch_cut_to_the_limit():
