@@ -155,6 +155,17 @@ class PackageRow:
     added_at: str
 
 
+class PruneRow(typing.NamedTuple):
+    """What generation management reads of a stored package, its info not decoded: a sync that added packages reads
+    this of every row before it prunes (10,000 infos decoded there made the peak of a full sync, issue 10)."""
+
+    package_id: str
+    sha256: str
+    module_id: str
+    version: str
+    pinned: bool
+
+
 @dataclasses.dataclass(frozen=True)
 class ManagerRow:
     manager_id: str
@@ -371,6 +382,11 @@ class Index:
             compatible=bool(row['compatible']),
             added_at=row['added_at'],
         )
+
+    def prune_rows(self) -> dict[str, PruneRow]:
+        """package_id -> what pruning reads of its row (no info decoded)."""
+        query = 'SELECT package_id, sha256, module_id, version, pinned FROM packages'
+        return {row[0]: PruneRow(row[0], row[1], row[2], row[3], bool(row[4])) for row in self.conn.execute(query)}
 
     def package_digests(self) -> dict[str, str]:
         """package_id -> sha256 of every row (no info decoded)."""

@@ -29,13 +29,13 @@ import shutil
 import tempfile
 import types
 import typing
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import CatalogEntry, format_time, utc_now
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError, RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, file_digest, verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index, PackageRow, RebootRow, ServerRow
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index, PackageRow, PruneRow, RebootRow, ServerRow
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.fingerprint import FingerprintInputs, fingerprint
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, StoredPackage, Tombstone
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
@@ -425,7 +425,7 @@ class Repository:
         return fingerprint(FingerprintInputs(code, index.data_generation(), index.feed_state(), active, manager_id, feed_url, tuple(key_ids)))
 
     @staticmethod
-    def prunable(plan: GenerationPlan, stored: dict[str, PackageRow]) -> list[dict]:
+    def prunable(plan: GenerationPlan, stored: Mapping[str, PackageRow | PruneRow]) -> list[dict]:
         """The stored packages generation management no longer keeps (pinned ones stay), by package id."""
         keep = plan.kept(stored)
         return [
@@ -434,7 +434,7 @@ class Repository:
             if not row.pinned and package_id not in keep
         ]
 
-    def prune(self, index: Index, plan: GenerationPlan, stored: dict[str, PackageRow]) -> list[dict]:
+    def prune(self, index: Index, plan: GenerationPlan, stored: Mapping[str, PackageRow | PruneRow]) -> list[dict]:
         """Apply generation management: remove stored packages outside the keep set (pinned stay). Check mode uses ``prunable``."""
         removed = self.prunable(plan, stored)
         for item in removed:

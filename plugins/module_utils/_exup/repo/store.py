@@ -30,6 +30,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -63,15 +64,37 @@ def _now_text() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def write_file_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` (bytes) to ``path`` by temp file, fsync and rename, so a reader sees the old or the new file."""
+def write_json_atomically(path: str, value: typing.Any) -> bool:
+    """Write ``value`` as JSON to ``path`` by temp file, fsync and rename (a reader sees the old or the new file), unless
+    ``path`` holds those bytes already. Streamed and compared by digest: a record of 10,000 packages is never a string in
+    memory (it made the peak of a full sync, issue 10). True when written."""
     tmp = path + '.tmp'
-    with open(tmp, 'wb') as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    digest = hashlib.sha256()
+    with open(tmp, 'w', encoding='ascii') as handle:  # ensure_ascii: the encoder writes ASCII only
+        for chunk in json.JSONEncoder(sort_keys=True, indent=1).iterencode(value):
+            digest.update(chunk.encode('ascii'))
+            handle.write(chunk)
+        unchanged = digest.hexdigest() == _file_sha256(path)
+        if not unchanged:
+            handle.flush()
+            os.fsync(handle.fileno())
+    if unchanged:
+        os.unlink(tmp)
+        return False
     os.replace(tmp, path)
     _fsync_dir(os.path.dirname(path))
+    return True
+
+
+def _file_sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, 'rb') as handle:
+            for block in iter(lambda: handle.read(1 << 20), b''):
+                digest.update(block)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
 
 
 def damaged(store: Store, exc: BaseException) -> RepositoryError:
@@ -291,14 +314,7 @@ class Store:
         written = '%d:%d' % (STORE_VERSION, index.data_generation())
         if index.data_generation() > 0 and index.recovery_written() == written and os.path.exists(self.recovery_path):
             return
-        data = json.dumps(self.recovery_data(index), sort_keys=True, indent=1).encode()
-        try:
-            with open(self.recovery_path, 'rb') as handle:
-                unchanged = handle.read() == data
-        except FileNotFoundError:
-            unchanged = False
-        if not unchanged:
-            write_file_atomically(self.recovery_path, data)
+        write_json_atomically(self.recovery_path, self.recovery_data(index))
         index.set_recovery_written(written)
 
     def load_recovery(self) -> dict[str, typing.Any]:

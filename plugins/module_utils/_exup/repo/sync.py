@@ -630,7 +630,7 @@ class Sync:
 
     def prune(self, state: PlanState, selection: Selection) -> None:
         """Remove what generation management no longer keeps, then the orphan files and the .part files that will not resume."""
-        stored = self.index.packages() if self.result.added else state.stored  # else the store is as plan() read it (we hold the writer lock)
+        stored = self.index.prune_rows() if self.result.added else state.stored  # else the store is as plan() read it (we hold the writer lock)
         self.result.removed = self.repo.prune(self.index, state.plan, stored)
         resumable = {item['package_id'] for item in self.result.refused if item.get('resumable')}
         self.repo.store.collect_garbage(self.index, keep_parts={entry.sha256 for entry in selection.to_fetch if entry.package_id in resumable})

@@ -28,9 +28,10 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import store as store_module
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import db as db_module, store as store_module
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.pipeline import Finished, Tally
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import server_from_dict
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import STORE_VERSION, Store
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import Sync, SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import entry_for
@@ -462,3 +463,46 @@ def test_a_batch_flushes_the_pool_directories_of_its_files_before_its_commit(rep
     for at, directory, digest in renames:
         committed = next(later for later in range(at, len(order)) if order[later][0] == 'commit' and digest in order[later][1])
         assert ('fsync', directory) in order[at:committed], digest
+
+
+# ----------------------------------------------------------------- write_json_atomically (the recovery record)
+def test_a_json_record_is_streamed_to_the_bytes_json_dumps_makes_and_not_rewritten_when_unchanged(tmp_path, monkeypatch):
+    path = str(tmp_path / 'recovery.json')
+    value = {'packages': {'P%04d' % number: {'pinned': number % 2 == 0, 'sha256': '%064x' % number} for number in range(2000)}, 'tombstones': []}
+    fsynced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(store_module.os, 'fsync', lambda fd: (fsynced.append(fd), real_fsync(fd)))
+
+    assert store_module.write_json_atomically(path, value) is True
+    assert open(path, 'rb').read() == json.dumps(value, sort_keys=True, indent=1).encode()
+    assert len(fsynced) == 2  # the file, then its directory
+    inode = os.stat(path).st_ino
+
+    fsynced.clear()
+    assert store_module.write_json_atomically(path, value) is False  # the same bytes: the file is left as it is
+    assert os.stat(path).st_ino == inode and not fsynced
+    assert sorted(os.listdir(tmp_path)) == ['recovery.json']  # no temp file left
+
+    value['tombstones'].append({'package_id': 'P0001'})
+    assert store_module.write_json_atomically(path, value) is True
+    assert json.load(open(path))['tombstones'] == [{'package_id': 'P0001'}]
+    assert sorted(os.listdir(tmp_path)) == ['recovery.json']
+
+
+def test_prune_rows_say_what_the_full_rows_say_without_decoding_the_info(repo, keyring, build_pkg, monkeypatch):
+    repo.add_files([build_pkg(version='1.0', package_id='BIOS-1.0')], keyring, mode='pinned')
+    repo.record_server('mgr-a', server_from_dict('mgr-a', {'name': 'h0', 'model': 'R120h-1M', 'os': 'linux'}))
+    repo.add_files([build_pkg(version='1.1', package_id='BIOS-1.1')], keyring)  # needed by h0
+    with repo.read() as index:
+        full = index.packages()
+        monkeypatch.setattr(db_module.json, 'loads', None)  # prune_rows decodes no info (json.loads would fail now)
+        light = index.prune_rows()
+    assert sorted(light) == sorted(full) == ['BIOS-1.0', 'BIOS-1.1']
+    for package_id, row in light.items():
+        assert (row.sha256, row.module_id, row.version, row.pinned) == (
+            full[package_id].sha256,
+            full[package_id].module_id,
+            full[package_id].version,
+            full[package_id].pinned,
+        )
+    assert light['BIOS-1.0'].pinned is True and light['BIOS-1.1'].pinned is False
