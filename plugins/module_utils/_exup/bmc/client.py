@@ -508,18 +508,15 @@ class RedfishBmc:
                 'BMC %s offers no push update (MultipartHttpPushUri or HttpPushUri): use update_method simple_update' % self.config.address,
                 code='bmc_push_unsupported',
             )
-        uploader = webclient.FileUploader(
-            command.wc.dupe(timeout=max(self.config.timeout, 300)),
-            url,
-            path,
-            formname='UpdateFile',
-            formwrap=bool(multipart),
-            excepterror=False,
-            otherfields=fields,
-        )
-        uploader.start()
-        uploader.join()
-        return self._task_from_answer(uploader.rspstatus, uploader.rsp)
+        # pyghmi's upload in this thread, not through its FileUploader thread: a failed upload (the BMC gone, the
+        # connection cut) is then an error of this call, classified as any other, not a traceback in a thread and a
+        # made-up HTTP 500.
+        connection = command.wc.dupe(timeout=max(self.config.timeout, 300))
+        try:
+            answer = connection.upload(url, path, formname='UpdateFile', otherfields=fields, formwrap=bool(multipart), excepterror=False)
+        except (OSError, http.client.HTTPException, pyghmi_exceptions.PyghmiException, ValueError) as exc:
+            raise self._classify(exc) from exc
+        return self._task_from_answer(connection.rspstatus, answer)
 
     def simple_update(self, image_uri: str, targets: Iterable[str] = (), apply_time: str | None = None) -> str:
         """Ask the BMC to pull the image from ``image_uri`` (SimpleUpdate); return the task URL."""

@@ -13,6 +13,7 @@ its socket and its send is made certain by telling the check the socket is usabl
 from __future__ import annotations
 
 import contextlib
+import http.client
 import http.server
 import importlib.util
 import json
@@ -24,7 +25,6 @@ import ssl
 import threading
 import time
 import types
-from typing import ClassVar
 
 import pytest
 
@@ -461,6 +461,18 @@ class FakeWebClient:
         self.answer = answer
         self.posted = []
         self.timeouts = []
+        self.uploaded = []  # the arguments of every upload
+        self.upload_answer: tuple | Exception = (202, '{"@odata.id": "/redfish/v1/TaskService/Tasks/5"}')
+        self.rspstatus = None
+
+    def upload(self, url, filename, data=None, formname=None, otherfields=(), formwrap=True, excepterror=True):
+        self.uploaded.append(
+            {'url': url, 'filename': filename, 'formname': formname, 'formwrap': formwrap, 'excepterror': excepterror, 'otherfields': otherfields}
+        )
+        if isinstance(self.upload_answer, Exception):
+            raise self.upload_answer
+        self.rspstatus, body = self.upload_answer
+        return body
 
     def dupe(self, timeout=None):
         self.timeouts.append(timeout)
@@ -670,32 +682,6 @@ def test_inventory_errors_are_classified(commands):
     refused('bmc_auth_failed', bmc.RedfishBmc(config()).inventory)
 
 
-class FakeUploader:
-    """pyghmi's FileUploader, standing in for the upload to the BMC."""
-
-    made: ClassVar[list[FakeUploader]] = []  # every uploader made, shared on purpose
-    answer = (202, '{"@odata.id": "/redfish/v1/TaskService/Tasks/5"}')
-
-    def __init__(self, webclient, url, filename, formname=None, formwrap=True, excepterror=True, otherfields=()):
-        self.arguments = {'url': url, 'filename': filename, 'formname': formname, 'formwrap': formwrap, 'excepterror': excepterror, 'otherfields': otherfields}
-        self.rspstatus, self.rsp = self.answer
-        self.steps = []
-        FakeUploader.made.append(self)
-
-    def start(self):
-        self.steps.append('start')
-
-    def join(self):
-        self.steps.append('join')
-
-
-@pytest.fixture
-def uploader(monkeypatch):
-    monkeypatch.setattr(FakeUploader, 'made', [])
-    monkeypatch.setattr(bmc.webclient, 'FileUploader', FakeUploader)
-    return FakeUploader
-
-
 def pushing(service):
     command = FakeCommand({'/redfish/v1/UpdateService': service})
     client = bmc.RedfishBmc(config(timeout=30))
@@ -703,40 +689,57 @@ def pushing(service):
     return client, command
 
 
-def test_push_multipart_sends_targets_and_apply_time(uploader):
+def test_push_multipart_sends_targets_and_apply_time():
     client, command = pushing({'MultipartHttpPushUri': '/redfish/v1/UpdateService/upload', 'HttpPushUri': '/old'})
     assert client.push('/pool/bios.zip', ['/fw/BIOS'], 'OnReset') == '/redfish/v1/TaskService/Tasks/5'
-    made = uploader.made[0]
-    assert made.arguments == {
-        'url': '/redfish/v1/UpdateService/upload',
-        'filename': '/pool/bios.zip',
-        'formname': 'UpdateFile',
-        'formwrap': True,
-        'excepterror': False,
-        'otherfields': {'UpdateParameters': {'Targets': ['/fw/BIOS'], '@Redfish.OperationApplyTime': 'OnReset'}},
-    }
-    assert made.steps == ['start', 'join']
+    assert command.wc.uploaded == [
+        {
+            'url': '/redfish/v1/UpdateService/upload',
+            'filename': '/pool/bios.zip',
+            'formname': 'UpdateFile',
+            'formwrap': True,
+            'excepterror': False,
+            'otherfields': {'UpdateParameters': {'Targets': ['/fw/BIOS'], '@Redfish.OperationApplyTime': 'OnReset'}},
+        }
+    ]
     assert command.wc.timeouts == [300]
 
 
-def test_push_falls_back_to_http_push_uri(uploader):
-    client, _command = pushing({'HttpPushUri': '/redfish/v1/UpdateService/push'})
+def test_push_falls_back_to_http_push_uri():
+    client, command = pushing({'HttpPushUri': '/redfish/v1/UpdateService/push'})
     client.push('/pool/bmc.zip')
-    assert uploader.made[0].arguments['url'] == '/redfish/v1/UpdateService/push'
-    assert uploader.made[0].arguments['formwrap'] is False and uploader.made[0].arguments['otherfields'] == {}
+    assert command.wc.uploaded[0]['url'] == '/redfish/v1/UpdateService/push'
+    assert command.wc.uploaded[0]['formwrap'] is False and command.wc.uploaded[0]['otherfields'] == {}
 
 
-def test_push_without_a_push_uri_is_unsupported(uploader):
-    client, _command = pushing({'Actions': {}})
+def test_push_without_a_push_uri_is_unsupported():
+    client, command = pushing({'Actions': {}})
     refused('bmc_push_unsupported', client.push, '/pool/bmc.zip')
-    assert uploader.made == []
+    assert command.wc.uploaded == []
 
 
-def test_a_refused_push_is_a_rejection(uploader, monkeypatch):
-    monkeypatch.setattr(FakeUploader, 'answer', (413, b'{"error": {"message": "Payload too large"}}'))
-    client, _command = pushing({'HttpPushUri': '/push'})
+def test_a_refused_push_is_a_rejection():
+    client, command = pushing({'HttpPushUri': '/push'})
+    command.wc.upload_answer = (413, b'{"error": {"message": "Payload too large"}}')
     error = refused('bmc_rejected', client.push, '/pool/bmc.zip')
     assert 'Payload too large' in error.msg and error.details == {'http_status': 413}
+
+
+@pytest.mark.parametrize(
+    'failure',
+    [
+        ConnectionResetError(104, 'Connection reset by peer'),
+        http.client.RemoteDisconnected('Remote end closed connection without response'),
+        http.client.IncompleteRead(b'', 10),
+        TimeoutError('timed out'),
+    ],
+)
+def test_an_upload_cut_by_the_bmc_is_unreachable_not_a_made_up_rejection(failure):
+    client, command = pushing({'MultipartHttpPushUri': '/redfish/v1/UpdateService/upload'})
+    command.wc.upload_answer = failure
+    error = refused('bmc_unreachable', client.push, '/pool/bios.zip')
+    assert error.msg.startswith('BMC 127.0.0.1 cannot be reached over Redfish: ') and 'HTTP 500' not in error.msg
+    assert len(command.wc.uploaded) == 1  # sent once: an upload is never sent again by itself
 
 
 SIMPLE = {'Actions': {'#UpdateService.SimpleUpdate': {'target': '/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate'}}}
@@ -1470,10 +1473,9 @@ def test_a_timeout_given_to_dupe_holds_for_that_one_exchange(keeping, bmc_tls, t
     assert connection.dupe(timeout=5).grab_json_response_with_status('/redfish/v1/') == ({'n': 2}, 200)
     image = tmp_path / 'image.bin'
     image.write_bytes(b'firmware')
-    uploader = bmc.webclient.FileUploader(connection.dupe(timeout=5), '/redfish/v1/UpdateService/upload', str(image), formwrap=False, excepterror=False)
-    uploader.start()  # as RedfishBmc.push sends an image
-    uploader.join()
-    assert (uploader.rspstatus, json.loads(uploader.rsp)) == (200, {'n': 3})
+    sender = connection.dupe(timeout=5)
+    body = sender.upload('/redfish/v1/UpdateService/upload', str(image), formwrap=False, excepterror=False)  # as RedfishBmc.push sends an image
+    assert (sender.rspstatus, json.loads(body)) == (200, {'n': 3})
     assert get(connection) == ({'n': 4}, 200)
     assert connection.sock.gettimeout() == 0.1  # the next exchange: the connection's own timeout again
 
