@@ -217,8 +217,8 @@ if HAS_PYGHMI:
         """pyghmi's HTTPS connection, kept open across requests, on the process's TLS context.
 
         pyghmi asks a copy (dupe) for every request, each opening its own TLS connection: here the copy is this
-        connection, which serves the requests one after the other (pyghmi makes them one at a time, and exup's
-        upload thread is joined at once). The timeout given to dupe holds for the next exchange only, also when
+        connection, which serves the requests one after the other (pyghmi makes them one at a time, and exup
+        uploads in the calling thread). The timeout given to dupe holds for the next exchange only, also when
         pyghmi asks its own copy (without a timeout) of the copy it was handed, as upload() does.
         """
 
