@@ -1337,6 +1337,15 @@ def wait_until_closed_by_the_server(connection):
     assert readable, 'the server did not close the connection'
 
 
+def wait_until_reset(sock, seconds=5.0):
+    """Until the peer's reset reached the socket: TCP_INFO's state is TCP_CLOSE (7). Read without touching SO_ERROR,
+    which the next send must still find (a fixed sleep here was a race on a loaded machine)."""
+    deadline = time.monotonic() + seconds
+    while sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != 7:
+        assert time.monotonic() < deadline, 'no reset from the closed peer'
+        time.sleep(0.002)
+
+
 def test_a_kept_connection_carries_the_requests_and_is_verified_once(keeping, bmc_tls):
     connection, verifier = kept(keeping, bmc_tls[0])
     assert [get(connection) for _turn in range(3)] == [({'n': 1}, 200), ({'n': 2}, 200), ({'n': 3}, 200)]
@@ -1440,7 +1449,7 @@ def test_a_send_on_a_connection_the_bmc_closed_meanwhile(keeping, bmc_tls, monke
     assert connection.sock.recv(1) == b''  # the end of the connection, read
     if how == 'notify':  # after a close_notify one more write goes out; the closed peer's reset makes the next one fail
         connection.sock.sendall(b'\r\n')
-        time.sleep(0.1)
+        wait_until_reset(connection.sock)
     monkeypatch.setattr(connection, '_usable', lambda: True)
     raised = resends(monkeypatch, connection)
     if method == 'GET':
