@@ -35,6 +35,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import entry_for, write_catalog
+from ansible_collections.exup.fleet.tests.services.hostile import hostile_http_server
 from ansible_collections.exup.fleet.tests.services.nginx import nginx_server
 from ansible_collections.exup.fleet.tests.system import helpers as h
 
@@ -53,6 +54,11 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 root, url, public_key, servers, kill_at = sys.argv[1:]
 servers = [Server(**item) for item in json.loads(servers)]
+# Batches of 4 here: 40 packages from a loopback nginx fit in one batch of the default size (512, or 0.5 s), and
+# the kills below and the parent's timed kills must find several batches, as a sync of thousands of packages has.
+import functools
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import pipeline, sync
+sync.run_pipeline = functools.partial(pipeline.run_pipeline, batch_limit=4)
 if kill_at:
     # A deterministic kill inside the nth batch of the pipeline: 'renamed' (files renamed into the pool, their
     # directories not yet flushed), 'flushed' (directories flushed, nothing committed), 'mid_batch' (rows written
@@ -256,3 +262,34 @@ def test_sync_killed_at_many_points_leaves_a_sound_store_and_completes(scratch: 
     assert len(partly) >= 3, f"(pool files at kill, killed, indexed, parts) per kill: {outcomes}"
     assert sum(1 for o in outcomes if o[1]) >= KILLS - 2, outcomes
     print(f"\nclean sync {seconds:.2f} s; (pool files at kill, killed, indexed, .part files) per kill: {outcomes}")
+
+
+def test_a_sync_stopped_by_ctrl_c_ends_its_downloads_at_once_keeps_their_parts_and_completes_later(scratch: Path, crash_feed, crash_world):
+    """SIGINT (Ctrl-C) while every worker downloads from a server that trickles each package over about a minute.
+    Before HttpClient.cancel the sync waited for the downloads in flight to finish; now they stop at their next piece
+    of data, keep their .part, and the next sync resumes them (an upper bound of 20 s, not a speed goal)."""
+    feed_dir, _key, public_key, _nginx = crash_feed
+    files = {"/" + path.relative_to(feed_dir).as_posix(): path.read_bytes() for path in feed_dir.rglob("*") if path.is_file()}
+    trickled = {path: {"slow": 0.5} for path in files if path.endswith(".zip")}  # 16 KiB every 0.5 s: 1-4 MB take 1-4 min
+    root = scratch / "ctrl-c"
+    with hostile_http_server(files, trickled) as server:
+        child = Child(root, server.url(h.CATALOG), public_key, SERVERS, crash_world["env"])
+        deadline = time.monotonic() + 60
+        # the 4 workers are downloading (packages this small are kept in memory until their .part is written at the end)
+        while sum(1 for request in server.requests if request.path.endswith(".zip")) < 4 and child.proc.poll() is None:
+            assert time.monotonic() < deadline, "no download started"
+            time.sleep(0.05)
+        time.sleep(1.0)  # some bytes into each
+        began = time.monotonic()
+        child.proc.send_signal(signal.SIGINT)
+        _out, err = child.proc.communicate(timeout=120)
+        took = time.monotonic() - began
+    assert child.proc.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+    assert took < 20, "the interrupted sync waited %.1f s for its downloads" % took
+    parts = h.tmp_files(root)
+    assert len(parts) >= 4 and all(size > 0 for size in parts.values())  # kept for a resume
+    assert h.check_store(root, crash_world["trusted"]) == {}  # nothing indexed, and the store is sound
+
+    run_to_completion(root, crash_world)  # from nginx now: the parts resume
+    assert final_state(root) == crash_world["clean"]
+    shutil.rmtree(root)

@@ -75,10 +75,12 @@ def run_pipeline(  # pylint: disable=too-many-arguments
     window: int,
     batch_limit: int = BATCH_LIMIT,
     batch_seconds: float = BATCH_SECONDS,
+    abort: Callable[[], None] | None = None,
 ) -> None:
     """``work(item)`` in ``workers`` threads, at most ``window`` items in flight; ``commit(batch)`` in this thread with what has
     finished, once ``batch_limit`` have or ``batch_seconds`` after the first of them did, and at the end. An exception of
-    ``work`` or ``commit`` (Ctrl-C too) cancels what has not started; what had finished and was not committed is dropped."""
+    ``work`` or ``commit`` (Ctrl-C too) cancels what has not started and calls ``abort`` (which makes the running ``work``
+    end soon) before it waits for them; what had finished and was not committed is dropped."""
     todo = iter(items)
     pending: set[concurrent.futures.Future] = set()
     batch = _Batch(commit, batch_limit, batch_seconds)
@@ -93,6 +95,10 @@ def run_pipeline(  # pylint: disable=too-many-arguments
             batch.add(future.result() for future in done)
             batch.commit_if_due()
         batch.commit_all()
+    except BaseException:
+        if abort is not None:
+            abort()  # what runs ends at its next step instead of being waited for to its end
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -530,6 +530,7 @@ class Sync:
             lambda batch: self.index_batch(batch, tally),
             workers,
             window=WINDOW_PER_WORKER * workers,
+            abort=self.client.cancel,  # Ctrl-C or a failure: the downloads in flight stop at their next piece of data
         )
         return sorted(tally.cut)
 

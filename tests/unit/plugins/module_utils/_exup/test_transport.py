@@ -46,6 +46,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body[: cut - start])
             self.close_connection = True
             return
+        pause = self.server.pause_at
+        if pause is not None:  # the first part, then nothing until the test resumes the answer
+            self.wfile.write(body[:pause])
+            self.wfile.flush()
+            self.server.paused.set()
+            self.server.resume.wait(10)
+            body = body[pause:]
         self.wfile.write(body)
 
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin  # keep test output clean
@@ -60,6 +67,8 @@ class _Server(http.server.ThreadingHTTPServer):
         self.ranges: list = []
         self.cut_at: int | None = None
         self.extra = 0
+        self.pause_at: int | None = None
+        self.paused, self.resume = threading.Event(), threading.Event()
 
     def url(self, path: str) -> str:
         return 'http://127.0.0.1:%d%s' % (self.server_address[1], path)
@@ -114,6 +123,39 @@ def test_fetch_of_a_cut_body_resumes_within_the_call(server, client, tmp_path):
     got = client.fetch(url, part, len(BODY), SHA, keep_bytes=True)
     assert (got.data, got.fetched) == (BODY, len(BODY))
     assert server.ranges == [None, 'bytes=100000-']
+
+
+@pytest.mark.parametrize('keep', [True, False])
+def test_a_cancel_stops_a_download_in_flight_at_its_next_data_and_refuses_the_next(server, client, tmp_path, keep):
+    server.pause_at = 70000
+    part = tmp_path / 'p.part'
+    outcome, received, first_part = {}, [], threading.Event()
+
+    def progress(count):
+        received.append(count)
+        if sum(received) >= 70000:
+            first_part.set()
+
+    def fetch():
+        try:
+            client.fetch(server.url('/p.bin'), str(part), len(BODY), SHA, keep_bytes=keep, progress=progress)
+        except TransportError as exc:
+            outcome['error'] = exc
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    assert first_part.wait(10)  # the client has the first part; the server waits
+    client.cancel()  # from another thread, as the sync's when it ends on Ctrl-C
+    server.resume.set()  # the next piece of data arrives: the download stops there
+    thread.join(10)
+    assert not thread.is_alive()
+    error = outcome['error']
+    assert error.code == 'download_cancelled' and error.msg.endswith(' bytes: the sync is ending')
+    kept = part.read_bytes()
+    assert len(kept) == 70000 and BODY.startswith(kept)  # what came is kept for a resume
+    with pytest.raises(TransportError) as again:
+        client.fetch(server.url('/q.bin'), str(tmp_path / 'q.part'), len(BODY), SHA)
+    assert again.value.code == 'download_cancelled' and len(server.ranges) == 1  # refused before any request
 
 
 def test_fetch_refuses_a_longer_body_and_leaves_no_part(server, client, tmp_path):

@@ -89,6 +89,25 @@ def test_what_finished_while_a_batch_was_committed_is_the_next_batch_cut_to_the_
     assert len(batches) < window  # batches, not one commit per package
 
 
+def test_a_failure_calls_abort_before_it_waits_for_the_work_that_runs():
+    running, aborted, order = threading.Event(), threading.Event(), []
+
+    def work(item):
+        if item == 0:
+            running.set()
+            aborted.wait(30)  # a download that would go on for long: it ends once abort is called
+            order.append('work ended' if aborted.is_set() else 'work ran to its end')
+        return item
+
+    def commit(batch):
+        running.wait(30)
+        raise KeyboardInterrupt  # Ctrl-C while item 0 is still running
+
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(range(3), work, commit, workers=2, window=3, batch_limit=1, abort=lambda: (order.append('abort'), aborted.set()))
+    assert order == ['abort', 'work ended']
+
+
 def test_a_failing_work_stops_the_pipeline_and_what_had_not_started_never_starts():
     pulled, started = [], []
 
@@ -120,6 +139,9 @@ class Feed:
 
     def get_conditional(self, url, etag=None, last_modified=None, params=None, max_bytes=None, deadline=None):
         return {'status': 200, 'body': self.body, 'final_url': url, 'redirected': False, 'etag': '"v1"', 'last_modified': None}
+
+    def cancel(self):
+        self.cancelled = True
 
     def fetch(self, url, part_path, size, sha256, keep_bytes=False, progress=None, deadline=None):
         package_id = os.path.basename(url)[: -len('.zip')]
