@@ -266,7 +266,7 @@ def test_sync_killed_at_many_points_leaves_a_sound_store_and_completes(scratch: 
 
 def test_a_sync_stopped_by_ctrl_c_ends_its_downloads_at_once_keeps_their_parts_and_completes_later(scratch: Path, crash_feed, crash_world):
     """SIGINT (Ctrl-C) while every worker downloads from a server that trickles each package over about a minute.
-    Before HttpClient.cancel the sync waited for the downloads in flight to finish; now they stop at their next piece
+    Before fetch had its stop event the sync waited for the downloads in flight to finish; now they stop at their next piece
     of data, keep their .part, and the next sync resumes them (an upper bound of 20 s, not a speed goal)."""
     feed_dir, _key, public_key, _nginx = crash_feed
     files = {"/" + path.relative_to(feed_dir).as_posix(): path.read_bytes() for path in feed_dir.rglob("*") if path.is_file()}

@@ -267,7 +267,7 @@ def download_cut(url: str, have: int, size: int, text: str) -> TransportError:
 
 
 def cancelled_refusal(url: str, have: int, size: int) -> TransportError:
-    """A download stopped by HttpClient.cancel (the sync ends: Ctrl-C or a failure); the .part is kept for a resume."""
+    """A download ended by its ``stop`` event (the sync ends: Ctrl-C or a failure); the .part is kept for a resume."""
     return TransportError('download of %s stopped after %d of %d bytes: the sync is ending' % (url, have, size), code='download_cancelled')
 
 
@@ -328,7 +328,6 @@ class HttpClient:
         self.timeout = timeout
         self.retries = retries
         self._local = threading.local()
-        self._cancelled = threading.Event()  # set by cancel(), read by every download thread at each piece of data
         self._challenges: dict[str, str] = {}  # tunnel target -> Digest challenge, shared by the download threads
         self._nonce_count = 0
         self._lock = threading.Lock()
@@ -571,13 +570,6 @@ class HttpClient:
         """Fetch ``url`` into ``part_path`` (see ``fetch``); returns ``part_path``."""
         return self.fetch(url, part_path, size, sha256, progress=progress, deadline=deadline).path
 
-    def cancel(self) -> None:
-        """Stop every download in flight at its next piece of data, and refuse the next ones (download_cancelled).
-
-        Called from another thread: the sync's, when it ends on Ctrl-C or a failure while its workers download, so it
-        need not wait for each download to finish. A download that receives nothing ends at its read timeout."""
-        self._cancelled.set()
-
     def fetch(
         self,
         url: str,
@@ -587,6 +579,7 @@ class HttpClient:
         keep_bytes: bool = False,
         progress: Progress | None = None,
         deadline: Deadline | None = None,
+        stop: threading.Event | None = None,
     ) -> Download:
         """Fetch ``url`` into ``part_path``: exactly ``size`` bytes whose SHA-256 is ``sha256``.
 
@@ -596,14 +589,17 @@ class HttpClient:
         its .part deleted. A truncated download keeps its .part for the next try.
         ``deadline`` (a Deadline): each attempt ends by it (request_timeout); the .part is kept.
         ``keep_bytes``: the Download also carries the whole body (the caller bounds ``size``).
+        ``stop``: set by another thread (the sync's, when it ends on Ctrl-C or a failure), it ends the download at its
+        next piece of data and refuses a next attempt (download_cancelled, the .part kept). One that receives nothing
+        ends at its read timeout.
         The .part is written, not fsynced: making it durable is the store's job.
         """
         last_error: TransportError | None = None
         restarted = False
-        tally = _Tally()
+        tally = _Tally(stop)
         fast = self.fast_path()
         for _attempt in range(RESUME_ATTEMPTS):
-            if self._cancelled.is_set():
+            if tally.stopped():
                 raise cancelled_refusal(url, tally.fetched, size)
             resumed = os.path.exists(part_path)
             try:
@@ -637,7 +633,7 @@ class HttpClient:
         """One attempt of ``fetch``: on libcurl, or on requests when there is no pycurl or libcurl finds the answer malformed."""
         if fast:
             try:
-                return self._curl_once(_Transfer(url, part_path, size, keep_bytes, progress, tally, self._cancelled), sha256, deadline)
+                return self._curl_once(_Transfer(url, part_path, size, keep_bytes, progress, tally), sha256, deadline)
             except _Malformed:
                 pass  # e.g. a Content-Length that is not a number: requests' path reads it as no length, as it always did
         return self._download_once(url, part_path, size, sha256, progress, keep_bytes, tally)
@@ -793,7 +789,7 @@ class HttpClient:
                 with open(part_path, mode) as sink:
                     try:
                         for chunk in rp.body_as_it_arrives(response):
-                            if self._cancelled.is_set():
+                            if tally.stopped():
                                 raise cancelled_refusal(url, have, size)
                             too_long = past_size_refusal(url, size, have, len(chunk))
                             if too_long is not None:
@@ -819,10 +815,14 @@ class HttpClient:
 
 
 class _Tally:
-    """Bytes that came over the network during one fetch, over all its attempts."""
+    """One fetch over all its attempts: the bytes that came over the network, and the event that ends it early."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: threading.Event | None = None) -> None:
         self.fetched = 0
+        self.stop = stop
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
 
 class _Retryable(Exception):
@@ -945,10 +945,8 @@ class _Transfer(_Exchange):  # pylint: disable=too-many-instance-attributes  # t
     a write and a digest update per piece, each taking the GIL, cost more than the transfer itself.
     """
 
-    def __init__(  # pylint: disable=too-many-arguments
-        self, url: str, part_path: str, size: int, keep_bytes: bool, progress: Progress | None, tally: _Tally, cancelled: threading.Event
-    ) -> None:
-        self.part_path, self.size, self.progress, self.tally, self.cancelled = part_path, size, progress, tally, cancelled
+    def __init__(self, url: str, part_path: str, size: int, keep_bytes: bool, progress: Progress | None, tally: _Tally) -> None:
+        self.part_path, self.size, self.progress, self.tally = part_path, size, progress, tally
         self.digest = hashlib.sha256()  # without keep_bytes: updated as the bytes come
         self.kept: bytearray | None = bytearray() if keep_bytes else None
         self.have = 0
@@ -975,7 +973,7 @@ class _Transfer(_Exchange):  # pylint: disable=too-many-instance-attributes  # t
         try:
             if not self.begun and not self.begin():
                 return len(chunk)  # the body of an error answer: not ours to keep
-            if self.cancelled.is_set():
+            if self.tally.stopped():
                 self.error = cancelled_refusal(self.url, self.have, self.size)
                 return 0  # libcurl ends the transfer; what came so far goes to the .part (close), for a resume
             too_long = past_size_refusal(self.url, self.size, self.have, len(chunk))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import typing
 import urllib.parse
 from collections.abc import Callable, Container, Iterable, Mapping
@@ -377,6 +378,7 @@ class Sync:
         self.keyring = keyring
         self.options = options
         self.deadline = Deadline(options.time_limit, what="the sync's time limit of %g s" % options.time_limit)
+        self.stopping = threading.Event()  # set when the sync ends while it downloads: its downloads stop (fetch's stop)
         self.result = SyncResult()
 
     def run(self, check_mode: bool = False) -> SyncResult:
@@ -530,7 +532,7 @@ class Sync:
             lambda batch: self.index_batch(batch, tally),
             workers,
             window=WINDOW_PER_WORKER * workers,
-            abort=self.client.cancel,  # Ctrl-C or a failure: the downloads in flight stop at their next piece of data
+            abort=self.stopping.set,  # Ctrl-C or a failure: the downloads in flight stop at their next piece of data
         )
         return sorted(tally.cut)
 
@@ -564,7 +566,7 @@ class Sync:
         url = urllib.parse.urljoin(base_url, entry.url)
         part = self.repo.store.part_path(entry.sha256)
         try:
-            download = self.client.fetch(url, part, entry.size, entry.sha256, keep_bytes=entry.size <= MEMORY_BOUND, deadline=bounded)
+            download = self.client.fetch(url, part, entry.size, entry.sha256, keep_bytes=entry.size <= MEMORY_BOUND, deadline=bounded, stop=self.stopping)
         except ExupError as exc:
             if exc.code == 'request_timeout' and (bounded is self.deadline or self.deadline.expired()):
                 raise _TimeIsUp() from None

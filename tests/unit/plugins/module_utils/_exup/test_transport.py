@@ -126,10 +126,10 @@ def test_fetch_of_a_cut_body_resumes_within_the_call(server, client, tmp_path):
 
 
 @pytest.mark.parametrize('keep', [True, False])
-def test_a_cancel_stops_a_download_in_flight_at_its_next_data_and_refuses_the_next(server, client, tmp_path, keep):
+def test_a_stop_ends_a_download_in_flight_at_its_next_data_and_refuses_the_next(server, client, tmp_path, keep):
     server.pause_at = 70000
     part = tmp_path / 'p.part'
-    outcome, received, first_part = {}, [], threading.Event()
+    outcome, received, first_part, stop = {}, [], threading.Event(), threading.Event()
 
     def progress(count):
         received.append(count)
@@ -138,14 +138,14 @@ def test_a_cancel_stops_a_download_in_flight_at_its_next_data_and_refuses_the_ne
 
     def fetch():
         try:
-            client.fetch(server.url('/p.bin'), str(part), len(BODY), SHA, keep_bytes=keep, progress=progress)
+            client.fetch(server.url('/p.bin'), str(part), len(BODY), SHA, keep_bytes=keep, progress=progress, stop=stop)
         except TransportError as exc:
             outcome['error'] = exc
 
     thread = threading.Thread(target=fetch)
     thread.start()
     assert first_part.wait(10)  # the client has the first part; the server waits
-    client.cancel()  # from another thread, as the sync's when it ends on Ctrl-C
+    stop.set()  # from another thread, as the sync's when it ends on Ctrl-C
     server.resume.set()  # the next piece of data arrives: the download stops there
     thread.join(10)
     assert not thread.is_alive()
@@ -154,8 +154,11 @@ def test_a_cancel_stops_a_download_in_flight_at_its_next_data_and_refuses_the_ne
     kept = part.read_bytes()
     assert len(kept) == 70000 and BODY.startswith(kept)  # what came is kept for a resume
     with pytest.raises(TransportError) as again:
-        client.fetch(server.url('/q.bin'), str(tmp_path / 'q.part'), len(BODY), SHA)
+        client.fetch(server.url('/q.bin'), str(tmp_path / 'q.part'), len(BODY), SHA, stop=stop)
     assert again.value.code == 'download_cancelled' and len(server.ranges) == 1  # refused before any request
+    server.pause_at = None
+    assert client.fetch(server.url('/p.bin'), str(part), len(BODY), SHA).data is None  # the client itself goes on: resumed
+    assert part.read_bytes() == BODY and server.ranges[-1] == 'bytes=70000-'
 
 
 def test_fetch_refuses_a_longer_body_and_leaves_no_part(server, client, tmp_path):

@@ -102,10 +102,7 @@ class Feed:
         status = 304 if etag == tag or self.always_304 else 200
         return {'status': status, 'body': None if status == 304 else self.body, 'final_url': url, 'redirected': False, 'etag': tag, 'last_modified': None}
 
-    def cancel(self):
-        self.cancelled = True
-
-    def fetch(self, url, part_path, size, sha256, keep_bytes=False, progress=None, deadline=None):
+    def fetch(self, url, part_path, size, sha256, keep_bytes=False, progress=None, deadline=None, stop=None):
         package_id = os.path.basename(url)[: -len('.zip')]
         self.downloads.append(package_id)
         if package_id in self.interrupt:

@@ -140,10 +140,7 @@ class Feed:
     def get_conditional(self, url, etag=None, last_modified=None, params=None, max_bytes=None, deadline=None):
         return {'status': 200, 'body': self.body, 'final_url': url, 'redirected': False, 'etag': '"v1"', 'last_modified': None}
 
-    def cancel(self):
-        self.cancelled = True
-
-    def fetch(self, url, part_path, size, sha256, keep_bytes=False, progress=None, deadline=None):
+    def fetch(self, url, part_path, size, sha256, keep_bytes=False, progress=None, deadline=None, stop=None):
         package_id = os.path.basename(url)[: -len('.zip')]
         if package_id in self.cut:
             deadline.ends = 0.0  # the sync's own deadline (its limit is shorter than a request's): time is up

@@ -194,9 +194,6 @@ class FeedOnly:
 
     fetch = download
 
-    def cancel(self):
-        """What a sync calls if it ends while downloading: nothing downloads here."""
-
 
 def test_check_mode_plans_over_the_new_entries_and_writes_nothing(repo, signing_key, keyring):
     client = FeedOnly(catalog(signing_key, 1, [entry('BIOS-1.0'), entry('BIOS-1.1', version='1.1', sha256='b' * 64)]))
