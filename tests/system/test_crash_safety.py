@@ -46,7 +46,10 @@ KILLS = 12
 # The child: import everything first, say "ready", then sync. The parent's kill delays count
 # from "ready", so interpreter start-up does not eat into them.
 CHILD = """
-import json, sys, time
+import json, signal, sys, time
+# A parent started in the background by a non-interactive shell (CI) passes SIGINT on ignored (SIG_IGN survives
+# exec): the Ctrl-C test needs Ctrl-C's own handler, so it is put back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
