@@ -122,16 +122,16 @@ class _Batch:
 
     def commit_if_due(self) -> None:
         while len(self.waiting) >= self.limit:
-            self._commit(self.limit)
+            self._commit()
         if self.waiting and self.time_left() == 0.0:
             self.commit_all()
 
     def commit_all(self) -> None:
         while self.waiting:
-            self._commit(self.limit)
+            self._commit()
 
-    def _commit(self, count: int) -> None:
-        batch, self.waiting = self.waiting[:count], self.waiting[count:]
+    def _commit(self) -> None:
+        batch, self.waiting = self.waiting[: self.limit], self.waiting[self.limit :]
         self.since = time.monotonic()  # what is left waits its own time from here
         self.commit(batch)
 

@@ -41,6 +41,7 @@ from collections.abc import Callable, Container, Iterable, Iterator
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import RepositoryError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import TOMBSTONE_COLUMNS, Index, connect
 
 #: The store format this code writes (meta ``schema_version``). 1: issues 1-7. 2: the recovery record
@@ -74,7 +75,10 @@ def write_json_atomically(path: str, value: typing.Any) -> bool:
         for chunk in json.JSONEncoder(sort_keys=True, indent=1).iterencode(value):
             digest.update(chunk.encode('ascii'))
             handle.write(chunk)
-        unchanged = digest.hexdigest() == _file_sha256(path)
+        try:
+            unchanged = file_digest(path)[1] == digest.hexdigest()
+        except FileNotFoundError:
+            unchanged = False
         if not unchanged:
             handle.flush()
             os.fsync(handle.fileno())
@@ -84,17 +88,6 @@ def write_json_atomically(path: str, value: typing.Any) -> bool:
     os.replace(tmp, path)
     _fsync_dir(os.path.dirname(path))
     return True
-
-
-def _file_sha256(path: str) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with open(path, 'rb') as handle:
-            for block in iter(lambda: handle.read(1 << 20), b''):
-                digest.update(block)
-    except FileNotFoundError:
-        return None
-    return digest.hexdigest()
 
 
 def damaged(store: Store, exc: BaseException) -> RepositoryError:
