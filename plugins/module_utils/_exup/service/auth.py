@@ -81,7 +81,7 @@ class Argon2Parameters:
 
 
 #: RFC 9106 §4's second recommended option (m=64 MiB, t=3, p=4), above OWASP's Password Storage Cheat Sheet
-#: minimum (Argon2id, m=19 MiB, t=2, p=1; checked 2026-12). One hash or verification takes 0.14-0.16 s on this
+#: minimum (Argon2id, m=19 MiB, t=2, p=1; checked 2026-12). One hash or verification takes 0.13-0.16 s on this
 #: 2-CPU machine (cryptography 50.0.2, measured 2026-12-03), hence the verification cache below.
 ARGON2_PARAMETERS = Argon2Parameters(memory_cost_kib=64 * 1024, iterations=3, lanes=4, salt_bytes=16, length=32)
 

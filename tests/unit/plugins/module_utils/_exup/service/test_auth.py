@@ -230,10 +230,20 @@ def test_edge_lengths_are_accepted():
         '$argon2id$v=19$m=4194304,t=3,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g',  # 4 GiB: never run
         '$argon2id$v=19$m=65536,t=1000,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g',
         '$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$' + 'A' * 300,
+        '$argon2id$v=19$m=8,t=1,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g',  # Argon2 raises ValueError: m < 8 p
+        '$argon2id$v=19$m=8,t=0,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g',
+        '$argon2id$v=19$m=8,t=1,p=0$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g',
     ],
     ids=lambda phc: repr(phc)[:40],
 )
 def test_malformed_or_too_costly_phc_is_false(phc):
+    assert verify_password(phc, ADMIN_PASSWORD) is False
+
+
+def test_an_over_long_phc_is_refused_even_when_it_would_match():
+    long_output = Argon2Parameters(memory_cost_kib=8, iterations=1, lanes=1, salt_bytes=16, length=200)
+    phc = hash_password(ADMIN_PASSWORD, long_output)
+    assert len(phc) > auth.MAX_PHC_CHARS
     assert verify_password(phc, ADMIN_PASSWORD) is False
 
 
@@ -443,6 +453,22 @@ def test_the_lockout_ends_after_lockout_seconds(authenticator, verifier, clock):
     assert verifier.calls == auth.FAILURES_ALLOWED + 2
 
 
+def test_a_served_lockout_forgets_its_failures_even_inside_the_window(authenticator, clock, monkeypatch):
+    monkeypatch.setattr(auth, 'LOCKOUT_SECONDS', 20.0)
+    fail(authenticator, 'x', auth.FAILURES_ALLOWED)
+    clock.step(20)
+    assert {result.code for result in fail(authenticator, 'x', auth.FAILURES_ALLOWED)} == {'auth_failed'}
+    refused(fail(authenticator, 'x')[0], 'auth_rate_limited')
+
+
+def test_retry_after_rounds_up(authenticator, clock):
+    fail(authenticator, 'x', auth.FAILURES_ALLOWED)
+    clock.step(0.5)
+    assert fail(authenticator, 'x')[0].retry_after == 60
+    clock.step(59.4)
+    assert fail(authenticator, 'x')[0].retry_after == 1
+
+
 def test_failures_older_than_the_window_are_forgotten(authenticator, clock):
     fail(authenticator, 'x', auth.FAILURES_ALLOWED - 1)
     clock.step(auth.WINDOW_SECONDS)
@@ -567,3 +593,29 @@ def test_threads_give_consistent_counts(both, clock):
     assert codes.count('auth_rate_limited') == 350 - auth.FAILURES_ALLOWED
     assert verifier.calls == auth.FAILURES_ALLOWED + 1  # the legit password once, then the cache
     assert authenticator._global_pending == 0 and authenticator._clients['same'].pending == 0
+
+
+def test_threads_cannot_overrun_the_global_budget(both, clock, monkeypatch):
+    """8 addresses guess at once while 5 wrong verifications are left: only 5 run, the rest wait their turn."""
+    monkeypatch.setattr(auth, 'GLOBAL_FAILURES', 5)
+    verifier = CountingVerifier()
+    gate = threading.Barrier(8)
+
+    def slow_verifier(phc, password):
+        threading.Event().wait(0.05)  # all eight reach the check while the first five verify
+        return verifier(phc, password)
+
+    authenticator = Authenticator(both, clock=clock, verifier=slow_verifier)
+    codes = []
+
+    def guess(number):
+        gate.wait()
+        codes.append(fail(authenticator, 'address %d' % number)[0].code)
+
+    threads = [threading.Thread(target=guess, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert verifier.calls == 5
+    assert sorted(codes) == ['auth_failed'] * 5 + ['auth_rate_limited'] * 3
