@@ -19,6 +19,7 @@ import json
 import re
 import urllib.parse
 import warnings
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline
@@ -139,7 +140,7 @@ def check_targets(targets: object) -> list[str]:
 # --- the delivery ---
 
 
-def encode_body(body: dict) -> bytes:
+def encode_body(body: Mapping[str, Any]) -> bytes:
     """The bytes posted (and signed): compact JSON with sorted keys, so one notice is always the same bytes."""
     return json.dumps(body, sort_keys=True, separators=(',', ':'), ensure_ascii=False).encode('utf-8')
 
@@ -163,7 +164,7 @@ def _failed(url: str, error: str, msg: str, **more: Any) -> dict:
 
 def send_webhook(
     url: str,
-    body: dict,
+    body: Mapping[str, Any],
     timeout: float,
     ca_path: str | None = None,
     validate_certs: bool = True,

@@ -229,7 +229,9 @@ def scheduler(schedule: DownloadSchedule, last_run, now: datetime.datetime, unti
             last_run = now
             now += datetime.timedelta(seconds=40)
             continue
-        now = max(now, next_run(schedule, last_run, now)) + datetime.timedelta(seconds=2)
+        wake = next_run(schedule, last_run, now)
+        assert wake is not None
+        now = max(now, wake) + datetime.timedelta(seconds=2)
     return runs
 
 
