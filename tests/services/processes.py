@@ -83,10 +83,10 @@ class Daemon:
             raise ServiceError(f"{self.name} was not started")
         return self.proc.pid
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         with open(self.output_path, "wb") as output:
             self.proc = subprocess.Popen(  # pylint: disable=consider-using-with  # stop() waits for it
-                self.argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                self.argv, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def error(self, reason: str) -> ServiceError:

@@ -497,6 +497,20 @@ class Repository:
         """True when registering ``server`` would change the repository's record of it (check mode of exup_info)."""
         return index.server_row(manager_id, server.name) != ServerRow.of(manager_id, server)
 
+    def note_presence(self, manager_id: str) -> None:
+        """A manager used the repository (003 §2.2.8): its presence window starts again."""
+        with self.store.writer() as index, index.transaction():
+            index.touch_manager(manager_id, self.now_text())
+
+    def announce(self, manager_id: str, servers: list[Server] | None = None) -> list[str]:
+        """A remote manager's presence report, with its servers (its needs) when given; the managers it expired."""
+        with self.store.writer() as index:
+            return self.register_manager(index, manager_id, servers)
+
+    def proxy_options(self) -> dict[str, typing.Any]:
+        """HttpClient keyword arguments for the repository's own downloads (003 §3.3 proxy); none set: direct."""
+        return {}
+
     def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields: typing.Any) -> None:
         """Update one module's record (previous generation, block until reset, staged version) in its own transaction."""
         with self.store.writer() as index, index.transaction():

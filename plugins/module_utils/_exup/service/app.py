@@ -1,0 +1,544 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The repository service: a starlette ASGI app over ``Repository``, served by granian (``service/main.py``).
+
+A thin face: it checks credentials (``auth.py``), reads bounded bodies, calls the repository's
+operations in a thread (each is one read or one writer session) and answers JSON in the records of
+``wire.py``. Package files are content-addressed and immutable: ETag, Range and caching headers let
+any HTTP cache or CDN sit in front (docs/architecture.md says why starlette on granian).
+
+Who may do what: ``read`` (managed hosts, BMCs, readers) may GET; ``admin`` (managers) may also
+write. Nobody may delete a package through the service (003 §3.6): that is the repository host's own
+manager's, on its local path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import threading
+import typing
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.service import auth, wire
+
+try:
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    HAS_STARLETTE = True
+    STARLETTE_IMPORT_ERROR = None
+except ImportError as exc:  # the service's host needs it; nothing else does
+    HAS_STARLETTE = False
+    STARLETTE_IMPORT_ERROR = exc
+
+if typing.TYPE_CHECKING:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.service.config import ServiceConfig
+
+COLLECTION_VERSION = '0.1.0'
+PRESENCE_EVERY_SECONDS = 60  # a manager's calls count as presence (003 §2.2.8); one write a minute is enough
+UPLOAD_LIFETIME_SECONDS = 3600
+
+
+class Service:
+    """What every request handler needs: the repository, the credentials and the configuration."""
+
+    def __init__(self, config: ServiceConfig, repository: Repository, authenticator: auth.Authenticator) -> None:
+        self.config = config
+        self.repository = repository
+        self.authenticator = authenticator
+        self.credentials_mtime = _mtime(config.credentials_path)
+        self.presence_seen: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.downloads = Downloads(self)
+
+    # ----------------------------------------------------------------- credentials
+    def refresh_credentials(self) -> None:
+        """A password changed by another worker or by the settings module takes effect at the next request."""
+        mtime = _mtime(self.config.credentials_path)
+        if mtime != self.credentials_mtime:
+            with self.lock:
+                self.authenticator.replace(load_credentials(self.config.credentials_path))
+                self.credentials_mtime = mtime
+
+    def role(self, request: Request, needed: str) -> str:
+        self.refresh_credentials()
+        client = request.client.host if request.client else '-'
+        result = self.authenticator.role_for(request.headers.get('authorization'), client)
+        if not result.ok:
+            raise result.error()
+        if not result.allows(needed):
+            raise auth.forbidden(str(result.role), needed)
+        return str(result.role)
+
+    def presence(self, manager_id: str | None) -> None:
+        """Every call of a manager counts as its presence (003 §2.2.8), written at most once a minute per worker."""
+        if not manager_id:
+            return
+        now = _monotonic()
+        with self.lock:
+            if now - self.presence_seen.get(manager_id, -PRESENCE_EVERY_SECONDS) < PRESENCE_EVERY_SECONDS:
+                return
+            self.presence_seen[manager_id] = now
+        self.repository.note_presence(_id(manager_id, 'manager id'))
+
+
+class Downloads:
+    """ "Download now" (003 §3.4.2): the repository's side downloads; the state is a file, so any worker can answer a poll."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.folder = os.path.join(service.config.store, 'service', 'downloads')
+
+    def start(self, manager_id: str, servers: list | None, check_mode: bool, accept_version_reset: bool) -> dict:
+        config = self.service.config
+        if not config.feed_url:
+            raise ExupError('this repository service has no feed_url: it cannot download (its configuration names none)', code='download_unavailable')
+        os.makedirs(self.folder, mode=0o700, exist_ok=True)
+        download_id = secrets.token_hex(8)
+        self._write(download_id, {'download_id': download_id, 'state': 'running'})
+        thread = threading.Thread(target=self._run, args=(download_id, manager_id, servers, check_mode, accept_version_reset), daemon=True)
+        thread.start()
+        return {'download_id': download_id, 'state': 'running'}
+
+    def _run(self, download_id: str, manager_id: str, servers: list | None, check_mode: bool, accept_version_reset: bool) -> None:
+        from ansible_collections.exup.fleet.plugins.module_utils._exup import signing, transport
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
+
+        config = self.service.config
+        try:
+            client = transport.HttpClient(**self.service.repository.proxy_options())
+            keyring = signing.KeyRing.from_pem_list(list(config.trusted_keys))
+            options = SyncOptions(feed_url=str(config.feed_url), manager_id=manager_id, servers=servers, accept_version_reset=accept_version_reset)
+            result = self.service.repository.sync(client, keyring, options, check_mode=check_mode)
+            state = {'download_id': download_id, 'state': 'finished', 'result': dict(result.as_dict(), changed=result.changed)}
+        except ExupError as exc:
+            state = {'download_id': download_id, 'state': 'failed', 'error': exc.code, 'msg': exc.msg}
+        except Exception as exc:  # pylint: disable=broad-except  # the poller must learn the end, whatever it was
+            state = {'download_id': download_id, 'state': 'failed', 'error': 'service_failed', 'msg': '%s: %s' % (type(exc).__name__, exc)}
+        self._write(download_id, state)
+
+    def state(self, download_id: str) -> dict:
+        if not download_id.isalnum() or len(download_id) != 16:
+            raise ExupError('no such download', code='not_found')
+        try:
+            with open(os.path.join(self.folder, download_id + '.json'), encoding='utf-8') as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            raise ExupError('no such download: %s' % download_id, code='not_found') from None
+
+    def _write(self, download_id: str, state: dict) -> None:
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import write_json_atomically
+
+        write_json_atomically(os.path.join(self.folder, download_id + '.json'), state)
+
+
+def load_credentials(path: str) -> auth.Credentials:
+    """The hashes the settings keep (0600 in the store); none set is credentials_missing: there is no default password."""
+    try:
+        with open(path, encoding='utf-8') as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        data = {}
+    except ValueError:
+        raise ExupError('the service credentials file %s is not JSON' % path, code='credentials_invalid') from None
+    return auth.Credentials.from_dict(data)
+
+
+# ----------------------------------------------------------------- request helpers
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The body, never more than ``limit`` bytes held: a stated or streamed excess is body_too_large."""
+    stated = request.headers.get('content-length')
+    if stated is not None and (not stated.isdigit() or int(stated) > limit):
+        raise ExupError('the request body is larger than %d bytes' % limit, code='body_too_large')
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ExupError('the request body is larger than %d bytes' % limit, code='body_too_large')
+    return bytes(body)
+
+
+async def json_body(request: Request) -> dict:
+    body = await read_bounded(request, wire.MAX_JSON_BYTES)
+    try:
+        data = json.loads(body or b'{}')
+    except (ValueError, RecursionError):
+        raise ExupError('the request body is not JSON', code='request_invalid') from None
+    if not isinstance(data, dict):
+        raise ExupError('the request body must be a JSON object', code='request_invalid')
+    return data
+
+
+def _id(value: object, what: str) -> str:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.package import is_id
+
+    if not is_id(value):
+        raise ExupError('%s is not an id (letters, digits, . _ - at most 64)' % what, code='request_invalid')
+    return str(value)
+
+
+def _text(value: object, what: str, limit: int = 256) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit or any(ord(char) < 32 for char in value):
+        raise ExupError('%s must be a non-empty text of at most %d characters' % (what, limit), code='request_invalid')
+    return value
+
+
+def _flag(value: object, what: str) -> bool:
+    if value in (None, False, 'false', '0', ''):
+        return False
+    if value in (True, 'true', '1'):
+        return True
+    raise ExupError('%s must be true or false' % what, code='request_invalid')
+
+
+def _strings(value: object, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value) or len(value) > 10000:
+        raise ExupError('%s must be a list of texts' % what, code='request_invalid')
+    return value
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def error_response(error: ExupError) -> JSONResponse:
+    status = wire.status_of(error.code)
+    headers = {}
+    if status == 401:
+        headers['WWW-Authenticate'] = 'Basic realm="exup", charset="UTF-8"'
+    if error.code == 'auth_rate_limited':
+        headers['Retry-After'] = str(error.details.get('retry_after', 60))
+    return JSONResponse(wire.error_body(error), status_code=status, headers=headers)
+
+
+# ----------------------------------------------------------------- the app
+def check_startup(config: ServiceConfig) -> None:
+    """What must hold before the service takes its port: starlette, credentials (no default password), TLS files."""
+    if not HAS_STARLETTE:
+        raise ExupError('the repository service needs the starlette Python library: %s' % STARLETTE_IMPORT_ERROR, code='missing_library')
+    load_credentials(config.credentials_path)  # none set: credentials_missing
+    for path in (config.tls_certificate, config.tls_key):
+        if path and not os.access(path, os.R_OK):
+            raise ExupError('cannot read the TLS file %s' % path, code='config_invalid')
+
+
+def app_from_environment() -> Starlette:
+    """granian's factory target in each worker: the app of the configuration file main.py named."""
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.service.config import read_config
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.service.main import CONFIG_ENV
+
+    return create_app(read_config(os.environ[CONFIG_ENV]))
+
+
+def create_app(config: ServiceConfig, repository: Repository | None = None) -> Starlette:
+    """The ASGI app for one configuration. Refuses to start without credentials: there is no default password."""
+    if not HAS_STARLETTE:
+        raise ExupError('the repository service needs the starlette Python library: %s' % STARLETTE_IMPORT_ERROR, code='missing_library')
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+
+    service = Service(config, repository or Repository(config.store), auth.Authenticator(load_credentials(config.credentials_path)))
+    return Starlette(routes=routes(service), exception_handlers={ExupError: _refused, HTTPException: _http_error, Exception: _failure})
+
+
+def _refused(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(typing.cast(ExupError, exc))
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """starlette's own refusals (no such route, method not allowed) in the service's error shape."""
+    status = typing.cast(HTTPException, exc).status_code
+    code = {404: 'not_found', 405: 'method_not_allowed'}.get(status, 'request_invalid')
+    return JSONResponse(
+        {'error': code, 'msg': 'no such resource: %s %s' % (request.method, request.url.path[:200]) if status == 404 else str(exc)}, status_code=status
+    )
+
+
+def _failure(request: Request, exc: Exception) -> JSONResponse:
+    """A bug answers 500 with a code, never a traceback to the client."""
+    return JSONResponse({'error': 'service_failed', 'msg': 'the repository service failed: %s' % type(exc).__name__}, status_code=500)
+
+
+def routes(service: Service) -> list:
+    repo = service.repository
+
+    def guarded(needed: str, handler: typing.Callable) -> typing.Callable:
+        async def endpoint(request: Request) -> Response:
+            await run_in_threadpool(service.role, request, needed)
+            await run_in_threadpool(service.presence, request.headers.get('x-exup-manager'))
+            return await handler(request)
+
+        return endpoint
+
+    def threaded(function: typing.Callable) -> typing.Callable:
+        async def call(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+            return await run_in_threadpool(function, *args, **kwargs)
+
+        return call
+
+    async def about(request: Request) -> Response:
+        return JSONResponse(wire.about(COLLECTION_VERSION))
+
+    async def pool(request: Request) -> Response:
+        digest = request.path_params['digest']
+        if len(digest) != 64 or any(char not in '0123456789abcdef' for char in digest):
+            raise ExupError('no such package file', code='not_found')
+        path = repo.store.pool_path(digest)
+        if not os.path.isfile(path):
+            raise ExupError('no such package file', code='not_found')
+        headers = wire.pool_headers(digest)
+        if wire.if_none_match_hits(request.headers.get('if-none-match'), digest):
+            return Response(status_code=304, headers=headers)
+        return FileResponse(path, headers=headers, media_type='application/zip', content_disposition_type='inline')
+
+    async def packages(request: Request) -> Response:
+        module_id = request.query_params.get('module_id')
+        found = await threaded(repo.packages)(_id(module_id, 'module_id') if module_id else None)
+        return JSONResponse({'packages': [wire.stored_package_as_dict(package) for package in found]})
+
+    async def packages_for(request: Request) -> Response:
+        params = request.query_params
+        key_ids = params.getlist('key_id') if params.get('keys') == 'given' else None
+        found = await threaded(repo.packages_for)(_text(params.get('model'), 'model'), _text(params.get('os'), 'os'), key_ids)
+        return JSONResponse({'packages': [wire.stored_package_as_dict(package) for package in found]})
+
+    async def delete_package(request: Request) -> Response:
+        raise ExupError(
+            'a manager that uses a remote repository cannot delete its packages (003 §3.6): delete them on the repository host itself',
+            code='remote_delete_refused',
+        )
+
+    async def tombstones(request: Request) -> Response:
+        found = await threaded(repo.deleted_packages)()
+        return JSONResponse({'tombstones': [tombstone.as_dict() for tombstone in found]})
+
+    async def clear_tombstones(request: Request) -> Response:
+        body = await json_body(request)
+        return JSONResponse({'cleared': await threaded(repo.clear_tombstones)(_flag(body.get('check_mode'), 'check_mode'))})
+
+    async def clear_refusals(request: Request) -> Response:
+        body = await json_body(request)
+        ids = _strings(body.get('package_ids'), 'package_ids') if body.get('package_ids') is not None else None
+        return JSONResponse({'cleared': await threaded(repo.clear_refusals)(ids, _flag(body.get('check_mode'), 'check_mode'))})
+
+    async def listing(request: Request) -> Response:
+        params = request.query_params
+        limit = params.get('event_limit', '100')
+        if not limit.isdigit() or int(limit) > 10000:
+            raise ExupError('event_limit must be a number up to 10000', code='request_invalid')
+        answer = await threaded(repo.listing)(
+            _id(params.get('manager_id'), 'manager_id'), int(limit), params.getlist('module_id') or None, params.getlist('model') or None
+        )
+        return JSONResponse(answer)
+
+    async def upload(request: Request) -> Response:
+        name = os.path.basename(_text(request.headers.get('x-exup-file-name', 'package.zip'), 'file name'))
+        upload_id = secrets.token_hex(8)
+        folder = os.path.join(repo.store.tmp_dir, 'uploads', upload_id)
+        os.makedirs(folder, mode=0o700)
+        try:
+            with open(os.path.join(folder, name), 'xb') as handle:
+                written = 0
+                async for chunk in request.stream():
+                    written += len(chunk)
+                    if written > wire.MAX_UPLOAD_BYTES:
+                        raise ExupError('the package is larger than %d bytes' % wire.MAX_UPLOAD_BYTES, code='body_too_large')
+                    handle.write(chunk)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return JSONResponse({'upload_id': upload_id, 'file': name, 'size': written}, status_code=201)
+
+    async def add(request: Request) -> Response:
+        body = await json_body(request)
+        folders = [os.path.join(repo.store.tmp_dir, 'uploads', upload) for upload in _strings(body.get('uploads'), 'uploads')]
+        if not all(upload.isalnum() for upload in body['uploads']) or not all(os.path.isdir(folder) for folder in folders):
+            raise ExupError('uploads must name files uploaded to /v1/uploads before', code='request_invalid')
+        paths = [os.path.join(folder, os.listdir(folder)[0]) for folder in folders]
+        try:
+            results = await threaded(add_uploaded)(paths, str(body.get('mode', 'needed')), _flag(body.get('check_mode'), 'check_mode'))
+        finally:
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+        return JSONResponse({'results': results})
+
+    def add_uploaded(paths: list[str], mode: str, check_mode: bool) -> list[dict]:
+        from ansible_collections.exup.fleet.plugins.module_utils._exup import signing
+
+        return repo.add_files(paths, signing.KeyRing.from_pem_list(list(service.config.trusted_keys)), mode=mode, check_mode=check_mode)
+
+    async def presence(request: Request) -> Response:
+        manager_id = _id(request.path_params['manager_id'], 'manager id')
+        body = await json_body(request)
+        servers = body.get('servers')
+        expired = await threaded(repo.announce)(manager_id, None if servers is None else _servers(manager_id, servers))
+        return JSONResponse({'manager_id': manager_id, 'expired': expired})
+
+    async def server_put(request: Request) -> Response:
+        manager_id, server = await _server_of(request)
+        return JSONResponse({'changed': await threaded(repo.record_server)(manager_id, server)})
+
+    async def server_differs(request: Request) -> Response:
+        manager_id, server = await _server_of(request)
+        return JSONResponse({'differs': await threaded(repo.server_record_differs)(manager_id, server)})
+
+    async def server_delete(request: Request) -> Response:
+        manager_id, name = _server_path(request)
+        cause = request.query_params.get('cause')
+        return JSONResponse({'known': await threaded(repo.forget_server)(manager_id, name, _text(cause, 'cause', 2000) if cause else None)})
+
+    async def bmc_modules(request: Request) -> Response:
+        manager_id, name = _server_path(request)
+        records = await threaded(repo.bmc_module_records)(manager_id, name)
+        return JSONResponse({'modules': {module_id: wire.bmc_record_as_dict(record) for module_id, record in records.items()}})
+
+    async def bmc_module_set(request: Request) -> Response:
+        manager_id, name = _server_path(request)
+        module_id = _id(request.path_params['module_id'], 'module id')
+        body = await json_body(request)
+        fields = {key: body[key] for key in ('previous', 'block', 'staged') if key in body}
+        if len(fields) != len(body) or not all(value is None or isinstance(value, str) for value in fields.values()):
+            raise ExupError('a BMC module record takes previous, block and staged (texts or null)', code='request_invalid')
+        await threaded(repo.set_bmc_module)(manager_id, name, module_id, **fields)
+        return JSONResponse({'module_id': module_id})
+
+    async def icons(request: Request) -> Response:
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
+
+        manager_id, name = _server_path(request)
+        body = await json_body(request)
+        infos = body.get('infos')
+        if not isinstance(infos, list) or not all(isinstance(info, dict) for info in infos):
+            raise ExupError('infos must be a list of package infos', code='request_invalid')
+        try:
+            parsed = [PackageInfo.from_dict(info) for info in infos]
+        except TypeError as exc:
+            raise ExupError('a package info is incomplete: %s' % exc, code='request_invalid') from None
+        kinds = tuple(_strings(body.get('kinds', ['linux']), 'kinds'))
+        return JSONResponse({'icons': await threaded(repo.status_icons)(manager_id, name, parsed, kinds)})
+
+    async def icons_set(request: Request) -> Response:
+        manager_id, name = _server_path(request)
+        body = await json_body(request)
+        results = await threaded(repo.set_manual_icons)(
+            manager_id, name, _strings(body.get('module_ids'), 'module_ids'), _text(body.get('icon'), 'icon'), _flag(body.get('check_mode'), 'check_mode')
+        )
+        return JSONResponse({'results': results})
+
+    async def restarting(request: Request) -> Response:
+        manager_id, name = _server_path(request)
+        params = request.query_params
+        return JSONResponse({'modules': await threaded(repo.restarting)(manager_id, name, params.get('boot_id'), params.get('power'))})
+
+    async def reboot(request: Request) -> Response:
+        manager_id, name = _server_path(request)
+        body = await json_body(request)
+        seconds = body.get('seconds', 3600)
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 0 < seconds <= 86400:
+            raise ExupError('seconds must be a number from 1 to 86400', code='request_invalid')
+        boot_id = body.get('boot_id')
+        await threaded(repo.request_reboot)(manager_id, name, _strings(body.get('modules'), 'modules'), boot_id if isinstance(boot_id, str) else None, seconds)
+        return JSONResponse({'recorded': True})
+
+    async def settings_get(request: Request) -> Response:
+        return JSONResponse({'settings': await threaded(repo.read_settings)(_flag(request.query_params.get('check_mode'), 'check_mode'))})
+
+    async def settings_patch(request: Request) -> Response:
+        body = await json_body(request)
+        wanted = body.get('settings')
+        if not isinstance(wanted, dict):
+            raise ExupError('settings must be an object of setting name to value', code='request_invalid')
+        before, after = await threaded(repo.change_settings)(wanted, _flag(body.get('check_mode'), 'check_mode'))
+        return JSONResponse({'before': before, 'settings': after})
+
+    async def events_post(request: Request) -> Response:
+        body = await json_body(request)
+        items = body.get('events')
+        if not isinstance(items, list) or not all(isinstance(item, dict) and isinstance(item.get('code'), str) for item in items) or len(items) > 1000:
+            raise ExupError('events must be a list of at most 1000 events, each with a code', code='request_invalid')
+        return JSONResponse({'events': await threaded(repo.log_events)(items)})
+
+    async def job_reported(request: Request) -> Response:
+        return JSONResponse({'reported': await threaded(repo.job_reported)(_id(request.path_params['job_id'], 'job id'))})
+
+    async def download_start(request: Request) -> Response:
+        body = await json_body(request)
+        manager_id = _id(body.get('manager_id'), 'manager_id')
+        servers = body.get('servers')
+        parsed = None if servers is None else _servers(manager_id, servers)
+        answer = await threaded(service.downloads.start)(
+            manager_id, parsed, _flag(body.get('check_mode'), 'check_mode'), _flag(body.get('accept_version_reset'), 'accept_version_reset')
+        )
+        return JSONResponse(answer, status_code=202)
+
+    async def download_state(request: Request) -> Response:
+        return JSONResponse(await threaded(service.downloads.state)(request.path_params['download_id']))
+
+    read, admin = 'read', 'admin'
+    return [
+        Route('/v1/about', guarded(read, about), methods=['GET']),
+        Route('/v1/pool/sha256/{digest}.zip', guarded(read, pool), methods=['GET', 'HEAD']),
+        Route('/v1/packages', guarded(read, packages), methods=['GET']),
+        Route('/v1/packages/for', guarded(read, packages_for), methods=['GET']),
+        Route('/v1/packages', guarded(admin, add), methods=['POST']),
+        Route('/v1/packages/{package_id}', guarded(read, delete_package), methods=['DELETE']),
+        Route('/v1/uploads', guarded(admin, upload), methods=['POST']),
+        Route('/v1/tombstones', guarded(read, tombstones), methods=['GET']),
+        Route('/v1/tombstones/clear', guarded(admin, clear_tombstones), methods=['POST']),
+        Route('/v1/refusals/clear', guarded(admin, clear_refusals), methods=['POST']),
+        Route('/v1/listing', guarded(read, listing), methods=['GET']),
+        Route('/v1/managers/{manager_id}/presence', guarded(admin, presence), methods=['POST']),
+        Route('/v1/managers/{manager_id}/servers/{name}', guarded(admin, server_put), methods=['PUT']),
+        Route('/v1/managers/{manager_id}/servers/{name}', guarded(admin, server_delete), methods=['DELETE']),
+        Route('/v1/managers/{manager_id}/servers/{name}/differs', guarded(admin, server_differs), methods=['POST']),
+        Route('/v1/managers/{manager_id}/servers/{name}/bmc-modules', guarded(admin, bmc_modules), methods=['GET']),
+        Route('/v1/managers/{manager_id}/servers/{name}/bmc-modules/{module_id}', guarded(admin, bmc_module_set), methods=['PATCH']),
+        Route('/v1/managers/{manager_id}/servers/{name}/icons', guarded(admin, icons), methods=['POST']),
+        Route('/v1/managers/{manager_id}/servers/{name}/icons', guarded(admin, icons_set), methods=['PUT']),
+        Route('/v1/managers/{manager_id}/servers/{name}/restarting', guarded(admin, restarting), methods=['GET']),
+        Route('/v1/managers/{manager_id}/servers/{name}/reboots', guarded(admin, reboot), methods=['POST']),
+        Route('/v1/settings', guarded(admin, settings_get), methods=['GET']),
+        Route('/v1/settings', guarded(admin, settings_patch), methods=['PATCH']),
+        Route('/v1/events', guarded(admin, events_post), methods=['POST']),
+        Route('/v1/jobs/{job_id}/reported', guarded(admin, job_reported), methods=['GET']),
+        Route('/v1/downloads', guarded(admin, download_start), methods=['POST']),
+        Route('/v1/downloads/{download_id}', guarded(admin, download_state), methods=['GET']),
+    ]
+
+
+def _server_path(request: Request) -> tuple[str, str]:
+    return _id(request.path_params['manager_id'], 'manager id'), _text(request.path_params['name'], 'server name')
+
+
+async def _server_of(request: Request) -> tuple[str, typing.Any]:
+    manager_id, name = _server_path(request)
+    body = await json_body(request)
+    server = _servers(manager_id, [dict(body, name=name)])[0]
+    return manager_id, server
+
+
+def _servers(manager_id: str, servers: object) -> list:
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import server_from_dict
+
+    if not isinstance(servers, list) or len(servers) > 100000:
+        raise ExupError('servers must be a list of servers', code='request_invalid')
+    return [server_from_dict(manager_id, server) for server in servers]

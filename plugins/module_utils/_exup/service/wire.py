@@ -1,0 +1,224 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The repository service's wire format, declared once for both sides (the service and ``repo/remote.py``).
+
+Paths, the API version and the features each version has (003 §1.3, Fig. 3: a remote repository older
+than the caller limits features), the records as JSON, and how an ``ExupError`` crosses the wire. Pure:
+no I/O, no HTTP library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, StoredPackage, Tombstone
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
+
+SERVICE = 'exup.fleet repository'
+#: the API this code speaks. Raise it when a route or record changes, and say in FEATURES what the new version brings.
+API_VERSION = 1
+#: feature -> the first API version that has it. A repository older than the caller has only those up to its version.
+FEATURES = {
+    'packages': 1,
+    'pool': 1,
+    'presence': 1,
+    'servers': 1,
+    'download': 1,
+    'add': 1,
+    'listing': 1,
+    'events': 1,
+    'settings': 1,
+    'statuses': 1,
+    'feed': 1,
+}
+DEFAULT_PORT = 8080  # 003 Table 2
+
+#: the biggest JSON body either side reads: 2,000 servers with their modules fit many times over
+MAX_JSON_BYTES = 8 * 1024 * 1024
+#: the biggest package a manager may upload (manual add, 003 §3.4.3)
+MAX_UPLOAD_BYTES = 4 * 1024 * 1024 * 1024
+
+POOL_PATH = re.compile(r'/v1/pool/sha256/(?P<digest>[0-9a-f]{64})\.zip')
+ERROR_CODE = re.compile(r'[a-z][a-z0-9_]{0,63}')
+MSG_LIMIT = 2000
+
+#: the HTTP status each refusal of the service answers with (any other ExupError: 422; a bug: 500)
+STATUS_OF = {
+    'auth_required': 401,
+    'auth_failed': 401,
+    'auth_rate_limited': 429,
+    'forbidden': 403,
+    'remote_delete_refused': 403,
+    'not_found': 404,
+    'method_not_allowed': 405,
+    'body_too_large': 413,
+    'request_invalid': 400,
+    'repository_busy': 409,
+    'download_running': 409,
+    'service_unavailable': 503,
+}
+
+
+def pool_path(sha256: str) -> str:
+    """The content-addressed path of a package file: the same bytes always have the same URL, so caches may keep it."""
+    return '/v1/pool/sha256/%s.zip' % sha256
+
+
+def etag_of(sha256: str) -> str:
+    return '"sha256-%s"' % sha256
+
+
+def if_none_match_hits(header: str | None, sha256: str) -> bool:
+    """True when an If-None-Match header names this file's ETag (or is ``*``): answer 304."""
+    if not header:
+        return False
+    wanted = etag_of(sha256)
+    for tag in header.split(','):
+        tag = tag.strip()
+        if tag == '*' or tag.removeprefix('W/') == wanted:
+            return True
+    return False
+
+
+def pool_headers(sha256: str) -> dict[str, str]:
+    """Caching headers of a content-addressed file: immutable, so any HTTP cache or CDN in front may keep it."""
+    return {'ETag': etag_of(sha256), 'Cache-Control': 'public, max-age=31536000, immutable', 'X-Content-Type-Options': 'nosniff'}
+
+
+def status_of(code: str) -> int:
+    return STATUS_OF.get(code, 422)
+
+
+# ----------------------------------------------------------------- versions (003 §1.3, Fig. 3)
+def limited_features(remote_version: int) -> list[str]:
+    """The features this code has that a repository speaking ``remote_version`` lacks."""
+    return sorted(name for name, since in FEATURES.items() if since > remote_version)
+
+
+def about(collection_version: str) -> dict[str, typing.Any]:
+    """What GET /v1/about answers: who this is and what it can do."""
+    return {'service': SERVICE, 'api_version': API_VERSION, 'collection_version': collection_version, 'features': sorted(FEATURES)}
+
+
+def check_about(answer: object, url: str) -> dict[str, typing.Any]:
+    """Validate a service's /v1/about; what it lacks of this code's features is in ``limited``."""
+    if not isinstance(answer, dict) or answer.get('service') != SERVICE:
+        raise ExupError('%s is not an exup.fleet repository service (its /v1/about says otherwise)' % url, code='repository_unavailable')
+    version = answer.get('api_version')
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ExupError('%s answered an API version that is not a positive number: %r' % (url, str(version)[:40]), code='repository_unavailable')
+    if version > API_VERSION:  # newer than this code: it still speaks every version up to its own
+        version = API_VERSION
+    return dict(answer, api_version=version, limited=limited_features(version))
+
+
+def refuse_limited(about_answer: dict, feature: str, url: str) -> None:
+    """A feature the remote repository is too old for is refused cleanly, naming what to update (Fig. 3)."""
+    if feature in about_answer.get('limited', ()):
+        raise ExupError(
+            'the repository at %s speaks API version %s, older than this collection (%s): it lacks %s. '
+            'Update the exup.fleet collection on the repository host to use %s.'
+            % (url, about_answer['api_version'], API_VERSION, ', '.join(about_answer['limited']), feature),
+            code='repository_too_old',
+            limited=about_answer['limited'],
+        )
+
+
+# ----------------------------------------------------------------- errors across the wire
+def error_body(error: ExupError) -> dict[str, typing.Any]:
+    return dict(error.details, error=error.code, msg=error.msg)
+
+
+def error_from_body(status: int, body: object, url: str) -> ExupError:
+    """The ExupError a service answered with; anything else is a clear service_failed, never trusted blindly."""
+    if isinstance(body, dict) and isinstance(body.get('error'), str) and ERROR_CODE.fullmatch(body['error']) and isinstance(body.get('msg'), str):
+        details = {key: value for key, value in body.items() if key not in ('error', 'msg', 'code') and isinstance(key, str) and ERROR_CODE.fullmatch(key)}
+        return ExupError(body['msg'][:MSG_LIMIT], code=body['error'], **details)
+    return ExupError('the repository service at %s answered HTTP %d without an exup error' % (url, status), code='service_failed', status=status)
+
+
+# ----------------------------------------------------------------- records as JSON
+def stored_package_as_dict(package: StoredPackage) -> dict[str, typing.Any]:
+    return {
+        'info': dataclasses.asdict(package.info),
+        'sha256': package.sha256,
+        'size': package.size,
+        'key_id': package.key_id,
+        'source': package.source,
+        'pinned': package.pinned,
+        'added_at': package.added_at,
+        'url': pool_path(package.sha256),
+    }
+
+
+def stored_package_from_dict(data: object, base_url: str) -> StoredPackage:
+    """A package the service listed; its ``path`` is the URL of its file at the service."""
+    record = _record(data, ('info', 'sha256', 'size', 'key_id', 'source', 'pinned', 'added_at'), 'package')
+    if not isinstance(record['sha256'], str) or not re.fullmatch(r'[0-9a-f]{64}', record['sha256']):
+        raise _invalid('package', 'sha256')
+    if not isinstance(record['info'], dict):
+        raise _invalid('package', 'info')
+    try:
+        info = PackageInfo.from_dict(record['info'])
+    except TypeError as exc:
+        raise _invalid('package', 'info (%s)' % exc) from None
+    return StoredPackage(
+        info=info,
+        sha256=record['sha256'],
+        size=_integer(record['size'], 'package', 'size'),
+        path=base_url.rstrip('/') + pool_path(record['sha256']),
+        key_id=str(record['key_id']),
+        source=str(record['source']),
+        pinned=bool(record['pinned']),
+        added_at=str(record['added_at']),
+    )
+
+
+def server_as_dict(server: Server) -> dict[str, typing.Any]:
+    return {'name': server.name, 'model': server.model, 'os': server.os, 'modules': server.modules}
+
+
+def tombstone_from_dict(data: object) -> Tombstone:
+    record = _record(data, [field.name for field in dataclasses.fields(Tombstone)], 'tombstone')
+    return Tombstone(**dict(record, forced=bool(record['forced']), models=tuple(record['models'] or ()), os=tuple(record['os'] or ())))
+
+
+def refusal_from_dict(data: object) -> Refusal:
+    return Refusal(**_record(data, [field.name for field in dataclasses.fields(Refusal)], 'refusal'))
+
+
+def bmc_record_as_dict(record: BmcModuleRecord) -> dict[str, typing.Any]:
+    return dataclasses.asdict(record)
+
+
+def bmc_record_from_dict(data: object) -> BmcModuleRecord:
+    record = _record(data, ['module_id'], 'bmc module record')
+    fields = {name: data.get(name) for name in ('previous', 'block', 'staged', 'since')} if isinstance(data, dict) else {}
+    if not all(value is None or isinstance(value, str) for value in fields.values()) or not isinstance(record['module_id'], str):
+        raise _invalid('bmc module record', 'field (texts or null)')
+    return BmcModuleRecord(record['module_id'], **fields)
+
+
+def _record(data: object, keys: typing.Sequence[str], what: str) -> dict[str, typing.Any]:
+    """The named fields of an answer's object (others are ignored: a newer service may send more)."""
+    if not isinstance(data, dict):
+        raise ExupError('the repository service sent a %s that is not an object' % what, code='service_answer_invalid')
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise _invalid(what, ', '.join(missing) + ' (missing)')
+    return {key: data[key] for key in keys}
+
+
+def _integer(value: object, what: str, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _invalid(what, field)
+    return value
+
+
+def _invalid(what: str, field: str) -> ExupError:
+    return ExupError('the repository service sent a %s with a bad %s' % (what, field), code='service_answer_invalid')
