@@ -23,7 +23,7 @@ import threading
 import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.service import auth, wire
+from ansible_collections.exup.fleet.plugins.module_utils._exup.service import auth, openapi, wire
 
 try:
     from starlette.applications import Starlette
@@ -298,6 +298,11 @@ def routes(service: Service) -> list:
     async def about(request: Request) -> Response:
         return JSONResponse(wire.about(COLLECTION_VERSION))
 
+    described = openapi.description(COLLECTION_VERSION)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(described)  # the description itself needs no login: it holds no data of the repository
+
     async def pool(request: Request) -> Response:
         digest = request.path_params['digest']
         if len(digest) != 64 or any(char not in '0123456789abcdef' for char in digest):
@@ -496,6 +501,7 @@ def routes(service: Service) -> list:
     read, admin = 'read', 'admin'
     return [
         Route('/v1/about', guarded(read, about), methods=['GET']),
+        Route(openapi.OPENAPI_PATH, openapi_json, methods=['GET']),
         Route('/v1/pool/sha256/{digest}.zip', guarded(read, pool), methods=['GET', 'HEAD']),
         Route('/v1/packages', guarded(read, packages), methods=['GET']),
         Route('/v1/packages/for', guarded(read, packages_for), methods=['GET']),
