@@ -22,6 +22,7 @@ import shutil
 import threading
 import typing
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup import events
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.service import auth, openapi, wire
 
@@ -208,6 +209,18 @@ def _strings(value: object, what: str) -> list[str]:
     return value
 
 
+def _is_event(item: object) -> bool:
+    """An event as events.event builds it: the log's columns, each of its type."""
+    return (
+        isinstance(item, dict)
+        and item.get('level') in (events.NORMAL, events.ERROR)
+        and isinstance(item.get('code'), str)
+        and wire.ERROR_CODE.fullmatch(item['code']) is not None
+        and isinstance(item.get('message'), str)
+        and isinstance(item.get('detail'), dict)
+    )
+
+
 def _mtime(path: str) -> float | None:
     try:
         return os.stat(path).st_mtime_ns
@@ -357,6 +370,8 @@ def routes(service: Service) -> list:
 
     async def upload(request: Request) -> Response:
         name = os.path.basename(_text(request.headers.get('x-exup-file-name', 'package.zip'), 'file name'))
+        if name in ('', '.', '..'):
+            raise ExupError('the file name must name a file, not a folder', code='request_invalid')
         upload_id = secrets.token_hex(8)
         folder = os.path.join(repo.store.tmp_dir, 'uploads', upload_id)
         os.makedirs(folder, mode=0o700)
@@ -375,8 +390,9 @@ def routes(service: Service) -> list:
 
     async def add(request: Request) -> Response:
         body = await json_body(request)
-        folders = [os.path.join(repo.store.tmp_dir, 'uploads', upload) for upload in _strings(body.get('uploads'), 'uploads')]
-        if not all(upload.isalnum() for upload in body['uploads']) or not all(os.path.isdir(folder) for folder in folders):
+        uploads = _strings(body.get('uploads'), 'uploads')
+        folders = [os.path.join(repo.store.tmp_dir, 'uploads', upload) for upload in uploads]
+        if not all(upload.isalnum() for upload in uploads) or not all(os.path.isdir(folder) for folder in folders):
             raise ExupError('uploads must name files uploaded to /v1/uploads before', code='request_invalid')
         paths = [os.path.join(folder, os.listdir(folder)[0]) for folder in folders]
         try:
@@ -478,8 +494,8 @@ def routes(service: Service) -> list:
     async def events_post(request: Request) -> Response:
         body = await json_body(request)
         items = body.get('events')
-        if not isinstance(items, list) or not all(isinstance(item, dict) and isinstance(item.get('code'), str) for item in items) or len(items) > 1000:
-            raise ExupError('events must be a list of at most 1000 events, each with a code', code='request_invalid')
+        if not isinstance(items, list) or len(items) > 1000 or not all(_is_event(item) for item in items):
+            raise ExupError('events must be a list of at most 1000 events, each with a level, code, message and detail', code='request_invalid')
         return JSONResponse({'events': await threaded(repo.log_events)(items)})
 
     async def job_reported(request: Request) -> Response:
