@@ -548,7 +548,10 @@ def routes(service: Service) -> list:
 
 
 def _server_path(request: Request) -> tuple[str, str]:
-    return _id(request.path_params['manager_id'], 'manager id'), _text(request.path_params['name'], 'server name')
+    name = _text(request.path_params['name'], 'server name')
+    if name in ('.', '..'):  # a dot segment: clients and proxies would resolve it away before it got here
+        raise ExupError('a server name cannot be . or .. in a URL path', code='request_invalid')
+    return _id(request.path_params['manager_id'], 'manager id'), name
 
 
 async def _server_of(request: Request) -> tuple[str, typing.Any]:
