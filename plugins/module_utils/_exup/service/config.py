@@ -85,6 +85,6 @@ def read_config(path: str) -> ServiceConfig:
         raise ExupError('the service configuration %s is larger than 1 MiB' % path, code='config_invalid')
     try:
         data: typing.Any = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply for the parser
         raise ExupError('the service configuration %s is not JSON: %s' % (path, exc), code='config_invalid') from None
     return config_from_dict(data)

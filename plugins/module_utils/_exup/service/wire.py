@@ -163,6 +163,11 @@ def stored_package_from_dict(data: object, base_url: str) -> StoredPackage:
         raise _invalid('package', 'sha256')
     if not isinstance(record['info'], dict):
         raise _invalid('package', 'info')
+    for field in ('key_id', 'source', 'added_at'):
+        if not isinstance(record[field], str):
+            raise _invalid('package', field)
+    if not isinstance(record['pinned'], bool):  # bool('false') is True: a wrong type must not pin a package
+        raise _invalid('package', 'pinned')
     try:
         info = PackageInfo.from_dict(record['info'])
     except TypeError as exc:
@@ -172,10 +177,10 @@ def stored_package_from_dict(data: object, base_url: str) -> StoredPackage:
         sha256=record['sha256'],
         size=_integer(record['size'], 'package', 'size'),
         path=base_url.rstrip('/') + pool_path(record['sha256']),
-        key_id=str(record['key_id']),
-        source=str(record['source']),
-        pinned=bool(record['pinned']),
-        added_at=str(record['added_at']),
+        key_id=record['key_id'],
+        source=record['source'],
+        pinned=record['pinned'],
+        added_at=record['added_at'],
     )
 
 
