@@ -372,6 +372,9 @@ def routes(service: Service) -> list:
         name = os.path.basename(_text(request.headers.get('x-exup-file-name', 'package.zip'), 'file name'))
         if name in ('', '.', '..'):
             raise ExupError('the file name must name a file, not a folder', code='request_invalid')
+        stated = request.headers.get('content-length')
+        if stated is not None and (not stated.isdigit() or int(stated) > wire.MAX_UPLOAD_BYTES):  # refused before a byte is written
+            raise ExupError('the package is larger than %d bytes' % wire.MAX_UPLOAD_BYTES, code='body_too_large')
         upload_id = secrets.token_hex(8)
         folder = os.path.join(repo.store.tmp_dir, 'uploads', upload_id)
         os.makedirs(folder, mode=0o700)
