@@ -23,12 +23,14 @@ import functools
 import hashlib
 import importlib
 import importlib.machinery
+import json
 import os
 import pkgutil
 import shutil
 import tempfile
 import types
 import typing
+import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
@@ -85,21 +87,121 @@ DELETE_ERROR_IN_USE = 'error_in_use_by_other_manager'
 DELETE_ERROR_MISSING = 'error_not_found'
 
 
-#: the repository's settings: name -> (allowed values, default). 003 §3.3 step 5: the initial status icon.
-SETTINGS = {'initial_manual_icon': (MANUAL_ICONS, DEFAULT_MANUAL_ICON)}
+#: the repository's settings (003 §3.3): name -> (allowed values or None for a rule of its own, default as stored text).
+#: The download schedule (§3.3 4-(ア)-①, §3.4.1), the proxy (②, §2.2.7), the webhooks told of new packages (§3.4.4)
+#: and the initial status icon (step 5). Stored as text with their history; read back typed (``decode_setting``).
+#: The secrets (the proxy password, the service passwords of ③) are not settings: service/credentials.py keeps them.
+SETTINGS: dict[str, tuple[tuple[str, ...] | None, str]] = {
+    'initial_manual_icon': (MANUAL_ICONS, DEFAULT_MANUAL_ICON),
+    'download_interval_hours': (None, '0'),
+    'download_at': (None, '03:00'),
+    'notify_webhooks': (None, '[]'),
+    'proxy_url': (None, ''),
+    'proxy_username': (None, ''),
+    'proxy_auth': (('basic', 'digest'), 'basic'),
+}
 #: a server name or module id longer than this is no name (hostile input)
 NAME_LIMIT = 255
+PROXY_URL_LIMIT = 2048
+#: the secrets a settings change takes besides the settings (credentials.SECRETS; kept here so no import is needed)
+SECRET_NAMES = ('admin_password', 'read_password', 'proxy_password', 'webhook_secret')
+_UNSAFE_TEXT = frozenset(chr(code) for code in list(range(33)) + [127])  # controls and the space
+
+
+def _proxy_url_problem(value: str) -> str | None:
+    """Why ``value`` is no proxy URL (http://host:port), or None. The message never repeats the value."""
+    if len(value) > PROXY_URL_LIMIT or any(char in _UNSAFE_TEXT for char in value):
+        return 'has a space or a control character, or is longer than %d characters' % PROXY_URL_LIMIT
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018  # urlsplit checks the port only when asked
+    except ValueError as exc:
+        return 'is not a URL (%s)' % exc
+    if parts.scheme.lower() not in ('http', 'https') or not parts.hostname:
+        return 'must look like http://host:port'
+    if '@' in parts.netloc:
+        return 'carries a user name or password: give proxy_username and proxy_password instead'
+    return None
+
+
+def check_setting(name: str, value: object) -> str:
+    """The stored text of setting ``name`` set to ``value``; a bad value is ExupError setting_invalid with its rule.
+
+    The schedule's and the webhooks' rules are service/schedule.py's and service/notify.py's own.
+    """
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.service import notify, schedule
+
+    choices, _default = SETTINGS[name]
+    if choices is not None:
+        if value not in choices:
+            raise ExupError('setting %s must be one of %s, not %r' % (name, ', '.join(choices), str(value)[:NAME_LIMIT]), code='setting_invalid', setting=name)
+        return str(value)
+    if name == 'download_interval_hours':
+        return str(schedule.DownloadSchedule.from_settings({name: value}).interval_hours)
+    if name == 'download_at':
+        return schedule.DownloadSchedule.from_settings({name: value}).at
+    if name == 'notify_webhooks':
+        return json.dumps(notify.check_targets(value), separators=(',', ':'))
+    if not isinstance(value, str):
+        raise ExupError('setting %s must be a text, not %s' % (name, type(value).__name__), code='setting_invalid', setting=name)
+    if name == 'proxy_url':
+        problem = _proxy_url_problem(value) if value else None
+        if problem:
+            raise ExupError('setting proxy_url %s (or empty for no proxy)' % problem, code='setting_invalid', setting=name)
+        return value
+    # proxy_username: a Basic user-id has no colon (RFC 7617), and no control character goes into a header
+    if len(value) > NAME_LIMIT or ':' in value or any(char in _UNSAFE_TEXT and char != ' ' for char in value):
+        raise ExupError(
+            'setting proxy_username must be a name of at most %d characters without a colon or a control character (or empty)' % NAME_LIMIT,
+            code='setting_invalid',
+            setting=name,
+        )
+    return value
+
+
+def decode_setting(name: str, text: str) -> typing.Any:
+    """The typed value of a stored setting (an interval is a number, the webhooks a list); a stored value this code
+    cannot read (a hand-edited row) is the default, so a bad row turns the schedule off instead of failing every read."""
+    try:
+        check_setting(name, text if name != 'notify_webhooks' else json.loads(text))
+    except (ExupError, ValueError, RecursionError):
+        text = SETTINGS[name][1]
+    if name == 'download_interval_hours':
+        return int(text)
+    if name == 'notify_webhooks':
+        return json.loads(text)
+    return text
+
+
+def check_settings(wanted: object) -> tuple[dict[str, str], dict[str, str]]:
+    """(settings as stored text, secrets) of a settings change; every value checked before anything changes.
+
+    A bad setting is ExupError setting_invalid; a bad password password_weak or password_invalid (service/auth.py).
+    """
+    if not isinstance(wanted, dict) or not wanted:
+        raise ExupError('give at least one setting: %s' % ', '.join(sorted(SETTINGS) + list(SECRET_NAMES)), code='setting_invalid')
+    settings: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    for key, value in wanted.items():
+        if key in SETTINGS:
+            settings[key] = check_setting(key, value)
+        elif key in SECRET_NAMES:
+            from ansible_collections.exup.fleet.plugins.module_utils._exup.service import credentials
+
+            secrets[key] = credentials.check_secret(key, value)
+        else:
+            raise ExupError(
+                'unknown setting %r: the settings are %s' % (str(key)[:NAME_LIMIT], ', '.join(sorted(SETTINGS) + list(SECRET_NAMES))), code='setting_invalid'
+            )
+    return settings, secrets
 
 
 def settings_problem(wanted: object) -> str | None:
     """Why ``wanted`` (setting -> value) cannot be applied, or None."""
-    if not isinstance(wanted, dict) or not wanted:
-        return 'give at least one setting: %s' % ', '.join(sorted(SETTINGS))
-    for key, value in wanted.items():
-        if key not in SETTINGS:
-            return 'unknown setting %r: the settings are %s' % (str(key)[:NAME_LIMIT], ', '.join(sorted(SETTINGS)))
-        if value not in SETTINGS[key][0]:
-            return 'setting %s must be one of %s, not %r' % (key, ', '.join(SETTINGS[key][0]), str(value)[:NAME_LIMIT])
+    try:
+        check_settings(wanted)
+    except ExupError as exc:
+        return exc.msg
     return None
 
 
@@ -507,10 +609,6 @@ class Repository:
         with self.store.writer() as index:
             return self.register_manager(index, manager_id, servers)
 
-    def proxy_options(self) -> dict[str, typing.Any]:
-        """HttpClient keyword arguments for the repository's own downloads (003 §3.3 proxy); none set: direct."""
-        return {}
-
     def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields: typing.Any) -> None:
         """Update one module's record (previous generation, block until reset, staged version) in its own transaction."""
         with self.store.writer() as index, index.transaction():
@@ -555,38 +653,78 @@ class Repository:
 
     # ----------------------------------------------------------------- settings and statuses (003 §3.3 step 5, Tables 8-9)
     @staticmethod
-    def settings(index: Index, at: str | None = None) -> dict[str, str]:
-        """Setting name -> value, as it was at time ``at`` (UTC text; default now): settings keep their history."""
+    def settings(index: Index, at: str | None = None) -> dict[str, typing.Any]:
+        """Setting name -> value (typed: decode_setting), as it was at time ``at`` (UTC text; default now): settings keep
+        their history."""
         values = {name: default for name, (_choices, default) in SETTINGS.items()}
         for key, value in index.setting_changes(at):
             if key in values:
                 values[key] = value
-        return values
+        return {name: decode_setting(name, text) for name, text in values.items()}
 
-    def read_settings(self, check_mode: bool = False) -> dict[str, str]:
-        """The repository's settings; reading them leaves settings_read (003 Table 18), not in check mode."""
+    def secret_states(self) -> dict[str, str]:
+        """Whether each secret is set ('set' / 'not set'), never its value (service/credentials.py)."""
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.service import credentials
+
+        return credentials.states(self.store.root)
+
+    def read_settings(self, check_mode: bool = False) -> dict[str, typing.Any]:
+        """The repository's settings and the state of each secret; reading them leaves settings_read (003 Table 18),
+        not in check mode."""
         with self.read() as index:
             values = self.settings(index)
+        values.update(self.secret_states())
         if not check_mode:
             self.log_events([ev.event('settings_read', settings=sorted(values))])
         return values
 
     def change_settings(self, wanted: dict, check_mode: bool = False) -> tuple:
-        """Change settings; returns (before, after). A bad name or value changes nothing and logs settings_change_failed."""
-        problem = settings_problem(wanted)
-        if problem:
+        """Change settings and secrets; returns (before, after), the settings typed and each secret as its state
+        ('not set', 'set'; 'changed' after). Every value is checked first: a bad one changes nothing, logs
+        settings_change_failed and raises setting_invalid (password_weak, password_invalid for a password).
+        A password that verifies against the stored hash is not changed."""
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.service import credentials
+
+        try:
+            clean, secrets = check_settings(wanted)
+            with self.store.session(check_mode) as index:
+                before = self.settings(index)
+                planned = credentials.plan_changes(self.store.root, secrets, hash_new=not check_mode)
+                changes = {key: value for key, value in clean.items() if before[key] != decode_setting(key, value)}
+                after = dict(before, **{key: decode_setting(key, value) for key, value in clean.items()})
+                before.update(planned.before)
+                after.update(planned.after)
+                changed = sorted(key for key in after if after[key] != before[key])
+                if changed and not check_mode:
+                    credentials.write_changes(self.store.root, planned)
+                    with index.transaction():
+                        if changes:
+                            index.add_setting_changes(changes, self.now_text())
+                        self.record(index, 'settings_changed', before={key: before[key] for key in changed}, after={key: after[key] for key in changed})
+        except ExupError as exc:
+            if exc.code in ('repository_busy', 'store_damaged', 'store_too_new'):
+                raise
             if not check_mode and self.store.exists:
-                self.log_events([ev.event('settings_change_failed', problem, settings=sorted(str(key) for key in wanted))])
-            raise RepositoryError(problem, code='setting_invalid')
-        with self.store.session(check_mode) as index:
-            before = self.settings(index)
-            after = dict(before, **wanted)
-            changes = {key: value for key, value in wanted.items() if before[key] != value}
-            if changes and not check_mode:
-                with index.transaction():
-                    index.add_setting_changes(changes, self.now_text())
-                    self.record(index, 'settings_changed', before={k: before[k] for k in changes}, after=changes)
+                names = sorted(str(key)[:NAME_LIMIT] for key in wanted) if isinstance(wanted, dict) else []
+                self.log_events([ev.event('settings_change_failed', exc.msg, settings=names, error=exc.code)])
+            raise RepositoryError(exc.msg, code=exc.code) from None
         return before, after
+
+    def proxy_options(self) -> dict[str, typing.Any]:
+        """HttpClient keyword arguments for the repository's own downloads (003 §3.3 4-(ア)-②, §2.2.7): the proxy of the
+        settings with the kept proxy password; no proxy_url set: all None (direct)."""
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.service import credentials
+
+        with self.read() as index:
+            values = self.settings(index)
+        if not values['proxy_url']:
+            return {'proxy_url': None, 'proxy_username': None, 'proxy_password': None, 'proxy_auth': values['proxy_auth']}
+        return {
+            'proxy_url': values['proxy_url'],
+            'proxy_username': values['proxy_username'] or None,
+            'proxy_password': credentials.kept_secret(self.store.root, 'proxy_password') if values['proxy_username'] else None,
+            'proxy_auth': values['proxy_auth'],
+        }
 
     def manual_icons(self, index: Index, manager_id: str, server: str, infos: Iterable[PackageInfo], kinds: Iterable[str] = ('linux',)) -> dict[str, str]:
         """module_id -> the Table 9 icon of each module that has packages of the server not auto-update on this path."""

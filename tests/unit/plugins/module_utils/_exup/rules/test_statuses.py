@@ -107,13 +107,13 @@ def test_rebooting_refuses_every_apply_and_shows_on_the_restarting_modules():
 
 
 def test_settings_default_read_and_change_leave_events(repo, snapshot):
-    assert repo.read_settings(check_mode=True) == {'initial_manual_icon': plan.DEFAULT_MANUAL_ICON}
+    assert repo.read_settings(check_mode=True)['initial_manual_icon'] == plan.DEFAULT_MANUAL_ICON
     assert not repo.store.exists  # check mode and a first read create nothing
     before, after = repo.change_settings({'initial_manual_icon': 'latest'}, check_mode=True)
     assert (before['initial_manual_icon'], after['initial_manual_icon']) == (plan.DEFAULT_MANUAL_ICON, 'latest')
     assert not repo.store.exists
     repo.change_settings({'initial_manual_icon': 'latest'})
-    assert repo.read_settings() == {'initial_manual_icon': 'latest'}
+    assert repo.read_settings()['initial_manual_icon'] == 'latest'
     changed = events(repo, 'settings_changed')
     assert len(changed) == 1 and changed[0]['detail'] == {
         'before': {'initial_manual_icon': plan.DEFAULT_MANUAL_ICON},
@@ -142,7 +142,7 @@ def test_settings_bad_input_changes_nothing(repo, snapshot, wanted, words):
         repo.change_settings(wanted)
     assert error.value.code == 'setting_invalid' and words in error.value.msg and len(error.value.msg) < 400
     assert snapshot(repo) == state
-    assert repo.read_settings(check_mode=True) == {'initial_manual_icon': 'no_package'}
+    assert repo.read_settings(check_mode=True)['initial_manual_icon'] == 'no_package'
     assert events(repo)[0]['code'] == 'settings_change_failed'
 
 
@@ -238,7 +238,7 @@ def test_a_store_of_older_code_without_the_new_tables_reads_as_defaults(tmp_path
         conn.execute('DROP TABLE %s' % table)
     conn.commit()
     conn.close()
-    assert repo.read_settings(check_mode=True) == {'initial_manual_icon': plan.DEFAULT_MANUAL_ICON}
+    assert repo.read_settings(check_mode=True)['initial_manual_icon'] == plan.DEFAULT_MANUAL_ICON
     assert repo.restarting('mgr', 's1', BOOT) == []
     with repo.read() as conn:
         assert conn.chosen_icons('mgr', 's1') == {}
