@@ -74,8 +74,8 @@ class ActionModule(ExupAction):
         return KeyRing.from_pem_list(self.args['trusted_keys'])
 
     def repo_agents(self, repo, facts):
-        """[(info, path)] of the repository's agent packages for this server that this code can read."""
-        return [(package.info, package.path) for package in self.packages_for_server(repo, facts) if support.is_agent(package.info) and package.info.compatible]
+        """[(info, StoredPackage)] of the repository's agent packages for this server that this code can read."""
+        return [(package.info, package) for package in self.packages_for_server(repo, facts) if support.is_agent(package.info) and package.info.compatible]
 
     @staticmethod
     def refuse_unsupported(repo, facts):
@@ -123,7 +123,7 @@ class ActionModule(ExupAction):
                     % (facts['model'], facts['os']),
                     code='no_agent_package',
                 )
-            return chosen[0], chosen[1], used
+            return chosen[0], self.local_paths(repo, [chosen[1]])[chosen[1].package_id], used
         if source == 'media':
             if not args['media_path'] or not os.path.isdir(args['media_path']):
                 raise ExupError('media_path %s is not a mounted folder' % args['media_path'], code='media_unavailable')

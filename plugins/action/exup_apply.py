@@ -86,8 +86,15 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         self.log_events(repo, (started, None, {'packages': [row['package_id'] for row in planned]}))
         inbox = set(inventory['inbox'])
         host_items = [contract.HostItem.for_plan(row, row['sha256'], row['size']).as_dict() for row in planned]  # send_packages adds content
-        local_paths = {row['sha256']: files[row['package_id']].path for row in planned}
-        bundle = self.send_packages([item for item in host_items if item['sha256'] not in inbox], local_paths)
+        missing = [item for item in host_items if item['sha256'] not in inbox]  # only those the host lacks are fetched and sent
+        bundle = None
+        if self.transfer_from_service():
+            self.service_items(repo, missing, files)  # the host fetches them from the repository service itself
+            self.package_transfer = 'service'
+        else:
+            paths = self.local_paths(repo, [files[item['package_id']] for item in missing])
+            bundle = self.send_packages(missing, {item['sha256']: paths[item['package_id']] for item in missing})
+            self.package_transfer = 'controller'
         try:
             answer = self.host_call(
                 'start',
@@ -102,7 +109,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             self.log_events(repo, (failed, exc.result.get('msg'), {'error': exc.result.get('error')}))
             raise
         answer = self.follow(answer)
-        return self.outcome(repo, answer, planned, action)
+        return dict(self.outcome(repo, answer, planned, action), package_transfer=self.package_transfer)
 
     def follow(self, answer):
         """Poll until the job ends; each poll renews the lease (if polls stop, the agent cancels the rest)."""

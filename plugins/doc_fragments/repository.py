@@ -4,16 +4,49 @@
 
 from __future__ import annotations
 
+# How to reach a repository service: every module that takes repository has them.
+_REMOTE = r'''
+  repository_user:
+    description:
+      - The user of a remote repository. V(admin) may change the repository (register servers, download, add);
+        V(read) may only read packages and listings.
+      - Ignored for a local repository.
+    type: str
+    choices: [admin, read]
+    default: admin
+  repository_password:
+    description:
+      - The password of O(repository_user) at a remote repository. Required for a remote repository, as there is no
+        default password. Never logged.
+    type: str
+  repository_ca_path:
+    description: CA bundle (PEM) to verify a remote repository's certificate with, instead of the system store.
+    type: path
+  repository_validate_certs:
+    description: Verify the TLS certificate of a remote repository. Turn off only for tests.
+    type: bool
+    default: true
+  repository_timeout:
+    description: Seconds to wait for a connection to, or each answer of, a remote repository.
+    type: int
+    default: 30
+'''
+
 
 class ModuleDocFragment:
     # Options of every module that works on a repository store.
-    DOCUMENTATION = r'''
+    DOCUMENTATION = (
+        r'''
 options:
   repository:
     description:
-      - Directory of the repository store (packages, SQLite index, lock) on the repository host.
-      - It is created on the first write; check mode never creates it.
-    type: path
+      - The repository, either the directory of a local repository store (packages, SQLite index, lock) on the host the
+        module runs on, or the URL of a repository service, for example V(https://repo.example.com:8080) (003 §1.3).
+      - A local store is created on the first write; check mode never creates it.
+      - A remote repository is checked first (connection, password, API version). An unreachable one fails with
+        C(repository_unreachable), a wrong password with C(auth_failed), and a feature an older repository lacks
+        with C(repository_too_old) naming what it limits.
+    type: str
     required: true
   manager_id:
     description:
@@ -22,6 +55,15 @@ options:
     type: str
     default: local
 '''
+        + _REMOTE
+    )
+
+    # The remote options alone, for modules that document repository themselves (exup_info, exup_apply, exup_agent).
+    REMOTE = (
+        '''
+options:'''
+        + _REMOTE
+    )
 
     TRUST = r'''
 options:

@@ -17,10 +17,20 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.exup.fleet.plugins.module_utils._exup import signing, xmlsafe
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 
-REPOSITORY_SPEC = {
-    'repository': {'type': 'path', 'required': True},
-    'manager_id': {'type': 'str', 'default': 'local'},
+#: how to reach a repository service (``repository: https://host:8080``); unused for a local path
+REMOTE_SPEC = {
+    'repository_user': {'type': 'str', 'default': 'admin', 'choices': ['admin', 'read']},
+    'repository_password': {'type': 'str', 'no_log': True},
+    'repository_ca_path': {'type': 'path'},
+    'repository_validate_certs': {'type': 'bool', 'default': True},
+    'repository_timeout': {'type': 'int', 'default': 30},
 }
+
+REPOSITORY_SPEC = dict(
+    REMOTE_SPEC,
+    repository={'type': 'str', 'required': True},  # a path (expanded like type=path) or a service URL
+    manager_id={'type': 'str', 'default': 'local'},
+)
 
 TRUST_SPEC = {
     'trusted_keys': {'type': 'list', 'elements': 'str', 'required': True, 'no_log': False},
@@ -77,6 +87,12 @@ class ExupModule(AnsibleModule):
             ca_path=params['ca_path'],
             timeout=params['timeout'],
         )
+
+    def repository(self):
+        """The repository of ``repository``: the local store at that path, or the repository service at that URL."""
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote import open_repository
+
+        return self.run(open_repository, self.params)
 
     def keyring(self):
         return self.run(signing.KeyRing.from_pem_list, self.params['trusted_keys'])

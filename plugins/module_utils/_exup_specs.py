@@ -12,7 +12,7 @@ from __future__ import annotations
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import AGENT_DIR
 
 # The feed's HTTP options are the repository modules' own (one definition).
-from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC
+from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC, REMOTE_SPEC
 
 HOST_SPEC = {
     'host_root': {'type': 'path', 'default': '/'},
@@ -39,7 +39,8 @@ BMC_SPEC = {
 INFO_SPEC = dict(
     HOST_SPEC,
     **BMC_SPEC,
-    repository={'type': 'path'},
+    **REMOTE_SPEC,
+    repository={'type': 'str'},
     # 'register' is Ansible's task keyword too: the old name stays as a deprecated alias until 2.0.0
     register_server={
         'type': 'bool',
@@ -54,7 +55,10 @@ INFO_SPEC = dict(
 APPLY_SPEC = dict(
     HOST_SPEC,
     **BMC_SPEC,
-    repository={'type': 'path', 'required': True},
+    **REMOTE_SPEC,
+    repository={'type': 'str', 'required': True},
+    # auto: a remote repository's files go from the service to the host or BMC directly; a local one's through the controller
+    package_transfer={'type': 'str', 'default': 'auto', 'choices': ['auto', 'service', 'controller']},
     trusted_keys={'type': 'list', 'elements': 'str', 'required': True, 'no_log': False},
     state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'cancelled']},
     modules={'type': 'list', 'elements': 'str'},
@@ -75,7 +79,8 @@ APPLY_SPEC = dict(
 AGENT_SPEC = dict(
     HOST_SPEC,
     **HTTP_SPEC,
-    repository={'type': 'path'},
+    **REMOTE_SPEC,
+    repository={'type': 'str'},
     trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
     state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'query', 'logs_collected']},
     source={'type': 'str', 'default': 'repository', 'choices': ['repository', 'feed', 'media', 'file']},

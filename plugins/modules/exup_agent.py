@@ -19,6 +19,7 @@ author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.host
   - exup.fleet.repository.http
+  - exup.fleet.repository.remote
 options:
   state:
     description:
@@ -28,8 +29,11 @@ options:
     default: present
     choices: [present, absent, query, logs_collected]
   repository:
-    description: The repository folder on the controller (needed for V(present)).
-    type: path
+    description:
+      - The repository folder on the controller, or the URL of a repository service (V(https://repo.example.com:8080),
+        with O(repository_password)); needed for V(present).
+      - From a repository service the agent package is fetched to the controller and sent over the connection.
+    type: str
   trusted_keys:
     description:
       - Public keys the agent package must be signed with.

@@ -23,11 +23,30 @@ author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.host
   - exup.fleet.bmc
+  - exup.fleet.repository.remote
 options:
   repository:
-    description: The repository folder on the controller.
-    type: path
+    description:
+      - The repository folder on the controller, or the URL of a repository service (V(https://repo.example.com:8080),
+        with O(repository_password)).
+    type: str
     required: true
+  package_transfer:
+    description:
+      - How package files reach the managed server or BMC.
+      - V(controller) sends them from the controller over the play's connection (the agent path) or pushes them to the BMC;
+        files of a remote repository are first fetched to the controller and checked there.
+      - V(service) has the managed server fetch each file itself from the repository service, with a signed URL that
+        admits that one file for a limited time (no password on the server), and no copy through the controller. The
+        server checks the file's SHA-256 and signature before use. It needs a remote O(repository).
+      - V(auto) is V(service) for a remote repository and V(controller) for a local one.
+      - On the BMC path with O(update_method=simple_update) and a remote repository, the BMC always fetches the file from the
+        repository service (the ImageURI is a signed URL; O(image_base_url), if given, replaces the service's address as the
+        BMC reaches it).
+      - RV(package_transfer) says which way was used.
+    type: str
+    choices: [auto, service, controller]
+    default: auto
   trusted_keys:
     description:
       - Public keys packages must be signed with; the host verifies each package against them.
@@ -149,6 +168,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+package_transfer:
+  description: How package files reached the server or BMC, V(service) (fetched from the repository service) or V(controller).
+  returned: when packages were sent
+  type: str
+  sample: service
 plan:
   description: The ordered packages (package_id, module_id, action, from_version, to_version, reboot_required, release_date).
   returned: always

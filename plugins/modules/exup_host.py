@@ -86,9 +86,17 @@ options:
       src:
         description: Path of the package file already copied to the host.
         type: str
+      url:
+        description:
+          - A pool ticket URL of the repository service the host fetches the package file from itself (a remote repository,
+            O(items[].size) bytes at most, no redirect followed, SHA-256 and signature checked before use).
+        type: str
+      url_ca:
+        description: The CA certificate (PEM text) to verify an V(https://) O(items[].url) with, instead of the host's trust store.
+        type: str
   package:
     description:
-      - For C(agent_install), the agent package; the file comes inline (C(content)), as C(src), or in O(bundle).
+      - For C(agent_install), the agent package; the file comes inline (C(content)), as C(src), in O(bundle), or from C(url).
       - A missing or bad field is refused with C(error=contract_invalid) naming it.
     type: dict
     suboptions:
@@ -106,6 +114,14 @@ options:
         type: str
       src:
         description: Path of the package file already copied to the host.
+        type: str
+      url:
+        description:
+          - A pool ticket URL of the repository service the host fetches the package file from itself (a remote repository,
+            O(package.size) bytes at most, no redirect followed, SHA-256 and signature checked before use).
+        type: str
+      url_ca:
+        description: The CA certificate (PEM text) to verify an V(https://) O(package.url) with, instead of the host's trust store.
         type: str
   bundle:
     description: For C(start), an uncompressed tar of C(<sha256>.zip) members the controller copied (packages not sent inline).

@@ -24,10 +24,13 @@ author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.host
   - exup.fleet.bmc
+  - exup.fleet.repository.remote
 options:
   repository:
-    description: The repository folder on the controller; without it only the server side is reported.
-    type: path
+    description:
+      - The repository folder on the controller, or the URL of a repository service (V(https://repo.example.com:8080),
+        with O(repository_password)); without it only the server side is reported.
+    type: str
   register_server:
     description:
       - Record this server (model, OS, versions, previous generations) in the repository as managed by O(manager_id).

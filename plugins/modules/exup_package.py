@@ -164,7 +164,7 @@ rebuilt:
 import os
 import zipfile
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import DELETED, Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import DELETED
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
 
 ERROR_RESULTS = ('error_invalid_package', 'error_in_use_by_other_manager', 'error_not_found')
@@ -216,7 +216,7 @@ def main():
         ],
     )
     params = module.params
-    repo = Repository(params['repository'])
+    repo = module.repository()
     state = params['state']
     output = {'changed': False}
 

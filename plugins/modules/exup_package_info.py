@@ -98,7 +98,6 @@ feed_entries:
   type: int
 '''
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
 
 
@@ -110,7 +109,7 @@ def main():
     module = ExupModule(argument_spec, supports_check_mode=True)
     params = module.params
     listing = module.run(
-        Repository(params['repository']).listing,
+        module.repository().listing,
         params['manager_id'],
         event_limit=params['event_limit'],
         module_ids=params['module_ids'],

@@ -22,13 +22,22 @@ description:
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
-  - exup.fleet.repository.TRUST
   - exup.fleet.repository.HTTP
 options:
   feed_url:
-    description: URL of the feed's signed catalog, for example V(https://updates.example.com/exup/catalog.json).
+    description:
+      - URL of the feed's signed catalog, for example V(https://updates.example.com/exup/catalog.json).
+      - Required for a local O(repository). A remote repository (a service URL) downloads from the feed its own
+        configuration names (003 §3.4.2: the repository's side downloads); O(feed_url), O(trusted_keys) and the proxy
+        options are then not used.
     type: str
-    required: true
+  trusted_keys:
+    description:
+      - Ed25519 public keys (PEM text, or paths of PEM files on the repository host) trusted to sign packages and catalogs.
+      - Add a new vendor key here before the vendor signs with it, so keys can rotate.
+      - Required for a local O(repository); a remote repository verifies with the keys its configuration trusts.
+    type: list
+    elements: str
   servers:
     description:
       - The servers this manager manages. Omit to keep what this manager registered before.
@@ -166,7 +175,8 @@ plan_skipped:
   type: bool
 '''
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository, server_from_dict
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote import is_remote
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import server_from_dict
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC, REPOSITORY_SPEC, TRUST_SPEC, ExupModule
 
@@ -175,7 +185,8 @@ def main():
     argument_spec = dict(REPOSITORY_SPEC, **TRUST_SPEC)
     argument_spec.update(HTTP_SPEC)
     argument_spec.update(
-        feed_url={'type': 'str', 'required': True},
+        feed_url={'type': 'str'},
+        trusted_keys={'type': 'list', 'elements': 'str', 'no_log': False},  # required for a local repository, checked below
         # No sub-option spec: AnsibleModule validating 2,000 servers key by key cost about 30 ms of every run;
         # server_from_dict checks each entry (the suboptions documented) and fails with error server_invalid.
         servers={'type': 'list', 'elements': 'dict'},
@@ -188,16 +199,21 @@ def main():
     servers = None
     if params['servers'] is not None:
         servers = [module.run(server_from_dict, params['manager_id'], item) for item in params['servers']]
+    remote = is_remote(params['repository'])
+    if not remote and not (params['feed_url'] and params['trusted_keys']):
+        module.fail_json(msg='a local repository needs feed_url and trusted_keys to sync from its feed', error='argument_invalid')
     options = SyncOptions(
-        feed_url=params['feed_url'],
+        feed_url=params['feed_url'] or '',
         manager_id=params['manager_id'],
         servers=servers,
         workers=params['workers'],
         time_limit=params['sync_timeout'],
         accept_version_reset=params['accept_catalog_version_reset'],
     )
-    repo = Repository(params['repository'])
-    result = module.run(repo.sync, module.http_client(), module.keyring(), options, check_mode=module.check_mode)
+    repo = module.repository()
+    # a remote repository downloads with its own client and keys (003 §3.4.2): none are made here
+    client, keyring = (None, None) if remote else (module.http_client(), module.keyring())
+    result = module.run(repo.sync, client, keyring, options, check_mode=module.check_mode)
     output = result.as_dict()
     if result.refused:
         module.warn('%d package(s) refused: %s' % (len(result.refused), '; '.join('%s (%s)' % (r['package_id'], r['code']) for r in result.refused[:5])))

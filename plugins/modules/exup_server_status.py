@@ -65,7 +65,6 @@ icons:
   sample: [{module_id: sdr, before: null, after: latest}]
 '''
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import MANUAL_ICONS
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import REPOSITORY_SPEC, ExupModule
 
@@ -79,7 +78,7 @@ def main():
     )
     module = ExupModule(argument_spec, supports_check_mode=True)
     params = module.params
-    repo = Repository(params['repository'])
+    repo = module.repository()
     rows = module.run(repo.set_manual_icons, params['manager_id'], params['server_name'], params['modules'], params['icon'], check_mode=module.check_mode)
     module.exit_json(
         changed=any(row['before'] != row['after'] for row in rows),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import errno
 import os
+import shutil
 import tarfile
 import tempfile
 import time
@@ -25,7 +26,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import contract, events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote import is_remote, open_repository
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan, support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import ModuleState
@@ -64,11 +65,15 @@ class ExupAction(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         _validation, args = self.validate_argument_spec(argument_spec=self.SPEC)
+        if args.get('repository') and not is_remote(args['repository']):
+            args['repository'] = os.path.abspath(os.path.expanduser(os.path.expandvars(args['repository'])))  # as type=path did
         self.args = args
         self.task_vars = task_vars or {}
         self.server_name = args.get('server_name') or self.task_vars.get('inventory_hostname')
         self.opened_repository = None
         self.failure_logged = False
+        self.package_transfer = None  # how package files reached the host or BMC: service or controller
+        self.download_dir = None  # package files fetched from a remote repository for this task, removed at its end
         try:
             self.resolve_trusted_keys()
             result.update(self.act())
@@ -83,6 +88,8 @@ class ExupAction(ActionBase):
             tmpdir = self._connection._shell.tmpdir
             if tmpdir:
                 self._remove_tmp_path(tmpdir)
+            if self.download_dir:
+                shutil.rmtree(self.download_dir, ignore_errors=True)
         return result
 
     def act(self):
@@ -101,9 +108,12 @@ class ExupAction(ActionBase):
     def repository_for_log(self):
         """Where a failure is logged: the repository opened, else the task's if it exists (a host that failed before it was opened)."""
         if self.opened_repository is None and self.args.get('repository'):
-            repo = Repository(self.args['repository'])
-            if repo.exists():
-                self.opened_repository = repo
+            try:
+                repo = open_repository(self.args)
+                if repo.exists():
+                    self.opened_repository = repo
+            except ExupError:
+                return None  # an unreachable remote repository: the task's own error says so
         return self.opened_repository
 
     # ----------------------------------------------------------------- keys
@@ -196,20 +206,57 @@ class ExupAction(ActionBase):
 
     # ----------------------------------------------------------------- repository
     def repository(self, required=True):
-        path = self.args.get('repository')
-        if not path:
+        """The task's repository: the local store at ``repository`` (on the controller), or the repository service at that URL."""
+        location = self.args.get('repository')
+        if not location:
             if required:
                 raise ExupError('repository is required', code='argument_invalid')
             return None
-        repo = Repository(path)
+        repo = open_repository(self.args)
+        if is_remote(location):
+            repo.exists()  # connection, password and API version first (003 §1.3): one clear error
+            self.opened_repository = repo
+            return repo
         if not repo.exists():
             raise ExupError(
-                'repository %s cannot be reached: it holds no repo.db (sync it first with exup.fleet.exup_repo_sync)' % path, code='repository_unavailable'
+                'repository %s cannot be reached: it holds no repo.db (sync it first with exup.fleet.exup_repo_sync)' % location, code='repository_unavailable'
             )
         self.opened_repository = repo
         if not repo.readable():
-            raise ExupError('repository %s cannot be read by this user' % path, code='repository_unavailable')
+            raise ExupError('repository %s cannot be read by this user' % location, code='repository_unavailable')
         return repo
+
+    def transfer_from_service(self):
+        """True when the host fetches package files from the repository service itself (``package_transfer``)."""
+        wanted = self.args.get('package_transfer', 'auto')
+        remote = is_remote(self.args.get('repository'))
+        if wanted == 'service' and not remote:
+            raise ExupError('package_transfer service needs a remote repository (repository: https://host:8080)', code='argument_invalid')
+        return remote and wanted != 'controller'
+
+    def service_items(self, repo, items, files):
+        """Host items that name a pool ticket URL (and the service's CA) instead of carrying the file."""
+        urls = repo.ticket_urls([files[item['package_id']] for item in items], seconds=self.args.get('wait_timeout', 7200) + 3600)
+        ca_path = self.args.get('repository_ca_path')
+        ca_pem = None
+        if ca_path:
+            with open(ca_path, encoding='ascii') as handle:  # the controller's file: the host gets its text
+                ca_pem = handle.read()
+        for item in items:
+            item.update(url=urls[item['sha256']], url_ca=ca_pem)
+        return items
+
+    def local_paths(self, repo, packages):
+        """package_id -> a path on the controller of each package's file: the store's own, or fetched from a remote repository."""
+        if not is_remote(self.args.get('repository')):
+            return {package.package_id: package.path for package in packages}
+        if self.download_dir is None:
+            self.download_dir = tempfile.mkdtemp(prefix='exup-remote-')
+        paths = {}
+        for package in packages:
+            self.progress('fetching %s from the repository' % package.package_id)
+            paths[package.package_id] = repo.fetch_file(package, self.download_dir)
+        return paths
 
     @staticmethod
     def packages_for_server(repo, facts, trusted_keys=None):

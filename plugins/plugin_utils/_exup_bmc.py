@@ -19,6 +19,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.bmc import client
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import module_changes
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote import is_remote
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan, status_report
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.blocks import BlockEvidence, block_in_force
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
@@ -164,7 +165,8 @@ class BmcPath:
             return dict(base, **apply_report.nothing_to_apply(base['staged'], self.bmc_place()))
         if args['bmc_protocol'] == 'ipmi':
             bmc.refuse_update()
-        sources = self.bmc_sources(planned, files)
+        sources = self.bmc_sources(repo, planned, files)
+        base['package_transfer'] = self.package_transfer
         if self._task.check_mode:
             return dict(base, **apply_report.would_apply(planned, self.bmc_place()))
         self.log_events(repo, ('apply_started', None, {'packages': [row['package_id'] for row in planned], 'via': 'bmc'}))
@@ -192,23 +194,37 @@ class BmcPath:
 
         return bmc_core.run_plan(bmc, planned, sources, args['update_method'], args['apply_time'], args['task_timeout'], progress=progress, inventory=inventory)
 
-    def bmc_sources(self, planned, files):
-        """Verify each package on the controller (the BMC checks it too), then where the BMC gets it from."""
-        keyring = KeyRing.from_pem_list(self.args['trusted_keys'])
+    def bmc_sources(self, repo, planned, files):
+        """Where the BMC gets each package: pushed from the controller, or fetched by the BMC (SimpleUpdate ImageURI).
+
+        A local repository's packages are verified here first (the BMC checks them too). From a remote repository the
+        BMC fetches the file straight from the repository service with a signed, expiring URL (no password on the BMC,
+        no copy through the controller); the repository verified it when it took it, and only packages signed by a key
+        in trusted_keys are planned. A push from a remote repository fetches the file to the controller and verifies it.
+        """
+        args = self.args
+        keyring = KeyRing.from_pem_list(args['trusted_keys'])
+        packages = [files[row['package_id']] for row in planned]
+        if is_remote(args['repository']) and args['update_method'] != 'push':
+            urls = repo.ticket_urls(packages, seconds=args['task_timeout'] + 3600, base_url=args['image_base_url'])
+            self.package_transfer = 'service'
+            return {package.package_id: urls[package.sha256] for package in packages}
+        paths = self.local_paths(repo, packages)
+        self.package_transfer = 'controller'
         sources = {}
-        for row in planned:
-            path = files[row['package_id']].path
+        for package in packages:
+            path = paths[package.package_id]
             verify_package(path, keyring)
-            if self.args['update_method'] == 'push':
-                sources[row['package_id']] = path
+            if args['update_method'] == 'push':
+                sources[package.package_id] = path
             else:
-                base = self.args['image_base_url']
+                base = args['image_base_url']
                 if not base:
                     raise ExupError(
                         'update_method simple_update needs image_base_url: where the BMC fetches the repository\'s pool over HTTP', code='argument_invalid'
                     )
-                relative = os.path.relpath(path, self.args['repository'])
-                sources[row['package_id']] = base.rstrip('/') + '/' + relative.replace(os.sep, '/')
+                relative = os.path.relpath(path, args['repository'])
+                sources[package.package_id] = base.rstrip('/') + '/' + relative.replace(os.sep, '/')
         return sources
 
     def bmc_place(self):

@@ -26,7 +26,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import Exu
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner as runner
 
 #: the version of this contract; the controller sends it, exup_host refuses another one and answers with its own
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2  # 2: a package may come as a pool ticket URL of the repository service (url, url_ca)
 SHA256_PATTERN = re.compile(r'^[0-9a-f]{64}$')
 ACTIONS = ('install', 'uninstall')
 _Check = typing.Callable[[typing.Any, str], None]
@@ -94,6 +94,9 @@ _PACKAGE_FIELDS = (
     # the bytes travel inline (base64) or as a file already on the host; else the inbox or the bundle has them
     Field('content'),
     Field('src'),
+    # or the host fetches it from the repository service: a pool ticket URL (003 §1.3), with the CA (PEM) of an https one
+    Field('url'),
+    Field('url_ca'),
 )
 
 
@@ -107,6 +110,8 @@ class AgentPackageRef:
     size: int | None = None
     content: str | None = None
     src: str | None = None
+    url: str | None = None
+    url_ca: str | None = None
 
     @classmethod
     def from_dict(cls, data: typing.Any, where: str = 'package') -> AgentPackageRef:
@@ -146,6 +151,8 @@ class HostItem:
     size: int | None = None
     content: str | None = None
     src: str | None = None
+    url: str | None = None
+    url_ca: str | None = None
 
     @classmethod
     def from_dict(cls, data: typing.Any, where: str = 'items[0]') -> HostItem:

@@ -179,6 +179,11 @@ class KeyRing:
     def key_ids(self) -> list[str]:
         return sorted(self._keys)
 
+    def pem_texts(self) -> list[str]:
+        """The trusted keys as PEM texts, by key id: what a remote repository is sent to verify with."""
+        pem, spki = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        return [self._keys[keyid].public_bytes(pem, spki).decode('ascii') for keyid in self.key_ids]
+
     def verify(self, keyid: str, signature_b64: str, message: bytes, error_class: type[ExupError], what: str) -> None:
         """Verify ``signature_b64`` over ``message`` with the trusted key ``keyid``.
 

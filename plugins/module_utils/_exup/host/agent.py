@@ -29,6 +29,7 @@ import uuid
 from ansible_collections.exup.fleet.plugins.module_utils._exup import contract
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host import agent_runner as runner
+from ansible_collections.exup.fleet.plugins.module_utils._exup.host.fetch import fetch_chunks
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import file_digest, safe_extract, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.blocks import BlockEvidence, block_in_force
@@ -327,6 +328,11 @@ class Host:
         elif item.get('src') and not os.path.exists(target):
             with open(item['src'], 'rb') as source:
                 self._write_inbox(item['sha256'], iter(lambda: source.read(1024 * 1024), b''))
+        elif item.get('url') and not os.path.exists(target):
+            try:
+                self._write_inbox(item['sha256'], fetch_chunks(item['url'], int(item.get('size') or 0), item.get('url_ca')))
+            except ExupError as exc:
+                raise HostError(exc.msg, code=exc.code, package_id=item['package_id']) from None
         if not os.path.exists(target):
             raise HostError('package %s is not on the host' % item['package_id'], code='package_missing', package_id=item['package_id'])
         try:

@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import threading
+import time
 import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events
@@ -47,6 +48,25 @@ if typing.TYPE_CHECKING:
 COLLECTION_VERSION = '0.1.0'
 PRESENCE_EVERY_SECONDS = 60  # a manager's calls count as presence (003 §2.2.8); one write a minute is enough
 UPLOAD_LIFETIME_SECONDS = 3600
+TICKET_KEY_FILE = 'service-ticket-key'  # in the store, 0600: signs pool tickets; every worker reads the same
+
+
+def ticket_key(path: str) -> bytes:
+    """The key of pool tickets: made once (the first worker to start wins the exclusive create), then read."""
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(handle, 'wb') as out:
+            out.write(secrets.token_bytes(32))
+    for attempt in range(50):  # another worker may be between its create and its write
+        with open(path, 'rb') as handle_in:
+            key = handle_in.read()
+        if len(key) == 32:
+            return key
+        time.sleep(0.01 * (attempt + 1))
+    raise ExupError('the pool ticket key %s is damaged: remove it and restart the service' % path, code='config_invalid')
 
 
 class Service:
@@ -60,6 +80,7 @@ class Service:
         self.presence_seen: dict[str, float] = {}
         self.lock = threading.Lock()
         self.downloads = Downloads(self)
+        self.ticket_key = ticket_key(os.path.join(config.store, TICKET_KEY_FILE))
 
     # ----------------------------------------------------------------- credentials
     def refresh_credentials(self) -> None:
@@ -84,7 +105,7 @@ class Service:
         """Every call of a manager counts as its presence (003 §2.2.8), written at most once a minute per worker."""
         if not manager_id:
             return
-        now = _monotonic()
+        now = time.monotonic()
         with self.lock:
             if now - self.presence_seen.get(manager_id, -PRESENCE_EVERY_SECONDS) < PRESENCE_EVERY_SECONDS:
                 return
@@ -158,7 +179,7 @@ def load_credentials(path: str) -> auth.Credentials:
 async def read_bounded(request: Request, limit: int) -> bytes:
     """The body, never more than ``limit`` bytes held: a stated or streamed excess is body_too_large."""
     stated = request.headers.get('content-length')
-    if stated is not None and (not stated.isdigit() or int(stated) > limit):
+    if stated is not None and (not (stated.isascii() and stated.isdigit()) or int(stated) > limit):
         raise ExupError('the request body is larger than %d bytes' % limit, code='body_too_large')
     body = bytearray()
     async for chunk in request.stream():
@@ -221,17 +242,24 @@ def _is_event(item: object) -> bool:
     )
 
 
+def _typed_info(info: typing.Any) -> bool:
+    """True when a PackageInfo a caller sent has each field of its type (from_dict checks only the names)."""
+    texts = ('package_id', 'module_id', 'module_name', 'version', 'release_date', 'kind', 'install_command', 'uninstall_command', 'severity')
+    flags = ('auto_update', 'reboot_required', 'downgrade_supported', 'uninstall_supported')
+    return (
+        all(isinstance(getattr(info, name), str) for name in texts)
+        and all(isinstance(getattr(info, name), bool) for name in flags)
+        and all(isinstance(getattr(info, name), list) and all(isinstance(item, str) for item in getattr(info, name)) for name in ('models', 'os'))
+        and isinstance(info.schema_version, int)
+        and not isinstance(info.schema_version, bool)
+    )
+
+
 def _mtime(path: str) -> float | None:
     try:
         return os.stat(path).st_mtime_ns
     except OSError:
         return None
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
 
 
 def error_response(error: ExupError) -> JSONResponse:
@@ -270,28 +298,8 @@ def create_app(config: ServiceConfig, repository: Repository | None = None) -> S
     from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 
     service = Service(config, repository or Repository(config.store), auth.Authenticator(load_credentials(config.credentials_path)))
-    return Starlette(
-        routes=routes(service), exception_handlers={ExupError: _refused, HTTPException: _http_error, Exception: _failure}, lifespan=scheduled_downloads(service)
-    )
+    return Starlette(routes=routes(service), exception_handlers={ExupError: _refused, HTTPException: _http_error, Exception: _failure})
 
-
-def scheduled_downloads(service: Service) -> typing.Callable:
-    """The app's lifespan: the scheduled download (service/scheduler.py) runs while the app serves; at shutdown it
-    stops, cancelling a run in flight. Each granian worker starts one; the store's flock lets one of them schedule."""
-    import contextlib
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: typing.Any) -> typing.AsyncIterator[None]:
-        from ansible_collections.exup.fleet.plugins.module_utils._exup.service.scheduler import for_service
-
-        scheduler = for_service(service.repository, service.config)
-        scheduler.start()
-        try:
-            yield
-        finally:
-            await run_in_threadpool(scheduler.stop)
-
-    return lifespan
 
 
 def _refused(request: Request, exc: Exception) -> JSONResponse:
@@ -341,6 +349,13 @@ def routes(service: Service) -> list:
         digest = request.path_params['digest']
         if len(digest) != 64 or any(char not in '0123456789abcdef' for char in digest):
             raise ExupError('no such package file', code='not_found')
+        params = request.query_params
+        if 'ticket' in params:  # a BMC or managed host with a signed URL: no password
+            problem = wire.ticket_problem(service.ticket_key, digest, params.get('expires'), params.get('ticket'), time.time())
+            if problem:
+                raise ExupError('this pool ticket %s' % ('has expired' if problem == 'ticket_expired' else 'is not valid for this file'), code=problem)
+        else:
+            await run_in_threadpool(service.role, request, 'read')
         path = repo.store.pool_path(digest)
         if not os.path.isfile(path):
             raise ExupError('no such package file', code='not_found')
@@ -348,6 +363,18 @@ def routes(service: Service) -> list:
         if wire.if_none_match_hits(request.headers.get('if-none-match'), digest):
             return Response(status_code=304, headers=headers)
         return FileResponse(path, headers=headers, media_type='application/zip', content_disposition_type='inline')
+
+    async def tickets(request: Request) -> Response:
+        body = await json_body(request)
+        seconds = body.get('seconds', 3600)
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 0 < seconds <= wire.TICKET_MAX_SECONDS:
+            raise ExupError('seconds must be a number from 1 to %d' % wire.TICKET_MAX_SECONDS, code='request_invalid')
+        digests = _strings(body.get('sha256'), 'sha256')
+        if not digests or len(digests) > 1000 or not all(wire.POOL_PATH.fullmatch(wire.pool_path(digest)) for digest in digests):
+            raise ExupError('sha256 must list 1 to 1000 package digests (64 hex digits)', code='request_invalid')
+        expires = int(time.time()) + seconds
+        urls = {digest: '%s?%s' % (wire.pool_path(digest), wire.ticket_query(service.ticket_key, digest, expires)) for digest in digests}
+        return JSONResponse({'urls': urls, 'expires': expires})
 
     async def packages(request: Request) -> Response:
         module_id = request.query_params.get('module_id')
@@ -382,7 +409,7 @@ def routes(service: Service) -> list:
     async def listing(request: Request) -> Response:
         params = request.query_params
         limit = params.get('event_limit', '100')
-        if not limit.isdigit() or int(limit) > 10000:
+        if not (limit.isascii() and limit.isdigit()) or int(limit) > 10000:  # '²' is a digit to isdigit, not to int
             raise ExupError('event_limit must be a number up to 10000', code='request_invalid')
         answer = await threaded(repo.listing)(
             _id(params.get('manager_id'), 'manager_id'), int(limit), params.getlist('module_id') or None, params.getlist('model') or None
@@ -394,7 +421,7 @@ def routes(service: Service) -> list:
         if name in ('', '.', '..'):
             raise ExupError('the file name must name a file, not a folder', code='request_invalid')
         stated = request.headers.get('content-length')
-        if stated is not None and (not stated.isdigit() or int(stated) > wire.MAX_UPLOAD_BYTES):  # refused before a byte is written
+        if stated is not None and (not (stated.isascii() and stated.isdigit()) or int(stated) > wire.MAX_UPLOAD_BYTES):  # refused before a byte is written
             raise ExupError('the package is larger than %d bytes' % wire.MAX_UPLOAD_BYTES, code='body_too_large')
         upload_id = secrets.token_hex(8)
         folder = os.path.join(repo.store.tmp_dir, 'uploads', upload_id)
@@ -414,22 +441,25 @@ def routes(service: Service) -> list:
 
     async def add(request: Request) -> Response:
         body = await json_body(request)
-        uploads = _strings(body.get('uploads'), 'uploads')
-        folders = [os.path.join(repo.store.tmp_dir, 'uploads', upload) for upload in uploads]
-        if not all(upload.isalnum() for upload in uploads) or not all(os.path.isdir(folder) for folder in folders):
+        upload_ids = _strings(body.get('uploads'), 'uploads')
+        folders = [os.path.join(repo.store.tmp_dir, 'uploads', upload) for upload in upload_ids]
+        if not upload_ids or not all(len(upload) == 16 and upload.isalnum() for upload in upload_ids) or not all(os.path.isdir(folder) for folder in folders):
             raise ExupError('uploads must name files uploaded to /v1/uploads before', code='request_invalid')
-        paths = [os.path.join(folder, os.listdir(folder)[0]) for folder in folders]
+        keys = _strings(body.get('trusted_keys'), 'trusted_keys')
         try:
-            results = await threaded(add_uploaded)(paths, str(body.get('mode', 'needed')), _flag(body.get('check_mode'), 'check_mode'))
+            paths = [os.path.join(folder, os.listdir(folder)[0]) for folder in folders]
+            results = await threaded(add_uploaded)(paths, _text(body.get('mode', 'needed'), 'mode'), keys, _flag(body.get('check_mode'), 'check_mode'))
         finally:
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
         return JSONResponse({'results': results})
 
-    def add_uploaded(paths: list[str], mode: str, check_mode: bool) -> list[dict]:
+    def add_uploaded(paths: list[str], mode: str, keys: list[str], check_mode: bool) -> list[dict]:
+        """Verified with the keys the caller trusts (PEM texts, never paths of this host), else the service's own."""
         from ansible_collections.exup.fleet.plugins.module_utils._exup import signing
 
-        return repo.add_files(paths, signing.KeyRing.from_pem_list(list(service.config.trusted_keys)), mode=mode, check_mode=check_mode)
+        keyring = signing.KeyRing.from_pem_texts(keys) if keys else signing.KeyRing.from_pem_list(list(service.config.trusted_keys))
+        return repo.add_files(paths, keyring, mode=mode, check_mode=check_mode)
 
     async def presence(request: Request) -> Response:
         manager_id = _id(request.path_params['manager_id'], 'manager id')
@@ -478,6 +508,8 @@ def routes(service: Service) -> list:
             parsed = [PackageInfo.from_dict(info) for info in infos]
         except TypeError as exc:
             raise ExupError('a package info is incomplete: %s' % exc, code='request_invalid') from None
+        if not all(_typed_info(info) for info in parsed):  # the rules compare and hash these fields: a {} there was HTTP 500
+            raise ExupError('a package info has a field of the wrong type (texts, booleans, lists of texts, schema_version a number)', code='request_invalid')
         kinds = tuple(_strings(body.get('kinds', ['linux']), 'kinds'))
         return JSONResponse({'icons': await threaded(repo.status_icons)(manager_id, name, parsed, kinds)})
 
@@ -542,7 +574,8 @@ def routes(service: Service) -> list:
     return [
         Route('/v1/about', guarded(read, about), methods=['GET']),
         Route(openapi.OPENAPI_PATH, openapi_json, methods=['GET']),
-        Route('/v1/pool/sha256/{digest}.zip', guarded(read, pool), methods=['GET', 'HEAD']),
+        Route('/v1/pool/sha256/{digest}.zip', pool, methods=['GET', 'HEAD']),  # Basic auth (read) or a pool ticket
+        Route('/v1/pool/tickets', guarded(read, tickets), methods=['POST']),
         Route('/v1/packages', guarded(read, packages), methods=['GET']),
         Route('/v1/packages/for', guarded(read, packages_for), methods=['GET']),
         Route('/v1/packages', guarded(admin, add), methods=['POST']),

@@ -11,6 +11,8 @@ no I/O, no HTTP library.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import re
 import typing
 
@@ -61,7 +63,12 @@ STATUS_OF = {
     'repository_busy': 409,
     'download_running': 409,
     'service_unavailable': 503,
+    'ticket_invalid': 403,
+    'ticket_expired': 403,
 }
+
+#: the longest a pool ticket (a signed URL a BMC or host fetches a package with, no password) may live
+TICKET_MAX_SECONDS = 86400
 
 
 def pool_path(sha256: str) -> str:
@@ -88,6 +95,25 @@ def if_none_match_hits(header: str | None, sha256: str) -> bool:
 def pool_headers(sha256: str) -> dict[str, str]:
     """Caching headers of a content-addressed file: immutable, so any HTTP cache or CDN in front may keep it."""
     return {'ETag': etag_of(sha256), 'Cache-Control': 'public, max-age=31536000, immutable', 'X-Content-Type-Options': 'nosniff'}
+
+
+# ----------------------------------------------------------------- pool tickets: signed, expiring URLs of one file
+def ticket_signature(key: bytes, sha256: str, expires: int) -> str:
+    return hmac.new(key, ('%s:%d' % (sha256, expires)).encode('ascii'), hashlib.sha256).hexdigest()
+
+
+def ticket_query(key: bytes, sha256: str, expires: int) -> str:
+    """The query that lets anyone holding the URL fetch this one file until ``expires`` (UNIX time), and nothing else."""
+    return 'expires=%d&ticket=%s' % (expires, ticket_signature(key, sha256, expires))
+
+
+def ticket_problem(key: bytes, sha256: str, expires: str | None, ticket: str | None, now: float) -> str | None:
+    """None when the ticket admits this file now, else the refusal's code (ticket_invalid, ticket_expired)."""
+    if not expires or not ticket or not (expires.isascii() and expires.isdigit()) or len(expires) > 12 or not ticket.isascii():
+        return 'ticket_invalid'  # compare_digest raises TypeError on non-ASCII texts, int() on '²' (schemathesis, OPENAPI)
+    if not hmac.compare_digest(ticket_signature(key, sha256, int(expires)), ticket):
+        return 'ticket_invalid'
+    return 'ticket_expired' if int(expires) < now else None
 
 
 def status_of(code: str) -> int:
