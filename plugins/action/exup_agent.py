@@ -151,7 +151,7 @@ class ActionModule(ExupAction):
         newer = newest([pair for pair in self.repo_agents(repo, facts) if version_key(pair[0].version) > version_key(info.version)])
         if newer and self.args['prefer_newer']:
             # 003 §3.8.1.1 step 6: using the repository's newer package leaves the given file out of the repository.
-            return newer[0], newer[1], 'repository_newer'
+            return newer[0], self.local_paths(repo, [newer[1]])[newer[1].package_id], 'repository_newer'
         if not self._task.check_mode:
             results = repo.add_files([path], keyring, mode='pinned')
             if results and results[0].get('result', '').startswith('error'):

@@ -49,11 +49,12 @@ def test_an_answer_of_another_contract_version_is_contract_mismatch_and_changes_
 
 
 def test_a_host_module_of_another_version_refuses_the_call(run_action, host, repository, bios, monkeypatch):
-    """A newer controller (contract 2) and the exup_host it reaches (contract 1): the host says so, nothing runs."""
-    monkeypatch.setattr(contract, 'CONTRACT_VERSION', contract.CONTRACT_VERSION + 1)  # what the controller sends
+    """A newer controller and the exup_host it reaches (one contract version older): the host says so, nothing runs."""
+    host_version = contract.CONTRACT_VERSION
+    monkeypatch.setattr(contract, 'CONTRACT_VERSION', host_version + 1)  # what the controller sends
     result, _remote = run_action('exup_info', {'repository': repository.path})
     assert (result['failed'], result['error']) == (True, 'contract_mismatch')
-    assert 'version 2 of the controller-host contract and the host module version 1' in result['msg']
+    assert 'version %d of the controller-host contract and the host module version %d' % (host_version + 1, host_version) in result['msg']
     assert host.phases == ['inventory']
 
 

@@ -43,7 +43,7 @@ def refused(function, *args):
 # ---------------------------------------------------------------------------- items and package
 def test_a_plan_row_becomes_the_item_exup_host_gets():
     built = contract.HostItem.for_plan(PLAN_ROW, SHA, 1024)
-    assert built.as_dict() == dict(PLAN_ROW, sha256=SHA, size=1024, content=None, src=None)
+    assert built.as_dict() == dict(PLAN_ROW, sha256=SHA, size=1024, content=None, src=None, url=None, url_ca=None)
     assert contract.HostItem.from_dict(built.as_dict()) == built
 
 
@@ -95,7 +95,7 @@ def test_optional_fields_may_be_missing_or_none():
 
 def test_the_agent_package():
     sent = contract.agent_package({'package_id': 'exup-agent-1.3.0', 'sha256': SHA, 'size': 10})
-    assert sent == {'package_id': 'exup-agent-1.3.0', 'sha256': SHA, 'size': 10, 'content': None, 'src': None}
+    assert sent == {'package_id': 'exup-agent-1.3.0', 'sha256': SHA, 'size': 10, 'content': None, 'src': None, 'url': None, 'url_ca': None}
     assert contract.agent_package(contract.AgentPackageRef('a', SHA)) == contract.AgentPackageRef('a', SHA).as_dict()
     assert refused(contract.agent_package, {'package_id': 'a'}).details['field'] == 'package.sha256'
     assert 'package must be a mapping, not NoneType' in refused(contract.agent_package, None).msg
