@@ -327,7 +327,7 @@ def upload_raw_name(service, name: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["..", ".", "folder/", "x" * 300, ""])
-def test_an_upload_named_as_a_folder_or_with_control_characters_is_request_invalid(service, store, name):
+def test_an_upload_named_as_a_folder_or_too_long_is_request_invalid(service, store, name):
     before = state(store)
     answer = call(service, "POST", "/v1/uploads", body=b"bytes", headers={"X-Exup-File-Name": name})
     refused(answer, 400, "request_invalid")
