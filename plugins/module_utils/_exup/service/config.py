@@ -36,6 +36,7 @@ class ServiceConfig:
     trusted_keys: tuple[str, ...] = ()
     workers: int = 1
     manager_id: str = 'local'  # the repository host's own manager (003 Fig. 4: each repository's own manager)
+    access_log: bool = False  # one line per request on the service's output: method, path (no query: tickets stay out), status
 
     @property
     def credentials_path(self) -> str:
@@ -69,6 +70,8 @@ def config_from_dict(data: object) -> ServiceConfig:
     keys = data.get('trusted_keys') or []
     if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
         raise ExupError('trusted_keys must be a list of key file paths or PEM texts', code='config_invalid')
+    if not isinstance(data.get('access_log', False), bool):
+        raise ExupError('access_log must be true or false', code='config_invalid')
     for name in ('host', 'tls_certificate', 'tls_key', 'feed_url', 'manager_id'):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise ExupError('%s must be a string' % name, code='config_invalid')

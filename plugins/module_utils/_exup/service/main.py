@@ -21,6 +21,8 @@ CONFIG_ENV = 'EXUP_SERVICE_CONFIG'
 APP_FACTORY = 'ansible_collections.exup.fleet.plugins.module_utils._exup.service.app:app_from_environment'
 HEADER_READ_TIMEOUT_MS = 10000  # a client that sends no complete request head in 10 s is dropped (slow clients)
 WORKER_KILL_SECONDS = 30
+#: granian's default line without the query string: a pool ticket is a credential; Authorization is never logged
+ACCESS_LOG_FORMAT = '[%(time)s] %(addr)s - "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3f'
 
 
 def server_for(config: ServiceConfig) -> object:
@@ -42,7 +44,8 @@ def server_for(config: ServiceConfig) -> object:
         websockets=False,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         workers_kill_timeout=WORKER_KILL_SECONDS,
-        log_access=False,  # an access log would hold manager and server names only, but Basic auth is not logged either way
+        log_access=config.access_log,
+        log_access_format=ACCESS_LOG_FORMAT,
         ssl_cert=pathlib.Path(str(config.tls_certificate)) if https else None,
         ssl_key=pathlib.Path(str(config.tls_key)) if https else None,
         ssl_protocol_min=SSLProtocols.tls12,  # the floor: BMCs that fetch an ImageURI often speak no TLS 1.3
