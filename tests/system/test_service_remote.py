@@ -212,3 +212,21 @@ def test_the_interface_is_implemented_by_both():
     wanted = {name for name in vars(RepositoryApi) if not name.startswith("_")}
     assert wanted <= set(dir(remote.RemoteRepository)), sorted(wanted - set(dir(remote.RemoteRepository)))
     assert isinstance(Server, type)
+
+
+def test_setting_a_repository_checks_it_first_and_force_keeps_an_unreachable_one(shared: Shared):
+    """003 §1.3 Fig. 2: the connection and the password are checked; an unreachable repository is kept only with force."""
+    checked = shared.run("exup_manager", shared.remote_params("site-m", servers=shared.servers("site-m", shared.models[0])))
+    assert not checked.get("failed"), checked
+    assert checked["connected"] is True and checked["repository"]["limited"] == [] and checked["repository"]["api_version"] == wire.API_VERSION
+    assert "site-m" in {row[0] for row in h.db_rows(shared.store)["servers"]}
+    url = "https://%s:%d" % (LOOPBACK, free_port())  # nobody listens there
+    before = h.db_rows(shared.store)["managers"]
+    cancelled = shared.run("exup_manager", shared.remote_params("site-n", repository=url))
+    assert cancelled["failed"] and cancelled["error"] == "repository_unreachable", cancelled
+    kept = shared.run("exup_manager", shared.remote_params("site-n", repository=url, force=True))
+    assert not kept.get("failed") and kept["connected"] is False and kept["changed"] is False, kept
+    assert "the setting is kept (force)" in json.dumps(kept["warnings"]), kept
+    wrong = shared.run("exup_manager", shared.remote_params("site-n", repository_password="not-the-password-at-all", force=True))
+    assert wrong["failed"] and wrong["error"] == "auth_failed", wrong  # a wrong password is never kept
+    assert h.db_rows(shared.store)["managers"] == before
