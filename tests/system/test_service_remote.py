@@ -19,6 +19,7 @@ import pytest
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import remote
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import PRESENCE_LIFETIME, Repository, server_from_dict
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.service import wire
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import SigningKey
@@ -69,7 +70,7 @@ def shared(tmp_path_factory, collections_path: Path):
     feed_dir = root / "feed"
     feed_dir.mkdir()
     key = SigningKey.generate()
-    _count, models = synthesize_feed(str(feed_dir), key, entries=40, versions_per_module=3, avg_size=4096, seed=11)
+    _count, models = synthesize_feed(str(feed_dir), key, entries=90, versions_per_module=3, avg_size=4096, seed=11)
     pub = root / "vendor.pub"
     pub.write_bytes(key.public_pem())
     with nginx_server(feed_dir) as nginx:
@@ -189,7 +190,11 @@ def test_presence_expiry_with_a_controllable_clock(shared: Shared):
     now = datetime.datetime.now(datetime.UTC)
     at = lambda days: Repository(store, clock=lambda: now + datetime.timedelta(days=days))  # noqa: E731
     service = remote.RemoteRepository(remote.RemoteOptions(shared.service.base_url, ADMIN_PASSWORD, ca_path=str(shared.service.ca_path), manager_id="site-x"))
-    servers = [server_from_dict("site-x", {"name": "x-1", "model": shared.models[-1], "os": "rhel9"})]
+    servers = [server_from_dict("site-x", {"name": "x-1", "model": shared.models[2], "os": "rhel9"})]  # a model only site-x has
+    before = stored_ids(shared.store)
+    synced = service.sync(None, None, SyncOptions(feed_url="", manager_id="site-x", servers=servers))  # the service downloads for it
+    only_x = stored_ids(shared.store) - before
+    assert only_x and {item["package_id"] for item in synced.added} == only_x
     assert service.announce("site-x", servers) == []  # presence over the network, now
     assert [server for server in h.db_rows(shared.store)["servers"] if server[0] == "site-x"]
     assert "site-x" in {manager["manager_id"] for manager in Repository(store).listing("site-x")["managers"]}
@@ -197,12 +202,15 @@ def test_presence_expiry_with_a_controllable_clock(shared: Shared):
     at(days - 10).announce("site-y")  # another manager's presence before the window ends expires nobody
     assert "site-x" in {manager["manager_id"] for manager in Repository(store).listing("site-x")["managers"]}
     at(days - 5).note_presence("site-x")  # site-x uses the repository again: its window starts again
+    for other in ("site-a", "site-b"):  # the other managers stay present all along
+        at(days + 5).note_presence(other)
     assert "site-x" not in at(days + 5).announce("site-y")  # two months after the first presence, not after the last
     expired = at(days - 5 + days + 1).announce("site-y")  # two months after its last presence
     assert "site-x" in expired
     listing = Repository(store).listing("site-a")
     assert "site-x" not in {manager["manager_id"] for manager in listing["managers"]}
     assert not [server for server in h.db_rows(shared.store)["servers"] if server[0] == "site-x"]
+    assert not only_x & stored_ids(shared.store) and before <= stored_ids(shared.store)  # its needs went with it, the others' stay
 
 
 def test_the_interface_is_implemented_by_both():

@@ -605,9 +605,17 @@ class Repository:
             index.touch_manager(manager_id, self.now_text())
 
     def announce(self, manager_id: str, servers: list[Server] | None = None) -> list[str]:
-        """A remote manager's presence report, with its servers (its needs) when given; the managers it expired."""
+        """A remote manager's presence report, with its servers (its needs) when given; the managers it expired.
+
+        A manager forgotten here takes its needs with it (003 §2.2.8): the packages only its servers needed are removed
+        at once, by the rules a sync prunes by (generation management over the stored feed; pinned ones stay).
+        """
         with self.store.writer() as index:
-            return self.register_manager(index, manager_id, servers)
+            expired = self.register_manager(index, manager_id, servers)
+            if expired:
+                state = self.plan(index)
+                self.prune(index, state.plan, state.stored)
+            return expired
 
     def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields: typing.Any) -> None:
         """Update one module's record (previous generation, block until reset, staged version) in its own transaction."""
