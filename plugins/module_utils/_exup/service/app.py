@@ -623,4 +623,9 @@ def _servers(manager_id: str, servers: object) -> list:
 
     if not isinstance(servers, list) or len(servers) > 100000:
         raise ExupError('servers must be a list of servers', code='request_invalid')
-    return [server_from_dict(manager_id, server) for server in servers]
+    parsed = [server_from_dict(manager_id, server) for server in servers]
+    names = [server.name for server in parsed]
+    if len(set(names)) != len(names):  # the index keeps one row per name: a second was IntegrityError, HTTP 500
+        twice = sorted({name for name in names if names.count(name) > 1})[:5]
+        raise ExupError('servers names a server more than once: %s' % ', '.join(twice), code='server_invalid')
+    return parsed
