@@ -173,6 +173,18 @@ def decode_setting(name: str, text: str) -> typing.Any:
     return text
 
 
+def logged_setting(name: str, value: typing.Any) -> typing.Any:
+    """A setting's value as the event log shows it: a webhook as its origin only (scheme://host:port/...), since its path
+    may be the secret (chat webhooks' are); every other value as it is."""
+    if name != 'notify_webhooks' or not isinstance(value, list):
+        return value
+    shown = []
+    for url in value:
+        parts = urllib.parse.urlsplit(url)
+        shown.append('%s://%s/...' % (parts.scheme, parts.netloc.rpartition('@')[2]))
+    return shown
+
+
 def check_settings(wanted: object) -> tuple[dict[str, str], dict[str, str]]:
     """(settings as stored text, secrets) of a settings change; every value checked before anything changes.
 
@@ -708,7 +720,12 @@ class Repository:
                     with index.transaction():
                         if changes:
                             index.add_setting_changes(changes, self.now_text())
-                        self.record(index, 'settings_changed', before={key: before[key] for key in changed}, after={key: after[key] for key in changed})
+                        self.record(
+                            index,
+                            'settings_changed',
+                            before={key: logged_setting(key, before[key]) for key in changed},
+                            after={key: logged_setting(key, after[key]) for key in changed},
+                        )
         except ExupError as exc:
             if exc.code in ('repository_busy', 'store_damaged', 'store_too_new'):
                 raise

@@ -200,6 +200,7 @@ def plan_changes(store: str, wanted: dict[str, str], hash_new: bool = True) -> S
         if not wanted.get('admin_password'):
             raise
         hashes = {}  # a damaged file is replaced by one with the new admin password (and the read password given, if any)
+    hashes = {key: value for key, value in hashes.items() if value}  # a null entry is none
     kept = read_kept_secrets(store)
     before = _states(hashes, kept)
     after = dict(before)
@@ -229,7 +230,7 @@ def plan_changes(store: str, wanted: dict[str, str], hash_new: bool = True) -> S
                 continue
             new_kept[key] = value
             after[name] = CHANGED
-    if 'read_hash' in new_hashes and not new_hashes.get('admin_hash'):
+    if 'read_hash' in new_hashes and 'admin_hash' not in new_hashes:  # (in check mode a new admin hash is None: still set)
         raise ExupError(
             'set admin_password too: the repository service needs an admin password (there is no default) before a read password is of use',
             code='credentials_missing',
