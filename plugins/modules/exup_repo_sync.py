@@ -28,7 +28,7 @@ options:
     description:
       - URL of the feed's signed catalog, for example V(https://updates.example.com/exup/catalog.json).
       - Required for a local O(repository). A remote repository (a service URL) downloads from the feed its own
-        configuration names (003 §3.4.2: the repository's side downloads); O(feed_url), O(trusted_keys) and the proxy
+        configuration names (003 §3.4.2, the repository's side downloads); O(feed_url), O(trusted_keys) and the proxy
         options are then not used.
     type: str
   trusted_keys:
@@ -38,6 +38,30 @@ options:
       - Required for a local O(repository); a remote repository verifies with the keys its configuration trusts.
     type: list
     elements: str
+  upstream:
+    description:
+      - What O(feed_url) names. V(vendor) (the default) is the vendor's feed, its signed catalog.
+      - V(repository) is an upstream repository service, for example V(https://dmz.example.com:8080), as a repository in
+        an inner network syncs from one in a DMZ that alone reaches the vendor (003 §1.3, Fig. 5). The sync first announces
+        this repository's active servers to the upstream (as one manager of it) and has the upstream download what they need;
+        then it syncs from the upstream's feed view (the vendor's signed catalog exactly as the upstream verified it) and
+        verifies everything again with O(trusted_keys) (the vendor's signature, rollback, expiry, and every package). An
+        upstream that cannot download (its download fails, or it has no feed) is an C(upstream_download_failed) event, and
+        the sync goes on with what the upstream holds. RV(upstream) says what the upstream did.
+      - The upstream's user (O(feed_username)) must have its C(admin) role to announce needs and download; its C(read)
+        role reads the feed view only, and the sync then fails with C(forbidden).
+      - Only for a local O(repository).
+    type: str
+    choices: [vendor, repository]
+    default: vendor
+  feed_username:
+    description:
+      - User name for HTTP Basic authentication to the origin (scheme, host and port) of O(feed_url), and only there;
+        the upstream repository service's user with O(upstream=repository).
+    type: str
+  feed_password:
+    description: Password of O(feed_username). Never logged nor returned.
+    type: str
   servers:
     description:
       - The servers this manager manages. Omit to keep what this manager registered before.
@@ -173,11 +197,22 @@ plan_skipped:
       nothing was downloaded or pruned. RV(refused) and RV(skipped_tombstoned) then repeat what that sync reported.
   returned: always
   type: bool
+upstream:
+  description:
+    - With O(upstream=repository), what the upstream repository did for this one. C(url); C(manager_id), this repository's id
+      there; C(servers) announced; C(download) V(finished) with C(added), C(removed) and C(refused) counts of the upstream's
+      own download, or V(failed) with C(error) and C(msg), or V(skipped) in check mode (nothing is announced then).
+    - Empty for a vendor feed.
+  returned: always
+  type: dict
+  sample:
+    {"url": "https://dmz.example.com:8080", "manager_id": "chain-repo2-1f2e3d4c", "servers": 120, "download": "finished",
+     "added": 3, "removed": 0, "refused": 0}
 '''
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote import is_remote
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import server_from_dict
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions, chained_options
 from ansible_collections.exup.fleet.plugins.module_utils._exup_module import HTTP_SPEC, REPOSITORY_SPEC, TRUST_SPEC, ExupModule
 
 
@@ -193,8 +228,16 @@ def main():
         workers={'type': 'int', 'default': 4},
         sync_timeout={'type': 'int', 'default': 3600},
         accept_catalog_version_reset={'type': 'bool', 'default': False},
+        upstream={'type': 'str', 'default': 'vendor', 'choices': ['vendor', 'repository']},
+        feed_username={'type': 'str'},
+        feed_password={'type': 'str', 'no_log': True},
     )
-    module = ExupModule(argument_spec, needs_http=True, supports_check_mode=True, required_together=[('proxy_username', 'proxy_password')])
+    module = ExupModule(
+        argument_spec,
+        needs_http=True,
+        supports_check_mode=True,
+        required_together=[('proxy_username', 'proxy_password'), ('feed_username', 'feed_password')],
+    )
     params = module.params
     servers = None
     if params['servers'] is not None:
@@ -210,9 +253,15 @@ def main():
         time_limit=params['sync_timeout'],
         accept_version_reset=params['accept_catalog_version_reset'],
     )
+    if params['upstream'] == 'repository':  # chained repositories (docs/architecture.md): feed_url names the upstream service
+        if remote:
+            module.fail_json(msg='upstream: repository is for a local repository; a remote one syncs from its own configuration', error='argument_invalid')
+        options = module.run(chained_options, options)
     repo = module.repository()
     # a remote repository downloads with its own client and keys (003 §3.4.2): none are made here
     client, keyring = (None, None) if remote else (module.http_client(), module.keyring())
+    if client is not None and params['feed_username']:
+        module.run(client.use_credentials, options.feed_url, params['feed_username'], params['feed_password'])
     result = module.run(repo.sync, client, keyring, options, check_mode=module.check_mode)
     output = result.as_dict()
     if result.refused:

@@ -30,6 +30,8 @@ EVENTS = {
     'webhook_sent': (NORMAL, 'Download notice sent to a webhook.'),
     'webhook_failed': (ERROR, 'Sending the download notice to a webhook failed.'),
     'feed_address_changed': (NORMAL, 'Package source address changed by a redirect.'),
+    'upstream_download_finished': (NORMAL, 'Upstream repository downloaded for this repository.'),
+    'upstream_download_failed': (ERROR, 'Upstream repository download for this repository failed.'),
     'package_downloaded': (NORMAL, 'Update package downloaded.'),
     'package_refused': (ERROR, 'Update package refused.'),
     'package_removed': (NORMAL, 'Update package removed by generation management.'),

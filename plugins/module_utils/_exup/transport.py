@@ -3,6 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """HTTP for the repository: retries, proxy Basic/Digest auth, TLS, conditional GET, bounded resumable download.
 
+A client may also hold credentials for one origin (``use_credentials``): an upstream repository service's
+feed view asks for Basic auth (docs/architecture.md "Chained repositories"). They go to that origin only
+(scheme, host and port), never to a redirect elsewhere, and never into a message or a log.
+
 With pycurl, every request goes through libcurl (one handle per thread, kept alive), which does proxy
 Basic and Digest itself, also for the CONNECT of https:// feeds. Without it, or for an https:// proxy
 URL, requests does the HTTP (``requests_path``, imported only then: its imports cost about 60 ms of a
@@ -11,6 +15,7 @@ module run). NTLM is refused with a clear message, as 003 §2.2.7 says it is not
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime
@@ -18,6 +23,7 @@ import email.utils
 import hashlib
 import http.client
 import importlib.util
+import json
 import math
 import os
 import socket
@@ -60,6 +66,7 @@ Progress = Callable[[int], object]
 CHUNK = 1024 * 1024
 USER_AGENT = 'exup.fleet/0.1'
 RESUME_ATTEMPTS = 3
+MAX_JSON_ANSWER = 8 * 1024 * 1024  # the biggest JSON answer request_json reads (the service's own bound, wire.MAX_JSON_BYTES)
 
 
 def _proxy_url_with_credentials(proxy_url: str, username: str, password: str) -> str:
@@ -211,9 +218,30 @@ def stated_length(value: str | None) -> int | None:
     return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
-def status_refusal(url: str, status: int) -> TransportError:
-    """An answer that is neither a body to keep nor "unchanged" (a 407 is the proxy's refusal, decided apart)."""
+def status_refusal(url: str, status: int, user: str | None = None) -> TransportError:
+    """An answer that is neither a body to keep nor "unchanged" (a 407 is the proxy's refusal, decided apart).
+
+    A 401 says the server wants credentials: ``user`` is the one sent to it (None: none were)."""
+    if status == 401 and user is None:
+        return TransportError(
+            'GET %s answered HTTP 401: the server asks for credentials; give its user and password (feed_username, feed_password)' % url,
+            code='feed_auth_required',
+            status=status,
+        )
+    if status == 401:
+        return TransportError('GET %s answered HTTP 401: the server refused the credentials of user %s' % (url, user), code='feed_auth_failed', status=status)
     return TransportError('GET %s answered HTTP %d' % (url, status), code='http_status', status=status)
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of ``url``, the port filled in: where credentials given for ``url`` may go."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or '').lower(), port or {'http': 80, 'https': 443}.get(scheme, 0)
 
 
 def part_mode(status: int, have: int, content_range: str | None) -> str | None:
@@ -329,6 +357,7 @@ class HttpClient:
         self.retries = retries
         self._local = threading.local()
         self._challenges: dict[str, str] = {}  # tunnel target -> Digest challenge, shared by the download threads
+        self._credentials: dict[tuple[str, str, int], tuple[str, str]] = {}  # origin -> (user, password): see use_credentials
         self._nonce_count = 0
         self._lock = threading.Lock()
 
@@ -340,11 +369,39 @@ class HttpClient:
             session = self._local.session = _requests_path().make_session(self)
         return session
 
+    def use_credentials(self, url: str, username: str, password: str) -> None:
+        """Send Basic auth ``username``/``password`` with every request to the origin of ``url`` (scheme, host, port), and only there.
+
+        libcurl and requests both drop them on a redirect to another host; a catalog entry's URL is relative to the
+        catalog's, so the packages of a feed stay on its origin.
+        """
+        origin = origin_of(url)
+        if origin[0] not in ('http', 'https') or not origin[1]:
+            raise TransportError('credentials need an http:// or https:// URL, not %r' % url, code='feed_invalid')
+        self._credentials[origin] = (username, password)
+
+    def _credentials_for(self, url: str) -> tuple[str, str] | None:
+        return self._credentials.get(origin_of(url)) if self._credentials else None
+
+    def _user_for(self, url: str) -> str | None:
+        credentials = self._credentials_for(url)
+        return credentials[0] if credentials else None
+
+    def _with_credentials(self, url: str, headers: dict[str, str] | None) -> dict[str, str] | None:
+        """``headers`` with the Authorization of ``url``'s origin (requests drops it on a redirect to another host)."""
+        credentials = self._credentials_for(url)
+        if credentials is None:
+            return headers
+        token = base64.b64encode(('%s:%s' % credentials).encode('utf-8')).decode('ascii')
+        return dict(headers or {}, Authorization='Basic ' + token)
+
     def _scrub(self, text: str) -> str:
-        """Never let a proxy password reach a message or a log."""
-        if self.proxy_password:
-            for secret in (self.proxy_password, urllib.parse.quote(self.proxy_password, safe='')):
-                text = text.replace(secret, '********')
+        """Never let a proxy or feed password reach a message or a log."""
+        secrets = [self.proxy_password] + [password for _user, password in self._credentials.values()]
+        for secret in secrets:
+            if secret:
+                for form in (secret, urllib.parse.quote(secret, safe='')):
+                    text = text.replace(form, '********')
         return text
 
     def tunnel_challenges(self, target: str) -> tuple[int, list[str]]:
@@ -417,6 +474,7 @@ class HttpClient:
         return self._proxy_refusal(offered, tunnel_to=target)
 
     def _get(self, url: str, **kwargs: Any) -> Any:
+        kwargs['headers'] = self._with_credentials(url, kwargs.get('headers'))
         try:
             return self._get_once(url, **kwargs)
         except TransportError as exc:
@@ -434,11 +492,12 @@ class HttpClient:
                     raise
         raise self._tunnel_refused(url)
 
-    def _get_once(self, url: str, **kwargs: Any) -> Any:
+    def _get_once(self, url: str, method: str = 'GET', **kwargs: Any) -> Any:
         deadline = _active_deadline()
         rp = _requests_path()
+        kwargs.setdefault('allow_redirects', True)
         try:
-            response = self.session.get(url, timeout=deadline.wait(self.timeout) if deadline else self.timeout, allow_redirects=True, **kwargs)
+            response = self.session.request(method, url, timeout=deadline.wait(self.timeout) if deadline else self.timeout, **kwargs)
         except rp.SSLError as exc:
             raise tls_refusal(url, self._scrub(_short(exc))) from exc
         except rp.ProxyError as exc:
@@ -546,7 +605,7 @@ class HttpClient:
             if response.status_code == 304:
                 return result
             if response.status_code != 200:
-                raise status_refusal(url, response.status_code)
+                raise status_refusal(url, response.status_code, self._user_for(url))
             # One buffer, never more than max_bytes: a list of chunks joined at the end held the body twice.
             _raise_if(bound_refusal(url, max_bytes, response.headers.get('Content-Length', '')))
             result['body'] = self._read_body(url, response, max_bytes)
@@ -565,6 +624,32 @@ class HttpClient:
         except rp.RequestException as exc:
             raise answer_cut(url, len(body), self._scrub(_short(exc))) from exc
         return body
+
+    def request_json(self, method: str, url: str, body: Any = None, deadline: Deadline | None = None, max_bytes: int = MAX_JSON_ANSWER) -> tuple[int, Any]:
+        """One JSON exchange with a repository service (a chained repository's calls to its upstream): (status, answer).
+
+        The answer is the decoded JSON body, or None when there is none or it is not JSON; the caller reads the status.
+        Redirects are not followed (a POST is not sent again elsewhere). On requests' path: a few calls per sync.
+        ``deadline`` (a Deadline): the whole exchange ends by it (request_timeout).
+        """
+        with self._within(deadline, url):
+            return self._request_json(method, url, body, max_bytes)
+
+    def _request_json(self, method: str, url: str, body: Any, max_bytes: int) -> tuple[int, Any]:
+        headers = {'Accept': 'application/json'}
+        data = None
+        if body is not None:
+            data = json.dumps(body, separators=(',', ':')).encode('utf-8')
+            headers['Content-Type'] = 'application/json'
+        response = self._get(url, method=method, headers=headers, data=data, stream=True, allow_redirects=False)
+        with response:
+            _raise_if(bound_refusal(url, max_bytes, response.headers.get('Content-Length', '')))
+            raw = self._read_body(url, response, max_bytes)
+        try:
+            answer = json.loads(bytes(raw).decode('utf-8')) if raw else None
+        except (ValueError, RecursionError):
+            answer = None
+        return response.status_code, answer
 
     def download(self, url: str, part_path: str, size: int, sha256: str, progress: Progress | None = None, deadline: Deadline | None = None) -> str:
         """Fetch ``url`` into ``part_path`` (see ``fetch``); returns ``part_path``."""
@@ -662,6 +747,7 @@ class HttpClient:
             curl.setopt(pycurl.LOW_SPEED_LIMIT, 1)
             curl.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(self.timeout)))
             self._curl_tls(curl)
+            curl.setopt(pycurl.HTTPAUTH, pycurl.HTTPAUTH_BASIC)  # credentials (use_credentials) go with the first request
             # '' and not unset: libcurl would otherwise take http_proxy from the environment (requests' trust_env=False)
             curl.setopt(pycurl.PROXY, self.proxy_url or '')
             if self.proxy_url and self.proxy_username:
@@ -716,7 +802,7 @@ class HttpClient:
         if status == 407:
             raise self._proxy_refusal(transfer.offered)
         if not transfer.accepted():
-            raise status_refusal(transfer.url, status)
+            raise status_refusal(transfer.url, status, self._user_for(transfer.url))
 
     def _curl_perform(self, transfer: _Exchange, deadline: Deadline | None) -> None:
         curl = self._curl()
@@ -724,6 +810,10 @@ class HttpClient:
         start = transfer.range_start()
         curl.setopt(pycurl.RANGE, '%d-' % start if start else None)
         curl.setopt(pycurl.HTTPHEADER, [*_HEADERS, *transfer.extra_headers])
+        if self._credentials:  # this origin's, or none: the handle goes from one URL to the next
+            credentials = self._credentials_for(transfer.request_url)
+            curl.setopt(pycurl.USERNAME, credentials[0] if credentials else None)
+            curl.setopt(pycurl.PASSWORD, credentials[1] if credentials else None)
         curl.setopt(pycurl.TIMEOUT_MS, max(1, int(deadline.remaining() * 1000)) if deadline else 0)
         curl.setopt(pycurl.HEADERFUNCTION, transfer.take_header)
         curl.setopt(pycurl.WRITEFUNCTION, transfer.take_body)
@@ -778,7 +868,7 @@ class HttpClient:
             with response:
                 mode = part_mode(response.status_code, have, response.headers.get('Content-Range'))
                 if mode is None:
-                    raise status_refusal(url, response.status_code)
+                    raise status_refusal(url, response.status_code, self._user_for(url))
                 if mode == 'wb':
                     have, digest = 0, hashlib.sha256()
                     kept = bytearray() if keep_bytes else None

@@ -12,6 +12,10 @@ Layout under the root::
     recovery.json                   what a rebuild of a lost repo.db cannot read from the pool: pins, sources,
                                     tombstones, the feed's rollback state (rewritten after each writer session)
     quarantine/<digest>.zip         pool files a rebuild could not verify, kept for the operator
+    feed/catalog-<digest>.json      the last complete catalog a sync verified, the vendor's bytes as received (the feed
+                                    view a chained repository syncs from, docs/architecture.md "Chained repositories")
+    feed/kept.json                  which one it is: {version, sha256, size, file}, replaced atomically after the file
+    feed/downstream-id              this repository's id as a manager of its upstream, made by its first chained sync
 
 Crash safety: a file reaches the pool by write-to-temp, fsync, rename, fsync of
 the directory, and only then gets its row. Deleting removes the row first, then
@@ -33,6 +37,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import secrets
+import socket
 import sqlite3
 import stat
 import time
@@ -51,6 +58,28 @@ SCHEMA_VERSION = STORE_VERSION  # the name older code used
 #: feed_state keys kept in the recovery record: the rollback protection must survive a lost index. The
 #: ETag and Last-Modified are not: the catalog entries were lost with the index, so the next sync needs the full catalog.
 RECOVERED_FEED_STATE = ('feed_url', 'base_url', 'catalog_version', 'catalog_expires', 'last_access', 'catalog_key_ids', 'feed_id')
+
+
+KEPT_NAME = 'kept.json'
+DOWNSTREAM_ID_NAME = 'downstream-id'
+_KEPT_FILE = re.compile(r'catalog-[0-9a-f]{64}\.json', re.ASCII)
+
+
+class KeptCatalog(typing.NamedTuple):
+    """The catalog bytes a sync kept: the last complete answer it verified (version, SHA-256 and size of the bytes)."""
+
+    version: int
+    sha256: str
+    size: int
+    path: str
+
+
+class StagedCatalog(typing.NamedTuple):
+    """A catalog answer written to tmp/ before its verification: kept if it verifies and is complete, else removed."""
+
+    path: str
+    sha256: str
+    size: int
 
 
 def _fsync_dir(path: str) -> None:
@@ -131,6 +160,7 @@ class Store:
         self.tmp_dir = os.path.join(self.root, 'tmp')
         self.recovery_path = os.path.join(self.root, 'recovery.json')
         self.quarantine_dir = os.path.join(self.root, 'quarantine')
+        self.feed_dir = os.path.join(self.root, 'feed')
 
     @property
     def exists(self) -> bool:
@@ -321,6 +351,73 @@ class Store:
         if not isinstance(data, dict):
             return empty
         return {key: data.get(key) if isinstance(data.get(key), type(value)) else value for key, value in empty.items()}
+
+    # ----------------------------------------------------------------- the kept catalog (the feed view's, service/feed.py)
+    def stage_catalog(self, body: bytes | bytearray) -> StagedCatalog:
+        """Write a catalog answer to tmp/ as it was received, before it is verified (writer only; not fsynced yet)."""
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        path = os.path.join(self.tmp_dir, 'catalog-%s.part' % secrets.token_hex(8))
+        with open(path, 'wb') as handle:
+            handle.write(body)
+        return StagedCatalog(path, hashlib.sha256(body).hexdigest(), len(body))
+
+    def keep_catalog(self, staged: StagedCatalog, version: int) -> KeptCatalog:
+        """Make a verified, complete catalog the kept one: its file durable and renamed first, then kept.json switched to it
+        atomically, then the older files removed. A crash at any point leaves the old or the new one kept, each whole."""
+        os.makedirs(self.feed_dir, mode=0o755, exist_ok=True)
+        name = 'catalog-%s.json' % staged.sha256
+        target = os.path.join(self.feed_dir, name)
+        with open(staged.path, 'rb') as handle:
+            os.fsync(handle.fileno())
+        os.chmod(staged.path, 0o444)
+        os.replace(staged.path, target)
+        _fsync_dir(self.feed_dir)
+        write_json_atomically(os.path.join(self.feed_dir, KEPT_NAME), {'version': version, 'sha256': staged.sha256, 'size': staged.size, 'file': name})
+        for other in os.listdir(self.feed_dir):
+            if other != name and _KEPT_FILE.fullmatch(other):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.feed_dir, other))
+        return KeptCatalog(version, staged.sha256, staged.size, target)
+
+    def kept_catalog(self) -> KeptCatalog | None:
+        """The kept catalog, or None when there is none (or its record is unreadable: the next complete answer replaces it)."""
+        try:
+            with open(os.path.join(self.feed_dir, KEPT_NAME), 'rb') as handle:
+                data = json.loads(handle.read(4096).decode('utf-8'))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get('file'), str) or not _KEPT_FILE.fullmatch(data['file']):
+            return None
+        version, size, digest = data.get('version'), data.get('size'), data.get('sha256')
+        if not isinstance(version, int) or not isinstance(size, int) or data['file'] != 'catalog-%s.json' % digest:
+            return None
+        return KeptCatalog(version, str(digest), size, os.path.join(self.feed_dir, data['file']))
+
+    def downstream_id(self) -> str:
+        """This repository's manager id at its upstream (made once, kept in feed/downstream-id; writer only).
+
+        Not its own manager's id: every repository's own manager is "local", and two inner repositories of one DMZ
+        repository must not replace each other's needs there. The host name makes it readable in the upstream's listing.
+        """
+        path = os.path.join(self.feed_dir, DOWNSTREAM_ID_NAME)
+        try:
+            with open(path, encoding='ascii') as handle:
+                known = handle.read(80).strip()
+            if re.fullmatch(r'chain-[A-Za-z0-9._+-]{1,58}', known):
+                return known
+        except (OSError, UnicodeDecodeError):
+            pass
+        host = re.sub(r'[^A-Za-z0-9.+-]+', '-', socket.gethostname().split('.')[0]).strip('.+-')[:40] or 'repository'
+        made = 'chain-%s-%s' % (host, secrets.token_hex(4))
+        os.makedirs(self.feed_dir, mode=0o755, exist_ok=True)
+        tmp = path + '.tmp'
+        with open(tmp, 'w', encoding='ascii') as handle:
+            handle.write(made + '\n')
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(self.feed_dir)
+        return made
 
     def pool_path(self, digest: str) -> str:
         return os.path.join(self.pool_dir, digest[:2], digest + '.zip')

@@ -19,13 +19,21 @@
 
 Check mode (``preview``) runs the pure steps only: the fetch, its verification, and the plan over
 the stored state with this manager's servers and the new entries laid over it. Nothing is written.
+
+A complete catalog that verifies is kept as it was received (``Store.keep_catalog``): the feed view of
+the repository service (service/feed.py) serves it to chained repositories. A chained sync
+(``upstream_options``: the upstream is a repository service, not the vendor) first announces this
+repository's active servers to the upstream and has it download for them (``Upstream.prepare``), then
+syncs from the upstream's feed view exactly as from a vendor feed, verifying everything again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
+import time
 import typing
 import urllib.parse
 from collections.abc import Callable, Container, Iterable, Mapping
@@ -47,15 +55,20 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import In
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.fingerprint import SyncMemo, memo_text, read_memo
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import Refusal
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.pipeline import MEMORY_BOUND, WINDOW_PER_WORKER, Finished, Tally, run_pipeline
+from ansible_collections.exup.fleet.plugins.module_utils._exup.service.feed import feed_view_url, upstream_base
 
 if typing.TYPE_CHECKING:
     from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import Catalog
     from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, VerifiedPackage
     from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import PlanState, Repository
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import StagedCatalog
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
     from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
     from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 
 DEFAULT_SYNC_TIMEOUT = 3600  # seconds: exup_repo_sync's sync_timeout
+UPSTREAM_POLL_FIRST = 0.1  # seconds before the first look at the upstream's download, doubling up to UPSTREAM_POLL_MAX
+UPSTREAM_POLL_MAX = 2.0
 
 
 class BytesRefused(Exception):
@@ -95,6 +108,7 @@ class SyncResult:
         self.bytes_downloaded = 0
         self.feed_unchanged = False
         self.plan_skipped = False  # a 304 and the fingerprint of the last complete sync: nothing to plan, fetch or prune
+        self.upstream: dict = {}  # a chained sync: what the upstream repository did for it (Upstream.prepare)
 
     @property
     def changed(self) -> bool:
@@ -111,6 +125,7 @@ class SyncResult:
             'bytes_downloaded': self.bytes_downloaded,
             'feed_unchanged': self.feed_unchanged,
             'plan_skipped': self.plan_skipped,
+            'upstream': self.upstream,
             'changed': self.changed,
         }
 
@@ -124,6 +139,12 @@ class SyncOptions:
     the operator accepts the catalog served now even if its version is lower than, or jumps too far
     above, the one accepted before. ``time_limit``: seconds the whole sync may take, every request
     included (sync_timeout); what was indexed by then stays.
+
+    ``upstream_url``: the base URL of an upstream repository service whose feed view ``feed_url`` is
+    (``upstream_options`` sets both); None for a vendor feed. ``upstream_id``: this repository's manager
+    id at the upstream (None: the store's own, ``Store.downstream_id``). ``full_catalog``: ask for the
+    whole catalog (``since`` 1970-01-01), as a repository that serves a feed view does, so that the
+    catalog it keeps is never a vendor's answer filtered by ``since``.
     """
 
     feed_url: str
@@ -133,6 +154,21 @@ class SyncOptions:
     time_limit: float = DEFAULT_SYNC_TIMEOUT
     accept_version_reset: bool = False
     progress: Callable | None = None
+    upstream_url: str | None = None
+    upstream_id: str | None = None
+    full_catalog: bool = False
+
+
+def upstream_options(repository_url: str, manager_id: str, **fields: typing.Any) -> SyncOptions:
+    """The options of a sync whose upstream is the repository service at ``repository_url`` (its address, or its feed
+    view's catalog URL): the sync announces its servers there, has it download, then syncs from its feed view."""
+    return chained_options(SyncOptions(feed_url=repository_url, manager_id=manager_id, **fields))
+
+
+def chained_options(options: SyncOptions) -> SyncOptions:
+    """``options`` whose ``feed_url`` names an upstream repository service (exup_repo_sync ``upstream: repository``)."""
+    base = upstream_base(options.feed_url)
+    return dataclasses.replace(options, feed_url=feed_view_url(base), upstream_url=base)
 
 
 # ----------------------------------------------------------------- the trust rules of the catalog (pure)
@@ -148,21 +184,29 @@ class FeedRequest:
     etag: str | None
     last_modified: str | None
     same_url: bool
+    # the last access, what entries_new counts from (``since`` is the epoch for a full catalog); derived, not compared
+    known_since: str = dataclasses.field(default=EPOCH, compare=False)
 
     @property
     def conditional(self) -> bool:
         return bool(self.etag or self.last_modified)
 
 
-def feed_request(state: dict, feed_url: str, key_ids: Iterable[str]) -> FeedRequest:
-    """Conditional only while the stored catalog could stand (see check_stored_catalog_trusted): else ask for it whole."""
+def feed_request(state: dict, feed_url: str, key_ids: Iterable[str], full: bool = False, refetch: bool = False) -> FeedRequest:
+    """Conditional only while the stored catalog could stand (see check_stored_catalog_trusted): else ask for it whole.
+
+    ``full``: ``since`` is the epoch (the whole catalog, not the entries published since the last access).
+    ``refetch``: not conditional either (the catalog accepted before was not kept: a 304 would not bring it).
+    """
     same_url = state.get('feed_url') == feed_url
-    conditional = same_url and bool(set(_stored_key_ids(state)) & set(key_ids))
+    conditional = same_url and bool(set(_stored_key_ids(state)) & set(key_ids)) and not refetch
+    known_since = state.get('last_access', EPOCH) if same_url else EPOCH
     return FeedRequest(
-        since=state.get('last_access', EPOCH) if same_url else EPOCH,
+        since=EPOCH if full else known_since,
         etag=state.get('etag') if conditional else None,
         last_modified=state.get('last_modified') if conditional else None,
         same_url=same_url,
+        known_since=known_since,
     )
 
 
@@ -233,6 +277,7 @@ class CatalogUpdate:
     replace_feed: bool = False  # the entries are the whole feed, not an addition to it
     reset: tuple | None = None  # (cause, detail) of catalog_version_reset
     feed_state: tuple = ()  # (key, value) pairs to store
+    complete: bool = False  # the catalog lists the whole feed (not filtered by ``since``): it may be kept for the feed view
 
 
 def verify_answer(state: dict, request: FeedRequest, response: dict, keyring: KeyRing, options: SyncOptions) -> CatalogUpdate:
@@ -255,13 +300,14 @@ def verify_answer(state: dict, request: FeedRequest, response: dict, keyring: Ke
     same_history = same and request.same_url
     # A full catalog (what any static server serves) is the whole truth: what it no longer lists was
     # withdrawn and is not asked for again. A catalog the server filtered by ``since`` is merged.
-    replace_feed = not same_history or catalog.is_complete(request.since)
+    complete = catalog.is_complete(request.since)
+    replace_feed = not same_history or complete
     base_url = response['final_url']
     summary = {
         'version': catalog.version,
         'generated': catalog.generated,
         'expires': catalog.expires,
-        'entries_new': len(catalog.entries_since(request.since)) if same_history else len(catalog.entries),
+        'entries_new': len(catalog.entries_since(request.known_since)) if same_history else len(catalog.entries),
         'entries_total': len(catalog.entries),
         'key_ids': catalog.key_ids,
         'feed_id': catalog.feed_id,
@@ -284,6 +330,7 @@ def verify_answer(state: dict, request: FeedRequest, response: dict, keyring: Ke
         replace_feed=replace_feed,
         reset=reset,
         feed_state=feed_state,
+        complete=complete,
     )
 
 
@@ -360,6 +407,13 @@ class _TimeIsUp(Exception):
     """A download not started, or cut, because the sync's time limit struck: not a refusal of the package."""
 
 
+def _part_left(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
+
+
 def _entry_summary(entry: CatalogEntry) -> dict:
     return {'package_id': entry.package_id, 'module_id': entry.module_id, 'version': entry.version, 'size': entry.size}
 
@@ -380,6 +434,7 @@ class Sync:
         self.deadline = Deadline(options.time_limit, what="the sync's time limit of %g s" % options.time_limit)
         self.stopping = threading.Event()  # set when the sync ends while it downloads: its downloads stop (fetch's stop)
         self.result = SyncResult()
+        self.staged: StagedCatalog | None = None  # the catalog answer written to tmp/ to be kept once verified (update only)
 
     def run(self, check_mode: bool = False) -> SyncResult:
         return self.preview() if check_mode else self.update()
@@ -389,6 +444,8 @@ class Sync:
         """What a sync would do, from a reader's index (the store is not created)."""
         with self.repo.read() as index:
             self.index = index
+            if self.options.upstream_url:  # announcing needs and downloading change the upstream: not in check mode
+                self.result.upstream = {'url': self.options.upstream_url, 'download': 'skipped'}
             try:
                 update = self.fetch_and_verify()
                 state = self.plan(update, overlay=True)
@@ -407,6 +464,8 @@ class Sync:
             self.repo.register_manager(index, self.options.manager_id, self.options.servers)
             self.log('repository_update_started', feed=self.options.feed_url)
             try:
+                if self.options.upstream_url:
+                    Upstream(self).prepare()
                 self.update_locked()
             except ExupError as exc:
                 self.log('repository_update_failed', exc.msg, error=exc.code)
@@ -420,7 +479,7 @@ class Sync:
         return self.result
 
     def update_locked(self) -> None:
-        update = self.fetch_and_verify(on_redirect=lambda final_url: self.log('feed_address_changed', feed=self.options.feed_url, now=final_url))
+        update = self.fetch_and_verify(on_redirect=lambda final_url: self.log('feed_address_changed', feed=self.options.feed_url, now=final_url), keep=True)
         memo = read_memo(self.index.sync_memo())
         if update.unchanged and memo and memo.fingerprint == self.fingerprint():
             self.replay(memo)
@@ -486,23 +545,49 @@ class Sync:
                 raise _sync_timed_out(self.deadline, 'while fetching the catalog %s' % self.options.feed_url) from None
             raise
 
-    def fetch_and_verify(self, on_redirect: Callable[[str], object] | None = None) -> CatalogUpdate:
-        """Fetch the catalog and verify the answer; ``on_redirect`` hears of a redirect before the answer is judged."""
+    def fetch_and_verify(self, on_redirect: Callable[[str], object] | None = None, keep: bool = False) -> CatalogUpdate:
+        """Fetch the catalog and verify the answer; ``on_redirect`` hears of a redirect before the answer is judged.
+
+        ``keep`` (the writer's sync): the answer is written to tmp/ as received before it is parsed (the parse lets
+        the body go), for record_catalog to keep when it verified and is complete."""
         state = self.index.feed_state()
-        request = feed_request(state, self.options.feed_url, self.keyring.key_ids)
+        refetch = False
+        if keep and self.options.full_catalog:
+            # A repository serving a feed view must hold the catalog it accepted: a 304 would not bring one it lacks.
+            kept = self.repo.store.kept_catalog()
+            refetch = kept is None or str(kept.version) != state.get('catalog_version')
+        request = feed_request(state, self.options.feed_url, self.keyring.key_ids, full=self.options.full_catalog, refetch=refetch)
         response = self.fetch_catalog(request)
         if response['redirected'] and on_redirect:
             on_redirect(response['final_url'])
-        update = verify_answer(state, request, response, self.keyring, self.options)
+        if keep and response['status'] == 200:
+            self.staged = self.repo.store.stage_catalog(response['body'])
+        try:
+            update = verify_answer(state, request, response, self.keyring, self.options)
+        except BaseException:
+            self.drop_staged()
+            raise
         self.result.feed_unchanged = update.unchanged
         self.result.catalog = update.summary
         return update
+
+    def drop_staged(self) -> None:
+        staged, self.staged = self.staged, None
+        if staged is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged.path)
 
     def record_catalog(self, update: CatalogUpdate) -> None:
         if update.reset:
             self.log('catalog_version_reset', update.reset[0], **update.reset[1])
         if update.unchanged:
             return
+        if self.staged is not None and update.complete:
+            # Kept before the index names the new version: a crash between leaves a newer kept catalog (verified,
+            # served), and the next sync fetches it again; never a kept one older than what the index accepted.
+            self.repo.store.keep_catalog(self.staged, int(update.summary['version']))
+            self.staged = None
+        self.drop_staged()  # a catalog filtered by ``since``: the view keeps serving the last complete one
         with self.index.transaction():
             self.index.save_feed_entries(update.new_entries, update.replace_feed)
             self.index.set_feed_state(update.feed_state)
@@ -626,7 +711,9 @@ class Sync:
                 'module_id': entry.module_id,
                 'code': exc.code,
                 'reason': exc.msg,
-                'resumable': exc.code in ('download_truncated', 'request_timeout'),
+                # Also a failure after some bytes arrived (the server stopped mid-download, then refused connections):
+                # its .part is kept, and the next sync resumes it (transport deletes a .part whose bytes it refused).
+                'resumable': exc.code in ('download_truncated', 'request_timeout') or _part_left(self.repo.store.part_path(entry.sha256)),
             }
         )
         return self.repo.record(self.index, 'package_refused', exc.msg, package_id=entry.package_id, error=exc.code)
@@ -639,3 +726,106 @@ class Sync:
         self.repo.store.collect_garbage(self.index, keep_parts={entry.sha256 for entry in selection.to_fetch if entry.package_id in resumable})
         if self.index.rebuild_needed():  # the index was lost: its pool files stay until exup_package state=rebuilt
             self.log('store_rebuild_needed', 'rebuild it with exup_package state=rebuilt', unindexed=len(self.repo.store.unindexed(self.index)))
+
+
+# ----------------------------------------------------------------- a chained repository's upstream
+def upstream_servers(servers: Iterable[Server]) -> list[dict]:
+    """This repository's active servers as one manager of the upstream announces them: each named ``manager/name``
+    (two managers here may both have a db01), with its model, OS and module versions (the previous generation too)."""
+    return sorted(
+        ({'name': '%s/%s' % (server.manager_id, server.name), 'model': server.model, 'os': server.os, 'modules': server.modules} for server in servers),
+        key=lambda item: item['name'],
+    )
+
+
+class Upstream:
+    """The calls of a chained sync to its upstream repository service, before it syncs from the upstream's feed view.
+
+    1. ``POST /v1/managers/<id>/presence`` with this repository's active servers: the upstream's generation management
+       keeps what they need (003 §2.2.2), as for any of its managers; ``id`` is ``Store.downstream_id``.
+    2. ``POST /v1/downloads`` for that manager, then ``GET /v1/downloads/<download_id>`` until it ends, within the
+       sync's time limit: the upstream fetches from its vendor what this repository's servers need.
+
+    The presence must pass (a refusal fails the sync: without it the upstream does not know what to download). The
+    download may fail or be unavailable (an upstream with no feed of its own, filled by hand): that is an
+    ``upstream_download_failed`` event and the sync goes on with what the upstream holds.
+    """
+
+    def __init__(self, sync: Sync) -> None:
+        self.sync = sync
+        self.base = typing.cast(str, sync.options.upstream_url)
+
+    def prepare(self) -> None:
+        sync = self.sync
+        manager_id = sync.options.upstream_id or sync.repo.store.downstream_id()
+        override = (sync.options.manager_id, sync.options.servers) if sync.options.servers is not None else None
+        servers = upstream_servers(sync.repo.active_servers(sync.index, override))
+        sync.result.upstream = outcome = {'url': self.base, 'manager_id': manager_id, 'servers': len(servers), 'download': 'failed'}
+        self.call('POST', '/v1/managers/%s/presence' % urllib.parse.quote(manager_id, safe=''), {'servers': servers})
+        try:
+            started = self.call('POST', '/v1/downloads', {'manager_id': manager_id})
+            answer = self.wait(self.text(started, 'download_id'))
+        except TransportError:
+            raise  # the upstream cannot be reached (or the time is up): its feed view cannot either
+        except ExupError as exc:
+            outcome.update(error=exc.code, msg=exc.msg)
+            sync.log('upstream_download_failed', exc.msg, upstream=self.base, error=exc.code)
+            return
+        if answer.get('state') != 'finished':
+            code, msg = str(answer.get('error', 'service_failed')), str(answer.get('msg', 'the upstream download failed'))[:2000]
+            outcome.update(error=code, msg=msg)
+            sync.log('upstream_download_failed', msg, upstream=self.base, error=code)
+            return
+        result = answer.get('result')
+        listed = result if isinstance(result, dict) else {}
+        counts = {key: len(listed[key]) if isinstance(listed.get(key), list) else 0 for key in ('added', 'removed', 'refused')}
+        outcome.update(download='finished', **counts)
+        sync.log('upstream_download_finished', None, upstream=self.base, **counts)
+
+    def wait(self, download_id: str) -> dict:
+        """The upstream download's last state, polled until it is no longer running, or sync_timeout at the time limit."""
+        delay = UPSTREAM_POLL_FIRST
+        path = '/v1/downloads/%s' % urllib.parse.quote(download_id, safe='')
+        while True:
+            answer = self.call('GET', path)
+            if not isinstance(answer, dict) or not isinstance(answer.get('state'), str):
+                raise self.invalid('a download state that is not an object with a state')
+            if answer['state'] != 'running':
+                return answer
+            if self.sync.deadline.remaining() <= delay:
+                raise _sync_timed_out(self.sync.deadline, 'while the upstream repository %s downloaded for this repository' % self.base)
+            time.sleep(delay)
+            delay = min(delay * 2, UPSTREAM_POLL_MAX)
+
+    def call(self, method: str, path: str, body: typing.Any = None) -> typing.Any:
+        """One call within the sync's time limit; the upstream's refusal is its ExupError, with what to do about it."""
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.service import wire
+
+        url = self.base + path
+        bounded = request_deadline(self.sync.deadline)
+        try:
+            status, answer = self.sync.client.request_json(method, url, body, deadline=bounded)
+        except TransportError as exc:
+            if exc.code == 'request_timeout' and (bounded is self.sync.deadline or self.sync.deadline.expired()):
+                raise _sync_timed_out(self.sync.deadline, 'while calling the upstream repository %s' % self.base) from None
+            raise
+        if 200 <= status < 300:
+            return answer
+        error = wire.error_from_body(status, answer, url)
+        hint = ''
+        if status == 401:
+            hint = ': give the upstream user and password in feed_username and feed_password'
+        elif status == 403:
+            hint = ': announcing needs and downloading need the upstream user of the admin role'
+        raise ExupError(
+            'the upstream repository %s refused %s %s: %s%s' % (self.base, method, path, error.msg, hint), code=error.code, upstream=self.base, status=status
+        )
+
+    def text(self, answer: typing.Any, key: str) -> str:
+        value = answer.get(key) if isinstance(answer, dict) else None
+        if not isinstance(value, str) or not value or len(value) > 64:
+            raise self.invalid('an answer without %s' % key)
+        return value
+
+    def invalid(self, what: str) -> ExupError:
+        return ExupError('the upstream repository %s sent %s' % (self.base, what), code='service_answer_invalid', upstream=self.base)

@@ -26,6 +26,7 @@ import typing
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.service import auth, openapi, wire
+from ansible_collections.exup.fleet.plugins.module_utils._exup.service.feed import routes as feed_routes  # chained repositories (CHAIN)
 
 try:
     from starlette.applications import Starlette
@@ -139,7 +140,9 @@ class Downloads:
         try:
             client = transport.HttpClient(**self.service.repository.proxy_options())
             keyring = signing.KeyRing.from_pem_list(list(config.trusted_keys))
-            options = SyncOptions(feed_url=str(config.feed_url), manager_id=manager_id, servers=servers, accept_version_reset=accept_version_reset)
+            options = SyncOptions(
+                feed_url=str(config.feed_url), manager_id=manager_id, servers=servers, accept_version_reset=accept_version_reset, full_catalog=True
+            )
             result = self.service.repository.sync(client, keyring, options, check_mode=check_mode)
             state = {'download_id': download_id, 'state': 'finished', 'result': dict(result.as_dict(), changed=result.changed)}
         except ExupError as exc:
@@ -601,6 +604,8 @@ def routes(service: Service) -> list:
         Route('/v1/jobs/{job_id}/reported', guarded(admin, job_reported), methods=['GET']),
         Route('/v1/downloads', guarded(admin, download_start), methods=['POST']),
         Route('/v1/downloads/{download_id}', guarded(admin, download_state), methods=['GET']),
+        # the feed view chained repositories sync from (service/feed.py, docs/architecture.md "Chained repositories")
+        *feed_routes(repo.store, lambda handler: guarded(read, handler)),
     ]
 
 
