@@ -47,7 +47,7 @@ options:
         24 hours repeats within each day from O(download_at) (6 hours at 03:00 is 03:00, 09:00, 15:00, 21:00); a longer one
         counts whole intervals from 1970-01-01 at O(download_at). A slot missed while the service was down runs once when it
         is back.
-      - The service downloads from the feed its configuration names (C(feed_url), C(trusted_keys): the distribution server's
+      - The service downloads from the feed its configuration names (C(feed_url), C(trusted_keys); the distribution server's
         address is not a setting, §3.3 4-(ア)-①) for the servers every manager registered, and tells of new packages
         (O(notify_webhooks)).
     type: int
@@ -58,7 +58,7 @@ options:
   notify_webhooks:
     description:
       - URLs (V(http://) or V(https://), at most 8, each once, without a user name or password) the repository service posts
-        the C(packages_arrived) notice to when a scheduled download added packages (003 §3.4.4): JSON with the packages and
+        the C(packages_arrived) notice to when a scheduled download added packages (003 §3.4.4), JSON with the packages and
         the managed servers they concern, header C(X-Exup-Event), and C(X-Exup-Signature) (HMAC-SHA256 of the body) when
         O(webhook_secret) is set. Redirects are not followed; a webhook that fails is logged (C(webhook_failed)) and stops nothing.
       - V([]) removes them all.
@@ -86,13 +86,13 @@ options:
     choices: [basic, digest]
   admin_password:
     description:
-      - The password of the repository service's C(admin) user (managers: they may change the repository), the "repository
+      - The password of the repository service's C(admin) user (managers, who may change the repository), the "repository
         password" of 003 §3.3 4-(ア)-③. At least 12 characters (C(password_weak) otherwise). Never logged nor returned.
       - There is no default; see the description.
     type: str
   read_password:
     description:
-      - The password of the C(read) user (managed hosts, BMCs and readers: they may only download and list). At least 12
+      - The password of the C(read) user (managed hosts, BMCs and readers, who may only download and list). At least 12
         characters. V('') removes it (then only C(admin) can log in). Needs an admin password.
     type: str
 attributes:
@@ -103,7 +103,7 @@ attributes:
     support: full
     description: The settings before and after; a secret shows as C(set) before and C(changed) after, never its value.
 notes:
-  - The repository service reads the settings again at least every minute: a changed schedule takes effect within a minute.
+  - The repository service reads the settings again at least every minute, so a changed schedule takes effect within a minute.
 seealso:
   - module: exup.fleet.exup_repo_settings_info
 '''

@@ -12,8 +12,8 @@ version_added: 0.2.0
 description:
   - Reads the repository settings of 003 §3.3 (the download schedule, the proxy, the webhooks told of new packages, the initial
     status icon) on the repository host, or through its repository service (O(repository) a URL). Read-only.
-  - Secrets are never returned: for the service passwords, the proxy password and the webhook secret it says only whether each
-    is set. There is no default password (see M(exup.fleet.exup_repo_settings)): V(not set) for C(admin_password) means
+  - Secrets are never returned. For the service passwords, the proxy password and the webhook secret it says only whether each
+    is set. There is no default password (see M(exup.fleet.exup_repo_settings)), so V(not set) for C(admin_password) means
     the repository service refuses to start.
   - It writes nothing, not even the C(settings_read) event, and never waits for a sync that holds the repository. Changing the
     settings is M(exup.fleet.exup_repo_settings).
