@@ -63,7 +63,7 @@ def every(repo, clock, hours=1, minutes_ago=0):
 def test_an_off_schedule_never_runs_and_wakes_every_minute(repo, clock):
     runner = Runner(clock)
     sched = make(repo, clock, runner)
-    for _ in range(3):
+    for _round in range(3):
         assert sched.step() == scheduler.POLL_SECONDS
         clock.advance(hours=5)
     assert runner.calls == [] and sched.read_state()['next_run'] is None
