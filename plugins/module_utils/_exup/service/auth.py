@@ -21,6 +21,7 @@ import os
 import re
 import threading
 import time
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -134,6 +135,14 @@ def _password_bytes(password: str) -> bytes:
     return encoded
 
 
+#: One Argon2 computation at a time in this process. cryptography caps OpenSSL's thread pool at the core count
+#: (OSSL_set_max_threads) and Argon2 with 4 lanes asks it for threads: two computations at once each wait for a
+#: thread the other holds, forever (cryptography 50.0.2 with OpenSSL 4.0.3 on 2 CPUs, even 2 lanes on 2 threads).
+ARGON2_LOCK = threading.Lock()
+#: how long a request waits for another request's verification of the same credentials before running its own
+VERIFY_WAIT_SECONDS = 30.0
+
+
 def _require_cryptography() -> None:
     if not HAS_CRYPTOGRAPHY:  # pragma: no cover - the test environment has it
         raise ExupError(MESSAGES['missing_library'], code='missing_library')
@@ -154,7 +163,8 @@ def hash_password(password: str, parameters: Argon2Parameters | None = None) -> 
         lanes=chosen.lanes,
         memory_cost=chosen.memory_cost_kib,
     )
-    return kdf.derive_phc_encoded(encoded)
+    with ARGON2_LOCK:
+        return kdf.derive_phc_encoded(encoded)
 
 
 def phc_is_acceptable(phc: object) -> bool:
@@ -177,7 +187,8 @@ def verify_password(phc: str, password: str) -> bool:
         return False
     _require_cryptography()
     try:
-        Argon2id.verify_phc_encoded(encoded, phc)
+        with ARGON2_LOCK:
+            Argon2id.verify_phc_encoded(encoded, phc)
     except (InvalidKey, ValueError, TypeError):  # InvalidKey: no match or bad encoding; ValueError: e.g. a short salt
         return False
     return True
@@ -269,6 +280,7 @@ class _Ticket:
     user: str
     phc: str
     generation: int
+    leader: bool  # the first verification of these credentials in flight: the others wait for its answer
 
 
 class Authenticator:
@@ -276,7 +288,10 @@ class Authenticator:
 
     One lock guards the bookkeeping (cache, per-client records, global budget); Argon2 runs outside it, so
     a slow verification never holds up another request. A verification reserves its slots before it runs
-    (``pending``): concurrent wrong guesses cannot run more Argon2 than the limits allow.
+    (``pending``): concurrent wrong guesses cannot run more Argon2 than the limits allow. Requests with the same
+    credentials as a verification in flight wait for its answer instead of running Argon2 again (a burst of
+    downloads at a fresh service, or when the cache entry expires under load, costs one verification, not a
+    refusal for every request past the per-address limit).
     """
 
     def __init__(self, credentials: Credentials, clock: Clock = time.monotonic, verifier: Verifier | None = None) -> None:
@@ -290,6 +305,7 @@ class Authenticator:
         self._clients: collections.OrderedDict[str, _ClientRecord] = collections.OrderedDict()
         self._global_failures: collections.deque[float] = collections.deque()
         self._global_pending = 0
+        self._in_flight: dict[bytes, threading.Event] = {}
 
     def replace(self, credentials: Credentials) -> None:
         """New passwords: the cache empties, and verifications still running against the old ones are not cached."""
@@ -304,30 +320,62 @@ class Authenticator:
             return AuthResult(code='auth_required')
         user, password = parsed
         outcome = self._admit(user, password, client)
-        if isinstance(outcome, AuthResult):
-            return outcome
-        matches = self._verifier(outcome.phc, password)  # the slow part, outside the lock
+        if isinstance(outcome, threading.Event):  # the same credentials are being verified: wait for that answer
+            outcome.wait(VERIFY_WAIT_SECONDS)
+            outcome = self._admit(user, password, client, join=False)  # cached now, or (wrong, slow) a verification
+        if not isinstance(outcome, _Ticket):  # an AuthResult (a join=False admission never answers an Event)
+            return typing.cast(AuthResult, outcome)
+        try:
+            matches = self._verifier(outcome.phc, password)  # the slow part, outside the lock
+        finally:
+            if outcome.leader:
+                with self._lock:
+                    self._in_flight.pop(outcome.key).set()
         return self._settle(outcome, client, matches)
+
+    def cached_role(self, header: str | None, client: str) -> AuthResult | None:
+        """The answer when it needs no Argon2: no or malformed credentials, a locked address, or credentials verified
+        within CACHE_SECONDS. None: ask role_for (it may verify: off the event loop). Counts no failure."""
+        parsed = parse_basic(header)
+        if parsed is None:
+            return AuthResult(code='auth_required')
+        key = self._cache_key(*parsed)
+        with self._lock:
+            return self._known(parsed[0], key, client, self._clock())
 
     # The steps under the lock
 
-    def _admit(self, user: str, password: str, client: str) -> AuthResult | _Ticket:
-        """A cached role, a refusal, or a ticket to run Argon2 with its slots reserved."""
-        key = hmac.new(self._key, ('%s:%s' % (user, password)).encode('utf-8'), hashlib.sha256).digest()
+    def _cache_key(self, user: str, password: str) -> bytes:
+        return hmac.new(self._key, ('%s:%s' % (user, password)).encode('utf-8'), hashlib.sha256).digest()
+
+    def _known(self, user: str, key: bytes, client: str, now: float) -> AuthResult | None:
+        """A locked address's refusal or a cached role (under the lock), else None."""
+        record = self._live_record(client, now)
+        if record is not None and record.locked_until is not None:
+            # before the cache: a locked address may not go on guessing against the cache either
+            return AuthResult(code='auth_rate_limited', retry_after=_seconds_until(record.locked_until, now))
+        verified_at = self._cache.get(key)
+        if verified_at is not None and now - verified_at < CACHE_SECONDS:
+            return AuthResult(role=user)
+        return None
+
+    def _admit(self, user: str, password: str, client: str, join: bool = True) -> AuthResult | _Ticket | threading.Event:
+        """A cached role, a refusal, the event of the same credentials' verification in flight (``join``), or a
+        ticket to run Argon2 with its slots reserved."""
+        key = self._cache_key(user, password)
         with self._lock:
             now = self._clock()
             self._prune_global(now)
-            record = self._live_record(client, now)
-            if record is not None and record.locked_until is not None:
-                # before the cache: a locked address may not go on guessing against the cache either
-                return AuthResult(code='auth_rate_limited', retry_after=_seconds_until(record.locked_until, now))
-            verified_at = self._cache.get(key)
-            if verified_at is not None and now - verified_at < CACHE_SECONDS:
-                return AuthResult(role=user)
+            known = self._known(user, key, client, now)
+            if known is not None:
+                return known
+            record = self._clients.get(client)
             phc = self._credentials.hash_for(user)
             if phc is None:  # unknown user, or 'read' without a read password: wrong without running Argon2
                 self._fail(client, now)
                 return AuthResult(code='auth_failed')
+            if join and key in self._in_flight:
+                return self._in_flight[key]
             if record is not None and len(record.failures) + record.pending >= FAILURES_ALLOWED:
                 return AuthResult(code='auth_rate_limited', retry_after=1)  # its last allowed guesses are in flight
             if len(self._global_failures) + self._global_pending >= GLOBAL_FAILURES:
@@ -336,7 +384,10 @@ class Authenticator:
                 return AuthResult(code='auth_rate_limited', retry_after=self._global_retry_after(now))
             self._record(client).pending += 1
             self._global_pending += 1
-            return _Ticket(key=key, user=user, phc=phc, generation=self._generation)
+            leader = key not in self._in_flight
+            if leader:
+                self._in_flight[key] = threading.Event()
+            return _Ticket(key=key, user=user, phc=phc, generation=self._generation, leader=leader)
 
     def _settle(self, ticket: _Ticket, client: str, matches: bool) -> AuthResult:
         with self._lock:
