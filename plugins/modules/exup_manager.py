@@ -44,6 +44,7 @@ attributes:
     description: Checks the repository; records nothing.
   diff_mode:
     support: none
+    description: Nothing is changed that a diff could show; the servers recorded are M(exup.fleet.exup_repo_sync)'s to report.
 '''
 
 EXAMPLES = r'''

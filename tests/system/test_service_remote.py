@@ -188,7 +188,10 @@ def test_presence_expiry_with_a_controllable_clock(shared: Shared):
     """003 §2.2.8: two months without presence forget a manager (and so its needs); presence within the window resets it."""
     store = str(shared.store)
     now = datetime.datetime.now(datetime.UTC)
-    at = lambda days: Repository(store, clock=lambda: now + datetime.timedelta(days=days))  # noqa: E731
+
+    def at(days: int) -> Repository:
+        return Repository(store, clock=lambda: now + datetime.timedelta(days=days))
+
     service = remote.RemoteRepository(remote.RemoteOptions(shared.service.base_url, ADMIN_PASSWORD, ca_path=str(shared.service.ca_path), manager_id="site-x"))
     servers = [server_from_dict("site-x", {"name": "x-1", "model": shared.models[2], "os": "rhel9"})]  # a model only site-x has
     before = stored_ids(shared.store)
