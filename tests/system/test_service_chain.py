@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import io
 import json
 import os
@@ -411,3 +412,68 @@ def test_the_sync_module_chains_to_an_upstream_repository_with_feed_credentials(
 
     result, _printed = run_sync_module(tmp_path, collections_path, dict(params, feed_password=None))
     assert result["failed"] and "feed_username" in result["msg"] and "feed_password" in result["msg"]  # required together
+
+
+def test_an_upstream_that_is_no_repository_service_fails_the_sync_clearly_and_changes_nothing(tmp_path: Path, tmp_feed_dir: Path, nginx):
+    # A common slip: upstream: repository with the vendor's own address. nginx refuses the POST of the presence.
+    key = SigningKey.generate()
+    publish_models(tmp_feed_dir, key, models=(INNER_MODEL,))
+    inner = h.frozen_repo(tmp_path / "inner")
+    options = upstream_options(nginx.base_url, h.MANAGER, servers=[h.server("db01", INNER_MODEL)], upstream_id=UPSTREAM_ID)
+    with pytest.raises(ExupError) as caught:
+        inner.sync(HttpClient(retries=0), h.keyring(key), options)
+    assert caught.value.code == "service_failed"
+    assert caught.value.msg.startswith("the upstream repository %s refused POST /v1/managers/%s/presence" % (nginx.base_url, UPSTREAM_ID))
+    assert "without an exup error" in caught.value.msg
+    assert h.indexed(tmp_path / "inner") == {} and h.pool_files(tmp_path / "inner") == {} and h.tmp_files(tmp_path / "inner") == {}
+    assert [e["uri"] for e in nginx.wait_for_log(1)] == ["/v1/managers/%s/presence" % UPSTREAM_ID]  # nothing else was asked
+
+
+class _EndlessDownloads(http.server.BaseHTTPRequestHandler):
+    """An upstream whose download never ends: presence accepted, the download always "running"."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin  # keep test output clean
+        pass
+
+    def answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):  # pylint: disable=invalid-name  # name fixed by http.server
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.endswith("/presence"):
+            self.answer(200, {"manager_id": UPSTREAM_ID, "expired": []})
+        else:
+            self.answer(202, {"download_id": "0123456789abcdef", "state": "running"})
+
+    def do_GET(self):  # pylint: disable=invalid-name
+        self.answer(200, {"download_id": "0123456789abcdef", "state": "running"})
+
+
+def test_an_upstream_download_that_never_ends_is_bounded_by_the_sync_time_limit(tmp_path: Path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessDownloads)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        base = "http://127.0.0.1:%d" % server.server_address[1]
+        inner = h.frozen_repo(tmp_path / "inner")
+        options = upstream_options(base, h.MANAGER, servers=[h.server("db01", INNER_MODEL)], upstream_id=UPSTREAM_ID, time_limit=2)
+        with pytest.raises(TransportError) as caught:
+            inner.sync(HttpClient(retries=0), h.keyring(SigningKey.generate()), options)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert caught.value.code == "sync_timeout"
+    # Ended while waiting between polls, or during a poll the deadline cut: the same limit either way.
+    assert any(
+        words % base in caught.value.msg
+        for words in ("while the upstream repository %s downloaded for this repository", "while calling the upstream repository %s")
+    )
+    assert h.indexed(tmp_path / "inner") == {} and h.pool_files(tmp_path / "inner") == {} and h.tmp_files(tmp_path / "inner") == {}

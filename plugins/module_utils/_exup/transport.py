@@ -392,7 +392,7 @@ class HttpClient:
         credentials = self._credentials_for(url)
         if credentials is None:
             return headers
-        token = base64.b64encode(('%s:%s' % credentials).encode('utf-8')).decode('ascii')
+        token = base64.b64encode(('%s:%s' % (credentials[0], credentials[1])).encode('utf-8')).decode('ascii')
         return dict(headers or {}, Authorization='Basic ' + token)
 
     def _scrub(self, text: str) -> str:
