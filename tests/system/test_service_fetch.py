@@ -203,6 +203,15 @@ def test_an_agent_apply_fetches_its_packages_from_the_service(agent_world):
     - name: Install the agent (its package goes through the controller)
       exup.fleet.exup_agent:
 {common}        license_accepted: true
+    - name: Scan and register the server at the remote repository
+      exup.fleet.exup_info:
+        repository: "{service.base_url}"
+        repository_password: "{ADMIN_PASSWORD}"
+        repository_ca_path: "{service.ca_path}"
+        manager_id: site-a
+        host_root: "{{{{ exup_host_root }}}}"
+        register_server: true
+      register: scanned
     - name: Apply the RAID controller firmware (the host fetches it)
       exup.fleet.exup_apply:
 {common}        modules: [raid-controller]
@@ -210,7 +219,7 @@ def test_an_agent_apply_fetches_its_packages_from_the_service(agent_world):
       register: applied
     - name: Keep the result
       ansible.builtin.copy:
-        content: "{{{{ applied | to_json }}}}"
+        content: "{{{{ {{'applied': applied, 'scanned': scanned}} | to_json }}}}"
         dest: "{root}/apply-result.json"
         mode: "0600"
       delegate_to: localhost
@@ -218,7 +227,11 @@ def test_an_agent_apply_fetches_its_packages_from_the_service(agent_world):
     before = len(access_lines(service))
     proc = ah.run_playbook(lab, play, None, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    applied = json.loads((root / "apply-result.json").read_text())
+    results = json.loads((root / "apply-result.json").read_text())
+    applied, scanned = results["applied"], results["scanned"]
+    assert not scanned["failed"] and "raid-controller" in scanned["modules"], scanned
+    with Repository(str(agent_world["store"])).read() as index:
+        assert index.server_row("site-a", agent_world["host"]) is not None  # registered at the remote repository
     assert applied["package_transfer"] == "service", applied
     assert [(row["module_id"], row["status"]) for row in applied["results"]] == [("raid-controller", "succeeded")], applied
     stored = {package.package_id: package for package in Repository(str(agent_world["store"])).packages()}

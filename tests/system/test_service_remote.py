@@ -241,3 +241,17 @@ def test_setting_a_repository_checks_it_first_and_force_keeps_an_unreachable_one
     wrong = shared.run("exup_manager", shared.remote_params("site-n", repository_password="not-the-password-at-all", force=True))
     assert wrong["failed"] and wrong["error"] == "auth_failed", wrong  # a wrong password is never kept
     assert h.db_rows(shared.store)["managers"] == before
+
+
+def test_a_manual_icon_is_set_through_the_service(shared: Shared):
+    server = shared.servers("site-a", shared.models[0])[0]["name"]
+    params = shared.remote_params("site-a", server_name=server, modules=["system-bios"], icon="latest")
+    before = h.db_rows(shared.store).get("manual_icons", [])
+    checked = shared.run("exup_server_status", dict(params, _ansible_check_mode=True))
+    assert not checked.get("failed") and checked["changed"] is True, checked
+    assert h.db_rows(shared.store).get("manual_icons", []) == before  # check mode wrote nothing
+    done = shared.run("exup_server_status", params)
+    assert not done.get("failed") and done["changed"] is True, done
+    assert [(row["module_id"], row["after"]) for row in done["icons"]] == [("system-bios", "latest")]
+    again = shared.run("exup_server_status", params)
+    assert again["changed"] is False, again
