@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import remote
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import PRESENCE_LIFETIME, Repository, server_from_dict
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
@@ -178,7 +179,7 @@ def test_an_older_repository_limits_features_by_name(shared: Shared, monkeypatch
     repo = remote.RemoteRepository(remote.RemoteOptions(shared.service.base_url, ADMIN_PASSWORD, ca_path=str(shared.service.ca_path), manager_id="site-a"))
     assert repo.about()["limited"] == ["listing"]
     assert repo.packages()  # a feature both have
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(ExupError) as refused:
         repo.listing("site-a")
     assert refused.value.code == "repository_too_old"
     assert "lacks listing" in refused.value.msg and "Update the exup.fleet collection on the repository host" in refused.value.msg

@@ -271,8 +271,11 @@ class RemoteRepository:
         return answer
 
     # ----------------------------------------------------------------- downloads (003 §3.4.2: the repository's side downloads)
-    def sync(self, client: HttpClient, keyring: KeyRing, options: SyncOptions, check_mode: bool = False) -> SyncResult:
-        """Ask the repository to download now for this manager's servers, and wait for it within ``options.time_limit``."""
+    def sync(self, client: HttpClient | None, keyring: KeyRing | None, options: SyncOptions, check_mode: bool = False) -> SyncResult:
+        """Ask the repository to download now for this manager's servers, and wait for it within ``options.time_limit``.
+
+        ``client`` and ``keyring`` are not used: the repository downloads with its own, from the feed it is configured with.
+        """
         from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncResult
 
         body: dict[str, typing.Any] = {'manager_id': options.manager_id, 'check_mode': check_mode, 'accept_version_reset': options.accept_version_reset}
