@@ -14,7 +14,10 @@
 #    second sync that finds the feed unchanged (HTTP 304);
 # 6. prints what was downloaded, kept (by component and model, with generations), refused and why,
 #    and the events;
-# 7. managed servers: starts the test lab (tests/lab: hosts over real ssh on 127.0.1.x, each with its
+# 7. a shared repository: the repository as an HTTPS service (granian) in a "DMZ" that alone reaches the feed,
+#    used by two managers (playbooks/demo_shared.yml): site-dmz as its remote repository (the service downloads for
+#    it), site-inner through a repository of its own chained to it (verified again); a remote delete is refused;
+# 8. managed servers: starts the test lab (tests/lab: hosts over real ssh on 127.0.1.x, each with its
 #    own system root), fills a repository with the lab's signed packages, installs the agent with
 #    playbooks/agent_install.yml on every host (the VM guest, the unsupported OS and the unsupported
 #    model fail with their reason), applies every update with playbooks/apply.yml (reboots through
@@ -134,7 +137,54 @@ echo "nginx served $requests requests; catalog answered 304 Not Modified $not_mo
 echo "Repository: $DEMO/repo (repo.db, pool/sha256/...); report: $DEMO/report.json"
 echo "Demo finished in $(( $(date +%s) - t0 ))s after setup."
 
-# ------------------------------------------------------------------ 7. managed servers on the lab
+# ------------------------------------------------------------------ 7. a shared repository in a "DMZ"
+# The repository as an HTTPS service on 127.0.0.1 (granian; 003 §1.3, port 8080 by default, here a free one): it alone
+# reaches the vendor feed. Two managers use it: site-dmz as its remote repository, site-inner through a repository of its
+# own chained to it (playbooks/demo_shared.yml). There is no default password: the demo sets random ones.
+SHARED="$DEMO/shared"
+SERVICE_PID=""
+stop_service() {
+    if [ -n "$SERVICE_PID" ] && kill -0 "$SERVICE_PID" 2>/dev/null; then
+        kill -TERM "$SERVICE_PID" 2>/dev/null || true
+        wait "$SERVICE_PID" 2>/dev/null || true
+        log "repository service stopped"
+    fi
+    SERVICE_PID=""
+}
+trap 'stop_service; stop_nginx; stop_lab' EXIT
+mkdir -p "$SHARED"
+SERVICE_PORT="$("$EXUP_PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$EXUP_PY" - "$SHARED" "$SERVICE_PORT" "$FEED_URL" "$DEMO/keys/vendor.pub" <<'PY'
+import json, secrets, sys
+from pathlib import Path
+from ansible_collections.exup.fleet.tests.services.tls import make_tls_files
+shared, port, feed_url, key = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+(shared / 'tls').mkdir(exist_ok=True)
+tls = make_tls_files(shared / 'tls')
+config = {'store': str(shared / 'dmz-repo'), 'host': '127.0.0.1', 'port': port, 'tls_certificate': str(tls.cert_path),
+          'tls_key': str(tls.key_path), 'feed_url': feed_url, 'trusted_keys': [key], 'manager_id': 'dmz-host', 'access_log': True}
+(shared / 'service.json').write_text(json.dumps(config, indent=1))
+demo_vars = {'exup_shared_url': 'https://127.0.0.1:%d' % port, 'exup_shared_ca': str(tls.ca_path),
+             'exup_shared_admin_password': secrets.token_urlsafe(18), 'exup_shared_read_password': secrets.token_urlsafe(18)}
+(shared / 'vars.json').write_text(json.dumps(demo_vars))
+(shared / 'vars.json').chmod(0o600)
+PY
+log "setting the DMZ repository's passwords (exup_repo_settings; stored as Argon2id hashes)"
+ansible localhost -c local -m exup.fleet.exup_repo_settings -e "@$SHARED/vars.json" \
+    -a "repository=$SHARED/dmz-repo admin_password={{ exup_shared_admin_password }} read_password={{ exup_shared_read_password }}" >/dev/null
+"$EXUP_PY" -m ansible_collections.exup.fleet.plugins.module_utils._exup.service.main "$SHARED/service.json" >"$SHARED/service.log" 2>&1 &
+SERVICE_PID=$!
+for _ in $(seq 200); do
+    if curl -fsS -o /dev/null --cacert "$SHARED/tls/ca.pem" "https://127.0.0.1:$SERVICE_PORT/v1/openapi.json" 2>/dev/null; then break; fi
+    kill -0 "$SERVICE_PID" 2>/dev/null || die "the repository service did not start: $(cat "$SHARED/service.log")"
+    sleep 0.1
+done
+log "repository service (pid $SERVICE_PID) at https://127.0.0.1:$SERVICE_PORT"
+ansible-playbook "$EXUP_ROOT/playbooks/demo_shared.yml" -e "exup_demo_dir=$DEMO" -e "@$DEMO/demo_vars.json" -e "@$SHARED/vars.json"
+stop_service
+echo "Shared repository: $SHARED/dmz-repo (service log $SHARED/service.log), inner repository: $SHARED/inner-repo; report: $SHARED/report.json"
+
+# ------------------------------------------------------------------ 8. managed servers on the lab
 if [ "${EXUP_DEMO_AGENT:-1}" = "1" ]; then
     stop_nginx
     log "starting the lab of managed servers (tests/lab, docs/lab.md)"
