@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import threading
 import time
 import typing
@@ -92,10 +93,15 @@ class Service:
                 self.authenticator.replace(load_credentials(self.config.credentials_path))
                 self.credentials_mtime = mtime
 
-    def role(self, request: Request, needed: str) -> str:
+    def role(self, request: Request, needed: str, cached_only: bool = False) -> str | None:
+        """The request's role, or its refusal raised. With ``cached_only`` (in the event loop), None when only Argon2
+        could tell: the caller asks again in a thread, where a verification stalls no other request."""
         self.refresh_credentials()
         client = request.client.host if request.client else '-'
-        result = self.authenticator.role_for(request.headers.get('authorization'), client)
+        header = request.headers.get('authorization')
+        result = self.authenticator.cached_role(header, client) if cached_only else self.authenticator.role_for(header, client)
+        if result is None:
+            return None
         if not result.ok:
             raise result.error()
         if not result.allows(needed):
@@ -326,9 +332,14 @@ def _failure(request: Request, exc: Exception) -> JSONResponse:
 def routes(service: Service) -> list:
     repo = service.repository
 
+    async def authorized(request: Request, needed: str) -> None:
+        """The credentials' check; without a thread hop when the answer is known (a hop per download cost throughput)."""
+        if service.role(request, needed, cached_only=True) is None:
+            await run_in_threadpool(service.role, request, needed)
+
     def guarded(needed: str, handler: typing.Callable) -> typing.Callable:
         async def endpoint(request: Request) -> Response:
-            await run_in_threadpool(service.role, request, needed)
+            await authorized(request, needed)
             await run_in_threadpool(service.presence, request.headers.get('x-exup-manager'))
             return await handler(request)
 
@@ -358,14 +369,18 @@ def routes(service: Service) -> list:
             if problem:
                 raise ExupError('this pool ticket %s' % ('has expired' if problem == 'ticket_expired' else 'is not valid for this file'), code=problem)
         else:
-            await run_in_threadpool(service.role, request, 'read')
+            await authorized(request, 'read')
         path = repo.store.pool_path(digest)
-        if not os.path.isfile(path):
+        try:
+            found = os.stat(path)  # here, not in FileResponse's thread: no thread hop per download
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode):
             raise ExupError('no such package file', code='not_found')
         headers = wire.pool_headers(digest)
         if wire.if_none_match_hits(request.headers.get('if-none-match'), digest):
             return Response(status_code=304, headers=headers)
-        return FileResponse(path, headers=headers, media_type='application/zip', content_disposition_type='inline')
+        return FileResponse(path, headers=headers, media_type='application/zip', content_disposition_type='inline', stat_result=found)
 
     async def tickets(request: Request) -> Response:
         body = await json_body(request)
