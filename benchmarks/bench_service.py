@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -103,9 +104,24 @@ class Target:
         return self.base + self.path_of(digest)
 
 
+def server_cpu_seconds(base: str) -> float:
+    """CPU seconds (user + system) so far of every process that holds the server's listening socket."""
+    port = base.rsplit(':', 1)[1]
+    listing = subprocess.run(['ss', '-ltnpH', 'sport = :%s' % port], stdout=subprocess.PIPE, text=True, check=False).stdout
+    total = 0.0
+    for pid in set(re.findall(r'pid=([0-9]+)', listing)):
+        try:
+            fields = Path('/proc/%s/stat' % pid).read_text().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    return total
+
+
 def download_all(target: Target, files: list[tuple[str, int]], auth: list[str], config: Path) -> dict:
-    """Every file by curl, PARALLEL at a time: wall time, MiB/s, latency percentiles, and every answer's check."""
+    """Every file by curl, PARALLEL at a time: wall time, MiB/s, latency percentiles, the server's CPU, every answer's check."""
     config.write_text(''.join('url = "%s"\noutput = "/dev/null"\n' % target.url(digest) for digest, _size in files))
+    cpu_before = server_cpu_seconds(target.base)
     began = time.perf_counter()
     proc = subprocess.run(
         ['curl', '--silent', '--no-progress-meter', '--parallel', '--parallel-max', str(PARALLEL), '--config', str(config)]
@@ -115,6 +131,7 @@ def download_all(target: Target, files: list[tuple[str, int]], auth: list[str], 
         check=False,
     )
     seconds = time.perf_counter() - began
+    cpu = server_cpu_seconds(target.base) - cpu_before
     answers = [line.split() for line in proc.stdout.splitlines() if line.strip()]
     codes: dict[str, int] = {}
     for answer in answers:
@@ -134,6 +151,8 @@ def download_all(target: Target, files: list[tuple[str, int]], auth: list[str], 
         'curl_exit': proc.returncode,
         'p50_ms': percentile(latencies, 0.50) * 1000,
         'p99_ms': percentile(latencies, 0.99) * 1000,
+        'server_cpu_s': cpu,
+        'server_cpu_ms_per_download': cpu / len(files) * 1000,
     }
 
 
@@ -356,7 +375,14 @@ def main(argv=None):
 
 def _line(answer: dict) -> str:
     verdict = 'ok' if answer['errors'] == 0 else 'ERRORS %d %s curl %d' % (answer['errors'], answer['codes'], answer['curl_exit'])
-    return '%6.2f s %5.0f MiB/s p50 %4.0f ms p99 %5.0f ms %s' % (answer['seconds'], answer['mib_per_s'], answer['p50_ms'], answer['p99_ms'], verdict)
+    return '%6.2f s %5.0f MiB/s p50 %4.0f ms p99 %5.0f ms cpu %.3f ms/file %s' % (
+        answer['seconds'],
+        answer['mib_per_s'],
+        answer['p50_ms'],
+        answer['p99_ms'],
+        answer['server_cpu_ms_per_download'],
+        verdict,
+    )
 
 
 def summary_line(measured: dict) -> str:
@@ -373,8 +399,9 @@ def report(args, names, results, rounds, load_before, started, cold, costs):
         return statistics.median(r[kind][key] for r in results[name])
 
     lines = [
-        '| server | 1 MiB: s | MiB/s | / nginx | p50/p99 ms | 100 KiB: s | MiB/s | / nginx | p50/p99 ms | errors | SHA-256 sample | 206 / 304 / immutable |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+        '| server | 1 MiB: s | MiB/s | / nginx | p50/p99 ms | CPU ms/file | 100 KiB: s | MiB/s | / nginx | p50/p99 ms | CPU ms/file '
+        + '| errors | SHA-256 sample | 206 / 304 / immutable |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     ratios: dict[str, dict[str, float]] = {}
     for name in names:
@@ -389,6 +416,7 @@ def report(args, names, results, rounds, load_before, started, cold, costs):
                 '%.0f' % med(name, kind, 'mib_per_s'),
                 '%.2fx' % ratio,
                 '%.0f / %.0f' % (med(name, kind, 'p50_ms'), med(name, kind, 'p99_ms')),
+                '%.2f' % med(name, kind, 'server_cpu_ms_per_download'),
             ]
         errors = sum(r[kind]['errors'] for r in runs for kind in ('big', 'small'))
         cells.append(str(errors) if errors == 0 else '**%d**' % errors)
