@@ -574,6 +574,10 @@ class Repository:
 
     def register_manager(self, index: Index, manager_id: str, servers: list[Server] | None) -> list[str]:
         """Record presence and the servers a manager manages (its needs); forget expired managers."""
+        named = [server.name for server in servers or ()]
+        twice = sorted({name for name in named if named.count(name) > 1}) if len(set(named)) != len(named) else []
+        if twice:
+            raise RepositoryError('servers names a server more than once: %s' % ', '.join(twice[:5]), code='server_invalid')
         with index.transaction():
             index.touch_manager(manager_id, self.now_text())
             if servers is not None:
