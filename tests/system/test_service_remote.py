@@ -256,3 +256,29 @@ def test_a_manual_icon_is_set_through_the_service(shared: Shared):
     assert [(row["module_id"], row["after"]) for row in done["icons"]] == [("system-bios", "latest")]
     again = shared.run("exup_server_status", params)
     assert again["changed"] is False, again
+
+
+def test_a_remote_manager_adds_a_package_by_hand(shared: Shared):
+    """003 §3.4.3 through the service: the file is uploaded, verified there with the keys the caller trusts, then indexed."""
+    feed_files = sorted((shared.root / "feed" / "packages").rglob("*.zip"))
+    stored = stored_ids(shared.store)
+    catalog = json.loads((shared.root / "feed" / h.CATALOG).read_text())["signed"]["entries"]
+    by_url = {entry["url"]: entry["package_id"] for entry in catalog}
+    candidates = [path for path in feed_files if by_url.get(path.relative_to(shared.root / "feed").as_posix()) not in stored]
+    assert candidates
+    path = candidates[0]
+    package_id = by_url[path.relative_to(shared.root / "feed").as_posix()]
+    params = shared.remote_params("site-a", state="present", src=[str(path)], mode="pinned", trusted_keys=[str(shared.root / "vendor.pub")])
+    checked = shared.run("exup_package", dict(params, _ansible_check_mode=True))
+    assert not checked.get("failed") and checked["changed"] is True, checked
+    assert package_id not in stored_ids(shared.store)  # check mode uploaded and verified, and added nothing
+    added = shared.run("exup_package", params)
+    assert not added.get("failed") and added["changed"] is True, added
+    assert [row["result"] for row in added["results"]] == ["added"] and package_id in stored_ids(shared.store)
+    assert not list((shared.store / "tmp" / "uploads").iterdir())  # the uploads are gone
+    other_key = SigningKey.generate()
+    other_pub = shared.root / "other.pub"
+    other_pub.write_bytes(other_key.public_pem())
+    untrusted = shared.run("exup_package", dict(params, src=[str(candidates[1])], trusted_keys=[str(other_pub)]))
+    assert untrusted["results"][0]["result"].startswith("error"), untrusted  # verified with the caller's keys, not the service's
+    assert by_url[candidates[1].relative_to(shared.root / "feed").as_posix()] not in stored_ids(shared.store)
