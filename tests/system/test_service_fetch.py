@@ -239,3 +239,33 @@ def test_an_agent_apply_fetches_its_packages_from_the_service(agent_world):
     raid = [package for package in stored.values() if package.module_id == "raid-controller"]
     assert any(wire.pool_path(package.sha256) in line and '" 200 ' in line for package in raid for line in fetched), fetched
     assert ADMIN_PASSWORD not in proc.stdout + proc.stderr
+
+
+def test_the_repository_password_is_never_shown(bmc_world):
+    """-vvv shows a task's arguments and results: the repository password stays out of them (no_log), as does the ticket."""
+    service, root = bmc_world["service"], bmc_world["root"]
+    play = root / "nolog.yml"
+    play.write_text(f"""\
+---
+- name: A remote listing at -vvv
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: List the remote repository
+      exup.fleet.exup_package_info:
+        repository: "{service.base_url}"
+        repository_password: "{{{{ repository_password }}}}"
+        repository_ca_path: "{service.ca_path}"
+    - name: A wrong password fails without showing either
+      exup.fleet.exup_package_info:
+        repository: "{service.base_url}"
+        repository_password: "{{{{ repository_password }}}}-but-wrong"
+        repository_ca_path: "{service.ca_path}"
+      ignore_errors: true
+""")
+    secret = {"repository_password": ADMIN_PASSWORD}  # a variable, as a vault would give it
+    proc = ah.run_playbook(_NoLab(), play, secret, "-i", "localhost,", "-c", "local", "-vvv", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "auth_failed" in output and "wrong user name or password" in output
+    assert ADMIN_PASSWORD not in output.replace(json.dumps(secret), "")  # not even the wrong one, which contains it
