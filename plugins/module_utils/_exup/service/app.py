@@ -307,8 +307,28 @@ def create_app(config: ServiceConfig, repository: Repository | None = None) -> S
     from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
 
     service = Service(config, repository or Repository(config.store), auth.Authenticator(load_credentials(config.credentials_path)))
-    return Starlette(routes=routes(service), exception_handlers={ExupError: _refused, HTTPException: _http_error, Exception: _failure})
+    return Starlette(
+        routes=routes(service), exception_handlers={ExupError: _refused, HTTPException: _http_error, Exception: _failure}, lifespan=scheduled_downloads(service)
+    )
 
+
+def scheduled_downloads(service: Service) -> typing.Callable:
+    """The app's lifespan: the scheduled download (service/scheduler.py) runs while the app serves; at shutdown it
+    stops, cancelling a run in flight. Each granian worker starts one; the store's flock lets one of them schedule."""
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: typing.Any) -> typing.AsyncIterator[None]:
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.service.scheduler import for_service
+
+        scheduler = for_service(service.repository, service.config)
+        scheduler.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(scheduler.stop)
+
+    return lifespan
 
 
 def _refused(request: Request, exc: Exception) -> JSONResponse:
