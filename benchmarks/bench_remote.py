@@ -68,6 +68,9 @@ import time
 
 from ansible.plugins.callback import CallbackBase
 
+if os.environ.get('EXUP_BENCH_PREIMPORT'):  # --preimport-requests: as if the controller's main process had imported it
+    import requests  # noqa: F401
+
 
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
@@ -413,7 +416,7 @@ def play_text(method, host, store, service, pem, password, keep=False):
     ]
     if method == 'local':
         lines.append('        repository: "%s"' % store)
-    elif method in ('http', 'https'):
+    elif service is not None:
         lines.append('        repository: "%s"' % service.base_url)
         lines.append('        repository_password: "%s"' % password)
         if service.ca_path:
@@ -434,7 +437,7 @@ def play_text(method, host, store, service, pem, password, keep=False):
     return '\n'.join(lines) + '\n'
 
 
-def run_play(lab, work, play, label):
+def run_play(lab, work, play, label, preimport=False):
     times_file = work / 'times.json'
     times_file.unlink(missing_ok=True)
     env = lab.env()
@@ -444,6 +447,8 @@ def run_play(lab, work, play, label):
         ANSIBLE_ACTION_PLUGINS=str(work / 'action_plugins'),
         EXUP_BENCH_TIMES=str(times_file),
     )
+    if preimport:
+        env['EXUP_BENCH_PREIMPORT'] = '1'
     began = time.monotonic()
     proc = subprocess.run(['ansible-playbook', '-vvv', str(play)], env=env, cwd=str(play.parent), capture_output=True, text=True, check=False, timeout=300)
     wall = time.monotonic() - began
@@ -512,6 +517,12 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements  # o
     parser.add_argument('--rounds', type=int, help='in-process rounds (default 30)')
     parser.add_argument('--play-rounds', type=int, help='ansible-playbook rounds (default 6; 0 skips them)')
     parser.add_argument('--cold', type=int, help='cold-service samples per scheme (default 5; 0 skips them)')
+    parser.add_argument(
+        '--preimport-requests',
+        action='store_true',
+        help="also run the remote plays (http-pre, https-pre) with requests imported in ansible-playbook's main process (by the timing callback), "
+        'so task workers inherit it: an A/B of that change, interleaved',
+    )
     parser.add_argument('--dir', default=str(ROOT / 'build' / 'bench-remote'), help='work folder (recreated)')
     args = parser.parse_args(argv)
     profile = dict(PROFILES['quick' if args.quick else 'full'])
@@ -527,6 +538,7 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements  # o
     (work / 'callback_plugins' / 'bench_timer.py').write_text(TIMER_CALLBACK)
     (work / 'action_plugins').mkdir()
     (work / 'action_plugins' / 'bench_probe.py').write_text(PROBE_ACTION)
+    play_methods = PLAY_METHODS + (('http-pre', 'https-pre') if args.preimport_requests else ())
     load_before = os.getloadavg()
     session_started = time.monotonic()
     steal_before = cpu_steal()
@@ -535,7 +547,7 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements  # o
     host = lab.names[0]
     rounds_in_process = {method: [] for method in METHODS}
     pieces = {scheme: collections.defaultdict(list) for scheme in ('http', 'https')}
-    plays = {method: {'wall': [], 'task': [], 'host_call': [], 'controller': []} for method in PLAY_METHODS}
+    plays = {method: {'wall': [], 'task': [], 'host_call': [], 'controller': []} for method in play_methods}
     cold = {scheme: [] for scheme in ('http', 'https')}
     worker_imports = {}
     answer_bytes = {}
@@ -578,29 +590,31 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements  # o
                         pieces[scheme][name].append(seconds)
             if profile['play_rounds']:
                 play_files = {}
-                for method in PLAY_METHODS:
+                for method in play_methods:
+                    base, pre = method.removesuffix('-pre'), method.endswith('-pre')
                     warm = work / ('warm-%s.yml' % method)
-                    warm.write_text(play_text(method, host, store, service_of.get(method), pem, password, keep=True))
-                    run_play(lab, work, warm, method + ' (warm-up)')
+                    warm.write_text(play_text(method, host, store, service_of.get(base), pem, password, keep=True))
+                    run_play(lab, work, warm, method + ' (warm-up)', preimport=pre)
                     play_files[method] = work / ('info-%s.yml' % method)
-                    play_files[method].write_text(play_text(method, host, store, service_of.get(method), pem, password))
-                results = {method: json.loads((work / ('result-%s.json' % method)).read_text()) for method in PLAY_METHODS}
+                    play_files[method].write_text(play_text(method, host, store, service_of.get(base), pem, password))
+                results = {method: json.loads((work / ('result-%s.json' % method)).read_text()) for method in play_methods}
                 if len({(results[m]['info']['server_status'], len(results[m]['info']['modules'])) for m in METHODS}) != 1:
                     raise SystemExit('the playbooks do not answer alike: %s' % {m: results[m]['info']['server_status'] for m in PLAY_METHODS})
-                for method in PLAY_METHODS:
+                for method in play_methods:
                     worker_imports[method] = {k: v for k, v in results[method]['probe'].items() if k.endswith('_imported')}
                 print('imported in the next worker after each warm-up: %s' % worker_imports, flush=True)
                 for index in range(profile['play_rounds']):
-                    order = PLAY_METHODS[index % len(PLAY_METHODS) :] + PLAY_METHODS[: index % len(PLAY_METHODS)]
+                    order = play_methods[index % len(play_methods) :] + play_methods[: index % len(play_methods)]
                     for method in order:
-                        if method in services:  # the service's credentials cache kept warm: the cold case is measured apart
-                            wire_pieces(col, services[method])
-                        wall, task, host_call = run_play(lab, work, play_files[method], method)
+                        base = method.removesuffix('-pre')
+                        if base in services:  # the service's credentials cache kept warm: the cold case is measured apart
+                            wire_pieces(col, services[base])
+                        wall, task, host_call = run_play(lab, work, play_files[method], method, preimport=method.endswith('-pre'))
                         plays[method]['wall'].append(wall)
                         plays[method]['task'].append(task)
                         plays[method]['host_call'].append(host_call)
                         plays[method]['controller'].append(task - host_call if task is not None and host_call is not None else None)
-                    print('playbook round %d: %s' % (index + 1, ', '.join('%s %.2f s' % (m, plays[m]['task'][-1]) for m in PLAY_METHODS)), flush=True)
+                    print('playbook round %d: %s' % (index + 1, ', '.join('%s %.2f s' % (m, plays[m]['task'][-1]) for m in play_methods)), flush=True)
         for index in range(profile['cold']):
             for scheme in ('http', 'https') if index % 2 == 0 else ('https', 'http'):
                 with col.repo_service.RepoService(store, tls=scheme == 'https') as service:
@@ -630,7 +644,8 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements  # o
         worker_imports=worker_imports,
         answer_bytes=answer_bytes,
         date=datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ'),
-        command='bash benchmarks/run_remote.sh%s' % (' --quick' if args.quick else ''),
+        command='bash benchmarks/run_remote.sh %s' % ' '.join(sys.argv[1:] if argv is None else argv),
+        preimport_requests=args.preimport_requests,
         seconds=time.monotonic() - session_started,
         loadavg_before=load_before,
         loadavg_after=os.getloadavg(),
@@ -718,14 +733,13 @@ def markdown(report):
     for scheme, data in report['wire'].items():
         lines.append('| %s | %s |' % (scheme, ' | '.join(fmt(data.get(name), 2) for name in names)))
     lines.append('')
-    if any(report['playbook'][method]['task'] for method in PLAY_METHODS):
+    if any(data['task'] for data in report['playbook'].values()):
         lines.append('ansible-playbook, one exup_info task on one lab host, %d rounds, s, p50 (min - max):' % report['profile']['play_rounds'])
         lines.append('')
         lines.append('| method | task | host call (inventory) | task - host call | ansible-playbook | task / local | (task - host call) - none |')
         lines.append('|---|---|---|---|---|---|---|')
         playbook = report['playbook']
-        for method in PLAY_METHODS:
-            data = playbook[method]
+        for method, data in playbook.items():
             ratio = '%.2fx' % (data['task']['p50_ms'] / playbook['local']['task']['p50_ms']) if method != 'none' else ''
             extra = ''
             if method != 'none' and data['controller'] and playbook['none']['controller']:
