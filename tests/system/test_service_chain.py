@@ -477,3 +477,30 @@ def test_an_upstream_download_that_never_ends_is_bounded_by_the_sync_time_limit(
         for words in ("while the upstream repository %s downloaded for this repository", "while calling the upstream repository %s")
     )
     assert h.indexed(tmp_path / "inner") == {} and h.pool_files(tmp_path / "inner") == {} and h.tmp_files(tmp_path / "inner") == {}
+
+
+def test_a_repository_service_chained_to_another_downloads_through_it(chain: Chain, tmp_path: Path):
+    """Both repositories as services (003 Fig. 5): the inner service's configuration names the outer as its upstream;
+    a manager of the inner asks it to download, and it gets exactly its servers' packages through the outer."""
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote import RemoteOptions, RemoteRepository
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
+
+    password_file = tmp_path / "outer-password"
+    password_file.write_text(ADMIN_PASSWORD + "\n")
+    password_file.chmod(0o600)
+    config: dict[str, typing.Any] = {
+        "feed_url": chain.outer.base_url,
+        "upstream": "repository",
+        "feed_username": "admin",
+        "feed_password_file": str(password_file),
+        "trusted_keys": [chain.key.public_pem().decode()],
+    }
+    with RepoService(tmp_path / "inner-service", **config) as inner:
+        manager = RemoteRepository(RemoteOptions(inner.base_url, ADMIN_PASSWORD, manager_id="inner-site"))
+        result = manager.sync(None, None, SyncOptions(feed_url="", manager_id="inner-site", servers=chain.inner_servers))
+        want_inner = h.reference_wanted(chain.entries(), chain.inner_servers)
+        assert {item["package_id"] for item in result.added} == want_inner
+        assert set(h.indexed(tmp_path / "inner-service")) == want_inner
+        assert set(h.indexed(chain.outer_store)) >= want_inner  # the outer downloaded them for the inner
+        managers = {row[0] for row in h.db_rows(chain.outer_store)["managers"]}
+        assert any(name.startswith("chain-") for name in managers), managers  # the inner service is one manager of the outer

@@ -15,6 +15,7 @@ manager's, on its local path.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -81,6 +82,7 @@ class Service:
         self.credentials_mtime = _mtime(config.credentials_path)
         self.presence_seen: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.stopping = threading.Event()  # set when the app shuts down: a download in flight stops
         self.downloads = Downloads(self)
         self.ticket_key = ticket_key(os.path.join(config.store, TICKET_KEY_FILE))
 
@@ -139,18 +141,23 @@ class Downloads:
         return {'download_id': download_id, 'state': 'running'}
 
     def _run(self, download_id: str, manager_id: str, servers: list | None, check_mode: bool, accept_version_reset: bool) -> None:
-        from ansible_collections.exup.fleet.plugins.module_utils._exup import signing, transport
-        from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import SyncOptions
+        """The download, as a scheduled one runs (scheduler.prepared_sync): cancelled when the service stops, and new
+        packages announced (packages_arrived, webhooks: 003 §3.4.4)."""
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import code_digest
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.service import scheduler
 
-        config = self.service.config
+        repo = self.service.repository
         try:
-            client = transport.HttpClient(**self.service.repository.proxy_options())
-            keyring = signing.KeyRing.from_pem_list(list(config.trusted_keys))
-            options = SyncOptions(
-                feed_url=str(config.feed_url), manager_id=manager_id, servers=servers, accept_version_reset=accept_version_reset, full_catalog=True
-            )
-            result = self.service.repository.sync(client, keyring, options, check_mode=check_mode)
+            sync = scheduler.prepared_sync(repo, self.service.config, manager_id, self.service.stopping, servers, accept_version_reset)
+            if not check_mode:
+                code_digest()  # as Repository.sync does: the sources that run
+            result = sync.run(check_mode)
             state = {'download_id': download_id, 'state': 'finished', 'result': dict(result.as_dict(), changed=result.changed)}
+            if result.added and not check_mode:
+                announce = functools.partial(scheduler.log_event, repo)
+                scheduler.announce_arrivals(repo, result, announce, self.service.stopping, scheduler.WEBHOOK_TIMEOUT)
+        except scheduler.RunCancelled:
+            state = {'download_id': download_id, 'state': 'failed', 'error': 'download_cancelled', 'msg': 'the repository service stopped during the download'}
         except ExupError as exc:
             state = {'download_id': download_id, 'state': 'failed', 'error': exc.code, 'msg': exc.msg}
         except Exception as exc:  # pylint: disable=broad-except  # the poller must learn the end, whatever it was
@@ -326,6 +333,7 @@ def scheduled_downloads(service: Service) -> typing.Callable:
         try:
             yield
         finally:
+            service.stopping.set()
             await run_in_threadpool(scheduler.stop)
 
     return lifespan

@@ -37,6 +37,27 @@ class ServiceConfig:
     workers: int = 1
     manager_id: str = 'local'  # the repository host's own manager (003 Fig. 4: each repository's own manager)
     access_log: bool = False  # one line per request on the service's output: method, path (no query: tickets stay out), status
+    # what feed_url names: the vendor's signed catalog, or an upstream repository service (chained repositories, Fig. 5)
+    upstream: str = 'vendor'
+    feed_username: str | None = None  # Basic auth to feed_url's origin only (an upstream service's admin user)
+    feed_password_file: str | None = None  # a file of this host holding that password (0600), never the password here
+    feed_ca_path: str | None = None  # CA bundle for an https:// feed_url
+
+    def feed_password(self) -> str | None:
+        """The feed's password, read from ``feed_password_file`` (its first line; at most 4 KiB)."""
+        if not self.feed_password_file:
+            return None
+        try:
+            with open(self.feed_password_file, encoding='utf-8') as handle:
+                text = handle.read(4097)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ExupError(
+                'cannot read feed_password_file %s: %s' % (self.feed_password_file, getattr(exc, 'strerror', None) or exc), code='config_invalid'
+            ) from None
+        password = text.splitlines()[0] if text else ''
+        if not password or len(text) > 4096:
+            raise ExupError('feed_password_file %s must hold the password on its first line (at most 4 KiB)' % self.feed_password_file, code='config_invalid')
+        return password
 
     @property
     def credentials_path(self) -> str:
@@ -72,7 +93,15 @@ def config_from_dict(data: object) -> ServiceConfig:
         raise ExupError('trusted_keys must be a list of key file paths or PEM texts', code='config_invalid')
     if not isinstance(data.get('access_log', False), bool):
         raise ExupError('access_log must be true or false', code='config_invalid')
-    for name in ('host', 'tls_certificate', 'tls_key', 'feed_url', 'manager_id'):
+    if data.get('upstream', 'vendor') not in ('vendor', 'repository'):
+        raise ExupError(
+            'upstream must be vendor (feed_url is the vendor feed) or repository (feed_url is an upstream repository service)', code='config_invalid'
+        )
+    if data.get('upstream') == 'repository' and not data.get('feed_url'):
+        raise ExupError('upstream repository needs feed_url: the upstream repository service, for example https://dmz.example.com:8080', code='config_invalid')
+    if bool(data.get('feed_username')) != bool(data.get('feed_password_file')):
+        raise ExupError('give feed_username and feed_password_file together, or neither', code='config_invalid')
+    for name in ('host', 'tls_certificate', 'tls_key', 'feed_url', 'manager_id', 'feed_username', 'feed_password_file', 'feed_ca_path'):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise ExupError('%s must be a string' % name, code='config_invalid')
     return ServiceConfig(**dict(data, store=os.path.abspath(data['store']), trusted_keys=tuple(keys)))

@@ -86,18 +86,29 @@ class StoppableSync(Sync):
         return finished
 
 
-def prepared_sync(repository: Repository, config: ServiceConfig, manager_id: str, cancel: threading.Event, servers: list | None = None) -> StoppableSync:
+def prepared_sync(
+    repository: Repository, config: ServiceConfig, manager_id: str, cancel: threading.Event, servers: list | None = None, accept_version_reset: bool = False
+) -> StoppableSync:
     """The service's sync from its feed (config.feed_url, trusted_keys) through the proxy of the settings.
 
+    Whole catalogs (``full_catalog``): a downstream repository syncs from this one's feed view, which serves the last
+    complete catalog verified. With ``upstream: repository`` the feed is an upstream repository service (a chained
+    repository service, 003 Fig. 5), reached with ``feed_username`` and the password of ``feed_password_file``.
     download_unavailable without a feed_url; the proxy's and the keys' own errors as they are.
     """
     from ansible_collections.exup.fleet.plugins.module_utils._exup import signing, transport
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import chained_options
 
     if not config.feed_url:
         raise ExupError('this repository service has no feed_url: it cannot download (its configuration names none)', code='download_unavailable')
-    client = transport.HttpClient(**repository.proxy_options())
+    client = transport.HttpClient(ca_path=config.feed_ca_path, **repository.proxy_options())
     keyring = signing.KeyRing.from_pem_list(list(config.trusted_keys))
-    return StoppableSync(repository, client, keyring, SyncOptions(feed_url=str(config.feed_url), manager_id=manager_id, servers=servers), cancel)
+    options = SyncOptions(feed_url=str(config.feed_url), manager_id=manager_id, servers=servers, accept_version_reset=accept_version_reset, full_catalog=True)
+    if config.upstream == 'repository':
+        options = chained_options(options)
+    if config.feed_username:
+        client.use_credentials(options.feed_url, config.feed_username, str(config.feed_password()))
+    return StoppableSync(repository, client, keyring, options, cancel)
 
 
 def origin(url: str) -> str:
@@ -123,6 +134,41 @@ def arrived_notice(repository: Repository, result: SyncResult) -> notify.Package
                 {'package_id': row.package_id, 'module_id': row.module_id, 'version': row.version, 'models': list(row.info.models), 'os': list(row.info.os)}
             )
     return notify.new_packages_notice(added, [{'manager_id': s.manager_id, 'name': s.name, 'model': s.model, 'os': s.os} for s in servers])
+
+
+def log_event(repo: Repository, code: str, cause: str | None = None, **detail: typing.Any) -> None:
+    """Log one event of the service's own work; when the store cannot take it, the service goes on."""
+    try:
+        repo.log_events([ev.event(code, cause, **detail)])
+    except (ExupError, OSError):
+        LOG.exception('cannot log %s', code)
+
+
+def announce_arrivals(repo: Repository, result: SyncResult, log: Callable[..., None], stopping: threading.Event, timeout: float) -> None:
+    """Log packages_arrived for a sync's additions and post it to each webhook of the settings (003 §3.4.4): a
+    scheduled run's and a "download now"'s alike. A failure is an event, never an exception."""
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.service import credentials
+
+    notice = arrived_notice(repo, result)
+    log(
+        'packages_arrived',
+        packages=notice['packages'][:NOTICE_LIMIT],
+        servers=notice['servers'][:NOTICE_LIMIT],
+        package_count=len(notice['packages']),
+        server_count=len(notice['servers']),
+    )
+    with repo.read() as index:
+        targets = repo.settings(index)['notify_webhooks']
+    secret = credentials.kept_secret(repo.store.root, 'webhook_secret') if targets else None
+    for number, url in enumerate(targets):
+        if stopping.is_set():
+            log('webhook_failed', 'not sent: the repository service stopped', webhook=number, origin=origin(url), error='service_stopping')
+            continue
+        answer = notify.send_webhook(url, notice, timeout=timeout, secret=secret)
+        if answer.get('ok'):
+            log('webhook_sent', webhook=number, origin=origin(url), status=answer.get('status'))
+        else:
+            log('webhook_failed', answer.get('msg'), webhook=number, origin=origin(url), error=answer.get('error'), status=answer.get('status'))
 
 
 class Scheduler:
@@ -277,35 +323,11 @@ class Scheduler:
     # ----------------------------------------------------------------- the notice (003 §3.4.4)
     def announce(self, result: SyncResult) -> None:
         """Log packages_arrived and post it to each webhook of the settings; a failure is an event, never an exception."""
-        from ansible_collections.exup.fleet.plugins.module_utils._exup.service import credentials
-
-        notice = arrived_notice(self.repo, result)
-        self.log(
-            'packages_arrived',
-            packages=notice['packages'][:NOTICE_LIMIT],
-            servers=notice['servers'][:NOTICE_LIMIT],
-            package_count=len(notice['packages']),
-            server_count=len(notice['servers']),
-        )
-        with self.repo.read() as index:
-            targets = self.repo.settings(index)['notify_webhooks']
-        secret = credentials.kept_secret(self.repo.store.root, 'webhook_secret') if targets else None
-        for number, url in enumerate(targets):
-            if self.stopping.is_set():
-                self.log('webhook_failed', 'not sent: the repository service stopped', webhook=number, origin=origin(url), error='service_stopping')
-                continue
-            answer = notify.send_webhook(url, notice, timeout=self.webhook_timeout, secret=secret)
-            if answer.get('ok'):
-                self.log('webhook_sent', webhook=number, origin=origin(url), status=answer.get('status'))
-            else:
-                self.log('webhook_failed', answer.get('msg'), webhook=number, origin=origin(url), error=answer.get('error'), status=answer.get('status'))
+        announce_arrivals(self.repo, result, self.log, self.stopping, self.webhook_timeout)
 
     # ----------------------------------------------------------------- the store's files
     def log(self, code: str, cause: str | None = None, **detail: typing.Any) -> None:
-        try:
-            self.repo.log_events([ev.event(code, cause, **detail)])
-        except (ExupError, OSError):  # the log is in the store: when it cannot be written, the service goes on
-            LOG.exception('cannot log %s', code)
+        log_event(self.repo, code, cause, **detail)
 
     def hold(self) -> bool:
         """True when this scheduler holds the store's schedule (it takes the flock when it is free)."""

@@ -161,3 +161,34 @@ def test_a_json_file_of_another_shape_is_config_invalid(tmp_path):
         read_config(str(path))
     assert caught.value.code == 'config_invalid'
     assert caught.value.msg == 'the service configuration must be a JSON object'
+
+
+@pytest.mark.parametrize(
+    'fields, words',
+    [
+        ({'upstream': 'mirror'}, 'upstream must be vendor'),
+        ({'upstream': 'repository'}, 'upstream repository needs feed_url'),
+        ({'feed_username': 'admin'}, 'give feed_username and feed_password_file together'),
+        ({'feed_password_file': '/etc/exup/pw'}, 'give feed_username and feed_password_file together'),
+        ({'feed_ca_path': 3}, 'feed_ca_path must be a string'),
+    ],
+)
+def test_an_upstream_setting_that_cannot_work_is_config_invalid(fields, words):
+    assert words in refused(dict({'store': '/srv/exup'}, **fields)).msg
+
+
+def test_the_feed_password_is_read_from_its_file_only_when_asked(tmp_path):
+    secret = tmp_path / 'pw'
+    chosen = config_from_dict(
+        {'store': '/srv/exup', 'feed_url': 'https://dmz:8080', 'upstream': 'repository', 'feed_username': 'admin', 'feed_password_file': str(secret)}
+    )
+    with pytest.raises(ExupError) as missing:
+        chosen.feed_password()
+    assert missing.value.code == 'config_invalid' and 'cannot read feed_password_file' in missing.value.msg
+    secret.write_text('')
+    with pytest.raises(ExupError) as empty:
+        chosen.feed_password()
+    assert 'must hold the password on its first line' in empty.value.msg
+    secret.write_text('s3cret-for-the-dmz\nignored\n')
+    assert chosen.feed_password() == 's3cret-for-the-dmz'
+    assert 's3cret' not in repr(chosen)  # the configuration holds the file's path, never the password
