@@ -271,9 +271,27 @@ def _typed_info(info: typing.Any) -> bool:
     )
 
 
-def _mtime(path: str) -> float | None:
+def sweep_uploads(folder: str, now: float) -> None:
+    """Remove uploads never added within UPLOAD_LIFETIME_SECONDS (a manager that stopped between its two requests)."""
     try:
-        return os.stat(path).st_mtime_ns
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            stale = now - os.stat(path).st_mtime > UPLOAD_LIFETIME_SECONDS
+        except FileNotFoundError:
+            continue  # added (and removed) meanwhile
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _mtime(path: str) -> tuple[int, int] | None:
+    """The file's identity for a change check: its inode and mtime (a replaced file in the same nanosecond still differs)."""
+    try:
+        stat = os.stat(path)
+        return (stat.st_ino, stat.st_mtime_ns)
     except OSError:
         return None
 
@@ -470,7 +488,9 @@ def routes(service: Service) -> list:
         if stated is not None and (not (stated.isascii() and stated.isdigit()) or int(stated) > wire.MAX_UPLOAD_BYTES):  # refused before a byte is written
             raise ExupError('the package is larger than %d bytes' % wire.MAX_UPLOAD_BYTES, code='body_too_large')
         upload_id = secrets.token_hex(8)
-        folder = os.path.join(repo.store.tmp_dir, 'uploads', upload_id)
+        uploads = os.path.join(repo.store.tmp_dir, 'uploads')
+        await run_in_threadpool(sweep_uploads, uploads, time.time())
+        folder = os.path.join(uploads, upload_id)
         os.makedirs(folder, mode=0o700)
         try:
             with open(os.path.join(folder, name), 'xb') as handle:
