@@ -288,8 +288,20 @@ def _schemas() -> dict[str, JsonSchema]:
             description='One file of a manual add (003 Tables 13-14).',
         ),
         'Settings': _object(
-            {'initial_manual_icon': {'enum': MANUAL_ICONS, 'description': 'the icon of a module whose manual package just arrived (003 §3.3)'}},
-            description='Setting name -> value (repository.SETTINGS).',
+            {
+                'initial_manual_icon': {'enum': MANUAL_ICONS, 'description': 'the icon of a module whose manual package just arrived (003 §3.3)'},
+                'download_interval_hours': {'type': 'integer', 'minimum': 0, 'maximum': 744, 'description': 'automatic download every N hours; 0: off'},
+                'download_at': {'type': 'string', 'pattern': '^[0-2][0-9]:[0-5][0-9]$', 'description': 'the time (UTC) the slots count from'},
+                'notify_webhooks': {'type': 'array', 'items': {'type': 'string'}, 'maxItems': 8, 'description': 'told of new packages (003 §3.4.4)'},
+                'proxy_url': {'type': 'string', 'description': "the repository's own downloads go through it; empty: direct"},
+                'proxy_username': {'type': 'string'},
+                'proxy_auth': {'enum': ['basic', 'digest']},
+                **{
+                    name: {'type': 'string', 'description': 'whether the secret is set (never its value); a change sets the secret itself'}
+                    for name in ('admin_password', 'read_password', 'proxy_password', 'webhook_secret')
+                },
+            },
+            description='Setting name -> value (repository.SETTINGS), and the state of each secret (not set, set, changed).',
         ),
         'DownloadState': _object(
             {
