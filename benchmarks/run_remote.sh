@@ -16,5 +16,6 @@ if [ ! -e "$ROOT/build/collections/ansible_collections/exup/fleet" ]; then
 fi
 export ANSIBLE_COLLECTIONS_PATH="$ROOT/build/collections"
 export PYTHONPATH="$ROOT/build/collections${PYTHONPATH:+:$PYTHONPATH}"
-export PATH="$(dirname "$PY"):$PATH"
+PY_DIR="$(dirname "$PY")"
+export PATH="$PY_DIR:$PATH"
 exec "$PY" "$ROOT/benchmarks/bench_remote.py" "$@"

@@ -4,8 +4,32 @@
 
 from __future__ import annotations
 
-# How to reach a repository service: every module that takes repository has them.
-_REMOTE = r'''
+
+class ModuleDocFragment:
+    # Options of every module that works on a repository store.
+    DOCUMENTATION = r'''
+options:
+  repository:
+    description:
+      - The repository, either the directory of a local repository store (packages, SQLite index, lock) on the host the
+        module runs on, or the URL of a repository service, for example V(https://repo.example.com:8080) (003 §1.3).
+      - A local store is created on the first write; check mode never creates it.
+      - A remote repository is checked first (connection, password, API version). An unreachable one fails with
+        C(repository_unreachable), a wrong password with C(auth_failed), and a feature an older repository lacks
+        with C(repository_too_old) naming what it limits.
+    type: str
+    required: true
+  manager_id:
+    description:
+      - Identifies the manager (this controller, AWX instance or site) acting on the repository.
+      - Packages needed only by servers of other managers are flagged as used by another manager (003 §2.2.4).
+    type: str
+    default: local
+'''
+
+    # How to reach a repository service: every module that takes repository has them (with this fragment).
+    REMOTE = r'''
+options:
   repository_user:
     description:
       - The user of a remote repository. V(admin) may change the repository (register servers, download, add);
@@ -31,39 +55,6 @@ _REMOTE = r'''
     type: int
     default: 30
 '''
-
-
-class ModuleDocFragment:
-    # Options of every module that works on a repository store.
-    DOCUMENTATION = (
-        r'''
-options:
-  repository:
-    description:
-      - The repository, either the directory of a local repository store (packages, SQLite index, lock) on the host the
-        module runs on, or the URL of a repository service, for example V(https://repo.example.com:8080) (003 §1.3).
-      - A local store is created on the first write; check mode never creates it.
-      - A remote repository is checked first (connection, password, API version). An unreachable one fails with
-        C(repository_unreachable), a wrong password with C(auth_failed), and a feature an older repository lacks
-        with C(repository_too_old) naming what it limits.
-    type: str
-    required: true
-  manager_id:
-    description:
-      - Identifies the manager (this controller, AWX instance or site) acting on the repository.
-      - Packages needed only by servers of other managers are flagged as used by another manager (003 §2.2.4).
-    type: str
-    default: local
-'''
-        + _REMOTE
-    )
-
-    # The remote options alone, for modules that document repository themselves (exup_info, exup_apply, exup_agent).
-    REMOTE = (
-        '''
-options:'''
-        + _REMOTE
-    )
 
     TRUST = r'''
 options:

@@ -25,6 +25,7 @@ description:
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
+  - exup.fleet.repository.remote
 options:
   servers:
     description:

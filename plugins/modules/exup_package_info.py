@@ -17,6 +17,7 @@ description:
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
+  - exup.fleet.repository.remote
 options:
   module_ids:
     description: Only packages of these modules.

@@ -29,6 +29,7 @@ description:
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
+  - exup.fleet.repository.remote
 options:
   initial_manual_icon:
     description:

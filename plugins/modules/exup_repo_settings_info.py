@@ -20,6 +20,7 @@ description:
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
+  - exup.fleet.repository.remote
 attributes:
   check_mode:
     support: full

@@ -22,6 +22,7 @@ description:
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
+  - exup.fleet.repository.remote
   - exup.fleet.repository.HTTP
 options:
   feed_url:

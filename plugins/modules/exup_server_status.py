@@ -22,6 +22,7 @@ description:
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository
+  - exup.fleet.repository.remote
 options:
   server_name:
     description: The managed server, as M(exup.fleet.exup_info) names it (its inventory name unless given there).

@@ -421,7 +421,7 @@ def test_a_verification_running_across_replace_is_not_cached(both, clock):
 
 
 def fail(authenticator, client, times=1):
-    return [authenticator.role_for(basic('admin', WRONG_PASSWORD), client) for _ in range(times)]
+    return [authenticator.role_for(basic('admin', WRONG_PASSWORD), client) for attempt in range(times)]
 
 
 def test_ten_failures_then_refused_without_argon2(authenticator, verifier):
