@@ -13,11 +13,17 @@ round by round with the order reversed every round, by
 - **service**: the real service (tests/services/repo_service.py RepoService: service/main.py on granian, the real
   app, HTTP Basic as the ``read`` user, ``GET /v1/pool/sha256/<hex>.zip`` with ETag and Range);
 - **nginx**: tests/services/nginx.py over the same pool directory, sendfile, with the same number of workers;
+- **ticket**: the same service, each file by its pool ticket (a signed URL, ``POST /v1/pool/tickets``) instead of
+  the password: what a BMC fetching an ImageURI does;
+- **before** (with ``--before DIR``): the service from another copy of the collection, for an A/B of its code:
+  ``git archive COMMIT | tar -x -C DIR`` then ``--servers nginx,service,before --before DIR``;
 - **bare**: granian + starlette's FileResponse on a bare route (benchmarks/servers/apps.py, no authentication), the
   server choice's measurement, to show what the service's own code costs on top of its server.
 
 Every server gets the same requests: curl --parallel --parallel-max 200 over every file, with the read user's
-Basic credentials (nginx ignores them). Each answer must be a 200 of the right size (errors must be 0); a sample of
+Basic credentials (nginx ignores them), over HTTP/1.1: 200 connections, as 200 hosts or BMCs would open (over TLS,
+curl would offer HTTP/2 and granian take it, multiplexing all downloads over a few connections; nginx.py speaks
+HTTP/1.1 only). Each answer must be a 200 of the right size (errors must be 0); a sample of
 files is downloaded again and its SHA-256 checked. Per run: wall time, MiB/s, and the latency of each download
 (curl's time_total) as p50 and p99. After the rounds: a burst of 200 concurrent downloads at a service that has just
 started (the credentials cache empty in every worker), and the in-process cost of authentication (the cached check,
@@ -124,7 +130,7 @@ def download_all(target: Target, files: list[tuple[str, int]], auth: list[str], 
     cpu_before = server_cpu_seconds(target.base)
     began = time.perf_counter()
     proc = subprocess.run(
-        ['curl', '--silent', '--no-progress-meter', '--parallel', '--parallel-max', str(PARALLEL), '--config', str(config)]
+        ['curl', '--silent', '--no-progress-meter', '--http1.1', '--parallel', '--parallel-max', str(PARALLEL), '--config', str(config)]
         + ['--write-out', WRITE_OUT, *auth, *target.curl_tls],
         stdout=subprocess.PIPE,
         text=True,
@@ -156,7 +162,7 @@ def download_all(target: Target, files: list[tuple[str, int]], auth: list[str], 
     }
 
 
-def check_sample(target: Target, files: list[tuple[str, int]], auth_pair: tuple[str, str]) -> int:
+def check_sample(target: Target, files: list[tuple[str, int]], auth_pair: tuple[str, str] | None) -> int:
     """How many of a sample of files did not come back with their own SHA-256 (0 is right)."""
     import requests  # pylint: disable=import-outside-toplevel
 
@@ -173,7 +179,7 @@ def semantics(target: Target, digest: str, auth: list[str]) -> dict:
     """Range (206 with the bytes asked), If-None-Match with the ETag (304), immutable caching."""
 
     def curl(*options: str) -> str:
-        argv = ['curl', '--silent', *auth, *target.curl_tls, *options, target.url(digest)]
+        argv = ['curl', '--silent', '--http1.1', *auth, *target.curl_tls, *options, target.url(digest)]
         return subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False).stdout
 
     etag = [line.split(':', 1)[1].strip() for line in curl('-I').splitlines() if line.lower().startswith('etag:')]
@@ -224,6 +230,15 @@ class Run:
             with self.repo_service.RepoService(self.store, tls=self.args.tls, workers=self.args.workers) as server:
                 ca = server.ca_path
                 yield Target(name, server.base_url, lambda d: '/v1/pool/sha256/%s.zip' % d, ['--cacert', str(ca)] if ca else [], server.verify)
+        elif name == 'before':
+            with self._before_service() as server:
+                ca = server.ca_path
+                yield Target(name, server.base_url, lambda d: '/v1/pool/sha256/%s.zip' % d, ['--cacert', str(ca)] if ca else [], server.verify)
+        elif name == 'ticket':
+            with self.repo_service.RepoService(self.store, tls=self.args.tls, workers=self.args.workers) as server:
+                ca = server.ca_path
+                urls = self.tickets(server)
+                yield Target(name, server.base_url, urls.__getitem__, ['--cacert', str(ca)] if ca else [], server.verify)
         elif name == 'bare':
             with self._bare() as target:
                 yield target
@@ -259,6 +274,34 @@ class Run:
                     os.killpg(proc.pid, 9)
                     proc.wait()
 
+    @contextlib.contextmanager
+    def _before_service(self):
+        """The service run from another copy of the collection (``--before``): an A/B of the service's code in one run."""
+        if not self.args.before:
+            raise SystemExit('the server "before" needs --before DIR (a copy of the collection, e.g. from git archive)')
+        root = self.work / 'before-collections'
+        link = root / 'ansible_collections' / 'exup' / 'fleet'
+        if not link.exists():
+            link.parent.mkdir(parents=True)
+            link.symlink_to(Path(self.args.before).resolve())
+        original = self.repo_service.collections_root
+        self.repo_service.collections_root = lambda: root  # the service process imports the collection from here
+        try:
+            with self.repo_service.RepoService(self.store, tls=self.args.tls, workers=self.args.workers) as server:
+                yield server
+        finally:
+            self.repo_service.collections_root = original
+
+    def tickets(self, server) -> dict[str, str]:
+        """A pool ticket (signed URL, no password) for every file, asked as the admin user, 1,000 at a time."""
+        digests = [digest for digest, _size in self.big + self.small]
+        urls: dict[str, str] = {}
+        for start in range(0, len(digests), 1000):
+            answer = server.request('POST', '/v1/pool/tickets', 'admin', json={'sha256': digests[start : start + 1000], 'seconds': 3600})
+            answer.raise_for_status()
+            urls.update(answer.json()['urls'])
+        return urls
+
     # ----------------------------------------------------------------- what is measured
     def warm(self, target: Target) -> None:
         """Sequential downloads until every worker has verified the credentials once (not timed): 4 per worker."""
@@ -268,13 +311,14 @@ class Run:
             requests.get(target.url(digest), auth=self.auth_pair, verify=target.verify, timeout=30)
 
     def measure(self, name: str) -> dict:
+        auth, auth_pair = ([], None) if name == 'ticket' else (self.auth, self.auth_pair)  # a ticket is the credential
         with self.server(name) as target:
             self.warm(target)
             measured = {
-                'big': download_all(target, self.big, self.auth, self.config),
-                'small': download_all(target, self.small, self.auth, self.config),
-                'sample_wrong': check_sample(target, self.big[:50] + self.small[:50], self.auth_pair),
-                'semantics': semantics(target, self.big[0][0], self.auth),
+                'big': download_all(target, self.big, auth, self.config),
+                'small': download_all(target, self.small, auth, self.config),
+                'sample_wrong': check_sample(target, self.big[:50] + self.small[:50], auth_pair),
+                'semantics': semantics(target, self.big[0][0], auth),
             }
         return measured
 
@@ -347,7 +391,8 @@ def main(argv=None):
     parser.add_argument('--rounds', type=int)
     parser.add_argument('--tls', action='store_true', help='HTTPS everywhere (a test CA per server)')
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 2, help='worker processes of each server (default: the core count)')
-    parser.add_argument('--servers', default='nginx,service,bare', help='comma-separated, of nginx, service, bare (default: all)')
+    parser.add_argument('--servers', default='nginx,service,ticket,bare', help='comma-separated, of nginx, service, ticket, bare (default: all)')
+    parser.add_argument('--before', help='a copy of the collection to run as the server "before" (an A/B of the service code)')
     parser.add_argument('--no-cold', action='store_true', help='skip the burst at a freshly started service')
     parser.add_argument('--label', default='', help='a word for the result file names (e.g. before, after)')
     args = parser.parse_args(argv)
@@ -435,6 +480,8 @@ def report(args, names, results, rounds, load_before, started, cold, costs):
                 )
             )
     command = 'bash benchmarks/run_service.sh' + (' --quick' if args.quick else '') + (' --tls' if args.tls else '')
+    if args.servers != 'nginx,service,ticket,bare':
+        command += ' --servers ' + args.servers + (' --before DIR' if args.before else '')
     if args.workers != (os.cpu_count() or 2):
         command += ' --workers %d' % args.workers
     lines += [
