@@ -4,7 +4,7 @@
 """A sync from an upstream repository service against a sync from nginx as the feed (issue 11, item 8): it measures,
 it asserts nothing.
 
-    bash benchmarks/run_chain.sh            # 3,000 entries, 300 servers, ~150 MiB needed (~106 KiB packages), 3 rounds (~4 min)
+    bash benchmarks/run_chain.sh            # 3,000 entries, 300 servers, ~150 MiB needed (~106 KiB packages), 3 rounds (~5 min)
     bash benchmarks/run_chain.sh --quick    # 1,000 / 100 / ~50 MiB, 1 round
     bash benchmarks/run_chain.sh --no-cold  # without the cold-upstream runs
 
@@ -27,10 +27,13 @@ rotating every round:
 Per run: the wall time of the child process and of ``Sync.run``, where it went (process start, the upstream's
 presence / download start / polls / the sleeps between them, the catalog, the plan, the downloads, the end), the CPU
 of the syncing process (user + system), the bytes it received (package bodies, catalog, API answers), the CPU of the
-server processes (``ss -ltnp``: every process holding the listening socket) and what the vendor's nginx was asked.
-After the rounds, two probes: the warm upstream's own download timed with a 5 ms poll against the sync's poll
-schedule, and 200 sequential package requests on one connection from each server (curl: per-request latency and
-server CPU). Results go to benchmarks/results/chain-*.json and .md.
+server processes (``ss -ltnp``: every process holding the listening socket) and what the vendor's nginx was asked;
+the upstream's own download as this process sees its state file change (``DownloadWatcher``, on the same clock), so
+the time between its end and the sync's last poll shows what the poll schedule costs. The repositories of the last
+round are then synced again 5 times each with nothing new (the warm methods, interleaved). Then the probes: the
+presence and the warm upstream's own download timed with a 5 ms poll, against the sync's poll schedule; 200
+sequential package requests on one connection from each server (curl: per-request latency and server CPU); the
+import of requests in a fresh interpreter. Results go to benchmarks/results/chain-*.json and .md.
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ SYNC_WORKERS = 4
 PROBE_REQUESTS = 200
 PROBE_POLL = 0.005  # seconds between the probe's polls of the upstream's download
 PROFILES = {
-    'default': {'entries': 3000, 'servers': 300, 'target_bytes': 150 * MIB, 'rounds': 3, 'probe_downloads': 5},
-    'quick': {'entries': 1000, 'servers': 100, 'target_bytes': 50 * MIB, 'rounds': 1, 'probe_downloads': 2},
+    'default': {'entries': 3000, 'servers': 300, 'target_bytes': 150 * MIB, 'rounds': 3, 'resyncs': 5, 'probe_downloads': 5},
+    'quick': {'entries': 1000, 'servers': 100, 'target_bytes': 50 * MIB, 'rounds': 1, 'resyncs': 2, 'probe_downloads': 2},
 }
 WARM_METHODS = ('nginx-http', 'chain-http', 'nginx-https', 'chain-https')
 COLD_METHODS = ('cold-http', 'cold-https')
@@ -120,10 +123,12 @@ def child_main(core, spec):
             began = time.perf_counter()
             answer = super().call(method, path, body)
             kind = 'presence' if path.endswith('/presence') else ('download_start' if method == 'POST' else 'download_poll')
+            ended = time.perf_counter()  # CLOCK_MONOTONIC: the parent's watcher reads the same clock
             calls.append(
                 {
                     'call': kind,
-                    'seconds': time.perf_counter() - began,
+                    'seconds': ended - began,
+                    'ended_at': ended,
                     'sent_bytes': len(json.dumps(body)) if body is not None else 0,
                     'answer_bytes': len(json.dumps(answer)),
                 }
@@ -187,6 +192,53 @@ def run_child(args, spec, workdir):
 
 
 # --------------------------------------------------------------------------- the runs
+class DownloadWatcher:
+    """Watches an upstream's download state files (``<store>/service/downloads/<id>.json``) every PROBE_POLL s from
+    this process: when a download appeared and when it stopped running, on the clock the child's calls are timed on."""
+
+    def __init__(self, store):
+        self.folder = Path(store) / 'service' / 'downloads'
+        self.known = set(self.folder.glob('*.json')) if self.folder.is_dir() else set()
+        self.seen: dict[str, dict] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.done.set()
+        self.thread.join(5)
+
+    def _watch(self):
+        while not self.done.wait(PROBE_POLL):
+            now = time.perf_counter()
+            for path in self.folder.glob('*.json') if self.folder.is_dir() else ():
+                if path in self.known:
+                    continue
+                item = self.seen.setdefault(path.stem, {'appeared_at': now})
+                if 'ended_at' not in item:
+                    try:
+                        state = json.loads(path.read_text()).get('state')
+                    except (OSError, ValueError):
+                        continue  # being replaced
+                    if state != 'running':
+                        item['ended_at'] = now
+
+    def timing(self, calls):
+        """(the upstream download's duration, how long after its end the sync's last poll answered), seen from here."""
+        ended = [item for item in self.seen.values() if 'ended_at' in item]
+        polls = [call for call in calls if call['call'] == 'download_poll']
+        if len(ended) != 1 or not polls:
+            return {}
+        item = ended[0]
+        return {
+            'upstream_download_seconds': item['ended_at'] - item['appeared_at'],
+            'poll_late_seconds': max(0.0, polls[-1]['ended_at'] - item['ended_at']),
+        }
+
+
 class Bench:
     """The vendor's nginx (HTTP and HTTPS), the warm upstream services (HTTP and HTTPS), and one run of each method."""
 
@@ -226,11 +278,13 @@ class Bench:
         return service.start()
 
     # --- one run
-    def run(self, method, service=None):
+    def run(self, method, service=None, keep=None, resync=None):
+        """One sync into a fresh repository (kept at ``keep``), or, with ``resync``, again into that one: nothing new."""
         kind, proto = method.split('-')
-        root = self.workdir / 'runs' / method
-        shutil.rmtree(root.parent, ignore_errors=True)
-        root.parent.mkdir(parents=True)
+        root = resync or keep or self.workdir / 'runs' / method
+        if not resync:
+            shutil.rmtree(root, ignore_errors=True)
+            root.parent.mkdir(parents=True, exist_ok=True)
         cold = kind == 'cold'
         if kind != 'nginx' and service is None:
             service = self.service(self.workdir / 'upstream-cold', proto) if cold else self.warm[proto]
@@ -251,8 +305,14 @@ class Bench:
         record = {'method': method, 'chained': spec['chained'], 'load_before': os.getloadavg()[0]}
         server_before, vendor_before = server_cpu_seconds(target.base_url), server_cpu_seconds(vendor.base_url)
         machine_before, children_before = bench_repo.machine_cpu(), bench_repo.children_cpu()
+        watcher = DownloadWatcher(service.store) if service is not None else None
         try:
-            child = run_child(self.args, spec, self.workdir)
+            if watcher:
+                with watcher:
+                    child = run_child(self.args, spec, self.workdir)
+                child.update(watcher.timing(child['calls']))
+            else:
+                child = run_child(self.args, spec, self.workdir)
             record.update(child, seconds=child['process_seconds'])
             record['cpu_seconds'] = bench_repo.children_cpu() - children_before
             record['server_cpu_seconds'] = server_cpu_seconds(target.base_url) - server_before
@@ -263,11 +323,13 @@ class Bench:
             if cold:
                 service.stop()
                 shutil.rmtree(self.workdir / 'upstream-cold', ignore_errors=True)
-            shutil.rmtree(root.parent, ignore_errors=True)
-        if record['added'] != len(self.needed) or record['added_bytes'] != self.needed_bytes or record['refused_count']:
+            if not (keep or resync):
+                shutil.rmtree(root, ignore_errors=True)
+        expected = (0, 0) if resync else (len(self.needed), self.needed_bytes)
+        if (record['added'], record['added_bytes']) != expected or record['refused_count']:
             raise RuntimeError(
                 '%s added %d packages (%d bytes, %d refused), expected %d (%d bytes): %s'
-                % (method, record['added'], record['added_bytes'], record['refused_count'], len(self.needed), self.needed_bytes, record['refused'])
+                % (method, record['added'], record['added_bytes'], record['refused_count'], *expected, record['refused'])
             )
         record['cpu_ms_per_package'] = 1000 * record['cpu_seconds'] / len(self.needed)
         record['server_cpu_ms_per_package'] = 1000 * record['server_cpu_seconds'] / len(self.needed)
@@ -280,21 +342,42 @@ class Bench:
         return record
 
     def rounds(self, methods, count):
+        """Every method once a round, the order rotating; the last round's warm repositories are kept for resyncs()."""
         runs = []
         for index in range(count):
             shift = index % len(methods)
             for method in methods[shift:] + methods[:shift]:
-                record = self.run(method)
+                keep = self.workdir / 'kept' / method if index == count - 1 and method in WARM_METHODS else None
+                record = self.run(method, keep=keep)
                 runs.append(record)
                 print('  round %d %-12s %s' % (index + 1, method, line(record)), flush=True)
+        return runs
+
+    def resyncs(self, count):
+        """The repositories of the last round synced again, ``count`` times each, interleaved: nothing new anywhere."""
+        runs = []
+        for index in range(count):
+            for method in WARM_METHODS:
+                record = self.run(method, resync=self.workdir / 'kept' / method)
+                record['method'] = method + ' again'
+                runs.append(record)
+                print('  again %d %-12s %s' % (index + 1, method, line(record)), flush=True)
         return runs
 
     # --- probes
     def download_probe(self, count):
         """The warm upstream's own download, polled every PROBE_POLL s: how long it runs, against the sync's schedule."""
         service = self.warm['http']
+        raw = json.loads(self.servers_path.read_text())
+        # what the sync announces (the same manager, the same servers): the warm download still finds nothing new
+        announced = {'servers': self.core.sync.upstream_servers([self.core.repository.server_from_dict(MANAGER_ID, item) for item in raw])}
         times = []
         for _number in range(count):
+            began = time.perf_counter()
+            presence = service.request('POST', '/v1/managers/%s/presence' % UPSTREAM_ID, json=announced)
+            presence_seconds = time.perf_counter() - began
+            if presence.status_code != 200:
+                raise RuntimeError('the probe presence was refused: %s' % presence.text[:500])
             began = time.perf_counter()
             started = service.request('POST', '/v1/downloads', json={'manager_id': UPSTREAM_ID})
             answered = time.perf_counter()
@@ -311,6 +394,7 @@ class Bench:
             result = state.get('result') or {}
             times.append(
                 {
+                    'presence_seconds': presence_seconds,
                     'start_answer_seconds': answered - began,
                     'finished_after_seconds': ended - answered,
                     'polls': polls,
@@ -355,6 +439,18 @@ class Bench:
         return probes
 
 
+def import_cost(module, count=3):
+    """Milliseconds a fresh interpreter takes to import ``module`` (-X importtime, cumulative), ``count`` times: the chained
+    sync's calls to the upstream go through requests, which the first call imports (libcurl fetches the rest)."""
+    costs = []
+    for _number in range(count):
+        argv = [sys.executable, '-X', 'importtime', '-c', 'import pycurl, json; import %s' % module]
+        proc = subprocess.run(argv, check=True, stderr=subprocess.PIPE, text=True)
+        rows = [row.split('|') for row in proc.stderr.splitlines() if row.rstrip().endswith('| ' + module)]
+        costs.append(int(rows[-1][1]) / 1000 if rows else float('nan'))
+    return costs
+
+
 def nginx_summary(entries):
     packages = [entry for entry in entries if entry['uri'].startswith('/packages/')]
     return {
@@ -386,6 +482,10 @@ def line(record):
 
 
 # --------------------------------------------------------------------------- the report
+def _before_downloads(record):
+    return record.get('before_downloads_seconds', record['sync_seconds'] - record.get('after_downloads_seconds', 0.0))
+
+
 PARTS = (
     ('process start + imports', lambda r: r['seconds'] - r['sync_seconds']),
     ('upstream: presence', lambda r: sum(c['seconds'] for c in r['calls'] if c['call'] == 'presence')),
@@ -393,9 +493,11 @@ PARTS = (
     ('upstream: polls', lambda r: sum(c['seconds'] for c in r['calls'] if c['call'] == 'download_poll')),
     ('upstream: sleeps between polls', lambda r: r['poll_sleep_seconds']),
     ('catalog fetch', lambda r: r['catalog_seconds']),
-    ('rest before the first download (plan, records)', lambda r: r['before_downloads_seconds'] - r['prepare_seconds'] - r['catalog_seconds']),
-    ('downloads (first start to last indexed)', lambda r: r['download_phase_seconds']),
-    ('after the downloads (prune, close)', lambda r: r['after_downloads_seconds']),
+    ('rest before the first download (plan, records)', lambda r: _before_downloads(r) - r['prepare_seconds'] - r['catalog_seconds']),
+    ('downloads (first start to last indexed)', lambda r: r.get('download_phase_seconds', 0.0)),
+    ('after the downloads (prune, close)', lambda r: r.get('after_downloads_seconds', 0.0)),
+    ("(the upstream's own download, seen on its state file)", lambda r: r.get('upstream_download_seconds', 0.0)),
+    ('(its end to the answer of the last poll)', lambda r: r.get('poll_late_seconds', 0.0)),
 )
 
 
@@ -406,7 +508,7 @@ def median(values):
 
 def summarise(runs):
     summary = {}
-    for method in sorted({run['method'] for run in runs}, key=lambda name: (WARM_METHODS + COLD_METHODS).index(name)):
+    for method in dict.fromkeys(sorted((run['method'] for run in runs), key=lambda name: (WARM_METHODS + COLD_METHODS).index(name.split(' ')[0]))):
         mine = [run for run in runs if run['method'] == method]
         summary[method] = {
             'runs': len(mine),
@@ -432,8 +534,7 @@ def summarise(runs):
             'steal_max': max(r['machine_cpu']['steal'] for r in mine),
         }
     for method, item in summary.items():
-        proto = method.split('-')[1]
-        base = 'nginx-' + proto
+        base = 'nginx-' + method.split('-', 1)[1]
         if base in summary and method != base:
             item['ratio_to_nginx'] = item['median_s'] / summary[base]['median_s']
             item['sync_ratio_to_nginx'] = item['sync_median_s'] / summary[base]['sync_median_s']
@@ -471,9 +572,33 @@ def markdown(results):
                 item['received_bytes'] / MIB,
             )
         )
-    lines += ['', '| part (median s) | ' + ' | '.join(summary) + ' |', '|---|' + '---|' * len(summary)]
+    again = results['resync_summary']
+    lines += [
+        '',
+        '| synced again, nothing new (median of %d) | wall (min - max) | Sync.run | / nginx | sync CPU | received | vendor nginx asked |'
+        % results['profile']['resyncs'],
+        '|---|---|---|---|---|---|---|',
+    ]
+    for method, item in again.items():
+        asked = [r['vendor_requests'].get('http', {}) for r in results['resync_runs'] if r['method'] == method]
+        lines.append(
+            '| %s | %.3f s (%.3f - %.3f) | %.3f s | %s | %.2f s | %.1f KiB | %s |'
+            % (
+                method.replace(' again', ''),
+                item['median_s'],
+                item['min_s'],
+                item['max_s'],
+                item['sync_median_s'],
+                '%.2fx' % item['ratio_to_nginx'] if 'ratio_to_nginx' in item else '',
+                item['cpu_median_s'],
+                item['received_bytes'] / 1024,
+                '%d requests, catalog %s' % (asked[-1].get('requests', 0), asked[-1].get('catalog_statuses')) if asked and asked[-1] else '',
+            )
+        )
+    both = {**summary, **again}
+    lines += ['', '| part (median s) | ' + ' | '.join(both) + ' |', '|---|' + '---|' * len(both)]
     for name, _part in PARTS:
-        lines.append('| %s | %s |' % (name, ' | '.join('%.3f' % item['parts'].get(name, float('nan')) for item in summary.values())))
+        lines.append('| %s | %s |' % (name, ' | '.join('%.3f' % item['parts'].get(name, float('nan')) for item in both.values())))
     probes = results['probes']
     lines += ['', '| 200 package requests in a row, one connection | ms / request | p50 / p90 ms | server CPU ms / request |', '|---|---|---|---|']
     for name, probe in probes['requests'].items():
@@ -484,14 +609,20 @@ def markdown(results):
     downloads = probes['upstream_download']
     lines += [
         '',
-        'The warm upstream download alone (polled every %.0f ms, %d times): finished %s ms after the start answered (the start: %s ms); '
-        'the sync polls it %.1f s after the start answered, then doubling.'
+        'The warm upstream alone (%d times, polled every %.0f ms): the presence of the %d servers took %s ms; the download finished %s ms '
+        'after its start answered (the start: %s ms). The sync first polls %.2f s after the start answered, then every %s times longer, '
+        'up to %.1f s. The first call to the upstream imports requests: %s ms in a fresh interpreter.'
         % (
-            1000 * PROBE_POLL,
             len(downloads),
+            1000 * PROBE_POLL,
+            results['profile']['servers'],
+            ', '.join('%.0f' % (1000 * d['presence_seconds']) for d in downloads),
             ', '.join('%.0f' % (1000 * d['finished_after_seconds']) for d in downloads),
             ', '.join('%.0f' % (1000 * d['start_answer_seconds']) for d in downloads),
             results['poll_first_seconds'],
+            results['poll_growth'],
+            results['poll_max_seconds'],
+            ', '.join('%.0f' % cost for cost in probes['import_requests_ms']),
         ),
         '',
         '%s: %d feed entries, %d servers; needed %d packages, %.1f MiB, %.0f KiB average; %d round(s); sync workers %d, service workers %d, '
@@ -561,6 +692,7 @@ def main(argv=None):
         'service_workers': args.service_workers,
         'poll_first_seconds': getattr(core.sync, 'UPSTREAM_POLL_FIRST', float('nan')),
         'poll_max_seconds': getattr(core.sync, 'UPSTREAM_POLL_MAX', float('nan')),
+        'poll_growth': getattr(core.sync, 'UPSTREAM_POLL_GROWTH', 2),
         'load_average_start': os.getloadavg(),
     }
     cpu_start = bench_repo.machine_cpu()
@@ -579,11 +711,16 @@ def main(argv=None):
         bench.start()
         results['warming'] = bench.warming
         results['runs'] = bench.rounds(methods, prof['rounds'])
+        results['resync_runs'] = bench.resyncs(prof['resyncs'])
         print('probes ...', flush=True)
-        results['probes'] = {'upstream_download': bench.download_probe(prof['probe_downloads']), 'requests': bench.request_probe()}
+        results['probes'] = {
+            'upstream_download': bench.download_probe(prof['probe_downloads']),
+            'requests': bench.request_probe(),
+            'import_requests_ms': import_cost('requests'),
+        }
     finally:
         bench.stop()
-        for name in ('runs', 'upstream-warm-http', 'upstream-warm-https', 'upstream-cold', 'servers.json', 'child-spec.json', 'probe-curl.txt'):
+        for name in ('runs', 'kept', 'upstream-warm-http', 'upstream-warm-https', 'upstream-cold', 'servers.json', 'child-spec.json', 'probe-curl.txt'):
             path = workdir / name
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -592,6 +729,7 @@ def main(argv=None):
         if not args.keep_feed:
             bench_repo.remove_feed(workdir, feed_dir)
     results['summary'] = summarise(results['runs'])
+    results['resync_summary'] = summarise(results['resync_runs'])
     results['total_seconds'] = time.perf_counter() - began
     results['load_average_end'] = os.getloadavg()
     results['machine_cpu_session'] = bench_repo.machine_cpu_share(cpu_start, bench_repo.machine_cpu())

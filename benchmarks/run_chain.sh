@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A sync from an upstream repository service against a sync from nginx as the feed (issue 11); see bench_chain.py.
-#   bash benchmarks/run_chain.sh            # 3,000 entries / 300 servers / ~150 MiB needed, 3 rounds, HTTP and HTTPS, warm and cold upstream (~4 min)
+#   bash benchmarks/run_chain.sh            # 3,000 entries / 300 servers / ~150 MiB needed, 3 rounds, HTTP and HTTPS, warm and cold upstream (~5 min)
 #   bash benchmarks/run_chain.sh --quick    # 1,000 / 100 / ~50 MiB, 1 round
 #   bash benchmarks/run_chain.sh --no-cold  # only the warm upstream against nginx
 # Runs with the project's venv (scripts/setup.sh makes it): the service's own granian, nginx and curl.
