@@ -386,7 +386,9 @@ def routes(service: Service) -> list:
     def guarded(needed: str, handler: typing.Callable) -> typing.Callable:
         async def endpoint(request: Request) -> Response:
             await authorized(request, needed)
-            await run_in_threadpool(service.presence, request.headers.get('x-exup-manager'))
+            manager_id = request.headers.get('x-exup-manager')
+            if manager_id:  # a host or BMC sends none: no thread hop for it
+                await run_in_threadpool(service.presence, manager_id)
             return await handler(request)
 
         return endpoint
