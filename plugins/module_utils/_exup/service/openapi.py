@@ -483,7 +483,9 @@ def _get_and_head(summary: str, operation_id: str, answers: dict[str, typing.Any
     """GET and HEAD of one file route (HEAD: the same headers, no body)."""
     return {
         'get': _operation(READ, summary, answers, operation_id='get' + operation_id, **options),  # pylint: disable=missing-kwoa  # tag is in options
-        'head': _operation(READ, summary + ': its headers only (size, ETag)', answers, operation_id='head' + operation_id, **options),  # pylint: disable=missing-kwoa
+        'head': _operation(  # pylint: disable=missing-kwoa
+            READ, summary + ': its headers only (size, ETag)', answers, operation_id='head' + operation_id, **options
+        ),
     }
 
 
