@@ -656,5 +656,6 @@ class Index:
 
     def job_outcome_logged(self, job_id: str) -> bool:
         """True when an event other than a start names host job ``job_id``."""
-        pattern = '%%"job_id": "%s"%%' % job_id
-        return bool(self._select("SELECT 1 FROM events WHERE detail LIKE ? AND code NOT LIKE '%\\_started' ESCAPE '\\' LIMIT 1", (pattern,)))
+        literal = job_id.replace('\\', '\\\\').replace('%', '\\%').replace('_', '\\_')  # LIKE's wildcards in an id are its own characters
+        pattern = '%%"job_id": "%s"%%' % literal
+        return bool(self._select("SELECT 1 FROM events WHERE detail LIKE ? ESCAPE '\\' AND code NOT LIKE '%\\_started' ESCAPE '\\' LIMIT 1", (pattern,)))

@@ -128,6 +128,13 @@ def test_job_outcome_logged_ignores_starts(index):
     assert [e['code'] for e in index.recent_events(1)] == ['apply_finished'] and index.recent_events(1)[0]['detail'] == {'job_id': 'j-1'}
 
 
+def test_a_job_id_with_like_wildcards_matches_only_itself(index):
+    index.add_event(T, 'normal', 'apply_finished', 'm', {'job_id': 'jobX1'})
+    assert not index.job_outcome_logged('job_1') and not index.job_outcome_logged('job%')  # _ and % are the id's own characters
+    index.add_event(T, 'normal', 'apply_finished', 'm', {'job_id': 'job_1'})
+    assert index.job_outcome_logged('job_1')
+
+
 def test_store_version_and_marks(index):
     assert index.store_version() == 1  # no record: format 1
     index.set_store_version(2)
