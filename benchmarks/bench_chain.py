@@ -54,7 +54,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import bench_repo  # noqa: E402  # the feed, the machine notes, the child's collection checks
-from bench_service import server_cpu_seconds  # noqa: E402
+from bench_service import auth_costs, server_cpu_seconds  # noqa: E402
 
 RESULTS_DIR = bench_repo.RESULTS_DIR
 MIB = bench_repo.MIB
@@ -411,13 +411,18 @@ class Bench:
         sample = self.needed[:PROBE_REQUESTS]
         probes = {}
         for proto in ('http', 'https'):
-            for name, server, prefix in (('nginx', self.nginx[proto], ''), ('service', self.warm[proto], 'v1/feed/')):
+            targets = (
+                ('nginx', self.nginx[proto], lambda entry: entry.url),
+                ('service-feed', self.warm[proto], lambda entry: 'v1/feed/' + entry.url),  # what a chained sync asks
+                ('service-pool', self.warm[proto], lambda entry: 'v1/pool/sha256/%s.zip' % entry.sha256),  # the same files by digest
+            )
+            for name, server, path_of in targets:
                 config = self.workdir / 'probe-curl.txt'
-                config.write_text(''.join('url = "%s"\noutput = "/dev/null"\n' % server.url(prefix + entry.url) for entry in sample))
+                config.write_text(''.join('url = "%s"\noutput = "/dev/null"\n' % server.url(path_of(entry)) for entry in sample))
                 argv = ['curl', '--silent', '--fail', '--config', str(config), '--write-out', '%{http_code} %{time_total}\\n']
                 if server.ca_path:
                     argv += ['--cacert', str(server.ca_path)]
-                if name == 'service':
+                if name != 'nginx':
                     argv += ['--user', 'read:' + self.service_module.READ_PASSWORD]
                 cpu_before = server_cpu_seconds(server.base_url)
                 began = time.perf_counter()
@@ -437,6 +442,51 @@ class Bench:
                     'bytes': sum(entry.size for entry in sample),
                 }
         return probes
+
+
+def feed_view_lookups(workdir, sizes=(1000, 3000, 20000), repeat=200):
+    """In process: what the feed view does per package request before it answers (``FeedView.package``: the kept record,
+    the kept catalog, the url map), over kept catalogs of ``sizes`` entries of about a real entry's size."""
+    import importlib  # pylint: disable=import-outside-toplevel
+
+    feed = importlib.import_module('ansible_collections.exup.fleet.plugins.module_utils._exup.service.feed')
+    store_module = importlib.import_module('ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store')
+    measured = {}
+    for size in sizes:
+        root = workdir / ('lookup-%d' % size)
+        shutil.rmtree(root, ignore_errors=True)
+        store = store_module.Store(str(root))
+        with store.writer():
+            pass
+        entries = [
+            {
+                'package_id': 'system-bios-r%05d-1.%02d' % (number, number % 100),
+                'module_id': 'system-bios',
+                'module_name': 'System BIOS',
+                'version': '1.%02d' % (number % 100),
+                'models': ['Express5800/R120h-%dM' % (number % 50)],
+                'os': ['rhel9', 'rhel8'],
+                'kind': 'bmc',
+                'published': '2026-01-20T00:00:00Z',
+                'url': 'packages/system-bios-r%05d.zip' % number,
+                'sha256': '%064x' % (number + 1),
+                'size': 100000 + number,
+            }
+            for number in range(size)
+        ]
+        data = json.dumps({'signed': {'version': 1, 'entries': entries}, 'signatures': []}).encode()
+        store.keep_catalog(store.stage_catalog(data), 1)
+        pool = Path(store.pool_path(entries[-1]['sha256']))
+        pool.parent.mkdir(parents=True, exist_ok=True)
+        pool.write_bytes(b'x')
+        view = feed.FeedView(store)
+        view.package([entries[-1]['url']])  # the url map made once
+        began = time.perf_counter()
+        for _number in range(repeat):
+            view.package([entries[-1]['url']])
+        measured[size] = {'catalog_bytes': len(data), 'us_per_request': (time.perf_counter() - began) / repeat * 1e6}
+        shutil.rmtree(root, ignore_errors=True)
+    return measured
 
 
 def import_cost(module, count=3):
@@ -600,7 +650,8 @@ def markdown(results):
     for name, _part in PARTS:
         lines.append('| %s | %s |' % (name, ' | '.join('%.3f' % item['parts'].get(name, float('nan')) for item in both.values())))
     probes = results['probes']
-    lines += ['', '| 200 package requests in a row, one connection | ms / request | p50 / p90 ms | server CPU ms / request |', '|---|---|---|---|']
+    head = '| %d package requests in a row, one connection | ms / request | p50 / p90 ms | server CPU ms / request |' % PROBE_REQUESTS
+    lines += ['', head, '|---|---|---|---|']
     for name, probe in probes['requests'].items():
         lines.append(
             '| %s (%d of %d 200) | %.2f | %.2f / %.2f | %.2f |'
@@ -611,7 +662,9 @@ def markdown(results):
         '',
         'The warm upstream alone (%d times, polled every %.0f ms): the presence of the %d servers took %s ms; the download finished %s ms '
         'after its start answered (the start: %s ms). The sync first polls %.2f s after the start answered, then every %s times longer, '
-        'up to %.1f s. The first call to the upstream imports requests: %s ms in a fresh interpreter.'
+        'up to %.1f s. The first call to the upstream imports requests: %s ms in a fresh interpreter; a call whose credentials the '
+        "service's worker has not verified in the last minute waits for one Argon2id verification: %.0f ms here (in process)."
+        ' The catalog the feed view serves: %.0f KiB. Its lookup per package request (FeedView.package, in process): %s.'
         % (
             len(downloads),
             1000 * PROBE_POLL,
@@ -623,6 +676,12 @@ def markdown(results):
             results['poll_growth'],
             results['poll_max_seconds'],
             ', '.join('%.0f' % cost for cost in probes['import_requests_ms']),
+            probes['auth']['argon2id_verify_ms'],
+            results['catalog_bytes'] / 1024,
+            ', '.join(
+                '%.0f us with %d entries (%.1f MiB)' % (item['us_per_request'], size, item['catalog_bytes'] / MIB)
+                for size, item in probes['feed_view_lookup'].items()
+            ),
         ),
         '',
         '%s: %d feed entries, %d servers; needed %d packages, %.1f MiB, %.0f KiB average; %d round(s); sync workers %d, service workers %d, '
@@ -661,6 +720,7 @@ def parse_args(argv):
     parser.add_argument('--keep-feed', action='store_true', help='keep the built feed in --workdir for the next run')
     parser.add_argument('--rebuild', action='store_true', help='build the feed again even if one is kept')
     parser.add_argument('--collections-path', help='the collections directory (default: build/collections, as bench_repo.py finds it)')
+    parser.add_argument('--label', default='', help='a word for the result file names (e.g. before, after)')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.avg_size = None  # bench_repo.ensure_feed calibrates it
@@ -704,6 +764,7 @@ def main(argv=None):
     servers = [core.repository.server_from_dict(MANAGER_ID, item) for item in servers_raw]
     needed = bench_repo.needed_entries(core, feed_dir, keyring, servers)[2]
     results['needed'] = bench_repo.needed_summary(needed)
+    results['catalog_bytes'] = (feed_dir / 'catalog.json').stat().st_size
     print('feed %s (%s): %s' % (feed_dir, 'reused' if results['feed']['reused'] else 'built', bench_repo.needed_line(results['needed'])), flush=True)
     methods = list(WARM_METHODS) + ([] if args.no_cold else list(COLD_METHODS))
     bench = Bench(core, args, feed_dir, pubkey, needed, servers_path, workdir)
@@ -717,6 +778,8 @@ def main(argv=None):
             'upstream_download': bench.download_probe(prof['probe_downloads']),
             'requests': bench.request_probe(),
             'import_requests_ms': import_cost('requests'),
+            'auth': auth_costs(repeat=200),
+            'feed_view_lookup': feed_view_lookups(workdir),
         }
     finally:
         bench.stop()
@@ -734,7 +797,7 @@ def main(argv=None):
     results['load_average_end'] = os.getloadavg()
     results['machine_cpu_session'] = bench_repo.machine_cpu_share(cpu_start, bench_repo.machine_cpu())
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = 'chain-%s%s' % (results['machine']['date'].replace(':', '').replace('-', ''), '-quick' if args.quick else '')
+    stem = 'chain-' + results['machine']['date'].replace(':', '').replace('-', '') + ('-quick' if args.quick else '') + ('-' + args.label if args.label else '')
     (RESULTS_DIR / (stem + '.json')).write_text(json.dumps(results, indent=1, sort_keys=True, default=str))
     table = markdown(results)
     (RESULTS_DIR / (stem + '.md')).write_text(table)
