@@ -115,7 +115,7 @@ def test_the_service_serves_the_description_without_a_login(service: RepoService
 # ----------------------------------------------------------------- who may call what
 def concrete(path: str, digest: str) -> str:
     values = {'manager_id': MANAGER, 'name': SERVER, 'digest': digest, 'module_id': 'bmc-firmware', 'package_id': 'system-bios-1.00'}
-    values.update(job_id='job-1', download_id='0' * 16, path='packages/none.zip')
+    values.update(job_id='job-1', download_id='0' * 16, path='packages/none.zip', export_id='0' * 16)
     return path.format(**values)
 
 

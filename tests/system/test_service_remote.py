@@ -282,3 +282,30 @@ def test_a_remote_manager_adds_a_package_by_hand(shared: Shared):
     untrusted = shared.run("exup_package", dict(params, src=[str(candidates[1])], trusted_keys=[str(other_pub)]))
     assert untrusted["results"][0]["result"].startswith("error"), untrusted  # verified with the caller's keys, not the service's
     assert by_url[candidates[1].relative_to(shared.root / "feed").as_posix()] not in stored_ids(shared.store)
+
+
+def test_packages_are_saved_from_the_service_to_the_managers_machine(shared: Shared):
+    """003 §2.2.6 through the service: the repository builds the archive, the manager's side gets it at dest."""
+    import zipfile
+
+    dest = shared.root / "saved" / "site-a.zip"
+    dest.parent.mkdir(exist_ok=True)
+    params = shared.remote_params("site-a", state="exported", dest=str(dest), models=[shared.models[0]])
+    checked = shared.run("exup_package", dict(params, _ansible_check_mode=True))
+    assert not checked.get("failed") and checked["changed"] is True and not dest.exists(), checked
+    saved = shared.run("exup_package", params)
+    assert not saved.get("failed") and saved["changed"] is True, saved
+    with zipfile.ZipFile(dest) as archive:
+        names = set(archive.namelist())
+    assert {item["file"] for item in saved["exported"]} <= names and "index.html" in names
+    assert not list((shared.store / "tmp" / "exports").iterdir())  # fetched, then removed at the repository
+    again = shared.run("exup_package", params)
+    assert not again.get("failed") and again["changed"] is False, again  # the same archive is there already
+
+
+def test_a_rebuild_is_asked_of_the_repository_host(shared: Shared):
+    params = shared.remote_params("site-a", state="rebuilt", trusted_keys=[str(shared.root / "vendor.pub")])
+    before = h.db_rows(shared.store)
+    checked = shared.run("exup_package", dict(params, _ansible_check_mode=True))
+    assert not checked.get("failed") and checked["changed"] is False, checked  # a sound index: nothing to rebuild
+    assert h.db_rows(shared.store) == before

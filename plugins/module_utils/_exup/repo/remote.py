@@ -14,6 +14,7 @@ the remote repository is too old for is refused naming what it lacks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -259,10 +260,50 @@ class RemoteRepository:
         displayed_only: bool = True,
         check_mode: bool = False,
     ) -> list[dict]:
-        raise ExupError(
-            'saving packages (003 §2.2.6) runs on the repository host: run exup_package state=saved there with its local repository path',
-            code='remote_unsupported',
-        )
+        """Save packages as one archive (003 §2.2.6): the repository builds it, this side fetches it to ``dest`` (beside it, renamed)."""
+        body = {
+            'package_ids': list(package_ids or ()),
+            'module_ids': list(module_ids or ()),
+            'models': list(models or ()),
+            'displayed_only': displayed_only,
+            'check_mode': check_mode,
+        }
+        made = self.call('export', 'POST', '/v1/exports', json=body)
+        results = self._field(made, 'results', list)
+        if check_mode:
+            return results
+        export_id = str(self._field(made, 'export_id', str))
+        try:
+            self._fetch_to(wire_export_path(export_id), dest, int(self._field(made, 'size', int)))
+        finally:
+            with contextlib.suppress(ExupError):
+                self.call('export', 'DELETE', '/v1/exports/%s' % export_id)
+        return results
+
+    def _fetch_to(self, path: str, dest: str, size: int) -> None:
+        """A file of the service to ``dest``: written beside it, exactly ``size`` bytes, then renamed."""
+        import requests
+
+        tmp = dest + '.tmp'
+        received = 0
+        try:
+            with self.session.get(self.base_url + path, stream=True, timeout=(self.options.timeout, self.options.timeout), headers={'Accept': '*/*'}) as answer:
+                if answer.status_code != 200:
+                    raise ExupError('the repository at %s answered HTTP %d for %s' % (self.base_url, answer.status_code, path), code='archive_save_failed')
+                with open(tmp, 'wb') as handle:
+                    for chunk in answer.iter_content(CHUNK):
+                        received += len(chunk)
+                        if received > size:
+                            break
+                        handle.write(chunk)
+            if received != size:
+                raise ExupError('the archive from %s is not the size it stated (%d bytes)' % (self.base_url, size), code='archive_save_failed')
+            os.replace(tmp, dest)
+        except requests.exceptions.RequestException as exc:
+            raise ExupError('the archive from %s broke off: %s' % (self.base_url, _reason(exc)), code='repository_unreachable') from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def listing(self, manager_id: str, event_limit: int = 100, module_ids: Iterable[str] | None = None, models: Iterable[str] | None = None) -> dict:
         params = {'manager_id': manager_id, 'event_limit': event_limit, 'module_id': list(module_ids or ()), 'model': list(models or ())}
@@ -304,7 +345,10 @@ class RemoteRepository:
         return sync_result_from_dict(self._field(state, 'result', dict), SyncResult())
 
     def rebuild(self, keyring: KeyRing, check_mode: bool = False) -> dict:
-        raise ExupError('rebuilding the index from the pool (003 §4.4) runs on the repository host, with its local path', code='remote_unsupported')
+        """Rebuild the repository's index from its pool (003 §4.4), on the repository host, with the keys the caller trusts."""
+        answer = self.call('rebuild', 'POST', '/v1/rebuild', json={'trusted_keys': keyring.pem_texts(), 'check_mode': check_mode})
+        self._field(answer, 'changed', bool)
+        return answer
 
     # ----------------------------------------------------------------- servers of this manager
     def record_server(self, manager_id: str, server: Server) -> bool:
@@ -415,6 +459,10 @@ class RemoteRepository:
             )
         os.replace(path + '.part', path)
         return path
+
+
+def wire_export_path(export_id: str) -> str:
+    return '/v1/exports/%s.zip' % urllib.parse.quote(export_id, safe='')
 
 
 def sync_result_from_dict(data: dict, result: SyncResult) -> SyncResult:

@@ -50,7 +50,8 @@ if typing.TYPE_CHECKING:
 
 COLLECTION_VERSION = '0.1.0'
 PRESENCE_EVERY_SECONDS = 60  # a manager's calls count as presence (003 §2.2.8); one write a minute is enough
-UPLOAD_LIFETIME_SECONDS = 3600
+UPLOAD_LIFETIME_SECONDS = 3600  # uploads never added, and archives never fetched, are removed after it
+EXPORT_NAME = 'packages.zip'
 TICKET_KEY_FILE = 'service-ticket-key'  # in the store, 0600: signs pool tickets; every worker reads the same
 
 
@@ -472,6 +473,53 @@ def routes(service: Service) -> list:
         ids = _strings(body.get('package_ids'), 'package_ids') if body.get('package_ids') is not None else None
         return JSONResponse({'cleared': await threaded(repo.clear_refusals)(ids, _flag(body.get('check_mode'), 'check_mode'))})
 
+    # ----- save as an archive (003 §2.2.6) and rebuild (§4.4): the repository host's work, asked by a manager
+    async def export_make(request: Request) -> Response:
+        body = await json_body(request)
+        selection = {
+            'package_ids': _strings(body.get('package_ids'), 'package_ids') or None,
+            'module_ids': _strings(body.get('module_ids'), 'module_ids') or None,
+            'models': _strings(body.get('models'), 'models') or None,
+            'displayed_only': _flag(body.get('displayed_only', True), 'displayed_only'),
+        }
+        exports = os.path.join(repo.store.tmp_dir, 'exports')
+        await run_in_threadpool(sweep_uploads, exports, time.time())  # archives never fetched: the uploads' lifetime
+        export_id = secrets.token_hex(8)
+        folder = os.path.join(exports, export_id)
+        check_mode = _flag(body.get('check_mode'), 'check_mode')
+        if check_mode:
+            return JSONResponse({'results': await threaded(repo.export)(os.path.join(folder, EXPORT_NAME), check_mode=True, **selection)})
+        os.makedirs(folder, mode=0o700)
+        try:
+            results = await threaded(repo.export)(os.path.join(folder, EXPORT_NAME), **selection)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        size = os.stat(os.path.join(folder, EXPORT_NAME)).st_size
+        return JSONResponse({'export_id': export_id, 'size': size, 'results': results}, status_code=201)
+
+    def export_path(request: Request) -> str:
+        export_id = request.path_params['export_id']
+        path = os.path.join(repo.store.tmp_dir, 'exports', export_id, EXPORT_NAME)
+        if len(export_id) != 16 or not all(char in '0123456789abcdef' for char in export_id) or not os.path.isfile(path):
+            raise ExupError('no such archive', code='not_found')
+        return path
+
+    async def export_get(request: Request) -> Response:
+        return FileResponse(export_path(request), media_type='application/zip', content_disposition_type='attachment', filename=EXPORT_NAME)
+
+    async def export_delete(request: Request) -> Response:
+        shutil.rmtree(os.path.dirname(export_path(request)), ignore_errors=True)
+        return JSONResponse({'deleted': True})
+
+    async def rebuild(request: Request) -> Response:
+        from ansible_collections.exup.fleet.plugins.module_utils._exup import signing
+
+        body = await json_body(request)
+        keys = _strings(body.get('trusted_keys'), 'trusted_keys')
+        keyring = signing.KeyRing.from_pem_texts(keys) if keys else signing.KeyRing.from_pem_list(list(service.config.trusted_keys))
+        return JSONResponse(await threaded(repo.rebuild)(keyring, _flag(body.get('check_mode'), 'check_mode')))
+
     async def listing(request: Request) -> Response:
         params = request.query_params
         limit = params.get('event_limit', '100')
@@ -652,6 +700,10 @@ def routes(service: Service) -> list:
         Route('/v1/tombstones', guarded(read, tombstones), methods=['GET']),
         Route('/v1/tombstones/clear', guarded(admin, clear_tombstones), methods=['POST']),
         Route('/v1/refusals/clear', guarded(admin, clear_refusals), methods=['POST']),
+        Route('/v1/exports', guarded(admin, export_make), methods=['POST']),
+        Route('/v1/exports/{export_id}.zip', guarded(admin, export_get), methods=['GET']),
+        Route('/v1/exports/{export_id}', guarded(admin, export_delete), methods=['DELETE']),
+        Route('/v1/rebuild', guarded(admin, rebuild), methods=['POST']),
         Route('/v1/listing', guarded(read, listing), methods=['GET']),
         Route('/v1/managers/{manager_id}/presence', guarded(admin, presence), methods=['POST']),
         Route('/v1/managers/{manager_id}/servers/{name}', guarded(admin, server_put), methods=['PUT']),

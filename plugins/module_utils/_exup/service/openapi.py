@@ -564,6 +564,9 @@ def _feed() -> dict[str, typing.Any]:
     }
 
 
+RESULTS = {'type': 'array', 'items': {'type': 'object'}}
+
+
 def _paths() -> dict[str, typing.Any]:
     ok = _json
     manager, server = _ref('parameters', 'ManagerId'), _ref('parameters', 'ServerName')
@@ -748,6 +751,80 @@ def _paths() -> dict[str, typing.Any]:
                 tag='packages',
                 operation_id='clearRefusals',
                 body=_body(_object({'package_ids': {'type': ['array', 'null'], 'items': {'type': 'string'}, 'maxItems': 10000}, 'check_mode': CHECK_MODE})),
+            )
+        },
+        '/v1/exports': {
+            'post': _operation(
+                ADMIN,
+                'Save packages as one archive (003 §2.2.6), built on the repository host',
+                {
+                    '200': ok(_object({'results': {'type': 'array', 'items': {'type': 'object'}}}, required=('results',)), 'Check mode: what it would hold.'),
+                    '201': ok(
+                        _object(
+                            {
+                                'export_id': {'type': 'string', 'pattern': '^[0-9a-f]{16}$'},
+                                'size': {'type': 'integer', 'minimum': 0},
+                                'results': {'type': 'array'},
+                            },
+                            required=('export_id', 'size', 'results'),
+                        ),
+                        'Built: fetch /v1/exports/{export_id}.zip, then DELETE /v1/exports/{export_id} (else it goes after an hour).',
+                    ),
+                },
+                tag='packages',
+                operation_id='makeExport',
+                body=_body(
+                    _object(
+                        {
+                            'package_ids': {'type': 'array', 'items': {'type': 'string'}, 'maxItems': 10000},
+                            'module_ids': {'type': 'array', 'items': {'type': 'string'}, 'maxItems': 10000},
+                            'models': {'type': 'array', 'items': {'type': 'string'}, 'maxItems': 10000},
+                            'displayed_only': {'type': 'boolean'},
+                            'check_mode': CHECK_MODE,
+                        }
+                    )
+                ),
+            )
+        },
+        '/v1/exports/{export_id}.zip': {
+            'get': _operation(
+                ADMIN,
+                'The archive built by POST /v1/exports',
+                {
+                    '200': {'description': 'The archive (packages/, index.html, css/).', 'content': {'application/zip': {'schema': {'type': 'string'}}}},
+                    '206': {'description': 'The bytes of the Range asked for.', 'content': {'application/zip': {'schema': {'type': 'string'}}}},
+                    '416': {'description': 'A Range past the end (text/plain, from starlette).', 'content': TEXT_BODY},
+                },
+                tag='packages',
+                operation_id='getExport',
+                parameters=[_path('export_id', {'type': 'string'})],
+                statuses=(404,),
+            )
+        },
+        '/v1/exports/{export_id}': {
+            'delete': _operation(
+                ADMIN,
+                'Remove a fetched archive',
+                {'200': ok(_object({'deleted': {'const': True}}, required=('deleted',)), 'Removed.')},
+                tag='packages',
+                operation_id='deleteExport',
+                parameters=[_path('export_id', {'type': 'string'})],
+                statuses=(404,),
+            )
+        },
+        '/v1/rebuild': {
+            'post': _operation(
+                ADMIN,
+                'Rebuild a missing, damaged or lost index from the pool (003 §4.4), every file verified again',
+                {
+                    '200': ok(
+                        _object({'changed': {'type': 'boolean'}, 'packages': {'type': 'array'}}, required=('changed',)),
+                        'What exup_package state=rebuilt returns.',
+                    )
+                },
+                tag='packages',
+                operation_id='rebuildIndex',
+                body=_body(_object({'trusted_keys': {'type': 'array', 'items': {'type': 'string'}, 'maxItems': 64}, 'check_mode': CHECK_MODE})),
             )
         },
         '/v1/listing': {

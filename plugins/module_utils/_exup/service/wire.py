@@ -37,6 +37,8 @@ FEATURES = {
     'settings': 1,
     'statuses': 1,
     'feed': 1,
+    'export': 1,
+    'rebuild': 1,
 }
 DEFAULT_PORT = 8080  # 003 Table 2
 
