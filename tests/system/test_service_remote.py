@@ -309,3 +309,25 @@ def test_a_rebuild_is_asked_of_the_repository_host(shared: Shared):
     checked = shared.run("exup_package", dict(params, _ansible_check_mode=True))
     assert not checked.get("failed") and checked["changed"] is False, checked  # a sound index: nothing to rebuild
     assert h.db_rows(shared.store) == before
+
+
+def test_a_pool_file_altered_at_the_repository_is_refused_by_the_manager(shared: Shared, tmp_path: Path):
+    repo = remote.RemoteRepository(remote.RemoteOptions(shared.service.base_url, ADMIN_PASSWORD, ca_path=str(shared.service.ca_path), manager_id="site-a"))
+    if not repo.packages():  # run alone: the service downloads for site-a first
+        servers = [server_from_dict("site-a", item) for item in shared.servers("site-a", shared.models[0])]
+        repo.sync(None, None, SyncOptions(feed_url="", manager_id="site-a", servers=servers))
+    package = repo.packages()[0]
+    pool_file = Path(Repository(str(shared.store)).store.pool_path(package.sha256))
+    original = pool_file.read_bytes()
+    mode = pool_file.stat().st_mode
+    pool_file.chmod(0o600)
+    try:
+        pool_file.write_bytes(bytes([original[0] ^ 0xFF]) + original[1:])  # same size, other bytes
+        with pytest.raises(ExupError) as refused:
+            repo.fetch_file(package, str(tmp_path))
+        assert refused.value.code == "digest_mismatch" and "is not the file the repository listed" in refused.value.msg
+        assert list(tmp_path.iterdir()) == []  # nothing kept, not even the part
+    finally:
+        pool_file.write_bytes(original)
+        pool_file.chmod(mode)
+    assert Path(repo.fetch_file(package, str(tmp_path))).read_bytes() == original

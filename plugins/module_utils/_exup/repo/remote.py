@@ -274,33 +274,39 @@ class RemoteRepository:
             return results
         export_id = str(self._field(made, 'export_id', str))
         try:
-            self._fetch_to(wire_export_path(export_id), dest, int(self._field(made, 'size', int)))
+            self._fetch_to(self.base_url + wire_export_path(export_id), dest, int(self._field(made, 'size', int)), 'the archive')
         finally:
             with contextlib.suppress(ExupError):
                 self.call('export', 'DELETE', '/v1/exports/%s' % export_id)
         return results
 
-    def _fetch_to(self, path: str, dest: str, size: int) -> None:
-        """A file of the service to ``dest``: written beside it, exactly ``size`` bytes, then renamed."""
+    def _fetch_to(self, url: str, dest: str, size: int, what: str, sha256: str | None = None) -> None:
+        """A file of the service to ``dest``: written beside it, exactly ``size`` bytes (and this SHA-256), then renamed.
+
+        Errors: ``file_unavailable`` (the service refused it), ``repository_unreachable`` (broken off),
+        ``digest_mismatch`` (not the bytes listed). Nothing is left at ``dest`` or beside it on a failure.
+        """
         import requests
 
-        tmp = dest + '.tmp'
+        tmp = dest + '.part'
+        digest = hashlib.sha256()
         received = 0
         try:
-            with self.session.get(self.base_url + path, stream=True, timeout=(self.options.timeout, self.options.timeout), headers={'Accept': '*/*'}) as answer:
+            with self.session.get(url, stream=True, timeout=(self.options.timeout, self.options.timeout), headers={'Accept': '*/*'}) as answer:
                 if answer.status_code != 200:
-                    raise ExupError('the repository at %s answered HTTP %d for %s' % (self.base_url, answer.status_code, path), code='archive_save_failed')
+                    raise ExupError('the repository at %s answered HTTP %d for %s' % (self.base_url, answer.status_code, what), code='file_unavailable')
                 with open(tmp, 'wb') as handle:
                     for chunk in answer.iter_content(CHUNK):
                         received += len(chunk)
                         if received > size:
                             break
+                        digest.update(chunk)
                         handle.write(chunk)
-            if received != size:
-                raise ExupError('the archive from %s is not the size it stated (%d bytes)' % (self.base_url, size), code='archive_save_failed')
+            if received != size or (sha256 is not None and digest.hexdigest() != sha256):
+                raise ExupError('%s from %s is not the file the repository listed (size or SHA-256 differs)' % (what, self.base_url), code='digest_mismatch')
             os.replace(tmp, dest)
         except requests.exceptions.RequestException as exc:
-            raise ExupError('the archive from %s broke off: %s' % (self.base_url, _reason(exc)), code='repository_unreachable') from None
+            raise ExupError('the download of %s from %s broke off: %s' % (what, self.base_url, _reason(exc)), code='repository_unreachable') from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -426,38 +432,9 @@ class RemoteRepository:
 
     def fetch_file(self, package: StoredPackage, folder: str) -> str:
         """Download a package's file into ``folder`` (the controller's): exactly its size, its SHA-256 checked. The local path."""
-        import requests
-
         path = os.path.join(folder, '%s.zip' % package.sha256)
-        if os.path.exists(path) and file_digest(path) == (package.size, package.sha256):
-            return path
-        digest = hashlib.sha256()
-        received = 0
-        try:
-            with self.session.get(package.path, stream=True, timeout=(self.options.timeout, self.options.timeout), headers={'Accept': '*/*'}) as response:
-                if response.status_code != 200:
-                    raise ExupError(
-                        'the repository at %s answered HTTP %d for package %s' % (self.base_url, response.status_code, package.package_id),
-                        code='package_unavailable',
-                    )
-                with open(path + '.part', 'wb') as handle:
-                    for chunk in response.iter_content(CHUNK):
-                        received += len(chunk)
-                        if received > package.size:
-                            break
-                        digest.update(chunk)
-                        handle.write(chunk)
-        except requests.exceptions.RequestException as exc:
-            raise ExupError(
-                'the download of package %s from %s broke off: %s' % (package.package_id, self.base_url, _reason(exc)), code='repository_unreachable'
-            ) from None
-        if received != package.size or digest.hexdigest() != package.sha256:
-            os.unlink(path + '.part')
-            raise ExupError(
-                'package %s from %s is not the file the repository listed (size or SHA-256 differs)' % (package.package_id, self.base_url),
-                code='digest_mismatch',
-            )
-        os.replace(path + '.part', path)
+        if not (os.path.exists(path) and file_digest(path) == (package.size, package.sha256)):
+            self._fetch_to(package.path, path, package.size, 'package %s' % package.package_id, package.sha256)
         return path
 
 
