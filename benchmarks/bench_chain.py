@@ -249,24 +249,28 @@ class Bench:
         self.nginx_module = bench_repo.Core.nginx()
         self.service_module = __import__('ansible_collections.exup.fleet.tests.services.repo_service', fromlist=['RepoService'])
         self.nginx = {}
-        self.warm = {}
+        self.warm = {}  # 'http', 'https', and with --compare-upstream 'http@other', 'https@other'
         self.warming = {}
+        self.kept = []  # the methods whose repositories the last round kept, for resyncs()
 
     # --- servers
     def start(self):
         for proto in ('http', 'https'):
             self.nginx[proto] = self.nginx_module.NginxServer(self.feed_dir, tls=proto == 'https').start()
-        for proto in ('http', 'https'):
-            self.warm[proto] = self.service(self.workdir / ('upstream-warm-' + proto), proto)
+        for key in ('http', 'https') + (('http@other', 'https@other') if self.args.compare_upstream else ()):
+            proto, _at, other = key.partition('@')
+            self.warm[key] = self.service(self.workdir / ('upstream-warm-' + key), proto, other=bool(other))
             # Warm it: one chained sync of the same servers has the upstream download everything they need.
-            self.warming[proto] = self.run('chain-' + proto, service=self.warm[proto])
-            print('  warmed the %s upstream: %s' % (proto, line(self.warming[proto])), flush=True)
+            self.warming[key] = self.run('chain-' + key, service=self.warm[key])
+            print('  warmed the %s upstream: %s' % (key, line(self.warming[key])), flush=True)
 
     def stop(self):
         for server in list(self.warm.values()) + list(self.nginx.values()):
             server.stop()
 
-    def service(self, store, proto):
+    def service(self, store, proto, other=False):
+        """A repository service over ``store``; ``other``: running the code of --compare-upstream (its process imports the
+        collection from there: RepoService puts collections_root() on its PYTHONPATH)."""
         shutil.rmtree(store, ignore_errors=True)
         service = self.service_module.RepoService(
             store,
@@ -275,19 +279,27 @@ class Bench:
             feed_url=self.nginx['http'].url('catalog.json'),
             trusted_keys=[Path(self.pubkey).read_text()],
         )
-        return service.start()
+        if not other:
+            return service.start()
+        own = self.service_module.collections_root
+        self.service_module.collections_root = lambda: Path(self.args.compare_upstream)
+        try:
+            return service.start()
+        finally:
+            self.service_module.collections_root = own
 
     # --- one run
     def run(self, method, service=None, keep=None, resync=None):
         """One sync into a fresh repository (kept at ``keep``), or, with ``resync``, again into that one: nothing new."""
-        kind, proto = method.split('-')
+        name, _at, other = method.partition('@')  # 'chain-http@other': the upstream runs the code of --compare-upstream
+        kind, proto = name.split('-')
         root = resync or keep or self.workdir / 'runs' / method
         if not resync:
             shutil.rmtree(root, ignore_errors=True)
             root.parent.mkdir(parents=True, exist_ok=True)
         cold = kind == 'cold'
         if kind != 'nginx' and service is None:
-            service = self.service(self.workdir / 'upstream-cold', proto) if cold else self.warm[proto]
+            service = self.service(self.workdir / 'upstream-cold', proto, other=bool(other)) if cold else self.warm[proto + ('@' + other if other else '')]
         target = self.nginx[proto] if kind == 'nginx' else service
         spec = {
             'root': str(root),
@@ -347,7 +359,9 @@ class Bench:
         for index in range(count):
             shift = index % len(methods)
             for method in methods[shift:] + methods[:shift]:
-                keep = self.workdir / 'kept' / method if index == count - 1 and method in WARM_METHODS else None
+                keep = self.workdir / 'kept' / method if index == count - 1 and method.split('@')[0] in WARM_METHODS else None
+                if keep:
+                    self.kept.append(method)
                 record = self.run(method, keep=keep)
                 runs.append(record)
                 print('  round %d %-12s %s' % (index + 1, method, line(record)), flush=True)
@@ -357,7 +371,7 @@ class Bench:
         """The repositories of the last round synced again, ``count`` times each, interleaved: nothing new anywhere."""
         runs = []
         for index in range(count):
-            for method in WARM_METHODS:
+            for method in self.kept:
                 record = self.run(method, resync=self.workdir / 'kept' / method)
                 record['method'] = method + ' again'
                 runs.append(record)
@@ -411,11 +425,13 @@ class Bench:
         sample = self.needed[:PROBE_REQUESTS]
         probes = {}
         for proto in ('http', 'https'):
-            targets = (
+            targets = [
                 ('nginx', self.nginx[proto], lambda entry: entry.url),
                 ('service-feed', self.warm[proto], lambda entry: 'v1/feed/' + entry.url),  # what a chained sync asks
                 ('service-pool', self.warm[proto], lambda entry: 'v1/pool/sha256/%s.zip' % entry.sha256),  # the same files by digest
-            )
+            ]
+            if proto + '@other' in self.warm:
+                targets.append(('service-feed@other', self.warm[proto + '@other'], lambda entry: 'v1/feed/' + entry.url))
             for name, server, path_of in targets:
                 config = self.workdir / 'probe-curl.txt'
                 config.write_text(''.join('url = "%s"\noutput = "/dev/null"\n' % server.url(path_of(entry)) for entry in sample))
@@ -431,7 +447,7 @@ class Bench:
                 cpu = server_cpu_seconds(server.base_url) - cpu_before
                 answers = [row.split() for row in proc.stdout.splitlines() if row.strip()]
                 latencies = sorted(float(row[1]) * 1000 for row in answers)
-                probes['%s-%s' % (name, proto)] = {
+                probes['%s-%s%s' % (name.split('@')[0], proto, '@other' if '@' in name else '')] = {
                     'requests': len(answers),
                     'ok': sum(1 for row in answers if row[0] == '200'),
                     'seconds': seconds,
@@ -558,7 +574,12 @@ def median(values):
 
 def summarise(runs):
     summary = {}
-    for method in dict.fromkeys(sorted((run['method'] for run in runs), key=lambda name: (WARM_METHODS + COLD_METHODS).index(name.split(' ')[0]))):
+
+    def order(name):
+        base = name.split(' ')[0].split('@')[0]
+        return ((WARM_METHODS + COLD_METHODS).index(base), '@' in name)
+
+    for method in dict.fromkeys(sorted((run['method'] for run in runs), key=order)):
         mine = [run for run in runs if run['method'] == method]
         summary[method] = {
             'runs': len(mine),
@@ -584,7 +605,7 @@ def summarise(runs):
             'steal_max': max(r['machine_cpu']['steal'] for r in mine),
         }
     for method, item in summary.items():
-        base = 'nginx-' + method.split('-', 1)[1]
+        base = 'nginx-' + method.split('-', 1)[1].replace('@other', '')
         if base in summary and method != base:
             item['ratio_to_nginx'] = item['median_s'] / summary[base]['median_s']
             item['sync_ratio_to_nginx'] = item['sync_median_s'] / summary[base]['sync_median_s']
@@ -720,6 +741,11 @@ def parse_args(argv):
     parser.add_argument('--keep-feed', action='store_true', help='keep the built feed in --workdir for the next run')
     parser.add_argument('--rebuild', action='store_true', help='build the feed again even if one is kept')
     parser.add_argument('--collections-path', help='the collections directory (default: build/collections, as bench_repo.py finds it)')
+    parser.add_argument(
+        '--compare-upstream',
+        metavar='DIR',
+        help='also run every chained method against services running the code of another copy of the collection (methods ...@other)',
+    )
     parser.add_argument('--label', default='', help='a word for the result file names (e.g. before, after)')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -767,6 +793,9 @@ def main(argv=None):
     results['catalog_bytes'] = (feed_dir / 'catalog.json').stat().st_size
     print('feed %s (%s): %s' % (feed_dir, 'reused' if results['feed']['reused'] else 'built', bench_repo.needed_line(results['needed'])), flush=True)
     methods = list(WARM_METHODS) + ([] if args.no_cold else list(COLD_METHODS))
+    if args.compare_upstream:
+        args.compare_upstream = str(bench_repo.collections_dir(args.compare_upstream))
+        methods += [method + '@other' for method in methods if not method.startswith('nginx')]
     bench = Bench(core, args, feed_dir, pubkey, needed, servers_path, workdir)
     try:
         bench.start()
@@ -783,7 +812,8 @@ def main(argv=None):
         }
     finally:
         bench.stop()
-        for name in ('runs', 'kept', 'upstream-warm-http', 'upstream-warm-https', 'upstream-cold', 'servers.json', 'child-spec.json', 'probe-curl.txt'):
+        scratch = ['runs', 'kept', 'upstream-cold', 'servers.json', 'child-spec.json', 'probe-curl.txt']
+        for name in scratch + ['upstream-warm-' + key for key in ('http', 'https', 'http@other', 'https@other')]:
             path = workdir / name
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
