@@ -35,7 +35,8 @@ if typing.TYPE_CHECKING:
     from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 
 SCHEMES = ('http://', 'https://')
-DOWNLOAD_POLL_SECONDS = 1.0
+DOWNLOAD_POLL_SECONDS = 1.0  # the longest pause between two polls of a download
+FIRST_POLL_SECONDS = 0.02
 CHUNK = 1024 * 1024
 
 
@@ -332,6 +333,7 @@ class RemoteRepository:
         download_id = str(self._field(started, 'download_id', str))
         ends = time.monotonic() + options.time_limit
         state = started
+        pause = FIRST_POLL_SECONDS  # a download that finds nothing new ends in milliseconds: ask soon, then less often
         while state.get('state') == 'running':
             if time.monotonic() >= ends:
                 raise ExupError(
@@ -340,7 +342,8 @@ class RemoteRepository:
                     code='sync_timeout',
                     download_id=download_id,
                 )
-            time.sleep(DOWNLOAD_POLL_SECONDS)
+            time.sleep(min(pause, max(0.0, ends - time.monotonic())))
+            pause = min(pause * 1.5, DOWNLOAD_POLL_SECONDS)
             state = self.call('download', 'GET', '/v1/downloads/%s' % download_id)
             if not isinstance(state, dict):
                 raise ExupError('the repository at %s sent a download state that is not an object' % self.base_url, code='service_answer_invalid')
