@@ -359,7 +359,7 @@ class Bench:
         for index in range(count):
             shift = index % len(methods)
             for method in methods[shift:] + methods[:shift]:
-                keep = self.workdir / 'kept' / method if index == count - 1 and method.split('@')[0] in WARM_METHODS else None
+                keep = self.workdir / 'kept' / method if index == count - 1 and method.split('@', maxsplit=1)[0] in WARM_METHODS else None
                 if keep:
                     self.kept.append(method)
                 record = self.run(method, keep=keep)
@@ -451,7 +451,7 @@ class Bench:
                 cpu = server_cpu_seconds(server.base_url) - cpu_before
                 answers = [row.split() for row in proc.stdout.splitlines() if row.strip()]
                 latencies = sorted(float(row[1]) * 1000 for row in answers)
-                probes['%s-%s%s' % (name.split('@')[0], proto, '@other' if '@' in name else '')] = {
+                probes['%s-%s%s' % (name.split('@', maxsplit=1)[0], proto, '@other' if '@' in name else '')] = {
                     'requests': len(answers),
                     'ok': sum(1 for row in answers if row[0] == '200'),
                     'seconds': seconds,
@@ -580,7 +580,7 @@ def summarise(runs):
     summary = {}
 
     def order(name):
-        base = name.split(' ')[0].split('@')[0]
+        base = name.split(' ', maxsplit=1)[0].split('@', maxsplit=1)[0]
         return ((WARM_METHODS + COLD_METHODS).index(base), '@' in name)
 
     for method in dict.fromkeys(sorted((run['method'] for run in runs), key=order)):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import typing
 import urllib.parse
@@ -116,25 +117,30 @@ class FeedView:
         raise not_held('a catalog')  # pragma: no cover - the loop returns or raises
 
     def files(self) -> dict[str, tuple[str, int]]:
-        kept, data = self.catalog()
+        known = self.kept()  # the kept catalog's record: its digest says whether the table below still stands
         with self._lock:
-            if self._files is not None and self._files[0] == kept.sha256:
+            if self._files is not None and self._files[0] == known.sha256:
                 return self._files[1]
+        kept, data = self.catalog()  # read (and decoded) once per catalog, not once per package request
         files = catalog_files(data)
         with self._lock:
             self._files = (kept.sha256, files)
         return files
 
-    def package(self, paths: list[str]) -> tuple[str, str]:
-        """(pool path, sha256) of the file the kept catalog names at one of ``paths``; not_found unless the pool holds it."""
+    def package(self, paths: list[str]) -> tuple[str, str, os.stat_result]:
+        """(pool path, sha256, its stat) of the file the kept catalog names at one of ``paths``; not_found unless the pool holds it."""
         files = self.files()
         for path in paths:
             if path in files:
                 digest = files[path][0]
                 pool = self.store.pool_path(digest)
-                if not os.path.isfile(pool):
+                try:
+                    found = os.stat(pool)
+                except OSError:
+                    found = None
+                if found is None or not stat.S_ISREG(found.st_mode):
                     raise not_held('the package file %s' % path[:200])
-                return pool, digest
+                return pool, digest, found  # FileResponse takes the stat: no second one
         raise not_held('a package at %s: its catalog names none there' % (paths[0][:200] if paths else 'that path'))
 
 
@@ -158,12 +164,12 @@ def routes(store: Store, guard: typing.Callable[[typing.Callable], typing.Callab
 
     async def package(request: Request) -> Response:
         paths = request_paths(request.scope.get('raw_path'), request.url.path)
-        pool, digest = await run_in_threadpool(view.package, paths)
+        pool, digest, found = await run_in_threadpool(view.package, paths)
         # Not the pool's "immutable": a later catalog may name other bytes at the same url.
         headers = {'ETag': wire.etag_of(digest), 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff'}
         if wire.if_none_match_hits(request.headers.get('if-none-match'), digest):
             return Response(status_code=304, headers=headers)
-        return FileResponse(pool, headers=headers, media_type='application/zip', content_disposition_type='inline')
+        return FileResponse(pool, headers=headers, media_type='application/zip', content_disposition_type='inline', stat_result=found)
 
     return [
         Route(FEED_CATALOG_PATH, guard(catalog), methods=['GET', 'HEAD']),

@@ -158,8 +158,8 @@ def test_the_feed_view_finds_a_file_by_the_url_its_catalog_names_and_only_when_t
         handle.write(b'0123456789')
     paths = request_paths(b'/v1/feed/packages/a%20held.zip?x=1', '/v1/feed/packages/a held.zip')
     assert paths == ['packages/a%20held.zip', 'packages/a held.zip']
-    assert view.package(paths) == (pool, held.sha256)
-    assert view.package(request_paths(None, '/v1/feed/packages/a held.zip')) == (pool, held.sha256)  # no raw_path: escaped again
+    assert view.package(paths)[:2] == (pool, held.sha256)
+    assert view.package(request_paths(None, '/v1/feed/packages/a held.zip'))[:2] == (pool, held.sha256)  # no raw_path: escaped again
     for asked, words in ((['packages/b-missing.zip'], 'the package file'), (['packages/none.zip'], 'its catalog names none')):
         with pytest.raises(ExupError) as caught:
             view.package(asked)
