@@ -92,7 +92,7 @@ class ExupModule(AnsibleModule):
         """The repository of ``repository``: the local store at that path, or the repository service at that URL."""
         from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote import open_repository
 
-        return self.run(open_repository, self.params)
+        return self.run(open_repository, self.params, self.check_mode)
 
     def keyring(self):
         return self.run(signing.KeyRing.from_pem_list, self.params['trusted_keys'])

@@ -30,9 +30,12 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote impor
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan, support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import ModuleState
+from ansible_collections.exup.fleet.plugins.module_utils._exup.service.wire import TICKET_MAX_SECONDS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, key_texts, read_key_file
 
 display = Display()
+#: a pool ticket handed to a managed host lives this long plus its files at 64 KiB/s (it fetches them at once)
+TICKET_FETCH_SECONDS = 600
 HOST_MODULE = 'exup.fleet.exup_host'
 #: packages up to this size in all travel inside the module call (no extra round trips); larger ones in one tar
 INLINE_LIMIT = 512 * 1024
@@ -109,7 +112,7 @@ class ExupAction(ActionBase):
         """Where a failure is logged: the repository opened, else the task's if it exists (a host that failed before it was opened)."""
         if self.opened_repository is None and self.args.get('repository'):
             try:
-                repo = open_repository(self.args)
+                repo = open_repository(self.args, self._task.check_mode)
                 if repo.exists():
                     self.opened_repository = repo
             except ExupError:
@@ -212,7 +215,7 @@ class ExupAction(ActionBase):
             if required:
                 raise ExupError('repository is required', code='argument_invalid')
             return None
-        repo = open_repository(self.args)
+        repo = open_repository(self.args, self._task.check_mode)
         if is_remote(location):
             repo.exists()  # connection, password and API version first (003 §1.3): one clear error
             self.opened_repository = repo
@@ -236,12 +239,23 @@ class ExupAction(ActionBase):
 
     def service_items(self, repo, items, files):
         """Host items that name a pool ticket URL (and the service's CA) instead of carrying the file."""
-        urls = repo.ticket_urls([files[item['package_id']] for item in items], seconds=self.args.get('wait_timeout', 7200) + 3600)
+        if is_remote(self.args['repository']) and not self.args.get('repository_validate_certs', True) and not self.args.get('repository_ca_path'):
+            raise ExupError(
+                'package_transfer service with repository_validate_certs false: the managed host would verify the service with its own '
+                'trust store; give repository_ca_path, or use package_transfer controller',
+                code='argument_invalid',
+            )
+        # the host fetches in its start phase: a ticket that outlives that by far is a credential lying around
+        seconds = min(TICKET_FETCH_SECONDS + sum(int(item['size']) for item in items) // (64 * 1024), TICKET_MAX_SECONDS)
+        urls = repo.ticket_urls([files[item['package_id']] for item in items], seconds=seconds)
         ca_path = self.args.get('repository_ca_path')
         ca_pem = None
         if ca_path:
-            with open(ca_path, encoding='ascii') as handle:  # the controller's file: the host gets its text
-                ca_pem = handle.read()
+            try:
+                with open(ca_path, encoding='ascii') as handle:  # the controller's file: the host gets its text
+                    ca_pem = handle.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ExupError('cannot read repository_ca_path %s: %s' % (ca_path, getattr(exc, 'strerror', None) or exc), code='argument_invalid') from None
         for item in items:
             item.update(url=urls[item['sha256']], url_ca=ca_pem)
         return items

@@ -22,6 +22,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.package import ve
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote import is_remote
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan, status_report
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.blocks import BlockEvidence, block_in_force
+from ansible_collections.exup.fleet.plugins.module_utils._exup.service.wire import TICKET_MAX_SECONDS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 
 BMC_OS = 'any'  # BMC packages target every OS: the BMC does not care what the server runs
@@ -206,11 +207,17 @@ class BmcPath:
         keyring = KeyRing.from_pem_list(args['trusted_keys'])
         packages = [files[row['package_id']] for row in planned]
         if is_remote(args['repository']) and args['update_method'] != 'push':
-            urls = repo.ticket_urls(packages, seconds=args['task_timeout'] + 3600, base_url=args['image_base_url'])
             self.package_transfer = 'service'
+            if self._task.check_mode:  # check mode asks for nothing: the plan says how the files would go
+                return {}
+            # the BMC fetches each file when its task starts: the apply's own task limits, at most TICKET_MAX_SECONDS
+            seconds = min(args['task_timeout'] * len(packages) + 600, TICKET_MAX_SECONDS)
+            urls = repo.ticket_urls(packages, seconds=seconds, base_url=args['image_base_url'])
             return {package.package_id: urls[package.sha256] for package in packages}
-        paths = self.local_paths(repo, packages)
         self.package_transfer = 'controller'
+        if self._task.check_mode and is_remote(args['repository']):
+            return {}  # check mode downloads no firmware to the controller
+        paths = self.local_paths(repo, packages)
         sources = {}
         for package in packages:
             path = paths[package.package_id]

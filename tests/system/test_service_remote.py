@@ -331,3 +331,15 @@ def test_a_pool_file_altered_at_the_repository_is_refused_by_the_manager(shared:
         pool_file.write_bytes(original)
         pool_file.chmod(mode)
     assert Path(repo.fetch_file(package, str(tmp_path))).read_bytes() == original
+
+
+def test_check_mode_and_readers_leave_no_presence(shared: Shared):
+    """Check mode records nothing, presence included; a reader's calls are no manager's presence."""
+    checked = shared.run("exup_manager", dict(shared.remote_params("site-check"), _ansible_check_mode=True))
+    assert not checked.get("failed") and checked["connected"] is True, checked
+    read = shared.run("exup_package_info", shared.remote_params("site-reader", repository_user="read", repository_password=READ_PASSWORD))
+    assert not read.get("failed"), read
+    managers = {row[0] for row in h.db_rows(shared.store)["managers"]}
+    assert not managers & {"site-check", "site-reader"}, managers
+    done = shared.run("exup_manager", shared.remote_params("site-check"))
+    assert not done.get("failed") and "site-check" in {row[0] for row in h.db_rows(shared.store)["managers"]}

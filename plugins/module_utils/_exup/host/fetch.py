@@ -32,19 +32,20 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def fetch_chunks(url: str, size: int, ca_pem: str | None = None, validate_certs: bool = True, timeout: float = 30) -> typing.Iterator[bytes]:
     """The file's bytes, in chunks; exactly ``size`` of them or a package_fetch_failed error."""
     shown = url.split('?', 1)[0]  # the ticket is a credential: never in a message
-    context = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
-    if not validate_certs:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context), urllib.request.ProxyHandler({}))
     deadline = Deadline(BASE_SECONDS + size / SLOWEST_BYTES_PER_SECOND, 'the fetch of %s' % shown)
     received = 0
     try:
-        with opener.open(urllib.request.Request(url, headers={'Accept-Encoding': 'identity'}), timeout=timeout) as response:
+        context = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
+        if not validate_certs:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context), urllib.request.ProxyHandler({}))
+        with opener.open(urllib.request.Request(url, headers={'Accept-Encoding': 'identity'}), timeout=min(timeout, deadline.remaining())) as response:
             while received < size:
                 if deadline.expired():
                     raise ExupError('the fetch of %s took longer than %.0f s' % (shown, deadline.seconds), code='package_fetch_failed')
-                chunk = response.read(min(CHUNK, size - received))
+                # read1: one receive at a time, so the deadline is looked at after each (read() would gather a whole MiB)
+                chunk = response.read1(min(CHUNK, size - received))
                 if not chunk:
                     break
                 received += len(chunk)

@@ -18,11 +18,13 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
 import time
 import typing
 import urllib.parse
 from collections.abc import Iterable
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, file_digest
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, StoredPackage, Tombstone
@@ -35,15 +37,20 @@ if typing.TYPE_CHECKING:
     from ansible_collections.exup.fleet.plugins.module_utils._exup.transport import HttpClient
 
 SCHEMES = ('http://', 'https://')
+ID_PATTERN = re.compile(r'[0-9a-f]{16}')  # a download's or an archive's id at the service
+#: a whole file from the service may take 60 s plus its size at 64 KiB/s (the sync's rule for one request)
+BASE_SECONDS = 60
+SLOWEST_BYTES_PER_SECOND = 64 * 1024
 DOWNLOAD_POLL_SECONDS = 1.0  # the longest pause between two polls of a download
 FIRST_POLL_SECONDS = 0.02
 CHUNK = 1024 * 1024
 
 
-def open_repository(params: typing.Mapping[str, typing.Any]) -> typing.Any:
+def open_repository(params: typing.Mapping[str, typing.Any], check_mode: bool = False) -> typing.Any:
     """The repository a task's options name: a ``RemoteRepository`` for a URL, else the local store at that path.
 
-    ``params`` holds ``repository``, ``manager_id`` and the ``repository_*`` options (REMOTE_SPEC).
+    ``params`` holds ``repository``, ``manager_id`` and the ``repository_*`` options (REMOTE_SPEC). In check mode a
+    remote repository is not told of this manager's presence (check mode records nothing).
     """
     location = params['repository']
     if is_remote(location):
@@ -56,6 +63,7 @@ def open_repository(params: typing.Mapping[str, typing.Any]) -> typing.Any:
                 validate_certs=params.get('repository_validate_certs', True),
                 timeout=params.get('repository_timeout') or 30,
                 manager_id=params.get('manager_id') or 'local',
+                presence=not check_mode,
             )
         )
     from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
@@ -79,9 +87,21 @@ class RemoteOptions:
     validate_certs: bool = True
     timeout: float = 30
     manager_id: str = 'local'
+    presence: bool = True  # send X-Exup-Manager: the calls count as this manager's presence (003 §2.2.8)
 
     def __post_init__(self) -> None:
-        parsed = urllib.parse.urlsplit(self.url)
+        from ansible_collections.exup.fleet.plugins.module_utils._exup.package import is_id
+
+        try:
+            parsed = urllib.parse.urlsplit(self.url)
+            parsed.port  # noqa: B018  # urlsplit checks the port only when asked
+        except ValueError:
+            shown = _shown(self.url)
+            raise ExupError('repository %s is not a repository service URL (its host or port cannot be read)' % shown, code='argument_invalid') from None
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
+            raise ExupError('repository_timeout must be a positive number of seconds', code='argument_invalid')
+        if not is_id(self.manager_id):
+            raise ExupError('manager_id must be an id (letters, digits, . _ - at most 64)', code='argument_invalid')
         if parsed.scheme not in ('http', 'https') or not parsed.hostname or parsed.username or parsed.password or parsed.query or parsed.fragment:
             raise ExupError(
                 'repository %s is not a repository service URL: give http(s)://host[:port], the password in repository_password' % _shown(self.url),
@@ -129,7 +149,9 @@ class RemoteRepository:
             session.auth = (self.options.user, str(self.options.password))
             session.verify = (self.options.ca_path or True) if self.options.validate_certs else False
             session.trust_env = False  # a repository is reached directly; an environment proxy would see its password
-            session.headers.update({'X-Exup-Manager': self.options.manager_id, 'Accept': 'application/json', 'Accept-Encoding': 'identity'})
+            session.headers.update({'Accept': 'application/json', 'Accept-Encoding': 'identity'})
+            if self.options.presence:
+                session.headers['X-Exup-Manager'] = self.options.manager_id
             self._session = session
         return self._session
 
@@ -169,8 +191,12 @@ class RemoteRepository:
         import requests
 
         data = bytearray()
+        deadline = Deadline(BASE_SECONDS + wire.MAX_JSON_BYTES / SLOWEST_BYTES_PER_SECOND, 'an answer of the repository')
         try:
             for chunk in response.iter_content(65536):
+                if deadline.expired():
+                    slow = 'the repository at %s sent its answer too slowly (over %.0f s)' % (self.base_url, deadline.seconds)
+                    raise ExupError(slow, code='repository_unreachable')
                 data += chunk
                 if len(data) > wire.MAX_JSON_BYTES:
                     raise ExupError(
@@ -231,7 +257,10 @@ class RemoteRepository:
         return self._field(answer, 'results', list)
 
     def _upload(self, path: str) -> str:
-        headers = {'X-Exup-File-Name': os.path.basename(path), 'Content-Type': 'application/zip'}
+        name = os.path.basename(path)
+        if not name.isascii() or not name.isprintable():  # an HTTP header carries ASCII: the repository keeps its own name
+            name = 'package.zip'
+        headers = {'X-Exup-File-Name': name, 'Content-Type': 'application/zip'}
         try:
             with open(path, 'rb') as handle:  # requests streams it
                 answer = self.call('add', 'POST', '/v1/uploads', data=handle, headers=headers)
@@ -274,6 +303,8 @@ class RemoteRepository:
         if check_mode:
             return results
         export_id = str(self._field(made, 'export_id', str))
+        if not ID_PATTERN.fullmatch(export_id):
+            raise ExupError('the repository at %s sent an export id that is not one' % self.base_url, code='service_answer_invalid')
         try:
             self._fetch_to(self.base_url + wire_export_path(export_id), dest, int(self._field(made, 'size', int)), 'the archive')
         finally:
@@ -293,21 +324,28 @@ class RemoteRepository:
         digest = hashlib.sha256()
         received = 0
         try:
-            with self.session.get(url, stream=True, timeout=(self.options.timeout, self.options.timeout), headers={'Accept': '*/*'}) as answer:
+            get = {'stream': True, 'timeout': (self.options.timeout, self.options.timeout), 'headers': {'Accept': '*/*'}, 'allow_redirects': False}
+            with self.session.get(url, **get) as answer:
                 if answer.status_code != 200:
                     raise ExupError('the repository at %s answered HTTP %d for %s' % (self.base_url, answer.status_code, what), code='file_unavailable')
+                deadline = Deadline(BASE_SECONDS + size / SLOWEST_BYTES_PER_SECOND, 'the download of %s' % what)
                 with open(tmp, 'wb') as handle:
                     for chunk in answer.iter_content(CHUNK):
                         received += len(chunk)
-                        if received > size:
+                        if received > size or deadline.expired():
                             break
                         digest.update(chunk)
                         handle.write(chunk)
+                if deadline.expired():
+                    slow = 'the download of %s from %s took longer than %.0f s' % (what, self.base_url, deadline.seconds)
+                    raise ExupError(slow, code='repository_unreachable')
             if received != size or (sha256 is not None and digest.hexdigest() != sha256):
                 raise ExupError('%s from %s is not the file the repository listed (size or SHA-256 differs)' % (what, self.base_url), code='digest_mismatch')
             os.replace(tmp, dest)
         except requests.exceptions.RequestException as exc:
             raise ExupError('the download of %s from %s broke off: %s' % (what, self.base_url, _reason(exc)), code='repository_unreachable') from None
+        except OSError as exc:
+            raise ExupError('cannot write %s: %s' % (tmp, exc.strerror or exc), code='os_error') from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -331,6 +369,8 @@ class RemoteRepository:
             body['servers'] = [wire.server_as_dict(server) for server in options.servers]
         started = self.call('download', 'POST', '/v1/downloads', json=body)
         download_id = str(self._field(started, 'download_id', str))
+        if not ID_PATTERN.fullmatch(download_id):
+            raise ExupError('the repository at %s sent a download id that is not one' % self.base_url, code='service_answer_invalid')
         ends = time.monotonic() + options.time_limit
         state = started
         pause = FIRST_POLL_SECONDS  # a download that finds nothing new ends in milliseconds: ask soon, then less often
@@ -348,9 +388,9 @@ class RemoteRepository:
             if not isinstance(state, dict):
                 raise ExupError('the repository at %s sent a download state that is not an object' % self.base_url, code='service_answer_invalid')
         if state.get('state') == 'failed':
-            raise ExupError(
-                str(state.get('msg', 'the download failed'))[: wire.MSG_LIMIT], code=str(state.get('error', 'service_failed')), download_id=download_id
-            )
+            code = state.get('error')
+            code = code if isinstance(code, str) and wire.ERROR_CODE.fullmatch(code) else 'service_failed'
+            raise ExupError(str(state.get('msg', 'the download failed'))[: wire.MSG_LIMIT], code=code, download_id=download_id)
         return sync_result_from_dict(self._field(state, 'result', dict), SyncResult())
 
     def rebuild(self, keyring: KeyRing, check_mode: bool = False) -> dict:

@@ -615,9 +615,9 @@ class Repository:
         """True when registering ``server`` would change the repository's record of it (check mode of exup_info)."""
         return index.server_row(manager_id, server.name) != ServerRow.of(manager_id, server)
 
-    def note_presence(self, manager_id: str) -> None:
+    def note_presence(self, manager_id: str, wait_seconds: float = 600) -> None:
         """A manager used the repository (003 §2.2.8): its presence window starts again."""
-        with self.store.writer() as index, index.transaction():
+        with self.store.writer(wait_seconds) as index, index.transaction():
             index.touch_manager(manager_id, self.now_text())
 
     def announce(self, manager_id: str, servers: list[Server] | None = None) -> list[str]:

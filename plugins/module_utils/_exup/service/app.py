@@ -49,6 +49,7 @@ if typing.TYPE_CHECKING:
     from ansible_collections.exup.fleet.plugins.module_utils._exup.service.config import ServiceConfig
 
 COLLECTION_VERSION = '0.1.0'
+PRESENCE_WAIT_SECONDS = 0.2  # how long a presence write waits for the writer lock before it is left for the next call
 PRESENCE_EVERY_SECONDS = 60  # a manager's calls count as presence (003 §2.2.8); one write a minute is enough
 UPLOAD_LIFETIME_SECONDS = 3600  # uploads never added, and archives never fetched, are removed after it
 EXPORT_NAME = 'packages.zip'
@@ -120,7 +121,14 @@ class Service:
             if now - self.presence_seen.get(manager_id, -PRESENCE_EVERY_SECONDS) < PRESENCE_EVERY_SECONDS:
                 return
             self.presence_seen[manager_id] = now
-        self.repository.note_presence(_id(manager_id, 'manager id'))
+        try:
+            # best effort: a sync holds the writer lock for its whole download, and a manager's call must not wait for it
+            self.repository.note_presence(_id(manager_id, 'manager id'), wait_seconds=PRESENCE_WAIT_SECONDS)
+        except ExupError as exc:
+            if exc.code != 'repository_busy':
+                raise
+            with self.lock:
+                self.presence_seen.pop(manager_id, None)  # the next call tries again
 
 
 class Downloads:
@@ -379,16 +387,18 @@ def _failure(request: Request, exc: Exception) -> JSONResponse:
 def routes(service: Service) -> list:
     repo = service.repository
 
-    async def authorized(request: Request, needed: str) -> None:
-        """The credentials' check; without a thread hop when the answer is known (a hop per download cost throughput)."""
-        if service.role(request, needed, cached_only=True) is None:
-            await run_in_threadpool(service.role, request, needed)
+    async def authorized(request: Request, needed: str) -> str:
+        """The credentials' check, the role; without a thread hop when the answer is known (a hop per download cost throughput)."""
+        role = service.role(request, needed, cached_only=True)
+        if role is None:
+            role = await run_in_threadpool(service.role, request, needed)
+        return str(role)
 
     def guarded(needed: str, handler: typing.Callable) -> typing.Callable:
         async def endpoint(request: Request) -> Response:
-            await authorized(request, needed)
+            role = await authorized(request, needed)
             manager_id = request.headers.get('x-exup-manager')
-            if manager_id:  # a host or BMC sends none: no thread hop for it
+            if manager_id and role == 'admin':  # a manager's call; a reader's (or a host's, a BMC's) is no presence
                 await run_in_threadpool(service.presence, manager_id)
             return await handler(request)
 

@@ -50,6 +50,8 @@ MAX_UPLOAD_BYTES = 4 * 1024 * 1024 * 1024
 POOL_PATH = re.compile(r'/v1/pool/sha256/(?P<digest>[0-9a-f]{64})\.zip')
 ERROR_CODE = re.compile(r'[a-z][a-z0-9_]{0,63}')
 MSG_LIMIT = 2000
+#: the keys of an error answer that reach a task's result besides error and msg
+ERROR_DETAILS = ('download_id', 'retry_after', 'limited', 'package_id', 'managers', 'user', 'status', 'key_id', 'server', 'module_id')
 
 #: the HTTP status each refusal of the service answers with (any other ExupError: 422; a bug: 500)
 STATUS_OF = {
@@ -165,7 +167,8 @@ def error_body(error: ExupError) -> dict[str, typing.Any]:
 def error_from_body(status: int, body: object, url: str) -> ExupError:
     """The ExupError a service answered with; anything else is a clear service_failed, never trusted blindly."""
     if isinstance(body, dict) and isinstance(body.get('error'), str) and ERROR_CODE.fullmatch(body['error']) and isinstance(body.get('msg'), str):
-        details = {key: value for key, value in body.items() if key not in ('error', 'msg', 'code') and isinstance(key, str) and ERROR_CODE.fullmatch(key)}
+        # only details the faces know: a hostile answer must not set a task result's changed, ansible_facts, warnings ...
+        details = {key: body[key] for key in ERROR_DETAILS if key in body}
         return ExupError(body['msg'][:MSG_LIMIT], code=body['error'], **details)
     return ExupError('the repository service at %s answered HTTP %d without an exup error' % (url, status), code='service_failed', status=status)
 

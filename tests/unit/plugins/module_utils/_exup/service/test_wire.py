@@ -377,3 +377,10 @@ def test_a_bad_bmc_module_record_is_service_answer_invalid(data, bad):
 def test_a_server_as_json_has_its_name_model_os_and_modules_but_not_its_manager():
     server = Server(manager_id='m1', name='web1', model='R120h-1M', os='rhel9', modules={'bmc': {'current': '1.0'}})
     assert over_the_wire(wire.server_as_dict(server)) == {'name': 'web1', 'model': 'R120h-1M', 'os': 'rhel9', 'modules': {'bmc': {'current': '1.0'}}}
+
+
+def test_an_error_answer_cannot_set_a_task_results_own_keys():
+    """A hostile or broken service answers with keys a task result gives meaning to: only the known details pass."""
+    body = {'error': 'auth_failed', 'msg': 'no', 'changed': True, 'ansible_facts': {'x': 1}, 'warnings': ['w'], 'skipped': True, 'retry_after': 5}
+    error = wire.error_from_body(401, body, URL)
+    assert (error.code, error.msg, error.details) == ('auth_failed', 'no', {'retry_after': 5})
