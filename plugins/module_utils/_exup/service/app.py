@@ -15,6 +15,7 @@ manager's, on its local path.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -53,6 +54,7 @@ PRESENCE_WAIT_SECONDS = 0.2  # how long a presence write waits for the writer lo
 PRESENCE_EVERY_SECONDS = 60  # a manager's calls count as presence (003 §2.2.8); one write a minute is enough
 UPLOAD_LIFETIME_SECONDS = 3600  # uploads never added, and archives never fetched, are removed after it
 EXPORT_NAME = 'packages.zip'
+DOWNLOAD_STATE_SECONDS = 86400
 TICKET_KEY_FILE = 'service-ticket-key'  # in the store, 0600: signs pool tickets; every worker reads the same
 
 
@@ -144,7 +146,9 @@ class Downloads:
             raise ExupError('this repository service has no feed_url: it cannot download (its configuration names none)', code='download_unavailable')
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         download_id = secrets.token_hex(8)
-        self._write(download_id, {'download_id': download_id, 'state': 'running'})
+        sweep_uploads(self.folder, time.time(), DOWNLOAD_STATE_SECONDS)  # states no poller asked for in a day
+        # the pid: a poll that finds this worker gone answers download_lost, not "running" until the poller's limit
+        self._write(download_id, {'download_id': download_id, 'state': 'running', 'pid': os.getpid()})
         thread = threading.Thread(target=self._run, args=(download_id, manager_id, servers, check_mode, accept_version_reset), daemon=True)
         thread.start()
         return {'download_id': download_id, 'state': 'running'}
@@ -178,9 +182,13 @@ class Downloads:
             raise ExupError('no such download', code='not_found')
         try:
             with open(os.path.join(self.folder, download_id + '.json'), encoding='utf-8') as handle:
-                return json.load(handle)
+                state = json.load(handle)
         except FileNotFoundError:
             raise ExupError('no such download: %s' % download_id, code='not_found') from None
+        if state.get('state') == 'running' and not _alive(state.get('pid')):
+            lost = 'the repository service worker that ran download %s stopped before it ended (restart or crash): start it again' % download_id
+            return {'download_id': download_id, 'state': 'failed', 'error': 'download_lost', 'msg': lost}
+        return {key: value for key, value in state.items() if key != 'pid'}
 
     def _write(self, download_id: str, state: dict) -> None:
         from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import write_json_atomically
@@ -280,8 +288,9 @@ def _typed_info(info: typing.Any) -> bool:
     )
 
 
-def sweep_uploads(folder: str, now: float) -> None:
-    """Remove uploads never added within UPLOAD_LIFETIME_SECONDS (a manager that stopped between its two requests)."""
+def sweep_uploads(folder: str, now: float, lifetime: float = 0) -> None:
+    """Remove what lies in ``folder`` untouched for ``lifetime`` (default UPLOAD_LIFETIME_SECONDS): uploads never added,
+    archives never fetched, download states. An upload still being written is touched by every write: it stays."""
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
@@ -289,11 +298,29 @@ def sweep_uploads(folder: str, now: float) -> None:
     for name in names:
         path = os.path.join(folder, name)
         try:
-            stale = now - os.stat(path).st_mtime > UPLOAD_LIFETIME_SECONDS
-        except FileNotFoundError:
+            inside = [os.path.join(path, child) for child in os.listdir(path)] if os.path.isdir(path) else []
+            touched = max(os.stat(item).st_mtime for item in [path, *inside])
+        except (FileNotFoundError, NotADirectoryError):
             continue  # added (and removed) meanwhile
-        if stale:
-            shutil.rmtree(path, ignore_errors=True)
+        if now - touched > (lifetime or UPLOAD_LIFETIME_SECONDS):
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+
+def _alive(pid: object) -> bool:
+    """True when process ``pid`` (a worker of this service on this host) still runs; an unknown pid counts as alive."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _mtime(path: str) -> tuple[int, int] | None:
@@ -349,7 +376,6 @@ def create_app(config: ServiceConfig, repository: Repository | None = None) -> S
 def scheduled_downloads(service: Service) -> typing.Callable:
     """The app's lifespan: the scheduled download (service/scheduler.py) runs while the app serves; at shutdown it
     stops, cancelling a run in flight. Each granian worker starts one; the store's flock lets one of them schedule."""
-    import contextlib
 
     @contextlib.asynccontextmanager
     async def lifespan(app: typing.Any) -> typing.AsyncIterator[None]:
@@ -573,7 +599,10 @@ def routes(service: Service) -> list:
             raise ExupError('uploads must name files uploaded to /v1/uploads before', code='request_invalid')
         keys = _strings(body.get('trusted_keys'), 'trusted_keys')
         try:
-            paths = [os.path.join(folder, os.listdir(folder)[0]) for folder in folders]
+            held = [os.listdir(folder) for folder in folders]
+            if not all(held):  # swept, or never written
+                raise ExupError('uploads must name files uploaded to /v1/uploads before', code='request_invalid')
+            paths = [os.path.join(folder, names[0]) for folder, names in zip(folders, held)]
             results = await threaded(add_uploaded)(paths, _text(body.get('mode', 'needed'), 'mode'), keys, _flag(body.get('check_mode'), 'check_mode'))
         finally:
             for folder in folders:
