@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ansible_collections.exup.fleet.tests.services.ports import LOOPBACK, free_port, port_accepts
 from ansible_collections.exup.fleet.tests.services.processes import Daemon, ServiceError, complete_lines, find_program
-from ansible_collections.exup.fleet.tests.services.service import Service
+from ansible_collections.exup.fleet.tests.services.service import HttpEndpoint, Service
 from ansible_collections.exup.fleet.tests.services.tls import TlsFiles, make_tls_files
 
 # One JSON object per request (escape=json keeps it valid), so tests can count requests and bytes.
@@ -68,7 +68,7 @@ http {{
 """
 
 
-class NginxServer(Service):
+class NginxServer(HttpEndpoint, Service):
     """nginx serving root_dir as static files on 127.0.0.1 (files may be added while it runs)."""
 
     kind = "nginx"
@@ -80,19 +80,6 @@ class NginxServer(Service):
         self.requested_port = port
         self.port: int | None = None
         self.tls_files: TlsFiles | None = None
-
-    @property
-    def base_url(self) -> str:
-        """Like "http://127.0.0.1:8123" (no trailing slash)."""
-        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
-
-    def url(self, path: str = "/") -> str:
-        return self.base_url + "/" + path.lstrip("/")
-
-    @property
-    def ca_path(self) -> Path | None:
-        """The CA certificate to trust for tls=True, else None."""
-        return self.tls_files.ca_path if self.tls_files else None
 
     @property
     def access_log_path(self) -> Path:

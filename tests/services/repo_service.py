@@ -17,7 +17,7 @@ import requests
 from ansible_collections.exup.fleet.plugins.module_utils._exup.service import auth
 from ansible_collections.exup.fleet.tests.services.ports import LOOPBACK, free_port, port_accepts
 from ansible_collections.exup.fleet.tests.services.processes import Daemon
-from ansible_collections.exup.fleet.tests.services.service import Service
+from ansible_collections.exup.fleet.tests.services.service import HttpEndpoint, Service
 from ansible_collections.exup.fleet.tests.services.tls import TlsFiles, make_tls_files
 
 RUNNER = "ansible_collections.exup.fleet.plugins.module_utils._exup.service.main"
@@ -45,7 +45,7 @@ def write_credentials(store: Path, admin_password: str | None = ADMIN_PASSWORD, 
     path.chmod(0o600)
 
 
-class RepoService(Service):
+class RepoService(HttpEndpoint, Service):
     """The repository service over ``store`` on 127.0.0.1 (HTTP, or HTTPS with ``tls=True``)."""
 
     kind = "exup-service"
@@ -60,17 +60,6 @@ class RepoService(Service):
         self.config = config  # feed_url, trusted_keys, manager_id
         self.port: int | None = None
         self.tls_files: TlsFiles | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
-
-    def url(self, path: str = "/") -> str:
-        return self.base_url + "/" + path.lstrip("/")
-
-    @property
-    def ca_path(self) -> Path | None:
-        return self.tls_files.ca_path if self.tls_files else None
 
     @property
     def verify(self) -> str | bool:

@@ -8,8 +8,10 @@ meanwhile, measures start and stop, and is a context manager.
 import shutil
 import tempfile
 import time
+import typing
 from pathlib import Path
 
+from ansible_collections.exup.fleet.tests.services.ports import LOOPBACK
 from ansible_collections.exup.fleet.tests.services.processes import Daemon, ServiceError
 
 
@@ -84,3 +86,24 @@ class Service:
 
     def _stop_daemon(self, daemon: Daemon) -> None:
         daemon.stop()
+
+
+class HttpEndpoint:
+    """The URLs of a test server on 127.0.0.1 over HTTP, or HTTPS with its own test CA (nginx, the repository service)."""
+
+    tls: bool
+    port: int | None
+    tls_files: typing.Any  # tls.TlsFiles once started with tls=True
+
+    @property
+    def base_url(self) -> str:
+        """Like "http://127.0.0.1:8123" (no trailing slash)."""
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        return self.base_url + "/" + path.lstrip("/")
+
+    @property
+    def ca_path(self) -> Path | None:
+        """The CA certificate to trust for tls=True, else None."""
+        return self.tls_files.ca_path if self.tls_files else None

@@ -146,7 +146,7 @@ class Downloads:
             raise ExupError('this repository service has no feed_url: it cannot download (its configuration names none)', code='download_unavailable')
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         download_id = secrets.token_hex(8)
-        sweep_uploads(self.folder, time.time(), DOWNLOAD_STATE_SECONDS)  # states no poller asked for in a day
+        sweep_stale(self.folder, time.time(), DOWNLOAD_STATE_SECONDS)  # states no poller asked for in a day
         # the pid: a poll that finds this worker gone answers download_lost, not "running" until the poller's limit
         self._write(download_id, {'download_id': download_id, 'state': 'running', 'pid': os.getpid()})
         thread = threading.Thread(target=self._run, args=(download_id, manager_id, servers, check_mode, accept_version_reset), daemon=True)
@@ -288,7 +288,7 @@ def _typed_info(info: typing.Any) -> bool:
     )
 
 
-def sweep_uploads(folder: str, now: float, lifetime: float = 0) -> None:
+def sweep_stale(folder: str, now: float, lifetime: float = 0) -> None:
     """Remove what lies in ``folder`` untouched for ``lifetime`` (default UPLOAD_LIFETIME_SECONDS): uploads never added,
     archives never fetched, download states. An upload still being written is touched by every write: it stays."""
     try:
@@ -519,7 +519,7 @@ def routes(service: Service) -> list:
             'displayed_only': _flag(body.get('displayed_only', True), 'displayed_only'),
         }
         exports = os.path.join(repo.store.tmp_dir, 'exports')
-        await run_in_threadpool(sweep_uploads, exports, time.time())  # archives never fetched: the uploads' lifetime
+        await run_in_threadpool(sweep_stale, exports, time.time())  # archives never fetched: the uploads' lifetime
         export_id = secrets.token_hex(8)
         folder = os.path.join(exports, export_id)
         check_mode = _flag(body.get('check_mode'), 'check_mode')
@@ -575,7 +575,7 @@ def routes(service: Service) -> list:
             raise ExupError('the package is larger than %d bytes' % wire.MAX_UPLOAD_BYTES, code='body_too_large')
         upload_id = secrets.token_hex(8)
         uploads = os.path.join(repo.store.tmp_dir, 'uploads')
-        await run_in_threadpool(sweep_uploads, uploads, time.time())
+        await run_in_threadpool(sweep_stale, uploads, time.time())
         folder = os.path.join(uploads, upload_id)
         os.makedirs(folder, mode=0o700)
         try:

@@ -18,12 +18,12 @@ def test_an_upload_older_than_its_lifetime_is_removed_and_a_recent_one_stays(tmp
     now = 1_800_000_000.0
     os.utime(uploads / 'old', (now - app.UPLOAD_LIFETIME_SECONDS - 1, now - app.UPLOAD_LIFETIME_SECONDS - 1))
     os.utime(uploads / 'recent', (now - 10, now - 10))
-    app.sweep_uploads(str(uploads), now)
+    app.sweep_stale(str(uploads), now)
     assert sorted(os.listdir(uploads)) == ['recent']
 
 
 def test_no_uploads_folder_is_nothing_to_sweep(tmp_path):
-    app.sweep_uploads(str(tmp_path / 'none'), 0.0)
+    app.sweep_stale(str(tmp_path / 'none'), 0.0)
     assert not (tmp_path / 'none').exists()
 
 
@@ -35,7 +35,7 @@ def test_an_upload_still_being_written_stays_though_its_folder_is_old(tmp_path):
     old = now - app.UPLOAD_LIFETIME_SECONDS - 100
     os.utime(uploads / 'writing', (old, old))  # the folder: made long ago
     os.utime(uploads / 'writing' / 'package.zip', (now - 1, now - 1))  # the file: written a second ago
-    app.sweep_uploads(str(uploads), now)
+    app.sweep_stale(str(uploads), now)
     assert os.listdir(uploads) == ['writing']
 
 
