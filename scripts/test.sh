@@ -10,7 +10,7 @@
 #   mypy         mypy on plugins/ and tests/            (through build/collections, settings in pyproject.toml)
 #   sanity       ansible-test sanity --venv          in build/ansible-test/ansible_collections/exup/fleet
 #   units        ansible-test units --venv           (tests/unit; skipped when it has no test_*.py)
-#   lint         ansible-lint roles/ playbooks/      (skipped while they hold no YAML)
+#   lint         ansible-lint at the collection root (production profile, .ansible-lint)
 #   integration  ansible-test integration --local    (tests/integration/targets; skipped when none)
 #   system       pytest -q tests/system              (from the repo root; skipped when no test files)
 #
@@ -166,15 +166,8 @@ if [ -n "${WANT[units]:-}" ]; then
 fi
 
 if [ -n "${WANT[lint]:-}" ]; then
-    lint_paths=()
-    for d in roles playbooks; do
-        if has_files "$d" -type f \( -name '*.yml' -o -name '*.yaml' \); then lint_paths+=("$d"); fi
-    done
-    if [ "${#lint_paths[@]}" -gt 0 ]; then
-        run_step lint ansible-lint "${lint_paths[@]}"
-    else
-        skip lint "roles/ and playbooks/ hold no YAML yet"
-    fi
+    # The whole collection as Galaxy and Automation Hub lint it: the root, the production profile.
+    run_step lint ansible-lint --profile production
 fi
 
 if [ -n "${WANT[integration]:-}" ]; then
