@@ -10,9 +10,10 @@ by several modules, so each module is an argument spec plus one call.
 
 from __future__ import annotations
 
+import sys
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import signing, xmlsafe
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
@@ -47,6 +48,26 @@ HTTP_SPEC = {
 }
 
 
+#: the packages that bring each third-party library (RHEL, SLES, Ubuntu and Debian name them alike), for the message
+LIBRARY_PACKAGES = {'cryptography': 'python3-cryptography', 'lxml': 'python3-lxml', 'requests': 'python3-requests'}
+
+
+def missing_libraries(libraries):
+    """A failed prerequisite ``{code, library, msg}`` per library that cannot be imported; ``libraries`` is (name, present, error)."""
+    blockers = []
+    for name, present, error in libraries:
+        if not present:
+            msg = "the Python library %s cannot be imported by %s (%s): install the package %s (dnf, zypper or apt) or run 'pip install %s' for it" % (
+                name,
+                sys.executable or 'python',
+                error,
+                LIBRARY_PACKAGES[name],
+                name,
+            )
+            blockers.append({'code': 'missing_library', 'library': name, 'msg': msg})
+    return blockers
+
+
 class ExupModule(AnsibleModule):
     """AnsibleModule that knows the exup core's libraries and errors."""
 
@@ -58,9 +79,10 @@ class ExupModule(AnsibleModule):
             from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
 
             libraries.append(('requests', transport.HAS_REQUESTS, transport.REQUESTS_IMPORT_ERROR))
-        for name, present, error in libraries:
-            if not present:
-                self.fail_json(msg=missing_required_lib(name), exception=str(error))
+        blockers = missing_libraries(libraries)
+        if blockers:
+            # a failed prerequisite with its reason and a stable code, not a traceback (issue 12)
+            self.fail_json(msg='; '.join(item['msg'] for item in blockers), error='missing_library', blockers=blockers)
 
     def run(self, function, *args, **kwargs):
         """Call the core; an ExupError becomes a failure with ``error`` = its code."""
