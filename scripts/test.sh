@@ -4,13 +4,15 @@
 #   bash scripts/test.sh                     # every step
 #   bash scripts/test.sh sanity units        # only these steps (in the canonical order)
 #
-# Steps: changelog ruff mypy sanity units lint integration system
+# Steps: changelog ruff mypy sanity units compat lint publish integration system
 #   changelog    antsibull-changelog lint (fragments and config)
 #   ruff         ruff check + ruff format --check      (settings in pyproject.toml; fix: see below)
 #   mypy         mypy on plugins/ and tests/            (through build/collections, settings in pyproject.toml)
 #   sanity       ansible-test sanity --venv          in build/ansible-test/ansible_collections/exup/fleet
 #   units        ansible-test units --venv           (tests/unit; skipped when it has no test_*.py)
+#   compat       scripts/test-compat.sh: the oldest supported ansible-core in a venv of its own (build/venv-compat)
 #   lint         ansible-lint at the collection root (production profile, .ansible-lint)
+#   publish      scripts/test-publish.sh: the built collection as Galaxy, users and ansible-builder see it (build/venv-tools)
 #   integration  ansible-test integration --local    (tests/integration/targets; skipped when none)
 #   system       pytest -q tests/system              (from the repo root; skipped when no test files)
 #
@@ -28,7 +30,7 @@ EXUP_LOG_TAG="test"
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$EXUP_ROOT"
 
-ALL_STEPS=(changelog ruff mypy sanity units lint integration system)
+ALL_STEPS=(changelog ruff mypy sanity units compat lint publish integration system)
 
 usage() {
     echo "usage: bash scripts/test.sh [STEP...]   steps: ${ALL_STEPS[*]}" >&2
@@ -44,7 +46,7 @@ else
         case "$a" in
             -h|--help) usage ;;
             all) for s in "${ALL_STEPS[@]}"; do WANT[$s]=1; done ;;
-            changelog|ruff|mypy|sanity|units|lint|integration|system) WANT[$a]=1 ;;
+            changelog|ruff|mypy|sanity|units|compat|lint|publish|integration|system) WANT[$a]=1 ;;
             *) echo "unknown step: $a" >&2; usage ;;
         esac
     done
@@ -165,9 +167,25 @@ if [ -n "${WANT[units]:-}" ]; then
     fi
 fi
 
+if [ -n "${WANT[compat]:-}" ]; then
+    if [ -f scripts/test-compat.sh ]; then
+        run_step compat bash scripts/test-compat.sh
+    else
+        skip compat "scripts/test-compat.sh not written yet"
+    fi
+fi
+
 if [ -n "${WANT[lint]:-}" ]; then
     # The whole collection as Galaxy and Automation Hub lint it: the root, the production profile.
     run_step lint ansible-lint --profile production
+fi
+
+if [ -n "${WANT[publish]:-}" ]; then
+    if [ -f scripts/test-publish.sh ]; then
+        run_step publish bash scripts/test-publish.sh
+    else
+        skip publish "scripts/test-publish.sh not written yet"
+    fi
 fi
 
 if [ -n "${WANT[integration]:-}" ]; then
