@@ -10,12 +10,13 @@ by several modules, so each module is an argument spec plus one call.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import signing, xmlsafe
+from ansible_collections.exup.fleet.plugins.module_utils._exup import pylibs, signing, xmlsafe
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 
 #: how to reach a repository service (``repository: https://host:8080``); unused for a local path
@@ -48,30 +49,29 @@ HTTP_SPEC = {
 }
 
 
-#: the packages that bring each third-party library (RHEL, SLES, Ubuntu and Debian name them alike), for the message
-LIBRARY_PACKAGES = {'cryptography': 'python3-cryptography', 'lxml': 'python3-lxml', 'requests': 'python3-requests'}
+def _os_release(root='/'):
+    """(ID, major version) of the machine's ``etc/os-release`` below ``root``; ('', '') when it cannot be read."""
+    try:
+        with open(os.path.join(root, 'etc', 'os-release'), encoding='utf-8', errors='replace') as handle:
+            return pylibs.os_release(handle.read())
+    except OSError:
+        return '', ''
 
 
-def missing_libraries(libraries):
-    """A failed prerequisite ``{code, library, msg}`` per library that cannot be imported; ``libraries`` is (name, present, error)."""
-    blockers = []
-    for name, present, error in libraries:
-        if not present:
-            msg = "the Python library %s cannot be imported by %s (%s): install the package %s (dnf, zypper or apt) or run 'pip install %s' for it" % (
-                name,
-                sys.executable or 'python',
-                error,
-                LIBRARY_PACKAGES[name],
-                name,
-            )
-            blockers.append({'code': 'missing_library', 'library': name, 'msg': msg})
-    return blockers
+def missing_libraries(libraries, root='/'):
+    """A failed prerequisite ``{code, library, package, msg}`` per library that cannot be imported; ``libraries`` is (name, present, error).
+
+    The package named is the one for this interpreter's version on the OS below ``root`` (pylibs.library_package).
+    """
+    os_id, os_major = _os_release(root)
+    return pylibs.missing_library_blockers(libraries, sys.version_info[:2], sys.executable or 'python', os_id, os_major)
 
 
 class ExupModule(AnsibleModule):
     """AnsibleModule that knows the exup core's libraries and errors."""
 
-    def __init__(self, argument_spec, needs_http=False, **kwargs):
+    def __init__(self, argument_spec, needs_http=False, defer_libraries=False, **kwargs):
+        """``defer_libraries``: the module calls require_libraries() itself (exup_host reports them in its inventory phase)."""
         super().__init__(argument_spec=argument_spec, **kwargs)
         libraries = [('cryptography', signing.HAS_CRYPTOGRAPHY, signing.CRYPTOGRAPHY_IMPORT_ERROR), ('lxml', xmlsafe.HAS_LXML, xmlsafe.LXML_IMPORT_ERROR)]
         if needs_http:
@@ -79,9 +79,18 @@ class ExupModule(AnsibleModule):
             from ansible_collections.exup.fleet.plugins.module_utils._exup import transport
 
             libraries.append(('requests', transport.HAS_REQUESTS, transport.REQUESTS_IMPORT_ERROR))
-        blockers = missing_libraries(libraries)
+        self.libraries = libraries
+        if not defer_libraries:
+            self.require_libraries()
+
+    def library_blockers(self, root='/'):
+        """The libraries this module needs that its Python cannot import, as failed prerequisites (OS of the machine below ``root``)."""
+        return missing_libraries(self.libraries, root)
+
+    def require_libraries(self, root='/'):
+        """Fail with ``error: missing_library`` when a library is missing: a failed prerequisite with its reason, not a traceback (issue 12)."""
+        blockers = self.library_blockers(root)
         if blockers:
-            # a failed prerequisite with its reason and a stable code, not a traceback (issue 12)
             self.fail_json(msg='; '.join(item['msg'] for item in blockers), error='missing_library', blockers=blockers)
 
     def run(self, function, *args, **kwargs):

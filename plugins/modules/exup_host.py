@@ -327,10 +327,17 @@ def main():
             agent_os={'type': 'list', 'elements': 'str'},
         ),
         supports_check_mode=True,
+        defer_libraries=True,
     )
-    if not os.path.isdir(module.params['host_root']):
-        module.fail_json(msg='host_root %s is not a directory' % module.params['host_root'], error='argument_invalid')
-    result = module.run(run, module, host_agent.Host(module.params['host_root']))
+    root = module.params['host_root']
+    if not os.path.isdir(root):
+        module.fail_json(msg='host_root %s is not a directory' % root, error='argument_invalid')
+    if module.params['phase'] != 'inventory':
+        module.require_libraries(root)  # error missing_library, naming the package for this Python and OS
+    result = module.run(run, module, host_agent.Host(root))
+    if module.params['phase'] == 'inventory':
+        # reading needs neither library: one the agent path needs is a failed prerequisite beside the others (issue 12)
+        result['prerequisites'] = list(result['prerequisites']) + module.library_blockers(root)
     module.exit_json(contract_version=contract.CONTRACT_VERSION, **result)
 
 

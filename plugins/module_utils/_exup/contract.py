@@ -332,7 +332,7 @@ FACT_FIELDS = (
     Field('boot_id'),
 )
 AGENT_FIELDS = (Field('installed', 'bool', required=True), Field('version'), Field('folder'))
-BLOCKER_FIELDS = (Field('code', required=True), Field('msg', required=True))
+BLOCKER_FIELDS = (Field('code', required=True), Field('msg', required=True), Field('library'), Field('package'))  # library, package: missing_library
 JOB_ITEM_FIELDS = (
     Field('package_id', required=True),
     Field('module_id', required=True),
