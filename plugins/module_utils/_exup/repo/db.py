@@ -590,6 +590,37 @@ class Index:
     def delete_server(self, manager_id: str, name: str) -> bool:
         return self.conn.execute('DELETE FROM servers WHERE manager_id = ? AND name = ?', (manager_id, name)).rowcount > 0
 
+    # ----------------------------------------------------------------- the whole fleet at once (the inventory plugin, issue 12)
+    def server_page(self, after: tuple[str, str] | None = None, limit: int | None = None) -> list[Server]:
+        """Servers in (manager_id, name) order, only those after ``after``, at most ``limit``: one query for any number."""
+        query = 'SELECT * FROM servers' + (' WHERE (manager_id, name) > (?, ?)' if after else '') + ' ORDER BY manager_id, name'
+        args: tuple = tuple(after) if after else ()
+        if limit is not None:
+            query, args = query + ' LIMIT ?', args + (limit,)
+        rows = self.conn.execute(query, args).fetchall()
+        return decoded_rows('servers', rows, lambda row: (row['manager_id'], row['name']), self._server)
+
+    @staticmethod
+    def _span(first: tuple[str, str] | None, last: tuple[str, str] | None) -> tuple[str, tuple]:
+        if first is None or last is None:
+            return '', ()
+        return ' WHERE (manager_id, server) >= (?, ?) AND (manager_id, server) <= (?, ?)', tuple(first) + tuple(last)
+
+    def bmc_module_span(self, first: tuple[str, str] | None = None, last: tuple[str, str] | None = None) -> list[tuple[str, str, BmcModuleRecord]]:
+        """(manager_id, server, record) of every server from ``first`` to ``last`` (all when not given): one query."""
+        where, args = self._span(first, last)
+        rows = self._select('SELECT manager_id, server, module_id, previous, block, staged, since FROM bmc_modules' + where, args)
+        return [(row[0], row[1], BmcModuleRecord(*row[2:])) for row in rows]
+
+    def icon_span(self, first: tuple[str, str] | None = None, last: tuple[str, str] | None = None) -> list[tuple[str, str, str, str, str]]:
+        """(manager_id, server, module_id, icon, set_at) the operators chose, from ``first`` to ``last`` (all when not given)."""
+        where, args = self._span(first, last)
+        return [tuple(row) for row in self._select('SELECT manager_id, server, module_id, icon, set_at FROM manual_icons' + where, args)]
+
+    def setting_history(self, key: str) -> list[tuple[str, str]]:
+        """(changed_at, value) of every change of one setting, oldest first."""
+        return [(row[0], row[1]) for row in self._select('SELECT changed_at, value FROM settings WHERE key = ? ORDER BY id', (key,))]
+
     # ----------------------------------------------------------------- servers managed through their BMC
     def bmc_modules(self, manager_id: str, server: str) -> dict[str, BmcModuleRecord]:
         query = 'SELECT module_id, previous, block, staged, since FROM bmc_modules WHERE manager_id = ? AND server = ?'

@@ -101,6 +101,21 @@ class Refusal:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class FleetPage:
+    """Registered servers with what the repository keeps of each (the inventory plugin's listing), in (manager_id, name) order."""
+
+    servers: list[Server]
+    #: (manager_id, server) -> module_id -> what the BMC path remembers of it
+    bmc: dict[tuple[str, str], dict[str, BmcModuleRecord]]
+    #: (manager_id, server) -> module_id -> (icon, set_at) an operator chose (003 Table 9)
+    icons: dict[tuple[str, str], dict[str, tuple[str, str]]]
+    #: the setting initial_manual_icon through time: (changed_at, icon), oldest first, its default first with changed_at ''
+    initial_icons: list[tuple[str, str]]
+    #: (manager_id, name) to ask the next page after; None: this was the last page
+    next: tuple[str, str] | None = None
+
+
 class RepositoryApi(typing.Protocol):
     """The repository's operations, as the faces use them. None takes a connection; each call is one read or one writer session."""
 
@@ -171,6 +186,9 @@ class RepositoryApi(typing.Protocol):
 
     def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields: typing.Any) -> None:
         """Update fields (previous, block, staged) of one module's record."""
+
+    def fleet(self, after: tuple[str, str] | None = None, limit: int | None = None) -> FleetPage:
+        """The registered servers after ``after`` (at most ``limit``), with their BMC records and chosen icons: one read."""
 
     # --- statuses, restarts, settings
     def status_icons(self, manager_id: str, server: str, infos: typing.Iterable[PackageInfo], kinds: typing.Iterable[str] = ('linux',)) -> dict[str, str]:

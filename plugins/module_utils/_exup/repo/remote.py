@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from ansible_collections.exup.fleet.plugins.module_utils._exup.deadline import Deadline
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo, file_digest
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, StoredPackage, Tombstone
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, FleetPage, StoredPackage, Tombstone
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
 from ansible_collections.exup.fleet.plugins.module_utils._exup.service import wire
 
@@ -420,6 +420,12 @@ class RemoteRepository:
     def bmc_module_records(self, manager_id: str, server: str) -> dict[str, BmcModuleRecord]:
         modules = self._field(self.call('servers', 'GET', self._server_path(manager_id, server, '/bmc-modules')), 'modules', dict)
         return {str(module_id): wire.bmc_record_from_dict(record) for module_id, record in modules.items()}
+
+    def fleet(self, after: tuple[str, str] | None = None, limit: int | None = None) -> FleetPage:
+        params: dict[str, typing.Any] = {'limit': limit or wire.FLEET_PAGE}
+        if after:
+            params.update(after_manager=after[0], after_name=after[1])
+        return wire.fleet_page_from_dict(self.call('fleet', 'GET', '/v1/servers', params=params))
 
     def set_bmc_module(self, manager_id: str, server: str, module_id: str, **fields: typing.Any) -> None:
         self.call('servers', 'PATCH', self._server_path(manager_id, server, '/bmc-modules/%s' % urllib.parse.quote(module_id, safe='')), json=fields)

@@ -39,11 +39,17 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import Exu
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, file_digest, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.db import Index, PackageRow, PruneRow, RebootRow, ServerRow
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.fingerprint import FingerprintInputs, fingerprint
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, StoredPackage, Tombstone
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, FleetPage, Refusal, StoredPackage, Tombstone
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.store import Store
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.sync import Sync, SyncOptions, SyncResult
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Candidate, CandidateLike, GenerationPlan, Server, generation_plan
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import DEFAULT_MANUAL_ICON, MANUAL_ICONS, choose_manual_icon, rebooting
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.plan import (
+    DEFAULT_MANUAL_ICON,
+    MANUAL_ICONS,
+    choose_manual_icon,
+    manual_arrivals,
+    rebooting,
+)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
 if typing.TYPE_CHECKING:
@@ -439,6 +445,23 @@ class Repository:
         with self.read() as index:
             return index.bmc_modules(manager_id, server)
 
+    def fleet(self, after: tuple[str, str] | None = None, limit: int | None = None) -> FleetPage:
+        with self.read() as index:
+            servers = index.server_page(after, limit)
+            more = limit is not None and len(servers) == limit
+            span = ((servers[0].manager_id, servers[0].name), (servers[-1].manager_id, servers[-1].name)) if servers and limit is not None else (None, None)
+            bmc: dict[tuple[str, str], dict[str, BmcModuleRecord]] = {}
+            for manager_id, server, record in index.bmc_module_span(*span):
+                bmc.setdefault((manager_id, server), {})[record.module_id] = record
+            icons: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+            for manager_id, server, module_id, icon, set_at in index.icon_span(*span):
+                icons.setdefault((manager_id, server), {})[module_id] = (icon, set_at)
+            history = index.setting_history('initial_manual_icon')
+        initial = [('', decode_setting('initial_manual_icon', SETTINGS['initial_manual_icon'][1]))]
+        initial += [(changed_at, decode_setting('initial_manual_icon', value)) for changed_at, value in history]
+        last = (servers[-1].manager_id, servers[-1].name) if more else None
+        return FleetPage(servers=servers, bmc=bmc, icons=icons, initial_icons=initial, next=last)
+
     def status_icons(self, manager_id: str, server: str, infos: Iterable[PackageInfo], kinds: Iterable[str] = ('linux',)) -> dict[str, str]:
         with self.read() as index:
             return self.manual_icons(index, manager_id, server, infos, kinds)
@@ -759,10 +782,7 @@ class Repository:
         """module_id -> the Table 9 icon of each module that has packages of the server not auto-update on this path."""
         added = index.added_times()
         chosen = index.chosen_icons(manager_id, server)
-        arrivals: dict[str, str] = {}
-        for info in infos:
-            if info.compatible and not (info.auto_update and info.kind in kinds) and info.package_id in added:
-                arrivals[info.module_id] = max(arrivals.get(info.module_id, ''), added[info.package_id])
+        arrivals = manual_arrivals(infos, added, tuple(kinds))
         return {
             module_id: choose_manual_icon(chosen.get(module_id), arrived, self.settings(index, arrived)['initial_manual_icon'])
             for module_id, arrived in arrivals.items()

@@ -153,6 +153,19 @@ def choose_manual_icon(chosen: Sequence[str] | None, arrived: str | None, initia
     return initial if initial in MANUAL_ICONS else DEFAULT_MANUAL_ICON
 
 
+def manual_arrivals(infos: Iterable[PackageInfo], added: Mapping[str, str], kinds: Container[str] = ('linux',)) -> dict[str, str]:
+    """module_id -> when the newest package of it that is not auto-update on this path reached the repository.
+
+    ``added``: package_id -> the UTC text it was added (stored packages only). Only these modules show "-" with an icon
+    (Table 9); what the icon is, is ``choose_manual_icon`` with the initial icon of that moment.
+    """
+    arrivals: dict[str, str] = {}
+    for info in infos:
+        if info.compatible and not (info.auto_update and info.kind in kinds) and info.package_id in added:
+            arrivals[info.module_id] = max(arrivals.get(info.module_id, ''), added[info.package_id])
+    return arrivals
+
+
 def rebooting(request: Mapping[str, Any] | None, boot_id: str | None = None, power: str | None = None, now: Any = None) -> bool:
     """Table 8 "rebooting": a restart exup allowed (agent path) or did itself (BMC path) is under way.
 

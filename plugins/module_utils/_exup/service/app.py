@@ -566,6 +566,16 @@ def routes(service: Service) -> list:
         )
         return JSONResponse(answer)
 
+    async def servers(request: Request) -> Response:
+        params = request.query_params
+        limit = params.get('limit', str(wire.FLEET_PAGE))
+        if not (limit.isascii() and limit.isdigit()) or not 0 < int(limit) <= wire.FLEET_PAGE_MAX:
+            raise ExupError('limit must be a number from 1 to %d' % wire.FLEET_PAGE_MAX, code='request_invalid')
+        after = None
+        if 'after_manager' in params or 'after_name' in params:
+            after = (_id(params.get('after_manager'), 'after_manager'), _text(params.get('after_name'), 'after_name'))
+        return JSONResponse(wire.fleet_page_as_dict(await threaded(repo.fleet)(after, int(limit))))
+
     async def upload(request: Request) -> Response:
         name = os.path.basename(_text(request.headers.get('x-exup-file-name', 'package.zip'), 'file name'))
         if name in ('', '.', '..'):
@@ -744,6 +754,7 @@ def routes(service: Service) -> list:
         Route('/v1/exports/{export_id}', guarded(admin, export_delete), methods=['DELETE']),
         Route('/v1/rebuild', guarded(admin, rebuild), methods=['POST']),
         Route('/v1/listing', guarded(read, listing), methods=['GET']),
+        Route('/v1/servers', guarded(read, servers), methods=['GET']),
         Route('/v1/managers/{manager_id}/presence', guarded(admin, presence), methods=['POST']),
         Route('/v1/managers/{manager_id}/servers/{name}', guarded(admin, server_put), methods=['PUT']),
         Route('/v1/managers/{manager_id}/servers/{name}', guarded(admin, server_delete), methods=['DELETE']),

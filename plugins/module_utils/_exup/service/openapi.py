@@ -842,6 +842,72 @@ def _paths() -> dict[str, typing.Any]:
                 ],
             )
         },
+        '/v1/servers': {
+            'get': _operation(
+                READ,
+                'The registered servers of every manager, a page at a time (the inventory plugin exup.fleet.exup)',
+                {
+                    '200': ok(
+                        _object(
+                            {
+                                'servers': {
+                                    'type': 'array',
+                                    'items': _object(
+                                        {
+                                            'manager_id': ID,
+                                            'name': {'type': 'string'},
+                                            'model': {'type': 'string'},
+                                            'os': {'type': 'string'},
+                                            'modules': {
+                                                'type': 'object',
+                                                'additionalProperties': _object({'current': {'type': 'string'}, 'previous': {'type': 'string'}}),
+                                            },
+                                        },
+                                        required=('manager_id', 'name', 'model', 'os', 'modules'),
+                                    ),
+                                },
+                                'bmc_modules': {
+                                    'type': 'array',
+                                    'items': {
+                                        'allOf': [
+                                            _schema('BmcModuleRecord'),
+                                            _object({'manager_id': ID, 'server': {'type': 'string'}}, required=('manager_id', 'server')),
+                                        ]
+                                    },
+                                },
+                                'manual_icons': {
+                                    'type': 'array',
+                                    'items': _object(
+                                        {'manager_id': ID, 'server': {'type': 'string'}, 'module_id': ID, 'icon': {'enum': MANUAL_ICONS}, 'set_at': TIME},
+                                        required=('manager_id', 'server', 'module_id', 'icon', 'set_at'),
+                                    ),
+                                },
+                                'initial_icons': {
+                                    'type': 'array',
+                                    'items': _object({'changed_at': {'type': 'string'}, 'icon': {'enum': MANUAL_ICONS}}, required=('changed_at', 'icon')),
+                                    'description': "the setting initial_manual_icon through time, oldest first; its default first, changed_at ''",
+                                },
+                                'next': {
+                                    'oneOf': [{'type': 'null'}, _object({'manager_id': ID, 'name': {'type': 'string'}}, required=('manager_id', 'name'))],
+                                    'description': 'pass as after_manager and after_name for the next page; null: the last page',
+                                },
+                            },
+                            required=('servers', 'bmc_modules', 'manual_icons', 'initial_icons', 'next'),
+                        ),
+                        'Servers in (manager_id, name) order with the BMC records and the Table 9 icons chosen for them.',
+                    )
+                },
+                tag='servers',
+                operation_id='listServers',
+                parameters=[
+                    _query(
+                        'limit', {'type': 'integer', 'minimum': 1, 'maximum': wire.FLEET_PAGE_MAX, 'default': wire.FLEET_PAGE}, description='servers per page'
+                    ),
+                    _query('after_manager', ID, description='with after_name: the page after this server'),
+                    _query('after_name', SERVER_NAME, description='with after_manager'),
+                ],
+            )
+        },
         '/v1/managers/{manager_id}/presence': {
             'post': _operation(
                 ADMIN,

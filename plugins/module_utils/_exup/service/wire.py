@@ -18,12 +18,12 @@ import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
-from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, Refusal, StoredPackage, Tombstone
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.interface import BmcModuleRecord, FleetPage, Refusal, StoredPackage, Tombstone
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations import Server
 
 SERVICE = 'exup.fleet repository'
 #: the API this code speaks. Raise it when a route or record changes, and say in FEATURES what the new version brings.
-API_VERSION = 1
+API_VERSION = 2
 #: feature -> the first API version that has it. A repository older than the caller has only those up to its version.
 FEATURES = {
     'packages': 1,
@@ -39,11 +39,14 @@ FEATURES = {
     'feed': 1,
     'export': 1,
     'rebuild': 1,
+    'fleet': 2,  # GET /v1/servers: the registered servers, for the inventory plugin (issue 12)
 }
 DEFAULT_PORT = 8080  # 003 Table 2
 
 #: the biggest JSON body either side reads: 2,000 servers with their modules fit many times over
 MAX_JSON_BYTES = 8 * 1024 * 1024
+#: servers per page of GET /v1/servers by default and at most (a page of 5,000 with a few modules each is about 2 MiB)
+FLEET_PAGE, FLEET_PAGE_MAX = 5000, 10000
 #: the biggest package a manager may upload (manual add, 003 §3.4.3)
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024 * 1024
 
@@ -238,6 +241,64 @@ def bmc_record_from_dict(data: object) -> BmcModuleRecord:
     if not all(value is None or isinstance(value, str) for value in fields.values()) or not isinstance(record['module_id'], str):
         raise _invalid('bmc module record', 'field (texts or null)')
     return BmcModuleRecord(record['module_id'], **fields)
+
+
+def fleet_page_as_dict(page: FleetPage) -> dict[str, typing.Any]:
+    """GET /v1/servers: one page of registered servers with their BMC records and chosen icons (the inventory plugin)."""
+    return {
+        'servers': [dict(server_as_dict(server), manager_id=server.manager_id) for server in page.servers],
+        'bmc_modules': [dict(bmc_record_as_dict(record), manager_id=key[0], server=key[1]) for key, records in page.bmc.items() for record in records.values()],
+        'manual_icons': [
+            {'manager_id': key[0], 'server': key[1], 'module_id': module_id, 'icon': icon, 'set_at': set_at}
+            for key, chosen in page.icons.items()
+            for module_id, (icon, set_at) in chosen.items()
+        ],
+        'initial_icons': [{'changed_at': changed_at, 'icon': icon} for changed_at, icon in page.initial_icons],
+        'next': {'manager_id': page.next[0], 'name': page.next[1]} if page.next else None,
+    }
+
+
+def fleet_page_from_dict(data: object) -> FleetPage:
+    """A page of GET /v1/servers, every field checked (service_answer_invalid naming what is wrong)."""
+    record = _record(data, ('servers', 'bmc_modules', 'manual_icons', 'initial_icons', 'next'), 'server listing')
+    for field in ('servers', 'bmc_modules', 'manual_icons', 'initial_icons'):
+        if not isinstance(record[field], list):
+            raise _invalid('server listing', field)
+    servers = []
+    for item in record['servers']:
+        texts = _texts(_record(item, ('manager_id', 'name', 'model', 'os', 'modules'), 'server'), ('manager_id', 'name', 'model', 'os'), 'server')
+        modules = item['modules']
+        if not isinstance(modules, dict) or not all(
+            isinstance(state, dict) and all(isinstance(key, str) and isinstance(value, str) for key, value in state.items()) for state in modules.values()
+        ):
+            raise _invalid('server', 'modules (module id -> {current, previous})')
+        servers.append(Server(modules={str(key): dict(value) for key, value in modules.items()}, **texts))
+    bmc: dict[tuple[str, str], dict[str, BmcModuleRecord]] = {}
+    for item in record['bmc_modules']:
+        where = _texts(_record(item, ('manager_id', 'server'), 'bmc module record'), ('manager_id', 'server'), 'bmc module record')
+        module = bmc_record_from_dict(item)
+        bmc.setdefault((where['manager_id'], where['server']), {})[module.module_id] = module
+    icons: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+    for item in record['manual_icons']:
+        chosen = _texts(
+            _record(item, ('manager_id', 'server', 'module_id', 'icon', 'set_at'), 'icon'), ('manager_id', 'server', 'module_id', 'icon', 'set_at'), 'icon'
+        )
+        icons.setdefault((chosen['manager_id'], chosen['server']), {})[chosen['module_id']] = (chosen['icon'], chosen['set_at'])
+    initial = []
+    for item in record['initial_icons']:
+        change = _texts(_record(item, ('changed_at', 'icon'), 'initial icon'), ('changed_at', 'icon'), 'initial icon', empty=True)
+        initial.append((change['changed_at'], change['icon']))
+    after = record['next']
+    if after is not None:
+        after = _texts(_record(after, ('manager_id', 'name'), 'next'), ('manager_id', 'name'), 'next')
+    return FleetPage(servers=servers, bmc=bmc, icons=icons, initial_icons=initial, next=(after['manager_id'], after['name']) if after else None)
+
+
+def _texts(record: dict[str, typing.Any], fields: typing.Sequence[str], what: str, empty: bool = False) -> dict[str, str]:
+    for field in fields:
+        if not isinstance(record[field], str) or not (empty or record[field]):
+            raise _invalid(what, field)
+    return {field: record[field] for field in fields}
 
 
 def _record(data: object, keys: typing.Sequence[str], what: str) -> dict[str, typing.Any]:

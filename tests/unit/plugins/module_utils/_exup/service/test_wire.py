@@ -221,7 +221,7 @@ def test_an_api_version_that_is_not_a_positive_number_is_repository_unavailable(
 
 def test_an_older_service_lacks_the_newer_features_and_refuses_them_naming_them(monkeypatch):
     monkeypatch.setattr(wire, 'API_VERSION', 3)
-    monkeypatch.setattr(wire, 'FEATURES', dict(wire.FEATURES, webhooks=2, statuses_v2=3))
+    monkeypatch.setattr(wire, 'FEATURES', dict(dict.fromkeys(wire.FEATURES, 1), webhooks=2, statuses_v2=3))
     assert wire.limited_features(1) == ['statuses_v2', 'webhooks']
     assert wire.limited_features(2) == ['statuses_v2']
     assert wire.limited_features(3) == []
