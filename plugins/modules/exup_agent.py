@@ -86,7 +86,10 @@ attributes:
   diff_mode:
     support: full
     description: Agent version before and after.
-requirements: [cryptography, lxml, requests (for source=feed)]
+requirements:
+  - cryptography >= 42.0 (on the controller, and on the managed server for an install)
+  - lxml >= 5.2 (on the controller, and on the managed server for an install; state=query lists a missing one in prerequisites)
+  - requests >= 2.31 (on the controller, for source=feed or a repository service URL)
 '''
 
 EXAMPLES = r'''
@@ -120,8 +123,121 @@ source_used:
   description: repository, feed, media, file or repository_newer (the repository's newer package was used instead of the file).
   returned: state=present
   type: str
+package_id:
+  description: The agent package installed or offered.
+  returned: state=present, when a package was chosen
+  type: str
+feed_would_download:
+  description: In check mode with O(source=feed), the package ids the repository sync would download.
+  returned: check mode, O(source=feed)
+  type: list
+  elements: str
+agent:
+  description: The agent on the server as it is now (after an install or uninstall; for V(query), as found).
+  returned: state=query, and success of present and absent
+  type: dict
+  contains:
+    installed:
+      description: Whether the agent is installed.
+      type: bool
+    version:
+      description: The installed agent's version, null when it is not installed.
+      type: str
+    folder:
+      description: Where the agent is installed, null when it is not installed.
+      type: str
+facts:
+  description: What was read on the server.
+  returned: state=query
+  type: dict
+  contains:
+    model:
+      description: DMI product name.
+      type: str
+    vendor:
+      description: DMI system vendor.
+      type: str
+    os:
+      description: The OS as packages name it (rhel9, sles15, ubuntu2204).
+      type: str
+    os_pretty_name:
+      description: PRETTY_NAME of os-release.
+      type: str
+    virtual_machine:
+      description: The hypervisor when the server is a virtual machine guest, else null.
+      type: str
+    boot_id:
+      description: The kernel's boot id; it changes at every restart.
+      type: str
+prerequisites:
+  description:
+    - The server's own reasons the agent cannot be installed there, empty when none - a virtual machine guest,
+      an OS or model the agent does not support, conflicting software, and a Python library the server's Python
+      cannot import (V(missing_library), with the library and the package to install).
+  returned: state=query
+  type: list
+  elements: dict
+  contains:
+    code:
+      description:
+        - Stable code of the reason, for example V(virtual_machine), V(unsupported_os), V(unsupported_model),
+          V(conflicting_software) or V(missing_library).
+      type: str
+    msg:
+      description: The reason in words.
+      type: str
+    library:
+      description: For V(missing_library), the Python library the server's Python cannot import (V(cryptography), V(lxml)).
+      type: str
+      returned: when code is missing_library
+    package:
+      description:
+        - For V(missing_library), the distribution package that brings it to that Python on that OS - V(python3-lxml) for a
+          platform Python, V(python311-lxml) for SLES 15's Python 3.11, V(python3.11-lxml) for RHEL's.
+      type: str
+      returned: when code is missing_library
+blockers:
+  description: On a refused install, every prerequisite that failed (the first one's code is RV(error)).
+  returned: failure for a prerequisite
+  type: list
+  elements: dict
+  contains:
+    code:
+      description:
+        - Stable code of the reason, for example V(virtual_machine), V(unsupported_os), V(unsupported_model),
+          V(conflicting_software) or V(missing_library).
+      type: str
+    msg:
+      description: The reason in words.
+      type: str
+    library:
+      description: For V(missing_library), the Python library the server's Python cannot import (V(cryptography), V(lxml)).
+      type: str
+      returned: when code is missing_library
+    package:
+      description:
+        - For V(missing_library), the distribution package that brings it to that Python on that OS - V(python3-lxml) for a
+          platform Python, V(python311-lxml) for SLES 15's Python 3.11, V(python3.11-lxml) for RHEL's.
+      type: str
+      returned: when code is missing_library
+files:
+  description: For V(logs_collected), the log files copied to the controller.
+  returned: state=logs_collected
+  type: list
+  elements: str
+remote_files:
+  description: For V(logs_collected), the agent's log files on the server.
+  returned: state=logs_collected
+  type: list
+  elements: str
+dest:
+  description: For V(logs_collected), the folder on the controller that holds this server's logs.
+  returned: state=logs_collected
+  type: str
 error:
-  description: Stable code of the failure (unsupported_os, virtual_machine, unsupported_model, conflicting_software, license_not_accepted, ...).
+  description:
+    - Stable code of the failure (unsupported_os, virtual_machine, unsupported_model, conflicting_software, missing_library,
+      license_not_accepted, ...).
   returned: failure
   type: str
 '''

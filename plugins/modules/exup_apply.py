@@ -140,7 +140,11 @@ attributes:
   diff_mode:
     support: full
     description: Module versions before and after.
-requirements: [cryptography, lxml, pyghmi (for via=bmc)]
+requirements:
+  - cryptography >= 42.0 (on the controller, and on the managed server on the agent path)
+  - lxml >= 5.2 (on the controller, and on the managed server on the agent path)
+  - requests >= 2.31 (on the controller, for a repository service URL)
+  - pyghmi >= 1.6.19 (on the controller, for via=bmc)
 notes:
   - The repository must exist on the controller (run M(exup.fleet.exup_repo_sync) first).
 '''
@@ -168,44 +172,257 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+via:
+  description: V(bmc) on the BMC path.
+  returned: when O(via=bmc)
+  type: str
+model:
+  description: The server's model.
+  returned: when a plan was made
+  type: str
+os:
+  description: The server's OS as packages name it.
+  returned: when a plan was made on the agent path
+  type: str
 package_transfer:
   description: How package files reached the server or BMC, V(service) (fetched from the repository service) or V(controller).
   returned: when packages were sent
   type: str
   sample: service
 plan:
-  description: The ordered packages (package_id, module_id, action, from_version, to_version, reboot_required, release_date).
+  description: The ordered packages.
   returned: always
   type: list
   elements: dict
+  contains:
+    package_id:
+      description: The package.
+      type: str
+    module_id:
+      description: The module it updates.
+      type: str
+    action:
+      description: V(install) or V(uninstall).
+      type: str
+    from_version:
+      description: The module's version before.
+      type: str
+    to_version:
+      description: The version it installs (null for an uninstall).
+      type: str
+    reboot_required:
+      description: It needs a restart to take effect.
+      type: bool
+    release_date:
+      description: Its release date.
+      type: str
+    command:
+      description: The package's command.
+      type: str
+    sha256:
+      description: SHA-256 of the package file.
+      type: str
+    size:
+      description: Size of the package file in bytes.
+      type: int
 skipped_modules:
   description: Module id to why nothing is done for it (already newest, staged until restart, not installed).
   returned: always
   type: dict
+  contains:
+    <module_id>:
+      description: Why that module is skipped.
+      type: str
+staged:
+  description: Module id to the version that waits for a restart.
+  returned: when a plan was made
+  type: dict
+  contains:
+    <module_id>:
+      description: The staged version.
+      type: str
+not_manageable_via_bmc:
+  description: Module ids the repository has packages for that the BMC path cannot manage.
+  returned: when O(via=bmc)
+  type: list
+  elements: str
 results:
-  description:
-    - Per package, status (succeeded, failed, cancelled), cause, version_before, version_after, reboot_required.
-    - C(outcome) says how the end of a package that ran was learned - C(finished) (by the agent's runner),
-      C(finished_after_runner_died) (the runner was killed, the script ran on and its exit status was read later),
-      C(killed) (a cancel request stopped the script a dead runner had left), C(lost) (nothing tells how it ended, so it failed).
-  returned: when a job ran
+  description: Per package of the plan, what happened (empty in check mode and when nothing was to do).
+  returned: when a plan was made
   type: list
   elements: dict
+  contains:
+    package_id:
+      description: The package.
+      type: str
+    module_id:
+      description: The module it updates.
+      type: str
+    action:
+      description: V(install) or V(uninstall).
+      type: str
+    status:
+      description: V(succeeded), V(failed) or V(cancelled).
+      type: str
+    cause:
+      description: Why it failed or was cancelled, else null.
+      type: str
+    reboot_required:
+      description: It needs a restart to take effect.
+      type: bool
+    outcome:
+      description:
+        - How the end of a package that ran was learned - V(finished) (by the agent's runner), V(finished_after_runner_died)
+          (the runner was killed, the script ran on and its exit status was read later), V(killed) (a cancel request stopped the
+          script a dead runner had left), V(lost) (nothing tells how it ended, so it failed); null on the BMC path.
+      type: str
+    version_before:
+      description: The module's version before.
+      type: str
+    version_target:
+      description: The version the package installs.
+      type: str
+    version_after:
+      description: The module's version read after the apply.
+      type: str
+    staged:
+      description: It succeeded and waits for a restart.
+      type: bool
+    from_version:
+      description: On the BMC path, the plan's from_version.
+      type: str
+      returned: when O(via=bmc)
+    to_version:
+      description: On the BMC path, the plan's to_version.
+      type: str
+      returned: when O(via=bmc)
+    release_date:
+      description: On the BMC path, the package's release date.
+      type: str
+      returned: when O(via=bmc)
+    sha256:
+      description: On the BMC path, SHA-256 of the package file.
+      type: str
+      returned: when O(via=bmc)
+    size:
+      description: On the BMC path, the package file's size.
+      type: int
+      returned: when O(via=bmc)
+    task:
+      description: On the BMC path, the Redfish task of the update.
+      type: str
+      returned: when O(via=bmc)
+    messages:
+      description: On the BMC path, the Redfish task's messages.
+      type: list
+      elements: str
+      returned: when O(via=bmc)
+    reset_required:
+      description: On the BMC path, the update needs a reset of the server or the BMC.
+      type: bool
+      returned: when O(via=bmc)
+    error:
+      description: On the BMC path, the stable code of a failed update.
+      type: str
+      returned: when O(via=bmc) and the update failed
+versions_after:
+  description: Module id to its version read after the job.
+  returned: when a job ran
+  type: dict
+  contains:
+    <module_id>:
+      description: The module's version as read after the job.
+      type: str
 reboot_required:
   description: At least one applied package needs a restart to become active.
-  returned: always
+  returned: when a plan was made
   type: bool
 reboot_allowed:
   description: The rule of 003 §2.1.2 - a reboot-requiring package was applied and every selected package succeeded.
-  returned: always
+  returned: when a plan was made
+  type: bool
+rebooted:
+  description: On the BMC path, the server was reset (power cycled) through its BMC.
+  returned: when O(via=bmc)
+  type: bool
+bmc_reset:
+  description: With O(power_cycle) on the BMC path, the BMC itself was reset too (a staged BMC firmware waited for it).
+  returned: when the server was power cycled through its BMC
   type: bool
 job_id:
   description: The agent's job id.
-  returned: when a job ran
+  returned: when a job ran, and for O(state=cancelled)
   type: str
+job:
+  description: For O(state=cancelled), the job and its items as the agent reports them.
+  returned: when O(state=cancelled) found a job
+  type: dict
+  contains:
+    job_id:
+      description: The agent's job id.
+      type: str
+    state:
+      description: V(running) or V(finished).
+      type: str
+    done:
+      description: Items that ended.
+      type: int
+    total:
+      description: Items of the job.
+      type: int
+    recovered:
+      description: The job's outcome was read after its runner died.
+      type: bool
+    runner_lost:
+      description: A package script outlives the agent's runner (the job is still running).
+      type: bool
+    error:
+      description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
+      type: str
+    items:
+      description: The job's packages in order.
+      type: list
+      elements: dict
+      contains:
+        package_id:
+          description: The package.
+          type: str
+        module_id:
+          description: The module it updates.
+          type: str
+        action:
+          description: V(install) or V(uninstall).
+          type: str
+        from_version:
+          description: The module's version before the item.
+          type: str
+        to_version:
+          description: The version the item installs (null for an uninstall).
+          type: str
+        reboot_required:
+          description: The package needs a restart to take effect.
+          type: bool
+        release_date:
+          description: The package's release date.
+          type: str
+        status:
+          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
+          type: str
+        cause:
+          description: Why it failed or was cancelled, else null.
+          type: str
+        exit_code:
+          description: The package script's exit status, null until it ended.
+          type: int
+        output_tail:
+          description: The end of the package script's output.
+          type: str
+        outcome:
+          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
+          type: str
 error:
   description: Stable code of the failure (agent_missing, blocked_until_reboot, latest_only, downgrade_not_supported, not_auto_update,
-    agent_disk_full, ...).
+    agent_disk_full, missing_library, ...).
   returned: failure
   type: str
 '''

@@ -145,7 +145,9 @@ options:
     description: For C(agent_install), the operating systems the agent package supports.
     type: list
     elements: str
-requirements: [cryptography, lxml]
+requirements:
+  - cryptography >= 42.0 (on the managed server; phase inventory runs without it and lists it in prerequisites)
+  - lxml >= 5.2 (on the managed server; phase inventory runs without it and lists it in prerequisites)
 notes:
   - Check mode is supported by C(inventory) and C(status) only.
 '''
@@ -162,21 +164,356 @@ contract_version:
   returned: success
   type: int
 facts:
-  description: Model, vendor, OS, virtual machine, boot id (phase inventory).
+  description: What the server is (phase inventory).
   returned: phase inventory
   type: dict
+  contains:
+    model:
+      description: DMI product name.
+      type: str
+    vendor:
+      description: DMI system vendor.
+      type: str
+    os:
+      description: The OS as packages name it (rhel9, sles15, ubuntu2204).
+      type: str
+    os_pretty_name:
+      description: PRETTY_NAME of os-release.
+      type: str
+    virtual_machine:
+      description: The hypervisor when the server is a virtual machine guest, else null.
+      type: str
+    boot_id:
+      description: The kernel's boot id; it changes at every restart.
+      type: str
 modules:
-  description: Module id to its state (current, previous, block, staged, activity).
-  returned: always
+  description: Module id to its state.
+  returned: phase inventory, and when a job finished
   type: dict
+  contains:
+    <module_id>:
+      description: One module of the server (the key is its id).
+      type: dict
+      contains:
+        module_id:
+          description: The module.
+          type: str
+        current:
+          description: Its version now, null when none.
+          type: str
+        previous:
+          description: Its version before the last update, null when none.
+          type: str
+        block:
+          description: Why an apply is refused now (for example V(reboot_required)), else null.
+          type: str
+        staged:
+          description: The version waiting for a restart, else null.
+          type: str
+        activity:
+          description: What a running job does to it (applying, uninstalling), else null.
+          type: str
+agent:
+  description: The agent on the server.
+  returned: phases inventory, agent_install, agent_uninstall, and when a job finished
+  type: dict
+  contains:
+    installed:
+      description: Whether the agent is installed.
+      type: bool
+    version:
+      description: The installed agent's version, null when it is not installed.
+      type: str
+    folder:
+      description: Where the agent is installed, null when it is not installed.
+      type: str
+inbox:
+  description: SHA-256 digests of the package files already in the host's inbox (not sent again).
+  returned: phase inventory
+  type: list
+  elements: str
+active_job:
+  description: The job still running, else null.
+  returned: phase inventory
+  type: dict
+  contains:
+    job_id:
+      description: The agent's job id.
+      type: str
+    state:
+      description: V(running) or V(finished).
+      type: str
+    done:
+      description: Items that ended.
+      type: int
+    total:
+      description: Items of the job.
+      type: int
+    recovered:
+      description: The job's outcome was read after its runner died.
+      type: bool
+    runner_lost:
+      description: A package script outlives the agent's runner (the job is still running).
+      type: bool
+    error:
+      description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
+      type: str
+    items:
+      description: The job's packages in order.
+      type: list
+      elements: dict
+      contains:
+        package_id:
+          description: The package.
+          type: str
+        module_id:
+          description: The module it updates.
+          type: str
+        action:
+          description: V(install) or V(uninstall).
+          type: str
+        from_version:
+          description: The module's version before the item.
+          type: str
+        to_version:
+          description: The version the item installs (null for an uninstall).
+          type: str
+        reboot_required:
+          description: The package needs a restart to take effect.
+          type: bool
+        release_date:
+          description: The package's release date.
+          type: str
+        status:
+          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
+          type: str
+        cause:
+          description: Why it failed or was cancelled, else null.
+          type: str
+        exit_code:
+          description: The package script's exit status, null until it ended.
+          type: int
+        output_tail:
+          description: The end of the package script's output.
+          type: str
+        outcome:
+          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
+          type: str
+last_job:
+  description: The last finished job, else null (the controller logs an outcome it never saw).
+  returned: phase inventory
+  type: dict
+  contains:
+    job_id:
+      description: The agent's job id.
+      type: str
+    state:
+      description: V(running) or V(finished).
+      type: str
+    done:
+      description: Items that ended.
+      type: int
+    total:
+      description: Items of the job.
+      type: int
+    recovered:
+      description: The job's outcome was read after its runner died.
+      type: bool
+    runner_lost:
+      description: A package script outlives the agent's runner (the job is still running).
+      type: bool
+    error:
+      description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
+      type: str
+    items:
+      description: The job's packages in order.
+      type: list
+      elements: dict
+      contains:
+        package_id:
+          description: The package.
+          type: str
+        module_id:
+          description: The module it updates.
+          type: str
+        action:
+          description: V(install) or V(uninstall).
+          type: str
+        from_version:
+          description: The module's version before the item.
+          type: str
+        to_version:
+          description: The version the item installs (null for an uninstall).
+          type: str
+        reboot_required:
+          description: The package needs a restart to take effect.
+          type: bool
+        release_date:
+          description: The package's release date.
+          type: str
+        status:
+          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
+          type: str
+        cause:
+          description: Why it failed or was cancelled, else null.
+          type: str
+        exit_code:
+          description: The package script's exit status, null until it ended.
+          type: int
+        output_tail:
+          description: The end of the package script's output.
+          type: str
+        outcome:
+          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
+          type: str
+prerequisites:
+  description:
+    - Why the agent cannot be installed here, empty when it can - a virtual machine guest, conflicting software, and a Python
+      library this Python cannot import (V(missing_library); the other phases fail with that error instead).
+  returned: phase inventory
+  type: list
+  elements: dict
+  contains:
+    code:
+      description:
+        - Stable code of the reason, for example V(virtual_machine), V(unsupported_os), V(unsupported_model),
+          V(conflicting_software) or V(missing_library).
+      type: str
+    msg:
+      description: The reason in words.
+      type: str
+    library:
+      description: For V(missing_library), the Python library the server's Python cannot import (V(cryptography), V(lxml)).
+      type: str
+      returned: when code is missing_library
+    package:
+      description:
+        - For V(missing_library), the distribution package that brings it to that Python on that OS - V(python3-lxml) for a
+          platform Python, V(python311-lxml) for SLES 15's Python 3.11, V(python3.11-lxml) for RHEL's.
+      type: str
+      returned: when code is missing_library
 job:
   description:
-    - The job's progress and per-package results (status, cause, exit_code, output_tail, outcome).
-    - C(runner_lost) is true while a package script outlives the agent's runner (the job is still running);
-      C(error) is C(agent_disk_full) when the agent's state folder filled up during the job.
+    - The job's progress and per-package results.
     - Phases C(inventory) and C(status) only read; the outcome of a job whose runner died is recorded by the next C(start) or C(cancel).
   returned: phases start, status, cancel
   type: dict
+  contains:
+    job_id:
+      description: The agent's job id.
+      type: str
+    state:
+      description: V(running) or V(finished).
+      type: str
+    done:
+      description: Items that ended.
+      type: int
+    total:
+      description: Items of the job.
+      type: int
+    recovered:
+      description: The job's outcome was read after its runner died.
+      type: bool
+    runner_lost:
+      description: A package script outlives the agent's runner (the job is still running).
+      type: bool
+    error:
+      description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
+      type: str
+    items:
+      description: The job's packages in order.
+      type: list
+      elements: dict
+      contains:
+        package_id:
+          description: The package.
+          type: str
+        module_id:
+          description: The module it updates.
+          type: str
+        action:
+          description: V(install) or V(uninstall).
+          type: str
+        from_version:
+          description: The module's version before the item.
+          type: str
+        to_version:
+          description: The version the item installs (null for an uninstall).
+          type: str
+        reboot_required:
+          description: The package needs a restart to take effect.
+          type: bool
+        release_date:
+          description: The package's release date.
+          type: str
+        status:
+          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
+          type: str
+        cause:
+          description: Why it failed or was cancelled, else null.
+          type: str
+        exit_code:
+          description: The package script's exit status, null until it ended.
+          type: int
+        output_tail:
+          description: The end of the package script's output.
+          type: str
+        outcome:
+          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
+          type: str
+versions_after:
+  description: Module id to its version after the job.
+  returned: when a job finished
+  type: dict
+  contains:
+    <module_id>:
+      description: The module's version as read after the job.
+      type: str
+files:
+  description: The agent's log files (phase logs).
+  returned: phase logs
+  type: list
+  elements: str
+output:
+  description: The output of the agent package's install or uninstall script.
+  returned: phases agent_install, agent_uninstall
+  type: str
+package_id:
+  description: The agent package installed.
+  returned: phase agent_install
+  type: str
+version_installed:
+  description: The agent version the package installed.
+  returned: phase agent_install
+  type: str
+blockers:
+  description: The failed prerequisites of a refused phase (V(missing_library), or those of C(agent_install)).
+  returned: failure for a prerequisite
+  type: list
+  elements: dict
+  contains:
+    code:
+      description:
+        - Stable code of the reason, for example V(virtual_machine), V(unsupported_os), V(unsupported_model),
+          V(conflicting_software) or V(missing_library).
+      type: str
+    msg:
+      description: The reason in words.
+      type: str
+    library:
+      description: For V(missing_library), the Python library the server's Python cannot import (V(cryptography), V(lxml)).
+      type: str
+      returned: when code is missing_library
+    package:
+      description:
+        - For V(missing_library), the distribution package that brings it to that Python on that OS - V(python3-lxml) for a
+          platform Python, V(python311-lxml) for SLES 15's Python 3.11, V(python3.11-lxml) for RHEL's.
+      type: str
+      returned: when code is missing_library
+error:
+  description: Stable code of the failure (missing_library, contract_mismatch, contract_invalid, not_administrator, job_running, ...).
+  returned: failure
+  type: str
 '''
 
 import os

@@ -55,7 +55,11 @@ attributes:
   check_mode:
     support: full
     description: Reads only; in check mode it does not register or log.
-requirements: [cryptography, lxml, pyghmi (for via=bmc)]
+requirements:
+  - cryptography >= 42.0 (on the controller)
+  - lxml >= 5.2 (on the controller; reading the server needs neither library there, a missing one is listed in agent_install_blockers)
+  - requests >= 2.31 (on the controller, for a repository service URL)
+  - pyghmi >= 1.6.19 (on the controller, for via=bmc)
 '''
 
 EXAMPLES = r'''
@@ -71,16 +75,24 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+server:
+  description: The server's name (O(server_name) or the inventory host name).
+  returned: always
+  type: str
+via:
+  description: V(bmc) on the BMC path.
+  returned: when O(via=bmc)
+  type: str
 model:
   description: The server's model (DMI product name).
   returned: always
   type: str
 os:
-  description: The OS as packages name it (rhel9, sles15, ubuntu2204).
+  description: The OS as packages name it (rhel9, sles15, ubuntu2204); null on the BMC path.
   returned: always
   type: str
 facts:
-  description: What the agent path reads on the server (agent path only).
+  description: What the agent path reads on the server (on the BMC path, when its OS could be reached).
   returned: when O(via=agent)
   type: dict
   contains:
@@ -91,7 +103,7 @@ facts:
       description: DMI system vendor.
       type: str
     os:
-      description: The OS as packages name it.
+      description: The OS as packages name it (rhel9, sles15, ubuntu2204).
       type: str
     os_pretty_name:
       description: PRETTY_NAME of os-release.
@@ -100,38 +112,256 @@ facts:
       description: The hypervisor when the server is a virtual machine guest, else null.
       type: str
     boot_id:
-      description: The kernel's boot id; it changes at every restart (give it as O(boot_id_before_reboot) to check a restart).
+      description: The kernel's boot id; it changes at every restart.
       type: str
 agent:
-  description: installed, version, folder.
+  description: The agent on the server (null on the BMC path when the OS cannot be reached).
   returned: always
   type: dict
+  contains:
+    installed:
+      description: Whether the agent is installed.
+      type: bool
+    version:
+      description: The installed agent's version, null when it is not installed.
+      type: str
+    folder:
+      description: Where the agent is installed, null when it is not installed.
+      type: str
 agent_installable:
   description: The agent is not installed and nothing prevents installing it.
   returned: always
   type: bool
 agent_install_blockers:
-  description: Why the agent cannot be installed (code, msg), for example virtual_machine or unsupported_os.
+  description:
+    - Why the agent cannot be installed - the server's own prerequisites (virtual machine, OS, model, conflicting software,
+      a Python library the server's Python cannot import) and what the repository's agent packages support.
   returned: always
   type: list
   elements: dict
+  contains:
+    code:
+      description:
+        - Stable code of the reason, for example V(virtual_machine), V(unsupported_os), V(unsupported_model),
+          V(conflicting_software) or V(missing_library).
+      type: str
+    msg:
+      description: The reason in words.
+      type: str
+    library:
+      description: For V(missing_library), the Python library the server's Python cannot import (V(cryptography), V(lxml)).
+      type: str
+      returned: when code is missing_library
+    package:
+      description:
+        - For V(missing_library), the distribution package that brings it to that Python on that OS - V(python3-lxml) for a
+          platform Python, V(python311-lxml) for SLES 15's Python 3.11, V(python3.11-lxml) for RHEL's.
+      type: str
+      returned: when code is missing_library
 modules:
-  description: Module id to name, current, previous, status, manual_icon, block, staged and versions (newest first).
+  description: Module id to its state and the repository's versions for it.
   returned: always
   type: dict
+  contains:
+    <module_id>:
+      description: One module of the server (the key is its id, for example V(system-bios)).
+      type: dict
+      contains:
+        name:
+          description: The module's name.
+          type: str
+        current:
+          description: The version installed now, null when none.
+          type: str
+        previous:
+          description: The version before the last update, null when none.
+          type: str
+        status:
+          description: The module's status (Table 10), for example V(latest), V(update_available), V(no_package).
+          type: str
+        manual_icon:
+          description: The icon set by hand for a package applied by hand (M(exup.fleet.exup_server_status)), else null.
+          type: str
+        block:
+          description: Why an apply is refused now (for example V(reboot_required)), else null.
+          type: str
+        staged:
+          description: The version waiting for a restart, else null.
+          type: str
+        versions:
+          description: The repository's versions for this server, newest first.
+          type: list
+          elements: dict
+          contains:
+            version:
+              description: The package's version.
+              type: str
+            package_id:
+              description: The package.
+              type: str
+            release_date:
+              description: Its release date.
+              type: str
+            reboot_required:
+              description: It needs a restart to take effect.
+              type: bool
+            downgrade_supported:
+              description: It may replace a newer version.
+              type: bool
+            uninstall_supported:
+              description: It can be uninstalled.
+              type: bool
+            auto_update:
+              description: It is applied automatically (not by hand).
+              type: bool
+            kind:
+              description: The package's kind (for example V(linux), V(bmc)).
+              type: str
+            compatible:
+              description: This collection can read and apply it.
+              type: bool
+            previous_generation:
+              description: It is the module's previous generation, kept for going back.
+              type: bool
+            label:
+              description: The version as shown, with C([*]) marking the previous generation.
+              type: str
+available_modules:
+  description: Module ids the repository has a package for that the server does not report.
+  returned: when O(via=agent)
+  type: list
+  elements: str
+unknown_packages:
+  description: Whether the repository holds packages for this server that this collection cannot read.
+  returned: when O(via=agent)
+  type: bool
+active_job:
+  description: The agent's job still running, else null.
+  returned: when O(via=agent)
+  type: dict
+  contains:
+    job_id:
+      description: The agent's job id.
+      type: str
+    state:
+      description: V(running) or V(finished).
+      type: str
+    done:
+      description: Items that ended.
+      type: int
+    total:
+      description: Items of the job.
+      type: int
+    recovered:
+      description: The job's outcome was read after its runner died.
+      type: bool
+    runner_lost:
+      description: A package script outlives the agent's runner (the job is still running).
+      type: bool
+    error:
+      description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
+      type: str
+    items:
+      description: The job's packages in order.
+      type: list
+      elements: dict
+      contains:
+        package_id:
+          description: The package.
+          type: str
+        module_id:
+          description: The module it updates.
+          type: str
+        action:
+          description: V(install) or V(uninstall).
+          type: str
+        from_version:
+          description: The module's version before the item.
+          type: str
+        to_version:
+          description: The version the item installs (null for an uninstall).
+          type: str
+        reboot_required:
+          description: The package needs a restart to take effect.
+          type: bool
+        release_date:
+          description: The package's release date.
+          type: str
+        status:
+          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
+          type: str
+        cause:
+          description: Why it failed or was cancelled, else null.
+          type: str
+        exit_code:
+          description: The package script's exit status, null until it ended.
+          type: int
+        output_tail:
+          description: The end of the package script's output.
+          type: str
+        outcome:
+          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
+          type: str
+newest:
+  description: Module id to the newest version the repository has for this server (null when none).
+  returned: when O(via=agent)
+  type: dict
+  contains:
+    <module_id>:
+      description: The newest version of that module.
+      type: str
 registered:
   description: O(register_server) changed the repository's record of the server (false in check mode).
-  returned: always
+  returned: when O(via=agent)
   type: bool
 untrusted_packages:
   description: Package ids in the repository signed by a key not in O(trusted_keys).
-  returned: always
+  returned: when O(via=agent)
   type: list
   elements: str
 reboot_failed:
   description: The server still runs the boot of O(boot_id_before_reboot), so the restart asked for did not happen.
   returned: when O(boot_id_before_reboot) is given
   type: bool
+bmc:
+  description: What the BMC reported.
+  returned: when O(via=bmc)
+  type: dict
+  contains:
+    address:
+      description: The BMC's address.
+      type: str
+    protocol:
+      description: V(redfish) or V(ipmi).
+      type: str
+    power:
+      description: The server's power state as the BMC reports it.
+      type: str
+    firmware:
+      description: The firmware the BMC lists.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: The firmware's name.
+          type: str
+        id:
+          description: Its id at the BMC.
+          type: str
+        version:
+          description: Its version.
+          type: str
+        module:
+          description: The exup module it is (V(system-bios), V(bmc-firmware)), else null.
+          type: str
+        updateable:
+          description: The BMC can update it.
+          type: bool
+not_manageable_via_bmc:
+  description: Module ids the repository has packages for that the BMC path cannot manage.
+  returned: when O(via=bmc)
+  type: list
+  elements: str
 server_status:
   description: The status of Table 10 (communication_failed, unknown, applying, uninstalling, update_available, apply_failed,
     reboot_required, latest), or agent_not_installed.

@@ -46,6 +46,10 @@ attributes:
   diff_mode:
     support: none
     description: Nothing is changed that a diff could show; the servers recorded are M(exup.fleet.exup_repo_sync)'s to report.
+requirements:
+  - cryptography >= 42.0 (package and catalog signatures; checked when the module starts)
+  - lxml >= 5.2 (package metadata XML; checked when the module starts)
+  - requests >= 2.31 (the repository service's API)
 '''
 
 EXAMPLES = r'''

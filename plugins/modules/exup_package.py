@@ -91,6 +91,10 @@ attributes:
   diff_mode:
     support: full
     description: The diff lists the ids of the packages added or deleted, or whose refusals are cleared.
+requirements:
+  - cryptography >= 42.0 (package and catalog signatures; checked when the module starts)
+  - lxml >= 5.2 (package metadata XML; checked when the module starts)
+  - requests >= 2.31 (only when repository is the URL of a repository service)
 '''
 
 EXAMPLES = r'''
@@ -137,6 +141,26 @@ results:
   returned: when state is present or absent
   type: list
   elements: dict
+  contains:
+    file:
+      description: The file added (state present).
+      type: str
+      returned: state present
+    package_id:
+      description: The package (null for a file that is no valid package).
+      type: str
+    module_id:
+      description: The module it updates.
+      type: str
+    version:
+      description: Its version.
+      type: str
+    result:
+      description: What happened (above).
+      type: str
+    msg:
+      description: What happened, in words.
+      type: str
 cleared:
   description: Package ids removed from the deletion history.
   returned: when state is history_cleared
@@ -147,19 +171,131 @@ exported:
   returned: when state is exported
   type: list
   elements: dict
+  contains:
+    package_id:
+      description: The package.
+      type: str
+    module_id:
+      description: The module it updates.
+      type: str
+    version:
+      description: Its version.
+      type: str
+    file:
+      description: Its file name inside the archive.
+      type: str
+dest:
+  description: The archive written.
+  returned: when state is exported
+  type: str
 refusals_cleared:
-  description: The refusals forgotten, each with C(package_id), C(sha256), C(code), C(reason) and C(refused_at).
+  description: The refusals forgotten.
   returned: when state is refusals_cleared
   type: list
   elements: dict
+  contains:
+    package_id:
+      description: The package.
+      type: str
+    sha256:
+      description: SHA-256 of the bytes refused.
+      type: str
+    code:
+      description: Why, as a stable code (for example V(bad_signature), V(digest_mismatch)).
+      type: str
+    reason:
+      description: Why, in words.
+      type: str
+    refused_at:
+      description: When it was refused.
+      type: str
 rebuilt:
-  description:
-    - The rebuild. C(state) is what the index was (V(missing), V(damaged), V(lost); V(sound) or V(empty) when nothing was
-      to do), C(packages) the packages indexed again (C(package_id), C(module_id), C(version), C(sha256), C(pinned),
-      C(source)), C(quarantined) the files that failed (C(sha256), C(code), C(msg)), C(tombstones) the number of
-      tombstones restored, C(feed_state) the feed state keys restored, C(moved_aside) where a damaged C(repo.db) was kept.
+  description: The rebuild of C(repo.db) from the pool.
   returned: when state is rebuilt
   type: dict
+  contains:
+    state:
+      description: What the index was (V(missing), V(damaged), V(lost); V(sound) or V(empty) when nothing was to do).
+      type: str
+    packages:
+      description: The packages indexed again.
+      type: list
+      elements: dict
+      contains:
+        package_id:
+          description: The package.
+          type: str
+        module_id:
+          description: The module it updates.
+          type: str
+        version:
+          description: Its version.
+          type: str
+        sha256:
+          description: SHA-256 of its file.
+          type: str
+        pinned:
+          description: It was added by hand (kept whatever the generations say).
+          type: bool
+        source:
+          description: Where it came from (feed, file...).
+          type: str
+    quarantined:
+      description: The pool files that failed their checks and were set aside.
+      type: list
+      elements: dict
+      contains:
+        sha256:
+          description: The file's SHA-256 (its name in the pool).
+          type: str
+        code:
+          description: Why, as a stable code.
+          type: str
+        msg:
+          description: Why, in words.
+          type: str
+    tombstones:
+      description: The number of tombstones restored.
+      type: int
+    feed_state:
+      description: The feed state keys restored.
+      type: list
+      elements: str
+    moved_aside:
+      description: Where a damaged C(repo.db) was kept.
+      type: str
+      returned: when a damaged repo.db was moved aside
+    changed:
+      description: The index was (or in check mode would be) rebuilt.
+      type: bool
+    events:
+      description: The event the rebuild logged.
+      type: list
+      elements: dict
+      contains:
+        id:
+          description: The event's number in the repository's log.
+          type: int
+          returned: when read from the log
+        time:
+          description: When it happened (UTC, ISO 8601).
+          type: str
+        level:
+          description: V(info), V(warning) or V(error).
+          type: str
+        code:
+          description: The event's stable code (003 Tables 18-19), for example V(package_added).
+          type: str
+        message:
+          description: The event in words.
+          type: str
+        detail:
+          description: The event's details; its keys depend on the code (package_id, version, server, counts...).
+          type: dict
+          contains:
+            <key>:
+              description: One detail of the event, as its code defines.
+              type: raw
 '''
 
 import os

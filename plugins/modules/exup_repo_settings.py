@@ -107,6 +107,10 @@ notes:
   - The repository service reads the settings again at least every minute, so a changed schedule takes effect within a minute.
 seealso:
   - module: exup.fleet.exup_repo_settings_info
+requirements:
+  - cryptography >= 42.0 (package and catalog signatures; checked when the module starts)
+  - lxml >= 5.2 (package metadata XML; checked when the module starts)
+  - requests >= 2.31 (only when repository is the URL of a repository service)
 '''
 
 EXAMPLES = r'''
@@ -142,6 +146,41 @@ settings:
       changed it).
   returned: always
   type: dict
+  contains:
+    initial_manual_icon:
+      description: The icon a package to apply by hand shows until someone sets it.
+      type: str
+    download_interval_hours:
+      description: Hours between the service's scheduled downloads from the feed (V(0) - off).
+      type: int
+    download_at:
+      description: The time of day (UTC, HH:MM) the download schedule starts from.
+      type: str
+    notify_webhooks:
+      description: URLs told of events.
+      type: list
+      elements: str
+    proxy_url:
+      description: The proxy for downloads.
+      type: str
+    proxy_username:
+      description: The proxy's user.
+      type: str
+    proxy_auth:
+      description: V(basic) or V(digest).
+      type: str
+    admin_password:
+      description: The service's admin password's state (V(not set), V(set), V(changed)); never the password.
+      type: str
+    read_password:
+      description: The service's read password's state; never the password.
+      type: str
+    proxy_password:
+      description: The proxy password's state; never the password.
+      type: str
+    webhook_secret:
+      description: The webhook secret's state; never the secret.
+      type: str
   sample:
     initial_manual_icon: update_available
     download_interval_hours: 6
@@ -158,6 +197,41 @@ before:
   description: The same, before the change.
   returned: always
   type: dict
+  contains:
+    initial_manual_icon:
+      description: The icon a package to apply by hand shows until someone sets it.
+      type: str
+    download_interval_hours:
+      description: Hours between the service's scheduled downloads from the feed (V(0) - off).
+      type: int
+    download_at:
+      description: The time of day (UTC, HH:MM) the download schedule starts from.
+      type: str
+    notify_webhooks:
+      description: URLs told of events.
+      type: list
+      elements: str
+    proxy_url:
+      description: The proxy for downloads.
+      type: str
+    proxy_username:
+      description: The proxy's user.
+      type: str
+    proxy_auth:
+      description: V(basic) or V(digest).
+      type: str
+    admin_password:
+      description: The service's admin password's state (V(not set), V(set), V(changed)); never the password.
+      type: str
+    read_password:
+      description: The service's read password's state; never the password.
+      type: str
+    proxy_password:
+      description: The proxy password's state; never the password.
+      type: str
+    webhook_secret:
+      description: The webhook secret's state; never the secret.
+      type: str
 '''
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import SETTINGS

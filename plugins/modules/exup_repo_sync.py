@@ -127,6 +127,12 @@ notes:
     sync. Only a package whose bytes are exactly those the catalog names and that then fails its own checks is
     remembered and not downloaded again (C(repeated) in RV(refused)) until the catalog names other bytes or
     M(exup.fleet.exup_package) clears it with O(exup.fleet.exup_package#module:state=refusals_cleared).
+requirements:
+  - cryptography >= 42.0 (package and catalog signatures; checked when the module starts)
+  - lxml >= 5.2 (package metadata XML; checked when the module starts)
+  - requests >= 2.31 (the feed, an upstream repository service, and a repository service URL in repository)
+  - pycurl >= 7.45 (optional; package downloads use libcurl when it is installed, else requests)
+  - requests-toolbelt >= 1.0.0 (for proxy_auth=digest)
 '''
 
 EXAMPLES = r'''
@@ -155,17 +161,62 @@ added:
   returned: always
   type: list
   elements: dict
+  contains:
+    package_id:
+      description: The package.
+      type: str
+    module_id:
+      description: The module it updates.
+      type: str
+    version:
+      description: Its version.
+      type: str
+    size:
+      description: Size of its file in bytes.
+      type: int
+    sha256:
+      description: SHA-256 of its file.
+      type: str
   sample: [{"package_id": "system-bios-r120a1m-any-1.04", "module_id": "system-bios", "version": "1.04", "size": 16777216}]
 removed:
   description: Packages removed by generation management (in check mode, that would be removed).
   returned: always
   type: list
   elements: dict
+  contains:
+    package_id:
+      description: The package.
+      type: str
+    module_id:
+      description: The module it updated.
+      type: str
+    version:
+      description: Its version.
+      type: str
 refused:
   description: Packages that were not accepted, with C(code) and C(reason).
   returned: always
   type: list
   elements: dict
+  contains:
+    package_id:
+      description: The package.
+      type: str
+    module_id:
+      description: The module it updates.
+      type: str
+    version:
+      description: Its version.
+      type: str
+    code:
+      description: Why, as a stable code (for example V(digest_mismatch), V(bad_signature), V(download_truncated)).
+      type: str
+    reason:
+      description: Why, in words.
+      type: str
+    resumable:
+      description: A partial download is kept and the next sync resumes it.
+      type: bool
   sample: [{"package_id": "x", "code": "digest_mismatch", "reason": "payload/bios.rom does not match its SHA-256 in ExUpHash.xml"}]
 skipped_tombstoned:
   description: Packages needed but not downloaded because they were deleted by hand (003 §2.2.4).
@@ -177,12 +228,62 @@ events:
   returned: always
   type: list
   elements: dict
+  contains:
+    id:
+      description: The event's number in the repository's log.
+      type: int
+      returned: when read from the log
+    time:
+      description: When it happened (UTC, ISO 8601).
+      type: str
+    level:
+      description: V(info), V(warning) or V(error).
+      type: str
+    code:
+      description: The event's stable code (003 Tables 18-19), for example V(package_added).
+      type: str
+    message:
+      description: The event in words.
+      type: str
+    detail:
+      description: The event's details; its keys depend on the code (package_id, version, server, counts...).
+      type: dict
+      contains:
+        <key>:
+          description: One detail of the event, as its code defines.
+          type: raw
 catalog:
   description:
     - Version, generation time, expiry and entry counts of the catalog used; when it was fetched, the trusted C(key_ids)
       that signed it and its C(feed_id).
   returned: always
   type: dict
+  contains:
+    version:
+      description: The catalog's version.
+      type: int
+    generated:
+      description: When the catalog was made.
+      type: str
+    expires:
+      description: When it expires.
+      type: str
+    entries_new:
+      description: Entries new since the last sync.
+      type: int
+    entries_total:
+      description: Entries in the catalog.
+      type: int
+      returned: when the catalog was fetched
+    key_ids:
+      description: The trusted keys that signed it.
+      type: list
+      elements: str
+      returned: when the catalog was fetched
+    feed_id:
+      description: The feed's id, when the catalog names one.
+      type: str
+      returned: when the catalog was fetched and names one
 bytes_downloaded:
   description: Bytes of the packages downloaded and accepted (refused downloads are not counted).
   returned: always
@@ -206,6 +307,39 @@ upstream:
     - Empty for a vendor feed.
   returned: always
   type: dict
+  contains:
+    url:
+      description: The upstream repository service.
+      type: str
+    manager_id:
+      description: This repository's manager id at the upstream.
+      type: str
+    servers:
+      description: The servers announced.
+      type: int
+    download:
+      description: V(finished), V(failed) or V(skipped) (check mode).
+      type: str
+    added:
+      description: Packages the upstream's own download added.
+      type: int
+      returned: when the download finished
+    removed:
+      description: Packages it removed.
+      type: int
+      returned: when the download finished
+    refused:
+      description: Packages it refused.
+      type: int
+      returned: when the download finished
+    error:
+      description: The stable code of a failed download.
+      type: str
+      returned: when the download failed
+    msg:
+      description: A failed download in words.
+      type: str
+      returned: when the download failed
   sample:
     {"url": "https://dmz.example.com:8080", "manager_id": "chain-repo2-1f2e3d4c", "servers": 120, "download": "finished",
      "added": 3, "removed": 0, "refused": 0}

@@ -45,6 +45,10 @@ attributes:
   diff_mode:
     support: full
     description: The icons set by hand before and after, per module.
+requirements:
+  - cryptography >= 42.0 (package and catalog signatures; checked when the module starts)
+  - lxml >= 5.2 (package metadata XML; checked when the module starts)
+  - requests >= 2.31 (only when repository is the URL of a repository service)
 '''
 
 EXAMPLES = r'''
@@ -63,6 +67,16 @@ icons:
   returned: always
   type: list
   elements: dict
+  contains:
+    module_id:
+      description: The module.
+      type: str
+    before:
+      description: The icon set by hand earlier, or null.
+      type: str
+    after:
+      description: The icon now.
+      type: str
   sample: [{module_id: sdr, before: null, after: latest}]
 '''
 

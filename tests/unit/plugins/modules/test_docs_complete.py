@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every module documents ``requirements`` (with requirements.txt's lower bounds) and ``contains`` of every dict return (issue 12 item 4).
+
+It covers every file in plugins/modules, so a module added later fails here until its docs are complete.
+What a module really returns is compared with its RETURN in test_return_samples.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ansible_collections.exup.fleet.tests.unit.plugins.modules import docs_check
+
+LIBRARIES = ('requests', 'requests-toolbelt', 'pycurl', 'lxml', 'cryptography', 'pyghmi', 'jmespath', 'granian', 'starlette')
+
+
+def lower_bounds() -> dict:
+    """requirements.txt: project -> its lower bound (``lxml>=5.2`` -> ``5.2``)."""
+    bounds = {}
+    for line in (docs_check.COLLECTION / 'requirements.txt').read_text().splitlines():
+        match = re.match(r'^([A-Za-z0-9_.-]+)\s*>=\s*([0-9][^\s;#]*)', line.strip())
+        if match:
+            bounds[match.group(1).lower()] = match.group(2)
+    return bounds
+
+
+def test_every_module_is_found():
+    names = docs_check.module_names()
+    assert {'exup_agent', 'exup_apply', 'exup_host', 'exup_info', 'exup_repo_sync'} <= set(names)
+
+
+@pytest.mark.parametrize('name', docs_check.module_names())
+def test_requirements_are_documented_with_the_lower_bounds(name):
+    documentation, _returns = docs_check.docs(name)
+    requirements = documentation['requirements']
+    assert requirements, '%s documents no requirements' % name
+    bounds = lower_bounds()
+    for entry in requirements:
+        assert isinstance(entry, str) and entry.strip(), (name, entry)
+        project = re.match(r'^\s*([A-Za-z0-9_.-]+)', entry).group(1).lower()
+        if project in bounds:
+            assert re.match(r'^\s*%s\s*>=\s*%s\b' % (re.escape(project), re.escape(bounds[project])), entry, re.IGNORECASE), (
+                '%s: requirement %r must name requirements.txt lower bound %s>=%s' % (name, entry, project, bounds[project])
+            )
+        else:
+            assert project in ('python',), '%s: requirement %r is no library of requirements.txt (%s)' % (name, entry, ', '.join(LIBRARIES))
+
+
+@pytest.mark.parametrize('name', docs_check.module_names())
+def test_every_dict_return_says_what_it_contains(name):
+    _documentation, returns = docs_check.docs(name)
+    assert docs_check.lacking_contains(returns) == [], '%s: dict or list-of-dict returns without contains' % name
+
+
+def test_the_checks_find_what_is_missing():
+    returns = {
+        'a': {'type': 'dict', 'description': 'x'},
+        'b': {'type': 'list', 'elements': 'dict', 'contains': {'c': {'type': 'dict', 'description': 'y'}}},
+        'd': {'type': 'list', 'elements': 'str'},
+        'e': {'type': 'dict', 'contains': {'<module_id>': {'type': 'dict', 'contains': {'current': {'type': 'str'}}}}},
+    }
+    assert docs_check.lacking_contains(returns) == ['a', 'b[].c']
+    result = {'changed': True, 'a': {'k': 1}, 'b': [{'c': {}, 'z': 1}], 'e': {'bios': {'current': '1', 'other': 2}}, 'f': 1}
+    assert docs_check.undocumented_keys(result, returns) == ['b[0].z', 'e.bios.other', 'f']
