@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,11 +32,12 @@ def build_repository(root: Path) -> Repository:
     key = SigningKey.generate()
     repo = Repository(str(root))
     files = []
-    for package_id, module_id, version, fields in [
+    packages: list[tuple[str, str, str, dict[str, Any]]] = [
         ("bios-200", "system-bios", "2.00", {}),
         ("bmc-300", "bmc-firmware", "3.00", {"kind": "bmc"}),
         ("sdr-100", "sdr", "1.00", {"auto_update": False}),
-    ]:
+    ]
+    for package_id, module_id, version, fields in packages:
         path = root.parent / (package_id + ".zip")
         path.write_bytes(h.package_bytes(h.info(package_id, module_id, version, **fields), key))
         files.append(str(path))
