@@ -229,18 +229,14 @@ skipped_modules:
   description: Module id to why nothing is done for it (already newest, staged until restart, not installed).
   returned: always
   type: dict
-  contains:
-    <module_id>:
-      description: Why that module is skipped.
-      type: str
+  sample:
+    raid-controller: already newest
 staged:
   description: Module id to the version that waits for a restart.
   returned: when a plan was made
   type: dict
-  contains:
-    <module_id>:
-      description: The staged version.
-      type: str
+  sample:
+    system-bios: '1.1'
 not_manageable_via_bmc:
   description: Module ids the repository has packages for that the BMC path cannot manage.
   returned: when O(via=bmc)
@@ -329,10 +325,9 @@ versions_after:
   description: Module id to its version read after the job.
   returned: when a job ran
   type: dict
-  contains:
-    <module_id>:
-      description: The module's version as read after the job.
-      type: str
+  sample:
+    system-bios: '1.1'
+    update-agent: '2.0'
 reboot_required:
   description: At least one applied package needs a restart to become active.
   returned: when a plan was made
@@ -354,7 +349,11 @@ job_id:
   returned: when a job ran, and for O(state=cancelled)
   type: str
 job:
-  description: For O(state=cancelled), the job and its items as the agent reports them.
+  description:
+    - For O(state=cancelled), the job and its items as the agent reports them.
+    - C(items) lists the job's packages in order, each with C(package_id), C(module_id), C(action), C(from_version), C(to_version),
+      C(reboot_required), C(release_date), C(status) (V(waiting), V(running), V(succeeded), V(failed), V(cancelled)), C(cause),
+      C(exit_code), C(output_tail) and C(outcome) (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
   returned: when O(state=cancelled) found a job
   type: dict
   contains:
@@ -379,47 +378,6 @@ job:
     error:
       description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
       type: str
-    items:
-      description: The job's packages in order.
-      type: list
-      elements: dict
-      contains:
-        package_id:
-          description: The package.
-          type: str
-        module_id:
-          description: The module it updates.
-          type: str
-        action:
-          description: V(install) or V(uninstall).
-          type: str
-        from_version:
-          description: The module's version before the item.
-          type: str
-        to_version:
-          description: The version the item installs (null for an uninstall).
-          type: str
-        reboot_required:
-          description: The package needs a restart to take effect.
-          type: bool
-        release_date:
-          description: The package's release date.
-          type: str
-        status:
-          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
-          type: str
-        cause:
-          description: Why it failed or was cancelled, else null.
-          type: str
-        exit_code:
-          description: The package script's exit status, null until it ended.
-          type: int
-        output_tail:
-          description: The end of the package script's output.
-          type: str
-        outcome:
-          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
-          type: str
 error:
   description: Stable code of the failure (agent_missing, blocked_until_reboot, latest_only, downgrade_not_supported, not_auto_update,
     agent_disk_full, missing_library, ...).

@@ -187,32 +187,19 @@ facts:
       description: The kernel's boot id; it changes at every restart.
       type: str
 modules:
-  description: Module id to its state.
+  description:
+    - Module id to its state - C(module_id), C(current) and C(previous) versions, C(block) (why an apply is refused now),
+      C(staged) (the version waiting for a restart) and C(activity) (what a running job does to it), null when none.
   returned: phase inventory, and when a job finished
   type: dict
-  contains:
-    <module_id>:
-      description: One module of the server (the key is its id).
-      type: dict
-      contains:
-        module_id:
-          description: The module.
-          type: str
-        current:
-          description: Its version now, null when none.
-          type: str
-        previous:
-          description: Its version before the last update, null when none.
-          type: str
-        block:
-          description: Why an apply is refused now (for example V(reboot_required)), else null.
-          type: str
-        staged:
-          description: The version waiting for a restart, else null.
-          type: str
-        activity:
-          description: What a running job does to it (applying, uninstalling), else null.
-          type: str
+  sample:
+    system-bios:
+      module_id: system-bios
+      current: '1.0'
+      previous: '0.9'
+      block: null
+      staged: null
+      activity: null
 agent:
   description: The agent on the server.
   returned: phases inventory, agent_install, agent_uninstall, and when a job finished
@@ -233,7 +220,11 @@ inbox:
   type: list
   elements: str
 active_job:
-  description: The job still running, else null.
+  description:
+    - The job still running, else null.
+    - C(items) lists the job's packages in order, each with C(package_id), C(module_id), C(action), C(from_version), C(to_version),
+      C(reboot_required), C(release_date), C(status) (V(waiting), V(running), V(succeeded), V(failed), V(cancelled)), C(cause),
+      C(exit_code), C(output_tail) and C(outcome) (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
   returned: phase inventory
   type: dict
   contains:
@@ -258,49 +249,12 @@ active_job:
     error:
       description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
       type: str
-    items:
-      description: The job's packages in order.
-      type: list
-      elements: dict
-      contains:
-        package_id:
-          description: The package.
-          type: str
-        module_id:
-          description: The module it updates.
-          type: str
-        action:
-          description: V(install) or V(uninstall).
-          type: str
-        from_version:
-          description: The module's version before the item.
-          type: str
-        to_version:
-          description: The version the item installs (null for an uninstall).
-          type: str
-        reboot_required:
-          description: The package needs a restart to take effect.
-          type: bool
-        release_date:
-          description: The package's release date.
-          type: str
-        status:
-          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
-          type: str
-        cause:
-          description: Why it failed or was cancelled, else null.
-          type: str
-        exit_code:
-          description: The package script's exit status, null until it ended.
-          type: int
-        output_tail:
-          description: The end of the package script's output.
-          type: str
-        outcome:
-          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
-          type: str
 last_job:
-  description: The last finished job, else null (the controller logs an outcome it never saw).
+  description:
+    - The last finished job, else null (the controller logs an outcome it never saw).
+    - C(items) lists the job's packages in order, each with C(package_id), C(module_id), C(action), C(from_version), C(to_version),
+      C(reboot_required), C(release_date), C(status) (V(waiting), V(running), V(succeeded), V(failed), V(cancelled)), C(cause),
+      C(exit_code), C(output_tail) and C(outcome) (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
   returned: phase inventory
   type: dict
   contains:
@@ -325,47 +279,6 @@ last_job:
     error:
       description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
       type: str
-    items:
-      description: The job's packages in order.
-      type: list
-      elements: dict
-      contains:
-        package_id:
-          description: The package.
-          type: str
-        module_id:
-          description: The module it updates.
-          type: str
-        action:
-          description: V(install) or V(uninstall).
-          type: str
-        from_version:
-          description: The module's version before the item.
-          type: str
-        to_version:
-          description: The version the item installs (null for an uninstall).
-          type: str
-        reboot_required:
-          description: The package needs a restart to take effect.
-          type: bool
-        release_date:
-          description: The package's release date.
-          type: str
-        status:
-          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
-          type: str
-        cause:
-          description: Why it failed or was cancelled, else null.
-          type: str
-        exit_code:
-          description: The package script's exit status, null until it ended.
-          type: int
-        output_tail:
-          description: The end of the package script's output.
-          type: str
-        outcome:
-          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
-          type: str
 prerequisites:
   description:
     - Why the agent cannot be installed here, empty when it can - a virtual machine guest, conflicting software, and a Python
@@ -395,6 +308,9 @@ prerequisites:
 job:
   description:
     - The job's progress and per-package results.
+    - C(items) lists the job's packages in order, each with C(package_id), C(module_id), C(action), C(from_version), C(to_version),
+      C(reboot_required), C(release_date), C(status) (V(waiting), V(running), V(succeeded), V(failed), V(cancelled)), C(cause),
+      C(exit_code), C(output_tail) and C(outcome) (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
     - Phases C(inventory) and C(status) only read; the outcome of a job whose runner died is recorded by the next C(start) or C(cancel).
   returned: phases start, status, cancel
   type: dict
@@ -420,55 +336,13 @@ job:
     error:
       description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
       type: str
-    items:
-      description: The job's packages in order.
-      type: list
-      elements: dict
-      contains:
-        package_id:
-          description: The package.
-          type: str
-        module_id:
-          description: The module it updates.
-          type: str
-        action:
-          description: V(install) or V(uninstall).
-          type: str
-        from_version:
-          description: The module's version before the item.
-          type: str
-        to_version:
-          description: The version the item installs (null for an uninstall).
-          type: str
-        reboot_required:
-          description: The package needs a restart to take effect.
-          type: bool
-        release_date:
-          description: The package's release date.
-          type: str
-        status:
-          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
-          type: str
-        cause:
-          description: Why it failed or was cancelled, else null.
-          type: str
-        exit_code:
-          description: The package script's exit status, null until it ended.
-          type: int
-        output_tail:
-          description: The end of the package script's output.
-          type: str
-        outcome:
-          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
-          type: str
 versions_after:
   description: Module id to its version after the job.
   returned: when a job finished
   type: dict
-  contains:
-    <module_id>:
-      description: The module's version as read after the job.
-      type: str
+  sample:
+    system-bios: '1.1'
+    update-agent: '2.0'
 files:
   description: The agent's log files (phase logs).
   returned: phase logs

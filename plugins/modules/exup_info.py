@@ -159,73 +159,37 @@ agent_install_blockers:
       type: str
       returned: when code is missing_library
 modules:
-  description: Module id to its state and the repository's versions for it.
+  description:
+    - Module id (for example V(system-bios)) to its state - C(name), C(current) and C(previous) versions (null when none),
+      C(status) (Table 10, for example V(latest), V(update_available), V(no_package)), C(manual_icon) (set by hand with
+      M(exup.fleet.exup_server_status), else null), C(block) (why an apply is refused now, for example V(reboot_required)),
+      C(staged) (the version waiting for a restart).
+    - C(versions) lists the repository's versions for this server, newest first - C(version), C(package_id), C(release_date),
+      C(reboot_required), C(downgrade_supported), C(uninstall_supported), C(auto_update), C(kind), C(compatible),
+      C(previous_generation) and C(label) (the version as shown, C([*]) marking the previous generation).
   returned: always
   type: dict
-  contains:
-    <module_id>:
-      description: One module of the server (the key is its id, for example V(system-bios)).
-      type: dict
-      contains:
-        name:
-          description: The module's name.
-          type: str
-        current:
-          description: The version installed now, null when none.
-          type: str
-        previous:
-          description: The version before the last update, null when none.
-          type: str
-        status:
-          description: The module's status (Table 10), for example V(latest), V(update_available), V(no_package).
-          type: str
-        manual_icon:
-          description: The icon set by hand for a package applied by hand (M(exup.fleet.exup_server_status)), else null.
-          type: str
-        block:
-          description: Why an apply is refused now (for example V(reboot_required)), else null.
-          type: str
-        staged:
-          description: The version waiting for a restart, else null.
-          type: str
-        versions:
-          description: The repository's versions for this server, newest first.
-          type: list
-          elements: dict
-          contains:
-            version:
-              description: The package's version.
-              type: str
-            package_id:
-              description: The package.
-              type: str
-            release_date:
-              description: Its release date.
-              type: str
-            reboot_required:
-              description: It needs a restart to take effect.
-              type: bool
-            downgrade_supported:
-              description: It may replace a newer version.
-              type: bool
-            uninstall_supported:
-              description: It can be uninstalled.
-              type: bool
-            auto_update:
-              description: It is applied automatically (not by hand).
-              type: bool
-            kind:
-              description: The package's kind (for example V(linux), V(bmc)).
-              type: str
-            compatible:
-              description: This collection can read and apply it.
-              type: bool
-            previous_generation:
-              description: It is the module's previous generation, kept for going back.
-              type: bool
-            label:
-              description: The version as shown, with C([*]) marking the previous generation.
-              type: str
+  sample:
+    system-bios:
+      name: System BIOS
+      current: '1.0'
+      previous: null
+      status: update_available
+      manual_icon: null
+      block: null
+      staged: null
+      versions:
+      - version: '1.1'
+        package_id: system-bios_1.1_R120h_rhel9
+        release_date: '2024-05-01'
+        reboot_required: true
+        downgrade_supported: false
+        uninstall_supported: false
+        auto_update: true
+        kind: linux
+        compatible: true
+        previous_generation: false
+        label: '1.1'
 available_modules:
   description: Module ids the repository has a package for that the server does not report.
   returned: when O(via=agent)
@@ -236,7 +200,11 @@ unknown_packages:
   returned: when O(via=agent)
   type: bool
 active_job:
-  description: The agent's job still running, else null.
+  description:
+    - The agent's job still running, else null.
+    - C(items) lists the job's packages in order, each with C(package_id), C(module_id), C(action), C(from_version), C(to_version),
+      C(reboot_required), C(release_date), C(status) (V(waiting), V(running), V(succeeded), V(failed), V(cancelled)), C(cause),
+      C(exit_code), C(output_tail) and C(outcome) (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
   returned: when O(via=agent)
   type: dict
   contains:
@@ -261,55 +229,13 @@ active_job:
     error:
       description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
       type: str
-    items:
-      description: The job's packages in order.
-      type: list
-      elements: dict
-      contains:
-        package_id:
-          description: The package.
-          type: str
-        module_id:
-          description: The module it updates.
-          type: str
-        action:
-          description: V(install) or V(uninstall).
-          type: str
-        from_version:
-          description: The module's version before the item.
-          type: str
-        to_version:
-          description: The version the item installs (null for an uninstall).
-          type: str
-        reboot_required:
-          description: The package needs a restart to take effect.
-          type: bool
-        release_date:
-          description: The package's release date.
-          type: str
-        status:
-          description: V(waiting), V(running), V(succeeded), V(failed) or V(cancelled).
-          type: str
-        cause:
-          description: Why it failed or was cancelled, else null.
-          type: str
-        exit_code:
-          description: The package script's exit status, null until it ended.
-          type: int
-        output_tail:
-          description: The end of the package script's output.
-          type: str
-        outcome:
-          description: How the end of a package that ran was learned (V(finished), V(finished_after_runner_died), V(killed), V(lost)).
-          type: str
 newest:
   description: Module id to the newest version the repository has for this server (null when none).
   returned: when O(via=agent)
   type: dict
-  contains:
-    <module_id>:
-      description: The newest version of that module.
-      type: str
+  sample:
+    system-bios: '1.1'
+    update-agent: null
 registered:
   description: O(register_server) changed the repository's record of the server (false in check mode).
   returned: when O(via=agent)

@@ -292,10 +292,9 @@ rebuilt:
         detail:
           description: The event's details; its keys depend on the code (package_id, version, server, counts...).
           type: dict
-          contains:
-            <key>:
-              description: One detail of the event, as its code defines.
-              type: raw
+          sample:
+            package_id: system-bios_1.1_R120h_rhel9
+            version: '1.1'
 '''
 
 import os

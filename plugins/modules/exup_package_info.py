@@ -134,24 +134,18 @@ by_component:
   description: Module id to package ids, newest first (003 Fig. 10).
   returned: always
   type: dict
-  contains:
-    <module_id>:
-      description: The module's package ids, newest first.
-      type: list
-      elements: str
+  sample:
+    system-bios:
+    - system-bios_1.1_R120h_rhel9
+    - system-bios_1.0_R120h_rhel9
 by_model:
   description: Model to module id to package ids, newest first (003 Fig. 11).
   returned: always
   type: dict
-  contains:
-    <model>:
-      description: One model's modules.
-      type: dict
-      contains:
-        <module_id>:
-          description: The module's package ids for that model, newest first.
-          type: list
-          elements: str
+  sample:
+    Express5800/R120h-1M:
+      system-bios:
+      - system-bios_1.1_R120h_rhel9
 tombstones:
   description: Deletion history (003 §2.2.4-2.2.5).
   returned: always
@@ -236,10 +230,9 @@ events:
     detail:
       description: The event's details; its keys depend on the code (package_id, version, server, counts...).
       type: dict
-      contains:
-        <key>:
-          description: One detail of the event, as its code defines.
-          type: raw
+      sample:
+        package_id: system-bios_1.1_R120h_rhel9
+        version: '1.1'
 managers:
   description: Managers using this repository with their last presence (003 §2.2.8).
   returned: always

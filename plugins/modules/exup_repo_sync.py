@@ -248,10 +248,10 @@ events:
     detail:
       description: The event's details; its keys depend on the code (package_id, version, server, counts...).
       type: dict
-      contains:
-        <key>:
-          description: One detail of the event, as its code defines.
-          type: raw
+      sample:
+        added: 1
+        removed: 0
+        refused: 0
 catalog:
   description:
     - Version, generation time, expiry and entry counts of the catalog used; when it was fetched, the trusted C(key_ids)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pathlib
-import re
+import typing
 
 import yaml
 
@@ -18,8 +18,18 @@ MODULES_DIR = COLLECTION / 'plugins' / 'modules'
 COMMON_KEYS = frozenset(
     {'changed', 'failed', 'msg', 'diff', 'invocation', 'warnings', 'deprecations', 'exception', 'skipped', 'skip_reason', '_ansible_no_log'}
 )
-#: a placeholder key of a mapping whose keys are data (a module id, a server name): it stands for every key
-PLACEHOLDER = re.compile(r'^<[a-z_]+>$')
+#: Returns whose keys are data (module ids, models): they cannot list their keys under ``contains`` (validate-modules
+#: refuses placeholder keys), so they describe their values and give a ``sample``, which results are compared with.
+MAPPINGS = {
+    'exup_apply': {'skipped_modules', 'staged', 'versions_after'},
+    'exup_host': {'modules', 'versions_after'},
+    'exup_info': {'modules', 'newest'},
+    'exup_package': {'rebuilt.events[].detail'},
+    'exup_package_info': {'by_component', 'by_model', 'by_model.*', 'events[].detail'},  # by_model.*: its values are mappings too
+    'exup_repo_sync': {'events[].detail'},
+}
+#: keys validate-modules refuses in RETURN (not reachable with Jinja's dot notation): the parent's description names them
+UNDOTTABLE = frozenset({'items', 'keys', 'values', 'get', 'update', 'pop'})
 
 
 def module_names() -> list[str]:
@@ -59,48 +69,63 @@ def docs(name: str) -> tuple[dict, dict]:
     return documentation, returns
 
 
-def lacking_contains(returns: dict, where: str = '') -> list[str]:
-    """Paths of return values of type dict, or list of dicts, that do not describe their keys with ``contains`` (recursively)."""
+def lacking_contains(returns: dict, where: str = '', mappings: typing.Collection[str] = ()) -> list[str]:
+    """Paths of return values of type dict, or list of dicts, that do not describe their keys (recursively).
+
+    ``contains`` describes them; a path in ``mappings`` (keys that are data) needs a dict ``sample`` instead.
+    """
     missing = []
     for key, spec in (returns or {}).items():
         path = where + key
         is_records = spec.get('type') == 'dict' or (spec.get('type') == 'list' and spec.get('elements') == 'dict')
-        if is_records and not spec.get('contains'):
+        if path + '.*' in mappings or path in mappings:
+            if not isinstance(spec.get('sample'), dict) or spec.get('contains'):
+                missing.append(path + ' (a mapping: a dict sample, no contains)')
+        elif is_records and not spec.get('contains'):
             missing.append(path)
         if spec.get('contains'):
-            missing += lacking_contains(spec['contains'], path + ('[].' if spec.get('type') == 'list' else '.'))
+            missing += lacking_contains(spec['contains'], path + ('[].' if spec.get('type') == 'list' else '.'), mappings)
     return missing
 
 
-def _spec_for(key: str, contains: dict):
-    if key in contains:
-        return contains[key]
-    placeholders = [spec for name, spec in contains.items() if PLACEHOLDER.match(name)]
-    return placeholders[0] if placeholders else None
+def _merged(records) -> dict:
+    """One template of the dicts among ``records`` (the union of their keys)."""
+    template: dict = {}
+    for record in records:
+        if isinstance(record, dict):
+            template.update(record)
+    return template
 
 
-def undocumented(value, spec: dict, where: str) -> list[str]:
-    """Paths below ``where`` of keys that ``value`` has and the return spec does not document."""
-    contains = spec.get('contains')
-    if not contains:
+def _against(value, template, where: str) -> list[str]:
+    """Keys of ``value`` (a dict, or lists of dicts inside it) that the sample's ``template`` lacks."""
+    if not isinstance(value, dict) or not isinstance(template, dict) or not template:
         return []
     found = []
-    if isinstance(value, list):
-        for index, entry in enumerate(value):
-            found += undocumented(entry, {'contains': contains}, '%s[%d]' % (where, index))
-        return found
-    if not isinstance(value, dict):
-        return []
     for key, entry in value.items():
-        entry_spec = _spec_for(key, contains)
-        if entry_spec is None:
-            found.append('%s.%s' % (where, key))
+        if key not in template:
+            found.append('%s.%s (not in the sample)' % (where, key))
+        elif isinstance(entry, list) and isinstance(template[key], list):
+            for index, element in enumerate(entry):
+                found += _against(element, _merged(template[key]), '%s.%s[%d]' % (where, key, index))
         else:
-            found += undocumented(entry, entry_spec, '%s.%s' % (where, key))
+            found += _against(entry, template[key], '%s.%s' % (where, key))
     return found
 
 
-def undocumented_keys(result: dict, returns: dict) -> list[str]:
+def _mapping(value, sample, where: str, nested: bool = False) -> list[str]:
+    """A mapping (keys that are data): each value is compared with the sample's values (``nested``: those are mappings too)."""
+    if isinstance(value, list):
+        return [found for index, entry in enumerate(value) for found in _mapping(entry, sample, '%s[%d]' % (where, index), nested)]
+    if not isinstance(value, dict) or not isinstance(sample, dict):
+        return []
+    template = _merged(sample.values())
+    if nested:
+        return [path for key, entry in value.items() for path in _mapping(entry, template, '%s.%s' % (where, key))]
+    return [path for key, entry in value.items() for path in _against(entry, template, '%s.%s' % (where, key))]
+
+
+def undocumented_keys(result: dict, returns: dict, mappings: typing.Collection[str] = ()) -> list[str]:
     """Keys of a module's result (top level and nested) that its RETURN does not document."""
     found = []
     for key, value in result.items():
@@ -109,5 +134,30 @@ def undocumented_keys(result: dict, returns: dict) -> list[str]:
         if key not in returns:
             found.append(key)
         else:
-            found += undocumented(value, returns[key], key)
+            found += _undocumented_at(value, returns[key], key, key, mappings)
+    return found
+
+
+def _undocumented_at(value, spec: dict, where: str, path: str, mappings: typing.Collection[str]) -> list[str]:
+    """undocumented() that knows the mappings by their spec path (``events[].detail``)."""
+    if path in mappings:
+        return _mapping(value, spec.get('sample'), where, nested=path + '.*' in mappings)
+    contains = spec.get('contains')
+    if not contains:
+        return []
+    if isinstance(value, list):
+        return [
+            found
+            for index, entry in enumerate(value)
+            for found in _undocumented_at(entry, dict(spec, type='dict'), '%s[%d]' % (where, index), path + '[]', mappings)
+        ]
+    if not isinstance(value, dict):
+        return []
+    found = []
+    for key, entry in value.items():
+        if key not in contains:
+            if not (key in UNDOTTABLE and 'C(%s)' % key in str(spec.get('description'))):
+                found.append('%s.%s' % (where, key))
+        else:
+            found += _undocumented_at(entry, contains[key], '%s.%s' % (where, key), path + '.' + key, mappings)
     return found
