@@ -61,20 +61,36 @@ class SigningKey:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
-    def load(cls, path: StrPath) -> SigningKey:
+    def load(cls, path: StrPath, passphrase: bytes | None = None) -> SigningKey:
+        """The private key in the PEM file at ``path``; ``passphrase`` decrypts an encrypted one.
+
+        Codes: ``key_invalid`` (not an Ed25519 PEM private key), ``key_passphrase_required`` (encrypted,
+        no passphrase given), ``key_passphrase_wrong`` (the passphrase does not decrypt it).
+        """
         with open(path, 'rb') as handle:
-            data = handle.read()
+            data = handle.read(MAX_KEY_FILE_BYTES + 1)
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise ExupError('%s is larger than %d bytes, not a private key' % (path, MAX_KEY_FILE_BYTES), code='key_invalid')
+        encrypted = b'-----BEGIN ENCRYPTED' in data or b'Proc-Type: 4,ENCRYPTED' in data
+        if encrypted and not passphrase:
+            raise ExupError('%s is encrypted: give its passphrase (EXUP_KEY_PASSPHRASE or --passphrase-file)' % path, code='key_passphrase_required')
         try:
-            private_key = serialization.load_pem_private_key(data, password=None)
+            private_key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
         except (ValueError, TypeError) as exc:
-            raise ExupError('%s is not an unencrypted PEM private key: %s' % (path, exc), code='key_invalid') from exc
+            if encrypted:
+                raise ExupError('%s: the passphrase does not decrypt this key' % path, code='key_passphrase_wrong') from None
+            raise ExupError('%s is not a PEM private key: %s' % (path, exc), code='key_invalid') from None
         if not isinstance(private_key, Ed25519PrivateKey):
             raise ExupError('%s is not an Ed25519 private key' % path, code='key_invalid')
         return cls(private_key)
 
-    def save(self, private_path: StrPath, public_path: StrPath) -> None:
-        """Write the private key (mode 0600, also over an existing file of any mode) and its public key (PEM)."""
-        private_pem = self.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    def save(self, private_path: StrPath, public_path: StrPath, passphrase: bytes | None = None) -> None:
+        """Write the private key (mode 0600, also over an existing file of any mode) and its public key (PEM).
+
+        With ``passphrase`` the private key is encrypted (PKCS#8, the best encryption cryptography offers).
+        """
+        encryption: serialization.KeySerializationEncryption = serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+        private_pem = self.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
         _replace_file(private_path, private_pem, 0o600)
         _replace_file(public_path, self.public_pem(), 0o644)
 

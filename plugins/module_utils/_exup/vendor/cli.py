@@ -3,8 +3,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """``exup-tool``: the vendor and operator command line, on the same core as the modules.
 
-Run it as ``scripts/exup-tool <command>``. Commands: keygen, build, verify,
-publish, synth, servers, schema.
+From an installed collection (only requirements.txt installed, the collections path on PYTHONPATH)::
+
+    python3 -m ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.cli <command>
+
+``wrapper --out FILE`` writes a short ``exup-tool`` script that runs exactly that; in the git
+checkout ``scripts/exup-tool`` does. Commands: keygen, build, verify, publish, synth, schema, wrapper.
+It prints JSON on stdout; a failure prints ``exup-tool: error [<code>]: <message>`` on stderr and
+exits non-zero (1; 2 for a usage error; 130 when interrupted), never with a traceback.
+Key passphrases come from ``EXUP_KEY_PASSPHRASE`` or ``--passphrase-file``, never from the command line.
 """
 
 from __future__ import annotations
@@ -12,15 +19,77 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import schemas
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import KINDS, MODULE_KINDS, SEVERITIES, PackageInfo, build_package, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey
-from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import publish_feed, synthesize_feed, synthetic_servers
+from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import publish_feed, synthesize_feed, synthetic_servers, verify_feed
+
+PROG = 'exup-tool'
+#: the module to run with ``python -m``
+ENTRY_MODULE = 'ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.cli'
+#: the environment variable a key passphrase comes from (when no --passphrase-file is given)
+PASSPHRASE_ENV = 'EXUP_KEY_PASSPHRASE'
+MAX_PASSPHRASE_BYTES = 4096
+#: set to 1 to get the traceback of an unexpected error (a bug) instead of its one-line report
+DEBUG_ENV = 'EXUP_DEBUG'
+
+
+class UsageError(ExupError):
+    """The command line itself is wrong (exit code 2, like argparse)."""
+
+    code = 'usage'
+
+
+def read_passphrase(args: argparse.Namespace) -> bytes | None:
+    """The key passphrase: ``--passphrase-file`` (``-`` for standard input) or $EXUP_KEY_PASSPHRASE, else None.
+
+    One trailing newline is dropped (``echo secret > file``); an empty passphrase is refused.
+    """
+    path = getattr(args, 'passphrase_file', None)
+    if path:
+        try:
+            if path == '-':
+                data = sys.stdin.buffer.read(MAX_PASSPHRASE_BYTES + 1)
+            else:
+                with open(path, 'rb') as handle:
+                    data = handle.read(MAX_PASSPHRASE_BYTES + 1)
+        except OSError as exc:
+            raise ExupError('cannot read the passphrase file %s: %s' % (path, exc.strerror or exc), code='passphrase_unreadable') from None
+        if len(data) > MAX_PASSPHRASE_BYTES:
+            raise ExupError('the passphrase file %s is larger than %d bytes' % (path, MAX_PASSPHRASE_BYTES), code='passphrase_invalid')
+        source = path
+    elif os.environ.get(PASSPHRASE_ENV) is not None:
+        data = os.environ[PASSPHRASE_ENV].encode('utf-8', 'surrogateescape')
+        source = '$' + PASSPHRASE_ENV
+    else:
+        return None
+    if data.endswith(b'\n'):
+        data = data[:-2] if data.endswith(b'\r\n') else data[:-1]
+    if not data:
+        raise ExupError('the passphrase from %s is empty' % source, code='passphrase_invalid')
+    return data
+
+
+def load_key(path: str, args: argparse.Namespace) -> SigningKey:
+    """A private key, decrypted with the passphrase of ``args`` when it is encrypted."""
+    return SigningKey.load(path, passphrase=read_passphrase(args))
+
+
+def collections_dir() -> str:
+    """The directory that holds ansible_collections/exup/fleet this module runs from (PYTHONPATH for a wrapper)."""
+    here = os.path.abspath(__file__)  # not realpath: build/collections links to the checkout
+    top = here
+    for _level in range(len(ENTRY_MODULE.split('.'))):
+        top = os.path.dirname(top)
+    if not os.path.isdir(os.path.join(top, 'ansible_collections', 'exup', 'fleet')):
+        raise ExupError('%s is not inside a collections path (ansible_collections/exup/fleet)' % here, code='not_installed')
+    return top
 
 
 def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
@@ -30,14 +99,24 @@ def cmd_keygen(args: argparse.Namespace) -> dict[str, Any]:
     public_path = os.path.join(args.out, args.name + '.pub')
     if os.path.exists(private_path) and not args.force:
         raise ExupError('%s exists; pass --force to replace it' % private_path, code='exists')
-    key.save(private_path, public_path)
-    return {'private_key': private_path, 'public_key': public_path, 'key_id': key.key_id}
+    passphrase = read_passphrase(args)
+    key.save(private_path, public_path, passphrase=passphrase)
+    return {'private_key': private_path, 'public_key': public_path, 'key_id': key.key_id, 'encrypted': passphrase is not None}
 
 
 def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
     if args.info:
         with open(args.info, encoding='utf-8') as handle:
-            info = PackageInfo.from_dict(json.load(handle))
+            try:
+                data = json.load(handle)
+            except ValueError as exc:
+                raise ExupError('%s is not JSON: %s' % (args.info, exc), code='info_invalid') from None
+        if not isinstance(data, dict):
+            raise ExupError('%s must hold a JSON object of PackageInfo fields' % args.info, code='info_invalid')
+        try:
+            info = PackageInfo.from_dict(data)
+        except TypeError as exc:
+            raise ExupError('%s is not a complete PackageInfo: %s' % (args.info, exc), code='info_invalid') from None
     else:
         missing = [name for name in ('package_id', 'module', 'version', 'release_date', 'model', 'os') if not getattr(args, name)]
         if missing:
@@ -59,22 +138,34 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
             uninstall_command=args.uninstall_command or '',
             severity=args.severity,
         )
-    build_package(args.payload, info, SigningKey.load(args.key), args.out)
+    if not os.path.isdir(args.payload):
+        raise ExupError('payload %s is not a directory' % args.payload, code='payload_invalid')
+    key = load_key(args.key, args)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    build_package(args.payload, info, key, args.out)
     return {'package': args.out, 'package_id': info.package_id}
 
 
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
-    verified = verify_package(args.package, KeyRing.from_pem_list(args.trusted_key))
+    keyring = KeyRing.from_pem_list(args.trusted_key)
+    if (args.package is None) == (args.feed is None):
+        raise UsageError('verify takes a PACKAGE or --feed DIR (one of them)')
+    if args.feed is not None:
+        return verify_feed(args.feed, keyring)
+    verified = verify_package(args.package, keyring)
     return {'package': args.package, 'key_id': verified.key_id, 'info': verified.info.as_dict(), 'files': len(verified.files)}
 
 
 def cmd_publish(args: argparse.Namespace) -> dict[str, Any]:
-    return publish_feed(args.packages, args.feed, [SigningKey.load(path) for path in args.key], version=args.version, expires_days=args.expires_days)
+    if not os.path.isdir(args.packages):
+        raise ExupError('packages %s is not a directory' % args.packages, code='packages_invalid')
+    keys = [load_key(path, args) for path in args.key]
+    return publish_feed(args.packages, args.feed, keys, version=args.version, expires_days=args.expires_days)
 
 
 def cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
     count, models = synthesize_feed(
-        args.feed, SigningKey.load(args.key), entries=args.entries, versions_per_module=args.versions, avg_size=args.avg_size, seed=args.seed
+        args.feed, load_key(args.key, args), entries=args.entries, versions_per_module=args.versions, avg_size=args.avg_size, seed=args.seed
     )
     result: dict[str, Any] = {'feed': args.feed, 'entries': count, 'models': len(models)}
     if args.servers:
@@ -96,14 +187,55 @@ def cmd_schema(args: argparse.Namespace) -> dict[str, Any]:
     return {'written': written}
 
 
+def wrapper_script(python: str, pythonpath: str) -> str:
+    """A POSIX shell script that runs this command line with ``python`` and ``pythonpath`` in front of PYTHONPATH."""
+    return (
+        '#!/bin/sh\n'
+        '# exup-tool: written by "%s wrapper"; runs the exup.fleet command line of an installed collection.\n'
+        'PYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH}\n'
+        'export PYTHONPATH\n'
+        'exec %s -m %s "$@"\n' % (PROG, shlex.quote(pythonpath), shlex.quote(python), ENTRY_MODULE)
+    )
+
+
+def cmd_wrapper(args: argparse.Namespace) -> dict[str, Any]:
+    if os.path.lexists(args.out) and not args.force:
+        raise ExupError('%s exists; pass --force to replace it' % args.out, code='exists')
+    pythonpath = collections_dir()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tmp = args.out + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as handle:
+        handle.write(wrapper_script(args.python or sys.executable, pythonpath))
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, args.out)
+    return {'wrapper': args.out, 'python': args.python or sys.executable, 'collections_path': pythonpath}
+
+
+def _add_passphrase_file(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        '--passphrase-file',
+        metavar='FILE',
+        help='file holding the passphrase %s (- for standard input); default: $%s, else none' % (what, PASSPHRASE_ENV),
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors in the tool's one error format."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog='exup-tool', description=__doc__.split('\n', 1)[0])
+    top = _Parser(prog=PROG, description=(__doc__ or PROG).split('\n', 1)[0])
     commands = top.add_subparsers(dest='command', required=True)
 
     keygen = commands.add_parser('keygen', help='create an Ed25519 signing key pair')
     keygen.add_argument('--out', required=True, help='directory for NAME.key and NAME.pub')
     keygen.add_argument('--name', default='vendor')
     keygen.add_argument('--force', action='store_true')
+    _add_passphrase_file(keygen, 'to encrypt the private key with')
     keygen.set_defaults(func=cmd_keygen)
 
     build = commands.add_parser('build', help='build and sign a package from a payload directory')
@@ -126,10 +258,12 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument('--install-command', default='./install.sh')
     build.add_argument('--uninstall-command')
     build.add_argument('--severity', choices=SEVERITIES, default='recommended')
+    _add_passphrase_file(build, 'of an encrypted key')
     build.set_defaults(func=cmd_build)
 
-    verify = commands.add_parser('verify', help='verify a package and print what it holds')
-    verify.add_argument('package')
+    verify = commands.add_parser('verify', help='verify a package, or a whole feed directory, and print what it holds')
+    verify.add_argument('package', nargs='?', help='package zip to verify')
+    verify.add_argument('--feed', help='feed directory: verify catalog.json and every package it lists')
     verify.add_argument('--trusted-key', action='append', required=True)
     verify.set_defaults(func=cmd_verify)
 
@@ -139,6 +273,7 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument('--key', action='append', required=True)
     publish.add_argument('--version', type=int, help='catalog version (default: previous + 1)')
     publish.add_argument('--expires-days', type=int, default=30)
+    _add_passphrase_file(publish, 'of encrypted keys')
     publish.set_defaults(func=cmd_publish)
 
     synth = commands.add_parser('synth', help='generate a realistic synthetic signed feed')
@@ -150,22 +285,62 @@ def parser() -> argparse.ArgumentParser:
     synth.add_argument('--seed', type=int, default=1)
     synth.add_argument('--servers', type=int, default=0, help='also write this many managed servers')
     synth.add_argument('--servers-out', default='servers.json')
+    _add_passphrase_file(synth, 'of an encrypted key')
     synth.set_defaults(func=cmd_synth)
 
     schema = commands.add_parser('schema', help='write the package XSDs')
     schema.add_argument('--out', required=True)
     schema.set_defaults(func=cmd_schema)
+
+    wrapper = commands.add_parser('wrapper', help='write an exup-tool shell script that runs this command line')
+    wrapper.add_argument('--out', required=True, help='script to write, e.g. ~/.local/bin/exup-tool')
+    wrapper.add_argument('--python', help='Python to run it with (default: this one)')
+    wrapper.add_argument('--force', action='store_true')
+    wrapper.set_defaults(func=cmd_wrapper)
     return top
 
 
+def _fail(code: str, msg: str, status: int = 1) -> int:
+    sys.stderr.write('%s: error [%s]: %s\n' % (PROG, code, msg))
+    return status
+
+
+def _os_error(exc: OSError) -> tuple[str, str]:
+    """(code, message) of a file system error: which path, what went wrong."""
+    if isinstance(exc, FileNotFoundError):
+        code = 'not_found'
+    elif isinstance(exc, PermissionError):
+        code = 'permission_denied'
+    elif isinstance(exc, (IsADirectoryError, NotADirectoryError, FileExistsError)):
+        code = 'path_invalid'
+    else:
+        code = 'io_error'
+    where = ' '.join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    return code, '%s%s' % (where + ': ' if where else '', exc.strerror or exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Run one command; the exit code (0 done, 1 failed, 2 usage, 130 interrupted)."""
     try:
+        args = parser().parse_args(argv)
         result = args.func(args)
+    except UsageError as exc:
+        return _fail(exc.code, exc.msg, 2)
     except ExupError as exc:
-        sys.stderr.write('exup-tool: error [%s]: %s\n' % (exc.code, exc.msg))
-        return 1
-    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + '\n')
+        return _fail(exc.code, exc.msg)
+    except OSError as exc:
+        return _fail(*_os_error(exc))
+    except KeyboardInterrupt:
+        return _fail('interrupted', 'interrupted', 130)
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # a bug: one line, not a traceback (EXUP_DEBUG=1 shows it)
+        if os.environ.get(DEBUG_ENV) == '1':
+            raise
+        return _fail('internal_error', '%s: %s (set %s=1 for the traceback)' % (type(exc).__name__, exc, DEBUG_ENV))
+    try:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + '\n')
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return 0
     return 0
 
 

@@ -20,8 +20,15 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import MAX_VERSION_STEP, CatalogEntry, build_catalog, format_time, utc_now
-from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
+    MAX_VERSION_STEP,
+    CatalogEntry,
+    build_catalog,
+    format_time,
+    parse_catalog,
+    utc_now,
+)
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS, PackageInfo, build_package_from_bytes, file_digest, verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 
@@ -129,6 +136,49 @@ def publish_feed(
         entries.append(entry_for(info, target, url, published_before.get(info.package_id, format_time(now))))
     version = write_catalog(feed_dir, entries, signing_keys, version=version, expires_days=expires_days, now=now)
     return {'version': version, 'entries': len(entries), 'new': sorted(set(e.package_id for e in entries) - set(published_before))}
+
+
+def verify_feed(feed_dir: str, keyring: KeyRing, now: datetime.datetime | None = None) -> dict[str, Any]:
+    """Check a feed directory as a repository would: the signed catalog, then every package it lists.
+
+    The catalog must verify with ``keyring`` (signature, expiry, format: catalog.parse_catalog's codes);
+    each package must be at its URL with the stated size and SHA-256 (``feed_package_missing``,
+    ``feed_package_mismatch``), verify as a package (package.verify_package's codes) and carry the
+    catalog entry's package id and version (``feed_package_mismatch``). The first failure raises.
+    """
+    path = os.path.join(feed_dir, CATALOG_NAME)
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    catalog = parse_catalog(data, keyring, min_version=0, now=now)
+    for entry in catalog.entries:
+        package_path = os.path.join(feed_dir, entry.url)
+        if not os.path.isfile(package_path):
+            raise PackageError(
+                '%s: package %s is not at %s' % (feed_dir, entry.package_id, entry.url), code='feed_package_missing', package_id=entry.package_id
+            )
+        size, sha256 = file_digest(package_path)
+        if (size, sha256) != (entry.size, entry.sha256):
+            raise PackageError(
+                '%s: %s is not what the catalog signed (size %d, sha256 %s; catalog: size %d, sha256 %s)'
+                % (feed_dir, entry.url, size, sha256, entry.size, entry.sha256),
+                code='feed_package_mismatch',
+                package_id=entry.package_id,
+            )
+        info = verify_package(package_path, keyring).info
+        if (info.package_id, info.version) != (entry.package_id, entry.version):
+            raise PackageError(
+                '%s: %s holds package %s %s, the catalog says %s %s' % (feed_dir, entry.url, info.package_id, info.version, entry.package_id, entry.version),
+                code='feed_package_mismatch',
+                package_id=entry.package_id,
+            )
+    return {
+        'feed': feed_dir,
+        'feed_id': catalog.feed_id,
+        'version': catalog.version,
+        'expires': catalog.expires,
+        'entries': len(catalog.entries),
+        'key_ids': list(catalog.key_ids),
+    }
 
 
 # --------------------------------------------------------------------------- synthetic feeds
