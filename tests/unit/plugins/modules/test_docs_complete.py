@@ -4,7 +4,7 @@
 """Every module documents ``requirements`` (with requirements.txt's lower bounds) and ``contains`` of every dict return (issue 12 item 4).
 
 It covers every file in plugins/modules, so a module added later fails here until its docs are complete.
-What a module really returns is compared with its RETURN in test_return_samples.py.
+What a module really returns is compared with its RETURN in tests/unit/plugins/action/test_return_samples.py (controller code).
 """
 
 from __future__ import annotations

@@ -20,10 +20,6 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.exup.fleet.plugins.module_utils import _exup_module
 from ansible_collections.exup.fleet.tests.unit.plugins.action.action_env import JOB_ID, MODEL, OS_NAME, Job, ModuleExited, _exit_json, _fail_json
-
-# the action plugin tests' and the core tests' fixtures (imported, not copied)
-from ansible_collections.exup.fleet.tests.unit.plugins.action.conftest import host, host_root, pem, repository, run_action, shown  # noqa: F401 pylint: disable=unused-import
-from ansible_collections.exup.fleet.tests.unit.plugins.module_utils._exup.conftest import build_pkg, keyring, other_key, signing_key  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.exup.fleet.tests.unit.plugins.module_utils._exup.repo.test_pipeline import Feed
 from ansible_collections.exup.fleet.tests.unit.plugins.modules import docs_check
 
