@@ -167,7 +167,7 @@ run_ee() {
     # what the builder stage's introspect finds in the installed collection (meta/execution-environment.yml)
     local coll="$OUT/ee-introspect"
     rm -rf "$coll"
-    tools_env ansible-galaxy collection install --offline -p "$coll" "$TARBALL" >/dev/null
+    tools_env ANSIBLE_COLLECTIONS_PATH="$coll" ansible-galaxy collection install --offline -p "$coll" "$TARBALL" >/dev/null
     tools_env "$TOOLS_PY" "$ctx/_build/scripts/introspect.py" introspect --sanitize "$coll" >"$OUT/ee-introspect.txt"
     if ! grep -q 'cryptography' "$OUT/ee-introspect.txt" || ! grep -q 'ipmitool' "$OUT/ee-introspect.txt"; then
         cat "$OUT/ee-introspect.txt" >&2
@@ -186,7 +186,7 @@ install_user() {
     rm -rf "$USER_VENV" "$USER_COLL"
     "$base" -m venv "$USER_VENV"
     "$USER_VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt "$core"
-    env --unset=PYTHONPATH --unset=ANSIBLE_COLLECTIONS_PATH PATH="$USER_VENV/bin:/usr/bin:/bin" \
+    env --unset=PYTHONPATH PATH="$USER_VENV/bin:/usr/bin:/bin" ANSIBLE_COLLECTIONS_PATH="$USER_COLL" \
         ansible-galaxy collection install --offline -p "$USER_COLL" "$TARBALL" >/dev/null
     [ -f "$USER_COLL/ansible_collections/exup/fleet/MANIFEST.json" ] || die "the tarball did not install into $USER_COLL"
     core="$("$USER_VENV/bin/ansible" --version)"
