@@ -13,7 +13,8 @@ description:
   - Runs through an action plugin on the controller (003 §3.8 remote install, §3.9 uninstall).
   - The agent installs to the fixed folder C(/opt/exup/agent) on Linux, as the administrator account (use C(become)).
   - Prerequisites are checked first and the failure says why - unsupported OS, virtual machine guest, unsupported model,
-    conflicting software (003 §2.3.2-3).
+    conflicting software (003 §2.3.2-3), a Python library the server's Python cannot import (C(missing_library), naming
+    the package to install for that Python and OS). O(state=query) lists them all in RV(prerequisites).
   - The agent is itself an update package (module C(update-agent)), so M(exup.fleet.exup_apply) can update it too.
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
