@@ -33,8 +33,13 @@ pytestmark = pytest.mark.skipif(
 
 
 def readme_playbook() -> list:
-    """The first yaml block after README.md's "A playbook on the repository host" (else the first yaml block)."""
-    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    """The first yaml block after README.md's "A playbook on the repository host" (else the first yaml block).
+
+    The README is the installed collection's (the one Galaxy shows), which must be this checkout's.
+    """
+    installed = Path(COLLECTIONS) / "ansible_collections" / "exup" / "fleet" / "README.md"
+    text = installed.read_text(encoding="utf-8")
+    assert text == (REPO_ROOT / "README.md").read_text(encoding="utf-8"), "the installed README.md is not this checkout's"
     start = text.find(README_HEADING)
     blocks = re.findall(r"^```ya?ml\n(.*?)^```", text[start:] if start >= 0 else text, re.S | re.M)
     assert blocks, "README.md has no ```yaml block with the example playbook"
