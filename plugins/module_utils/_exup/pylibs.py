@@ -72,8 +72,8 @@ def missing_library_blockers(
         if present:
             continue
         found = library_package(name, python, os_id, os_major)
-        how = '%s install %s' % (found['installer'], found['package']) if found['installer'] else 'the package %s' % found['package']
-        msg = "the Python library %s cannot be imported by %s (Python %d.%d: %s): install the package %s (%s) or run '%s -m pip install %s'" % (
+        how = ' (%s install %s)' % (found['installer'], found['package']) if found['installer'] else ''
+        msg = "the Python library %s cannot be imported by %s (Python %d.%d: %s): install the package %s%s or run '%s -m pip install %s'" % (
             name,
             executable,
             python[0],
