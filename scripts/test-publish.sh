@@ -4,7 +4,7 @@
 #   bash scripts/test-publish.sh                       # every part
 #   bash scripts/test-publish.sh --update-changelog    # render CHANGELOG.rst from the fragments into the repo, then stop
 #
-# Parts (each timed; the whole about 1 min warm, 2 min with a new tools venv):
+# Parts (each timed; the whole 40-80 s warm on 2 busy cores, about 20 s more for a new tools venv):
 #   tools      build/venv-tools: a Python >= 3.12 venv of its own with requirements-tools.txt (galaxy-importer,
 #              ansible-builder 3, antsibull-docs, antsibull-changelog and the ansible-core / ansible-lint
 #              galaxy-importer runs), so .venv's pins stay as they are; reinstalled only when the pins change
