@@ -228,3 +228,77 @@ def test_the_wrapper_runs_the_installed_collection(user: User):
 def test_the_development_wrapper_calls_the_same_entry_point():
     text = (REPO_ROOT / "scripts/exup-tool").read_text()
     assert f"-m {ENTRY} " in text
+
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Publish, check mode
+      exup.fleet.exup_feed: &publish
+        path: feed
+        packages: pk
+        signing_keys: [keys/vendor.key]
+        key_passphrase: "{{ lookup('ansible.builtin.env', 'VENDOR_PASSPHRASE') }}"
+      check_mode: true
+      register: planned
+    - name: Publish
+      exup.fleet.exup_feed: *publish
+      register: published
+    - name: Publish again
+      exup.fleet.exup_feed: *publish
+      register: again
+    - name: Verify
+      exup.fleet.exup_feed: {path: feed, state: verified, trusted_keys: [keys/vendor.pub]}
+      register: verified
+    - name: Keep the results
+      ansible.builtin.copy:
+        dest: results.json
+        content: "{{ {'planned': planned, 'published': published, 'again': again, 'verified': verified} | to_json }}"
+        mode: "0644"
+"""
+
+
+def test_exup_feed_module_from_the_installed_collection(user: User):
+    """ansible-playbook with the installed collection only: check mode, publish, idempotent again, verify."""
+    work = user.workdir
+    env = dict(user.env, EXUP_KEY_PASSPHRASE=PASSPHRASE)
+    user.ok("keygen", "--out", "keys", env=env)
+    (work / "payload").mkdir()
+    (work / "payload/install.sh").write_text("#!/bin/sh\nexit 0\n")
+    user.ok(
+        "build",
+        "--payload",
+        "payload",
+        "--key",
+        "keys/vendor.key",
+        "--out",
+        "pk/bios-1.00.zip",
+        "--package-id",
+        "bios-1.00",
+        "--version",
+        "1.00",
+        *BUILD_FLAGS,
+        env=env,
+    )
+    (work / "site.yml").write_text(PLAYBOOK)
+    play_env = clean_env(
+        work,
+        ANSIBLE_COLLECTIONS_PATH=str(user.collections),
+        ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        VENDOR_PASSPHRASE=PASSPHRASE,
+    )
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "site.yml"], cwd=work, env=play_env,
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert PASSPHRASE not in proc.stdout
+    results = json.loads((work / "results.json").read_text())
+    assert results["planned"]["changed"] and results["planned"]["new"] == ["bios-1.00"]
+    assert results["published"]["changed"] and results["published"]["version"] == 1
+    assert not results["again"]["changed"] and results["again"]["version"] == 1
+    assert not results["verified"]["changed"] and results["verified"]["entries"] == 1
+    keyring = KeyRing.from_pem_list([str(work / "keys/vendor.pub")])
+    assert [entry.package_id for entry in parse_catalog((work / "feed/catalog.json").read_bytes(), keyring).entries] == ["bios-1.00"]

@@ -26,6 +26,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.catalog import (
     build_catalog,
     format_time,
     parse_catalog,
+    parse_time,
     utc_now,
 )
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError, PackageError
@@ -136,6 +137,46 @@ def publish_feed(
         entries.append(entry_for(info, target, url, published_before.get(info.package_id, format_time(now))))
     version = write_catalog(feed_dir, entries, signing_keys, version=version, expires_days=expires_days, now=now)
     return {'version': version, 'entries': len(entries), 'new': sorted(set(e.package_id for e in entries) - set(published_before))}
+
+
+def plan_publish(
+    packages_dir: str, feed_dir: str, signing_keys: Sequence[SigningKey], renew_days: float = 7, now: datetime.datetime | None = None
+) -> dict[str, Any]:
+    """What publish_feed would change in ``feed_dir``, without writing anything (a module's check mode and idempotence).
+
+    Every package is verified with the signing keys' public keys, as publish_feed does. ``needed`` is true when
+    the packages differ from the catalog's entries (``new``, ``removed``, ``replaced``: ids whose SHA-256
+    changed), the catalog is signed by other keys, or it expires within ``renew_days`` (or has no catalog).
+    """
+    now = now or utc_now()
+    keyring = KeyRing([key.public_key for key in signing_keys])
+    wanted: dict[str, str] = {}
+    for name in sorted(os.listdir(packages_dir)):
+        if name.endswith('.zip'):
+            source = os.path.join(packages_dir, name)
+            wanted[verify_package(source, keyring).info.package_id] = file_digest(source)[1]
+    previous = _previous_catalog(feed_dir)
+    have = {entry['package_id']: entry['sha256'] for entry in (previous or {}).get('entries', [])}
+    expires = (previous or {}).get('expires')
+    renew = previous is None or not expires or parse_time(expires, 'expires') - now < datetime.timedelta(days=renew_days)
+    signed_by = sorted(signature.get('keyid', '') for signature in _previous_signatures(feed_dir)) if previous else []
+    rekey = previous is not None and signed_by != sorted(key.key_id for key in signing_keys)
+    plan = {
+        'new': sorted(set(wanted) - set(have)),
+        'removed': sorted(set(have) - set(wanted)),
+        'replaced': sorted(package_id for package_id in set(wanted) & set(have) if wanted[package_id] != have[package_id]),
+        'entries': len(wanted),
+        'version': (previous or {}).get('version', 0),
+        'expires': expires,
+    }
+    plan['needed'] = bool(plan['new'] or plan['removed'] or plan['replaced'] or renew or rekey)
+    return plan
+
+
+def _previous_signatures(feed_dir: str) -> list[dict[str, Any]]:
+    with open(os.path.join(feed_dir, CATALOG_NAME), 'rb') as handle:
+        signatures = json.load(handle).get('signatures', [])
+    return [item for item in signatures if isinstance(item, dict)]
 
 
 def verify_feed(feed_dir: str, keyring: KeyRing, now: datetime.datetime | None = None) -> dict[str, Any]:
