@@ -272,3 +272,18 @@ def test_awx_configure_forwards_every_option_the_definitions_use(definitions):
         assert key in loop, (module, loop)
         for entry in definitions[key]:
             assert set(entry) <= options, (module, entry["name"], set(entry) - options)
+
+
+def test_awx_configure_parses_with_awx_awx_installed(awx_specs):
+    """ansible-playbook --syntax-check with the extracted awx.awx on the collections path (the modules resolve)."""
+    paths = os.pathsep.join([os.environ.get("ANSIBLE_COLLECTIONS_PATH", str(REPO_ROOT / "build" / "collections")), str(CACHE)])
+    playbook = Path(sys.executable).parent / "ansible-playbook"
+    run = subprocess.run(
+        [str(playbook), "--syntax-check", str(CONFIGURE)],
+        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=paths),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
