@@ -81,6 +81,8 @@ EVENTS = {
     'store_migrated': (NORMAL, 'Repository store migrated to the current layout.'),
     'store_rebuilt': (NORMAL, 'Repository store rebuilt.'),
     'store_rebuild_needed': (ERROR, 'Repository index lost: package files kept until it is rebuilt.'),
+    'store_backed_up': (NORMAL, 'Repository backed up.'),
+    'store_restored': (NORMAL, 'Repository restored from a backup.'),
 }
 
 
