@@ -110,7 +110,7 @@ def snapshot_index(store: Store, target: str) -> None:
 def _small_files(store: Store) -> dict[str, bytes]:
     """member name -> bytes of the store's small files and the feed view's kept catalog that exist."""
     found: dict[str, bytes] = {}
-    names = [name for name in ROOT_FILES]
+    names = list(ROOT_FILES)
     if os.path.isdir(store.feed_dir):
         names += ['feed/' + name for name in sorted(os.listdir(store.feed_dir)) if FEED_MEMBER.fullmatch('feed/' + name)]
     for name in names:
@@ -329,7 +329,8 @@ def read_manifest(path: str) -> dict[str, typing.Any]:
             if first is None or first.name != MANIFEST or not first.isreg() or first.size > SMALL_FILE_LIMIT:
                 raise _damaged(path, 'its first member is not %s' % MANIFEST)
             handle = archive.extractfile(first)
-            assert handle is not None
+            if handle is None:  # a regular member always has a file object; this only satisfies the type
+                raise _damaged(path, 'its first member %s cannot be read' % MANIFEST)
             data = handle.read()
     except tarfile.TarError as exc:
         raise _damaged(path, 'it is not a readable tar file (%s)' % exc) from None
@@ -339,7 +340,8 @@ def read_manifest(path: str) -> dict[str, typing.Any]:
 def _copy_member(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str) -> str:
     """Write a member to ``target`` (0600, new file), returning the SHA-256 of what was written."""
     source = archive.extractfile(member)
-    assert source is not None
+    if source is None:  # only regular members are copied, and those always have a file object
+        raise TypeError('not a regular tar member: %s' % member.name)
     digest = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, 'wb') as out:
