@@ -94,6 +94,7 @@ EXAMPLES = r'''
 plugin: exup.fleet.exup
 repository: /var/lib/exup/repo
 
+---
 # inventory/dmz.exup.yml: a repository service, cached for an hour, BMC addresses by a naming rule
 plugin: exup.fleet.exup
 repository: https://repo.example.com:8080
