@@ -24,8 +24,8 @@ def build(tmp_path, package_id, version, key='keys/vendor.key', script='exit 0')
     payload = tmp_path / ('payload-' + package_id)
     payload.mkdir(exist_ok=True)
     (payload / 'install.sh').write_text('#!/bin/sh\n%s\n' % script)
-    argv = ['build', '--payload', str(payload), '--key', str(tmp_path / key), '--out', str(tmp_path / 'pk' / (package_id + '.zip'))]
-    assert cli.main([*argv, '--package-id', package_id, '--version', version, *BUILD]) == 0
+    cli_words = ['build', '--payload', str(payload), '--key', str(tmp_path / key), '--out', str(tmp_path / 'pk' / (package_id + '.zip'))]
+    assert cli.main([*cli_words, '--package-id', package_id, '--version', version, *BUILD]) == 0
 
 
 @pytest.fixture

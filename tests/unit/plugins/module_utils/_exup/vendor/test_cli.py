@@ -33,8 +33,8 @@ def vendor(tmp_path, capsys):
     (tmp_path / 'payload').mkdir()
     (tmp_path / 'payload' / 'install.sh').write_text('#!/bin/sh\nexit 0\n')
     for package_id in ('p1', 'p2'):
-        argv = ['build', '--payload', str(tmp_path / 'payload'), '--key', str(tmp_path / 'keys' / 'vendor.key')]
-        assert run(capsys, *argv, '--out', str(tmp_path / 'pk' / (package_id + '.zip')), '--package-id', package_id, *BUILD)[0] == 0
+        cli_words = ['build', '--payload', str(tmp_path / 'payload'), '--key', str(tmp_path / 'keys' / 'vendor.key')]
+        assert run(capsys, *cli_words, '--out', str(tmp_path / 'pk' / (package_id + '.zip')), '--package-id', package_id, *BUILD)[0] == 0
     return tmp_path
 
 
