@@ -186,7 +186,20 @@ def test_the_filters_through_ansible(tmp_path):
     extra = {'settings': dict(SETTINGS, allow_reboot="{{ 'yes' | bool }}", reboot_delay_minutes="{{ '0' }}"), 'info': INFO, 'wave': WAVE}
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), ANSIBLE_COLLECTIONS_PATH=_collections_path(), ANSIBLE_NOCOLOR='1')
     ran = subprocess.run(
-        [sys.executable, '-m', 'ansible.cli.playbook', str(playbook), '-i', 'localhost,', '-c', 'local', '-e', json.dumps(extra)],
+        [
+            sys.executable,
+            '-m',
+            'ansible.cli.playbook',
+            str(playbook),
+            '-i',
+            'localhost,',
+            '-c',
+            'local',
+            '-e',
+            json.dumps(extra),
+            '-e',
+            'ansible_python_interpreter=' + sys.executable,
+        ],  # the Python whose sys.path is PYTHONPATH
         env=env,
         capture_output=True,
         text=True,

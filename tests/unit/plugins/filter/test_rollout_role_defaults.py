@@ -68,7 +68,20 @@ def test_the_role_reads_the_prefixed_variables(tmp_path):
     playbook.write_text('\n'.join(PLAY.format(name=name, vars=json.dumps(values), out=tmp_path) for name, values in CASES.items()))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), ANSIBLE_COLLECTIONS_PATH=_collections_path(), ANSIBLE_NOCOLOR='1')
     ran = subprocess.run(
-        [sys.executable, '-m', 'ansible.cli.playbook', str(playbook), '-i', 'localhost,', '-c', 'local', '-e', 'target=lab'],
+        [
+            sys.executable,
+            '-m',
+            'ansible.cli.playbook',
+            str(playbook),
+            '-i',
+            'localhost,',
+            '-c',
+            'local',
+            '-e',
+            'target=lab',
+            '-e',
+            'ansible_python_interpreter=' + sys.executable,
+        ],  # the Python whose sys.path is PYTHONPATH
         env=env,
         capture_output=True,
         text=True,

@@ -278,11 +278,11 @@ def full_disk(host):
         pytest.skip('mounting a tmpfs is not permitted here: %s' % done.stderr.decode().strip())
 
     def fill():
-        with open(host.state_dir / 'filler', 'wb') as handle:
+        # unbuffered: a buffered file keeps the chunk that did not fit and fails again on close (Python 3.11)
+        with open(host.state_dir / 'filler', 'wb', buffering=0) as handle:
             try:
                 while True:
                     handle.write(b'\0' * 4096)
-                    handle.flush()
             except OSError:
                 pass
 
