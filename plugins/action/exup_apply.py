@@ -54,6 +54,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             row['sha256'], row['size'] = files[row['package_id']].sha256, files[row['package_id']].size
         place = apply_report.ApplyPlace(self.server_name)
         base = {'plan': planned, 'skipped_modules': skipped, 'model': facts['model'], 'os': facts['os'], 'staged': apply_report.staged_versions(states)}
+        base['offered'] = [{'package_id': pkg.package_id, 'module_id': pkg.module_id, 'version': pkg.version, 'sha256': pkg.sha256} for pkg in stored]
         if not items:
             return dict(base, **apply_report.nothing_to_apply(base['staged'], place))
         if self._task.check_mode:

@@ -225,6 +225,24 @@ plan:
     size:
       description: Size of the package file in bytes.
       type: int
+offered:
+  description: The packages the repository offers this server (what a locked plan's repository digest is made of, playbooks/plan.yml).
+  returned: when a plan was made
+  type: list
+  elements: dict
+  contains:
+    package_id:
+      description: The package.
+      type: str
+    module_id:
+      description: The module it updates.
+      type: str
+    version:
+      description: The version it installs.
+      type: str
+    sha256:
+      description: SHA-256 of the package file.
+      type: str
 skipped_modules:
   description: Module id to why nothing is done for it (already newest, staged until restart, not installed).
   returned: always

@@ -162,6 +162,7 @@ class BmcPath:
             'staged': apply_report.staged_versions(states),
             'not_manageable_via_bmc': others,
         }
+        base['offered'] = [{'package_id': pkg.package_id, 'module_id': pkg.module_id, 'version': pkg.version, 'sha256': pkg.sha256} for pkg in usable]
         if not items:
             return dict(base, **apply_report.nothing_to_apply(base['staged'], self.bmc_place()))
         if args['bmc_protocol'] == 'ipmi':
