@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import schemas
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import PackageError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 from ansible_collections.exup.fleet.plugins.module_utils._exup.xmlsafe import parse_untrusted, validate
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class PackageInfo:
     uninstall_command: str = ''
     severity: str = 'recommended'
     schema_version: int = schemas.PACKAGE_SCHEMA_VERSION
+    #: the lowest running version this package upgrades from (UpgradeFromMin); None: any (rules/stepping.py)
+    upgrade_from_min: str | None = None
 
     @property
     def compatible(self) -> bool:
@@ -169,6 +172,7 @@ def check_info(info: PackageInfo) -> None:
     """
     rules = (
         (ID_RULE, is_id, (('PackageId', info.package_id), ('Module id', info.module_id), ('Version', info.version)) + tuple(('OS', name) for name in info.os)),
+        (ID_RULE, is_id, (('UpgradeFromMin', info.upgrade_from_min),) if info.upgrade_from_min is not None else ()),
         (TEXT_RULE, is_text, (('Module name', info.module_name),) + tuple(('Model', model) for model in info.models)),
         ('a date YYYY-MM-DD', is_date, (('ReleaseDate', info.release_date),)),
         ('at most 1024 characters on one line', _is_command, (('InstallCommand', info.install_command), ('UninstallCommand', info.uninstall_command))),
@@ -177,6 +181,12 @@ def check_info(info: PackageInfo) -> None:
         for name, value in fields:
             if not valid(value):
                 raise PackageError('%s has %s %s, which is not %s' % (INFO_NAME, name, ascii(value)[:100], rule), code='xml_invalid', field=name)
+    if info.upgrade_from_min is not None and version_key(info.upgrade_from_min) >= version_key(info.version):
+        raise PackageError(
+            '%s has UpgradeFromMin %s, which is not lower than its Version %s' % (INFO_NAME, info.upgrade_from_min, info.version),
+            code='upgrade_from_min_invalid',
+            field='UpgradeFromMin',
+        )
 
 
 def hash_manifest(files: FileDigests) -> bytes:
@@ -216,6 +226,8 @@ def render_info_xml(info: PackageInfo) -> bytes:
     if info.uninstall_command:
         etree.SubElement(root, 'UninstallCommand').text = info.uninstall_command
     etree.SubElement(root, 'Severity').text = info.severity
+    if info.upgrade_from_min is not None:
+        etree.SubElement(root, 'UpgradeFromMin').text = info.upgrade_from_min
     return etree.tostring(root, xml_declaration=True, encoding='UTF-8', pretty_print=True)
 
 
@@ -416,6 +428,7 @@ def parse_info_xml(data: bytes) -> PackageInfo:
         raise PackageError('%s names no target model or OS' % INFO_NAME, code='xml_invalid')
     kind = _text(root, 'Kind') if root.find('Kind') is not None else 'offline'
     severity = (root.findtext('Severity') or '').strip()
+    upgrade_from_min = root.find('UpgradeFromMin')
     info = PackageInfo(
         package_id=_text(root, 'PackageId', strip=False),
         module_id=module.get('id'),
@@ -433,6 +446,7 @@ def parse_info_xml(data: bytes) -> PackageInfo:
         uninstall_command=(root.findtext('UninstallCommand') or '').strip(),
         severity=severity if severity in SEVERITIES else 'recommended',
         schema_version=schema_version,
+        upgrade_from_min=None if upgrade_from_min is None else upgrade_from_min.text or '',
     )
     check_info(info)
     return info

@@ -88,6 +88,7 @@ EXUPINFO_XSD = """<?xml version="1.0" encoding="UTF-8"?>
         <xs:element name="InstallCommand" type="command"/>
         <xs:element name="UninstallCommand" type="command" minOccurs="0"/>
         <xs:element name="Severity" type="severity"/>
+        <xs:element name="UpgradeFromMin" type="token64" minOccurs="0"/>
       </xs:sequence>
       <xs:attribute name="schemaVersion" type="xs:positiveInteger" use="required"/>
     </xs:complexType>

@@ -26,7 +26,15 @@ from typing import Any, NoReturn
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import schemas
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.package import KINDS, MODULE_KINDS, SEVERITIES, PackageInfo, build_package, verify_package
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import (
+    KINDS,
+    MODULE_KINDS,
+    SEVERITIES,
+    PackageInfo,
+    build_package,
+    check_info,
+    verify_package,
+)
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing, SigningKey
 from ansible_collections.exup.fleet.plugins.module_utils._exup.vendor.feed import publish_feed, synthesize_feed, synthetic_servers, verify_feed
 
@@ -137,9 +145,11 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
             install_command=args.install_command,
             uninstall_command=args.uninstall_command or '',
             severity=args.severity,
+            upgrade_from_min=args.upgrade_from_min,
         )
     if not os.path.isdir(args.payload):
         raise ExupError('payload %s is not a directory' % args.payload, code='payload_invalid')
+    check_info(info)  # UpgradeFromMin lower than Version, and the id rules, before anything is signed
     key = load_key(args.key, args)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     build_package(args.payload, info, key, args.out)
@@ -258,6 +268,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument('--install-command', default='./install.sh')
     build.add_argument('--uninstall-command')
     build.add_argument('--severity', choices=SEVERITIES, default='recommended')
+    build.add_argument('--upgrade-from-min', help='the lowest running version this package upgrades from (UpgradeFromMin)')
     _add_passphrase_file(build, 'of an encrypted key')
     build.set_defaults(func=cmd_build)
 
