@@ -340,7 +340,7 @@ def verify(document: Any, inputs: Inputs) -> dict[str, Any]:
         _refuse(
             'the locked plan is stale (%s); nothing was applied: make the plan again and review it' % '; '.join(parts),
             'plan_stale',
-            changed=changed,
+            stale=changed,
             missing_packages=missing,
             servers_differ=differs,
             digests_locked={name: document['digests'].get(name) for name in DIGESTS},

@@ -24,6 +24,7 @@ MAPPINGS = {
     'exup_apply': {'skipped_modules', 'staged', 'versions_after'},
     'exup_host': {'modules', 'versions_after'},
     'exup_info': {'modules', 'newest'},
+    'exup_locked_plan': {'plan.servers', 'plan.not_planned', 'servers'},
     'exup_package': {'rebuilt.events[].detail'},
     'exup_package_info': {'by_component', 'by_model', 'by_model.*', 'events[].detail'},  # by_model.*: its values are mappings too
     'exup_repo_sync': {'events[].detail'},

@@ -150,7 +150,7 @@ def test_verify_refuses_a_new_package():
     now = inputs()
     now.hosts['web2']['result']['offered'].append({**BIOS, 'package_id': 'bios-1.2', 'version': '1.2'})
     exc = refusal(document, now)
-    assert exc.code == 'plan_stale' and exc.details['changed'] == ['repository'] and 'repository' in exc.msg
+    assert exc.code == 'plan_stale' and exc.details['stale'] == ['repository'] and 'repository' in exc.msg
 
 
 def test_verify_refuses_a_changed_baseline():
@@ -158,7 +158,7 @@ def test_verify_refuses_a_changed_baseline():
     now = inputs()
     now.hosts['web1']['baseline'] = {'system-bios': 'previous'}
     exc = refusal(document, now)
-    assert exc.code == 'plan_stale' and exc.details['changed'] == ['baseline']
+    assert exc.code == 'plan_stale' and exc.details['stale'] == ['baseline']
 
 
 def test_verify_refuses_a_package_no_longer_offered():
@@ -166,7 +166,7 @@ def test_verify_refuses_a_package_no_longer_offered():
     now = inputs()
     now.hosts['web1']['result'] = result(offered=(BMC,))
     exc = refusal(document, now)
-    assert exc.code == 'plan_stale' and 'repository' in exc.details['changed']
+    assert exc.code == 'plan_stale' and 'repository' in exc.details['stale']
     assert exc.details['missing_packages'] == [{'server': 'web1', 'package_id': 'bios-1.1', 'sha256': 'a' * 64}]
 
 
@@ -175,7 +175,7 @@ def test_verify_refuses_a_server_whose_plan_changed():
     now = inputs()
     now.hosts['web1']['result']['plan'][0]['from_version'] = '1.05'  # updated by hand since the review
     exc = refusal(document, now)
-    assert exc.details['changed'] == ['plan'] and exc.details['servers_differ'] == ['web1']
+    assert exc.details['stale'] == ['plan'] and exc.details['servers_differ'] == ['web1']
 
 
 def test_hand_edited_or_foreign_artifact_is_invalid():
