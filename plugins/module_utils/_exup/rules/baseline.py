@@ -390,3 +390,16 @@ def summary(results: Iterable[Mapping[str, typing.Any]]) -> dict:
         counts['servers'] += 1
         counts[item['verdict']] += 1
     return counts
+
+
+#: the options of exup_baseline_compliance_info besides the repository service login (REMOTE_SPEC); docs in the module
+OPTIONS: dict[str, dict[str, typing.Any]] = {
+    'repository': {'type': 'str'},
+    'manager_id': {'type': 'str'},
+    'baseline': {'type': 'raw'},
+    'reading': {'type': 'dict'},
+    'read_at': {'type': 'str'},
+    'max_reading_age_hours': {'type': 'int'},
+    'scope': {'type': 'str', 'default': 'host', 'choices': ['host', 'repository']},
+    'trusted_keys': {'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
+}
