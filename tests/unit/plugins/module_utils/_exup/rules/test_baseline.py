@@ -15,13 +15,13 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.baseline im
 
 NOW = datetime.datetime(2026, 12, 4, 6, 0, tzinfo=datetime.timezone.utc)
 FRESH = '2026-12-04T05:00:00Z'
-CANDIDATES = [
+CANDIDATES = (
     Candidate('bios', '1.0', '2026-01-10', 'recommended'),
     Candidate('bios', '1.2', '2026-11-20', 'optional'),
     Candidate('bios', '1.1', '2026-06-01', 'critical'),
     Candidate('bmc', '2.10', '2026-09-01', 'recommended'),
     Candidate('bmc', '2.9', '2026-08-01', 'recommended'),
-]
+)
 
 
 def verdict(modules, state, candidates=CANDIDATES, read_at=FRESH, **extra):
