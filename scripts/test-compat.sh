@@ -6,6 +6,10 @@
 #   units   pytest tests/unit (plain pytest, not ansible-test: ansible-test's own venvs are for the newest)
 #   smoke   a subset of tests/system: the sync module, the BMC playbook and the agent install
 #           over ssh on the lab, with ansible-playbook from this venv
+#   integration  ansible-test integration --local --python 3.11 (this venv's ansible-test 2.19) in a
+#           copy of its own, build/ansible-test-compat/ansible_collections/exup/fleet, so it never
+#           collides with the newest ansible-test's copy (build/ansible-test) and needs no lock.
+#           --local makes no venv, so no pip bootstrap (get_pip stand-in) is needed.
 #
 # Sanity runs on the newest ansible-core only (the sanity step).
 set -euo pipefail
@@ -60,6 +64,31 @@ run_smoke() {
     compat_env "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${SMOKE[@]}"
 }
 
+AT_COMPAT_TOP="$EXUP_ROOT/build/ansible-test-compat"
+AT_COMPAT_ROOT="$AT_COMPAT_TOP/ansible_collections/exup/fleet"
+
+prepare_at_copy() {   # as prepare_copy in scripts/test.sh: a real copy with .git, keeping tests/output
+    mkdir -p "$AT_COMPAT_ROOT/tests"
+    find "$AT_COMPAT_ROOT" -mindepth 1 -maxdepth 1 ! -name tests -exec rm -rf {} +
+    find "$AT_COMPAT_ROOT/tests" -mindepth 1 -maxdepth 1 ! -name output -exec rm -rf {} +
+    tar -C "$EXUP_ROOT" \
+        --exclude=./.venv --exclude=./build --exclude=./tests/output --exclude=./.ansible \
+        --exclude=./benchmarks/results --exclude=__pycache__ --exclude=.pytest_cache \
+        -cf - . | tar -C "$AT_COMPAT_ROOT" -xf -
+}
+
+run_integration() {
+    local pyver
+    pyver="$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    prepare_at_copy
+    # shellcheck disable=SC2206
+    local extra=(${EXUP_ANSIBLE_TEST_ARGS:-})
+    (cd "$AT_COMPAT_ROOT" && env PATH="$VENV/bin:$PATH" PYTHONPATH="$AT_COMPAT_TOP" \
+        ANSIBLE_COLLECTIONS_PATH="$AT_COMPAT_TOP" \
+        "$VENV/bin/ansible-test" integration --local --python "$pyver" "${extra[@]}")
+}
+
 step venv make_venv
 step units run_units
 step smoke run_smoke
+step integration run_integration
