@@ -161,7 +161,8 @@ class HostItem:
     @classmethod
     def for_plan(cls, plan_item: dict, sha256: str, size: int) -> HostItem:
         """The item for one ``plan.PlanItem.as_dict()`` row and its stored file."""
-        return cls.from_dict(dict(plan_item, sha256=sha256, size=size), where='plan item %s' % plan_item.get('package_id'))
+        row = {key: value for key, value in plan_item.items() if key != 'path'}  # the stepping-stone path is the plan's, not the host's
+        return cls.from_dict(dict(row, sha256=sha256, size=size), where='plan item %s' % plan_item.get('package_id'))
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -133,10 +133,11 @@ def would_apply(planned: Sequence[Mapping], place: ApplyPlace) -> dict:
 def apply_diff(planned: Sequence[Mapping], place: ApplyPlace, versions_after: Mapping[str, str] | None = None) -> dict:
     """--diff: each planned module's version before, and after (read after the apply, or planned in check mode)."""
     words = place.wording
-    before, after = {}, {}
+    before: dict[str, str] = {}
+    after: dict[str, str] = {}
     for row in planned:
         module_id = row['module_id']
-        before[module_id] = row['from_version'] or words.before_absent
+        before.setdefault(module_id, row['from_version'] or words.before_absent)  # stepping stones: the first step's
         if versions_after is None:
             after[module_id] = row['to_version'] or '(uninstalled)'
         else:

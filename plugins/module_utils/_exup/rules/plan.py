@@ -17,6 +17,10 @@ the PackageInfos the repository holds for the server's model and OS.
   until the server restarts.
 - order (§2.1.7): no-reboot packages first, then release date, oldest first; an
   uninstall of the update agent always last.
+- stepping stones (rules/stepping.py): a target whose ``upgrade_from_min`` the
+  current version does not meet goes through intermediate versions; one run
+  applies the steps up to the first that needs a reboot (the gating above blocks
+  the rest until the restart), and each item carries the whole ``path``.
 - reboot rule (§2.1.2): at least one applied package needs a reboot AND every
   selected package succeeded.
 - statuses: module status (Tables 8-9) and server status by the priority of Table 10;
@@ -32,7 +36,7 @@ import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import MODULE_KINDS
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import support
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import stepping, support
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
 if typing.TYPE_CHECKING:  # pragma: no cover
@@ -90,9 +94,14 @@ class PlanItem:
     reboot_required: bool
     release_date: str
     command: str
+    #: stepping stones only: every step to the target, in order ({'version', 'package_id', 'reboot_required', 'this_run'})
+    path: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        result = dataclasses.asdict(self)
+        if result['path'] is None:
+            del result['path']  # a plan without stepping stones reads as before
+        return result
 
 
 def _newer(left: str, right: str | None) -> bool:
@@ -307,6 +316,31 @@ def select_uninstall(state: ModuleState, packages: Iterable[PackageInfo], kinds:
     return _item((same or supporting)[-1], 'uninstall', state)
 
 
+def stepping_stones(state: ModuleState, item: PlanItem, packages: Sequence[PackageInfo], kinds: Container[str] = ('linux',)) -> list[PlanItem]:
+    """``item`` alone, or the steps of its path this run applies (rules/stepping.py). Raises PlanError without a path."""
+    usable = by_module(applicable(packages, kinds)).get(state.module_id, [])
+    target = next((info for info in usable if info.package_id == item.package_id), None)
+    if item.action != 'install' or target is None or not _newer(target.version, state.current):
+        return [item]
+    verdict = stepping.plan_path(state.current, target, usable)
+    if verdict.steps is None:
+        _refuse(verdict.reason, 'upgrade_path_missing', state.module_id, needed=verdict.needed, target=target.version)
+    if len(verdict.steps) == 1:
+        return [item]
+    run = stepping.run_steps(verdict.steps)
+    path = [
+        {'version': info.version, 'package_id': info.package_id, 'reboot_required': info.reboot_required, 'this_run': index < len(run)}
+        for index, info in enumerate(verdict.steps)
+    ]
+    items, running = [], state.current
+    for info in run:
+        step = _item(info, 'install', dataclasses.replace(state, current=running))
+        step.path = path
+        items.append(step)
+        running = info.version
+    return items
+
+
 def order(items: Iterable[PlanItem]) -> list[PlanItem]:
     """§2.1.7: no-reboot first, then release date (oldest first); the update agent's uninstall last."""
 
@@ -314,7 +348,14 @@ def order(items: Iterable[PlanItem]) -> list[PlanItem]:
         agent_uninstall = item.action == 'uninstall' and item.module_id == support.AGENT_MODULE
         return (agent_uninstall, item.reboot_required, item.release_date, item.package_id)
 
-    return sorted(items, key=key)
+    items = list(items)
+    ordered = sorted(items, key=key)
+    # the steps of one module's path keep their order (they take the places its items sort into)
+    steps: dict[str, list[PlanItem]] = {}
+    for item in items:
+        if item.path is not None:
+            steps.setdefault(item.module_id, []).append(item)
+    return [steps[item.module_id].pop(0) if item.path is not None else item for item in ordered]
 
 
 def displayed_packages(infos: Sequence[PackageInfo], models: Iterable[str] | None = None) -> set[str]:
@@ -392,7 +433,7 @@ def build_plan(
             if item is None:
                 skipped[module_id] = 'already at %s' % state.current if state.current else 'no package'
         if item is not None:
-            items.append(item)
+            items.extend(stepping_stones(state, item, packages, kinds))
     blocked = blocked_modules(states)
     if items and blocked:
         causes = ', '.join('%s (%s)' % (name, states[name].block.replace('_', ' ')) for name in blocked)  # type: ignore[union-attr]  # blocked: a block is set

@@ -10,7 +10,9 @@ import itertools
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import stepping
+from ansible_collections.exup.fleet.plugins.module_utils._exup import contract
+from ansible_collections.exup.fleet.plugins.module_utils._exup.package import PackageInfo
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan, stepping
 from ansible_collections.exup.fleet.plugins.module_utils._exup.version import version_key
 
 
@@ -128,3 +130,58 @@ def test_run_steps_stops_after_first_reboot():
     steps = [Pkg('2'), Pkg('3', reboot_required=True), Pkg('4'), Pkg('5', reboot_required=True)]
     assert stepping.run_steps(steps) == steps[:2]
     assert stepping.run_steps(steps[:1]) == steps[:1]
+
+
+# --------------------------------------------------------------------------- in build_plan
+
+
+def info(version, module='system-bios', date='2024-01-01', reboot=False, minimum=None):
+    return PackageInfo(
+        '%s_%s' % (module, version), module, module, version, date, ['M1'], ['linux'], 'linux', True, reboot, False, False, './i', upgrade_from_min=minimum
+    )
+
+
+def test_plan_without_minimum_is_unchanged():
+    items, _skipped = plan.build_plan({'system-bios': plan.ModuleState('system-bios', '1')}, [info('2'), info('3')], None)
+    assert [item.to_version for item in items] == ['3'] and 'path' not in items[0].as_dict()
+
+
+def test_plan_lists_the_path_and_stops_after_the_first_reboot():
+    packages = [info('2', reboot=True, minimum='1'), info('3', reboot=True, minimum='2')]
+    items, _skipped = plan.build_plan({'system-bios': plan.ModuleState('system-bios', '1')}, packages, None)
+    assert [(item.from_version, item.to_version) for item in items] == [('1', '2')]
+    assert items[0].path == [
+        {'version': '2', 'package_id': 'system-bios_2', 'reboot_required': True, 'this_run': True},
+        {'version': '3', 'package_id': 'system-bios_3', 'reboot_required': True, 'this_run': False},
+    ]
+    # the next run, after the restart, continues
+    items, _skipped = plan.build_plan({'system-bios': plan.ModuleState('system-bios', '2', previous='1')}, packages, None)
+    assert [(item.from_version, item.to_version) for item in items] == [('2', '3')] and items[0].path is None
+
+
+def test_plan_steps_without_reboot_in_one_run_in_path_order():
+    # release dates out of order and a reboot package of another module: the path keeps its order
+    packages = [info('2', date='2024-03-01'), info('3', date='2024-01-01', minimum='2'), info('9', module='bmc-firmware', date='2023-01-01', reboot=True)]
+    states = {'system-bios': plan.ModuleState('system-bios', '1'), 'bmc-firmware': plan.ModuleState('bmc-firmware', '8')}
+    items, _skipped = plan.build_plan(states, packages, None)
+    assert [(item.module_id, item.from_version, item.to_version) for item in items] == [
+        ('system-bios', '1', '2'),
+        ('system-bios', '2', '3'),
+        ('bmc-firmware', '8', '9'),
+    ]
+    assert all(step['this_run'] for step in items[0].path)
+
+
+def test_plan_refuses_without_a_path():
+    with pytest.raises(plan.PlanError) as caught:
+        plan.build_plan({'system-bios': plan.ModuleState('system-bios', '1')}, [info('3', minimum='2')], {'system-bios': 'latest'})
+    assert caught.value.code == 'upgrade_path_missing' and caught.value.details['needed'] == '2'
+    assert 'no upgrade path from 1 to 3' in caught.value.msg
+
+
+def test_diff_shows_the_first_version_before():
+    packages = [info('2'), info('3', minimum='2')]
+    items, _skipped = plan.build_plan({'system-bios': plan.ModuleState('system-bios', '1')}, packages, None)
+    rows = [item.as_dict() for item in items]
+    assert apply_report.apply_diff(rows, apply_report.ApplyPlace('s1')) == {'before': {'system-bios': '1'}, 'after': {'system-bios': '3'}}
+    assert 'path' not in contract.HostItem.for_plan(rows[0], 'a' * 64, 1).as_dict()
