@@ -152,7 +152,7 @@ def test_html_report_renders_in_chromium(tmp_path, collections_path, chromium, s
     assert HOSTILE in chromium.find_element(By.ID, "servers").text  # shown as text, not as markup
     assert not chromium.find_elements(By.CSS_SELECTOR, "#servers img")
     bars = chromium.find_elements(By.CSS_SELECTOR, "#chart g.bar")
-    assert [bar.get_attribute("data-group") for bar in bars] == ["all", "db", "storage-" + "x" * 30, "web"]
+    assert [group.get_attribute("data-group") for group in bars] == ["all", "db", "storage-" + "x" * 30, "web"]
     chart = chromium.find_element(By.CSS_SELECTOR, "#chart svg")
     assert chart.size["width"] > size[0] * 0.5 and chart.size["height"] > 0
     rects = chromium.find_elements(By.CSS_SELECTOR, "#chart rect")

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
 from typing import Any
+from xml.etree import ElementTree
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import pytest
 
@@ -109,7 +109,7 @@ def test_html_is_self_contained_with_chart_and_table():
 
 def test_chart_bars_fill_the_span_in_proportion():
     chart = cr.chart_bars(cr.build_report(ESTATE).groups)
-    web = next(bar for bar in chart['bars'] if bar['group'] == 'web')
+    web = next(item for item in chart['bars'] if item['group'] == 'web')
     widths = [part['width'] for part in web['parts']]
     assert [part['verdict'] for part in web['parts']] == ['pass', 'fail', 'unknown']
     assert abs(sum(widths) - (cr.CHART_WIDTH - cr.LABEL_WIDTH - 60)) < 0.1
