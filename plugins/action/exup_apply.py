@@ -10,11 +10,12 @@ lacks -> exup_host start (verify again, unpack, start the runner) -> poll status
 
 from __future__ import annotations
 
+import datetime
 import time
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import contract
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan, window
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
@@ -57,6 +58,9 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         base['offered'] = [{'package_id': pkg.package_id, 'module_id': pkg.module_id, 'version': pkg.version, 'sha256': pkg.sha256} for pkg in stored]
         if not items:
             return dict(base, **apply_report.nothing_to_apply(base['staged'], place))
+        refused = self.window_gate(repo, base)
+        if refused:
+            return refused
         if self._task.check_mode:
             return dict(base, **apply_report.would_apply(planned, place))
         outcome = self.run_job(repo, inventory, planned, files, action)
@@ -64,6 +68,30 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             # the playbook restarts now (003 §2.1.2): Table 8 "rebooting" until the boot id changes, applies refused meanwhile
             self.record_restart(repo, apply_report.restarted_modules(outcome['results']), boot_id=facts.get('boot_id'))
         return dict(base, **outcome)
+
+    def window_gate(self, repo, base):
+        """Outside the maintenance windows, or too little of the window left: the result that starts nothing, else None.
+
+        Sets base['window'] to the verdict (docs/maintenance-windows.md)."""
+        texts = self.args.get('maintenance_windows')
+        if not texts:
+            return None
+        now = datetime.datetime.now(window.UTC)
+        if self.args.get('expected_duration') is not None:
+            estimate = {'seconds': self.args['expected_duration'], 'basis': 'option', 'runs': 0}
+        else:
+            events = []
+            reader = getattr(repo, 'read', None)  # a local repository's log; a service's is not read back
+            if reader is not None:
+                with reader() as index:
+                    events = index.recent_events(5000)
+            estimate = window.estimate_duration(window.apply_durations(events, self.server_name))
+        verdict = window.verdict(window.occurrences(texts, now), now, estimate['seconds'])
+        base['window'] = dict(verdict, estimate=estimate)
+        if verdict['may_start']:
+            return None
+        msg = 'not started on %s: %s' % (self.server_name, verdict['reason'])
+        return dict(base, changed=False, skipped=True, skipped_reason=msg, msg=msg, window_code=verdict['code'], results=[])
 
     def require_idle_agent(self, inventory):
         """An apply needs the agent, and no job of it running."""

@@ -74,6 +74,8 @@ APPLY_SPEC = dict(
     reboot_timeout={'type': 'int', 'default': 1200},
     power_cycle={'type': 'bool', 'default': False},
     task_timeout={'type': 'int', 'default': 1800},
+    maintenance_windows={'type': 'list', 'elements': 'str'},  # iCalendar texts (rules/window.py)
+    expected_duration={'type': 'int'},
 )
 
 AGENT_SPEC = dict(

@@ -133,6 +133,19 @@ options:
     description: For O(via=bmc), seconds to follow the BMC's update task before giving up with C(bmc_task_timeout).
     type: int
     default: 1800
+  maintenance_windows:
+    description:
+      - iCalendar texts (RFC 5545, VEVENTs with DTSTART, DTEND, RRULE, EXDATE, time zones), on both paths. When given, nothing
+        starts outside their windows, nor when the expected duration does not end before the open window closes; the task
+        then returns C(changed=false), C(skipped=true), RV(window_code) and RV(skipped_reason) (docs/maintenance-windows.md).
+      - A calendar that cannot be read fails with C(window_invalid); without the libraries, C(missing_library).
+    type: list
+    elements: str
+  expected_duration:
+    description:
+      - Seconds the apply is expected to take, for O(maintenance_windows). Default the longest of the server's last 5 finished
+        applies in the repository's event log plus 25% (at least 60 s), 1800 s without history.
+    type: int
 attributes:
   check_mode:
     support: full
@@ -145,6 +158,7 @@ requirements:
   - lxml >= 5.2 (on the controller, and on the managed server on the agent path)
   - requests >= 2.31 (on the controller, for a repository service URL)
   - pyghmi >= 1.6.19 (on the controller, for via=bmc)
+  - icalendar >= 7.0 and recurring-ical-events >= 3.0 (on the controller, for maintenance_windows)
 notes:
   - The repository must exist on the controller (run M(exup.fleet.exup_repo_sync) first).
 '''
@@ -396,6 +410,20 @@ job:
     error:
       description: V(agent_disk_full) when the agent's state folder filled up during the job, else null.
       type: str
+window:
+  description:
+    - The maintenance window verdict - C(may_start), C(code), C(reason), C(window_end), C(next_start) (UTC), C(expected_seconds),
+      C(estimate) (C(seconds), C(basis) V(history), V(default) or V(option), C(runs)).
+  returned: when O(maintenance_windows) was given and a plan was made
+  type: dict
+window_code:
+  description: Why nothing was started - V(outside_window) or V(window_too_short).
+  returned: when the maintenance windows refused the start
+  type: str
+skipped_reason:
+  description: The refusal of the maintenance windows in words.
+  returned: when the maintenance windows refused the start
+  type: str
 error:
   description: Stable code of the failure (agent_missing, blocked_until_reboot, latest_only, downgrade_not_supported, not_auto_update,
     agent_disk_full, missing_library, ...).

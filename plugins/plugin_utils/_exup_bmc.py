@@ -169,6 +169,9 @@ class BmcPath:
             bmc.refuse_update()
         sources = self.bmc_sources(repo, planned, files)
         base['package_transfer'] = self.package_transfer
+        refused = self.window_gate(repo, base)  # maintenance windows (action exup_apply)
+        if refused:
+            return refused
         if self._task.check_mode:
             return dict(base, **apply_report.would_apply(planned, self.bmc_place()))
         self.log_events(repo, ('apply_started', None, {'packages': [row['package_id'] for row in planned], 'via': 'bmc'}))
