@@ -80,6 +80,7 @@ class LabPackage:  # pylint: disable=too-many-instance-attributes  # one field p
     tag: str = ""
     package_id: str = ""
     severity: str = "recommended"
+    upgrade_from_min: str | None = None  # UpgradeFromMin: the lowest version it upgrades from (stepping stones)
 
     @property
     def firmware(self) -> bool:
@@ -119,6 +120,7 @@ class LabPackage:  # pylint: disable=too-many-instance-attributes  # one field p
             install_command="./install.sh",
             uninstall_command="./uninstall.sh" if uninstall else "",
             severity=self.severity,
+            upgrade_from_min=self.upgrade_from_min,
         )
 
     def payload(self) -> dict:
