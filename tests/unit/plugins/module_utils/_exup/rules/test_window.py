@@ -30,7 +30,14 @@ def at(year: int, month: int, day: int, hour: int, minute: int) -> datetime.date
 
 # Saturday 23:00 to Sunday 02:00, Berlin time, every week; 2026-12-05 left out
 WEEKLY = ics(
-    'DTSTART;TZID=Europe/Berlin:20261031T230000\nDTEND;TZID=Europe/Berlin:20261101T020000\nRRULE:FREQ=WEEKLY;BYDAY=SA\nEXDATE;TZID=Europe/Berlin:20261205T230000'
+    '\n'.join(
+        (
+            'DTSTART;TZID=Europe/Berlin:20261031T230000',
+            'DTEND;TZID=Europe/Berlin:20261101T020000',
+            'RRULE:FREQ=WEEKLY;BYDAY=SA',
+            'EXDATE;TZID=Europe/Berlin:20261205T230000',
+        )
+    )
 )
 
 
