@@ -7,6 +7,7 @@ scan_fail_on_error fails only the server that could not be queried. Nothing chan
 
 from __future__ import annotations
 
+import json
 import socket
 
 import yaml
@@ -54,9 +55,16 @@ def test_scan_playbook_summarizes_statuses_and_changes_nothing(lab, tmp_path):
         inventory.write_text(yaml.safe_dump({"all": {"children": {"bmc_managed": {"hosts": hosts}}}}))
         before = {name: bh.bmc_state(bmc.base_url, str(bmc.ca_path), bmc.user, bmc.password)["firmware"] for name, bmc in bmcs.items()}
         extra = {"target": "bmc_managed", "scan_via": "bmc", "exup_repository": str(repo), "exup_trusted_keys": [str(pem)]}
-        run = ah.run_playbook(lab, PLAYBOOK, extra, "-i", inventory, timeout=300)
+        baseline = {"name": "estate", "modules": {"system-bios": {"version": "newest", "rule": "exact"}, "bmc-firmware": {"rule": "ignore"}}}
+        reports = tmp_path / "reports"
+        run = ah.run_playbook(lab, PLAYBOOK, dict(extra, exup_baseline=baseline, scan_report_dir=str(reports)), "-i", inventory, timeout=300)
         output = run.stdout + run.stderr
         assert run.returncode == 0, output
+        report = json.loads((reports / "compliance.json").read_text())
+        verdicts = {row["host"]: row["verdict"] for row in report["servers"]}
+        assert verdicts == {"scan-1": "fail", "scan-2": "fail", "scan-gone": "unknown"}, report  # the BIOS is not the newest
+        assert report["summary"]["groups"][0]["group"] == "bmc_managed" and "TASK [Give the compliance counts to AWX]" in output, output
+        assert (reports / "compliance.html").exists() and (reports / "compliance.xml").exists()
         assert "exup scan of bmc_managed: 3 server(s), 1 not reached; communication_failed 1, update_available 2" in output, output
         for name in bmcs:
             assert any(line.strip().strip('",').startswith(f"{name}: update_available (") and "updates: " in line for line in output.splitlines()), output
