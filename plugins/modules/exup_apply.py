@@ -239,6 +239,14 @@ plan:
     size:
       description: Size of the package file in bytes.
       type: int
+    path:
+      description:
+        - Stepping stones only (a target whose C(UpgradeFromMin) the current version does not meet), on each step of the module.
+        - Every step to the target in order, each with C(version), C(package_id), C(reboot_required) and C(this_run).
+        - A run applies the steps up to the first that needs a restart; the next run, after it, continues.
+      type: list
+      elements: dict
+      returned: when the module goes through intermediate versions
 offered:
   description: The packages the repository offers this server (what a locked plan's repository digest is made of, playbooks/plan.yml).
   returned: when a plan was made
