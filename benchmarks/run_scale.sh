@@ -14,7 +14,8 @@ if [ ! -e "$ROOT/build/collections/ansible_collections/exup/fleet" ]; then
     echo "no build/collections link: run 'bash scripts/setup.sh' first" >&2
     exit 1
 fi
-export PATH="$(dirname "$PY"):$PATH"
+PATH="$(dirname "$PY"):$PATH"
+export PATH
 export ANSIBLE_COLLECTIONS_PATH="$ROOT/build/collections"
 export PYTHONPATH="$ROOT/build/collections${PYTHONPATH:+:$PYTHONPATH}"
 exec "$PY" "$ROOT/benchmarks/bench_scale.py" "$@"

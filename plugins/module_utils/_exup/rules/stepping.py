@@ -111,7 +111,8 @@ def _no_path(current: str | None, target: S, nodes: dict[tuple[typing.Any, ...],
     chain = []
     while True:
         needed = package.upgrade_from_min
-        assert needed is not None  # not reached: so it has a minimum the current version does not meet
+        if needed is None:  # pragma: no cover - not reached, so it has a minimum the current version does not meet
+            return Verdict(None, reason='no upgrade path from %s to %s: %s' % (current, target.version, '; '.join(chain) or 'not reached'))
         chain.append('%s needs %s or later first' % (package.version, needed))
         floor, below = version_key(needed), version_key(package.version)
         held = [key for key in sorted(nodes) if floor <= key < below]
