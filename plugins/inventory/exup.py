@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 name: exup
 short_description: The servers a repository knows, as hosts grouped by model, OS, server status and manager
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Lists every server registered in an exup repository (by M(exup.fleet.exup_info) with O(exup.fleet.exup_info#module:register_server=true),
     by M(exup.fleet.exup_repo_sync) O(exup.fleet.exup_repo_sync#module:servers), or by a remote manager's presence) as an inventory host.

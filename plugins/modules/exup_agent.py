@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_agent
 short_description: Install, upgrade, uninstall and query the exup agent on a managed server
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs through an action plugin on the controller (003 §3.8 remote install, §3.9 uninstall).
   - The agent installs to the fixed folder C(/opt/exup/agent) on Linux, as the administrator account (use C(become)).

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_apply
 short_description: Apply or uninstall update packages on a managed server through its agent
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs through an action plugin on the controller. The repository is a path on the controller; the packages are copied
     to the server, verified again there, and run by the exup agent as a detached job (docs/agent.md).

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_baseline_compliance_info
 short_description: Check a server, or every server a repository registered, against its firmware baseline
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Runs through an action plugin on the controller. Read-only - it never changes the server or the repository and is never
     C(changed). Check mode is the same run.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_feed
 short_description: Publish a signed package feed from a directory of packages, or verify a feed
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The vendor side of the product, as C(exup-tool publish) and C(exup-tool verify --feed) do it (docs/user-guide.md, "The command line").
   - Runs on the host that holds the feed directory, usually the controller (C(delegate_to) V(localhost)); every path is on that host.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_host
 short_description: The managed-host side of exup_info, exup_apply and exup_agent (internal)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on a managed server and talks to the exup agent there.
   - The action plugins of M(exup.fleet.exup_info), M(exup.fleet.exup_apply) and M(exup.fleet.exup_agent) call it;

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_info
 short_description: What a managed server runs, what the repository has for it, and its statuses
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs through an action plugin on the controller; reads the server over its connection (no change there).
   - Returns the model, OS, each module's current version, the versions in the repository for it (the previous generation

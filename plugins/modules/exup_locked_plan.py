@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_locked_plan
 short_description: Write a locked plan of an apply for review, or verify that it still holds
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The GitOps step of docs/gitops.md. Runs once on the controller (C(run_once), C(delegate_to) V(localhost)) with what
     M(exup.fleet.exup_apply) in check mode returned for each server of the target (playbooks/plan.yml, playbooks/apply_plan.yml).

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_manager
 short_description: Set the repository a manager uses, checking the connection and the password first
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - The manager's repository setting of 003 §1.3. A manager (this controller, an AWX instance, a site) uses the local
     repository or a remote one, a repository service shared by several managers (Fig. 4, 5).

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_repo_backup
 short_description: Back up a repository while its service runs, or restore a backup into a new repository
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Moving a repository to a new machine with its packages and data (003 §4.3), without stopping its service.
   - "O(state=backed_up) writes one tar file to O(path) (replaced when it is there; 0600) holding a consistent copy of the

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_repo_settings
 short_description: Change the settings a repository keeps (schedule, proxy, passwords, notices, initial icon)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The repository settings of 003 §3.3 on the repository host, or through its repository service (O(repository) a URL).
   - With options it changes them (the event C(settings_changed), with the values before and after; C(settings_change_failed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_repo_settings_info
 short_description: Read the settings a repository keeps
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads the repository settings of 003 §3.3 (the download schedule, the proxy, the webhooks told of new packages, the initial
     status icon) on the repository host, or through its repository service (O(repository) a URL). Read-only.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: exup_server_status
 short_description: Set by hand the status icon of modules that are applied by hand
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on the repository host.
   - A module whose packages are not auto-update has status C(-) and an icon set by hand (003 Table 9, §2.1.3.2 steps 1-6),
