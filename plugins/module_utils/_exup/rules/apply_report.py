@@ -19,6 +19,8 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan
 #: keys of the agent's job items that a package result keeps (the BMC path keeps all but INTERNAL_KEYS)
 AGENT_RESULT_KEYS = ('package_id', 'module_id', 'action', 'status', 'cause', 'reboot_required', 'outcome')
 INTERNAL_KEYS = ('command', 'blocks')
+#: 13.5: the stable code of a package reported succeeded whose module version did not change
+SUCCEEDED_UNCHANGED = 'succeeded_unchanged'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,17 +154,40 @@ def _result_keys(item: Mapping, place: ApplyPlace) -> dict:
     return {key: item.get(key) for key in AGENT_RESULT_KEYS}
 
 
+def unchanged(status: str, action: str, target: str | None, after: str | None, staged: bool, unread_ok: bool = False) -> bool:
+    """13.5: a package reported succeeded whose module's version read after it is not the package's version.
+
+    Only an install is verified, and only when the version can be active: a package staged for a restart
+    is verified after the restart (rules/rollout.py). ``unread_ok``: a module the path did not read at all
+    (the BMC lists only some firmware) cannot be verified, it is not a failure; on the agent path a
+    module not read is not installed, so unchanged.
+    """
+    if status != 'succeeded' or action == 'uninstall' or staged or target is None:
+        return False
+    if after is None:
+        return not unread_ok
+    return str(after) != str(target)
+
+
+def unchanged_cause(target: str | None, after: str | None) -> str:
+    """The cause of a "succeeded but unchanged" failure."""
+    return 'the package reported success but the version read after it is %s, not %s (succeeded but unchanged)' % (after or '(none)', target)
+
+
 def package_results(items: Sequence[Mapping], place: ApplyPlace, versions_after: Mapping[str, str], rebooted: bool = False) -> list:
-    """One result per item: its status, and versions before, targeted, after; ``staged`` when it waits for a restart."""
+    """One result per item: its status, and versions before, targeted, after; ``staged`` when it waits for a restart.
+
+    A package reported succeeded whose version did not change (``unchanged``) is failed with
+    ``error`` SUCCEEDED_UNCHANGED and ``reported_status`` succeeded (what the agent or BMC said).
+    """
     results = []
     for item in items:
         result = _result_keys(item, place)
-        result.update(
-            version_before=item['from_version'],
-            version_target=item['to_version'],
-            version_after=versions_after.get(item['module_id']),
-            staged=bool(item['status'] == 'succeeded' and item['reboot_required'] and not rebooted),
-        )
+        after = versions_after.get(item['module_id'])
+        staged = bool(item['status'] == 'succeeded' and item['reboot_required'] and not rebooted)
+        result.update(version_before=item['from_version'], version_target=item['to_version'], version_after=after, staged=staged)
+        if unchanged(item['status'], item.get('action') or 'install', item['to_version'], after, staged, unread_ok=place.via_bmc):
+            result.update(status='failed', reported_status=item['status'], error=SUCCEEDED_UNCHANGED, cause=unchanged_cause(item['to_version'], after))
         results.append(result)
     return results
 
@@ -178,10 +203,13 @@ def apply_summary(finished: FinishedApply, place: ApplyPlace) -> dict:
     )
     failed = [result for result in results if result['status'] == 'failed']
     if failed:
+        unchanged_only = all(result.get('error') == SUCCEEDED_UNCHANGED for result in failed)
         summary.update(
             failed=True,
-            error=finished.code or failed[0].get('error'),
-            msg=words.failed.format(package=failed[0]['package_id'], where=place.where, cause=failed[0]['cause']),
+            error=SUCCEEDED_UNCHANGED if unchanged_only else finished.code or failed[0].get('error'),
+            msg=words.failed.format(package=failed[0]['package_id'], where=place.where, cause=failed[0]['cause'])
+            if not unchanged_only
+            else '%s failed verification %s: %s' % (failed[0]['package_id'], place.where, failed[0]['cause']),
         )
     else:
         note = (' (%s)' % finished.cause if finished.cause else '') + (', server reset' if finished.rebooted else '')

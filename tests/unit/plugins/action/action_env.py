@@ -74,6 +74,8 @@ class HostRoot:
             self.write('sys/class/dmi/id/bios_version', version + '\n')
         elif module_id == 'bmc-firmware':
             self.write('sys/class/ipmi/ipmi0/device/bmc/firmware_revision', version + '\n')
+        elif module_id == 'update-agent':
+            self.write('opt/exup/agent/VERSION', version + '\n')  # the agent package's script replaces the agent
         else:
             self.write('var/lib/exup/inventory/' + module_id, version + '\n')
 
