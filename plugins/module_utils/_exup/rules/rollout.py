@@ -441,3 +441,26 @@ def wave_hosts(terms: Sequence[str], group: str) -> str:
         if ',' in term or not term.strip():
             raise ValueError('a term of the target must be one pattern without ",", not %r' % (term,))
     return ','.join([term.strip() for term in terms] + ['&' + group])
+
+
+# --------------------------------------------------------------------------- error budget (13.5)
+
+
+def budget_exceeded(failures: int, applied: int, budget: Any) -> bool:
+    """Whether verification failures so far exceed the rollout's budget (then the next waves stop).
+
+    ``budget``: None (no budget), a whole number of servers, or ``'N%'`` of the servers applied so far.
+    As Ansible's max_fail_percentage: the budget is exceeded only when the failures are MORE than it
+    (a budget of 0 stops on the first failure; 10% of 10 servers allows 1).
+    """
+    if budget is None or budget == '':
+        return False
+    text = str(budget).strip()
+    if text.endswith('%'):
+        percent = float(text[:-1])
+        if not 0 <= percent <= 100:
+            raise ValueError('the error budget must be 0%% to 100%%, not %r' % (budget,))
+        return applied > 0 and failures * 100.0 > percent * applied
+    if not re.match('^[0-9]+$', text):
+        raise ValueError('the error budget must be a whole number of servers or a percent, not %r' % (budget,))
+    return failures > int(text)
