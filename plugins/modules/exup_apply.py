@@ -358,9 +358,16 @@ results:
       type: bool
       returned: when O(via=bmc)
     error:
-      description: On the BMC path, the stable code of a failed update.
+      description:
+        - On the BMC path, the stable code of a failed update.
+        - On both paths V(succeeded_unchanged) for a package reported succeeded whose module version read after it is not the package's version
+          (verified after the apply, or after the reset on the BMC path; a package staged for a restart is not verified here).
       type: str
-      returned: when O(via=bmc) and the update failed
+      returned: when O(via=bmc) and the update failed, or when the package failed verification
+    reported_status:
+      description: V(succeeded), what the agent or BMC reported for a package that then failed verification (C(error=succeeded_unchanged)).
+      type: str
+      returned: when the package failed verification
 versions_after:
   description: Module id to its version read after the job.
   returned: when a job ran
