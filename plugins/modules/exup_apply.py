@@ -247,6 +247,23 @@ plan:
       type: list
       elements: dict
       returned: when the module goes through intermediate versions
+      contains:
+        version:
+          description: The version this step installs.
+          type: str
+          sample: '1.1'
+        package_id:
+          description: The package of this step.
+          type: str
+          sample: bios-1.1
+        reboot_required:
+          description: Whether the step needs a restart before the next one can install.
+          type: bool
+          sample: true
+        this_run:
+          description: Whether this run applies the step.
+          type: bool
+          sample: true
 offered:
   description: The packages the repository offers this server (what a locked plan's repository digest is made of, playbooks/plan.yml).
   returned: when a plan was made
@@ -431,6 +448,47 @@ window:
       C(estimate) (C(seconds), C(basis) V(history), V(default) or V(option), C(runs)).
   returned: when O(maintenance_windows) was given and a plan was made
   type: dict
+  contains:
+    may_start:
+      description: Whether the apply may start now.
+      type: bool
+      sample: false
+    code:
+      description: V(window_open), V(window_too_short) or V(outside_window).
+      type: str
+      sample: window_too_short
+    reason:
+      description: The verdict in words.
+      type: str
+      sample: the maintenance window ends 2026-12-04T06:00:00Z, in 120 s; the expected 600 s do not fit
+    window_end:
+      description: When the open window ends (UTC), null outside a window.
+      type: str
+      sample: '2026-12-04T06:00:00Z'
+    next_start:
+      description: When the next window long enough starts (UTC), null when none in the horizon.
+      type: str
+      sample: '2026-12-05T01:00:00Z'
+    expected_seconds:
+      description: The expected duration of the apply in seconds.
+      type: int
+      sample: 600
+    estimate:
+      description: How the duration was estimated - C(seconds), C(basis) (V(history), V(default) or V(option)) and C(runs).
+      type: dict
+      contains:
+        seconds:
+          description: The expected duration in seconds.
+          type: int
+          sample: 600
+        basis:
+          description: V(history) (the server's earlier applies), V(default) (no history) or V(option) (O(expected_duration)).
+          type: str
+          sample: history
+        runs:
+          description: How many earlier applies the estimate is made from.
+          type: int
+          sample: 3
 window_code:
   description: Why nothing was started - V(outside_window) or V(window_too_short).
   returned: when the maintenance windows refused the start

@@ -108,7 +108,7 @@ def plan_path(current: str | None, target: S, packages: Iterable[S]) -> Verdict[
 def _no_path(current: str | None, target: S, nodes: dict[tuple[typing.Any, ...], S], reached: set[tuple[typing.Any, ...]]) -> Verdict[S]:
     """Explain the lowest requirement nothing reaches, starting from the target."""
     package = target
-    chain = []
+    chain: list[str] = []
     while True:
         needed = package.upgrade_from_min
         if needed is None:  # pragma: no cover - not reached, so it has a minimum the current version does not meet
