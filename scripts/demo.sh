@@ -17,11 +17,14 @@
 # 7. a shared repository: the repository as an HTTPS service (granian) in a "DMZ" that alone reaches the feed,
 #    used by two managers (playbooks/demo_shared.yml): site-dmz as its remote repository (the service downloads for
 #    it), site-inner through a repository of its own chained to it (verified again); a remote delete is refused;
-# 8. managed servers: starts the test lab (tests/lab: hosts over real ssh on 127.0.1.x, each with its
-#    own system root), fills a repository with the lab's signed packages, installs the agent with
-#    playbooks/agent_install.yml on every host (the VM guest, the unsupported OS and the unsupported
-#    model fail with their reason), applies every update with playbooks/apply.yml (reboots through
-#    ansible.builtin.reboot only where 003 §2.1.2 allows it), then applies again (nothing to do).
+# 8. managed servers on the lab (scripts/demo_lab.sh): starts the test lab (tests/lab: hosts over real ssh on 127.0.1.x,
+#    each with its own system root), fills a repository with the lab's signed packages, gives the group managed a
+#    baseline as group vars (exup_baseline, docs/baselines.md), scans it against the baseline with
+#    playbooks/scan.yml and writes the compliance report (HTML, JSON, JUnit XML: every server fails), installs the
+#    agent with playbooks/agent_install.yml on every host (the VM guest, the unsupported OS and the unsupported model
+#    fail with their reason), applies every update with playbooks/apply.yml in rolling waves (a canary server
+#    first), restarting through ansible.builtin.reboot only where 003 §2.1.2 allows it and reading the versions
+#    again after the restart, scans and reports again (every server passes), then applies again (nothing to do).
 #    The lab is stopped on exit. EXUP_DEMO_AGENT=0 skips this part.
 #
 # Everything goes under build/demo (recreated on each run). Knobs: EXUP_DEMO_ENTRIES (feed size,
@@ -50,12 +53,6 @@ export ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_INVENTORY_UNPARSED_WARNING=False
 t0=$(date +%s)
 
 NGINX_PID=""
-LAB_DIR="$EXUP_ROOT/build/demo/lab"
-stop_lab() {
-    if [ -f "$LAB_DIR/lab.json" ]; then
-        "$EXUP_PY" "$EXUP_ROOT/tests/lab/lab.py" down --dir "$LAB_DIR" >/dev/null 2>&1 || true
-    fi
-}
 stop_nginx() {
     if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
         kill -TERM "$NGINX_PID" 2>/dev/null || true
@@ -64,7 +61,7 @@ stop_nginx() {
     fi
     NGINX_PID=""
 }
-trap 'stop_nginx; stop_lab' EXIT
+trap stop_nginx EXIT
 trap 'exit 130' INT TERM
 
 rm -rf "$DEMO"
@@ -151,7 +148,7 @@ stop_service() {
     fi
     SERVICE_PID=""
 }
-trap 'stop_service; stop_nginx; stop_lab' EXIT
+trap 'stop_service; stop_nginx' EXIT
 mkdir -p "$SHARED"
 SERVICE_PORT="$("$EXUP_PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$EXUP_PY" - "$SHARED" "$SERVICE_PORT" "$FEED_URL" "$DEMO/keys/vendor.pub" <<'PY'
@@ -187,18 +184,6 @@ echo "Shared repository: $SHARED/dmz-repo (service log $SHARED/service.log), inn
 # ------------------------------------------------------------------ 8. managed servers on the lab
 if [ "${EXUP_DEMO_AGENT:-1}" = "1" ]; then
     stop_nginx
-    log "starting the lab of managed servers (tests/lab, docs/lab.md)"
-    "$EXUP_PY" "$EXUP_ROOT/tests/lab/lab.py" up --dir "$LAB_DIR" --hosts demo
-    "$EXUP_PY" "$EXUP_ROOT/tests/lab/lab.py" repo --dir "$LAB_DIR" --path "$DEMO/lab-repo"
-    export ANSIBLE_CONFIG="$LAB_DIR/ansible.cfg"
-    common=(-e "exup_repository=$DEMO/lab-repo" -e "{\"exup_trusted_keys\": [\"$LAB_DIR/keys/vendor.pem\"]}")
-    log "installing the agent on every lab server (003 §3.8); the unsupported ones fail with their reason"
-    ansible-playbook "$EXUP_ROOT/playbooks/agent_install.yml" "${common[@]}" \
-        -e target=managed:vm_guests:unsupported_os:unsupported_model -e agent_license_accepted=true -e agent_fail_on_error=false
-    log "applying every update to the managed servers, rebooting where allowed (003 §2.1.2)"
-    ansible-playbook "$EXUP_ROOT/playbooks/apply.yml" "${common[@]}" -e target=managed -e apply_allow_reboot=true
-    log "applying again: nothing is left to do"
-    ansible-playbook "$EXUP_ROOT/playbooks/apply.yml" "${common[@]}" -e target=managed -e apply_status_filter=all
-    echo "Lab: $LAB_DIR (inventory.yml, hosts/<name>/ system roots); lab repository: $DEMO/lab-repo"
+    bash "$EXUP_ROOT/scripts/demo_lab.sh" "$DEMO"
     echo "Demo finished in $(( $(date +%s) - t0 ))s after setup."
 fi

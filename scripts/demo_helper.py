@@ -13,6 +13,10 @@
           hand (one per result of 003 Table 14) and the packages to delete.
     demo_helper.py summary --report FILE
         Prints a readable summary of the playbook's report.
+    demo_helper.py compliance --before DIR --after DIR
+        Prints where the two compliance reports of scripts/demo_lab.sh are, their counts per
+        verdict and each server's verdict before -> after; exit 1 when the second report is not
+        more compliant than the first.
 
 Run it with the collection on PYTHONPATH (scripts/demo.sh does).
 """
@@ -210,6 +214,44 @@ def cmd_summary(args):
     return 0
 
 
+def _compliance(folder):
+    with open(os.path.join(folder, 'compliance.json'), encoding='utf-8') as handle:
+        return json.load(handle)
+
+
+def _counts(summary):
+    return 'pass %d, fail %d, unknown %d of %d server(s): %.1f%% compliant' % (
+        summary['pass'],
+        summary['fail'],
+        summary['unknown'],
+        summary['servers'],
+        summary['compliance_percent'],
+    )
+
+
+def cmd_compliance(args):
+    before, after = _compliance(args.before), _compliance(args.after)
+    print('')
+    print('== Compliance against the baseline (playbooks/scan.yml, scan_report_dir)')
+    for name, folder, report in (('before the apply', args.before, before), ('after the apply ', args.after, after)):
+        print(' %s: %s' % (name, _counts(report['summary'])))
+        print('   %s/compliance.html, compliance.json, compliance.xml (JUnit)' % folder)
+    verdicts = {row['host']: [row['verdict'], ''] for row in before['servers']}
+    for row in after['servers']:
+        verdicts.setdefault(row['host'], ['', ''])[1] = row['verdict']
+    print(' per server: ' + ', '.join('%s %s -> %s' % (host, old or '-', new or '-') for host, (old, new) in sorted(verdicts.items())))
+    modules = {}
+    for row in after['servers']:
+        for module in row['modules']:
+            modules.setdefault(module['verdict'], []).append(module['module'])
+    print(' modules after: ' + ', '.join('%s %d' % (verdict, len(names)) for verdict, names in sorted(modules.items())))
+    if after['summary']['compliance_percent'] <= before['summary']['compliance_percent']:
+        print('exup demo: the apply did not make the servers more compliant', file=sys.stderr)
+        return 1
+    print('')
+    return 0
+
+
 def main(argv=None):
     top = argparse.ArgumentParser(prog='demo_helper.py', description=__doc__.split('\n', 1)[0])
     commands = top.add_subparsers(dest='command', required=True)
@@ -222,6 +264,10 @@ def main(argv=None):
     summary = commands.add_parser('summary')
     summary.add_argument('--report', required=True)
     summary.set_defaults(func=cmd_summary)
+    compliance = commands.add_parser('compliance')
+    compliance.add_argument('--before', required=True)
+    compliance.add_argument('--after', required=True)
+    compliance.set_defaults(func=cmd_compliance)
     args = top.parse_args(argv)
     return args.func(args)
 
