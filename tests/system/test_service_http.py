@@ -63,11 +63,27 @@ def test_a_pool_file_is_its_bytes_with_its_etag_and_immutable_caching(service, b
     assert answer.body == big.data
     assert hashlib.sha256(answer.body).hexdigest() == big.sha256
     assert answer.headers["etag"] == '"sha256-%s"' % big.sha256
-    assert answer.headers["cache-control"] == "public, max-age=31536000, immutable"
+    # asked with a login: private, so no shared cache in front answers anyone else with it (docs/scale.md)
+    assert answer.headers["cache-control"] == "private, max-age=31536000, immutable"
     assert answer.headers["content-type"] == "application/zip"
     assert answer.headers["content-length"] == str(len(big.data))
     assert answer.headers["accept-ranges"] == "bytes"
     assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_pool_file_by_its_ticket_is_public_only_for_what_is_left_of_the_ticket(service, bios):
+    asked = call(service, "POST", "/v1/pool/tickets", user="read", json_body={"sha256": [bios.sha256], "seconds": 120})
+    assert asked.status == 200, asked.body
+    url = asked.json()["urls"][bios.sha256]
+    answer = call(service, "GET", url, user=None)
+    assert (answer.status, answer.body) == (200, bios.data)
+    cache_control = answer.headers["cache-control"]
+    assert wire.POOL_CACHE_CONTROL.fullmatch(cache_control), cache_control
+    assert cache_control.startswith("public, max-age=") and cache_control.endswith(", immutable")
+    seconds = int(cache_control.split("max-age=")[1].split(",")[0])
+    assert 100 <= seconds <= 120, cache_control  # a shared cache keyed by this URL keeps it no longer than the ticket admits
+    not_modified = call(service, "GET", url, user=None, headers={"If-None-Match": answer.headers["etag"]})
+    assert not_modified.status == 304 and not_modified.headers["cache-control"].startswith("public, max-age=")
 
 
 def test_head_of_a_pool_file_has_its_headers_and_no_body(service, big):

@@ -449,10 +449,13 @@ def routes(service: Service) -> list:
         if len(digest) != 64 or any(char not in '0123456789abcdef' for char in digest):
             raise ExupError('no such package file', code='not_found')
         params = request.query_params
+        ticket_seconds: int | None = None  # Basic: a private answer; a ticket: public while it lasts (wire.pool_headers)
         if 'ticket' in params:  # a BMC or managed host with a signed URL: no password
-            problem = wire.ticket_problem(service.ticket_key, digest, params.get('expires'), params.get('ticket'), time.time())
+            now = time.time()
+            problem = wire.ticket_problem(service.ticket_key, digest, params.get('expires'), params.get('ticket'), now)
             if problem:
                 raise ExupError('this pool ticket %s' % ('has expired' if problem == 'ticket_expired' else 'is not valid for this file'), code=problem)
+            ticket_seconds = int(int(params['expires']) - now)  # rounded down: a cache keeps it no longer than the ticket admits
         else:
             await authorized(request, 'read')
         path = repo.store.pool_path(digest)
@@ -462,7 +465,7 @@ def routes(service: Service) -> list:
             found = None
         if found is None or not stat.S_ISREG(found.st_mode):
             raise ExupError('no such package file', code='not_found')
-        headers = wire.pool_headers(digest)
+        headers = wire.pool_headers(digest, ticket_seconds)
         if wire.if_none_match_hits(request.headers.get('if-none-match'), digest):
             return Response(status_code=304, headers=headers)
         return FileResponse(path, headers=headers, media_type='application/zip', content_disposition_type='inline', stat_result=found)

@@ -440,9 +440,12 @@ FILE_PARAMETERS = [
 ]
 
 
-def _file_answers(cache_control: str, what: str, range_errors_json: bool) -> dict[str, typing.Any]:
-    """The answers of a file route (starlette's FileResponse): 200, Range's 206, 400 and 416, If-None-Match's 304."""
-    cache = {'required': True, 'schema': {'const': cache_control}}
+def _file_answers(cache_control: str | dict[str, typing.Any], what: str, range_errors_json: bool) -> dict[str, typing.Any]:
+    """The answers of a file route (starlette's FileResponse): 200, Range's 206, 400 and 416, If-None-Match's 304.
+
+    ``cache_control``: the header's one value, or the schema of its values.
+    """
+    cache = {'required': True, 'schema': {'const': cache_control} if isinstance(cache_control, str) else cache_control}
     headers = {
         'ETag': ETAG_HEADER,
         'Cache-Control': cache,
@@ -494,13 +497,22 @@ def _pool() -> dict[str, typing.Any]:
     description = (
         'The file of a stored package, by the SHA-256 of its bytes (StoredPackage.url): the same bytes always have the same URL. '
         'A digest that is no stored file is 404 (a malformed one even before the login is looked at). '
+        'Cache-Control is private when asked with a login and public for the rest of the ticket\'s life when asked with a ticket. '
         'Log in as read, or present a pool ticket (POST /v1/pool/tickets): the query expires=...&ticket=... of a signed URL, no password. '
         'This route does not read X-Exup-Manager.'
     )
     operations = _get_and_head(
         'A package file',
         'PoolFile',
-        _file_answers(wire.pool_headers('0' * 64)['Cache-Control'], 'The package file.', range_errors_json=False),
+        _file_answers(
+            {
+                'type': 'string',
+                'pattern': '^%s$' % wire.POOL_CACHE_CONTROL.pattern,
+                'description': 'private when asked with a login (no shared cache may answer others with it), public for the rest of a ticket',
+            },
+            'The package file.',
+            range_errors_json=False,
+        ),
         tag='packages',
         statuses=(401, 403, 404, 429, 500),
         parameters=[
@@ -861,6 +873,11 @@ def _paths() -> dict[str, typing.Any]:
                                             'modules': {
                                                 'type': 'object',
                                                 'additionalProperties': _object({'current': {'type': 'string'}, 'previous': {'type': 'string'}}),
+                                            },
+                                            'read_at': {
+                                                'type': ['string', 'null'],
+                                                'description': 'when exup_info last read and registered the versions (UTC, ISO 8601 with Z as stored); '
+                                                'null: never read (declared servers); API 3',
                                             },
                                         },
                                         required=('manager_id', 'name', 'model', 'os', 'modules'),

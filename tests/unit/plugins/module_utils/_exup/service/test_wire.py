@@ -150,6 +150,25 @@ def test_pool_path_matches_its_pattern_and_headers_say_immutable():
 
 
 @pytest.mark.parametrize(
+    'ticket_seconds, cache_control',
+    [
+        # with a login: no shared cache may answer someone else with it (public would let it, RFC 9111 §3.5)
+        (None, 'private, max-age=31536000, immutable'),
+        # with a ticket: public, but only while the ticket lasts, so a cache does not outlive it
+        (3600, 'public, max-age=3600, immutable'),
+        (0, 'public, max-age=0, immutable'),
+        (-5, 'public, max-age=0, immutable'),
+        (10**9, 'public, max-age=31536000, immutable'),
+    ],
+)
+def test_pool_headers_are_private_with_a_login_and_public_only_while_a_ticket_lasts(ticket_seconds, cache_control):
+    headers = wire.pool_headers(DIGEST, ticket_seconds)
+    assert headers['Cache-Control'] == cache_control
+    assert wire.POOL_CACHE_CONTROL.fullmatch(cache_control)
+    assert headers['ETag'] == wire.etag_of(DIGEST)
+
+
+@pytest.mark.parametrize(
     'header, hits',
     [
         (None, False),
