@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import time
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup import contract
+from ansible_collections.exup.fleet.plugins.module_utils._exup import contract, events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan, window
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
@@ -188,7 +188,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         place = apply_report.ApplyPlace(self.server_name)
         results = apply_report.package_results(job['items'], place, versions_after)
         code, cause, detail = self.job_outcome(job)
-        self.log_events(repo, (code, cause, detail))
+        self.log_events(repo, (code, cause, detail), *ev.unchanged_packages(results, 'agent'))
         if apply_report.agent_removed(results):
             self.unregister(repo, 'agent uninstalled')
         finished = apply_report.FinishedApply(results, action=action, code=code, cause=cause, job_error=job.get('error'))

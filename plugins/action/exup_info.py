@@ -9,7 +9,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import status_report
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, status_report
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import INFO_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
@@ -52,6 +52,18 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             self.log_events(repo, failure)
         return failure is not None
 
+    def verify_versions(self, repo, modules):
+        """13.5: the modules not at the version a package reported succeeded for before the restart; one event each."""
+        unchanged = []
+        for module_id, version in sorted((self.args['verify_versions'] or {}).items()):
+            after = (modules.get(module_id) or {}).get('current')
+            if apply_report.unchanged('succeeded', 'install', str(version), after, False):
+                unchanged.append(module_id)
+                cause = '%s: %s' % (module_id, apply_report.unchanged_cause(str(version), after).replace('read after it', 'read after the restart'))
+                detail = {'module_id': module_id, 'version_target': str(version), 'version_after': after, 'via': 'agent'}
+                self.log_events(repo, ('succeeded_unchanged', cause, detail))
+        return unchanged
+
     def act(self):
         if 'register' in self._task.args:
             display.deprecated('exup.fleet.exup_info: the option register is renamed register_server (register is also a task keyword)', version='2.0.0')
@@ -83,6 +95,8 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         }
         if self.args.get('boot_id_before_reboot'):
             result['reboot_failed'] = reboot_failed
+        if self.args.get('verify_versions') is not None:
+            result['unchanged_modules'] = self.verify_versions(repo, report.modules)
         self.record_query(repo, inventory, states, result)
         result['newest'] = report.newest
         return result

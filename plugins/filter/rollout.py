@@ -61,6 +61,16 @@ def rollout_summary(rows, settings) -> list:
         raise AnsibleFilterError('a row lacks %s (rows come from rollout_chosen and rollout_outcome)' % exc.args[0]) from exc
 
 
+def rollout_hold_back(rows, settings) -> bool:
+    """After a wave: whether the next waves are held back (the error budget, else the first failure)."""
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise AnsibleFilterError('the rows must be a list of the rows of rollout_chosen / rollout_outcome')
+    try:
+        return rollout.hold_back(_settings(settings), rows)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 def rollout_hosts(target, group: str) -> str:
     """The wave play's pattern: the target (split as Ansible splits it), then ``&group``."""
     if not isinstance(target, (str, list)):
@@ -72,7 +82,7 @@ def rollout_hosts(target, group: str) -> str:
 
 
 class FilterModule:
-    """exup.fleet.rollout_check, rollout_chosen, rollout_restart, rollout_outcome, rollout_summary, rollout_hosts."""
+    """exup.fleet.rollout_check, rollout_chosen, rollout_restart, rollout_outcome, rollout_summary, rollout_hold_back, rollout_hosts."""
 
     def filters(self):
         return {
@@ -81,5 +91,6 @@ class FilterModule:
             'rollout_restart': rollout_restart,
             'rollout_outcome': rollout_outcome,
             'rollout_summary': rollout_summary,
+            'rollout_hold_back': rollout_hold_back,
             'rollout_hosts': rollout_hosts,
         }

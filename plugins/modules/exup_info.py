@@ -51,6 +51,13 @@ options:
       - When the server still reports that boot id, or cannot be reached, the restart failed; the query logs a C(reboot_failed)
         event in the repository (003 Table 19) and returns RV(reboot_failed=true).
     type: str
+  verify_versions:
+    description:
+      - After a restart, on the agent path, module id -> the version a package reported succeeded and staged for the restart (13.5).
+      - Each module whose version read now is another one (or is not installed) is a package that succeeded but is unchanged - the query
+        logs a C(succeeded_unchanged) event in the repository and lists the module in RV(unchanged_modules). The query itself does not fail.
+      - The role C(exup.fleet.rollout) passes it after its restart and fails the server in its summary.
+    type: dict
 attributes:
   check_mode:
     support: full
@@ -249,6 +256,11 @@ reboot_failed:
   description: The server still runs the boot of O(boot_id_before_reboot), so the restart asked for did not happen.
   returned: when O(boot_id_before_reboot) is given
   type: bool
+unchanged_modules:
+  description: The modules of O(verify_versions) whose version read now is not the one given (succeeded but unchanged).
+  returned: when O(verify_versions) is given, on the agent path
+  type: list
+  elements: str
 bmc:
   description: What the BMC reported.
   returned: when O(via=bmc)

@@ -15,6 +15,7 @@ import dataclasses
 import os
 import time
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.bmc import client as bmc_core
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import module_changes
@@ -258,6 +259,7 @@ class BmcPath:
         self.log_events(repo, (code, cause, detail))
         place = self.bmc_place()
         reported = apply_report.package_results(results, place, versions_after, rebooted=rebooted)
+        self.log_events(repo, *ev.unchanged_packages(reported, 'bmc'))
         summary = apply_report.apply_summary(apply_report.FinishedApply(reported, rebooted=rebooted), place)
         if summary.get('failed'):
             self.failure_logged = True

@@ -63,7 +63,8 @@ class LabPackage:  # pylint: disable=too-many-instance-attributes  # one field p
 
     os () means the module's default: ('any',) for firmware, SOFTWARE_OS for software.
     sleep makes the install take that many seconds; exit_code (1-255) makes it fail instead of
-    installing. tag goes into the package id ('lab-<tag>-...'); package_id overrides the id.
+    installing. no_op makes it report success and change nothing (13.5: "succeeded but unchanged").
+    tag goes into the package id ('lab-<tag>-...'); package_id overrides the id.
     """
 
     module: str
@@ -81,6 +82,7 @@ class LabPackage:  # pylint: disable=too-many-instance-attributes  # one field p
     package_id: str = ""
     severity: str = "recommended"
     upgrade_from_min: str | None = None  # UpgradeFromMin: the lowest version it upgrades from (stepping stones)
+    no_op: bool = False
 
     @property
     def firmware(self) -> bool:
@@ -250,6 +252,12 @@ echo "$module: $old removed"
 """
 
 
+_NO_OP = """\
+echo "$module: $version installed"
+exit 0
+"""
+
+
 def _header(spec: LabPackage, what: str) -> str:
     return _HEADER.format(package_id=spec.id, module=spec.module, version=spec.version, what=what)
 
@@ -258,6 +266,8 @@ def install_script(spec: LabPackage) -> str:
     """The install.sh of spec."""
     if spec.exit_code:
         what = f", made to fail with exit status {spec.exit_code}"
+    elif spec.no_op:
+        what = ", made to report success and change nothing"
     elif spec.firmware:
         what = " (staged: current after a restart)" if spec.reboot else " (current at once)"
     else:
@@ -266,6 +276,8 @@ def install_script(spec: LabPackage) -> str:
     if spec.exit_code:
         return text + _FAIL.format(code=spec.exit_code)
     slow = _SLEEP.format(seconds=f"{spec.sleep:g}") if spec.sleep else ""
+    if spec.no_op:
+        return text + slow + _NO_OP
     if not spec.firmware:
         return text + slow + _SOFTWARE_INSTALL
     if spec.module == "raid-controller":
@@ -354,6 +366,11 @@ def failing_package(module: str, version: str, exit_code: int, *, models=(MODEL_
     if not 1 <= exit_code <= 255:
         raise LabPackageError("a failing package needs an exit code of 1-255")
     return LabPackage(module, version, release_date, tuple(models), reboot=reboot, exit_code=exit_code, tag="fail")
+
+
+def unchanged_package(module: str, version: str, *, models=(MODEL_A,), reboot: bool = False, release_date: str = "2026-09-14") -> LabPackage:
+    """A package whose install says it installed version and exits 0, changing nothing (13.5: succeeded but unchanged)."""
+    return LabPackage(module, version, release_date, tuple(models), reboot=reboot, no_op=True, tag="noop")
 
 
 def extras_spec() -> list[LabPackage]:

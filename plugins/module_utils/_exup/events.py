@@ -71,6 +71,7 @@ EVENTS = {
     'settings_change_failed': (ERROR, 'Changing the repository settings failed.'),
     'status_change_failed': (ERROR, 'Changing the status of the update package failed.'),
     'reboot_failed': (ERROR, 'Rebooting the managed server failed.'),
+    'succeeded_unchanged': (ERROR, 'Update package reported success but the module version did not change.'),
     'progress_unavailable': (ERROR, 'Progress of the update could not be fetched.'),
     'cancel_unavailable': (ERROR, 'Cancelling the update could not be requested.'),
     'version_query_failed': (ERROR, 'Querying the versions of the managed server failed.'),
@@ -124,6 +125,25 @@ def reboot_failure(boot_id_before: str | None, boot_id_now: str | None) -> tuple
     if not boot_id_before or boot_id_now != boot_id_before:
         return None
     return 'reboot_failed', 'the server still runs boot %s: it did not restart' % boot_id_now, {'boot_id': boot_id_now, 'via': 'agent'}
+
+
+def unchanged_packages(results: typing.Iterable[typing.Mapping[str, typing.Any]], via: str) -> list[tuple[str, str | None, dict[str, typing.Any]]]:
+    """13.5: (code, cause, detail) of each package result failed as succeeded but unchanged (``error`` succeeded_unchanged)."""
+    return [
+        (
+            'succeeded_unchanged',
+            '%s: %s' % (result.get('package_id'), result.get('cause')),
+            {
+                'package_id': result.get('package_id'),
+                'module_id': result.get('module_id'),
+                'version_target': result.get('version_target'),
+                'version_after': result.get('version_after'),
+                'via': via,
+            },
+        )
+        for result in results
+        if result.get('error') == 'succeeded_unchanged'
+    ]
 
 
 def record(index: Index, time_text: str, item: dict[str, typing.Any]) -> dict[str, typing.Any]:

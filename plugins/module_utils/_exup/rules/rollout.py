@@ -61,6 +61,10 @@ class Settings:
     reboot_delay_minutes: Any = 0
     trusted_keys: Any = ()
     check_mode: bool = False
+    # 13.5: agent or bmc (a module the BMC does not list cannot be verified), the rule that holds back the next waves
+    via: str = 'agent'
+    stop_on_failure: Any = True
+    verify_budget: Any = None
 
     @classmethod
     def from_mapping(cls, values: dict) -> Settings:
@@ -167,7 +171,20 @@ def check_settings(settings: Settings) -> list:
             'exup_trusted_keys must list the public keys packages are signed with, %s must be a list of module ids'
             ' and %s a mapping of module id to version (or "previous").' % (settings.option('modules'), settings.option('versions'))
         )
+    if not settings.uninstall and not _budget_is_valid(settings.verify_budget):
+        problems.append(
+            '%s must be a whole number of servers or a percent from 0%% to 100%% such as 10%% (not %s).'
+            % (settings.option('verify_budget'), _text(settings.verify_budget))
+        )
     return problems
+
+
+def _budget_is_valid(budget: Any) -> bool:
+    try:
+        budget_exceeded(0, 1, budget)
+    except ValueError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- choose
@@ -221,6 +238,8 @@ def choose(settings: Settings, server: str, info: dict) -> dict:
         'held_back': False,
         'failures': [_failure('exup_info: ', info)] if failed else [],
         'failed': failed,
+        'applied': False,
+        'unchanged': [],
     }
     if settings.uninstall:
         row['management_ended'] = False
@@ -252,11 +271,23 @@ def restart(settings: Settings, wave: Wave) -> dict:
         and bool(applied.get('reboot_required', False))
         and 'apply_failed' not in blocks
     )
+    reboot_now = settings.allow_reboot and done and not failed_now and (allowed or pending_only)
     return {
         'done': done,
         'failed': done and failed_now,
-        'reboot_now': settings.allow_reboot and done and not failed_now and (allowed or pending_only),
+        'reboot_now': reboot_now,
         'pending_only': pending_only and not allowed,
+        # 13.5: what the query after the restart verifies (exup_info verify_versions: it logs succeeded_unchanged)
+        'verify_versions': staged_versions(applied) if reboot_now and not settings.uninstall and settings.via != 'bmc' else {},
+    }
+
+
+def staged_versions(applied: dict) -> dict:
+    """Module id -> version of each package exup_apply reported succeeded and staged for the restart."""
+    return {
+        _text(item.get('module_id')): _text(item.get('version_target'))
+        for item in applied.get('results') or []
+        if item.get('staged') and item.get('status') == 'succeeded' and item.get('version_target') is not None
     }
 
 
@@ -283,11 +314,59 @@ def _planned_lines(settings: Settings, applied: dict) -> list:
     return lines
 
 
-def _applied_lines(settings: Settings, applied: dict, current: dict, rebooted: bool) -> list:
+def unchanged_after_restart(settings: Settings, applied: dict, info_after: dict, rebooted: bool) -> list:
+    """13.5: the staged packages exup_apply reported succeeded whose module is not at their version after the restart.
+
+    exup_apply verifies what is active at once (error ``succeeded_unchanged``); a package staged for a restart
+    is verified here, from exup_info's query after it. Through the BMC a module it does not list cannot be
+    verified (not a failure); through the agent a module not listed is not installed, so unchanged.
+    """
+    if settings.uninstall or settings.check_mode or not rebooted or _info_failed(info_after):
+        return []
+    modules = info_after.get('modules') or {}
+    found = []
+    for item in applied.get('results') or []:
+        if not item.get('staged'):
+            continue
+        module = modules.get(item.get('module_id')) or {}
+        after = module.get('current')
+        if apply_report.unchanged(
+            _text(item.get('status')), item.get('action') or 'install', item.get('version_target'), after, False, unread_ok=settings.via == 'bmc'
+        ):
+            found.append(
+                {
+                    'package_id': item.get('package_id'),
+                    'module_id': item.get('module_id'),
+                    'version_target': item.get('version_target'),
+                    'version_after': after,
+                }
+            )
+    return found
+
+
+def _unchanged_failure(item: dict) -> str:
+    return 'verification after the restart: %s %s (%s)' % (
+        item['package_id'],
+        apply_report.unchanged_cause(item['version_target'], item['version_after']),
+        apply_report.SUCCEEDED_UNCHANGED,
+    )
+
+
+def unchanged_modules(applied: dict, verified: list) -> list:
+    """The modules that failed verification: in exup_apply's own results, then after the restart (order of the results)."""
+    modules = [item.get('module_id') for item in applied.get('results') or [] if item.get('error') == apply_report.SUCCEEDED_UNCHANGED]
+    return modules + [item['module_id'] for item in verified if item['module_id'] not in modules]
+
+
+def _applied_lines(settings: Settings, applied: dict, current: dict, rebooted: bool, verified: Sequence[dict] = ()) -> list:
     lines = []
+    failed_verification = {item['package_id'] for item in verified}
     for item in applied.get('results') or []:
         before = _text(item.get('version_before') or '(none)')
         cause = ': %s' % (item['cause'],) if item.get('cause') else ''
+        if item.get('package_id') in failed_verification:
+            cause = ': reported succeeded, unchanged after the restart (%s)' % (apply_report.SUCCEEDED_UNCHANGED,)
+            item = dict(item, status='failed')
         if settings.uninstall:
             after = '(removed)' if item.get('status') == 'succeeded' else _text(item.get('version_before'))
             lines.append('%s %s -> %s %s%s' % (_text(item.get('module_id')), before, after, item.get('status'), cause))
@@ -315,12 +394,12 @@ def _agent_removed(settings: Settings, applied: dict, done: bool) -> bool:
     return settings.uninstall and done and not settings.check_mode and apply_report.agent_removed(applied.get('results') or [])
 
 
-def _package_lines(settings: Settings, wave: Wave, done: bool, current: dict, rebooted: bool) -> list:
+def _package_lines(settings: Settings, wave: Wave, done: bool, current: dict, rebooted: bool, verified: Sequence[dict] = ()) -> list:
     lines = []
     if done and settings.check_mode:
         lines += _planned_lines(settings, wave.applied)
     elif done:
-        lines += _applied_lines(settings, wave.applied, current, rebooted)
+        lines += _applied_lines(settings, wave.applied, current, rebooted, verified)
     # an apply lists the modules it skipped after a real run only; an uninstall also in check mode
     if settings.uninstall or (done and not settings.check_mode):
         lines += _skipped_lines(settings, wave.applied)
@@ -371,23 +450,62 @@ def outcome(settings: Settings, row: dict, wave: Wave) -> dict:
     rebooted = not _skipped(wave.reboot) and bool(wave.reboot.get('rebooted', False)) and not reboot_failed
     info_after_failed = done and _info_failed(wave.info_after)
     current = {} if not done or info_after_failed else wave.info_after.get('modules') or {}
+    verified = unchanged_after_restart(settings, wave.applied, wave.info_after, rebooted) if done else []
     updated = dict(row)
     updated.update(
         {
             'status_after': '-' if not done else COMMUNICATION_FAILED if info_after_failed else wave.info_after['server_status'],
-            'note': ''
-            if done
-            else 'not %s: a server of an earlier wave failed (%s)' % ('uninstalled' if settings.uninstall else 'applied', settings.option('stop_on_failure')),
+            'note': '' if done else 'not %s: %s' % ('uninstalled' if settings.uninstall else 'applied', _held_back_because(settings)),
             'held_back': not done,
-            'packages': _package_lines(settings, wave, done, current, rebooted),
+            'packages': _package_lines(settings, wave, done, current, rebooted, verified),
             'reboot': _reboot_text(settings, wave, decision, rebooted, reboot_failed),
-            'failures': _failure_lines(settings, wave, decision, reboot_failed, info_after_failed),
-            'failed': decision['failed'] or reboot_failed or info_after_failed,
+            'failures': _failure_lines(settings, wave, decision, reboot_failed, info_after_failed) + [_unchanged_failure(item) for item in verified],
+            'failed': decision['failed'] or reboot_failed or info_after_failed or len(verified) > 0,
+            # 13.5: whether the server's wave ran (the error budget counts these), the modules that failed verification
+            'applied': done and not settings.check_mode,
+            'unchanged': unchanged_modules(wave.applied, verified) if done and not settings.uninstall else [],
         }
     )
     if settings.uninstall:
         updated['management_ended'] = _agent_removed(settings, wave.applied, done)
     return updated
+
+
+def _has_budget(settings: Settings) -> bool:
+    return not settings.uninstall and settings.verify_budget is not None and str(settings.verify_budget).strip() != ''
+
+
+def _held_back_because(settings: Settings) -> str:
+    if _has_budget(settings):
+        return 'the error budget (%s=%s) was exceeded in an earlier wave' % (settings.option('verify_budget'), _text(settings.verify_budget).strip())
+    return 'a server of an earlier wave failed (%s)' % (settings.option('stop_on_failure'),)
+
+
+def budget_state(settings: Settings, rows: Iterable[dict]) -> dict:
+    """The rollout so far: servers whose wave ran (``applied``), how many failed (verification included), the budget."""
+    applied = [row for row in rows if row.get('applied')]
+    failures = len([row for row in applied if row.get('failed')])
+    budget = _text(settings.verify_budget).strip() if _has_budget(settings) else None
+    return {
+        'applied': len(applied),
+        'failures': failures,
+        'unchanged': len([row for row in applied if row.get('unchanged')]),
+        'budget': budget,
+        'exceeded': budget is not None and budget_exceeded(failures, len(applied), budget),
+    }
+
+
+def hold_back(settings: Settings, rows: Iterable[dict]) -> bool:
+    """After a wave: whether the next waves are held back.
+
+    With an error budget (``verify_budget``) when the failed servers of the whole rollout so far are more
+    than it; without one, on the first failure when ``stop_on_failure`` (a failure: exup_apply, the restart,
+    the query after it, or a package that succeeded but is unchanged).
+    """
+    state = budget_state(settings, rows)
+    if state['budget'] is not None:
+        return bool(state['exceeded'])
+    return bool(settings.stop_on_failure) and state['failures'] > 0
 
 
 # --------------------------------------------------------------------------- summary
@@ -401,8 +519,20 @@ def _title(settings: Settings, rows: list) -> str:
         len([row for row in rows if row.get('failed')]),
     )
     held_back = len([row for row in rows if row.get('held_back')])
+    unchanged = len([row for row in rows if row.get('unchanged')])
+    if unchanged:
+        counts += ', %d succeeded but unchanged' % unchanged
     if held_back:
         counts += ', %d held back after a failure' % held_back
+    if _has_budget(settings):
+        state = budget_state(settings, rows)
+        counts += '; error budget %s=%s: %d of %d applied failed%s' % (
+            settings.option('verify_budget'),
+            state['budget'],
+            state['failures'],
+            state['applied'],
+            ', exceeded' if state['exceeded'] else '',
+        )
     if settings.uninstall:
         ended = len([row for row in rows if row.get('management_ended')])
         if ended:

@@ -55,7 +55,7 @@ APPLIED = {
 }
 AFTER = dict(INFO, server_status='latest', modules={'system-bios': {'status': 'latest', 'current': '1.2', 'block': None}})
 WAVE = {'info_before': INFO, 'applied': APPLIED, 'reboot': {'changed': True, 'rebooted': True}, 'info_after': AFTER}
-FILTERS = ('rollout_check', 'rollout_chosen', 'rollout_restart', 'rollout_outcome', 'rollout_summary', 'rollout_hosts')
+FILTERS = ('rollout_check', 'rollout_chosen', 'rollout_restart', 'rollout_outcome', 'rollout_summary', 'rollout_hold_back', 'rollout_hosts')
 
 
 def test_the_filters_are_the_ones_documented():
@@ -70,7 +70,8 @@ def test_each_filter_answers_what_the_core_answers():
     assert rollout_filter.rollout_check(SETTINGS) == [] == rollout.check_settings(settings)
     row = rollout_filter.rollout_chosen(INFO, SETTINGS, 'r120h-1')
     assert row == rollout.choose(settings, 'r120h-1', INFO) and row['chosen'] is True
-    assert rollout_filter.rollout_restart(WAVE, SETTINGS) == {'done': True, 'failed': False, 'reboot_now': True, 'pending_only': False}
+    assert rollout_filter.rollout_restart(WAVE, SETTINGS) == rollout.restart(settings, rollout.Wave.from_mapping(WAVE))
+    assert rollout_filter.rollout_restart(WAVE, SETTINGS)['reboot_now'] is True
     done = rollout_filter.rollout_outcome(row, SETTINGS, WAVE)
     assert done['packages'] == ['system-bios 1.0 -> 1.2 succeeded'] and done['reboot'] == 'rebooted' and done['status_after'] == 'latest'
     assert row['status_after'] == '-'  # the row given is not changed

@@ -154,6 +154,8 @@ def test_a_server_is_chosen_by_the_filter_with_its_row():
         'held_back': False,
         'failures': [],
         'failed': False,
+        'applied': False,
+        'unchanged': [],
     }
     row = rollout.choose(APPLY, 'r120h-2', info('latest', system_bios=('latest', '1.2')))
     assert (row['chosen'], row['note'], row['failed']) == (False, 'not chosen: does not match the filter update_available', False)
@@ -197,23 +199,47 @@ STAGED_ONLY = {
 def test_a_server_restarts_only_when_allowed_by_the_operator_and_the_rule():
     allowed = settings(allow_reboot=True)
     before = info('update_available')
-    assert rollout.restart(allowed, Wave(before, APPLIED)) == {'done': True, 'failed': False, 'reboot_now': True, 'pending_only': False}
+    assert rollout.restart(allowed, Wave(before, APPLIED)) == {
+        'done': True,
+        'failed': False,
+        'reboot_now': True,
+        'pending_only': False,
+        'verify_versions': {'system-bios': '1.2'},
+    }
     assert rollout.restart(APPLY, Wave(before, APPLIED))['reboot_now'] is False
     assert rollout.restart(allowed, Wave(before, dict(APPLIED, reboot_allowed=False)))['reboot_now'] is False
     for failed in (dict(APPLIED, error='apply_failed', failed=True), dict(UNREACHABLE, reboot_allowed=True), {'failed': True, 'msg': 'x'}):
-        assert rollout.restart(allowed, Wave(before, failed)) == {'done': True, 'failed': True, 'reboot_now': False, 'pending_only': False}
-    assert rollout.restart(allowed, Wave(before, SKIPPED)) == {'done': False, 'failed': False, 'reboot_now': False, 'pending_only': False}
+        assert rollout.restart(allowed, Wave(before, failed)) == {
+            'done': True,
+            'failed': True,
+            'reboot_now': False,
+            'pending_only': False,
+            'verify_versions': {},
+        }
+    assert rollout.restart(allowed, Wave(before, SKIPPED)) == {
+        'done': False,
+        'failed': False,
+        'reboot_now': False,
+        'pending_only': False,
+        'verify_versions': {},
+    }
 
 
 def test_reboot_pending_restarts_a_server_that_only_waits_for_staged_firmware():
     pending = settings(allow_reboot=True, reboot_pending=True)
     before = info('reboot_required', system_bios=('reboot_required', '1.0', 'reboot_required'))
-    assert rollout.restart(pending, Wave(before, STAGED_ONLY)) == {'done': True, 'failed': False, 'reboot_now': True, 'pending_only': True}
+    assert rollout.restart(pending, Wave(before, STAGED_ONLY)) == {
+        'done': True,
+        'failed': False,
+        'reboot_now': True,
+        'pending_only': True,
+        'verify_versions': {},
+    }
     assert rollout.restart(settings(reboot_pending=True), Wave(before, STAGED_ONLY))['reboot_now'] is False  # not allowed
     failed_before = info('apply_failed', system_bios=('apply_failed', '1.0', 'apply_failed'))
     assert rollout.restart(pending, Wave(failed_before, STAGED_ONLY))['reboot_now'] is False
     assert rollout.restart(pending, Wave(before, dict(STAGED_ONLY, results=[result('sdr', '1.0')])))['reboot_now'] is False
-    assert rollout.restart(pending, Wave(before, APPLIED)) == {'done': True, 'failed': False, 'reboot_now': True, 'pending_only': False}
+    assert rollout.restart(pending, Wave(before, APPLIED))['pending_only'] is False
     assert rollout.restart(settings(UNINSTALL, allow_reboot=True, reboot_pending=True), Wave(before, STAGED_ONLY))['reboot_now'] is False
 
 
