@@ -76,6 +76,7 @@ def occurrences(texts: typing.Sequence[str], now: datetime.datetime, horizon_day
     icalendar, recurring = _library()
     earliest, horizon = now - LOOKBACK, now + datetime.timedelta(days=horizon_days)
     found: list[Interval] = []
+    counted = 0  # occurrences yielded, kept or not, all calendars together
     for number, text in enumerate(texts, 1):
         if not isinstance(text, str) or not text.strip():
             raise ExupError('maintenance window %d is empty or not text' % number, code='window_invalid', window=number)
@@ -103,7 +104,9 @@ def occurrences(texts: typing.Sequence[str], now: datetime.datetime, horizon_day
                             code='window_invalid',
                             window=number,
                         )
+            # every occurrence counts against the limit, kept or not: zero-length ones would otherwise run unbounded
             for event in recurring.of(calendar).after(earliest):
+                counted += 1
                 start = _aware(event.get('DTSTART').dt)
                 if start > horizon:
                     break
@@ -112,7 +115,7 @@ def occurrences(texts: typing.Sequence[str], now: datetime.datetime, horizon_day
                     raise ValueError('a VEVENT ends before it starts (%s)' % start.isoformat())
                 if end > start and end > earliest:
                     found.append(Interval(start.astimezone(UTC), end.astimezone(UTC)))
-                if len(found) > MAX_OCCURRENCES:
+                if counted > MAX_OCCURRENCES:
                     raise ExupError(
                         'maintenance window %d has more than %d occurrences in %d days: use a coarser RRULE' % (number, MAX_OCCURRENCES, horizon_days),
                         code='window_invalid',

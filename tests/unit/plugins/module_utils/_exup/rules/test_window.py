@@ -120,6 +120,14 @@ def test_many_occurrences_are_capped(monkeypatch):
     assert caught.value.code == 'window_invalid' and 'occurrences' in str(caught.value)
 
 
+def test_zero_length_occurrences_count_against_the_cap_and_end_quickly():
+    # every minute of the day, no DTEND: each occurrence is empty and kept nowhere, yet it must be counted
+    text = ics('DTSTART:20261204T000000Z\nRRULE:FREQ=DAILY;BYHOUR=%s;BYMINUTE=%s' % (','.join(map(str, range(24))), ','.join(map(str, range(60)))))
+    with pytest.raises(ExupError) as caught:  # before the fix: no error, after expanding all 576,000 of the horizon
+        window.occurrences([text], at(2026, 12, 4, 6, 0))
+    assert caught.value.code == 'window_invalid' and 'occurrences' in str(caught.value)
+
+
 def test_estimate_without_history_is_the_default():
     assert window.estimate_duration([]) == {'seconds': window.DEFAULT_SECONDS, 'basis': 'default', 'runs': 0}
     assert window.estimate_duration([float('nan'), -3], default=900)['seconds'] == 900
