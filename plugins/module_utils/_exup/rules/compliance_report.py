@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.etree import ElementTree
@@ -35,6 +36,9 @@ FORMATS = ('html', 'json', 'junit')
 VERDICT_ORDER = {'fail': 0, 'unknown': 1, 'pass': 2}
 ALL_SERVERS = 'all'
 MAX_TEXT = 1000  # longer strings are cut: a report stays readable whatever a variable holds
+# characters XML 1.0 cannot hold (C0 controls but tab, newline and return; surrogates; U+FFFE, U+FFFF): replaced, so
+# the JUnit file always parses
+XML_INVALID = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
 
 
 class ReportInputError(ExupError):
@@ -118,7 +122,7 @@ def _text(value: Any, where: str, required: bool = False) -> str:
         return ''
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ReportInputError('%s must be a string, not %s' % (where, type(value).__name__), field=where)
-    text = str(value)
+    text = XML_INVALID.sub('\ufffd', str(value))
     if required and not text:
         raise ReportInputError('%s must not be empty' % where, field=where)
     return text[:MAX_TEXT]
@@ -202,12 +206,13 @@ def report_json(report: Report) -> str:
 
 def report_junit(report: Report) -> str:
     """JUnit XML for pipelines: a test suite per server, a test case per module; fail is a failure, unknown is skipped."""
-    summary = report.summary
     root = ElementTree.Element('testsuites', name=report.title, tests=str(sum(max(len(row.modules), 1) for row in report.servers)))
-    root.set('failures', str(summary['fail']))
+    failures = 0  # the test cases that failed, as `tests` counts test cases (not the failing servers)
     for row in report.servers:
         suite = ElementTree.SubElement(root, 'testsuite', name=row.host, tests=str(max(len(row.modules), 1)))
-        suite.set('failures', str(sum(1 for module in row.modules if module.verdict == 'fail') or int(row.verdict == 'fail' and not row.modules)))
+        suite_failures = sum(1 for module in row.modules if module.verdict == 'fail') or int(row.verdict == 'fail' and not row.modules)
+        failures += suite_failures
+        suite.set('failures', str(suite_failures))
         suite.set('skipped', str(sum(1 for module in row.modules if module.verdict == 'unknown') or int(row.verdict == 'unknown' and not row.modules)))
         cases = row.modules or (ModuleRow(module='server', verdict=row.verdict, current='', target='', rule='', reason=row.reason),)
         for module in cases:
@@ -217,6 +222,7 @@ def report_junit(report: Report) -> str:
                 ElementTree.SubElement(case, 'failure', message=message, type='not_compliant')
             elif module.verdict == 'unknown':
                 ElementTree.SubElement(case, 'skipped', message=message)
+    root.set('failures', str(failures))
     ElementTree.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding='unicode') + '\n'
 

@@ -125,6 +125,20 @@ def test_hostile_strings_are_escaped_in_html_and_xml():
     ElementTree.fromstring(cr.report_junit(report))  # still well-formed
 
 
+def test_control_characters_leave_the_junit_parseable():
+    hostile = 'web\x00\x1b[31m\x0bend'
+    report = cr.build_report([server(hostile, 'fail', modules=[module('bios', 'fail', '1', '2', 'exact', 'reason \x01')])])
+    root = ElementTree.fromstring(cr.report_junit(report))
+    assert root.find('testsuite').get('name') == 'web\ufffd\ufffd[31m\ufffdend'
+    assert '\x00' not in cr.report_html(report) and '\x00' not in cr.report_json(report)
+
+
+def test_junit_failures_count_test_cases_like_tests():
+    two_failed = [module('bios', 'fail', '1', '2', 'exact', 'old'), module('bmc', 'fail', '1', '2', 'exact', 'old')]
+    root = ElementTree.fromstring(cr.report_junit(cr.build_report([server('web1', 'fail', modules=two_failed), server('web2', 'pass')])))
+    assert root.get('failures') == '2' and root.get('tests') == '3'
+
+
 def test_long_strings_are_cut():
     row = cr.build_report([server('h' * 5000, 'pass')]).servers[0]
     assert len(row.host) == cr.MAX_TEXT
