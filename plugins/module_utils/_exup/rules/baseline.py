@@ -172,6 +172,12 @@ def parse_entry(module_id: typing.Any, data: typing.Any, where: str) -> Entry:
         if rule != 'ignore':
             raise BaselineError('%s.version is required (a version, previous or newest) unless the rule is ignore' % where, where + '.version')
         version = NEWEST
+    elif isinstance(data['version'], float):
+        # YAML reads an unquoted 2.10 as the number 2.1: the version meant is lost, so it is refused, not guessed
+        raise BaselineError(
+            '%s.version %r was read as a number: quote it ("%s") so that it stays the version written' % (where, data['version'], data['version']),
+            where + '.version',
+        )
     else:
         version = _text(data['version'], where + '.version', _VERSION, 'a version, previous or newest')
     lowered = version.lower()
@@ -336,6 +342,8 @@ def server_verdict(
     ``candidates`` are what the repository offers this server's model and OS (None: not known); ``now`` is aware.
     ``max_age_hours`` overrides the baseline's max_reading_age_hours.
     """
+    if max_age_hours is not None and (isinstance(max_age_hours, bool) or not isinstance(max_age_hours, int) or not 1 <= max_age_hours <= MAX_AGE_HOURS_LIMIT):
+        raise ExupError('max_reading_age_hours must be a whole number from 1 to %d, not %r' % (MAX_AGE_HOURS_LIMIT, max_age_hours), code='argument_invalid')
     age, problem = reading_age(reading.read_at, now)
     result: dict[str, typing.Any] = {
         'format': FORMAT,
@@ -352,7 +360,7 @@ def server_verdict(
     if baseline is None:
         result.update(reason_code='no_baseline', reason=REASONS['no_baseline'])
         return result
-    limit = (max_age_hours or baseline.max_reading_age_hours) * 3600
+    limit = (baseline.max_reading_age_hours if max_age_hours is None else max_age_hours) * 3600
     result['max_reading_age'] = limit
     if problem is None and age is not None and age > limit:
         problem = 'reading_stale'

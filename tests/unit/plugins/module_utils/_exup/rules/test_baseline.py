@@ -79,6 +79,8 @@ def test_yaml_date_and_numbers_are_read():
         ({'max_reading_age_hours': 0, 'modules': {}}, 'baseline.max_reading_age_hours'),
         ({'max_reading_age_hours': 10**9, 'modules': {}}, 'baseline.max_reading_age_hours'),
         ({'name': {'x': 1}, 'modules': {}}, 'baseline.name'),
+        ({'modules': {'bmc': 2.10}}, 'baseline.modules.bmc.version'),  # YAML's unquoted 2.10 is the float 2.1
+        ({'modules': {'bmc': {'version': 1.0}}}, 'baseline.modules.bmc.version'),
     ],
 )
 def test_hostile_baselines_are_refused_with_a_code(data, field):
@@ -201,6 +203,20 @@ def test_max_age_from_baseline_and_override():
     parsed = rules.combine({'modules': {'bios': '1.1'}, 'max_reading_age_hours': 72})
     forced = rules.server_verdict(parsed, Reading({'bios': {'current': '1.1'}}, old), [], NOW, max_age_hours=1)
     assert (forced['verdict'], forced['max_reading_age']) == ('unknown', 3600)
+
+
+def test_unquoted_float_version_says_quote_it():
+    with pytest.raises(BaselineError) as caught:
+        rules.combine({'modules': {'bmc': 2.10}})
+    assert 'quote it' in str(caught.value) and '2.1' in str(caught.value)
+
+
+@pytest.mark.parametrize('hours', [0, -5, 10**9, True, '12'])
+def test_max_age_option_out_of_range_is_refused_not_ignored(hours):
+    parsed = rules.combine({'modules': {'bios': '1.1'}})
+    with pytest.raises(rules.ExupError) as caught:
+        rules.server_verdict(parsed, Reading({'bios': {'current': '1.1'}}, '2026-12-01T06:00:00Z'), [], NOW, max_age_hours=hours)
+    assert caught.value.code == 'argument_invalid' and 'max_reading_age_hours' in str(caught.value)
 
 
 def test_no_baseline_and_empty_baseline():
