@@ -84,6 +84,9 @@ EVENTS = {
     'store_rebuild_needed': (ERROR, 'Repository index lost: package files kept until it is rebuilt.'),
     'store_backed_up': (NORMAL, 'Repository backed up.'),
     'store_restored': (NORMAL, 'Repository restored from a backup.'),
+    'remote_batch_started': (NORMAL, 'Remote batch started.'),
+    'remote_batch_finished': (NORMAL, 'Remote batch finished.'),
+    'remote_batch_failed': (ERROR, 'Remote batch failed.'),
 }
 
 
