@@ -21,6 +21,7 @@ variable fails here.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -141,7 +142,7 @@ def test_a_definition_the_awx_module_refuses_fails_here(awx_specs):
 
 def test_job_templates_cover_every_job_and_existing_playbooks(definitions):
     templates = {entry["playbook"]: entry for entry in definitions["exup_awx_job_templates"]}
-    wanted = {"sync", "scan", "apply", "agent_install", "uninstall", "bmc_apply"}
+    wanted = {"sync", "scan", "apply", "agent_install", "uninstall", "bmc_apply", "remote_batch"}
     assert {f"playbooks/{name}.yml" for name in wanted} == set(templates)
     for playbook, entry in templates.items():
         assert (REPO_ROOT / playbook).is_file(), playbook
@@ -257,6 +258,35 @@ def test_a_survey_the_rules_refuse_and_a_drifted_variable_fail_here():
     assert "apply_status_filter" in _readable(REPO_ROOT / "playbooks" / "apply.yml")
     assert "apply_status_filtr" not in _readable(REPO_ROOT / "playbooks" / "apply.yml")
     assert "agent_license_accepted" in _readable(REPO_ROOT / "playbooks" / "agent_install.yml")
+
+
+def test_schedules_run_the_remote_batch_and_the_compliance_report_with_variables_the_playbooks_read(definitions):
+    """The remote batch (003 §2.1.8) and the scheduled compliance report (issue 13.2) are AWX schedules: each rrule is
+    one dateutil (which AWX uses) parses, in UTC, and each extra_data variable is one the template's playbook reads and
+    the template accepts on launch (ask_variables_on_launch or a survey question), a survey answer among its choices."""
+    from dateutil import rrule  # pylint: disable=import-outside-toplevel  # only this test needs it
+
+    templates = {entry["name"]: entry for entry in definitions["exup_awx_job_templates"]}
+    schedules = {entry["name"]: entry for entry in definitions["exup_awx_schedules"]}
+    by_playbook = {templates[entry["unified_job_template"]]["playbook"]: entry for entry in schedules.values()}
+    assert {"playbooks/sync.yml", "playbooks/remote_batch.yml", "playbooks/scan.yml"} <= set(by_playbook)
+    assert by_playbook["playbooks/scan.yml"]["extra_data"]["scan_report_dir"]
+    assert by_playbook["playbooks/remote_batch.yml"]["extra_data"]["remote_batch_download"] == "true"
+    for name, schedule in schedules.items():
+        start, rule = schedule["rrule"].split(" ", 1)
+        assert start.startswith("DTSTART:") and start.endswith("Z"), name  # UTC: the time does not move with the controller's zone
+        runs = rrule.rrulestr(rule.removeprefix("RRULE:"), dtstart=datetime.datetime.strptime(start[8:], "%Y%m%dT%H%M%SZ"))
+        assert runs[0] and runs[1] > runs[0], name
+        template = templates[schedule["unified_job_template"]]
+        readable = _readable(REPO_ROOT / template["playbook"])
+        questions = {item["variable"]: item for item in template["survey_spec"]["spec"]}
+        for variable, value in (schedule.get("extra_data") or {}).items():
+            assert variable in readable, f"{name}: extra_data {variable} is not read by {template['playbook']}"
+            assert template.get("ask_variables_on_launch") or variable in questions, (name, variable)
+            if variable in questions and questions[variable]["type"] == "multiplechoice":
+                assert value in questions[variable]["choices"], (name, variable, value)
+    assert "remote_batch_download" in _readable(REPO_ROOT / "playbooks" / "remote_batch.yml")
+    assert "remote_batch_downlaod" not in _readable(REPO_ROOT / "playbooks" / "remote_batch.yml")
 
 
 def test_awx_configure_forwards_every_option_the_definitions_use(definitions):
