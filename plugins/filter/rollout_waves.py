@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the role exup.fleet.rollout for rolling remediation: a thin face over ``_exup/rules/preflight.py`` and ``waves.py``.
+
+The documentation of each filter is in the YAML file of its name beside this one.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import preflight, waves, window
+
+
+def _mapping(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise AnsibleFilterError('%s must be a mapping, not %s' % (what, type(value).__name__))
+    return value
+
+
+def _rows(rows) -> list:
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise AnsibleFilterError('the rows must be a list of the rows of rollout_outcome / rollout_gated')
+    return rows
+
+
+def rollout_preflight(inputs, settings) -> dict:
+    """The pre-flight verdict of one server from what its wave gathered (``info``: exup_info, ``df``: the df task)."""
+    inputs, settings = _mapping(inputs, 'the gate inputs'), _mapping(settings, 'the gate settings')
+    disk = inputs.get('df') or {}
+    df_output = disk.get('stdout') if isinstance(disk, dict) and disk.get('rc') == 0 else None
+    texts = settings.get('windows') or []
+    if not isinstance(texts, list):
+        texts = [texts]
+    now = datetime.datetime.now(datetime.UTC)
+    intervals, problem = None, None
+    if texts:
+        try:
+            intervals = window.occurrences(texts, now)
+        except ExupError as exc:
+            problem = '%s (%s)' % (exc, exc.code)
+    try:
+        minimum = int(settings.get('min_free_mb') or 0)
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError('the free space threshold must be a whole number of MB, not %r' % (settings.get('min_free_mb'),)) from exc
+    return preflight.gate(
+        _mapping(inputs.get('info') or {}, 'the exup_info result'),
+        df_output,
+        min_free_mb=minimum,
+        reboot_pending_allowed=bool(settings.get('reboot_pending_allowed')),
+        windows=intervals,
+        now=now,
+        window_error=problem,
+    )
+
+
+def rollout_gated(row, gates, settings) -> dict:
+    """The server's row after its wave with the pre-flight verdict, the hooks, the health check and the halt folded in."""
+    return waves.gated(dict(_mapping(row, 'the row')), _mapping(gates, 'the gates'), _mapping(settings, 'the wave settings').get('hook_timeout', 300))
+
+
+def rollout_wave_halt(rows, settings, wave=None) -> dict:
+    """Whether the later waves stop after this wave (health check, max_fail_percentage)."""
+    return waves.halt(_rows(rows), _mapping(settings, 'the wave settings'), wave)
+
+
+def rollout_waves_check(settings) -> list:
+    """Problems with the wave settings (serial, max_fail_percentage, hooks and their deadline)."""
+    return waves.check(_mapping(settings, 'the wave settings'))
+
+
+def rollout_waves_summary(rows, halted=None) -> list:
+    """The summary's lines on the servers the gate skipped and why the rollout halted."""
+    return waves.summary_lines(_rows(rows), halted)
+
+
+class FilterModule:
+    """exup.fleet.rollout_preflight, rollout_gated, rollout_wave_halt, rollout_waves_check, rollout_waves_summary."""
+
+    def filters(self):
+        return {
+            'rollout_preflight': rollout_preflight,
+            'rollout_gated': rollout_gated,
+            'rollout_wave_halt': rollout_wave_halt,
+            'rollout_waves_check': rollout_waves_check,
+            'rollout_waves_summary': rollout_waves_summary,
+        }

@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# Copyright: exup.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pre-flight gate of a rollout wave (rules/preflight.py): each check refuses with its code, in order."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import preflight
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.window import Interval
+
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2026, 12, 4, 22, 0, tzinfo=UTC)
+DF = 'Filesystem     1024-blocks      Used Available Capacity Mounted on\n/dev/sda1         41152736  30000000  11152736      73% /\n'
+OPEN = [Interval(NOW - datetime.timedelta(hours=1), NOW + datetime.timedelta(hours=1))]
+CLOSED = [
+    Interval(NOW - datetime.timedelta(hours=3), NOW - datetime.timedelta(hours=1)),
+    Interval(NOW + datetime.timedelta(hours=20), NOW + datetime.timedelta(hours=22)),
+]
+
+
+def info(status='update_available', staged=None, job=None, tasks=None):
+    result = {
+        'server_status': status,
+        'modules': {'system-bios': {'status': status, 'staged': staged}, 'raid-controller': {'status': 'latest', 'staged': None}},
+    }
+    if job is not None:
+        result['active_job'] = job
+    if tasks is not None:
+        result['bmc_tasks'] = tasks
+    return result
+
+
+def test_free_mb_reads_the_available_column_of_df():
+    assert preflight.free_mb(DF) == 11152736 // 1024
+    # a long device name wraps the POSIX line
+    assert preflight.free_mb('Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/mapper/very-long-name\n 100 50 2048 50% /srv\n') == 2
+    for unreadable in (None, '', 'Filesystem 1024-blocks\n', 'Filesystem\n/dev/x 1 2 lots 4% /\n', 42):
+        assert preflight.free_mb(unreadable) is None
+
+
+def test_a_healthy_server_passes_and_says_what_was_seen():
+    verdict = preflight.gate(info(), DF, min_free_mb=100, windows=OPEN, now=NOW)
+    assert verdict == {'passed': True, 'code': None, 'reason': 'passed', 'checks': {'free_mb': 10891, 'staged': [], 'queue': 0, 'window': 'window_open'}}
+    assert preflight.gate(info(), None)['passed']  # no threshold, no windows: the disk and the window are not checked
+
+
+def test_disk_low_or_unreadable():
+    verdict = preflight.gate(info(), DF, min_free_mb=20000)
+    assert (verdict['passed'], verdict['code'], verdict['reason']) == (False, 'preflight_disk_low', 'only 10891 MB free on the server, the gate needs 20000 MB')
+    assert preflight.gate(info(), None, min_free_mb=1)['code'] == 'preflight_unknown'
+
+
+def test_a_server_that_cannot_be_queried_is_unknown():
+    verdict = preflight.gate({'unreachable': True, 'msg': 'ssh refused'}, DF, min_free_mb=1)
+    assert (verdict['code'], verdict['reason']) == ('preflight_unknown', 'the server could not be queried before its wave: ssh refused')
+    assert preflight.gate({'failed': True}, DF)['code'] == 'preflight_unknown'
+
+
+@pytest.mark.parametrize(
+    'server, allowed, code',
+    [
+        (info('reboot_required'), False, 'preflight_reboot_pending'),
+        (info('update_available', staged='1.2'), False, 'preflight_reboot_pending'),
+        (info('reboot_required', staged='1.2'), True, None),  # this rollout restarts such servers (reboot_pending + allow_reboot)
+    ],
+)
+def test_staged_firmware_waiting_for_a_restart(server, allowed, code):
+    assert preflight.gate(server, DF, reboot_pending_allowed=allowed)['code'] == code
+
+
+def test_staged_reason_names_the_modules():
+    assert preflight.gate(info(staged='1.2'), DF)['reason'] == 'staged firmware (system-bios) waits for a restart: restart the server first'
+
+
+def test_a_running_agent_job_or_an_unfinished_bmc_task_is_a_busy_queue():
+    running = preflight.gate(info(job={'job_id': 'j7', 'state': 'running', 'done': 1, 'total': 3}), DF)
+    assert (running['code'], running['reason']) == ('preflight_queue_busy', 'the agent job j7 is still running (1 of 3 done)')
+    assert preflight.gate(info(job={'job_id': 'j7', 'state': 'finished'}), DF)['passed']
+    tasks = [{'TaskState': 'Completed'}, {'TaskState': 'Running'}]
+    assert preflight.gate(info(tasks=tasks), DF)['reason'] == 'the BMC has 1 task(s) not done (Running)'
+    assert preflight.gate(info(tasks=[{'TaskState': 'Completed'}, {'TaskState': 'Exception'}]), DF)['passed']
+
+
+def test_the_window_must_still_be_open():
+    verdict = preflight.gate(info(), DF, windows=CLOSED, now=NOW)
+    assert verdict['code'] == 'preflight_window_closed' and verdict['reason'].startswith(
+        'outside every maintenance window; the next window long enough starts 2026-12-05T18:00:00Z'
+    )
+    assert preflight.gate(info(), DF, windows=[], now=NOW)['code'] == 'preflight_window_closed'  # windows given, none left
+    assert (
+        preflight.gate(info(), DF, window_error='not iCalendar (window_invalid)')['reason']
+        == 'the maintenance windows cannot be read: not iCalendar (window_invalid)'
+    )
+    with pytest.raises(ValueError):
+        preflight.gate(info(), DF, windows=OPEN)
+
+
+def test_the_first_refusal_is_the_verdict():
+    everything_wrong = info('reboot_required', staged='1.2', job={'state': 'running'})
+    assert preflight.gate(everything_wrong, DF, min_free_mb=10**9, windows=CLOSED, now=NOW)['code'] == 'preflight_disk_low'
+    assert preflight.gate(everything_wrong, DF, windows=CLOSED, now=NOW)['code'] == 'preflight_reboot_pending'
+    assert preflight.gate(everything_wrong, DF, reboot_pending_allowed=True, windows=CLOSED, now=NOW)['code'] == 'preflight_queue_busy'
