@@ -99,10 +99,11 @@ class ActionModule(ExupAction):
 
     def whole_repository(self, repo, baseline, now, trusted):
         """Every server registered in the repository (of manager_id, if given) against one baseline."""
-        servers, after, seen = [], None, set()
+        servers, after, seen, stored = [], None, set(), {}
         while True:
             page = repo.fleet(after, 1000 if hasattr(repo, 'base_url') else None)
             servers.extend(server for server in page.servers if not self.args['manager_id'] or server.manager_id == self.args['manager_id'])
+            stored.update(page.read_at)
             if page.next is None or page.next in seen:
                 break
             seen.add(page.next)
@@ -114,8 +115,9 @@ class ActionModule(ExupAction):
             if pair not in offered:
                 offered[pair] = _candidates(package.info for package in self.packages_for_server(repo, {'model': server.model, 'os': server.os}, trusted))
             states = _states(server.modules)
+            read_at = self.args['read_at'] or stored.get((server.manager_id, server.name))  # never read: None, reading_time_unknown
             item = rules.server_verdict(
-                baseline, rules.Reading(states, self.args['read_at'], server.model, server.os), offered[pair], now, self.args['max_reading_age_hours']
+                baseline, rules.Reading(states, read_at, server.model, server.os), offered[pair], now, self.args['max_reading_age_hours']
             )
             item.update(server=server.name, manager_id=server.manager_id, model=server.model, os=server.os)
             results.append(item)

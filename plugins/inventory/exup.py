@@ -19,7 +19,9 @@ description:
     C(exup_modules) (module id -> C(name), C(current), C(previous), C(status), C(manual_icon), C(block), C(newest)), C(exup_module_versions)
     (module id -> current version), C(exup_module_statuses) (module id -> status), C(exup_modules_available) (modules the repository has
     packages for that the server does not show), C(exup_unknown_packages), C(exup_paths) (V(agent), plus V(bmc) when the BMC path has records
-    of the server). No password is ever a host variable.'
+    of the server), C(exup_read_at) (when M(exup.fleet.exup_info) last read and registered the versions, UTC ISO 8601; V(null) for a server
+    never read, for example one declared by M(exup.fleet.exup_repo_sync) O(exup.fleet.exup_repo_sync#module:servers)). No password is ever a
+    host variable.'
   - The repository does not keep BMC addresses; build C(exup_bmc_address) and the other C(exup_bmc_*) variables of
     C(playbooks/bmc_apply.yml) with O(compose), or set them in C(host_vars).
   - 'Groups: C(<group_prefix>model_<model>), C(<group_prefix>os_<os>), C(<group_prefix>status_<server status>) and
@@ -237,7 +239,7 @@ def list_hosts(options):
     infos = [package.info for package in packages]
     added = {package.package_id: package.added_at for package in packages}
     managers = set(options['managers'])
-    servers, bmc, icons, initial = [], {}, {}, []
+    servers, bmc, icons, initial, read_at = [], {}, {}, [], {}
     after, seen = None, set()
     limit = page_size if hasattr(repo, 'base_url') else None  # a local store is read in one go
     while True:
@@ -245,6 +247,7 @@ def list_hosts(options):
         servers.extend(server for server in page.servers if not managers or server.manager_id in managers)
         bmc.update(page.bmc)
         icons.update(page.icons)
+        read_at.update(page.read_at)
         initial = page.initial_icons
         if page.next is None:
             break
@@ -252,5 +255,5 @@ def list_hosts(options):
             raise ExupError('the repository %s sent a page that does not advance' % options['repository'], code='service_answer_invalid')
         seen.add(page.next)
         after = page.next
-    hosts = rules.fleet_hosts(servers, infos, added, bmc, icons, initial, group_prefix=options['group_prefix'])
+    hosts = rules.fleet_hosts(servers, infos, added, bmc, icons, initial, group_prefix=options['group_prefix'], read_at=read_at)
     return [{'name': host.name, 'vars': host.variables, 'groups': list(host.groups)} for host in hosts]

@@ -20,8 +20,8 @@ description:
     and target versions and the reason. A reading older than O(max_reading_age_hours), or whose time is not known, is V(unknown)
     for every module, never V(pass) or V(fail).
   - The versions come from O(reading) (a registered M(exup.fleet.exup_info) result, read now or at O(read_at)), else from the host
-    variables of the M(exup.fleet.exup) inventory (C(exup_modules), C(exup_model), C(exup_os); their time from O(read_at) or
-    C(exup_read_at), the repository keeps none), or with O(scope=repository) from every server registered in O(repository).
+    variables of the M(exup.fleet.exup) inventory (C(exup_modules), C(exup_model), C(exup_os); their time from O(read_at), else
+    C(exup_read_at), the repository's time of the last reading), or with O(scope=repository) from every server registered in O(repository).
 author: exup.fleet contributors (@exup-fleet)
 extends_documentation_fragment:
   - exup.fleet.repository.remote
@@ -47,7 +47,10 @@ options:
     description:
       - When the versions were read, ISO 8601 with a zone (V(2026-12-04T05:00:00Z)).
       - Default for O(reading) its C(read_at) key, else now (a result of this play); for the inventory the host variable
-        C(exup_read_at); for O(scope=repository) none, so every server is V(unknown) until it is given.
+        C(exup_read_at); for O(scope=repository) the time the repository keeps of each server's last reading (when
+        M(exup.fleet.exup_info) with O(exup.fleet.exup_info#module:register_server=true) registered its versions).
+      - A server never read that way (declared by M(exup.fleet.exup_repo_sync) O(exup.fleet.exup_repo_sync#module:servers), or
+        registered by an older collection), or a stored time that is not one, is V(unknown) (C(reading_time_unknown)) until given.
     type: str
   max_reading_age_hours:
     description: A reading older than this is V(unknown). Default the baseline's C(max_reading_age_hours), else 24.

@@ -3,7 +3,10 @@
 A repository made with the core API (signed packages of two severities and dates, servers registered), the inventory plugin
 over it, group_vars/all.yml with a baseline as it would sit in git. One playbook checks every host (versions from the
 inventory, read_at given), and once on localhost the whole repository; a second run with an old read_at is unknown everywhere;
-a hostile baseline fails with baseline_invalid and no traceback. About 10 s.
+a hostile baseline fails with baseline_invalid and no traceback. Then without read_at (issue 13.1): the time the repository
+keeps of each server's last registration decides, through exup_read_at and scope repository alike: fresh ones pass or
+fail, one registered 25 hours ago is reading_stale, one declared (never read) and one whose stored time was spoiled are
+reading_time_unknown. About 15 s.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -112,13 +116,15 @@ def estate(tmp_path_factory):
     return root, repo
 
 
-def run_check(root: Path, repo: Repository, read_at: str, name: str, extra: list[str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+def run_check(
+    root: Path, repo: Repository, read_at: str | None, name: str, extra: list[str] | None = None, playbook: str = "check.yml"
+) -> tuple[subprocess.CompletedProcess, Path]:
     out = root / name
     out.mkdir()
     env = dict(os.environ, ANSIBLE_INVENTORY_ENABLED="exup.fleet.exup", ANSIBLE_INVENTORY_UNPARSED_FAILED="true", ANSIBLE_NOCOLOR="1")
     env.pop("EXUP_REPOSITORY_PASSWORD", None)
     variables = json.dumps({"repo": str(repo.store.root), "read_at": read_at, "out": str(out)})
-    command = ["ansible-playbook", "-i", str(root / "inventory"), str(root / "check.yml"), "-e", variables, *(extra or [])]
+    command = ["ansible-playbook", "-i", str(root / "inventory"), str(root / playbook), "-e", variables, *(extra or [])]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     return proc, out
@@ -165,3 +171,56 @@ def test_a_hostile_baseline_fails_cleanly(estate):
     proc, _out = run_check(root, repo, now, "hostile", ["-e", bad])
     assert proc.returncode != 0
     assert "baseline_invalid" in proc.stdout and "unknown keys colour" in proc.stdout, proc.stdout
+
+
+#: the same checks with no read_at: the repository's time of each server's last reading decides (issue 13.1)
+STORED_PLAYBOOK = PLAYBOOK.replace('        read_at: "{{ read_at }}"\n', "")
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """web-1 and web-2 registered now, db-1 25 hours ago (the baseline allows 24), new-1 declared by a manager's presence
+    (never read), bad-1 registered and its stored time then spoiled by hand."""
+    root = tmp_path_factory.mktemp("stored")
+    (root / "work").mkdir()
+    repo = build_repository(root / "work" / "repo")
+    old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=25)
+    db1 = Server("local", "db-1", h.MODEL, "rhel9", {"system-bios": {"current": "3.00"}, "bmc-firmware": {"current": "3.00"}})
+    Repository(repo.store.root, clock=lambda: old).record_server("local", db1)
+    repo.announce("site-b", [Server("site-b", "new-1", h.MODEL, "rhel9", {"system-bios": {"current": "2.00"}, "bmc-firmware": {"current": "3.00"}})])
+    repo.record_server("local", Server("local", "bad-1", h.MODEL, "rhel9", {"system-bios": {"current": "2.00"}, "bmc-firmware": {"current": "3.00"}}))
+    conn = sqlite3.connect(repo.store.db_path)
+    with conn:
+        conn.execute("UPDATE readings SET read_at = '2026-13-45T99:99:99Z{{ 7 * 7 }}' WHERE name = 'bad-1'")
+    conn.close()
+    inventory = root / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "fleet.exup.yml").write_text("plugin: exup.fleet.exup\nrepository: %s\n" % repo.store.root)
+    (inventory / "group_vars" / "all.yml").write_text(BASELINE)
+    (root / "stored.yml").write_text(STORED_PLAYBOOK)
+    return root, repo
+
+
+def test_without_read_at_the_stored_reading_time_decides(stored):
+    root, repo = stored
+    proc, out = run_check(root, repo, None, "stored", playbook="stored.yml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = {
+        "web-1": ("pass", "compliant"),
+        "web-2": ("fail", "modules_fail"),
+        "db-1": ("unknown", "reading_stale"),  # would pass: its versions match, but they were read 25 hours ago
+        "new-1": ("unknown", "reading_time_unknown"),
+        "bad-1": ("unknown", "reading_time_unknown"),
+    }
+    for name, verdict in expected.items():
+        result = load(out, name)
+        assert (result["verdict"], result["reason_code"], result["source"]) == (*verdict, "inventory"), (name, result)
+        if verdict[0] == "unknown":
+            assert {row["verdict"] for row in result["modules"]} == {"unknown"}, (name, result)
+    assert 24 * 3600 < load(out, "db-1")["reading_age"] < 26 * 3600
+    assert load(out, "new-1")["read_at"] is None and load(out, "bad-1")["reading_age"] is None
+    fresh = datetime.datetime.fromisoformat(load(out, "web-1")["read_at"].replace("Z", "+00:00"))
+    assert abs(datetime.datetime.now(datetime.UTC) - fresh) < datetime.timedelta(minutes=10)
+    whole = load(out, "_estate")
+    assert {item["server"]: (item["verdict"], item["reason_code"]) for item in whole["servers"]} == expected
+    assert whole["summary"] == {"servers": 5, "pass": 1, "fail": 1, "unknown": 3}

@@ -3,12 +3,14 @@
 A repository made with the core API (signed packages added, servers registered by two managers, a BMC record, an icon chosen by
 hand), read by ansible-inventory as a process: from its local path, and from the repository service (HTTPS on loopback, the read
 user, pages of two servers). Also the inventory cache (the second run reads it, not the repository), compose / groups /
-keyed_groups / strict, and bad repositories, URLs and passwords: one line with the error code, no traceback.
+keyed_groups / strict, and bad repositories, URLs and passwords: one line with the error code, no traceback. Each host's
+exup_read_at is the repository's time of its last registration, from the path and over the service alike (issue 13.1).
 About 15 s.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -142,6 +144,10 @@ def check_fleet(listing: dict) -> None:
     assert members(listing, "needs_bios") == ["web-1@local"]
     assert members(listing, "bios_2_00") == ["app-1", "web-1@site-b", "web-2"]
     assert not any("password" in name for variables in hostvars.values() for name in variables)
+    # when exup_info last registered each server's versions (issue 13.1): the repository's time, the same over the service
+    for variables in hostvars.values():
+        read_at = datetime.datetime.fromisoformat(variables["exup_read_at"].replace("Z", "+00:00"))
+        assert variables["exup_read_at"].endswith("Z") and abs(datetime.datetime.now(datetime.UTC) - read_at) < datetime.timedelta(hours=1)
 
 
 def test_list_and_graph_from_a_local_repository(fleet: Repository, tmp_path: Path, collections_path: Path):

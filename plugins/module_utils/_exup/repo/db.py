@@ -118,6 +118,12 @@ CREATE TABLE IF NOT EXISTS reboots (
     deadline TEXT NOT NULL,
     PRIMARY KEY (manager_id, server)
 );
+CREATE TABLE IF NOT EXISTS readings (
+    manager_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    read_at TEXT NOT NULL,
+    PRIMARY KEY (manager_id, name)
+);
 """
 
 #: The tables the sync's plan and download selection read (see repo/fingerprint.py). Every INSERT, UPDATE or DELETE
@@ -552,6 +558,7 @@ class Index:
     def forget_manager(self, manager_id: str) -> None:
         self.conn.execute('DELETE FROM servers WHERE manager_id = ?', (manager_id,))
         self.conn.execute('DELETE FROM managers WHERE manager_id = ?', (manager_id,))
+        self._write('DELETE FROM readings WHERE manager_id = ?', (manager_id,))
 
     def servers(self, managers: Container[str] | None = None, but: str | None = None) -> list[Server]:
         """The stored servers, of ``managers`` only when given, never of the manager ``but``.
@@ -581,6 +588,10 @@ class Index:
         return ServerRow(*row) if row else None
 
     def replace_servers(self, manager_id: str, rows: list[ServerRow]) -> None:
+        """A manager's servers as declared (not read): the reading time of a server whose record changes or goes is dropped."""
+        kept = set(rows)
+        changed = [(manager_id, row.name) for row in self.server_rows(manager_id) if row not in kept]
+        self._write_many('DELETE FROM readings WHERE manager_id = ? AND name = ?', changed)
         self.conn.execute('DELETE FROM servers WHERE manager_id = ?', (manager_id,))
         self.conn.executemany('INSERT INTO servers (manager_id, name, model, os, modules) VALUES (?, ?, ?, ?, ?)', rows)
 
@@ -588,7 +599,34 @@ class Index:
         self.conn.execute('INSERT OR REPLACE INTO servers (manager_id, name, model, os, modules) VALUES (?, ?, ?, ?, ?)', row)
 
     def delete_server(self, manager_id: str, name: str) -> bool:
+        self._write('DELETE FROM readings WHERE manager_id = ? AND name = ?', (manager_id, name))
         return self.conn.execute('DELETE FROM servers WHERE manager_id = ? AND name = ?', (manager_id, name)).rowcount > 0
+
+    # ----------------------------------------------------------------- when a server's versions were last read (issue 13.1)
+    def put_reading(self, manager_id: str, name: str, read_at: str) -> None:
+        """When exup_info last read this server's versions (UTC, catalog.format_time). Not a GENERATION_TABLES table:
+        a reading that changes no version bumps no sync fingerprint and no locked plan."""
+        self.conn.execute('INSERT OR REPLACE INTO readings (manager_id, name, read_at) VALUES (?, ?, ?)', (manager_id, name, read_at))
+
+    def reading_span(self, first: tuple[str, str] | None = None, last: tuple[str, str] | None = None) -> dict[tuple[str, str], str]:
+        """(manager_id, name) -> read_at as stored (a text; its rules check it), from ``first`` to ``last`` (all when not
+        given). A store older code wrote has no readings table: no server has a reading time there."""
+        where = ' WHERE (manager_id, name) >= (?, ?) AND (manager_id, name) <= (?, ?)' if first is not None and last is not None else ''
+        args = tuple(first) + tuple(last) if first is not None and last is not None else ()
+        rows = self._select('SELECT manager_id, name, read_at FROM readings' + where, args)
+        return {(row[0], row[1]): row[2] for row in rows if isinstance(row[2], str)}  # a number or blob put there by hand: not known
+
+    def _write(self, sql: str, args: tuple) -> None:
+        """A write to a table a store of older code may lack (readings): nothing to change there."""
+        self._write_many(sql, [args])
+
+    def _write_many(self, sql: str, rows: list) -> None:
+        if rows:
+            try:
+                self.conn.executemany(sql, rows)
+            except sqlite3.OperationalError as exc:
+                if not _is_missing_table(exc):
+                    raise
 
     # ----------------------------------------------------------------- the whole fleet at once (the inventory plugin, issue 12)
     def server_page(self, after: tuple[str, str] | None = None, limit: int | None = None) -> list[Server]:

@@ -114,6 +114,9 @@ class FleetPage:
     initial_icons: list[tuple[str, str]]
     #: (manager_id, name) to ask the next page after; None: this was the last page
     next: tuple[str, str] | None = None
+    #: (manager_id, name) -> when exup_info last read (and registered) the server's versions, UTC ISO 8601 as stored;
+    #: a server never read (declared by exup_repo_sync servers, registered by older code) has none
+    read_at: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
 
 
 class RepositoryApi(typing.Protocol):

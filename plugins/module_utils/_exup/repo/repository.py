@@ -457,10 +457,13 @@ class Repository:
             for manager_id, server, module_id, icon, set_at in index.icon_span(*span):
                 icons.setdefault((manager_id, server), {})[module_id] = (icon, set_at)
             history = index.setting_history('initial_manual_icon')
+            readings = index.reading_span(*span)
         initial = [('', decode_setting('initial_manual_icon', SETTINGS['initial_manual_icon'][1]))]
         initial += [(changed_at, decode_setting('initial_manual_icon', value)) for changed_at, value in history]
         last = (servers[-1].manager_id, servers[-1].name) if more else None
-        return FleetPage(servers=servers, bmc=bmc, icons=icons, initial_icons=initial, next=last)
+        listed = {(server.manager_id, server.name) for server in servers}
+        read_at = {key: value for key, value in readings.items() if key in listed}
+        return FleetPage(servers=servers, bmc=bmc, icons=icons, initial_icons=initial, next=last, read_at=read_at)
 
     def status_icons(self, manager_id: str, server: str, infos: Iterable[PackageInfo], kinds: Iterable[str] = ('linux',)) -> dict[str, str]:
         with self.read() as index:
@@ -615,9 +618,15 @@ class Repository:
         return expired
 
     def register_server(self, index: Index, manager_id: str, server: Server) -> bool:
-        """Record one server of a manager (presence too), leaving its other servers as they are."""
+        """Record one server of a manager (presence too), leaving its other servers as they are.
+
+        Its versions were read just now (exup_info register_server): the reading time is kept each time (readings),
+        even when the record is unchanged; that alone is no change (``changed`` says whether the versions changed).
+        """
         with index.transaction():
-            index.touch_manager(manager_id, self.now_text())
+            now = self.now_text()
+            index.touch_manager(manager_id, now)
+            index.put_reading(manager_id, server.name, now)
             row = ServerRow.of(manager_id, server)
             changed = index.server_row(manager_id, server.name) != row
             if changed:

@@ -89,12 +89,15 @@ def fleet_hosts(
     group_prefix: str = PREFIX,
     names: Mapping[tuple[str, str], str] | None = None,
     kinds: tuple = ('linux',),
+    read_at: Mapping[tuple[str, str], str] | None = None,
 ) -> list[InventoryHost]:
     """Every server as an inventory host (``names``: host_names of all servers, when ``servers`` is one page of them).
 
-    ``infos`` are the repository's packages and ``added`` when each arrived (package_id -> UTC text); ``bmc`` and
-    ``icons`` are keyed by (manager_id, server name); ``initial_icons`` is the setting's history (initial_icon_at).
+    ``infos`` are the repository's packages and ``added`` when each arrived (package_id -> UTC text); ``bmc``,
+    ``icons`` and ``read_at`` (when the versions were last read, FleetPage.read_at) are keyed by (manager_id, server
+    name); ``initial_icons`` is the setting's history (initial_icon_at).
     """
+    read_at = read_at or {}
     names = host_names(servers) if names is None else names
     targeted: dict[tuple[str, str], tuple[list[PackageInfo], dict[str, str]]] = {}
     hosts = []
@@ -112,7 +115,7 @@ def fleet_hosts(
             for module_id, arrived in arrivals.items()
         }
         report = status_report.status_report(status_report.ServerView(module_states(server, records), packages, shown_icons, kinds=kinds))
-        variables = host_variables(server, report, bool(records))
+        variables = host_variables(server, report, bool(records), read_at.get(key))
         groups = tuple(
             sorted({group_prefix + kind + '_' + safe_group_name(str(variables[PREFIX + field])) for kind, field in GROUP_KINDS if variables[PREFIX + field]})
         )
@@ -120,8 +123,12 @@ def fleet_hosts(
     return hosts
 
 
-def host_variables(server: Server, report: status_report.StatusReport, bmc_known: bool) -> dict[str, typing.Any]:
-    """The host's variables (docs: the plugin's documentation lists them); no secret is among them."""
+def host_variables(server: Server, report: status_report.StatusReport, bmc_known: bool, read_at: str | None = None) -> dict[str, typing.Any]:
+    """The host's variables (docs: the plugin's documentation lists them); no secret is among them.
+
+    ``exup_read_at`` is the repository's reading time as stored, None when the server was never read: the compliance
+    rule (rules/baseline.py) decides whether it is a time at all (else ``reading_time_unknown``).
+    """
     newest = report.newest
     modules = {
         module_id: {
@@ -147,4 +154,5 @@ def host_variables(server: Server, report: status_report.StatusReport, bmc_known
         PREFIX + 'modules_available': list(report.available),
         PREFIX + 'unknown_packages': report.unknown,
         PREFIX + 'paths': ['agent', 'bmc'] if bmc_known else ['agent'],
+        PREFIX + 'read_at': read_at if isinstance(read_at, str) else None,
     }

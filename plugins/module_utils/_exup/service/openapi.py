@@ -874,6 +874,11 @@ def _paths() -> dict[str, typing.Any]:
                                                 'type': 'object',
                                                 'additionalProperties': _object({'current': {'type': 'string'}, 'previous': {'type': 'string'}}),
                                             },
+                                            'read_at': {
+                                                'type': ['string', 'null'],
+                                                'description': 'when exup_info last read and registered the versions (UTC, ISO 8601 with Z as stored); '
+                                                'null: never read (declared servers); API 3',
+                                            },
                                         },
                                         required=('manager_id', 'name', 'model', 'os', 'modules'),
                                     ),

@@ -23,7 +23,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations
 
 SERVICE = 'exup.fleet repository'
 #: the API this code speaks. Raise it when a route or record changes, and say in FEATURES what the new version brings.
-API_VERSION = 2
+API_VERSION = 3
 #: feature -> the first API version that has it. A repository older than the caller has only those up to its version.
 FEATURES = {
     'packages': 1,
@@ -40,6 +40,7 @@ FEATURES = {
     'export': 1,
     'rebuild': 1,
     'fleet': 2,  # GET /v1/servers: the registered servers, for the inventory plugin (issue 12)
+    'read_at': 3,  # GET /v1/servers: read_at of each server, when its versions were last read (issue 13); older: none known
 }
 DEFAULT_PORT = 8080  # 003 Table 2
 
@@ -263,7 +264,9 @@ def bmc_record_from_dict(data: object) -> BmcModuleRecord:
 def fleet_page_as_dict(page: FleetPage) -> dict[str, typing.Any]:
     """GET /v1/servers: one page of registered servers with their BMC records and chosen icons (the inventory plugin)."""
     return {
-        'servers': [dict(server_as_dict(server), manager_id=server.manager_id) for server in page.servers],
+        'servers': [
+            dict(server_as_dict(server), manager_id=server.manager_id, read_at=page.read_at.get((server.manager_id, server.name))) for server in page.servers
+        ],
         'bmc_modules': [dict(bmc_record_as_dict(record), manager_id=key[0], server=key[1]) for key, records in page.bmc.items() for record in records.values()],
         'manual_icons': [
             {'manager_id': key[0], 'server': key[1], 'module_id': module_id, 'icon': icon, 'set_at': set_at}
@@ -281,7 +284,7 @@ def fleet_page_from_dict(data: object) -> FleetPage:
     for field in ('servers', 'bmc_modules', 'manual_icons', 'initial_icons'):
         if not isinstance(record[field], list):
             raise _invalid('server listing', field)
-    servers = []
+    servers, read_at = [], {}
     for item in record['servers']:
         texts = _texts(_record(item, ('manager_id', 'name', 'model', 'os', 'modules'), 'server'), ('manager_id', 'name', 'model', 'os'), 'server')
         modules = item['modules']
@@ -290,6 +293,11 @@ def fleet_page_from_dict(data: object) -> FleetPage:
         ):
             raise _invalid('server', 'modules (module id -> {current, previous})')
         servers.append(Server(modules={str(key): dict(value) for key, value in modules.items()}, **texts))
+        stamp = item.get('read_at')  # absent from a service of API 2: not known
+        if stamp is not None and not isinstance(stamp, str):
+            raise _invalid('server', 'read_at (a text or null)')
+        if stamp is not None:
+            read_at[(texts['manager_id'], texts['name'])] = stamp
     bmc: dict[tuple[str, str], dict[str, BmcModuleRecord]] = {}
     for item in record['bmc_modules']:
         where = _texts(_record(item, ('manager_id', 'server'), 'bmc module record'), ('manager_id', 'server'), 'bmc module record')
@@ -308,7 +316,9 @@ def fleet_page_from_dict(data: object) -> FleetPage:
     after = record['next']
     if after is not None:
         after = _texts(_record(after, ('manager_id', 'name'), 'next'), ('manager_id', 'name'), 'next')
-    return FleetPage(servers=servers, bmc=bmc, icons=icons, initial_icons=initial, next=(after['manager_id'], after['name']) if after else None)
+    return FleetPage(
+        servers=servers, bmc=bmc, icons=icons, initial_icons=initial, next=(after['manager_id'], after['name']) if after else None, read_at=read_at
+    )
 
 
 def _texts(record: dict[str, typing.Any], fields: typing.Sequence[str], what: str, empty: bool = False) -> dict[str, str]:

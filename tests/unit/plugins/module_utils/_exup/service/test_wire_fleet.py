@@ -20,6 +20,7 @@ PAGE = FleetPage(
     icons={('local', 'web-1'): {'sdr': ('latest', '2026-01-01T00:00:00Z')}},
     initial_icons=[('', 'update_available'), ('2026-01-01T00:00:00Z', 'latest')],
     next=('local', 'web-1'),
+    read_at={('local', 'web-1'): '2026-12-04T05:00:00Z'},
 )
 
 
@@ -44,6 +45,8 @@ def test_a_page_survives_the_wire():
         lambda body: body['initial_icons'].append({'changed_at': 'x'}),
         lambda body: body.update(next={'manager_id': 'local'}),
         lambda body: body.update(next='web-1'),
+        lambda body: body['servers'][0].update(read_at=7),
+        lambda body: body['servers'][0].update(read_at=['2026-12-04T05:00:00Z']),
     ],
 )
 def test_a_bad_answer_is_service_answer_invalid(spoil):
@@ -57,3 +60,18 @@ def test_a_bad_answer_is_service_answer_invalid(spoil):
 def test_the_listing_is_a_feature_of_api_version_2():
     assert wire.FEATURES['fleet'] == 2 <= wire.API_VERSION
     assert 'fleet' in wire.limited_features(1)
+
+
+def test_read_at_is_a_feature_of_api_version_3():
+    assert wire.FEATURES['read_at'] == 3 <= wire.API_VERSION
+    assert wire.limited_features(2) == ['read_at']
+    body = wire.fleet_page_as_dict(PAGE)
+    assert body['servers'][0]['read_at'] == '2026-12-04T05:00:00Z'
+    # a service of API 2 sends no read_at, and a server never read has null: no time is known, nothing is refused
+    body['servers'][0].pop('read_at')
+    assert wire.fleet_page_from_dict(body).read_at == {}
+    body['servers'][0]['read_at'] = None
+    assert wire.fleet_page_from_dict(body).read_at == {}
+    # a stored text that is no time passes the wire as it is: the compliance rule makes it reading_time_unknown
+    body['servers'][0]['read_at'] = 'yesterday'
+    assert wire.fleet_page_from_dict(body).read_at == {('local', 'web-1'): 'yesterday'}
