@@ -71,6 +71,11 @@ def rollout_hold_back(rows, settings) -> bool:
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def rollout_rollback_versions(row, settings) -> dict:
+    """13.5: module id -> previous for the modules of the row that failed verification (empty: no rollback)."""
+    return rollout.rollback_versions(_settings(settings), dict(_mapping(row, 'the row')))
+
+
 def rollout_hosts(target, group: str) -> str:
     """The wave play's pattern: the target (split as Ansible splits it), then ``&group``."""
     if not isinstance(target, (str, list)):
@@ -82,7 +87,8 @@ def rollout_hosts(target, group: str) -> str:
 
 
 class FilterModule:
-    """exup.fleet.rollout_check, rollout_chosen, rollout_restart, rollout_outcome, rollout_summary, rollout_hold_back, rollout_hosts."""
+    """exup.fleet.rollout_check, rollout_chosen, rollout_restart, rollout_outcome, rollout_summary, rollout_hold_back,
+    rollout_rollback_versions, rollout_hosts."""
 
     def filters(self):
         return {
@@ -92,5 +98,6 @@ class FilterModule:
             'rollout_outcome': rollout_outcome,
             'rollout_summary': rollout_summary,
             'rollout_hold_back': rollout_hold_back,
+            'rollout_rollback_versions': rollout_rollback_versions,
             'rollout_hosts': rollout_hosts,
         }

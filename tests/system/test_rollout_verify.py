@@ -9,7 +9,9 @@
 - host002's repository has such a RAID controller package, active at once: exup_apply itself fails it
   (error succeeded_unchanged), logs the event, and §2.1.2 allows no restart;
 - two failures are more than apply_verify_budget=1 (the first alone is not: the second wave ran), so the third wave
-  is held back: host003 keeps every version, runs no job and keeps its boot.
+  is held back: host003 keeps every version, runs no job and keeps its boot;
+- apply_rollback_on_unchanged: host001's BIOS is written again at its previous generation (1.0, staged for the next
+  restart); host002's previous RAID controller version is not in its repository, so its rollback fails (version_not_available).
 
 Nothing is mocked: ansible-playbook over the lab's ssh, the agent on the hosts, the repositories' SQLite logs.
 """
@@ -69,6 +71,7 @@ def test_succeeded_but_unchanged_fails_the_server_and_the_budget_holds_back_the_
         "apply_modules": ["system-bios", "raid-controller"],
         "apply_allow_reboot": True,
         "apply_verify_budget": 1,
+        "apply_rollback_on_unchanged": True,
     }
     done = ah.run_playbook(lab, APPLY, settings, "-i", lab.inventory_path, "-i", inventory)
     output = done.stdout + done.stderr
@@ -81,14 +84,23 @@ def test_succeeded_but_unchanged_fails_the_server_and_the_budget_holds_back_the_
     assert after["host001"]["boot_id"] != before["host001"]["boot_id"], output
     assert after["host001"]["versions"]["system-bios"] == before["host001"]["versions"]["system-bios"] == "1.0"
     assert after["host001"]["versions"]["raid-controller"] == "5.1"  # the real package of the same job did change
-    journal = ah.journal(roots["host001"], after["host001"]["jobs"][-1])
+    assert len(after["host001"]["jobs"]) == len(before["host001"]["jobs"]) + 2, output  # the apply, then the rollback
+    journal = ah.journal(roots["host001"], after["host001"]["jobs"][-2])
     assert {item["package_id"]: item["status"] for item in journal["items"]}[STAGED_NO_OP.id] == "succeeded"
+    # apply_rollback_on_unchanged: the previous generation (1.0, the version before the apply) written again, staged
+    rollback = ah.journal(roots["host001"], after["host001"]["jobs"][-1])
+    assert [(item["package_id"], item["status"]) for item in rollback["items"]] == [("lab-system-bios-r120h-1.0", "succeeded")], rollback
+    assert after["host001"]["staged"] == {ah.VERSION_FILES["system-bios"]: "1.0"}, after["host001"]["staged"]
+    assert "rolled back to the previous generation: system-bios 1.0 -> 1.0 succeeded (staged, active after the next restart)" in output
     assert f"FAILED verification after the restart: {STAGED_NO_OP.id} the package reported success but the version read after it is 1.0, not 1.3" in output
 
     # host002: active at once, so exup_apply itself caught it; no restart (§2.1.2: a package failed)
     assert after["host002"]["boot_id"] == before["host002"]["boot_id"], output
     assert after["host002"]["versions"]["raid-controller"] == before["host002"]["versions"]["raid-controller"]
     assert f"{ACTIVE_NO_OP.id} failed verification on host002" in output and "(succeeded_unchanged)" in output
+    # its previous generation (5.0, what the lab host ran before) is not in the repository: the rollback fails, nothing runs
+    assert len(after["host002"]["jobs"]) == len(before["host002"]["jobs"]) + 1, output
+    assert "rollback (exup_apply, versions previous): the repository holds no raid-controller version 5.0" in output, output
 
     # host003: held back by the budget (2 failures > 1): nothing ran there
     for key in ("versions", "staged", "jobs", "boot_id"):

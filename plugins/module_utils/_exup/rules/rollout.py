@@ -65,6 +65,7 @@ class Settings:
     via: str = 'agent'
     stop_on_failure: Any = True
     verify_budget: Any = None
+    rollback_on_unchanged: bool = False
 
     @classmethod
     def from_mapping(cls, values: dict) -> Settings:
@@ -103,6 +104,8 @@ class Wave:
     applied: dict
     reboot: dict = dataclasses.field(default_factory=dict)
     info_after: dict = dataclasses.field(default_factory=dict)
+    # 13.5: exup_apply with versions previous for the modules that failed verification (rollback_on_unchanged)
+    rollback: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, values: dict) -> Wave:
@@ -240,6 +243,7 @@ def choose(settings: Settings, server: str, info: dict) -> dict:
         'failed': failed,
         'applied': False,
         'unchanged': [],
+        'rolled_back': [],
     }
     if settings.uninstall:
         row['management_ended'] = False
@@ -468,7 +472,49 @@ def outcome(settings: Settings, row: dict, wave: Wave) -> dict:
     )
     if settings.uninstall:
         updated['management_ended'] = _agent_removed(settings, wave.applied, done)
+    updated['rolled_back'] = []
+    if done and not _skipped(wave.rollback) and len(wave.rollback) > 0:
+        lines, rolled_back, failures = _rollback(wave.rollback)
+        updated.update(packages=updated['packages'] + lines, rolled_back=rolled_back, failures=updated['failures'] + failures)
     return updated
+
+
+def rollback_versions(settings: Settings, row: dict) -> dict:
+    """13.5: module id -> ``previous`` for the modules of the row that failed verification, when the operator asked for it."""
+    if not settings.rollback_on_unchanged or settings.uninstall or settings.check_mode:
+        return {}
+    return {_text(module_id): 'previous' for module_id in row.get('unchanged') or []}
+
+
+def _rollback(rollback: dict) -> tuple[list, list, list]:
+    """What going back to the previous generation did: more package lines, a failure line when it failed.
+
+    The server stays failed (its verification did); ``rolled_back`` lists the modules whose previous version
+    succeeded. exup_apply restarts nothing here: firmware staged by the rollback is active after the next restart.
+    """
+    lines = []
+    for item in rollback.get('results') or []:
+        staged = ' (staged, active after the next restart)' if item.get('staged') else ''
+        cause = ': %s' % (item['cause'],) if item.get('cause') else ''
+        lines.append(
+            'rolled back to the previous generation: %s %s -> %s %s%s%s'
+            % (
+                _text(item.get('module_id')),
+                _text(item.get('version_before') or '(none)'),
+                _text(item.get('version_target')),
+                _text(item.get('status')),
+                cause,
+                staged,
+            )
+        )
+    for module_id, why in (rollback.get('skipped_modules') or {}).items():
+        lines.append('%s not rolled back: %s' % (_text(module_id), _text(why)))
+    failed = _apply_failed(rollback)
+    return (
+        _lines(lines),
+        [] if failed else [item.get('module_id') for item in rollback.get('results') or [] if item.get('status') == 'succeeded'],
+        _lines([_failure('rollback (exup_apply, versions previous): ', rollback, _text)]) if failed else [],
+    )
 
 
 def _has_budget(settings: Settings) -> bool:

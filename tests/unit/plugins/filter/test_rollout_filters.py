@@ -55,7 +55,16 @@ APPLIED = {
 }
 AFTER = dict(INFO, server_status='latest', modules={'system-bios': {'status': 'latest', 'current': '1.2', 'block': None}})
 WAVE = {'info_before': INFO, 'applied': APPLIED, 'reboot': {'changed': True, 'rebooted': True}, 'info_after': AFTER}
-FILTERS = ('rollout_check', 'rollout_chosen', 'rollout_restart', 'rollout_outcome', 'rollout_summary', 'rollout_hold_back', 'rollout_hosts')
+FILTERS = (
+    'rollout_check',
+    'rollout_chosen',
+    'rollout_restart',
+    'rollout_outcome',
+    'rollout_summary',
+    'rollout_hold_back',
+    'rollout_rollback_versions',
+    'rollout_hosts',
+)
 
 
 def test_the_filters_are_the_ones_documented():

@@ -156,6 +156,7 @@ def test_a_server_is_chosen_by_the_filter_with_its_row():
         'failed': False,
         'applied': False,
         'unchanged': [],
+        'rolled_back': [],
     }
     row = rollout.choose(APPLY, 'r120h-2', info('latest', system_bios=('latest', '1.2')))
     assert (row['chosen'], row['note'], row['failed']) == (False, 'not chosen: does not match the filter update_available', False)

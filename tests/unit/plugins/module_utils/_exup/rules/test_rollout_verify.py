@@ -175,3 +175,37 @@ def test_the_summary_names_the_budget_and_the_held_back_servers():
         'exup apply to managed, filter update_available: 2 of 2 server(s) chosen, 1 failed, 1 succeeded but unchanged,'
         ' 1 held back after a failure; error budget apply_verify_budget=0: 1 of 1 applied failed, exceeded'
     )
+
+
+# --------------------------------------------------------------------------- going back to the previous generation
+
+
+def test_the_modules_to_take_back_are_those_that_failed_verification_when_asked():
+    row = row_after(Wave(info(), APPLIED, REBOOTED, info(system_bios='1.0', bmc_firmware='2.20')))
+    assert rollout.rollback_versions(APPLY, row) == {}  # not asked for
+    assert rollout.rollback_versions(settings(rollback_on_unchanged=True), row) == {'system-bios': 'previous'}
+    assert rollout.rollback_versions(settings(rollback_on_unchanged=True, check_mode=True), row) == {}
+    passed = row_after(Wave(info(), APPLIED, REBOOTED, info(system_bios='1.2', bmc_firmware='2.20')))
+    assert rollout.rollback_versions(settings(rollback_on_unchanged=True), passed) == {}
+
+
+def test_the_rollback_adds_its_lines_and_the_server_stays_failed():
+    back = settings(rollback_on_unchanged=True)
+    rollback = {
+        'changed': True,
+        'results': [dict(staged('system-bios', '1.0', '1.0'), package_id='lab-system-bios-1.0')],
+        'skipped_modules': {'raid-controller': 'already at 5.0'},
+    }
+    wave = Wave(info(), APPLIED, REBOOTED, info(system_bios='1.0', bmc_firmware='2.20'), rollback)
+    row = row_after(wave, back)
+    assert row['failed'] is True and row['unchanged'] == ['system-bios'] and row['rolled_back'] == ['system-bios']
+    assert row['packages'][-2:] == [
+        'rolled back to the previous generation: system-bios 1.0 -> 1.0 succeeded (staged, active after the next restart)',
+        'raid-controller not rolled back: already at 5.0',
+    ]
+    assert rollout.outcome(back, row, wave) == row  # recorded again after the rollback: the same row
+    failed = dict(rollback, failed=True, error='blocked_until_reboot', msg='system-bios is blocked', results=[])
+    row = row_after(Wave(info(), APPLIED, REBOOTED, info(system_bios='1.0', bmc_firmware='2.20'), failed), back)
+    assert row['rolled_back'] == [] and row['failures'][-1] == 'rollback (exup_apply, versions previous): system-bios is blocked (blocked_until_reboot)'
+    skipped = row_after(Wave(info(), APPLIED, REBOOTED, info(system_bios='1.0', bmc_firmware='2.20'), SKIPPED), back)
+    assert skipped['rolled_back'] == [] and not any('rolled back' in line for line in skipped['packages'])
