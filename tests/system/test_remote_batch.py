@@ -12,6 +12,7 @@
    allowed: the batch downloads and applies the newest at run time, restarts the server for the BIOS, and the log
    holds remote_batch_started, the sync's events and remote_batch_finished with what was downloaded.
 3. A feed that cannot be read: remote_batch_failed (stage download), nothing applied, the run fails.
+4. --check with the download: the plan, nothing downloaded, applied or logged.
 """
 
 from __future__ import annotations
@@ -193,3 +194,16 @@ def test_a_download_that_fails_logs_the_batch_failed_and_applies_nothing(site, n
     code, level, detail = logged[-1]
     assert (code, level, detail["stage"]) == ("remote_batch_failed", "error", "download"), logged
     assert not any(code == "apply_started" for code, _level, _detail in logged)
+
+
+def test_check_mode_downloads_applies_and_logs_nothing(site, tmp_feed_dir, nginx):
+    lab, repo, settings, directory = site
+    publish(lab, directory, tmp_feed_dir, packages.LabPackage("raid-utility", "3.3.0", "2026-12-02", (MODEL_A,), uninstall=True, tag="check"))
+    before, stored, mark = ah.snapshot(lab.host_root(HOST)), ah.package_ids(repo), last_event_id(repo)
+    batch = dict(settings, remote_batch_download=True, remote_batch_feed_url=nginx.url("catalog.json"), remote_batch_modules=["raid-utility"])
+    done = ah.run_playbook(lab, BATCH, batch, "-i", lab.inventory_path, "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(check mode: nothing was changed)" in done.stdout and "Remote batch finished." in done.stdout, done.stdout
+    after = ah.snapshot(lab.host_root(HOST))
+    assert (after["versions"], after["jobs"]) == (before["versions"], before["jobs"])
+    assert ah.package_ids(repo) == stored and last_event_id(repo) == mark
