@@ -11,7 +11,8 @@
 2. remote_batch.yml with the download first, a package published to the feed just before the run and restarts
    allowed: the batch downloads and applies the newest at run time, restarts the server for the BIOS, and the log
    holds remote_batch_started, the sync's events and remote_batch_finished with what was downloaded.
-3. A feed that cannot be read: remote_batch_failed (stage download), nothing applied, the run fails.
+3. A feed that cannot be read: remote_batch_failed (stage download), nothing applied, the run fails; a download
+   without a feed is batch_invalid before anything is logged.
 4. --check with the download: the plan, nothing downloaded, applied or logged.
 """
 
@@ -194,6 +195,12 @@ def test_a_download_that_fails_logs_the_batch_failed_and_applies_nothing(site, n
     code, level, detail = logged[-1]
     assert (code, level, detail["stage"]) == ("remote_batch_failed", "error", "download"), logged
     assert not any(code == "apply_started" for code, _level, _detail in logged)
+
+    # settings that cannot work (a download without a feed) stop the batch before it logs or touches anything
+    mark = last_event_id(repo)
+    done = ah.run_playbook(lab, BATCH, dict(settings, remote_batch_download=True), "-i", lab.inventory_path)
+    assert done.returncode != 0 and "batch_invalid" in done.stdout and "remote_batch_feed_url" in done.stdout, done.stdout
+    assert last_event_id(repo) == mark and ah.snapshot(lab.host_root(HOST))["jobs"] == before["jobs"]
 
 
 def test_check_mode_downloads_applies_and_logs_nothing(site, tmp_feed_dir, nginx):
