@@ -54,6 +54,9 @@ BMC_PACKAGES = [
     ("bmc-firmware", "2.20", "2026-05-01", False),
 ]
 OTHER_MODEL_BIOS = ("system-bios", "1.30", "2026-04-01", True)  # for MODEL_B only
+# Stepping stones through the BMC (issue 13.8), in a repository of their own: BMC firmware 2.20 upgrades only from 2.10 or
+# later (UpgradeFromMin), so a server on 2.00 goes 2.00 -> 2.10 -> 2.20; each step needs the BMC reset (one run each).
+STEPPING_PACKAGES = [("2.10", "2026-01-15", None), ("2.20", "2026-05-01", "2.10")]
 
 
 def package_id(module: str, version: str, model: str = MODEL) -> str:
@@ -85,6 +88,31 @@ def build_bmc_packages(directory: Path, key) -> list:
     return paths
 
 
+def build_stepping_packages(directory: Path, key) -> list:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for version, date, upgrade_from_min in STEPPING_PACKAGES:
+        info = PackageInfo(
+            package_id=f"bmc-step-{version}",
+            module_id="bmc-firmware",
+            module_name=MODULE_KINDS["bmc-firmware"],
+            version=version,
+            release_date=date,
+            models=[MODEL],
+            os=["any"],
+            kind="bmc",
+            auto_update=True,
+            reboot_required=True,
+            downgrade_supported=False,
+            uninstall_supported=False,
+            install_command="",
+            upgrade_from_min=upgrade_from_min,
+        )
+        payload = {f"firmware/bmc-firmware-{version}.bin": f"bmc-firmware {version} step".encode() * 64}
+        paths.append(build_package_from_bytes(payload, info, key, str(directory / f"{info.package_id}.zip")))
+    return paths
+
+
 class FailOnce:
     """A fail_tasks knob that is true for one task only (the emulator reads it once per task): the next update works."""
 
@@ -100,7 +128,23 @@ class FailOnce:
 
 # --------------------------------------------------------------------------- the world: repository, BMCs, servers
 
-SCENARIO_BMCS = ("multi", "push", "staged", "httppush", "simple", "rules", "refusals", "tls", "reject", "fail", "hang", "r120h3", "nolog", "counted")
+SCENARIO_BMCS = (
+    "multi",
+    "push",
+    "staged",
+    "httppush",
+    "simple",
+    "rules",
+    "refusals",
+    "tls",
+    "reject",
+    "fail",
+    "hang",
+    "r120h3",
+    "nolog",
+    "counted",
+    "stepping",
+)
 
 
 class World:  # pylint: disable=too-many-instance-attributes  # what the tests look at
@@ -109,6 +153,7 @@ class World:  # pylint: disable=too-many-instance-attributes  # what the tests l
         self.directory = directory
         # set by the world fixture
         self.repo: Path | None = None
+        self.stepping_repo: Path | None = None
         self.pem: Path | None = None
         self.tls: TlsFiles | None = None
         self.other_tls: TlsFiles | None = None
@@ -150,6 +195,9 @@ def world(lab, tmp_path_factory):
     keyring = KeyRing([lab.vendor_key().public_key])
     added = Repository(str(world.repo)).add_files(build_bmc_packages(world.directory / "packages", lab.vendor_key()), keyring, mode="pinned")
     assert [row["result"] for row in added] == [ADDED] * (len(BMC_PACKAGES) + 1), added
+    world.stepping_repo, _pem = lab.make_repository(world.directory / "stepping-repo")
+    added = Repository(str(world.stepping_repo)).add_files(build_stepping_packages(world.directory / "stepping", lab.vendor_key()), keyring, mode="pinned")
+    assert [row["result"] for row in added] == [ADDED] * len(STEPPING_PACKAGES), added
     for name in ("tls", "other-tls"):
         (world.directory / name).mkdir()
     world.tls = make_tls_files(world.directory / "tls")
@@ -304,6 +352,15 @@ SCENARIOS = {
             info_task("not_verified", "bmc_ca_path: null\nbmc_validate_certs: false"),
         ]
     ),
+    # issue 13.8: stepping stones through the BMC, the same planner as the agent path (rules/plan.py, rules/stepping.py)
+    "stepping": "".join(
+        [
+            apply_task("check", "repository: \"{{ repos.stepping }}\"\nmodules: [bmc-firmware]", check_mode=True),
+            apply_task("stone", "repository: \"{{ repos.stepping }}\"\nmodules: [bmc-firmware]\nallow_reboot: true"),
+            apply_task("target", "repository: \"{{ repos.stepping }}\"\nmodules: [bmc-firmware]\nallow_reboot: true"),
+            apply_task("again", "repository: \"{{ repos.stepping }}\"\nmodules: [bmc-firmware]\nallow_reboot: true"),
+        ]
+    ),
     # issue 10: what one apply asks of the BMC (nothing else talks to this BMC)
     "counted": apply_task("applied", "modules: [system-bios]"),
     # 8. the BMC refuses the image / the task fails / the task never ends
@@ -434,7 +491,7 @@ def batch(world):
     hosts["multi"]["bmc"]["systems"] = {"a": multi.system_path("bmc1-server-1"), "b": multi.system_path("bmc1-server-2").rsplit("/", 1)[1]}
     inventory = work / "inventory.json"
     inventory.write_text(json.dumps({"all": {"hosts": hosts, "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}))
-    common = {"repos": {"default": str(world.repo)}, "pem": str(world.pem)}
+    common = {"repos": {"default": str(world.repo), "stepping": str(world.stepping_repo)}, "pem": str(world.pem)}
     r120h3 = work / "r120h3.yml"
     r120h3.write_text(R120H3_PLAY.format(out=work, agent_install=REPO_ROOT / "playbooks" / "agent_install.yml"))
     nolog = work / "nolog.yml"
@@ -619,6 +676,35 @@ def test_push_applies_bios_then_bmc_and_resets_both(world, batch):
     assert found[1][1]["via"] == "bmc" and found[1][1]["results"] == {package: "succeeded" for package in expected}
     resets = [detail["reset"] for code, level, detail in bh.events(world.repo, "push") if code == "server_reset"]
     assert resets == [["server", "bmc"]], resets  # the resets the firmware waited for are in the log (003 Table 18)
+
+
+def test_stepping_stones_through_the_bmc(world, batch):
+    """Issue 13.8: BMC firmware 2.00 -> 2.10 -> 2.20 (2.20 upgrades only from 2.10): the plan shows the whole path, each run
+    applies one step (each needs the BMC reset), the reset activates it, the next run goes on; then nothing is left."""
+    run = batch.of("stepping")
+    bmc = world.bmcs["stepping"]
+    path = [("2.10", "bmc-step-2.10"), ("2.20", "bmc-step-2.20")]
+    check = no_error(run["check"])
+    [planned] = check["plan"]
+    assert (planned["package_id"], planned["from_version"], planned["to_version"]) == ("bmc-step-2.10", "2.00", "2.10"), planned
+    assert [(step["version"], step["package_id"]) for step in planned["path"]] == path
+    assert [step["this_run"] for step in planned["path"]] == [True, False] and check["results"] == []
+    stone = no_error(run["stone"])
+    assert [(row["package_id"], row["status"], row["version_before"], row["version_after"]) for row in stone["results"]] == [
+        ("bmc-step-2.10", "succeeded", "2.00", "2.10")
+    ]
+    assert stone["plan"][0]["path"] == planned["path"] and stone["rebooted"] is True
+    target = no_error(run["target"])
+    [row] = target["plan"]
+    assert (row["package_id"], row["from_version"], row["to_version"]) == ("bmc-step-2.20", "2.10", "2.20") and "path" not in row  # one step left
+    assert [(row["package_id"], row["status"], row["version_after"]) for row in target["results"]] == [("bmc-step-2.20", "succeeded", "2.20")]
+    again = no_error(run["again"])
+    assert again["plan"] == [] and again["skipped_modules"] == {"bmc-firmware": "already at 2.20"}
+    # what the BMC did: two pushes, in path order, each followed by its reset; 2.20 runs
+    steps = ["reset" if url.endswith(".Reset") else url.rsplit("/", 1)[1] for _method, url in updates(bmc)]
+    assert [step for index, step in enumerate(steps) if index == 0 or step != steps[index - 1]] == ["update-multipart", "reset"] * 2, steps
+    assert targets(bmc) == [("Completed", "BMC"), ("Completed", "BMC")]
+    assert bmc.versions()["BMC"] == "2.20" and bmc.staged() == {}
 
 
 def test_without_reboot_the_firmware_waits_and_blocks_until_power_cycle(world, batch):
