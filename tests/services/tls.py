@@ -42,7 +42,7 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def make_tls_files(directory: Path, *, hostname: str = "localhost") -> TlsFiles:
+def make_tls_files(directory: Path, *, hostname: str = "localhost", address: str = SERVER_ADDRESS) -> TlsFiles:
     """Write a fresh test CA and a server certificate signed by it into directory.
 
     A separate CA (instead of one self-signed leaf) because Python 3.13's default TLS context is
@@ -81,7 +81,7 @@ def make_tls_files(directory: Path, *, hostname: str = "localhost") -> TlsFiles:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address(SERVER_ADDRESS))]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca_key, hashes.SHA256())
