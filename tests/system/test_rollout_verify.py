@@ -115,3 +115,37 @@ def test_succeeded_but_unchanged_fails_the_server_and_the_budget_holds_back_the_
         assert len(found) == 1 and found[0][1] == "error", found
         assert found[0][2]["module_id"] == module and found[0][2]["version_after"] == before[host]["versions"][module], found
     assert [code for code, level, detail in ah.events(repos["host003"], "host003") if code.startswith("apply_")] == []
+
+
+def test_firmware_staged_earlier_and_lost_at_the_restart_is_caught_with_reboot_pending(site):
+    """host002 still has BIOS 1.2 staged from the first test (its restart was not allowed: a package failed). The
+    staged image is lost (the lab's staged file removed, as hardware that drops it at power on): a run with
+    apply_reboot_pending restarts it, the query after the restart reads 1.0, not 1.2, and the server fails."""
+    lab, repos, pem, inventory = site
+    root = lab.host_root("host002")
+    before = ah.snapshot(root)
+    staged_file = root / ah.STAGED_DIR / ah.VERSION_FILES["system-bios"]
+    assert staged_file.read_text().strip() == "1.2", before["staged"]  # left by the first test
+    staged_file.unlink()
+    settings = {
+        "target": "host002",
+        "exup_trusted_keys": [str(pem)],
+        "apply_poll_interval": 1,
+        "apply_status_filter": "reboot_required",
+        "apply_modules": ["system-bios"],
+        "apply_reboot_pending": True,
+        "apply_allow_reboot": True,
+    }
+    done = ah.run_playbook(lab, APPLY, settings, "-i", lab.inventory_path, "-i", inventory)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and ah.recap(output)["host002"]["failed"] == 1, output
+    after = ah.snapshot(root)
+    assert after["boot_id"] != before["boot_id"] and after["versions"]["system-bios"] == "1.0", output
+    assert after["jobs"] == before["jobs"], output  # nothing was applied now: only the restart
+    assert "rebooted (firmware staged earlier)" in output, output
+    assert (
+        "FAILED verification after the restart: system-bios 1.2 (staged by an earlier apply) the package reported success"
+        " but the version read after it is 1.0, not 1.2" in output
+    ), output
+    found = [detail for code, level, detail in ah.events(repos["host002"], "host002") if code == "succeeded_unchanged"]
+    assert [(item["module_id"], item["version_target"], item["version_after"]) for item in found][-1] == ("system-bios", "1.2", "1.0"), found

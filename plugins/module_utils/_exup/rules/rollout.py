@@ -282,17 +282,36 @@ def restart(settings: Settings, wave: Wave) -> dict:
         'reboot_now': reboot_now,
         'pending_only': pending_only and not allowed,
         # 13.5: what the query after the restart verifies (exup_info verify_versions: it logs succeeded_unchanged)
-        'verify_versions': staged_versions(applied) if reboot_now and not settings.uninstall and settings.via != 'bmc' else {},
+        'verify_versions': staged_versions(applied, wave.info_before if pending_only and not allowed else None)
+        if reboot_now and not settings.uninstall and settings.via != 'bmc'
+        else {},
     }
 
 
-def staged_versions(applied: dict) -> dict:
-    """Module id -> version of each package exup_apply reported succeeded and staged for the restart."""
-    return {
-        _text(item.get('module_id')): _text(item.get('version_target'))
-        for item in applied.get('results') or []
-        if item.get('staged') and item.get('status') == 'succeeded' and item.get('version_target') is not None
-    }
+def _staged_items(applied: dict, info_before: dict | None = None) -> list:
+    """The packages the restart activates: exup_apply's results staged for it and, for a restart of firmware
+    staged by an earlier apply (``reboot_pending``), each module the first query showed with a staged version."""
+    items = [
+        item for item in applied.get('results') or [] if item.get('staged') and item.get('status') == 'succeeded' and item.get('version_target') is not None
+    ]
+    for module_id, module in ((info_before or {}).get('modules') or {}).items():
+        if module.get('staged') and module_id not in {item.get('module_id') for item in items}:
+            items.append(
+                {
+                    'package_id': '%s %s (staged by an earlier apply)' % (module_id, module['staged']),
+                    'module_id': module_id,
+                    'status': 'succeeded',
+                    'action': 'install',
+                    'version_target': module['staged'],
+                    'staged': True,
+                }
+            )
+    return items
+
+
+def staged_versions(applied: dict, info_before: dict | None = None) -> dict:
+    """Module id -> version of each package the restart activates (``_staged_items``)."""
+    return {_text(item.get('module_id')): _text(item.get('version_target')) for item in _staged_items(applied, info_before)}
 
 
 # --------------------------------------------------------------------------- outcome
@@ -318,20 +337,19 @@ def _planned_lines(settings: Settings, applied: dict) -> list:
     return lines
 
 
-def unchanged_after_restart(settings: Settings, applied: dict, info_after: dict, rebooted: bool) -> list:
+def unchanged_after_restart(settings: Settings, applied: dict, info_after: dict, rebooted: bool, info_before: dict | None = None) -> list:
     """13.5: the staged packages exup_apply reported succeeded whose module is not at their version after the restart.
 
     exup_apply verifies what is active at once (error ``succeeded_unchanged``); a package staged for a restart
     is verified here, from exup_info's query after it. Through the BMC a module it does not list cannot be
     verified (not a failure); through the agent a module not listed is not installed, so unchanged.
+    ``info_before``: a restart for firmware staged by an earlier apply also verifies what the first query showed staged.
     """
     if settings.uninstall or settings.check_mode or not rebooted or _info_failed(info_after):
         return []
     modules = info_after.get('modules') or {}
     found = []
-    for item in applied.get('results') or []:
-        if not item.get('staged'):
-            continue
+    for item in _staged_items(applied, info_before):
         module = modules.get(item.get('module_id')) or {}
         after = module.get('current')
         if apply_report.unchanged(
@@ -454,7 +472,8 @@ def outcome(settings: Settings, row: dict, wave: Wave) -> dict:
     rebooted = not _skipped(wave.reboot) and bool(wave.reboot.get('rebooted', False)) and not reboot_failed
     info_after_failed = done and _info_failed(wave.info_after)
     current = {} if not done or info_after_failed else wave.info_after.get('modules') or {}
-    verified = unchanged_after_restart(settings, wave.applied, wave.info_after, rebooted) if done else []
+    staged_earlier = wave.info_before if decision['pending_only'] else None
+    verified = unchanged_after_restart(settings, wave.applied, wave.info_after, rebooted, staged_earlier) if done else []
     updated = dict(row)
     updated.update(
         {

@@ -209,3 +209,24 @@ def test_the_rollback_adds_its_lines_and_the_server_stays_failed():
     assert row['rolled_back'] == [] and row['failures'][-1] == 'rollback (exup_apply, versions previous): system-bios is blocked (blocked_until_reboot)'
     skipped = row_after(Wave(info(), APPLIED, REBOOTED, info(system_bios='1.0', bmc_firmware='2.20'), SKIPPED), back)
     assert skipped['rolled_back'] == [] and not any('rolled back' in line for line in skipped['packages'])
+
+
+def test_a_restart_for_firmware_staged_earlier_verifies_what_the_first_query_showed_staged():
+    pending = settings(reboot_pending=True)
+    before = info()
+    before['server_status'] = 'reboot_required'
+    before['modules']['system-bios'] = {'status': 'reboot_required', 'current': '1.0', 'staged': '1.2', 'block': 'reboot_required'}
+    staged_only = {'changed': False, 'results': [], 'plan': [], 'reboot_required': True, 'reboot_allowed': False, 'skipped_modules': {}}
+    decision = rollout.restart(pending, Wave(before, staged_only))
+    assert decision['pending_only'] is True and decision['verify_versions'] == {'system-bios': '1.2'}
+    chosen = rollout.choose(pending, 'r120h-1', before)
+    row = rollout.outcome(pending, chosen, Wave(before, staged_only, REBOOTED, info(system_bios='1.0')))
+    assert row['failed'] is True and row['unchanged'] == ['system-bios'] and row['reboot'] == 'rebooted (firmware staged earlier)'
+    assert row['failures'] == [
+        'verification after the restart: system-bios 1.2 (staged by an earlier apply) the package reported success but the version read after it'
+        ' is 1.0, not 1.2 (succeeded but unchanged) (succeeded_unchanged)'
+    ]
+    passed = rollout.outcome(pending, chosen, Wave(before, staged_only, REBOOTED, info(system_bios='1.2')))
+    assert passed['failed'] is False and passed['unchanged'] == []
+    # a restart the apply itself allowed verifies the apply's own staged packages only
+    assert rollout.restart(settings(), Wave(before, APPLIED))['verify_versions'] == {'system-bios': '1.2', 'bmc-firmware': '2.20'}
