@@ -51,6 +51,7 @@ INFO_SPEC = dict(
     trusted_keys={'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
     boot_id_before_reboot={'type': 'str'},
     verify_versions={'type': 'dict'},
+    bmc_tasks={'type': 'bool', 'default': False},
 )
 
 APPLY_SPEC = dict(

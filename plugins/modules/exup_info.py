@@ -58,6 +58,12 @@ options:
         logs a C(succeeded_unchanged) event in the repository and lists the module in RV(unchanged_modules). The query itself does not fail.
       - The role C(exup.fleet.rollout) passes it after its restart and fails the server in its summary.
     type: dict
+  bmc_tasks:
+    description:
+      - With O(via=bmc) and Redfish, also list the BMC's tasks (TaskService, the newest 32) in RV(bmc.tasks) - the pre-flight gate
+        of the role C(exup.fleet.rollout) refuses a server whose BMC has a task not done.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -295,6 +301,21 @@ bmc:
         updateable:
           description: The BMC can update it.
           type: bool
+    tasks:
+      description: The BMC's Redfish tasks (O(bmc_tasks)); null over IPMI.
+      returned: when O(bmc_tasks=true)
+      type: list
+      elements: dict
+      contains:
+        url:
+          description: The task's URL at the BMC.
+          type: str
+        state:
+          description: Its C(TaskState) (V(New), V(Running), V(Completed), V(Exception), ...).
+          type: str
+        percent:
+          description: Its C(PercentComplete), null when the BMC does not say.
+          type: int
 not_manageable_via_bmc:
   description: Module ids the repository has packages for that the BMC path cannot manage.
   returned: when O(via=bmc)

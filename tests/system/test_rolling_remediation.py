@@ -7,7 +7,8 @@ Two runs of apply.yml at once, on different hosts:
 - a canary rollout over host001..host003 (apply_serial [1, "100%"]: a canary, then the rest) whose health check fails after the first wave: host001 is
   applied, host002 and host003 are untouched (their versions on disk unchanged), the summary says the rollout halted;
 - one wave over host004..host006: host004's pre hook runs out of time (not applied, pre_hook_timeout), host005's
-  pre-flight gate asks for more free disk than any disk has (skipped, preflight_disk_low), host006 is applied.
+  pre-flight gate asks for more free disk than any disk has (skipped, preflight_disk_low), host006 is applied;
+- playbooks/bmc_apply.yml on an emulated Redfish BMC whose task queue holds a running task: skipped, preflight_queue_busy.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ import subprocess
 
 import pytest
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
 from ansible_collections.exup.fleet.tests.lab.lab import REPO_ROOT, Lab
-from ansible_collections.exup.fleet.tests.system import agent_helpers as ah
+from ansible_collections.exup.fleet.tests.services import redfish
+from ansible_collections.exup.fleet.tests.services.tls import make_tls_files
+from ansible_collections.exup.fleet.tests.system import agent_helpers as ah, bmc_helpers as bh
+from ansible_collections.exup.fleet.tests.system.test_bmc_path import build_bmc_packages
 
 APPLY_PLAYBOOK = REPO_ROOT / "playbooks" / "apply.yml"
 AGENTS = """\
@@ -91,7 +97,7 @@ def rollout(tmp_path_factory):
             outputs[name] = process.communicate(timeout=240)[0]
             codes[name] = process.returncode
         after = {name: ah.snapshot(lab.host_root(name)) for name in names}
-        yield {"names": names, "before": before, "after": after, "outputs": outputs, "codes": codes}
+        yield {"names": names, "before": before, "after": after, "outputs": outputs, "codes": codes, "lab": lab, "repo": repo, "pem": pem, "work": work}
     finally:
         lab.down()
 
@@ -133,3 +139,37 @@ def test_a_pre_hook_out_of_time_and_a_gate_refusal_keep_their_hosts_unapplied(ro
     assert "halted" not in summary, summary  # the health check passed: nothing stopped the rollout
     recap = ah.recap(output)
     assert recap[refused]["failed"] == 0 and recap[timed_out]["failed"] == 1 and recap[applied]["failed"] == 0, output
+
+
+def test_a_bmc_with_a_running_task_is_skipped_by_the_gate(rollout):
+    """bmc_apply.yml: exup_info (bmc_tasks) reads the emulated BMC's TaskService; a Running task there refuses the server."""
+    work, lab = rollout["work"], rollout["lab"]
+    bmc_repo = lab.make_repository(work / "bmc-repo")[0]
+    Repository(str(bmc_repo)).add_files(build_bmc_packages(work / "bmc-packages", lab.vendor_key()), KeyRing([lab.vendor_key().public_key]), mode="pinned")
+    (work / "tls").mkdir()
+    bmc = redfish.RedfishBmc(redfish.BmcSystem("fw-1"), tls=make_tls_files(work / "tls")).start()
+    try:
+        # the emulator's own task object, as an update another tool started would leave it (the emulator state, not a mock)
+        bmc._tasks["77"] = redfish._Task("77", "/redfish/v1/UpdateService", state="Running", percent=40)  # pylint: disable=protected-access
+        before = bh.bmc_state(bmc.base_url, str(bmc.ca_path), bmc.user, bmc.password)["firmware"]
+        host = {
+            "exup_bmc_address": bmc.host,
+            "exup_bmc_port": bmc.port,
+            "exup_bmc_username": bmc.user,
+            "exup_bmc_password": bmc.password,
+            "exup_bmc_ca_path": str(bmc.ca_path),
+        }
+        inventory = work / "bmc-inventory.json"
+        inventory.write_text(json.dumps({"all": {"children": {"bmc_managed": {"hosts": {"fw-1": host}}}}}))
+        extra = {"exup_repository": str(bmc_repo), "exup_trusted_keys": [str(rollout["pem"])], "apply_allow_reboot": True}
+        run = ah.run_playbook(lab, REPO_ROOT / "playbooks" / "bmc_apply.yml", extra, "-i", inventory, timeout=240)
+        output = run.stdout + run.stderr
+        assert run.returncode == 0, output  # skipped, not failed
+        summary = summary_of(output)
+        assert "not applied: pre-flight gate: the BMC has 1 task(s) not done (/redfish/v1/TaskService/Tasks/77 Running) (preflight_queue_busy)" in summary, (
+            summary
+        )
+        assert "1 server(s) skipped by the pre-flight gate: fw-1 (preflight_queue_busy)" in summary, summary
+        assert bh.bmc_state(bmc.base_url, str(bmc.ca_path), bmc.user, bmc.password)["firmware"] == before
+    finally:
+        bmc.stop()

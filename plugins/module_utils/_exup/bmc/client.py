@@ -179,6 +179,7 @@ def _foreign(related: Sequence[str], own: Sequence[str]) -> bool:
 _TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
 #: the Redfish service root, readable without credentials
 SERVICE_ROOT = '/redfish/v1/'
+MAX_LISTED_TASKS = 32  # the newest tasks the pre-flight gate reads (one request each)
 
 
 def tls_context(checked_by_exup: bool) -> ssl.SSLContext:
@@ -435,6 +436,26 @@ class RedfishBmc:
 
     def update_service_url(self) -> str:
         return self._linked(SERVICE_ROOT, 'UpdateService')
+
+    def tasks(self, limit: int = MAX_LISTED_TASKS) -> list[dict[str, Any]]:
+        """The BMC's Redfish tasks (TaskService/Tasks, the last ``limit`` members): ``url``, ``state`` (TaskState), ``percent``.
+
+        A BMC without a task service lists none. Read anew each time: the rollout's pre-flight gate asks whether the queue is empty now.
+        """
+        service = self.read(SERVICE_ROOT).get('TaskService')
+        if not isinstance(service, dict) or not service.get('@odata.id'):
+            return []
+        collection = self.request(str(service['@odata.id'])).get('Tasks')
+        if not isinstance(collection, dict) or not collection.get('@odata.id'):
+            return []
+        members = self.request(str(collection['@odata.id'])).get('Members') or []
+        listed = []
+        for member in members[-limit:] if limit > 0 else []:
+            url = member.get('@odata.id') if isinstance(member, dict) else None
+            if url:
+                task = self.request(str(url))
+                listed.append({'url': url, 'state': task.get('TaskState'), 'percent': task.get('PercentComplete')})
+        return listed
 
     # ------------------------------------------------------------------ reading
     def inventory(self) -> Inventory:

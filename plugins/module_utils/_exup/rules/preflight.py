@@ -13,7 +13,7 @@ holding the server's root (``df -Pk`` output), a fresh exup_info result, the mer
   ``reboot_required`` or a module with ``staged``), unless this rollout restarts such servers (``reboot_pending`` with
   ``allow_reboot``);
 - ``preflight_queue_busy``: the agent's job is still running (exup_info ``active_job``) or a BMC task is not done
-  (``bmc_tasks``: Redfish tasks with their ``TaskState``, when the result reports them);
+  (``bmc.tasks`` of exup_info with ``bmc_tasks: true``: Redfish tasks with their ``state``, the TaskState);
 - ``preflight_window_closed``: maintenance windows are given and none is open now (``window.verdict``).
 """
 
@@ -48,8 +48,8 @@ def _staged(info: dict) -> list:
 
 
 def _busy_tasks(info: dict) -> list:
-    tasks = info.get('bmc_tasks') or []
-    return [task for task in tasks if isinstance(task, dict) and task.get('TaskState') in BUSY_TASK_STATES]
+    tasks = (info.get('bmc') or {}).get('tasks') or []
+    return [task for task in tasks if isinstance(task, dict) and task.get('state') in BUSY_TASK_STATES]
 
 
 def _refusal(code: str, reason: str, checks: dict) -> dict:
@@ -95,7 +95,7 @@ def gate(  # pylint: disable=too-many-arguments,too-many-return-statements
             'preflight_queue_busy', 'the agent job %s is still running (%s of %s done)' % (job.get('job_id'), job.get('done'), job.get('total')), checks
         )
     if busy:
-        return _refusal('preflight_queue_busy', 'the BMC has %d task(s) not done (%s)' % (len(busy), busy[0].get('TaskState')), checks)
+        return _refusal('preflight_queue_busy', 'the BMC has %d task(s) not done (%s %s)' % (len(busy), busy[0].get('url'), busy[0].get('state')), checks)
     if window_error:
         return _refusal('preflight_window_closed', 'the maintenance windows cannot be read: %s' % (window_error,), checks)
     if windows is not None:
