@@ -114,6 +114,9 @@ class BmcPath:
             'not_manageable_via_bmc': others,
             'server_status': report.server_status,
         }
+        if self.args.get('bmc_tasks'):
+            # 13.4 pre-flight gate: is the BMC's task queue empty? (IPMI has no task service: null)
+            result['bmc']['tasks'] = bmc.tasks() if hasattr(bmc, 'tasks') else None
         result.update(self.bmc_agent_installable(inventory, repo, model))
         if repo is not None and not self._task.check_mode:
             self.log_events(repo, ('versions_queried', None, {'status': result['server_status'], 'via': 'bmc'}))
