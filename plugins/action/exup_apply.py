@@ -15,7 +15,7 @@ import time
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup import contract, events as ev
 from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan, window
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, locked_plan, plan, window
 from ansible_collections.exup.fleet.plugins.module_utils._exup_specs import APPLY_SPEC
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_action import ExupAction, HostCallFailed
 from ansible_collections.exup.fleet.plugins.plugin_utils._exup_bmc import BmcPath
@@ -55,7 +55,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
             row['sha256'], row['size'] = files[row['package_id']].sha256, files[row['package_id']].size
         place = apply_report.ApplyPlace(self.server_name)
         base = {'plan': planned, 'skipped_modules': skipped, 'model': facts['model'], 'os': facts['os'], 'staged': apply_report.staged_versions(states)}
-        base['offered'] = [{'package_id': pkg.package_id, 'module_id': pkg.module_id, 'version': pkg.version, 'sha256': pkg.sha256} for pkg in stored]
+        base['offered'] = locked_plan.offered(stored)  # what a locked plan's repository digest is made of
         if not items:
             return dict(base, **apply_report.nothing_to_apply(base['staged'], place))
         refused = self.window_gate(repo, base)

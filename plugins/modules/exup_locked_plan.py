@@ -125,21 +125,37 @@ plan:
       type: list
       elements: list
     servers:
-      description: Server name to its C(packages) (in order), C(wave), C(reboot), C(model), C(skipped_modules) or C(error) and C(reason).
+      description:
+        - Server name to its C(packages) (in order), C(wave), C(reboot), C(model), C(skipped_modules) or C(error) and C(reason).
+        - A stepping-stone package (docs/package-format.md) also has C(path), every step to the target with C(this_run) on the
+          steps this run applies, and C(target_version), the path's final version.
       type: dict
       sample:
         web1:
           wave: 1
           reboot: allowed
           packages:
-            - {package_id: bios-1.1, module_id: system-bios, action: install, from_version: '1.0', to_version: '1.1', sha256: 3f5a, reboot_required: true}
+            - package_id: bios-1.1
+              module_id: system-bios
+              action: install
+              from_version: '1.0'
+              to_version: '1.1'
+              sha256: 3f5a
+              reboot_required: true
+              target_version: '1.2'
+              path:
+                - {version: '1.1', package_id: bios-1.1, reboot_required: true, this_run: true}
+                - {version: '1.2', package_id: bios-1.2, reboot_required: true, this_run: false}
     not_planned:
       description: Server name to why it is not in the plan.
       type: dict
       sample:
         web9: not chosen
 servers:
-  description: With O(state=verified), server name to its locked part, for the servers with packages (what the waves apply).
+  description:
+    - With O(state=verified), server name to its locked part, for the servers with packages (what the waves apply).
+    - Each also has C(versions), module to the version M(exup.fleet.exup_apply) is pinned to - the planned version, or for
+      stepping stones the path's final target (C(target_version)), which the planner reaches through the locked steps.
   returned: state=verified and the plan holds
   type: dict
   sample:
@@ -147,6 +163,7 @@ servers:
       wave: 1
       reboot: allowed
       packages: []
+      versions: {system-bios: '1.2'}
 error:
   description: Stable code of the failure - C(plan_stale), C(plan_invalid), C(plan_unreadable), C(invalid_settings).
   returned: failure

@@ -21,7 +21,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import Exu
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import module_changes
 from ansible_collections.exup.fleet.plugins.module_utils._exup.package import verify_package
 from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.remote import is_remote
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, plan, status_report
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import apply_report, locked_plan, plan, status_report
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.blocks import BlockEvidence, block_in_force
 from ansible_collections.exup.fleet.plugins.module_utils._exup.service.wire import TICKET_MAX_SECONDS
 from ansible_collections.exup.fleet.plugins.module_utils._exup.signing import KeyRing
@@ -166,7 +166,7 @@ class BmcPath:
             'staged': apply_report.staged_versions(states),
             'not_manageable_via_bmc': others,
         }
-        base['offered'] = [{'package_id': pkg.package_id, 'module_id': pkg.module_id, 'version': pkg.version, 'sha256': pkg.sha256} for pkg in usable]
+        base['offered'] = locked_plan.offered(usable)  # what a locked plan's repository digest is made of
         if not items:
             return dict(base, **apply_report.nothing_to_apply(base['staged'], self.bmc_place()))
         if args['bmc_protocol'] == 'ipmi':

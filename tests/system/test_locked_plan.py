@@ -72,7 +72,7 @@ def test_locked_plan_refuses_changes_and_applies_unchanged(site):
     # a package synced into the repository since the review: refused, nothing changed
     lab.make_repository(repo, [LATE_UTILITY])
     code, output = run(lab, APPLY, settings, plan_file=str(plan_file))
-    assert code != 0 and "plan_stale" in output and "repository" in output, output
+    assert code != 0 and "plan_stale" in output and "the locked plan is stale (changed since the review: repository)" in output, output
     after = {host: ah.snapshot(root) for host, root in roots.items()}
     for host in hosts:
         assert after[host]["versions"] == before[host]["versions"] and after[host]["jobs"] == before[host]["jobs"]

@@ -9,10 +9,12 @@ The plan shows the whole path; each run applies the steps up to the first that n
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible_collections.exup.fleet.tests.lab import packages
-from ansible_collections.exup.fleet.tests.lab.lab import MODEL_A, Lab
+from ansible_collections.exup.fleet.tests.lab.lab import MODEL_A, REPO_ROOT, Lab
 from ansible_collections.exup.fleet.tests.system import agent_helpers as ah
 
 HOST = "host001"
@@ -65,3 +67,33 @@ def test_plan_shows_the_path_and_apply_reaches_the_target(run):
     assert [(row["from_version"], row["to_version"]) for row in run["plan2"]["plan"]] == [("1.1", "1.2")]
     assert [(row["package_id"], row["status"]) for row in run["second"]["results"]] == [(TARGET.id, "succeeded")]
     assert run["snap"]["versions"]["system-bios"] == "1.2" and run["snap"]["staged"] == {}
+
+
+def test_a_locked_plan_with_stepping_stones_shows_the_path_and_applies(tmp_path):
+    """Issue 13 review: the locked item keeps the path and its final target; apply_plan.yml pins the target
+    (the default latest_only refused the stone itself, so such a plan could never be applied)."""
+    lab = Lab(tmp_path / "lab", hosts=1)
+    lab.up()
+    try:
+        agents = [spec for spec in packages.default_spec() if spec.module == packages.AGENT_MODULE]
+        repo, pem = lab.make_repository(tmp_path / "repo", agents + [STONE, TARGET])
+        play = tmp_path / "agents.yml"
+        play.write_text(
+            "---\n- name: Install the agent\n  hosts: managed\n  gather_facts: false\n  tasks:\n"
+            "    - name: Install\n      exup.fleet.exup_agent:\n        repository: \"{{ exup_repository }}\"\n"
+            "        trusted_keys: \"{{ exup_trusted_keys }}\"\n        license_accepted: true\n        host_root: \"{{ exup_host_root }}\"\n"
+        )
+        plan_file = tmp_path / "plan.json"
+        settings = {"exup_repository": str(repo), "exup_trusted_keys": [str(pem)], "apply_poll_interval": 1, "plan_file": str(plan_file)}
+        for playbook in (play, REPO_ROOT / "playbooks" / "plan.yml"):
+            done = ah.run_playbook(lab, playbook, settings, "-i", lab.inventory_path)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        [item] = json.loads(plan_file.read_text())["servers"][HOST]["packages"]
+        assert (item["package_id"], item["to_version"], item["target_version"]) == (STONE.id, "1.1", "1.2")
+        assert [(step["version"], step["this_run"]) for step in item["path"]] == [("1.1", True), ("1.2", False)]
+        done = ah.run_playbook(lab, REPO_ROOT / "playbooks" / "apply_plan.yml", settings, "-i", lab.inventory_path)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        after = ah.snapshot(lab.host_root(HOST))
+        assert list(after["staged"].values()) == ["1.1"] and after["versions"]["system-bios"] == "1.0"  # the stone, staged until a restart
+    finally:
+        lab.down()

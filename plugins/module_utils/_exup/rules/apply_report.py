@@ -174,19 +174,31 @@ def unchanged_cause(target: str | None, after: str | None) -> str:
     return 'the package reported success but the version read after it is %s, not %s (succeeded but unchanged)' % (after or '(none)', target)
 
 
+def _later_steps(items: Sequence[Mapping]) -> list:
+    """Per item, the versions later items of the same module install in this run (a stepping path's next steps)."""
+    later: list[set] = []
+    for index, item in enumerate(items):
+        rest = items[index + 1 :]
+        later.append({str(other['to_version']) for other in rest if other['module_id'] == item['module_id'] and other.get('to_version')})
+    return later
+
+
 def package_results(items: Sequence[Mapping], place: ApplyPlace, versions_after: Mapping[str, str], rebooted: bool = False) -> list:
     """One result per item: its status, and versions before, targeted, after; ``staged`` when it waits for a restart.
 
     A package reported succeeded whose version did not change (``unchanged``) is failed with
     ``error`` SUCCEEDED_UNCHANGED and ``reported_status`` succeeded (what the agent or BMC said).
+    Stepping stones applied in one run (1 -> 2 -> 3): only the module's last step must show its version;
+    an earlier step took effect when the version read after is its own or a later step's.
     """
     results = []
-    for item in items:
+    for item, later in zip(items, _later_steps(items)):
         result = _result_keys(item, place)
         after = versions_after.get(item['module_id'])
         staged = bool(item['status'] == 'succeeded' and item['reboot_required'] and not rebooted)
         result.update(version_before=item['from_version'], version_target=item['to_version'], version_after=after, staged=staged)
-        if unchanged(item['status'], item.get('action') or 'install', item['to_version'], after, staged, unread_ok=place.via_bmc):
+        went_on = after is not None and str(after) in later
+        if not went_on and unchanged(item['status'], item.get('action') or 'install', item['to_version'], after, staged, unread_ok=place.via_bmc):
             result.update(status='failed', reported_status=item['status'], error=SUCCEEDED_UNCHANGED, cause=unchanged_cause(item['to_version'], after))
         results.append(result)
     return results

@@ -46,6 +46,8 @@ PLAN_SETTINGS = ('modules', 'versions', 'latest_only', 'status_filter', 'serial'
 HOST_VARIABLES = ('exup_host_root', 'exup_bmc_address', 'exup_bmc_port', 'exup_bmc_protocol', 'exup_bmc_system')
 #: what of a planned package is locked (and compared)
 ITEM_KEYS = ('package_id', 'module_id', 'action', 'from_version', 'to_version', 'sha256', 'reboot_required')
+#: a stepping-stone item also locks its whole path (every step, which of them this run applies) and its final target
+PATH_KEYS = ('version', 'package_id', 'reboot_required', 'this_run')
 OFFERED_KEYS = ('package_id', 'module_id', 'version', 'sha256')
 
 
@@ -191,7 +193,12 @@ def waves(servers: Sequence[str], serial: Any) -> list[list[str]]:
 
 
 def _item(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: row.get(key) for key in ITEM_KEYS}
+    item = {key: row.get(key) for key in ITEM_KEYS}
+    if row.get('path'):
+        # stepping stones (rules/plan.py): the reviewer sees the remaining steps, the apply pins the final target
+        path = [{key: step.get(key) for key in PATH_KEYS} for step in row['path']]
+        item['path'], item['target_version'] = path, path[-1]['version']
+    return item
 
 
 def server_plan(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -290,16 +297,76 @@ def _refuse(msg: str, code: str, **details: Any) -> typing.NoReturn:
     raise LockedPlanError(msg, code=code, **details)
 
 
+#: the type of each locked key of a planned package (None: may be null)
+_ITEM_TYPES: dict[str, tuple[type, ...]] = {
+    'package_id': (str,),
+    'module_id': (str,),
+    'action': (str,),
+    'from_version': (str, type(None)),
+    'to_version': (str, type(None)),
+    'sha256': (str,),
+    'reboot_required': (bool,),
+}
+_STEP_TYPES: dict[str, tuple[type, ...]] = {'version': (str,), 'package_id': (str,), 'reboot_required': (bool,), 'this_run': (bool,)}
+
+
+def _shape_error(where: str, row: Any, types: Mapping[str, tuple[type, ...]]) -> str | None:
+    """Why ``row`` is not a mapping with these keys of these types, or None."""
+    if not isinstance(row, dict):
+        return '%s is not a mapping' % where
+    missing = [key for key in types if key not in row]
+    if missing:
+        return '%s has no %s' % (where, ', '.join(missing))
+    wrong = [key for key, allowed in types.items() if not isinstance(row[key], allowed)]
+    if wrong:
+        return '%s has %s of the wrong type' % (where, ', '.join(wrong))
+    return None
+
+
+def _item_error(where: str, item: Any) -> str | None:
+    problem = _shape_error(where, item, _ITEM_TYPES)
+    if problem or 'path' not in item:
+        return problem
+    path = item['path']
+    if not isinstance(path, list) or not path:
+        return '%s has a path that is not a list of steps' % where
+    for number, step in enumerate(path, start=1):
+        problem = _shape_error('%s step %d' % (where, number), step, _STEP_TYPES)
+        if problem:
+            return problem
+    if item.get('target_version') != path[-1]['version']:
+        return "%s has a target_version that is not its path's last version" % where
+    return None
+
+
+def _servers_error(servers: Mapping[str, Any]) -> str | None:
+    """Why the artifact's servers are not what ``artifact`` writes (each a mapping, its packages a list of items), or None."""
+    for name in sorted(servers, key=str):
+        row = servers[name]
+        if not isinstance(row, dict):
+            return 'server %s is not a mapping' % name
+        packages = row.get('packages', [])
+        if not isinstance(packages, list):
+            return 'server %s has packages that are not a list' % name
+        if not (row.get('wave') is None or (isinstance(row['wave'], int) and not isinstance(row['wave'], bool))):
+            return 'server %s has a wave that is not a number' % name
+        for number, item in enumerate(packages, start=1):
+            problem = _item_error('server %s package %d' % (name, number), item)
+            if problem:
+                return problem
+    return None
+
+
 def check_artifact(document: Any) -> Mapping[str, Any]:
-    """Refuse an artifact that is not one (plan_invalid), of another format, or whose plan was edited by hand."""
+    """Refuse an artifact that is not one (plan_invalid), of another format, of another shape, or whose plan was edited by hand."""
     if not isinstance(document, dict) or not isinstance(document.get('digests'), dict) or not isinstance(document.get('servers'), dict):
         _refuse('the plan file is not a locked plan (no digests and servers): write it with playbooks/plan.yml', 'plan_invalid')
     if document.get('format') != FORMAT:
         _refuse('the plan file has format %r; this collection reads format %d: make the plan again' % (document.get('format'), FORMAT), 'plan_invalid')
-    try:
-        recorded = plan_digest(document['servers'])
-    except (AttributeError, TypeError):
-        _refuse('the plan file has servers that are not mappings', 'plan_invalid')
+    problem = _servers_error(document['servers'])
+    if problem:
+        _refuse('the plan file is not a locked plan as playbooks/plan.yml writes it: %s; make the plan again' % problem, 'plan_invalid')
+    recorded = plan_digest(document['servers'])
     if recorded != document['digests'].get('plan'):
         _refuse('the plan file was edited after it was made: its packages do not match its plan digest; make the plan again', 'plan_invalid')
     return document
@@ -346,9 +413,19 @@ def verify(document: Any, inputs: Inputs) -> dict[str, Any]:
             digests_locked={name: document['digests'].get(name) for name in DIGESTS},
             digests_now=now,
         )
-    return {'servers': {name: row for name, row in locked.items() if row.get('packages')}}
+    return {'servers': {name: dict(row, versions=pinned_versions(row)) for name, row in locked.items() if row.get('packages')}}
 
 
 def pinned_versions(server: Mapping[str, Any]) -> dict[str, str]:
-    """exup_apply's ``versions`` for one locked server: each module to the version the plan installs."""
-    return {item['module_id']: item['to_version'] for item in server.get('packages', []) if item.get('to_version')}
+    """exup_apply's ``versions`` for one locked server: each module to the version the plan installs.
+
+    A stepping-stone module is pinned to its path's final target (``target_version``), not to the stone: that is
+    the version the plan step asked for (so ``latest_only`` accepts it as it did then), and with the repository
+    unchanged the planner takes the same steps to it, the locked ones.
+    """
+    pinned = {}
+    for item in server.get('packages', []):
+        version = item.get('target_version') or item.get('to_version')
+        if version:
+            pinned[item['module_id']] = version
+    return pinned

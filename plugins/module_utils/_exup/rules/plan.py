@@ -20,7 +20,9 @@ the PackageInfos the repository holds for the server's model and OS.
 - stepping stones (rules/stepping.py): a target whose ``upgrade_from_min`` the
   current version does not meet goes through intermediate versions; one run
   applies the steps up to the first that needs a reboot (the gating above blocks
-  the rest until the restart), and each item carries the whole ``path``.
+  the rest until the restart), and each item carries the whole ``path``. A
+  module with no path is refused (``upgrade_path_missing``) when it was named,
+  and skipped with that reason when no module was named.
 - reboot rule (§2.1.2): at least one applied package needs a reboot AND every
   selected package succeeded.
 - statuses: module status (Tables 8-9) and server status by the priority of Table 10;
@@ -433,7 +435,13 @@ def build_plan(
             if item is None:
                 skipped[module_id] = 'already at %s' % state.current if state.current else 'no package'
         if item is not None:
-            items.extend(stepping_stones(state, item, packages, kinds))
+            try:
+                items.extend(stepping_stones(state, item, packages, kinds))
+            except PlanError as exc:
+                if not implicit or exc.code != 'upgrade_path_missing':
+                    raise
+                # no module named: one module without a path does not hold back the others
+                skipped[module_id] = '%s (%s)' % (exc.msg, exc.code)
     blocked = blocked_modules(states)
     if items and blocked:
         causes = ', '.join('%s (%s)' % (name, states[name].block.replace('_', ' ')) for name in blocked)  # type: ignore[union-attr]  # blocked: a block is set
