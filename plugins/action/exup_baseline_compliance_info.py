@@ -66,7 +66,7 @@ class ActionModule(ExupAction):
 
     def act(self):
         args = self.args
-        raw = args['baseline'] if 'baseline' in self._task.args else self.task_vars.get('exup_baseline')
+        raw = args['baseline'] if 'baseline' in self._task.args else self.host_var('exup_baseline')
         baseline = rules.combine(raw)
         repo = self.repository(required=args['scope'] == 'repository')
         now = _now()
@@ -79,9 +79,9 @@ class ActionModule(ExupAction):
             read_at = args['read_at'] or reading.get('read_at') or now.isoformat(timespec='seconds')  # a result of this play: read now
             source = 'reading'
         else:
-            modules = self.task_vars.get(INVENTORY_MODULES)
-            model, os_name = self.task_vars.get('exup_model'), self.task_vars.get('exup_os')
-            read_at = args['read_at'] or self.task_vars.get('exup_read_at')
+            modules = self.host_var(INVENTORY_MODULES)
+            model, os_name = self.host_var('exup_model'), self.host_var('exup_os')
+            read_at = args['read_at'] or self.host_var('exup_read_at')
             source = 'inventory'
             if modules is None:
                 raise ExupError(

@@ -95,6 +95,11 @@ class ExupAction(ActionBase):
                 shutil.rmtree(self.download_dir, ignore_errors=True)
         return result
 
+    def host_var(self, name, default=None):
+        """A host variable as the task sees it: templated (a group var may be "{{ ... }}" or a lookup)."""
+        value = self.task_vars.get(name, default)
+        return self._templar.template(value) if value is not None else value
+
     def act(self):
         raise NotImplementedError
 

@@ -36,9 +36,10 @@ exup_baseline:
       version: newest
       rule: not_older
       severity: [critical, recommended]
-    bmc-firmware: "3.00"
+    bmc-firmware: "{{ bmc_target }}"  # templated: the action must template host vars, as a task argument would be
     sdr:
       rule: ignore
+bmc_target: "3.00"
 """
 
 PLAYBOOK = """\
