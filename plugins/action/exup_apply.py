@@ -74,6 +74,9 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
 
         Sets base['window'] to the verdict (docs/maintenance-windows.md)."""
         texts = self.args.get('maintenance_windows')
+        if texts is None:  # not given: the host's own windows, so every playbook that applies keeps them
+            texts = self.host_var('exup_maintenance_windows')
+            texts = [texts] if isinstance(texts, str) else texts  # one calendar written without a list
         if not texts:
             return None
         now = datetime.datetime.now(window.UTC)
@@ -86,6 +89,7 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
                 with reader() as index:
                     events = index.recent_events(5000)
             estimate = window.estimate_duration(window.apply_durations(events, self.server_name))
+            estimate = window.with_restart(estimate, base.get('plan') or [], self.args.get('allow_reboot'), self.args.get('reboot_timeout') or 0)
         verdict = window.verdict(window.occurrences(texts, now), now, estimate['seconds'])
         base['window'] = dict(verdict, estimate=estimate)
         if verdict['may_start']:

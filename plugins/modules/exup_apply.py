@@ -139,12 +139,15 @@ options:
         starts outside their windows, nor when the expected duration does not end before the open window closes; the task
         then returns C(changed=false), C(skipped=true), RV(window_code) and RV(skipped_reason) (docs/maintenance-windows.md).
       - A calendar that cannot be read fails with C(window_invalid); without the libraries, C(missing_library).
+      - Default the host variable C(exup_maintenance_windows), so an apply from any playbook keeps the host's windows. An
+        empty list means no windows, that is no restriction.
     type: list
     elements: str
   expected_duration:
     description:
       - Seconds the apply is expected to take, for O(maintenance_windows). Default the longest of the server's last 5 finished
-        applies in the repository's event log plus 25% (at least 60 s), 1800 s without history.
+        applies in the repository's event log plus 25% (at least 60 s), 1800 s without history. With O(allow_reboot) and a
+        planned package that needs a restart, O(reboot_timeout) is added, as the restart must end inside the window too.
     type: int
 attributes:
   check_mode:

@@ -171,11 +171,12 @@ class BmcPath:
             return dict(base, **apply_report.nothing_to_apply(base['staged'], self.bmc_place()))
         if args['bmc_protocol'] == 'ipmi':
             bmc.refuse_update()
-        sources = self.bmc_sources(repo, planned, files)
-        base['package_transfer'] = self.package_transfer
-        refused = self.window_gate(repo, base)  # maintenance windows (action exup_apply)
+        # the maintenance windows (action exup_apply) before any ticket is issued or firmware fetched for the BMC
+        refused = self.window_gate(repo, base)
         if refused:
             return refused
+        sources = self.bmc_sources(repo, planned, files)
+        base['package_transfer'] = self.package_transfer
         if self._task.check_mode:
             return dict(base, **apply_report.would_apply(planned, self.bmc_place()))
         self.log_events(repo, ('apply_started', None, {'packages': [row['package_id'] for row in planned], 'via': 'bmc'}))

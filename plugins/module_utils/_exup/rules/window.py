@@ -188,6 +188,17 @@ def estimate_duration(
     return {'seconds': math.ceil(longest + max(longest * margin, MIN_MARGIN_SECONDS)), 'basis': 'history', 'runs': len(recent)}
 
 
+def with_restart(estimate: dict[str, typing.Any], plan: typing.Sequence[dict], allow_reboot: bool, restart_seconds: int) -> dict[str, typing.Any]:
+    """The estimate plus the restart that follows the apply, when one is allowed and a planned package needs it.
+
+    A restart after the window closed is the unplanned reboot the window is there to prevent, so the apply must fit
+    with it. ``restart_seconds`` is the longest the restart may take (exup_apply's reboot_timeout)."""
+    if not allow_reboot or not any(item.get('reboot_required') for item in plan):
+        return estimate
+    extra = max(0, int(restart_seconds))
+    return dict(estimate, seconds=int(estimate['seconds']) + extra, restart_seconds=extra)
+
+
 def parse_time(text: str) -> datetime.datetime | None:
     """An event's time text (UTC, as the log writes it) as an aware datetime, or None."""
     try:

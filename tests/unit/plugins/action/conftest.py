@@ -107,12 +107,12 @@ def shown(monkeypatch):
 
 @pytest.fixture
 def run_action(tmp_path, host, host_root):
-    """run_action(name, args, check_mode=False, task=None) -> (result, remote): ActionModule(...).run() of exup.fleet.<name>."""
+    """run_action(name, args, check_mode=False, task=None, task_vars=None) -> (result, remote): ActionModule(...).run() of exup.fleet.<name>."""
     remote = Remote(tmp_path / 'remote-tmp')
     playbook = tmp_path / 'playbook'
     (playbook / 'files').mkdir(parents=True)
 
-    def run(name, args, check_mode=False, task=None):
+    def run(name, args, check_mode=False, task=None, task_vars=None):
         task = task or Task()
         task.action = 'exup.fleet.' + name
         task.args = dict({'host_root': str(host_root.root)}, **args)
@@ -139,7 +139,7 @@ def run_action(tmp_path, host, host_root):
         plugin._fixup_perms2 = MagicMock()
         plugin._low_level_execute_command = MagicMock(side_effect=AssertionError('no raw commands: every host call is exup_host'))
         remote.connection = connection
-        result = plugin.run(task_vars={'inventory_hostname': SERVER})
+        result = plugin.run(task_vars=dict({'inventory_hostname': SERVER}, **(task_vars or {})))
         return result, remote
 
     run.playbook = playbook

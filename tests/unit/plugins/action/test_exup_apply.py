@@ -11,6 +11,7 @@ The packages sent are received and verified by the real host code (inline conten
 from __future__ import annotations
 
 import base64
+import datetime
 import os
 
 import pytest
@@ -322,3 +323,33 @@ def test_packages_signed_by_a_key_no_longer_trusted_are_never_sent(run_action, h
     result, _remote = run_action('exup_apply', args(repository, other_key.public_pem().decode('ascii')))
     assert (result['changed'], result['plan'], result['msg']) == (False, [], 'nothing to apply on %s' % SERVER)
     assert host.phases == ['inventory']
+
+
+def window_now(minutes_left):
+    """One iCalendar window open now, closing in ``minutes_left`` minutes (UTC)."""
+    now = datetime.datetime.now(datetime.UTC)
+    stamp = '%Y%m%dT%H%M%SZ'
+    start, end = now - datetime.timedelta(minutes=10), now + datetime.timedelta(minutes=minutes_left)
+    return 'BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:w\r\nDTSTART:%s\r\nDTEND:%s\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n' % (
+        start.strftime(stamp),
+        end.strftime(stamp),
+    )
+
+
+def test_the_hosts_own_windows_apply_when_the_task_names_none(run_action, host, repository, packages, pem):
+    closed = window_now(-5)  # ended five minutes ago
+    result, _remote = run_action('exup_apply', args(repository, pem), check_mode=True, task_vars={'exup_maintenance_windows': closed})
+    assert (result['skipped'], result['window_code'], result['changed']) == (True, 'outside_window', False), result
+    # an explicit empty list is no restriction, whatever the host variable says
+    result, _remote = run_action('exup_apply', args(repository, pem, maintenance_windows=[]), check_mode=True, task_vars={'exup_maintenance_windows': [closed]})
+    assert not result.get('skipped') and result['changed'], result
+
+
+def test_an_allowed_restart_counts_in_the_expected_duration(run_action, host, repository, packages, pem):
+    # 40 minutes left; the default estimate is 30 min (no history), the BIOS needs a restart of up to reboot_timeout 20 min
+    windows = [window_now(40)]
+    result, _remote = run_action('exup_apply', args(repository, pem, maintenance_windows=windows), check_mode=True)
+    assert result['window']['code'] == 'window_open' and 'restart_seconds' not in result['window']['estimate'], result['window']
+    result, _remote = run_action('exup_apply', args(repository, pem, maintenance_windows=windows, allow_reboot=True), check_mode=True)
+    assert (result.get('skipped'), result['window_code']) == (True, 'window_too_short'), result
+    assert result['window']['estimate']['restart_seconds'] == 1200
