@@ -264,7 +264,7 @@ def test_schedules_run_the_remote_batch_and_the_compliance_report_with_variables
     """The remote batch (003 §2.1.8) and the scheduled compliance report (issue 13.2) are AWX schedules: each rrule is
     one dateutil (which AWX uses) parses, in UTC, and each extra_data variable is one the template's playbook reads and
     the template accepts on launch (ask_variables_on_launch or a survey question), a survey answer among its choices."""
-    from dateutil import rrule  # pylint: disable=import-outside-toplevel  # only this test needs it
+    from dateutil import rrule  # type: ignore[import-untyped]  # pylint: disable=import-outside-toplevel  # only this test needs it
 
     templates = {entry["name"]: entry for entry in definitions["exup_awx_job_templates"]}
     schedules = {entry["name"]: entry for entry in definitions["exup_awx_schedules"]}
