@@ -8,6 +8,7 @@ changes on the hosts; a plan made again applies exactly its packages."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -41,8 +42,10 @@ def site(tmp_path_factory):
         lab.down()
 
 
-def run(lab, playbook, settings, **more):
-    done = ah.run_playbook(lab, playbook, dict(settings, **more), "-i", lab.inventory_path)
+def run(lab, playbook, settings, cwd=None, **more):
+    command = ah.playbook_command(playbook, dict(settings, **more), "-i", lab.inventory_path)
+    env = dict(lab.env(), PWD=str(cwd)) if cwd else lab.env()
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
     return done.returncode, done.stdout + done.stderr
 
 
@@ -77,12 +80,15 @@ def test_locked_plan_refuses_changes_and_applies_unchanged(site):
     for host in hosts:
         assert after[host]["versions"] == before[host]["versions"] and after[host]["jobs"] == before[host]["jobs"]
 
-    # planned again and reviewed: the unchanged plan applies exactly its packages
-    code, output = run(lab, PLAN, settings, plan_file=str(plan_file))
+    # planned again and reviewed: the unchanged plan applies exactly its packages; a relative plan_file is taken from
+    # the directory ansible-playbook runs in (as a shell starts it: PWD set), not from the collection's playbooks/
+    plan_file.unlink()
+    code, output = run(lab, PLAN, settings, plan_file="plan.json", cwd=directory)
     assert code == 0, output
     document = json.loads(plan_file.read_text())
-    code, output = run(lab, APPLY, settings, plan_file=str(plan_file))
+    code, output = run(lab, APPLY, settings, plan_file="plan.json", cwd=directory)
     assert code == 0, output
+    assert not (REPO_ROOT / "playbooks" / "plan.json").exists()
     for host in hosts:
         versions = ah.snapshot(roots[host])
         for item in document["servers"][host]["packages"]:
