@@ -81,6 +81,14 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+def answers(get, path: str) -> bool:
+    """True when the service answers 200 (a worker still starting resets the connection: not yet)."""
+    try:
+        return get(path).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 @pytest.fixture
 def host_setup(lab, tmp_path: Path):
     root = lab.host_root(HOST)
@@ -162,16 +170,16 @@ def test_the_role_installs_runs_restarts_and_stops_the_service_on_a_host_without
     assert changed(third) > 0
     assert "RUNNING HANDLER [exup.fleet.repository : Restart the supervised exup repository service]" in third.stdout
     assert json.loads((root / "etc/exup/repository-service.json").read_text())["workers"] == 2
-    assert get("/v1/about").status_code == 200
+    assert wait_for(lambda: answers(get, "/v1/about"), 30, 0.2, "the restarted service to answer")
     restarted = int((root / "opt/exup/service/run/supervisor.pid").read_text())
     assert restarted != supervisor and supervisor not in processes_in(root)
 
     # the supervisor starts a service that died again
     (granian,) = children_of(restarted)
     os.kill(granian, signal.SIGKILL)
-    wait_for(lambda: [pid for pid in children_of(restarted) if pid != granian], 15, 0.2, "the supervisor to start the service again")
-    wait_for(lambda: port_accepts(port, address), 20, 0.2, "the restarted service's port")
-    assert wait_for(lambda: get("/v1/about").status_code == 200, 10, 0.2, "the restarted service to answer")
+    wait_for(lambda: [pid for pid in children_of(restarted) if pid != granian], 30, 0.2, "the supervisor to start the service again")
+    wait_for(lambda: port_accepts(port, address), 45, 0.2, "the restarted service's port")
+    assert wait_for(lambda: answers(get, "/v1/about"), 30, 0.2, "the restarted service to answer")
     assert "the service exited with status" in (root / "var/log/exup/repository-service.log").read_text()
 
     # state stopped stops it: no process of the role is left in the host, the port is closed
@@ -207,3 +215,28 @@ def test_the_systemd_unit_renders_and_verifies(tmp_path: Path, collections_path:
     broken.write_text(text.replace("Type=exec", "Type=sometimes"))
     verify = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True, timeout=60, check=False)
     assert "Failed to parse service type" in verify.stderr
+
+
+def test_a_service_that_does_not_start_fails_the_role_with_the_reason_from_its_log(lab, tmp_path: Path):
+    """No admin password was ever set: the service refuses to start (credentials_missing); the readiness check's deadline
+    ends the run with service_not_ready and the end of the service's log."""
+    host = "r120h-2"
+    root = lab.host_root(host)
+    playbook = tmp_path / "service.yml"
+    playbook.write_text(PLAY.format(host=host))
+    variables = {
+        "repository_action": "service",
+        "repository_service_python": "/opt/exup-lab/python/bin/python",
+        "repository_service_host": lab.address(host),
+        "repository_service_port": free_port(),
+        "repository_service_start_timeout": 3,
+        "repository_service_manager": "supervised",
+    }
+    try:
+        done = run_playbook(lab, playbook, variables, timeout=120)
+        assert done.returncode != 0
+        assert "[service_not_ready]" in done.stdout and "credentials_missing" in done.stdout, done.stdout[-3000:]
+    finally:
+        for pid in processes_in(root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
