@@ -9,7 +9,6 @@ import shlex
 
 import pytest
 
-from ansible_collections.exup.fleet.plugins.filter.remote_batch import remote_batch_units
 from ansible_collections.exup.fleet.plugins.module_utils._exup import events
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import remote_batch as rb
 
@@ -140,9 +139,3 @@ def test_timer_settings_are_checked():
     assert rb.check_timer(rb.Timer.from_mapping(dict(good, deadline_seconds=True)))
     with pytest.raises(ValueError, match='needs command'):
         rb.Timer.from_mapping({'name': 'x', 'on_calendar': 'daily'})
-
-
-def test_filter_returns_problems_or_units():
-    assert remote_batch_units({'name': 'x', 'on_calendar': '', 'command': ['/x']})['problems']
-    made = remote_batch_units({'name': 'x', 'on_calendar': 'daily', 'command': ['/x']})
-    assert made['problems'] == [] and made['timer_name'] == 'exup-remote-batch-x.timer'
