@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup import version
 from ansible_collections.exup.fleet.plugins.module_utils._exup.host.agent_runner import DISK_FULL
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import plan, support
 
@@ -166,7 +167,8 @@ def unchanged(status: str, action: str, target: str | None, after: str | None, s
         return False
     if after is None:
         return not unread_ok
-    return str(after) != str(target)
+    # by firmware version order, as every other comparison: a read-back of 1.00 for a package of 1.0, or a01 for A01, is it
+    return version.compare_versions(str(after), str(target)) != 0
 
 
 def unchanged_cause(target: str | None, after: str | None) -> str:
@@ -176,10 +178,10 @@ def unchanged_cause(target: str | None, after: str | None) -> str:
 
 def _later_steps(items: Sequence[Mapping]) -> list:
     """Per item, the versions later items of the same module install in this run (a stepping path's next steps)."""
-    later: list[set] = []
+    later: list[list] = []
     for index, item in enumerate(items):
         rest = items[index + 1 :]
-        later.append({str(other['to_version']) for other in rest if other['module_id'] == item['module_id'] and other.get('to_version')})
+        later.append([str(other['to_version']) for other in rest if other['module_id'] == item['module_id'] and other.get('to_version')])
     return later
 
 
@@ -197,7 +199,7 @@ def package_results(items: Sequence[Mapping], place: ApplyPlace, versions_after:
         after = versions_after.get(item['module_id'])
         staged = bool(item['status'] == 'succeeded' and item['reboot_required'] and not rebooted)
         result.update(version_before=item['from_version'], version_target=item['to_version'], version_after=after, staged=staged)
-        went_on = after is not None and str(after) in later
+        went_on = after is not None and any(version.compare_versions(str(after), step) == 0 for step in later)
         if not went_on and unchanged(item['status'], item.get('action') or 'install', item['to_version'], after, staged, unread_ok=place.via_bmc):
             result.update(status='failed', reported_status=item['status'], error=SUCCEEDED_UNCHANGED, cause=unchanged_cause(item['to_version'], after))
         results.append(result)

@@ -271,3 +271,17 @@ def test_restarted_modules_are_the_successes_that_wait_for_a_restart():
 )
 def test_agent_removed_only_by_a_succeeded_uninstall_of_the_update_agent(results, removed):
     assert ar.agent_removed(results) is removed
+
+
+@pytest.mark.parametrize(
+    'target, after, caught',
+    [
+        ('1.0', '1.00', False),  # the same version by firmware version order, written otherwise
+        ('A01', 'a01', False),
+        ('2.10', '2.1', True),  # 2.10 is not 2.1
+        ('1.1', '1.0', True),
+        ('1.1', None, True),  # not read after: not installed
+    ],
+)
+def test_unchanged_compares_by_version_order_not_text(target, after, caught):
+    assert ar.unchanged('succeeded', 'install', target, after, staged=False) is caught
