@@ -24,7 +24,9 @@ description:
 author: exup.fleet contributors (@exup-fleet)
 options:
   path:
-    description: The plan file (on the controller).
+    description:
+      - The plan file (on the controller). A relative path is taken from the directory C(ansible-playbook) runs in (when the
+        task runs on the controller, as with C(delegate_to=localhost)).
     type: path
     required: true
   state:

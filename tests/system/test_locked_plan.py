@@ -44,7 +44,7 @@ def site(tmp_path_factory):
 
 def run(lab, playbook, settings, cwd=None, **more):
     command = ah.playbook_command(playbook, dict(settings, **more), "-i", lab.inventory_path)
-    env = dict(lab.env(), PWD=str(cwd)) if cwd else lab.env()
+    env = dict(lab.env(), PWD="/nonexistent") if cwd else lab.env()
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
     return done.returncode, done.stdout + done.stderr
 
@@ -81,7 +81,7 @@ def test_locked_plan_refuses_changes_and_applies_unchanged(site):
         assert after[host]["versions"] == before[host]["versions"] and after[host]["jobs"] == before[host]["jobs"]
 
     # planned again and reviewed: the unchanged plan applies exactly its packages; a relative plan_file is taken from
-    # the directory ansible-playbook runs in (as a shell starts it: PWD set), not from the collection's playbooks/
+    # the directory ansible-playbook runs in (its process's; PWD is left stale on purpose), not the collection's playbooks/
     plan_file.unlink()
     code, output = run(lab, PLAN, settings, plan_file="plan.json", cwd=directory)
     assert code == 0, output
