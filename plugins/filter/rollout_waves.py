@@ -43,10 +43,16 @@ def rollout_preflight(inputs, settings) -> dict:
             intervals = window.occurrences(texts, now)
         except ExupError as exc:
             problem = '%s (%s)' % (exc, exc.code)
-    try:
-        minimum = int(settings.get('min_free_mb') or 0)
-    except (TypeError, ValueError) as exc:
-        raise AnsibleFilterError('the free space threshold must be a whole number of MB, not %r' % (settings.get('min_free_mb'),)) from exc
+    # the role checked its settings once (rollout_waves_check); a host's own vars are checked here
+    given = {
+        'option_prefix': settings.get('option_prefix'),
+        'preflight_min_free_mb': settings.get('min_free_mb', 0),
+        'preflight_timeout': settings.get('timeout', 60),
+    }
+    problems = preflight.check(given)
+    if problems:
+        raise AnsibleFilterError(problems[0])
+    minimum = int(given['preflight_min_free_mb'])
     return preflight.gate(
         _mapping(inputs.get('info') or {}, 'the exup_info result'),
         df_output,
@@ -69,8 +75,9 @@ def rollout_wave_halt(rows, settings, wave=None) -> dict:
 
 
 def rollout_waves_check(settings) -> list:
-    """Problems with the wave settings (serial, max_fail_percentage, hooks and their deadline)."""
-    return waves.check(_mapping(settings, 'the wave settings'))
+    """Problems with the wave settings (serial, max_fail_percentage, hooks and their deadline, the gate's thresholds)."""
+    settings = _mapping(settings, 'the wave settings')
+    return waves.check(settings) + preflight.check(settings)
 
 
 def rollout_waves_summary(rows, halted=None) -> list:

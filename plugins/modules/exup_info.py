@@ -311,7 +311,10 @@ bmc:
           description: The task's URL at the BMC.
           type: str
         state:
-          description: Its C(TaskState) (V(New), V(Running), V(Completed), V(Exception), ...).
+          description:
+            - Its C(TaskState) (V(New), V(Running), V(Completed), V(Exception), ...); V(Unknown) when the BMC does not say.
+            - When the BMC lists more tasks than exup reads (128, or a paged list) or the listing outlasts O(bmc_timeout), one
+              entry with the URL of the task collection and V(Unknown) stands for the tasks not read.
           type: str
         percent:
           description: Its C(PercentComplete), null when the BMC does not say.

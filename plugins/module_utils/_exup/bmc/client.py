@@ -179,7 +179,7 @@ def _foreign(related: Sequence[str], own: Sequence[str]) -> bool:
 _TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
 #: the Redfish service root, readable without credentials
 SERVICE_ROOT = '/redfish/v1/'
-MAX_LISTED_TASKS = 32  # the newest tasks the pre-flight gate reads (one request each)
+MAX_LISTED_TASKS = 128  # the most tasks the pre-flight gate reads (one request each); more: the queue is taken as unknown
 
 
 def tls_context(checked_by_exup: bool) -> ssl.SSLContext:
@@ -437,24 +437,60 @@ class RedfishBmc:
     def update_service_url(self) -> str:
         return self._linked(SERVICE_ROOT, 'UpdateService')
 
-    def tasks(self, limit: int = MAX_LISTED_TASKS) -> list[dict[str, Any]]:
-        """The BMC's Redfish tasks (TaskService/Tasks, the last ``limit`` members): ``url``, ``state`` (TaskState), ``percent``.
+    def _object(self, answer: Any, url: str) -> Json:
+        """The BMC's answer at ``url`` as a JSON object; anything else is a protocol error (no traceback on a hostile BMC)."""
+        if not isinstance(answer, dict):
+            raise BmcError('BMC %s answered %s with a %s, not a Redfish resource' % (self.config.address, url, type(answer).__name__), code='bmc_protocol')
+        return answer
 
-        A BMC without a task service lists none. Read anew each time: the rollout's pre-flight gate asks whether the queue is empty now.
+    def _link(self, resource: Json, name: str) -> str | None:
+        link = resource.get(name)
+        target = link.get('@odata.id') if isinstance(link, dict) else None
+        return target if isinstance(target, str) and target else None
+
+    def tasks(self, limit: int = MAX_LISTED_TASKS) -> list[dict[str, Any]]:
+        """The BMC's Redfish tasks (every member of TaskService/Tasks, in any order): ``url``, ``state`` (TaskState), ``percent``.
+
+        A BMC without a task service lists none. Read anew each time: the rollout's pre-flight gate asks whether the queue is
+        empty now. A task without a TaskState has state ``Unknown``. When the BMC lists more than ``limit`` tasks (or pages
+        its list), or the listing takes longer than the client's timeout (each request has it too), one entry with the
+        collection's URL and state ``Unknown`` stands for the tasks not read: the gate takes the queue as busy.
         """
-        service = self.read(SERVICE_ROOT).get('TaskService')
-        if not isinstance(service, dict) or not service.get('@odata.id'):
+        deadline = self.clock() + self.config.timeout
+        service = self._link(self._object(self.read(SERVICE_ROOT), SERVICE_ROOT), 'TaskService')
+        if service is None:
             return []
-        collection = self.request(str(service['@odata.id'])).get('Tasks')
-        if not isinstance(collection, dict) or not collection.get('@odata.id'):
+        collection = self._link(self._object(self.request(service), service), 'Tasks')
+        if collection is None:
             return []
-        members = self.request(str(collection['@odata.id'])).get('Members') or []
-        listed = []
-        for member in members[-limit:] if limit > 0 else []:
+        listing = self._object(self.request(collection), collection)
+        members = listing.get('Members')
+        if members is None:
+            members = []
+        if not isinstance(members, list):
+            raise BmcError(
+                'BMC %s lists its tasks (%s) with Members a %s, not a list' % (self.config.address, collection, type(members).__name__), code='bmc_protocol'
+            )
+        unknown = {'url': collection, 'state': 'Unknown', 'percent': None}
+        if len(members) > max(limit, 0) or listing.get('Members@odata.nextLink'):
+            return [unknown]
+        listed: list[dict[str, Any]] = []
+        for member in members:
             url = member.get('@odata.id') if isinstance(member, dict) else None
-            if url:
-                task = self.request(str(url))
-                listed.append({'url': url, 'state': task.get('TaskState'), 'percent': task.get('PercentComplete')})
+            if not isinstance(url, str) or not url:
+                listed.append({'url': None, 'state': 'Unknown', 'percent': None})
+                continue
+            if self.clock() >= deadline:
+                return listed + [unknown]
+            task = self._object(self.request(url), url)
+            state, percent = task.get('TaskState'), task.get('PercentComplete')
+            listed.append(
+                {
+                    'url': url,
+                    'state': state if isinstance(state, str) and state else 'Unknown',
+                    'percent': percent if isinstance(percent, int) and not isinstance(percent, bool) else None,
+                }
+            )
         return listed
 
     # ------------------------------------------------------------------ reading

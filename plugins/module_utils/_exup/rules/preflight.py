@@ -7,25 +7,33 @@ Pure: data in, one verdict out. The wave gathers the inputs just before it appli
 holding the server's root (``df -Pk`` output), a fresh exup_info result, the merged maintenance windows of
 ``window.occurrences`` and the time - and ``gate`` checks, in this order (the first refusal is the verdict's code):
 
-- ``preflight_unknown``: the server could not be queried, or its free space could not be read;
+- ``preflight_unknown``: the server could not be queried (unreachable, or exup_info failed: ``failed``, or an ``error`` code
+  kept by ``failed_when: false``), its answer has not the shape of exup_info's, or its free space could not be read;
 - ``preflight_disk_low``: less free space than ``min_free_mb``;
 - ``preflight_reboot_pending``: firmware staged by an earlier apply waits for a restart (server status
   ``reboot_required`` or a module with ``staged``), unless this rollout restarts such servers (``reboot_pending`` with
   ``allow_reboot``);
 - ``preflight_queue_busy``: the agent's job is still running (exup_info ``active_job``) or a BMC task is not done
-  (``bmc.tasks`` of exup_info with ``bmc_tasks: true``: Redfish tasks with their ``state``, the TaskState);
+  (``bmc.tasks`` of exup_info with ``bmc_tasks: true``: Redfish tasks with their ``state``, the TaskState; a task that
+  has not ended, or whose state is missing or unknown, keeps the queue busy: the gate fails closed);
 - ``preflight_window_closed``: maintenance windows are given and none is open now (``window.verdict``).
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 import typing
 
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import window
 
 #: Redfish TaskState values of a task that has not ended (DSP0268 Task.v1): the BMC's queue is busy
 BUSY_TASK_STATES = ('New', 'Starting', 'Running', 'Pending', 'Suspended', 'Stopping', 'Cancelling', 'Interrupted', 'Service')
+#: TaskState values of a task that has ended; any other state (missing, 'Unknown', a value the schema lacks) is busy
+DONE_TASK_STATES = ('Completed', 'Killed', 'Exception', 'Cancelled')
+#: the numeric columns of a ``df -Pk`` line (1024-blocks, Used, Available, Capacity), the rightmost match: the device
+#: and the mount point may hold spaces
+_DF_NUMBERS = re.compile(r'^(?P<device>.*\S)\s+(?P<blocks>\d+)\s+(?P<used>\d+)\s+(?P<available>\d+)\s+(?P<capacity>\d+)%\s+(?P<mount>\S.*)$')
 CODES = ('preflight_unknown', 'preflight_disk_low', 'preflight_reboot_pending', 'preflight_queue_busy', 'preflight_window_closed')
 
 
@@ -33,14 +41,61 @@ def free_mb(df_output: typing.Any) -> int | None:
     """Free megabytes from ``df -Pk <path>`` output (header, then one line: the 4th column is available KiB); None when unreadable."""
     if not isinstance(df_output, str):
         return None
-    lines = [line for line in df_output.splitlines() if line.strip()]
+    lines = [line.strip() for line in df_output.splitlines() if line.strip()]
     if len(lines) < 2:
         return None
-    # a long device name may wrap the POSIX line: the numbers are the last 5 fields of the joined lines
-    fields = ' '.join(lines[1:]).split()
-    if len(fields) < 6 or not fields[-3].isdigit():
+    # a long device name may wrap the POSIX line: join the lines after the header, then read the numbers from the right
+    match = _DF_NUMBERS.match(' '.join(lines[1:]))
+    if match is None:
         return None
-    return int(fields[-3]) // 1024
+    return int(match.group('available')) // 1024
+
+
+def _whole(value: typing.Any, least: int) -> bool:
+    """Whether ``value`` is a whole number of at least ``least`` (an int or its digits; "100MB", -1, 1.5, True are not)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= least
+    return isinstance(value, str) and value.strip().isdigit() and value.strip().isascii() and int(value) >= least
+
+
+def check(settings: typing.Any) -> list:
+    """Problems with the gate's settings (the role stops before touching a server on the first): ``preflight_min_free_mb``
+    a whole number of MB, 0 or more (0: no disk check); ``preflight_timeout`` a whole number of seconds, 1 or more.
+
+    A setting not given is not checked (the role's defaults are valid); ``option_prefix`` names the options in messages.
+    """
+    if not isinstance(settings, dict):
+        return ['the gate settings must be a mapping, not %s.' % (type(settings).__name__,)]
+    prefix = settings.get('option_prefix') or 'rollout'
+    problems = []
+    if 'preflight_min_free_mb' in settings and not _whole(settings['preflight_min_free_mb'], 0):
+        problems.append(
+            '%s_preflight_min_free_mb must be a whole number of MB (0 or more, 0 skips the disk check), not %r.' % (prefix, settings['preflight_min_free_mb'])
+        )
+    if 'preflight_timeout' in settings and not _whole(settings['preflight_timeout'], 1):
+        problems.append('%s_preflight_timeout must be a whole number of seconds of at least 1, not %r.' % (prefix, settings['preflight_timeout']))
+    return problems
+
+
+def _shape_problem(info: dict) -> str | None:
+    """Why exup_info's answer cannot be judged (a part of another type than exup_info returns), None when it can."""
+    modules = info.get('modules')
+    if modules is not None and not isinstance(modules, dict):
+        return 'modules is a %s, not a mapping of module ids' % (type(modules).__name__,)
+    job = info.get('active_job')
+    if job is not None and not isinstance(job, dict):
+        return 'active_job is a %s, not a mapping' % (type(job).__name__,)
+    bmc = info.get('bmc')
+    if bmc is None:
+        return None
+    if not isinstance(bmc, dict):
+        return 'bmc is a %s, not a mapping' % (type(bmc).__name__,)
+    tasks = bmc.get('tasks')
+    if tasks is not None and not isinstance(tasks, list):
+        return 'bmc.tasks is a %s, not a list' % (type(tasks).__name__,)
+    return None
 
 
 def _staged(info: dict) -> list:
@@ -48,8 +103,16 @@ def _staged(info: dict) -> list:
 
 
 def _busy_tasks(info: dict) -> list:
-    tasks = (info.get('bmc') or {}).get('tasks') or []
-    return [task for task in tasks if isinstance(task, dict) and task.get('state') in BUSY_TASK_STATES]
+    """The BMC tasks that have not ended: a state missing, unknown or not a string counts as not ended (fail closed)."""
+    busy = []
+    for task in (info.get('bmc') or {}).get('tasks') or []:
+        if not isinstance(task, dict):
+            busy.append({'url': None, 'state': 'Unknown'})
+            continue
+        state = task.get('state')
+        if not isinstance(state, str) or state not in DONE_TASK_STATES:
+            busy.append({'url': task.get('url'), 'state': state if isinstance(state, str) and state else 'Unknown'})
+    return busy
 
 
 def _refusal(code: str, reason: str, checks: dict) -> dict:
@@ -72,9 +135,15 @@ def gate(  # pylint: disable=too-many-arguments,too-many-return-statements
     ``window_error`` (the calendars could not be read) refuses with preflight_window_closed.
     """
     checks: dict[str, typing.Any] = {}
-    if not isinstance(info, dict) or info.get('unreachable') or 'server_status' not in info:
-        message = info.get('msg', 'no answer') if isinstance(info, dict) else 'no answer'
+    failed = isinstance(info, dict) and (info.get('unreachable') or info.get('failed') or info.get('error'))
+    if not isinstance(info, dict) or failed or 'server_status' not in info:
+        message = (info.get('msg') or 'no answer') if isinstance(info, dict) else 'no answer'
+        if isinstance(info, dict) and isinstance(info.get('error'), str) and info['error']:
+            message = '%s (%s)' % (message, info['error'])
         return _refusal('preflight_unknown', 'the server could not be queried before its wave: %s' % (message,), checks)
+    problem = _shape_problem(info)
+    if problem:
+        return _refusal('preflight_unknown', 'the answer of exup_info cannot be judged: %s' % (problem,), checks)
     if min_free_mb > 0:
         free = free_mb(df_output)
         checks['free_mb'] = free

@@ -42,6 +42,11 @@ def test_preflight_reads_df_and_skips_what_is_not_asked():
     assert rollout_waves.rollout_preflight({'info': INFO, 'df': {'skipped': True}}, {'min_free_mb': 0})['passed']
     with pytest.raises(AnsibleFilterError):
         rollout_waves.rollout_preflight({'info': INFO}, {'min_free_mb': 'lots'})
+    # a host's own value: "100MB" or a negative threshold was taken as 0 (no disk check), a bad deadline as none
+    for bad in ({'min_free_mb': '100MB'}, {'min_free_mb': -1}, {'min_free_mb': 1, 'timeout': 'soon'}, {'timeout': -5, 'option_prefix': 'apply'}):
+        with pytest.raises(AnsibleFilterError, match='must be a whole number'):
+            rollout_waves.rollout_preflight({'info': INFO, 'df': DF}, bad)
+    assert rollout_waves.rollout_preflight({'info': INFO, 'df': DF}, {'min_free_mb': '100', 'timeout': '60'})['checks']['free_mb'] == 2929
     with pytest.raises(AnsibleFilterError):
         rollout_waves.rollout_preflight([], {})
 
@@ -66,5 +71,9 @@ def test_rows_and_settings_must_be_what_the_role_passes():
     with pytest.raises(AnsibleFilterError):
         rollout_waves.rollout_gated({}, [], {})
     assert rollout_waves.rollout_waves_check({'serial': [1, '25%']}) == []
+    assert rollout_waves.rollout_waves_check({'serial': 1, 'preflight_min_free_mb': '100MB', 'preflight_timeout': -1, 'option_prefix': 'apply'}) == [
+        "apply_preflight_min_free_mb must be a whole number of MB (0 or more, 0 skips the disk check), not '100MB'.",
+        'apply_preflight_timeout must be a whole number of seconds of at least 1, not -1.',
+    ]
     assert rollout_waves.rollout_gated({'held_back': False}, {}, {})['code'] is None
     assert rollout_waves.rollout_wave_halt([{'failed': True}], {'max_fail_percentage': 0}, 1)['code'] == 'max_fail_percentage'

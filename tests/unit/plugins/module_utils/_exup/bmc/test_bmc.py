@@ -1495,3 +1495,94 @@ def test_a_get_sent_again_keeps_the_timeout_of_its_exchange(keeping, bmc_tls):
     get(connection)
     assert connection.dupe(timeout=5).grab_json_response_with_status('/redfish/v1/Systems') == ({'n': 3}, 200)
     assert connection.opened == 2
+
+
+# --- the BMC's task queue for the rollout's pre-flight gate (tasks()) ---
+
+TASKS = '/redfish/v1/TaskService/Tasks'
+
+
+def task_service(states, listing=None):
+    """The resources of a BMC's task service with one task per state (a state None: the task has no TaskState)."""
+    resources = {
+        '/redfish/v1/': dict(SERVICE['/redfish/v1/'], TaskService={'@odata.id': '/redfish/v1/TaskService'}),
+        '/redfish/v1/TaskService': {'Tasks': {'@odata.id': TASKS}},
+        TASKS: listing if listing is not None else {'Members': [{'@odata.id': '%s/%d' % (TASKS, number)} for number in range(len(states))]},
+    }
+    for number, state in enumerate(states):
+        resources['%s/%d' % (TASKS, number)] = {'TaskState': state, 'PercentComplete': 50} if state else {}
+    return resources
+
+
+class TimedCommand(FakeCommand):
+    """A BMC whose every answer takes ``seconds`` of the test's clock."""
+
+    def __init__(self, resources, clock, seconds):
+        super().__init__(resources)
+        self.clock, self.seconds = clock, seconds
+
+    def _do_web_request(self, url, payload=None, method=None, cache=True):
+        self.clock.now += self.seconds
+        return super()._do_web_request(url, payload, method, cache)
+
+
+def tasks_of(resources, clock=None, seconds=0.0, **fields):
+    clock = clock or FakeClock()
+    client = bmc.RedfishBmc(config(**fields), clock=clock, sleep=clock.sleep)
+    client._command = TimedCommand(resources, clock, seconds)
+    return client
+
+
+def test_tasks_reads_every_member_in_any_order():
+    # newest first, more than the 32 read before: the running task is the first member
+    client = tasks_of(task_service(['Running'] + ['Completed'] * 39))
+    listed = client.tasks()
+    assert len(listed) == 40 and listed[0] == {'url': TASKS + '/0', 'state': 'Running', 'percent': 50}
+    assert client._command.read.count(TASKS + '/0') == 1
+
+
+def test_tasks_without_a_state_are_unknown():
+    listed = tasks_of(task_service([None, 'Completed'])).tasks()
+    assert [task['state'] for task in listed] == ['Unknown', 'Completed'] and listed[0]['percent'] is None
+    listing = {'Members': [{'@odata.id': 7}, 'text', {}]}
+    assert [task['state'] for task in tasks_of(task_service([], listing)).tasks()] == ['Unknown'] * 3
+
+
+@pytest.mark.parametrize(
+    'listing',
+    [
+        {'Members': [{'@odata.id': '%s/%d' % (TASKS, number)} for number in range(bmc.MAX_LISTED_TASKS + 1)]},
+        {'Members': [{'@odata.id': TASKS + '/0'}], 'Members@odata.nextLink': TASKS + '?$skip=1'},  # a paged list
+    ],
+)
+def test_more_tasks_than_read_stand_for_an_unknown_queue(listing):
+    client = tasks_of(task_service(['Completed'] * (bmc.MAX_LISTED_TASKS + 1), listing))
+    assert client.tasks() == [{'url': TASKS, 'state': 'Unknown', 'percent': None}]
+    assert not any(url.startswith(TASKS + '/') for url in client._command.read)  # no task read in vain
+
+
+def test_the_listing_has_a_deadline():
+    clock = FakeClock()
+    listed = tasks_of(task_service(['Completed'] * 10), clock=clock, seconds=10, timeout=40).tasks()
+    # the service root, TaskService, Tasks and the first task take the 40 s: the other tasks are not read
+    assert listed == [{'url': TASKS + '/0', 'state': 'Completed', 'percent': 50}, {'url': TASKS, 'state': 'Unknown', 'percent': None}]
+    assert clock.now == 40
+
+
+def test_a_bmc_without_a_task_service_lists_none():
+    assert tasks_of({}).tasks() == []
+    assert tasks_of({'/redfish/v1/': {'TaskService': 'yes'}}).tasks() == []
+
+
+@pytest.mark.parametrize(
+    'resources',
+    [
+        task_service([], {'Members': {'@odata.id': TASKS + '/0'}}),
+        task_service([], {'Members': 'none'}),
+        task_service([], ['not', 'an', 'object']),
+        dict(task_service(['Running']), **{TASKS + '/0': 'Running'}),
+        {'/redfish/v1/': ['TaskService']},
+    ],
+)
+def test_hostile_task_answers_are_a_protocol_error(resources):
+    assert 'BMC 127.0.0.1' in refused('bmc_protocol', tasks_of(resources).tasks).msg

@@ -105,3 +105,91 @@ def test_the_first_refusal_is_the_verdict():
     assert preflight.gate(everything_wrong, DF, min_free_mb=10**9, windows=CLOSED, now=NOW)['code'] == 'preflight_disk_low'
     assert preflight.gate(everything_wrong, DF, windows=CLOSED, now=NOW)['code'] == 'preflight_reboot_pending'
     assert preflight.gate(everything_wrong, DF, reboot_pending_allowed=True, windows=CLOSED, now=NOW)['code'] == 'preflight_queue_busy'
+
+
+# --- review findings of issue 13 (13.4): each of these passed the gate, raised or read wrongly before ---
+
+
+def test_a_failed_exup_info_refuses_even_with_a_server_status():
+    # the role registers exup_info with failed_when: false: then only the error code says it failed
+    failed = dict(info(), failed=True, msg='BMC 127.0.0.1 answered /redfish/v1/ with a list')
+    verdict = preflight.gate(failed, DF)
+    assert (verdict['passed'], verdict['code']) == (False, 'preflight_unknown')
+    assert verdict['reason'] == 'the server could not be queried before its wave: BMC 127.0.0.1 answered /redfish/v1/ with a list'
+    kept = dict(info(), failed=False, failed_when_result=False, error='bmc_protocol', msg='Members is a str')
+    assert preflight.gate(kept, DF)['reason'] == 'the server could not be queried before its wave: Members is a str (bmc_protocol)'
+    assert preflight.gate(dict(info(), unreachable=True), DF)['code'] == 'preflight_unknown'
+
+
+@pytest.mark.parametrize(
+    'line',
+    [
+        '//server/my share 41152736 30000000 11152736 73% /mnt/my share',  # a CIFS share: spaces in the device and the mount
+        'my device 41152736 30000000 11152736 73% /',
+        '/dev/sda1 41152736 30000000 11152736 73% /mnt/disk 2 3 4 5%',  # numbers in the mount point: read from the right
+    ],
+)
+def test_free_mb_reads_names_with_spaces(line):
+    assert preflight.free_mb('Filesystem 1024-blocks Used Available Capacity Mounted on\n%s\n' % line) == 11152736 // 1024
+
+
+def test_free_mb_refuses_lines_without_the_numbers():
+    for unreadable in ('Filesystem x\n/dev/x 1 2 3 /\n', 'Filesystem x\n1 2 3 4%\n', 'Filesystem x\n/dev/x 1 2 -3 4% /\n'):
+        assert preflight.free_mb(unreadable) is None
+
+
+@pytest.mark.parametrize(
+    'tasks, state',
+    [
+        ([{'url': '/t/1'}], '/t/1 Unknown'),  # no TaskState
+        ([{'url': '/t/1', 'state': None}], '/t/1 Unknown'),
+        ([{'url': '/t/1', 'state': 'Unknown'}], '/t/1 Unknown'),  # the client's word for a state not read
+        ([{'url': '/t/1', 'state': 'Blocked'}], '/t/1 Blocked'),  # not in the schema
+        ([{'url': '/t/1', 'state': ['Running']}], '/t/1 Unknown'),
+        (['/t/1'], 'None Unknown'),
+    ],
+)
+def test_a_task_of_unknown_state_keeps_the_queue_busy(tasks, state):
+    verdict = preflight.gate(info(tasks=tasks), DF)
+    assert (verdict['code'], verdict['reason']) == ('preflight_queue_busy', 'the BMC has 1 task(s) not done (%s)' % state)
+
+
+@pytest.mark.parametrize(
+    'answer, reason',
+    [
+        ({'server_status': 'latest', 'modules': ['system-bios']}, 'modules is a list, not a mapping of module ids'),
+        ({'server_status': 'latest', 'bmc': 'redfish'}, 'bmc is a str, not a mapping'),
+        ({'server_status': 'latest', 'bmc': {'tasks': {'/t/1': 'Running'}}}, 'bmc.tasks is a dict, not a list'),
+        ({'server_status': 'latest', 'active_job': 'j7'}, 'active_job is a str, not a mapping'),
+    ],
+)
+def test_hostile_shapes_are_unknown_not_a_traceback(answer, reason):
+    verdict = preflight.gate(answer, DF)
+    assert (verdict['code'], verdict['reason']) == ('preflight_unknown', 'the answer of exup_info cannot be judged: %s' % reason)
+
+
+@pytest.mark.parametrize(
+    'settings, problems',
+    [
+        ({'preflight_min_free_mb': 100, 'preflight_timeout': 60}, []),
+        ({'preflight_min_free_mb': '0', 'preflight_timeout': '1'}, []),
+        ({}, []),
+        (
+            {'preflight_min_free_mb': '100MB', 'preflight_timeout': -5},
+            [
+                "rollout_preflight_min_free_mb must be a whole number of MB (0 or more, 0 skips the disk check), not '100MB'.",
+                'rollout_preflight_timeout must be a whole number of seconds of at least 1, not -5.',
+            ],
+        ),
+        (
+            {'option_prefix': 'fleet', 'preflight_min_free_mb': -1},
+            ['fleet_preflight_min_free_mb must be a whole number of MB (0 or more, 0 skips the disk check), not -1.'],
+        ),
+        ({'preflight_timeout': 0}, ['rollout_preflight_timeout must be a whole number of seconds of at least 1, not 0.']),
+        ({'preflight_timeout': '1.5'}, ["rollout_preflight_timeout must be a whole number of seconds of at least 1, not '1.5'."]),
+        ({'preflight_timeout': True}, ['rollout_preflight_timeout must be a whole number of seconds of at least 1, not True.']),
+        ({'preflight_min_free_mb': None}, ['rollout_preflight_min_free_mb must be a whole number of MB (0 or more, 0 skips the disk check), not None.']),
+    ],
+)
+def test_the_gate_settings_are_checked_before_any_server(settings, problems):
+    assert preflight.check(settings) == problems
