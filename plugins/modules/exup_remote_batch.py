@@ -14,7 +14,8 @@ description:
     §3.5.3, Fig. 21). C(playbooks/remote_batch.yml) runs it; this module writes its events in the repository's
     application log (docs/events.md), where the seed says the batch's result is read (003 §2.1.8).
   - O(phase=started) checks the batch's settings and logs C(remote_batch_started). Settings that are not valid fail
-    with C(batch_invalid) and log nothing, so the playbook stops before any download or apply.
+    with C(batch_invalid) and log nothing, so the playbook stops before any download or apply. So do the problems
+    given in O(setting_problems) (the rollout settings the playbook checked first).
   - O(phase=finished) logs the result from the servers' rows (role P(exup.fleet.rollout#role)'s C(rollout_row)) -
     C(remote_batch_finished), or C(remote_batch_failed) naming the servers that failed. A failed O(download_result)
     (the download asked for first did not succeed) logs C(remote_batch_failed) saying that nothing was applied.
@@ -49,6 +50,15 @@ options:
     description: Whether the batch restarts servers that need it after the apply (「適用完了後の再起動を許可する」).
     type: bool
     default: false
+  setting_problems:
+    description:
+      - Problems already found in the batch's other settings - C(playbooks/remote_batch.yml) gives those the filters
+        C(exup.fleet.rollout_check) and C(exup.fleet.rollout_waves_check) found in the prefixed rollout
+        settings (C(remote_batch_serial), C(remote_batch_status_filter) ...). Any fails the module with C(batch_invalid),
+        nothing logged.
+    type: list
+    elements: str
+    default: []
   rows:
     description:
       - With O(phase=finished) - each server's row (C(rollout_row) of the role exup.fleet.rollout) - C(server),
@@ -114,7 +124,9 @@ event:
       description: C(remote_batch_started), C(remote_batch_finished) or C(remote_batch_failed).
       type: str
     message:
-      description: The event's wording, with the cause in parentheses for an error.
+      description:
+        - The event's wording, with the cause in parentheses - for an error the servers that failed, for
+          C(remote_batch_finished) how many servers were applied, skipped (with their codes) and held back.
       type: str
     detail:
       description: The batch's settings and, for its result, the counts and each server's row.
@@ -158,6 +170,12 @@ event:
         chosen:
           description: How many were chosen to apply.
           type: int
+        applied:
+          description: How many were applied (in check mode none).
+          type: int
+        skipped:
+          description: How many the pre-flight gate or a maintenance window refused (their codes are in RV(event.detail.results)).
+          type: int
         failed:
           description: How many failed.
           type: int
@@ -190,6 +208,12 @@ event:
             failed:
               description: Whether it failed.
               type: bool
+            skipped:
+              description: Whether the pre-flight gate or a maintenance window refused it.
+              type: bool
+            code:
+              description: The code that explains its row (V(outside_window), V(held_back) ...), null when all went well.
+              type: str
         stage:
           description: V(download) when the download before the apply failed.
           type: str
@@ -200,7 +224,11 @@ event:
       description: When it was logged (UTC); absent in check mode.
       type: str
       returned: when logged
-  sample: {level: normal, code: remote_batch_finished, message: Remote batch finished., detail: {batch: saturday, servers: 2, failed: 0}}
+  sample:
+    level: normal
+    code: remote_batch_finished
+    message: Remote batch finished. (2 applied, 0 skipped)
+    detail: {batch: saturday, servers: 2, applied: 2, skipped: 0, failed: 0}
 batch_failed:
   description: True when the batch failed (a server failed, or the download first did not succeed).
   returned: always
@@ -223,11 +251,12 @@ def main():
         allow_reboot={'type': 'bool', 'default': False},
         rows={'type': 'list', 'elements': 'dict', 'default': []},
         download_result={'type': 'dict'},
+        setting_problems={'type': 'list', 'elements': 'str', 'default': []},
     )
     module = ExupModule(argument_spec, supports_check_mode=True)
     params = module.params
     batch = remote_batch.Batch.from_mapping({key: params[key] for key in ('name', 'target', 'download', 'feed_url', 'allow_reboot')})
-    problems = remote_batch.check_batch(batch)
+    problems = remote_batch.check_batch(batch, params['setting_problems'])
     if problems:
         module.fail_json(msg=problems[0], error='batch_invalid', problems=problems)
     sync = params['download_result'] or {}

@@ -6,13 +6,14 @@
 1. playbooks/remote_batch_timer.yml writes the timer and service under a temporary root: systemd-analyze verify
    accepts them, a second run changes nothing, check mode of absent removes nothing. systemd is not PID 1 here, so
    the timer firing is NOT exercised: the service's ExecStart= line itself (read back from the unit as systemd reads
-   it, with its Environment= lines) is run against the lab. That batch has no download first: it applies the newest
-   the repository held, not the newer package already on the feed.
+   it, with the environment of its EnvironmentFile=, mode 0600; the unit holds no value) is run against the lab.
+   That batch has no download first: it applies the newest the repository held, not the newer package already on
+   the feed.
 2. remote_batch.yml with the download first, a package published to the feed just before the run and restarts
    allowed: the batch downloads and applies the newest at run time, restarts the server for the BIOS, and the log
    holds remote_batch_started, the sync's events and remote_batch_finished with what was downloaded.
 3. A feed that cannot be read: remote_batch_failed (stage download), nothing applied, the run fails; a download
-   without a feed is batch_invalid before anything is logged.
+   without a feed, or a bad prefixed rollout setting (remote_batch_serial), is batch_invalid before anything is logged.
 4. --check with the download: the plan, nothing downloaded, applied or logged.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -77,21 +79,25 @@ def last_event_id(repo) -> int:
     return ah.query(repo, "SELECT COALESCE(MAX(id), 0) FROM events")[0][0]
 
 
-def unit_exec_start(service_text: str) -> tuple[list, dict]:
-    """ExecStart= and Environment= of the service as systemd reads double-quoted words (systemd.service(5)):
-    backslash escapes inside the quotes, %% and $$ as one % and $."""
-
-    def words(value):
-        return shlex.split(value.replace("%%", "\0p").replace("$$", "\0d").replace("\0p", "%").replace("\0d", "$"))
-
-    argv, env = [], {}
+def unit_exec_start(service_text: str) -> list:
+    """ExecStart= of the service as systemd reads double-quoted words (systemd.service(5)): backslash escapes inside
+    the quotes, %% and $$ as one % and $."""
     for line in service_text.splitlines():
         if line.startswith("ExecStart="):
-            argv = words(line[len("ExecStart=") :])
-        elif line.startswith("Environment="):
-            key, value = words(line[len("Environment=") :])[0].split("=", 1)
-            env[key] = value
-    return argv, env
+            value = line[len("ExecStart=") :]
+            return shlex.split(value.replace("%%", "\0p").replace("$$", "\0d").replace("\0p", "%").replace("\0d", "$"))
+    return []
+
+
+def env_file_values(text: str) -> dict:
+    """An EnvironmentFile= as systemd reads its KEY="value" lines (systemd.exec(5)): a backslash escapes \\ " ` $."""
+    env = {}
+    for line in text.splitlines():
+        if line and not line.startswith(("#", ";")):
+            key, value = line.split("=", 1)
+            assert value[0] == value[-1] == '"', line
+            env[key] = re.sub(r'\\([\\"`$])', r"\1", value[1:-1])
+    return env
 
 
 def test_timer_units_verify_idempotent_and_their_command_applies_what_the_repository_held(site, tmp_feed_dir, nginx):
@@ -108,30 +114,41 @@ def test_timer_units_verify_idempotent_and_their_command_applies_what_the_reposi
         "remote_batch_timer_vars_file": str(vars_file),
         "remote_batch_timer_playbook": str(BATCH),
         "remote_batch_timer_deadline_seconds": 600,
-        "remote_batch_timer_environment": {"ANSIBLE_CONFIG": str(lab.config_path), "ANSIBLE_COLLECTIONS_PATH": str(lab.collections_path)},
+        "remote_batch_timer_environment": {
+            "ANSIBLE_CONFIG": str(lab.config_path),
+            "ANSIBLE_COLLECTIONS_PATH": str(lab.collections_path),
+            "EXUP_TEST_SECRET": 's3cret "$x` \\',
+        },
     }
     first = ah.run_playbook(lab, TIMER, timer_vars)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert ah.recap(first.stdout)["localhost"]["changed"] == 3, first.stdout  # the folder and two units
+    assert ah.recap(first.stdout)["localhost"]["changed"] == 5, first.stdout  # two folders, the environment file, two units
+    assert "s3cret" not in first.stdout + first.stderr
     assert "Next elapse" in first.stdout  # systemd-analyze calendar showed the next runs
     units = root / "etc" / "systemd" / "system"
     service, timer = units / "exup-remote-batch-nightly.service", units / "exup-remote-batch-nightly.timer"
     verified = subprocess.run(["systemd-analyze", "verify", str(service), str(timer)], capture_output=True, text=True, check=False)
     assert verified.returncode == 0 and verified.stderr.strip() == "", verified.stderr
     timer_lines = timer.read_text().splitlines()
-    assert "OnCalendar=Mon..Fri *-*-* 02:30:00" in timer_lines and "Persistent=true" in timer_lines
-    assert "RuntimeMaxSec=600" in service.read_text().splitlines()
+    assert "OnCalendar=Mon..Fri *-*-* 02:30:00" in timer_lines and "Persistent=false" in timer_lines
+    service_lines = service.read_text().splitlines()
+    assert "RuntimeMaxSec=600" in service_lines and "EnvironmentFile=/etc/exup/remote-batch-nightly.env" in service_lines
+    assert not any(line.startswith("Environment=") for line in service_lines) and "s3cret" not in service.read_text()
+    env_file = root / "etc" / "exup" / "remote-batch-nightly.env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    unit_env = env_file_values(env_file.read_text())
+    assert unit_env == timer_vars["remote_batch_timer_environment"], unit_env
 
     again = ah.run_playbook(lab, TIMER, timer_vars)
     assert again.returncode == 0 and ah.recap(again.stdout)["localhost"]["changed"] == 0, again.stdout
     checked = ah.run_playbook(lab, TIMER, dict(timer_vars, remote_batch_timer_state="absent"), "--check")
-    assert checked.returncode == 0 and ah.recap(checked.stdout)["localhost"]["changed"] == 1, checked.stdout
-    assert service.is_file() and timer.is_file()
+    assert checked.returncode == 0 and ah.recap(checked.stdout)["localhost"]["changed"] == 2, checked.stdout  # units, env file
+    assert service.is_file() and timer.is_file() and env_file.is_file()
     bad = ah.run_playbook(lab, TIMER, dict(timer_vars, remote_batch_timer_on_calendar="someday"))
     assert bad.returncode != 0 and "someday" in bad.stdout + bad.stderr
 
     # the timer firing is not exercised (no systemd as PID 1): its service's command is run as systemd would run it
-    argv, unit_env = unit_exec_start(service.read_text())
+    argv = unit_exec_start(service.read_text())
     assert argv[:2] == [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i"] and argv[-1] == "@" + str(vars_file)
     before = ah.snapshot(lab.host_root(HOST))["versions"]
     mark = last_event_id(repo)
@@ -200,6 +217,10 @@ def test_a_download_that_fails_logs_the_batch_failed_and_applies_nothing(site, n
     mark = last_event_id(repo)
     done = ah.run_playbook(lab, BATCH, dict(settings, remote_batch_download=True), "-i", lab.inventory_path)
     assert done.returncode != 0 and "batch_invalid" in done.stdout and "remote_batch_feed_url" in done.stdout, done.stdout
+    assert last_event_id(repo) == mark and ah.snapshot(lab.host_root(HOST))["jobs"] == before["jobs"]
+    # so does a bad prefixed rollout setting: it was checked by the role after the start, which then had no result
+    done = ah.run_playbook(lab, BATCH, dict(settings, remote_batch_serial="bogus"), "-i", lab.inventory_path)
+    assert done.returncode != 0 and "batch_invalid" in done.stdout and "remote_batch_serial" in done.stdout, done.stdout
     assert last_event_id(repo) == mark and ah.snapshot(lab.host_root(HOST))["jobs"] == before["jobs"]
 
 

@@ -19,6 +19,8 @@ NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 ENV_NAME_PATTERN = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 USER_PATTERN = re.compile(r'^[a-z_][a-z0-9_.-]{0,31}$')
 UNIT_PREFIX = 'exup-remote-batch-'
+#: where the service's EnvironmentFile= is (root-owned, 0600): the environment may hold secrets, a unit file is 0644
+ENV_FILE_DIR = '/etc/exup'
 #: servers named in the cause of a failed batch (the detail holds them all)
 CAUSE_SERVERS = 5
 
@@ -43,8 +45,13 @@ class Batch:
         return cls(**{key: value for key, value in values.items() if value is not None})
 
 
-def check_batch(batch: Batch) -> list[str]:
-    """The problems with a batch's settings, first one first (the batch then neither downloads nor applies)."""
+def check_batch(batch: Batch, rollout_problems: Sequence[str] = ()) -> list[str]:
+    """The problems with a batch's settings, first one first (the batch then neither downloads nor applies).
+
+    ``rollout_problems`` are those the filters exup.fleet.rollout_check and rollout_waves_check found in the prefixed
+    settings of the role exup.fleet.rollout (remote_batch_serial, remote_batch_status_filter ...), checked before
+    the start is logged: else the role's own check would stop ansible-playbook after the start with no result logged.
+    """
     problems = []
     if not isinstance(batch.name, str) or not NAME_PATTERN.match(batch.name):
         problems.append('remote_batch_name must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit (not %r).' % (batch.name,))
@@ -52,7 +59,7 @@ def check_batch(batch: Batch) -> list[str]:
         problems.append('target must be an inventory group or host pattern.')
     if batch.download and not (isinstance(batch.feed_url, str) and batch.feed_url.strip()):
         problems.append('remote_batch_download needs remote_batch_feed_url, the vendor feed to download the newest packages from.')
-    return problems
+    return problems + [str(problem) for problem in rollout_problems]
 
 
 def _settings_detail(batch: Batch) -> dict[str, Any]:
@@ -94,14 +101,32 @@ def _rebooted(row: Mapping[str, Any]) -> bool:
     return str(row.get('reboot', '')).startswith('rebooted')
 
 
+def _applied(row: Mapping[str, Any]) -> bool:
+    # the row of rollout.outcome says whether the wave applied; an older row without it: chosen and neither held nor skipped
+    if 'applied' in row:
+        return bool(row.get('applied')) and not row.get('failed')
+    return bool(row.get('chosen')) and not (row.get('held_back') or row.get('skipped') or row.get('failed'))
+
+
+def _named(rows: Sequence[Mapping[str, Any]], what: str) -> str:
+    named = ', '.join('%s %s' % (row.get('server', '?'), row.get('code') or what) for row in rows[:CAUSE_SERVERS])
+    more = ' and %d more' % (len(rows) - CAUSE_SERVERS) if len(rows) > CAUSE_SERVERS else ''
+    return named + more
+
+
 def result(batch: Batch, rows: Sequence[Mapping[str, Any]], sync: Mapping[str, Any] | None = None) -> tuple[str, str | None, dict[str, Any]]:
     """(code, cause, detail) of the batch's result from the servers' rows (role exup.fleet.rollout's rollout_row).
 
     Any failed server makes the batch ``remote_batch_failed`` naming the first servers and their first failure; else
-    ``remote_batch_finished``. The detail counts the servers, those chosen, failed, rebooted and held back, and gives
-    each server's status before and after and its restart; with a download first, what the sync added.
+    ``remote_batch_finished`` with a cause that counts the servers applied and skipped (refused by the pre-flight
+    gate or a maintenance window, with their codes) and held back, so a batch where every server was refused does
+    not read as a plain success. The detail counts the servers, those chosen, applied, skipped, failed, rebooted and
+    held back, and gives each server's status before and after, its restart and its code; with a download first,
+    what the sync added.
     """
     failed = [row for row in rows if row.get('failed')]
+    skipped = [row for row in rows if row.get('skipped')]
+    held = [row for row in rows if row.get('held_back')]
     servers = [
         {
             'server': str(row.get('server', '?')),
@@ -110,6 +135,8 @@ def result(batch: Batch, rows: Sequence[Mapping[str, Any]], sync: Mapping[str, A
             'chosen': bool(row.get('chosen')),
             'reboot': row.get('reboot'),
             'failed': bool(row.get('failed')),
+            'skipped': bool(row.get('skipped')),
+            'code': row.get('code'),
         }
         for row in rows
     ]
@@ -117,15 +144,22 @@ def result(batch: Batch, rows: Sequence[Mapping[str, Any]], sync: Mapping[str, A
         _settings_detail(batch),
         servers=len(rows),
         chosen=len([row for row in rows if row.get('chosen')]),
+        applied=len([row for row in rows if _applied(row)]),
+        skipped=len(skipped),
         failed=len(failed),
         rebooted=len([row for row in rows if _rebooted(row)]),
-        held_back=len([row for row in rows if row.get('held_back')]),
+        held_back=len(held),
         results=servers,
     )
     if batch.download:
         detail['downloaded'] = download_summary(sync or {})
     if not failed:
-        return 'remote_batch_finished', None, detail
+        cause = '%d applied, %d skipped' % (detail['applied'], len(skipped))
+        if skipped:
+            cause += ': %s' % _named(skipped, 'skipped')
+        if held:
+            cause += '; %d held back: %s' % (len(held), _named(held, 'held_back'))
+        return 'remote_batch_finished', (cause if rows else None), detail
     named = ['%s: %s' % (row.get('server', '?'), (list(row.get('failures') or ()) or ['failed'])[0]) for row in failed[:CAUSE_SERVERS]]
     more = ' and %d more' % (len(failed) - CAUSE_SERVERS) if len(failed) > CAUSE_SERVERS else ''
     cause = '%d of %d server(s) failed: %s%s' % (len(failed), len(rows), '; '.join(named), more)
@@ -143,7 +177,9 @@ class Timer:  # pylint: disable=too-many-instance-attributes  # one field per un
     on_calendar: str
     command: Sequence[str]
     deadline_seconds: Any = 14400
-    persistent: bool = True
+    # false: a run missed while the controller was off is not started at its next boot (an unplanned reboot must not
+    # start an apply at an unplanned time); true catches it up, exup_apply's maintenance windows still refuse it outside them
+    persistent: bool = False
     user: str = ''
     working_directory: str = ''
     environment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -213,8 +249,29 @@ def unit_names(name: str) -> tuple[str, str]:
     return UNIT_PREFIX + name + '.service', UNIT_PREFIX + name + '.timer'
 
 
+def environment_file(name: str) -> str:
+    """The absolute path of batch ``name``'s EnvironmentFile= (written root-owned, mode 0600)."""
+    return '%s/remote-batch-%s.env' % (ENV_FILE_DIR, name)
+
+
+def environment_text(environment: Mapping[str, Any]) -> str:
+    """The EnvironmentFile= text (systemd.exec(5)): one KEY="value" a line, sorted, backslash and quote escaped.
+
+    systemd reads a double-quoted value as given, a backslash escaping only \\ " ` $ and newline; no specifiers,
+    no $ expansion in the file.
+    """
+    lines = ['# Installed by exup.fleet playbooks/remote_batch_timer.yml (mode 0600: it may hold secrets).']
+    for key in sorted(environment):
+        value = str(environment[key]).replace('\\', '\\\\').replace('"', '\\"').replace('`', '\\`').replace('$', '\\$')
+        lines.append('%s="%s"' % (key, value))
+    return '\n'.join(lines) + '\n'
+
+
 def units(timer: Timer) -> dict[str, str]:
-    """The two unit files' names and texts and the ExecStart= value (check_timer first: no problems expected).
+    """The two unit files' names and texts, the ExecStart= value and the environment file's path and text
+    (check_timer first: no problems expected). The environment is never in the unit (0644, readable by all): the
+    service names ``environment_file`` with EnvironmentFile=; without an environment, ``environment`` is empty and the
+    service names no file (the playbook removes it).
 
     The service is Type=exec: it stays active while the playbook runs, so the timer never starts a second run over
     the first, and RuntimeMaxSec= (which has no effect on Type=oneshot) stops a run past its deadline.
@@ -235,8 +292,8 @@ def units(timer: Timer) -> dict[str, str]:
         service.append('User=%s' % timer.user)
     if timer.working_directory:
         service.append('WorkingDirectory=%s' % _quote_setting(timer.working_directory))
-    for key in sorted(timer.environment):
-        service.append('Environment=%s' % _quote_setting('%s=%s' % (key, timer.environment[key])))
+    if timer.environment:
+        service.append('EnvironmentFile=%s' % environment_file(timer.name))
     service += [
         'ExecStart=%s' % exec_start,
         'RuntimeMaxSec=%d' % int(timer.deadline_seconds),
@@ -263,4 +320,6 @@ def units(timer: Timer) -> dict[str, str]:
         'service': '\n'.join(service),
         'timer': '\n'.join(timer_text),
         'exec_start': exec_start,
+        'environment_file': environment_file(timer.name),
+        'environment': environment_text(timer.environment) if timer.environment else '',
     }
