@@ -6,7 +6,9 @@
 Two runs of apply.yml at once, on different hosts:
 - a canary rollout over host001..host003 (apply_serial [1, "100%"]: a canary, then the rest) whose health check fails after the first wave: host001 is
   applied, host002 and host003 are untouched (their versions on disk unchanged), the summary says the rollout halted;
-- one wave over host004..host006: host004's pre hook runs out of time (not applied, pre_hook_timeout), host005's
+  its post hook, a loop of short items, runs out of the whole hook's time (post_hook_timeout);
+- one wave over host004..host006: host004's pre hook runs out of time (not applied, pre_hook_timeout; its post hook
+  runs all the same), host005's
   pre-flight gate asks for more free disk than any disk has (skipped, preflight_disk_low), host006 is applied;
 - playbooks/bmc_apply.yml on an emulated Redfish BMC whose task queue holds a running task: skipped, preflight_queue_busy.
 """
@@ -14,6 +16,7 @@ Two runs of apply.yml at once, on different hosts:
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -52,6 +55,13 @@ SLOW_DRAIN = """\
   ansible.builtin.command: sleep 60
   changed_when: false
 """
+SLOW_LOOP = """\
+---
+- name: Undrain the workload, one slow step after the other
+  ansible.builtin.command: sleep 2
+  loop: [1, 2, 3, 4, 5]
+  changed_when: false
+"""
 HEALTHY = """\
 ---
 - name: The service answers
@@ -71,12 +81,20 @@ def rollout(tmp_path_factory):
         (work / "agents.yml").write_text(AGENTS)
         installed = ah.run_playbook(lab, work / "agents.yml", {"repos": {"default": str(repo)}, "pem": str(pem)})
         assert installed.returncode == 0, installed.stdout + installed.stderr
-        for name, text in {"unhealthy.yml": UNHEALTHY, "drain.yml": SLOW_DRAIN, "healthy.yml": HEALTHY}.items():
+        for name, text in {"unhealthy.yml": UNHEALTHY, "drain.yml": SLOW_DRAIN, "healthy.yml": HEALTHY, "slow-loop.yml": SLOW_LOOP}.items():
             (work / name).write_text(text)
         names = lab.names
         before = {name: ah.snapshot(lab.host_root(name)) for name in names}
         common = {"exup_repository": str(repo), "exup_trusted_keys": [str(pem)], "apply_poll_interval": 1, "apply_modules": ["raid-controller"]}
-        canary = dict(common, target=":".join(names[:3]), apply_serial=[1, "100%"], apply_health_check=str(work / "unhealthy.yml"))
+        # the post hook's loop items take 2 s each, the hook 6 s: the whole hook runs out of time (the items alone do not)
+        canary = dict(
+            common,
+            target=":".join(names[:3]),
+            apply_serial=[1, "100%"],
+            apply_health_check=str(work / "unhealthy.yml"),
+            apply_post_hook=str(work / "slow-loop.yml"),
+            apply_hook_timeout=6,
+        )
         # per host: host004 drains for longer than the hook deadline, host005 wants more disk than exists
         host_vars = work / "gates.json"
         host_vars.write_text(
@@ -108,6 +126,15 @@ def summary_of(output: str) -> str:
     return output[start : output.index("TASK [", start + 10)]
 
 
+def hosts_of_task(output: str, name: str) -> set:
+    """The hosts that ran the tasks called ``name`` (the lines "ok: [host]" and the like under their TASK headers)."""
+    hosts = set()
+    for block in output.split("TASK [")[1:]:
+        if block.split("]", 1)[0].endswith(name):
+            hosts |= set(re.findall(r"^(?:ok|changed|failed|fatal): \[([^\]]+)\]", block, re.MULTILINE))
+    return hosts
+
+
 def test_a_failed_health_check_after_the_canary_wave_stops_the_rollout(rollout):
     names, output = rollout["names"], rollout["outputs"]["canary"]
     assert rollout["codes"]["canary"] != 0, output  # the canary whose health check failed fails the run
@@ -120,6 +147,8 @@ def test_a_failed_health_check_after_the_canary_wave_stops_the_rollout(rollout):
         "health check failed (task The service of the wave answers (it does not)): the service did not come back on %s (health_check_failed)" % names[0]
         in summary
     ), summary
+    # its last loop items never start; the line names the loop task only when an item itself timed out (a loaded machine)
+    assert re.search(r"FAILED post hook did not finish within 6 s (\(task Undrain [^)]*\) )?\(post_hook_timeout\)", summary), summary
     assert "not applied: halted by the health check after wave 1 (%s) (health_check_failed)" % names[0] in summary, summary
     assert "rollout halted by the health check after wave 1 (%s): 2 server(s) not applied (health_check_failed)" % names[0] in summary, summary
 
@@ -137,6 +166,9 @@ def test_a_pre_hook_out_of_time_and_a_gate_refusal_keep_their_hosts_unapplied(ro
     assert "not applied: pre-flight gate: only " in summary and "(preflight_disk_low)" in summary, summary
     assert "1 server(s) skipped by the pre-flight gate: %s (preflight_disk_low)" % refused in summary, summary
     assert "halted" not in summary, summary  # the health check passed: nothing stopped the rollout
+    # the post hook follows the pre hook that ran out of time (the server is not left drained), not the gate's refusal
+    assert hosts_of_task(output, "The service answers") >= {timed_out, applied}, output
+    assert refused not in hosts_of_task(output, "The service answers"), output
     recap = ah.recap(output)
     assert recap[refused]["failed"] == 0 and recap[timed_out]["failed"] == 1 and recap[applied]["failed"] == 0, output
 

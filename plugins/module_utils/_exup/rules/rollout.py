@@ -474,12 +474,22 @@ def outcome(settings: Settings, row: dict, wave: Wave) -> dict:
     current = {} if not done or info_after_failed else wave.info_after.get('modules') or {}
     staged_earlier = wave.info_before if decision['pending_only'] else None
     verified = unchanged_after_restart(settings, wave.applied, wave.info_after, rebooted, staged_earlier) if done else []
+    # exup_apply's maintenance window gate (docs/maintenance-windows.md): skipped, not held back after a failure
+    window_code = _text(wave.applied.get('window_code')) if _skipped(wave.applied) else ''
+    not_done = 'not %s: ' % ('uninstalled' if settings.uninstall else 'applied',)
+    if window_code:
+        note = not_done + '%s (%s)' % (_text(wave.applied.get('skipped_reason') or wave.applied.get('msg') or 'outside the maintenance windows'), window_code)
+    else:
+        note = '' if done else not_done + _held_back_because(settings)
     updated = dict(row)
+    if window_code:
+        updated['code'] = window_code
     updated.update(
         {
             'status_after': '-' if not done else COMMUNICATION_FAILED if info_after_failed else wave.info_after['server_status'],
-            'note': '' if done else 'not %s: %s' % ('uninstalled' if settings.uninstall else 'applied', _held_back_because(settings)),
-            'held_back': not done,
+            'note': note,
+            'held_back': not done and not window_code,
+            'window_skipped': bool(window_code),
             'packages': _package_lines(settings, wave, done, current, rebooted, verified),
             'reboot': _reboot_text(settings, wave, decision, rebooted, reboot_failed),
             'failures': _failure_lines(settings, wave, decision, reboot_failed, info_after_failed) + [_unchanged_failure(item) for item in verified],
@@ -565,12 +575,15 @@ def hold_back(settings: Settings, rows: Iterable[dict]) -> bool:
 
     With an error budget (``verify_budget``) when the failed servers of the whole rollout so far are more
     than it; without one, on the first failure when ``stop_on_failure`` (a failure: exup_apply, the restart,
-    the query after it, or a package that succeeded but is unchanged).
+    the query after it, a package that succeeded but is unchanged, or a pre or post hook or health check that
+    did not pass, on a server applied or not).
     """
+    rows = list(rows)
     state = budget_state(settings, rows)
     if state['budget'] is not None:
         return bool(state['exceeded'])
-    return bool(settings.stop_on_failure) and state['failures'] > 0
+    # every failed row of a chosen server, also one whose pre hook failed or timed out (never applied, applied=False)
+    return bool(settings.stop_on_failure) and any(row.get('failed') and row.get('chosen', True) for row in rows)
 
 
 # --------------------------------------------------------------------------- summary
@@ -589,6 +602,9 @@ def _title(settings: Settings, rows: list) -> str:
         counts += ', %d succeeded but unchanged' % unchanged
     if held_back:
         counts += ', %d held back after a failure' % held_back
+    window = len([row for row in rows if row.get('window_skipped')])
+    if window:
+        counts += ', %d not started (maintenance window)' % window
     if _has_budget(settings):
         state = budget_state(settings, rows)
         counts += '; error budget %s=%s: %d of %d applied failed%s' % (

@@ -8,7 +8,8 @@
 - ``gated``: a server's row after its wave (``rollout.outcome``) with the pre-flight verdict, the hooks and the health
   check folded in, and the reason the wave was held back;
 - ``halt``: whether the later waves stop after this one (health check, max_fail_percentage);
-- ``summary_lines``: the lines the summary adds (servers skipped by the gate, why the rollout halted).
+- ``summary_lines``: the lines the summary adds (servers skipped by the gate or by the maintenance window, why the
+  rollout halted).
 
 A server refused by the pre-flight gate is skipped, not failed. A pre hook that fails or runs out of time keeps the
 server from being applied and fails its row; so does a post hook or a health check that fails. Every one has a code.
@@ -106,13 +107,33 @@ def gated(row: dict, gates: dict, hook_timeout: typing.Any = 300) -> dict:
         updated.update(held_back=False, failed=True, code=hook_code('pre_hook', pre), note='not applied: the pre hook did not pass')
     for stage in ('post_hook', 'health_check'):
         code = hook_code(stage, gates.get(stage))
-        if code and not row.get('held_back'):
+        # the post hook also runs after a pre hook that did not pass, and on a server the maintenance window skipped
+        if code and not updated.get('held_back'):
             failures.append(_hook_line(stage, gates[stage], hook_timeout))
-            updated.update(failed=True, code=updated['code'] or code)
+            # the first failure's code explains the row (a window code is not one)
+            updated.update(failed=True, code=updated['code'] if updated.get('failed') and updated['code'] else code)
+        if code and stage == 'health_check' and not updated.get('held_back'):
+            updated['health_check_code'] = code  # halt reads it even when an earlier code explains the row
     if updated.get('held_back') and not updated['code']:
         updated['code'] = 'held_back'  # by the rule of rollout.py (stop_on_failure, the error budget)
     updated['failures'] = failures
     return updated
+
+
+def _health_code(row: dict) -> str | None:
+    code = row.get('health_check_code') or row.get('code')
+    return code if str(code or '').startswith('health_check_') else None
+
+
+def _not_started(row: dict) -> bool:
+    """Skipped by the pre-flight gate or by exup_apply's maintenance window gate, and not failed."""
+    return bool(row.get('skipped') or row.get('window_skipped')) and not row.get('failed')
+
+
+def _is_canary(settings: dict, wave: typing.Any) -> bool:
+    """The first of growing waves (serial a list of more than one item, as [1, "25%"])."""
+    items = _serial_items(settings.get('serial', '100%'))
+    return items is not None and len(items) > 1 and str(wave).strip() == '1'
 
 
 def halt(rows: typing.Sequence[dict], settings: dict, wave: typing.Any = None) -> dict:
@@ -120,26 +141,39 @@ def halt(rows: typing.Sequence[dict], settings: dict, wave: typing.Any = None) -
 
     A failed health check halts (``health_check_failed`` / ``health_check_timeout``); then, when ``max_fail_percentage``
     is given, more failed servers in the wave than that percent (``max_fail_percentage``, as Ansible's play keyword: 0
-    halts on the first failure, 50 lets one of two fail).
+    halts on the first failure, 50 lets one of two fail) over the servers of the wave that were not skipped (pre-flight
+    gate, maintenance window). A canary wave (the first of ``serial`` [1, "25%"]) whose servers were all skipped
+    halts too (``canary_not_applied``): the next waves would run without evidence.
     """
     prefix = settings.get('option_prefix', 'rollout')
     number = '' if wave is None else ' %s' % (wave,)
     rows = [row for row in rows if not row.get('held_back')]  # held back by an earlier halt: not this wave's news
-    health = [row for row in rows if str(row.get('code') or '').startswith('health_check_')]
+    health = [row for row in rows if _health_code(row)]
     if health:
-        code = 'health_check_timeout' if all(row['code'] == 'health_check_timeout' for row in health) else 'health_check_failed'
+        code = 'health_check_timeout' if all(_health_code(row) == 'health_check_timeout' for row in health) else 'health_check_failed'
         servers = ', '.join(str(row.get('server')) for row in health)
         return {'halt': True, 'code': code, 'wave': wave, 'reason': 'halted by the health check after wave%s (%s)' % (number, servers)}
+    skipped = [row for row in rows if _not_started(row)]
+    if rows and len(skipped) == len(rows) and _is_canary(settings, wave):
+        servers = ', '.join('%s (%s)' % (row.get('server'), row.get('code')) for row in skipped)
+        return {
+            'halt': True,
+            'code': 'canary_not_applied',
+            'wave': wave,
+            'reason': 'halted after the canary wave%s: no server of it was applied, %s' % (number, servers),
+        }
+    # the servers skipped (pre-flight gate, maintenance window) and not failed are not in the denominator
+    counted = [row for row in rows if row.get('failed') or not _not_started(row)]
     limit = settings.get('max_fail_percentage')
     percent = None if limit is None or str(limit).strip() == '' else _percent(limit)
-    failed = len([row for row in rows if row.get('failed')])
-    if percent is not None and rows and failed * 100.0 > percent * len(rows):
+    failed = len([row for row in counted if row.get('failed')])
+    if percent is not None and counted and failed * 100.0 > percent * len(counted):
         return {
             'halt': True,
             'code': 'max_fail_percentage',
             'wave': wave,
             'reason': 'halted after wave%s: %d of %d server(s) failed, more than %s=%s%%'
-            % (number, failed, len(rows), _option(prefix, 'max_fail_percentage'), str(limit).strip().rstrip('%')),
+            % (number, failed, len(counted), _option(prefix, 'max_fail_percentage'), str(limit).strip().rstrip('%')),
         }
     return {'halt': False, 'code': None, 'wave': wave, 'reason': ''}
 
@@ -151,6 +185,12 @@ def summary_lines(rows: typing.Sequence[dict], halted: typing.Any) -> list:
     if skipped:
         lines.append(
             '%d server(s) skipped by the pre-flight gate: %s' % (len(skipped), ', '.join('%s (%s)' % (row.get('server'), row.get('code')) for row in skipped))
+        )
+    window = [row for row in rows if row.get('window_skipped')]
+    if window:
+        lines.append(
+            '%d server(s) not started by the maintenance window: %s'
+            % (len(window), ', '.join('%s (%s)' % (row.get('server'), row.get('code')) for row in window))
         )
     if isinstance(halted, dict) and halted.get('code'):
         held = len([row for row in rows if row.get('held_back')])

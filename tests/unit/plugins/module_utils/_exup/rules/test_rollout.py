@@ -327,7 +327,7 @@ def test_failures_are_listed_and_fail_the_row():
 
 def test_a_server_held_back_after_a_failed_wave():
     row = rollout.outcome(APPLY, chosen_row(), Wave(info('update_available'), SKIPPED, SKIPPED, SKIPPED))
-    assert row == dict(chosen_row(), note='not applied: a server of an earlier wave failed (apply_stop_on_failure)', held_back=True)
+    assert row == dict(chosen_row(), note='not applied: a server of an earlier wave failed (apply_stop_on_failure)', held_back=True, window_skipped=False)
     row = rollout.outcome(UNINSTALL, chosen_row(UNINSTALL), Wave(info('latest'), SKIPPED, SKIPPED, SKIPPED))
     assert row['note'] == 'not uninstalled: a server of an earlier wave failed (uninstall_stop_on_failure)' and row['management_ended'] is False
 
