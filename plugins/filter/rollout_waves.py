@@ -12,8 +12,7 @@ import datetime
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
-from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import preflight, waves, window
+from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import preflight, waves
 
 
 def _mapping(value, what: str) -> dict:
@@ -29,39 +28,14 @@ def _rows(rows) -> list:
 
 
 def rollout_preflight(inputs, settings) -> dict:
-    """The pre-flight verdict of one server from what its wave gathered (``info``: exup_info, ``df``: the df task)."""
+    """The pre-flight verdict of one server from what its wave gathered (``info``: exup_info, ``df``: the df task), now."""
     inputs, settings = _mapping(inputs, 'the gate inputs'), _mapping(settings, 'the gate settings')
-    disk = inputs.get('df') or {}
-    df_output = disk.get('stdout') if isinstance(disk, dict) and disk.get('rc') == 0 else None
-    texts = settings.get('windows') or []
-    if not isinstance(texts, list):
-        texts = [texts]
-    now = datetime.datetime.now(datetime.UTC)
-    intervals, problem = None, None
-    if texts:
-        try:
-            intervals = window.occurrences(texts, now)
-        except ExupError as exc:
-            problem = '%s (%s)' % (exc, exc.code)
-    # the role checked its settings once (rollout_waves_check); a host's own vars are checked here
-    given = {
-        'option_prefix': settings.get('option_prefix'),
-        'preflight_min_free_mb': settings.get('min_free_mb', 0),
-        'preflight_timeout': settings.get('timeout', 60),
-    }
-    problems = preflight.check(given)
-    if problems:
-        raise AnsibleFilterError(problems[0])
-    minimum = int(given['preflight_min_free_mb'])
-    return preflight.gate(
-        _mapping(inputs.get('info') or {}, 'the exup_info result'),
-        df_output,
-        min_free_mb=minimum,
-        reboot_pending_allowed=bool(settings.get('reboot_pending_allowed')),
-        windows=intervals,
-        now=now,
-        window_error=problem,
-    )
+    _mapping(inputs.get('info') or {}, 'the exup_info result')
+    try:
+        # the role checked its settings once (rollout_waves_check); a host's own vars are checked here
+        return preflight.evaluate(inputs, settings, datetime.datetime.now(datetime.UTC))
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
 
 
 def rollout_gated(row, gates, settings) -> dict:

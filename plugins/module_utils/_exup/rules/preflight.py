@@ -25,6 +25,7 @@ import datetime
 import re
 import typing
 
+from ansible_collections.exup.fleet.plugins.module_utils._exup.errors import ExupError
 from ansible_collections.exup.fleet.plugins.module_utils._exup.rules import window
 
 #: Redfish TaskState values of a task that has not ended (DSP0268 Task.v1): the BMC's queue is busy
@@ -175,3 +176,49 @@ def gate(  # pylint: disable=too-many-arguments,too-many-return-statements
         if not seen['may_start']:
             return _refusal('preflight_window_closed', seen['reason'], checks)
     return {'passed': True, 'code': None, 'reason': 'passed', 'checks': checks}
+
+
+def reboot_pending_allowed(settings: dict) -> bool:
+    """Whether a server with staged firmware passes: the rollout uninstalls (``state`` absent), or it restarts such
+    servers (``reboot_pending`` and ``allow_reboot``). A given ``reboot_pending_allowed`` is taken as it is."""
+    if 'reboot_pending_allowed' in settings:
+        return settings['reboot_pending_allowed'] is True
+    return settings.get('state') == 'absent' or (settings.get('reboot_pending') is True and settings.get('allow_reboot') is True)
+
+
+def evaluate(inputs: dict, settings: dict, now: datetime.datetime) -> dict:
+    """The verdict of one server from what its wave gathered (``info``: exup_info, ``df``: the registered df task) and the
+    role's gate settings (``min_free_mb``, ``timeout``, ``option_prefix``, ``windows``: iCalendar texts, and what
+    ``reboot_pending_allowed`` decides from) at ``now``.
+
+    Raises ValueError with the first problem of a host's own settings (``check``); calendars that cannot be read refuse
+    the server (preflight_window_closed with the reason).
+    """
+    given = {
+        'option_prefix': settings.get('option_prefix'),
+        'preflight_min_free_mb': settings.get('min_free_mb', 0),
+        'preflight_timeout': settings.get('timeout', 60),
+    }
+    problems = check(given)
+    if problems:
+        raise ValueError(problems[0])
+    disk = inputs.get('df') or {}
+    df_output = disk.get('stdout') if isinstance(disk, dict) and disk.get('rc') == 0 else None
+    texts = settings.get('windows') or []
+    if not isinstance(texts, list):
+        texts = [texts]
+    intervals, problem = None, None
+    if texts:
+        try:
+            intervals = window.occurrences(texts, now)
+        except ExupError as exc:
+            problem = '%s (%s)' % (exc, exc.code)
+    return gate(
+        inputs.get('info') or {},
+        df_output,
+        min_free_mb=int(given['preflight_min_free_mb']),
+        reboot_pending_allowed=reboot_pending_allowed(settings),
+        windows=intervals,
+        now=now,
+        window_error=problem,
+    )

@@ -193,3 +193,42 @@ def test_hostile_shapes_are_unknown_not_a_traceback(answer, reason):
 )
 def test_the_gate_settings_are_checked_before_any_server(settings, problems):
     assert preflight.check(settings) == problems
+
+
+@pytest.mark.parametrize(
+    'settings, allowed',
+    [
+        ({'state': 'absent'}, True),
+        ({'state': 'present', 'reboot_pending': True, 'allow_reboot': True}, True),
+        ({'state': 'present', 'reboot_pending': True, 'allow_reboot': False}, False),
+        ({'state': 'present', 'reboot_pending': 'yes', 'allow_reboot': True}, False),  # the role passes booleans (| bool)
+        ({'reboot_pending_allowed': True, 'state': 'present'}, True),
+        ({}, False),
+    ],
+)
+def test_reboot_pending_allowed_is_decided_here(settings, allowed):
+    assert preflight.reboot_pending_allowed(settings) is allowed
+    verdict = preflight.evaluate({'info': info('reboot_required'), 'df': {'rc': 0, 'stdout': DF}}, dict(settings, min_free_mb=1), NOW)
+    assert verdict['code'] == (None if allowed else 'preflight_reboot_pending') and verdict['checks']['free_mb'] == 10891
+
+
+def test_evaluate_reads_df_only_when_it_ran_and_checks_a_hosts_own_settings():
+    for disk in ({'rc': 1, 'stdout': DF}, {'failed': True, 'msg': 'Timed out'}, None):
+        assert preflight.evaluate({'info': info(), 'df': disk}, {'min_free_mb': '1'}, NOW)['code'] == 'preflight_unknown'
+    with pytest.raises(ValueError, match=r'^apply_preflight_min_free_mb must be a whole number'):
+        preflight.evaluate({'info': info()}, {'min_free_mb': -1, 'option_prefix': 'apply'}, NOW)
+    with pytest.raises(ValueError, match=r'^rollout_preflight_timeout must be'):
+        preflight.evaluate({'info': info()}, {'timeout': 0}, NOW)
+
+
+def test_evaluate_reads_the_windows_at_the_time_given():
+    pytest.importorskip('icalendar')
+    pytest.importorskip('recurring_ical_events')
+    text = (
+        'BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//exup//test//EN\r\nBEGIN:VEVENT\r\nUID:w\r\n'
+        'DTSTART:20261204T210000Z\r\nDTEND:20261204T230000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n'
+    )
+    assert preflight.evaluate({'info': info()}, {'windows': text}, NOW)['checks']['window'] == 'window_open'
+    assert preflight.evaluate({'info': info()}, {'windows': [text]}, NOW + datetime.timedelta(hours=2))['code'] == 'preflight_window_closed'
+    broken = preflight.evaluate({'info': info()}, {'windows': ['not a calendar']}, NOW)
+    assert broken['code'] == 'preflight_window_closed' and broken['reason'].startswith('the maintenance windows cannot be read: ')
