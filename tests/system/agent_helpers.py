@@ -121,6 +121,43 @@ def package_ids(repo) -> set:
 
 # --------------------------------------------------------------------------- playbooks
 
+# The agent installed on every managed host from the repository exup_repository, trusting exup_trusted_keys.
+AGENT_INSTALL_PLAY = """\
+---
+- name: Install the agent
+  hosts: managed
+  gather_facts: false
+  tasks:
+    - name: Install
+      exup.fleet.exup_agent:
+        repository: "{{ exup_repository }}"
+        trusted_keys: "{{ exup_trusted_keys }}"
+        license_accepted: true
+        host_root: "{{ exup_host_root }}"
+"""
+
+# The same for a fleet fixture's extra vars: the repository repos.default, the key pem.
+AGENT_INSTALL_PLAY_FLEET = """\
+---
+- name: Install the agent on every host
+  hosts: managed
+  gather_facts: false
+  tasks:
+    - name: Install the agent from the repository
+      exup.fleet.exup_agent:
+        repository: "{{ repos.default }}"
+        trusted_keys: ["{{ pem }}"]
+        license_accepted: true
+        host_root: "{{ exup_host_root }}"
+"""
+
+
+def agent_install_play(directory) -> Path:
+    """AGENT_INSTALL_PLAY written as ``directory``/agents.yml, for run_playbook with the two variables."""
+    play = Path(directory) / "agents.yml"
+    play.write_text(AGENT_INSTALL_PLAY)
+    return play
+
 
 def program(name: str) -> str:
     """An ansible command beside the Python running the tests (the repository's .venv)."""

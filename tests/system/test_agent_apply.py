@@ -81,19 +81,7 @@ def fleet(tmp_path_factory):
         fleet.repos["late"] = fleet.lab.make_repository(fleet.directory / "repo-late", packages.default_spec() + [LATE_UTILITY])[0]
         fleet.repos["slow"] = fleet.lab.make_repository(fleet.directory / "repo-slow", [SLOW_FIRST, SLOW_SECOND])[0]
         play = fleet.directory / "agents.yml"
-        play.write_text("""\
----
-- name: Install the agent on every host
-  hosts: managed
-  gather_facts: false
-  tasks:
-    - name: Install the agent from the repository
-      exup.fleet.exup_agent:
-        repository: "{{ repos.default }}"
-        trusted_keys: ["{{ pem }}"]
-        license_accepted: true
-        host_root: "{{ exup_host_root }}"
-""")
+        play.write_text(ah.AGENT_INSTALL_PLAY_FLEET)
         installed = ah.run_playbook(fleet.lab, play, fleet.extra_vars())
         assert installed.returncode == 0, installed.stdout + installed.stderr
         yield fleet

@@ -28,12 +28,7 @@ def site(tmp_path_factory):
     lab.up()
     try:
         repo, pem = lab.make_repository(directory / "repo")
-        play = directory / "agents.yml"
-        play.write_text(
-            "---\n- name: Install the agent\n  hosts: managed\n  gather_facts: false\n  tasks:\n"
-            "    - name: Install\n      exup.fleet.exup_agent:\n        repository: \"{{ exup_repository }}\"\n"
-            "        trusted_keys: \"{{ exup_trusted_keys }}\"\n        license_accepted: true\n        host_root: \"{{ exup_host_root }}\"\n"
-        )
+        play = ah.agent_install_play(directory)
         settings = {"exup_repository": str(repo), "exup_trusted_keys": [str(pem)], "apply_poll_interval": 1, "apply_serial": [1, "100%"]}
         installed = ah.run_playbook(lab, play, settings)
         assert installed.returncode == 0, installed.stdout + installed.stderr

@@ -35,19 +35,7 @@ def calendar(start: datetime.datetime, end: datetime.datetime) -> str:
     )
 
 
-AGENTS = """\
----
-- name: Install the agent on every host
-  hosts: managed
-  gather_facts: false
-  tasks:
-    - name: Install the agent from the repository
-      exup.fleet.exup_agent:
-        repository: "{{ repos.default }}"
-        trusted_keys: ["{{ pem }}"]
-        license_accepted: true
-        host_root: "{{ exup_host_root }}"
-"""
+AGENTS = ah.AGENT_INSTALL_PLAY_FLEET
 
 
 def test_a_closing_window_stops_the_start_an_open_one_applies(tmp_path):

@@ -30,19 +30,7 @@ from ansible_collections.exup.fleet.tests.system import agent_helpers as ah, bmc
 from ansible_collections.exup.fleet.tests.system.test_bmc_path import build_bmc_packages
 
 APPLY_PLAYBOOK = REPO_ROOT / "playbooks" / "apply.yml"
-AGENTS = """\
----
-- name: Install the agent on every host
-  hosts: managed
-  gather_facts: false
-  tasks:
-    - name: Install the agent from the repository
-      exup.fleet.exup_agent:
-        repository: "{{ repos.default }}"
-        trusted_keys: ["{{ pem }}"]
-        license_accepted: true
-        host_root: "{{ exup_host_root }}"
-"""
+AGENTS = ah.AGENT_INSTALL_PLAY_FLEET
 UNHEALTHY = """\
 ---
 - name: The service of the wave answers (it does not)

@@ -46,12 +46,7 @@ def site(tmp_path_factory):
         }
         inventory = directory / "repositories.yml"
         inventory.write_text(json.dumps({"all": {"hosts": {host: {"exup_repository": str(repo)} for host, repo in repos.items()}}}))
-        play = directory / "agents.yml"
-        play.write_text(
-            "---\n- name: Install the agent\n  hosts: managed\n  gather_facts: false\n  tasks:\n"
-            "    - name: Install\n      exup.fleet.exup_agent:\n        repository: \"{{ exup_repository }}\"\n"
-            "        trusted_keys: \"{{ exup_trusted_keys }}\"\n        license_accepted: true\n        host_root: \"{{ exup_host_root }}\"\n"
-        )
+        play = ah.agent_install_play(directory)
         installed = ah.run_playbook(lab, play, {"exup_trusted_keys": [str(pem)]}, "-i", lab.inventory_path, "-i", inventory)
         assert installed.returncode == 0, installed.stdout + installed.stderr
         yield lab, repos, pem, inventory

@@ -77,12 +77,7 @@ def test_a_locked_plan_with_stepping_stones_shows_the_path_and_applies(tmp_path)
     try:
         agents = [spec for spec in packages.default_spec() if spec.module == packages.AGENT_MODULE]
         repo, pem = lab.make_repository(tmp_path / "repo", agents + [STONE, TARGET])
-        play = tmp_path / "agents.yml"
-        play.write_text(
-            "---\n- name: Install the agent\n  hosts: managed\n  gather_facts: false\n  tasks:\n"
-            "    - name: Install\n      exup.fleet.exup_agent:\n        repository: \"{{ exup_repository }}\"\n"
-            "        trusted_keys: \"{{ exup_trusted_keys }}\"\n        license_accepted: true\n        host_root: \"{{ exup_host_root }}\"\n"
-        )
+        play = ah.agent_install_play(tmp_path)
         plan_file = tmp_path / "plan.json"
         settings = {"exup_repository": str(repo), "exup_trusted_keys": [str(pem)], "apply_poll_interval": 1, "plan_file": str(plan_file)}
         for playbook in (play, REPO_ROOT / "playbooks" / "plan.yml"):
