@@ -83,11 +83,8 @@ class ActionModule(ServerStatus, BmcPath, ExupAction):
         if self.args.get('expected_duration') is not None:
             estimate = {'seconds': self.args['expected_duration'], 'basis': 'option', 'runs': 0}
         else:
-            events = []
-            reader = getattr(repo, 'read', None)  # a local repository's log; a service's is not read back
-            if reader is not None:
-                with reader() as index:
-                    events = index.recent_events(5000)
+            # the server's events of either kind of repository (a service older than API 4 sends none: the default)
+            events = repo.recent_events(5000, self.server_name)
             estimate = window.estimate_duration(window.apply_durations(events, self.server_name))
             estimate = window.with_restart(estimate, base.get('plan') or [], self.args.get('allow_reboot'), self.args.get('reboot_timeout') or 0)
         verdict = window.verdict(window.occurrences(texts, now), now, estimate['seconds'])

@@ -169,6 +169,7 @@ READ_ROUTES = [
     "/v1/packages/for?model=Express5800%2FT110z-1M&os=rhel9",
     "/v1/listing?manager_id=m-reader",
     "/v1/tombstones",
+    "/v1/events?limit=5",
 ]
 
 #: (method, path, JSON body) of routes only the admin user may use, each a valid request
@@ -382,3 +383,45 @@ def test_a_presence_of_a_bad_manager_id_is_refused_and_nothing_is_recorded(servi
     assert answer.status in (400, 404)
     refused(answer, answer.status, "request_invalid" if answer.status == 400 else "not_found")
     assert state(store) == before
+
+
+# ----------------------------------------------------------------- the log read back (GET /v1/events, issue 13)
+
+
+def test_events_logged_by_the_admin_are_read_back_by_the_read_user_and_the_client(service, store):
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo import remote
+    from ansible_collections.exup.fleet.tests.services.repo_service import READ_PASSWORD
+
+    items = [events.event(code, server="ev-web1", job_id="j-%d" % number) for number, code in enumerate(("apply_started", "apply_finished"))]
+    items.append(events.event("apply_started", server="ev-web10"))  # another server, its name longer by a digit
+    assert call(service, "POST", "/v1/events", json_body={"events": items}).status == 200
+    answer = call(service, "GET", "/v1/events?limit=2&server=ev-web1", user="read")
+    assert answer.status == 200, answer.body
+    got = answer.json()["events"]
+    assert [(item["code"], item["detail"]) for item in got] == [
+        ("apply_finished", {"server": "ev-web1", "job_id": "j-1"}),
+        ("apply_started", {"server": "ev-web1", "job_id": "j-0"}),
+    ]
+    assert got[0]["id"] > got[1]["id"] and got[0]["time"] and got[0]["level"] == "normal"
+    newest = call(service, "GET", "/v1/events?limit=1", user="read").json()["events"]
+    assert [item["detail"]["server"] for item in newest] == ["ev-web10"]
+    # the client a manager (or AWX) runs, with the read password only: the same events, checked on arrival
+    repo = remote.RemoteRepository(remote.RemoteOptions(service.base_url, READ_PASSWORD, user="read", ca_path=str(service.ca_path) if service.tls else None))
+    assert repo.recent_events(5000, "ev-web1") == got
+    assert [item["code"] for item in repo.recent_events(1, "ev-web1")] == ["apply_finished"]
+    assert repo.recent_events(10, "nobody") == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=5001", "limit=-1", "limit=1.5", "limit=%C2%B2", "limit=" + "9" * 40, "limit=abc", "server=", "server=a%00b", "server=" + "x" * 257],
+    ids=["zero", "too-many", "negative", "fraction", "superscript", "huge", "text", "empty-server", "control", "long-server"],
+)
+def test_a_hostile_events_query_is_request_invalid_and_changes_nothing(service, store, query):
+    before = state(store)
+    refused(call(service, "GET", "/v1/events?" + query, user="read"), 400, "request_invalid")
+    assert state(store) == before
+
+
+def test_reading_events_needs_a_login(service, store):
+    refused(call(service, "GET", "/v1/events", user=None), 401, "auth_required")

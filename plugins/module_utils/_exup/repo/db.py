@@ -714,10 +714,23 @@ class Index:
             (time_text, level, code, message, json.dumps(detail, sort_keys=True)),
         )
 
-    def recent_events(self, limit: int) -> list[dict]:
-        """The newest ``limit`` events, newest first, their detail decoded."""
-        rows = self.conn.execute('SELECT * FROM events ORDER BY id DESC LIMIT ?', (limit,)).fetchall()
-        return [decoded('events', row['id'], self._event, row) for row in rows]
+    def recent_events(self, limit: int, server: str | None = None) -> list[dict]:
+        """The newest ``limit`` events, newest first, their detail decoded; with ``server``, only those whose detail names it."""
+        if server is None:
+            rows = self.conn.execute('SELECT * FROM events ORDER BY id DESC LIMIT ?', (limit,)).fetchall()
+            return [decoded('events', row['id'], self._event, row) for row in rows]
+        # detail is json.dumps(sort_keys=True): '"server": "<name>"' narrows in SQL, the decoded detail decides (a nested key may match too)
+        literal = ('"server": %s' % json.dumps(server)).replace('\\', '\\\\').replace('%', '\\%').replace('_', '\\_')
+        out: list[dict] = []
+        if limit <= 0:
+            return out
+        for row in self.conn.execute("SELECT * FROM events WHERE detail LIKE ? ESCAPE '\\' ORDER BY id DESC", ('%' + literal + '%',)):
+            event = decoded('events', row['id'], self._event, row)
+            if isinstance(event['detail'], dict) and event['detail'].get('server') == server:
+                out.append(event)
+                if len(out) >= limit:
+                    break
+        return out
 
     @staticmethod
     def _event(row: sqlite3.Row) -> dict:

@@ -218,3 +218,8 @@ class RepositoryApi(typing.Protocol):
 
     def job_reported(self, job_id: str) -> bool:
         """True when the log already holds an outcome (not the start) of host job ``job_id``."""
+
+    def recent_events(self, limit: int, server: str | None = None) -> list[dict]:
+        """The newest ``limit`` events of the log (of ``server`` alone when given), newest first; read only.
+
+        A repository service too old to send them (API version before 4) answers none: callers fall back as without history."""

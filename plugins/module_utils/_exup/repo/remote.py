@@ -461,6 +461,16 @@ class RemoteRepository:
     def job_reported(self, job_id: str) -> bool:
         return bool(self._field(self.call('events', 'GET', '/v1/jobs/%s/reported' % urllib.parse.quote(job_id, safe='')), 'reported', bool))
 
+    def recent_events(self, limit: int, server: str | None = None) -> list[dict]:
+        """GET /v1/events (read user); a service of API version 3 or older has no such route: no events, as a log without history."""
+        limit = min(limit, wire.EVENTS_MAX)
+        if limit <= 0 or 'events_read' in self.about().get('limited', ()):
+            return []
+        params: dict[str, typing.Any] = {'limit': limit}
+        if server is not None:
+            params['server'] = server
+        return wire.events_from_dict(self.call('events_read', 'GET', '/v1/events', params=params), limit, server)
+
     # ----------------------------------------------------------------- package files
     def ticket_urls(self, packages: Iterable[StoredPackage], seconds: int = 3600, base_url: str | None = None) -> dict[str, str]:
         """sha256 -> a signed URL of each package's file that a BMC or managed host fetches without a password, for ``seconds``.

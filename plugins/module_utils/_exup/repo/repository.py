@@ -473,6 +473,10 @@ class Repository:
         with self.read() as index:
             return index.job_outcome_logged(job_id)
 
+    def recent_events(self, limit: int, server: str | None = None) -> list[dict]:
+        with self.read() as index:
+            return index.recent_events(limit, server)
+
     def sync(self, client: HttpClient, keyring: KeyRing, options: SyncOptions, check_mode: bool = False) -> SyncResult:
         if not check_mode:
             code_digest()  # read near import time: the sources that run, even if the collection is replaced on disk mid-sync

@@ -722,6 +722,14 @@ def routes(service: Service) -> list:
             raise ExupError('events must be a list of at most 1000 events, each with a level, code, message and detail', code='request_invalid')
         return JSONResponse({'events': await threaded(repo.log_events)(items)})
 
+    async def events_get(request: Request) -> Response:
+        params = request.query_params
+        limit = params.get('limit', '100')
+        if not (limit.isascii() and limit.isdigit() and len(limit) <= 8) or not 0 < int(limit) <= wire.EVENTS_MAX:  # '²' is a digit to isdigit
+            raise ExupError('limit must be a number from 1 to %d' % wire.EVENTS_MAX, code='request_invalid')
+        server = _text(params['server'], 'server') if 'server' in params else None
+        return JSONResponse({'events': await threaded(repo.recent_events)(int(limit), server)})
+
     async def job_reported(request: Request) -> Response:
         return JSONResponse({'reported': await threaded(repo.job_reported)(_id(request.path_params['job_id'], 'job id'))})
 
@@ -770,6 +778,7 @@ def routes(service: Service) -> list:
         Route('/v1/managers/{manager_id}/servers/{name}/reboots', guarded(admin, reboot), methods=['POST']),
         Route('/v1/settings', guarded(admin, settings_get), methods=['GET']),
         Route('/v1/settings', guarded(admin, settings_patch), methods=['PATCH']),
+        Route('/v1/events', guarded(read, events_get), methods=['GET']),  # read, as /v1/listing shows events
         Route('/v1/events', guarded(admin, events_post), methods=['POST']),
         Route('/v1/jobs/{job_id}/reported', guarded(admin, job_reported), methods=['GET']),
         Route('/v1/downloads', guarded(admin, download_start), methods=['POST']),

@@ -192,7 +192,7 @@ def _schemas() -> dict[str, JsonSchema]:
                 'detail': {'type': 'object'},
             },
             required=('time', 'level', 'code', 'message', 'detail'),
-            description='An event of the log (docs/events.md); id only in a listing.',
+            description='An event of the log (docs/events.md); id only in a listing and in GET /v1/events.',
         ),
         'EventIn': event_in,
         'ListedPackage': _object(
@@ -1109,6 +1109,17 @@ def _paths() -> dict[str, typing.Any]:
             ),
         },
         '/v1/events': {
+            'get': _operation(
+                READ,
+                'The newest events of the log (the maintenance window estimate of exup_apply reads them; API version 4)',
+                {'200': ok(_object({'events': {'type': 'array', 'items': _schema('Event')}}, required=('events',)), 'Newest first, each with its id.')},
+                tag='events',
+                operation_id='readEvents',
+                parameters=[
+                    _query('limit', {'type': 'integer', 'minimum': 1, 'maximum': wire.EVENTS_MAX, 'default': 100}, description='the newest events, at most'),
+                    _query('server', TEXT, description='only the events whose detail names this server'),
+                ],
+            ),
             'post': _operation(
                 ADMIN,
                 'Write events into the log',
@@ -1116,7 +1127,7 @@ def _paths() -> dict[str, typing.Any]:
                 tag='events',
                 operation_id='logEvents',
                 body=_body(_object({'events': {'type': 'array', 'maxItems': 1000, 'items': _schema('EventIn')}}, required=('events',)), required=True),
-            )
+            ),
         },
         '/v1/jobs/{job_id}/reported': {
             'get': _operation(

@@ -23,7 +23,7 @@ from ansible_collections.exup.fleet.plugins.module_utils._exup.rules.generations
 
 SERVICE = 'exup.fleet repository'
 #: the API this code speaks. Raise it when a route or record changes, and say in FEATURES what the new version brings.
-API_VERSION = 3
+API_VERSION = 4
 #: feature -> the first API version that has it. A repository older than the caller has only those up to its version.
 FEATURES = {
     'packages': 1,
@@ -41,6 +41,7 @@ FEATURES = {
     'rebuild': 1,
     'fleet': 2,  # GET /v1/servers: the registered servers, for the inventory plugin (issue 12)
     'read_at': 3,  # GET /v1/servers: read_at of each server, when its versions were last read (issue 13); older: none known
+    'events_read': 4,  # GET /v1/events: the newest events of the log, of one server (issue 13); older: no history, the default estimate
 }
 DEFAULT_PORT = 8080  # 003 Table 2
 
@@ -48,6 +49,8 @@ DEFAULT_PORT = 8080  # 003 Table 2
 MAX_JSON_BYTES = 8 * 1024 * 1024
 #: servers per page of GET /v1/servers by default and at most (a page of 5,000 with a few modules each is about 2 MiB)
 FLEET_PAGE, FLEET_PAGE_MAX = 5000, 10000
+#: events GET /v1/events sends at most (the maintenance window's estimate reads 5,000 of a server's)
+EVENTS_MAX = 5000
 #: the biggest package a manager may upload (manual add, 003 §3.4.3)
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024 * 1024
 
@@ -319,6 +322,28 @@ def fleet_page_from_dict(data: object) -> FleetPage:
     return FleetPage(
         servers=servers, bmc=bmc, icons=icons, initial_icons=initial, next=(after['manager_id'], after['name']) if after else None, read_at=read_at
     )
+
+
+def events_from_dict(data: object, limit: int, server: str | None = None) -> list[dict[str, typing.Any]]:
+    """The events of GET /v1/events, every field checked: at most ``limit``, each of ``server`` when given (service_answer_invalid)."""
+    items = _record(data, ('events',), 'event list')['events']
+    if not isinstance(items, list) or len(items) > limit:
+        raise _invalid('event list', 'events (a list of at most %d)' % limit)
+    out = []
+    for item in items:
+        record = _record(item, ('time', 'level', 'code', 'message', 'detail'), 'event')
+        _texts(record, ('time', 'code'), 'event')
+        _texts(record, ('message',), 'event', empty=True)
+        if record['level'] not in ('normal', 'error'):
+            raise _invalid('event', 'level')
+        if not isinstance(record['detail'], dict):
+            raise _invalid('event', 'detail')
+        if server is not None and record['detail'].get('server') != server:
+            raise _invalid('event', 'detail (not of server %s)' % server)
+        if 'id' in item:
+            record['id'] = _integer(item['id'], 'event', 'id')
+        out.append(record)
+    return out
 
 
 def _texts(record: dict[str, typing.Any], fields: typing.Sequence[str], what: str, empty: bool = False) -> dict[str, str]:

@@ -355,3 +355,46 @@ def test_an_allowed_restart_counts_in_the_expected_duration(run_action, host, re
     result, _remote = run_action('exup_apply', args(repository, pem, maintenance_windows=windows, allow_reboot=True), check_mode=True)
     assert (result.get('skipped'), result['window_code']) == (True, 'window_too_short'), result
     assert result['window']['estimate']['restart_seconds'] == 1200
+
+
+def log_past_applies(repository, server, minutes):
+    """Applies of ``server`` that took ``minutes`` each, an hour apart, logged as exup_apply logs them (a clock set back)."""
+    from ansible_collections.exup.fleet.plugins.module_utils._exup import events as ev
+    from ansible_collections.exup.fleet.plugins.module_utils._exup.repo.repository import Repository
+
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    for number, took in enumerate(minutes):
+        began = start + datetime.timedelta(hours=number)
+        for code, at in (('apply_started', began), ('apply_finished', began + datetime.timedelta(minutes=took))):
+            Repository(repository.path, clock=lambda at=at: at).log_events([ev.event(code, server=server, job_id='j%d' % number)])
+
+
+class WithoutIndex:
+    """The repository as a service URL shows itself to the gate: its operations, no local index (``read``) to open.
+    (The service's GET /v1/events is read over HTTP in tests/system/test_service_http.py.)"""
+
+    def __init__(self, repo):
+        self.repo = repo
+
+    def __getattr__(self, name):
+        if name == 'read':
+            raise AttributeError(name)
+        return getattr(self.repo, name)
+
+
+@pytest.mark.parametrize('kind', ['local', 'service'])
+def test_the_expected_duration_comes_from_the_servers_applies_in_the_log(run_action, host, repository, packages, pem, monkeypatch, kind):
+    pytest.importorskip('recurring_ical_events')
+    if kind == 'service':
+        from ansible_collections.exup.fleet.plugins.plugin_utils import _exup_action
+
+        opened = _exup_action.open_repository
+        monkeypatch.setattr(_exup_action, 'open_repository', lambda *args: WithoutIndex(opened(*args)))
+    windows = [window_now(10)]  # ten minutes left: too short for the 30 min default
+    result, _remote = run_action('exup_apply', args(repository, pem, maintenance_windows=windows), check_mode=True)
+    assert (result['window_code'], result['window']['estimate']['basis']) == ('window_too_short', 'default'), result['window']
+    log_past_applies(repository, 'another-server', [50])  # another server's long apply does not count
+    log_past_applies(repository, SERVER, [2, 4, 3])
+    result, _remote = run_action('exup_apply', args(repository, pem, maintenance_windows=windows), check_mode=True)
+    assert result['window']['code'] == 'window_open' and not result.get('skipped'), result['window']
+    assert result['window']['estimate'] == {'seconds': 300, 'basis': 'history', 'runs': 3}  # the longest, 4 min, plus at least 60 s

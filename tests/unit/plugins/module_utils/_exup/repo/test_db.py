@@ -228,3 +228,21 @@ def test_tables_added_later_read_as_empty_when_missing(index):
     for table in ('refusals', 'bmc_modules'):
         index.conn.execute('DROP TABLE %s' % table)
     assert index.refusals() == [] and index.bmc_modules('m', 's') == {}
+
+
+def test_recent_events_of_one_server_are_exactly_its_own_newest_first(index):
+    index.add_event(T, 'normal', 'apply_started', 'm', {'server': 'web1'})
+    index.add_event(T, 'normal', 'apply_started', 'm', {'server': 'web10'})  # a longer name is another server
+    index.add_event(T, 'normal', 'apply_started', 'm', {'server': 'WEB1'})  # LIKE ignores case; the name does not
+    index.add_event(T, 'normal', 'apply_started', 'm', {'other': {'server': 'web1'}})  # a nested key is not the event's server
+    index.add_event(T, 'normal', 'apply_finished', 'm', {'server': 'web1', 'job_id': 'j'})
+    index.add_event(T, 'normal', 'apply_started', 'm', {'server': 'we%_\\"1'})  # LIKE's wildcards, a backslash and a quote are text
+    index.add_event(T, 'normal', 'apply_started', 'm', {'server': 'wexy\\"1'})
+    assert [(e['code'], e['detail']) for e in index.recent_events(10, 'web1')] == [
+        ('apply_finished', {'server': 'web1', 'job_id': 'j'}),
+        ('apply_started', {'server': 'web1'}),
+    ]
+    assert [e['code'] for e in index.recent_events(1, 'web1')] == ['apply_finished']
+    assert [e['detail'] for e in index.recent_events(10, 'we%_\\"1')] == [{'server': 'we%_\\"1'}]
+    assert index.recent_events(0, 'web1') == [] and index.recent_events(10, 'db1') == []
+    assert len(index.recent_events(10)) == 7
