@@ -6,11 +6,14 @@
     bash benchmarks/run_scale.sh                 # both parts: inventory (10,000 servers, 5 rounds) and repo (1k, 10k, 100k servers)
     bash benchmarks/run_scale.sh --quick         # 2,000 servers, 2 rounds; repo at 1k and 10k
     bash benchmarks/run_scale.sh --part inventory --hosts 10000 --rounds 5
+    bash benchmarks/run_scale.sh --part inventory --rounds 5 --methods plugin,static-json,service,service-warm-cache
 
 Part ``inventory``: a repository (core API: 3 signed packages, the servers announced by 10 managers) listed by
 ``ansible-inventory --list`` through exup.fleet.exup (no cache), the same plugin with a warm jsonfile cache, and the
 same hosts, groups and host vars (the plugin's own listing, written out) as a static YAML file and as a static JSON
-file (ansible's yaml plugin reads both). The methods run interleaved, the order rotating every round.
+file (ansible's yaml plugin reads both). The methods run interleaved, the order rotating every round. The methods
+``service`` and ``service-warm-cache``: the same store behind the real repository service (HTTPS, granian), read by
+the plugin with the read login, without and with a warm jsonfile cache.
 
 Part ``repo``: repositories of 1k, 10k and 100k servers across 50 managers. Each measure runs in a fresh child process
 (interpreter start and imports inside the time): a sync's plan (``Repository.plan`` over the index: every server's
@@ -24,6 +27,7 @@ Results: benchmarks/results/scale-*.json and .md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -169,6 +173,55 @@ def part_inventory(args, workdir: Path) -> dict:
         'static-json': (['ansible-inventory', '-i', str(json_path), '--list'], static_env),
     }
     names = [name for name in methods if name in args.methods]
+    with contextlib.ExitStack() as stack:
+        if any(name.startswith('service') for name in args.methods):
+            service_info = add_service_methods(stack, methods, repo_root, workdir / 'inv', listing, env)
+            names = [name for name in methods if name in args.methods]
+        else:
+            service_info = {}
+        runs = interleaved(args, methods, names)
+    return {
+        'hosts': args.hosts,
+        'groups': len(static['all']['children']),
+        'build_seconds': round(build_seconds, 2),
+        'yaml_mib': round(yaml_path.stat().st_size / 2**20, 1),
+        'json_mib': round(json_path.stat().st_size / 2**20, 1),
+        **service_info,
+        'runs': runs,
+    }
+
+
+def add_service_methods(stack: contextlib.ExitStack, methods: dict, repo_root: Path, folder: Path, listing: dict, env: dict) -> dict:
+    """The same store behind the real repository service (HTTPS, granian, read user): ``service`` and ``service-warm-cache``.
+
+    The service is tests/services/repo_service.py RepoService (service/main.py on granian, a fresh test CA, Argon2id
+    credentials), one worker, started once for the whole session. The plugin reads it with the read login (from
+    EXUP_REPOSITORY_PASSWORD) and the test CA (repository_ca_path), 5,000 servers a page (its default page_size).
+    """
+    from ansible_collections.exup.fleet.tests.services import repo_service
+
+    service = stack.enter_context(repo_service.RepoService(repo_root, tls=True))
+    url, ca = service.base_url, service.ca_path
+    service_src = folder / 'service.exup.yml'
+    service_src.write_text(f'plugin: exup.fleet.exup\nrepository: {url}\nrepository_user: read\nrepository_ca_path: {ca}\n')
+    cached_src = folder / 'service-cached.exup.yml'
+    cached_src.write_text(
+        f'plugin: exup.fleet.exup\nrepository: {url}\nrepository_user: read\nrepository_ca_path: {ca}\ncache: true\n'
+        f'cache_plugin: ansible.builtin.jsonfile\ncache_connection: {folder / "service-cache"}\ncache_timeout: 86400\n'
+    )
+    service_env = dict(env, EXUP_REPOSITORY_PASSWORD=repo_service.READ_PASSWORD)  # a test password on loopback
+    proc = subprocess.run(['ansible-inventory', '-i', str(service_src), '--list'], env=service_env, capture_output=True, text=True, check=True)
+    remote_listing = plain(json.loads(proc.stdout))
+    same = remote_listing == listing
+    if not same:
+        print(f"note: the service listing differs from the local one ({len(remote_listing['_meta']['hostvars'])} hosts)", flush=True)
+    subprocess.run(['ansible-inventory', '-i', str(cached_src), '--list'], env=service_env, stdout=subprocess.DEVNULL, check=True)  # fills the cache
+    methods['service'] = (['ansible-inventory', '-i', str(service_src), '--list'], service_env)
+    methods['service-warm-cache'] = (['ansible-inventory', '-i', str(cached_src), '--list'], service_env)
+    return {'service': f'{url} (HTTPS, granian, 1 worker, read user)', 'service_listing_same': same}
+
+
+def interleaved(args, methods: dict, names: list[str]) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for round_no in range(args.rounds):
         order = names[round_no % len(names) :] + names[: round_no % len(names)]
@@ -178,14 +231,7 @@ def part_inventory(args, workdir: Path) -> dict:
             record['round'] = round_no
             runs[name].append(record)
             print(f'inventory {name} round {round_no}: {record}', flush=True)
-    return {
-        'hosts': args.hosts,
-        'groups': len(static['all']['children']),
-        'build_seconds': round(build_seconds, 2),
-        'yaml_mib': round(yaml_path.stat().st_size / 2**20, 1),
-        'json_mib': round(json_path.stat().st_size / 2**20, 1),
-        'runs': runs,
-    }
+    return runs
 
 
 CHILD = textwrap.dedent(
@@ -268,6 +314,7 @@ def markdown(result: dict) -> str:
             f"### ansible-inventory --list, {inv['hosts']} hosts, {inv['groups']} groups "
             f"(static YAML {inv['yaml_mib']} MiB, JSON {inv['json_mib']} MiB; {len(next(iter(inv['runs'].values())))} rounds interleaved)",
             '',
+            *([f"Service: {inv['service']}; its listing the same as the local one: {inv['service_listing_same']}", ''] if 'service' in inv else []),
             '| method | median s (min - max) | peak MiB (median) | / static-yaml | / static-json | loads seen |',
             '|---|---|---|---|---|---|',
         ]
@@ -305,7 +352,11 @@ def parse_args(argv):
     parser.add_argument('--part', default='inventory,repo', help='inventory, repo or both (comma-separated)')
     parser.add_argument('--hosts', type=int, help='inventory part: servers (default 10000)')
     parser.add_argument('--rounds', type=int, help='inventory part: rounds (default 5)')
-    parser.add_argument('--methods', default='plugin,plugin-warm-cache,static-yaml,static-json')
+    parser.add_argument(
+        '--methods',
+        default='plugin,plugin-warm-cache,static-yaml,static-json',
+        help='inventory part: of plugin, plugin-warm-cache, static-yaml, static-json, service, service-warm-cache (the service: HTTPS)',
+    )
     parser.add_argument('--sizes', help='repo part: server counts, comma-separated (default 1000,10000,100000)')
     parser.add_argument('--repo-rounds', type=int, default=2)
     parser.add_argument('--workdir', default='')

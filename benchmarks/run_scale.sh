@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Scale of the repository and the inventory plugin (issue 12); see bench_scale.py and docs/scale.md.
 #   bash benchmarks/run_scale.sh            # inventory: 10,000 hosts, plugin / warm cache / static YAML / static JSON, 5 rounds; repo: 1k, 10k, 100k servers
+#   bash benchmarks/run_scale.sh --part inventory --rounds 5 --methods plugin,static-json,service,service-warm-cache
+#                                           # the same 10,000 hosts behind the repository service (HTTPS), no cache / warm cache
 #   bash benchmarks/run_scale.sh --quick    # 2,000 hosts, 2 rounds; repo: 1k, 10k
 # Runs with the project's venv (scripts/setup.sh makes it) and its ansible-inventory.
 set -euo pipefail
